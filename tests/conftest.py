@@ -1,0 +1,109 @@
+"""Rules of this test suite, and the leak check that enforces the most important one.
+
+- Tests use real processes, real shared memory and the real `dragon` command; no mocks of our runtime.
+- No `sleep()` to wait for a state: wait for the event itself, with `trio.fail_after` or a bounded poll.
+- Every test is followed by a leak check (the autouse fixture below): no /dev/shm entry of this user's
+  runtimes (`dragon.<uid>.*`) and no descendant process may outlive it. The test process makes itself a
+  child subreaper, so even processes whose parent died (a killed service's children) are reparented to
+  it and can be seen, reaped and, if still running, killed and reported.
+- Speed is measured by the benchmarks in tools/, never asserted here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from dragon.transport._shm import SHM_DIR, entries, user_prefix
+
+PR_SET_CHILD_SUBREAPER = 36
+LEAK_GRACE_S = 10.0  # how long a test's processes may take to finish exiting after it returns
+
+
+def _become_subreaper() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:  # pragma: no cover - Linux always allows it
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+
+
+_become_subreaper()
+
+
+def _children() -> dict[int, str]:
+    """Direct children of this process (with the subreaper: every orphaned descendant too)."""
+    me = os.getpid()
+    found: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        state, ppid = fields[0], int(fields[1])
+        if ppid == me:
+            found[int(entry)] = f"{state} {cmd}"
+    return found
+
+
+def _reap_zombies(pids: dict[int, str]) -> dict[int, str]:
+    """Reap the exited ones among `pids` (only those: never wait(-1)); return the ones still running."""
+    alive = {}
+    for pid, desc in pids.items():
+        if desc.startswith("Z"):
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        else:
+            alive[pid] = desc
+    return alive
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """Fail the test if it leaves a /dev/shm entry of ours or a live descendant process behind."""
+    shm_before = set(entries(user_prefix()))
+    procs_before = set(_children())
+    yield
+    deadline = time.monotonic() + LEAK_GRACE_S
+    while True:  # bounded poll: processes of a finished teardown may need a moment to be reaped
+        shm_new = sorted(set(entries(user_prefix())) - shm_before)
+        procs_new = _reap_zombies({p: d for p, d in _children().items() if p not in procs_before})
+        if (not shm_new and not procs_new) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    for pid in procs_new:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+    for name in shm_new:
+        try:
+            os.unlink(os.path.join(SHM_DIR, name))
+        except FileNotFoundError:
+            pass
+    problems = []
+    if shm_new:
+        problems.append(f"shared-memory entries left in {SHM_DIR}: {shm_new}")
+    if procs_new:
+        problems.append(f"processes left running (now killed): {procs_new}")
+    if problems:
+        pytest.fail("leak check: " + "; ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def python() -> str:
+    """The interpreter running the tests (the real binary, never a pyenv shim)."""
+    return sys.executable

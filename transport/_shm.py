@@ -1,0 +1,80 @@
+"""Named POSIX shared-memory entries of a runtime: naming, owner-only creation, attachment, removal.
+
+Every entry a runtime makes in /dev/shm (pool segments, channel rings, channel doorbell FIFOs, side
+files of very large messages) is named `dragon.<uid>.<run_id>.<what>`, so that a run's entries can be
+found by prefix (teardown, `dragon cleanup`, the test suite's leak check) and never collide with
+another user's or another run's. They are created with mode 0600: a runtime belongs to its user.
+On Linux `shm_open(name)` is `open("/dev/shm/name")`, so plain `os.open` is used; this avoids
+`multiprocessing.shared_memory`, whose resource tracker unlinks segments behind the runtime's back.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from typing import Final
+
+SHM_DIR: Final = "/dev/shm"
+SHM_PREFIX: Final = "dragon."
+
+
+def user_prefix(uid: int | None = None) -> str:
+    """The prefix of every /dev/shm entry of the current user's runtimes."""
+    return f"{SHM_PREFIX}{os.getuid() if uid is None else uid}."
+
+
+def run_prefix(run_id: str) -> str:
+    """The prefix of every /dev/shm entry of one runtime."""
+    return f"{user_prefix()}{run_id}."
+
+
+def shm_path(name: str) -> str:
+    """The file system path of a shared-memory entry named `name` (a bare name, no slash)."""
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"invalid shared-memory name {name!r}: use a bare name without '/'")
+    return os.path.join(SHM_DIR, name)
+
+
+def create_segment(name: str, size_bytes: int) -> tuple[int, mmap.mmap]:
+    """Create a new segment of `size_bytes` (mode 0600) and map it; fails if the name exists.
+
+    Returns the open fd (kept for locking) and the shared mapping. The pages are not touched here:
+    tmpfs allocates them on first write.
+    """
+    if size_bytes <= 0:
+        raise ValueError(f"segment size must be positive, not {size_bytes}")
+    fd = os.open(shm_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.ftruncate(fd, size_bytes)
+        return fd, mmap.mmap(fd, size_bytes)
+    except BaseException:
+        os.close(fd)
+        unlink_quietly(name)
+        raise
+
+
+def attach_segment(name: str) -> tuple[int, mmap.mmap]:
+    """Map an existing segment whole; raises FileNotFoundError if it does not exist (any more)."""
+    fd = os.open(shm_path(name), os.O_RDWR | os.O_CLOEXEC)
+    try:
+        return fd, mmap.mmap(fd, os.fstat(fd).st_size)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def unlink_quietly(name: str) -> bool:
+    """Remove a shared-memory entry; True if it existed. Mappings and fds already open stay valid."""
+    try:
+        os.unlink(shm_path(name))
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def entries(prefix: str) -> list[str]:
+    """Names of the /dev/shm entries that start with `prefix`, sorted."""
+    try:
+        return sorted(n for n in os.listdir(SHM_DIR) if n.startswith(prefix))
+    except FileNotFoundError:
+        return []
