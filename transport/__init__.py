@@ -1,8 +1,19 @@
 """Transport layer: bytes and messages between processes (framed pipes, shm pools, shm channels).
 
 It knows nothing of processes or services. Installed as `dragon.transport`.
+
+User processes import this package too (through the blocking client), and `import trio` costs about
+0.25 s in a fresh interpreter here, more than the interpreter's own start. So the names built on trio
+(`TrioChannel`, `FrameStream`, `MessageChannel`) are loaded lazily, on first use (PEP 562), and
+`import dragon.transport` alone never imports trio; a test checks this.
 """
 
+from typing import TYPE_CHECKING, Any
+
+from ._alloc import HeapStatistics as HeapStatistics
+from ._channel import Channel as Channel
+from ._channel import ChannelStatistics as ChannelStatistics
+from ._codec import decode as decode
 from ._errors import ChannelDestroyed as ChannelDestroyed
 from ._errors import ChannelEmpty as ChannelEmpty
 from ._errors import ChannelError as ChannelError
@@ -11,3 +22,28 @@ from ._errors import DragonError as DragonError
 from ._errors import PoolError as PoolError
 from ._errors import PoolExhausted as PoolExhausted
 from ._errors import ProtocolError as ProtocolError
+from ._pool import Allocation as Allocation
+from ._pool import Pool as Pool
+
+if TYPE_CHECKING:
+    from ._framing import MAX_FRAME_BYTES as MAX_FRAME_BYTES
+    from ._framing import FrameStream as FrameStream
+    from ._message_channel import MessageChannel as MessageChannel
+    from ._trio_channel import TrioChannel as TrioChannel
+
+_LAZY = {
+    "MAX_FRAME_BYTES": "._framing",
+    "FrameStream": "._framing",
+    "MessageChannel": "._message_channel",
+    "TrioChannel": "._trio_channel",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

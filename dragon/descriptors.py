@@ -1,0 +1,165 @@
+"""Object descriptors (spec §5) and the option records nested in requests (spec §4.2-§4.5).
+
+These travel inside messages (`dragon.messages`) as nested Structs, never as base64 strings. The only
+strings left are the `sdesc`/`*_cd`/`*_pd` fields: the serialized attach descriptor of a shm channel or
+pool, which the transport layer produces and parses.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Final, TypeAlias
+
+import msgspec
+
+# stdin/stdout/stderr options of GSProcessCreate / SHProcessCreate (spec §4.2, §5.5). A field holding
+# None means "forwarded" (stdout/stderr go to the launcher as SHFwdOutput; stdin is fed by SHFwdInput),
+# and a str is a file path (stdout/stderr only, opened in append mode).
+PIPE: Final = -1
+STDOUT: Final = -2  # stderr only: merged into stdout's destination
+DEVNULL: Final = -3
+
+StdioOption: TypeAlias = int | str | None
+"""Type of a stdio option: PIPE, STDOUT, DEVNULL, a file path, or None (forwarded)."""
+
+
+class ObjectState(IntEnum):
+    """Life cycle of a process, channel or pool as GS records it (spec §5.1-§5.3).
+
+    DEAD records are kept forever, so a dead object's name is never reused (spec §5.4).
+    """
+
+    PENDING = 1
+    ACTIVE = 2
+    DEAD = 3
+
+
+class ArgMode(IntEnum):
+    """How a new process receives its Python arguments in GSPingProc (spec §2, process handshake)."""
+
+    NONE = 0
+    PYTHON_IMMEDIATE = 1  # pickled bytes in GSPingProc.argdata (<= 128 KiB)
+    PYTHON_CHANNEL = 2  # the next message on the GS-return channel holds the bytes
+
+
+class Placement(IntEnum):
+    """Where GS places a new pool (spec §4.4, §5.3)."""
+
+    LOCAL = 0  # the requester's node
+    DEFAULT = 1
+    SPECIFIC = 2  # PoolOptions.target_node
+
+
+class ProcessOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """`options` of GSProcessCreate (spec §4.2)."""
+
+    make_inf_channels: bool = False
+    """Create the process's GS-return channel and send GSPingProc (handshake, spec §2)."""
+    mode: ArgMode = ArgMode.NONE
+    argdata: bytes | None = None
+
+
+class LocalProcessOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """`options` of SHProcessCreate (spec §4.5)."""
+
+    mon_std: bool = False
+    """Monitor the process's stdio (forward stdout/stderr as SHFwdOutput)."""
+
+
+class ChannelLocalOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """`local_opts` of a channel create: how the shm channel itself is built (spec §4.3).
+
+    None for capacity or block_size means the transport layer's default.
+    """
+
+    capacity: int | None = None
+    """Number of messages the channel holds before a send blocks."""
+    block_size: int | None = None
+    """Bytes per message block."""
+    semaphore: bool = False
+    bounded_semaphore: bool = False
+    initial_sem_value: int = 0
+    sattr: str = ""
+    """Serialized channel attributes."""
+
+
+class ChannelOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """`options` of GSChannelCreate and SHChannelCreate (spec §4.3, §4.5)."""
+
+    ref_count: bool = False
+    """Start with refcount 1; GSChannelDestroy(dec_ref=True) destroys only at 0."""
+    local_opts: ChannelLocalOptions = msgspec.field(default_factory=ChannelLocalOptions)
+
+
+class PoolOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """`options` of GSPoolCreate (spec §4.4, §5.3)."""
+
+    placement: Placement = Placement.LOCAL
+    target_node: int = 0
+    """Node index, used with Placement.SPECIFIC."""
+    sattr: str = ""
+    """Serialized pool attributes."""
+
+
+class ProcessDescriptor(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What GS knows of a process; kept for every process ever created (spec §5.1).
+
+    The reference's `policy` field (placement) is left out: placement is ignored on a single node.
+    """
+
+    p_uid: int
+    p_p_uid: int = 0
+    """Parent's p_uid; 0 when the launcher created it."""
+    name: str
+    node: int = 0
+    h_uid: int | None = None
+    state: ObjectState
+    ecode: int | None = None
+    """Exit code, set only when DEAD; killed by signal N is -N."""
+    live_children: list[int] = []
+    gs_ret_cuid: int | None = None
+    shep_ret_cuid: int | None = None
+    stdin_sdesc: str | None = None
+    """Serialized descriptor of the stdin PIPE channel, if stdin=PIPE."""
+    stdout_sdesc: str | None = None
+    stderr_sdesc: str | None = None
+
+
+class ChannelDescriptor(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What GS knows of a channel (spec §5.2)."""
+
+    c_uid: int
+    m_uid: int
+    """The pool the channel lives in."""
+    name: str
+    node: int = 0
+    sdesc: str
+    """Serialized attach descriptor: enough for any process to attach to the channel."""
+    state: ObjectState
+
+
+class PoolDescriptor(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What GS knows of a memory pool (spec §5.3)."""
+
+    m_uid: int
+    name: str
+    """User name; also the shared-memory segment name."""
+    node: int = 0
+    sdesc: str
+    """Serialized attach descriptor of the pool."""
+    state: ObjectState
+
+
+class NodeDescriptor(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A node as LS describes it in SHChannelsUp and SHPingGS (spec §4.1); GS builds its node table from it."""
+
+    idx: int = 0
+    host_name: str
+    host_id: int = 0
+    ip_addrs: list[str] = []
+    is_primary: bool = True
+    num_cpus: int
+    physical_mem_bytes: int
+    shep_cd: str
+    """Serialized descriptor of this node's LS input channel."""
+    state: ObjectState = ObjectState.ACTIVE

@@ -1,0 +1,595 @@
+"""Shared-memory channels: the core and its blocking face (spec §6 "Channel").
+
+A channel is an ordered, bounded, many-to-many message queue between processes on one node. It lives
+in three /dev/shm entries named after the channel (all mode 0600):
+
+- ``NAME``: the segment, a 4 KiB header of u64 control words followed by a byte ring;
+- ``NAME.rbell``: a FIFO that receivers sleep on ("data arrived"); ``flock`` on it is the receive lock;
+- ``NAME.sbell``: a FIFO that senders sleep on ("room freed"); ``flock`` on it is the send lock.
+
+How a message travels. The ring holds records ``[u64 length|flags][payload][pad to 8]``; ``head`` and
+``tail`` are ever-increasing byte counters (no ABA), each written by one side only. Senders exclude each
+other with the send lock and receivers with the receive lock, so at any moment the ring has one writer
+and one reader, and the two sides never wait for each other's lock. A sender copies the payload into
+the ring once and publishes it with a single aligned 8-byte store of ``head``; a receiver copies it out
+once and frees it with a store of ``tail``. A message larger than the ring travels in a side file
+``NAME.x<pid>.<n>``: the sender writes it once with write(2), the ring carries only the file's name,
+and the receiver reads it once with read(2) and unlinks it. Order is FIFO across all senders.
+
+Waiting without busy-waiting (an eventcount, see notes/ipc-costs.md §Sleepers). A receiver that finds
+the ring empty registers in the header's waiter table under the receive lock, issues a full fence,
+looks again, and only then sleeps in poll(2) on the ``rbell`` FIFO. A sender publishes ``head``, leaves
+its lock (a system call, hence a full barrier), and writes one byte to ``rbell`` if any receiver is
+registered. One of the two always sees the other, so no wake-up is lost; a byte nobody needed only
+causes one spurious, harmless wake. Senders waiting for room work the same way on ``sbell``. The
+blocking face also spins briefly (adaptively, a few tens of µs at most) before sleeping, which removes
+the system calls from a ping-pong between two busy processes. Every sleep is also capped at
+`SAFETY_WAKE_S`, after which the waiter simply looks again.
+
+What a crash leaves. A process SIGKILLed mid-send has not stored ``head``, so its half-written record is
+invisible; one killed mid-receive has not stored ``tail``, so the message is still there for the
+others. The kernel releases a dead holder's flock. The waiter table records pids, so a dead waiter is
+pruned by the next process that registers. Destroying a channel sets the ``closed`` word, fills both
+FIFOs so every sleeper wakes, and unlinks every entry: every waiter and every later call then raises
+`ChannelDestroyed`, while mappings already made stay valid until their handles close.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import itertools
+import mmap
+import os
+import select
+import threading
+import time
+from collections.abc import Callable
+from typing import Final
+
+import msgspec
+
+from ._errors import ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull
+from ._shm import entries, shm_path, unlink_quietly
+
+Buffer = bytes | bytearray | memoryview
+
+MAGIC: Final = 0x4452_4743_4841_4E31  # "DRGCHAN1"
+HEADER_BYTES: Final = 4096
+DEFAULT_CAPACITY: Final = 100  # spec §6: default capacity 100 messages
+DEFAULT_BLOCK_SIZE: Final = 1024  # spec §6: default block size 1024 bytes
+MIN_BLOCK_SIZE: Final = 256  # spec §6: minimum block size
+SAFETY_WAKE_S: Final = 1.0  # a sleeper looks again at least this often, whatever happens
+WAITER_SLOTS: Final = 60  # processes that can be registered as waiting, per direction
+SPIN_MAX_S: Final = 50e-6  # longest adaptive spin of a blocking receive before it sleeps
+SPIN_MIN_S: Final = 2e-6
+
+# Header words (u64). Words written by different parties sit on different 64-byte lines.
+_W_MAGIC, _W_CAPACITY, _W_BLOCK, _W_RING = 0, 2, 3, 4
+_W_HEAD, _W_SENT = 8, 9  # written by the sender holding the send lock
+_W_TAIL, _W_RECEIVED = 16, 17  # written by the receiver holding the receive lock
+_W_RWAIT = 24  # registered receivers (under the receive lock)
+_W_SWAIT = 32  # registered senders (under the send lock)
+_W_CLOSED = 40  # set once by destroy
+_W_RTABLE = 64  # WAITER_SLOTS pairs (pid, count) of waiting receivers
+_W_STABLE = _W_RTABLE + 2 * WAITER_SLOTS + 8  # same for senders
+
+_SIDE: Final = 1 << 63  # record flag: the payload is the name suffix of a side file
+_LEN_MASK: Final = (1 << 56) - 1
+
+_fence_lock = threading.Lock()
+
+
+def _fence() -> None:
+    """A full memory barrier: a locked instruction orders our earlier stores before our later loads."""
+    _fence_lock.acquire()
+    _fence_lock.release()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ChannelStatistics(msgspec.Struct, frozen=True):
+    """What a channel looks like right now (for `dragon status`); read without taking any lock."""
+
+    name: str
+    capacity: int
+    block_size: int
+    ring_bytes: int
+    depth: int  # messages waiting
+    bytes_used: int  # ring bytes they take
+    blocked_receivers: int  # registered waiting receivers of live processes
+    blocked_senders: int
+    sent: int  # messages ever sent
+    received: int
+    destroyed: bool
+
+
+class Channel:
+    """A handle on a shared-memory channel, with the blocking face for plain Python code.
+
+    Make one with `Channel.create` (which makes the channel) or `Channel.attach` (by name, from any
+    process of the same user). A handle is thread-safe. `close` drops only this handle; `destroy` ends
+    the channel for everybody. The trio face (`TrioChannel`) wraps a handle and shares its core.
+    """
+
+    __slots__ = (
+        "name", "capacity", "block_size", "ring_bytes", "_mm", "_mv", "_w", "_ring", "_ringq",
+        "_rfd", "_sfd", "_rlock", "_slock", "_closed", "_spin_s", "_side_seq", "_max_inline",
+        "__weakref__",
+    )
+
+    def __init__(self, name: str, mm: mmap.mmap, rfd: int, sfd: int) -> None:
+        self.name = name
+        self._mm = mm
+        self._mv = memoryview(mm)
+        self._w = self._mv[:HEADER_BYTES].cast("Q")
+        if self._w[_W_MAGIC] != MAGIC:
+            self._release_views()
+            raise ChannelError(f"/dev/shm/{name} is not a dragon channel (bad magic number)")
+        self.capacity = int(self._w[_W_CAPACITY])
+        self.block_size = int(self._w[_W_BLOCK])
+        self.ring_bytes = int(self._w[_W_RING])
+        self._ring = self._mv[HEADER_BYTES : HEADER_BYTES + self.ring_bytes]
+        self._ringq = self._ring.cast("Q")
+        self._max_inline = self.ring_bytes - 8
+        self._rfd, self._sfd = rfd, sfd
+        self._rlock, self._slock = threading.Lock(), threading.Lock()
+        self._closed = False
+        self._spin_s = SPIN_MAX_S
+        self._side_seq = itertools.count()
+
+    # ----------------------------------------------------------------------------- life cycle
+
+    @classmethod
+    def create(cls, name: str, *, capacity: int = DEFAULT_CAPACITY,
+               block_size: int = DEFAULT_BLOCK_SIZE) -> Channel:
+        """Make a new channel named `name` and return a handle on it.
+
+        The ring holds `capacity` * `block_size` bytes and at most `capacity` messages; any single
+        message may be larger (see the module docstring). Raises FileExistsError if the name is taken,
+        ValueError for a capacity below 1 or a block size below `MIN_BLOCK_SIZE`.
+        """
+        if capacity < 1:
+            raise ValueError(f"channel capacity must be at least 1 message, not {capacity}")
+        if block_size < MIN_BLOCK_SIZE:
+            raise ValueError(f"channel block size must be at least {MIN_BLOCK_SIZE} bytes, not {block_size}")
+        ring = (capacity * block_size + 4095) // 4096 * 4096
+        made: list[str] = []
+        try:
+            for suffix in (".rbell", ".sbell"):
+                os.mkfifo(shm_path(name + suffix), 0o600)
+                made.append(name + suffix)
+            # Build the segment under a temporary name and rename it into place, so that an attacher
+            # sees either no channel or a complete header.
+            tmp = f"{name}.new{os.getpid()}"
+            fd = os.open(shm_path(tmp), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            made.append(tmp)
+            try:
+                os.ftruncate(fd, HEADER_BYTES + ring)
+                mm = mmap.mmap(fd, HEADER_BYTES + ring)
+            finally:
+                os.close(fd)
+            words = memoryview(mm)[:HEADER_BYTES].cast("Q")
+            words[_W_CAPACITY], words[_W_BLOCK], words[_W_RING] = capacity, block_size, ring
+            words[_W_MAGIC] = MAGIC
+            words.release()
+            if os.path.exists(shm_path(name)):
+                raise FileExistsError(errno.EEXIST, f"a channel named {name} exists already")
+            os.rename(shm_path(tmp), shm_path(name))
+            made[-1] = name
+            return cls(name, mm, *_open_bells(name))
+        except BaseException:
+            for entry in made:
+                unlink_quietly(entry)
+            raise
+
+    @classmethod
+    def attach(cls, name: str) -> Channel:
+        """A new handle on the existing channel `name`; ChannelDestroyed if there is no such channel."""
+        try:
+            fd = os.open(shm_path(name), os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ChannelDestroyed(f"no channel named {name}: it was destroyed or never made") from None
+        try:
+            mm = mmap.mmap(fd, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+        try:
+            bells = _open_bells(name)
+        except FileNotFoundError:
+            mm.close()
+            raise ChannelDestroyed(f"channel {name} was destroyed while attaching") from None
+        return cls(name, mm, *bells)
+
+    @property
+    def descriptor(self) -> str:
+        """What another process passes to `Channel.attach` (the spec's channel sdesc)."""
+        return self.name
+
+    def close(self) -> None:
+        """Drop this handle (the channel lives on). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._rlock, self._slock:
+            self._release_views()
+            os.close(self._rfd)
+            os.close(self._sfd)
+
+    def destroy(self) -> None:
+        """End the channel for everybody: queued messages are dropped, every waiter (in any process)
+        wakes with ChannelDestroyed, and all its /dev/shm entries are removed. Then closes this handle.
+        Raises ChannelDestroyed if it was destroyed already."""
+        try:
+            self._mark_destroyed()
+        finally:
+            self.close()
+
+    def _mark_destroyed(self) -> None:
+        """Set the `closed` word, wake every sleeper of every process, unlink every entry."""
+        self._check_open()
+        if self._w[_W_CLOSED]:
+            raise ChannelDestroyed(f"channel {self.name} was destroyed already")
+        self._w[_W_CLOSED] = 1
+        _fence()
+        for fd in (self._rfd, self._sfd):  # fill the doorbells: every sleeper wakes and sees `closed`
+            try:
+                os.write(fd, b"\0" * 65536)
+            except BlockingIOError:
+                pass
+        for entry in (self.name, self.name + ".rbell", self.name + ".sbell", *entries(self.name + ".x")):
+            unlink_quietly(entry)
+
+    def __enter__(self) -> Channel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _release_views(self) -> None:
+        for view in ("_ringq", "_ring", "_w", "_mv"):
+            v = getattr(self, view, None)
+            if v is not None:
+                v.release()
+        self._mm.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ChannelError(f"this handle on channel {self.name} was closed")
+
+    def _destroyed(self) -> ChannelDestroyed:
+        return ChannelDestroyed(f"channel {self.name} was destroyed")
+
+    # ----------------------------------------------------------------------------- statistics
+
+    def statistics(self) -> ChannelStatistics:
+        """A snapshot of depth, ring use and waiters; counts waiters of live processes only."""
+        self._check_open()
+        w = self._w
+        return ChannelStatistics(
+            name=self.name, capacity=self.capacity, block_size=self.block_size,
+            ring_bytes=self.ring_bytes, depth=int(w[_W_SENT] - w[_W_RECEIVED]),
+            bytes_used=int(w[_W_HEAD] - w[_W_TAIL]),
+            blocked_receivers=self._live_waiters(_W_RTABLE),
+            blocked_senders=self._live_waiters(_W_STABLE),
+            sent=int(w[_W_SENT]), received=int(w[_W_RECEIVED]), destroyed=bool(w[_W_CLOSED]),
+        )
+
+    def _live_waiters(self, table: int) -> int:
+        w = self._w
+        return sum(int(w[table + 2 * i + 1]) for i in range(WAITER_SLOTS)
+                   if w[table + 2 * i] and _pid_alive(int(w[table + 2 * i])))
+
+    # ----------------------------------------------------------------------------- core operations
+    # Each `_op_*` runs with the direction's lock held and never blocks or awaits.
+
+    def _lock(self, fd: int, blocking: bool) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _op_put(self, payload: Buffer, flags: int) -> bool:
+        """Append one record if there is room; False if the channel is full."""
+        w = self._w
+        if w[_W_CLOSED]:
+            raise self._destroyed()
+        n = len(payload)
+        rb = self.ring_bytes
+        head = w[_W_HEAD]
+        need = 8 + ((n + 7) & ~7)
+        if w[_W_SENT] - w[_W_RECEIVED] >= self.capacity or rb - (head - w[_W_TAIL]) < need:
+            return False
+        pos = head % rb
+        self._ringq[pos >> 3] = n | flags
+        p = pos + 8
+        if p == rb:
+            p = 0
+        end = p + n
+        if end <= rb:
+            self._ring[p:end] = payload
+        else:
+            k = rb - p
+            mv = memoryview(payload)
+            self._ring[p:] = mv[:k]
+            self._ring[: n - k] = mv[k:]
+        w[_W_SENT] += 1
+        w[_W_HEAD] = head + need  # publish: a single aligned store
+        return True
+
+    def _op_take(self) -> tuple[bytes, int] | None:
+        """Remove the oldest record: (payload, flags), or None if the channel is empty."""
+        w = self._w
+        if w[_W_CLOSED]:
+            raise self._destroyed()
+        tail = w[_W_TAIL]
+        if w[_W_HEAD] == tail:
+            return None
+        rb = self.ring_bytes
+        pos = tail % rb
+        word = self._ringq[pos >> 3]
+        n = word & _LEN_MASK
+        p = pos + 8
+        if p == rb:
+            p = 0
+        end = p + n
+        if end <= rb:
+            out = bytes(self._ring[p:end])
+        else:
+            out = bytes(self._ring[p:]) + bytes(self._ring[: end - rb])
+        w[_W_TAIL] = tail + 8 + ((n + 7) & ~7)
+        w[_W_RECEIVED] += 1
+        return out, word & _SIDE
+
+    def _has_room(self, n: int) -> bool:
+        w = self._w
+        return (w[_W_SENT] - w[_W_RECEIVED] < self.capacity
+                and self.ring_bytes - (w[_W_HEAD] - w[_W_TAIL]) >= 8 + ((n + 7) & ~7))
+
+    def _register(self, table: int, count_word: int, delta: int) -> None:
+        """Add `delta` to this process's entry in a waiter table (its lock held); prune dead pids."""
+        w, pid = self._w, os.getpid()
+        free = -1
+        for i in range(WAITER_SLOTS):
+            slot = table + 2 * i
+            owner = w[slot]
+            if owner == pid:
+                w[slot + 1] += delta
+                if w[slot + 1] == 0:
+                    w[slot] = 0
+                w[count_word] += delta
+                return
+            if owner == 0 or (delta > 0 and not _pid_alive(int(owner))):
+                if owner:  # a dead waiter: take its registration out of the count
+                    w[count_word] -= w[slot + 1]
+                    w[slot] = w[slot + 1] = 0
+                if free < 0:
+                    free = slot
+        if delta > 0 and free >= 0:
+            w[free], w[free + 1] = pid, delta
+        # With the table full the process waits unregistered in the table but counted, and so is
+        # still woken; it only cannot be pruned should it die while waiting.
+        w[count_word] += delta
+
+    def _ring_bell(self, fd: int) -> None:
+        try:
+            os.write(fd, b"\1")
+        except BlockingIOError:  # the FIFO is full of wake-ups already
+            pass
+
+    def _drain_bell(self, fd: int) -> None:
+        try:
+            os.read(fd, 1)
+        except BlockingIOError:
+            pass
+
+    def _write_side_file(self, data: Buffer) -> bytes:
+        """Write a message too large for the ring to its own file; returns the name suffix."""
+        pid = os.getpid()
+        while True:
+            suffix = f".x{pid}.{next(self._side_seq)}"
+            try:
+                fd = os.open(shm_path(self.name + suffix),
+                             os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                break
+            except FileExistsError:  # left by an earlier process with our pid
+                continue
+        try:
+            mv, done = memoryview(data), 0
+            while done < len(mv):
+                done += os.write(fd, mv[done:])
+        except BaseException:
+            os.close(fd)
+            unlink_quietly(self.name + suffix)
+            raise
+        os.close(fd)
+        return suffix.encode()
+
+    def _read_side_file(self, suffix: bytes) -> bytes:
+        name = self.name + suffix.decode()
+        try:
+            fd = os.open(shm_path(name), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise self._destroyed() from None
+        try:
+            unlink_quietly(name)
+            size = os.fstat(fd).st_size
+            data = os.read(fd, size)
+            if len(data) < size:  # rare: read(2) may return less than asked on a huge file
+                data += b"".join(iter(lambda: os.read(fd, size), b""))
+            return data
+        finally:
+            os.close(fd)
+
+    def _prepare(self, data: Buffer) -> tuple[Buffer, int]:
+        self._check_open()
+        if len(data) > self._max_inline:
+            return self._write_side_file(data), _SIDE
+        return data, 0
+
+    def _discard(self, payload: Buffer, flags: int) -> None:
+        if flags & _SIDE:
+            unlink_quietly(self.name + bytes(payload).decode())
+
+    # ----------------------------------------------------------------------------- blocking face
+
+    def send(self, data: Buffer, timeout: float | None = None) -> None:
+        """Send one message (any size) and return once it is in the channel.
+
+        Blocks while the channel is full, without using CPU, for at most `timeout` seconds (None:
+        forever; 0: do not block). Raises ChannelFull on timeout, ChannelDestroyed if the channel is
+        destroyed before or while waiting. The message is either in the channel or not sent at all.
+        """
+        payload, flags = self._prepare(data)
+        try:
+            self._send_blocking(payload, flags, timeout)
+        except BaseException:
+            self._discard(payload, flags)
+            raise
+
+    def send_nowait(self, data: Buffer) -> None:
+        """Send without blocking; ChannelFull if there is no room."""
+        self.send(data, 0)
+
+    def _send_blocking(self, payload: Buffer, flags: int, timeout: float | None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        w, sfd = self._w, self._sfd
+        registered = False
+        while True:
+            with self._slock:
+                self._lock(sfd, True)
+                try:
+                    if registered:
+                        self._register(_W_STABLE, _W_SWAIT, -1)
+                        registered = False
+                    sent = self._op_put(payload, flags)
+                    if not sent and timeout != 0:
+                        self._register(_W_STABLE, _W_SWAIT, 1)
+                        registered = True
+                        _fence()
+                        if self._has_room(len(payload)):
+                            continue  # room appeared: unregister and put, in the next round
+                finally:
+                    fcntl.flock(sfd, fcntl.LOCK_UN)
+            if sent:
+                if w[_W_RWAIT]:
+                    self._ring_bell(self._rfd)
+                return
+            try:
+                self._sleep(sfd, deadline, lambda: ChannelFull(
+                    f"channel {self.name} stayed full for {timeout} s "
+                    f"({self.capacity} messages / {self.ring_bytes} bytes)"))
+            except BaseException:
+                if registered:
+                    with self._slock:
+                        self._lock(sfd, True)
+                        self._register(_W_STABLE, _W_SWAIT, -1)
+                        fcntl.flock(sfd, fcntl.LOCK_UN)
+                raise
+
+    def recv(self, timeout: float | None = None) -> bytes:
+        """Receive the oldest message, blocking while the channel is empty.
+
+        Waits at most `timeout` seconds (None: forever; 0: do not block) without busy-waiting beyond
+        a short adaptive spin. Raises ChannelEmpty on timeout, ChannelDestroyed if the channel is
+        destroyed before or while waiting.
+        """
+        self._check_open()
+        w = self._w
+        got = self._recv_once()
+        if got is not None:
+            return got
+        if timeout == 0:
+            raise ChannelEmpty(f"channel {self.name} is empty")
+        # Spin a little: a partner on the other CPU often answers within microseconds.
+        spin_end = time.perf_counter() + self._spin_s
+        while time.perf_counter() < spin_end:
+            if w[_W_HEAD] != w[_W_TAIL] or w[_W_CLOSED]:
+                got = self._recv_once()
+                if got is not None:
+                    self._spin_s = min(SPIN_MAX_S, self._spin_s * 2)
+                    return got
+        self._spin_s = max(SPIN_MIN_S, self._spin_s / 2)
+        return self._recv_sleeping(timeout)
+
+    def recv_nowait(self) -> bytes:
+        """Receive without blocking; ChannelEmpty if there is no message."""
+        return self.recv(0)
+
+    def _recv_once(self) -> bytes | None:
+        rfd = self._rfd
+        with self._rlock:
+            self._lock(rfd, True)
+            try:
+                got = self._op_take()
+            finally:
+                fcntl.flock(rfd, fcntl.LOCK_UN)
+        return None if got is None else self._finish_take(got)
+
+    def _finish_take(self, got: tuple[bytes, int]) -> bytes:
+        """After a take (lock released): wake a waiting sender, fetch a side file."""
+        if self._w[_W_SWAIT]:
+            self._ring_bell(self._sfd)
+        data, flags = got
+        return self._read_side_file(data) if flags else data
+
+    def _recv_sleeping(self, timeout: float | None) -> bytes:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        rfd = self._rfd
+        while True:
+            with self._rlock:
+                self._lock(rfd, True)
+                try:
+                    got = self._op_take()
+                    if got is None:
+                        self._register(_W_RTABLE, _W_RWAIT, 1)
+                        _fence()
+                        w = self._w
+                        if w[_W_HEAD] != w[_W_TAIL] or w[_W_CLOSED]:
+                            self._register(_W_RTABLE, _W_RWAIT, -1)
+                            continue
+                finally:
+                    fcntl.flock(rfd, fcntl.LOCK_UN)
+            if got is not None:
+                return self._finish_take(got)
+            try:
+                self._sleep(rfd, deadline, lambda: ChannelEmpty(
+                    f"no message arrived on channel {self.name} within {timeout} s"))
+            finally:
+                with self._rlock:
+                    self._lock(rfd, True)
+                    self._register(_W_RTABLE, _W_RWAIT, -1)
+                    fcntl.flock(rfd, fcntl.LOCK_UN)
+
+    def _sleep(self, fd: int, deadline: float | None, timed_out: Callable[[], ChannelError]) -> None:
+        """Sleep until the doorbell `fd` rings (consuming one ring), the deadline, or SAFETY_WAKE_S."""
+        wait_s = SAFETY_WAKE_S
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise timed_out()
+            wait_s = min(wait_s, left)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if poller.poll(wait_s * 1000):
+            self._drain_bell(fd)
+
+
+def _open_bells(name: str) -> tuple[int, int]:
+    """Open both doorbell FIFOs read-write, non-blocking (never blocks, whoever else has them open)."""
+    flags = os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC
+    rfd = os.open(shm_path(name + ".rbell"), flags)
+    try:
+        return rfd, os.open(shm_path(name + ".sbell"), flags)
+    except BaseException:
+        os.close(rfd)
+        raise
