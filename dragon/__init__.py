@@ -1,3 +1,33 @@
-"""Dragon on trio: run ordinary Python programs in a runtime of managed processes and shm channels."""
+"""Dragon on trio: run ordinary Python programs in a runtime of managed processes and shm channels.
+
+`import dragon` stays cheap (no trio): worker processes import it. `dragon.serve` imports the
+services only when called.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import trio
+
+    from dragon.services.launcher import RuntimeHandle
 
 __version__ = "0.1.0"
+
+
+async def serve(*, bringup_timeout_s: float = 30.0,
+                task_status: trio.TaskStatus[RuntimeHandle] | None = None) -> None:
+    """Bring a Dragon runtime up and keep it until cancelled; then tear it down in order.
+
+    `trio.run(dragon.serve)` runs one until Ctrl-C; `handle = await nursery.start(dragon.serve)` hands
+    over a `RuntimeHandle` (run id, requests to Global Services) once it takes requests, and cancelling
+    the nursery tears it down. Raises BringupError if it does not come up within `bringup_timeout_s`,
+    RuntimeBroken if it fails while running; nothing of the run is left behind either way.
+    """
+    import trio
+
+    from dragon.services import launcher
+
+    await launcher.serve(bringup_timeout_s=bringup_timeout_s,
+                         task_status=trio.TASK_STATUS_IGNORED if task_status is None else task_status)

@@ -1,15 +1,200 @@
-"""The `dragon` command line."""
+"""The `dragon` command: run a Python program as the head process of a fresh runtime (spec §7.1).
+
+`dragon [options] PROG [ARGS...]`, `dragon [options] -m MODULE [ARGS...]`, `dragon [options] -c CODE
+[ARGS...]`. The head runs as under `python PROG ARGS`: same argv (shifted), working directory and
+environment (plus the launch parameters), and the command exits with its exit status (128+N when it
+died of signal N, as a shell reports it). The command prints nothing on stdout of its own; its own
+messages go to stderr, one `dragon: error: ...` line when something goes wrong.
+
+Ctrl-C **[choice]**: the launcher alone receives the terminal's SIGINT (the runtime has its own process
+group) and forwards it to the head only, so the head sees KeyboardInterrupt as it would under plain
+Python, exits, and the runtime tears down in order (exit 130). A second Ctrl-C kills the runtime at
+once. SIGTERM to the launcher tears the runtime down in order (the head gets SIGTERM from Local
+Services' teardown).
+
+Start-up: trio is imported here, *before* Local Services is forked, so that Local Services and Global
+Services (forked from it) inherit it instead of importing it again (services/_process.py).
+"""
 
 from __future__ import annotations
 
+import argparse
+import functools
+import os
+import shutil
+import signal
 import sys
+from dataclasses import dataclass
+
+import trio
+
+from dragon import __version__, _log, _rundir
+from dragon.descriptors import ProcessOptions
+from dragon.errors import BringupError
+from dragon.ids import BE_CUID
+from dragon.messages import (
+    GSProcessCreate, GSProcessCreateResponse, GSProcessKill, GSProcessKillResponse, ProcessCreateErr, SHFwdInput,
+)
+from dragon.services import launcher
+from dragon.services._process import ForkedChild, exit_status_for_shell
+from dragon.services.local_services import LSConfig
+
+INPUT_CHUNK = 1024  # spec §4.5: SHFwdInput carries at most 1024 bytes
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dragon", description="Run a Python program in a Dragon runtime (managed processes, shm channels).",
+        usage="dragon [options] (PROG | -m MODULE | -c CODE) [ARGS...]")
+    p.add_argument("--version", action="version", version=f"dragon {__version__}")
+    p.add_argument("-l", "--log-level", metavar="LEVEL",
+                   help="write a log of the run (DEBUG: every message) to --log-file; env DRAGON_LOG_LEVEL")
+    p.add_argument("--log-file", metavar="PATH", help="log file (default: ./dragon-<run id>.log)")
+    p.add_argument("--bringup-timeout", type=float, metavar="SECONDS",
+                   default=float(os.environ.get("DRAGON_BRINGUP_TIMEOUT", launcher.DEFAULT_BRINGUP_TIMEOUT_S)),
+                   help="give up if the runtime is not up within this time (default 30; env DRAGON_BRINGUP_TIMEOUT)")
+    p.add_argument("-s", "--single-node-override", action="store_true", help="accepted; always single node")
+    p.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as the head, like python -m")
+    p.add_argument("-c", dest="code", metavar="CODE", help="run CODE as the head, like python -c")
+    p.add_argument("prog", nargs=argparse.REMAINDER, metavar="PROG [ARGS...]")
+    return p
+
+
+def head_command(opts: argparse.Namespace) -> tuple[str, list[str]] | str:
+    """The head's executable and argv (spec §2 "Head-process command line"), or an error text."""
+    if opts.code is not None:
+        return sys.executable, ["-c", opts.code, *opts.prog]
+    if opts.module is not None:
+        return sys.executable, ["-m", opts.module, *opts.prog]
+    if not opts.prog:
+        return "no program given: dragon PROG [ARGS...] (or -m MODULE, -c CODE)"
+    prog, *args = opts.prog
+    found = shutil.which(prog) if os.sep not in prog else (prog if os.access(prog, os.X_OK) else None)
+    if found and os.path.isfile(found) and os.access(found, os.X_OK) and not prog.endswith(".py"):
+        return os.path.abspath(found), args
+    if not os.path.exists(prog):
+        return f"can't open file {os.path.abspath(prog)!r}: [Errno 2] No such file or directory"
+    return sys.executable, [prog, *args]
+
+
+@dataclass
+class _Run:
+    handle: launcher.RuntimeHandle | None = None
+    head_puid: int | None = None
+    interrupts: int = 0
+    code: int | None = None
+    program_scope: trio.CancelScope | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `dragon` console script."""
+    """Entry point of the `dragon` console script; returns the exit status."""
     args = sys.argv[1:] if argv is None else argv
-    if args and args[0] in ("-h", "--help"):
-        print("usage: dragon [options] PROG [ARGS...]")
-        return 0
-    print("usage: dragon [options] PROG [ARGS...]", file=sys.stderr)
-    return 2
+    if args and args[0] in ("status", "cleanup"):
+        print(f"dragon: error: 'dragon {args[0]}' is not available yet", file=sys.stderr)
+        return 2
+    opts = _parser().parse_args(args)
+    cmd = head_command(opts)
+    if isinstance(cmd, str):
+        print(f"dragon: error: {cmd}", file=sys.stderr)
+        return 2
+    run_id = _rundir.new_run_id()
+    try:
+        _log.configure(opts.log_level, opts.log_file or f"dragon-{run_id}.log")
+    except ValueError as exc:
+        print(f"dragon: error: {exc}", file=sys.stderr)
+        return 2
+    _rundir.create_run_dir(run_id)
+    config = LSConfig(run_id=run_id, bringup_timeout_s=opts.bringup_timeout, launcher_pid=os.getpid())
+    preforked = launcher.prefork_local_services(config)  # before trio.run: see the module docstring
+    try:
+        return trio.run(_main, run_id, preforked, cmd, opts.bringup_timeout)
+    except BaseExceptionGroup as group:
+        # Policy at this boundary: a bringup failure is said here; a runtime that broke while running
+        # was reported by the launcher when it happened; anything else is a bug and is raised as is.
+        rest = group.subgroup(lambda e: not isinstance(e, (BringupError, launcher.RuntimeBroken)))
+        if rest is not None:
+            raise
+        bringup = group.subgroup(lambda e: isinstance(e, BringupError))
+        for err in bringup.exceptions if bringup is not None else ():
+            print(f"dragon: error: {err}", file=sys.stderr)
+        return 1
+
+
+async def _main(run_id: str, preforked: tuple[ForkedChild, int, int], cmd: tuple[str, list[str]],
+                bringup_timeout_s: float) -> int:
+    run = _Run()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as outer:
+            outer.start_soon(_handle_signals, signals, run)
+            with trio.CancelScope() as run.program_scope:
+                await _run_program(run, run_id, preforked, cmd, bringup_timeout_s)
+            outer.cancel_scope.cancel()
+    return 1 if run.code is None else run.code
+
+
+async def _run_program(run: _Run, run_id: str, preforked: tuple[ForkedChild, int, int],
+                       cmd: tuple[str, list[str]], bringup_timeout_s: float) -> None:
+    async with trio.open_nursery() as nursery:
+        run.handle = await nursery.start(functools.partial(
+            launcher.serve, run_id=run_id, preforked=preforked, bringup_timeout_s=bringup_timeout_s))
+        exe, args = cmd
+        resp = await run.handle.call(GSProcessCreate(
+            p_uid=0, r_c_uid=BE_CUID, exe=exe, args=args, rundir=os.getcwd(), head_proc=True,
+            options=ProcessOptions(make_inf_channels=True)), GSProcessCreateResponse)
+        if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None:
+            print(f"dragon: error: the program did not start: {resp.err_info}", file=sys.stderr)
+            run.code = 1
+            nursery.cancel_scope.cancel()
+            return
+        run.head_puid = resp.desc.p_uid
+        nursery.start_soon(_forward_stdin, run.handle, run.head_puid)
+        head_exit = await run.handle.wait_head_exit()
+        if run.code is None:
+            run.code = exit_status_for_shell(head_exit.exit_code)
+        nursery.cancel_scope.cancel()
+
+
+async def _forward_stdin(handle: launcher.RuntimeHandle, p_uid: int) -> None:
+    """Our stdin goes to the head (SHFwdInput), end of file included (an empty input)."""
+    to_ls = handle.launcher.to_ls
+    assert to_ls is not None
+    while True:
+        try:
+            data = await trio.to_thread.run_sync(os.read, 0, INPUT_CHUNK, abandon_on_cancel=True)
+        except OSError:
+            data = b""
+        await to_ls.send(SHFwdInput(p_uid=0, r_c_uid=BE_CUID, t_p_uid=p_uid, input=data))
+        if not data:
+            return
+
+
+async def _handle_signals(signals: trio.abc.AsyncIterator[int], run: _Run) -> None:  # type: ignore[name-defined]
+    async for sig in signals:
+        if sig == signal.SIGTERM:
+            run.code = 128 + signal.SIGTERM if run.code is None else run.code
+            if run.program_scope is not None:
+                run.program_scope.cancel()
+            continue
+        run.interrupts += 1
+        if run.interrupts == 1 and run.handle is not None and run.head_puid is not None:
+            trio.lowlevel.spawn_system_task(_interrupt_head, run.handle, run.head_puid)
+        else:
+            run.code = 128 + signal.SIGINT
+            if run.handle is not None and run.interrupts > 1:
+                os.write(2, b"dragon: interrupted again: killing the runtime\n")
+                run.handle.force_stop()
+            if run.program_scope is not None:
+                run.program_scope.cancel()
+
+
+async def _interrupt_head(handle: launcher.RuntimeHandle, p_uid: int) -> None:
+    """Forward Ctrl-C to the head only; it exits (KeyboardInterrupt) and the run ends in order."""
+    try:
+        await handle.call(GSProcessKill(p_uid=0, r_c_uid=BE_CUID, t_p_uid=p_uid, sig=signal.SIGINT),
+                          GSProcessKillResponse)
+    except Exception:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

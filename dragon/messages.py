@@ -696,8 +696,9 @@ class SHFwdInput(Request):
     """Write `input` to the stdin of process `t_p_uid` (spec §4.5)."""
 
     t_p_uid: int
-    input: str
-    """At most 1024 bytes; longer input is truncated."""
+    input: bytes
+    """At most 1024 bytes; empty means end of file (the target's stdin is closed). Bytes, not the
+    spec's str, so that any input (binary included) arrives unchanged."""
     confirm: bool = False
     """Ask for an SHFwdInputErr reply; without it errors are silent."""
 

@@ -1,0 +1,204 @@
+"""Starting, awaiting and stopping processes: helpers shared by the launcher and Local Services.
+
+Two ways of starting a child are used (each spawn site says which and why):
+
+- `fork_service`: fork *before* `trio.run`, for the services themselves. `import trio` costs about
+  0.25 s per fresh interpreter on these machines, so the launcher imports it once and forks Local
+  Services, which forks Global Services: the whole runtime pays for trio once. The child runs a given
+  function and leaves with `os._exit`, never returning into the parent's code.
+- `trio.lowlevel.open_process` (fork+exec), for managed processes: they are fresh interpreters, as
+  under multiprocessing's "spawn".
+
+`ForkedChild` lets trio await a forked child's exit through a pidfd (no SIGCHLD handler, no thread),
+and `stop` escalates SIGTERM -> SIGKILL on a whole process group, always reaping what it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Final, NoReturn, Protocol
+
+import trio
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S: Final = 2.0  # how long a process has to exit after SIGTERM before SIGKILL
+MAX_FD: Final = 65536  # fds a forked service closes above 2 (closerange is one cheap system call)
+
+
+class Waitable(Protocol):
+    pid: int
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+
+class ForkedChild:
+    """A child made by `fork_service`, awaitable from trio. `returncode` is negative for a signal."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._pidfd = os.pidfd_open(pid)
+        self._returncode: int | None = None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._returncode
+
+    def poll(self) -> int | None:
+        """Reap the child if it has exited (without blocking); its return code, or None."""
+        if self._returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: report it as lost
+                self._set(-signal.SIGKILL)
+                return self._returncode
+            if pid:
+                self._set(os.waitstatus_to_exitcode(status))
+        return self._returncode
+
+    def _set(self, code: int) -> None:
+        self._returncode = code
+        with contextlib.suppress(OSError):
+            os.close(self._pidfd)
+
+    async def wait(self) -> int:
+        """Wait for the child to exit and reap it; cancellable (the child is then left running)."""
+        while self.poll() is None:
+            await trio.lowlevel.wait_readable(self._pidfd)
+        assert self._returncode is not None
+        return self._returncode
+
+    def wait_blocking(self, timeout_s: float) -> int | None:
+        """For code that runs before trio does: wait up to `timeout_s` for the child to exit."""
+        deadline = time.monotonic() + timeout_s
+        while self.poll() is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            import select
+
+            select.select([self._pidfd], [], [], left)
+        return self._returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self._returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._pidfd, sig)
+
+
+def fork_service(run: Callable[[], int], *, new_session: bool, keep_fds: dict[int, int]) -> ForkedChild:
+    """Fork a child that runs `run()` and exits with its result; never call once trio runs.
+
+    `keep_fds` maps fds of the parent to the numbers (0, 1 or 2) they get in the child;
+    every other inherited fd above 2 is closed, so the child holds no pipe end that would hide an EOF
+    from its peers. With `new_session` the child leads a new session and process group (the runtime's
+    group: a terminal's Ctrl-C does not reach it, and `killpg` reaches everything it starts).
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return ForkedChild(pid)
+    code = 70  # EX_SOFTWARE, if anything below fails before `run` decides
+    try:
+        if new_session:
+            os.setsid()
+        for src, dst in keep_fds.items():
+            os.dup2(src, dst)
+        os.closerange(3, MAX_FD)
+        code = run()
+    except BaseException as exc:  # report and leave: never unwind into the parent's code
+        with contextlib.suppress(Exception):
+            os.write(2, f"dragon: fatal error in a forked service: {exc!r}\n".encode())
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+    raise AssertionError("unreachable")
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send `sig` to process group `pgid`; False if the group is empty."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def group_members(pgid: int) -> list[int]:
+    """Pids of the live (non-zombie) processes of a process group, read from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append(int(entry))
+    return found
+
+
+async def stop_group(pgid: int, *, grace_s: float = STOP_GRACE_S) -> list[int]:
+    """SIGTERM every process of group `pgid`, then SIGKILL what is left after `grace_s`.
+
+    Returns the pids that needed SIGKILL. Shielded from cancellation; bounded by about 2 * grace_s.
+    Waits by polling /proc because the group's members need not be our children.
+    """
+    with trio.CancelScope(shield=True):
+        if not signal_group(pgid, signal.SIGTERM):
+            return []
+        with trio.move_on_after(grace_s):
+            while group_members(pgid):
+                await trio.sleep(0.02)
+            return []
+        stubborn = group_members(pgid)
+        if stubborn:
+            log.warning("sending SIGKILL to process group %d, still alive: %s", pgid, stubborn)
+        signal_group(pgid, signal.SIGKILL)
+        with trio.move_on_after(grace_s):
+            while group_members(pgid):
+                await trio.sleep(0.02)
+        return stubborn
+    raise AssertionError("unreachable")  # for mypy: a shielded scope never swallows the returns above
+
+
+async def stop_process(proc: Waitable, *, grace_s: float = STOP_GRACE_S) -> int:
+    """Stop and reap one child: SIGTERM, then SIGKILL after `grace_s`. Shielded; bounded."""
+    with trio.CancelScope(shield=True):
+        if proc.returncode is not None:
+            return proc.returncode
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            proc.send_signal(sig)
+            with trio.move_on_after(grace_s):
+                return await proc.wait()
+            log.warning("process pid=%d ignored %s", proc.pid, signal.Signals(sig).name)
+        return await proc.wait()
+    raise AssertionError("unreachable")
+
+
+def exit_status_for_shell(code: int) -> int:
+    """The status a shell reports for an exit code: 128+N for death by signal N (code -N)."""
+    return 128 - code if code < 0 else code & 0xFF
+
+
+def fatal(message: str) -> NoReturn:
+    """Print one `dragon: error:` line and exit 1; for code that runs before trio does."""
+    os.write(2, f"dragon: error: {message}\n".encode())
+    os._exit(1)

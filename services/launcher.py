@@ -1,0 +1,420 @@
+"""The launcher (LA): brings a runtime up, routes its messages, and tears it down in order.
+
+Spec §2 (its side of bringup: m0, m1, m2, m3, m6), §3.1 (teardown m3-a9) and §3.2 (abnormal
+termination). `serve` is the one code path behind both `dragon my.py` (via `run_program`) and
+`trio.run(dragon.serve)`: the command only adds a head process, stdin forwarding and signals.
+
+Local Services is started in one of two ways: forked by the `dragon` command before `trio.run` (it
+then inherits the imported trio and starts in milliseconds; see services/_process.py), or exec'd as
+`python -m dragon.services.local_services` when `serve` runs inside a program's own trio loop (one
+trio import). Either way it leads its own session and process group, which also holds Global Services
+and every managed process, so that a terminal's Ctrl-C reaches only the launcher and `killpg` reaches
+everything.
+
+Teardown is bounded at every step and shielded from cancellation; whatever happened before, it ends by
+stopping the runtime's process group (SIGTERM, then SIGKILL), removing every /dev/shm entry of the run
+and its runtime directory. A second call to `force_stop` (the second Ctrl-C) cuts the polite steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import msgspec
+import trio
+
+from dragon import _rundir
+from dragon.errors import BringupError, DragonError, ServiceDied
+from dragon.ids import BE_CUID, LAUNCHER_PUID
+from dragon.messages import (
+    AbnormalTermination, BEHalted, BENodeIdxSH, BEPingSH, FdNum, GSHalted, GSHeadExit, GSIsUp,
+    GSTeardown, LAInbound, LAStdoutInbound, Response, SHChannelsUp, SHFwdOutput, SHHaltBE, SHHalted,
+    SHPingBE, SHTeardown,
+)
+from dragon.transport import TrioChannel, decode
+from dragon.transport._framing import FrameStream
+from dragon.transport._shm import entries, run_prefix, unlink_quietly
+
+from ._links import Inbox, Outbox, log_message
+from ._process import ForkedChild, Waitable, fork_service, group_members, stop_group
+
+log = logging.getLogger(__name__)
+
+TEARDOWN_STEP_S: Final = 5.0  # spec §3.1 waits 1 s windows [quirk]: a slow GS made it give up and leak
+LS_STOP_PROCS_S: Final = 10.0  # LS stops leftover processes: SIGTERM + grace + SIGKILL
+DEFAULT_BRINGUP_TIMEOUT_S: Final = 30.0
+
+R = TypeVar("R", bound=Response)
+
+
+class RuntimeBroken(DragonError):
+    """The runtime failed while running (a service died, AbnormalTermination); says what happened."""
+
+
+@dataclass
+class LSStart:
+    """How Local Services was started: the process, the pipe ends of its stdin/stdout, its group."""
+
+    proc: Waitable
+    to_ls: trio.abc.SendStream
+    from_ls: trio.abc.ReceiveStream
+    pgid: int
+
+
+def prefork_local_services(config: Any) -> tuple[ForkedChild, int, int]:
+    """Fork Local Services before trio runs (the `dragon` command). Returns it and our pipe ends."""
+    from . import local_services
+
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    child = fork_service(lambda: local_services.run(config), new_session=True, keep_fds={in_r: 0, out_w: 1})
+    os.close(in_r)
+    os.close(out_w)
+    return child, in_w, out_r
+
+
+async def exec_local_services(config: Any) -> LSStart:
+    """Start Local Services as a fresh interpreter (for `dragon.serve` inside a running trio loop)."""
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "dragon.services.local_services", msgspec.json.encode(config).decode()],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    return LSStart(proc=proc, to_ls=proc.stdin, from_ls=proc.stdout, pgid=proc.pid)
+
+
+OutputSink = Callable[[SHFwdOutput], Awaitable[None]]
+
+
+async def write_to_own_stdio(msg: SHFwdOutput) -> None:
+    """Default output sink: the bytes go to our stdout or stderr unchanged (in a thread, so that a
+    slow reader blocks only this, and never makes the shared file description non-blocking)."""
+    fd = 2 if msg.fd_num == FdNum.STDERR else 1
+    await trio.to_thread.run_sync(_write_all, fd, msg.data)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class Launcher:
+    """LA's side of one runtime; `serve` drives it."""
+
+    def __init__(self, run_id: str, ls: LSStart, output: OutputSink) -> None:
+        self.run_id = run_id
+        self.ls = ls
+        self.output = output
+        self.ls_frames = FrameStream(trio.StapledStream(ls.to_ls, ls.from_ls), name="LS stdout")
+        self.enc = msgspec.msgpack.Encoder()
+        self.inbox: Inbox[LAInbound] | None = None
+        self.to_ls: Outbox | None = None
+        self.to_gs: Outbox | None = None
+        self.ping: SHPingBE | None = None
+        self.events = {name: trio.Event() for name in (
+            "sh_ping_be", "channels_up", "gs_up", "gs_halted", "halt_be", "sh_halted", "ls_exited", "broken")}
+        self.head_exit: GSHeadExit | None = None
+        self.head_exited = trio.Event()
+        self.failure: str | None = None
+        self.gs_dead = False
+        self.expect_ls_exit = False
+        self.pending: dict[int, trio.MemorySendChannel[Response]] = {}
+        self.next_tag = 0
+        self.helper_scopes: list[trio.CancelScope] = []
+        self.teardown_scope = trio.CancelScope()
+        self.forced = False
+
+    # ------------------------------------------------------------------ failures
+
+    def fail(self, what: str) -> None:
+        """Record the first failure of the runtime and say it on stderr (once)."""
+        if self.failure is None:
+            self.failure = what
+            log.error("%s", what)
+            os.write(2, f"dragon: error: {what}\n".encode())
+        self.events["broken"].set()
+
+    # ------------------------------------------------------------------ helper tasks (shielded)
+
+    def start_helper(self, nursery: trio.Nursery, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run `fn` shielded from outside cancellation: teardown needs these tasks to the very end;
+        `stop_helpers` ends them."""
+        scope = trio.CancelScope(shield=True)
+        self.helper_scopes.append(scope)
+
+        async def run() -> None:
+            with scope:
+                await fn()
+
+        nursery.start_soon(run)
+
+    def stop_helpers(self) -> None:
+        for scope in self.helper_scopes:
+            scope.cancel()
+
+    async def read_ls_stdout(self) -> None:
+        """SHPingBE (m1), SHHalted (m9) or an AbnormalTermination on LS's stdout; EOF is noted."""
+        decoder = msgspec.msgpack.Decoder(LAStdoutInbound)
+        try:
+            async for frame in self.ls_frames:
+                msg = decode(decoder, frame, where="LS stdout")
+                log_message("received", "on LS stdout", msg)
+                match msg:
+                    case SHPingBE():
+                        self.ping = msg
+                        self.events["sh_ping_be"].set()
+                    case SHHalted():
+                        self.events["sh_halted"].set()
+                    case AbnormalTermination():
+                        self.fail(msg.err_info)
+        except (DragonError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            if not self.expect_ls_exit:
+                self.fail(f"the pipe from Local Services broke: {exc}")
+
+    async def watch_ls_exit(self) -> None:
+        code = await self.ls.proc.wait()
+        self.events["ls_exited"].set()
+        if not self.expect_ls_exit:
+            what = f"killed by {signal.Signals(-code).name}" if code < 0 else f"with exit code {code}"
+            self.fail(f"Local Services (pid {self.ls.proc.pid}) died {what}")
+
+    async def route(self) -> None:
+        """Everything that arrives on the LA channel, in order (spec §2, §3)."""
+        assert self.inbox is not None
+        while True:
+            try:
+                msg = await self.inbox.receive()
+            except trio.ClosedResourceError:  # teardown closed our handle: the run is over
+                return
+            except DragonError as exc:
+                self.fail(f"bad message on the launcher's channel: {exc}")
+                continue
+            match msg:
+                case SHFwdOutput():
+                    await self.output(msg)
+                case Response():
+                    waiter = self.pending.pop(msg.ref, None)
+                    if waiter is not None:
+                        waiter.send_nowait(msg)
+                    else:
+                        log.warning("unexpected response ref=%d: %r", msg.ref, msg)
+                case GSHeadExit():
+                    self.head_exit = msg
+                    self.head_exited.set()
+                case GSHalted():
+                    self.events["gs_halted"].set()
+                case SHHaltBE():
+                    self.events["halt_be"].set()
+                case AbnormalTermination():
+                    if "Global Services" in msg.err_info and "died" in msg.err_info:
+                        self.gs_dead = True
+                    self.fail(msg.err_info)
+                case SHChannelsUp():
+                    self.events["channels_up"].set()
+                case GSIsUp():
+                    self.events["gs_up"].set()
+                case _:
+                    log.warning("ignored unexpected %s on the LA channel", type(msg).__name__)
+
+    # ------------------------------------------------------------------ bringup (§2)
+
+    async def wait_event(self, name: str, what: str) -> None:
+        """Wait for a bringup event, or fail at once if the runtime broke first."""
+        async with trio.open_nursery() as race:
+            async def broken() -> None:
+                await self.events["broken"].wait()
+                raise BringupError("launcher", what, str(self.failure))
+
+            race.start_soon(broken)
+            await self.events[name].wait()
+            race.cancel_scope.cancel()
+
+    async def bringup(self, nursery: trio.Nursery, timeout_s: float) -> None:
+        """Spec §2 m0-m6 from LA's side. Raises BringupError naming the step that did not finish."""
+        step = "starting Local Services"
+        try:
+            with trio.fail_after(timeout_s):
+                await self.ls_frames.send(self.enc.encode(BENodeIdxSH(node_idx=0, host_name=socket.gethostname())))
+                log_message("sent", "on LS stdin", BENodeIdxSH(node_idx=0))
+                step = "waiting for SHPingBE from Local Services"
+                await self.wait_event("sh_ping_be", "Local Services bringup")
+                assert self.ping is not None
+                self.to_ls = Outbox(TrioChannel.attach(self.ping.shep_cd), "LS channel")
+                self.to_gs = Outbox(TrioChannel.attach(self.ping.gs_cd), "GS channel")
+                self.inbox = Inbox(TrioChannel.attach(self.ping.be_cd), LAInbound, "LA channel")
+                self.start_helper(nursery, self.route)
+                await self.to_ls.send(BEPingSH())  # m2
+                step = "waiting for SHChannelsUp from Local Services"
+                await self.wait_event("channels_up", "Local Services bringup")  # m3
+                step = "waiting for GSIsUp from Global Services"
+                await self.wait_event("gs_up", "Global Services bringup")  # m6
+        except trio.TooSlowError:
+            raise BringupError("launcher", step, f"the runtime did not come up within {timeout_s} s") from None
+
+    # ------------------------------------------------------------------ requests to GS
+
+    async def call(self, req: Any, response_type: type[R]) -> R:
+        """Send a GS request as the launcher (p_uid 0, replies on the LA channel) and await the answer."""
+        if self.to_gs is None:
+            raise RuntimeBroken("the runtime is not up")
+        self.next_tag += 1
+        req = msgspec.structs.replace(req, tag=self.next_tag, p_uid=LAUNCHER_PUID, r_c_uid=BE_CUID)
+        send, recv = trio.open_memory_channel[Response](1)
+        self.pending[req.tag] = send
+        await self.to_gs.send(req)
+        async with trio.open_nursery() as race:
+            async def broken() -> None:
+                await self.events["broken"].wait()
+                raise RuntimeBroken(f"the runtime broke while waiting for an answer: {self.failure}")
+
+            race.start_soon(broken)
+            resp = await recv.receive()
+            race.cancel_scope.cancel()
+        if not isinstance(resp, response_type):
+            raise RuntimeBroken(f"expected {response_type.__name__}, got {type(resp).__name__}")
+        return resp
+
+    # ------------------------------------------------------------------ teardown (§3.1)
+
+    def force_stop(self) -> None:
+        """Cut teardown short: SIGKILL the whole runtime now (the second Ctrl-C)."""
+        self.forced = True
+        log.warning("forced stop: killing the runtime's process group %d", self.ls.pgid)
+        try:
+            os.killpg(self.ls.pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.teardown_scope.cancel()
+
+    async def teardown(self) -> None:
+        """Spec §3.1 m3-a9, each step bounded; then the sweep that always runs. Shielded."""
+        with trio.CancelScope(shield=True):
+            with self.teardown_scope:
+                await self._polite_teardown()
+            await self._sweep()
+
+    async def _polite_teardown(self) -> None:
+        ls_alive = not self.events["ls_exited"].is_set()
+        if ls_alive and self.to_gs is not None and not self.gs_dead:
+            try:
+                await self.to_gs.send(GSTeardown())  # m3
+                with trio.move_on_after(TEARDOWN_STEP_S):
+                    await self.events["gs_halted"].wait()  # m5
+            except DragonError as exc:
+                log.warning("GSTeardown failed: %s", exc)
+        if ls_alive and self.to_ls is not None:
+            try:
+                await self.to_ls.send(SHTeardown())  # m6
+                with trio.move_on_after(LS_STOP_PROCS_S):
+                    await self.events["halt_be"].wait()  # m7
+            except DragonError as exc:
+                log.warning("SHTeardown failed: %s", exc)
+        for box in (self.to_ls, self.to_gs, self.inbox):
+            if box is not None:
+                await box.chan.aclose()
+        self.expect_ls_exit = True
+        if not self.events["ls_exited"].is_set():
+            try:
+                await self.ls_frames.send(self.enc.encode(BEHalted()))  # m8
+                log_message("sent", "on LS stdin", BEHalted())
+                with trio.move_on_after(TEARDOWN_STEP_S):
+                    await self.events["sh_halted"].wait()  # m9
+                with trio.move_on_after(TEARDOWN_STEP_S):
+                    await self.events["ls_exited"].wait()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+        if not self.events["ls_exited"].is_set():
+            self.fail("Local Services did not halt in time: stopping it")
+
+    async def _sweep(self) -> None:
+        """Nothing of the run may remain: its process group, its /dev/shm entries, its directory."""
+        self.expect_ls_exit = True
+        with trio.move_on_after(2 * TEARDOWN_STEP_S):
+            if group_members(self.ls.pgid):
+                stubborn = await stop_group(self.ls.pgid, grace_s=0.2 if self.forced else 2.0)
+                if stubborn:
+                    log.warning("killed leftover processes of the run: %s", stubborn)
+            with trio.move_on_after(TEARDOWN_STEP_S):
+                await self.events["ls_exited"].wait()
+        leftovers = entries(run_prefix(self.run_id))
+        for name in leftovers:
+            unlink_quietly(name)
+        if leftovers and not self.forced and self.failure is None:
+            log.warning("removed shared memory left behind: %s", leftovers)
+        _rundir.remove_run_dir(self.run_id)
+        self.stop_helpers()
+        await trio.aclose_forcefully(self.ls_frames)
+
+
+@dataclass
+class RuntimeHandle:
+    """What `dragon.serve` hands to its caller once the runtime takes requests."""
+
+    run_id: str
+    ls_pid: int
+    launcher: Launcher
+
+    async def call(self, req: Any, response_type: type[R]) -> R:
+        """A request to Global Services, answered on the launcher's channel."""
+        return await self.launcher.call(req, response_type)
+
+    async def wait_head_exit(self) -> GSHeadExit:
+        """Wait for GSHeadExit; RuntimeBroken if the runtime fails first."""
+        async with trio.open_nursery() as race:
+            async def broken() -> None:
+                await self.launcher.events["broken"].wait()
+                raise RuntimeBroken(self.launcher.failure or "the runtime broke")
+
+            race.start_soon(broken)
+            await self.launcher.head_exited.wait()
+            race.cancel_scope.cancel()
+        assert self.launcher.head_exit is not None
+        return self.launcher.head_exit
+
+    def force_stop(self) -> None:
+        self.launcher.force_stop()
+
+
+async def serve(*, run_id: str | None = None, bringup_timeout_s: float = DEFAULT_BRINGUP_TIMEOUT_S,
+                output: OutputSink = write_to_own_stdio, preforked: tuple[ForkedChild, int, int] | None = None,
+                task_status: trio.TaskStatus[RuntimeHandle] = trio.TASK_STATUS_IGNORED) -> None:
+    """Bring a runtime up, report a `RuntimeHandle`, keep it until cancelled, then tear it down.
+
+    Raises BringupError if the runtime does not come up (what step, and why), RuntimeBroken if it
+    fails while running. Whatever happens, nothing of the run is left when this returns or raises.
+    """
+    from .local_services import LSConfig
+
+    if preforked is None:
+        run_id = run_id or _rundir.new_run_id()
+        _rundir.create_run_dir(run_id)
+        try:
+            ls = await exec_local_services(LSConfig(run_id=run_id, bringup_timeout_s=bringup_timeout_s,
+                                                    launcher_pid=os.getpid()))
+        except BaseException:
+            _rundir.remove_run_dir(run_id)
+            raise
+    else:
+        assert run_id is not None
+        child, to_ls, from_ls = preforked
+        ls = LSStart(proc=child, to_ls=trio.lowlevel.FdStream(to_ls), from_ls=trio.lowlevel.FdStream(from_ls),
+                     pgid=child.pid)
+    la = Launcher(run_id, ls, output)
+    async with trio.open_nursery() as nursery:
+        la.start_helper(nursery, la.read_ls_stdout)
+        la.start_helper(nursery, la.watch_ls_exit)
+        try:
+            await la.bringup(nursery, bringup_timeout_s)
+            task_status.started(RuntimeHandle(run_id=run_id, ls_pid=ls.proc.pid, launcher=la))
+            await la.events["broken"].wait()
+            raise RuntimeBroken(la.failure or "the runtime broke")
+        finally:
+            await la.teardown()
