@@ -22,9 +22,21 @@ class _ActorFilter(logging.Filter):
 
 
 def set_actor(name: str) -> None:
-    """Name the actor this process is (after a fork the child calls this with LS or GS)."""
+    """Name the actor this process is; called first thing in a forked service (LS or GS).
+
+    A forked service closed every inherited fd above 2, the log file's too, so the file is opened
+    again here (append mode: all actors write to the one file) and put back under the fd number the
+    handler's stream already uses. (Replacing the stream object instead would let the old object's
+    finalizer close that number, which the new file may just have been given.)
+    """
     global _actor
     _actor = name
+    for handler in logging.getLogger("dragon").handlers:
+        if isinstance(handler, logging.FileHandler) and handler.stream is not None:
+            fd = os.open(handler.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            if fd != handler.stream.fileno():
+                os.dup2(fd, handler.stream.fileno())
+                os.close(fd)
 
 
 def configure(level: str | None, log_file: str | None) -> str | None:

@@ -111,13 +111,21 @@ def main(argv: list[str] | None = None) -> int:
     except BaseExceptionGroup as group:
         # Policy at this boundary: a bringup failure is said here; a runtime that broke while running
         # was reported by the launcher when it happened; anything else is a bug and is raised as is.
-        rest = group.subgroup(lambda e: not isinstance(e, (BringupError, launcher.RuntimeBroken)))
+        known, rest = group.split((BringupError, launcher.RuntimeBroken))
         if rest is not None:
             raise
-        bringup = group.subgroup(lambda e: isinstance(e, BringupError))
-        for err in bringup.exceptions if bringup is not None else ():
+        bringup, _ = known.split(BringupError) if known is not None else (None, None)
+        for err in _leaves(bringup):
             print(f"dragon: error: {err}", file=sys.stderr)
         return 1
+
+
+def _leaves(group: BaseException | None) -> list[BaseException]:
+    if group is None:
+        return []
+    if isinstance(group, BaseExceptionGroup):
+        return [leaf for sub in group.exceptions for leaf in _leaves(sub)]
+    return [group]
 
 
 async def _main(run_id: str, preforked: tuple[ForkedChild, int, int], cmd: tuple[str, list[str]],

@@ -32,7 +32,7 @@ from typing import Any, Final
 import msgspec
 import trio
 
-from dragon import _log
+from dragon import _faults, _log
 from dragon.descriptors import (
     ChannelDescriptor, ChannelOptions, ObjectState, PoolDescriptor, ProcessDescriptor,
 )
@@ -95,11 +95,17 @@ async def serve(params: LaunchParameters) -> None:
     inbox: Inbox[GSInbound] = Inbox(TrioChannel.attach(params.gs_cd), GSInbound, "GS channel")
     to_ls = Outbox(TrioChannel.attach(params.local_shep_cd), "LS channel")
     to_la = Outbox(TrioChannel.attach(params.local_be_cd), "LA channel")
+    if _faults.active("gs-hang-bringup"):
+        await trio.sleep_forever()
     await to_ls.send(GSPingSH())  # m4
     first = await inbox.receive()
     if not isinstance(first, SHPingGS):  # m5
         raise RuntimeError(f"expected SHPingGS on the GS channel, got {type(first).__name__}")
     await to_la.send(GSIsUp())  # m6
+    if _faults.active("gs-garbage-stdout"):
+        os.write(1, b"this is not a frame of the protocol\n")
+    if _faults.active("gs-crash"):
+        raise RuntimeError("injected fault gs-crash")
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_ls, nursery.cancel_scope)
         gs = GlobalServices(inbox, to_ls, to_la, nursery)

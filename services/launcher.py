@@ -39,7 +39,7 @@ from dragon.messages import (
     GSTeardown, LAInbound, LAStdoutInbound, Response, SHChannelsUp, SHFwdOutput, SHHaltBE, SHHalted,
     SHPingBE, SHTeardown,
 )
-from dragon.transport import TrioChannel, decode
+from dragon.transport import ChannelDestroyed, TrioChannel, decode
 from dragon.transport._framing import FrameStream
 from dragon.transport._shm import entries, run_prefix, unlink_quietly
 
@@ -124,7 +124,7 @@ class Launcher:
         self.head_exit: GSHeadExit | None = None
         self.head_exited = trio.Event()
         self.failure: str | None = None
-        self.gs_dead = False
+        self.up = False
         self.expect_ls_exit = False
         self.pending: dict[int, trio.MemorySendChannel[Response]] = {}
         self.next_tag = 0
@@ -135,12 +135,27 @@ class Launcher:
     # ------------------------------------------------------------------ failures
 
     def fail(self, what: str) -> None:
-        """Record the first failure of the runtime and say it on stderr (once)."""
+        """Record the first failure of the runtime; once it is up, also say it on stderr (once).
+
+        During bringup the BringupError raised to the caller carries the text instead."""
         if self.failure is None:
             self.failure = what
             log.error("%s", what)
-            os.write(2, f"dragon: error: {what}\n".encode())
+            if self.up:
+                os.write(2, f"dragon: error: {what}\n".encode())
         self.events["broken"].set()
+
+    async def wait_unless_ls_gone(self, name: str, timeout_s: float) -> None:
+        """Wait for a teardown event, at most `timeout_s`, and no longer once LS has exited."""
+        with trio.move_on_after(timeout_s):
+            async with trio.open_nursery() as race:
+                async def ls_gone() -> None:
+                    await self.events["ls_exited"].wait()
+                    race.cancel_scope.cancel()
+
+                race.start_soon(ls_gone)
+                await self.events[name].wait()
+                race.cancel_scope.cancel()
 
     # ------------------------------------------------------------------ helper tasks (shielded)
 
@@ -194,7 +209,11 @@ class Launcher:
                 msg = await self.inbox.receive()
             except trio.ClosedResourceError:  # teardown closed our handle: the run is over
                 return
-            except DragonError as exc:
+            except ChannelDestroyed:
+                # Local Services destroyed it: it is tearing down, or it failed and says why on its
+                # stdout, or it died and `watch_ls_exit` says so. Nothing more to say here.
+                return
+            except DragonError as exc:  # one undecodable message: say so, and go on with the next
                 self.fail(f"bad message on the launcher's channel: {exc}")
                 continue
             match msg:
@@ -214,8 +233,6 @@ class Launcher:
                 case SHHaltBE():
                     self.events["halt_be"].set()
                 case AbnormalTermination():
-                    if "Global Services" in msg.err_info and "died" in msg.err_info:
-                        self.gs_dead = True
                     self.fail(msg.err_info)
                 case SHChannelsUp():
                     self.events["channels_up"].set()
@@ -257,7 +274,8 @@ class Launcher:
                 step = "waiting for GSIsUp from Global Services"
                 await self.wait_event("gs_up", "Global Services bringup")  # m6
         except trio.TooSlowError:
-            raise BringupError("launcher", step, f"the runtime did not come up within {timeout_s} s") from None
+            raise BringupError("launcher", step, self.failure or f"the runtime did not come up within {timeout_s} s") from None
+        self.up = True
 
     # ------------------------------------------------------------------ requests to GS
 
@@ -297,24 +315,23 @@ class Launcher:
     async def teardown(self) -> None:
         """Spec §3.1 m3-a9, each step bounded; then the sweep that always runs. Shielded."""
         with trio.CancelScope(shield=True):
-            with self.teardown_scope:
-                await self._polite_teardown()
+            if self.up:  # a runtime that never came up has nobody to ask: straight to the sweep
+                with self.teardown_scope:
+                    await self._polite_teardown()
             await self._sweep()
 
     async def _polite_teardown(self) -> None:
         ls_alive = not self.events["ls_exited"].is_set()
-        if ls_alive and self.to_gs is not None and not self.gs_dead:
+        if ls_alive and self.to_gs is not None and not self.events["gs_halted"].is_set():
             try:
                 await self.to_gs.send(GSTeardown())  # m3
-                with trio.move_on_after(TEARDOWN_STEP_S):
-                    await self.events["gs_halted"].wait()  # m5
+                await self.wait_unless_ls_gone("gs_halted", TEARDOWN_STEP_S)  # m5
             except DragonError as exc:
                 log.warning("GSTeardown failed: %s", exc)
         if ls_alive and self.to_ls is not None:
             try:
                 await self.to_ls.send(SHTeardown())  # m6
-                with trio.move_on_after(LS_STOP_PROCS_S):
-                    await self.events["halt_be"].wait()  # m7
+                await self.wait_unless_ls_gone("halt_be", LS_STOP_PROCS_S)  # m7
             except DragonError as exc:
                 log.warning("SHTeardown failed: %s", exc)
         for box in (self.to_ls, self.to_gs, self.inbox):
@@ -325,8 +342,7 @@ class Launcher:
             try:
                 await self.ls_frames.send(self.enc.encode(BEHalted()))  # m8
                 log_message("sent", "on LS stdin", BEHalted())
-                with trio.move_on_after(TEARDOWN_STEP_S):
-                    await self.events["sh_halted"].wait()  # m9
+                await self.wait_unless_ls_gone("sh_halted", TEARDOWN_STEP_S)  # m9
                 with trio.move_on_after(TEARDOWN_STEP_S):
                     await self.events["ls_exited"].wait()
             except (trio.BrokenResourceError, trio.ClosedResourceError):

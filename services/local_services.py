@@ -36,7 +36,7 @@ from typing import Final
 import msgspec
 import trio
 
-from dragon import _log, _rundir
+from dragon import _faults, _log, _rundir
 from dragon.descriptors import DEVNULL, STDOUT, NodeDescriptor, StdioOption
 from dragon.ids import (
     BE_CUID, DEFAULT_POOL_MUID, DEFAULT_SEG_SZ, GS_INPUT_CUID, GS_PUID, INF_POOL_MUID, INF_SEG_SZ,
@@ -128,6 +128,8 @@ def bringup(config: LSConfig) -> Infra:
     first = read_frame(0, msgspec.msgpack.Decoder(LSStdinInbound), "LS stdin")  # m0
     if not isinstance(first, BENodeIdxSH) or first.node_idx != 0:
         raise ProtocolError(f"expected BENodeIdxSH(node_idx=0) first on LS stdin, got {first!r}")
+    if _faults.active("ls-hang-bringup"):
+        time.sleep(3600)
     made_pools: list[Pool] = []
     made_chans: list[Channel] = []
     gs: ForkedChild | None = None
@@ -298,9 +300,14 @@ class LocalServices:
         self.gs_exited.set()
         with trio.move_on_after(1.0):  # GSHalted, written just before GS exited, may still be in the pipe
             await self.gs_stdout_done.wait()
-        if not self.gs_halted.is_set() and not self.tearing_down:
-            what = f"killed by {signal.Signals(-code).name}" if code < 0 else f"with exit code {code}"
-            await self.abnormal(f"Global Services (pid {self.infra.gs.pid}) died {what}")
+        if not self.gs_halted.is_set():
+            if not self.tearing_down:
+                what = f"killed by {signal.Signals(-code).name}" if code < 0 else f"with exit code {code}"
+                await self.abnormal(f"Global Services (pid {self.infra.gs.pid}) died {what}")
+            # GS is gone, so it has halted: say so, and LA's teardown need not wait for it (§3.1 m5).
+            self.gs_halted.set()
+            with trio.move_on_after(5):
+                await self.to_la.send(GSHalted())
 
     # ---------------------------------------------------------------- LA's pipe
 
