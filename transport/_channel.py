@@ -8,7 +8,13 @@ in three /dev/shm entries named after the channel (all mode 0600):
 - ``NAME.sbell``: a FIFO that senders sleep on ("room freed"); ``flock`` on it is the send lock.
 
 How a message travels. The ring holds records ``[u64 length|flags][payload][pad to 8]``; ``head`` and
-``tail`` are ever-increasing byte counters (no ABA), each written by one side only. Senders exclude each
+``tail`` are ever-increasing byte counters (no ABA), each written by one side only. Every record takes
+at least one *slot* of ``8 + block_size`` bytes and the ring has ``capacity`` slots, so the channel
+holds ``capacity`` messages of up to ``block_size`` bytes (bigger ones take more room). Whether there
+is room therefore depends on ``head`` and ``tail`` alone, each published by one aligned store: no
+crash between two stores can leave the accounting wrong. The depth `statistics` reports is counted
+from the records between ``tail`` and ``head``; the ``sent``/``received`` totals are statistics only,
+and may be one off after a process was killed between two stores. Senders exclude each
 other with the send lock and receivers with the receive lock, so at any moment the ring has one writer
 and one reader, and the two sides never wait for each other's lock. A sender copies the payload into
 the ring once and publishes it with a single aligned 8-byte store of ``head``; a receiver copies it out
@@ -122,7 +128,7 @@ class Channel:
 
     __slots__ = (
         "name", "capacity", "block_size", "ring_bytes", "_mm", "_mv", "_w", "_ring", "_ringq",
-        "_rfd", "_sfd", "_rlock", "_slock", "_closed", "_spin_s", "_side_seq", "_max_inline",
+        "_rfd", "_sfd", "_rlock", "_slock", "_closed", "_spin_s", "_side_seq", "_max_inline", "_slot",
         "__weakref__",
     )
 
@@ -140,6 +146,7 @@ class Channel:
         self._ring = self._mv[HEADER_BYTES : HEADER_BYTES + self.ring_bytes]
         self._ringq = self._ring.cast("Q")
         self._max_inline = self.ring_bytes - 8
+        self._slot = 8 + ((self.block_size + 7) & ~7)
         self._rfd, self._sfd = rfd, sfd
         self._rlock, self._slock = threading.Lock(), threading.Lock()
         self._closed = False
@@ -153,15 +160,16 @@ class Channel:
                block_size: int = DEFAULT_BLOCK_SIZE) -> Channel:
         """Make a new channel named `name` and return a handle on it.
 
-        The ring holds `capacity` * `block_size` bytes and at most `capacity` messages; any single
-        message may be larger (see the module docstring). Raises FileExistsError if the name is taken,
+        The channel holds `capacity` messages of up to `block_size` bytes each; a larger message takes
+        the room of several, and one larger than the whole ring travels in a side file (see the module
+        docstring). Raises FileExistsError if the name is taken,
         ValueError for a capacity below 1 or a block size below `MIN_BLOCK_SIZE`.
         """
         if capacity < 1:
             raise ValueError(f"channel capacity must be at least 1 message, not {capacity}")
         if block_size < MIN_BLOCK_SIZE:
             raise ValueError(f"channel block size must be at least {MIN_BLOCK_SIZE} bytes, not {block_size}")
-        ring = (capacity * block_size + 4095) // 4096 * 4096
+        ring = capacity * (8 + ((block_size + 7) & ~7))
         made: list[str] = []
         try:
             for suffix in (".rbell", ".sbell"):
@@ -274,14 +282,23 @@ class Channel:
         """A snapshot of depth, ring use and waiters; counts waiters of live processes only."""
         self._check_open()
         w = self._w
+        head, tail = int(w[_W_HEAD]), int(w[_W_TAIL])
         return ChannelStatistics(
             name=self.name, capacity=self.capacity, block_size=self.block_size,
-            ring_bytes=self.ring_bytes, depth=int(w[_W_SENT] - w[_W_RECEIVED]),
-            bytes_used=int(w[_W_HEAD] - w[_W_TAIL]),
+            ring_bytes=self.ring_bytes, depth=self._count_records(tail, head), bytes_used=head - tail,
             blocked_receivers=self._live_waiters(_W_RTABLE),
             blocked_senders=self._live_waiters(_W_STABLE),
             sent=int(w[_W_SENT]), received=int(w[_W_RECEIVED]), destroyed=bool(w[_W_CLOSED]),
         )
+
+    def _count_records(self, tail: int, head: int) -> int:
+        """Messages between `tail` and `head`, walking their headers (a snapshot, lock-free)."""
+        count, rb = 0, self.ring_bytes
+        while tail < head and count <= self.ring_bytes // 8:
+            n = self._ringq[(tail % rb) >> 3] & _LEN_MASK
+            tail += max(self._slot, 8 + ((n + 7) & ~7))
+            count += 1
+        return count
 
     def _live_waiters(self, table: int) -> int:
         w = self._w
@@ -307,7 +324,9 @@ class Channel:
         rb = self.ring_bytes
         head = w[_W_HEAD]
         need = 8 + ((n + 7) & ~7)
-        if w[_W_SENT] - w[_W_RECEIVED] >= self.capacity or rb - (head - w[_W_TAIL]) < need:
+        if need < self._slot:
+            need = self._slot
+        if rb - (head - w[_W_TAIL]) < need:
             return False
         pos = head % rb
         self._ringq[pos >> 3] = n | flags
@@ -346,38 +365,37 @@ class Channel:
             out = bytes(self._ring[p:end])
         else:
             out = bytes(self._ring[p:]) + bytes(self._ring[: end - rb])
-        w[_W_TAIL] = tail + 8 + ((n + 7) & ~7)
+        w[_W_TAIL] = tail + max(self._slot, 8 + ((n + 7) & ~7))  # free it: a single aligned store
         w[_W_RECEIVED] += 1
         return out, word & _SIDE
 
     def _has_room(self, n: int) -> bool:
         w = self._w
-        return (w[_W_SENT] - w[_W_RECEIVED] < self.capacity
-                and self.ring_bytes - (w[_W_HEAD] - w[_W_TAIL]) >= 8 + ((n + 7) & ~7))
+        return self.ring_bytes - (w[_W_HEAD] - w[_W_TAIL]) >= max(self._slot, 8 + ((n + 7) & ~7))
 
     def _register(self, table: int, count_word: int, delta: int) -> None:
         """Add `delta` to this process's entry in a waiter table (its lock held); prune dead pids."""
         w, pid = self._w, os.getpid()
-        free = -1
-        for i in range(WAITER_SLOTS):
-            slot = table + 2 * i
-            owner = w[slot]
-            if owner == pid:
-                w[slot + 1] += delta
-                if w[slot + 1] == 0:
-                    w[slot] = 0
-                w[count_word] += delta
-                return
-            if owner == 0 or (delta > 0 and not _pid_alive(int(owner))):
-                if owner:  # a dead waiter: take its registration out of the count
+        owners = w[table : table + 2 * WAITER_SLOTS : 2].tolist()
+        if pid in owners:
+            slot = table + 2 * owners.index(pid)
+            w[slot + 1] += delta
+            if w[slot + 1] == 0:
+                w[slot] = 0
+        elif delta > 0:
+            free = -1
+            for i, owner in enumerate(owners):
+                if owner and not _pid_alive(owner):  # a dead waiter: take it out of the count
+                    slot = table + 2 * i
                     w[count_word] -= w[slot + 1]
                     w[slot] = w[slot + 1] = 0
-                if free < 0:
-                    free = slot
-        if delta > 0 and free >= 0:
-            w[free], w[free + 1] = pid, delta
-        # With the table full the process waits unregistered in the table but counted, and so is
-        # still woken; it only cannot be pruned should it die while waiting.
+                    owner = 0
+                if owner == 0 and free < 0:
+                    free = table + 2 * i
+            if free >= 0:
+                w[free], w[free + 1] = pid, delta
+            # With the table full the process waits counted but not in the table, and so is still
+            # woken; it only cannot be pruned should it die while waiting.
         w[count_word] += delta
 
     def _ring_bell(self, fd: int) -> None:

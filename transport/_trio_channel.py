@@ -117,36 +117,42 @@ class TrioChannel(trio.abc.Channel[bytes]):
         self._check_open()
         await trio.lowlevel.checkpoint_if_cancelled()
         core = self._core
-        parked = False
-        while True:
-            await self._acquire(core._rfd, core._rlock)
-            try:
-                got = core._op_take()
-            finally:
-                self._release(core._rfd, core._rlock)
-            if got is not None:
-                if parked:  # pass the wake-up on: more messages may be waiting for parked tasks
-                    self._recv_lot.unpark()
-                data = core._finish_take(got)
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return data
-            if self._recv_watching:
-                parked = True
-                await self._recv_lot.park()
-                self._check_open()
-                continue
-            self._recv_watching = True
-            try:
-                got = await self._watch_receive()
-            finally:
-                self._recv_watching = False
+        parked = slept = False
+        try:
+            while True:
+                await self._acquire(core._rfd, core._rlock)
+                try:
+                    got = core._op_take()
+                finally:
+                    self._release(core._rfd, core._rlock)
+                if got is None and not self._recv_watching:
+                    self._recv_watching = True
+                    try:
+                        got = await self._watch_receive()
+                        slept = True
+                    finally:
+                        self._recv_watching = False
+                        self._recv_lot.unpark()  # hand the watch over (or let a parked task look)
+                if got is not None:
+                    if parked:  # pass the wake-up on: more messages may be waiting for parked tasks
+                        self._recv_lot.unpark()
+                    data = core._finish_take(got)
+                    if not slept:
+                        await trio.lowlevel.cancel_shielded_checkpoint()
+                    return data
+                if self._recv_watching:
+                    parked = slept = True
+                    await self._recv_lot.park()
+                    self._check_open()
+        except BaseException:
+            if parked:  # e.g. ChannelDestroyed: the other parked tasks must find out too
                 self._recv_lot.unpark()
-            if got is not None:
-                return core._finish_take(got)
+            raise
 
     async def _watch_receive(self) -> tuple[bytes, int] | None:
-        """Register as a waiting receiver and sleep on the doorbell; returns a message if one was
-        taken while registering, else None once woken (the caller then looks again)."""
+        """Register as a waiting receiver and sleep on the doorbell. Returns a message if one was
+        there when registering or on waking (unregistering and taking in one locked step), else None
+        (the caller then looks again)."""
         core, rfd = self._core, self._core._rfd
         w = core._w
         await self._acquire(rfd, core._rlock)
@@ -161,16 +167,24 @@ class TrioChannel(trio.abc.Channel[bytes]):
                 return None
         finally:
             self._release(rfd, core._rlock)
+        woke = False
         try:
             with trio.move_on_after(SAFETY_WAKE_S):
                 await trio.lowlevel.wait_readable(rfd)
                 core._drain_bell(rfd)
+            woke = True
         except trio.ClosedResourceError:
             self._check_open()
             raise
         finally:
-            self._unregister(rfd, core._rlock, _W_RTABLE, _W_RWAIT)
-        return None
+            if not woke:
+                self._unregister(rfd, core._rlock, _W_RTABLE, _W_RWAIT)
+        await self._acquire(rfd, core._rlock)
+        try:
+            core._register(_W_RTABLE, _W_RWAIT, -1)
+            return core._op_take()
+        finally:
+            self._release(rfd, core._rlock)
 
     def receive_nowait(self) -> bytes:
         """The oldest message, or trio.WouldBlock if the channel is empty."""
@@ -197,31 +211,36 @@ class TrioChannel(trio.abc.Channel[bytes]):
     async def _send_prepared(self, payload: Buffer, flags: int) -> None:
         core = self._core
         parked = False
-        while True:
-            await self._acquire(core._sfd, core._slock)
-            try:
-                sent = core._op_put(payload, flags)
-            finally:
-                self._release(core._sfd, core._slock)
-            if sent:
-                if parked:
-                    self._send_lot.unpark()
-                if core._w[_W_RWAIT]:
-                    core._ring_bell(core._rfd)
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return
-            if self._send_watching:
-                parked = True
-                await self._send_lot.park()
-                self._check_open()
-                continue
-            self._send_watching = True
-            try:
-                if await self._watch_send(payload, flags):
+        try:
+            while True:
+                await self._acquire(core._sfd, core._slock)
+                try:
+                    sent = core._op_put(payload, flags)
+                finally:
+                    self._release(core._sfd, core._slock)
+                if sent:
+                    if parked:
+                        self._send_lot.unpark()
+                    if core._w[_W_RWAIT]:
+                        core._ring_bell(core._rfd)
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                     return
-            finally:
-                self._send_watching = False
+                if self._send_watching:
+                    parked = True
+                    await self._send_lot.park()
+                    self._check_open()
+                    continue
+                self._send_watching = True
+                try:
+                    if await self._watch_send(payload, flags):
+                        return
+                finally:
+                    self._send_watching = False
+                    self._send_lot.unpark()
+        except BaseException:
+            if parked:
                 self._send_lot.unpark()
+            raise
 
     async def _watch_send(self, payload: Buffer, flags: int) -> bool:
         """Register as a waiting sender and sleep on the doorbell; True if the message was put in
