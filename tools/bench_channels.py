@@ -96,6 +96,46 @@ def _tp_chan_consumer(p: Params, sync: Sync) -> Params:
         ch.close()
 
 
+BATCH = 64  # messages per send_many / at most per recv_many in the batched cases
+
+
+def _tp_chanb_producer(p: Params, sync: Sync) -> Params:
+    """The producer with the batch API: `send_many` of BATCH messages at a time."""
+    ch = Channel.attach(p["chan"])
+    try:
+        total = p["warm"] + p["n"]
+        batch = [b"\x5a" * p["size"]] * BATCH
+        send_many = ch.send_many
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(total // BATCH):
+            send_many(batch)
+        send_many(batch[: total % BATCH])
+        return {"producer_s": time.perf_counter() - t0}
+    finally:
+        ch.close()
+
+
+def _tp_chanb_consumer(p: Params, sync: Sync) -> Params:
+    """The consumer with the batch API: `recv_many` of whatever is waiting, up to 4 * BATCH."""
+    ch = Channel.attach(p["chan"])
+    try:
+        recv_many = ch.recv_many
+        sync()
+        got = 0
+        while got < p["warm"]:
+            got += len(recv_many(min(4 * BATCH, p["warm"] - got)))
+        t0 = time.perf_counter()
+        got = 0
+        while got < p["n"]:
+            last = recv_many(min(4 * BATCH, p["n"] - got))
+            got += len(last)
+        dt = time.perf_counter() - t0
+        return {"s": dt, "ok": len(last[-1]) == p["size"]}
+    finally:
+        ch.close()
+
+
 def _tp_queue_producer(p: Params, sync: Sync) -> Params:
     q: Any = p["q"]
     msg = b"\x5a" * p["size"]
@@ -273,6 +313,7 @@ def _rt_queue_server(p: Params, sync: Sync) -> Params:
 
 ROLES: dict[str, Callable[[Params, Sync], Params]] = {
     "tp_chan_producer": _tp_chan_producer, "tp_chan_consumer": _tp_chan_consumer,
+    "tp_chanb_producer": _tp_chanb_producer, "tp_chanb_consumer": _tp_chanb_consumer,
     "tp_queue_producer": _tp_queue_producer, "tp_queue_consumer": _tp_queue_consumer,
     "tp_pipe_producer": _tp_pipe_producer, "tp_pipe_consumer": _tp_pipe_consumer,
     "rt_chan_client": _rt_chan_client, "rt_chan_server": _rt_chan_server,
@@ -406,6 +447,11 @@ def throughput_cases(runner: Runner, counts: Counts) -> list[Case]:
         cases.append(Case(f"tp_chan_{size}", [("tp_chan_producer", {**base, "chan": name}),
                                               ("tp_chan_consumer", {**base, "chan": name})],
                           channels=[(name, cap, block)]))
+        if size == 64:
+            name = runner.chan_name("tpb")
+            cases.append(Case(f"tp_chanb_{size}", [("tp_chanb_producer", {**base, "chan": name}),
+                                                    ("tp_chanb_consumer", {**base, "chan": name})],
+                              channels=[(name, cap, block)]))
         q = ctx.Queue()
         cases.append(Case(f"tp_queue_{size}", [("tp_queue_producer", {**base, "q": q}),
                                                ("tp_queue_consumer", {**base, "q": q})]))
@@ -495,6 +541,12 @@ def report(per_rep: dict[str, list[Params]], counts: Counts, reps: int, elapsed:
                          f"{fmt(ours)} msg/s = {fmt(med(f'tp_chan_{size}', 'mb_s'))} MB/s",
                          f"{fmt(theirs)} msg/s = {fmt(med(f'tp_{ref}_{size}', 'mb_s'))} MB/s",
                          f"{ours / theirs:.2f}x"])
+    ours = med("tp_chanb_64", "msgs_s")
+    theirs = med("tp_queue_64", "msgs_s")
+    ratios["tp_64_batched_vs_queue"] = ours / theirs
+    rows.append([f"throughput 64 B, channel send_many/recv_many ({BATCH}) vs mp.Queue",
+                 f"{fmt(ours)} msg/s = {fmt(med('tp_chanb_64', 'mb_s'))} MB/s",
+                 f"{fmt(theirs)} msg/s = {fmt(med('tp_queue_64', 'mb_s'))} MB/s", f"{ours / theirs:.2f}x"])
     rt_names = {"rt_chan_blocking": "blocking<->blocking", "rt_chan_trio": "trio<->trio",
                 "rt_chan_mixed": "blocking client<->trio server"}
     for key, label in rt_names.items():
@@ -509,6 +561,8 @@ def report(per_rep: dict[str, list[Params]], counts: Counts, reps: int, elapsed:
     targets = [
         ("64 B throughput >= 4x mp.Queue", ratios["tp_64_vs_queue"], ">=", 4.0,
          paired("tp_chan_64", "tp_queue_64", "msgs_s")),
+        (f"64 B throughput, batched (send_many/recv_many of {BATCH}) >= 4x mp.Queue",
+         ratios["tp_64_batched_vs_queue"], ">=", 4.0, paired("tp_chanb_64", "tp_queue_64", "msgs_s")),
         ("1 MiB throughput >= 2.5x mp.Queue", ratios[f"tp_{MiB}_vs_queue"], ">=", 2.5,
          paired(f"tp_chan_{MiB}", f"tp_queue_{MiB}", "msgs_s")),
         ("blocking<->blocking round trip <= 0.5x mp.Pipe", ratios["rt_chan_blocking_median_vs_pipe"], "<=", 0.5,

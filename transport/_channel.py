@@ -50,7 +50,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import msgspec
@@ -513,6 +513,54 @@ class Channel:
                         self._register(_W_STABLE, _W_SWAIT, -1)
                         fcntl.flock(sfd, fcntl.LOCK_UN)
                 raise
+
+    def send_many(self, messages: Sequence[Buffer], timeout: float | None = None) -> None:
+        """Send several messages, in order, taking the send lock once per run of messages that fit.
+
+        The batch form of `send` (the same guarantees for each message, the same errors): when the
+        channel is full it waits as `send` does, at most `timeout` seconds for each message that has
+        to wait. On an error, the messages before the failing one were sent, the rest were not.
+        """
+        prepared = [self._prepare(data) for data in messages]
+        i = 0
+        try:
+            while i < len(prepared):
+                with self._slock:
+                    self._lock(self._sfd, True)
+                    try:
+                        while i < len(prepared) and self._op_put(*prepared[i]):
+                            i += 1
+                    finally:
+                        fcntl.flock(self._sfd, fcntl.LOCK_UN)
+                if self._w[_W_RWAIT]:
+                    self._ring_bell(self._rfd)
+                if i < len(prepared):  # full: wait for room as `send` does, for this one message
+                    self._send_blocking(*prepared[i], timeout)
+                    i += 1
+        except BaseException:
+            for payload, flags in prepared[i:]:
+                self._discard(payload, flags)
+            raise
+
+    def recv_many(self, max_messages: int, timeout: float | None = None) -> list[bytes]:
+        """Receive up to `max_messages` messages at once: waits (as `recv`) for the first one, then
+        takes whatever else is waiting under one lock. Returns them oldest first."""
+        out = [self.recv(timeout)]
+        taken: list[tuple[bytes, int]] = []
+        with self._rlock:
+            self._lock(self._rfd, True)
+            try:
+                while len(out) + len(taken) < max_messages:
+                    got = self._op_take()
+                    if got is None:
+                        break
+                    taken.append(got)
+            finally:
+                fcntl.flock(self._rfd, fcntl.LOCK_UN)
+        if taken and self._w[_W_SWAIT]:
+            self._ring_bell(self._sfd)
+        out.extend(self._read_side_file(data) if flags else data for data, flags in taken)
+        return out
 
     def recv(self, timeout: float | None = None) -> bytes:
         """Receive the oldest message, blocking while the channel is empty.

@@ -1,0 +1,64 @@
+"""The batch calls of the blocking face: `send_many` and `recv_many`."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from dragon.transport import Channel, ChannelEmpty, ChannelFull
+from dragon.transport._shm import entries, run_prefix
+
+
+@pytest.fixture
+def ch() -> Iterator[Channel]:
+    name = run_prefix("t" + uuid.uuid4().hex[:8]) + "batch"
+    chan = Channel.create(name, capacity=8, block_size=256)
+    yield chan
+    chan.destroy()
+    assert entries(name) == []
+
+
+def test_send_many_then_recv_many_keeps_order(ch: Channel) -> None:
+    msgs = [os.urandom(n) for n in (0, 1, 100, 256, 5000, 3)]  # 5000 B: larger than the ring
+    ch.send_many(msgs)
+    assert ch.recv_many(100) == msgs
+    with pytest.raises(ChannelEmpty):
+        ch.recv_nowait()
+
+
+def test_recv_many_takes_at_most_max(ch: Channel) -> None:
+    ch.send_many([b"a", b"b", b"c"])
+    assert ch.recv_many(2) == [b"a", b"b"]
+    assert ch.recv_many(2) == [b"c"]
+
+
+def test_send_many_waits_for_room_and_delivers_everything(ch: Channel) -> None:
+    msgs = [i.to_bytes(4, "little") for i in range(1000)]  # far more than the 8 the channel holds
+    got: list[bytes] = []
+
+    def consume() -> None:
+        while len(got) < len(msgs):
+            got.extend(ch.recv_many(16, timeout=10))
+
+    t = threading.Thread(target=consume)
+    t.start()
+    ch.send_many(msgs, timeout=10)
+    t.join(timeout=30)
+    assert got == msgs
+
+
+def test_send_many_timeout_sends_a_prefix(ch: Channel) -> None:
+    with pytest.raises(ChannelFull):
+        ch.send_many([bytes([i]) for i in range(20)], timeout=0.05)
+    got = ch.recv_many(100)
+    assert got == [bytes([i]) for i in range(8)]  # what fitted, in order; nothing after the failure
+    assert [e for e in entries(ch.name + ".x")] == []
+
+
+def test_recv_many_times_out_when_empty(ch: Channel) -> None:
+    with pytest.raises(ChannelEmpty):
+        ch.recv_many(4, timeout=0.05)
