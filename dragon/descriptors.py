@@ -117,6 +117,8 @@ class ProcessDescriptor(msgspec.Struct, kw_only=True, omit_defaults=True):
     ecode: int | None = None
     """Exit code, set only when DEAD; killed by signal N is -N."""
     live_children: list[int] = []
+    pid: int | None = None
+    """OS pid (our addition: the spec's descriptor has none; Process.pid and `dragon status` need it)."""
     gs_ret_cuid: int | None = None
     shep_ret_cuid: int | None = None
     stdin_sdesc: str | None = None

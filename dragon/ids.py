@@ -80,6 +80,8 @@ class LaunchParameters(msgspec.Struct, frozen=True, kw_only=True):
     gs_cd: str = ""
     gs_ret_cd: str = ""
     """This process's own GS-return channel, where GS replies."""
+    gs_ret_cuid: int = 0
+    """Its c_uid: the `r_c_uid` this process puts in its GS requests (our addition; 0 = none)."""
     local_shep_cd: str = ""
     shep_ret_cd: str = ""
     local_be_cd: str = ""

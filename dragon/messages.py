@@ -661,6 +661,8 @@ class SHProcessCreateResponse(Response):
     """Reply to SHProcessCreate, with the answers to its embedded channel creates (spec §2 m9, §4.5)."""
 
     err: LSErr
+    pid: int = 0
+    """OS pid of the new process (our addition, for the process descriptor)."""
     stdin_resp: SHChannelCreateResponse | None = None
     stdout_resp: SHChannelCreateResponse | None = None
     stderr_resp: SHChannelCreateResponse | None = None

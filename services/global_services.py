@@ -308,6 +308,7 @@ class GlobalServices:
                 state=ObjectState.ACTIVE))
             rec.desc.gs_ret_cuid = ret_msg.c_uid
         rec.desc.state = ObjectState.ACTIVE
+        rec.desc.pid = resp.pid
         if parent in self.procs:
             self.procs[parent].desc.live_children.append(p_uid)
         log.info("process created p_uid=%d name=%s", p_uid, name)

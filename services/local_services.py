@@ -391,6 +391,7 @@ class LocalServices:
         env.update(req.env)
         params = msgspec.structs.replace(
             self.infra.params, my_puid=req.t_p_uid, gs_ret_cd=gs_ret.desc if gs_ret else "",
+            gs_ret_cuid=req.gs_ret_chan_msg.c_uid if gs_ret and req.gs_ret_chan_msg else 0,
             parent_puid=int(req.env.get("DRAGON_PARENT_PUID", "0") or 0))
         env.update(params.to_env())
         try:
@@ -420,7 +421,7 @@ class LocalServices:
                     nursery.start_soon(self._feed_stdin, mp, recv)
                 nursery.start_soon(self._forward_all_output, mp)
                 await self.reply(req.r_c_uid, SHProcessCreateResponse(
-                    ref=req.tag, err=LSErr.SUCCESS, gs_ret_chan_resp=gs_ret))
+                    ref=req.tag, err=LSErr.SUCCESS, pid=proc.pid, gs_ret_chan_resp=gs_ret))
                 code = await proc.wait()
                 mp.exited.set()
                 with trio.move_on_after(DRAIN_AFTER_EXIT_S):
