@@ -146,8 +146,13 @@ async def _run_program(run: _Run, run_id: str, preforked: tuple[ForkedChild, int
         run.handle = await nursery.start(functools.partial(
             launcher.serve, run_id=run_id, preforked=preforked, bringup_timeout_s=bringup_timeout_s))
         exe, args = cmd
+        env = {}
+        if os.isatty(1) and "PYTHONUNBUFFERED" not in os.environ:
+            # The head's stdout is a pipe to Local Services, so Python would buffer it in blocks;
+            # at a terminal `python my.py` shows each line at once, and so must `dragon my.py`.
+            env["PYTHONUNBUFFERED"] = "1"
         resp = await run.handle.call(GSProcessCreate(
-            p_uid=0, r_c_uid=BE_CUID, exe=exe, args=args, rundir=os.getcwd(), head_proc=True,
+            p_uid=0, r_c_uid=BE_CUID, exe=exe, args=args, env=env, rundir=os.getcwd(), head_proc=True,
             options=ProcessOptions(make_inf_channels=True)), GSProcessCreateResponse)
         if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None:
             print(f"dragon: error: the program did not start: {resp.err_info}", file=sys.stderr)
