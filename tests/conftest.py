@@ -3,7 +3,7 @@
 - Tests use real processes, real shared memory and the real `dragon` command; no mocks of our runtime.
 - No `sleep()` to wait for a state: wait for the event itself, with `trio.fail_after` or a bounded poll.
 - Every test is followed by a leak check (the autouse fixture below): no /dev/shm entry of this user's
-  runtimes (`dragon.<uid>.*`) and no descendant process may outlive it. The test process makes itself a
+  runtimes (`dragon.<uid>.*`), no runtime directory and no descendant process may outlive it. The test process makes itself a
   child subreaper, so even processes whose parent died (a killed service's children) are reparented to
   it and can be seen, reaped and, if still running, killed and reported.
 - Speed is measured by the benchmarks in tools/, never asserted here.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import sys
 import time
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from dragon._rundir import runtime_root
 from dragon.transport._shm import SHM_DIR, entries, user_prefix
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -56,6 +58,13 @@ def _children() -> dict[int, str]:
     return found
 
 
+def _run_dirs() -> set[str]:
+    try:
+        return set(os.listdir(runtime_root()))
+    except FileNotFoundError:
+        return set()
+
+
 def _reap_zombies(pids: dict[int, str]) -> dict[int, str]:
     """Reap the exited ones among `pids` (only those: never wait(-1)); return the ones still running."""
     alive = {}
@@ -74,13 +83,15 @@ def _reap_zombies(pids: dict[int, str]) -> dict[int, str]:
 def no_leaks() -> Iterator[None]:
     """Fail the test if it leaves a /dev/shm entry of ours or a live descendant process behind."""
     shm_before = set(entries(user_prefix()))
+    dirs_before = _run_dirs()
     procs_before = set(_children())
     yield
     deadline = time.monotonic() + LEAK_GRACE_S
     while True:  # bounded poll: processes of a finished teardown may need a moment to be reaped
         shm_new = sorted(set(entries(user_prefix())) - shm_before)
+        dirs_new = sorted(_run_dirs() - dirs_before)
         procs_new = _reap_zombies({p: d for p, d in _children().items() if p not in procs_before})
-        if (not shm_new and not procs_new) or time.monotonic() > deadline:
+        if (not shm_new and not procs_new and not dirs_new) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     for pid in procs_new:
@@ -94,7 +105,11 @@ def no_leaks() -> Iterator[None]:
             os.unlink(os.path.join(SHM_DIR, name))
         except FileNotFoundError:
             pass
+    for run in dirs_new:
+        shutil.rmtree(os.path.join(runtime_root(), run), ignore_errors=True)
     problems = []
+    if dirs_new:
+        problems.append(f"runtime directories left in {runtime_root()}: {dirs_new}")
     if shm_new:
         problems.append(f"shared-memory entries left in {SHM_DIR}: {shm_new}")
     if procs_new:
