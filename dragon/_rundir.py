@@ -84,6 +84,13 @@ def remove_run_dir(run_id: str) -> None:
     shutil.rmtree(run_dir(run_id), ignore_errors=True)
 
 
+def channel_name(run_id: str, c_uid: int) -> str:
+    """The /dev/shm name of channel `c_uid` of a run. A tool that is not a managed process (e.g.
+    `dragon status`) makes its reply channel under this name with a c_uid of the user-managed range
+    (2**54 .. 2**55-1), and GS finds it by the name."""
+    return infra_name(run_id, f"c{c_uid}")
+
+
 def infra_name(run_id: str, what: str) -> str:
     """The /dev/shm name of an infrastructure object of a run, e.g. `c2` (GS channel), `m0` (pool)."""
     return run_prefix(run_id) + what

@@ -46,4 +46,116 @@ class ServiceDied(DragonError):
 
 
 class RuntimeNotRunning(DragonError):
-    """A runtime call was made outside a running runtime (no launch parameters in the environment)."""
+    """A runtime call was made outside a running runtime (no launch parameters in the environment),
+    or the runtime went away while the call waited for Global Services."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Errors of the client API (dragon.native): one class per failure response of Global Services (spec
+# §4.2-§4.4). Each carries GS's `err_info` text in its message. The lookup errors are also
+# `LookupError`s and the argument errors `ValueError`s, so generic handlers keep working.
+
+
+class InvalidArgument(DragonError, ValueError):
+    """A client call was given an argument it cannot use (the text says which and what to do)."""
+
+
+class NameInUse(DragonError):
+    """A create named an object whose name is taken (spec §5.4, err ALREADY).
+
+    Catch the kind-specific subclasses (`ProcessNameInUse`, ...) or this class for any kind. `uid` is
+    the existing object's id (p_uid, c_uid or m_uid), from the descriptor GS sends with ALREADY.
+    """
+
+    def __init__(self, message: str, name: str, uid: int | None) -> None:
+        super().__init__(message)
+        self.name = name
+        self.uid = uid
+
+    def __reduce__(self) -> tuple[type[NameInUse], tuple[str, str, int | None]]:
+        return (type(self), (str(self), self.name, self.uid))
+
+
+class ProcessError(DragonError):
+    """Base of the errors of managed-process requests (spec §4.2)."""
+
+
+class UnknownProcess(ProcessError, LookupError):
+    """No process has that p_uid or name (err UNKNOWN of a process query, join or kill)."""
+
+
+class ProcessNameInUse(ProcessError, NameInUse):
+    """A process of that name exists and is not dead (GSProcessCreate err ALREADY)."""
+
+
+class ProcessStartFailed(ProcessError):
+    """Local Services could not start the process, e.g. no such executable (GSProcessCreate err FAIL)."""
+
+
+class JoinSelf(ProcessError):
+    """A process tried to join itself, which would wait forever (GSProcessJoin err SELF)."""
+
+
+class ProcessSignalFailed(ProcessError):
+    """A signal could not be delivered: the process is still starting (err PENDING) or the OS refused
+    (err FAIL_KILL)."""
+
+
+class GSChannelError(ChannelError):
+    """Base of the errors of channel requests to Global Services (spec §4.3).
+
+    A subclass of the transport's `ChannelError`, so `except ChannelError` catches both kinds; catch
+    this class for the registry's answers only.
+    """
+
+
+class UnknownChannel(GSChannelError, LookupError):
+    """No channel has that c_uid or name, or it was destroyed already (err UNKNOWN / UNKNOWN_CHANNEL)."""
+
+
+class ChannelNameInUse(GSChannelError, NameInUse):
+    """A live channel of that name exists (GSChannelCreate err ALREADY)."""
+
+
+class ChannelCreateFailed(GSChannelError):
+    """The channel could not be made, e.g. an unknown pool m_uid (GSChannelCreate err FAIL)."""
+
+
+class ChannelBusy(GSChannelError):
+    """The channel is being created or destroyed by another request (GSChannelDestroy err BUSY)."""
+
+
+class ChannelWaitTimeout(GSChannelError, TimeoutError):
+    """No channel of that name became active within the timeout (GSChannelJoin err TIMEOUT)."""
+
+
+class GSPoolError(PoolError):
+    """Base of the errors of pool requests to Global Services (spec §4.4); a `PoolError`."""
+
+
+class UnknownPool(GSPoolError, LookupError):
+    """No pool has that m_uid or name (err UNKNOWN of a pool query or destroy)."""
+
+
+class PoolNameInUse(GSPoolError, NameInUse):
+    """A live pool of that name exists (GSPoolCreate err ALREADY)."""
+
+
+class PoolCreateFailed(GSPoolError):
+    """The pool could not be made, e.g. a size too small for a heap (GSPoolCreate err FAIL)."""
+
+
+class PoolDestroyFailed(GSPoolError):
+    """Local Services could not destroy the pool (GSPoolDestroy err FAIL)."""
+
+
+class PoolGone(GSPoolError):
+    """The pool was destroyed already (GSPoolDestroy err GONE)."""
+
+
+class PoolBusy(GSPoolError):
+    """The pool is being created or destroyed by another request (GSPoolDestroy err PENDING)."""
+
+
+class RequestTimeout(DragonError, TimeoutError):
+    """Global Services did not answer a request within the caller's `timeout_s` (it may still act on it)."""

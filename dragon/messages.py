@@ -296,6 +296,28 @@ class GSDumpState(Msg):
     filename: str
 
 
+
+class GSStatus(Request):
+    """Any -> GS: one snapshot of GS's tables, for `dragon status` (our addition, spec §8).
+
+    Read-only. Answered with GSStatusResponse on `r_c_uid`, which may be a channel in the
+    user-managed c_uid range (2**54 .. 2**55-1) named by `user_reply_channel_name`, so that a tool
+    that is not a managed process can ask.
+    """
+
+
+class GSStatusResponse(Response):
+    """Reply to GSStatus: every process, channel and pool GS knows (dead ones included)."""
+
+    err: ListErr
+    state: str = ""
+    """GS run state: WAITING_FOR_HEAD, HAS_HEAD or SHUTTING_DOWN (spec §8)."""
+    started: float = 0.0
+    """Unix time at which GS came up."""
+    processes: list[ProcessDescriptor] = []
+    channels: list[ChannelDescriptor] = []
+    pools: list[PoolDescriptor] = []
+
 class SHDumpState(Msg):
     """Any -> LS: write LS's tables to `filename`, or to its log if None; no reply (spec §4.1, §8)."""
 
@@ -761,6 +783,7 @@ GSInbound: TypeAlias = (
     SHPingGS
     | GSTeardown
     | GSDumpState
+    | GSStatus
     | GSProcessCreate
     | GSProcessList
     | GSProcessQuery
@@ -787,7 +810,8 @@ GSInbound: TypeAlias = (
 """What arrives on the GS channel, c_uid 2 (spec §2, §3.1, §4.2-§4.5)."""
 
 GSResponse: TypeAlias = (
-    GSProcessCreateResponse
+    GSStatusResponse
+    | GSProcessCreateResponse
     | GSProcessListResponse
     | GSProcessQueryResponse
     | GSProcessKillResponse
@@ -839,6 +863,7 @@ AnyMsg: TypeAlias = (
     | SHHalted
     | AbnormalTermination
     | GSDumpState
+    | GSStatus
     | SHDumpState
     | GSProcessCreate
     | GSProcessList

@@ -32,12 +32,15 @@ from typing import Any, Final
 import msgspec
 import trio
 
-from dragon import _faults, _log
+import time
+
+from dragon import _faults, _log, _rundir
 from dragon.descriptors import (
     ChannelDescriptor, ChannelOptions, ObjectState, PoolDescriptor, ProcessDescriptor,
 )
 from dragon.ids import (
-    BE_CUID, FIRST_GS_CUID, FIRST_GS_MUID, FIRST_USER_PUID, GS_INPUT_CUID, GS_PUID, GS_STDOUT_R_C_UID,
+    BE_CUID, FIRST_GS_CUID, FIRST_GS_MUID, FIRST_USER_MANAGED_CUID, FIRST_USER_PUID, GS_INPUT_CUID, GS_PUID,
+    GS_STDOUT_R_C_UID,
     INF_POOL_MUID, LAUNCHER_PUID, LaunchParameters, default_channel_name, default_pool_name,
     default_process_name,
 )
@@ -50,6 +53,7 @@ from dragon.messages import (
     GSPoolQuery, GSPoolQueryResponse, GSProcessCreate, GSProcessCreateResponse, GSProcessJoin,
     GSProcessJoinList, GSProcessJoinListResponse, GSProcessJoinResponse, GSProcessKill,
     GSProcessKillResponse, GSProcessList, GSProcessListResponse, GSProcessQuery, GSProcessQueryResponse,
+    GSStatus, GSStatusResponse,
     GSTeardown, JoinListStatus, JoinStatus, ListErr, LSErr, PoolCreateErr, PoolDestroyErr, PoolQueryErr,
     ProcessCreateErr, ProcessJoinErr, ProcessKillErr, ProcessQueryErr, Response, SHChannelCreate,
     SHChannelCreateResponse, SHChannelDestroy, SHChannelDestroyResponse, SHPingGS, SHPoolCreate,
@@ -108,7 +112,7 @@ async def serve(params: LaunchParameters) -> None:
         raise RuntimeError("injected fault gs-crash")
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_ls, nursery.cancel_scope)
-        gs = GlobalServices(inbox, to_ls, to_la, nursery)
+        gs = GlobalServices(inbox, to_ls, to_la, nursery, params.run_id)
         await gs.main_loop()
         nursery.cancel_scope.cancel()
     for chan in (inbox.chan, to_ls.chan, to_la.chan, *(box.chan for box in gs.reply_boxes.values())):
@@ -149,8 +153,11 @@ class PoolRecord:
 class GlobalServices:
     """GS's tables and request handlers (spec §4.2-§4.4)."""
 
-    def __init__(self, inbox: Inbox[GSInbound], to_ls: Outbox, to_la: Outbox, nursery: trio.Nursery) -> None:
+    def __init__(self, inbox: Inbox[GSInbound], to_ls: Outbox, to_la: Outbox, nursery: trio.Nursery,
+                 run_id: str) -> None:
         self.inbox, self.to_ls, self.to_la, self.nursery = inbox, to_ls, to_la, nursery
+        self.run_id = run_id
+        self.started = time.time()
         self.ls_gone = False
         self.procs: dict[int, ProcRecord] = {}
         self.proc_names: dict[str, int] = {}
@@ -205,6 +212,8 @@ class GlobalServices:
                     await self.reply(msg.r_c_uid, self.pool_query(msg))
                 case GSDumpState():
                     self.dump_state(msg.filename)
+                case GSStatus():
+                    await self.reply(msg.r_c_uid, self.status(msg))
                 case SHPingGS():
                     log.warning("ignored a second SHPingGS")
                 case _:
@@ -233,20 +242,38 @@ class GlobalServices:
             log_message("sent", "on GS stdout", msg)
             write_frame(1, msg, "GS stdout")
         else:
-            box = self.reply_boxes.get(r_c_uid)
-            if box is None:
-                rec = self.chans.get(r_c_uid)
-                if rec is None or rec.desc.state != ObjectState.ACTIVE or r_c_uid == GS_INPUT_CUID:
-                    log.warning("cannot reply to r_c_uid=%d (no such channel): %r", r_c_uid, msg)
-                    return
-                box = self.reply_boxes[r_c_uid] = Outbox(TrioChannel.attach(rec.desc.sdesc), f"channel {r_c_uid}")
             try:
+                box = self.reply_boxes.get(r_c_uid)
+                if box is None:
+                    sdesc = self._reply_channel(r_c_uid)
+                    if sdesc is None:
+                        log.warning("cannot reply to r_c_uid=%d (no such channel): %r", r_c_uid, msg)
+                        return
+                    box = self.reply_boxes[r_c_uid] = Outbox(TrioChannel.attach(sdesc), f"channel {r_c_uid}")
                 with trio.move_on_after(10):
                     await box.send(msg)
                     return
                 log.warning("reply to r_c_uid=%d timed out (nobody reads it): %r", r_c_uid, msg)
             except Exception as exc:  # the requester's channel is gone: nobody is left to answer
                 log.warning("reply to r_c_uid=%d failed: %s", r_c_uid, exc)
+                self._forget_reply_box(r_c_uid)
+
+    def _reply_channel(self, r_c_uid: int) -> str | None:
+        """The attach descriptor of a reply channel: one GS knows, or a user-managed one by name."""
+        if FIRST_USER_MANAGED_CUID <= r_c_uid < 2 * FIRST_USER_MANAGED_CUID:
+            return _rundir.channel_name(self.run_id, r_c_uid)
+        rec = self.chans.get(r_c_uid)
+        if rec is None or rec.desc.state != ObjectState.ACTIVE or r_c_uid == GS_INPUT_CUID:
+            return None
+        return rec.desc.sdesc
+
+    def status(self, req: GSStatus) -> GSStatusResponse:
+        """Spec §8: one read-only snapshot of every table, for `dragon status`."""
+        has_head = any(r.head and r.desc.state != ObjectState.DEAD for r in self.procs.values())
+        return GSStatusResponse(
+            ref=req.tag, err=ListErr.SUCCESS, state="HAS_HEAD" if has_head else "WAITING_FOR_HEAD",
+            started=self.started, processes=[r.desc for r in self.procs.values()],
+            channels=[c.desc for c in self.chans.values()], pools=[p.desc for p in self.pools.values()])
 
     def _forget_reply_box(self, c_uid: int) -> None:
         box = self.reply_boxes.pop(c_uid, None)

@@ -43,6 +43,8 @@ def sample(tp: Any) -> Any:
         return "sample"
     if tp is bool:
         return True
+    if tp is float:
+        return 7.5
     if tp is bytes:
         return b"\xff\xfe not utf-8"  # bytes fields must survive byte-identical
     if isinstance(tp, type) and issubclass(tp, IntEnum):

@@ -1,0 +1,305 @@
+"""The blocking connection of a managed process to Global Services (spec §2 handshake, §4, §7.2).
+
+Every process the runtime starts with `make_inf_channels` finds in its launch parameters (spec §1.4)
+the GS input channel (`DRAGON_GS_CD`), its own GS-return channel (`DRAGON_GS_RET_CD`) and that
+channel's c_uid (`DRAGON_GS_RET_CUID`, the `r_c_uid` of its requests). `connection()` attaches to
+both on first use and reads the handshake, GSPingProc, which GS puts on the return channel before
+any reply. `GSClient.call` then sends one request and returns the response whose `ref` is its tag.
+
+Plain Python, no trio: user processes import this, and `import trio` alone costs about 0.25 s.
+
+Several threads may have requests outstanding at once. There is no reader thread: the first waiting
+caller becomes the reader of the return channel and files every reply it takes by `ref`; the others
+sleep on a Condition and are woken when their reply is filed. When the reader's own reply arrives it
+gives up the role, and a still-waiting caller takes it over.
+
+A dead runtime never makes a call hang: every blocking wait is cut into slices of
+`LIVENESS_SLICE_S`, and between slices the caller checks that the GS channel was not destroyed and
+that the GS process (pid from the run's runtime.json) is alive; if not, RuntimeNotRunning.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Final, TypeVar
+
+import msgspec
+
+from dragon import _rundir
+from dragon.descriptors import ArgMode
+from dragon.errors import ChannelDestroyed, ChannelEmpty, ChannelFull, ProtocolError, RequestTimeout, RuntimeNotRunning
+from dragon.ids import LaunchParameters
+from dragon.messages import GSPingProc, ProcessInbound, Request, Response, decode
+from dragon.transport import Channel
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Response)
+
+LIVENESS_SLICE_S: Final = 1.0  # how often a blocked call checks that the runtime still exists
+HANDSHAKE_TIMEOUT_S: Final = 60.0  # GSPingProc is sent right after the spawn; this is only a backstop
+CONNECTED_PID_VAR: Final = "DRAGON_GS_CLIENT_PID"
+"""Set in the environment of a connected process: a process it forks or spawns by other means than
+GS inherits the launch parameters but is not that managed process, and must not take its replies."""
+
+NOT_UNDER_DRAGON: Final = ("this process was not started by the Dragon runtime (no launch parameters "
+                           "in its environment): run the program with `dragon prog.py`")
+
+
+class GSClient:
+    """A managed process's connection to GS: its GS-channel sender and GS-return-channel receiver.
+
+    Get the process's one instance from `connection()`. Thread-safe. `handshake` is the GSPingProc
+    read when connecting (its `mode`/`argdata` carry the process's Python arguments, spec §2); when
+    the mode is PYTHON_CHANNEL, `argdata` holds the bytes of the message that followed it.
+    """
+
+    def __init__(self, params: LaunchParameters, to_gs: Channel, replies: Channel, gs_pid: int | None) -> None:
+        """Internal: use `GSClient.connect` (which attaches the channels and reads the handshake)."""
+        self.params = params
+        self.p_uid = params.my_puid
+        self.r_c_uid = params.gs_ret_cuid
+        self._to_gs, self._replies, self._gs_pid = to_gs, replies, gs_pid
+        self._enc = msgspec.msgpack.Encoder()
+        self._dec: msgspec.msgpack.Decoder[GSPingProc | Response] = msgspec.msgpack.Decoder(ProcessInbound)
+        self._tags = itertools.count(1)
+        self._cond = threading.Condition()
+        self._waiting: set[int] = set()
+        self._filed: dict[int, Response] = {}
+        self._reader_busy = False
+        self._closed = False
+        self.handshake = self._read_handshake()
+
+    @classmethod
+    def connect(cls, params: LaunchParameters) -> GSClient:
+        """Attach to the GS channel and this process's GS-return channel, then read GSPingProc.
+
+        Raises:
+          RuntimeNotRunning: the channels are gone (the runtime ended), or no GSPingProc arrived within
+            HANDSHAKE_TIMEOUT_S.
+          ProtocolError: the first message on the return channel is not GSPingProc.
+        """
+        info = _rundir.read_info(params.run_id) if params.run_id else None
+        try:
+            to_gs = Channel.attach(params.gs_cd)
+        except ChannelDestroyed as exc:
+            raise RuntimeNotRunning(f"the runtime is gone (its GS channel does not exist): {exc}") from exc
+        try:
+            replies = Channel.attach(params.gs_ret_cd)
+        except ChannelDestroyed as exc:
+            to_gs.close()
+            raise RuntimeNotRunning(f"the runtime is gone (this process's GS-return channel does not exist): "
+                                    f"{exc}") from exc
+        try:
+            return cls(params, to_gs, replies, info.gs_pid if info is not None else None)
+        except BaseException:
+            to_gs.close()
+            replies.close()
+            raise
+
+    def _read_handshake(self) -> GSPingProc:
+        deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
+
+        def expired() -> Exception:
+            return RuntimeNotRunning(f"no GSPingProc handshake arrived within {HANDSHAKE_TIMEOUT_S} s (did "
+                                     "another process read this process's GS-return channel?)")
+
+        frame = self._receive_frame(deadline, expired)
+        first = decode(self._dec, frame, where="GS-return channel")
+        if not isinstance(first, GSPingProc):
+            raise ProtocolError(f"expected GSPingProc first on the GS-return channel, got {type(first).__name__}")
+        if first.mode == ArgMode.PYTHON_CHANNEL:  # spec §2: the argument bytes are the next message
+            first = msgspec.structs.replace(first, argdata=self._receive_frame(deadline, expired))
+        return first
+
+    # ----------------------------------------------------------------------------------- requests
+
+    def call(self, request: Request, response_type: type[R], timeout_s: float | None = None) -> R:
+        """Send `request` to GS and wait for its response.
+
+        Fills in `tag` (unique in this process), `p_uid` (this process) and `r_c_uid` (its GS-return
+        channel); the caller's object is not changed. Waits at most `timeout_s` seconds (None: as long
+        as the runtime lives). Thread-safe: other threads' calls proceed meanwhile.
+
+        Returns:
+          the response whose `ref` is the request's tag.
+        Raises:
+          RuntimeNotRunning: the runtime went away (or this handle was closed).
+          RequestTimeout: no response within `timeout_s` (GS may still carry the request out).
+          ProtocolError: GS answered with another response type than `response_type`.
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+
+        def expired() -> Exception:
+            return RequestTimeout(f"Global Services did not answer {type(request).__name__} within {timeout_s} s")
+
+        with self._cond:
+            if self._closed:
+                raise RuntimeNotRunning("the connection to Global Services was closed")
+            tag = next(self._tags)
+            self._waiting.add(tag)
+        try:
+            msg = msgspec.structs.replace(request, tag=tag, p_uid=self.p_uid, r_c_uid=self.r_c_uid)
+            self._send(self._enc.encode(msg), deadline, expired)
+            resp = self._wait_reply(tag, deadline, expired)
+        finally:
+            with self._cond:
+                self._waiting.discard(tag)
+                self._filed.pop(tag, None)
+        if not isinstance(resp, response_type):
+            raise ProtocolError(f"Global Services answered {type(request).__name__} with "
+                                f"{type(resp).__name__}, not {response_type.__name__}")
+        return resp
+
+    def _send(self, frame: bytes, deadline: float | None, expired: Callable[[], Exception]) -> None:
+        while True:
+            try:
+                self._to_gs.send(frame, self._slice(deadline, expired))
+                return
+            except ChannelFull:
+                self._check_alive()
+            except ChannelDestroyed as exc:
+                raise RuntimeNotRunning(f"the runtime is gone (the GS channel was destroyed): {exc}") from exc
+
+    def _wait_reply(self, tag: int, deadline: float | None, expired: Callable[[], Exception]) -> Response:
+        with self._cond:
+            while tag not in self._filed:
+                if not self._reader_busy:
+                    self._reader_busy = True
+                    break
+                self._cond.wait(self._slice(deadline, expired))
+            else:
+                return self._filed.pop(tag)
+        try:  # this thread reads the return channel until its own reply arrives
+            while True:
+                frame = self._receive_frame(deadline, expired)
+                resp = decode(self._dec, frame, where="GS-return channel")
+                if not isinstance(resp, Response):
+                    raise ProtocolError(f"unexpected {type(resp).__name__} on the GS-return channel")
+                if resp.ref == tag:
+                    return resp
+                with self._cond:
+                    if resp.ref in self._waiting:
+                        self._filed[resp.ref] = resp
+                        self._cond.notify_all()
+                    else:  # the answer to a call that timed out
+                        log.debug("dropped a late %s ref=%d", type(resp).__name__, resp.ref)
+        finally:
+            with self._cond:
+                self._reader_busy = False
+                self._cond.notify_all()
+
+    def _receive_frame(self, deadline: float | None, expired: Callable[[], Exception]) -> bytes:
+        """One message from the return channel, checking between slices that the runtime lives."""
+        while True:
+            try:
+                return self._replies.recv(self._slice(deadline, expired))
+            except ChannelEmpty:
+                self._check_alive()
+            except ChannelDestroyed as exc:
+                raise RuntimeNotRunning(f"the runtime is gone (the GS-return channel was destroyed): {exc}") from exc
+
+    @staticmethod
+    def _slice(deadline: float | None, expired: Callable[[], Exception]) -> float:
+        """The next wait: LIVENESS_SLICE_S, or less to end at `deadline`; raises `expired()` after it."""
+        if deadline is None:
+            return LIVENESS_SLICE_S
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise expired()
+        return min(LIVENESS_SLICE_S, left)
+
+    def _check_alive(self) -> None:
+        """RuntimeNotRunning if the GS channel was destroyed or the GS process has exited."""
+        try:
+            destroyed = self._to_gs.statistics().destroyed
+        except Exception:  # the handle was closed under us: this connection is over
+            destroyed = True
+        if destroyed:
+            raise RuntimeNotRunning("the runtime is gone (the GS channel was destroyed)")
+        if self._gs_pid is not None and not _pid_alive(self._gs_pid):
+            raise RuntimeNotRunning(f"the runtime is gone (Global Services, pid {self._gs_pid}, has exited)")
+
+    def close(self) -> None:
+        """Drop both channel handles (the channels live on); later calls raise RuntimeNotRunning."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+        self._to_gs.close()
+        self._replies.close()
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, exited but not reaped, counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2:][:1] != b"Z"
+
+
+# --------------------------------------------------------------------------------------- the process's one
+
+
+_lock = threading.Lock()
+_client: GSClient | None = None
+
+
+def launch_parameters() -> LaunchParameters:
+    """This process's launch parameters (spec §1.4), checked to allow GS requests.
+
+    Raises:
+      RuntimeNotRunning: the process was not started by the runtime, or without a GS-return channel,
+        or it is a fork (or an unmanaged child) of a managed process; the text says what to do.
+    """
+    env = os.environ
+    if not env.get("DRAGON_GS_CD"):
+        raise RuntimeNotRunning(NOT_UNDER_DRAGON)
+    owner = env.get(CONNECTED_PID_VAR)
+    if owner and owner != str(os.getpid()):
+        raise RuntimeNotRunning(
+            f"this process (pid {os.getpid()}) inherited the launch parameters of managed process pid "
+            f"{owner} but is not a managed process: create processes with dragon.native.Process")
+    if not env.get("DRAGON_GS_RET_CD") or not env.get("DRAGON_GS_RET_CUID"):
+        raise RuntimeNotRunning("this process has no GS-return channel (it was created without "
+                                "make_inf_channels), so it cannot make runtime requests")
+    try:
+        return LaunchParameters.from_env(env)
+    except ValueError as exc:
+        raise RuntimeNotRunning(f"{NOT_UNDER_DRAGON}; {exc}") from exc
+
+
+def connection() -> GSClient:
+    """This process's connection to GS, made on first use (thread-safe).
+
+    Raises:
+      RuntimeNotRunning: see `launch_parameters`, or the runtime is gone.
+      ProtocolError: the handshake was not GSPingProc.
+    """
+    global _client
+    client = _client
+    if client is not None:
+        return client
+    with _lock:
+        if _client is None:
+            params = launch_parameters()
+            _client = GSClient.connect(params)
+            os.environ[CONNECTED_PID_VAR] = str(os.getpid())
+        return _client
+
+
+def _forget_after_fork() -> None:
+    """In a forked child the parent's connection is not ours: drop it (without closing shared fds)."""
+    global _client, _lock
+    _client = None
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
