@@ -303,3 +303,10 @@ def _forget_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def timeout_us(timeout_s: float | None) -> int:
+    """A timeout in seconds as GS wants it (spec §4): integer µs, -1 = forever; negative s = poll now."""
+    if timeout_s is None:
+        return -1
+    return max(0, round(timeout_s * 1e6))

@@ -471,6 +471,12 @@ class GlobalServices:
                     ref=req.tag, err=ChannelCreateErr.ALREADY, desc=existing.desc,
                     err_info=f"a channel named {req.user_name} exists already"))
                 return
+        pool = self.pools.get(req.m_uid)
+        if req.m_uid >= FIRST_GS_MUID and (pool is None or pool.desc.state != ObjectState.ACTIVE):
+            # spec §4.3: the pool must be pre-defined (m_uid < 2**63) or a live one of GS's table
+            await self.reply(req.r_c_uid, GSChannelCreateResponse(
+                ref=req.tag, err=ChannelCreateErr.FAIL, err_info=f"no pool m_uid {req.m_uid} to create a channel in"))
+            return
         c_uid = self.next_cuid
         self.next_cuid += 1
         name = req.user_name or default_channel_name(c_uid)

@@ -1,0 +1,300 @@
+"""Managed processes through Global Services, for plain Python code (spec §4.2, §5.1, §7.2).
+
+`Process` is a handle on one process in GS's table: made by `Process(...).start()`, or looked up
+with `Process.from_puid` / `Process.from_name` / `current()`. Every method is one blocking GS
+request (`dragon._gs_client`), usable from any thread of any managed process. Failures raise the
+`ProcessError` subclass for GS's answer, with GS's text.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import msgspec
+
+from dragon._gs_client import CONNECTED_PID_VAR, connection, launch_parameters, timeout_us
+from dragon.descriptors import DEVNULL, PIPE, STDOUT, ObjectState, ProcessDescriptor, ProcessOptions, StdioOption
+from dragon.errors import (
+    InvalidArgument, JoinSelf, ProcessNameInUse, ProcessSignalFailed, ProcessStartFailed, UnknownProcess,
+)
+from dragon.ids import ENV_PREFIX, LAUNCHER_PUID, LaunchParameters
+from dragon.messages import (
+    GSProcessCreate, GSProcessCreateResponse, GSProcessJoin, GSProcessJoinResponse, GSProcessKill,
+    GSProcessKillResponse, GSProcessList, GSProcessListResponse, GSProcessQuery, GSProcessQueryResponse,
+    ProcessCreateErr, ProcessJoinErr, ProcessKillErr, ProcessQueryErr,
+)
+
+# Launch parameters are per process: LS fills in the child's own, so the parent's are not passed on.
+_NOT_INHERITED: Final = frozenset(
+    [ENV_PREFIX + f.name.upper() for f in msgspec.structs.fields(LaunchParameters)]
+    + [CONNECTED_PID_VAR, "DRAGON_PARENT_PUID"])
+
+
+class Process:
+    """A managed process: created through GS, run by Local Services, known to GS forever (spec §5.1).
+
+    `Process(target, args, ...)` describes a process; `start()` creates it. `target` is an executable
+    (a path, or a name looked up on PATH) and `args` its arguments (argv[1:]). Python callables as
+    targets are not supported yet: run `sys.executable` with a script instead.
+
+    Args:
+      env: variables merged over this process's own environment (as Dragon merges it over Local
+        Services'); the child's launch parameters (DRAGON_*) are always its own.
+      cwd: working directory; None = this process's current directory.
+      name: a unique name for lookups with `from_name`; "" = `dragon_process_<p_uid>`.
+      stdin: None (fed by the launcher's stdin forwarding) or DEVNULL.
+      stdout / stderr: None (forwarded to the launcher's output), DEVNULL, a file path (appended to),
+        or for stderr STDOUT (merged into stdout). PIPE is not supported yet.
+    Raises:
+      InvalidArgument: a target, argument or stdio option that cannot be used.
+    """
+
+    def __init__(self, target: str | os.PathLike[str], args: Sequence[str | os.PathLike[str]] = (), *,
+                 env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None, name: str = "",
+                 stdin: StdioOption = None, stdout: StdioOption = None, stderr: StdioOption = None) -> None:
+        if not isinstance(target, (str, os.PathLike)) or not os.fspath(target):
+            raise InvalidArgument(f"Process target must be an executable path or name, not {target!r} "
+                                  "(Python callables are not supported: run sys.executable with a script)")
+        if isinstance(args, (str, bytes)):
+            raise InvalidArgument(f"Process args must be a sequence of strings, not the string {args!r}")
+        self._exe = os.fspath(target)
+        self._args = [os.fspath(a) for a in args]
+        if not all(isinstance(a, str) for a in self._args):
+            raise InvalidArgument(f"Process args must be strings: {self._args!r}")
+        self._env = dict(env) if env is not None else {}
+        self._cwd = os.fspath(cwd) if cwd is not None else None
+        self._stdio = (_check_stdio("stdin", stdin), _check_stdio("stdout", stdout), _check_stdio("stderr", stderr))
+        self._name = name
+        self._desc: ProcessDescriptor | None = None
+        self._returncode: int | None = None
+
+    @classmethod
+    def _attached(cls, desc: ProcessDescriptor) -> Process:
+        """A handle on an existing process, from its descriptor."""
+        proc = cls.__new__(cls)
+        proc._exe, proc._args, proc._env, proc._cwd = "", [], {}, None
+        proc._stdio = (None, None, None)
+        proc._name = desc.name
+        proc._desc = desc
+        proc._returncode = desc.ecode if desc.state == ObjectState.DEAD else None
+        return proc
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        """Pickles as the descriptor: unpickled in another process it is a handle on the same process."""
+        if self._desc is None:
+            raise InvalidArgument("a Process that was not started cannot be pickled; start() it first")
+        return (_from_msgpack, (msgspec.msgpack.encode(self._desc),))
+
+    # ----------------------------------------------------------------------------- lookups
+
+    @classmethod
+    def from_puid(cls, p_uid: int) -> Process:
+        """A handle on the process with this p_uid (alive or dead). Raises UnknownProcess."""
+        return cls._attached(_query(GSProcessQuery(p_uid=0, r_c_uid=0, t_p_uid=p_uid)))
+
+    @classmethod
+    def from_name(cls, name: str) -> Process:
+        """A handle on the process with this name (alive or dead). Raises UnknownProcess."""
+        if not name:
+            raise InvalidArgument("Process.from_name needs a non-empty name")
+        return cls._attached(_query(GSProcessQuery(p_uid=0, r_c_uid=0, user_name=name)))
+
+    @staticmethod
+    def list() -> list[int]:
+        """The p_uid of every process GS ever created in this runtime, dead ones included."""
+        return connection().call(GSProcessList(p_uid=0, r_c_uid=0), GSProcessListResponse).plist
+
+    # ----------------------------------------------------------------------------- life cycle
+
+    def start(self) -> None:
+        """Ask GS to create the process; returns once it runs (or failed to start).
+
+        Raises:
+          InvalidArgument: it was started already, or is a looked-up handle.
+          ProcessNameInUse: a live process has this name (its p_uid is in `.uid`).
+          ProcessStartFailed: Local Services could not start it (e.g. no such executable).
+          RuntimeNotRunning: not under `dragon`, or the runtime is gone.
+        """
+        if self._desc is not None:
+            raise InvalidArgument(f"process {self._desc.p_uid} was started already; make a new Process")
+        env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+        env.update(self._env)
+        resp = connection().call(GSProcessCreate(
+            p_uid=0, r_c_uid=0, exe=self._exe, args=self._args, env=env, rundir=self._cwd or os.getcwd(),
+            user_name=self._name, options=ProcessOptions(make_inf_channels=True),  # its own GS-return channel
+            stdin=self._stdio[0], stdout=self._stdio[1], stderr=self._stdio[2]), GSProcessCreateResponse)
+        if resp.err == ProcessCreateErr.ALREADY:
+            uid = resp.desc.p_uid if resp.desc is not None else None
+            raise ProcessNameInUse(f"cannot start {self._exe}: {resp.err_info} (p_uid {uid})", self._name, uid)
+        if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None:
+            raise ProcessStartFailed(f"cannot start {self._exe}: {resp.err_info or resp.err.name}")
+        self._desc = resp.desc
+        self._name = resp.desc.name
+
+    def join(self, timeout: float | None = None) -> int | None:
+        """Wait until the process exits, at most `timeout` seconds (None: no limit; <= 0: just look).
+
+        Returns:
+          its exit code (killed by signal N: -N), or None if it still runs after `timeout`.
+        Raises:
+          JoinSelf: this is the calling process itself.
+          UnknownProcess: GS does not know it; InvalidArgument: not started.
+        """
+        desc = self._started("join")
+        if self._returncode is not None:
+            return self._returncode
+        resp = connection().call(GSProcessJoin(p_uid=0, r_c_uid=0, t_p_uid=desc.p_uid, timeout=timeout_us(timeout)),
+                                 GSProcessJoinResponse)
+        if resp.err == ProcessJoinErr.SUCCESS:
+            self._returncode = resp.exit_code
+            return resp.exit_code
+        if resp.err == ProcessJoinErr.TIMEOUT:
+            return None
+        if resp.err == ProcessJoinErr.SELF:
+            raise JoinSelf(f"process {desc.p_uid} cannot join itself: {resp.err_info}")
+        raise UnknownProcess(resp.err_info or f"no p_uid {desc.p_uid}")
+
+    def send_signal(self, sig: int) -> None:
+        """Send signal `sig` to the process; a process that has exited already is left alone.
+
+        Returns once the signal was delivered, not once the process died (use `join`).
+        Raises:
+          ProcessSignalFailed: it is still starting, or the OS refused the signal (e.g. an invalid one).
+          UnknownProcess: GS does not know it; InvalidArgument: not started.
+        """
+        desc = self._started("signal")
+        resp = connection().call(GSProcessKill(p_uid=0, r_c_uid=0, t_p_uid=desc.p_uid, sig=int(sig)),
+                                 GSProcessKillResponse)
+        if resp.err == ProcessKillErr.SUCCESS:
+            return
+        if resp.err == ProcessKillErr.DEAD:
+            self._returncode = resp.exit_code
+            return
+        if resp.err == ProcessKillErr.UNKNOWN:
+            raise UnknownProcess(resp.err_info or f"no p_uid {desc.p_uid}")
+        raise ProcessSignalFailed(f"cannot send signal {sig} to process {desc.p_uid}: {resp.err_info or resp.err.name}")
+
+    def terminate(self) -> None:
+        """Send SIGTERM (see `send_signal`)."""
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Send SIGKILL (see `send_signal`)."""
+        self.send_signal(signal.SIGKILL)
+
+    # ----------------------------------------------------------------------------- state
+
+    @property
+    def p_uid(self) -> int | None:
+        """The runtime's id of the process; None until started."""
+        return None if self._desc is None else self._desc.p_uid
+
+    puid = p_uid
+
+    @property
+    def pid(self) -> int | None:
+        """The OS pid; None until started."""
+        return None if self._desc is None else self._desc.pid
+
+    @property
+    def name(self) -> str:
+        """Its unique name (the one given, or `dragon_process_<p_uid>` once started)."""
+        return self._name
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code (killed by signal N: -N) once it has exited; None while it runs or before start.
+
+        Asks GS unless the exit code is known already.
+        """
+        if self._returncode is None and self._desc is not None:
+            self._refresh()
+        return self._returncode
+
+    @property
+    def is_alive(self) -> bool:
+        """Whether it was started and has not exited (asks GS)."""
+        return self._desc is not None and self.returncode is None
+
+    def descriptor(self) -> ProcessDescriptor:
+        """GS's current record of the process (spec §5.1). Raises InvalidArgument if not started."""
+        self._started("describe")
+        return self._refresh()
+
+    def parent(self) -> Process | None:
+        """The process that created this one, or None if the launcher did (the head process)."""
+        desc = self._desc if self._desc is not None and self._desc.p_p_uid else self.descriptor()
+        return None if desc.p_p_uid == LAUNCHER_PUID else Process.from_puid(desc.p_p_uid)
+
+    def children(self) -> builtins.list[Process]:
+        """Handles on its children that are still alive, as GS knows them."""
+        return [Process.from_puid(p) for p in self.descriptor().live_children]
+
+    def _refresh(self) -> ProcessDescriptor:
+        assert self._desc is not None
+        self._desc = _query(GSProcessQuery(p_uid=0, r_c_uid=0, t_p_uid=self._desc.p_uid))
+        if self._desc.state == ObjectState.DEAD:
+            self._returncode = self._desc.ecode
+        return self._desc
+
+    def _started(self, what: str) -> ProcessDescriptor:
+        if self._desc is None:
+            raise InvalidArgument(f"cannot {what} a process that was not started: call start() first")
+        return self._desc
+
+    def __repr__(self) -> str:
+        if self._desc is None:
+            return f"<Process {self._exe!r} not started>"
+        state = "running" if self._returncode is None else f"exited {self._returncode}"
+        return f"<Process p_uid={self._desc.p_uid} name={self._name!r} pid={self._desc.pid} {state}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Process) and self._desc is not None and other.p_uid == self.p_uid
+
+    def __hash__(self) -> int:
+        return hash(("Process", self.p_uid if self._desc is not None else id(self)))
+
+
+def current() -> Process:
+    """A handle on the calling process. Raises RuntimeNotRunning when not under `dragon`."""
+    return Process.from_puid(launch_parameters().my_puid)
+
+
+def current_puid() -> int:
+    """The calling process's p_uid, from its launch parameters (no GS request)."""
+    return launch_parameters().my_puid
+
+
+def parent_puid() -> int:
+    """The p_uid of the process that created the calling one (0: the launcher), with no GS request."""
+    return launch_parameters().parent_puid
+
+
+def _query(req: GSProcessQuery) -> ProcessDescriptor:
+    resp = connection().call(req, GSProcessQueryResponse)
+    if resp.err != ProcessQueryErr.SUCCESS or resp.desc is None:
+        raise UnknownProcess(resp.err_info or f"no process {req.user_name or req.t_p_uid}")
+    return resp.desc
+
+
+def _from_msgpack(data: bytes) -> Process:
+    return Process._attached(msgspec.msgpack.decode(data, type=ProcessDescriptor))
+
+
+def _check_stdio(stream: str, opt: StdioOption) -> StdioOption:
+    """Spec §5.5, as far as Local Services implements it; InvalidArgument for anything else."""
+    if opt is None or opt == DEVNULL:
+        return opt
+    if opt == PIPE:
+        raise InvalidArgument(f"{stream}=PIPE is not supported yet (Local Services has no PIPE channels); "
+                              "use a file path or DEVNULL")
+    if opt == STDOUT and stream == "stderr":
+        return opt
+    if isinstance(opt, (str, os.PathLike)) and stream != "stdin":
+        return os.path.abspath(os.fspath(opt))
+    raise InvalidArgument(f"{stream}={opt!r} is not a valid option: use None, DEVNULL"
+                          + (", STDOUT" if stream == "stderr" else "") + (", or a file path" if stream != "stdin" else ""))

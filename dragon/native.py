@@ -1,0 +1,20 @@
+"""The native Python API (spec §7.2): managed processes, channels and pools through Global Services.
+
+Works in any process the runtime started (`dragon prog.py` and the processes it creates with
+`Process`); elsewhere every call raises `RuntimeNotRunning`. Blocking and thread-safe, and light to
+import: no trio. Errors are the classes of `dragon.errors` (`ProcessError`, `GSChannelError`,
+`GSPoolError` and their subclasses, one per failure answer of Global Services).
+"""
+
+from __future__ import annotations
+
+from dragon._gs_channel import Channel as Channel
+from dragon._gs_process import Process as Process
+from dragon._gs_process import current as current
+from dragon._gs_process import current_puid as current_puid
+from dragon._gs_process import parent_puid as parent_puid
+from dragon._gs_pool import Pool as Pool
+from dragon.descriptors import DEVNULL as DEVNULL
+from dragon.descriptors import STDOUT as STDOUT
+
+__all__ = ["DEVNULL", "STDOUT", "Channel", "Pool", "Process", "current", "current_puid", "parent_puid"]
