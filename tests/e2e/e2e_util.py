@@ -1,0 +1,88 @@
+"""Helpers of the end-to-end tests: run the real `dragon` command of this venv on the programs in programs/.
+
+Every run is bounded (`trio.fail_after`); a process still running when a test fails is killed by trio
+(`trio.run_process` under a nursery), and the leak check of tests/conftest.py sees anything left over.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Final
+
+import trio
+
+DRAGON: Final = os.path.join(os.path.dirname(sys.executable), "dragon")
+"""The `dragon` command of the venv running the tests (never one found elsewhere on PATH)."""
+PROGRAMS: Final = Path(__file__).resolve().with_name("programs")
+RUN_TIMEOUT_S: Final = 60.0
+
+
+def program(name: str) -> str:
+    """Path of a helper program in programs/."""
+    return str(PROGRAMS / name)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """Our environment without DRAGON_* variables (a developer's DRAGON_LOG_LEVEL must not change a run)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGON_")}
+    env.update(extra)
+    return env
+
+
+async def run_dragon(*args: str, stdin: bytes = b"", cwd: str | Path | None = None,
+                     env: Mapping[str, str] | None = None,
+                     timeout_s: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess[bytes]:
+    """`dragon ARGS...` to completion: `stdin` fed (then closed), stdout and stderr captured."""
+    return await run_command([DRAGON, *args], stdin=stdin, cwd=cwd, env=env, timeout_s=timeout_s)
+
+
+async def run_command(argv: Sequence[str], *, stdin: bytes = b"", cwd: str | Path | None = None,
+                      env: Mapping[str, str] | None = None,
+                      timeout_s: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess[bytes]:
+    with trio.fail_after(timeout_s):
+        return await trio.run_process(list(argv), stdin=stdin, capture_stdout=True, capture_stderr=True,
+                                      check=False, cwd=cwd, env=clean_env() if env is None else env)
+
+
+class StreamReader:
+    """Reads a byte stream into `data`, up to a marker or to its end."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self.stream = stream
+        self.data = bytearray()
+        self.eof = False
+
+    async def until(self, marker: bytes) -> bytes:
+        """Read until `marker` has arrived; return everything read so far. AssertionError at EOF first."""
+        while marker not in self.data:
+            chunk = await self.receive()
+            assert chunk, f"end of stream before {marker!r}; got {bytes(self.data)!r}"
+        return bytes(self.data)
+
+    async def to_end(self) -> bytes:
+        while await self.receive():
+            pass
+        return bytes(self.data)
+
+    async def receive(self) -> bytes:
+        try:
+            chunk = await self.stream.receive_some(65536)
+        except (trio.BrokenResourceError, OSError):  # a pty master reads EIO once the slave side is closed
+            chunk = b""
+        self.data += chunk
+        self.eof = not chunk
+        return chunk
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether `pid` is a running process (a zombie, exited but not reaped yet, counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat[stat.rindex(b")") + 2:][:1] != b"Z"
