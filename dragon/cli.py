@@ -89,9 +89,12 @@ class _Run:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `dragon` console script; returns the exit status."""
     args = sys.argv[1:] if argv is None else argv
-    if args and args[0] in ("status", "cleanup"):
-        print(f"dragon: error: 'dragon {args[0]}' is not available yet", file=sys.stderr)
-        return 2
+    if args and args[0] == "status":
+        from dragon import status
+        return status.main(args[1:])
+    if args and args[0] == "cleanup":
+        from dragon import cleanup
+        return cleanup.main(args[1:])
     opts = _parser().parse_args(args)
     cmd = head_command(opts)
     if isinstance(cmd, str):

@@ -242,6 +242,11 @@ class GlobalServices:
             log_message("sent", "on GS stdout", msg)
             write_frame(1, msg, "GS stdout")
         else:
+            # A user-managed reply channel (a tool such as `dragon status`) is used once and let go,
+            # so that a tool called in a loop costs GS no fds; a managed process's return channel
+            # is kept until that process exits.
+            once = FIRST_USER_MANAGED_CUID <= r_c_uid < 2 * FIRST_USER_MANAGED_CUID
+            box = None
             try:
                 box = self.reply_boxes.get(r_c_uid)
                 if box is None:
@@ -249,7 +254,9 @@ class GlobalServices:
                     if sdesc is None:
                         log.warning("cannot reply to r_c_uid=%d (no such channel): %r", r_c_uid, msg)
                         return
-                    box = self.reply_boxes[r_c_uid] = Outbox(TrioChannel.attach(sdesc), f"channel {r_c_uid}")
+                    box = Outbox(TrioChannel.attach(sdesc), f"channel {r_c_uid}")
+                    if not once:
+                        self.reply_boxes[r_c_uid] = box
                 with trio.move_on_after(10):
                     await box.send(msg)
                     return
@@ -257,6 +264,9 @@ class GlobalServices:
             except Exception as exc:  # the requester's channel is gone: nobody is left to answer
                 log.warning("reply to r_c_uid=%d failed: %s", r_c_uid, exc)
                 self._forget_reply_box(r_c_uid)
+            finally:
+                if once and box is not None:
+                    await box.chan.aclose()
 
     def _reply_channel(self, r_c_uid: int) -> str | None:
         """The attach descriptor of a reply channel: one GS knows, or a user-managed one by name."""
