@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import Final, NoReturn, Protocol
+from typing import Final, Protocol
 
 import trio
 
@@ -50,6 +50,8 @@ class ForkedChild:
         self.pid = pid
         self._pidfd = os.pidfd_open(pid)
         self._returncode: int | None = None
+        self._watching = False  # trio lets one task at a time wait on the pidfd; others park
+        self._lot: trio.lowlevel.ParkingLot | None = None
 
     @property
     def returncode(self) -> int | None:
@@ -73,9 +75,23 @@ class ForkedChild:
             os.close(self._pidfd)
 
     async def wait(self) -> int:
-        """Wait for the child to exit and reap it; cancellable (the child is then left running)."""
+        """Wait for the child to exit and reap it; any number of tasks may wait at once.
+
+        Cancellable (the child is then left running). One task watches the pidfd; the others park
+        until it is done, and one of them takes over if the watcher is cancelled.
+        """
+        if self._lot is None:
+            self._lot = trio.lowlevel.ParkingLot()
         while self.poll() is None:
-            await trio.lowlevel.wait_readable(self._pidfd)
+            if self._watching:
+                await self._lot.park()
+                continue
+            self._watching = True
+            try:
+                await trio.lowlevel.wait_readable(self._pidfd)
+            finally:
+                self._watching = False
+                self._lot.unpark_all()
         assert self._returncode is not None
         return self._returncode
 
@@ -198,7 +214,3 @@ def exit_status_for_shell(code: int) -> int:
     return 128 - code if code < 0 else code & 0xFF
 
 
-def fatal(message: str) -> NoReturn:
-    """Print one `dragon: error:` line and exit 1; for code that runs before trio does."""
-    os.write(2, f"dragon: error: {message}\n".encode())
-    os._exit(1)

@@ -32,7 +32,7 @@ import msgspec
 import trio
 
 from dragon import _rundir
-from dragon.errors import BringupError, DragonError, ServiceDied
+from dragon.errors import BringupError, DragonError
 from dragon.ids import BE_CUID, LAUNCHER_PUID
 from dragon.messages import (
     AbnormalTermination, BEHalted, BENodeIdxSH, BEPingSH, FdNum, GSHalted, GSHeadExit, GSIsUp,
@@ -120,7 +120,8 @@ class Launcher:
         self.to_gs: Outbox | None = None
         self.ping: SHPingBE | None = None
         self.events = {name: trio.Event() for name in (
-            "sh_ping_be", "channels_up", "gs_up", "gs_halted", "halt_be", "sh_halted", "ls_exited", "broken")}
+            "sh_ping_be", "channels_up", "gs_up", "gs_halted", "halt_be", "sh_halted", "ls_exited",
+            "ls_stdout_done", "broken")}
         self.head_exit: GSHeadExit | None = None
         self.head_exited = trio.Event()
         self.failure: str | None = None
@@ -177,6 +178,12 @@ class Launcher:
 
     async def read_ls_stdout(self) -> None:
         """SHPingBE (m1), SHHalted (m9) or an AbnormalTermination on LS's stdout; EOF is noted."""
+        try:
+            await self._read_ls_stdout()
+        finally:
+            self.events["ls_stdout_done"].set()
+
+    async def _read_ls_stdout(self) -> None:
         decoder = msgspec.msgpack.Decoder(LAStdoutInbound)
         try:
             async for frame in self.ls_frames:
@@ -197,6 +204,8 @@ class Launcher:
     async def watch_ls_exit(self) -> None:
         code = await self.ls.proc.wait()
         self.events["ls_exited"].set()
+        with trio.move_on_after(1.0):  # what LS wrote just before exiting says more than its death
+            await self.events["ls_stdout_done"].wait()
         if not self.expect_ls_exit:
             what = f"killed by {signal.Signals(-code).name}" if code < 0 else f"with exit code {code}"
             self.fail(f"Local Services (pid {self.ls.proc.pid}) died {what}")
@@ -259,8 +268,11 @@ class Launcher:
         step = "starting Local Services"
         try:
             with trio.fail_after(timeout_s):
-                await self.ls_frames.send(self.enc.encode(BENodeIdxSH(node_idx=0, host_name=socket.gethostname())))
-                log_message("sent", "on LS stdin", BENodeIdxSH(node_idx=0))
+                try:
+                    await self.ls_frames.send(self.enc.encode(BENodeIdxSH(node_idx=0, host_name=socket.gethostname())))
+                    log_message("sent", "on LS stdin", BENodeIdxSH(node_idx=0))
+                except trio.BrokenResourceError:
+                    pass  # LS is already gone: `watch_ls_exit` says why, and the wait below ends
                 step = "waiting for SHPingBE from Local Services"
                 await self.wait_event("sh_ping_be", "Local Services bringup")
                 assert self.ping is not None
@@ -276,6 +288,8 @@ class Launcher:
         except trio.TooSlowError:
             raise BringupError("launcher", step, self.failure or f"the runtime did not come up within {timeout_s} s") from None
         self.up = True
+        if self.failure is not None:  # it broke just as it came up: `fail` kept quiet until now
+            os.write(2, f"dragon: error: {self.failure}\n".encode())
 
     # ------------------------------------------------------------------ requests to GS
 
