@@ -60,7 +60,7 @@ from dragon.messages import (
     SHPoolCreateResponse, SHPoolDestroy, SHPoolDestroyResponse, SHProcessCreate,
     SHProcessCreateResponse, SHProcessExit, SHProcessKill, SHProcessKillResponse,
 )
-from dragon.transport import TrioChannel
+from dragon.transport import ProtocolError, TrioChannel
 
 from ._links import Inbox, Outbox, log_message, write_frame
 
@@ -183,7 +183,13 @@ class GlobalServices:
             GSChannelJoin: self.channel_join, GSPoolCreate: self.pool_create, GSPoolDestroy: self.pool_destroy,
         }
         while True:
-            msg = await self.inbox.receive()
+            try:
+                msg = await self.inbox.receive()
+            except ProtocolError as exc:
+                # Any process of the run may write to the GS channel: one undecodable message is that
+                # sender's bug, not the runtime's, so it is logged and skipped [choice].
+                log.warning("skipped a message: %s", exc)
+                continue
             match msg:
                 case GSTeardown():
                     return

@@ -160,11 +160,13 @@ def bringup(config: LSConfig) -> Infra:
                       left("SHChannelsUp"))  # m3
         gs, gs_stdin, gs_stdout, gs_stderr = _start_global_services(params)  # A4
         msg = _wait_gs_ping(shep, gs, left)  # m4
-        send_blocking(gs_chan, SHPingGS(node_sdesc=node), "GS channel", left("SHPingGS"))  # m5
+        # runtime.json first: once SHPingGS is sent GS says GSIsUp, and whoever then holds the
+        # runtime (the command, a `dragon.serve` caller, `dragon status`) may look for the file.
         _rundir.write_info(_rundir.RunInfo(
             run_id=rid, launcher_pid=config.launcher_pid or os.getppid(), ls_pid=os.getpid(),
             gs_pid=gs.pid, pgid=os.getpgid(0), gs_cd=gs_chan.descriptor, la_cd=be.descriptor,
             shep_cd=shep.descriptor, started=time.time(), log_file=os.environ.get("DRAGON_LOG_FILE", "")))
+        send_blocking(gs_chan, SHPingGS(node_sdesc=node), "GS channel", left("SHPingGS"))  # m5
         return Infra(config=config, pools=made_pools, shep=shep, be=be, gs_chan=gs_chan, gs=gs,
                      gs_stdin=gs_stdin, gs_stdout=gs_stdout, gs_stderr=gs_stderr, params=params, node=node)
     except BaseException:

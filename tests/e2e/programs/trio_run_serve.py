@@ -1,0 +1,7 @@
+"""`trio.run(dragon.serve)`, literally: a runtime until Ctrl-C."""
+
+import trio
+
+import dragon
+
+trio.run(dragon.serve)

@@ -1,0 +1,5 @@
+"""Print stdin upper-cased."""
+
+import sys
+
+print(sys.stdin.read().upper(), end="")
