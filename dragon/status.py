@@ -433,9 +433,11 @@ def render(report: StatusReport) -> str:
 
 
 def _command(cmd: list[str] | None, limit: int = 60) -> str:
+    """The command line for the table: the program's base name (a venv path says little and takes
+    the room of the arguments), then its arguments, cut at `limit` characters (--json has it all)."""
     if not cmd:
         return "-"
-    text = " ".join(cmd)
+    text = " ".join([os.path.basename(cmd[0]), *cmd[1:]])
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
