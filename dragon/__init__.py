@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dragon import _mp_hook
+
 if TYPE_CHECKING:
     import trio
 
     from dragon.services.launcher import RuntimeHandle
 
 __version__ = "0.1.0"
+
+_mp_hook.install()  # the multiprocessing start method "dragon" (spec §7.3), without importing multiprocessing
 
 
 async def serve(*, bringup_timeout_s: float = 30.0,
@@ -29,5 +33,21 @@ async def serve(*, bringup_timeout_s: float = 30.0,
 
     from dragon.services import launcher
 
-    await launcher.serve(bringup_timeout_s=bringup_timeout_s,
-                         task_status=trio.TASK_STATUS_IGNORED if task_status is None else task_status)
+    try:
+        await launcher.serve(bringup_timeout_s=bringup_timeout_s,
+                             task_status=trio.TASK_STATUS_IGNORED if task_status is None else task_status)
+    except BaseExceptionGroup as group:
+        # Policy at this public boundary: a group holding a single exception (KeyboardInterrupt on
+        # Ctrl-C, BringupError, RuntimeBroken, ...) is raised as that exception, as a caller of
+        # `trio.run(dragon.serve)` expects; several at once stay a group.
+        leaves = _leaves(group)
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out

@@ -1,0 +1,82 @@
+"""Child side of the "dragon" start method (spec §7.3): `python -c "from dragon._mp_child import main; main()"`.
+
+The counterpart of `multiprocessing.spawn.spawn_main`/`_main`: the pickled data arrives as the
+`argdata` of this process's GSPingProc handshake (read by `dragon._gs_client.connection()`), not on an
+inherited pipe. It holds a header (`dragon._mp_popen`: the parent's pid and resource-tracker fd), then
+spawn's preparation data and the process object. This module imports no trio.
+
+What spawn inherits, the child gets otherwise:
+* parent sentinel (`multiprocessing.parent_process().sentinel`): a pidfd of the parent, readable once
+  it exited (spawn: the read end of a pipe the parent holds open);
+* the resource tracker: the parent's tracker pipe, reopened through /proc/<parent pid>/fd/<n>, so
+  that both share one tracker as under spawn; if that fails the child starts its own when it needs one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import sys
+from typing import Final, NoReturn
+
+from dragon.descriptors import ArgMode
+
+EXIT_BAD_START: Final = 1
+
+
+def main() -> NoReturn:
+    """Run the process object the parent sent in the handshake, then exit with its exit code."""
+    from dragon._gs_client import connection
+
+    handshake = connection().handshake
+    if handshake.mode != ArgMode.PYTHON_IMMEDIATE or not handshake.argdata:
+        print(f"dragon._mp_child: this process was not started by the dragon start method "
+              f"(handshake mode {handshake.mode!r}, no argument data)", file=sys.stderr)
+        sys.exit(EXIT_BAD_START)
+    sys.exit(run(handshake.argdata))
+
+
+def run(data: bytes) -> int:
+    """Unpickle header, preparation data and process object from `data`; bootstrap it (spawn._main)."""
+    from multiprocessing import process, resource_tracker, spawn
+
+    fp = io.BytesIO(data)
+    header = pickle.load(fp)
+    if not isinstance(header, dict) or header.get("format") != 1:
+        raise RuntimeError(f"dragon._mp_child: unknown start data (header {header!r}): parent and child "
+                           "run different dragon versions")
+    parent_pid = int(header["parent_pid"])
+    tracker = _reopen_fd(parent_pid, header.get("tracker_fd"))
+    if tracker is not None:
+        resource_tracker._resource_tracker._fd = tracker  # type: ignore[attr-defined]
+    parent_sentinel = _exit_sentinel(parent_pid)
+    current = process.current_process()
+    current._inheriting = True  # type: ignore[attr-defined]
+    try:
+        spawn.prepare(pickle.load(fp))
+        process_obj = pickle.load(fp)
+    finally:
+        del current._inheriting  # type: ignore[attr-defined]
+    code: int = process_obj._bootstrap(parent_sentinel)
+    return code
+
+
+def _reopen_fd(pid: int, fd: object) -> int | None:
+    """Open the file (e.g. a pipe) behind fd `fd` of process `pid` for writing; None if impossible."""
+    if not isinstance(fd, int) or fd < 0:
+        return None
+    try:
+        return os.open(f"/proc/{pid}/fd/{fd}", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def _exit_sentinel(pid: int) -> int:
+    """A pidfd of `pid`, or (if it is gone already) an fd that is readable at once."""
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        r, w = os.pipe()
+        os.close(w)
+        return r

@@ -1,0 +1,173 @@
+"""`DragonPopen`: starts a multiprocessing Process as a managed process of the runtime (spec §7.3).
+
+Like `multiprocessing.popen_spawn_posix.Popen`, it pickles the preparation data and the process object
+(with itself as the "spawning popen", so locks, queues and connections pickle as under spawn). Then,
+instead of exec'ing Python with inherited pipes, it sends one GSProcessCreate: `python -c <child main>`
+with `options.mode=PYTHON_IMMEDIATE` and the pickle as `argdata`, which the child reads from its
+GSPingProc handshake (`dragon._mp_child`). GS replies once the child runs.
+
+What cannot be inherited is fetched:
+* file descriptors pickled with `reduction.DupFd` (Connection ends, shared-ctypes arenas) go through
+  the standard `multiprocessing.resource_sharer` (SCM_RIGHTS over a unix socket), not fd inheritance;
+* the resource tracker's pipe is reopened by the child through /proc/<parent pid>/fd/<n>.
+
+The popen is a normal multiprocessing Popen: `pid` (the real OS pid), `p_uid`, `returncode`, `poll`,
+`wait`, `terminate`, `kill`, `close`, and `sentinel`: a pidfd of the child, readable once it exited
+(`multiprocessing.connection.wait` takes it). Exit codes come from GS (killed by signal N: -N).
+Signals are sent through GS.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import select
+import signal
+import sys
+from multiprocessing import process, reduction, resource_sharer, resource_tracker, spawn, util
+from multiprocessing.context import set_spawning_popen
+from typing import Any, Final
+
+from dragon._gs_client import connection
+from dragon._gs_process import _NOT_INHERITED
+from dragon._mp_child import _exit_sentinel
+from dragon.descriptors import ArgMode, ProcessOptions
+from dragon.errors import ProcessSignalFailed, ProcessStartFailed, UnknownProcess
+from dragon.messages import (
+    GSProcessCreate, GSProcessCreateResponse, GSProcessJoin, GSProcessJoinResponse, GSProcessKill,
+    GSProcessKillResponse, ProcessCreateErr, ProcessJoinErr, ProcessKillErr,
+)
+
+CHILD_MAIN: Final = "from dragon._mp_child import main; main()"
+"""What the child runs (`python -c`): reads the handshake's argdata and bootstraps the process object."""
+FORMAT: Final = 1
+"""Version of the header pickled before spawn's data (a child refuses another one)."""
+
+
+class DragonPopen:
+    """Starts `process_obj` through Global Services at construction; see the module docstring."""
+
+    method: Final = "dragon"
+
+    def __init__(self, process_obj: process.BaseProcess) -> None:
+        util._flush_std_streams()  # type: ignore[attr-defined]
+        self.returncode: int | None = None
+        self.finalizer: util.Finalize | None = None
+        self.pid: int = 0
+        """The child's OS pid."""
+        self.p_uid: int = 0
+        """The child's p_uid in the runtime."""
+        self.sentinel: int = -1
+        """An fd that becomes readable when the child has exited (a pidfd)."""
+        self._launch(process_obj)
+
+    # ------------------------------------------------------------------ reduction hooks (spawning popen)
+
+    def duplicate_for_child(self, fd: int) -> int:
+        """Called by `reduction.DupFd` before `DupFd`: nothing to do, `DupFd` shares the fd itself."""
+        return fd
+
+    @staticmethod
+    def DupFd(fd: int) -> Any:
+        """An fd the child will fetch over the parent's resource sharer (the child inherits no fds)."""
+        return resource_sharer.DupFd(fd)
+
+    # ------------------------------------------------------------------ start
+
+    def _launch(self, process_obj: process.BaseProcess) -> None:
+        client = connection()  # first: outside the runtime, fail before starting a resource tracker
+        tracker_fd = resource_tracker.getfd()
+        header = {"format": FORMAT, "parent_pid": os.getpid(), "tracker_fd": tracker_fd}
+        prep_data = spawn.get_preparation_data(process_obj._name)  # type: ignore[attr-defined]
+        fp = io.BytesIO()
+        set_spawning_popen(self)  # type: ignore[arg-type]  # any Popen with DupFd/duplicate_for_child
+        try:
+            reduction.dump(header, fp)
+            reduction.dump(prep_data, fp)
+            reduction.dump(process_obj, fp)
+        finally:
+            set_spawning_popen(None)
+        exe = os.fsdecode(spawn.get_executable())
+        args = [*util._args_from_interpreter_flags(), "-c", CHILD_MAIN]  # type: ignore[attr-defined]
+        env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+        resp = client.call(GSProcessCreate(
+            p_uid=0, r_c_uid=0, exe=exe, args=args, env=env, rundir=os.getcwd(),
+            options=ProcessOptions(make_inf_channels=True, mode=ArgMode.PYTHON_IMMEDIATE, argdata=fp.getvalue())),
+            GSProcessCreateResponse)
+        if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None or resp.desc.pid is None:
+            raise ProcessStartFailed(f"cannot start {process_obj!r}: {resp.err_info or resp.err.name}")
+        self.pid, self.p_uid = resp.desc.pid, resp.desc.p_uid
+        self.sentinel = _exit_sentinel(self.pid)
+        self.finalizer = util.Finalize(self, os.close, (self.sentinel,))
+
+    # ------------------------------------------------------------------ state
+
+    def poll(self, flag: int = os.WNOHANG) -> int | None:
+        """The exit code, or None while the child runs (`flag=0`: wait until it exits)."""
+        if self.returncode is None:
+            if flag == os.WNOHANG and not _readable(self.sentinel):
+                return None  # still running: known without asking GS
+            self.returncode = self._join(None)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait at most `timeout` seconds (None: no limit) for the exit code; None if still running."""
+        if self.returncode is None:
+            if timeout is not None:
+                from multiprocessing.connection import wait
+
+                if not wait([self.sentinel], timeout):
+                    return None
+            return self.poll(0)
+        return self.returncode
+
+    def _join(self, timeout_s: float | None) -> int | None:
+        resp = connection().call(GSProcessJoin(p_uid=0, r_c_uid=0, t_p_uid=self.p_uid,
+                                               timeout=-1 if timeout_s is None else round(timeout_s * 1e6)),
+                                 GSProcessJoinResponse)
+        if resp.err == ProcessJoinErr.SUCCESS:
+            return resp.exit_code
+        if resp.err == ProcessJoinErr.TIMEOUT:
+            return None
+        raise UnknownProcess(resp.err_info or f"cannot join p_uid {self.p_uid}: {resp.err.name}")
+
+    # ------------------------------------------------------------------ signals
+
+    def _send_signal(self, sig: int) -> None:
+        if self.returncode is not None:
+            return
+        resp = connection().call(GSProcessKill(p_uid=0, r_c_uid=0, t_p_uid=self.p_uid, sig=int(sig)),
+                                 GSProcessKillResponse)
+        if resp.err in (ProcessKillErr.SUCCESS, ProcessKillErr.DEAD):
+            return
+        if resp.err == ProcessKillErr.PENDING:  # another signal is in flight: deliver ours directly
+            try:
+                signal.pidfd_send_signal(self.sentinel, sig)
+            except ProcessLookupError:
+                pass
+            return
+        raise ProcessSignalFailed(f"cannot send signal {sig} to p_uid {self.p_uid}: {resp.err_info or resp.err.name}")
+
+    def terminate(self) -> None:
+        """Send SIGTERM through GS (nothing if the child has exited)."""
+        self._send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Send SIGKILL through GS (nothing if the child has exited)."""
+        self._send_signal(signal.SIGKILL)
+
+    def close(self) -> None:
+        """Close the sentinel (multiprocessing calls this from `Process.close()`)."""
+        if self.finalizer is not None:
+            self.finalizer()
+
+
+def _readable(fd: int) -> bool:
+    """Whether `fd` is readable now (for a pidfd: the process has exited)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+if sys.platform != "linux":  # pragma: no cover - the runtime is Linux-only (shm channels, pidfds)
+    raise ImportError("the dragon start method needs Linux")
