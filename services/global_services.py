@@ -16,7 +16,13 @@ Decisions where the spec leaves a choice or names a quirk:
 - names of dead objects are kept (spec §5.4) but a name may be reused once its owner is DEAD: the
   reference never frees names **[quirk]**, which makes "the same" named channel impossible to re-create;
 - destroying an already DEAD channel answers UNKNOWN ("already destroyed"), not BUSY **[quirk]**;
-- a kill leaves the process ACTIVE while the signal is in flight (the reference flips it to PENDING).
+- a kill leaves the process ACTIVE while the signal is in flight (the reference flips it to PENDING);
+- ownership: channels and pools belong to the runtime, not to the process that made them: they stay
+  until someone destroys them (GSChannelDestroy/GSPoolDestroy) or the runtime tears down, when Local
+  Services destroys every shm object of the run. A process's GS-return channel is destroyed when it
+  exits. Its PIPE channels (`stdin_<p_uid>` ...) hold two references, the process's and its parent's:
+  the process's is dropped when it exits, the parent's by GSChannelDestroy(dec_ref=True) when it is
+  done reading, so output written just before the exit is never lost.
 """
 
 from __future__ import annotations
@@ -36,13 +42,13 @@ import time
 
 from dragon import _faults, _log, _rundir
 from dragon.descriptors import (
-    ChannelDescriptor, ChannelOptions, ObjectState, PoolDescriptor, ProcessDescriptor,
+    PIPE, ChannelDescriptor, ChannelOptions, ObjectState, PoolDescriptor, ProcessDescriptor,
 )
 from dragon.ids import (
     BE_CUID, FIRST_GS_CUID, FIRST_GS_MUID, FIRST_USER_MANAGED_CUID, FIRST_USER_PUID, GS_INPUT_CUID, GS_PUID,
     GS_STDOUT_R_C_UID,
     INF_POOL_MUID, LAUNCHER_PUID, LaunchParameters, default_channel_name, default_pool_name,
-    default_process_name,
+    default_process_name, stdio_channel_name,
 )
 from dragon.messages import (
     AbnormalTermination, ChannelCreateErr, ChannelDestroyErr, ChannelJoinErr, ChannelQueryErr,
@@ -69,6 +75,8 @@ log = logging.getLogger(__name__)
 POLL_US: Final = 100  # spec §4: a timeout of at most 100 µs means "poll now"
 RETURN_CHANNEL_CAPACITY: Final = 64
 RETURN_CHANNEL_BLOCK: Final = 4096
+PIPE_CAPACITY: Final = 64  # messages of a PIPE channel when GSProcessCreate gives no pipesize
+PIPE_BLOCK: Final = 8192
 
 
 def run(params: LaunchParameters) -> int:
@@ -135,6 +143,7 @@ class ProcRecord:
     head: bool = False
     exited: trio.Event = field(default_factory=trio.Event)
     early_exit: SHProcessExit | None = None
+    pipe_cuids: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -332,12 +341,22 @@ class GlobalServices:
                 tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, m_uid=INF_POOL_MUID, c_uid=ret_cuid,
                 options=ChannelOptions(local_opts=msgspec.structs.replace(
                     ChannelOptions().local_opts, capacity=RETURN_CHANNEL_CAPACITY, block_size=RETURN_CHANNEL_BLOCK)))
+        pipes: dict[str, SHChannelCreate] = {}
+        for stream in ("stdin", "stdout", "stderr"):
+            if getattr(req, stream) == PIPE:  # spec §4.2: GS makes the PIPE channels with the process
+                pipes[stream] = SHChannelCreate(
+                    tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, m_uid=INF_POOL_MUID, c_uid=self.next_cuid,
+                    options=ChannelOptions(ref_count=True, local_opts=msgspec.structs.replace(
+                        ChannelOptions().local_opts, capacity=req.pipesize or PIPE_CAPACITY,
+                        block_size=PIPE_BLOCK)))
+                self.next_cuid += 1
         env = dict(req.env)
         env["DRAGON_PARENT_PUID"] = str(parent)
         resp: SHProcessCreateResponse = await self.ls_call(SHProcessCreate(
             tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, t_p_uid=p_uid, exe=req.exe, args=req.args,
             env=env, rundir=req.rundir, stdin=req.stdin, stdout=req.stdout, stderr=req.stderr,
-            pipesize=req.pipesize, gs_ret_chan_msg=ret_msg))
+            pipesize=req.pipesize, gs_ret_chan_msg=ret_msg, stdin_msg=pipes.get("stdin"),
+            stdout_msg=pipes.get("stdout"), stderr_msg=pipes.get("stderr")))
         if resp.err != LSErr.SUCCESS:
             del self.procs[p_uid]
             self.proc_names.pop(name, None)
@@ -350,6 +369,17 @@ class GlobalServices:
                 c_uid=ret_msg.c_uid, m_uid=INF_POOL_MUID, name=f"gs_ret_{p_uid}", sdesc=resp.gs_ret_chan_resp.desc,
                 state=ObjectState.ACTIVE))
             rec.desc.gs_ret_cuid = ret_msg.c_uid
+        for stream, pipe in pipes.items():
+            pipe_resp = getattr(resp, f"{stream}_resp")
+            if pipe_resp is None:
+                continue
+            name = stdio_channel_name(stream, p_uid)  # type: ignore[arg-type]
+            self.chans[pipe.c_uid] = ChanRecord(ChannelDescriptor(
+                c_uid=pipe.c_uid, m_uid=INF_POOL_MUID, name=name, sdesc=pipe_resp.desc, state=ObjectState.ACTIVE),
+                ref_count=True, refs=2)
+            self.chan_names[name] = pipe.c_uid
+            setattr(rec.desc, f"{stream}_sdesc", pipe_resp.desc)
+            rec.pipe_cuids.append(pipe.c_uid)
         rec.desc.state = ObjectState.ACTIVE
         rec.desc.pid = resp.pid
         if parent in self.procs:
@@ -380,8 +410,19 @@ class GlobalServices:
         log.info("process exited p_uid=%d code=%d", msg.p_uid, msg.exit_code)
         if rec.desc.gs_ret_cuid is not None:
             self.nursery.start_soon(self._destroy_infra_channel, rec.desc.gs_ret_cuid)
+        for c_uid in rec.pipe_cuids:  # the process's reference to its PIPE channels
+            self.nursery.start_soon(self._release_channel, c_uid)
         if rec.head:
             await self.to_la.send(GSHeadExit(exit_code=msg.exit_code))
+
+    async def _release_channel(self, c_uid: int) -> None:
+        """Drop one reference to a ref-counted channel; destroy it at zero."""
+        rec = self.chans.get(c_uid)
+        if rec is None or rec.desc.state != ObjectState.ACTIVE:
+            return
+        rec.refs -= 1
+        if rec.refs <= 0:
+            await self._destroy_infra_channel(c_uid)
 
     async def _destroy_infra_channel(self, c_uid: int) -> None:
         self._forget_reply_box(c_uid)

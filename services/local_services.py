@@ -225,6 +225,8 @@ class ManagedProcess:
     forwarders_done: trio.Event = field(default_factory=trio.Event)
     exited: trio.Event = field(default_factory=trio.Event)
     hide_stderr: bool = False
+    pipes: dict[str, str] = field(default_factory=dict)
+    """Spec §5.5 PIPE: the channel (attach descriptor) of each stdio stream that goes to one."""
 
 
 class LocalServices:
@@ -389,6 +391,18 @@ class LocalServices:
                 await self.reply(req.r_c_uid, SHProcessCreateResponse(
                     ref=req.tag, err=LSErr.FAIL, err_info=gs_ret.err_info, gs_ret_chan_resp=gs_ret))
                 return
+        pipe_resps: dict[str, SHChannelCreateResponse] = {}
+        for stream, pipe_msg in (("stdin", req.stdin_msg), ("stdout", req.stdout_msg), ("stderr", req.stderr_msg)):
+            if pipe_msg is not None:  # spec §4.2: GS asks for the PIPE channels along with the process
+                pipe_resps[stream] = self.create_channel(pipe_msg)
+        failed = [r for r in pipe_resps.values() if r.err != LSErr.SUCCESS]
+        if failed:
+            task_status.started()
+            await self.reply(req.r_c_uid, SHProcessCreateResponse(
+                ref=req.tag, err=LSErr.FAIL, err_info=failed[0].err_info, gs_ret_chan_resp=gs_ret,
+                stdin_resp=pipe_resps.get("stdin"), stdout_resp=pipe_resps.get("stdout"),
+                stderr_resp=pipe_resps.get("stderr")))
+            return
         env = dict(os.environ)
         env.update(req.env)
         params = msgspec.structs.replace(
@@ -411,19 +425,24 @@ class LocalServices:
             await self.reply(req.r_c_uid, SHProcessCreateResponse(
                 ref=req.tag, err=LSErr.FAIL, err_info=f"cannot start {req.exe}: {exc}", gs_ret_chan_resp=gs_ret))
             return
-        mp = ManagedProcess(p_uid=req.t_p_uid, create_tag=req.tag, proc=proc)
+        mp = ManagedProcess(p_uid=req.t_p_uid, create_tag=req.tag, proc=proc,
+                            pipes={stream: r.desc for stream, r in pipe_resps.items()})
         self.procs[req.t_p_uid] = mp
         log.info("process started p_uid=%d pid=%d argv=%s", req.t_p_uid, proc.pid, [req.exe, *req.args])
         task_status.started()
         try:
             async with trio.open_nursery() as nursery:
-                if proc.stdin is not None:
+                if proc.stdin is not None and "stdin" in mp.pipes:
+                    nursery.start_soon(self._feed_stdin_from_channel, mp, mp.pipes["stdin"])
+                elif proc.stdin is not None:
                     send, recv = trio.open_memory_channel[bytes](INPUT_BUFFER_MSGS)
                     mp.stdin_send = send
                     nursery.start_soon(self._feed_stdin, mp, recv)
                 nursery.start_soon(self._forward_all_output, mp)
                 await self.reply(req.r_c_uid, SHProcessCreateResponse(
-                    ref=req.tag, err=LSErr.SUCCESS, pid=proc.pid, gs_ret_chan_resp=gs_ret))
+                    ref=req.tag, err=LSErr.SUCCESS, pid=proc.pid, gs_ret_chan_resp=gs_ret,
+                    stdin_resp=pipe_resps.get("stdin"), stdout_resp=pipe_resps.get("stdout"),
+                    stderr_resp=pipe_resps.get("stderr")))
                 code = await proc.wait()
                 mp.exited.set()
                 with trio.move_on_after(DRAIN_AFTER_EXIT_S):
@@ -447,18 +466,50 @@ class LocalServices:
         mp.forwarders_done.set()
 
     async def _forward_output(self, mp: ManagedProcess, stream: trio.abc.ReceiveStream, fd_num: FdNum) -> None:
-        """Copy one output pipe into SHFwdOutput messages (<= OUTPUT_CHUNK bytes each, in order).
+        """Copy one output pipe into SHFwdOutput messages (<= OUTPUT_CHUNK bytes each, in order), or
+        into the stream's PIPE channel (spec §5.5), ending with an empty message for end of file.
 
-        Sending waits while the LA channel is full, so a slow reader of the launcher's stdout slows
-        the program down (the pipe fills) instead of losing output.
+        Sending waits while the channel is full, so a slow reader slows the program down (its pipe
+        fills) instead of losing output. If the PIPE channel was destroyed, the rest of the output
+        goes to the launcher, prefixed `[orphaned output]: ` (spec §5.5).
         """
+        pipe = mp.pipes.get("stdout" if fd_num == FdNum.STDOUT else "stderr")
+        chan = TrioChannel.attach(pipe) if pipe else None
         try:
             while chunk := await stream.receive_some(OUTPUT_CHUNK):
                 if fd_num == FdNum.STDERR and mp.hide_stderr:
                     continue
+                if chan is not None:
+                    try:
+                        await chan.send(bytes(chunk))
+                        continue
+                    except ChannelDestroyed:
+                        await chan.aclose()
+                        chan = None
+                    chunk = b"[orphaned output]: " + bytes(chunk)
                 await self.to_la.send(SHFwdOutput(p_uid=mp.p_uid, fd_num=fd_num, data=bytes(chunk), pid=mp.proc.pid))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if chan is not None:
+                with trio.move_on_after(5):  # end of file for the reader
+                    await chan.send(b"")
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ChannelDestroyed):
             pass
+        finally:
+            if chan is not None:
+                await chan.aclose()
+
+    async def _feed_stdin_from_channel(self, mp: ManagedProcess, pipe: str) -> None:
+        """Spec §5.5 stdin=PIPE: what the parent sends on the channel goes to the process's stdin; an
+        empty message (or the channel's destruction) means end of file."""
+        stdin = mp.proc.stdin
+        assert stdin is not None
+        try:
+            async with TrioChannel.attach(pipe) as chan:
+                while data := await chan.receive():
+                    await stdin.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ChannelDestroyed):
+            log.info("stdin of p_uid=%d is closed: input dropped", mp.p_uid)
+        finally:
+            await trio.aclose_forcefully(stdin)
 
     async def _feed_stdin(self, mp: ManagedProcess, recv: trio.MemoryReceiveChannel[bytes]) -> None:
         """Write forwarded input to the process's stdin; empty input means end of file."""
