@@ -318,6 +318,35 @@ class GSStatusResponse(Response):
     channels: list[ChannelDescriptor] = []
     pools: list[PoolDescriptor] = []
 
+
+class ProcessUsage(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What Local Services sees of one managed process it runs (in SHStatusResponse)."""
+
+    p_uid: int
+    pid: int
+    os_state: str = ""
+    """One-letter state of /proc/<pid>/stat (R, S, D, T, Z ...); "" if it is gone."""
+    cpu_s: float = 0.0
+    rss_bytes: int = 0
+    command: list[str] = []
+
+
+class SHStatus(Request):
+    """Any -> LS: what LS sees of the processes it runs, for `dragon status` (our addition, spec §8).
+
+    Read-only. Answered with SHStatusResponse on `r_c_uid`, which may be a user-managed channel (as
+    for GSStatus); LS otherwise answers only GS and LA (spec §4.5).
+    """
+
+
+class SHStatusResponse(Response):
+    """Reply to SHStatus: LS's own pid and start time, and every process it is running."""
+
+    err: LSErr
+    pid: int = 0
+    started: float = 0.0
+    processes: list[ProcessUsage] = []
+
 class SHDumpState(Msg):
     """Any -> LS: write LS's tables to `filename`, or to its log if None; no reply (spec §4.1, §8)."""
 
@@ -769,6 +798,7 @@ LSInbound: TypeAlias = (
     | GSHalted
     | AbnormalTermination
     | SHDumpState
+    | SHStatus
     | SHProcessCreate
     | SHProcessKill
     | SHFwdInput
@@ -845,6 +875,9 @@ LAInbound: TypeAlias = (
 ProcessInbound: TypeAlias = GSPingProc | GSResponse
 """What a managed process reads on its GS-return channel: the handshake, then replies (spec §2, §4)."""
 
+ToolInbound: TypeAlias = GSStatusResponse | SHStatusResponse
+"""What a tool that is not a managed process (`dragon status`) reads on its own reply channel."""
+
 AnyMsg: TypeAlias = (
     BENodeIdxSH
     | SHPingBE
@@ -864,6 +897,8 @@ AnyMsg: TypeAlias = (
     | AbnormalTermination
     | GSDumpState
     | GSStatus
+    | SHStatus
+    | SHStatusResponse
     | SHDumpState
     | GSProcessCreate
     | GSProcessList

@@ -8,10 +8,11 @@ several, lists them (run id, launcher pid, uptime) and exits 2, asking to name o
 line on stderr, exit 1.
 
 Where the figures come from. The process, channel and pool tables are Global Services' own, asked
-with one GSStatus request. The reply comes on a channel this command creates in the user-managed c_uid
-range (2**54 .. 2**55-1) under the name GS derives from the c_uid (`_rundir.channel_name`), and removes
-again whatever happens (timeout, Ctrl-C, error: try/finally). Then, without asking anybody: the
-services' and live processes' state, uptime, CPU time, resident memory and command line from /proc;
+with one GSStatus request; what each live process is doing (OS state, CPU time, resident memory,
+command line) is Local Services' view, asked with one SHStatus request. Both reply on a channel this
+command creates in the user-managed c_uid range (2**54 .. 2**55-1) under the name the services derive
+from the c_uid (`_rundir.channel_name`), and removes again whatever happens (timeout, Ctrl-C, error:
+try/finally). Then, without asking anybody: the services' own state, uptime, CPU and memory from /proc;
 each ACTIVE channel's figures from its shared-memory header (`Channel.statistics()`, lock-free: the
 handle is attached, read and closed); each pool's from its heap (`Pool.statistics()`), the run's two
 infrastructure pools (m_uid 0, and the default pool 2**62) included. The command never changes the
@@ -67,7 +68,7 @@ import msgspec
 from dragon import _rundir, _runs
 from dragon.descriptors import ObjectState
 from dragon.ids import BE_CUID, DEFAULT_POOL_MUID, FIRST_USER_MANAGED_CUID, GS_INPUT_CUID, INF_POOL_MUID, SHEP_CUID
-from dragon.messages import GSStatus, GSStatusResponse
+from dragon.messages import GSStatus, GSStatusResponse, ProcessUsage, SHStatus, SHStatusResponse, ToolInbound
 from dragon.transport import Channel, ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull, Pool, PoolError
 
 DEFAULT_TIMEOUT_S: Final = 2.0
@@ -189,7 +190,7 @@ class StatusClient:
                                      capacity=REPLY_CAPACITY, block_size=REPLY_BLOCK_BYTES)
         self._tag = 0
         self._enc = msgspec.msgpack.Encoder()
-        self._dec = msgspec.msgpack.Decoder(GSStatusResponse)
+        self._dec = msgspec.msgpack.Decoder(ToolInbound)
 
     def __enter__(self) -> StatusClient:
         return self
@@ -204,32 +205,31 @@ class StatusClient:
         except ChannelError:  # destroyed by the runtime's teardown, or closed already
             self._reply.close()
 
-    def ask(self, timeout_s: float) -> GSStatusResponse:
-        """Send GSStatus and wait for its answer, at most `timeout_s` seconds in all.
+    def ask(self, timeout_s: float) -> tuple[GSStatusResponse, SHStatusResponse | None]:
+        """Send GSStatus to Global Services and SHStatus to Local Services, and wait for both answers,
+        at most `timeout_s` seconds in all. Local Services' answer is None if it alone did not come.
 
         Raises:
-            NotAnswering: no answer in time, the GS channel is full for that long, or it is gone.
+            NotAnswering: Global Services gave no answer in time, its channel stayed full, or is gone.
         """
         deadline = time.monotonic() + timeout_s
         self._tag += 1
+        gs_tag, ls_tag = self._tag, self._tag + 1
+        self._tag += 1
+        self._post(self.info.gs_cd, GSStatus(p_uid=0, r_c_uid=self.c_uid, tag=gs_tag), "Global Services", deadline)
         try:
-            gs = Channel.attach(self.info.gs_cd)
-        except ChannelDestroyed as exc:
-            raise NotAnswering(f"the runtime is gone (no Global Services channel): {exc}") from exc
-        try:
-            gs.send(self._enc.encode(GSStatus(p_uid=0, r_c_uid=self.c_uid, tag=self._tag)),
-                    max(0.0, deadline - time.monotonic()))
-        except ChannelFull as exc:
-            raise NotAnswering(f"Global Services is not answering (its input channel stayed full for "
-                               f"{timeout_s:g} s)") from exc
-        except ChannelDestroyed as exc:
-            raise NotAnswering(f"the runtime is gone (its Global Services channel was destroyed): {exc}") from exc
-        finally:
-            gs.close()
-        while True:
+            self._post(self.info.shep_cd, SHStatus(p_uid=0, r_c_uid=self.c_uid, tag=ls_tag), "Local Services",
+                       deadline)
+        except NotAnswering:
+            ls_tag = -1  # LS's figures are extras: the report goes on without them
+        gs_resp: GSStatusResponse | None = None
+        ls_resp: SHStatusResponse | None = None
+        while gs_resp is None or (ls_resp is None and ls_tag >= 0):
             try:
                 frame = self._reply.recv(max(0.0, deadline - time.monotonic()))
             except ChannelEmpty as exc:
+                if gs_resp is not None:
+                    break  # LS did not answer in time: show what GS said
                 raise NotAnswering(f"Global Services is not answering (no reply within {timeout_s:g} s)") from exc
             except ChannelDestroyed as exc:
                 raise NotAnswering("the runtime went away while answering") from exc
@@ -237,9 +237,26 @@ class StatusClient:
                 resp = self._dec.decode(frame)
             except msgspec.DecodeError:
                 continue  # not ours to understand; the reply channel is ours alone
-            if resp.ref == self._tag:
-                return resp
+            if isinstance(resp, GSStatusResponse) and resp.ref == gs_tag:
+                gs_resp = resp
+            elif isinstance(resp, SHStatusResponse) and resp.ref == ls_tag:
+                ls_resp = resp
             # else: the late answer to an earlier request of this session that timed out
+        return gs_resp, ls_resp
+
+    def _post(self, cd: str, msg: GSStatus | SHStatus, who: str, deadline: float) -> None:
+        try:
+            chan = Channel.attach(cd)
+        except ChannelDestroyed as exc:
+            raise NotAnswering(f"the runtime is gone (no {who} channel): {exc}") from exc
+        try:
+            chan.send(self._enc.encode(msg), max(0.0, deadline - time.monotonic()))
+        except ChannelFull as exc:
+            raise NotAnswering(f"{who} is not answering (its input channel stayed full)") from exc
+        except ChannelDestroyed as exc:
+            raise NotAnswering(f"the runtime is gone (its {who} channel was destroyed): {exc}") from exc
+        finally:
+            chan.close()
 
 
 # ------------------------------------------------------------------------------------ building a report
@@ -256,18 +273,20 @@ def _service_row(name: str, pid: int, info: _rundir.RunInfo, now: float, btime: 
                       rss_bytes=proc.rss_bytes)
 
 
-def _process_rows(resp: GSStatusResponse, btime: float) -> list[ProcessRow]:
+def _process_rows(resp: GSStatusResponse, ls: SHStatusResponse | None) -> list[ProcessRow]:
+    """GS's table of processes, with LS's figures (state, CPU, memory, command) for the live ones."""
+    usage: dict[int, ProcessUsage] = {u.p_uid: u for u in ls.processes} if ls is not None else {}
     rows = []
     for d in sorted(resp.processes, key=lambda d: d.p_uid):
-        proc = _runs.read_proc(d.pid, btime=btime) if d.pid and d.state != ObjectState.DEAD else None
-        if proc is not None and not proc.running:
-            proc = None
+        u = usage.get(d.p_uid) if d.state != ObjectState.DEAD else None
+        if u is not None and u.os_state in ("", "Z", "X"):
+            u = None
         rows.append(ProcessRow(
             p_uid=d.p_uid, pid=d.pid, name=d.name, parent=d.p_p_uid, state=d.state.name, exit_code=d.ecode,
-            os_state=None if proc is None else _runs.STATE_WORDS.get(proc.state, proc.state),
-            command=None if proc is None else proc.cmdline,
-            cpu_s=None if proc is None else round(proc.cpu_s, 2),
-            rss_bytes=None if proc is None else proc.rss_bytes))
+            os_state=None if u is None else _runs.STATE_WORDS.get(u.os_state, u.os_state),
+            command=None if u is None else u.command,
+            cpu_s=None if u is None else round(u.cpu_s, 2),
+            rss_bytes=None if u is None else u.rss_bytes))
     return rows
 
 
@@ -349,12 +368,12 @@ def collect(info: _rundir.RunInfo, client: StatusClient | None, timeout_s: float
         report.error = "no reply channel"
         return report
     try:
-        resp = client.ask(timeout_s)
+        resp, ls_resp = client.ask(timeout_s)
     except NotAnswering as exc:
         report.error = str(exc)
         return report
     report.answering, report.gs_state = True, resp.state
-    report.processes = _process_rows(resp, btime)
+    report.processes = _process_rows(resp, ls_resp)
     report.channels = _channel_rows(info, resp)
     report.pools = _pool_rows(info, resp, max(deadline, time.monotonic() + 0.5))
     return report

@@ -19,7 +19,9 @@ import os
 from typing import Any, Generic, TypeVar
 
 import msgspec
+import trio
 
+from dragon.ids import FIRST_USER_MANAGED_CUID
 from dragon.transport import Channel, ProtocolError, TrioChannel, decode
 from dragon.transport._errors import excerpt
 from dragon.transport._framing import _PREFIX, MAX_FRAME_BYTES
@@ -59,6 +61,29 @@ class Inbox(Generic[T]):
         msg = decode(self._dec, await self.chan.receive(), where=self.where)
         log_message("received", f"on {self.where}", msg)
         return msg
+
+
+def is_user_managed(c_uid: int) -> bool:
+    """A c_uid of the user-managed range (spec §1.3: 2**54 .. 2**55-1), as tools such as `dragon
+    status` use for a reply channel they make themselves, under `_rundir.channel_name`."""
+    return FIRST_USER_MANAGED_CUID <= c_uid < 2 * FIRST_USER_MANAGED_CUID
+
+
+async def reply_once(sdesc: str, msg: msgspec.Struct, where: str, timeout_s: float = 10.0) -> None:
+    """Answer on a channel used once (a tool's reply channel): attach, send, let go.
+
+    A service keeps no handle on such a channel, so a tool called in a loop costs it nothing.
+    Failures (the tool gave up and removed its channel, or nobody reads it) are only logged.
+    """
+    try:
+        async with TrioChannel.attach(sdesc) as chan:
+            log_message("sent", f"on {where}", msg)
+            with trio.move_on_after(timeout_s):
+                await chan.send(msgspec.msgpack.encode(msg))
+                return
+            log.warning("reply on %s timed out (nobody reads it)", where)
+    except Exception as exc:
+        log.warning("reply on %s failed: %s", where, exc)
 
 
 _blocking_enc = msgspec.msgpack.Encoder()

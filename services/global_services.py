@@ -45,8 +45,7 @@ from dragon.descriptors import (
     PIPE, ChannelDescriptor, ChannelOptions, ObjectState, PoolDescriptor, ProcessDescriptor,
 )
 from dragon.ids import (
-    BE_CUID, FIRST_GS_CUID, FIRST_GS_MUID, FIRST_USER_MANAGED_CUID, FIRST_USER_PUID, GS_INPUT_CUID, GS_PUID,
-    GS_STDOUT_R_C_UID,
+    BE_CUID, FIRST_GS_CUID, FIRST_GS_MUID, FIRST_USER_PUID, GS_INPUT_CUID, GS_PUID, GS_STDOUT_R_C_UID,
     INF_POOL_MUID, LAUNCHER_PUID, LaunchParameters, default_channel_name, default_pool_name,
     default_process_name, stdio_channel_name,
 )
@@ -68,7 +67,7 @@ from dragon.messages import (
 )
 from dragon.transport import ProtocolError, TrioChannel
 
-from ._links import Inbox, Outbox, log_message, write_frame
+from ._links import Inbox, Outbox, is_user_managed, log_message, reply_once, write_frame
 
 log = logging.getLogger(__name__)
 
@@ -256,12 +255,9 @@ class GlobalServices:
         elif r_c_uid == GS_STDOUT_R_C_UID:
             log_message("sent", "on GS stdout", msg)
             write_frame(1, msg, "GS stdout")
-        else:
-            # A user-managed reply channel (a tool such as `dragon status`) is used once and let go,
-            # so that a tool called in a loop costs GS no fds; a managed process's return channel
-            # is kept until that process exits.
-            once = FIRST_USER_MANAGED_CUID <= r_c_uid < 2 * FIRST_USER_MANAGED_CUID
-            box = None
+        elif is_user_managed(r_c_uid):  # a tool's own reply channel (e.g. `dragon status`)
+            await reply_once(_rundir.channel_name(self.run_id, r_c_uid), msg, f"channel {r_c_uid}")
+        else:  # a managed process's return channel: kept until that process exits
             try:
                 box = self.reply_boxes.get(r_c_uid)
                 if box is None:
@@ -269,9 +265,7 @@ class GlobalServices:
                     if sdesc is None:
                         log.warning("cannot reply to r_c_uid=%d (no such channel): %r", r_c_uid, msg)
                         return
-                    box = Outbox(TrioChannel.attach(sdesc), f"channel {r_c_uid}")
-                    if not once:
-                        self.reply_boxes[r_c_uid] = box
+                    box = self.reply_boxes[r_c_uid] = Outbox(TrioChannel.attach(sdesc), f"channel {r_c_uid}")
                 with trio.move_on_after(10):
                     await box.send(msg)
                     return
@@ -279,14 +273,9 @@ class GlobalServices:
             except Exception as exc:  # the requester's channel is gone: nobody is left to answer
                 log.warning("reply to r_c_uid=%d failed: %s", r_c_uid, exc)
                 self._forget_reply_box(r_c_uid)
-            finally:
-                if once and box is not None:
-                    await box.chan.aclose()
 
     def _reply_channel(self, r_c_uid: int) -> str | None:
-        """The attach descriptor of a reply channel: one GS knows, or a user-managed one by name."""
-        if FIRST_USER_MANAGED_CUID <= r_c_uid < 2 * FIRST_USER_MANAGED_CUID:
-            return _rundir.channel_name(self.run_id, r_c_uid)
+        """The attach descriptor of a managed process's return channel, if GS knows it."""
         rec = self.chans.get(r_c_uid)
         if rec is None or rec.desc.state != ObjectState.ACTIVE or r_c_uid == GS_INPUT_CUID:
             return None

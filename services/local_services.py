@@ -36,7 +36,7 @@ from typing import Final
 import msgspec
 import trio
 
-from dragon import _faults, _log, _rundir
+from dragon import _faults, _log, _rundir, _runs
 from dragon.descriptors import DEVNULL, STDOUT, NodeDescriptor, StdioOption
 from dragon.ids import (
     BE_CUID, DEFAULT_POOL_MUID, DEFAULT_SEG_SZ, GS_INPUT_CUID, GS_PUID, INF_POOL_MUID, INF_SEG_SZ,
@@ -47,15 +47,18 @@ from dragon.messages import (
     LSErr, LSInbound, LSStdinInbound, SHChannelCreate, SHChannelCreateResponse, SHChannelDestroy,
     SHChannelDestroyResponse, SHChannelsUp, SHDumpState, SHFwdInput, SHFwdOutput, SHHaltBE, SHHalted,
     SHPingBE, SHPingGS, SHPoolCreate, SHPoolCreateResponse, SHPoolDestroy, SHPoolDestroyResponse,
-    SHProcessCreate, SHProcessCreateResponse, SHProcessExit, SHProcessKill, SHProcessKillResponse,
-    SHTeardown,
+    ProcessUsage, SHProcessCreate, SHProcessCreateResponse, SHProcessExit, SHProcessKill,
+    SHProcessKillResponse, SHStatus, SHStatusResponse, SHTeardown,
 )
 from dragon.transport import Channel, ChannelDestroyed, ChannelEmpty, Pool, ProtocolError, TrioChannel, decode
 from dragon.transport._framing import FrameStream
 from dragon.transport._shm import entries, run_prefix, unlink_quietly
 
 from . import global_services
-from ._links import Inbox, Outbox, log_message, read_frame, receive_blocking, send_blocking, write_frame
+from ._links import (
+    Inbox, Outbox, is_user_managed, log_message, read_frame, receive_blocking, reply_once, send_blocking,
+    write_frame,
+)
 from ._process import ForkedChild, fork_service, stop_process
 
 log = logging.getLogger(__name__)
@@ -248,6 +251,7 @@ class LocalServices:
         self.tearing_down = False
         self.stdin_eof = trio.Event()
         self.be_halted = trio.Event()
+        self.started = time.time()
 
     # ---------------------------------------------------------------- abnormal termination (§3.2)
 
@@ -357,6 +361,8 @@ class LocalServices:
                     await self.reply(msg.r_c_uid, self.destroy_pool(msg))
                 case SHDumpState():
                     self.dump_state(msg.filename)
+                case SHStatus():
+                    await self.reply(msg.r_c_uid, self.status(msg))
                 case SHTeardown():
                     return
                 case AbnormalTermination():
@@ -370,6 +376,8 @@ class LocalServices:
             await self.to_gs.send(msg)
         elif r_c_uid == BE_CUID:
             await self.to_la.send(msg)
+        elif is_user_managed(r_c_uid):  # a tool's own reply channel (`dragon status`): our extension
+            await reply_once(_rundir.channel_name(self.infra.config.run_id, r_c_uid), msg, f"channel {r_c_uid}")
         else:
             await self.abnormal(f"LS was asked to reply to unknown r_c_uid {r_c_uid}")
 
@@ -586,6 +594,18 @@ class LocalServices:
             return SHPoolDestroyResponse(ref=msg.tag, err=LSErr.FAIL, err_info=f"no pool m_uid {msg.m_uid}")
         pool.destroy()
         return SHPoolDestroyResponse(ref=msg.tag, err=LSErr.SUCCESS)
+
+    def status(self, req: SHStatus) -> SHStatusResponse:
+        """Spec §8: what LS sees of each process it runs (state, CPU, memory, command, from /proc)."""
+        usage = []
+        btime = _runs.boot_time()
+        for p_uid, mp in sorted(self.procs.items()):
+            proc = _runs.read_proc(mp.proc.pid, btime=btime)
+            usage.append(ProcessUsage(p_uid=p_uid, pid=mp.proc.pid) if proc is None else ProcessUsage(
+                p_uid=p_uid, pid=mp.proc.pid, os_state=proc.state, cpu_s=proc.cpu_s, rss_bytes=proc.rss_bytes,
+                command=proc.cmdline))
+        return SHStatusResponse(ref=req.tag, err=LSErr.SUCCESS, pid=os.getpid(), started=self.started,
+                                processes=usage)
 
     def dump_state(self, filename: str | None) -> None:
         lines = ["Procs"] + [f"  {p}:{mp.proc.pid}" for p, mp in self.procs.items()]

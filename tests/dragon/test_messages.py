@@ -29,6 +29,7 @@ ACTOR_UNIONS: dict[str, object] = {
     "GSInbound": m.GSInbound,
     "LAInbound": m.LAInbound,
     "ProcessInbound": m.ProcessInbound,
+    "ToolInbound": m.ToolInbound,
 }
 ANY_DECODER: msgspec.msgpack.Decoder[m.AnyMsg] = msgspec.msgpack.Decoder(m.AnyMsg)
 ENCODER = msgspec.msgpack.Encoder()
