@@ -40,14 +40,9 @@ async def serve(*, bringup_timeout_s: float = 30.0,
         # Policy at this public boundary: a group holding a single exception (KeyboardInterrupt on
         # Ctrl-C, BringupError, RuntimeBroken, ...) is raised as that exception, as a caller of
         # `trio.run(dragon.serve)` expects; several at once stay a group.
-        leaves = _leaves(group)
+        from dragon.errors import leaf_exceptions
+
+        leaves = leaf_exceptions(group)
         if len(leaves) == 1:
             raise leaves[0] from None
         raise
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out

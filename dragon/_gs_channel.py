@@ -12,21 +12,13 @@ from typing import Any
 
 import msgspec
 
-from dragon._gs_client import connection, timeout_us
-from dragon.descriptors import ChannelDescriptor, ChannelLocalOptions, ChannelOptions, ObjectState
-from dragon.errors import (
-    ChannelBusy, ChannelCreateFailed, ChannelDestroyed, ChannelNameInUse, ChannelWaitTimeout, InvalidArgument,
-    UnknownChannel,
-)
+from dragon import _gs_common as gs
+from dragon._gs_process import _run
+from dragon.descriptors import ChannelDescriptor
 from dragon.ids import DEFAULT_POOL_MUID
-from dragon.messages import (
-    ChannelCreateErr, ChannelDestroyErr, ChannelJoinErr, ChannelQueryErr, GSChannelCreate,
-    GSChannelCreateResponse, GSChannelDestroy, GSChannelDestroyResponse, GSChannelJoin, GSChannelJoinResponse,
-    GSChannelList, GSChannelListResponse, GSChannelQuery, GSChannelQueryResponse,
-)
 from dragon.transport import Channel as ShmChannel
 from dragon.transport import ChannelStatistics
-from dragon.transport._channel import DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY, MIN_BLOCK_SIZE
+from dragon.transport._channel import DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY
 
 Buffer = bytes | bytearray | memoryview
 
@@ -45,9 +37,7 @@ class Channel:
 
         Raises ChannelDestroyed if the channel is dead or gone.
         """
-        if desc.state == ObjectState.DEAD:
-            raise ChannelDestroyed(f"channel {desc.name} (c_uid {desc.c_uid}) was destroyed")
-        self._desc = desc
+        self._desc = gs.live_channel(desc)
         self._chan = ShmChannel.attach(desc.sdesc)
 
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
@@ -69,22 +59,8 @@ class Channel:
           ChannelNameInUse: a live channel has that name (not soft).
           ChannelCreateFailed: GS or Local Services could not make it (e.g. an unknown m_uid).
         """
-        if capacity < 1:
-            raise InvalidArgument(f"channel capacity must be at least 1 message, not {capacity}")
-        if block_size < MIN_BLOCK_SIZE:
-            raise InvalidArgument(f"channel block size must be at least {MIN_BLOCK_SIZE} bytes, not {block_size}")
-        if soft and not name:
-            raise InvalidArgument("Channel.create(soft=True) needs a name to look up")
-        opts = ChannelOptions(local_opts=ChannelLocalOptions(capacity=capacity, block_size=block_size))
-        resp = connection().call(GSChannelCreate(p_uid=0, r_c_uid=0, m_uid=m_uid, options=opts, user_name=name),
-                                 GSChannelCreateResponse)
-        if resp.err == ChannelCreateErr.ALREADY and resp.desc is not None:
-            if soft:
-                return cls(resp.desc)
-            raise ChannelNameInUse(f"{resp.err_info} (c_uid {resp.desc.c_uid})", name, resp.desc.c_uid)
-        if resp.err != ChannelCreateErr.SUCCESS or resp.desc is None:
-            raise ChannelCreateFailed(f"cannot create channel {name!r}: {resp.err_info or resp.err.name}")
-        return cls(resp.desc)
+        return cls(_run(gs.channel_create(capacity=capacity, block_size=block_size, name=name, m_uid=m_uid,
+                                          soft=soft)))
 
     @classmethod
     def attach(cls, c_uid: int | None = None, *, name: str = "") -> Channel:
@@ -95,13 +71,7 @@ class Channel:
           ChannelDestroyed: it was destroyed.
           InvalidArgument: neither or both of c_uid and name.
         """
-        if (c_uid is None) == (not name):
-            raise InvalidArgument("Channel.attach needs exactly one of c_uid or name")
-        resp = connection().call(GSChannelQuery(p_uid=0, r_c_uid=0, c_uid=c_uid, user_name=name),
-                                 GSChannelQueryResponse)
-        if resp.err != ChannelQueryErr.SUCCESS or resp.desc is None:
-            raise UnknownChannel(resp.err_info or f"no channel {name or c_uid}")
-        return cls(resp.desc)
+        return cls(_run(gs.channel_attach(c_uid, name)))
 
     @classmethod
     def wait_created(cls, name: str, timeout: float | None = None) -> Channel:
@@ -112,20 +82,12 @@ class Channel:
           ChannelWaitTimeout: none appeared in time.
           ChannelDestroyed: a channel of that name existed and was destroyed.
         """
-        if not name:
-            raise InvalidArgument("Channel.wait_created needs a name")
-        resp = connection().call(GSChannelJoin(p_uid=0, r_c_uid=0, name=name, timeout=timeout_us(timeout)),
-                                 GSChannelJoinResponse)
-        if resp.err == ChannelJoinErr.SUCCESS and resp.desc is not None:
-            return cls(resp.desc)
-        if resp.err == ChannelJoinErr.DEAD:
-            raise ChannelDestroyed(resp.err_info or f"channel {name} was destroyed")
-        raise ChannelWaitTimeout(f"{resp.err_info or f'no channel named {name}'} within {timeout} s")
+        return cls(_run(gs.channel_wait_created(name, timeout)))
 
     @staticmethod
     def list() -> list[int]:
         """The c_uid of every channel GS knows in this runtime, destroyed ones included."""
-        return connection().call(GSChannelList(p_uid=0, r_c_uid=0), GSChannelListResponse).clist
+        return _run(gs.channel_list())
 
     # ----------------------------------------------------------------------------- identity
 
@@ -190,15 +152,11 @@ class Channel:
           UnknownChannel: it was destroyed already (or GS does not know it).
           ChannelBusy: another request is creating or destroying it right now.
         """
-        resp = connection().call(GSChannelDestroy(p_uid=0, r_c_uid=0, c_uid=self._desc.c_uid),
-                                 GSChannelDestroyResponse)
-        if resp.err == ChannelDestroyErr.BUSY:  # still there: keep the handle
-            raise ChannelBusy(f"cannot destroy channel {self.name}: {resp.err_info}")
+        err = _run(gs.channel_destroy(self._desc))  # ChannelBusy: still there, keep the handle
         self._chan.close()
-        if resp.err == ChannelDestroyErr.SUCCESS:
-            self._desc = msgspec.structs.replace(self._desc, state=ObjectState.DEAD)
-            return
-        raise UnknownChannel(f"cannot destroy channel {self.name}: {resp.err_info or resp.err.name}")
+        if err is not None:
+            raise err
+        self._desc = gs.dead(self._desc)
 
     def __enter__(self) -> Channel:
         return self

@@ -31,6 +31,8 @@ from typing import Final, TypeVar
 import msgspec
 
 from dragon import _rundir
+from dragon._gs_common import CONNECTED_PID_VAR as CONNECTED_PID_VAR
+from dragon._gs_common import timeout_us as timeout_us
 from dragon.descriptors import ArgMode
 from dragon.errors import ChannelDestroyed, ChannelEmpty, ChannelFull, ProtocolError, RequestTimeout, RuntimeNotRunning
 from dragon.ids import LaunchParameters
@@ -43,9 +45,6 @@ R = TypeVar("R", bound=Response)
 
 LIVENESS_SLICE_S: Final = 1.0  # how often a blocked call checks that the runtime still exists
 HANDSHAKE_TIMEOUT_S: Final = 60.0  # GSPingProc is sent right after the spawn; this is only a backstop
-CONNECTED_PID_VAR: Final = "DRAGON_GS_CLIENT_PID"
-"""Set in the environment of a connected process: a process it forks or spawns by other means than
-GS inherits the launch parameters but is not that managed process, and must not take its replies."""
 
 NOT_UNDER_DRAGON: Final = ("this process was not started by the Dragon runtime (no launch parameters "
                            "in its environment): run the program with `dragon prog.py`")
@@ -304,9 +303,3 @@ def _forget_after_fork() -> None:
 
 os.register_at_fork(after_in_child=_forget_after_fork)
 
-
-def timeout_us(timeout_s: float | None) -> int:
-    """A timeout in seconds as GS wants it (spec §4): integer µs, -1 = forever; negative s = poll now."""
-    if timeout_s is None:
-        return -1
-    return max(0, round(timeout_s * 1e6))

@@ -11,15 +11,9 @@ from typing import Any
 
 import msgspec
 
-from dragon._gs_client import connection
-from dragon.descriptors import ObjectState, PoolDescriptor
-from dragon.errors import (
-    InvalidArgument, PoolBusy, PoolCreateFailed, PoolDestroyFailed, PoolGone, PoolNameInUse, UnknownPool,
-)
-from dragon.messages import (
-    GSPoolCreate, GSPoolCreateResponse, GSPoolDestroy, GSPoolDestroyResponse, GSPoolList, GSPoolListResponse,
-    GSPoolQuery, GSPoolQueryResponse, PoolCreateErr, PoolDestroyErr, PoolQueryErr,
-)
+from dragon import _gs_common as gs
+from dragon._gs_process import _run
+from dragon.descriptors import PoolDescriptor
 from dragon.transport import HeapStatistics
 from dragon.transport import Pool as ShmPool
 
@@ -53,20 +47,7 @@ class Pool:
           PoolNameInUse: a live pool has that name (not soft).
           PoolCreateFailed: Local Services could not make it (e.g. too small for a heap, no memory).
         """
-        if size_bytes <= 0:
-            raise InvalidArgument(f"pool size must be a positive number of bytes, not {size_bytes}")
-        if soft and not name:
-            raise InvalidArgument("Pool.create(soft=True) needs a name to look up")
-        resp = connection().call(GSPoolCreate(p_uid=0, r_c_uid=0, size=size_bytes, user_name=name),
-                                 GSPoolCreateResponse)
-        if resp.err == PoolCreateErr.ALREADY and resp.desc is not None:
-            if soft:
-                return cls(resp.desc)
-            raise PoolNameInUse(f"{resp.err_info} (m_uid {resp.desc.m_uid})", name, resp.desc.m_uid)
-        if resp.err != PoolCreateErr.SUCCESS or resp.desc is None:
-            raise PoolCreateFailed(f"cannot create pool {name!r} of {size_bytes} bytes: "
-                                   f"{resp.err_info or resp.err.name}")
-        return cls(resp.desc)
+        return cls(_run(gs.pool_create(size_bytes, name=name, soft=soft)))
 
     @classmethod
     def attach(cls, m_uid: int | None = None, *, name: str = "") -> Pool:
@@ -77,19 +58,12 @@ class Pool:
           PoolGone: it was destroyed.
           InvalidArgument: neither or both of m_uid and name.
         """
-        if (m_uid is None) == (not name):
-            raise InvalidArgument("Pool.attach needs exactly one of m_uid or name")
-        resp = connection().call(GSPoolQuery(p_uid=0, r_c_uid=0, m_uid=m_uid, user_name=name), GSPoolQueryResponse)
-        if resp.err != PoolQueryErr.SUCCESS or resp.desc is None:
-            raise UnknownPool(resp.err_info or f"no pool {name or m_uid}")
-        if resp.desc.state == ObjectState.DEAD:
-            raise PoolGone(f"pool {resp.desc.name} (m_uid {resp.desc.m_uid}) was destroyed")
-        return cls(resp.desc)
+        return cls(_run(gs.pool_attach(m_uid, name)))
 
     @staticmethod
     def list() -> list[int]:
         """The m_uid of every pool GS made in this runtime, destroyed ones included."""
-        return connection().call(GSPoolList(p_uid=0, r_c_uid=0), GSPoolListResponse).mlist
+        return _run(gs.pool_list())
 
     @property
     def m_uid(self) -> int:
@@ -134,18 +108,11 @@ class Pool:
           PoolBusy: another request is creating or destroying it right now.
           PoolDestroyFailed: Local Services failed to destroy it.
         """
-        resp = connection().call(GSPoolDestroy(p_uid=0, r_c_uid=0, m_uid=self._desc.m_uid), GSPoolDestroyResponse)
-        if resp.err == PoolDestroyErr.PENDING:
-            raise PoolBusy(f"cannot destroy pool {self.name}: {resp.err_info}")
+        err = _run(gs.pool_destroy(self._desc))  # PoolBusy: still there, keep the handle
         self.close()
-        if resp.err == PoolDestroyErr.SUCCESS:
-            self._desc = msgspec.structs.replace(self._desc, state=ObjectState.DEAD)
-        elif resp.err == PoolDestroyErr.GONE:
-            raise PoolGone(f"cannot destroy pool {self.name}: {resp.err_info}")
-        elif resp.err == PoolDestroyErr.UNKNOWN:
-            raise UnknownPool(f"cannot destroy pool {self.name}: {resp.err_info}")
-        else:
-            raise PoolDestroyFailed(f"cannot destroy pool {self.name}: {resp.err_info or resp.err.name}")
+        if err is not None:
+            raise err
+        self._desc = gs.dead(self._desc)
 
     def __enter__(self) -> Pool:
         return self

@@ -12,26 +12,26 @@ import builtins
 import os
 import signal
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 
-from dragon._gs_client import CONNECTED_PID_VAR, connection, launch_parameters, timeout_us
-from dragon.descriptors import DEVNULL, PIPE, STDOUT, ObjectState, ProcessDescriptor, ProcessOptions, StdioOption
-from dragon.errors import (
-    InvalidArgument, JoinSelf, ProcessNameInUse, ProcessSignalFailed, ProcessStartFailed, UnknownProcess,
-)
-from dragon.ids import ENV_PREFIX, LAUNCHER_PUID, LaunchParameters
-from dragon.messages import (
-    GSProcessCreate, GSProcessCreateResponse, GSProcessJoin, GSProcessJoinResponse, GSProcessKill,
-    GSProcessKillResponse, GSProcessList, GSProcessListResponse, GSProcessQuery, GSProcessQueryResponse,
-    ProcessCreateErr, ProcessJoinErr, ProcessKillErr, ProcessQueryErr,
-)
+from dragon import _gs_common as gs
+from dragon._gs_client import connection, launch_parameters
+from dragon.descriptors import ProcessDescriptor, StdioOption
+from dragon.errors import InvalidArgument
+from dragon.ids import LAUNCHER_PUID
+from dragon.messages import Response
 
-# Launch parameters are per process: LS fills in the child's own, so the parent's are not passed on.
-_NOT_INHERITED: Final = frozenset(
-    [ENV_PREFIX + f.name.upper() for f in msgspec.structs.fields(LaunchParameters)]
-    + [CONNECTED_PID_VAR, "DRAGON_PARENT_PUID"])
+_NOT_INHERITED: Final = gs.NOT_INHERITED  # dragon._mp_popen filters the environment with it
+
+R = TypeVar("R", bound=Response)
+T = TypeVar("T")
+
+
+def _run(call: gs.GSCall[R, T]) -> T:
+    """Carry out one GS call over this process's connection (see dragon._gs_common)."""
+    return call.finish(connection().call(call.request, call.response_type))
 
 
 class Process:
@@ -56,18 +56,9 @@ class Process:
     def __init__(self, target: str | os.PathLike[str], args: Sequence[str | os.PathLike[str]] = (), *,
                  env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None, name: str = "",
                  stdin: StdioOption = None, stdout: StdioOption = None, stderr: StdioOption = None) -> None:
-        if not isinstance(target, (str, os.PathLike)) or not os.fspath(target):
-            raise InvalidArgument(f"Process target must be an executable path or name, not {target!r} "
-                                  "(Python callables are not supported: run sys.executable with a script)")
-        if isinstance(args, (str, bytes)):
-            raise InvalidArgument(f"Process args must be a sequence of strings, not the string {args!r}")
-        self._exe = os.fspath(target)
-        self._args = [os.fspath(a) for a in args]
-        if not all(isinstance(a, str) for a in self._args):
-            raise InvalidArgument(f"Process args must be strings: {self._args!r}")
-        self._env = dict(env) if env is not None else {}
-        self._cwd = os.fspath(cwd) if cwd is not None else None
-        self._stdio = (_check_stdio("stdin", stdin), _check_stdio("stdout", stdout), _check_stdio("stderr", stderr))
+        self._spec: gs.ProcessSpec | None = gs.process_spec(target, args, env=env, cwd=cwd, name=name,
+                                                            stdin=stdin, stdout=stdout, stderr=stderr)
+        self._exe = self._spec.exe
         self._name = name
         self._desc: ProcessDescriptor | None = None
         self._returncode: int | None = None
@@ -76,11 +67,10 @@ class Process:
     def _attached(cls, desc: ProcessDescriptor) -> Process:
         """A handle on an existing process, from its descriptor."""
         proc = cls.__new__(cls)
-        proc._exe, proc._args, proc._env, proc._cwd = "", [], {}, None
-        proc._stdio = (None, None, None)
+        proc._spec, proc._exe = None, ""
         proc._name = desc.name
         proc._desc = desc
-        proc._returncode = desc.ecode if desc.state == ObjectState.DEAD else None
+        proc._returncode = gs.exit_code_of(desc)
         return proc
 
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
@@ -94,19 +84,17 @@ class Process:
     @classmethod
     def from_puid(cls, p_uid: int) -> Process:
         """A handle on the process with this p_uid (alive or dead). Raises UnknownProcess."""
-        return cls._attached(_query(GSProcessQuery(p_uid=0, r_c_uid=0, t_p_uid=p_uid)))
+        return cls._attached(_run(gs.process_query(p_uid)))
 
     @classmethod
     def from_name(cls, name: str) -> Process:
         """A handle on the process with this name (alive or dead). Raises UnknownProcess."""
-        if not name:
-            raise InvalidArgument("Process.from_name needs a non-empty name")
-        return cls._attached(_query(GSProcessQuery(p_uid=0, r_c_uid=0, user_name=name)))
+        return cls._attached(_run(gs.process_query(name=name)))
 
     @staticmethod
     def list() -> list[int]:
         """The p_uid of every process GS ever created in this runtime, dead ones included."""
-        return connection().call(GSProcessList(p_uid=0, r_c_uid=0), GSProcessListResponse).plist
+        return _run(gs.process_list())
 
     # ----------------------------------------------------------------------------- life cycle
 
@@ -119,21 +107,10 @@ class Process:
           ProcessStartFailed: Local Services could not start it (e.g. no such executable).
           RuntimeNotRunning: not under `dragon`, or the runtime is gone.
         """
-        if self._desc is not None:
-            raise InvalidArgument(f"process {self._desc.p_uid} was started already; make a new Process")
-        env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
-        env.update(self._env)
-        resp = connection().call(GSProcessCreate(
-            p_uid=0, r_c_uid=0, exe=self._exe, args=self._args, env=env, rundir=self._cwd or os.getcwd(),
-            user_name=self._name, options=ProcessOptions(make_inf_channels=True),  # its own GS-return channel
-            stdin=self._stdio[0], stdout=self._stdio[1], stderr=self._stdio[2]), GSProcessCreateResponse)
-        if resp.err == ProcessCreateErr.ALREADY:
-            uid = resp.desc.p_uid if resp.desc is not None else None
-            raise ProcessNameInUse(f"cannot start {self._exe}: {resp.err_info} (p_uid {uid})", self._name, uid)
-        if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None:
-            raise ProcessStartFailed(f"cannot start {self._exe}: {resp.err_info or resp.err.name}")
-        self._desc = resp.desc
-        self._name = resp.desc.name
+        if self._desc is not None or self._spec is None:
+            raise InvalidArgument(f"process {self.p_uid} was started already; make a new Process")
+        self._desc = _run(gs.process_create(self._spec))
+        self._name = self._desc.name
 
     def join(self, timeout: float | None = None) -> int | None:
         """Wait until the process exits, at most `timeout` seconds (None: no limit; <= 0: just look).
@@ -147,16 +124,8 @@ class Process:
         desc = self._started("join")
         if self._returncode is not None:
             return self._returncode
-        resp = connection().call(GSProcessJoin(p_uid=0, r_c_uid=0, t_p_uid=desc.p_uid, timeout=timeout_us(timeout)),
-                                 GSProcessJoinResponse)
-        if resp.err == ProcessJoinErr.SUCCESS:
-            self._returncode = resp.exit_code
-            return resp.exit_code
-        if resp.err == ProcessJoinErr.TIMEOUT:
-            return None
-        if resp.err == ProcessJoinErr.SELF:
-            raise JoinSelf(f"process {desc.p_uid} cannot join itself: {resp.err_info}")
-        raise UnknownProcess(resp.err_info or f"no p_uid {desc.p_uid}")
+        self._returncode = _run(gs.process_join(desc.p_uid, timeout))
+        return self._returncode
 
     def send_signal(self, sig: int) -> None:
         """Send signal `sig` to the process; a process that has exited already is left alone.
@@ -167,16 +136,9 @@ class Process:
           UnknownProcess: GS does not know it; InvalidArgument: not started.
         """
         desc = self._started("signal")
-        resp = connection().call(GSProcessKill(p_uid=0, r_c_uid=0, t_p_uid=desc.p_uid, sig=int(sig)),
-                                 GSProcessKillResponse)
-        if resp.err == ProcessKillErr.SUCCESS:
-            return
-        if resp.err == ProcessKillErr.DEAD:
-            self._returncode = resp.exit_code
-            return
-        if resp.err == ProcessKillErr.UNKNOWN:
-            raise UnknownProcess(resp.err_info or f"no p_uid {desc.p_uid}")
-        raise ProcessSignalFailed(f"cannot send signal {sig} to process {desc.p_uid}: {resp.err_info or resp.err.name}")
+        exit_code = _run(gs.process_kill(desc.p_uid, sig))
+        if exit_code is not None:
+            self._returncode = exit_code
 
     def terminate(self) -> None:
         """Send SIGTERM (see `send_signal`)."""
@@ -236,9 +198,9 @@ class Process:
 
     def _refresh(self) -> ProcessDescriptor:
         assert self._desc is not None
-        self._desc = _query(GSProcessQuery(p_uid=0, r_c_uid=0, t_p_uid=self._desc.p_uid))
-        if self._desc.state == ObjectState.DEAD:
-            self._returncode = self._desc.ecode
+        self._desc = _run(gs.process_query(self._desc.p_uid))
+        if (exit_code := gs.exit_code_of(self._desc)) is not None:
+            self._returncode = exit_code
         return self._desc
 
     def _started(self, what: str) -> ProcessDescriptor:
@@ -274,27 +236,6 @@ def parent_puid() -> int:
     return launch_parameters().parent_puid
 
 
-def _query(req: GSProcessQuery) -> ProcessDescriptor:
-    resp = connection().call(req, GSProcessQueryResponse)
-    if resp.err != ProcessQueryErr.SUCCESS or resp.desc is None:
-        raise UnknownProcess(resp.err_info or f"no process {req.user_name or req.t_p_uid}")
-    return resp.desc
-
-
 def _from_msgpack(data: bytes) -> Process:
     return Process._attached(msgspec.msgpack.decode(data, type=ProcessDescriptor))
 
-
-def _check_stdio(stream: str, opt: StdioOption) -> StdioOption:
-    """Spec §5.5, as far as Local Services implements it; InvalidArgument for anything else."""
-    if opt is None or opt == DEVNULL:
-        return opt
-    if opt == PIPE:
-        raise InvalidArgument(f"{stream}=PIPE is not supported yet (Local Services has no PIPE channels); "
-                              "use a file path or DEVNULL")
-    if opt == STDOUT and stream == "stderr":
-        return opt
-    if isinstance(opt, (str, os.PathLike)) and stream != "stdin":
-        return os.path.abspath(os.fspath(opt))
-    raise InvalidArgument(f"{stream}={opt!r} is not a valid option: use None, DEVNULL"
-                          + (", STDOUT" if stream == "stderr" else "") + (", or a file path" if stream != "stdin" else ""))

@@ -30,7 +30,7 @@ import trio
 
 from dragon import __version__, _log, _rundir
 from dragon.descriptors import ProcessOptions
-from dragon.errors import BringupError
+from dragon.errors import BringupError, leaf_exceptions
 from dragon.ids import BE_CUID
 from dragon.messages import (
     GSProcessCreate, GSProcessCreateResponse, GSProcessKill, GSProcessKillResponse, ProcessCreateErr, SHFwdInput,
@@ -45,19 +45,32 @@ INPUT_CHUNK = 1024  # spec §4.5: SHFwdInput carries at most 1024 bytes
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dragon", description="Run a Python program in a Dragon runtime (managed processes, shm channels).",
-        usage="dragon [options] (PROG | -m MODULE | -c CODE) [ARGS...]")
+        usage="dragon [options] (PROG | -m MODULE | -c CODE) [ARGS...]\n"
+              "       dragon status [RUN_ID] [--json] [--watch]   (see: dragon status --help)\n"
+              "       dragon cleanup [--dry-run] [RUN_ID ...]     (see: dragon cleanup --help)")
     p.add_argument("--version", action="version", version=f"dragon {__version__}")
     p.add_argument("-l", "--log-level", metavar="LEVEL",
                    help="write a log of the run (DEBUG: every message) to --log-file; env DRAGON_LOG_LEVEL")
     p.add_argument("--log-file", metavar="PATH", help="log file (default: ./dragon-<run id>.log)")
-    p.add_argument("--bringup-timeout", type=float, metavar="SECONDS",
-                   default=float(os.environ.get("DRAGON_BRINGUP_TIMEOUT", launcher.DEFAULT_BRINGUP_TIMEOUT_S)),
+    p.add_argument("--bringup-timeout", type=_seconds, metavar="SECONDS",
+                   default=os.environ.get("DRAGON_BRINGUP_TIMEOUT", str(launcher.DEFAULT_BRINGUP_TIMEOUT_S)),
                    help="give up if the runtime is not up within this time (default 30; env DRAGON_BRINGUP_TIMEOUT)")
     p.add_argument("-s", "--single-node-override", action="store_true", help="accepted; always single node")
     p.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as the head, like python -m")
     p.add_argument("-c", dest="code", metavar="CODE", help="run CODE as the head, like python -c")
     p.add_argument("prog", nargs=argparse.REMAINDER, metavar="PROG [ARGS...]")
     return p
+
+
+def _seconds(text: str) -> float:
+    """A positive number of seconds (for --bringup-timeout and DRAGON_BRINGUP_TIMEOUT)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the bringup timeout must be more than 0 seconds")
+    return value
 
 
 def head_command(opts: argparse.Namespace) -> tuple[str, list[str]] | str:
@@ -102,11 +115,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     run_id = _rundir.new_run_id()
     try:
-        _log.configure(opts.log_level, opts.log_file or f"dragon-{run_id}.log")
+        _log.configure(opts.log_level, opts.log_file or os.environ.get("DRAGON_LOG_FILE") or f"dragon-{run_id}.log")
     except ValueError as exc:
         print(f"dragon: error: {exc}", file=sys.stderr)
         return 2
-    _rundir.create_run_dir(run_id)
+    try:
+        _rundir.create_run_dir(run_id)
+    except OSError as exc:
+        print(f"dragon: error: cannot make the runtime directory: {exc}", file=sys.stderr)
+        return 1
     config = LSConfig(run_id=run_id, bringup_timeout_s=opts.bringup_timeout, launcher_pid=os.getpid())
     preforked = launcher.prefork_local_services(config)  # before trio.run: see the module docstring
     try:
@@ -118,17 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         if rest is not None:
             raise
         bringup, _ = known.split(BringupError) if known is not None else (None, None)
-        for err in _leaves(bringup):
+        for err in leaf_exceptions(bringup) if bringup is not None else []:
             print(f"dragon: error: {err}", file=sys.stderr)
         return 1
-
-
-def _leaves(group: BaseException | None) -> list[BaseException]:
-    if group is None:
-        return []
-    if isinstance(group, BaseExceptionGroup):
-        return [leaf for sub in group.exceptions for leaf in _leaves(sub)]
-    return [group]
 
 
 async def _main(run_id: str, preforked: tuple[ForkedChild, int, int], cmd: tuple[str, list[str]],

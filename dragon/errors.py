@@ -159,3 +159,10 @@ class PoolBusy(GSPoolError):
 
 class RequestTimeout(DragonError, TimeoutError):
     """Global Services did not answer a request within the caller's `timeout_s` (it may still act on it)."""
+
+
+def leaf_exceptions(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside `exc`, however deeply exception groups nest them ([exc] if it is none)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in leaf_exceptions(sub)]
+    return [exc]

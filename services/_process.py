@@ -10,7 +10,7 @@ Two ways of starting a child are used (each spawn site says which and why):
   under multiprocessing's "spawn".
 
 `ForkedChild` lets trio await a forked child's exit through a pidfd (no SIGCHLD handler, no thread),
-and `stop` escalates SIGTERM -> SIGKILL on a whole process group, always reaping what it started.
+and `stop_process` / `stop_group` escalate SIGTERM -> SIGKILL, always bounded in time.
 """
 
 from __future__ import annotations
@@ -205,8 +205,21 @@ async def stop_process(proc: Waitable, *, grace_s: float = STOP_GRACE_S) -> int:
             with trio.move_on_after(grace_s):
                 return await proc.wait()
             log.warning("process pid=%d ignored %s", proc.pid, signal.Signals(sig).name)
-        return await proc.wait()
+        with trio.move_on_after(grace_s):  # not even SIGKILL ends a process in uninterruptible sleep
+            return await proc.wait()
+        log.error("process pid=%d did not die of SIGKILL within %.1f s: leaving it", proc.pid, grace_s)
+        return -signal.SIGKILL
     raise AssertionError("unreachable")
+
+
+def describe_exit(code: int) -> str:
+    """`with exit code 3` or `killed by SIGKILL` (`killed by signal 40` for one without a name)."""
+    if code >= 0:
+        return f"with exit code {code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
 
 
 def exit_status_for_shell(code: int) -> int:

@@ -13,7 +13,7 @@ everything.
 
 Teardown is bounded at every step and shielded from cancellation; whatever happened before, it ends by
 stopping the runtime's process group (SIGTERM, then SIGKILL), removing every /dev/shm entry of the run
-and its runtime directory. A second call to `force_stop` (the second Ctrl-C) cuts the polite steps.
+and its runtime directory. `force_stop` (called on the second Ctrl-C) cuts the polite steps short.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from dragon.transport._framing import FrameStream
 from dragon.transport._shm import entries, run_prefix, unlink_quietly
 
 from ._links import Inbox, Outbox, log_message
-from ._process import ForkedChild, Waitable, fork_service, group_members, stop_group
+from ._process import ForkedChild, Waitable, describe_exit, fork_service, group_members, stop_group
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +93,24 @@ async def exec_local_services(config: Any) -> LSStart:
 OutputSink = Callable[[SHFwdOutput], Awaitable[None]]
 
 
+_closed_fds: set[int] = set()
+
+
 async def write_to_own_stdio(msg: SHFwdOutput) -> None:
     """Default output sink: the bytes go to our stdout or stderr unchanged (in a thread, so that a
-    slow reader blocks only this, and never makes the shared file description non-blocking)."""
+    slow reader blocks only this, and never makes the shared file description non-blocking).
+
+    Once a reader has gone (`dragon prog | head -1`), further output to that stream is dropped
+    quietly, as the shell's pipeline expects; the program itself runs on to its end.
+    """
     fd = 2 if msg.fd_num == FdNum.STDERR else 1
-    await trio.to_thread.run_sync(_write_all, fd, msg.data)
+    if fd in _closed_fds:
+        return
+    try:
+        await trio.to_thread.run_sync(_write_all, fd, msg.data)
+    except (BrokenPipeError, ConnectionResetError):
+        _closed_fds.add(fd)
+        log.info("the reader of fd %d has gone: dropping the rest of that output", fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -121,9 +134,8 @@ class Launcher:
         self.ping: SHPingBE | None = None
         self.events = {name: trio.Event() for name in (
             "sh_ping_be", "channels_up", "gs_up", "gs_halted", "halt_be", "sh_halted", "ls_exited",
-            "ls_stdout_done", "broken")}
+            "ls_stdout_done", "head_exited", "broken")}
         self.head_exit: GSHeadExit | None = None
-        self.head_exited = trio.Event()
         self.failure: str | None = None
         self.up = False
         self.expect_ls_exit = False
@@ -146,17 +158,21 @@ class Launcher:
                 os.write(2, f"dragon: error: {what}\n".encode())
         self.events["broken"].set()
 
-    async def wait_unless_ls_gone(self, name: str, timeout_s: float) -> None:
-        """Wait for a teardown event, at most `timeout_s`, and no longer once LS has exited."""
+    async def first_of(self, *names: str, timeout_s: float = float("inf")) -> None:
+        """Wait until any of the events `names` is set, or `timeout_s` passes. Never raises: the
+        caller looks at the events afterwards (so no ExceptionGroup reaches an embedding program)."""
         with trio.move_on_after(timeout_s):
             async with trio.open_nursery() as race:
-                async def ls_gone() -> None:
-                    await self.events["ls_exited"].wait()
+                async def watch(name: str) -> None:
+                    await self.events[name].wait()
                     race.cancel_scope.cancel()
 
-                race.start_soon(ls_gone)
-                await self.events[name].wait()
-                race.cancel_scope.cancel()
+                for name in names:
+                    race.start_soon(watch, name)
+
+    async def wait_unless_ls_gone(self, name: str, timeout_s: float) -> None:
+        """Wait for a teardown event, at most `timeout_s`, and no longer once LS has exited."""
+        await self.first_of(name, "ls_exited", timeout_s=timeout_s)
 
     # ------------------------------------------------------------------ helper tasks (shielded)
 
@@ -207,8 +223,7 @@ class Launcher:
         with trio.move_on_after(1.0):  # what LS wrote just before exiting says more than its death
             await self.events["ls_stdout_done"].wait()
         if not self.expect_ls_exit:
-            what = f"killed by {signal.Signals(-code).name}" if code < 0 else f"with exit code {code}"
-            self.fail(f"Local Services (pid {self.ls.proc.pid}) died {what}")
+            self.fail(f"Local Services (pid {self.ls.proc.pid}) died {describe_exit(code)}")
 
     async def route(self) -> None:
         """Everything that arrives on the LA channel, in order (spec §2, §3)."""
@@ -236,7 +251,7 @@ class Launcher:
                         log.warning("unexpected response ref=%d: %r", msg.ref, msg)
                 case GSHeadExit():
                     self.head_exit = msg
-                    self.head_exited.set()
+                    self.events["head_exited"].set()
                 case GSHalted():
                     self.events["gs_halted"].set()
                 case SHHaltBE():
@@ -254,33 +269,33 @@ class Launcher:
 
     async def wait_event(self, name: str, what: str) -> None:
         """Wait for a bringup event, or fail at once if the runtime broke first."""
-        async with trio.open_nursery() as race:
-            async def broken() -> None:
-                await self.events["broken"].wait()
-                raise BringupError("launcher", what, str(self.failure))
-
-            race.start_soon(broken)
-            await self.events[name].wait()
-            race.cancel_scope.cancel()
+        await self.first_of(name, "broken")
+        if not self.events[name].is_set():
+            raise BringupError("launcher", what, str(self.failure))
 
     async def bringup(self, nursery: trio.Nursery, timeout_s: float) -> None:
         """Spec §2 m0-m6 from LA's side. Raises BringupError naming the step that did not finish."""
         step = "starting Local Services"
         try:
             with trio.fail_after(timeout_s):
+                first = BENodeIdxSH(node_idx=0, host_name=socket.gethostname())
                 try:
-                    await self.ls_frames.send(self.enc.encode(BENodeIdxSH(node_idx=0, host_name=socket.gethostname())))
-                    log_message("sent", "on LS stdin", BENodeIdxSH(node_idx=0))
+                    await self.ls_frames.send(self.enc.encode(first))
+                    log_message("sent", "on LS stdin", first)
                 except trio.BrokenResourceError:
                     pass  # LS is already gone: `watch_ls_exit` says why, and the wait below ends
                 step = "waiting for SHPingBE from Local Services"
                 await self.wait_event("sh_ping_be", "Local Services bringup")
                 assert self.ping is not None
-                self.to_ls = Outbox(TrioChannel.attach(self.ping.shep_cd), "LS channel")
-                self.to_gs = Outbox(TrioChannel.attach(self.ping.gs_cd), "GS channel")
-                self.inbox = Inbox(TrioChannel.attach(self.ping.be_cd), LAInbound, "LA channel")
-                self.start_helper(nursery, self.route)
-                await self.to_ls.send(BEPingSH())  # m2
+                step = "attaching to the channels of Local Services"
+                try:
+                    self.to_ls = Outbox(TrioChannel.attach(self.ping.shep_cd), "LS channel")
+                    self.to_gs = Outbox(TrioChannel.attach(self.ping.gs_cd), "GS channel")
+                    self.inbox = Inbox(TrioChannel.attach(self.ping.be_cd), LAInbound, "LA channel")
+                    self.start_helper(nursery, self.route)
+                    await self.to_ls.send(BEPingSH())  # m2
+                except DragonError as exc:  # LS failed right after SHPingBE and removed them
+                    raise BringupError("launcher", step, str(self.failure or exc)) from None
                 step = "waiting for SHChannelsUp from Local Services"
                 await self.wait_event("channels_up", "Local Services bringup")  # m3
                 step = "waiting for GSIsUp from Global Services"
@@ -294,22 +309,34 @@ class Launcher:
     # ------------------------------------------------------------------ requests to GS
 
     async def call(self, req: Any, response_type: type[R]) -> R:
-        """Send a GS request as the launcher (p_uid 0, replies on the LA channel) and await the answer."""
+        """Send a GS request as the launcher (p_uid 0, replies on the LA channel) and await the answer.
+
+        Raises RuntimeBroken if the runtime fails first."""
         if self.to_gs is None:
             raise RuntimeBroken("the runtime is not up")
         self.next_tag += 1
         req = msgspec.structs.replace(req, tag=self.next_tag, p_uid=LAUNCHER_PUID, r_c_uid=BE_CUID)
         send, recv = trio.open_memory_channel[Response](1)
         self.pending[req.tag] = send
-        await self.to_gs.send(req)
-        async with trio.open_nursery() as race:
-            async def broken() -> None:
-                await self.events["broken"].wait()
-                raise RuntimeBroken(f"the runtime broke while waiting for an answer: {self.failure}")
+        resp: Response | None = None
+        try:
+            await self.to_gs.send(req)
+            async with trio.open_nursery() as race:  # the answer, or the runtime's failure
+                async def answer() -> None:
+                    nonlocal resp
+                    resp = await recv.receive()
+                    race.cancel_scope.cancel()
 
-            race.start_soon(broken)
-            resp = await recv.receive()
-            race.cancel_scope.cancel()
+                async def broken() -> None:
+                    await self.events["broken"].wait()
+                    race.cancel_scope.cancel()
+
+                race.start_soon(answer)
+                race.start_soon(broken)
+        finally:
+            self.pending.pop(req.tag, None)
+        if resp is None:
+            raise RuntimeBroken(f"the runtime broke while waiting for an answer: {self.failure}")
         if not isinstance(resp, response_type):
             raise RuntimeBroken(f"expected {response_type.__name__}, got {type(resp).__name__}")
         return resp
@@ -338,13 +365,15 @@ class Launcher:
         ls_alive = not self.events["ls_exited"].is_set()
         if ls_alive and self.to_gs is not None and not self.events["gs_halted"].is_set():
             try:
-                await self.to_gs.send(GSTeardown())  # m3
+                with trio.move_on_after(TEARDOWN_STEP_S):  # a full channel of a hung GS: go on
+                    await self.to_gs.send(GSTeardown())  # m3
                 await self.wait_unless_ls_gone("gs_halted", TEARDOWN_STEP_S)  # m5
             except DragonError as exc:
                 log.warning("GSTeardown failed: %s", exc)
         if ls_alive and self.to_ls is not None:
             try:
-                await self.to_ls.send(SHTeardown())  # m6
+                with trio.move_on_after(TEARDOWN_STEP_S):
+                    await self.to_ls.send(SHTeardown())  # m6
                 await self.wait_unless_ls_gone("halt_be", LS_STOP_PROCS_S)  # m7
             except DragonError as exc:
                 log.warning("SHTeardown failed: %s", exc)
@@ -398,15 +427,9 @@ class RuntimeHandle:
 
     async def wait_head_exit(self) -> GSHeadExit:
         """Wait for GSHeadExit; RuntimeBroken if the runtime fails first."""
-        async with trio.open_nursery() as race:
-            async def broken() -> None:
-                await self.launcher.events["broken"].wait()
-                raise RuntimeBroken(self.launcher.failure or "the runtime broke")
-
-            race.start_soon(broken)
-            await self.launcher.head_exited.wait()
-            race.cancel_scope.cancel()
-        assert self.launcher.head_exit is not None
+        await self.launcher.first_of("head_exited", "broken")
+        if self.launcher.head_exit is None:
+            raise RuntimeBroken(self.launcher.failure or "the runtime broke")
         return self.launcher.head_exit
 
     def force_stop(self) -> None:
@@ -447,4 +470,7 @@ async def serve(*, run_id: str | None = None, bringup_timeout_s: float = DEFAULT
             await la.events["broken"].wait()
             raise RuntimeBroken(la.failure or "the runtime broke")
         finally:
-            await la.teardown()
+            try:
+                await la.teardown()
+            finally:
+                la.stop_helpers()  # whatever happened, the shielded helpers must end with the run

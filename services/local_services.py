@@ -59,7 +59,7 @@ from ._links import (
     Inbox, Outbox, is_user_managed, log_message, read_frame, receive_blocking, reply_once, send_blocking,
     write_frame,
 )
-from ._process import ForkedChild, fork_service, stop_process
+from ._process import ForkedChild, describe_exit, fork_service, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -310,8 +310,7 @@ class LocalServices:
             await self.gs_stdout_done.wait()
         if not self.gs_halted.is_set():
             if not self.tearing_down:
-                what = f"killed by {signal.Signals(-code).name}" if code < 0 else f"with exit code {code}"
-                await self.abnormal(f"Global Services (pid {self.infra.gs.pid}) died {what}")
+                await self.abnormal(f"Global Services (pid {self.infra.gs.pid}) died {describe_exit(code)}")
             # GS is gone, so it has halted: say so, and LA's teardown need not wait for it (§3.1 m5).
             self.gs_halted.set()
             with trio.move_on_after(5):
@@ -343,7 +342,11 @@ class LocalServices:
     async def dispatch(self) -> None:
         """Handle messages on the LS channel until SHTeardown (returns) or LA's disappearance."""
         while True:
-            msg = await self.inbox.receive()
+            try:
+                msg = await self.inbox.receive()
+            except ProtocolError as exc:  # spec §3.2: a message LS cannot parse breaks the runtime
+                await self.abnormal(f"Local Services received a message it cannot parse: {exc}")
+                continue
             match msg:
                 case SHProcessCreate():
                     await self.nursery.start(self.run_process, msg)
@@ -647,38 +650,52 @@ class LocalServices:
 
 
 async def serve(infra: Infra) -> int:
-    """The trio main loop of LS (see the module docstring); returns LS's exit code."""
-    ls: LocalServices
+    """The trio main loop of LS (see the module docstring); returns LS's exit code.
+
+    Whatever happens in it, even an unexpected exception in one of its tasks, every managed process
+    and GS are stopped and every shm object of the run is destroyed before this returns or raises.
+    """
+    ls: LocalServices | None = None
     code = 0
-    async with trio.open_nursery() as nursery:
-        ls = LocalServices(infra, nursery)
-        nursery.start_soon(ls.monitor_gs_stdout)
-        nursery.start_soon(ls.monitor_gs_stderr)
-        nursery.start_soon(ls.watch_gs_exit)
-        nursery.start_soon(ls.watch_stdin)
-        async with trio.open_nursery() as loop:
-            async def until_teardown() -> None:
-                await ls.dispatch()
-                loop.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            ls = LocalServices(infra, nursery)
+            nursery.start_soon(ls.monitor_gs_stdout)
+            nursery.start_soon(ls.monitor_gs_stderr)
+            nursery.start_soon(ls.watch_gs_exit)
+            nursery.start_soon(ls.watch_stdin)
+            async with trio.open_nursery() as loop:
+                async def until_teardown() -> None:
+                    assert ls is not None
+                    await ls.dispatch()
+                    loop.cancel_scope.cancel()
 
-            async def until_launcher_gone() -> None:
-                await ls.stdin_eof.wait()
-                loop.cancel_scope.cancel()
+                async def until_launcher_gone() -> None:
+                    assert ls is not None
+                    await ls.stdin_eof.wait()
+                    loop.cancel_scope.cancel()
 
-            loop.start_soon(until_teardown)
-            loop.start_soon(until_launcher_gone)
-        await ls.stop_everything()
-        if ls.stdin_eof.is_set():
-            code = 1
+                loop.start_soon(until_teardown)
+                loop.start_soon(until_launcher_gone)
+            await ls.stop_everything()
+            if ls.stdin_eof.is_set():
+                code = 1
+            else:
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    await ls.to_la.send(SHHaltBE())  # m7
+                with trio.move_on_after(BEHALTED_WAIT_S):
+                    await ls.be_halted.wait()  # m8
+            nursery.cancel_scope.cancel()
+    except BaseException:
+        code = 1
+        raise
+    finally:
+        if ls is not None:
+            await ls.stop_everything()  # again only if something went wrong above: it is idempotent
+            ls.destroy_everything()
+        if code != 0:  # the launcher is gone or LS failed: nobody else will remove the directory
             _rundir.remove_run_dir(infra.config.run_id)
-        else:
-            with trio.CancelScope(shield=True), trio.move_on_after(5):
-                await ls.to_la.send(SHHaltBE())  # m7
-            with trio.move_on_after(BEHALTED_WAIT_S):
-                await ls.be_halted.wait()  # m8
-        nursery.cancel_scope.cancel()
-    ls.destroy_everything()
-    os.close(infra.gs_stdin)
+        os.close(infra.gs_stdin)
     if code == 0:
         try:
             write_frame(1, SHHalted(), "LS stdout")  # m9

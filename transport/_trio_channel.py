@@ -2,8 +2,10 @@
 
 It drives the same core as the blocking face (`Channel`), so both faces of one channel interoperate
 message for message. Waiting never blocks the event loop: the doorbell FIFO is awaited with
-`trio.lowlevel.wait_readable`, and the channel's flocks are only ever tried without blocking (with a
-short backoff when another process holds one, which it does only for the length of a copy).
+`trio.lowlevel.wait_readable`, and the channel's flocks are tried without blocking in `send` and
+`receive` (with a short backoff when another process holds one, which it does only for the length of
+a copy); the `*_nowait` forms and the unregistering in cleanup paths take them blocking, which costs
+at most the length of another process's copy.
 
 trio lets one task at a time wait on an fd, so per handle and direction one task, the *watcher*, sleeps
 on the doorbell while any other waiting tasks of this handle park on a `ParkingLot`; whenever the
@@ -179,7 +181,11 @@ class TrioChannel(trio.abc.Channel[bytes]):
         finally:
             if not woke:
                 self._unregister(rfd, core._rlock, _W_RTABLE, _W_RWAIT)
-        await self._acquire(rfd, core._rlock)
+        try:
+            await self._acquire(rfd, core._rlock)
+        except BaseException:  # cancelled (or closed) before we could unregister under the lock
+            self._unregister(rfd, core._rlock, _W_RTABLE, _W_RWAIT)
+            raise
         try:
             core._register(_W_RTABLE, _W_RWAIT, -1)
             return core._op_take()

@@ -1,0 +1,350 @@
+"""What the blocking and the async client API share: argument checks, GS requests, answer translation.
+
+Each operation on Global Services (spec §4.2-§4.4) is described here once, as a `GSCall`: the
+request to send, the response type to expect, and `finish`, which turns GS's answer into a result or
+raises the `dragon.errors` class for GS's `err` (with GS's text). Neither flavour builds a request or
+reads an `err` itself; they only move the call:
+
+    blocking (dragon._gs_*):  call.finish(connection().call(call.request, call.response_type))
+    async    (dragon.aio):    call.finish(await runtime.call(call.request, call.response_type))
+
+`p_uid`, `r_c_uid` and `tag` are filled in by the connection that sends the request. Plain Python,
+no trio: user processes import this.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Generic, TypeVar
+
+import msgspec
+
+from dragon.descriptors import (
+    DEVNULL, PIPE, STDOUT, ChannelDescriptor, ChannelLocalOptions, ChannelOptions, ObjectState, PoolDescriptor,
+    ProcessDescriptor, ProcessOptions, StdioOption,
+)
+from dragon.errors import (
+    ChannelBusy, ChannelCreateFailed, ChannelDestroyed, ChannelNameInUse, ChannelWaitTimeout, DragonError,
+    InvalidArgument, JoinSelf, PoolBusy, PoolCreateFailed, PoolDestroyFailed, PoolGone, PoolNameInUse,
+    ProcessNameInUse, ProcessSignalFailed, ProcessStartFailed, UnknownChannel, UnknownPool, UnknownProcess,
+)
+from dragon.ids import DEFAULT_POOL_MUID, ENV_PREFIX, LaunchParameters
+from dragon.messages import (
+    ChannelCreateErr, ChannelDestroyErr, ChannelJoinErr, ChannelQueryErr, GSChannelCreate,
+    GSChannelCreateResponse, GSChannelDestroy, GSChannelDestroyResponse, GSChannelJoin, GSChannelJoinResponse,
+    GSChannelList, GSChannelListResponse, GSChannelQuery, GSChannelQueryResponse, GSPoolCreate,
+    GSPoolCreateResponse, GSPoolDestroy, GSPoolDestroyResponse, GSPoolList, GSPoolListResponse, GSPoolQuery,
+    GSPoolQueryResponse, GSProcessCreate, GSProcessCreateResponse, GSProcessJoin, GSProcessJoinResponse,
+    GSProcessKill, GSProcessKillResponse, GSProcessList, GSProcessListResponse, GSProcessQuery,
+    GSProcessQueryResponse, PoolCreateErr, PoolDestroyErr, PoolQueryErr, ProcessCreateErr, ProcessJoinErr,
+    ProcessKillErr, ProcessQueryErr, Request, Response,
+)
+from dragon.transport._channel import DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY, MIN_BLOCK_SIZE
+
+R = TypeVar("R", bound=Response)
+T = TypeVar("T")
+
+CONNECTED_PID_VAR: Final = "DRAGON_GS_CLIENT_PID"
+"""Set in the environment of a connected process: a process it forks or spawns by other means than
+GS inherits the launch parameters but is not that managed process, and must not take its replies."""
+
+# Launch parameters are per process: LS fills in the child's own, so the parent's are not passed on.
+NOT_INHERITED: Final = frozenset(
+    [ENV_PREFIX + f.name.upper() for f in msgspec.structs.fields(LaunchParameters)]
+    + [CONNECTED_PID_VAR, "DRAGON_PARENT_PUID"])
+
+@dataclass(frozen=True)
+class GSCall(Generic[R, T]):
+    """One GS request and how to read its answer: `finish(response)` returns the result or raises."""
+
+    request: Request
+    response_type: type[R]
+    finish: Callable[[R], T]
+
+
+def timeout_us(timeout_s: float | None) -> int:
+    """A timeout in seconds as GS wants it (spec §4): integer µs, -1 = forever; negative s = poll now."""
+    if timeout_s is None:
+        return -1
+    return max(0, round(timeout_s * 1e6))
+
+
+# ------------------------------------------------------------------------------------------- processes
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """A checked description of a process to create (the constructor arguments of `Process`)."""
+
+    exe: str
+    args: list[str]
+    env: dict[str, str]
+    cwd: str | None
+    name: str
+    stdio: tuple[StdioOption, StdioOption, StdioOption]
+
+
+def process_spec(target: str | os.PathLike[str], args: Sequence[str | os.PathLike[str]], *,
+                 env: Mapping[str, str] | None, cwd: str | os.PathLike[str] | None, name: str,
+                 stdin: StdioOption, stdout: StdioOption, stderr: StdioOption) -> ProcessSpec:
+    """Check `Process(...)`'s arguments. Raises InvalidArgument, saying what to pass instead."""
+    if not isinstance(target, (str, os.PathLike)) or not os.fspath(target):
+        raise InvalidArgument(f"Process target must be an executable path or name, not {target!r} "
+                              "(Python callables are not supported: run sys.executable with a script)")
+    if isinstance(args, (str, bytes)):
+        raise InvalidArgument(f"Process args must be a sequence of strings, not the string {args!r}")
+    argv = [os.fspath(a) for a in args]
+    if not all(isinstance(a, str) for a in argv):
+        raise InvalidArgument(f"Process args must be strings: {argv!r}")
+    return ProcessSpec(exe=os.fspath(target), args=argv, env=dict(env) if env is not None else {},
+                       cwd=os.fspath(cwd) if cwd is not None else None, name=name,
+                       stdio=(check_stdio("stdin", stdin), check_stdio("stdout", stdout), check_stdio("stderr", stderr)))
+
+
+def check_stdio(stream: str, opt: StdioOption) -> StdioOption:
+    """Spec §5.5, as far as Local Services implements it; InvalidArgument for anything else."""
+    if opt is None or opt == DEVNULL:
+        return opt
+    if opt == PIPE:
+        raise InvalidArgument(f"{stream}=PIPE is not supported yet (Local Services has no PIPE channels); "
+                              "use a file path or DEVNULL")
+    if opt == STDOUT and stream == "stderr":
+        return opt
+    if isinstance(opt, (str, os.PathLike)) and stream != "stdin":
+        return os.path.abspath(os.fspath(opt))
+    raise InvalidArgument(f"{stream}={opt!r} is not a valid option: use None, DEVNULL"
+                          + (", STDOUT" if stream == "stderr" else "") + (", or a file path" if stream != "stdin" else ""))
+
+
+def process_create(spec: ProcessSpec) -> GSCall[GSProcessCreateResponse, ProcessDescriptor]:
+    """GSProcessCreate for `spec`: the caller's environment (minus its launch parameters) under
+    `spec.env`, with its own GS-return channel. Raises ProcessNameInUse, ProcessStartFailed."""
+    env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
+    env.update(spec.env)
+    req = GSProcessCreate(
+        p_uid=0, r_c_uid=0, exe=spec.exe, args=spec.args, env=env, rundir=spec.cwd or os.getcwd(),
+        user_name=spec.name, options=ProcessOptions(make_inf_channels=True),
+        stdin=spec.stdio[0], stdout=spec.stdio[1], stderr=spec.stdio[2])
+
+    def finish(resp: GSProcessCreateResponse) -> ProcessDescriptor:
+        if resp.err == ProcessCreateErr.ALREADY:
+            uid = resp.desc.p_uid if resp.desc is not None else None
+            raise ProcessNameInUse(f"cannot start {spec.exe}: {resp.err_info} (p_uid {uid})", spec.name, uid)
+        if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None:
+            raise ProcessStartFailed(f"cannot start {spec.exe}: {resp.err_info or resp.err.name}")
+        return resp.desc
+
+    return GSCall(req, GSProcessCreateResponse, finish)
+
+
+def process_join(p_uid: int, timeout: float | None) -> GSCall[GSProcessJoinResponse, int | None]:
+    """GSProcessJoin: the exit code, or None if it still runs after `timeout` s. Raises JoinSelf,
+    UnknownProcess."""
+    def finish(resp: GSProcessJoinResponse) -> int | None:
+        if resp.err == ProcessJoinErr.SUCCESS:
+            return resp.exit_code
+        if resp.err == ProcessJoinErr.TIMEOUT:
+            return None
+        if resp.err == ProcessJoinErr.SELF:
+            raise JoinSelf(f"process {p_uid} cannot join itself: {resp.err_info}")
+        raise UnknownProcess(resp.err_info or f"no p_uid {p_uid}")
+
+    return GSCall(GSProcessJoin(p_uid=0, r_c_uid=0, t_p_uid=p_uid, timeout=timeout_us(timeout)),
+                  GSProcessJoinResponse, finish)
+
+
+def process_kill(p_uid: int, sig: int) -> GSCall[GSProcessKillResponse, int | None]:
+    """GSProcessKill: None once delivered, or the exit code of a process that had exited already.
+    Raises UnknownProcess, ProcessSignalFailed."""
+    def finish(resp: GSProcessKillResponse) -> int | None:
+        if resp.err == ProcessKillErr.SUCCESS:
+            return None
+        if resp.err == ProcessKillErr.DEAD:
+            return resp.exit_code
+        if resp.err == ProcessKillErr.UNKNOWN:
+            raise UnknownProcess(resp.err_info or f"no p_uid {p_uid}")
+        raise ProcessSignalFailed(f"cannot send signal {sig} to process {p_uid}: {resp.err_info or resp.err.name}")
+
+    return GSCall(GSProcessKill(p_uid=0, r_c_uid=0, t_p_uid=p_uid, sig=int(sig)), GSProcessKillResponse, finish)
+
+
+def process_query(p_uid: int | None = None, name: str = "") -> GSCall[GSProcessQueryResponse, ProcessDescriptor]:
+    """GSProcessQuery by p_uid or by name: GS's record. Raises UnknownProcess, InvalidArgument (no name)."""
+    if p_uid is None and not name:
+        raise InvalidArgument("Process.from_name needs a non-empty name")
+    req = GSProcessQuery(p_uid=0, r_c_uid=0, t_p_uid=p_uid, user_name=name) if p_uid is not None else \
+        GSProcessQuery(p_uid=0, r_c_uid=0, user_name=name)
+
+    def finish(resp: GSProcessQueryResponse) -> ProcessDescriptor:
+        if resp.err != ProcessQueryErr.SUCCESS or resp.desc is None:
+            raise UnknownProcess(resp.err_info or f"no process {name or p_uid}")
+        return resp.desc
+
+    return GSCall(req, GSProcessQueryResponse, finish)
+
+
+def process_list() -> GSCall[GSProcessListResponse, list[int]]:
+    """GSProcessList: every p_uid GS ever created, dead ones included."""
+    return GSCall(GSProcessList(p_uid=0, r_c_uid=0), GSProcessListResponse, lambda resp: resp.plist)
+
+
+def exit_code_of(desc: ProcessDescriptor) -> int | None:
+    """The exit code GS recorded, or None while the process has not exited."""
+    return desc.ecode if desc.state == ObjectState.DEAD else None
+
+
+# ------------------------------------------------------------------------------------------- channels
+
+
+def channel_create(*, capacity: int = DEFAULT_CAPACITY, block_size: int = DEFAULT_BLOCK_SIZE, name: str = "",
+                   m_uid: int = DEFAULT_POOL_MUID,
+                   soft: bool = False) -> GSCall[GSChannelCreateResponse, ChannelDescriptor]:
+    """GSChannelCreate (see `Channel.create`). Raises InvalidArgument now; ChannelNameInUse,
+    ChannelCreateFailed from `finish`."""
+    if capacity < 1:
+        raise InvalidArgument(f"channel capacity must be at least 1 message, not {capacity}")
+    if block_size < MIN_BLOCK_SIZE:
+        raise InvalidArgument(f"channel block size must be at least {MIN_BLOCK_SIZE} bytes, not {block_size}")
+    if soft and not name:
+        raise InvalidArgument("Channel.create(soft=True) needs a name to look up")
+    opts = ChannelOptions(local_opts=ChannelLocalOptions(capacity=capacity, block_size=block_size))
+
+    def finish(resp: GSChannelCreateResponse) -> ChannelDescriptor:
+        if resp.err == ChannelCreateErr.ALREADY and resp.desc is not None:
+            if soft:
+                return resp.desc
+            raise ChannelNameInUse(f"{resp.err_info} (c_uid {resp.desc.c_uid})", name, resp.desc.c_uid)
+        if resp.err != ChannelCreateErr.SUCCESS or resp.desc is None:
+            raise ChannelCreateFailed(f"cannot create channel {name!r}: {resp.err_info or resp.err.name}")
+        return resp.desc
+
+    return GSCall(GSChannelCreate(p_uid=0, r_c_uid=0, m_uid=m_uid, options=opts, user_name=name),
+                  GSChannelCreateResponse, finish)
+
+
+def channel_attach(c_uid: int | None, name: str) -> GSCall[GSChannelQueryResponse, ChannelDescriptor]:
+    """GSChannelQuery by c_uid or name. Raises InvalidArgument now; UnknownChannel from `finish`."""
+    if (c_uid is None) == (not name):
+        raise InvalidArgument("Channel.attach needs exactly one of c_uid or name")
+
+    def finish(resp: GSChannelQueryResponse) -> ChannelDescriptor:
+        if resp.err != ChannelQueryErr.SUCCESS or resp.desc is None:
+            raise UnknownChannel(resp.err_info or f"no channel {name or c_uid}")
+        return resp.desc
+
+    return GSCall(GSChannelQuery(p_uid=0, r_c_uid=0, c_uid=c_uid, user_name=name), GSChannelQueryResponse, finish)
+
+
+def channel_wait_created(name: str, timeout: float | None) -> GSCall[GSChannelJoinResponse, ChannelDescriptor]:
+    """GSChannelJoin. Raises InvalidArgument now; ChannelDestroyed, ChannelWaitTimeout from `finish`."""
+    if not name:
+        raise InvalidArgument("Channel.wait_created needs a name")
+
+    def finish(resp: GSChannelJoinResponse) -> ChannelDescriptor:
+        if resp.err == ChannelJoinErr.SUCCESS and resp.desc is not None:
+            return resp.desc
+        if resp.err == ChannelJoinErr.DEAD:
+            raise ChannelDestroyed(resp.err_info or f"channel {name} was destroyed")
+        raise ChannelWaitTimeout(f"{resp.err_info or f'no channel named {name}'} within {timeout} s")
+
+    return GSCall(GSChannelJoin(p_uid=0, r_c_uid=0, name=name, timeout=timeout_us(timeout)),
+                  GSChannelJoinResponse, finish)
+
+
+def channel_list() -> GSCall[GSChannelListResponse, list[int]]:
+    """GSChannelList: every c_uid GS knows, destroyed ones included."""
+    return GSCall(GSChannelList(p_uid=0, r_c_uid=0), GSChannelListResponse, lambda resp: resp.clist)
+
+
+def channel_destroy(desc: ChannelDescriptor) -> GSCall[GSChannelDestroyResponse, DragonError | None]:
+    """GSChannelDestroy. `finish` raises ChannelBusy (the channel is still there: keep the handle);
+    otherwise the handle is to be closed, and it returns the error to raise after that (UnknownChannel)
+    or None when destroyed."""
+    def finish(resp: GSChannelDestroyResponse) -> DragonError | None:
+        if resp.err == ChannelDestroyErr.BUSY:
+            raise ChannelBusy(f"cannot destroy channel {desc.name}: {resp.err_info}")
+        if resp.err == ChannelDestroyErr.SUCCESS:
+            return None
+        return UnknownChannel(f"cannot destroy channel {desc.name}: {resp.err_info or resp.err.name}")
+
+    return GSCall(GSChannelDestroy(p_uid=0, r_c_uid=0, c_uid=desc.c_uid), GSChannelDestroyResponse, finish)
+
+
+def live_channel(desc: ChannelDescriptor) -> ChannelDescriptor:
+    """`desc` if the channel is alive; ChannelDestroyed if GS recorded it as destroyed."""
+    if desc.state == ObjectState.DEAD:
+        raise ChannelDestroyed(f"channel {desc.name} (c_uid {desc.c_uid}) was destroyed")
+    return desc
+
+
+# ------------------------------------------------------------------------------------------- pools
+
+
+def pool_create(size_bytes: int, *, name: str = "",
+                soft: bool = False) -> GSCall[GSPoolCreateResponse, PoolDescriptor]:
+    """GSPoolCreate (see `Pool.create`). Raises InvalidArgument now; PoolNameInUse, PoolCreateFailed
+    from `finish`."""
+    if size_bytes <= 0:
+        raise InvalidArgument(f"pool size must be a positive number of bytes, not {size_bytes}")
+    if soft and not name:
+        raise InvalidArgument("Pool.create(soft=True) needs a name to look up")
+
+    def finish(resp: GSPoolCreateResponse) -> PoolDescriptor:
+        if resp.err == PoolCreateErr.ALREADY and resp.desc is not None:
+            if soft:
+                return resp.desc
+            raise PoolNameInUse(f"{resp.err_info} (m_uid {resp.desc.m_uid})", name, resp.desc.m_uid)
+        if resp.err != PoolCreateErr.SUCCESS or resp.desc is None:
+            raise PoolCreateFailed(f"cannot create pool {name!r} of {size_bytes} bytes: "
+                                   f"{resp.err_info or resp.err.name}")
+        return resp.desc
+
+    return GSCall(GSPoolCreate(p_uid=0, r_c_uid=0, size=size_bytes, user_name=name), GSPoolCreateResponse, finish)
+
+
+def pool_attach(m_uid: int | None, name: str) -> GSCall[GSPoolQueryResponse, PoolDescriptor]:
+    """GSPoolQuery by m_uid or name. Raises InvalidArgument now; UnknownPool, PoolGone from `finish`."""
+    if (m_uid is None) == (not name):
+        raise InvalidArgument("Pool.attach needs exactly one of m_uid or name")
+
+    def finish(resp: GSPoolQueryResponse) -> PoolDescriptor:
+        if resp.err != PoolQueryErr.SUCCESS or resp.desc is None:
+            raise UnknownPool(resp.err_info or f"no pool {name or m_uid}")
+        if resp.desc.state == ObjectState.DEAD:
+            raise PoolGone(f"pool {resp.desc.name} (m_uid {resp.desc.m_uid}) was destroyed")
+        return resp.desc
+
+    return GSCall(GSPoolQuery(p_uid=0, r_c_uid=0, m_uid=m_uid, user_name=name), GSPoolQueryResponse, finish)
+
+
+def pool_list() -> GSCall[GSPoolListResponse, list[int]]:
+    """GSPoolList: every m_uid GS made, destroyed ones included."""
+    return GSCall(GSPoolList(p_uid=0, r_c_uid=0), GSPoolListResponse, lambda resp: resp.mlist)
+
+
+def pool_destroy(desc: PoolDescriptor) -> GSCall[GSPoolDestroyResponse, DragonError | None]:
+    """GSPoolDestroy. `finish` raises PoolBusy (keep the handle); otherwise the handle is to be closed,
+    and it returns the error to raise after that (PoolGone, UnknownPool, PoolDestroyFailed) or None."""
+    def finish(resp: GSPoolDestroyResponse) -> DragonError | None:
+        what = f"cannot destroy pool {desc.name}: {resp.err_info}"
+        if resp.err == PoolDestroyErr.PENDING:
+            raise PoolBusy(what)
+        if resp.err == PoolDestroyErr.SUCCESS:
+            return None
+        if resp.err == PoolDestroyErr.GONE:
+            return PoolGone(what)
+        if resp.err == PoolDestroyErr.UNKNOWN:
+            return UnknownPool(what)
+        return PoolDestroyFailed(f"cannot destroy pool {desc.name}: {resp.err_info or resp.err.name}")
+
+    return GSCall(GSPoolDestroy(p_uid=0, r_c_uid=0, m_uid=desc.m_uid), GSPoolDestroyResponse, finish)
+
+
+D = TypeVar("D", ChannelDescriptor, PoolDescriptor)
+
+
+def dead(desc: D) -> D:
+    """A copy of a channel or pool descriptor marked destroyed."""
+    return msgspec.structs.replace(desc, state=ObjectState.DEAD)
