@@ -105,16 +105,13 @@ def process_spec(target: str | os.PathLike[str], args: Sequence[str | os.PathLik
 
 def check_stdio(stream: str, opt: StdioOption) -> StdioOption:
     """Spec §5.5, as far as Local Services implements it; InvalidArgument for anything else."""
-    if opt is None or opt == DEVNULL:
+    if opt is None or opt == DEVNULL or opt == PIPE:
         return opt
-    if opt == PIPE:
-        raise InvalidArgument(f"{stream}=PIPE is not supported yet (Local Services has no PIPE channels); "
-                              "use a file path or DEVNULL")
     if opt == STDOUT and stream == "stderr":
         return opt
     if isinstance(opt, (str, os.PathLike)) and stream != "stdin":
         return os.path.abspath(os.fspath(opt))
-    raise InvalidArgument(f"{stream}={opt!r} is not a valid option: use None, DEVNULL"
+    raise InvalidArgument(f"{stream}={opt!r} is not a valid option: use None, DEVNULL, PIPE"
                           + (", STDOUT" if stream == "stderr" else "") + (", or a file path" if stream != "stdin" else ""))
 
 

@@ -20,7 +20,8 @@ from dragon import _gs_common as gs
 from dragon._gs_client import connection, launch_parameters
 from dragon.descriptors import ProcessDescriptor, StdioOption
 from dragon.errors import InvalidArgument
-from dragon.ids import LAUNCHER_PUID
+from dragon._gs_pipe import PipeConnection
+from dragon.ids import LAUNCHER_PUID, stdio_channel_name
 from dragon.messages import Response
 
 _NOT_INHERITED: Final = gs.NOT_INHERITED  # dragon._mp_popen filters the environment with it
@@ -48,7 +49,8 @@ class Process:
       name: a unique name for lookups with `from_name`; "" = `dragon_process_<p_uid>`.
       stdin: None (fed by the launcher's stdin forwarding) or DEVNULL.
       stdout / stderr: None (forwarded to the launcher's output), DEVNULL, a file path (appended to),
-        or for stderr STDOUT (merged into stdout). PIPE is not supported yet.
+        or for stderr STDOUT (merged into stdout), or PIPE: then `stdin_conn` / `stdout_conn` /
+        `stderr_conn` of the started process are its ends (dragon._gs_pipe.PipeConnection).
     Raises:
       InvalidArgument: a target, argument or stdio option that cannot be used.
     """
@@ -62,6 +64,33 @@ class Process:
         self._name = name
         self._desc: ProcessDescriptor | None = None
         self._returncode: int | None = None
+        self._pipes: dict[str, PipeConnection] = {}
+
+    def _pipe(self, stream: str) -> PipeConnection | None:
+        if self._desc is None:
+            return None
+        if stream not in self._pipes:
+            sdesc = getattr(self._desc, f"{stream}_sdesc")
+            if sdesc is None:
+                return None
+            self._pipes[stream] = PipeConnection(sdesc, stdio_channel_name(stream, self._desc.p_uid),  # type: ignore[arg-type]
+                                                 writable=stream == "stdin")
+        return self._pipes[stream]
+
+    @property
+    def stdin_conn(self) -> PipeConnection | None:
+        """With stdin=PIPE, the started process's stdin to write to (close it for end of file)."""
+        return self._pipe("stdin")
+
+    @property
+    def stdout_conn(self) -> PipeConnection | None:
+        """With stdout=PIPE, the started process's output to read."""
+        return self._pipe("stdout")
+
+    @property
+    def stderr_conn(self) -> PipeConnection | None:
+        """With stderr=PIPE, the started process's error output to read."""
+        return self._pipe("stderr")
 
     @classmethod
     def _attached(cls, desc: ProcessDescriptor) -> Process:
@@ -71,6 +100,7 @@ class Process:
         proc._name = desc.name
         proc._desc = desc
         proc._returncode = gs.exit_code_of(desc)
+        proc._pipes = {}
         return proc
 
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:

@@ -16,6 +16,7 @@ from dragon._gs_process import parent_puid as parent_puid
 from dragon._gs_pool import Pool as Pool
 from dragon._gs_wait import wait as wait
 from dragon.descriptors import DEVNULL as DEVNULL
+from dragon.descriptors import PIPE as PIPE
 from dragon.descriptors import STDOUT as STDOUT
 
-__all__ = ["DEVNULL", "STDOUT", "Channel", "Pool", "Process", "current", "current_puid", "parent_puid", "wait"]
+__all__ = ["DEVNULL", "PIPE", "STDOUT", "Channel", "Pool", "Process", "current", "current_puid", "parent_puid", "wait"]

@@ -99,7 +99,7 @@ async def test_process_errors() -> None:
         with pytest.raises(InvalidArgument):
             Process(rt, sys.executable, "-c pass")
         with pytest.raises(InvalidArgument):
-            Process(rt, sys.executable, stdout=-1)  # PIPE is not supported yet
+            Process(rt, sys.executable, stdin=-2)  # STDOUT is for stderr only
         unstarted = Process(rt, sys.executable, ["-c", "pass"])
         with pytest.raises(InvalidArgument):
             await unstarted.join()
