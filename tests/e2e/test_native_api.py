@@ -56,7 +56,7 @@ def _check_suite(result: dict[str, Any], role: str) -> None:
     assert p["start_failed"] == "ProcessStartFailed"
     assert p["unknown_puid"] == p["unknown_name"] == "UnknownProcess"
     assert p["join_self"] == "JoinSelf"
-    for key in ("bad_target", "pipe", "join_unstarted", "start_twice"):
+    for key in ("bad_target", "bad_stdio", "join_unstarted", "start_twice"):
         assert p[key] == "InvalidArgument", key
 
     assert c["c_uid_range"] and c["default_name"]

@@ -94,7 +94,7 @@ def processes() -> dict[str, Any]:
     r["unknown_name"] = error_of(lambda: Process.from_name("no-such-process"))
     r["join_self"] = error_of(me.join)
     r["bad_target"] = error_of(lambda: Process(123))  # type: ignore[arg-type]
-    r["pipe"] = error_of(lambda: Process("true", stdout=-1))
+    r["bad_stdio"] = error_of(lambda: Process("true", stdin=-2))  # STDOUT is for stderr only
     r["join_unstarted"] = error_of(Process("true").join)
     r["start_twice"] = error_of(quick.start)
     return r
