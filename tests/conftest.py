@@ -3,7 +3,10 @@
 - Tests use real processes, real shared memory and the real `dragon` command; no mocks of our runtime.
 - No `sleep()` to wait for a state: wait for the event itself, with `trio.fail_after` or a bounded poll.
 - Every test is followed by a leak check (the autouse fixture below): no /dev/shm entry of this user's
-  runtimes (`dragon.<uid>.*`), no runtime directory and no descendant process may outlive it. The test process makes itself a
+  runtimes (`dragon.<uid>.*`), no runtime directory and no descendant process may outlive it.
+  Entries and directories of a runtime that is still live once our own leftover processes are gone
+  belong to another session on this machine (another developer's test run, a benchmark): they are
+  left alone, neither reported nor removed, so that concurrent test runs never damage each other. The test process makes itself a
   child subreaper, so even processes whose parent died (a killed service's children) are reparented to
   it and can be seen, reaped and, if still running, killed and reported.
 - Speed is measured by the benchmarks in tools/, never asserted here.
@@ -21,6 +24,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from dragon import _runs
 from dragon._rundir import runtime_root
 from dragon.transport._shm import SHM_DIR, entries, user_prefix
 
@@ -65,6 +69,16 @@ def _run_dirs() -> set[str]:
         return set()
 
 
+def _live_runs() -> set[str]:
+    """Run ids of runtimes that are live now (their launcher or Local Services runs)."""
+    return {rid for rid, run in _runs.survey(with_processes=False).items() if run.live_reason}
+
+
+def _not_live(shm: list[str], dirs: list[str]) -> tuple[list[str], list[str]]:
+    live = _live_runs()
+    return ([n for n in shm if _runs.run_id_of_entry(n) not in live], [d for d in dirs if d not in live])
+
+
 def _reap_zombies(pids: dict[int, str]) -> dict[int, str]:
     """Reap the exited ones among `pids` (only those: never wait(-1)); return the ones still running."""
     alive = {}
@@ -88,9 +102,9 @@ def no_leaks() -> Iterator[None]:
     yield
     deadline = time.monotonic() + LEAK_GRACE_S
     while True:  # bounded poll: processes of a finished teardown may need a moment to be reaped
-        shm_new = sorted(set(entries(user_prefix())) - shm_before)
-        dirs_new = sorted(_run_dirs() - dirs_before)
         procs_new = _reap_zombies({p: d for p, d in _children().items() if p not in procs_before})
+        shm_new, dirs_new = _not_live(sorted(set(entries(user_prefix())) - shm_before),
+                                      sorted(_run_dirs() - dirs_before))
         if (not shm_new and not procs_new and not dirs_new) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -100,6 +114,9 @@ def no_leaks() -> Iterator[None]:
             os.waitpid(pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
+    if procs_new:  # our leftover runtime is dead now: its entries count as ours
+        shm_new, dirs_new = _not_live(sorted(set(entries(user_prefix())) - shm_before),
+                                      sorted(_run_dirs() - dirs_before))
     for name in shm_new:
         try:
             os.unlink(os.path.join(SHM_DIR, name))
