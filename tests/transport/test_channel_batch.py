@@ -8,6 +8,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dragon.transport import Channel, ChannelEmpty, ChannelFull
 from dragon.transport._shm import entries, run_prefix
@@ -62,3 +64,41 @@ def test_send_many_timeout_sends_a_prefix(ch: Channel) -> None:
 def test_recv_many_times_out_when_empty(ch: Channel) -> None:
     with pytest.raises(ChannelEmpty):
         ch.recv_many(4, timeout=0.05)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.lists(st.integers(0, 700), min_size=1, max_size=12), st.integers(1, 9)), max_size=25))
+def test_batches_behave_like_a_queue(script: list[list[int] | int]) -> None:
+    """Random send_many batches (sizes around the 256-byte block and past the ring) and recv_many
+    limits through a small ring keep FIFO order and lose nothing."""
+    name = run_prefix("t" + uuid.uuid4().hex[:8]) + "hb"
+    chan = Channel.create(name, capacity=4, block_size=256)
+    model: list[bytes] = []
+    try:
+        for k, step in enumerate(script):
+            if isinstance(step, list):
+                batch = [bytes([k % 256]) * n for n in step]
+                try:
+                    chan.send_many(batch, timeout=0)
+                    model.extend(batch)
+                except ChannelFull:  # a prefix of the batch went in, in order: drain and compare
+                    expected, drained = model + batch, []
+                    while True:
+                        try:
+                            drained.extend(chan.recv_many(100, timeout=0))
+                        except ChannelEmpty:
+                            break
+                    assert len(model) <= len(drained) < len(expected)
+                    assert drained == expected[: len(drained)]
+                    model.clear()
+            elif model:
+                got = chan.recv_many(step, timeout=0)
+                assert got == model[: len(got)] and 1 <= len(got) <= step
+                del model[: len(got)]
+        while model:
+            got = chan.recv_many(100, timeout=0)
+            assert got == model[: len(got)]
+            del model[: len(got)]
+    finally:
+        chan.destroy()
+    assert entries(name) == []
