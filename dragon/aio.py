@@ -56,6 +56,7 @@ import msgspec
 import trio
 
 from dragon import _gs_common as gs
+from dragon._gs_wait import HasPuid, join_list
 from dragon import _rundir
 from dragon._gs_pool import Pool as _LocalPool
 from dragon.descriptors import ChannelDescriptor, PoolDescriptor, ProcessDescriptor, StdioOption
@@ -249,6 +250,12 @@ def _destroy_quietly(chan: Any) -> None:
 async def _run(runtime: Runtime, call: gs.GSCall[R, T]) -> T:
     """Carry out one GS call (see dragon._gs_common)."""
     return call.finish(await runtime.call(call.request, call.response_type))
+
+
+async def wait(runtime: Runtime, processes: Sequence[HasPuid], timeout: float | None = None, *,
+               join_all: bool = False, return_on_bad_exit: bool = False) -> dict[int, int | None]:
+    """`dragon.native.wait` for trio: one GSProcessJoinList for several processes (any or all)."""
+    return await _run(runtime, join_list(processes, timeout, join_all, return_on_bad_exit))
 
 
 # ------------------------------------------------------------------------------------------- processes

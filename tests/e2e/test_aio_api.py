@@ -272,12 +272,36 @@ PROGRAM: Final = textwrap.dedent('''
             unknown = "none"
         except UnknownProcess:
             unknown = "UnknownProcess"
-        return {"me_alive": await me.is_alive(), "child": await child.join(),
+        fast = Process(rt, sys.executable, ["-c", "pass"])
+        slow = Process(rt, sys.executable, ["-c", "import time; time.sleep(60)"])
+        await fast.start()
+        await slow.start()
+        first = await dragon.aio.wait(rt, [fast, slow])  # any: the fast one
+        await slow.kill()
+        every = await dragon.aio.wait(rt, [fast, slow], join_all=True)
+        waited = [first[fast.p_uid], first[slow.p_uid], sorted(every.values())]
+        return {"me_alive": await me.is_alive(), "child": await child.join(), "waited": waited,
                 "parent": (await child.parent()) == me, "got": got, "timed_out": timed_out,
                 "killed": await sleeper.join(), "unknown": unknown}
 
+    async def relay(role: str, result_file: str) -> None:
+        """The head's child starts the grandchild; the grandchild runs the checks, writes them."""
+        rt = await dragon.aio.connect()
+        if role == "child":
+            grandchild = Process(rt, sys.executable, [__file__, "grandchild", result_file])
+            await grandchild.start()
+            sys.exit(await grandchild.join())
+        with open(result_file, "w") as f:
+            json.dump(await work(rt, rt.p_uid, "grandchild"), f)
+
     async def main() -> None:
+        if len(sys.argv) > 1:
+            return await relay(sys.argv[1], sys.argv[2])
         threaded = await dragon.aio.connect()
+        child = Process(threaded, sys.executable, [__file__, "child", "grandchild.json"])
+        await child.start()
+        if await child.join() != 0:
+            raise SystemExit("the child or the grandchild failed")
         out = {"threaded": await work(threaded, threaded.p_uid, "threaded")}
         async with dragon.aio.open_connection() as native:
             async with trio.open_nursery() as nursery:  # concurrent callers share one reply channel
@@ -294,6 +318,8 @@ PROGRAM: Final = textwrap.dedent('''
             out["reply_channel_gone"] = False
         except ChannelDestroyed:
             out["reply_channel_gone"] = True
+        with open("grandchild.json") as f:
+            out["grandchild"] = json.load(f)
         print(json.dumps(out))
 
     trio.run(main)
@@ -306,6 +332,6 @@ async def test_managed_trio_program(tmp_path: Path) -> None:
     done = await run_dragon(str(prog), cwd=tmp_path)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     expected = {"me_alive": True, "child": 7, "parent": True, "got": "hello", "timed_out": None,
-                "killed": -signal.SIGKILL, "unknown": "UnknownProcess"}
+                "killed": -signal.SIGKILL, "unknown": "UnknownProcess", "waited": [0, None, [-signal.SIGKILL, 0]]}
     assert json.loads(done.stdout) == {"threaded": expected, "native": expected, "native_all_same": True,
-                                       "reply_channel_gone": True}
+                                       "reply_channel_gone": True, "grandchild": expected}
