@@ -22,6 +22,10 @@ once and frees it with a store of ``tail``. A message larger than the ring trave
 ``NAME.x<pid>.<n>``: the sender writes it once with write(2), the ring carries only the file's name,
 and the receiver reads it once with read(2) and unlinks it. Order is FIFO across all senders.
 
+Memory ordering: this relies on x86-64 (total store order; aligned 8-byte stores are atomic; a
+locked instruction or a system call is a full barrier). On another architecture the fences below would
+have to be real ones.
+
 Waiting without busy-waiting (an eventcount, see notes/ipc-costs.md §Sleepers). A receiver that finds
 the ring empty registers in the header's waiter table under the receive lock, issues a full fence,
 looks again, and only then sleeps in poll(2) on the ``rbell`` FIFO. A sender publishes ``head``, leaves
@@ -34,7 +38,8 @@ the system calls from a ping-pong between two busy processes. Every sleep is als
 
 What a crash leaves. A process SIGKILLed mid-send has not stored ``head``, so its half-written record is
 invisible; one killed mid-receive has not stored ``tail``, so the message is still there for the
-others. The kernel releases a dead holder's flock. The waiter table records pids, so a dead waiter is
+others (except a message in a side file whose receiver dies after taking its record and before
+reading the file: that one is lost, and its file stays until the channel is destroyed). The kernel releases a dead holder's flock. The waiter table records pids, so a dead waiter is
 pruned by the next process that registers. Destroying a channel sets the ``closed`` word, fills both
 FIFOs so every sleeper wakes, and unlinks every entry: every waiter and every later call then raises
 `ChannelDestroyed`, while mappings already made stay valid until their handles close.
