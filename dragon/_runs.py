@@ -20,6 +20,8 @@ Otherwise the run is dead: whatever it left (directory, /dev/shm entries, proces
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import os
 import time
 from dataclasses import dataclass, field
@@ -96,6 +98,16 @@ def read_proc(pid: int, *, btime: float | None = None) -> ProcInfo | None:
     return ProcInfo(pid=pid, uid=uid, state=fields[0], ppid=int(fields[1]), pgid=int(fields[2]),
                     start_time=start, cpu_s=ticks / _CLK_TCK, rss_bytes=int(fields[21]) * _PAGE_SIZE,
                     cmdline=cmd)
+
+
+def all_processes() -> Iterator[ProcInfo]:
+    """Every process /proc shows now (those that vanish while being read are skipped)."""
+    btime = boot_time()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            info = read_proc(int(entry), btime=btime)
+            if info is not None:
+                yield info
 
 
 def own_pids() -> list[int]:

@@ -26,6 +26,8 @@ from typing import Final, Protocol
 
 import trio
 
+from dragon import _runs
+
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S: Final = 2.0  # how long a process has to exit after SIGTERM before SIGKILL
@@ -156,19 +158,7 @@ def signal_group(pgid: int, sig: int) -> bool:
 
 def group_members(pgid: int) -> list[int]:
     """Pids of the live (non-zombie) processes of a process group, read from /proc."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            found.append(int(entry))
-    return found
+    return [p.pid for p in _runs.all_processes() if p.running and p.pgid == pgid]
 
 
 async def stop_group(pgid: int, *, grace_s: float = STOP_GRACE_S) -> list[int]:

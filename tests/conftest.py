@@ -44,22 +44,7 @@ _become_subreaper()
 def _children() -> dict[int, str]:
     """Direct children of this process (with the subreaper: every orphaned descendant too)."""
     me = os.getpid()
-    found: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read().decode(errors="replace")
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        state, ppid = fields[0], int(fields[1])
-        if ppid == me:
-            found[int(entry)] = f"{state} {cmd}"
-    return found
+    return {p.pid: f"{p.state} {' '.join(p.cmdline)}" for p in _runs.all_processes() if p.ppid == me}
 
 
 def _run_dirs() -> set[str]:
