@@ -7,34 +7,20 @@ import collections
 import os
 import random
 import stat
-import uuid
-from collections.abc import Iterator
 
 import pytest
+from chan_names import fresh_name, destroy_leftover
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dragon.transport import Channel, ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull
-from dragon.transport._shm import entries, run_prefix, shm_path
+from dragon.transport._shm import entries, shm_path
 
 
-def fresh_name() -> str:
-    return run_prefix("t" + uuid.uuid4().hex[:8]) + "c1"
 
 
-def destroy_leftover(name: str) -> None:
-    try:
-        Channel.attach(name).destroy()
-    except ChannelDestroyed:
-        pass
 
 
-@pytest.fixture
-def name() -> Iterator[str]:
-    """A fresh channel name; whatever channel of that name the test leaves is destroyed after it."""
-    n = fresh_name()
-    yield n
-    destroy_leftover(n)
 
 
 def side_files(name: str) -> list[str]:

@@ -28,14 +28,6 @@ PROMPT_S = 10.0  # "promptly": every sleeper looks again at least once a second 
 T = TypeVar("T")
 
 
-@pytest.fixture
-def name() -> Iterator[str]:
-    n = run_prefix("t" + uuid.uuid4().hex[:8]) + "c1"
-    yield n
-    try:
-        Channel.attach(n).destroy()
-    except ChannelDestroyed:
-        pass
 
 
 @pytest.fixture

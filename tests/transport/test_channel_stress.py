@@ -5,30 +5,19 @@ from __future__ import annotations
 import json
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import trio
 
 from channel_worker import WORKER
-from dragon.transport import Channel, ChannelDestroyed, TrioChannel
-from dragon.transport._shm import run_prefix
+from dragon.transport import Channel, TrioChannel
 
 SENDERS = RECEIVERS = 4
 PER_SENDER = 20_000
 GUARD_S = 240.0  # against hangs only; the elapsed time is printed, never asserted
 
 
-@pytest.fixture
-def name() -> Iterator[str]:
-    n = run_prefix("t" + uuid.uuid4().hex[:8]) + "c1"
-    yield n
-    try:
-        Channel.attach(n).destroy()
-    except ChannelDestroyed:
-        pass
 
 
 async def test_four_senders_four_receivers_one_channel(name: str) -> None:

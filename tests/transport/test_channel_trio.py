@@ -6,37 +6,24 @@ from __future__ import annotations
 import json
 import random
 import sys
-import uuid
-from collections.abc import Iterator
 
 import pytest
+from chan_names import fresh_name
 import trio
 import trio.testing
 
 from channel_worker import WORKER, log_uniform, pack, payload, unpack
 from dragon.transport import Channel, ChannelDestroyed, TrioChannel
-from dragon.transport._shm import entries, run_prefix
+from dragon.transport._shm import entries
 
 WAIT_S = 60.0  # guard against hangs only
 RING = 16 * (8 + 1024)  # ring of the interop channels: 16 slots of 8 + block 1024 bytes
 
 
-def fresh_name(tag: str = "c1") -> str:
-    return run_prefix("t" + uuid.uuid4().hex[:8]) + tag
 
 
-def destroy_leftover(name: str) -> None:
-    try:
-        Channel.attach(name).destroy()
-    except ChannelDestroyed:
-        pass
 
 
-@pytest.fixture
-def name() -> Iterator[str]:
-    n = fresh_name()
-    yield n
-    destroy_leftover(n)
 
 
 # ------------------------------------------------------------------------------------- (a) many waiting tasks
