@@ -183,7 +183,11 @@ class GlobalServices:
     # ------------------------------------------------------------------ plumbing
 
     async def main_loop(self) -> None:
-        """Dispatch until GSTeardown (spec §3.1 a5)."""
+        """Dispatch until GSTeardown (spec §3.1 a5).
+
+        Nothing here waits for a requester: answers go out from their own tasks, so a process that
+        does not read its return channel delays only its own replies, never other requests.
+        """
         handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
             GSProcessCreate: self.process_create, GSProcessKill: self.process_kill,
             GSProcessJoin: self.process_join, GSProcessJoinList: self.process_join_list,
@@ -210,24 +214,24 @@ class GlobalServices:
                 case SHProcessExit():
                     await self.process_exited(msg)
                 case GSProcessList():
-                    await self.reply(msg.r_c_uid, GSProcessListResponse(
+                    self.nursery.start_soon(self.reply, msg.r_c_uid, GSProcessListResponse(
                         ref=msg.tag, err=ListErr.SUCCESS, plist=list(self.procs)))
                 case GSProcessQuery():
-                    await self.reply(msg.r_c_uid, self.process_query(msg))
+                    self.nursery.start_soon(self.reply, msg.r_c_uid, self.process_query(msg))
                 case GSChannelList():
-                    await self.reply(msg.r_c_uid, GSChannelListResponse(
+                    self.nursery.start_soon(self.reply, msg.r_c_uid, GSChannelListResponse(
                         ref=msg.tag, err=ListErr.SUCCESS, clist=list(self.chans)))
                 case GSChannelQuery():
-                    await self.reply(msg.r_c_uid, self.channel_query(msg))
+                    self.nursery.start_soon(self.reply, msg.r_c_uid, self.channel_query(msg))
                 case GSPoolList():
-                    await self.reply(msg.r_c_uid, GSPoolListResponse(
+                    self.nursery.start_soon(self.reply, msg.r_c_uid, GSPoolListResponse(
                         ref=msg.tag, err=ListErr.SUCCESS, mlist=list(self.pools)))
                 case GSPoolQuery():
-                    await self.reply(msg.r_c_uid, self.pool_query(msg))
+                    self.nursery.start_soon(self.reply, msg.r_c_uid, self.pool_query(msg))
                 case GSDumpState():
                     self.dump_state(msg.filename)
                 case GSStatus():
-                    await self.reply(msg.r_c_uid, self.status(msg))
+                    self.nursery.start_soon(self.reply, msg.r_c_uid, self.status(msg))
                 case SHPingGS():
                     log.warning("ignored a second SHPingGS")
                 case _:
