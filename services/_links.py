@@ -48,6 +48,11 @@ class Outbox:
         log_message("sent", f"on {self.where}", msg)
         await self.chan.send(self._enc.encode(msg))
 
+    def send_nowait(self, msg: msgspec.Struct) -> None:
+        """Send without waiting; trio.WouldBlock if the channel is full."""
+        self.chan.send_nowait(self._enc.encode(msg))
+        log_message("sent", f"on {self.where}", msg)
+
 
 class Inbox(Generic[T]):
     """Receives the messages one actor accepts (`accepts`: a union) from one shm channel."""

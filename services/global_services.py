@@ -185,8 +185,9 @@ class GlobalServices:
     async def main_loop(self) -> None:
         """Dispatch until GSTeardown (spec §3.1 a5).
 
-        Nothing here waits for a requester: answers go out from their own tasks, so a process that
-        does not read its return channel delays only its own replies, never other requests.
+        Nothing here waits for a requester: `answer` puts a reply in the requester's channel at once
+        when there is room, and otherwise leaves it to a task of its own, so a process that does not
+        read its return channel delays only its own replies, never other requests.
         """
         handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
             GSProcessCreate: self.process_create, GSProcessKill: self.process_kill,
@@ -214,24 +215,24 @@ class GlobalServices:
                 case SHProcessExit():
                     await self.process_exited(msg)
                 case GSProcessList():
-                    self.nursery.start_soon(self.reply, msg.r_c_uid, GSProcessListResponse(
+                    self.answer(msg.r_c_uid, GSProcessListResponse(
                         ref=msg.tag, err=ListErr.SUCCESS, plist=list(self.procs)))
                 case GSProcessQuery():
-                    self.nursery.start_soon(self.reply, msg.r_c_uid, self.process_query(msg))
+                    self.answer(msg.r_c_uid, self.process_query(msg))
                 case GSChannelList():
-                    self.nursery.start_soon(self.reply, msg.r_c_uid, GSChannelListResponse(
+                    self.answer(msg.r_c_uid, GSChannelListResponse(
                         ref=msg.tag, err=ListErr.SUCCESS, clist=list(self.chans)))
                 case GSChannelQuery():
-                    self.nursery.start_soon(self.reply, msg.r_c_uid, self.channel_query(msg))
+                    self.answer(msg.r_c_uid, self.channel_query(msg))
                 case GSPoolList():
-                    self.nursery.start_soon(self.reply, msg.r_c_uid, GSPoolListResponse(
+                    self.answer(msg.r_c_uid, GSPoolListResponse(
                         ref=msg.tag, err=ListErr.SUCCESS, mlist=list(self.pools)))
                 case GSPoolQuery():
-                    self.nursery.start_soon(self.reply, msg.r_c_uid, self.pool_query(msg))
+                    self.answer(msg.r_c_uid, self.pool_query(msg))
                 case GSDumpState():
                     self.dump_state(msg.filename)
                 case GSStatus():
-                    self.nursery.start_soon(self.reply, msg.r_c_uid, self.status(msg))
+                    self.answer(msg.r_c_uid, self.status(msg))
                 case SHPingGS():
                     log.warning("ignored a second SHPingGS")
                 case _:
@@ -240,6 +241,20 @@ class GlobalServices:
                         log.warning("ignored unexpected %s on the GS channel", type(msg).__name__)
                     else:
                         self.nursery.start_soon(handler, msg)
+
+    def answer(self, r_c_uid: int, msg: msgspec.Struct) -> None:
+        """Reply without blocking the main loop: at once into a return channel GS already holds if
+        it has room (the common case, no task needed), else through `reply` in a task of its own."""
+        box = self.reply_boxes.get(r_c_uid)
+        if box is not None:
+            try:
+                box.send_nowait(msg)
+                return
+            except trio.WouldBlock:
+                pass
+            except Exception:  # the channel is gone: `reply` logs it and lets go of the handle
+                pass
+        self.nursery.start_soon(self.reply, r_c_uid, msg)
 
     def tag(self) -> int:
         self.next_tag += 1
