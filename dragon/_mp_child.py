@@ -23,6 +23,8 @@ from typing import Final, NoReturn
 from dragon.descriptors import ArgMode
 
 EXIT_BAD_START: Final = 1
+CHILD_MAIN: Final = "from dragon._mp_child import main; main()"
+"""What the child runs (`python -c`); Local Services starts exactly this from its fork server."""
 
 
 def main() -> NoReturn:

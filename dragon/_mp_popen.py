@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from dragon._gs_client import connection
 from dragon._gs_process import _NOT_INHERITED
-from dragon._mp_child import _exit_sentinel
+from dragon._mp_child import CHILD_MAIN, _exit_sentinel
 from dragon.descriptors import ArgMode, ProcessOptions
 from dragon.errors import ProcessSignalFailed, ProcessStartFailed, UnknownProcess
 from dragon.messages import (
@@ -38,8 +38,6 @@ from dragon.messages import (
     GSProcessKillResponse, ProcessCreateErr, ProcessJoinErr, ProcessKillErr,
 )
 
-CHILD_MAIN: Final = "from dragon._mp_child import main; main()"
-"""What the child runs (`python -c`): reads the handshake's argdata and bootstraps the process object."""
 FORMAT: Final = 1
 """Version of the header pickled before spawn's data (a child refuses another one)."""
 

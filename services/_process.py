@@ -16,6 +16,7 @@ and `stop_process` / `stop_group` escalate SIGTERM -> SIGKILL, always bounded in
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -30,6 +31,7 @@ from dragon import _runs
 
 log = logging.getLogger(__name__)
 
+PR_SET_CHILD_SUBREAPER: Final = 36
 STOP_GRACE_S: Final = 2.0  # how long a process has to exit after SIGTERM before SIGKILL
 MAX_FD: Final = 65536  # fds a forked service closes above 2 (closerange is one cheap system call)
 
@@ -217,3 +219,13 @@ def exit_status_for_shell(code: int) -> int:
     return 128 - code if code < 0 else code & 0xFF
 
 
+def become_subreaper() -> None:
+    """Make this process the reaper of its orphaned descendants (Linux PR_SET_CHILD_SUBREAPER).
+
+    Local Services needs it for the fork server's double-forked children; the test suite for seeing
+    every process a test leaves behind.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(err)}")

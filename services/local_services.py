@@ -59,6 +59,7 @@ from ._links import (
     Inbox, Outbox, is_user_managed, log_message, read_frame, receive_blocking, reply_once, send_blocking,
     write_frame,
 )
+from ._fast_start import ForkServer, ForkServerFailed, ServedChild
 from ._process import ForkedChild, describe_exit, fork_service, stop_process
 
 log = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ class ManagedProcess:
 
     p_uid: int
     create_tag: int
-    proc: trio.Process
+    proc: trio.Process | ServedChild
     stdin_send: trio.MemorySendChannel[bytes] | None = None
     forwarders_done: trio.Event = field(default_factory=trio.Event)
     exited: trio.Event = field(default_factory=trio.Event)
@@ -242,6 +243,7 @@ class LocalServices:
         self.to_la = Outbox(TrioChannel(infra.be), "LA channel")
         self.to_gs = Outbox(TrioChannel(infra.gs_chan), "GS channel")
         self.procs: dict[int, ManagedProcess] = {}
+        self.forkserver = ForkServer(nursery)
         self.channels: dict[int, Channel] = {}
         self.pools: dict[int, Pool] = {}
         self.gs_halted = trio.Event()
@@ -421,16 +423,20 @@ class LocalServices:
             gs_ret_cuid=req.gs_ret_chan_msg.c_uid if gs_ret and req.gs_ret_chan_msg else 0,
             parent_puid=int(req.env.get("DRAGON_PARENT_PUID", "0") or 0))
         env.update(params.to_env())
+        argv = [req.exe, *req.args]
+        proc: trio.Process | ServedChild | None = None
         try:
-            stdio = [_stdin_option(req.stdin), _out_option(req.stdout), _out_option(req.stderr, is_stderr=True)]
-            try:
-                proc = await trio.lowlevel.open_process(
-                    [req.exe, *req.args], cwd=req.rundir or None, env=env,
-                    stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
-            finally:
-                for fd in stdio:
-                    if fd >= 0:  # a file opened for a stdio option: the child has its own copy now
-                        os.close(fd)
+            if self.forkserver.ready_for(argv, env):
+                proc = await self._start_served(req, argv, env)
+            if proc is None:
+                stdio = [_stdin_option(req.stdin), _out_option(req.stdout), _out_option(req.stderr, is_stderr=True)]
+                try:
+                    proc = await trio.lowlevel.open_process(
+                        argv, cwd=req.rundir or None, env=env, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
+                finally:
+                    for fd in stdio:
+                        if fd >= 0:  # a file opened for a stdio option: the child has its own copy now
+                            os.close(fd)
         except OSError as exc:
             task_status.started()
             await self.reply(req.r_c_uid, SHProcessCreateResponse(
@@ -468,6 +474,23 @@ class LocalServices:
             self.procs.pop(mp.p_uid, None)
             with trio.CancelScope(shield=True):
                 await stop_process(proc)
+
+    async def _start_served(self, req: SHProcessCreate, argv: list[str], env: dict[str, str]) -> ServedChild | None:
+        """Start a start-method child from the fork server; None if it could not (exec it then)."""
+        child_fds, ours = _stdio_fds(req)
+        try:
+            pid = await self.forkserver.start(argv, env, req.rundir or os.getcwd(), child_fds)
+        except ForkServerFailed as exc:
+            log.info("the fork server did not start p_uid=%d (%s): exec'ing it", req.t_p_uid, exc)
+            for fd in ours:
+                if fd is not None:
+                    os.close(fd)
+            return None
+        finally:
+            for fd in set(child_fds):
+                os.close(fd)
+        stdin, stdout, stderr = (None if fd is None else trio.lowlevel.FdStream(fd) for fd in ours)
+        return ServedChild(pid, stdin, stdout, stderr)
 
     async def _forward_all_output(self, mp: ManagedProcess) -> None:
         async with trio.open_nursery() as nursery:
@@ -631,6 +654,7 @@ class LocalServices:
             async with trio.open_nursery() as nursery:
                 for mp in list(self.procs.values()):
                     nursery.start_soon(stop_process, mp.proc)
+                nursery.start_soon(self.forkserver.aclose)
                 if self.infra.gs.returncode is None:
                     with trio.move_on_after(2 if self.gs_halted.is_set() else 0):
                         await self.gs_exited.wait()
@@ -703,6 +727,37 @@ async def serve(infra: Infra) -> int:
             code = 1
     log.info("Local Services halted")
     return code
+
+
+def _stdio_fds(req: SHProcessCreate) -> tuple[tuple[int, int, int], tuple[int | None, int | None, int | None]]:
+    """Spec §5.5 as fds, for a child that is not exec'd: (its fds 0-2, our ends of its pipes or None)."""
+    made: list[int] = []
+    try:
+        if req.stdin == DEVNULL:
+            child_in, our_in = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), None
+            made.append(child_in)
+        else:
+            child_in, our_in = os.pipe()
+            made += [child_in, our_in]
+        outs: list[tuple[int, int | None]] = []
+        for opt, is_stderr in ((req.stdout, False), (req.stderr, True)):
+            if opt == DEVNULL:
+                outs.append((os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC), None))
+            elif is_stderr and opt == STDOUT:
+                outs.append((outs[0][0], None))
+                continue
+            elif isinstance(opt, str):
+                outs.append((os.open(opt, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644), None))
+            else:
+                r, w = os.pipe()
+                outs.append((w, r))
+                made.append(r)
+            made.append(outs[-1][0])
+    except BaseException:
+        for fd in made:
+            os.close(fd)
+        raise
+    return (child_in, outs[0][0], outs[1][0]), (our_in, outs[0][1], outs[1][1])
 
 
 def _stdin_option(opt: StdioOption) -> int:

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import signal
@@ -26,19 +25,13 @@ import pytest
 
 from dragon import _runs
 from dragon._rundir import runtime_root
+from dragon.services._process import become_subreaper
 from dragon.transport._shm import SHM_DIR, entries, user_prefix
 
-PR_SET_CHILD_SUBREAPER = 36
 LEAK_GRACE_S = 10.0  # how long a test's processes may take to finish exiting after it returns
 
 
-def _become_subreaper() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:  # pragma: no cover - Linux always allows it
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
-
-
-_become_subreaper()
+become_subreaper()
 
 
 def _children() -> dict[int, str]:

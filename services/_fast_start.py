@@ -1,0 +1,165 @@
+"""Local Services' side of the fork server (`dragon._forkserver`): fast starts for the "dragon" start method.
+
+`ForkServer.can_serve` decides per SHProcessCreate: only the child program of the multiprocessing start
+method "dragon" (`python [flags] -c <dragon._mp_child main>`) is started from the server, and only when
+its executable, interpreter flags and Python/locale environment variables are those the server was
+started with (they decide what an interpreter does at start-up: `sys.flags`, `sys.path`, the stdio
+encodings). Everything else is exec'd as before. The first eligible request boots the server in the
+background; requests are exec'd until it says it is ready (about 0.1 s later).
+
+Local Services becomes a child subreaper when it starts the server, so the children the server makes
+(by a double fork) are Local Services' own: `ServedChild` waits for and reaps them like any child, and
+the runtime's teardown stops them like any managed process. If the server dies or fails, Local
+Services logs it once and falls back to exec for good: a broken server never loses a start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+import msgspec
+import trio
+
+from dragon._forkserver import READY, StartReply, StartRequest
+from dragon._mp_child import CHILD_MAIN
+
+from ._process import ForkedChild, become_subreaper, stop_process
+
+log = logging.getLogger(__name__)
+
+SERVER_MAIN: Final = "from dragon._forkserver import main; main()"
+STARTUP_ENV_PREFIXES: Final = ("PYTHON", "LC_", "LANG")
+"""Environment variables an interpreter reads when it starts: a child's must equal the server's."""
+REPLY_TIMEOUT_S: Final = 30.0  # a live server answers in milliseconds; this only bounds a wedged one
+
+
+class ServedChild(ForkedChild):
+    """A child made by the fork server (our child once re-parented), with trio streams on its pipes."""
+
+    def __init__(self, pid: int, stdin: trio.lowlevel.FdStream | None, stdout: trio.lowlevel.FdStream | None,
+                 stderr: trio.lowlevel.FdStream | None) -> None:
+        super().__init__(pid)
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+class ForkServerFailed(Exception):
+    """The fork server could not start a child (the caller falls back to exec)."""
+
+
+class ForkServer:
+    """Local Services' handle on its fork server: booted lazily in `nursery`, used under a lock."""
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        self._proc: trio.Process | None = None
+        self._sock: socket.socket | None = None
+        self._key: tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]] | None = None
+        self._ready = False
+        self._broken = False
+        self._lock = trio.Lock()
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder = msgspec.msgpack.Decoder(StartReply)
+
+    @staticmethod
+    def _key_of(argv: Sequence[str], env: Mapping[str, str]
+                ) -> tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]] | None:
+        """(executable, flags, start-up environment) of a start-method child's argv; None for another program."""
+        if len(argv) < 3 or list(argv[-2:]) != ["-c", CHILD_MAIN]:
+            return None
+        flags = tuple(argv[1:-2])
+        if "-c" in flags or "-m" in flags:
+            return None
+        startup = tuple(sorted((k, v) for k, v in env.items() if k.startswith(STARTUP_ENV_PREFIXES)))
+        return argv[0], flags, startup
+
+    def ready_for(self, argv: Sequence[str], env: Mapping[str, str]) -> bool:
+        """Whether this start should go through the server: it is ready and was started with the same
+        key (see the module docstring). The first eligible start boots the server in the background;
+        until it is ready, starts are exec'd."""
+        if self._broken:
+            return False
+        key = self._key_of(argv, env)
+        if key is None:
+            return False
+        if self._key is None:
+            self._key = key
+            self._nursery.start_soon(self._boot, key, dict(env))
+            return False
+        return self._ready and key == self._key
+
+    async def _boot(self, key: tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]], env: dict[str, str]) -> None:
+        """Start the server process and wait for its READY (bounded); on failure, never use it."""
+        exe, flags, _ = key
+        try:
+            become_subreaper()
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            self._sock = ours
+            try:
+                self._proc = await trio.lowlevel.open_process(
+                    [exe, *flags, "-c", SERVER_MAIN, str(theirs.fileno())], env=env, pass_fds=(theirs.fileno(),),
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            finally:
+                theirs.close()
+            with trio.fail_after(REPLY_TIMEOUT_S):
+                await trio.lowlevel.wait_readable(ours)
+            first = ours.recv(64)
+        except (OSError, trio.TooSlowError) as exc:
+            self._fail(f"the fork server did not start ({type(exc).__name__}: {exc})")
+            return
+        if first != READY:
+            self._fail(f"the fork server did not start (it said {first!r})")
+            return
+        log.info("fork server ready pid=%d", self._proc.pid)
+        self._ready = True
+
+    async def start(self, argv: Sequence[str], env: Mapping[str, str], cwd: str,
+                    stdio: tuple[int, int, int]) -> int:
+        """Have the server start `argv` (a start-method child); returns its pid.
+
+        `stdio` are the child's fds 0-2 (the caller closes its copies). Raises ForkServerFailed, and
+        marks the server broken, if it is gone or answers nonsense; a request it refuses (a working
+        directory that does not exist) raises ForkServerFailed without that.
+        """
+        request = StartRequest(code=argv[-1], argv=["-c"], env=dict(env), cwd=cwd)
+        async with self._lock:
+            sock = self._sock
+            if self._broken or sock is None:
+                raise ForkServerFailed("the fork server is not running")
+            try:
+                data = self._encoder.encode(request)
+                await trio.lowlevel.wait_writable(sock)
+                socket.send_fds(sock, [data], list(stdio))
+                with trio.fail_after(REPLY_TIMEOUT_S):
+                    await trio.lowlevel.wait_readable(sock)
+                raw = sock.recv(4096)
+                if not raw:
+                    raise EOFError("the fork server exited")
+                reply = self._decoder.decode(raw)
+            except (OSError, EOFError, trio.TooSlowError, msgspec.DecodeError) as exc:
+                self._fail(f"the fork server failed ({type(exc).__name__}: {exc})")
+                raise ForkServerFailed(str(exc)) from exc
+        if reply.error or reply.pid <= 0:
+            raise ForkServerFailed(reply.error or "no pid in the fork server's reply")
+        return reply.pid
+
+    def _fail(self, why: str) -> None:
+        if not self._broken:
+            log.warning("%s: starting processes by exec from now on", why)
+        self._broken = True
+
+    async def aclose(self) -> None:
+        """Stop the server: end of file on its socket, then the usual SIGTERM/SIGKILL escalation."""
+        self._broken = True
+        if self._sock is not None:
+            self._sock.close()
+        if self._proc is not None:
+            with trio.move_on_after(1):
+                await self._proc.wait()
+            await stop_process(self._proc)
