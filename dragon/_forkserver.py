@@ -33,6 +33,7 @@ Plain Python: no trio (the children must not carry it).
 from __future__ import annotations
 
 import os
+import select
 import socket
 import sys
 import types
@@ -108,10 +109,12 @@ def _double_fork() -> int:
     intermediate = os.fork()
     if intermediate == 0:
         try:
+            me = os.getpid()
             pid = os.fork()
             if pid == 0:
                 os.close(r)
                 os.close(w)
+                _await_reparenting(me)
                 return 0
             os.write(w, pid.to_bytes(8, "little"))
         except BaseException:
@@ -126,6 +129,22 @@ def _double_fork() -> int:
     if len(data) != 8:
         raise OSError("the intermediate process could not fork")
     return int.from_bytes(data, "little")
+
+
+def _await_reparenting(parent: int) -> None:
+    """Wait (microseconds) until `parent`, the intermediate, has exited, so that from the child's first
+    line on `os.getppid()` is Local Services, as for an exec'd child."""
+    if os.getppid() != parent:
+        return
+    try:
+        fd = os.pidfd_open(parent)
+    except ProcessLookupError:
+        return
+    try:
+        if os.getppid() == parent:  # the pidfd is our parent's, not a later process with its number
+            select.select([fd], [], [])
+    finally:
+        os.close(fd)
 
 
 def become(request: StartRequest, fds: list[int], sock: socket.socket) -> None:

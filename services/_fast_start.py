@@ -4,8 +4,8 @@
 method "dragon" (`python [flags] -c <dragon._mp_child main>`) is started from the server, and only when
 its executable, interpreter flags and Python/locale environment variables are those the server was
 started with (they decide what an interpreter does at start-up: `sys.flags`, `sys.path`, the stdio
-encodings). Everything else is exec'd as before. The first eligible request boots the server in the
-background; requests are exec'd until it says it is ready (about 0.1 s later).
+encodings). Everything else is exec'd as before. The first eligible request boots the server (about
+0.1 s, what one exec'd child costs too); it and the requests that follow wait for the server's READY.
 
 Local Services becomes a child subreaper when it starts the server, so the children the server makes
 (by a double fork) are Local Services' own: `ServedChild` waits for and reaps them like any child, and
@@ -61,7 +61,7 @@ class ForkServer:
         self._proc: trio.Process | None = None
         self._sock: socket.socket | None = None
         self._key: tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]] | None = None
-        self._ready = False
+        self._booted = trio.Event()  # set once the boot ended, ready or not
         self._broken = False
         self._lock = trio.Lock()
         self._encoder = msgspec.msgpack.Encoder()
@@ -80,9 +80,8 @@ class ForkServer:
         return argv[0], flags, startup
 
     def ready_for(self, argv: Sequence[str], env: Mapping[str, str]) -> bool:
-        """Whether this start should go through the server: it is ready and was started with the same
-        key (see the module docstring). The first eligible start boots the server in the background;
-        until it is ready, starts are exec'd."""
+        """Whether this start should go through the server: it was started (or is being started) with
+        the same key, see the module docstring. The first eligible start boots the server."""
         if self._broken:
             return False
         key = self._key_of(argv, env)
@@ -91,11 +90,17 @@ class ForkServer:
         if self._key is None:
             self._key = key
             self._nursery.start_soon(self._boot, key, dict(env))
-            return False
-        return self._ready and key == self._key
+        return key == self._key
 
     async def _boot(self, key: tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]], env: dict[str, str]) -> None:
         """Start the server process and wait for its READY (bounded); on failure, never use it."""
+        try:
+            await self._start_server(key, env)
+        finally:
+            self._booted.set()
+
+    async def _start_server(self, key: tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]],
+                            env: dict[str, str]) -> None:
         exe, flags, _ = key
         try:
             become_subreaper()
@@ -117,7 +122,6 @@ class ForkServer:
             self._fail(f"the fork server did not start (it said {first!r})")
             return
         log.info("fork server ready pid=%d", self._proc.pid)
-        self._ready = True
 
     async def start(self, argv: Sequence[str], env: Mapping[str, str], cwd: str,
                     stdio: tuple[int, int, int]) -> int:
@@ -128,9 +132,11 @@ class ForkServer:
         directory that does not exist) raises ForkServerFailed without that.
         """
         request = StartRequest(code=argv[-1], argv=["-c"], env=dict(env), cwd=cwd)
+        with trio.move_on_after(REPLY_TIMEOUT_S):
+            await self._booted.wait()
         async with self._lock:
             sock = self._sock
-            if self._broken or sock is None:
+            if self._broken or sock is None or not self._booted.is_set():
                 raise ForkServerFailed("the fork server is not running")
             try:
                 data = self._encoder.encode(request)

@@ -23,7 +23,7 @@ async def test_start_method_children_come_from_the_fork_server_and_see_an_exec_l
     ls_pid = out["ls_pid"]
     assert out["servers"] == 1
     common = {"ppid": ls_pid, "main": "__mp_main__", "trio": False, "parent_alive": True}
-    assert out["first"] == [{"tag": "first", "served": False, "x": None, **common}]
+    assert out["first"] == [{"tag": "first", "served": True, "x": None, **common}]  # waited for the server
     assert out["served"] == [{"tag": "served", "served": True, "x": "set later", **common}] * 6
     assert out["other_env"] == [{"tag": "other_env", "served": False, "x": "set later", **common}] * 2
     assert out["server_killed"] == [{"tag": "server_killed", "served": False, "x": "set later", **common}] * 3

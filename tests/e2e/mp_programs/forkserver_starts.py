@@ -52,15 +52,8 @@ if __name__ == "__main__":
     ls_pid = os.getppid()  # the head is Local Services' child, as every managed process
     q = mp.Queue()
     out: dict[str, object] = {"ls_pid": ls_pid}
-    out["first"] = start_all(q, "first", 1)  # boots the server in the background
-    deadline = time.monotonic() + 30
-    while not fork_servers(ls_pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    out["first"] = start_all(q, "first", 1)  # boots the server, and waits for it
     servers = fork_servers(ls_pid)
-    # Served once ready: keep starting until one is served (bounded), then a batch.
-    for _ in range(300):
-        if start_all(q, "probe", 1)[0]["served"]:
-            break
     os.environ["FS_X"] = "set later"
     out["served"] = start_all(q, "served", 6)
     os.environ["PYTHONFAULTHANDLER"] = "1"  # a start-up variable the server was not started with: exec
