@@ -12,7 +12,8 @@ does. A child costs two forks instead of an exec and an import.
 Protocol, over the SOCK_SEQPACKET socket whose fd is `sys.argv[1]`: Local Services sends one
 `StartRequest` (msgpack) per child, with the child's stdin, stdout and stderr attached (SCM_RIGHTS);
 the server answers with one `StartReply`: the child's pid, or what went wrong. Before the first
-request the server sends `READY` once its modules are imported. End of file on the socket ends it.
+request the server sends `READY` once its modules are imported. End of file on the socket, or an
+error on it (Local Services died or tore down early), ends the server quietly.
 
 The child is made by a double fork: the intermediate process exits at once, so the child is
 re-parented to Local Services (a child subreaper), which reaps it and sees its exit status exactly
@@ -70,8 +71,11 @@ def main() -> None:
     sock = socket.socket(fileno=int(sys.argv[1]))
     for name in PRELOAD:
         __import__(name)
-    sock.send(READY)
-    job = serve(sock)
+    try:
+        sock.send(READY)
+        job = serve(sock)
+    except ConnectionError:  # Local Services went away (it tears down, or died): nothing to serve
+        return
     if job is not None:  # this is a child: the server's loop is no longer on the stack
         request, fds = job
         become(request, fds, sock)

@@ -79,3 +79,13 @@ def test_a_bad_request_is_refused_and_the_server_goes_on(server: socket.socket, 
                    [fd, fd, fd])
     _, status = os.waitpid(ok.pid, 0)
     assert os.waitstatus_to_exitcode(status) == 4
+
+
+def test_the_server_leaves_quietly_when_local_services_goes_away_before_it_is_ready() -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    proc = subprocess.Popen([sys.executable, "-c", SERVER_MAIN, str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    theirs.close()
+    ours.close()  # before its imports are done: its READY meets a closed socket
+    _, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err) == (0, b"")
