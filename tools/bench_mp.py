@@ -1,12 +1,38 @@
-"""Benchmark the multiprocessing start method "dragon" against "spawn", in one run.
+"""Benchmark the multiprocessing start method "dragon" against "spawn", the same programs in one run.
 
-One program (written to a temporary directory) starts N `multiprocessing.Process(target=abs)` one
-after the other, then joins them all, and reports the time of the start loop and of the whole
-(start + join). It runs under plain `python` with "spawn" and under `dragon` with "dragon", for each
-N in --counts (default 16 and 64), `--runs` times each (default 3), interleaved. The in-program times
-exclude interpreter and runtime start-up; the wall time of the whole command is reported too.
+Every measurement is one small program (written to a temporary directory) that uses only the standard
+multiprocessing API through `multiprocessing.get_context(METHOD)`. It runs under plain `python` with
+"spawn" and under the `dragon` command (next to sys.executable) with "dragon", each run in its own
+interpreter. The program times itself with time.perf_counter, after interpreter and runtime start-up,
+and prints one JSON report that this driver parses. Rows (--rows selects some; keys in brackets):
 
-Prints a table, then one JSON line. Usage: python tools/bench_mp.py [--counts 16 64] [--runs 3]
+- [procs16, procs64] N `Process(target=abs)` started one after the other, then all joined: time of
+  the whole (start loop + joins).
+- [queue64, queue1m] Queue one-way throughput: a producer child puts warm-up + N messages (one
+  `bytes` of 64 B or 1 MiB) and a None sentinel; the parent gets the warm-up messages (the first of
+  which waits for the child's start), then the clock runs from just before the first timed `get` to
+  the return of the `get` that yields the sentinel. The producer is free to run ahead (Queue.put
+  buffers), so this is what a consumer sees of a busy producer: messages/s (MiB/s for 1 MiB).
+- [pipe_rt, queue_rt] Round trip of an 8-byte message echoed by a child: `Pipe()` (send/recv on both
+  ends) and two Queues (put/get); warm-up round trips excluded; mean time per timed round trip.
+- [pool1, pool100] `Pool(2).map(abs, range(10000), chunksize=1 / 100)`: the map call only, once both
+  workers are up. [pool_start] (informational) from the same programs: `Pool(2)` creation until both
+  workers have answered (2-task maps of a 10 ms sleep returning the worker's pid, repeated until two
+  pids come back; so at least 10 ms).
+- [lock] Lock acquire/release pairs per second in one process (uncontended).
+  [lock2] (informational) two processes each doing N pairs on one Lock, started together by a Barrier.
+- [event] Event ping-pong between two processes with two Events (set / wait / clear): mean time per
+  round trip, warm-up excluded.
+
+The methods are interleaved (which goes first alternates by repetition and program), each figure is
+the median over --runs repetitions. The ratio column is "how many times better dragon is": dragon /
+spawn for rates, spawn / dragon for times, so above 1 always means dragon is better. Targets (issue
+#5): no row slower than spawn (ratio >= 1), Queue 64 B and 1 MiB throughput >= 3x, Pool.map with
+chunksize 1 >= 2x; informational rows have none. A miss is reported, not an error; a program that
+fails (non-zero exit, no report, timeout) under either method stops the run with exit status 1 and its
+stderr shown. Progress goes to stderr; stdout gets a Markdown table, then one line of JSON.
+
+Usage: python tools/bench_mp.py [--runs 3] [--quick] [--rows queue64 pool1 ...] [--timeout 300]
 """
 
 from __future__ import annotations
@@ -14,23 +40,38 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench_util import json_line, machine_info, md_table, median  # noqa: E402
+from _bench_util import fmt, json_line, machine_info, md_table, median, summary  # noqa: E402
 
+MiB = 1 << 20
+METHODS = ("spawn", "dragon")
+MARK = "BENCH_MP_REPORT "
+Report = dict[str, float]
+
+# The measured program. Only the standard multiprocessing API; `dragon` is imported only by the main
+# process under "dragon" (spawn's children re-import this module: no extra imports for them).
 PROGRAM = '''\
-import dragon, json, multiprocessing as mp, sys, time
-if __name__ == "__main__":
-    mp.set_start_method(sys.argv[1])
-    n = int(sys.argv[2])
+"""bench_mp program: python|dragon PROG METHOD CASE PARAMS_JSON -> one line "BENCH_MP_REPORT {json}"."""
+import multiprocessing as mp
+import os
+import sys
+import time
+
+PAYLOAD = b"12345678"
+
+
+def procs(ctx, n):
     t0 = time.perf_counter()
-    ps = [mp.Process(target=abs, args=(-1,)) for _ in range(n)]
+    ps = [ctx.Process(target=abs, args=(-1,)) for _ in range(n)]
     for p in ps:
         p.start()
     t1 = time.perf_counter()
@@ -38,49 +79,371 @@ if __name__ == "__main__":
         p.join()
     t2 = time.perf_counter()
     assert all(p.exitcode == 0 for p in ps), [p.exitcode for p in ps]
-    print(json.dumps({"start_s": t1 - t0, "total_s": t2 - t0}))
+    return {"start_s": t1 - t0, "total_s": t2 - t0}
+
+
+def _producer(q, size, count):
+    msg = b"Z" * size
+    for _ in range(count):
+        q.put(msg)
+    q.put(None)
+
+
+def queue_tp(ctx, size, warm, n):
+    q = ctx.Queue()
+    p = ctx.Process(target=_producer, args=(q, size, warm + n))
+    p.start()
+    get = q.get
+    for _ in range(warm):
+        get()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        m = get()
+    end = get()
+    t1 = time.perf_counter()
+    p.join()
+    assert end is None and isinstance(m, bytes) and len(m) == size and p.exitcode == 0, (end, p.exitcode)
+    dt = t1 - t0
+    return {"elapsed_s": dt, "msgs_per_s": n / dt, "MiB_per_s": n * size / (1 << 20) / dt}
+
+
+def _echo_pipe(conn):
+    while (m := conn.recv()) is not None:
+        conn.send(m)
+
+
+def _round_trips(send, recv, p, warm, n):
+    """Time n echoed round trips (after warm ones) through send/recv; then stop the echoing child p."""
+    for _ in range(warm):
+        send(PAYLOAD)
+        recv()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        send(PAYLOAD)
+        r = recv()
+    t1 = time.perf_counter()
+    send(None)
+    p.join()
+    assert r == PAYLOAD and p.exitcode == 0, (r, p.exitcode)
+    return {"elapsed_s": t1 - t0, "rt_s": (t1 - t0) / n}
+
+
+def pipe_rt(ctx, warm, n):
+    a, b = ctx.Pipe()
+    p = ctx.Process(target=_echo_pipe, args=(b,))
+    p.start()
+    return _round_trips(a.send, a.recv, p, warm, n)
+
+
+def _echo_queue(qin, qout):
+    while (m := qin.get()) is not None:
+        qout.put(m)
+
+
+def queue_rt(ctx, warm, n):
+    qin, qout = ctx.Queue(), ctx.Queue()
+    p = ctx.Process(target=_echo_queue, args=(qin, qout))
+    p.start()
+    return _round_trips(qin.put, qout.get, p, warm, n)
+
+
+def _pid_after(delay):
+    time.sleep(delay)
+    return os.getpid()
+
+
+def pool(ctx, chunksize, n):
+    t0 = time.perf_counter()
+    pl = ctx.Pool(2)
+    while len(set(pl.map(_pid_after, [0.01, 0.01], chunksize=1))) < 2:  # until both workers answer
+        pass
+    t1 = time.perf_counter()
+    out = pl.map(abs, range(n), chunksize=chunksize)
+    t2 = time.perf_counter()
+    pl.close()
+    pl.join()
+    assert sum(out) == n * (n - 1) // 2
+    return {"start_s": t1 - t0, "map_s": t2 - t1, "tasks_per_s": n / (t2 - t1)}
+
+
+def lock(ctx, warm, n):
+    lk = ctx.Lock()
+    acquire, release = lk.acquire, lk.release
+    for _ in range(warm):
+        acquire()
+        release()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        acquire()
+        release()
+    dt = time.perf_counter() - t0
+    return {"elapsed_s": dt, "pairs_per_s": n / dt}
+
+
+def _lock_pairs(lk, n):
+    acquire, release = lk.acquire, lk.release
+    for _ in range(n):
+        acquire()
+        release()
+
+
+def _lock_child(lk, barrier, conn, n):
+    barrier.wait()
+    t0 = time.perf_counter()
+    _lock_pairs(lk, n)
+    conn.send(time.perf_counter() - t0)
+
+
+def lock_contended(ctx, n):
+    lk, barrier = ctx.Lock(), ctx.Barrier(2)
+    a, b = ctx.Pipe()
+    p = ctx.Process(target=_lock_child, args=(lk, barrier, b, n))
+    p.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    _lock_pairs(lk, n)
+    child_s = a.recv()
+    dt = time.perf_counter() - t0
+    p.join()
+    assert p.exitcode == 0, p.exitcode
+    return {"elapsed_s": dt, "child_s": child_s, "pairs_per_s": 2 * n / dt}
+
+
+def _event_child(ping, pong, count):
+    for _ in range(count):
+        ping.wait()
+        ping.clear()
+        pong.set()
+
+
+def event(ctx, warm, n):
+    ping, pong = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_event_child, args=(ping, pong, warm + n))
+    p.start()
+
+    def rounds(k):
+        for _ in range(k):
+            ping.set()
+            pong.wait()
+            pong.clear()
+
+    rounds(warm)
+    t0 = time.perf_counter()
+    rounds(n)
+    t1 = time.perf_counter()
+    p.join()
+    assert p.exitcode == 0, p.exitcode
+    return {"elapsed_s": t1 - t0, "rt_s": (t1 - t0) / n}
+
+
+CASES = {f.__name__: f for f in (procs, queue_tp, pipe_rt, queue_rt, pool, lock, lock_contended, event)}
+
+if __name__ == "__main__":
+    import json
+
+    method, case, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    if method == "dragon":
+        import dragon  # noqa: F401  (registers the start method "dragon")
+    report = CASES[case](mp.get_context(method), **params)
+    print("BENCH_MP_REPORT " + json.dumps(report), flush=True)
 '''
 
 
-def run_once(method: str, count: int, prog: Path) -> dict[str, float]:
-    """One run of the program; its report plus the command's wall time."""
-    argv = ([sys.executable] if method == "spawn" else [str(Path(sys.executable).with_name("dragon"))])
+@dataclass(frozen=True)
+class Program:
+    """One measured program: a case of PROGRAM and its parameters (full run, --quick run)."""
+
+    case: str
+    full: dict[str, int]
+    quick: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: a metric of the reports of some programs, shown as `metric * scale` in `unit`."""
+
+    what: str  # format string over the first program's parameters
+    programs: tuple[str, ...]
+    metric: str
+    unit: str
+    scale: float
+    higher_better: bool
+    target: float | None  # least "dragon better" ratio; None: informational row
+    digits: int = 0
+
+
+PROGRAMS: dict[str, Program] = {
+    "procs16": Program("procs", {"n": 16}, {"n": 16}),
+    "procs64": Program("procs", {"n": 64}, {"n": 64}),
+    "queue64": Program("queue_tp", {"size": 64, "warm": 10_000, "n": 100_000},
+                       {"size": 64, "warm": 1_000, "n": 10_000}),
+    "queue1m": Program("queue_tp", {"size": MiB, "warm": 50, "n": 1_500}, {"size": MiB, "warm": 10, "n": 150}),
+    "pipe_rt": Program("pipe_rt", {"warm": 500, "n": 5_000}, {"warm": 100, "n": 500}),
+    "queue_rt": Program("queue_rt", {"warm": 500, "n": 5_000}, {"warm": 100, "n": 500}),
+    "pool1": Program("pool", {"chunksize": 1, "n": 10_000}, {"chunksize": 1, "n": 1_000}),
+    "pool100": Program("pool", {"chunksize": 100, "n": 10_000}, {"chunksize": 100, "n": 1_000}),
+    "lock": Program("lock", {"warm": 10_000, "n": 1_000_000}, {"warm": 1_000, "n": 100_000}),
+    "lock2": Program("lock_contended", {"n": 500_000}, {"n": 50_000}),
+    "event": Program("event", {"warm": 200, "n": 3_000}, {"warm": 50, "n": 300}),
+}
+
+ROWS: dict[str, Row] = {
+    "procs16": Row("{n} processes started and joined (ms)", ("procs16",), "total_s", "ms", 1e3, False, 1.0),
+    "procs64": Row("{n} processes started and joined (ms)", ("procs64",), "total_s", "ms", 1e3, False, 1.0),
+    "queue64": Row("Queue one-way, 64 B messages (msg/s)", ("queue64",), "msgs_per_s", "msg/s", 1.0, True, 3.0),
+    "queue1m": Row("Queue one-way, 1 MiB messages (MiB/s)", ("queue1m",), "MiB_per_s", "MiB/s", 1.0, True, 3.0),
+    "pipe_rt": Row("Pipe round trip, 8 B (µs)", ("pipe_rt",), "rt_s", "µs", 1e6, False, 1.0, 1),
+    "queue_rt": Row("Queue round trip, 8 B (µs)", ("queue_rt",), "rt_s", "µs", 1e6, False, 1.0, 1),
+    "pool1": Row("Pool(2).map, {n:,} tasks, chunksize {chunksize} (ms)", ("pool1",), "map_s", "ms", 1e3,
+                 False, 2.0, 1),
+    "pool100": Row("Pool(2).map, {n:,} tasks, chunksize {chunksize} (ms)", ("pool100",), "map_s", "ms", 1e3,
+                   False, 1.0, 1),
+    "pool_start": Row("Pool(2) start, until both workers answer (ms)", ("pool1", "pool100"), "start_s", "ms", 1e3,
+                      False, None, 1),
+    "lock": Row("Lock acquire+release, 1 process (pairs/s)", ("lock",), "pairs_per_s", "pairs/s", 1.0, True, 1.0),
+    "lock2": Row("Lock acquire+release, 2 processes contending (pairs/s)", ("lock2",), "pairs_per_s", "pairs/s",
+                 1.0, True, None),
+    "event": Row("Event ping-pong round trip, 2 processes (µs)", ("event",), "rt_s", "µs", 1e6, False, 1.0, 1),
+}
+
+
+def command(method: str, prog: Path) -> list[str]:
+    """The interpreter (spawn) or the `dragon` command (dragon) that runs `prog`."""
+    if method == "spawn":
+        return [sys.executable, str(prog)]
+    return [str(Path(sys.executable).with_name("dragon")), str(prog)]
+
+
+def fail(what: str, detail: str, stdout: bytes, stderr: bytes) -> SystemExit:
+    """Print what went wrong, with the program's output, and make the exit to raise."""
+    sys.stderr.write(f"\nbench_mp: {what} {detail}\n--- stdout ---\n{stdout.decode(errors='replace')}"
+                     f"--- stderr ---\n{stderr.decode(errors='replace')}--------------\n")
+    return SystemExit(1)
+
+
+def run_program(method: str, key: str, params: dict[str, int], prog: Path, timeout: float) -> Report:
+    """Run one program once; its report plus the command's wall time. Exits loudly if it fails."""
+    argv = [*command(method, prog), method, PROGRAMS[key].case, json.dumps(params)]
+    what = f"{key} under {method!r} ({' '.join(argv)})"
     t0 = time.perf_counter()
-    done = subprocess.run([*argv, str(prog), method, str(count)], capture_output=True, cwd=prog.parent,
-                          stdin=subprocess.DEVNULL, timeout=600, check=False)
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=prog.parent, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        out, err = stop(proc)
+        raise fail(what, f"timed out after {timeout:.0f} s", out, err) from None
     wall = time.perf_counter() - t0
-    if done.returncode != 0:
-        raise SystemExit(f"{method} {count} failed ({done.returncode}): {done.stderr.decode(errors='replace')}")
-    report: dict[str, float] = json.loads(done.stdout)
+    if proc.returncode != 0:
+        raise fail(what, f"failed with exit status {proc.returncode}", out, err)
+    lines = [ln for ln in out.decode(errors="replace").splitlines() if ln.startswith(MARK)]
+    if len(lines) != 1:
+        raise fail(what, "printed no report", out, err)
+    if err.strip():
+        sys.stderr.write(f"bench_mp: {what} succeeded but wrote to stderr:\n{err.decode(errors='replace')[-2000:]}\n")
+    report: Report = json.loads(lines[0][len(MARK):])
     report["wall_s"] = wall
     return report
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--counts", type=int, nargs="+", default=[16, 64])
-    parser.add_argument("--runs", type=int, default=3)
-    opts = parser.parse_args()
-    results: dict[str, dict[int, list[dict[str, float]]]] = {"spawn": {}, "dragon": {}}
-    with tempfile.TemporaryDirectory() as tmp:
+def stop(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+    """End a program that overran: SIGTERM to its process group, SIGKILL if it lingers; its output."""
+    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            return proc.communicate(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+    return b"", b""
+
+
+def measure(keys: list[str], runs: int, quick: bool, timeout: float) -> dict[str, dict[str, list[Report]]]:
+    """Reports of every program, per method, `runs` times, the methods interleaved."""
+    results: dict[str, dict[str, list[Report]]] = {k: {m: [] for m in METHODS} for k in keys}
+    with tempfile.TemporaryDirectory(prefix="bench_mp_") as tmp:
         prog = Path(tmp) / "bench_mp_prog.py"
         prog.write_text(PROGRAM)
-        for count in opts.counts:
-            for i in range(opts.runs):
-                order = ("spawn", "dragon") if i % 2 == 0 else ("dragon", "spawn")
+        for i in range(runs):
+            for j, key in enumerate(keys):
+                params = params_of(key, quick)
+                order = METHODS if (i + j) % 2 == 0 else METHODS[::-1]
                 for method in order:
-                    results[method].setdefault(count, []).append(run_once(method, count, prog))
-    rows = []
-    summary: dict[str, Any] = {}
-    for count in opts.counts:
-        for method in ("spawn", "dragon"):
-            runs = results[method][count]
-            med = {k: median(r[k] for r in runs) for k in ("start_s", "total_s", "wall_s")}
-            summary[f"{method}_{count}"] = med
-            rows.append([method, count, f"{med['start_s']:.3f}", f"{1e3 * med['start_s'] / count:.1f}",
-                         f"{med['total_s']:.3f}", f"{med['wall_s']:.3f}"])
-    print(md_table(["method", "processes", "start loop s", "ms/start", "start+join s", "command wall s"], rows))
-    print(json_line({"bench": "mp", "runs": opts.runs, "machine": machine_info(), "results": summary}))
+                    report = run_program(method, key, params, prog, timeout)
+                    results[key][method].append(report)
+                    sys.stderr.write(f"bench_mp: run {i + 1}/{runs} {key:9} {method:6} "
+                                     f"{json.dumps({k: round(v, 6) for k, v in report.items()})}\n")
+    return results
+
+
+def params_of(key: str, quick: bool) -> dict[str, int]:
+    """The parameters of program `key` for a full or a --quick run."""
+    return PROGRAMS[key].quick if quick else PROGRAMS[key].full
+
+
+def row_values(row: Row, method: str, results: dict[str, dict[str, list[Report]]]) -> list[float]:
+    """The row's metric (scaled to its unit) from every report of its programs under `method`."""
+    return [r[row.metric] * row.scale for key in row.programs for r in results[key][method]]
+
+
+def advantage(row: Row, spawn: float, dragon: float) -> float:
+    """How many times better dragon is than spawn on this row (above 1: dragon better)."""
+    return dragon / spawn if row.higher_better else spawn / dragon
+
+
+def tabulate(rows: list[str], results: dict[str, dict[str, list[Report]]], quick: bool
+             ) -> tuple[str, dict[str, Any]]:
+    """The Markdown table and the per-row summary for the JSON line."""
+    table: list[list[object]] = []
+    out: dict[str, Any] = {}
+    for key in rows:
+        row = ROWS[key]
+        stats = {m: summary(row_values(row, m, results)) for m in METHODS}
+        ratio = advantage(row, stats["spawn"]["median"], stats["dragon"]["median"])
+        met = None if row.target is None else ratio >= row.target
+        what = row.what.format(**params_of(row.programs[0], quick))
+        table.append([what, fmt(stats["spawn"]["median"], row.digits), fmt(stats["dragon"]["median"], row.digits),
+                      f"{ratio:.2f}x", "–" if row.target is None else f">= {row.target:g}x",
+                      "–" if met is None else ("yes" if met else "NO")])
+        out[key] = {"what": what, "unit": row.unit, "higher_is_better": row.higher_better, **stats,
+                    "dragon_better_ratio": ratio, "target": row.target, "met": met}
+    headers = ["what", "spawn", "dragon", "ratio (>1: dragon better)", "target", "met?"]
+    return md_table(headers, table), out
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=None, help="repetitions per method (default 3; 1 with --quick)")
+    ap.add_argument("--quick", action="store_true", help="about 10x fewer messages/tasks: a smoke run")
+    ap.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), metavar="ROW",
+                    help=f"rows to measure (default all): {' '.join(ROWS)}")
+    ap.add_argument("--timeout", type=float, default=300.0, help="seconds one program may take (default 300)")
+    opts = ap.parse_args()
+    if opts.runs is None:
+        opts.runs = 1 if opts.quick else 3
+    if opts.runs < 1:
+        ap.error("--runs must be at least 1")
+    return opts
+
+
+def main() -> None:
+    opts = parse_args()
+    rows = [k for k in ROWS if k in opts.rows]
+    keys = [k for k in PROGRAMS if any(k in ROWS[r].programs for r in rows)]
+    t0 = time.perf_counter()
+    results = measure(keys, opts.runs, opts.quick, opts.timeout)
+    wall = time.perf_counter() - t0
+    table, per_row = tabulate(rows, results, opts.quick)
+    print(table)
+    programs = {k: {"case": PROGRAMS[k].case, "params": params_of(k, opts.quick), **results[k]} for k in keys}
+    met = [v["met"] for v in per_row.values() if v["met"] is not None]
+    print(json_line({"bench": "mp", "runs": opts.runs, "quick": opts.quick, "wall_s": wall,
+                      "targets_met": f"{sum(met)}/{len(met)}", "machine": machine_info(),
+                      "rows": per_row, "programs": programs}))
+    sys.stderr.write(f"bench_mp: {len(keys)} programs x {len(METHODS)} methods x {opts.runs} runs in {wall:.1f} s; "
+                     f"targets met {sum(met)}/{len(met)}\n")
 
 
 if __name__ == "__main__":
