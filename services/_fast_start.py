@@ -79,6 +79,21 @@ class ForkServer:
         startup = tuple(sorted((k, v) for k, v in env.items() if k.startswith(STARTUP_ENV_PREFIXES)))
         return argv[0], flags, startup
 
+    def prestart(self, exe: str, env: Mapping[str, str]) -> None:
+        """Boot the server now, for the children a Python program about to start (the head) may make.
+
+        Its key is what `DragonPopen` will ask for: `exe` with the interpreter flags of this process
+        (Local Services runs the same interpreter as the head, in the same environment, so
+        `sys.flags` agree) and `env`'s start-up variables. A program that never uses the start
+        method has paid about 0.1 s of CPU on another core and 25 MB while it runs.
+        """
+        if self._key is None and not self._broken:
+            flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]  # what the head's children get
+            key = self._key_of([exe, *flags, "-c", CHILD_MAIN], env)
+            if key is not None:
+                self._key = key
+                self._nursery.start_soon(self._boot, key, dict(env))
+
     def ready_for(self, argv: Sequence[str], env: Mapping[str, str]) -> bool:
         """Whether this start should go through the server: it was started (or is being started) with
         the same key, see the module docstring. The first eligible start boots the server."""
@@ -161,11 +176,10 @@ class ForkServer:
         self._broken = True
 
     async def aclose(self) -> None:
-        """Stop the server: end of file on its socket, then the usual SIGTERM/SIGKILL escalation."""
+        """Stop the server: close its socket, then SIGTERM (a server still importing would not see the
+        end of file for a while), SIGKILL if need be."""
         self._broken = True
         if self._sock is not None:
             self._sock.close()
-        if self._proc is not None:
-            with trio.move_on_after(1):
-                await self._proc.wait()
+        if self._proc is not None:  # it has no children (they are ours), so SIGTERM is always safe
             await stop_process(self._proc)

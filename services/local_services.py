@@ -424,6 +424,8 @@ class LocalServices:
             parent_puid=int(req.env.get("DRAGON_PARENT_PUID", "0") or 0))
         env.update(params.to_env())
         argv = [req.exe, *req.args]
+        if req.exe == sys.executable:  # a Python program, usually the head: ready the fork server for its children
+            self.forkserver.prestart(req.exe, env)
         proc: trio.Process | ServedChild | None = None
         try:
             if self.forkserver.ready_for(argv, env):
