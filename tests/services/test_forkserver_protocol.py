@@ -89,3 +89,33 @@ def test_the_server_leaves_quietly_when_local_services_goes_away_before_it_is_re
     ours.close()  # before its imports are done: its READY meets a closed socket
     _, err = proc.communicate(timeout=30)
     assert (proc.returncode, err) == (0, b"")
+
+
+EXITS = {
+    "threads and atexit": ("import atexit, threading, time\n"
+                           "atexit.register(print, 'atexit ran', flush=True)\n"
+                           "threading.Thread(target=lambda: (time.sleep(0.2), print('thread done'))).start()\n"
+                           "print('main done', end=' ')", 0, b"main done thread done\natexit ran\n", b""),
+    "exception": ("raise ValueError('boom')", 1, b"", b"ValueError: boom"),
+    "exit message": ("import sys; sys.exit('bye')", 1, b"", b"bye\n"),
+    "exit code": ("import sys; sys.exit(300)", 300 & 0xFF, b"", b""),
+    "ctrl-c": ("raise KeyboardInterrupt", -2, b"", b"KeyboardInterrupt"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXITS))
+def test_a_child_exits_as_the_interpreter_would(server: socket.socket, tmp_path: Path, case: str) -> None:
+    code, status, out, err = EXITS[case]
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    with open(os.devnull, "rb") as null:
+        reply = start(server, StartRequest(code=code, argv=["-c"], env=dict(os.environ), cwd=str(tmp_path)),
+                      [null.fileno(), out_w, err_w])
+    os.close(out_w)
+    os.close(err_w)
+    with os.fdopen(out_r, "rb") as fo, os.fdopen(err_r, "rb") as fe:
+        got_out, got_err = fo.read(), fe.read()
+    _, wstatus = os.waitpid(reply.pid, 0)
+    assert os.waitstatus_to_exitcode(wstatus) == status
+    assert got_out == out
+    assert err in got_err if err else got_err == b""
