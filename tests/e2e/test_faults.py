@@ -333,6 +333,23 @@ def test_sigkill_of_a_service_while_running(dragon: Callable[..., DragonRun], se
     _assert_run_gone(head.run_id, 0.0)
 
 
+@pytest.mark.parametrize(("service", "name"), [("gs", "Global Services"), ("ls", "Local Services")])
+def test_sigkill_of_a_service_ends_the_fork_servers_children(dragon: Callable[..., DragonRun], service: str,
+                                                             name: str) -> None:
+    """Children made by the fork server (re-parented to LS) go with the runtime, as exec'd ones do."""
+    run = dragon(_program("mp_children_ready.py"))
+    children = [int(pid) for pid in run.wait_line("children ").split()[1:]]
+    head = run.wait_ready()
+    info = _run_info(head.run_id)
+    assert [(_stat(pid) or ("", 0))[1] for pid in children] == [info.ls_pid] * 3
+    os.kill(info.gs_pid if service == "gs" else info.ls_pid, signal.SIGKILL)
+    code = run.wait_exit()
+    assert code != 0 and name in run.stderr, run.stderr
+    _poll("the children of the fork server to be gone", lambda: not any(_running(pid) for pid in children),
+          DEATH_BOUND_S)
+    _assert_run_gone(head.run_id)
+
+
 def test_sigkill_of_the_head_is_a_normal_exit_137(dragon: Callable[..., DragonRun]) -> None:
     run = dragon(_program("loop_ready.py"))
     head = run.wait_ready()
