@@ -22,6 +22,15 @@ gives up the role, and a still-waiting caller takes it over.
 A dead runtime never makes a call hang: every blocking wait is cut into slices of
 `LIVENESS_SLICE_S`, and between slices the caller checks that the GS channel was not destroyed and
 that the GS process (pid from the run's runtime.json) is alive; if not, RuntimeNotRunning.
+
+External clients (`GSClient.external`): a process the runtime did not start, i.e. a plain `python
+my.py` program that owns a background runtime (`dragon._background`), talks to GS through the same
+class, without a handshake: it makes its own reply channel in the user-managed c_uid range under the
+name GS derives from the c_uid (`_rundir.channel_name`, as `dragon status` does, see
+`user_reply_channel`), sends its requests as the launcher (p_uid 0, which GS records as the parent of
+the processes it creates), and destroys the channel when it closes. `connection()` returns such a
+client in a process without launch parameters once it has a background runtime, and brings one up
+first when asked to (`start_runtime=True`, the multiprocessing start method).
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -40,8 +50,10 @@ from dragon import _rundir
 from dragon._gs_common import CONNECTED_PID_VAR as CONNECTED_PID_VAR
 from dragon._gs_common import timeout_us as timeout_us
 from dragon.descriptors import ArgMode
-from dragon.errors import ChannelDestroyed, ChannelEmpty, ChannelFull, ProtocolError, RequestTimeout, RuntimeNotRunning
-from dragon.ids import LaunchParameters
+from dragon.errors import (
+    ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull, ProtocolError, RequestTimeout, RuntimeNotRunning,
+)
+from dragon.ids import FIRST_USER_MANAGED_CUID, LAUNCHER_PUID, LaunchParameters
 from dragon.messages import GSPingProc, ProcessInbound, Request, Response, decode
 from dragon.transport import Channel
 
@@ -51,6 +63,8 @@ R = TypeVar("R", bound=Response)
 
 LIVENESS_SLICE_S: Final = 1.0  # how often a blocked call checks that the runtime still exists
 HANDSHAKE_TIMEOUT_S: Final = 60.0  # GSPingProc is sent right after the spawn; this is only a backstop
+EXTERNAL_REPLY_CAPACITY: Final = 64  # an external client's reply channel: as a managed process's GS-return channel
+EXTERNAL_REPLY_BLOCK: Final = 4096
 
 NOT_UNDER_DRAGON: Final = ("this process was not started by the Dragon runtime (no launch parameters "
                            "in its environment): run the program with `dragon prog.py`")
@@ -61,11 +75,14 @@ class GSClient:
 
     Get the process's one instance from `connection()`. Thread-safe. `handshake` is the GSPingProc
     read when connecting (its `mode`/`argdata` carry the process's Python arguments, spec §2); when
-    the mode is PYTHON_CHANNEL, `argdata` holds the bytes of the message that followed it.
+    the mode is PYTHON_CHANNEL, `argdata` holds the bytes of the message that followed it. An
+    external client (`external`) reads none: its `handshake` is an empty GSPingProc (mode NONE).
     """
 
-    def __init__(self, params: LaunchParameters, to_gs: Channel, replies: Channel, gs_pid: int | None) -> None:
-        """Internal: use `GSClient.connect` (which attaches the channels and reads the handshake)."""
+    def __init__(self, params: LaunchParameters, to_gs: Channel, replies: Channel, gs_pid: int | None, *,
+                 handshake: bool = True, owns_replies: bool = False) -> None:
+        """Internal: use `GSClient.connect` (which attaches the channels and reads the handshake) or
+        `GSClient.external`. With `owns_replies`, `close()` destroys the reply channel."""
         self.params = params
         self.p_uid = params.my_puid
         self.r_c_uid = params.gs_ret_cuid
@@ -78,7 +95,8 @@ class GSClient:
         self._filed: dict[int, Response] = {}
         self._reader_busy = False
         self._closed = False
-        self.handshake = self._read_handshake()
+        self._owns_replies = owns_replies
+        self.handshake = self._read_handshake() if handshake else GSPingProc()
 
     @classmethod
     def connect(cls, params: LaunchParameters) -> GSClient:
@@ -106,6 +124,31 @@ class GSClient:
             to_gs.close()
             replies.close()
             raise
+
+    @classmethod
+    def external(cls, info: _rundir.RunInfo) -> GSClient:
+        """Connect a process the runtime did not start (the owner of a background runtime) to GS.
+
+        Creates this client's reply channel (`user_reply_channel`) and attaches the GS channel named
+        in the run's runtime.json; no handshake. Requests go as the launcher's (p_uid 0): GS makes the
+        processes they create top-level processes of the run. `params` are launch parameters made up
+        from `info` (so that `dragon.aio` finds the run and the GS channel as in a managed process).
+
+        Raises:
+          RuntimeNotRunning: the GS channel does not exist (the runtime has ended).
+          OSError: /dev/shm refused the reply channel.
+        """
+        c_uid, replies = user_reply_channel(info.run_id, capacity=EXTERNAL_REPLY_CAPACITY,
+                                            block_size=EXTERNAL_REPLY_BLOCK)
+        try:
+            to_gs = Channel.attach(info.gs_cd)
+        except ChannelDestroyed as exc:
+            _destroy_quietly(replies)
+            raise RuntimeNotRunning(f"the runtime is gone (its GS channel does not exist): {exc}") from exc
+        params = LaunchParameters(mode="single", my_puid=LAUNCHER_PUID, gs_cd=info.gs_cd, gs_ret_cd=replies.name,
+                                  gs_ret_cuid=c_uid, local_shep_cd=info.shep_cd, local_be_cd=info.la_cd,
+                                  run_id=info.run_id)
+        return cls(params, to_gs, replies, info.gs_pid, handshake=False, owns_replies=True)
 
     def _read_handshake(self) -> GSPingProc:
         deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
@@ -231,13 +274,39 @@ class GSClient:
             raise RuntimeNotRunning(f"the runtime is gone (Global Services, pid {self._gs_pid}, has exited)")
 
     def close(self) -> None:
-        """Drop both channel handles (the channels live on); later calls raise RuntimeNotRunning."""
+        """Drop both channel handles; later calls raise RuntimeNotRunning. The channels live on,
+        except an external client's own reply channel, which is destroyed."""
         with self._cond:
             if self._closed:
                 return
             self._closed = True
         self._to_gs.close()
-        self._replies.close()
+        if self._owns_replies:
+            _destroy_quietly(self._replies)
+        else:
+            self._replies.close()
+
+
+def user_reply_channel(run_id: str, *, capacity: int, block_size: int) -> tuple[int, Channel]:
+    """Make a reply channel for a process the runtime did not start (`dragon status`, an external
+    client): a random c_uid of the user-managed range (2**54 .. 2**55-1), so that two tools, or two
+    sessions of one reused pid, never share one, under the name the services derive from it
+    (`_rundir.channel_name`). Returns the c_uid (the `r_c_uid` of requests) and the channel, which
+    the caller destroys when done (the runtime's teardown removes it otherwise).
+
+    Raises:
+      OSError: /dev/shm refused it (FileNotFoundError: the run has ended).
+    """
+    c_uid = FIRST_USER_MANAGED_CUID + secrets.randbelow(FIRST_USER_MANAGED_CUID)
+    return c_uid, Channel.create(_rundir.channel_name(run_id, c_uid), capacity=capacity, block_size=block_size)
+
+
+def _destroy_quietly(chan: Channel) -> None:
+    """Destroy a channel this process made; if the runtime's teardown removed it already, let go."""
+    try:
+        chan.destroy()
+    except (ChannelError, OSError):
+        chan.close()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -281,11 +350,18 @@ def launch_parameters() -> LaunchParameters:
         raise RuntimeNotRunning(f"{NOT_UNDER_DRAGON}; {exc}") from exc
 
 
-def connection() -> GSClient:
+def connection(*, start_runtime: bool = False) -> GSClient:
     """This process's connection to GS, made on first use (thread-safe).
 
+    A managed process (launch parameters in its environment) connects to its runtime. Any other
+    process connects as an external client to its background runtime (`dragon._background`), which
+    `start_runtime` brings up if there is none yet (the multiprocessing start method asks for this;
+    the native API does not, see that module's docstring).
+
     Raises:
-      RuntimeNotRunning: see `launch_parameters`, or the runtime is gone.
+      RuntimeNotRunning: see `launch_parameters`; or no background runtime and not `start_runtime`;
+        or the runtime is gone.
+      BringupError: `start_runtime` and the background runtime did not come up.
       ProtocolError: the handshake was not GSPingProc.
     """
     global _client
@@ -294,10 +370,33 @@ def connection() -> GSClient:
         return client
     with _lock:
         if _client is None:
-            params = launch_parameters()
-            _client = GSClient.connect(params)
-            os.environ[CONNECTED_PID_VAR] = str(os.getpid())
+            if os.environ.get("DRAGON_GS_CD"):
+                params = launch_parameters()
+                _client = GSClient.connect(params)
+                os.environ[CONNECTED_PID_VAR] = str(os.getpid())
+            else:
+                _client = _connect_external(start_runtime)
         return _client
+
+
+def _connect_external(start_runtime: bool) -> GSClient:
+    """Connect to this program's background runtime (bringing it up if `start_runtime`); called
+    under `_lock`. The runtime's stop closes the connection (destroying its reply channel) first."""
+    from dragon import _background
+
+    rt = _background.runtime(start=start_runtime)
+    client = GSClient.external(rt.info)
+    _background.add_stop_hook(_release)
+    return client
+
+
+def _release() -> None:
+    """Close this process's connection (the background runtime is stopping)."""
+    global _client
+    with _lock:
+        client, _client = _client, None
+    if client is not None:
+        client.close()
 
 
 def _forget_after_fork() -> None:

@@ -15,6 +15,10 @@ The popen is a normal multiprocessing Popen: `pid` (the real OS pid), `p_uid`, `
 `wait`, `terminate`, `kill`, `close`, and `sentinel`: a pidfd of the child, readable once it exited
 (`multiprocessing.connection.wait` takes it). Exit codes come from GS (killed by signal N: -N).
 Signals are sent through GS.
+
+In a program not started by `dragon` (no launch parameters), the first start brings up a runtime in
+the background for the program, torn down when it exits (`dragon._background`); the children are
+ordinary managed processes either way.
 """
 
 from __future__ import annotations
@@ -73,7 +77,9 @@ class DragonPopen:
     # ------------------------------------------------------------------ start
 
     def _launch(self, process_obj: process.BaseProcess) -> None:
-        client = connection()  # first: outside the runtime, fail before starting a resource tracker
+        # First: fail before starting a resource tracker. Under plain `python my.py` this brings up
+        # the program's background runtime (dragon._background) on the first start.
+        client = connection(start_runtime=True)
         tracker_fd = resource_tracker.getfd()
         header = {"format": FORMAT, "parent_pid": os.getpid(), "tracker_fd": tracker_fd}
         prep_data = spawn.get_preparation_data(process_obj._name)  # type: ignore[attr-defined]
@@ -143,6 +149,11 @@ class DragonPopen:
                 signal.pidfd_send_signal(self.sentinel, sig)
             except ProcessLookupError:
                 pass
+            return
+        if resp.err == ProcessKillErr.FAIL_KILL and _readable(self.sentinel):
+            # It exited while the signal was on its way: Local Services had reaped it but Global
+            # Services had not heard of the exit yet. As for popen_fork, signalling a process that
+            # has exited is no error (Pool.terminate does it to workers that are just leaving).
             return
         raise ProcessSignalFailed(f"cannot send signal {sig} to p_uid {self.p_uid}: {resp.err_info or resp.err.name}")
 

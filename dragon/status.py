@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 import threading
 import time
@@ -67,7 +66,8 @@ import msgspec
 
 from dragon import _rundir, _runs
 from dragon.descriptors import ObjectState
-from dragon.ids import BE_CUID, DEFAULT_POOL_MUID, FIRST_USER_MANAGED_CUID, GS_INPUT_CUID, INF_POOL_MUID, SHEP_CUID
+from dragon._gs_client import user_reply_channel
+from dragon.ids import BE_CUID, DEFAULT_POOL_MUID, GS_INPUT_CUID, INF_POOL_MUID, SHEP_CUID
 from dragon.messages import GSStatus, GSStatusResponse, ProcessUsage, SHStatus, SHStatusResponse, ToolInbound
 from dragon.transport import Channel, ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull, Pool, PoolError
 
@@ -185,9 +185,8 @@ class StatusClient:
     def __init__(self, info: _rundir.RunInfo) -> None:
         """Create the reply channel. Raises OSError if /dev/shm refuses it."""
         self.info = info
-        self.c_uid = FIRST_USER_MANAGED_CUID + secrets.randbelow(FIRST_USER_MANAGED_CUID)
-        self._reply = Channel.create(_rundir.channel_name(info.run_id, self.c_uid),
-                                     capacity=REPLY_CAPACITY, block_size=REPLY_BLOCK_BYTES)
+        self.c_uid, self._reply = user_reply_channel(info.run_id, capacity=REPLY_CAPACITY,
+                                                     block_size=REPLY_BLOCK_BYTES)
         self._tag = 0
         self._enc = msgspec.msgpack.Encoder()
         self._dec = msgspec.msgpack.Decoder(ToolInbound)

@@ -228,3 +228,37 @@ def test_a_process_that_inherited_a_connection_is_refused(fake: FakeGS, monkeypa
 
 def test_timeout_conversion_to_microseconds() -> None:
     assert [_gs_client.timeout_us(t) for t in (None, 0, -1, 0.1, 2.5)] == [-1, 0, 0, 100_000, 2_500_000]
+
+
+def test_an_external_client_asks_as_the_launcher_on_a_reply_channel_of_its_own() -> None:
+    """`GSClient.external` (the owner of a background runtime, dragon._background): no handshake,
+    p_uid 0, r_c_uid in the user-managed range, its reply channel found by name, destroyed on close."""
+    from dragon import _rundir
+    from dragon.ids import FIRST_USER_MANAGED_CUID
+
+    run_id = "t" + uuid.uuid4().hex[:7]
+    gs = Channel.create(run_prefix(run_id) + "c2", capacity=8, block_size=1024)
+    try:
+        info = _rundir.RunInfo(run_id=run_id, launcher_pid=0, ls_pid=0, gs_pid=os.getpid(), pgid=0,
+                               gs_cd=gs.name, la_cd="", shep_cd="", started=0.0)
+        client = _gs_client.GSClient.external(info)
+        assert client.handshake == GSPingProc() and client.p_uid == 0
+        assert FIRST_USER_MANAGED_CUID <= client.r_c_uid < 2 * FIRST_USER_MANAGED_CUID
+        reply_name = _rundir.channel_name(run_id, client.r_c_uid)
+
+        def answer() -> None:
+            req = msgspec.msgpack.decode(gs.recv(timeout=30), type=GSInbound)
+            assert isinstance(req, GSProcessList)
+            with Channel.attach(_rundir.channel_name(run_id, req.r_c_uid)) as reply:  # as GS's reply_once
+                reply.send(enc.encode(GSProcessListResponse(ref=req.tag, plist=[req.p_uid, req.r_c_uid])))
+
+        server = threading.Thread(target=answer)
+        server.start()
+        resp = client.call(GSProcessList(p_uid=5, r_c_uid=5), GSProcessListResponse, timeout_s=30)
+        server.join()
+        assert resp.plist == [0, client.r_c_uid]
+        client.close()
+        with pytest.raises(ChannelError):
+            Channel.attach(reply_name)
+    finally:
+        gs.destroy()

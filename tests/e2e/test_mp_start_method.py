@@ -86,17 +86,6 @@ async def test_pool_manager_nesting_and_daemons_as_under_spawn(tmp_path: Path) -
     assert not pid_alive(daemon_pid)
 
 
-async def test_outside_the_runtime_start_says_to_use_dragon(tmp_path: Path) -> None:
-    prog = tmp_path / "prog.py"
-    prog.write_text("import dragon, multiprocessing as mp\n"
-                    "if __name__ == '__main__':\n"
-                    "    mp.set_start_method('dragon')\n"
-                    "    mp.Process(target=print).start()\n")
-    done = await run_command([sys.executable, str(prog)], cwd=tmp_path)
-    assert done.returncode == 1
-    assert b"RuntimeNotRunning" in done.stderr and b"dragon prog.py" in done.stderr
-
-
 @pytest.mark.parametrize("first", ["import dragon", "import multiprocessing"])
 async def test_import_dragon_registers_the_method_without_trio(first: str) -> None:
     """Before or after multiprocessing; `import dragon` alone imports neither trio nor multiprocessing."""

@@ -1,0 +1,317 @@
+"""A runtime in the background of a plain `python my.py` program (issue #5): the program's side.
+
+The multiprocessing start method "dragon" works under `dragon my.py` and also under plain
+`python my.py`. In a process without launch parameters (no `DRAGON_GS_CD` in its environment), the
+first `Process.start()` of the start method calls `runtime(start=True)`, which brings up a runtime
+owned by this program; `stop()` tears it down when the program exits. Users need not change how
+they launch. This module is plain Python: the program never imports trio (0.25 s); the background
+launcher does, once.
+
+Bringup. The program starts `python -m dragon.services.background` (services/background.py): the
+launcher in a headless mode, which brings up Local Services and Global Services exactly as `dragon`
+does, but has no head process. Its fd 0 is one end of a socketpair (the *control socket*); the
+program keeps the other end. The launcher answers on it with one JSON line (`Report`): the run id
+once Global Services takes requests, or what failed. The program then reads the run's runtime.json
+(`dragon._rundir`) and connects to Global Services as an external client (`GSClient.external`):
+its own reply channel in the user-managed c_uid range, as `dragon status` does, and requests sent
+as the launcher (p_uid 0), which GS records as the parent of the processes it creates, just as it
+does for the head process under `dragon my.py`.
+
+Process groups and Ctrl-C **[choice]**: the launcher is started in a session of its own (and Local
+Services makes another, as always), so a terminal's Ctrl-C reaches the program only, as under
+`dragon my.py` it reaches the head only. The children of the start method do not see it either
+(under "spawn" they would, being in the program's process group); when the program exits, the
+runtime stops whatever of them still runs.
+
+Output: the launcher inherits the program's fds 1 and 2, so what managed processes write (forwarded
+by Local Services, as under `dragon`) reaches the program's own stdout and stderr, and a reader of
+the program's output sees its end only once the runtime is gone.
+
+Teardown. The end of file on the control socket means "stop": the launcher then tears the runtime
+down in order (processes SIGTERM/SIGKILL, channels, shared memory, runtime directory) and exits.
+`stop()` is registered as a `multiprocessing.util.Finalize` with exit priority `EXIT_PRIORITY`, so it
+runs inside multiprocessing's own exit function after that function has terminated the daemonic
+children and joined the others (those joins need the runtime), and after every finalizer of a
+higher priority (queues' feeder threads, pools, managers). It closes the program's connection,
+closes the control socket and waits for the launcher to exit, at most `STOP_WAIT_S`: when
+`python my.py` returns, nothing of the runtime is left. If the program dies without running its
+exit handlers (SIGKILL, `os._exit`), the kernel closes the socket and the launcher cleans up alone.
+(`atexit` handlers run last-registered first: those the program registered after importing
+multiprocessing run before its exit function, with the runtime up; earlier ones run after it.)
+Forked copies of the program (os.fork, the "fork" start method) drop their copy of the socket, so
+they neither keep the runtime alive nor stop it.
+
+Errors: a runtime that does not come up raises BringupError from `Process.start()`, saying which
+step failed; nothing is left behind (the launcher removes what it made before it answers). A
+KeyboardInterrupt (or any exception) while waiting for the answer closes the control socket, waits
+for the launcher to clean up (bounded) and is re-raised.
+
+`dragon.native` **[choice]**: only the multiprocessing start method brings a runtime up. A plain
+program calling `dragon.native` first still gets RuntimeNotRunning ("run the program with dragon"):
+native objects have no exit hook ordered after the program's use of them (multiprocessing has
+`_exit_function`), and a silent 0.2 s bringup of a service tree is a surprise for a call that may
+only have meant to look something up. Once the start method has brought one up, the native API of
+the same program uses it (`dragon._gs_client.connection()` returns the external connection).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import msgspec
+
+from dragon import _rundir
+from dragon.errors import BringupError, RuntimeNotRunning
+
+EXIT_PRIORITY: Final = -1000
+"""Of the `multiprocessing.util.Finalize` that stops the runtime: below every finalizer of the
+standard library (the lowest, a Queue's feeder-thread join, is -5), so it runs last."""
+STOP_WAIT_S: Final = 10.0
+"""How long the exiting program waits for the launcher's orderly teardown (normally ~50 ms)."""
+REPORT_MARGIN_S: Final = 30.0
+"""How much longer than the bringup timeout the program waits for the launcher's answer: the
+launcher answers a failed bringup only after removing what it made."""
+DEFAULT_BRINGUP_TIMEOUT_S: Final = 30.0
+LAUNCHER_MODULE: Final = "dragon.services.background"
+ACTOR: Final = "the background Dragon runtime"
+
+
+class Report(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The launcher's one line on the control socket: the run id, or what failed (JSON)."""
+
+    run_id: str = ""
+    error: str = ""
+
+
+@dataclass
+class BackgroundRuntime:
+    """A runtime this program brought up: its launcher, the control socket, the run's RunInfo."""
+
+    launcher: subprocess.Popen[bytes]
+    control: socket.socket
+    info: _rundir.RunInfo
+    owner_pid: int
+    bringup_s: float
+    stop_hooks: list[Callable[[], None]] = field(default_factory=list)
+
+
+_lock = threading.Lock()
+_runtime: BackgroundRuntime | None = None
+_stopped_in: int | None = None  # pid of the process whose runtime `stop()` has ended
+
+
+def current() -> BackgroundRuntime | None:
+    """This process's background runtime, if it brought one up and has not stopped it."""
+    rt = _runtime
+    return rt if rt is not None and rt.owner_pid == os.getpid() else None
+
+
+def runtime(*, start: bool) -> BackgroundRuntime:
+    """This program's background runtime; with `start`, bring one up if there is none yet.
+
+    Blocks for the bringup (about 0.2 s on an idle machine). Thread-safe: concurrent callers share
+    one runtime.
+
+    Raises:
+      RuntimeNotRunning: there is none and `start` is false, or the program is exiting (its runtime
+        was stopped already).
+      BringupError: the runtime did not come up (the text says at which step and why); nothing of it
+        is left.
+    """
+    global _runtime
+    rt = current()
+    if rt is not None:
+        return rt
+    with _lock:
+        rt = current()
+        if rt is not None:
+            return rt
+        if _stopped_in == os.getpid():
+            raise RuntimeNotRunning("the background runtime of this program has been stopped (the program "
+                                    "is exiting): no new runtime requests can be made")
+        if not start:
+            from dragon._gs_client import NOT_UNDER_DRAGON
+
+            raise RuntimeNotRunning(NOT_UNDER_DRAGON + " (or start a process with the multiprocessing start "
+                                    "method \"dragon\", which brings a runtime up for the program)")
+        _runtime = _bring_up()
+        from multiprocessing import util
+
+        util.Finalize(None, stop, exitpriority=EXIT_PRIORITY)
+        return _runtime
+
+
+def add_stop_hook(fn: Callable[[], None]) -> None:
+    """Run `fn` first thing in `stop()` (the connection to GS closes its reply channel there)."""
+    rt = current()
+    if rt is None:
+        raise RuntimeNotRunning("this program has no background runtime")
+    rt.stop_hooks.append(fn)
+
+
+def stop(timeout_s: float = STOP_WAIT_S) -> None:
+    """Tear this program's background runtime down and wait for it, at most `timeout_s` seconds.
+
+    Runs the stop hooks, closes the control socket (the launcher then tears down in order) and waits
+    for the launcher to exit. Idempotent; does nothing in a process that does not own a runtime (a
+    forked copy of the program inherits the finalizer, not the runtime). If the launcher is not done
+    in time, says so on stderr and returns: it finishes alone. Never raises for the runtime's sake.
+    """
+    global _runtime, _stopped_in
+    with _lock:
+        rt = current()
+        if rt is None:
+            return
+        _runtime, _stopped_in = None, os.getpid()
+    for hook in rt.stop_hooks:
+        try:
+            hook()
+        except Exception as exc:  # closing a connection to a runtime that broke: nothing to save
+            _say(f"closing the connection to the background runtime failed: {exc!r}")
+    rt.control.close()
+    if _wait(rt.launcher, timeout_s) is None:
+        _say(f"the background runtime {rt.info.run_id} (launcher pid {rt.launcher.pid}) is still stopping "
+             f"after {timeout_s:g} s; it finishes alone")
+
+
+# ------------------------------------------------------------------------------------------- bringup
+
+
+def _bring_up() -> BackgroundRuntime:
+    """Start the background launcher and wait for its report. See the module docstring."""
+    t0 = time.monotonic()
+    timeout_s = _bringup_timeout()
+    ours, theirs = socket.socketpair()
+    try:
+        # start_new_session: the terminal's Ctrl-C must reach the program only (module docstring).
+        # stdout and stderr are inherited: managed processes' output reaches the program's.
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", LAUNCHER_MODULE, "--bringup-timeout", repr(timeout_s)],
+            stdin=theirs.fileno(), start_new_session=True, close_fds=True)
+    except BaseException as exc:
+        ours.close()
+        if isinstance(exc, OSError):
+            raise BringupError(ACTOR, "starting its launcher", f"{sys.executable} -m {LAUNCHER_MODULE}: {exc}") from exc
+        raise
+    finally:
+        theirs.close()
+    try:
+        report = _read_report(ours, launcher, timeout_s + REPORT_MARGIN_S)
+        if report.error or not report.run_id:
+            raise BringupError(ACTOR, "bringup", report.error or "the launcher reported no run id")
+        info = _rundir.read_info(report.run_id)
+        if info is None:
+            raise BringupError(ACTOR, "reading runtime.json",
+                               f"{_rundir.run_dir(report.run_id)} holds no runtime.json although the runtime is up")
+    except BaseException:
+        _abandon(ours, launcher)
+        raise
+    return BackgroundRuntime(launcher=launcher, control=ours, info=info, owner_pid=os.getpid(),
+                             bringup_s=time.monotonic() - t0)
+
+
+def _bringup_timeout() -> float:
+    """DRAGON_BRINGUP_TIMEOUT (as for the `dragon` command), default 30 s."""
+    raw = os.environ.get("DRAGON_BRINGUP_TIMEOUT", "")
+    if not raw:
+        return DEFAULT_BRINGUP_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise BringupError(ACTOR, "reading its settings", f"DRAGON_BRINGUP_TIMEOUT={raw!r} is not a positive "
+                           "number of seconds")
+    return value
+
+
+def _read_report(sock: socket.socket, launcher: subprocess.Popen[bytes], wait_s: float) -> Report:
+    """The launcher's one line; BringupError if it ends (or `wait_s` passes) without one."""
+    deadline = time.monotonic() + wait_s
+    data = b""
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise BringupError(ACTOR, "waiting for its launcher", f"no answer within {wait_s:g} s")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(4096)
+        except TimeoutError:
+            continue
+        except OSError:  # e.g. ECONNRESET: the launcher is gone, as at end of file
+            chunk = b""
+        if not chunk:
+            code = _wait(launcher, STOP_WAIT_S)
+            said = f"exited with code {code}" if code is not None else "closed its control socket"
+            raise BringupError(ACTOR, "starting its launcher", f"the launcher ({sys.executable} -m "
+                               f"{LAUNCHER_MODULE}) {said} without reporting; its stderr is above")
+        data += chunk
+    try:
+        return msgspec.json.decode(data, type=Report)
+    except msgspec.DecodeError as exc:
+        raise BringupError(ACTOR, "reading its launcher's report", f"{data[:200]!r}: {exc}") from exc
+
+
+def _abandon(sock: socket.socket, launcher: subprocess.Popen[bytes]) -> None:
+    """Bringup was given up (error, timeout, Ctrl-C): make the launcher remove everything, and wait.
+
+    Closing the control socket makes the launcher tear down whatever it brought up; if it does not
+    exit within STOP_WAIT_S it is sent SIGTERM (the same teardown) and then SIGKILL, after which
+    Local Services, seeing its pipe end, cleans up alone.
+    """
+    sock.close()
+    if _wait(launcher, STOP_WAIT_S) is not None:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            launcher.send_signal(sig)
+        if _wait(launcher, STOP_WAIT_S) is not None:
+            return
+
+
+def _wait(launcher: subprocess.Popen[bytes], timeout_s: float) -> int | None:
+    """Wait at most `timeout_s` for the launcher to exit, reap it and return its exit code; None if
+    it still runs. Waits on a pidfd: `Popen.wait(timeout)` polls with sleeps of up to 50 ms, which
+    would be most of the program's exit delay."""
+    if launcher.returncode is not None:
+        return launcher.returncode
+    try:
+        pidfd = os.pidfd_open(launcher.pid)
+    except ProcessLookupError:  # exited and reaped already? Popen knows
+        return launcher.poll()
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        if not poller.poll(max(0, round(timeout_s * 1000))):
+            return None
+    finally:
+        os.close(pidfd)
+    return launcher.wait()
+
+
+def _say(text: str) -> None:
+    with contextlib.suppress(OSError):
+        os.write(2, f"dragon: {text}\n".encode())
+
+
+def _forget_after_fork() -> None:
+    """A forked copy of the program does not own the runtime: drop (not stop) it, and its socket."""
+    global _runtime, _lock
+    rt, _runtime, _lock = _runtime, None, threading.Lock()
+    if rt is not None:
+        with contextlib.suppress(OSError):
+            rt.control.close()  # our copy only: the launcher sees end of file when the owner exits
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
