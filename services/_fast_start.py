@@ -4,8 +4,9 @@
 method "dragon" (`python [flags] -c <dragon._mp_child main>`) is started from the server, and only when
 its executable, interpreter flags and Python/locale environment variables are those the server was
 started with (they decide what an interpreter does at start-up: `sys.flags`, `sys.path`, the stdio
-encodings). Everything else is exec'd as before. The first eligible request boots the server (about
-0.1 s, what one exec'd child costs too); it and the requests that follow wait for the server's READY.
+encodings). Everything else is exec'd as before. The server boots (about 0.1 s, what one exec'd child
+costs too) `PRESTART_DELAY_S` after Local Services starts a Python program, normally the head, or at
+the first eligible request if that comes first; requests wait for the server's READY.
 
 Local Services becomes a child subreaper when it starts the server, so the children the server makes
 (by a double fork) are Local Services' own: `ServedChild` waits for and reaps them like any child, and
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 SERVER_MAIN: Final = "from dragon._forkserver import main; main()"
 STARTUP_ENV_PREFIXES: Final = ("PYTHON", "LC_", "LANG")
 """Environment variables an interpreter reads when it starts: a child's must equal the server's."""
+PRESTART_DELAY_S: Final = 0.05
+"""A program that ends sooner (hello world) never boots the server; one that uses the start method
+takes longer than this to import multiprocessing and reach its first start anyway."""
 REPLY_TIMEOUT_S: Final = 30.0  # a live server answers in milliseconds; this only bounds a wedged one
 
 
@@ -62,6 +66,8 @@ class ForkServer:
         self._sock: socket.socket | None = None
         self._key: tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]] | None = None
         self._booted = trio.Event()  # set once the boot ended, ready or not
+        self._boot_scope = trio.CancelScope()
+        self._wanted = trio.Event()  # a start waits for the server: boot now, without the prestart delay
         self._broken = False
         self._lock = trio.Lock()
         self._encoder = msgspec.msgpack.Encoder()
@@ -85,14 +91,15 @@ class ForkServer:
         Its key is what `DragonPopen` will ask for: `exe` with the interpreter flags of this process
         (Local Services runs the same interpreter as the head, in the same environment, so
         `sys.flags` agree) and `env`'s start-up variables. A program that never uses the start
-        method has paid about 0.1 s of CPU on another core and 25 MB while it runs.
+        method has paid nothing if it ended within PRESTART_DELAY_S (hello world), else about 0.1 s
+        of CPU on another core and 25 MB while it runs.
         """
         if self._key is None and not self._broken:
             flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]  # what the head's children get
             key = self._key_of([exe, *flags, "-c", CHILD_MAIN], env)
             if key is not None:
                 self._key = key
-                self._nursery.start_soon(self._boot, key, dict(env))
+                self._nursery.start_soon(self._boot, key, dict(env), PRESTART_DELAY_S)
 
     def ready_for(self, argv: Sequence[str], env: Mapping[str, str]) -> bool:
         """Whether this start should go through the server: it was started (or is being started) with
@@ -104,15 +111,24 @@ class ForkServer:
             return False
         if self._key is None:
             self._key = key
-            self._nursery.start_soon(self._boot, key, dict(env))
+            self._nursery.start_soon(self._boot, key, dict(env), 0.0)
+        self._wanted.set()
         return key == self._key
 
-    async def _boot(self, key: tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]], env: dict[str, str]) -> None:
-        """Start the server process and wait for its READY (bounded); on failure, never use it."""
+    async def _boot(self, key: tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]], env: dict[str, str],
+                    delay_s: float) -> None:
+        """After `delay_s` (or as soon as a start wants it), start the server process and wait for its
+        READY (bounded); on failure, never use it. `aclose` cancels it."""
         try:
-            await self._start_server(key, env)
+            with self._boot_scope:
+                with trio.move_on_after(delay_s):
+                    await self._wanted.wait()
+                if not self._broken:
+                    await self._start_server(key, env)
         finally:
             self._booted.set()
+            if self._broken and self._proc is not None:  # closed while booting
+                await stop_process(self._proc)
 
     async def _start_server(self, key: tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]],
                             env: dict[str, str]) -> None:
@@ -130,7 +146,7 @@ class ForkServer:
             with trio.fail_after(REPLY_TIMEOUT_S):
                 await trio.lowlevel.wait_readable(ours)
             first = ours.recv(64)
-        except (OSError, trio.TooSlowError) as exc:
+        except (OSError, trio.TooSlowError, trio.ClosedResourceError) as exc:
             self._fail(f"the fork server did not start ({type(exc).__name__}: {exc})")
             return
         if first != READY:
@@ -163,7 +179,7 @@ class ForkServer:
                 if not raw:
                     raise EOFError("the fork server exited")
                 reply = self._decoder.decode(raw)
-            except (OSError, EOFError, trio.TooSlowError, msgspec.DecodeError) as exc:
+            except (OSError, EOFError, trio.TooSlowError, trio.ClosedResourceError, msgspec.DecodeError) as exc:
                 self._fail(f"the fork server failed ({type(exc).__name__}: {exc})")
                 raise ForkServerFailed(str(exc)) from exc
         if reply.error or reply.pid <= 0:
@@ -179,7 +195,9 @@ class ForkServer:
         """Stop the server: close its socket, then SIGTERM (a server still importing would not see the
         end of file for a while), SIGKILL if need be."""
         self._broken = True
+        self._boot_scope.cancel()
         if self._sock is not None:
+            trio.lowlevel.notify_closing(self._sock)
             self._sock.close()
         if self._proc is not None:  # it has no children (they are ours), so SIGTERM is always safe
             await stop_process(self._proc)
