@@ -296,6 +296,13 @@ class Channel:
             sent=int(w[_W_SENT]), received=int(w[_W_RECEIVED]), destroyed=bool(w[_W_CLOSED]),
         )
 
+    def approximate_depth(self) -> int:
+        """Messages waiting, from the sent and received totals: O(1) and lock-free, where
+        `statistics().depth` walks the ring. Too high by one for each process ever killed between
+        the two stores of a send or of a receive (see the module docstring)."""
+        self._check_open()
+        return max(0, int(self._w[_W_SENT]) - int(self._w[_W_RECEIVED]))
+
     def _count_records(self, tail: int, head: int) -> int:
         """Messages between `tail` and `head`, walking their headers (a snapshot, lock-free)."""
         count, rb = 0, self.ring_bytes
@@ -415,6 +422,8 @@ class Channel:
 
     def _op_take(self) -> tuple[bytes, int] | None:
         """Remove the oldest record: (payload, flags), or None if the channel is empty."""
+        # The per-message hot path of every receive: slicing the mmap itself makes the bytes in one
+        # step (a memoryview slice would make a view first), and no builtin is called.
         w = self._w
         if w[_W_CLOSED]:
             raise self._destroyed()
@@ -425,15 +434,14 @@ class Channel:
         pos = tail % rb
         word = self._ringq[pos >> 3]
         n = word & _LEN_MASK
-        p = pos + 8
-        if p == rb:
-            p = 0
+        p = pos + 8 if pos + 8 != rb else 0
         end = p + n
         if end <= rb:
-            out = bytes(self._ring[p:end])
+            out = self._mm[HEADER_BYTES + p : HEADER_BYTES + end]
         else:
-            out = bytes(self._ring[p:]) + bytes(self._ring[: end - rb])
-        w[_W_TAIL] = tail + max(self._slot, 8 + ((n + 7) & ~7))  # free it: a single aligned store
+            out = self._mm[HEADER_BYTES + p : HEADER_BYTES + rb] + self._mm[HEADER_BYTES : HEADER_BYTES + end - rb]
+        need = (n + 15) & ~7
+        w[_W_TAIL] = tail + (need if need > self._slot else self._slot)  # free it: a single aligned store
         w[_W_RECEIVED] += 1
         return out, word & _SIDE
 
@@ -631,11 +639,20 @@ class Channel:
         a short adaptive spin. Raises ChannelEmpty on timeout, ChannelDestroyed if the channel is
         destroyed before or while waiting.
         """
-        self._check_open()
+        # The first attempt is `_recv_once` written out: most receives end here, and each call level
+        # saved is a few percent of a receive (about 2 µs, half of it the two flock calls).
+        if self._closed:
+            self._check_open()
+        rfd = self._rfd
+        with self._rlock:
+            fcntl.flock(rfd, fcntl.LOCK_EX)
+            try:
+                taken = self._op_take()
+            finally:
+                fcntl.flock(rfd, fcntl.LOCK_UN)
+        if taken is not None:
+            return self._finish_take(taken)
         w = self._w
-        got = self._recv_once()
-        if got is not None:
-            return got
         if timeout == 0:
             raise ChannelEmpty(f"channel {self.name} is empty")
         # Spin a little: a partner on the other CPU often answers within microseconds.

@@ -1,0 +1,609 @@
+"""`Queue`, `SimpleQueue` and `JoinableQueue` of the "dragon" start method, on shared-memory channels (issue #5).
+
+The standard library's queues are a pipe, two POSIX semaphores and, for `Queue`, a feeder thread.
+Here the pipe is a channel of the runtime (`dragon.transport.Channel`, made through Global Services),
+with the same API and semantics as `multiprocessing.queues` otherwise. What changes, and why:
+
+* **put encodes at once** (`encode`): pickled with `multiprocessing.reduction.ForkingPickler`'s
+  reducers, so shared memory, Connections and locks travel as under spawn; a `bytes` item is sent as
+  it is, unpickled (its first byte tells it from a pickle), which spares a large item two copies into
+  fresh memory. An object that cannot be pickled raises in `put`, in the caller, instead of printing
+  a traceback from the feeder thread and vanishing (the stdlib); and the item is a snapshot taken at
+  `put`, not whenever the feeder gets to it. The price: a backlog holds pickles, not references (so
+  putting one large non-bytes object many times faster than it is consumed costs a copy each).
+  The feeder thread of `Queue` only moves messages: it takes everything `put` left in its buffer and
+  writes it with one `Channel.send_many`, so a burst of puts costs one channel lock. `put` on an
+  unbounded queue never blocks (the buffer is in the process, as in the stdlib). `SimpleQueue.put`
+  sends synchronously (as the stdlib's does), blocking while the channel is full.
+* **get takes exactly one message per call** from the channel, under the channel's receive lock (a
+  flock: released by the kernel if the holder dies). Nothing is prefetched into the process: with
+  several consumers a prefetching one would starve the others, and its prefetched items would die with
+  it. A consumer SIGKILLed in `get` loses at most the message it was taking; the others go on.
+* **maxsize** (up to `MAXSIZE_LIMIT`) is a second channel of `maxsize` empty "slot" messages in
+  flight: `put` sends one (and so blocks, or raises `queue.Full` after its timeout, exactly at
+  `maxsize` items, counting the ones still in the feeder's buffer, as the stdlib's BoundedSemaphore
+  does) and `get` takes one back after its item. Unlike a semaphore, a channel pickles anywhere and
+  is cleaned up by the runtime. A consumer killed between taking an item and its slot leaves the
+  queue one slot smaller (the stdlib's semaphore has the same hole).
+* **qsize, empty, full** read the channels' sent and received totals without a lock
+  (`Channel.approximate_depth`), plus this process's feeder backlog: approximate while other
+  processes put or get, as in the stdlib (whose `empty` ignores the feeder backlog; ours counts it,
+  so `put` then `empty()` in one process says False).
+* **pickling**: a `Queue` or `SimpleQueue` pickles anywhere (as a `Process` argument, inside another
+  queue, as a Pool task argument), where the stdlib allows it only while spawning a process. A
+  `JoinableQueue` carries the context's Condition and Semaphore (its task counter), which pickle only
+  while spawning, so it does too (as in the stdlib).
+
+Where. Under `dragon my.py` the queues use the program's runtime; in a plain `python my.py` program
+the first queue, like the first process of the start method, brings up the program's background
+runtime (`dragon._background`), which stops after multiprocessing's exit finalizers, ours included.
+
+Lifetime. A queue's channels are ref-counted in Global Services (GSChannelCreate with
+`ChannelOptions.ref_count`). The creating process holds one reference; **pickling takes another one**
+(GSChannelQuery with `inc_refcnt`) that the unpickled handle inherits, so a queue handed to a child can
+never be destroyed between the pickling and the child's attach, even if the parent drops its own
+handle at once. A process gives its reference back (GSChannelDestroy with `dec_ref`) when the queue is
+closed, garbage-collected, or at process exit (a `multiprocessing.util.Finalize`), after its feeder
+thread has flushed; the last one destroys the channels. References that are never given back (a
+process killed with SIGKILL, a pickle never unpickled) keep the channels until the runtime tears down,
+which destroys every channel of the run: nothing outlives the runtime either way.
+
+Channel sizing: `QUEUE_CAPACITY` messages of up to `QUEUE_BLOCK_SIZE` bytes in the ring, 2.1 MB of
+/dev/shm per queue (touched as it is used; a pipe's buffer is 64 KiB); a message larger than the
+ring travels in a side file of its own (see `dragon.transport.Channel`). A bounded queue adds a
+channel of `maxsize` 264-byte slots.
+"""
+
+from __future__ import annotations
+
+import collections
+import copyreg
+import io
+import os
+import pickle
+import queue
+import threading
+import traceback
+import types
+import weakref
+from collections.abc import Callable
+from multiprocessing import context, util
+from multiprocessing.reduction import ForkingPickler
+from typing import Any, Final, TypeVar
+
+from dragon import _gs_common as gs
+from dragon._gs_client import connection
+from dragon.descriptors import ChannelDescriptor, ChannelLocalOptions, ChannelOptions, ObjectState
+from dragon.errors import ChannelDestroyed, ChannelEmpty, ChannelFull, DragonError
+from dragon.ids import DEFAULT_POOL_MUID
+from dragon.messages import (
+    GSChannelCreate, GSChannelCreateResponse, GSChannelDestroy, GSChannelDestroyResponse, GSChannelQuery,
+    GSChannelQueryResponse, Response,
+)
+from dragon.transport import Channel
+from dragon.transport._channel import MIN_BLOCK_SIZE
+
+QUEUE_CAPACITY: Final = 8192
+"""Messages of up to QUEUE_BLOCK_SIZE bytes a queue's channel holds: a ring of 2.1 MB, which holds two
+1 MiB items (copying them through the ring costs a tenth of writing a side file to tmpfs)."""
+QUEUE_BLOCK_SIZE: Final = MIN_BLOCK_SIZE
+"""Small items (the common case) take one block each; larger ones take several, or a side file."""
+MAXSIZE_LIMIT: Final = 1 << 20
+"""The largest bound of a bounded queue: its slots channel takes 264 bytes of /dev/shm per item in
+the queue (277 MB when full at this size), where the stdlib's semaphore takes nothing."""
+PROTOCOL: Final = pickle.HIGHEST_PROTOCOL
+
+_T = TypeVar("_T", bound="Queue")
+R = TypeVar("R", bound=Response)
+T = TypeVar("T")
+_STOP: Final = object()  # tells a feeder thread to flush and exit (every other item is a message)
+
+
+# --------------------------------------------------------------------------------------------- pickling
+
+
+class _Pickler(pickle.Pickler):
+    """`ForkingPickler` without its per-call cost: it copies copyreg's whole dispatch table for every
+    object it pickles (about 1.5 µs here). A ChainMap sees the same reducers, including ones
+    registered later with `ForkingPickler.register`, and is only consulted for objects that are not
+    of a built-in type."""
+
+    dispatch_table: Any = collections.ChainMap(ForkingPickler._extra_reducers,  # type: ignore[attr-defined]
+                                               copyreg.dispatch_table)
+
+
+_PLAIN: Final = frozenset({str, int, float, bool, type(None)})
+"""Types that pickle without any reducer: `pickle.dumps` (all C) gives the same bytes faster."""
+_SMALL: Final = 1 << 16
+"""Above this, `pickle.dumps` spends most of its time growing and then copying its output (page
+faults in fresh memory: 0.6 ms for 1 MiB here); a BytesIO's buffer, lent out as is, costs 0.05 ms."""
+_PICKLE: Final = 0x80
+"""The first byte of every pickle of protocol 2 or later (the PROTO opcode)."""
+
+
+def encode(obj: object) -> bytes | memoryview:
+    """The message for `obj`: a `bytes` object that does not start with byte 0x80 travels as it is
+    (no pickling on either side: for 1 MiB that saves two copies into fresh memory, a third of the
+    cost of a message); anything else is pickled as `ForkingPickler.dumps` would. Raises what
+    pickling raises."""
+    kind = type(obj)
+    if kind is bytes:
+        if obj and obj[0] != _PICKLE:  # type: ignore[index]
+            return obj  # type: ignore[return-value]
+    elif kind in _PLAIN and (kind is not str or len(obj) < _SMALL):  # type: ignore[arg-type]
+        return pickle.dumps(obj, PROTOCOL)
+    buf = io.BytesIO()
+    _Pickler(buf, PROTOCOL).dump(obj)
+    return buf.getbuffer()
+
+
+def decode(data: bytes) -> Any:
+    """The object a message of `encode` stands for."""
+    return pickle.loads(data) if data[0] == _PICKLE else data
+
+
+# --------------------------------------------------------------------------------------------- channels
+
+
+def _run(call: gs.GSCall[R, T], *, start_runtime: bool = False) -> T:
+    """Carry out one GS call (see dragon._gs_common); `start_runtime`: in a plain `python` program,
+    bring its background runtime up first if need be, as the start method's first process does."""
+    return call.finish(connection(start_runtime=start_runtime).call(call.request, call.response_type))
+
+
+def _create_channel(capacity: int, block_size: int) -> ChannelDescriptor:
+    """A new ref-counted channel through GS (this process holds its one reference). A queue made
+    before the first process of a plain `python` program brings the background runtime up."""
+    plain = gs.channel_create(capacity=capacity, block_size=block_size)
+    opts = ChannelOptions(ref_count=True, local_opts=ChannelLocalOptions(capacity=capacity, block_size=block_size))
+    return _run(gs.GSCall(GSChannelCreate(p_uid=0, r_c_uid=0, m_uid=DEFAULT_POOL_MUID, options=opts),
+                          GSChannelCreateResponse, plain.finish), start_runtime=True)
+
+
+def _add_ref(c_uid: int) -> ChannelDescriptor:
+    """One more GS reference to channel `c_uid`; ChannelDestroyed if it is gone. Never starts a
+    runtime: a queue to pickle was made in a live one."""
+    plain = gs.channel_attach(c_uid, "")
+    desc = _run(gs.GSCall(GSChannelQuery(p_uid=0, r_c_uid=0, c_uid=c_uid, inc_refcnt=True),
+                          GSChannelQueryResponse, plain.finish))
+    if desc.state != ObjectState.ACTIVE:
+        raise ChannelDestroyed(f"channel {desc.name} (c_uid {c_uid}) was destroyed")
+    return desc
+
+
+def _drop_ref(c_uid: int) -> None:
+    """Give one GS reference back; the last one destroys the channel. Quiet if the runtime is gone
+    (it destroyed every channel) or the channel was destroyed already; never starts a runtime."""
+    try:
+        connection().call(GSChannelDestroy(p_uid=0, r_c_uid=0, c_uid=c_uid, dec_ref=True), GSChannelDestroyResponse)
+    except DragonError:
+        pass
+
+
+class _Hold:
+    """This process's hold on a queue's channels: a transport handle on each and, unless `owned` is
+    False, one GS reference to each.
+
+    Shared by the queue object and its feeder thread (`use`/`release`): the last of them to let go
+    closes the handles and gives the references back, so a feeder always finishes its flush first.
+    """
+
+    def __init__(self, refs: list[tuple[int, str]], *, owned: bool) -> None:
+        """Attach to each channel of `refs` ((c_uid, sdesc) pairs). If that fails (ChannelDestroyed),
+        the references are given back before the error propagates."""
+        self.refs = refs
+        self.chans: list[Channel] = []
+        self._owned, self._pid = owned, os.getpid()
+        self._users = 1
+        self._lock = threading.Lock()
+        try:
+            for _, sdesc in refs:
+                self.chans.append(Channel.attach(sdesc))
+        except BaseException:
+            self._users = 0
+            self._let_go()
+            raise
+
+    @classmethod
+    def create(cls, *shapes: tuple[int, int]) -> _Hold:
+        """New channels of the given (capacity, block_size), each with this process's reference."""
+        refs: list[tuple[int, str]] = []
+        try:
+            for capacity, block_size in shapes:
+                desc = _create_channel(capacity, block_size)
+                refs.append((desc.c_uid, desc.sdesc))
+        except BaseException:
+            for c_uid, _ in refs:
+                _drop_ref(c_uid)
+            raise
+        return cls(refs, owned=True)
+
+    def new_refs(self) -> list[tuple[int, str]]:
+        """One more reference to each channel, for a pickled handle to inherit."""
+        refs: list[tuple[int, str]] = []
+        try:
+            for c_uid, _ in self.refs:
+                desc = _add_ref(c_uid)
+                refs.append((desc.c_uid, desc.sdesc))
+        except BaseException:
+            for c_uid, _ in refs:
+                _drop_ref(c_uid)
+            raise
+        return refs
+
+    def use(self) -> None:
+        with self._lock:
+            self._users += 1
+
+    def release(self) -> None:
+        """One user lets go; the last one closes the handles and drops the references."""
+        with self._lock:
+            self._users -= 1
+            last = self._users == 0
+        if last:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        for chan in self.chans:
+            chan.close()
+        if self._owned and self._pid == os.getpid():
+            for c_uid, _ in self.refs:
+                _drop_ref(c_uid)
+
+
+# --------------------------------------------------------------------------------------------- Queue
+
+
+class Queue:
+    """A process-shared FIFO queue: `multiprocessing.Queue` on a channel (see the module docstring)."""
+
+    _hold: _Hold
+    _chan: Channel
+    _slots: Channel | None
+    _maxsize: int
+
+    def __init__(self, maxsize: int = 0, *, ctx: context.BaseContext) -> None:
+        """`maxsize` > 0 bounds the queue (put blocks, or raises queue.Full, at that many items); `ctx`
+        is taken as by the stdlib's Queue (which makes its locks with it; this one needs none).
+
+        In a plain `python` program the first queue (or process) brings the program's background
+        runtime up (`dragon._background`). Raises ValueError for a maxsize above MAXSIZE_LIMIT,
+        BringupError if that runtime does not come up, and what GS answers if it cannot make a channel.
+        """
+        if maxsize > MAXSIZE_LIMIT:
+            raise ValueError(f"Queue maxsize {maxsize} is above the limit of {MAXSIZE_LIMIT} of the dragon "
+                             "start method: use 0 for an unbounded queue")
+        maxsize = max(0, maxsize)
+        shapes = [(QUEUE_CAPACITY, QUEUE_BLOCK_SIZE)] + ([(maxsize, MIN_BLOCK_SIZE)] if maxsize else [])
+        self._setup(maxsize, _Hold.create(*shapes))
+
+    def _setup(self, maxsize: int, hold: _Hold) -> None:
+        self._maxsize = maxsize
+        self._hold = hold
+        self._chan = hold.chans[0]
+        self._slots = hold.chans[1] if maxsize else None
+        self._recv = self._chan.recv
+        self._reset()
+        self._release = util.Finalize(self, hold.release, exitpriority=-10)  # after the feeder's join (-5)
+        util.register_after_fork(self, Queue._after_fork)
+
+    def _reset(self) -> None:
+        self._closed = False
+        self._buffer: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._feeder: threading.Thread | None = None
+        self._feeder_lock = threading.Lock()
+        self._close: util.Finalize | None = None
+        self._jointhread: util.Finalize | None = None
+        self._joincancelled = False
+
+    def _after_fork(self) -> None:
+        """In a child forked by multiprocessing: fresh handles (the parent's locks may have been held
+        by its threads), no feeder yet. The child borrows the parent's references (it cannot make GS
+        requests: it is not a managed process)."""
+        self._hold = _Hold(self._hold.refs, owned=False)
+        self._chan = self._hold.chans[0]
+        self._slots = self._hold.chans[1] if self._maxsize else None
+        self._recv = self._chan.recv
+        self._reset()
+        self._release = util.Finalize(self, self._hold.release, exitpriority=-10)
+
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        return (_rebuild, (type(self), self._maxsize, self._pickle_refs()))
+
+    def _pickle_refs(self) -> list[tuple[int, str]]:
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed: it cannot be passed to another process")
+        return self._hold.new_refs()
+
+    # ----------------------------------------------------------------------------------- put
+
+    def put(self, obj: object, block: bool = True, timeout: float | None = None) -> None:
+        """Queue `obj` (pickled now; an unpicklable object raises here). Blocks only when the queue is
+        bounded and full: at most `timeout` s (None: no limit), then queue.Full; never if not `block`.
+        ValueError after `close`."""
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
+        data = encode(obj)
+        if self._slots is not None:
+            self._take_slot(block, timeout)
+        self._buffer.put(data)
+        if self._feeder is None:
+            self._start_feeder()
+
+    def put_nowait(self, obj: object) -> None:
+        """`put(obj, False)`: queue.Full at once if the queue is full."""
+        self.put(obj, False)
+
+    def _take_slot(self, block: bool, timeout: float | None) -> None:
+        assert self._slots is not None
+        try:
+            self._slots.send(b"", (None if timeout is None else max(0.0, timeout)) if block else 0)
+        except ChannelFull:
+            raise queue.Full from None
+
+    def _start_feeder(self) -> None:
+        with self._feeder_lock:
+            if self._feeder is not None:
+                return
+            stop = threading.Event()
+            self._hold.use()
+            feeder = threading.Thread(target=_feed, name="QueueFeederThread", daemon=True,
+                                      args=(self._buffer, stop, self._chan, self._hold, self._on_queue_feeder_error))
+            feeder.start()
+            self._feeder = feeder
+            if not self._joincancelled:
+                self._jointhread = util.Finalize(feeder, _join_feeder, [weakref.ref(feeder)], exitpriority=-5)
+            self._close = util.Finalize(self, _stop_feeder, [self._buffer, stop], exitpriority=10)
+
+    @staticmethod
+    def _on_queue_feeder_error(e: BaseException, obj: object) -> None:
+        """Called in the feeder thread when writing to the channel failed (as the stdlib's hook,
+        which concurrent.futures overrides); prints the traceback."""
+        traceback.print_exc()
+
+    # ----------------------------------------------------------------------------------- get
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Remove and return the oldest item. Blocks while the queue is empty: at most `timeout` s (None:
+        no limit), then queue.Empty; not at all if not `block`. ValueError after `close`; ChannelDestroyed
+        if the channel was destroyed (the runtime is going away)."""
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
+        try:
+            if block and timeout is None:
+                data = self._recv()
+            else:
+                data = self._recv(max(0.0, timeout) if block and timeout is not None else 0)
+        except ChannelEmpty:
+            raise queue.Empty from None
+        if self._slots is not None:
+            self._give_slot()
+        return decode(data)
+
+    def get_nowait(self) -> Any:
+        """`get(False)`: queue.Empty at once if the queue is empty."""
+        return self.get(False)
+
+    def _give_slot(self) -> None:
+        assert self._slots is not None
+        try:
+            self._slots.recv(0)
+        except ChannelEmpty:  # its putter's slot was taken back already: cannot happen while put sends first
+            pass
+
+    # ----------------------------------------------------------------------------------- state
+
+    def qsize(self) -> int:
+        """Items put and not yet got (approximate: other processes may be putting or getting).
+
+        Bounded: the slots in use, which count items still in any process's feeder buffer, as the
+        stdlib does. Unbounded: the items in the channel plus this process's feeder backlog."""
+        self._check_usable()
+        if self._slots is not None:
+            return self._slots.approximate_depth()
+        return self._chan.approximate_depth() + self._buffer.qsize()
+
+    def empty(self) -> bool:
+        """Whether `qsize()` is 0 (approximate, as `qsize`)."""
+        return self.qsize() == 0
+
+    def full(self) -> bool:
+        """Whether a put would block now (never for an unbounded queue)."""
+        self._check_usable()
+        return self._slots is not None and self._slots.approximate_depth() >= self._maxsize
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
+
+    # ----------------------------------------------------------------------------------- end
+
+    def close(self) -> None:
+        """No more put or get in this process: the feeder flushes what is buffered and exits, then this
+        process's hold on the channels goes. Idempotent; also done when the queue is collected."""
+        self._closed = True
+        close, self._close = self._close, None
+        if close is not None:
+            close()
+        self._release()
+
+    def join_thread(self) -> None:
+        """Wait for the feeder thread to flush and exit; only after `close` (AssertionError before)."""
+        assert self._closed, f"Queue {self!r} not closed"
+        if self._jointhread is not None:
+            self._jointhread()
+
+    def cancel_join_thread(self) -> None:
+        """Do not wait for the feeder at process exit (its buffered items may then be lost)."""
+        self._joincancelled = True
+        if self._jointhread is not None:
+            self._jointhread.cancel()
+
+    def __repr__(self) -> str:
+        kind = f"{type(self).__module__}.{type(self).__qualname__}"
+        return f"<{kind} c_uid={self._hold.refs[0][0]} maxsize={self._maxsize}>"
+
+
+def _rebuild(cls: type[_T], maxsize: int, refs: list[tuple[int, str]]) -> _T:
+    """Unpickle a queue: attach to its channels with the references its pickling took."""
+    q = cls.__new__(cls)
+    q._setup(maxsize, _Hold(refs, owned=True))
+    return q
+
+
+def _feed(buffer: queue.SimpleQueue[object], stop: threading.Event, chan: Channel, hold: _Hold,
+          onerror: Callable[[BaseException, object], None]) -> None:
+    """The feeder thread: write everything `put` buffered with one `send_many` per batch, until told
+    to stop (then flush up to the stop mark and exit). Lets go of its use of `hold` when it ends."""
+    get, get_nowait, qsize, send_many = buffer.get, buffer.get_nowait, buffer.qsize, chan.send_many
+    try:
+        while True:
+            batch = [get()]
+            for _ in range(qsize()):
+                batch.append(get_nowait())
+            done = stop.is_set() and _STOP in batch
+            if done:
+                batch = batch[:batch.index(_STOP)]
+            try:
+                send_many(batch)  # type: ignore[arg-type]  # every item but _STOP is a message
+            except Exception as exc:
+                # The rest of the batch is lost, as the stdlib's feeder loses the item it failed on
+                # (their slots too, for a bounded queue). The causes: the channel was destroyed, or
+                # /dev/shm has no room for a side file.
+                if util.is_exiting():  # resources may go away under a daemon thread at exit
+                    return
+                onerror(exc, None)
+                if isinstance(exc, ChannelDestroyed):  # for good: nothing more can be sent
+                    return
+            if done:
+                return
+    finally:
+        hold.release()
+
+
+def _stop_feeder(buffer: queue.SimpleQueue[object], stop: threading.Event) -> None:
+    stop.set()
+    buffer.put(_STOP)
+
+
+def _join_feeder(ref: weakref.ReferenceType[threading.Thread]) -> None:
+    thread = ref()
+    if thread is not None:
+        thread.join()
+
+
+# --------------------------------------------------------------------------------------------- JoinableQueue
+
+
+class JoinableQueue(Queue):
+    """A `Queue` with `task_done` and `join`, as `multiprocessing.JoinableQueue`.
+
+    The count of unfinished tasks is the context's Semaphore, guarded by its Condition (as in the
+    stdlib), so a JoinableQueue pickles only while spawning a process.
+    """
+
+    def __init__(self, maxsize: int = 0, *, ctx: context.BaseContext) -> None:
+        super().__init__(maxsize, ctx=ctx)
+        self._set_extra(ctx.Condition(), ctx.Semaphore(0))
+
+    def _set_extra(self, cond: Any, unfinished: Any) -> None:
+        self._cond, self._unfinished_tasks = cond, unfinished
+
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        context.assert_spawning(self)  # before taking references that would otherwise leak
+        return (_rebuild_joinable, (type(self), self._maxsize, self._pickle_refs(), self._cond,
+                                    self._unfinished_tasks))
+
+    def put(self, obj: object, block: bool = True, timeout: float | None = None) -> None:
+        """As `Queue.put`; the item counts as an unfinished task until `task_done`."""
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
+        data = encode(obj)
+        if self._slots is not None:
+            self._take_slot(block, timeout)
+        with self._cond:  # counted before any consumer can see it
+            self._unfinished_tasks.release()
+            self._buffer.put(data)
+        if self._feeder is None:
+            self._start_feeder()
+
+    def task_done(self) -> None:
+        """One item got earlier is processed. ValueError if called more often than items were put."""
+        with self._cond:
+            if not self._unfinished_tasks.acquire(False):
+                raise ValueError("task_done() called too many times")
+            if self._unfinished_tasks._semlock._is_zero():
+                self._cond.notify_all()
+
+    def join(self) -> None:
+        """Block until every item put so far has been got and marked with `task_done`."""
+        with self._cond:
+            if not self._unfinished_tasks._semlock._is_zero():
+                self._cond.wait()
+
+
+def _rebuild_joinable(cls: type[JoinableQueue], maxsize: int, refs: list[tuple[int, str]], cond: Any,
+                     unfinished: Any) -> JoinableQueue:
+    q = _rebuild(cls, maxsize, refs)
+    q._set_extra(cond, unfinished)
+    return q
+
+
+# --------------------------------------------------------------------------------------------- SimpleQueue
+
+
+class SimpleQueue:
+    """`multiprocessing.SimpleQueue` on a channel: synchronous put (blocks while the channel is full),
+    get, empty, close. Pickles anywhere (see the module docstring)."""
+
+    def __init__(self, *, ctx: context.BaseContext) -> None:
+        """`ctx` as for the stdlib's SimpleQueue (unused: no locks needed). Brings a plain `python`
+        program's background runtime up as `Queue` does."""
+        self._setup(_Hold.create((QUEUE_CAPACITY, QUEUE_BLOCK_SIZE)))
+
+    def _setup(self, hold: _Hold) -> None:
+        self._hold = hold
+        self._chan = hold.chans[0]
+        self._closed = False
+        self._release = util.Finalize(self, hold.release, exitpriority=-10)
+
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        self._check_open()
+        return (_rebuild_simple, (self._hold.new_refs(),))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise OSError("handle is closed")  # what the stdlib's closed pipe raises
+
+    def put(self, obj: object) -> None:
+        """Pickle `obj` (raising what pickling raises) and send it; blocks while the channel is full."""
+        self._check_open()
+        self._chan.send(encode(obj))
+
+    def get(self) -> Any:
+        """Remove and return the oldest item, blocking while there is none."""
+        self._check_open()
+        return decode(self._chan.recv())
+
+    def empty(self) -> bool:
+        """Whether no item is waiting (approximate while other processes put or get)."""
+        self._check_open()
+        return self._chan.approximate_depth() == 0
+
+    def close(self) -> None:
+        """Let go of the channel in this process (later calls raise OSError). Idempotent."""
+        self._closed = True
+        self._release()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__module__}.{type(self).__qualname__} c_uid={self._hold.refs[0][0]}>"
+
+    def __class_getitem__(cls, item: Any) -> types.GenericAlias:
+        """`SimpleQueue[int]` in annotations, as the stdlib's."""
+        return types.GenericAlias(cls, item)
+
+
+def _rebuild_simple(refs: list[tuple[int, str]]) -> SimpleQueue:
+    q = SimpleQueue.__new__(SimpleQueue)
+    q._setup(_Hold(refs, owned=True))
+    return q

@@ -1,0 +1,105 @@
+"""Queue, SimpleQueue and JoinableQueue of the "dragon" start method on shared-memory channels (issue #5).
+
+mp_programs/queues.py exercises the queues in the style of CPython's `_TestQueue` and prints a JSON
+report; it runs under plain `python` with "spawn", under the real `dragon` command with "dragon", and
+under plain `python` with "dragon" (a background runtime of the program's own, which its first queue
+brings up). The part of the reports that must not depend on the method ("same") must agree. What the dragon
+queues do differently by design (dragon/_mp_queues.py) is checked per method. mp_programs/queue_kill.py
+SIGKILLs one of several consumers (under dragon only: the stdlib's Queue can wedge there).
+Timings are printed, not asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+
+from e2e_util import run_command
+
+MP_PROGRAMS: Final = Path(__file__).resolve().with_name("mp_programs")
+DRAGON: Final = str(Path(sys.executable).with_name("dragon"))
+
+
+async def _run(argv: list[str], tmp_path: Path) -> tuple[dict[str, Any], bytes]:
+    t0 = time.monotonic()
+    done = await run_command(argv, cwd=tmp_path, timeout_s=180)
+    print(f"{' '.join(Path(a).name for a in argv)}: {time.monotonic() - t0:.2f} s")
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report, done.stderr
+
+
+async def test_queue_semantics_as_under_spawn(tmp_path: Path) -> None:
+    prog = str(MP_PROGRAMS / "queues.py")
+    spawn, spawn_err = await _run([sys.executable, prog, "spawn"], tmp_path)
+    dragon, _ = await _run([DRAGON, prog, "dragon"], tmp_path)
+    background, _ = await _run([sys.executable, prog, "dragon"], tmp_path)  # the program's own runtime
+    assert background == dragon
+    assert dragon["same"] == spawn["same"]
+    same = dragon["same"]
+
+    basics = same["basics"]
+    assert (basics["empty_new"], basics["qsize_new"], basics["full_new"]) == (True, 0, False)
+    assert [basics[k] for k in ("get_nowait_empty", "get_timeout_empty", "get_nonblock_empty")] == ["Empty"] * 3
+    assert (basics["qsize_after_puts"], basics["empty_after_puts"], basics["fifo"]) == (9, False, True)
+    assert (basics["closed_put"], basics["closed_get"], basics["join_thread_before_close"]) == \
+        ("ValueError", "ValueError", "AssertionError")
+
+    bounded = same["bounded"]
+    assert (bounded["qsize"], bounded["full_at_max"], bounded["full_after"]) == (3, True, False)
+    assert [bounded[k] for k in ("put_nonblock", "put_nowait", "put_timeout")] == ["Full"] * 3
+    assert (bounded["get_timeout"], bounded["put_waited"], bounded["get_waited"]) == ("Empty", True, True)
+    assert (bounded["got"], bounded["refilled"]) == ([1, 2, 3], [0, 1, 2])
+
+    across = same["across"]
+    assert across["echo"] and across["echo_exit"] == 0
+    assert across["big_queue"] == across["big_simple"] == across["big_expected"]  # 1 MiB and 20 MiB
+    assert across["grandchild"] == [["grandchild", True], ["child", 0, True]]
+    assert across["late_attach"] == ["late", "hello"]
+
+    assert same["many"] == {"count": 6000, "unique": 6000, "all": True, "each_producer_in_order": True,
+                            "exits": [0] * 6}
+    assert same["simple"] == {"empty_new": True, "empty_after": False, "fifo": True, "unpicklable": "AttributeError",
+                              "after_unpicklable": "still works", "closed_get": "OSError"}
+    assert same["joinable"] == {"joined": True, "exit": 0, "too_many": "ValueError", "local": True}
+    assert same["pools"] == {"map": [x * x for x in range(10)], "imap": [0, 1, 4, 9, 16], "executor": [0, 1, 4, 9, 16]}
+
+    # By design: put pickles in the caller (the stdlib's feeder prints the error and drops the item),
+    # and a Queue pickles anywhere (the stdlib's only while spawning).
+    assert spawn["differs"] == {"unpicklable": {"raised": "", "next": "next"}, "pool_argument": "RuntimeError"}
+    assert b"Can't pickle local object" in spawn_err
+    assert dragon["differs"] == {"unpicklable": {"raised": "AttributeError", "next": "next"}, "pool_argument": "got 5"}
+    assert dragon["dragon"] == {"queue_in_queue": "through a queue inside a queue", "released": {
+        "item": "one", "alive_before": True, "gone_after_close": True, "gone_after_gc": True}}
+
+
+async def test_consumer_killed_mid_get_loses_at_most_its_item(tmp_path: Path) -> None:
+    report, _ = await _run([DRAGON, str(MP_PROGRAMS / "queue_kill.py"), "dragon"], tmp_path)
+    print(report)
+    assert report["victim"] == -9 and report["survivors"] == [0, 0]
+    assert report["victim_got"] >= 300 and report["survivors_got"] > 0
+    assert report["duplicates"] == 0
+    assert report["missing"] <= 1  # the item the victim had taken and not yet reported, if any
+    assert report["left_in_queue"] <= 1  # qsize's totals are one off if it died between two stores
+
+
+@pytest.mark.parametrize("first", ["import dragon", "import multiprocessing"])
+async def test_multiprocessing_queue_follows_the_start_method(first: str, tmp_path: Path) -> None:
+    """`multiprocessing.Queue()` & co. give the channel queues under "dragon" (in a plain python program
+    the first one brings the background runtime up), the stdlib's under "spawn", whichever of dragon
+    and multiprocessing is imported first."""
+    code = (f"{first}\n"
+            "import dragon, multiprocessing as mp, multiprocessing.queues as mq\n"
+            "ctx = mp.get_context('spawn')\n"
+            "assert type(ctx.Queue()) is mq.Queue and type(ctx.SimpleQueue()) is mq.SimpleQueue\n"
+            "mp.set_start_method('dragon')\n"
+            "made = [mp.Queue(), mp.SimpleQueue(), mp.JoinableQueue(), mp.get_context('dragon').Queue(3)]\n"
+            "print(*(type(q).__module__ for q in made))\n")
+    done = await run_command([sys.executable, "-c", code], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert done.stdout.split() == [b"dragon._mp_queues"] * 4
