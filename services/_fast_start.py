@@ -66,7 +66,8 @@ class ForkServer:
         self._sock: socket.socket | None = None
         self._key: tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]] | None = None
         self._booted = trio.Event()  # set once the boot ended, ready or not
-        self._boot_scope = trio.CancelScope()
+        self._delay_scope = trio.CancelScope()
+        self._starting = False  # the server process is being started (not cancellable: aclose waits)
         self._wanted = trio.Event()  # a start waits for the server: boot now, without the prestart delay
         self._broken = False
         self._lock = trio.Lock()
@@ -120,15 +121,16 @@ class ForkServer:
         """After `delay_s` (or as soon as a start wants it), start the server process and wait for its
         READY (bounded); on failure, never use it. `aclose` cancels it."""
         try:
-            with self._boot_scope:
-                with trio.move_on_after(delay_s):
-                    await self._wanted.wait()
-                if not self._broken:
+            with self._delay_scope, trio.move_on_after(delay_s):
+                await self._wanted.wait()
+            if not self._broken:
+                # Not cancelled halfway (a process started under a cancelled open_process, a socket
+                # closed under a waiter): bounded by REPLY_TIMEOUT_S, and `aclose` waits for it.
+                self._starting = True
+                with trio.CancelScope(shield=True):
                     await self._start_server(key, env)
         finally:
             self._booted.set()
-            if self._broken and self._proc is not None:  # closed while booting
-                await stop_process(self._proc)
 
     async def _start_server(self, key: tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]],
                             env: dict[str, str]) -> None:
@@ -195,7 +197,10 @@ class ForkServer:
         """Stop the server: close its socket, then SIGTERM (a server still importing would not see the
         end of file for a while), SIGKILL if need be."""
         self._broken = True
-        self._boot_scope.cancel()
+        self._delay_scope.cancel()
+        if self._starting:
+            with trio.CancelScope(shield=True), trio.move_on_after(REPLY_TIMEOUT_S):
+                await self._booted.wait()
         if self._sock is not None:
             trio.lowlevel.notify_closing(self._sock)
             self._sock.close()
