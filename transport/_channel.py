@@ -134,7 +134,7 @@ class Channel:
     __slots__ = (
         "name", "capacity", "block_size", "ring_bytes", "_mm", "_mv", "_w", "_ring", "_ringq",
         "_rfd", "_sfd", "_rlock", "_slock", "_closed", "_spin_s", "_side_seq", "_max_inline", "_slot",
-        "__weakref__",
+        "_held", "__weakref__",
     )
 
     def __init__(self, name: str, mm: mmap.mmap, rfd: int, sfd: int) -> None:
@@ -154,6 +154,7 @@ class Channel:
         self._slot = 8 + ((self.block_size + 7) & ~7)
         self._rfd, self._sfd = rfd, sfd
         self._rlock, self._slock = threading.Lock(), threading.Lock()
+        self._held: frozenset[int] = frozenset()  # fds whose flock this handle keeps (`hold_lock`)
         self._closed = False
         self._spin_s = SPIN_MAX_S
         self._side_seq = itertools.count()
@@ -321,11 +322,35 @@ class Channel:
     # Each `_op_*` runs with the direction's lock held and never blocks or awaits.
 
     def _lock(self, fd: int, blocking: bool) -> bool:
+        if fd in self._held:
+            return True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
         return True
+
+    def hold_lock(self, side: str) -> None:
+        """Keep the process-shared lock of one direction (`side` "send" or "recv") for as long as
+        this handle is open, for a channel that only this process sends on (or receives from): a
+        Pool's task channel has one sender, its result channel one receiver.
+
+        Each operation of that direction then skips two system calls (a flock and its release),
+        which in a process with other busy threads cost far more than their own time: each one lets
+        another thread take the GIL. Threads of this process still exclude each other as before.
+        Another process's operation of that direction blocks (or, without blocking, fails) until
+        this handle is closed or its process dies, when the kernel releases the lock. Idempotent.
+        """
+        fd = {"send": self._sfd, "recv": self._rfd}[side]
+        with self._slock if side == "send" else self._rlock:
+            self._check_open()
+            if fd not in self._held:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._held = self._held | {fd}
+
+    def _unlock(self, fd: int) -> None:
+        if fd not in self._held:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _op_put(self, payload: Buffer, flags: int) -> bool:
         """Append one record if there is room; False if the channel is full."""
@@ -573,7 +598,7 @@ class Channel:
                         if self._has_room(len(payload)):
                             continue  # room appeared: unregister and put, in the next round
                 finally:
-                    fcntl.flock(sfd, fcntl.LOCK_UN)
+                    self._unlock(sfd)
             if sent:
                 if w[_W_RWAIT]:
                     self._ring_bell(self._rfd)
@@ -587,7 +612,7 @@ class Channel:
                     with self._slock:
                         self._lock(sfd, True)
                         self._register(_W_STABLE, _W_SWAIT, -1)
-                        fcntl.flock(sfd, fcntl.LOCK_UN)
+                        self._unlock(sfd)
                 raise
 
     def send_many(self, messages: Sequence[Buffer], timeout: float | None = None) -> None:
@@ -606,7 +631,7 @@ class Channel:
                     try:
                         i = self._op_put_many(prepared, i)
                     finally:
-                        fcntl.flock(self._sfd, fcntl.LOCK_UN)
+                        self._unlock(self._sfd)
                 if self._w[_W_RWAIT]:
                     self._ring_bell(self._rfd)
                 if i < len(prepared):  # full: wait for room as `send` does, for this one message
@@ -626,7 +651,7 @@ class Channel:
             try:
                 taken = self._op_take_many(max_messages - 1)
             finally:
-                fcntl.flock(self._rfd, fcntl.LOCK_UN)
+                self._unlock(self._rfd)
         if taken and self._w[_W_SWAIT]:
             self._ring_bell(self._sfd)
         out.extend(self._read_side_file(data) if flags else data for data, flags in taken)
@@ -644,12 +669,15 @@ class Channel:
         if self._closed:
             self._check_open()
         rfd = self._rfd
+        flock = rfd not in self._held
         with self._rlock:
-            fcntl.flock(rfd, fcntl.LOCK_EX)
+            if flock:
+                fcntl.flock(rfd, fcntl.LOCK_EX)
             try:
                 taken = self._op_take()
             finally:
-                fcntl.flock(rfd, fcntl.LOCK_UN)
+                if flock:
+                    fcntl.flock(rfd, fcntl.LOCK_UN)
         if taken is not None:
             return self._finish_take(taken)
         w = self._w
@@ -677,7 +705,7 @@ class Channel:
             try:
                 got = self._op_take()
             finally:
-                fcntl.flock(rfd, fcntl.LOCK_UN)
+                self._unlock(rfd)
         return None if got is None else self._finish_take(got)
 
     def _finish_take(self, got: tuple[bytes, int]) -> bytes:
@@ -703,7 +731,7 @@ class Channel:
                             self._register(_W_RTABLE, _W_RWAIT, -1)
                             continue
                 finally:
-                    fcntl.flock(rfd, fcntl.LOCK_UN)
+                    self._unlock(rfd)
             if got is not None:
                 return self._finish_take(got)
             try:
@@ -713,7 +741,7 @@ class Channel:
                 with self._rlock:
                     self._lock(rfd, True)
                     self._register(_W_RTABLE, _W_RWAIT, -1)
-                    fcntl.flock(rfd, fcntl.LOCK_UN)
+                    self._unlock(rfd)
 
     def _sleep(self, fd: int, deadline: float | None, timed_out: Callable[[], ChannelError]) -> None:
         """Sleep until the doorbell `fd` rings (consuming one ring), the deadline, or SAFETY_WAKE_S."""

@@ -20,7 +20,6 @@ cancelled `send` has either put its message in or not at all.
 
 from __future__ import annotations
 
-import fcntl
 import threading
 
 import trio
@@ -96,9 +95,8 @@ class TrioChannel(trio.abc.Channel[bytes]):
             self._check_open()
             backoff = min(max(backoff * 2, 20e-6), _BACKOFF_MAX_S)
 
-    @staticmethod
-    def _release(fd: int, tlock: threading.Lock) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+    def _release(self, fd: int, tlock: threading.Lock) -> None:
+        self._core._unlock(fd)
         tlock.release()
 
     def _unregister(self, fd: int, tlock: threading.Lock, table: int, count: int) -> None:
@@ -110,7 +108,7 @@ class TrioChannel(trio.abc.Channel[bytes]):
             try:
                 self._core._register(table, count, -1)
             finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                self._core._unlock(fd)
 
     # ------------------------------------------------------------------------ receive
 
@@ -291,7 +289,7 @@ class TrioChannel(trio.abc.Channel[bytes]):
                 try:
                     sent = core._op_put(payload, flags)
                 finally:
-                    fcntl.flock(core._sfd, fcntl.LOCK_UN)
+                    core._unlock(core._sfd)
         except BaseException:
             core._discard(payload, flags)
             raise

@@ -7,6 +7,7 @@ import collections
 import os
 import random
 import stat
+import threading
 
 import pytest
 from chan_names import fresh_name, destroy_leftover
@@ -347,3 +348,42 @@ def test_behaves_like_a_bounded_deque(script: list[tuple[str, int]]) -> None:
     finally:
         destroy_leftover(name)
     assert entries(name) == []
+
+
+# ------------------------------------------------------------------------------------- held locks
+
+
+@pytest.mark.parametrize("side", ["send", "recv"])
+def test_held_lock_excludes_other_handles_until_closed(name: str, side: str) -> None:
+    """`hold_lock`: the holder's operations of that direction work as before; another handle's wait
+    (as another process's would) until the holder closes, then go through."""
+    with Channel.create(name, capacity=8) as holder, Channel.attach(name) as other:
+        holder.hold_lock(side)
+        holder.hold_lock(side)  # idempotent
+        holder.send(b"a")
+        assert holder.recv() == b"a"
+        holder.send_many([b"b", b"c"])
+        assert holder.recv_many(5) == [b"b", b"c"]
+        outcome: list[bytes | None] = []
+        op = (lambda: outcome.append(other.send(b"d"))) if side == "send" else (lambda: outcome.append(other.recv()))
+        if side == "recv":
+            holder.send(b"d")
+        worker = threading.Thread(target=op, daemon=True)
+        worker.start()
+        worker.join(0.3)
+        assert worker.is_alive() and outcome == []  # blocked on the held lock (the message is there)
+        holder.close()
+        worker.join(10)
+        assert not worker.is_alive()
+        if side == "send":
+            assert other.recv() == b"d"
+        else:
+            assert outcome == [b"d"]
+
+
+def test_hold_lock_on_closed_handle(name: str) -> None:
+    ch = Channel.create(name, capacity=2)
+    ch.close()
+    with pytest.raises(ChannelError, match="closed"):
+        ch.hold_lock("recv")
+    Channel.attach(name).destroy()
