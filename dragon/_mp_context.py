@@ -5,18 +5,21 @@
 the "spawn" context with another `Process._Popen`: `DragonPopen` (`dragon._mp_popen`) pickles what
 spawn pickles and asks Global Services to start `python -c <dragon._mp_child>`, which receives the
 pickle in its GSPingProc handshake. `Queue`, `SimpleQueue` and `JoinableQueue` run on the runtime's
-shared-memory channels (`dragon._mp_queues`). Everything else (locks, shared ctypes, Pool, Manager)
-is the standard library's, working as under spawn.
+shared-memory channels (`dragon._mp_queues`), and so do the task and result queues of `Pool`
+(`dragon._mp_pool`). Everything else (locks, shared ctypes, Manager, Pipe) is the standard
+library's, working as under spawn.
 
 Two pieces of routing make the channel queues what programs get:
-* `multiprocessing.Queue()` (and SimpleQueue, JoinableQueue) are methods of the default context
-  that build the stdlib classes themselves, whatever the start method; `route_default_queues` makes
+* `multiprocessing.Queue()` (and SimpleQueue, JoinableQueue, Pool) are methods of the default context
+  that build the stdlib classes themselves, whatever the start method; `route_default_methods` makes
   them ask the current context instead (for "spawn", "fork" and "forkserver" that is the same call as
   before), so after `set_start_method("dragon")` they return ours.
-* `multiprocessing.pool` and `concurrent.futures.process` keep the stdlib's `SimpleQueue`: they wait
-  for its pipe's fd with `multiprocessing.connection.wait` (beside process sentinels) and use its
-  private `_reader`, `_writer` and `_rlock`. A channel has no fd that is readable exactly while it
-  holds a message, so their SimpleQueues are pipes, as under spawn.
+* `multiprocessing.pool` and `concurrent.futures.process` keep the stdlib's `SimpleQueue` for what
+  they build themselves (a Pool's change notifier, `multiprocessing.pool.Pool(context=...)` called
+  directly, ProcessPoolExecutor): they wait for its pipe's fd with `multiprocessing.connection.wait`
+  (beside process sentinels) and use its private `_reader`, `_writer` and `_rlock`. A channel has no
+  fd that is readable exactly while it holds a message, so their SimpleQueues are pipes, as under
+  spawn.
 
 Differences from the reference (spec §7.3): `Process.pid` is the real OS pid, and `p_uid` is an
 extra attribute; `sentinel` is a real fd (a pidfd) that `multiprocessing.connection.wait` accepts.
@@ -31,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from dragon._mp_popen import DragonPopen
-    from dragon import _mp_queues
+    from dragon import _mp_pool, _mp_queues
 
 PIPE_QUEUE_USERS: Final = frozenset({"multiprocessing.pool", "concurrent.futures.process"})
 """Modules whose `ctx.SimpleQueue()` gets the stdlib's pipe queue (see the module docstring)."""
@@ -73,8 +76,9 @@ class DragonContext(context.SpawnContext):
 
     def __init__(self) -> None:
         """Made once, when "dragon" is registered (`dragon._mp_hook`): that is when the default
-        context's queue methods start following the current start method (`route_default_queues`)."""
-        route_default_queues(context._default_context, sys.modules.get("multiprocessing"))
+        context's queue and pool methods start following the current start method
+        (`route_default_methods`)."""
+        route_default_methods(context._default_context, sys.modules.get("multiprocessing"))
 
     def Queue(self, maxsize: int = 0) -> _mp_queues.Queue:  # type: ignore[override]
         """A `multiprocessing.Queue` on a shared-memory channel (`dragon._mp_queues.Queue`)."""
@@ -88,6 +92,13 @@ class DragonContext(context.SpawnContext):
 
         return JoinableQueue(maxsize, ctx=self.get_context())
 
+    def Pool(self, processes: int | None = None, initializer: Any = None, initargs: Any = (),
+             maxtasksperchild: int | None = None) -> _mp_pool.Pool:
+        """A `multiprocessing.Pool` whose task and result queues are channels (`dragon._mp_pool`)."""
+        from dragon._mp_pool import Pool
+
+        return Pool(processes, initializer, initargs, maxtasksperchild, context=self.get_context())
+
     def SimpleQueue(self) -> Any:  # either class, see below
         """A `multiprocessing.SimpleQueue` on a shared-memory channel; the stdlib's pipe queue when
         `multiprocessing.pool` or `concurrent.futures.process` asks (see the module docstring)."""
@@ -98,17 +109,18 @@ class DragonContext(context.SpawnContext):
         return SimpleQueue(ctx=self.get_context())
 
 
-def route_default_queues(default: context.DefaultContext, package: Any) -> None:
-    """Make `default`'s Queue, SimpleQueue and JoinableQueue (and the `multiprocessing` package's names
-    for them, if already bound) call the same method of the current context.
+def route_default_methods(default: context.DefaultContext, package: Any) -> None:
+    """Make `default`'s Queue, SimpleQueue, JoinableQueue and Pool (and the `multiprocessing` package's
+    names for them, if already bound) call the same method of the current context.
 
-    `BaseContext.Queue` builds `multiprocessing.queues.Queue` with the current context as an argument,
-    so the default context's methods would give stdlib queues under "dragon" too. The package binds
+    `BaseContext.Queue` builds `multiprocessing.queues.Queue` with the current context as an argument
+    (and `BaseContext.Pool` builds `multiprocessing.pool.Pool`), so the default context's methods
+    would give the stdlib classes under "dragon" too. The package binds
     its names to the default context's methods when it is first imported: routing before that (from
     the import hook on `multiprocessing.context`) or rebinding them after it covers both orders of
     `import dragon` and `import multiprocessing`.
     """
-    for name in ("Queue", "SimpleQueue", "JoinableQueue"):
+    for name in ("Queue", "SimpleQueue", "JoinableQueue", "Pool"):
         routed = _routed(default, name)
         setattr(default, name, routed)
         current = getattr(package, name, None) if package is not None else None

@@ -93,6 +93,7 @@ the queue (277 MB when full at this size), where the stdlib's semaphore takes no
 PROTOCOL: Final = pickle.HIGHEST_PROTOCOL
 
 _T = TypeVar("_T", bound="Queue")
+_S = TypeVar("_S", bound="SimpleQueue")
 R = TypeVar("R", bound=Response)
 T = TypeVar("T")
 _STOP: Final = object()  # tells a feeder thread to flush and exit (every other item is a message)
@@ -225,6 +226,14 @@ def _drop_ref(c_uid: int) -> None:
         pass
 
 
+def _destroy(c_uid: int) -> None:
+    """Destroy channel `c_uid` whatever references are left; quiet if it (or the runtime) is gone."""
+    try:
+        connection().call(GSChannelDestroy(p_uid=0, r_c_uid=0, c_uid=c_uid), GSChannelDestroyResponse)
+    except DragonError:
+        pass
+
+
 class _Hold:
     """This process's hold on a queue's channels: a transport handle on each and, unless `owned` is
     False, one GS reference to each.
@@ -287,6 +296,17 @@ class _Hold:
             last = self._users == 0
         if last:
             self._let_go()
+
+    def destroy(self) -> None:
+        """End the channels for every process now, whatever references others still hold (for
+        channels only their maker's own helpers use, such as a Pool's); this process's handles are
+        closed too. Only in the process that made the hold; idempotent."""
+        for chan in self.chans:
+            chan.close()
+        if self._owned and self._pid == os.getpid():
+            for c_uid, _ in self.refs:
+                _destroy(c_uid)
+            self._owned = False  # nothing left to give back
 
     def _let_go(self) -> None:
         for chan in self.chans:
@@ -614,7 +634,7 @@ class SimpleQueue:
 
     def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         self._check_open()
-        return (_rebuild_simple, (self._hold.new_refs(),))
+        return (_rebuild_simple, (type(self), self._hold.new_refs()))
 
     def _check_open(self) -> None:
         if self._closed:
@@ -640,6 +660,37 @@ class SimpleQueue:
         self._closed = True
         self._release()
 
+    # For `dragon._mp_pool`, whose process is the only sender of one queue and the only receiver of
+    # the other, and which ends both queues itself.
+
+    def _hold_lock(self, side: str) -> None:
+        """This process is the channel's only sender ("send") or receiver ("recv"): `Channel.hold_lock`."""
+        self._chan.hold_lock(side)
+
+    def _no_spin(self) -> None:
+        """Receive without spinning first (`Channel.limit_spin`)."""
+        self._chan.limit_spin(0)
+
+    def _take_nowait(self) -> bytes:
+        """One message as it is (not decoded); ChannelEmpty if there is none."""
+        return self._chan.recv_nowait()
+
+    def _take_many(self, limit: int, timeout: float | None = None) -> list[bytes]:
+        """Up to `limit` waiting messages as they are (not decoded): with `timeout` None waits for the
+        first one; with 0 takes only what is there (maybe nothing)."""
+        if timeout is None:
+            return self._chan.recv_many(limit)
+        try:
+            return self._chan.recv_many(limit, 0)
+        except ChannelEmpty:
+            return []
+
+    def _destroy(self) -> None:
+        """End the channel for every process (see `_Hold.destroy`); this handle is closed."""
+        self._closed = True
+        self._hold.destroy()
+        self._release()  # the exit finalizer has nothing left to do
+
     def __repr__(self) -> str:
         return f"<{type(self).__module__}.{type(self).__qualname__} c_uid={self._hold.refs[0][0]}>"
 
@@ -648,7 +699,7 @@ class SimpleQueue:
         return types.GenericAlias(cls, item)
 
 
-def _rebuild_simple(refs: list[tuple[int, str]]) -> SimpleQueue:
-    q = SimpleQueue.__new__(SimpleQueue)
+def _rebuild_simple(cls: type[_S], refs: list[tuple[int, str]]) -> _S:
+    q = cls.__new__(cls)
     q._setup(_Hold(refs, owned=True))
     return q

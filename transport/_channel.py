@@ -74,6 +74,7 @@ SAFETY_WAKE_S: Final = 1.0  # a sleeper looks again at least this often, whateve
 WAITER_SLOTS: Final = 60  # processes that can be registered as waiting, per direction
 SPIN_MAX_S: Final = 50e-6  # longest adaptive spin of a blocking receive before it sleeps
 SPIN_MIN_S: Final = 2e-6
+LOCK_SPIN_S: Final = 20e-6  # longest retrying of a taken flock before sleeping on it (see `_lock`)
 
 # Header words (u64). Words written by different parties sit on different 64-byte lines.
 _W_MAGIC, _W_CAPACITY, _W_BLOCK, _W_RING = 0, 2, 3, 4
@@ -133,7 +134,7 @@ class Channel:
 
     __slots__ = (
         "name", "capacity", "block_size", "ring_bytes", "_mm", "_mv", "_w", "_ring", "_ringq",
-        "_rfd", "_sfd", "_rlock", "_slock", "_closed", "_spin_s", "_side_seq", "_max_inline", "_slot",
+        "_rfd", "_sfd", "_rlock", "_slock", "_closed", "_spin_s", "_spin_cap", "_side_seq", "_max_inline", "_slot",
         "_held", "__weakref__",
     )
 
@@ -156,7 +157,7 @@ class Channel:
         self._rlock, self._slock = threading.Lock(), threading.Lock()
         self._held: frozenset[int] = frozenset()  # fds whose flock this handle keeps (`hold_lock`)
         self._closed = False
-        self._spin_s = SPIN_MAX_S
+        self._spin_s = self._spin_cap = SPIN_MAX_S
         self._side_seq = itertools.count()
 
     # ----------------------------------------------------------------------------- life cycle
@@ -322,12 +323,27 @@ class Channel:
     # Each `_op_*` runs with the direction's lock held and never blocks or awaits.
 
     def _lock(self, fd: int, blocking: bool) -> bool:
+        """Take a direction's flock (True), or, not `blocking`, False if another process holds it.
+
+        A holder keeps it for a few microseconds, so a blocking take first retries for up to
+        LOCK_SPIN_S before it sleeps in the kernel: sleeping there and being woken costs each side a
+        context switch, many times the wait (two Pool workers sending results, for one)."""
         if fd in self._held:
             return True
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
         except BlockingIOError:
-            return False
+            if not blocking:
+                return False
+        end = time.perf_counter() + LOCK_SPIN_S
+        while time.perf_counter() < end:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                pass
+        fcntl.flock(fd, fcntl.LOCK_EX)
         return True
 
     def hold_lock(self, side: str) -> None:
@@ -347,6 +363,13 @@ class Channel:
             if fd not in self._held:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 self._held = self._held | {fd}
+
+    def limit_spin(self, max_s: float) -> None:
+        """Spin at most `max_s` seconds (0: not at all) before a blocking receive on this handle
+        sleeps. A thread spins holding the GIL, so a receiver whose process has other busy threads
+        (a Pool's result thread) should not: they would wait for it instead of working."""
+        self._spin_cap = max(0.0, min(max_s, SPIN_MAX_S))
+        self._spin_s = min(self._spin_s, self._spin_cap)
 
     def _unlock(self, fd: int) -> None:
         if fd not in self._held:
@@ -483,6 +506,8 @@ class Channel:
             w[slot + 1] += delta
             if w[slot + 1] == 0:
                 w[slot] = 0
+        elif delta > 0 and not any(owners):  # nobody else is registered (the usual case): no pruning
+            w[table], w[table + 1] = pid, delta
         elif delta > 0:
             free = -1
             for i, owner in enumerate(owners):
@@ -672,7 +697,10 @@ class Channel:
         flock = rfd not in self._held
         with self._rlock:
             if flock:
-                fcntl.flock(rfd, fcntl.LOCK_EX)
+                try:
+                    fcntl.flock(rfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    self._lock(rfd, True)
             try:
                 taken = self._op_take()
             finally:
@@ -687,21 +715,25 @@ class Channel:
         spin_end = time.perf_counter() + self._spin_s
         while time.perf_counter() < spin_end:
             if w[_W_HEAD] != w[_W_TAIL] or w[_W_CLOSED]:
-                got = self._recv_once()
+                got = self._recv_once(False)
                 if got is not None:
-                    self._spin_s = min(SPIN_MAX_S, self._spin_s * 2)
+                    self._spin_s = min(self._spin_cap, self._spin_s * 2)
                     return got
-        self._spin_s = max(SPIN_MIN_S, self._spin_s / 2)
+        self._spin_s = max(min(SPIN_MIN_S, self._spin_cap), self._spin_s / 2)
         return self._recv_sleeping(timeout)
 
     def recv_nowait(self) -> bytes:
         """Receive without blocking; ChannelEmpty if there is no message."""
         return self.recv(0)
 
-    def _recv_once(self) -> bytes | None:
+    def _recv_once(self, blocking: bool = True) -> bytes | None:
+        """One try: the oldest message, or None if there is none (or, not `blocking`, if another
+        receiver holds the lock: a spinning receiver then goes on spinning instead of sleeping in
+        the kernel until that one is done, which costs two context switches)."""
         rfd = self._rfd
         with self._rlock:
-            self._lock(rfd, True)
+            if not self._lock(rfd, blocking):
+                return None
             try:
                 got = self._op_take()
             finally:

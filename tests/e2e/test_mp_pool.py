@@ -1,0 +1,55 @@
+"""Pool of the "dragon" start method, its task and result queues on channels (dragon/_mp_pool.py, issue #5).
+
+mp_programs/pool_channels.py runs under plain `python` with "spawn", under the real `dragon` command
+with "dragon", and under plain `python` with "dragon" (the program's own background runtime). The
+part of the reports that must not depend on the method must agree; what only the channel pool does
+is checked under dragon. (mp_programs/pool_manager.py covers the rest of the Pool API, see
+test_mp_start_method.py.) Timings are printed, not asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Final
+
+from e2e_util import run_command
+
+PROG: Final = str(Path(__file__).resolve().with_name("mp_programs") / "pool_channels.py")
+DRAGON: Final = str(Path(sys.executable).with_name("dragon"))
+
+
+async def _run(argv: list[str], tmp_path: Path) -> dict[str, Any]:
+    t0 = time.monotonic()
+    done = await run_command(argv, cwd=tmp_path, timeout_s=180)
+    print(f"{' '.join(Path(a).name for a in argv)}: {time.monotonic() - t0:.2f} s")
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+async def test_pool_on_channels_as_under_spawn(tmp_path: Path) -> None:
+    spawn = await _run([sys.executable, PROG, "spawn"], tmp_path)
+    dragon = await _run([DRAGON, PROG, "dragon"], tmp_path)
+    background = await _run([sys.executable, PROG, "dragon"], tmp_path)
+    assert dragon["same"] == spawn["same"] == background["same"]
+    same = dragon["same"]
+    assert same["map1"] and same["map_async"] == [x * x for x in range(10)]
+    assert same["imap_chunked"] == [x * x for x in range(7)] and same["initializer"] == [7]
+    assert same["big"] == [1 << 20, 3 << 20, 10]
+    assert same["callbacks"] == [["9", "[25, 36]"], ["KeyError(4)"]]
+    assert same["unpicklable_result"] == "MaybeEncodingError"
+    assert same["streamed"] == [1, 4, 9]
+    assert same["terminate_fast"] and same["terminated_workers"] == [True, True]
+
+
+async def test_pool_channels_survive_killed_workers_and_end_with_the_pool(tmp_path: Path) -> None:
+    report = (await _run([DRAGON, PROG, "dragon"], tmp_path))["dragon"]
+    assert report["type"] == "dragon._mp_pool.Pool" and report["plain_mp_Pool"] == "dragon._mp_pool"
+    assert report["channels_while_running"] == [True, True]
+    assert report["after_kill"]
+    assert report["channels_after_join"] == [True, True]
+    assert report["channels_after_terminate"] == [False, False]
+    assert report["direct"] == ["multiprocessing.queues", [0, 1, 4, 9, 16]]
