@@ -29,8 +29,12 @@ from __future__ import annotations
 
 import os
 import sys
+import functools
 from multiprocessing import context, process
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
+
+from dragon import _mp_hook
 
 if TYPE_CHECKING:
     from dragon._mp_popen import DragonPopen
@@ -79,6 +83,7 @@ class DragonContext(context.SpawnContext):
         context's queue and pool methods start following the current start method
         (`route_default_methods`)."""
         route_default_methods(context._default_context, sys.modules.get("multiprocessing"))
+        _mp_hook.after_import("multiprocessing.spawn", keep_other_children_working)
 
     def Queue(self, maxsize: int = 0) -> _mp_queues.Queue:  # type: ignore[override]
         """A `multiprocessing.Queue` on a shared-memory channel (`dragon._mp_queues.Queue`)."""
@@ -135,3 +140,34 @@ def _routed(default: context.DefaultContext, name: str) -> Any:
     method.__name__ = method.__qualname__ = name
     method.__doc__ = getattr(context.BaseContext, name).__doc__
     return method
+
+
+def keep_other_children_working(spawn: ModuleType) -> None:
+    """Wrap `multiprocessing.spawn.get_preparation_data`, so that a child of another start method
+    ("spawn", "forkserver") started while "dragon" is the global one does not get "dragon" as its
+    start method in its preparation data. Such a child is a plain interpreter, where "dragon" is
+    no start method before its main module imports dragon, and it would die in `prepare` with
+    "cannot find context for 'dragon'". Without it, the child's start method is its own (which
+    multiprocessing's bootstrap sets anyway), as for a child of "spawn" made by any other parent.
+    The children of "dragon" get the stdlib's data as it is (`preparation_data`)."""
+    original = spawn.get_preparation_data
+    if hasattr(original, "__wrapped__"):
+        return
+
+    @functools.wraps(original)
+    def get_preparation_data(name: str) -> dict[str, Any]:
+        data: dict[str, Any] = original(name)
+        if data.get("start_method") == "dragon":
+            del data["start_method"]
+        return data
+
+    setattr(spawn, "get_preparation_data", get_preparation_data)
+
+
+def preparation_data(name: str) -> dict[str, Any]:
+    """spawn's preparation data for a child of "dragon": the stdlib's own, "dragon" included."""
+    from multiprocessing import spawn
+
+    get = spawn.get_preparation_data
+    data: dict[str, Any] = getattr(get, "__wrapped__", get)(name)
+    return data

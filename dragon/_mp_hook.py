@@ -4,13 +4,14 @@
 is added to its table of start methods at once; otherwise a one-shot import hook adds it right after
 `multiprocessing.context` is first executed. Either way `multiprocessing.set_start_method("dragon")`
 and `multiprocessing.get_context("dragon")` work, and a program that never uses multiprocessing pays
-nothing (importing `multiprocessing.context` costs about 8 ms).
+nothing (importing `multiprocessing.context` costs about 8 ms). `after_import` is the same one-shot
+hook for any module (`dragon._mp_context` uses it for `multiprocessing.spawn`).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.machinery import ModuleSpec, PathFinder
 from types import ModuleType
 from typing import Final
@@ -20,11 +21,17 @@ MP_CONTEXT: Final = "multiprocessing.context"
 
 def install() -> None:
     """Make "dragon" a start method of multiprocessing, now or when multiprocessing is imported."""
-    module = sys.modules.get(MP_CONTEXT)
+    after_import(MP_CONTEXT, _register)
+
+
+def after_import(name: str, callback: Callable[[ModuleType], None]) -> None:
+    """Call `callback(module)` once module `name` is imported: now if it is, else right after it is
+    first executed (a one-shot import hook). Once per (name, callback)."""
+    module = sys.modules.get(name)
     if module is not None:
-        _register(module)
-    elif not any(isinstance(f, _ContextFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _ContextFinder())
+        callback(module)
+    elif not any(isinstance(f, _Finder) and (f.name, f.callback) == (name, callback) for f in sys.meta_path):
+        sys.meta_path.insert(0, _Finder(name, callback))
 
 
 def _register(module: ModuleType) -> None:
@@ -35,12 +42,15 @@ def _register(module: ModuleType) -> None:
         contexts["dragon"] = DragonContext()
 
 
-class _ContextFinder:
-    """Finds `multiprocessing.context` as usual, and registers "dragon" after it is executed."""
+class _Finder:
+    """Finds module `name` as usual, and calls `callback` with it after it is executed."""
+
+    def __init__(self, name: str, callback: Callable[[ModuleType], None]) -> None:
+        self.name, self.callback = name, callback
 
     def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
                   ) -> ModuleSpec | None:
-        if fullname != MP_CONTEXT:
+        if fullname != self.name:
             return None
         try:
             sys.meta_path.remove(self)  # one-shot
@@ -49,15 +59,16 @@ class _ContextFinder:
         spec = PathFinder.find_spec(fullname, path, target)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        spec.loader = _RegisteringLoader(spec.loader)  # type: ignore[assignment]  # duck-typed Loader
+        spec.loader = _CallingLoader(spec.loader, self.callback)  # type: ignore[assignment]  # duck-typed
         return spec
 
 
-class _RegisteringLoader:
-    """Wraps the loader of `multiprocessing.context`: runs the module, then registers "dragon"."""
+class _CallingLoader:
+    """Wraps a module's loader: runs the module, then calls the callback with it."""
 
-    def __init__(self, loader: object) -> None:
+    def __init__(self, loader: object, callback: Callable[[ModuleType], None]) -> None:
         self._loader = loader
+        self._callback = callback
 
     def create_module(self, spec: ModuleSpec) -> ModuleType | None:
         create = getattr(self._loader, "create_module", None)
@@ -65,7 +76,7 @@ class _RegisteringLoader:
 
     def exec_module(self, module: ModuleType) -> None:
         self._loader.exec_module(module)  # type: ignore[attr-defined]
-        _register(module)
+        self._callback(module)
 
     def __getattr__(self, name: str) -> object:  # get_source, get_filename, ... for tracebacks and inspect
         return getattr(self._loader, name)

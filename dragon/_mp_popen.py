@@ -35,6 +35,7 @@ from typing import Any, Final
 from dragon._gs_client import connection
 from dragon._gs_process import _NOT_INHERITED
 from dragon._mp_child import CHILD_MAIN, _exit_sentinel
+from dragon._mp_context import preparation_data
 from dragon.descriptors import ArgMode, ProcessOptions
 from dragon.errors import ProcessSignalFailed, ProcessStartFailed, UnknownProcess
 from dragon.messages import (
@@ -82,7 +83,7 @@ class DragonPopen:
         client = connection(start_runtime=True)
         tracker_fd = resource_tracker.getfd()
         header = {"format": FORMAT, "parent_pid": os.getpid(), "tracker_fd": tracker_fd}
-        prep_data = spawn.get_preparation_data(process_obj._name)  # type: ignore[attr-defined]
+        prep_data = preparation_data(process_obj._name)  # type: ignore[attr-defined]
         fp = io.BytesIO()
         set_spawning_popen(self)  # type: ignore[arg-type]  # any Popen with DupFd/duplicate_for_child
         try:

@@ -101,6 +101,27 @@ async def test_import_dragon_registers_the_method_without_trio(first: str) -> No
     assert done.stdout.split() == [b"True", b"dragon", b"dragon", b"False"]
 
 
+async def test_other_start_methods_beside_dragon_as_the_global_one(tmp_path: Path) -> None:
+    """With "dragon" the global start method, children of "spawn", "forkserver" and "fork" work and
+    report their own method (a plain spawn child knows no "dragon" before it imports dragon)."""
+    prog = tmp_path / "mixed.py"
+    prog.write_text("import dragon, multiprocessing as mp\n"
+                    "def report(conn):\n"
+                    "    conn.send(mp.get_start_method())\n"
+                    "if __name__ == '__main__':\n"
+                    "    mp.set_start_method('dragon')\n"
+                    "    out = []\n"
+                    "    for method in ('spawn', 'forkserver', 'fork', 'dragon'):\n"
+                    "        ctx = mp.get_context(method)\n"
+                    "        r, w = ctx.Pipe(duplex=False)\n"
+                    "        p = ctx.Process(target=report, args=(w,))\n"
+                    "        p.start(); w.close(); out.append(r.recv()); p.join()\n"
+                    "    print(' '.join(out), mp.get_start_method())\n")
+    done = await run_dragon(str(prog), cwd=tmp_path, timeout_s=120)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert done.stdout.split() == [b"spawn", b"forkserver", b"fork", b"dragon", b"dragon"]
+
+
 async def test_many_processes_started_and_joined(tmp_path: Path) -> None:
     prog = tmp_path / "many.py"
     prog.write_text("import dragon, json, multiprocessing as mp, time\n"
