@@ -7,7 +7,13 @@ spawn pickles and asks Global Services to start `python -c <dragon._mp_child>`, 
 pickle in its GSPingProc handshake. `Queue`, `SimpleQueue` and `JoinableQueue` run on the runtime's
 shared-memory channels (`dragon._mp_queues`), and so do the task and result queues of `Pool`
 (`dragon._mp_pool`). Everything else (locks, shared ctypes, Manager, Pipe) is the standard
-library's, working as under spawn.
+library's, working as under spawn. Two of those are choices, not gaps:
+* `Pipe()` stays a socketpair. A `Connection` must have an fd that `multiprocessing.connection.wait`
+  (and selectors) can watch, readable exactly while a message waits; a channel would need a byte
+  written to such an fd per message, which is the same system call per message a socket costs, so
+  a channel Pipe could only be slower for the small messages pipes mostly carry.
+* Locks, Semaphores, Conditions, Events and Barriers stay POSIX semaphores: an uncontended one is an
+  atomic operation in the process, which nothing that goes through a channel can match.
 
 Two pieces of routing make the channel queues what programs get:
 * `multiprocessing.Queue()` (and SimpleQueue, JoinableQueue, Pool) are methods of the default context

@@ -29,12 +29,25 @@ have to be real ones.
 Waiting without busy-waiting (an eventcount, see notes/ipc-costs.md §Sleepers). A receiver that finds
 the ring empty registers in the header's waiter table under the receive lock, issues a full fence,
 looks again, and only then sleeps in poll(2) on the ``rbell`` FIFO. A sender publishes ``head``, leaves
-its lock (a system call, hence a full barrier), and writes one byte to ``rbell`` if any receiver is
-registered. One of the two always sees the other, so no wake-up is lost; a byte nobody needed only
-causes one spurious, harmless wake. Senders waiting for room work the same way on ``sbell``. The
+its lock (a system call, hence a full barrier; a handle that keeps its lock issues a fence instead),
+and writes one byte to ``rbell`` if any receiver is registered. One of the two always sees the other,
+so no wake-up is lost; a byte nobody needed only causes one spurious, harmless wake. Senders waiting
+for room work the same way on ``sbell``, with one refinement: a sender waits for a given amount of
+room (``SWANT``, the least any registered sender wants), and receivers ring only once there is that
+much. A batch (`send_many`) asks for room for the rest of it, up to half the ring, so a producer
+ahead of its consumer is woken once per half ring instead of once per message taken (each wake a
+write(2) in the consumer and a sleep in the producer); a single `send` asks for its own room only. The
 blocking face also spins briefly (adaptively, a few tens of µs at most) before sleeping, which removes
 the system calls from a ping-pong between two busy processes. Every sleep is also capped at
 `SAFETY_WAKE_S`, after which the waiter simply looks again.
+
+Kept locks. A handle may keep a direction's flock between operations, which takes two system calls
+off each (half the cost of a small message): for good (`hold_lock`, for a channel one process alone
+uses that way) or as a *lease* (`lease_lock`: while no other handle has ever taken that lock; a
+queue's usual single producer and single consumer). A handle that takes the lock without a lease
+marks the direction shared (a sticky header word) before waiting for the flock, and a watcher thread
+of the leasing process gives the lease up when it sees the mark, so the newcomer waits once, for
+about `LEASE_POLL_S`. The lease is the flock itself: the kernel releases it when its holder dies.
 
 What a crash leaves. A process SIGKILLed mid-send has not stored ``head``, so its half-written record is
 invisible; one killed mid-receive has not stored ``tail``, so the message is still there for the
@@ -55,6 +68,7 @@ import os
 import select
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -74,6 +88,8 @@ SAFETY_WAKE_S: Final = 1.0  # a sleeper looks again at least this often, whateve
 WAITER_SLOTS: Final = 60  # processes that can be registered as waiting, per direction
 SPIN_MAX_S: Final = 50e-6  # longest adaptive spin of a blocking receive before it sleeps
 SPIN_MIN_S: Final = 2e-6
+LEASE_POLL_S: Final = 0.01  # how often a process looks whether another handle wants a lock it leases
+LEASE_IDLE_S: Final = 0.2  # a lease unused this long is given back (and taken again when used)
 LOCK_SPIN_S: Final = 20e-6  # longest retrying of a taken flock before sleeping on it (see `_lock`)
 
 # Header words (u64). Words written by different parties sit on different 64-byte lines.
@@ -82,7 +98,9 @@ _W_HEAD, _W_SENT = 8, 9  # written by the sender holding the send lock
 _W_TAIL, _W_RECEIVED = 16, 17  # written by the receiver holding the receive lock
 _W_RWAIT = 24  # registered receivers (under the receive lock)
 _W_SWAIT = 32  # registered senders (under the send lock)
+_W_SWANT = 33  # the least room (bytes) a registered sender waits for: receivers ring below it for nothing
 _W_CLOSED = 40  # set once by destroy
+_W_RSHARED, _W_SSHARED = 48, 56  # set once a handle takes that direction's lock without a lease (`lease_lock`)
 _W_RTABLE = 64  # WAITER_SLOTS pairs (pid, count) of waiting receivers
 _W_STABLE = _W_RTABLE + 2 * WAITER_SLOTS + 8  # same for senders
 
@@ -135,7 +153,7 @@ class Channel:
     __slots__ = (
         "name", "capacity", "block_size", "ring_bytes", "_mm", "_mv", "_w", "_ring", "_ringq",
         "_rfd", "_sfd", "_rlock", "_slock", "_closed", "_spin_s", "_spin_cap", "_side_seq", "_max_inline", "_slot",
-        "_held", "__weakref__",
+        "_held", "_lease_wanted", "_leased", "_lease_seen", "__weakref__",
     )
 
     def __init__(self, name: str, mm: mmap.mmap, rfd: int, sfd: int) -> None:
@@ -155,7 +173,10 @@ class Channel:
         self._slot = 8 + ((self.block_size + 7) & ~7)
         self._rfd, self._sfd = rfd, sfd
         self._rlock, self._slock = threading.Lock(), threading.Lock()
-        self._held: frozenset[int] = frozenset()  # fds whose flock this handle keeps (`hold_lock`)
+        self._held: frozenset[int] = frozenset()  # fds whose flock this handle keeps (`hold_lock`, a lease)
+        self._lease_wanted: frozenset[int] = frozenset()  # `lease_lock` asked, first lock not taken yet
+        self._leased: frozenset[int] = frozenset()  # the part of `_held` that is a lease
+        self._lease_seen: dict[int, tuple[int, int]] = {}  # fd: (sent or received total, idle looks)
         self._closed = False
         self._spin_s = self._spin_cap = SPIN_MAX_S
         self._side_seq = itertools.count()
@@ -330,6 +351,9 @@ class Channel:
         context switch, many times the wait (two Pool workers sending results, for one)."""
         if fd in self._held:
             return True
+        if fd in self._lease_wanted and self._try_lease(fd):
+            return True
+        self._announce(fd)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
@@ -361,8 +385,108 @@ class Channel:
         with self._slock if side == "send" else self._rlock:
             self._check_open()
             if fd not in self._held:
+                self._announce(fd)  # a lease of another handle ends
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 self._held = self._held | {fd}
+            self._leased, self._lease_wanted = self._leased - {fd}, self._lease_wanted - {fd}  # kept for good
+
+    def lease_lock(self, side: str) -> None:
+        """Keep the process-shared lock of one direction (`side` "send" or "recv") while no other
+        handle uses that direction: the common case of a queue with one producer and one consumer
+        process. The first operation of that direction on this handle takes the lease, if no other
+        handle has ever taken that lock; from then on its operations skip the flock and its release
+        (two system calls, about half the cost of a small receive), as with `hold_lock`.
+
+        Unlike `hold_lock` this is safe whoever else comes: a handle that takes the lock without a
+        lease first marks the direction as shared in the header (a sticky word), then waits for the
+        flock; a watcher thread of the leasing process looks at that word every LEASE_POLL_S and
+        gives the lease up for good (under the handle's thread lock, so never within an operation),
+        after which everybody takes the flock per operation. So a second consumer (or producer) waits
+        once, for about LEASE_POLL_S, and nobody starves. The lease is the flock itself, so a
+        leaseholder that dies at any point (or closes its handle) leaves it to the kernel to release,
+        and the channel is as consistent as after any crash; a forked child gets a description of
+        its own for a leased doorbell (`_leases_after_fork`), so it never keeps its parent's lease.
+        The cost: the first other handle waits up to LEASE_POLL_S (more if the leaseholder's process
+        is stopped or a C extension keeps its GIL), and the leasing process has one thread that
+        wakes every LEASE_POLL_S while it leases. A lease unused for LEASE_IDLE_S is given back
+        and taken again by the next operation (a flock and a thread start), so a queue that sits
+        idle costs its process no wake-ups. Idempotent; no effect on a held direction."""
+        fd = {"send": self._sfd, "recv": self._rfd}[side]
+        with self._slock if side == "send" else self._rlock:
+            self._check_open()
+            if fd not in self._held:
+                self._lease_wanted = self._lease_wanted | {fd}
+
+    def _announce(self, fd: int) -> None:
+        """Before taking the flock of `fd` without a lease: mark that direction shared, which ends
+        any other handle's lease of it (see `lease_lock`). A store once per channel, a load after."""
+        word = _W_RSHARED if fd == self._rfd else _W_SSHARED
+        if not self._w[word]:
+            self._w[word] = 1
+
+    def _try_lease(self, fd: int) -> bool:
+        """Take the lease `lease_lock` asked for (the direction's thread lock held): True if this
+        handle now keeps the flock of `fd`. Tried once: no lease once the direction is shared."""
+        self._lease_wanted = self._lease_wanted - {fd}
+        w, word = self._w, (_W_RSHARED if fd == self._rfd else _W_SSHARED)
+        if w[word]:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another handle is taking it (it announced), or holds or leases it
+            return False
+        # The flock call is a full barrier: a handle that announced before we got the lock is seen
+        # here; one that announces later is seen by the watcher.
+        if w[word] or not _watch_lease(self):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        self._held, self._leased = self._held | {fd}, self._leased | {fd}
+        return True
+
+    def _keep_lease(self) -> bool:
+        """The watcher's look: give up each lease whose direction became shared (for good), and each
+        one unused for LEASE_IDLE_S (to be taken again by the next operation, so that an idle queue
+        costs its process no wake-ups); False once this handle leases nothing (any more)."""
+        w = self._w
+        for fd, tlock, word, count in ((self._rfd, self._rlock, _W_RSHARED, _W_RECEIVED),
+                                       (self._sfd, self._slock, _W_SSHARED, _W_SENT)):
+            with tlock:
+                if self._closed:
+                    return False
+                if fd not in self._leased:
+                    continue
+                if w[word]:
+                    self._leased, self._held = self._leased - {fd}, self._held - {fd}
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                    continue
+                seen, idle = self._lease_seen.get(fd, (-1, 0))
+                idle = idle + 1 if int(w[count]) == seen else 0
+                if idle * LEASE_POLL_S >= LEASE_IDLE_S:
+                    self._leased, self._held = self._leased - {fd}, self._held - {fd}
+                    self._lease_wanted = self._lease_wanted | {fd}
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                    self._lease_seen.pop(fd, None)
+                else:
+                    self._lease_seen[fd] = (int(w[count]), idle)
+        return bool(self._leased)
+
+    def _leave_leases_in_child(self) -> None:
+        """In a forked child: give each leased doorbell fd a file description of its own (a flock
+        belongs to the description, which the parent still uses), so the child leases nothing."""
+        if self._closed:
+            return
+        for fd, suffix in ((self._rfd, ".rbell"), (self._sfd, ".sbell")):
+            if fd not in self._leased:
+                continue
+            try:
+                fresh = os.open(shm_path(self.name + suffix), os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:  # destroyed: any use of the handle fails anyway
+                fresh = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                os.dup2(fresh, fd, inheritable=False)
+            finally:
+                os.close(fresh)
+            self._leased, self._held = self._leased - {fd}, self._held - {fd}
 
     def limit_spin(self, max_s: float) -> None:
         """Spin at most `max_s` seconds (0: not at all) before a blocking receive on this handle
@@ -374,6 +498,8 @@ class Channel:
     def _unlock(self, fd: int) -> None:
         if fd not in self._held:
             fcntl.flock(fd, fcntl.LOCK_UN)
+        else:  # no system call: fence the publishing store from the waiter count read next
+            _fence()
 
     def _op_put(self, payload: Buffer, flags: int) -> bool:
         """Append one record if there is room; False if the channel is full."""
@@ -497,9 +623,16 @@ class Channel:
         w = self._w
         return self.ring_bytes - (w[_W_HEAD] - w[_W_TAIL]) >= max(self._slot, 8 + ((n + 7) & ~7))
 
-    def _register(self, table: int, count_word: int, delta: int) -> None:
-        """Add `delta` to this process's entry in a waiter table (its lock held); prune dead pids."""
+    def _register(self, table: int, count_word: int, delta: int, want: int = 0) -> None:
+        """Add `delta` to this process's entry in a waiter table (its lock held); prune dead pids.
+
+        A sender registering (`delta` > 0) also lowers _W_SWANT to the room it waits for (`want`
+        bytes; 0: one slot), stored before the count, so a receiver that sees the count sees it too.
+        It is not raised when a waiter leaves: a stale low value only costs wake-ups for nothing."""
         w, pid = self._w, os.getpid()
+        if count_word == _W_SWAIT and delta > 0:
+            want = max(want, self._slot)
+            w[_W_SWANT] = want if not w[_W_SWAIT] else min(want, w[_W_SWANT])
         owners = w[table : table + 2 * WAITER_SLOTS : 2].tolist()
         if pid in owners:
             slot = table + 2 * owners.index(pid)
@@ -523,6 +656,14 @@ class Channel:
             # With the table full the process waits counted but not in the table, and so is still
             # woken; it only cannot be pruned should it die while waiting.
         w[count_word] += delta
+
+    def _wake_senders(self) -> None:
+        """After a take, with senders registered: ring their doorbell if there is the room the least
+        demanding one waits for (_W_SWANT). Each take looks, and the one that empties the ring sees
+        all of it free, so no sender is left asleep with room it waits for."""
+        w = self._w
+        if self.ring_bytes - (w[_W_HEAD] - w[_W_TAIL]) >= w[_W_SWANT]:
+            self._ring_bell(self._sfd)
 
     def _ring_bell(self, fd: int) -> None:
         try:
@@ -604,9 +745,34 @@ class Channel:
         """Send without blocking; ChannelFull if there is no room."""
         self.send(data, 0)
 
-    def _send_blocking(self, payload: Buffer, flags: int, timeout: float | None) -> None:
+    def try_send(self, data: Buffer) -> bool:
+        """Send `data` if there is room now: True, or False with nothing sent (no room, or a message
+        too large for the ring, which is left to `send` so that its side file is written once).
+
+        The lean form of `send_nowait` for a caller with a fallback (a Queue's `put` hands the
+        message to its feeder thread): no exception, deadline or waiter registration."""
+        if self._closed:
+            self._check_open()
+        if len(data) > self._max_inline:
+            return False
+        sfd = self._sfd
+        with self._slock:
+            self._lock(sfd, True)
+            try:
+                sent = self._op_put(data, 0)
+            finally:
+                self._unlock(sfd)
+        if sent and self._w[_W_RWAIT]:
+            self._ring_bell(self._rfd)
+        return sent
+
+    def _send_blocking(self, payload: Buffer, flags: int, timeout: float | None, want: int = 0) -> None:
+        """Send one message, waiting for room as `send` says. A full channel is left alone until it
+        has room for the message, or for `want` bytes (at most the ring) if that is more (a batch
+        waits for room for many: the receivers then wake it once, not once per message taken)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         w, sfd = self._w, self._sfd
+        want = min(self.ring_bytes, max(want, self._slot, 8 + ((len(payload) + 7) & ~7)))
         registered = False
         while True:
             with self._slock:
@@ -615,12 +781,15 @@ class Channel:
                     if registered:
                         self._register(_W_STABLE, _W_SWAIT, -1)
                         registered = False
-                    sent = self._op_put(payload, flags)
+                    # Room for the message but not `want` yet: wait on (a batch gains nothing from
+                    # sending one message at a time, each costing the receiver a wake-up call).
+                    sent = (self.ring_bytes - (w[_W_HEAD] - w[_W_TAIL]) >= want or timeout == 0) \
+                        and self._op_put(payload, flags)
                     if not sent and timeout != 0:
-                        self._register(_W_STABLE, _W_SWAIT, 1)
+                        self._register(_W_STABLE, _W_SWAIT, 1, want)
                         registered = True
                         _fence()
-                        if self._has_room(len(payload)):
+                        if self.ring_bytes - (w[_W_HEAD] - w[_W_TAIL]) >= want:
                             continue  # room appeared: unregister and put, in the next round
                 finally:
                     self._unlock(sfd)
@@ -660,7 +829,11 @@ class Channel:
                 if self._w[_W_RWAIT]:
                     self._ring_bell(self._rfd)
                 if i < len(prepared):  # full: wait for room as `send` does, for this one message
-                    self._send_blocking(*prepared[i], timeout)
+                    # Without a timeout, for room for the rest too (each takes a slot at least), up
+                    # to half the ring: one wake-up per half ring instead of one per message taken.
+                    # With one, only for this message's room, which the timeout is about.
+                    want = 0 if timeout is not None else min(self.ring_bytes // 2, (len(prepared) - i) * self._slot)
+                    self._send_blocking(*prepared[i], timeout, want)
                     i += 1
         except BaseException:
             for payload, flags in prepared[i:]:
@@ -678,7 +851,7 @@ class Channel:
             finally:
                 self._unlock(self._rfd)
         if taken and self._w[_W_SWAIT]:
-            self._ring_bell(self._sfd)
+            self._wake_senders()
         out.extend(self._read_side_file(data) if flags else data for data, flags in taken)
         return out
 
@@ -690,25 +863,33 @@ class Channel:
         destroyed before or while waiting.
         """
         # The first attempt is `_recv_once` written out: most receives end here, and each call level
-        # saved is a few percent of a receive (about 2 µs, half of it the two flock calls).
+        # saved is a few percent of a receive (about 2 µs, half of it the two flock calls; 1 µs
+        # with the lock kept, `hold_lock` or `lease_lock`).
         if self._closed:
             self._check_open()
-        rfd = self._rfd
-        flock = rfd not in self._held
+        rfd, w = self._rfd, self._w
         with self._rlock:
-            if flock:
-                try:
-                    fcntl.flock(rfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    self._lock(rfd, True)
-            try:
+            if rfd in self._held:  # kept: no system call, but a fence (see `_unlock`)
                 taken = self._op_take()
-            finally:
-                if flock:
-                    fcntl.flock(rfd, fcntl.LOCK_UN)
+                _fence()
+            else:
+                if w[_W_RSHARED] and rfd not in self._lease_wanted:  # the common shared case, inline
+                    try:
+                        fcntl.flock(rfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        self._lock(rfd, True)
+                else:  # first receive of a handle: take a lease, or announce
+                    self._lock(rfd, True)
+                try:
+                    taken = self._op_take()
+                finally:
+                    if rfd not in self._held:  # not leased just now
+                        fcntl.flock(rfd, fcntl.LOCK_UN)
         if taken is not None:
-            return self._finish_take(taken)
-        w = self._w
+            if w[_W_SWAIT]:
+                self._wake_senders()
+            data, flags = taken
+            return self._read_side_file(data) if flags else data
         if timeout == 0:
             raise ChannelEmpty(f"channel {self.name} is empty")
         # Spin a little: a partner on the other CPU often answers within microseconds.
@@ -743,7 +924,7 @@ class Channel:
     def _finish_take(self, got: tuple[bytes, int]) -> bytes:
         """After a take (lock released): wake a waiting sender, fetch a side file."""
         if self._w[_W_SWAIT]:
-            self._ring_bell(self._sfd)
+            self._wake_senders()
         data, flags = got
         return self._read_side_file(data) if flags else data
 
@@ -787,6 +968,57 @@ class Channel:
         poller.register(fd, select.POLLIN)
         if poller.poll(wait_s * 1000):
             self._drain_bell(fd)
+
+
+_leases: weakref.WeakSet[Channel] = weakref.WeakSet()  # handles of this process that lease a lock
+_leases_lock = threading.Lock()
+_lease_watcher: threading.Thread | None = None
+
+
+def _watch_lease(chan: Channel) -> bool:
+    """Have the watcher thread look after `chan`'s new lease (starting it if need be); False if no
+    thread can be started (interpreter shutdown): then there is no lease."""
+    global _lease_watcher
+    with _leases_lock:
+        _leases.add(chan)
+        if _lease_watcher is None:
+            thread = threading.Thread(target=_watch_leases, name="ChannelLeaseWatcher", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:
+                _leases.discard(chan)
+                return False
+            _lease_watcher = thread
+    return True
+
+
+def _watch_leases() -> None:
+    """The watcher thread: every LEASE_POLL_S, end the leases whose direction became shared (see
+    `Channel.lease_lock`); exits when this process leases nothing."""
+    global _lease_watcher
+    while True:
+        time.sleep(LEASE_POLL_S)
+        with _leases_lock:
+            chans = list(_leases)
+            if not chans:
+                _lease_watcher = None
+                return
+        for chan in chans:
+            if not chan._keep_lease():
+                with _leases_lock:
+                    _leases.discard(chan)
+
+
+def _leases_after_fork() -> None:
+    """In a forked child: no lease of the parent's lives on (nor its watcher thread)."""
+    global _leases_lock, _lease_watcher
+    _leases_lock, _lease_watcher = threading.Lock(), None
+    for chan in list(_leases):
+        chan._leave_leases_in_child()
+    _leases.clear()
+
+
+os.register_at_fork(after_in_child=_leases_after_fork)
 
 
 def _open_bells(name: str) -> tuple[int, int]:

@@ -197,6 +197,22 @@ def mode_hold_locks(name: str) -> None:
         signal.pause()
 
 
+def mode_lease(name: str, side: str) -> None:
+    """Lease one direction's lock (`Channel.lease_lock`), do one operation of it (receive one
+    message, or send b"leased"), say whether the lease was taken, then idle (no more operations)
+    until killed: only the lease watcher thread can give the lease up."""
+    ch = Channel.attach(name)
+    ch.lease_lock(side)
+    _say("ready")
+    if side == "recv":
+        ch.recv()
+    else:
+        ch.send(b"leased")
+    _say("leased", bool(ch._leased))
+    while True:
+        signal.pause()
+
+
 def mode_recv_one(name: str) -> None:
     """Block in recv() once; print the message in hex, or exit EXIT_DESTROYED."""
     with Channel.attach(name) as ch:

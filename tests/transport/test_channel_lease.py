@@ -1,0 +1,182 @@
+"""`Channel.lease_lock`: a sole receiver (or sender) keeps its direction's flock, and gives it up safely.
+
+The lease must never cost correctness: another handle that comes (in another process, or in this
+one) gets through within about LEASE_POLL_S even if the leaseholder never operates again; a
+leaseholder SIGKILLed while leasing leaves nothing held; a forked child never keeps its parent's
+lease; `hold_lock` on a leased handle makes the lease permanent.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from channel_worker import Worker, poll_until
+from dragon.transport import Channel, ChannelError
+from dragon.transport._channel import _W_RSHARED, _W_SSHARED, LEASE_POLL_S
+
+WAIT_S = 30.0  # guard against hangs only
+PROMPT_S = 5.0  # "promptly": the lease is given up within LEASE_POLL_S (0.01 s); slack for a loaded machine
+
+
+def test_sole_handle_leases_both_directions(name: str) -> None:
+    with Channel.create(name, capacity=4) as ch:
+        ch.lease_lock("recv")
+        ch.lease_lock("send")
+        ch.lease_lock("send")  # idempotent
+        assert ch._leased == frozenset()  # taken at the first operation, not before
+        ch.send(b"a")
+        assert ch.recv() == b"a"
+        assert ch._leased == {ch._rfd, ch._sfd}
+        assert ch.try_send(b"b") and ch.recv_many(4) == [b"b"]
+        ch.send_many([b"c"] * 4)
+        assert not ch.try_send(b"full")  # no room: False, nothing sent
+        assert ch.recv_many(8) == [b"c"] * 4
+        assert (ch._w[_W_RSHARED], ch._w[_W_SSHARED]) == (0, 0)
+
+
+@pytest.mark.parametrize("side", ["recv", "send"])
+def test_other_process_gets_through_an_idle_lease(name: str, side: str) -> None:
+    """The leaseholder (another process) does one operation and then nothing: our handle's operation
+    of the same direction still goes through promptly, and the direction is shared from then on."""
+    with Channel.create(name, capacity=8) as ch, Worker("lease", name, side) as holder:
+        holder.expect("ready", WAIT_S)
+        if side == "recv":
+            ch.send_many([b"first", b"second"])
+        holder.expect("leased True", WAIT_S)
+        t0 = time.monotonic()
+        if side == "recv":
+            assert ch.recv(timeout=WAIT_S) == b"second"
+        else:
+            ch.send(b"ours", timeout=WAIT_S)
+            assert ch.recv_many(4) == [b"leased", b"ours"]
+        assert time.monotonic() - t0 < PROMPT_S
+        assert ch._w[_W_RSHARED if side == "recv" else _W_SSHARED] == 1
+
+
+@pytest.mark.parametrize("side", ["recv", "send"])
+def test_leaseholder_sigkilled(name: str, side: str) -> None:
+    with Channel.create(name, capacity=8) as ch:
+        with Worker("lease", name, side) as holder:
+            holder.expect("ready", WAIT_S)
+            if side == "recv":
+                ch.send_many([b"first", b"second"])
+            holder.expect("leased True", WAIT_S)
+            holder.kill()  # while leasing: the kernel releases the flock
+        if side == "recv":
+            assert ch.recv(timeout=WAIT_S) == b"second"
+        else:
+            ch.send(b"ours", timeout=WAIT_S)
+            assert ch.recv_many(4) == [b"leased", b"ours"]
+        s = ch.statistics()
+        assert (s.depth, s.blocked_receivers, s.blocked_senders) == (0, 0, 0)
+
+
+def test_second_handle_in_process_while_holder_waits(name: str) -> None:
+    """Two handles in one process (a queue handed back to its maker): the leaseholder sleeps in recv
+    (registered as a waiter); the other handle's receive gets through, and both go on receiving."""
+    import threading
+
+    with Channel.create(name, capacity=8) as a, Channel.attach(name) as b:
+        a.lease_lock("recv")
+        a.send(b"x")
+        assert a.recv() == b"x" and a._leased
+        got: list[bytes] = []
+        waiter = threading.Thread(target=lambda: got.append(a.recv(timeout=WAIT_S)), daemon=True)
+        waiter.start()
+        poll_until(lambda: a.statistics().blocked_receivers == 1, WAIT_S, "the leaseholder waits in recv")
+        a.send_many([b"1", b"2"])
+        waiter.join(WAIT_S)
+        assert got == [b"1"]
+        assert b.recv(timeout=WAIT_S) == b"2"
+        poll_until(lambda: not a._leased, WAIT_S, "the lease is given up")
+        a.send_many([b"3", b"4"])
+        assert sorted([a.recv(timeout=WAIT_S), b.recv(timeout=WAIT_S)]) == [b"3", b"4"]
+
+
+def test_forked_child_does_not_keep_the_lease(name: str) -> None:
+    """A flock belongs to the open file description, which fork shares: the child gets one of its
+    own, so once the parent's handle is closed another handle receives while the child lives on."""
+    with Channel.create(name, capacity=8) as ch:
+        leaser = Channel.attach(name)
+        leaser.lease_lock("recv")
+        ch.send_many([b"a", b"b"])
+        assert leaser.recv() == b"a" and leaser._leased
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: no lease, then wait for the parent's word
+            os._exit(0 if not leaser._leased and os.read(r, 1) == b"." else 1)
+        try:
+            leaser.close()
+            assert ch.recv(timeout=WAIT_S) == b"b"  # would block on the child's copy of the lease
+        finally:
+            os.write(w, b".")
+            _, status = os.waitpid(pid, 0)
+            os.close(r)
+            os.close(w)
+        assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_idle_lease_is_given_back_and_taken_again(name: str) -> None:
+    """A lease unused for LEASE_IDLE_S is given back (the watcher thread then ends: an idle queue costs
+    no wake-ups) and the next operation takes it again; the direction is not marked shared."""
+    import threading
+
+    def watching() -> bool:
+        return any(t.name == "ChannelLeaseWatcher" for t in threading.enumerate())
+
+    with Channel.create(name, capacity=8) as ch:
+        ch.lease_lock("recv")
+        ch.send_many([b"a", b"b"])
+        assert ch.recv() == b"a" and ch._leased == {ch._rfd}
+        poll_until(lambda: not ch._leased and not watching(), WAIT_S, "the idle lease is given back")
+        assert ch._rfd not in ch._held and ch._w[_W_RSHARED] == 0
+        assert ch.recv() == b"b" and ch._leased == {ch._rfd} and watching()
+
+
+def test_hold_lock_makes_a_lease_permanent(name: str) -> None:
+    import threading
+
+    with Channel.create(name, capacity=8) as holder, Channel.attach(name) as other:
+        holder.lease_lock("recv")
+        holder.send_many([b"a", b"b"])
+        assert holder.recv() == b"a"
+        holder.hold_lock("recv")
+        assert not holder._leased and holder._rfd in holder._held
+        outcome: list[bytes] = []
+        worker = threading.Thread(target=lambda: outcome.append(other.recv()), daemon=True)
+        worker.start()
+        worker.join(50 * LEASE_POLL_S)
+        assert worker.is_alive() and outcome == []  # held for good: no watcher gives it up
+        holder.close()
+        worker.join(WAIT_S)
+        assert outcome == [b"b"]
+
+
+def test_lease_lock_on_closed_handle(name: str) -> None:
+    ch = Channel.create(name, capacity=2)
+    ch.close()
+    with pytest.raises(ChannelError, match="closed"):
+        ch.lease_lock("recv")
+    Channel.attach(name).destroy()
+
+
+@pytest.mark.parametrize("leased", [False, True])
+def test_batch_sender_waits_for_half_the_ring_and_finishes(name: str, leased: bool) -> None:
+    """A `send_many` larger than the ring sleeps until half of it is free (one wake-up per half
+    ring): with a receiver taking one message at a time, everything still arrives, in order."""
+    import threading
+
+    with Channel.create(name, capacity=8) as rx, Channel.attach(name) as tx:
+        if leased:
+            rx.lease_lock("recv")
+            tx.lease_lock("send")
+        msgs = [str(i).encode() for i in range(50)]
+        sender = threading.Thread(target=tx.send_many, args=(msgs,), daemon=True)
+        sender.start()
+        assert [rx.recv(timeout=WAIT_S) for _ in msgs] == msgs
+        sender.join(WAIT_S)
+        assert not sender.is_alive()
+        assert rx.statistics().blocked_senders == 0
