@@ -709,7 +709,9 @@ class SimpleQueue:
     def put(self, obj: object) -> None:
         """Pickle `obj` (raising what pickling raises) and send it; blocks while the channel is full."""
         self._check_open()
-        self._chan.send(encode(obj))
+        data = encode(obj)
+        if not self._chan.try_send(data):  # the lean path first: a put is most of a Pool task's cost
+            self._chan.send(data)
 
     def get(self) -> Any:
         """Remove and return the oldest item, blocking while there is none."""
