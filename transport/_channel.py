@@ -256,6 +256,7 @@ class Channel:
             return
         self._closed = True
         with self._rlock, self._slock:
+            self._held = self._leased = frozenset()  # the flocks go with the fds (the watcher lets go)
             self._release_views()
             os.close(self._rfd)
             os.close(self._sfd)
@@ -436,24 +437,38 @@ class Channel:
         except BlockingIOError:  # another handle is taking it (it announced), or holds or leases it
             return False
         # The flock call is a full barrier: a handle that announced before we got the lock is seen
-        # here; one that announces later is seen by the watcher.
-        if w[word] or not _watch_lease(self):
+        # here; one that announces later is seen by the watcher. The lease is recorded before the
+        # watcher is asked to look after it, so that a watcher deciding at that very moment that
+        # this handle leases nothing cannot drop it (see `_watch_leases`).
+        if w[word]:
             fcntl.flock(fd, fcntl.LOCK_UN)
             return False
         self._held, self._leased = self._held | {fd}, self._leased | {fd}
+        if not _watch_lease(self):
+            self._held, self._leased = self._held - {fd}, self._leased - {fd}
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
         return True
 
     def _keep_lease(self) -> bool:
         """The watcher's look: give up each lease whose direction became shared (for good), and each
         one unused for LEASE_IDLE_S (to be taken again by the next operation, so that an idle queue
-        costs its process no wake-ups); False once this handle leases nothing (any more)."""
+        costs its process no wake-ups); False once this handle leases nothing (any more).
+
+        Never waits for a direction's thread lock: an operation holding it may be waiting for a
+        flock that another handle's lease keeps, maybe one this same watcher must give up first.
+        A busy direction is looked at again at the next poll."""
         w = self._w
+        busy = False
         for fd, tlock, word, count in ((self._rfd, self._rlock, _W_RSHARED, _W_RECEIVED),
                                        (self._sfd, self._slock, _W_SSHARED, _W_SENT)):
-            with tlock:
-                if self._closed:
-                    return False
-                if fd not in self._leased:
+            if fd not in self._leased:
+                continue
+            if not tlock.acquire(blocking=False):
+                busy = True
+                continue
+            try:
+                if self._closed or fd not in self._leased:
                     continue
                 if w[word]:
                     self._leased, self._held = self._leased - {fd}, self._held - {fd}
@@ -468,7 +483,9 @@ class Channel:
                     self._lease_seen.pop(fd, None)
                 else:
                     self._lease_seen[fd] = (int(w[count]), idle)
-        return bool(self._leased)
+            finally:
+                tlock.release()
+        return busy or bool(self._leased)
 
     def _leave_leases_in_child(self) -> None:
         """In a forked child: give each leased doorbell fd a file description of its own (a flock
@@ -746,8 +763,9 @@ class Channel:
         self.send(data, 0)
 
     def try_send(self, data: Buffer) -> bool:
-        """Send `data` if there is room now: True, or False with nothing sent (no room, or a message
-        too large for the ring, which is left to `send` so that its side file is written once).
+        """Send `data` if there is room now: True, or False with nothing sent (no room, the send lock
+        busy, or a message too large for the ring, which is left to `send` so that its side file is
+        written once). Never waits, not even for the send lock.
 
         The lean form of `send_nowait` for a caller with a fallback (a Queue's `put` hands the
         message to its feeder thread): no exception, deadline or waiter registration."""
@@ -757,7 +775,8 @@ class Channel:
             return False
         sfd = self._sfd
         with self._slock:
-            self._lock(sfd, True)
+            if not self._lock(sfd, False):  # another handle sends, or leases the lock: the fallback
+                return False
             try:
                 sent = self._op_put(data, 0)
             finally:
@@ -885,6 +904,8 @@ class Channel:
                 finally:
                     if rfd not in self._held:  # not leased just now
                         fcntl.flock(rfd, fcntl.LOCK_UN)
+                    else:  # leased just now: no system call, so a fence (see `_unlock`)
+                        _fence()
         if taken is not None:
             if w[_W_SWAIT]:
                 self._wake_senders()
@@ -996,23 +1017,29 @@ def _watch_leases() -> None:
     """The watcher thread: every LEASE_POLL_S, end the leases whose direction became shared (see
     `Channel.lease_lock`); exits when this process leases nothing."""
     global _lease_watcher
-    while True:
-        time.sleep(LEASE_POLL_S)
+    try:
+        while True:
+            time.sleep(LEASE_POLL_S)
+            with _leases_lock:
+                chans = list(_leases)
+                if not chans:
+                    _lease_watcher = None
+                    return
+            for chan in chans:
+                if not chan._keep_lease():
+                    with _leases_lock:  # a lease taken since is recorded before it is added here
+                        if not chan._leased:
+                            _leases.discard(chan)
+    finally:
         with _leases_lock:
-            chans = list(_leases)
-            if not chans:
+            if _lease_watcher is threading.current_thread():  # died of an error: let the next lease start one
                 _lease_watcher = None
-                return
-        for chan in chans:
-            if not chan._keep_lease():
-                with _leases_lock:
-                    _leases.discard(chan)
 
 
 def _leases_after_fork() -> None:
     """In a forked child: no lease of the parent's lives on (nor its watcher thread)."""
-    global _leases_lock, _lease_watcher
-    _leases_lock, _lease_watcher = threading.Lock(), None
+    global _leases_lock, _lease_watcher, _fence_lock
+    _leases_lock, _lease_watcher, _fence_lock = threading.Lock(), None, threading.Lock()
     for chan in list(_leases):
         chan._leave_leases_in_child()
     _leases.clear()

@@ -180,3 +180,29 @@ def test_batch_sender_waits_for_half_the_ring_and_finishes(name: str, leased: bo
         sender.join(WAIT_S)
         assert not sender.is_alive()
         assert rx.statistics().blocked_senders == 0
+
+
+@pytest.mark.parametrize("blocked_first", [True, False])
+def test_watcher_never_waits_for_a_busy_handle(name: str, blocked_first: bool) -> None:
+    """Two handles of one process, each leasing one direction; a thread of one of them operates on the
+    direction the other leases (so it waits for that flock holding its own thread lock). The watcher
+    must not wait for that thread lock: it gives the other lease up and the operation finishes,
+    whichever of the two handles the watcher happens to visit first."""
+    import threading
+
+    from dragon.transport import _channel
+
+    with Channel.create(name, capacity=8), Channel.attach(name) as h1, Channel.attach(name) as h2:
+        h1.lease_lock("send")
+        h1.send(b"x")
+        h2.lease_lock("recv")
+        assert h2.recv() == b"x" and h1._leased and h2._leased
+        h1.send(b"y")
+        first = list(_channel._leases)[0]
+        blocked = first if blocked_first else (h2 if first is h1 else h1)
+        op = (lambda: h1.recv()) if blocked is h1 else (lambda: h2.send(b"z"))
+        done: list[object] = []
+        worker = threading.Thread(target=lambda: done.append(op()), daemon=True)
+        worker.start()
+        worker.join(WAIT_S)
+        assert done, "the operation stayed blocked behind a lease nobody gave up"
