@@ -39,11 +39,13 @@ import time
 from multiprocessing import pool as mp_pool
 from typing import Any, Final
 
-from dragon._mp_queues import SimpleQueue, decode
-from dragon.errors import ChannelEmpty, ChannelError
+from dragon._mp_queues import SimpleQueue, decode, encode
+from dragon.errors import ChannelEmpty, ChannelError, ChannelFull
 
 RESULT_BATCH: Final = 256
 """The most results the result thread takes from its channel at once."""
+TERMINATING_CHECK_S: Final = 0.05
+"""How often a put waiting for room in the result channel looks whether the pool is terminating."""
 NAP_S: Final = 100e-6
 """How long a worker that finds no task, and the result thread that finds no result, first sleep
 before they wait for one (registering as a waiter, to be woken by the sender's doorbell). In a
@@ -61,11 +63,11 @@ class Pool(mp_pool.Pool):
     _ctx: Any  # the stdlib's attributes that typeshed does not declare
     _change_notifier: Any
     _inqueue: SimpleQueue
-    _outqueue: SimpleQueue
+    _outqueue: _ResultQueue
 
     def _setup_queues(self) -> None:
         self._inqueue = _Tasks(ctx=self._ctx)
-        self._outqueue = SimpleQueue(ctx=self._ctx)
+        self._outqueue = _ResultQueue(ctx=self._ctx)
         self._inqueue._hold_lock("send")
         self._outqueue._hold_lock("recv")
         self._outqueue._no_spin()
@@ -88,15 +90,46 @@ class Pool(mp_pool.Pool):
                 return
 
     @classmethod
-    def _terminate_pool(cls, taskqueue: Any, inqueue: SimpleQueue, outqueue: SimpleQueue,
+    def _terminate_pool(cls, taskqueue: Any, inqueue: SimpleQueue, outqueue: _ResultQueue,
                         *rest: Any) -> None:
         """The stdlib's ending (stop the threads, terminate and join the workers), then destroy both
-        channels: no worker is left to use them."""
+        channels: no worker is left to use them. The pool's own end-of-results sentinels may drop
+        undelivered results to make room meanwhile (`_ResultQueue`)."""
+        outqueue._terminating = True
         try:
             super()._terminate_pool(taskqueue, inqueue, outqueue, *rest)  # type: ignore[misc]
         finally:
             inqueue._destroy()
             outqueue._destroy()
+
+
+class _ResultQueue(SimpleQueue):
+    """The result channel: workers put results, the pool process puts only its end sentinels.
+
+    Once the pool is terminating, its result thread stops reading, and a sentinel put into a full
+    channel would wait for room forever (the stdlib's pipe pool hangs there too, sooner: a pipe
+    holds less). So a put that finds no room looks again every TERMINATING_CHECK_S whether the
+    pool is terminating, and then drops the oldest waiting result (which nobody would read) to make
+    room. `_terminating` is only ever set in the pool process (a pickled handle starts without it)."""
+
+    _terminating = False
+
+    def put(self, obj: object) -> None:
+        self._check_open()
+        data = encode(obj)
+        chan = self._chan
+        if chan.try_send(data):
+            return
+        while True:
+            try:
+                chan.send(data, timeout=TERMINATING_CHECK_S)
+                return
+            except ChannelFull:
+                if self._terminating:
+                    try:
+                        chan.recv_nowait()
+                    except ChannelEmpty:
+                        pass
 
 
 class _Results:

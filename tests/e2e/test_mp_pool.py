@@ -53,3 +53,11 @@ async def test_pool_channels_survive_killed_workers_and_end_with_the_pool(tmp_pa
     assert report["channels_after_join"] == [True, True]
     assert report["channels_after_terminate"] == [False, False]
     assert report["direct"] == ["multiprocessing.queues", [0, 1, 4, 9, 16]]
+
+
+async def test_terminate_with_a_full_result_channel(tmp_path: Path) -> None:
+    """The pool's end sentinel makes room by dropping results nobody will read (dragon._mp_pool._ResultQueue)."""
+    prog = str(Path(PROG).with_name("pool_terminate_full.py"))
+    report = await _run([DRAGON, prog, "dragon"], tmp_path)
+    assert report["full"] and report["returned"], report
+    print(f"terminate with a full result channel: {report['seconds']:.2f} s")

@@ -1,0 +1,41 @@
+"""Pool.terminate() while the pool's result channel is full and its result thread is slow; prints JSON.
+
+Run under `dragon` only (`prog.py dragon`): the standard library's pipe Pool hangs in the same spot
+(its end sentinel waits for room in a full result pipe that nobody reads any more).
+"""
+
+import dragon  # noqa: F401  (registers the start method)
+
+import json
+import multiprocessing as mp
+import sys
+import threading
+import time
+
+WAIT_S = 60.0
+TASKS = 40000
+
+
+def same(x: int) -> int:
+    return x
+
+
+def slow_callback(_: int) -> None:
+    time.sleep(0.002)  # the result thread falls behind, so results pile up in the channel
+
+
+if __name__ == "__main__":
+    mp.set_start_method(sys.argv[1])
+    pool = mp.Pool(2)
+    for i in range(TASKS):
+        pool.apply_async(same, (i,), callback=slow_callback)
+    chan = pool._outqueue._chan
+    deadline = time.monotonic() + WAIT_S
+    while chan.approximate_depth() < chan.capacity - 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # bounded poll: nothing announces "the channel is full"
+    full = chan.approximate_depth() >= chan.capacity - 2
+    t0 = time.monotonic()
+    ender = threading.Thread(target=pool.terminate, daemon=True)
+    ender.start()
+    ender.join(WAIT_S)
+    print(json.dumps({"full": full, "returned": not ender.is_alive(), "seconds": time.monotonic() - t0}), flush=True)
