@@ -390,6 +390,8 @@ class Channel:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 self._held = self._held | {fd}
             self._leased, self._lease_wanted = self._leased - {fd}, self._lease_wanted - {fd}  # kept for good
+        with _leases_lock:
+            _holders.add(self)  # for a forked child (`_leave_locks_in_child`)
 
     def lease_lock(self, side: str) -> None:
         """Keep the process-shared lock of one direction (`side` "send" or "recv") while no other
@@ -487,13 +489,14 @@ class Channel:
                 tlock.release()
         return busy or bool(self._leased)
 
-    def _leave_leases_in_child(self) -> None:
-        """In a forked child: give each leased doorbell fd a file description of its own (a flock
-        belongs to the description, which the parent still uses), so the child leases nothing."""
+    def _leave_locks_in_child(self) -> None:
+        """In a forked child: give each doorbell fd whose flock this handle keeps (held or leased) a
+        file description of its own (a flock belongs to the description, which the parent still
+        uses), so the child keeps nothing and takes the lock per operation, excluded by the parent."""
         if self._closed:
             return
         for fd, suffix in ((self._rfd, ".rbell"), (self._sfd, ".sbell")):
-            if fd not in self._leased:
+            if fd not in self._held:
                 continue
             try:
                 fresh = os.open(shm_path(self.name + suffix), os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -994,6 +997,7 @@ class Channel:
 _leases: weakref.WeakSet[Channel] = weakref.WeakSet()  # handles of this process that lease a lock
 _leases_lock = threading.Lock()
 _lease_watcher: threading.Thread | None = None
+_holders: weakref.WeakSet[Channel] = weakref.WeakSet()  # handles of this process that hold a lock (`hold_lock`)
 
 
 def _watch_lease(chan: Channel) -> bool:
@@ -1037,12 +1041,15 @@ def _watch_leases() -> None:
 
 
 def _leases_after_fork() -> None:
-    """In a forked child: no lease of the parent's lives on (nor its watcher thread)."""
+    """In a forked child: no lease or held lock of the parent's lives on (nor its watcher thread)."""
     global _leases_lock, _lease_watcher, _fence_lock
     _leases_lock, _lease_watcher, _fence_lock = threading.Lock(), None, threading.Lock()
     for chan in list(_leases):
-        chan._leave_leases_in_child()
+        chan._leave_locks_in_child()
+    for chan in list(_holders):
+        chan._leave_locks_in_child()
     _leases.clear()
+    _holders.clear()
 
 
 os.register_at_fork(after_in_child=_leases_after_fork)

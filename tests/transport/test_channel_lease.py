@@ -136,6 +136,32 @@ def test_idle_lease_is_given_back_and_taken_again(name: str) -> None:
         assert ch.recv() == b"b" and ch._leased == {ch._rfd} and watching()
 
 
+def test_forked_child_does_not_keep_a_held_lock(name: str) -> None:
+    """Same for `hold_lock`: the child keeps nothing, is excluded while the parent holds the lock,
+    and does not keep it alive once the parent's handle is closed."""
+    with Channel.create(name, capacity=8) as ch:
+        holder = Channel.attach(name)
+        holder.hold_lock("recv")
+        ch.send_many([b"a", b"b"])
+        assert holder.recv() == b"a"
+        r, w = os.pipe()  # parent -> child
+        answer_r, answer_w = os.pipe()  # child -> parent
+        pid = os.fork()
+        if pid == 0:  # the child: nothing held, and the parent's hold excludes it; then wait
+            os.write(answer_w, b"y" if not holder._held and not holder._lock(holder._rfd, False) else b"n")
+            os._exit(0 if os.read(r, 1) == b"." else 1)
+        try:
+            assert os.read(answer_r, 1) == b"y"
+            holder.close()
+            assert ch.recv(timeout=WAIT_S) == b"b"  # would block on the child's copy of the hold
+        finally:
+            os.write(w, b".")
+            _, status = os.waitpid(pid, 0)
+            for fd in (r, w, answer_r, answer_w):
+                os.close(fd)
+        assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_hold_lock_makes_a_lease_permanent(name: str) -> None:
     import threading
 
