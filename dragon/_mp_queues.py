@@ -25,7 +25,8 @@ with the same API and semantics as `multiprocessing.queues` otherwise. What chan
   it. A consumer SIGKILLed in `get` loses at most the message it was taking; the others go on.
   While a queue has one consumer process (and one producer), it keeps the channel's lock of its
   direction between calls (`Channel.lease_lock`): a second one that comes waits for it once, about
-  10 ms, after which every get (put) takes the lock per call again.
+  10 ms (a `get_nowait` or a `get` with a timeout included), after which every get (put) takes the
+  lock per call again. A lease unused for 0.2 s is given back, so an idle queue costs nothing.
 * **maxsize** (up to `MAXSIZE_LIMIT`) is a second channel of `maxsize` empty "slot" messages in
   flight: `put` sends one (and so blocks, or raises `queue.Full` after its timeout, exactly at
   `maxsize` items, counting the ones still in the feeder's buffer, as the stdlib's BoundedSemaphore

@@ -5,7 +5,10 @@ message for message. Waiting never blocks the event loop: the doorbell FIFO is a
 `trio.lowlevel.wait_readable`, and the channel's flocks are tried without blocking in `send` and
 `receive` (with a short backoff when another process holds one, which it does only for the length of
 a copy); the `*_nowait` forms and the unregistering in cleanup paths take them blocking, which costs
-at most the length of another process's copy.
+at most the length of another process's copy. The exception is a channel on which a blocking handle
+keeps a lock between operations (`Channel.hold_lock`, `Channel.lease_lock`: a multiprocessing Pool's or
+Queue's channels, which no trio code of ours uses): a lease is given up within `LEASE_POLL_S`, a hold
+only when its handle closes, so trio code should not share such a channel.
 
 trio lets one task at a time wait on an fd, so per handle and direction one task, the *watcher*, sleeps
 on the doorbell while any other waiting tasks of this handle park on a `ParkingLot`; whenever the
