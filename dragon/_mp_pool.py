@@ -39,7 +39,7 @@ import time
 from multiprocessing import pool as mp_pool
 from typing import Any, Final
 
-from dragon._mp_queues import SimpleQueue, decode, encode
+from dragon._mp_queues import SimpleQueue, decode
 from dragon.errors import ChannelEmpty, ChannelError, ChannelFull
 
 RESULT_BATCH: Final = 256
@@ -114,12 +114,8 @@ class _ResultQueue(SimpleQueue):
 
     _terminating = False
 
-    def put(self, obj: object) -> None:
-        self._check_open()
-        data = encode(obj)
+    def _send_waiting(self, data: bytes | memoryview) -> None:
         chan = self._chan
-        if chan.try_send(data):
-            return
         while True:
             try:
                 chan.send(data, timeout=TERMINATING_CHECK_S)

@@ -712,7 +712,11 @@ class SimpleQueue:
         self._check_open()
         data = encode(obj)
         if not self._chan.try_send(data):  # the lean path first: a put is most of a Pool task's cost
-            self._chan.send(data)
+            self._send_waiting(data)
+
+    def _send_waiting(self, data: bytes | memoryview) -> None:
+        """`put` when there is no room (or the send lock is busy): wait for room."""
+        self._chan.send(data)
 
     def get(self) -> Any:
         """Remove and return the oldest item, blocking while there is none."""

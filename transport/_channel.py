@@ -382,8 +382,8 @@ class Channel:
         Another process's operation of that direction blocks (or, without blocking, fails) until
         this handle is closed or its process dies, when the kernel releases the lock. Idempotent.
         """
-        fd = {"send": self._sfd, "recv": self._rfd}[side]
-        with self._slock if side == "send" else self._rlock:
+        fd, tlock = self._side(side)
+        with tlock:
             self._check_open()
             if fd not in self._held:
                 self._announce(fd)  # a lease of another handle ends
@@ -414,11 +414,20 @@ class Channel:
         wakes every LEASE_POLL_S while it leases. A lease unused for LEASE_IDLE_S is given back
         and taken again by the next operation (a flock and a thread start), so a queue that sits
         idle costs its process no wake-ups. Idempotent; no effect on a held direction."""
-        fd = {"send": self._sfd, "recv": self._rfd}[side]
-        with self._slock if side == "send" else self._rlock:
+        fd, tlock = self._side(side)
+        with tlock:
             self._check_open()
             if fd not in self._held:
                 self._lease_wanted = self._lease_wanted | {fd}
+
+    def _side(self, side: str) -> tuple[int, threading.Lock]:
+        """The doorbell fd whose flock is the lock of direction `side` ("send" or "recv"), and that
+        direction's thread lock."""
+        if side == "send":
+            return self._sfd, self._slock
+        if side == "recv":
+            return self._rfd, self._rlock
+        raise ValueError(f'a channel direction is "send" or "recv", not {side!r}')
 
     def _announce(self, fd: int) -> None:
         """Before taking the flock of `fd` without a lease: mark that direction shared, which ends
@@ -472,22 +481,25 @@ class Channel:
             try:
                 if self._closed or fd not in self._leased:
                     continue
-                if w[word]:
-                    self._leased, self._held = self._leased - {fd}, self._held - {fd}
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+                if w[word]:  # shared: for good
+                    self._end_lease(fd)
                     continue
                 seen, idle = self._lease_seen.get(fd, (-1, 0))
                 idle = idle + 1 if int(w[count]) == seen else 0
-                if idle * LEASE_POLL_S >= LEASE_IDLE_S:
-                    self._leased, self._held = self._leased - {fd}, self._held - {fd}
+                if idle * LEASE_POLL_S >= LEASE_IDLE_S:  # idle: the next operation takes it again
+                    self._end_lease(fd)
                     self._lease_wanted = self._lease_wanted | {fd}
-                    fcntl.flock(fd, fcntl.LOCK_UN)
                     self._lease_seen.pop(fd, None)
                 else:
                     self._lease_seen[fd] = (int(w[count]), idle)
             finally:
                 tlock.release()
         return busy or bool(self._leased)
+
+    def _end_lease(self, fd: int) -> None:
+        """Give the lease of `fd` back (its thread lock held)."""
+        self._leased, self._held = self._leased - {fd}, self._held - {fd}
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _leave_locks_in_child(self) -> None:
         """In a forked child: give each doorbell fd whose flock this handle keeps (held or leased) a
