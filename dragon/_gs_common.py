@@ -196,17 +196,19 @@ def exit_code_of(desc: ProcessDescriptor) -> int | None:
 
 
 def channel_create(*, capacity: int = DEFAULT_CAPACITY, block_size: int = DEFAULT_BLOCK_SIZE, name: str = "",
-                   m_uid: int = DEFAULT_POOL_MUID,
-                   soft: bool = False) -> GSCall[GSChannelCreateResponse, ChannelDescriptor]:
-    """GSChannelCreate (see `Channel.create`). Raises InvalidArgument now; ChannelNameInUse,
-    ChannelCreateFailed from `finish`."""
+                   m_uid: int = DEFAULT_POOL_MUID, soft: bool = False, packed: bool = False,
+                   ref_count: bool = False) -> GSCall[GSChannelCreateResponse, ChannelDescriptor]:
+    """GSChannelCreate (see `Channel.create`; `packed`: `ChannelLocalOptions.packed`; `ref_count`:
+    `ChannelOptions.ref_count`). Raises InvalidArgument now; ChannelNameInUse, ChannelCreateFailed
+    from `finish`."""
     if capacity < 1:
         raise InvalidArgument(f"channel capacity must be at least 1 message, not {capacity}")
     if block_size < MIN_BLOCK_SIZE:
         raise InvalidArgument(f"channel block size must be at least {MIN_BLOCK_SIZE} bytes, not {block_size}")
     if soft and not name:
         raise InvalidArgument("Channel.create(soft=True) needs a name to look up")
-    opts = ChannelOptions(local_opts=ChannelLocalOptions(capacity=capacity, block_size=block_size))
+    opts = ChannelOptions(ref_count=ref_count,
+                          local_opts=ChannelLocalOptions(capacity=capacity, block_size=block_size, packed=packed))
 
     def finish(resp: GSChannelCreateResponse) -> ChannelDescriptor:
         if resp.err == ChannelCreateErr.ALREADY and resp.desc is not None:

@@ -56,10 +56,11 @@ thread has flushed; the last one destroys the channels. References that are neve
 process killed with SIGKILL, a pickle never unpickled) keep the channels until the runtime tears down,
 which destroys every channel of the run: nothing outlives the runtime either way.
 
-Channel sizing: `QUEUE_CAPACITY` messages of up to `QUEUE_BLOCK_SIZE` bytes in the ring, 2.1 MB of
-/dev/shm per queue (touched as it is used; a pipe's buffer is 64 KiB); a message larger than the
-ring travels in a side file of its own (see `dragon.transport.Channel`). A bounded queue adds a
-channel of `maxsize` 264-byte slots.
+Channel sizing: a packed ring of 2.1 MB of /dev/shm per queue, which holds `QUEUE_CAPACITY`
+messages of `QUEUE_BLOCK_SIZE` bytes and more smaller ones (touched as it is used; a pipe's buffer
+is 64 KiB); a message larger than the ring travels in a side file of its own (see
+`dragon.transport.Channel`). A bounded queue adds a channel of `maxsize` 264-byte slots (not packed:
+it counts items).
 """
 
 from __future__ import annotations
@@ -77,25 +78,35 @@ import weakref
 from collections.abc import Callable
 from multiprocessing import context, util
 from multiprocessing.reduction import ForkingPickler
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 from dragon import _gs_common as gs
 from dragon._gs_client import connection
-from dragon.descriptors import ChannelDescriptor, ChannelLocalOptions, ChannelOptions, ObjectState
+from dragon.descriptors import ChannelDescriptor, ObjectState
 from dragon.errors import ChannelDestroyed, ChannelEmpty, ChannelFull, DragonError
-from dragon.ids import DEFAULT_POOL_MUID
-from dragon.messages import (
-    GSChannelCreate, GSChannelCreateResponse, GSChannelDestroy, GSChannelDestroyResponse, GSChannelQuery,
-    GSChannelQueryResponse, Response,
-)
+from dragon.messages import GSChannelDestroy, GSChannelDestroyResponse, GSChannelQuery, GSChannelQueryResponse, Response
 from dragon.transport import Channel
 from dragon.transport._channel import MIN_BLOCK_SIZE
 
 QUEUE_CAPACITY: Final = 8192
-"""Messages of up to QUEUE_BLOCK_SIZE bytes a queue's channel holds: a ring of 2.1 MB, which holds two
-1 MiB items (copying them through the ring costs a tenth of writing a side file to tmpfs)."""
+"""Messages of up to QUEUE_BLOCK_SIZE bytes a queue's channel holds at least: a ring of 2.1 MB, which
+holds two 1 MiB items (copying them through the ring costs a tenth of writing a side file to tmpfs)."""
 QUEUE_BLOCK_SIZE: Final = MIN_BLOCK_SIZE
-"""Small items (the common case) take one block each; larger ones take several, or a side file."""
+"""The channel is packed (`Channel.create`): an item takes its own size, so small items (the common
+case) take less than a block each (30,000 items of 64 bytes fit); larger ones take several blocks,
+or a side file."""
+
+
+class _Shape(NamedTuple):
+    """How to make one of a queue's channels."""
+
+    capacity: int
+    block_size: int
+    packed: bool
+
+
+_ITEMS: Final = _Shape(QUEUE_CAPACITY, QUEUE_BLOCK_SIZE, packed=True)
+"""A queue's channel of items (the bound of a bounded queue is a separate channel: `Queue._slots`)."""
 MAXSIZE_LIMIT: Final = 1 << 20
 """The largest bound of a bounded queue: its slots channel takes 264 bytes of /dev/shm per item in
 the queue (277 MB when full at this size), where the stdlib's semaphore takes nothing."""
@@ -211,13 +222,11 @@ def _run(call: gs.GSCall[R, T], *, start_runtime: bool = False) -> T:
     return call.finish(connection(start_runtime=start_runtime).call(call.request, call.response_type))
 
 
-def _create_channel(capacity: int, block_size: int) -> ChannelDescriptor:
+def _create_channel(shape: _Shape) -> ChannelDescriptor:
     """A new ref-counted channel through GS (this process holds its one reference). A queue made
     before the first process of a plain `python` program brings the background runtime up."""
-    plain = gs.channel_create(capacity=capacity, block_size=block_size)
-    opts = ChannelOptions(ref_count=True, local_opts=ChannelLocalOptions(capacity=capacity, block_size=block_size))
-    return _run(gs.GSCall(GSChannelCreate(p_uid=0, r_c_uid=0, m_uid=DEFAULT_POOL_MUID, options=opts),
-                          GSChannelCreateResponse, plain.finish), start_runtime=True)
+    return _run(gs.channel_create(capacity=shape.capacity, block_size=shape.block_size, packed=shape.packed,
+                                  ref_count=True), start_runtime=True)
 
 
 def _add_ref(c_uid: int) -> ChannelDescriptor:
@@ -273,12 +282,12 @@ class _Hold:
             raise
 
     @classmethod
-    def create(cls, *shapes: tuple[int, int]) -> _Hold:
-        """New channels of the given (capacity, block_size), each with this process's reference."""
+    def create(cls, *shapes: _Shape) -> _Hold:
+        """New channels of the given shapes, each with this process's reference."""
         refs: list[tuple[int, str]] = []
         try:
-            for capacity, block_size in shapes:
-                desc = _create_channel(capacity, block_size)
+            for shape in shapes:
+                desc = _create_channel(shape)
                 refs.append((desc.c_uid, desc.sdesc))
         except BaseException:
             for c_uid, _ in refs:
@@ -353,7 +362,7 @@ class Queue:
             raise ValueError(f"Queue maxsize {maxsize} is above the limit of {MAXSIZE_LIMIT} of the dragon "
                              "start method: use 0 for an unbounded queue")
         maxsize = max(0, maxsize)
-        shapes = [(QUEUE_CAPACITY, QUEUE_BLOCK_SIZE)] + ([(maxsize, MIN_BLOCK_SIZE)] if maxsize else [])
+        shapes = [_ITEMS] + ([_Shape(maxsize, MIN_BLOCK_SIZE, packed=False)] if maxsize else [])
         self._setup(maxsize, _Hold.create(*shapes))
 
     def _setup(self, maxsize: int, hold: _Hold) -> None:
@@ -691,7 +700,7 @@ class SimpleQueue:
     def __init__(self, *, ctx: context.BaseContext) -> None:
         """`ctx` as for the stdlib's SimpleQueue (unused: no locks needed). Brings a plain `python`
         program's background runtime up as `Queue` does."""
-        self._setup(_Hold.create((QUEUE_CAPACITY, QUEUE_BLOCK_SIZE)))
+        self._setup(_Hold.create(_ITEMS))
 
     def _setup(self, hold: _Hold) -> None:
         self._hold = hold

@@ -76,6 +76,10 @@ class ChannelLocalOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Number of messages the channel holds before a send blocks."""
     block_size: int | None = None
     """Bytes per message block."""
+    packed: bool = False
+    """[choice] A message takes only its own room in the ring, not a whole block: the channel holds
+    at least `capacity` messages of `block_size` bytes and more smaller ones (`Channel.create`).
+    Not in the reference; the multiprocessing queues use it."""
     semaphore: bool = False
     bounded_semaphore: bool = False
     initial_sem_value: int = 0

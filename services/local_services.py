@@ -590,7 +590,8 @@ class LocalServices:
         opts = msg.options.local_opts
         try:
             chan = Channel.create(_rundir.infra_name(self.infra.config.run_id, f"c{msg.c_uid}"),
-                                  capacity=opts.capacity or 100, block_size=opts.block_size or 1024)
+                                  capacity=opts.capacity or 100, block_size=opts.block_size or 1024,
+                                  packed=opts.packed)
         except (OSError, ValueError) as exc:
             return SHChannelCreateResponse(ref=msg.tag, err=LSErr.FAIL, err_info=f"cannot create channel: {exc}")
         self.channels[msg.c_uid] = chan

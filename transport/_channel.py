@@ -10,7 +10,8 @@ in three /dev/shm entries named after the channel (all mode 0600):
 How a message travels. The ring holds records ``[u64 length|flags][payload][pad to 8]``; ``head`` and
 ``tail`` are ever-increasing byte counters (no ABA), each written by one side only. Every record takes
 at least one *slot* of ``8 + block_size`` bytes and the ring has ``capacity`` slots, so the channel
-holds ``capacity`` messages of up to ``block_size`` bytes (bigger ones take more room). Whether there
+holds ``capacity`` messages of up to ``block_size`` bytes (bigger ones take more room); in a *packed*
+channel a record takes only its own room, so the same ring holds more small messages. Whether there
 is room therefore depends on ``head`` and ``tail`` alone, each published by one aligned store: no
 crash between two stores can leave the accounting wrong. The depth `statistics` reports is counted
 from the records between ``tail`` and ``head``; the ``sent``/``received`` totals are statistics only,
@@ -93,7 +94,7 @@ LEASE_IDLE_S: Final = 0.2  # a lease unused this long is given back (and taken a
 LOCK_SPIN_S: Final = 20e-6  # longest retrying of a taken flock before sleeping on it (see `_lock`)
 
 # Header words (u64). Words written by different parties sit on different 64-byte lines.
-_W_MAGIC, _W_CAPACITY, _W_BLOCK, _W_RING = 0, 2, 3, 4
+_W_MAGIC, _W_CAPACITY, _W_BLOCK, _W_RING, _W_PACKED = 0, 2, 3, 4, 5
 _W_HEAD, _W_SENT = 8, 9  # written by the sender holding the send lock
 _W_TAIL, _W_RECEIVED = 16, 17  # written by the receiver holding the receive lock
 _W_RWAIT = 24  # registered receivers (under the receive lock)
@@ -108,6 +109,12 @@ _SIDE: Final = 1 << 63  # record flag: the payload is the name suffix of a side 
 _LEN_MASK: Final = (1 << 56) - 1
 
 _fence_lock = threading.Lock()
+
+
+class _SideName(bytes):
+    """A taken record's payload that names a side file (the record's _SIDE flag): read the file."""
+
+    __slots__ = ()
 
 
 def _fence() -> None:
@@ -140,6 +147,7 @@ class ChannelStatistics(msgspec.Struct, frozen=True):
     sent: int  # messages ever sent
     received: int
     destroyed: bool
+    packed: bool = False  # a message takes its own room, not a block: capacity bounds bytes, not messages
 
 
 class Channel:
@@ -153,7 +161,7 @@ class Channel:
     __slots__ = (
         "name", "capacity", "block_size", "ring_bytes", "_mm", "_mv", "_w", "_ring", "_ringq",
         "_rfd", "_sfd", "_rlock", "_slock", "_closed", "_spin_s", "_spin_cap", "_side_seq", "_max_inline", "_slot",
-        "_held", "_lease_wanted", "_leased", "_lease_seen", "__weakref__",
+        "packed", "_held", "_lease_wanted", "_leased", "_lease_seen", "__weakref__",
     )
 
     def __init__(self, name: str, mm: mmap.mmap, rfd: int, sfd: int) -> None:
@@ -170,7 +178,8 @@ class Channel:
         self._ring = self._mv[HEADER_BYTES : HEADER_BYTES + self.ring_bytes]
         self._ringq = self._ring.cast("Q")
         self._max_inline = self.ring_bytes - 8
-        self._slot = 8 + ((self.block_size + 7) & ~7)
+        self.packed = bool(self._w[_W_PACKED])
+        self._slot = 8 if self.packed else 8 + ((self.block_size + 7) & ~7)  # the least room a record takes
         self._rfd, self._sfd = rfd, sfd
         self._rlock, self._slock = threading.Lock(), threading.Lock()
         self._held: frozenset[int] = frozenset()  # fds whose flock this handle keeps (`hold_lock`, a lease)
@@ -185,13 +194,19 @@ class Channel:
 
     @classmethod
     def create(cls, name: str, *, capacity: int = DEFAULT_CAPACITY,
-               block_size: int = DEFAULT_BLOCK_SIZE) -> Channel:
+               block_size: int = DEFAULT_BLOCK_SIZE, packed: bool = False) -> Channel:
         """Make a new channel named `name` and return a handle on it.
 
         The channel holds `capacity` messages of up to `block_size` bytes each; a larger message takes
         the room of several, and one larger than the whole ring travels in a side file (see the module
-        docstring). Raises FileExistsError if the name is taken,
-        ValueError for a capacity below 1 or a block size below `MIN_BLOCK_SIZE`.
+        docstring). `packed`: a message takes only its own room (8 bytes and its payload rounded up
+        to 8) rather than a whole block, so the ring of the same size holds at least `capacity`
+        messages of `block_size` bytes and more smaller ones; `capacity` is then a bound on bytes, not
+        on messages. For channels whose message count is no promise to anyone (a multiprocessing
+        queue: small messages take a third of the room, which halves the memory traffic between
+        the two processes' caches and leaves more slack for a producer that is late to refill).
+        Raises FileExistsError if the name is taken, ValueError for a capacity below 1 or a block
+        size below `MIN_BLOCK_SIZE`.
         """
         if capacity < 1:
             raise ValueError(f"channel capacity must be at least 1 message, not {capacity}")
@@ -215,6 +230,7 @@ class Channel:
                 os.close(fd)
             words = memoryview(mm)[:HEADER_BYTES].cast("Q")
             words[_W_CAPACITY], words[_W_BLOCK], words[_W_RING] = capacity, block_size, ring
+            words[_W_PACKED] = int(packed)
             words[_W_MAGIC] = MAGIC
             words.release()
             if os.path.exists(shm_path(name)):
@@ -318,6 +334,7 @@ class Channel:
             blocked_receivers=self._live_waiters(_W_RTABLE),
             blocked_senders=self._live_waiters(_W_STABLE),
             sent=int(w[_W_SENT]), received=int(w[_W_RECEIVED]), destroyed=bool(w[_W_CLOSED]),
+            packed=self.packed,
         )
 
     def approximate_depth(self) -> int:
@@ -332,7 +349,7 @@ class Channel:
         count, rb = 0, self.ring_bytes
         while tail < head and count <= self.ring_bytes // 8:
             n = self._ringq[(tail % rb) >> 3] & _LEN_MASK
-            tail += max(self._slot, 8 + ((n + 7) & ~7))
+            tail += self._record_bytes(n)
             count += 1
         return count
 
@@ -602,14 +619,14 @@ class Channel:
             w[_W_HEAD] = head  # publish them all: a single aligned store
         return i
 
-    def _op_take_many(self, limit: int) -> list[tuple[bytes, int]]:
-        """Remove up to `limit` records; free them with one store of `tail`."""
+    def _op_take_many(self, limit: int) -> list[bytes]:
+        """Remove up to `limit` records (payloads as `_op_take`); free them with one store of `tail`."""
         w = self._w
         if w[_W_CLOSED]:
             raise self._destroyed()
         rb, slot, ring, ringq = self.ring_bytes, self._slot, self._ring, self._ringq
         tail, head = w[_W_TAIL], w[_W_HEAD]
-        out: list[tuple[bytes, int]] = []
+        out: list[bytes] = []
         while tail != head and len(out) < limit:
             pos = tail % rb
             word = ringq[pos >> 3]
@@ -618,16 +635,17 @@ class Channel:
             if p == rb:
                 p = 0
             end = p + n
-            out.append((bytes(ring[p:end]) if end <= rb else bytes(ring[p:]) + bytes(ring[: end - rb]),
-                        word & _SIDE))
+            data = bytes(ring[p:end]) if end <= rb else bytes(ring[p:]) + bytes(ring[: end - rb])
+            out.append(_SideName(data) if word & _SIDE else data)
             tail += max(slot, 8 + ((n + 7) & ~7))
         if out:
             w[_W_TAIL] = tail  # free them all: a single aligned store
             w[_W_RECEIVED] += len(out)
         return out
 
-    def _op_take(self) -> tuple[bytes, int] | None:
-        """Remove the oldest record: (payload, flags), or None if the channel is empty."""
+    def _op_take(self) -> bytes | None:
+        """Remove the oldest record: its payload (a `_SideName` if it names a side file), or None if
+        the channel is empty."""
         # The per-message hot path of every receive: slicing the mmap itself makes the bytes in one
         # step (a memoryview slice would make a view first), and no builtin is called.
         w = self._w
@@ -649,11 +667,15 @@ class Channel:
         need = (n + 15) & ~7
         w[_W_TAIL] = tail + (need if need > self._slot else self._slot)  # free it: a single aligned store
         w[_W_RECEIVED] += 1
-        return out, word & _SIDE
+        return _SideName(out) if word & _SIDE else out
+
+    def _record_bytes(self, n: int) -> int:
+        """The ring bytes a record of an `n`-byte payload takes."""
+        return max(self._slot, 8 + ((n + 7) & ~7))
 
     def _has_room(self, n: int) -> bool:
         w = self._w
-        return self.ring_bytes - (w[_W_HEAD] - w[_W_TAIL]) >= max(self._slot, 8 + ((n + 7) & ~7))
+        return self.ring_bytes - (w[_W_HEAD] - w[_W_TAIL]) >= self._record_bytes(n)
 
     def _register(self, table: int, count_word: int, delta: int, want: int = 0) -> None:
         """Add `delta` to this process's entry in a waiter table (its lock held); prune dead pids.
@@ -806,7 +828,7 @@ class Channel:
         waits for room for many: the receivers then wake it once, not once per message taken)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         w, sfd = self._w, self._sfd
-        want = min(self.ring_bytes, max(want, self._slot, 8 + ((len(payload) + 7) & ~7)))
+        want = min(self.ring_bytes, max(want, self._record_bytes(len(payload))))
         registered = False
         while True:
             with self._slock:
@@ -863,10 +885,11 @@ class Channel:
                 if self._w[_W_RWAIT]:
                     self._ring_bell(self._rfd)
                 if i < len(prepared):  # full: wait for room as `send` does, for this one message
-                    # Without a timeout, for room for the rest too (each takes a slot at least), up
-                    # to half the ring: one wake-up per half ring instead of one per message taken.
-                    # With one, only for this message's room, which the timeout is about.
-                    want = 0 if timeout is not None else min(self.ring_bytes // 2, (len(prepared) - i) * self._slot)
+                    # Without a timeout, for room for the rest too (as much as this one each, an
+                    # estimate), up to half the ring: one wake-up per half ring instead of one per
+                    # message taken. With one, only for this message's room, which the timeout is about.
+                    want = 0 if timeout is not None else min(
+                        self.ring_bytes // 2, (len(prepared) - i) * self._record_bytes(len(prepared[i][0])))
                     self._send_blocking(*prepared[i], timeout, want)
                     i += 1
         except BaseException:
@@ -886,7 +909,7 @@ class Channel:
                 self._unlock(self._rfd)
         if taken and self._w[_W_SWAIT]:
             self._wake_senders()
-        out.extend(self._read_side_file(data) if flags else data for data, flags in taken)
+        out.extend(self._read_side_file(data) if data.__class__ is _SideName else data for data in taken)
         return out
 
     def recv(self, timeout: float | None = None) -> bytes:
@@ -896,17 +919,15 @@ class Channel:
         a short adaptive spin. Raises ChannelEmpty on timeout, ChannelDestroyed if the channel is
         destroyed before or while waiting.
         """
-        # The first attempt is `_recv_once` written out: most receives end here, and each call level
-        # saved is a few percent of a receive (about 2 µs, half of it the two flock calls; 1 µs
-        # with the lock kept, `hold_lock` or `lease_lock`).
+        # The first attempt is `_recv_once` written out (and `_unlock`, `_wake_senders`): most
+        # receives end here, and each call level saved is a few percent of a receive (about 2 µs,
+        # half of it the two flock calls; under 1 µs with the lock kept, `hold_lock` or `lease_lock`).
+        # A producer that ran ahead waits for much room, so every receive meanwhile checks for it.
         if self._closed:
             self._check_open()
         rfd, w = self._rfd, self._w
         with self._rlock:
-            if rfd in self._held:  # kept: no system call, but a fence (see `_unlock`)
-                taken = self._op_take()
-                _fence()
-            else:
+            if rfd not in self._held:
                 if w[_W_RSHARED] and rfd not in self._lease_wanted:  # the common shared case, inline
                     try:
                         fcntl.flock(rfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -914,18 +935,18 @@ class Channel:
                         self._lock(rfd, True)
                 else:  # first receive of a handle: take a lease, or announce
                     self._lock(rfd, True)
-                try:
-                    taken = self._op_take()
-                finally:
-                    if rfd not in self._held:  # not leased just now
-                        fcntl.flock(rfd, fcntl.LOCK_UN)
-                    else:  # leased just now: no system call, so a fence (see `_unlock`)
-                        _fence()
-        if taken is not None:
-            if w[_W_SWAIT]:
-                self._wake_senders()
-            data, flags = taken
-            return self._read_side_file(data) if flags else data
+            try:
+                data = self._op_take()
+            finally:
+                if rfd not in self._held:
+                    fcntl.flock(rfd, fcntl.LOCK_UN)
+                else:  # kept: no system call, so a fence (see `_unlock`)
+                    _fence_lock.acquire()
+                    _fence_lock.release()
+        if data is not None:
+            if w[_W_SWAIT] and self.ring_bytes - (w[_W_HEAD] - w[_W_TAIL]) >= w[_W_SWANT]:
+                self._ring_bell(self._sfd)  # `_wake_senders` written out
+            return self._read_side_file(data) if data.__class__ is _SideName else data
         if timeout == 0:
             raise ChannelEmpty(f"channel {self.name} is empty")
         # Spin a little: a partner on the other CPU often answers within microseconds.
@@ -957,12 +978,11 @@ class Channel:
                 self._unlock(rfd)
         return None if got is None else self._finish_take(got)
 
-    def _finish_take(self, got: tuple[bytes, int]) -> bytes:
+    def _finish_take(self, got: bytes) -> bytes:
         """After a take (lock released): wake a waiting sender, fetch a side file."""
         if self._w[_W_SWAIT]:
             self._wake_senders()
-        data, flags = got
-        return self._read_side_file(data) if flags else data
+        return self._read_side_file(got) if got.__class__ is _SideName else got
 
     def _recv_sleeping(self, timeout: float | None) -> bytes:
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -152,7 +152,7 @@ class TrioChannel(trio.abc.Channel[bytes]):
                 self._recv_lot.unpark()
             raise
 
-    async def _watch_receive(self) -> tuple[bytes, int] | None:
+    async def _watch_receive(self) -> bytes | None:
         """Register as a waiting receiver and sleep on the doorbell. Returns a message if one was
         there when registering or on waking (unregistering and taking in one locked step), else None
         (the caller then looks again)."""

@@ -75,7 +75,8 @@ async def test_queue_semantics_as_under_spawn(tmp_path: Path) -> None:
     assert b"Can't pickle local object" in spawn_err
     assert dragon["differs"] == {"unpicklable": {"raised": "AttributeError", "next": "next"}, "pool_argument": "got 5"}
     assert dragon["dragon"] == {"queue_in_queue": "through a queue inside a queue", "released": {
-        "item": "one", "alive_before": True, "gone_after_close": True, "gone_after_gc": True}}
+        "item": "one", "alive_before": True, "gone_after_close": True, "gone_after_gc": True}, "packing": {
+        "items": True, "slots": False, "simple": True, "full": "Full", "simple_all": True}}
 
 
 async def test_consumer_killed_mid_get_loses_at_most_its_item(tmp_path: Path) -> None:

@@ -141,6 +141,28 @@ def test_ring_bytes_limit(name: str) -> None:
         ch.send_nowait(b"fits now")
 
 
+def test_packed_channel_bounds_bytes_not_messages(name: str) -> None:
+    with Channel.create(name, capacity=3, block_size=1024, packed=True) as ch:
+        assert ch.packed and ch.statistics().packed and Channel.attach(name).packed
+        assert ch.ring_bytes == 3 * 1032  # the same ring as unpacked: capacity blocks of block_size
+        n = 0
+        while True:
+            try:
+                ch.send_nowait(b"%07d" % n)  # 8 bytes: a record of 16
+            except ChannelFull:
+                break
+            n += 1
+        assert n == ch.ring_bytes // 16
+        s = ch.statistics()
+        assert (s.depth, s.bytes_used, s.sent) == (n, n * 16, n)
+        assert ch.approximate_depth() == n
+        assert [ch.recv_nowait() for _ in range(n)] == [b"%07d" % i for i in range(n)]
+        for _ in range(3):  # still holds `capacity` messages of block_size bytes
+            ch.send_nowait(blob(1024))
+        with pytest.raises(ChannelFull):
+            ch.send_nowait(b"")
+
+
 def test_recv_on_empty_times_out(name: str) -> None:
     with Channel.create(name) as ch:
         with pytest.raises(ChannelEmpty):
@@ -308,16 +330,16 @@ ops = st.lists(
 )
 
 
-def _record_bytes(n: int) -> int:
-    return max(8 + BLOCK, 8 + ((n + 7) & ~7))
+def _record_bytes(n: int, packed: bool) -> int:
+    return max(8 if packed else 8 + BLOCK, 8 + ((n + 7) & ~7))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops)
-def test_behaves_like_a_bounded_deque(script: list[tuple[str, int]]) -> None:
+@given(ops, st.booleans())
+def test_behaves_like_a_bounded_deque(script: list[tuple[str, int]], packed: bool) -> None:
     name = fresh_name()
     try:
-        with Channel.create(name, capacity=CAP, block_size=BLOCK) as ch:
+        with Channel.create(name, capacity=CAP, block_size=BLOCK, packed=packed) as ch:
             assert ch.ring_bytes == RING
             model: collections.deque[tuple[bytes, int]] = collections.deque()  # (message, ring bytes)
             side_seq = 0  # the handle numbers its side files NAME.x<pid>.<n>, n = 0, 1, ...
@@ -325,10 +347,10 @@ def test_behaves_like_a_bounded_deque(script: list[tuple[str, int]]) -> None:
                 if op == "send":
                     msg = blob(size, i)
                     if size > RING - 8:
-                        rec = _record_bytes(len(f".x{os.getpid()}.{side_seq}"))
+                        rec = _record_bytes(len(f".x{os.getpid()}.{side_seq}"), packed)
                         side_seq += 1
                     else:
-                        rec = _record_bytes(size)
+                        rec = _record_bytes(size, packed)
                     used = sum(r for _, r in model)
                     if used + rec > RING:
                         with pytest.raises(ChannelFull):

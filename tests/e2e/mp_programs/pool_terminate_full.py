@@ -13,7 +13,8 @@ import threading
 import time
 
 WAIT_S = 60.0
-TASKS = 40000
+TASKS = 100_000  # more results than the (packed) result channel holds
+ROOM = 128
 
 
 def same(x: int) -> int:
@@ -31,11 +32,16 @@ if __name__ == "__main__":
         pool.apply_async(same, (i,), callback=slow_callback)
     chan = pool._outqueue._chan
     deadline = time.monotonic() + WAIT_S
-    while chan.approximate_depth() < chan.capacity - 2 and time.monotonic() < deadline:
+
+    def full() -> bool:  # no room for another result (each takes well under ROOM bytes)
+        stats = chan.statistics()
+        return stats.ring_bytes - stats.bytes_used < ROOM
+
+    while not full() and time.monotonic() < deadline:
         time.sleep(0.01)  # bounded poll: nothing announces "the channel is full"
-    full = chan.approximate_depth() >= chan.capacity - 2
+    was_full = full()
     t0 = time.monotonic()
     ender = threading.Thread(target=pool.terminate, daemon=True)
     ender.start()
     ender.join(WAIT_S)
-    print(json.dumps({"full": full, "returned": not ender.is_alive(), "seconds": time.monotonic() - t0}), flush=True)
+    print(json.dumps({"full": was_full, "returned": not ender.is_alive(), "seconds": time.monotonic() - t0}), flush=True)

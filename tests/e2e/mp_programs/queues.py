@@ -328,6 +328,21 @@ def released(ctx: Any) -> dict[str, Any]:
     return {"item": item, "alive_before": alive_before, "gone_after_close": closed, "gone_after_gc": check()}
 
 
+def packing(ctx: Any) -> dict[str, Any]:
+    """Which of a queue's channels are packed (items take their own size) and what an item
+    channel holds: more than QUEUE_CAPACITY small items, and (bounded) no more than maxsize."""
+    bounded, simple = ctx.Queue(maxsize=3), ctx.SimpleQueue()
+    for i in range(3):
+        bounded.put(i)
+    full = raises(lambda: bounded.put(3, timeout=0.01))
+    many, fit = 3 * simple._chan.capacity, 0
+    while fit < many and not raises(lambda: simple._chan.send_nowait(b"%07d" % fit)):  # 8 bytes each
+        fit += 1
+    got = [simple.get() for _ in range(fit)]
+    return {"items": bounded._chan.packed, "slots": bounded._slots.packed, "simple": simple._chan.packed,
+            "full": full, "simple_all": fit == many and got == [b"%07d" % i for i in range(many)]}
+
+
 if __name__ == "__main__":
     method = sys.argv[1]
     mp.set_start_method(method)  # children and grandchildren use it too
@@ -341,5 +356,6 @@ if __name__ == "__main__":
     }}
     report["differs"] = {"unpicklable": unpicklable_in_queue(ctx), "pool_argument": queue_as_pool_argument(ctx)}
     if method == "dragon":
-        report["dragon"] = {"queue_in_queue": queue_in_queue(ctx), "released": released(ctx)}
+        report["dragon"] = {"queue_in_queue": queue_in_queue(ctx), "released": released(ctx),
+                            "packing": packing(ctx)}
     print(json.dumps(report))
