@@ -872,7 +872,9 @@ class Channel:
         channel is full it waits as `send` does, at most `timeout` seconds for each message that has
         to wait. On an error, the messages before the failing one were sent, the rest were not.
         """
-        prepared = [self._prepare(data) for data in messages]
+        self._check_open()
+        inline = self._max_inline  # `_prepare` written out for messages that fit (all but huge ones)
+        prepared = [(data, 0) if len(data) <= inline else self._prepare(data) for data in messages]
         i = 0
         try:
             while i < len(prepared):
