@@ -810,14 +810,17 @@ class Channel:
             self._check_open()
         if len(data) > self._max_inline:
             return False
-        sfd = self._sfd
-        with self._slock:
+        sfd, tlock = self._sfd, self._slock
+        tlock.acquire()  # not `with`: see `recv`
+        try:
             if not self._lock(sfd, False):  # another handle sends, or leases the lock: the fallback
                 return False
             try:
                 sent = self._op_put(data, 0)
             finally:
                 self._unlock(sfd)
+        finally:
+            tlock.release()
         if sent and self._w[_W_RWAIT]:
             self._ring_bell(self._rfd)
         return sent
@@ -927,8 +930,9 @@ class Channel:
         # A producer that ran ahead waits for much room, so every receive meanwhile checks for it.
         if self._closed:
             self._check_open()
-        rfd, w = self._rfd, self._w
-        with self._rlock:
+        rfd, w, tlock = self._rfd, self._w, self._rlock
+        tlock.acquire()  # not `with`: its exit costs 0.09 µs more than `release`, a tenth of a receive
+        try:
             if rfd not in self._held:
                 if w[_W_RSHARED] and rfd not in self._lease_wanted:  # the common shared case, inline
                     try:
@@ -942,9 +946,11 @@ class Channel:
             finally:
                 if rfd not in self._held:
                     fcntl.flock(rfd, fcntl.LOCK_UN)
-                else:  # kept: no system call, so a fence (see `_unlock`)
-                    _fence_lock.acquire()
-                    _fence_lock.release()
+                # else kept: no system call. The fence `_unlock` would make (our store of tail
+                # before our load of the waiting senders below) is the release of `_rlock` just
+                # after, a locked instruction as in `_fence`.
+        finally:
+            tlock.release()
         if data is not None:
             if w[_W_SWAIT] and self.ring_bytes - (w[_W_HEAD] - w[_W_TAIL]) >= w[_W_SWANT]:
                 self._ring_bell(self._sfd)  # `_wake_senders` written out
