@@ -719,7 +719,10 @@ class SimpleQueue:
     def put(self, obj: object) -> None:
         """Pickle `obj` (raising what pickling raises) and send it; blocks while the channel is full."""
         self._check_open()
-        data = encode(obj)
+        self._send(encode(obj))
+
+    def _send(self, data: bytes | memoryview) -> None:
+        """Send one encoded message; blocks while the channel is full."""
         if not self._chan.try_send(data):  # the lean path first: a put is most of a Pool task's cost
             self._send_waiting(data)
 

@@ -7,6 +7,7 @@ does (its channels destroyed when it ends; workers SIGKILLed while waiting for t
 
 import dragon  # noqa: F401  (registers the start method)
 
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -65,12 +66,51 @@ def slow_numbers(gate: threading.Event) -> Iterator[int]:
     yield 3
 
 
+class Scale:
+    """A callable object and a bound method whose state changes between maps: sent with each task."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def __call__(self, x: int) -> int:
+        return self.k * x
+
+    def times(self, x: int) -> int:
+        return self.k * x
+
+
+def callables(pool: Any) -> dict[str, Any]:
+    """Every kind of callable a task can carry (tasks name module-level functions in a compact form
+    under "dragon", `dragon._mp_pool._encode_task`; everything else travels as it is)."""
+    out: dict[str, Any] = {}
+    scale = Scale(2)
+    out["builtin"] = pool.map(abs, [-1, -2], chunksize=1)
+    out["starmap_builtin"] = pool.starmap(pow, [(2, 3), (3, 2)], chunksize=1)
+    out["starmap_function"] = pool.starmap(divmod, [(7, 2)])
+    out["object"] = pool.map(scale, [1, 2], chunksize=1)
+    out["method"] = pool.map(scale.times, [1, 2])
+    scale.k = 10  # the next tasks carry the new state
+    out["object_changed"] = pool.map(scale, [1, 2], chunksize=1)
+    out["method_changed"] = pool.apply(scale.times, (3,))
+    out["partial"] = pool.map(functools.partial(pow, 2), [3, 4])
+    out["method_of_builtin_object"] = pool.map("abcab".count, ["a", "c"])
+    out["apply_kwargs"] = pool.apply(int, ("ff",), {"base": 16})
+    out["bytes_argument"] = pool.apply(len, (b"\x01\x02",))
+    try:
+        pool.map(lambda x: x, [1])
+    except Exception as exc:  # pickling fails in the pool process, as in the stdlib
+        out["lambda"] = type(exc).__name__
+    return out
+
+
 def same(ctx: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with ctx.Pool(2, initializer=set_flag, initargs=(7,)) as pool:
         out["map1"] = pool.map(square, range(2000), chunksize=1) == [x * x for x in range(2000)]
         out["map_async"] = pool.map_async(square, range(10)).get(WAIT_S)
         out["imap_chunked"] = list(pool.imap(square, range(7), chunksize=3))
+        out["imap_unordered"] = sorted(pool.imap_unordered(square, range(5)))
+        out["callables"] = callables(pool)
         out["initializer"] = sorted(set(pool.map(flag, range(4))))
         out["big"] = [len(b) for b in pool.map(make_bytes, [1 << 20, 3 << 20, 10], chunksize=1)]
         got: list[Any] = []
