@@ -91,6 +91,10 @@ SPIN_MAX_S: Final = 50e-6  # longest adaptive spin of a blocking receive before 
 SPIN_MIN_S: Final = 2e-6
 LEASE_POLL_S: Final = 0.01  # how often a process looks whether another handle wants a lock it leases
 LEASE_IDLE_S: Final = 0.2  # a lease unused this long is given back (and taken again when used)
+PUBLISH_EVERY: Final = 256
+"""`send_many` publishes what it wrote (and wakes a sleeping receiver) at least every this many
+messages: a receiver starts on a long batch while it is being written, instead of waiting for all of
+it (a queue's feeder may hand over tens of thousands of messages at once, milliseconds of writing)."""
 LOCK_SPIN_S: Final = 20e-6  # longest retrying of a taken flock before sleeping on it (see `_lock`)
 
 # Header words (u64). Words written by different parties sit on different 64-byte lines.
@@ -869,38 +873,45 @@ class Channel:
                 raise
 
     def send_many(self, messages: Sequence[Buffer], timeout: float | None = None) -> None:
-        """Send several messages, in order, taking the send lock once per run of messages that fit.
+        """Send several messages, in order, taking the send lock once per run of messages that fit
+        (at most PUBLISH_EVERY).
 
         The batch form of `send` (the same guarantees for each message, the same errors): when the
         channel is full it waits as `send` does, at most `timeout` seconds for each message that has
         to wait. On an error, the messages before the failing one were sent, the rest were not.
         """
         self._check_open()
-        inline = self._max_inline  # `_prepare` written out for messages that fit (all but huge ones)
-        prepared = [(data, 0) if len(data) <= inline else self._prepare(data) for data in messages]
-        i = 0
-        try:
-            while i < len(prepared):
-                with self._slock:
-                    self._lock(self._sfd, True)
-                    try:
-                        i = self._op_put_many(prepared, i)
-                    finally:
-                        self._unlock(self._sfd)
-                if self._w[_W_RWAIT]:
-                    self._ring_bell(self._rfd)
-                if i < len(prepared):  # full: wait for room as `send` does, for this one message
-                    # Without a timeout, for room for the rest too (as much as this one each, an
-                    # estimate), up to half the ring: one wake-up per half ring instead of one per
-                    # message taken. With one, only for this message's room, which the timeout is about.
-                    want = 0 if timeout is not None else min(
-                        self.ring_bytes // 2, (len(prepared) - i) * self._record_bytes(len(prepared[i][0])))
-                    self._send_blocking(*prepared[i], timeout, want)
-                    i += 1
-        except BaseException:
-            for payload, flags in prepared[i:]:
-                self._discard(payload, flags)
-            raise
+        inline = self._max_inline
+        start, total = 0, len(messages)
+        while start < total:
+            # `_prepare` written out for messages that fit the ring (all but huge ones)
+            chunk = [(data, 0) if len(data) <= inline else self._prepare(data)
+                     for data in messages[start:start + PUBLISH_EVERY]]
+            i = 0
+            try:
+                while i < len(chunk):
+                    with self._slock:
+                        self._lock(self._sfd, True)
+                        try:
+                            i = self._op_put_many(chunk, i)
+                        finally:
+                            self._unlock(self._sfd)
+                    if self._w[_W_RWAIT]:
+                        self._ring_bell(self._rfd)
+                    if i < len(chunk):  # full: wait for room as `send` does, for this one message
+                        # Without a timeout, for room for the rest too (as much as this one each,
+                        # an estimate), up to half the ring: one wake-up per half ring instead of
+                        # one per message taken. With one, only for this message's room, which the
+                        # timeout is about.
+                        want = 0 if timeout is not None else min(
+                            self.ring_bytes // 2, (total - start - i) * self._record_bytes(len(chunk[i][0])))
+                        self._send_blocking(*chunk[i], timeout, want)
+                        i += 1
+            except BaseException:
+                for payload, flags in chunk[i:]:
+                    self._discard(payload, flags)
+                raise
+            start += len(chunk)
 
     def recv_many(self, max_messages: int, timeout: float | None = None) -> list[bytes]:
         """Receive up to `max_messages` messages at once: waits (as `recv`) for the first one, then

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dragon.transport import Channel, ChannelEmpty, ChannelFull
+from dragon.transport._channel import PUBLISH_EVERY
 from dragon.transport._shm import entries, run_prefix
 
 
@@ -99,6 +100,39 @@ def test_batches_behave_like_a_queue(script: list[list[int] | int]) -> None:
             got = chan.recv_many(100, timeout=0)
             assert got == model[: len(got)]
             del model[: len(got)]
+    finally:
+        chan.destroy()
+    assert entries(name) == []
+
+
+class _Gate(bytes):
+    """A message whose length is told (so that it can be sent) only once `GATE` is set."""
+
+    def __len__(self) -> int:
+        assert GATE.wait(10), "the receiver never saw the first part of the batch"
+        return super().__len__()
+
+
+GATE = threading.Event()
+
+
+def test_a_long_batch_is_published_part_by_part() -> None:
+    name = run_prefix("t" + uuid.uuid4().hex[:8]) + "batch"
+    chan = Channel.create(name, capacity=1000, block_size=256, packed=True)
+    try:
+        GATE.clear()
+        assert PUBLISH_EVERY < 300
+        msgs = [b"%05d" % k for k in range(600)]
+        msgs[300] = _Gate(msgs[300])  # in the second part or later
+        sender = threading.Thread(target=chan.send_many, args=(msgs,))
+        sender.start()
+        try:
+            first = chan.recv(timeout=5)  # ChannelEmpty if nothing is visible before the whole batch
+        finally:
+            GATE.set()
+            sender.join(10)
+        assert first == msgs[0] and not sender.is_alive()
+        assert [first] + [chan.recv_nowait() for _ in msgs[1:]] == msgs
     finally:
         chan.destroy()
     assert entries(name) == []
