@@ -138,17 +138,18 @@ class _Encoder:
     table grows, which is what `ForkingPickler.register` and `copyreg.pickle` do for a new type (a
     new reducer for a type that had one already is seen once either table grows again)."""
 
-    __slots__ = ("sizes", "busy", "buf", "pickler")
+    __slots__ = ("extra", "copyreg", "busy", "buf", "pickler")
 
     def __init__(self) -> None:
         self.busy = False  # a reducer is encoding something itself, in the middle of a dump
         self.renew()
 
     def renew(self) -> None:
-        """A new pickler and buffer; `sizes`: of the two tables now ((-1, -1) asks for a renewal)."""
+        """A new pickler and buffer; `extra`, `copyreg`: the sizes of the two tables now (-1 asks for
+        a renewal)."""
         self.buf = io.BytesIO()
         self.pickler = _pickler(self.buf)
-        self.sizes = (len(_EXTRA_REDUCERS), len(copyreg.dispatch_table))
+        self.extra, self.copyreg = len(_EXTRA_REDUCERS), len(copyreg.dispatch_table)
 
 
 def _pickler(buf: io.BytesIO) -> pickle.Pickler:
@@ -190,19 +191,19 @@ def encode(obj: object) -> bytes | memoryview:
         buf = io.BytesIO()
         _pickler(buf).dump(obj)
         return buf.getbuffer()
-    if enc.sizes != (len(_EXTRA_REDUCERS), len(copyreg.dispatch_table)):
+    if enc.extra != len(_EXTRA_REDUCERS) or enc.copyreg != len(copyreg.dispatch_table):
         enc.renew()
     buf = enc.buf
     enc.busy = True
     try:
         enc.pickler.dump(obj)
         if buf.tell() > _SMALL:  # lend the buffer out as it is (see _SMALL); the next dump gets a new one
-            enc.sizes = (-1, -1)
+            enc.extra = -1
             return buf.getbuffer()
         return buf.getvalue()
     finally:
         enc.busy = False
-        if enc.sizes[0] >= 0:
+        if enc.extra >= 0:
             enc.pickler.clear_memo()
             buf.seek(0)
             buf.truncate()
