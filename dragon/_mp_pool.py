@@ -185,6 +185,7 @@ class _Tasks(SimpleQueue):
 TASK_TAG: Final = 0x01
 """The first byte of a task in compact form. Every other message on the task channel is a pickle
 (first byte 0x80): `_encode_task` pickles even a `bytes` item, which `encode` would send as it is."""
+_TAG: Final = bytes([TASK_TAG])
 NAMED_CACHE_MAX: Final = 1024
 """The most callables either side of the task channel keeps the pickle of (then it starts afresh)."""
 _BY_NAME: Final = (types.FunctionType, types.BuiltinFunctionType)
@@ -196,7 +197,10 @@ _resolved: dict[bytes, Any] = {}  # a worker's side: pickle -> callable
 def _by_name(fn: Any) -> bytes | None:
     """The pickle of `fn`, made once, if pickling names it rather than copying it (a module-level
     function, a builtin function of a module): it never changes. None for anything else (a bound
-    method, a partial, a callable object, a function that cannot be found by its name)."""
+    method, a partial, a callable object, a function that cannot be found by its name). Known
+    difference: a function whose module name is rebound to another object after its first task
+    still travels by that name (the stdlib would then refuse to pickle it); the cache keeps each
+    function it saw alive until it is full."""
     kind = type(fn)
     if kind is not types.FunctionType and kind is not types.BuiltinFunctionType:
         return None
@@ -263,5 +267,3 @@ def _resolve(data: bytes) -> Any:
         _resolved[data] = fn
     return fn
 
-
-_TAG: Final = bytes([TASK_TAG])
