@@ -44,6 +44,7 @@ from dragon.transport._framing import FrameStream
 from dragon.transport._shm import entries, run_prefix, unlink_quietly
 
 from ._links import Inbox, Outbox, log_message
+from ._output import write_lines
 from ._process import ForkedChild, Waitable, describe_exit, fork_service, group_members, stop_group
 
 log = logging.getLogger(__name__)
@@ -107,16 +108,10 @@ async def write_to_own_stdio(msg: SHFwdOutput) -> None:
     if fd in _closed_fds:
         return
     try:
-        await trio.to_thread.run_sync(_write_all, fd, msg.data)
+        await trio.to_thread.run_sync(write_lines, fd, msg.data)
     except (BrokenPipeError, ConnectionResetError):
         _closed_fds.add(fd)
         log.info("the reader of fd %d has gone: dropping the rest of that output", fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 class Launcher:

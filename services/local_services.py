@@ -60,11 +60,11 @@ from ._links import (
     write_frame,
 )
 from ._fast_start import ForkServer, ForkServerFailed, ServedChild
+from ._output import READ_SIZE, LineAssembler
 from ._process import ForkedChild, describe_exit, fork_service, stop_process
 
 log = logging.getLogger(__name__)
 
-OUTPUT_CHUNK: Final = 5000  # spec §2: SHFwdOutput carries at most 5000 characters
 DRAIN_AFTER_EXIT_S: Final = 1.0  # output still arriving after a process exited (its children's)
 BEHALTED_WAIT_S: Final = 10.0
 LA_CHANNEL_CAPACITY: Final = 256
@@ -502,17 +502,34 @@ class LocalServices:
         mp.forwarders_done.set()
 
     async def _forward_output(self, mp: ManagedProcess, stream: trio.abc.ReceiveStream, fd_num: FdNum) -> None:
-        """Copy one output pipe into SHFwdOutput messages (<= OUTPUT_CHUNK bytes each, in order), or
-        into the stream's PIPE channel (spec §5.5), ending with an empty message for end of file.
+        """Copy one output pipe into SHFwdOutput messages of whole lines (services/_output.py), or
+        into the stream's PIPE channel (spec §5.5) as it comes, ending with an empty message for end
+        of file.
 
         Sending waits while the channel is full, so a slow reader slows the program down (its pipe
         fills) instead of losing output. If the PIPE channel was destroyed, the rest of the output
-        goes to the launcher, prefixed `[orphaned output]: ` (spec §5.5).
+        goes to the launcher, prefixed `[orphaned output]: ` (spec §5.5). A partial line still held
+        when the stream ends, or when this task is cancelled (the process exited and something else
+        keeps its pipe open), is forwarded before this returns.
         """
         pipe = mp.pipes.get("stdout" if fd_num == FdNum.STDOUT else "stderr")
         chan = TrioChannel.attach(pipe) if pipe else None
+        lines = LineAssembler()
+
+        async def to_launcher(messages: list[bytes]) -> None:
+            for data in messages:
+                await self.to_la.send(SHFwdOutput(p_uid=mp.p_uid, fd_num=fd_num, data=data, pid=mp.proc.pid))
+
         try:
-            while chunk := await stream.receive_some(OUTPUT_CHUNK):
+            while True:
+                chunk = None
+                with trio.move_on_at(lines.deadline):
+                    chunk = await stream.receive_some(READ_SIZE)
+                if chunk is None:  # a partial line waited long enough: forward it as it is
+                    await to_launcher(lines.flush())
+                    continue
+                if not chunk:
+                    break
                 if fd_num == FdNum.STDERR and mp.hide_stderr:
                     continue
                 if chan is not None:
@@ -523,15 +540,17 @@ class LocalServices:
                         await chan.aclose()
                         chan = None
                     chunk = b"[orphaned output]: " + bytes(chunk)
-                await self.to_la.send(SHFwdOutput(p_uid=mp.p_uid, fd_num=fd_num, data=bytes(chunk), pid=mp.proc.pid))
+                await to_launcher(lines.feed(bytes(chunk), trio.current_time()))
             if chan is not None:
                 with trio.move_on_after(5):  # end of file for the reader
                     await chan.send(b"")
         except (trio.BrokenResourceError, trio.ClosedResourceError, ChannelDestroyed):
             pass
         finally:
-            if chan is not None:
-                await chan.aclose()
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await to_launcher(lines.flush())  # the last bytes of a process are never lost
+                if chan is not None:
+                    await chan.aclose()
 
     async def _feed_stdin_from_channel(self, mp: ManagedProcess, pipe: str) -> None:
         """Spec §5.5 stdin=PIPE: what the parent sends on the channel goes to the process's stdin; an
