@@ -1,10 +1,12 @@
 """Global Services (GS): the one registry of processes, channels and pools (spec §4.2-§4.4, §5).
 
-GS is forked by Local Services during bringup (spec §2 A4) and runs this trio program: attach to the
-GS, LS and LA channels, GSPingSH (m4), wait for SHPingGS (m5), GSIsUp (m6), then serve requests until
-GSTeardown, and write GSHalted on stdout (§3.1 m4). Its stdout and stderr belong to LS's GS monitor:
-GS writes nothing there but those framed messages (any exception becomes an AbnormalTermination frame,
-spec §3.2), and its stdin is a pipe from LS whose EOF means LS died (GS then exits at once).
+GS is forked by Local Services as LS starts, before LS's event loop (spec §2 A4; services/local_services.py
+says why), and runs this trio program from its first step: wait on its stdin for its launch parameters
+(LS sends them once the channels exist), attach to the GS, LS and LA channels, GSPingSH (m4), wait for
+SHPingGS (m5), GSIsUp (m6), then serve requests until GSTeardown, and write GSHalted on stdout (§3.1
+m4). Its stdout and stderr belong to LS's GS monitor: GS writes nothing there but those framed
+messages (any exception becomes an AbnormalTermination frame, spec §3.2), and its stdin stays open
+after the parameters: its EOF means LS died (GS then exits at once).
 
 Requests are served concurrently: a request that needs LS (create, kill, ...) runs in its own task and
 waits for LS's response, matched by `ref` to the tag GS gave its SH request, so it never stalls the
@@ -30,6 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,8 +40,6 @@ from typing import Any, Final
 
 import msgspec
 import trio
-
-import time
 
 from dragon import _faults, _log, _rundir
 from dragon.descriptors import (
@@ -65,9 +66,10 @@ from dragon.messages import (
     SHPoolCreateResponse, SHPoolDestroy, SHPoolDestroyResponse, SHProcessCreate,
     SHProcessCreateResponse, SHProcessExit, SHProcessKill, SHProcessKillResponse,
 )
-from dragon.transport import ProtocolError, TrioChannel
+from dragon.transport import ProtocolError, TrioChannel, decode
+from dragon.transport._framing import FrameStream
 
-from ._links import Inbox, Outbox, is_user_managed, log_message, reply_once, write_frame
+from ._links import Inbox, Outbox, is_user_managed, log_message, reply_once
 
 log = logging.getLogger(__name__)
 
@@ -78,36 +80,87 @@ PIPE_CAPACITY: Final = 64  # messages of a PIPE channel when GSProcessCreate giv
 PIPE_BLOCK: Final = 8192
 
 
-def run(params: LaunchParameters) -> int:
-    """The life of GS in its (forked) process; returns its exit code."""
+def run() -> int:
+    """The life of GS in its process, forked by LS before LS's loop started; returns its exit code.
+
+    Everything runs in GS's trio loop (`main`): GS waits on its stdin for its launch parameters, and
+    at the end writes GSHalted (or AbnormalTermination) on its stdout from inside the loop.
+    """
     _log.set_actor("GS")
     logging.getLogger("dragon").addHandler(logging.NullHandler())  # never log to stderr (fatal there)
     sys.stdout = sys.stderr  # fd 1 is the protocol pipe to LS
+    return trio.run(main)
+
+
+async def main() -> int:
+    """Read the launch parameters from LS, serve, and say how it ended on stdout (spec §3.1 m4, §3.2).
+
+    Any failure, including one before GS is up, becomes an AbnormalTermination frame on stdout (LS's
+    GS monitor forwards it to the launcher); its exit code is 1. If LS goes away (end of file on the
+    stdin pipe), GS says so the same way and exits.
+    """
+    from_ls = FrameStream(trio.lowlevel.FdStream(os.dup(0)), name="GS stdin")
+    to_ls = StdoutLink()
     try:
-        trio.run(serve, params)
+        try:
+            params = decode(msgspec.msgpack.Decoder(LaunchParameters), await from_ls.receive(), where="GS stdin")
+        except trio.EndOfChannel:
+            raise LSGone("Local Services went away before it sent the launch parameters") from None
+        log_message("received", "on GS stdin", params)
+        await serve(params, from_ls, to_ls)
     except BaseException as exc:  # spec §3.2: report any failure to LS as AbnormalTermination
         text = "".join(traceback.format_exception(exc))
         log.error("Global Services failed:\n%s", text)
-        try:
-            write_frame(1, AbnormalTermination(err_info=f"Global Services failed: {exc!r}\n{text}"), "GS stdout")
-        except OSError:
-            pass
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await to_ls.send(AbnormalTermination(err_info=f"Global Services failed: {exc!r}\n{text}"))
         return 1
-    write_frame(1, GSHalted(), "GS stdout")  # spec §3.1 m4
+    with trio.move_on_after(5):
+        await to_ls.send(GSHalted())  # spec §3.1 m4
     return 0
+
+
+class StdoutLink:
+    """GS's stdout: framed messages to LS's GS monitor (GSHalted, AbnormalTermination, and replies to
+    r_c_uid 1), one at a time from any task."""
+
+    def __init__(self) -> None:
+        self._frames = FrameStream((trio.lowlevel.FdStream(os.dup(1)), _NoInput()), name="GS stdout")
+        self._lock = trio.Lock()
+        self._enc = msgspec.msgpack.Encoder()
+
+    async def send(self, msg: msgspec.Struct) -> None:
+        """Write one frame; a pipe nobody reads any more (LS died) is only logged."""
+        async with self._lock:
+            log_message("sent", "on GS stdout", msg)
+            try:
+                await self._frames.send(self._enc.encode(msg))
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                log.warning("GS stdout is gone: %s not delivered (%s)", type(msg).__name__, exc)
+
+
+class _NoInput(trio.abc.ReceiveStream):
+    """The missing direction of GS's stdout (FrameStream wants a two-way stream)."""
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        raise trio.ClosedResourceError("GS stdout is write-only")
+
+    async def aclose(self) -> None:
+        pass
 
 
 class LSGone(Exception):
     """GS's stdin reached EOF: Local Services died."""
 
 
-async def serve(params: LaunchParameters) -> None:
+async def serve(params: LaunchParameters, from_ls: FrameStream, stdout: StdoutLink) -> None:
     """Bringup m4-m6, then requests until GSTeardown. Raises if LS dies or a message is garbage."""
     inbox: Inbox[GSInbound] = Inbox(TrioChannel.attach(params.gs_cd), GSInbound, "GS channel")
     to_ls = Outbox(TrioChannel.attach(params.local_shep_cd), "LS channel")
     to_la = Outbox(TrioChannel.attach(params.local_be_cd), "LA channel")
     if _faults.active("gs-hang-bringup"):
         await trio.sleep_forever()
+    if _faults.active("gs-crash-bringup"):
+        raise RuntimeError("injected fault gs-crash-bringup")
     await to_ls.send(GSPingSH())  # m4
     first = await inbox.receive()
     if not isinstance(first, SHPingGS):  # m5
@@ -118,8 +171,8 @@ async def serve(params: LaunchParameters) -> None:
     if _faults.active("gs-crash"):
         raise RuntimeError("injected fault gs-crash")
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_ls, nursery.cancel_scope)
-        gs = GlobalServices(inbox, to_ls, to_la, nursery, params.run_id)
+        nursery.start_soon(_watch_ls, from_ls, nursery.cancel_scope)
+        gs = GlobalServices(inbox, to_ls, to_la, stdout, nursery, params.run_id)
         await gs.main_loop()
         nursery.cancel_scope.cancel()
     for chan in (inbox.chan, to_ls.chan, to_la.chan, *(box.chan for box in gs.reply_boxes.values())):
@@ -128,9 +181,12 @@ async def serve(params: LaunchParameters) -> None:
         raise LSGone("Local Services went away (GS stdin closed)")
 
 
-async def _watch_ls(scope: trio.CancelScope) -> None:
-    stdin = trio.lowlevel.FdStream(os.dup(0))
-    while await stdin.receive_some(1024):
+async def _watch_ls(from_ls: FrameStream, scope: trio.CancelScope) -> None:
+    """LS writes nothing more after the launch parameters: end of file means it died."""
+    try:
+        async for _frame in from_ls:
+            pass
+    except ProtocolError:
         pass
     log.error("Local Services went away: Global Services exits")
     raise LSGone("Local Services went away (GS stdin closed)")
@@ -161,9 +217,10 @@ class PoolRecord:
 class GlobalServices:
     """GS's tables and request handlers (spec §4.2-§4.4)."""
 
-    def __init__(self, inbox: Inbox[GSInbound], to_ls: Outbox, to_la: Outbox, nursery: trio.Nursery,
-                 run_id: str) -> None:
+    def __init__(self, inbox: Inbox[GSInbound], to_ls: Outbox, to_la: Outbox, stdout: StdoutLink,
+                 nursery: trio.Nursery, run_id: str) -> None:
         self.inbox, self.to_ls, self.to_la, self.nursery = inbox, to_ls, to_la, nursery
+        self.stdout = stdout
         self.run_id = run_id
         self.started = time.time()
         self.ls_gone = False
@@ -178,7 +235,6 @@ class GlobalServices:
         self.next_tag = 1
         self.pending: dict[int, trio.MemorySendChannel[Response]] = {}
         self.reply_boxes: dict[int, Outbox] = {}
-        self.stdout_enc = msgspec.msgpack.Encoder()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -272,8 +328,7 @@ class GlobalServices:
         if r_c_uid == BE_CUID:
             await self.to_la.send(msg)
         elif r_c_uid == GS_STDOUT_R_C_UID:
-            log_message("sent", "on GS stdout", msg)
-            write_frame(1, msg, "GS stdout")
+            await self.stdout.send(msg)
         elif is_user_managed(r_c_uid):  # a tool's own reply channel (e.g. `dragon status`)
             await reply_once(_rundir.channel_name(self.run_id, r_c_uid), msg, f"channel {r_c_uid}")
         else:  # a managed process's return channel: kept until that process exits

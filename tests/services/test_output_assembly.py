@@ -16,7 +16,7 @@ from typing import Final
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dragon.services._output import MAX_MESSAGE, PARTIAL_LINE_S, PIPE_BUF, LineAssembler, split_at_lines, write_lines
+from dragon.services._output import MAX_MESSAGE, PARTIAL_LINE_S, LineAssembler, split_at_lines, write_lines
 
 F_SETPIPE_SZ: Final = 1031  # fcntl.F_SETPIPE_SZ, named in Python 3.10+ on Linux only
 
