@@ -32,6 +32,7 @@ import msgspec
 import trio
 
 from dragon import _rundir
+from dragon._pool_sizes import pool_sizes
 from dragon.errors import BringupError, DragonError
 from dragon.ids import BE_CUID, LAUNCHER_PUID
 from dragon.messages import (
@@ -447,11 +448,16 @@ async def serve(*, run_id: str | None = None, bringup_timeout_s: float = DEFAULT
     from .local_services import LSConfig
 
     if preforked is None:
+        try:
+            sizes = pool_sizes()
+        except ValueError as exc:
+            raise BringupError("launcher", "reading its settings", str(exc)) from None
         run_id = run_id or _rundir.new_run_id()
         _rundir.create_run_dir(run_id)
         try:
             ls = await exec_local_services(LSConfig(run_id=run_id, bringup_timeout_s=bringup_timeout_s,
-                                                    launcher_pid=os.getpid()))
+                                                    launcher_pid=os.getpid(), inf_seg_sz=sizes.inf_seg_sz,
+                                                    default_seg_sz=sizes.default_seg_sz))
         except BaseException:
             _rundir.remove_run_dir(run_id)
             raise
