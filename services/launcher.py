@@ -439,9 +439,12 @@ class RuntimeHandle:
 
 async def serve(*, run_id: str | None = None, bringup_timeout_s: float = DEFAULT_BRINGUP_TIMEOUT_S,
                 output: OutputSink = write_to_own_stdio, preforked: tuple[ForkedChild, int, int] | None = None,
+                before_teardown: Callable[[], None] | None = None,
                 task_status: trio.TaskStatus[RuntimeHandle] = trio.TASK_STATUS_IGNORED) -> None:
     """Bring a runtime up, report a `RuntimeHandle`, keep it until cancelled, then tear it down.
 
+    `before_teardown` is called (in this task, blocking) before teardown begins, whether the runtime
+    came up or not: `dragon.serve` lets this process's blocking connection go there (dragon._embedded).
     Raises BringupError if the runtime does not come up (what step, and why), RuntimeBroken if it
     fails while running. Whatever happens, nothing of the run is left when this returns or raises.
     """
@@ -477,6 +480,10 @@ async def serve(*, run_id: str | None = None, bringup_timeout_s: float = DEFAULT
             raise RuntimeBroken(la.failure or "the runtime broke")
         finally:
             try:
-                await la.teardown()
+                if before_teardown is not None:
+                    before_teardown()
             finally:
-                la.stop_helpers()  # whatever happened, the shielded helpers must end with the run
+                try:
+                    await la.teardown()
+                finally:
+                    la.stop_helpers()  # whatever happened, the shielded helpers must end with the run
