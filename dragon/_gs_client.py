@@ -25,10 +25,11 @@ that the GS process (pid from the run's runtime.json) is alive; if not, RuntimeN
 
 External clients (`GSClient.external`): a process the runtime did not start, i.e. a program that
 runs a runtime with `dragon.serve` (`dragon._embedded`) or a plain `python my.py` program that owns a
-background runtime (`dragon._background`), talks to GS through the same class, without a handshake: it makes its own reply channel in the user-managed c_uid range under the
-name GS derives from the c_uid (`_rundir.channel_name`, as `dragon status` does, see
-`user_reply_channel`), sends its requests as the launcher (p_uid 0, which GS records as the parent of
-the processes it creates), and destroys the channel when it closes. `connection()` returns such a
+background runtime (`dragon._background`), talks to GS through the same class, without a handshake:
+it makes its own reply channel in the user-managed c_uid range under the name GS derives from the
+c_uid (`_rundir.channel_name`, as `dragon status` does, see `user_reply_channel`), sends its requests
+as the launcher (p_uid 0, which GS records as the parent of the processes it creates), and destroys
+the channel when it closes. `connection()` returns such a
 client in a process without launch parameters: for the runtime it embeds, else for its background
 runtime, which it brings up first when asked to (`start_runtime=True`, the multiprocessing start
 method). The runtime's end closes it; the next call connects anew.

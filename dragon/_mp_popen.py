@@ -164,8 +164,10 @@ class DragonPopen:
     # ------------------------------------------------------------------ signals
 
     def _send_signal(self, sig: int) -> None:
+        if self.returncode is not None:
+            return
         client = self._client()
-        if self.returncode is not None or client is None:  # exited, or stopped with its runtime
+        if client is None:  # stopped with its runtime (module docstring)
             return
         resp = client.call(GSProcessKill(p_uid=0, r_c_uid=0, t_p_uid=self.p_uid, sig=int(sig)),
                            GSProcessKillResponse)
