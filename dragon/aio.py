@@ -114,8 +114,9 @@ async def connect(handle: Runtime | None = None) -> Runtime:
     """The runtime to pass to this module's classes.
 
     With `handle` (the `RuntimeHandle` of `dragon.serve`, or any `Runtime`): that handle. Without: the
-    calling managed process's connection to GS, made now (in a thread: it reads GS's handshake).
-    Raises RuntimeNotRunning (without a handle) if this process was not started by the runtime.
+    calling process's blocking connection to GS (`dragon._gs_client.connection`), made now in a thread
+    (a managed process reads GS's handshake). Raises RuntimeNotRunning (without a handle) if this
+    process has no runtime.
     """
     if handle is not None:
         await trio.lowlevel.checkpoint()

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import trio
 
-from dragon import __version__, _log, _rundir
+from dragon import __version__, _log, _pool_sizes, _rundir
 from dragon.descriptors import ProcessOptions
 from dragon.errors import BringupError, leaf_exceptions
 from dragon.ids import BE_CUID
@@ -47,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="dragon", description="Run a Python program in a Dragon runtime (managed processes, shm channels).",
         usage="dragon [options] (PROG | -m MODULE | -c CODE) [ARGS...]\n"
               "       dragon status [RUN_ID] [--json] [--watch]   (see: dragon status --help)\n"
-              "       dragon cleanup [--dry-run] [RUN_ID ...]     (see: dragon cleanup --help)")
+              "       dragon cleanup [--dry-run] [RUN_ID ...]     (see: dragon cleanup --help)",
+        epilog="environment: DRAGON_INF_SEG_SZ and DRAGON_DEFAULT_SEG_SZ size the infrastructure and default "
+               "pools (bytes, or with a suffix K, M, G or T; default 1G and 4G)")
     p.add_argument("--version", action="version", version=f"dragon {__version__}")
     p.add_argument("-l", "--log-level", metavar="LEVEL",
                    help="write a log of the run (DEBUG: every message) to --log-file; env DRAGON_LOG_LEVEL")
@@ -113,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(cmd, str):
         print(f"dragon: error: {cmd}", file=sys.stderr)
         return 2
+    try:
+        sizes = _pool_sizes.pool_sizes()
+    except ValueError as exc:
+        print(f"dragon: error: {exc}", file=sys.stderr)
+        return 2
     run_id = _rundir.new_run_id()
     try:
         _log.configure(opts.log_level, opts.log_file or os.environ.get("DRAGON_LOG_FILE") or f"dragon-{run_id}.log")
@@ -124,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"dragon: error: cannot make the runtime directory: {exc}", file=sys.stderr)
         return 1
-    config = LSConfig(run_id=run_id, bringup_timeout_s=opts.bringup_timeout, launcher_pid=os.getpid())
+    config = LSConfig(run_id=run_id, bringup_timeout_s=opts.bringup_timeout, launcher_pid=os.getpid(),
+                      inf_seg_sz=sizes.inf_seg_sz, default_seg_sz=sizes.default_seg_sz)
     preforked = launcher.prefork_local_services(config)  # before trio.run: see the module docstring
     try:
         return trio.run(_main, run_id, preforked, cmd, opts.bringup_timeout)

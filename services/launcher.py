@@ -32,6 +32,7 @@ import msgspec
 import trio
 
 from dragon import _rundir
+from dragon._pool_sizes import pool_sizes
 from dragon.errors import BringupError, DragonError
 from dragon.ids import BE_CUID, LAUNCHER_PUID
 from dragon.messages import (
@@ -433,20 +434,28 @@ class RuntimeHandle:
 
 async def serve(*, run_id: str | None = None, bringup_timeout_s: float = DEFAULT_BRINGUP_TIMEOUT_S,
                 output: OutputSink = write_to_own_stdio, preforked: tuple[ForkedChild, int, int] | None = None,
+                before_teardown: Callable[[], None] | None = None,
                 task_status: trio.TaskStatus[RuntimeHandle] = trio.TASK_STATUS_IGNORED) -> None:
     """Bring a runtime up, report a `RuntimeHandle`, keep it until cancelled, then tear it down.
 
+    `before_teardown` is called (in this task, blocking) before teardown begins, whether the runtime
+    came up or not: `dragon.serve` lets this process's blocking connection go there (dragon._embedded).
     Raises BringupError if the runtime does not come up (what step, and why), RuntimeBroken if it
     fails while running. Whatever happens, nothing of the run is left when this returns or raises.
     """
     from .local_services import LSConfig
 
     if preforked is None:
+        try:
+            sizes = pool_sizes()
+        except ValueError as exc:
+            raise BringupError("launcher", "reading its settings", str(exc)) from None
         run_id = run_id or _rundir.new_run_id()
         _rundir.create_run_dir(run_id)
         try:
             ls = await exec_local_services(LSConfig(run_id=run_id, bringup_timeout_s=bringup_timeout_s,
-                                                    launcher_pid=os.getpid()))
+                                                    launcher_pid=os.getpid(), inf_seg_sz=sizes.inf_seg_sz,
+                                                    default_seg_sz=sizes.default_seg_sz))
         except BaseException:
             _rundir.remove_run_dir(run_id)
             raise
@@ -466,6 +475,10 @@ async def serve(*, run_id: str | None = None, bringup_timeout_s: float = DEFAULT
             raise RuntimeBroken(la.failure or "the runtime broke")
         finally:
             try:
-                await la.teardown()
+                if before_teardown is not None:
+                    before_teardown()
             finally:
-                la.stop_helpers()  # whatever happened, the shielded helpers must end with the run
+                try:
+                    await la.teardown()
+                finally:
+                    la.stop_helpers()  # whatever happened, the shielded helpers must end with the run
