@@ -51,15 +51,22 @@ class Process:
       stdout / stderr: None (forwarded to the launcher's output), DEVNULL, a file path (appended to),
         or for stderr STDOUT (merged into stdout), or PIPE: then `stdin_conn` / `stdout_conn` /
         `stderr_conn` of the started process are its ends (dragon._gs_pipe.PipeConnection).
+      user / group: numeric ids to run as (None: the runtime's; another needs the privilege to).
+      umask: the process's umask, 0 .. 0o777 (-1: the runtime's).
+      initial_stdin: bytes written to its stdin before anything else (stdin None or PIPE).
     Raises:
       InvalidArgument: a target, argument or stdio option that cannot be used.
     """
 
     def __init__(self, target: str | os.PathLike[str], args: Sequence[str | os.PathLike[str]] = (), *,
                  env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None, name: str = "",
-                 stdin: StdioOption = None, stdout: StdioOption = None, stderr: StdioOption = None) -> None:
+                 stdin: StdioOption = None, stdout: StdioOption = None, stderr: StdioOption = None,
+                 user: int | None = None, group: int | None = None, umask: int = -1,
+                 initial_stdin: bytes = b"") -> None:
         self._spec: gs.ProcessSpec | None = gs.process_spec(target, args, env=env, cwd=cwd, name=name,
-                                                            stdin=stdin, stdout=stdout, stderr=stderr)
+                                                            stdin=stdin, stdout=stdout, stderr=stderr,
+                                                            user=user, group=group, umask=umask,
+                                                            initial_stdin=initial_stdin)
         self._exe = self._spec.exe
         self._name = name
         self._desc: ProcessDescriptor | None = None

@@ -271,10 +271,14 @@ class Process:
 
     def __init__(self, runtime: Runtime, target: str | os.PathLike[str], args: Sequence[str | os.PathLike[str]] = (),
                  *, env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None, name: str = "",
-                 stdin: StdioOption = None, stdout: StdioOption = None, stderr: StdioOption = None) -> None:
+                 stdin: StdioOption = None, stdout: StdioOption = None, stderr: StdioOption = None,
+                 user: int | None = None, group: int | None = None, umask: int = -1,
+                 initial_stdin: bytes = b"") -> None:
         self._rt = runtime
         self._spec: gs.ProcessSpec | None = gs.process_spec(target, args, env=env, cwd=cwd, name=name,
-                                                            stdin=stdin, stdout=stdout, stderr=stderr)
+                                                            stdin=stdin, stdout=stdout, stderr=stderr,
+                                                            user=user, group=group, umask=umask,
+                                                            initial_stdin=initial_stdin)
         self._name = name
         self._desc: ProcessDescriptor | None = None
         self._returncode: int | None = None

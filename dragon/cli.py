@@ -33,13 +33,12 @@ from dragon.descriptors import ProcessOptions
 from dragon.errors import BringupError, leaf_exceptions
 from dragon.ids import BE_CUID
 from dragon.messages import (
-    GSProcessCreate, GSProcessCreateResponse, GSProcessKill, GSProcessKillResponse, ProcessCreateErr, SHFwdInput,
+    GSProcessCreate, GSProcessCreateResponse, GSProcessKill, GSProcessKillResponse, ProcessCreateErr,
 )
 from dragon.services import launcher
 from dragon.services._process import ForkedChild, exit_status_for_shell
 from dragon.services.local_services import LSConfig
 
-INPUT_CHUNK = 1024  # spec §4.5: SHFwdInput carries at most 1024 bytes
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -189,14 +188,12 @@ async def _run_program(run: _Run, run_id: str, preforked: tuple[ForkedChild, int
 
 async def _forward_stdin(handle: launcher.RuntimeHandle, p_uid: int) -> None:
     """Our stdin goes to the head (SHFwdInput), end of file included (an empty input)."""
-    to_ls = handle.launcher.to_ls
-    assert to_ls is not None
     while True:
         try:
-            data = await trio.to_thread.run_sync(os.read, 0, INPUT_CHUNK, abandon_on_cancel=True)
+            data = await trio.to_thread.run_sync(os.read, 0, launcher.INPUT_CHUNK, abandon_on_cancel=True)
         except OSError:
             data = b""
-        await to_ls.send(SHFwdInput(p_uid=0, r_c_uid=BE_CUID, t_p_uid=p_uid, input=data))
+        await handle.send_input(p_uid, data)
         if not data:
             return
 

@@ -50,6 +50,11 @@ class RuntimeNotRunning(DragonError):
     or the runtime went away while the call waited for Global Services."""
 
 
+class InputNotDelivered(DragonError):
+    """Input for a process's stdin, sent with confirmation, was not written into it (spec §4.5
+    SHFwdInputErr): the text says why (no such process, its stdin is closed or not forwarded, ...)."""
+
+
 class EventLoopBlocked(DragonError, RuntimeError):
     """A blocking call made in the trio loop that runs `dragon.serve` waited while the runtime needed
     that loop (to take its processes' output): run the call in a thread, or use dragon.aio."""

@@ -373,12 +373,17 @@ class GSProcessCreate(Request):
     stdout: StdioOption = None
     stderr: StdioOption = None
     group: int | None = None
+    """Numeric group id to run as; None = Local Services' (changing it needs the privilege to)."""
     user: int | None = None
+    """Numeric user id to run as; None = Local Services' (changing it needs the privilege to)."""
     umask: int = -1
-    """-1 = inherit."""
+    """0 .. 0o777; -1 = inherit."""
     pipesize: int | None = None
     """Capacity of the PIPE channels; None = default."""
     head_proc: bool = False
+    initial_stdin: bytes = b""
+    """Written to the process's stdin before anything else (our addition: the spec has it only on
+    SHProcessCreate). Needs stdin forwarded (None) or PIPE."""
 
 
 class GSProcessCreateResponse(Response):
@@ -693,8 +698,8 @@ class SHProcessCreate(Request):
     env: dict[str, str] = {}
     rundir: str = ""
     options: LocalProcessOptions = msgspec.field(default_factory=LocalProcessOptions)
-    initial_stdin: str = ""
-    """Written once to the child's stdin."""
+    initial_stdin: bytes = b""
+    """Written once to the child's stdin, first (bytes, not the spec's str, as SHFwdInput.input)."""
     stdin: StdioOption = None
     stdout: StdioOption = None
     stderr: StdioOption = None
@@ -735,7 +740,11 @@ class SHProcessKillResponse(Response):
 
 
 class SHProcessExit(Msg):
-    """LS -> GS, unsolicited: a managed process exited and its output was flushed (spec §3.1 m1, §4.5)."""
+    """LS -> GS, unsolicited: a managed process exited and its output was flushed (spec §3.1 m1, §4.5).
+
+    When the process's output went to the launcher, LS sends this on the LA channel after that output
+    and the launcher passes it on to GS once the output is written **[choice]**: so a join (even one
+    whose waiter writes to the same terminal itself) never returns before that output is out."""
 
     p_uid: int
     """The process that exited."""
@@ -867,6 +876,7 @@ LAInbound: TypeAlias = (
     | SHHaltBE
     | AbnormalTermination
     | SHFwdOutput
+    | SHProcessExit
     | SHFwdInputErr
     | GSResponse
 )

@@ -43,7 +43,7 @@ import trio
 
 from dragon import _faults, _log, _rundir
 from dragon.descriptors import (
-    PIPE, ChannelDescriptor, ChannelOptions, ObjectState, PoolDescriptor, ProcessDescriptor,
+    DEVNULL, PIPE, ChannelDescriptor, ChannelOptions, ObjectState, PoolDescriptor, ProcessDescriptor,
 )
 from dragon.ids import (
     BE_CUID, FIRST_GS_CUID, FIRST_GS_MUID, FIRST_USER_PUID, GS_INPUT_CUID, GS_PUID, GS_STDOUT_R_C_UID,
@@ -381,6 +381,11 @@ class GlobalServices:
         return f"no process named {user_name}" if user_name else f"no p_uid {t_p_uid}"
 
     async def process_create(self, req: GSProcessCreate) -> None:
+        problem = _create_problem(req)
+        if problem:
+            await self.reply(req.r_c_uid, GSProcessCreateResponse(ref=req.tag, err=ProcessCreateErr.FAIL,
+                                                                  err_info=problem))
+            return
         if req.user_name in self.proc_names:
             existing = self.procs[self.proc_names[req.user_name]]
             if existing.desc.state != ObjectState.DEAD:
@@ -418,6 +423,7 @@ class GlobalServices:
         resp: SHProcessCreateResponse = await self.ls_call(SHProcessCreate(
             tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, t_p_uid=p_uid, exe=req.exe, args=req.args,
             env=env, rundir=req.rundir, stdin=req.stdin, stdout=req.stdout, stderr=req.stderr,
+            group=req.group, user=req.user, umask=req.umask, initial_stdin=req.initial_stdin,
             pipesize=req.pipesize, gs_ret_chan_msg=ret_msg, stdin_msg=pipes.get("stdin"),
             stdout_msg=pipes.get("stdout"), stderr_msg=pipes.get("stderr")))
         if resp.err != LSErr.SUCCESS:
@@ -750,6 +756,20 @@ class GlobalServices:
             f.write("pools\n")
             for m, pr in self.pools.items():
                 f.write(f"  {m} {pr.desc.name} {pr.desc.state.name}\n")
+
+
+def _create_problem(req: GSProcessCreate) -> str:
+    """What is wrong with a GSProcessCreate's own fields ("" if nothing), checked before anything is
+    made: GS refuses what it cannot carry out rather than drop it."""
+    if req.umask != -1 and not 0 <= req.umask <= 0o777:
+        return f"umask must be between 0 and 0o777, or -1 to inherit it, not {req.umask}"
+    for field_name in ("user", "group"):
+        ident = getattr(req, field_name)
+        if ident is not None and ident < 0:
+            return f"{field_name} must be a numeric id (0 or more), not {ident}"
+    if req.initial_stdin and req.stdin == DEVNULL:
+        return "initial_stdin needs a stdin to write to: forwarded (None) or PIPE, not DEVNULL"
+    return ""
 
 
 async def _set_when(event: trio.Event, scope: trio.CancelScope) -> None:

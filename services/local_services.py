@@ -48,7 +48,7 @@ from dragon.ids import (
 )
 from dragon.messages import (
     AbnormalTermination, BEHalted, BENodeIdxSH, BEPingSH, FdNum, GSHalted, GSPingSH, LSErr, LSInbound, LSStdinInbound, SHChannelCreate, SHChannelCreateResponse, SHChannelDestroy,
-    SHChannelDestroyResponse, SHChannelsUp, SHDumpState, SHFwdInput, SHFwdOutput, SHHaltBE, SHHalted,
+    SHChannelDestroyResponse, SHChannelsUp, SHDumpState, SHFwdInput, SHFwdInputErr, SHFwdOutput, SHHaltBE, SHHalted,
     SHPingBE, SHPingGS, SHPoolCreate, SHPoolCreateResponse, SHPoolDestroy, SHPoolDestroyResponse,
     ProcessUsage, SHProcessCreate, SHProcessCreateResponse, SHProcessExit, SHProcessKill,
     SHProcessKillResponse, SHStatus, SHStatusResponse, SHTeardown,
@@ -62,6 +62,7 @@ from ._fast_start import ForkServer, ForkServerFailed, ServedChild
 from ._gs_monitor import GSMonitor
 from ._links import Inbox, Outbox, is_user_managed, log_message, reply_once
 from ._output import READ_SIZE, LineAssembler
+from ._stdin import Chunk, ForwardedStdin, InputRefused
 from ._process import ForkedChild, fork_service, stop_process
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,6 @@ BEHALTED_WAIT_S: Final = 10.0
 LS_DEADLINE_MARGIN_S: Final = 1.0  # LS's bringup deadline is the launcher's plus this: LA reports first
 LA_CHANNEL_CAPACITY: Final = 256
 LA_CHANNEL_BLOCK: Final = 8192
-INPUT_BUFFER_MSGS: Final = 65536  # SHFwdInput chunks buffered per process that does not read stdin
 
 
 class LSConfig(msgspec.Struct, kw_only=True):
@@ -82,6 +82,11 @@ class LSConfig(msgspec.Struct, kw_only=True):
     inf_seg_sz: int = INF_SEG_SZ
     default_seg_sz: int = DEFAULT_SEG_SZ
     launcher_pid: int = 0
+    exits_follow_output: bool = True
+    """Send SHProcessExit of a process whose output went to the launcher by way of the launcher
+    (messages.SHProcessExit says why). Off for `dragon.serve` [choice]: its program may block the
+    launcher's loop in a call that waits for a process's exit (dragon._embedded), which would then
+    never come."""
 
 
 @dataclass
@@ -245,10 +250,13 @@ class ManagedProcess:
     p_uid: int
     create_tag: int
     proc: trio.Process | ServedChild
-    stdin_send: trio.MemorySendChannel[bytes] | None = None
+    stdin: ForwardedStdin | None = None
+    """Its stdin, when fed by SHFwdInput (spec §5.5: not DEVNULL, not PIPE)."""
     forwarders_done: trio.Event = field(default_factory=trio.Event)
     exited: trio.Event = field(default_factory=trio.Event)
     hide_stderr: bool = False
+    printed: bool = False
+    """Some of its output went to the launcher (SHProcessExit then follows it that way)."""
     pipes: dict[str, str] = field(default_factory=dict)
     """Spec §5.5 PIPE: the channel (attach descriptor) of each stdio stream that goes to one."""
 
@@ -424,18 +432,20 @@ class LocalServices:
             self.forkserver.prestart(req.exe, env)
         proc: trio.Process | ServedChild | None = None
         try:
-            if self.forkserver.ready_for(argv, env):
+            as_ls = req.user is None and req.group is None and req.umask == -1  # what the fork server can do
+            if as_ls and self.forkserver.ready_for(argv, env):
                 proc = await self._start_served(req, argv, env)
             if proc is None:
                 stdio = [_stdin_option(req.stdin), _out_option(req.stdout), _out_option(req.stderr, is_stderr=True)]
                 try:
                     proc = await trio.lowlevel.open_process(
-                        argv, cwd=req.rundir or None, env=env, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
+                        argv, cwd=req.rundir or None, env=env, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
+                        user=req.user, group=req.group, umask=req.umask)
                 finally:
                     for fd in stdio:
                         if fd >= 0:  # a file opened for a stdio option: the child has its own copy now
                             os.close(fd)
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:
             task_status.started()
             await self.reply(req.r_c_uid, SHProcessCreateResponse(
                 ref=req.tag, err=LSErr.FAIL, err_info=f"cannot start {req.exe}: {exc}", gs_ret_chan_resp=gs_ret))
@@ -448,11 +458,12 @@ class LocalServices:
         try:
             async with trio.open_nursery() as nursery:
                 if proc.stdin is not None and "stdin" in mp.pipes:
-                    nursery.start_soon(self._feed_stdin_from_channel, mp, mp.pipes["stdin"])
+                    nursery.start_soon(self._feed_stdin_from_channel, mp, mp.pipes["stdin"], req.initial_stdin)
                 elif proc.stdin is not None:
-                    send, recv = trio.open_memory_channel[bytes](INPUT_BUFFER_MSGS)
-                    mp.stdin_send = send
-                    nursery.start_soon(self._feed_stdin, mp, recv)
+                    mp.stdin = ForwardedStdin(mp.p_uid, proc.stdin)
+                    if req.initial_stdin:
+                        mp.stdin.put(req.initial_stdin)
+                    nursery.start_soon(mp.stdin.feed)
                 nursery.start_soon(self._forward_all_output, mp)
                 await self.reply(req.r_c_uid, SHProcessCreateResponse(
                     ref=req.tag, err=LSErr.SUCCESS, pid=proc.pid, gs_ret_chan_resp=gs_ret,
@@ -464,9 +475,13 @@ class LocalServices:
                     await mp.forwarders_done.wait()
                 log.info("process exited p_uid=%d pid=%d code=%d", mp.p_uid, proc.pid, code)
                 if not self.monitor.exited.is_set():
+                    exit_msg = SHProcessExit(p_uid=mp.p_uid, creation_msg_tag=mp.create_tag, exit_code=code)
                     with trio.move_on_after(5):
-                        await self.to_gs.send(SHProcessExit(p_uid=mp.p_uid, creation_msg_tag=mp.create_tag,
-                                                            exit_code=code))
+                        # After output to the launcher, the exit goes the same way, and the launcher hands it
+                        # to GS once that output is written: a join never returns before the output of the
+                        # process it waited for is out (spawn's order, where the process writes itself).
+                        via_la = mp.printed and self.config.exits_follow_output
+                        await (self.to_la if via_la else self.to_gs).send(exit_msg)
                 nursery.cancel_scope.cancel()
         finally:
             self.procs.pop(mp.p_uid, None)
@@ -514,6 +529,7 @@ class LocalServices:
 
         async def to_launcher(messages: list[bytes]) -> None:
             for data in messages:
+                mp.printed = True
                 await self.to_la.send(SHFwdOutput(p_uid=mp.p_uid, fd_num=fd_num, data=data, pid=mp.proc.pid))
 
         try:
@@ -548,12 +564,14 @@ class LocalServices:
                 if chan is not None:
                     await chan.aclose()
 
-    async def _feed_stdin_from_channel(self, mp: ManagedProcess, pipe: str) -> None:
-        """Spec §5.5 stdin=PIPE: what the parent sends on the channel goes to the process's stdin; an
-        empty message (or the channel's destruction) means end of file."""
+    async def _feed_stdin_from_channel(self, mp: ManagedProcess, pipe: str, initial: bytes) -> None:
+        """Spec §5.5 stdin=PIPE: `initial` (initial_stdin), then what the parent sends on the channel
+        goes to the process's stdin; an empty message (or the channel's destruction) means end of file."""
         stdin = mp.proc.stdin
         assert stdin is not None
         try:
+            if initial:
+                await stdin.send_all(initial)
             async with TrioChannel.attach(pipe) as chan:
                 while data := await chan.receive():
                     await stdin.send_all(data)
@@ -562,29 +580,29 @@ class LocalServices:
         finally:
             await trio.aclose_forcefully(stdin)
 
-    async def _feed_stdin(self, mp: ManagedProcess, recv: trio.MemoryReceiveChannel[bytes]) -> None:
-        """Write forwarded input to the process's stdin; empty input means end of file."""
-        stdin = mp.proc.stdin
-        assert stdin is not None
-        try:
-            async for data in recv:
-                if not data:
-                    break
-                await stdin.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            log.info("stdin of p_uid=%d is closed: input dropped", mp.p_uid)
-        finally:
-            await trio.aclose_forcefully(stdin)
-
     def forward_input(self, msg: SHFwdInput) -> None:
+        """Spec §4.5: queue the input for the process's stdin; with `confirm`, answer SHFwdInputErr
+        once it is written or has failed (services/_stdin.py)."""
         mp = self.procs.get(msg.t_p_uid)
-        if mp is None or mp.stdin_send is None:
-            log.warning("SHFwdInput for p_uid=%d, which has no forwarded stdin: dropped", msg.t_p_uid)
-            return
         try:
-            mp.stdin_send.send_nowait(msg.input)
-        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-            log.warning("input for p_uid=%d dropped: it does not read its stdin", msg.t_p_uid)
+            if mp is None or mp.exited.is_set():
+                raise InputRefused(f"no running process p_uid {msg.t_p_uid}")
+            if mp.stdin is None:
+                raise InputRefused(f"the stdin of process {msg.t_p_uid} is not forwarded (it is /dev/null or PIPE)")
+            chunk = mp.stdin.put(msg.input, confirm=msg.confirm)
+        except InputRefused as exc:
+            log.warning("SHFwdInput for p_uid=%d dropped: %s", msg.t_p_uid, exc)
+            if msg.confirm:
+                self.nursery.start_soon(self.reply, msg.r_c_uid, SHFwdInputErr(
+                    ref=msg.tag, err=LSErr.FAIL, err_info=str(exc)))
+            return
+        if msg.confirm:
+            self.nursery.start_soon(self._confirm_input, msg, mp.stdin, chunk)
+
+    async def _confirm_input(self, msg: SHFwdInput, stdin: ForwardedStdin, chunk: Chunk) -> None:
+        problem = await stdin.confirmed(chunk)
+        await self.reply(msg.r_c_uid, SHFwdInputErr(ref=msg.tag, err=LSErr.FAIL if problem else LSErr.SUCCESS,
+                                                     err_info=problem))
 
     def kill(self, msg: SHProcessKill) -> SHProcessKillResponse:
         mp = self.procs.get(msg.t_p_uid)

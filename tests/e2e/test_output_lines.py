@@ -102,3 +102,35 @@ async def test_partial_lines_appear_without_their_newline(how: str, tmp_path: Pa
     parts = re.findall(rb"name\? |child 50%\r|child done\n|hello bob\n", data)
     assert len(b"".join(parts)) == len(data), data
     assert sorted(parts) == sorted([b"name? ", b"child 50%\r", b"child done\n", b"hello bob\n"]), data
+
+
+JOIN_ORDER = """\
+import multiprocessing as mp, sys
+import dragon
+
+def say(i):
+    print(f"child {i}", flush=True)
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    for i in range(ROUNDS):
+        p = mp.Process(target=say, args=(i,))
+        p.start()
+        p.join()
+        print(f"parent {i}", flush=True)
+"""
+
+
+@pytest.mark.parametrize("how", ["dragon", "background"])
+async def test_output_of_a_joined_process_comes_before_what_its_joiner_prints_next(how: str, tmp_path: Path) -> None:
+    """As under spawn, where the child writes its line itself before it exits: a join returns only once
+    the child's forwarded output is written, even when the joiner writes to the same stdout directly
+    (plain python with the background runtime)."""
+    rounds = 25
+    prog = tmp_path / "join_order.py"
+    prog.write_text(JOIN_ORDER.replace("ROUNDS", str(rounds)))
+    argv = [DRAGON, str(prog)] if how == "dragon" else [sys.executable, str(prog)]
+    done = await run_command(argv, cwd=tmp_path, timeout_s=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = "".join(f"child {i}\nparent {i}\n" for i in range(rounds))
+    assert done.stdout.decode() == expected
