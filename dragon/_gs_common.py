@@ -154,7 +154,7 @@ def process_create(spec: ProcessSpec) -> GSCall[GSProcessCreateResponse, Process
 
 def process_join(p_uid: int, timeout: float | None) -> GSCall[GSProcessJoinResponse, int | None]:
     """GSProcessJoin: the exit code, or None if it still runs after `timeout` s. Raises JoinSelf,
-    UnknownProcess."""
+    UnknownProcess, InvalidArgument (Global Services, which cannot be joined)."""
     def finish(resp: GSProcessJoinResponse) -> int | None:
         if resp.err == ProcessJoinErr.SUCCESS:
             return resp.exit_code
@@ -162,6 +162,8 @@ def process_join(p_uid: int, timeout: float | None) -> GSCall[GSProcessJoinRespo
             return None
         if resp.err == ProcessJoinErr.SELF:
             raise JoinSelf(f"process {p_uid} cannot join itself: {resp.err_info}")
+        if resp.err == ProcessJoinErr.NOT_JOINABLE:
+            raise InvalidArgument(resp.err_info)
         raise UnknownProcess(resp.err_info or f"no p_uid {p_uid}")
 
     return GSCall(GSProcessJoin(p_uid=0, r_c_uid=0, t_p_uid=p_uid, timeout=timeout_us(timeout)),
@@ -199,7 +201,7 @@ def process_query(p_uid: int | None = None, name: str = "") -> GSCall[GSProcessQ
 
 
 def process_list() -> GSCall[GSProcessListResponse, list[int]]:
-    """GSProcessList: every p_uid GS ever created, dead ones included."""
+    """GSProcessList: every p_uid GS ever created, dead ones included, and GS itself (1)."""
     return GSCall(GSProcessList(p_uid=0, r_c_uid=0), GSProcessListResponse, lambda resp: resp.plist)
 
 
@@ -213,10 +215,10 @@ def exit_code_of(desc: ProcessDescriptor) -> int | None:
 
 def channel_create(*, capacity: int = DEFAULT_CAPACITY, block_size: int = DEFAULT_BLOCK_SIZE, name: str = "",
                    m_uid: int = DEFAULT_POOL_MUID, soft: bool = False, packed: bool = False,
-                   ref_count: bool = False) -> GSCall[GSChannelCreateResponse, ChannelDescriptor]:
+                   ref_count: bool = False, label: str = "") -> GSCall[GSChannelCreateResponse, ChannelDescriptor]:
     """GSChannelCreate (see `Channel.create`; `packed`: `ChannelLocalOptions.packed`; `ref_count`:
-    `ChannelOptions.ref_count`). Raises InvalidArgument now; ChannelNameInUse, ChannelCreateFailed
-    from `finish`."""
+    `ChannelOptions.ref_count`; `label`: `ChannelDescriptor.label`). Raises InvalidArgument now;
+    ChannelNameInUse, ChannelCreateFailed from `finish`."""
     if capacity < 1:
         raise InvalidArgument(f"channel capacity must be at least 1 message, not {capacity}")
     if block_size < MIN_BLOCK_SIZE:
@@ -235,7 +237,7 @@ def channel_create(*, capacity: int = DEFAULT_CAPACITY, block_size: int = DEFAUL
             raise ChannelCreateFailed(f"cannot create channel {name!r}: {resp.err_info or resp.err.name}")
         return resp.desc
 
-    return GSCall(GSChannelCreate(p_uid=0, r_c_uid=0, m_uid=m_uid, options=opts, user_name=name),
+    return GSCall(GSChannelCreate(p_uid=0, r_c_uid=0, m_uid=m_uid, options=opts, user_name=name, label=label),
                   GSChannelCreateResponse, finish)
 
 

@@ -130,7 +130,7 @@ class Process:
 
     @staticmethod
     def list() -> list[int]:
-        """The p_uid of every process GS ever created in this runtime, dead ones included."""
+        """The p_uid of every process GS ever created in this runtime, dead ones included, and Global Services (1)."""
         return _run(gs.process_list())
 
     # ----------------------------------------------------------------------------- life cycle
@@ -156,7 +156,8 @@ class Process:
           its exit code (killed by signal N: -N), or None if it still runs after `timeout`.
         Raises:
           JoinSelf: this is the calling process itself.
-          UnknownProcess: GS does not know it; InvalidArgument: not started.
+          UnknownProcess: GS does not know it; InvalidArgument: not started, or it is Global
+            Services (p_uid 1), which runs as long as the runtime.
         """
         desc = self._started("join")
         if self._returncode is not None:
@@ -169,7 +170,8 @@ class Process:
 
         Returns once the signal was delivered, not once the process died (use `join`).
         Raises:
-          ProcessSignalFailed: it is still starting, or the OS refused the signal (e.g. an invalid one).
+          ProcessSignalFailed: it is still starting, the OS refused the signal (e.g. an invalid one), or
+            it is Global Services (p_uid 1), which stops only with the runtime.
           UnknownProcess: GS does not know it; InvalidArgument: not started.
         """
         desc = self._started("signal")

@@ -45,6 +45,7 @@ from dragon._gs_client import GSClient, connection
 from dragon._gs_process import _NOT_INHERITED
 from dragon._mp_child import CHILD_MAIN, _exit_sentinel
 from dragon._mp_context import preparation_data
+from dragon._mp_names import target_of
 from dragon.descriptors import ArgMode, ProcessOptions
 from dragon.errors import DragonError, ProcessSignalFailed, ProcessStartFailed, RuntimeNotRunning, UnknownProcess
 from dragon.messages import (
@@ -110,7 +111,8 @@ class DragonPopen:
         env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
         resp = client.call(GSProcessCreate(
             p_uid=0, r_c_uid=0, exe=exe, args=args, env=env, rundir=os.getcwd(),
-            options=ProcessOptions(make_inf_channels=True, mode=ArgMode.PYTHON_IMMEDIATE, argdata=fp.getvalue())),
+            options=ProcessOptions(make_inf_channels=True, mode=ArgMode.PYTHON_IMMEDIATE, argdata=fp.getvalue()),
+            label=process_obj.name, target=target_of(process_obj)),  # for `dragon status` (dragon._mp_names)
             GSProcessCreateResponse)
         if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None or resp.desc.pid is None:
             raise ProcessStartFailed(f"cannot start {process_obj!r}: {resp.err_info or resp.err.name}")

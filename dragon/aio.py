@@ -304,7 +304,7 @@ class Process:
 
     @staticmethod
     async def list(runtime: Runtime) -> builtins.list[int]:
-        """The p_uid of every process GS ever created in this runtime, dead ones included."""
+        """The p_uid of every process GS ever created in this runtime, dead ones included, and Global Services (1)."""
         return await _run(runtime, gs.process_list())
 
     # ----------------------------------------------------------------------------- life cycle
@@ -327,7 +327,7 @@ class Process:
 
         Returns its exit code (killed by signal N: -N), or None if it still runs after `timeout`.
         Cancelling the wait leaves the process alone.
-        Raises JoinSelf, UnknownProcess; InvalidArgument if not started.
+        Raises JoinSelf, UnknownProcess; InvalidArgument if not started, or if it is Global Services.
         """
         desc = self._started("join")
         if self._returncode is None:

@@ -91,6 +91,19 @@ def head_command(opts: argparse.Namespace) -> tuple[str, list[str]] | str:
     return sys.executable, [prog, *args]
 
 
+def head_labels(exe: str, args: list[str]) -> tuple[str, str]:
+    """The head's `label` and `target` for `dragon status` (`ProcessDescriptor`): a Python head is
+    multiprocessing's `MainProcess`, running its script (by file name), `-m`'s module or `-c CODE`;
+    another program has neither (its command line says what it is)."""
+    if exe != sys.executable or not args:
+        return "", ""
+    if args[0] == "-m":
+        return "MainProcess", args[1]
+    if args[0] == "-c":
+        return "MainProcess", f"-c {args[1]}"
+    return "MainProcess", os.path.basename(args[0])
+
+
 @dataclass
 class _Run:
     handle: launcher.RuntimeHandle | None = None
@@ -170,9 +183,10 @@ async def _run_program(run: _Run, run_id: str, preforked: tuple[ForkedChild, int
             # The head's stdout is a pipe to Local Services, so Python would buffer it in blocks;
             # at a terminal `python my.py` shows each line at once, and so must `dragon my.py`.
             env["PYTHONUNBUFFERED"] = "1"
+        label, target = head_labels(exe, args)
         resp = await run.handle.call(GSProcessCreate(
             p_uid=0, r_c_uid=BE_CUID, exe=exe, args=args, env=env, rundir=os.getcwd(), head_proc=True,
-            options=ProcessOptions(make_inf_channels=True)), GSProcessCreateResponse)
+            options=ProcessOptions(make_inf_channels=True), label=label, target=target), GSProcessCreateResponse)
         if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None:
             print(f"dragon: error: the program did not start: {resp.err_info}", file=sys.stderr)
             run.code = 1

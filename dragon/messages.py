@@ -99,22 +99,26 @@ class ProcessKillErr(IntEnum):
 
 
 class ProcessJoinErr(IntEnum):
-    """GSProcessJoinResponse.err (spec §4.2). SELF: a process may not join itself."""
+    """GSProcessJoinResponse.err (spec §4.2). SELF: a process may not join itself. NOT_JOINABLE (our
+    addition): the target is Global Services (p_uid 1), which runs as long as the runtime."""
 
     SUCCESS = 0
     UNKNOWN = 1
     TIMEOUT = 2
     SELF = 3
+    NOT_JOINABLE = 4
 
 
 class JoinListStatus(IntEnum):
-    """Status of one entry of GSProcessJoinListResponse.puid_status (spec §4.2)."""
+    """Status of one entry of GSProcessJoinListResponse.puid_status (spec §4.2); NOT_JOINABLE as in
+    ProcessJoinErr (our addition)."""
 
     SUCCESS = 0
     UNKNOWN = 1
     TIMEOUT = 2
     SELF = 3
     PENDING = 4
+    NOT_JOINABLE = 5
 
 
 class ChannelCreateErr(IntEnum):
@@ -384,6 +388,10 @@ class GSProcessCreate(Request):
     initial_stdin: bytes = b""
     """Written to the process's stdin before anything else (our addition: the spec has it only on
     SHProcessCreate). Needs stdin forwarded (None) or PIPE."""
+    label: str = ""
+    """What people call the process (`ProcessDescriptor.label`; our addition): not a unique name."""
+    target: str = ""
+    """What it runs, for people (`ProcessDescriptor.target`; our addition)."""
 
 
 class GSProcessCreateResponse(Response):
@@ -394,7 +402,7 @@ class GSProcessCreateResponse(Response):
 
 
 class GSProcessList(Request):
-    """List every p_uid GS ever created, dead ones included (spec §4.2)."""
+    """List every p_uid GS ever created, dead ones included, and its own (1) (spec §4.2)."""
 
 
 class GSProcessListResponse(Response):
@@ -469,7 +477,7 @@ class JoinStatus(msgspec.Struct, kw_only=True, omit_defaults=True):
     exit_code: int | None = None
     """Set when status is SUCCESS."""
     err_info: str = ""
-    """Set when status is UNKNOWN."""
+    """Set when status is UNKNOWN or NOT_JOINABLE."""
 
 
 class GSProcessJoinListResponse(Response):
@@ -495,6 +503,8 @@ class GSChannelCreate(Request):
     options: ChannelOptions = msgspec.field(default_factory=ChannelOptions)
     user_name: str = ""
     """Empty = `dragon_channel_<c_uid>`."""
+    label: str = ""
+    """What the channel is, for people (`ChannelDescriptor.label`; our addition): not a unique name."""
 
 
 class GSChannelCreateResponse(Response):

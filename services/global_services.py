@@ -25,6 +25,16 @@ Decisions where the spec leaves a choice or names a quirk:
   exits. Its PIPE channels (`stdin_<p_uid>` ...) hold two references, the process's and its parent's:
   the process's is dropped when it exits, the parent's by GSChannelDestroy(dec_ref=True) when it is
   done reading, so output written just before the exit is never lost.
+- GS is in its own process table (spec §1.1: p_uid 1, named `global_services`, parent 0, ACTIVE, its
+  pid), so GSProcessQuery, GSProcessList and `dragon status` show it, and no other process can take
+  its name. It never exits while anyone can ask, so a join on it could only wait out its deadline,
+  or forever: GSProcessJoin answers NOT_JOINABLE at once, so does a GSProcessJoinList naming it (its
+  entry NOT_JOINABLE, the others as they are), and GSProcessKill answers FAIL_KILL (it stops with the
+  runtime).
+- `label` and `target` of a process and `label` of a channel are texts for people (`dragon status`),
+  kept in the descriptors as the creator gave them; names stay unique, labels need not be. GS labels
+  the channels it makes with a process after that process (`stdout of worker`), and records in each
+  channel's `creator` the p_uid of the requester.
 """
 
 from __future__ import annotations
@@ -46,9 +56,9 @@ from dragon.descriptors import (
     DEVNULL, PIPE, ChannelDescriptor, ChannelOptions, ObjectState, PoolDescriptor, ProcessDescriptor,
 )
 from dragon.ids import (
-    BE_CUID, FIRST_GS_CUID, FIRST_GS_MUID, FIRST_USER_PUID, GS_INPUT_CUID, GS_PUID, GS_STDOUT_R_C_UID,
-    INF_POOL_MUID, LAUNCHER_PUID, LaunchParameters, default_channel_name, default_pool_name,
-    default_process_name, stdio_channel_name,
+    BE_CUID, FIRST_GS_CUID, FIRST_GS_MUID, FIRST_USER_PUID, GS_INPUT_CUID, GS_PROCESS_NAME, GS_PUID,
+    GS_STDOUT_R_C_UID, INF_POOL_MUID, LAUNCHER_PUID, LaunchParameters, default_channel_name, default_pool_name,
+    default_process_name, stdio_channel_name, title,
 )
 from dragon.messages import (
     AbnormalTermination, ChannelCreateErr, ChannelDestroyErr, ChannelJoinErr, ChannelQueryErr,
@@ -78,6 +88,7 @@ RETURN_CHANNEL_CAPACITY: Final = 64
 RETURN_CHANNEL_BLOCK: Final = 4096
 PIPE_CAPACITY: Final = 64  # messages of a PIPE channel when GSProcessCreate gives no pipesize
 PIPE_BLOCK: Final = 8192
+NOT_JOINABLE_INFO: Final = "Global Services (p_uid 1) runs as long as the runtime: it cannot be joined"
 
 
 def run() -> int:
@@ -233,6 +244,9 @@ class GlobalServices:
         self.pool_names: dict[str, int] = {}
         self.next_puid, self.next_cuid, self.next_muid = FIRST_USER_PUID, FIRST_GS_CUID, FIRST_GS_MUID
         self.next_tag = 1
+        self.procs[GS_PUID] = ProcRecord(ProcessDescriptor(  # spec §1.1; see the module docstring
+            p_uid=GS_PUID, p_p_uid=LAUNCHER_PUID, name=GS_PROCESS_NAME, state=ObjectState.ACTIVE, pid=os.getpid()))
+        self.proc_names[GS_PROCESS_NAME] = GS_PUID
         self.pending: dict[int, trio.MemorySendChannel[Response]] = {}
         self.reply_boxes: dict[int, Outbox] = {}
 
@@ -397,8 +411,8 @@ class GlobalServices:
         self.next_puid += 1
         name = req.user_name or default_process_name(p_uid)
         parent = req.p_uid if req.p_uid in self.procs else LAUNCHER_PUID
-        rec = ProcRecord(ProcessDescriptor(p_uid=p_uid, p_p_uid=parent, name=name, state=ObjectState.PENDING),
-                         head=req.head_proc)
+        rec = ProcRecord(ProcessDescriptor(p_uid=p_uid, p_p_uid=parent, name=name, state=ObjectState.PENDING,
+                                           label=req.label, target=req.target), head=req.head_proc)
         self.procs[p_uid] = rec
         self.proc_names[name] = p_uid
         ret_msg = None
@@ -433,10 +447,11 @@ class GlobalServices:
             await self.reply(req.r_c_uid, GSProcessCreateResponse(
                 ref=req.tag, err=ProcessCreateErr.FAIL, err_info=resp.err_info))
             return
+        who = title(req.label, rec.desc.name, default_process_name(p_uid)) or f"p_uid {p_uid}"
         if ret_msg is not None and resp.gs_ret_chan_resp is not None:
             self.chans[ret_msg.c_uid] = ChanRecord(ChannelDescriptor(
                 c_uid=ret_msg.c_uid, m_uid=INF_POOL_MUID, name=f"gs_ret_{p_uid}", sdesc=resp.gs_ret_chan_resp.desc,
-                state=ObjectState.ACTIVE))
+                state=ObjectState.ACTIVE, label=f"GS replies to {who}", creator=req.p_uid))
             rec.desc.gs_ret_cuid = ret_msg.c_uid
         for stream, pipe in pipes.items():
             pipe_resp = getattr(resp, f"{stream}_resp")
@@ -444,8 +459,8 @@ class GlobalServices:
                 continue
             name = stdio_channel_name(stream, p_uid)  # type: ignore[arg-type]
             self.chans[pipe.c_uid] = ChanRecord(ChannelDescriptor(
-                c_uid=pipe.c_uid, m_uid=INF_POOL_MUID, name=name, sdesc=pipe_resp.desc, state=ObjectState.ACTIVE),
-                ref_count=True, refs=2)
+                c_uid=pipe.c_uid, m_uid=INF_POOL_MUID, name=name, sdesc=pipe_resp.desc, state=ObjectState.ACTIVE,
+                label=f"{stream} of {who}", creator=req.p_uid), ref_count=True, refs=2)
             self.chan_names[name] = pipe.c_uid
             setattr(rec.desc, f"{stream}_sdesc", pipe_resp.desc)
             rec.pipe_cuids.append(pipe.c_uid)
@@ -512,6 +527,10 @@ class GlobalServices:
         if rec is None:
             resp = GSProcessKillResponse(ref=req.tag, err=ProcessKillErr.UNKNOWN,
                                          err_info=self._unknown(req.t_p_uid, req.user_name))
+        elif rec.desc.p_uid == GS_PUID:
+            resp = GSProcessKillResponse(ref=req.tag, err=ProcessKillErr.FAIL_KILL,
+                                         err_info="Global Services (p_uid 1) takes no signals from requests: "
+                                         "it stops when the runtime tears down")
         elif rec.desc.state == ObjectState.DEAD:
             resp = GSProcessKillResponse(ref=req.tag, err=ProcessKillErr.DEAD, exit_code=rec.desc.ecode or 0,
                                          err_info=f"process {rec.desc.p_uid} has exited already")
@@ -537,6 +556,8 @@ class GlobalServices:
                                          err_info=self._unknown(req.t_p_uid, req.user_name))
         elif rec.desc.p_uid == req.p_uid:
             resp = GSProcessJoinResponse(ref=req.tag, err=ProcessJoinErr.SELF, err_info="a process cannot join itself")
+        elif rec.desc.p_uid == GS_PUID:
+            resp = GSProcessJoinResponse(ref=req.tag, err=ProcessJoinErr.NOT_JOINABLE, err_info=NOT_JOINABLE_INFO)
         else:
             with trio.move_on_after(_timeout_s(req.timeout)):
                 await rec.exited.wait()
@@ -554,9 +575,12 @@ class GlobalServices:
             targets[p] = self.procs.get(p)
         for n in req.user_name_list:
             targets[n] = self._lookup_proc(None, n)
-        live = [r for r in targets.values() if r is not None and r.desc.p_uid != req.p_uid]
+        live = [r for r in targets.values() if r is not None and r.desc.p_uid not in (req.p_uid, GS_PUID)]
+        refused = any(r is not None and r.desc.p_uid == GS_PUID for r in targets.values())
 
         def done() -> bool:
+            if refused:  # the answer is an error whatever the others do: given at once
+                return True
             dead = [r for r in live if r.exited.is_set()]
             if req.return_on_bad_exit and any(r.desc.ecode for r in dead):
                 return True
@@ -575,6 +599,8 @@ class GlobalServices:
                     key if isinstance(key, int) else None, key if isinstance(key, str) else ""))
             elif target.desc.p_uid == req.p_uid:
                 status[key] = JoinStatus(status=JoinListStatus.SELF)
+            elif target.desc.p_uid == GS_PUID:
+                status[key] = JoinStatus(status=JoinListStatus.NOT_JOINABLE, err_info=NOT_JOINABLE_INFO)
             elif target.exited.is_set():
                 status[key] = JoinStatus(status=JoinListStatus.SUCCESS, exit_code=target.desc.ecode or 0)
             else:
@@ -606,8 +632,8 @@ class GlobalServices:
         c_uid = self.next_cuid
         self.next_cuid += 1
         name = req.user_name or default_channel_name(c_uid)
-        rec = ChanRecord(ChannelDescriptor(c_uid=c_uid, m_uid=req.m_uid, name=name, sdesc="",
-                                           state=ObjectState.PENDING), ref_count=req.options.ref_count)
+        rec = ChanRecord(ChannelDescriptor(c_uid=c_uid, m_uid=req.m_uid, name=name, sdesc="", state=ObjectState.PENDING,
+                                           label=req.label, creator=req.p_uid), ref_count=req.options.ref_count)
         self.chans[c_uid] = rec
         self.chan_names[name] = c_uid
         resp: SHChannelCreateResponse = await self.ls_call(SHChannelCreate(
