@@ -54,6 +54,7 @@ INPUT_CHUNK: Final = 1024  # spec §4.5: SHFwdInput carries at most 1024 bytes
 TEARDOWN_STEP_S: Final = 5.0  # spec §3.1 waits 1 s windows [quirk]: a slow GS made it give up and leak
 LS_STOP_PROCS_S: Final = 10.0  # LS stops leftover processes: SIGTERM + grace + SIGKILL
 DEFAULT_BRINGUP_TIMEOUT_S: Final = 30.0
+LS_REPORT_WAIT_S: Final = 2.0  # how long a failure of LS's bringup may take to be said on its stdout
 
 R = TypeVar("R", bound=Response)
 
@@ -295,6 +296,8 @@ class Launcher:
                     self.start_helper(nursery, self.route)
                     await self.to_ls.send(BEPingSH())  # m2
                 except DragonError as exc:  # LS failed right after SHPingBE and removed them
+                    # It says why on its stdout, maybe a moment from now: that says more than "destroyed".
+                    await self.first_of("broken", "ls_stdout_done", timeout_s=LS_REPORT_WAIT_S)
                     raise BringupError("launcher", step, str(self.failure or exc)) from None
                 step = "waiting for SHChannelsUp from Local Services"
                 await self.wait_event("channels_up", "Local Services bringup")  # m3
