@@ -571,7 +571,11 @@ def _err(text: str) -> None:
 
 def _pick_run(run_id: str | None, as_json: bool) -> _rundir.RunInfo | int:
     """The RunInfo of the run to show, or the exit status after saying why there is none."""
-    runs = _runs.survey(with_processes=False)
+    try:
+        runs = _runs.survey(with_processes=False)
+    except _rundir.UnsafeRuntimeRoot as exc:
+        _err(str(exc))
+        return EXIT_NO_RUNTIME
     if run_id is not None:
         run = runs.get(run_id)
         if run is None:

@@ -481,7 +481,10 @@ async def serve(*, run_id: str | None = None, bringup_timeout_s: float = DEFAULT
         except ValueError as exc:
             raise BringupError("launcher", "reading its settings", str(exc)) from None
         run_id = run_id or _rundir.new_run_id()
-        _rundir.create_run_dir(run_id)
+        try:
+            _rundir.create_run_dir(run_id)
+        except OSError as exc:
+            raise BringupError("launcher", "making the runtime directory", str(exc)) from None
         try:
             ls = await exec_local_services(LSConfig(run_id=run_id, bringup_timeout_s=bringup_timeout_s,
                                                     launcher_pid=os.getpid(), inf_seg_sz=sizes.inf_seg_sz,

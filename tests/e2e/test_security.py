@@ -1,0 +1,91 @@
+"""What another user on the machine, or a careless one, must not be able to do to a runtime (issue 13).
+
+The "other user" owns files here by uid (the suite runs as root in CI, so it can make files of any
+uid: 65534, "nobody", as elsewhere); tests that need a non-root victim run it under a user the test
+makes and removes. Runtimes use a private runtime root (XDG_RUNTIME_DIR under tmp_path), so nothing
+here touches another session's runtimes.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from e2e_util import program
+from test_status import dragon, private_env
+
+OTHER_UID = 65534  # "nobody": another user of the machine
+OLD = time.time() - 3600  # an hour ago: what cleanup would count as a crashed run's leftovers
+
+
+def _old_tree(top: Path) -> list[Path]:
+    """A few directories of files, aged an hour, as a user's data would be; returns the files."""
+    files = []
+    for name in ("photos", "0badc0de", "deadbeef"):  # two of them named like run ids
+        (top / name).mkdir(parents=True)
+        f = top / name / "keep.txt"
+        f.write_text("precious")
+        files.append(f)
+        os.utime(top / name, (OLD, OLD))
+    return files
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to make files of another uid")
+def test_runtime_root_of_another_user_or_a_symlink_is_refused_and_cleanup_deletes_nothing(tmp_path: Path) -> None:
+    """13.1: another user makes the runtime root first: as a symlink to a directory of the victim's,
+    or as their own directory. Nothing runs there, and `dragon cleanup` removes nothing there."""
+    mine = tmp_path / "mine"
+    files = _old_tree(mine)
+    xdg = tmp_path / "xdg"
+    xdg.mkdir()
+    env = private_env(xdg)
+    (xdg / "dragon").symlink_to(mine)
+    os.lchown(xdg / "dragon", OTHER_UID, OTHER_UID)
+
+    run = dragon(env, program("hello.py"))
+    assert run.returncode == 1 and run.stdout == ""
+    assert "dragon: error:" in run.stderr and "symbolic link" in run.stderr, run.stderr
+    clean = dragon(env, "cleanup")
+    assert clean.returncode == 1, clean.stdout + clean.stderr
+    assert "symbolic link" in clean.stderr and "removed" not in clean.stdout, clean.stdout
+    status = dragon(env, "status")
+    assert status.returncode == 1 and "symbolic link" in status.stderr, status.stderr
+    assert all(f.read_text() == "precious" for f in files)
+
+    (xdg / "dragon").unlink()
+    (xdg / "dragon").mkdir(mode=0o777)
+    os.chown(xdg / "dragon", OTHER_UID, OTHER_UID)
+    run = dragon(env, program("hello.py"))
+    assert run.returncode == 1 and f"belongs to uid {OTHER_UID}" in run.stderr, run.stderr
+    assert dragon(env, "cleanup").returncode == 1
+
+
+def test_cleanup_removes_only_what_is_provably_a_run_directory(tmp_path: Path) -> None:
+    """13.1: in our own root, old directories that are not run directories (named otherwise, holding
+    other files, a symlink to elsewhere) are left and named; a crashed run's directory goes."""
+    xdg = tmp_path / "xdg"
+    root = xdg / "dragon"
+    root.mkdir(parents=True, mode=0o755)
+    env = private_env(xdg)
+    files = _old_tree(root)
+    elsewhere = tmp_path / "elsewhere"
+    data = _old_tree(elsewhere)
+    (root / "12345678").symlink_to(elsewhere / "photos")
+    crashed = root / "abcdef01"
+    crashed.mkdir(mode=0o700)
+    (crashed / "runtime.json").write_text("{}")
+    os.utime(crashed, (OLD, OLD))
+
+    clean = dragon(env, "cleanup")
+    assert clean.returncode == 0, clean.stderr
+    assert not crashed.exists()
+    assert f"removed runtime directory {crashed}" in clean.stdout, clean.stdout
+    assert all(f.read_text() == "precious" for f in files + data)
+    assert "0badc0de" in clean.stderr and "keep.txt" in clean.stderr, clean.stderr  # said, and left
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700  # ours, narrowed
+    hello = dragon(env, program("hello.py"))
+    assert (hello.returncode, hello.stdout) == (0, "hello\n"), hello.stderr
