@@ -89,3 +89,50 @@ def test_cleanup_removes_only_what_is_provably_a_run_directory(tmp_path: Path) -
     assert stat.S_IMODE(root.stat().st_mode) == 0o700  # ours, narrowed
     hello = dragon(env, program("hello.py"))
     assert (hello.returncode, hello.stdout) == (0, "hello\n"), hello.stderr
+
+
+MP_CHILD = """\
+import multiprocessing as mp
+import dragon
+
+def hello():
+    print("child")
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    p = mp.Process(target=hello)
+    p.start()
+    p.join()
+"""
+
+
+def test_debug_log_is_private_and_names_environment_variables_only(tmp_path: Path) -> None:
+    """13.4: the log is 0600, never written through a symlink, and holds variable names, not values."""
+    env = private_env(tmp_path / "xdg")
+    env["SECRET_TOKEN"] = "hunter2-do-not-log"
+    prog = tmp_path / "mp_child.py"
+    prog.write_text(MP_CHILD)
+    log = tmp_path / "run.log"
+    run = dragon(env, "-l", "DEBUG", "--log-file", str(log), str(prog))
+    assert (run.returncode, run.stdout) == (0, "child\n"), run.stderr
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    text = log.read_text()
+    assert "SECRET_TOKEN" in text and "hunter2-do-not-log" not in text
+    shown = tmp_path / "shown.log"
+    run = dragon({**env, "DRAGON_LOG_ENV_VALUES": "1"}, "-l", "DEBUG", "--log-file", str(shown), str(prog))
+    assert run.returncode == 0 and "hunter2-do-not-log" in shown.read_text()  # when asked for
+
+    target = tmp_path / "target"
+    (tmp_path / "link.log").symlink_to(target)
+    run = dragon(env, "-l", "DEBUG", "--log-file", str(tmp_path / "link.log"), program("hello.py"))
+    assert run.returncode == 2 and "symbolic link" in run.stderr, run.stderr
+    assert not target.exists()
+
+    wide = tmp_path / "wide.log"
+    wide.write_text("")
+    wide.chmod(0o644)
+    assert dragon(env, "-l", "INFO", "--log-file", str(wide), program("hello.py")).returncode == 0
+    assert stat.S_IMODE(wide.stat().st_mode) == 0o600
+    run = dragon(env, "-l", "INFO", "--log-file", str(tmp_path / "no" / "such" / "dir.log"), program("hello.py"))
+    assert run.returncode == 2 and run.stderr.startswith("dragon: error: cannot write the log file"), run.stderr
+    assert "Traceback" not in run.stderr
