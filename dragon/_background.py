@@ -1,7 +1,8 @@
 """A runtime in the background of a plain `python my.py` program (issue #5): the program's side.
 
 The multiprocessing start method "dragon" works under `dragon my.py` and also under plain
-`python my.py`. In a process without launch parameters (no `DRAGON_GS_CD` in its environment), the
+`python my.py`. In a process without launch parameters of its own (none in its environment, or
+inherited ones: a program a managed process started, `dragon._gs_client.launch_parameters`), the
 first `Process.start()` of the start method calls `runtime(start=True)`, which brings up a runtime
 owned by this program; `stop()` tears it down when the program exits. Users need not change how
 they launch. This module is plain Python: the program never imports trio (0.25 s); the background
@@ -72,6 +73,7 @@ from typing import Final
 import msgspec
 
 from dragon import _rundir
+from dragon._gs_common import NOT_INHERITED
 from dragon.errors import BringupError, RuntimeNotRunning
 
 EXIT_PRIORITY: Final = -1000
@@ -195,10 +197,13 @@ def _bring_up() -> BackgroundRuntime:
     ours, theirs = socket.socketpair()
     try:
         # start_new_session: the terminal's Ctrl-C must reach the program only (module docstring).
-        # stdout and stderr are inherited: managed processes' output reaches the program's.
+        # stdout and stderr are inherited: managed processes' output reaches the program's. Launch
+        # parameters the program inherited from a managed process are not passed on: they belong
+        # to another runtime (Local Services would hand them to its processes).
         launcher = subprocess.Popen(
             [sys.executable, "-m", LAUNCHER_MODULE, "--bringup-timeout", repr(timeout_s)],
-            stdin=theirs.fileno(), start_new_session=True, close_fds=True)
+            stdin=theirs.fileno(), start_new_session=True, close_fds=True,
+            env={k: v for k, v in os.environ.items() if k not in NOT_INHERITED})
     except BaseException as exc:
         ours.close()
         if isinstance(exc, OSError):
