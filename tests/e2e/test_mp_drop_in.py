@@ -4,6 +4,7 @@
   dragon, through the package's .pth file (TestNoForkBomb runs such a script), at no import cost at
   start-up.
 * A program started with `subprocess` by a managed process is a plain program (TestNoForkBomb).
+* Fds pickled for a child reach it without leaving a listener registered in the parent (test_finalize).
 
 The programs of mp_programs/ run under "spawn" and under "dragon" and must report the same.
 """
@@ -42,6 +43,13 @@ async def test_start_method_known_in_an_interpreter_that_never_imports_dragon() 
     done = await run_command([sys.executable, "-c", code])
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert done.stdout.split() == [b"True", b"dragon._mp_context", b"dragon", b"False"]
+
+
+async def test_fds_reach_the_child_and_leave_nothing_registered(tmp_path: Path) -> None:
+    spawn, dragon, background = await _reports(str(MP_PROGRAMS / "fd_passing.py"), tmp_path)
+    assert dragon == background == spawn
+    assert spawn == {"echo": ["echo", "hi"], "oneway": "one-way", "array": [42, 0, 0, 0], "exit": 0,
+                     "left": ["close"], "sharer_listening": False}  # "close": the arena's fd, kept by the heap
 
 
 async def test_programs_started_with_subprocess_are_plain_programs(tmp_path: Path) -> None:
