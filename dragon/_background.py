@@ -48,11 +48,13 @@ KeyboardInterrupt (or any exception) while waiting for the answer closes the con
 for the launcher to clean up (bounded) and is re-raised.
 
 `dragon.native` **[choice]**: only the multiprocessing start method brings a runtime up. A plain
-program calling `dragon.native` first still gets RuntimeNotRunning ("run the program with dragon"):
+program calling `dragon.native` first still gets RuntimeNotRunning (which says how to get a runtime):
 native objects have no exit hook ordered after the program's use of them (multiprocessing has
 `_exit_function`), and a silent 0.2 s bringup of a service tree is a surprise for a call that may
 only have meant to look something up. Once the start method has brought one up, the native API of
 the same program uses it (`dragon._gs_client.connection()` returns the external connection).
+A program that runs a runtime with `dragon.serve` gets no background runtime: the start method and
+the native API use the embedded one (`dragon._embedded`).
 """
 
 from __future__ import annotations
@@ -143,10 +145,9 @@ def runtime(*, start: bool) -> BackgroundRuntime:
             raise RuntimeNotRunning("the background runtime of this program has been stopped (the program "
                                     "is exiting): no new runtime requests can be made")
         if not start:
-            from dragon._gs_client import NOT_UNDER_DRAGON
+            from dragon._gs_client import NO_RUNTIME
 
-            raise RuntimeNotRunning(NOT_UNDER_DRAGON + " (or start a process with the multiprocessing start "
-                                    "method \"dragon\", which brings a runtime up for the program)")
+            raise RuntimeNotRunning(NO_RUNTIME)
         _runtime = _bring_up()
         from multiprocessing import util
 

@@ -5,6 +5,7 @@ that failure paths (spec §2.1, §3.2) are tested with real processes rather tha
 
 - `ls-hang-bringup`: Local Services stops after reading BENodeIdxSH (bringup timeout; kill during bringup);
 - `gs-hang-bringup`: Global Services stops before GSPingSH;
+- `gs-crash-bringup`: Global Services raises an exception before GSPingSH;
 - `gs-garbage-stdout`: Global Services writes text that is not a frame on its stdout once it is up;
 - `gs-crash`: Global Services raises an exception once it is up (AbnormalTermination from GS).
 """

@@ -23,18 +23,21 @@ A dead runtime never makes a call hang: every blocking wait is cut into slices o
 `LIVENESS_SLICE_S`, and between slices the caller checks that the GS channel was not destroyed and
 that the GS process (pid from the run's runtime.json) is alive; if not, RuntimeNotRunning.
 
-External clients (`GSClient.external`): a process the runtime did not start, i.e. a plain `python
-my.py` program that owns a background runtime (`dragon._background`), talks to GS through the same
-class, without a handshake: it makes its own reply channel in the user-managed c_uid range under the
-name GS derives from the c_uid (`_rundir.channel_name`, as `dragon status` does, see
-`user_reply_channel`), sends its requests as the launcher (p_uid 0, which GS records as the parent of
-the processes it creates), and destroys the channel when it closes. `connection()` returns such a
-client in a process without launch parameters once it has a background runtime, and brings one up
-first when asked to (`start_runtime=True`, the multiprocessing start method).
+External clients (`GSClient.external`): a process the runtime did not start, i.e. a program that
+runs a runtime with `dragon.serve` (`dragon._embedded`) or a plain `python my.py` program that owns a
+background runtime (`dragon._background`), talks to GS through the same class, without a handshake:
+it makes its own reply channel in the user-managed c_uid range under the name GS derives from the
+c_uid (`_rundir.channel_name`, as `dragon status` does, see `user_reply_channel`), sends its requests
+as the launcher (p_uid 0, which GS records as the parent of the processes it creates), and destroys
+the channel when it closes. `connection()` returns such a
+client in a process without launch parameters: for the runtime it embeds, else for its background
+runtime, which it brings up first when asked to (`start_runtime=True`, the multiprocessing start
+method). The runtime's end closes it; the next call connects anew.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -51,7 +54,8 @@ from dragon._gs_common import CONNECTED_PID_VAR as CONNECTED_PID_VAR
 from dragon._gs_common import timeout_us as timeout_us
 from dragon.descriptors import ArgMode
 from dragon.errors import (
-    ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull, ProtocolError, RequestTimeout, RuntimeNotRunning,
+    ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull, EventLoopBlocked, ProtocolError, RequestTimeout,
+    RuntimeNotRunning,
 )
 from dragon.ids import FIRST_USER_MANAGED_CUID, LAUNCHER_PUID, LaunchParameters
 from dragon.messages import GSPingProc, ProcessInbound, Request, Response, decode
@@ -68,6 +72,10 @@ EXTERNAL_REPLY_BLOCK: Final = 4096
 
 NOT_UNDER_DRAGON: Final = ("this process was not started by the Dragon runtime (no launch parameters "
                            "in its environment): run the program with `dragon prog.py`")
+NO_RUNTIME: Final = ("no Dragon runtime runs for this process: run the program with `dragon prog.py`; or, in a trio "
+                     "program, embed one with `handle = await nursery.start(dragon.serve)`, which dragon.native then "
+                     "uses; or start a process with the multiprocessing start method \"dragon\", which brings a "
+                     "runtime up for the program")
 
 
 class GSClient:
@@ -80,10 +88,11 @@ class GSClient:
     """
 
     def __init__(self, params: LaunchParameters, to_gs: Channel, replies: Channel, gs_pid: int | None, *,
-                 handshake: bool = True, owns_replies: bool = False) -> None:
+                 handshake: bool = True, owns_replies: bool = False, loop_thread: int | None = None) -> None:
         """Internal: use `GSClient.connect` (which attaches the channels and reads the handshake) or
         `GSClient.external`. With `owns_replies`, `close()` destroys the reply channel."""
         self.params = params
+        self._loop_thread = loop_thread
         self.p_uid = params.my_puid
         self.r_c_uid = params.gs_ret_cuid
         self._to_gs, self._replies, self._gs_pid = to_gs, replies, gs_pid
@@ -126,13 +135,16 @@ class GSClient:
             raise
 
     @classmethod
-    def external(cls, info: _rundir.RunInfo) -> GSClient:
-        """Connect a process the runtime did not start (the owner of a background runtime) to GS.
+    def external(cls, info: _rundir.RunInfo, *, loop_thread: int | None = None) -> GSClient:
+        """Connect a process the runtime did not start (the owner of a background runtime, or the
+        program that runs it with `dragon.serve`) to GS.
 
         Creates this client's reply channel (`user_reply_channel`) and attaches the GS channel named
         in the run's runtime.json; no handshake. Requests go as the launcher's (p_uid 0): GS makes the
         processes they create top-level processes of the run. `params` are launch parameters made up
         from `info` (so that `dragon.aio` finds the run and the GS channel as in a managed process).
+        `loop_thread`: the thread whose trio loop runs the runtime's launcher (`dragon.serve`), where a
+        waiting call must not hold the runtime up (EventLoopBlocked, see `_check_launcher_loop`).
 
         Raises:
           RuntimeNotRunning: the GS channel does not exist (the runtime has ended).
@@ -148,7 +160,7 @@ class GSClient:
         params = LaunchParameters(mode="single", my_puid=LAUNCHER_PUID, gs_cd=info.gs_cd, gs_ret_cd=replies.name,
                                   gs_ret_cuid=c_uid, local_shep_cd=info.shep_cd, local_be_cd=info.la_cd,
                                   run_id=info.run_id)
-        return cls(params, to_gs, replies, info.gs_pid, handshake=False, owns_replies=True)
+        return cls(params, to_gs, replies, info.gs_pid, handshake=False, owns_replies=True, loop_thread=loop_thread)
 
     def _read_handshake(self) -> GSPingProc:
         deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
@@ -272,6 +284,27 @@ class GSClient:
             raise RuntimeNotRunning("the runtime is gone (the GS channel was destroyed)")
         if self._gs_pid is not None and not _pid_alive(self._gs_pid):
             raise RuntimeNotRunning(f"the runtime is gone (Global Services, pid {self._gs_pid}, has exited)")
+        if self._loop_thread == threading.get_ident():
+            self._check_launcher_loop()
+
+    def _check_launcher_loop(self) -> None:
+        """EventLoopBlocked if Local Services waits to send into the launcher's channel, full because
+        the launcher's trio loop, blocked in this call, takes nothing from it.
+
+        What would follow is a deadlock: a process whose output cannot be forwarded blocks in its
+        write, and the call waits for it (a join) or for GS (whose requests to LS can wait behind
+        it). The channel is attached for the look only: this runs at most once per LIVENESS_SLICE_S.
+        """
+        try:
+            with Channel.attach(self.params.local_be_cd) as la:
+                waiting = la.statistics().blocked_senders
+        except (ChannelError, OSError):  # the runtime is going away: the next check says so
+            return
+        if waiting:
+            raise EventLoopBlocked(
+                "this blocking call was made in the trio loop that runs `dragon.serve`, and the runtime "
+                "waits for that loop (the output of its processes cannot reach it): make the call in a "
+                "thread, `await trio.to_thread.run_sync(...)`, or use dragon.aio with the runtime's handle")
 
     def close(self) -> None:
         """Drop both channel handles; later calls raise RuntimeNotRunning. The channels live on,
@@ -374,7 +407,8 @@ def connection(*, start_runtime: bool = False) -> GSClient:
     """This process's connection to GS, made on first use (thread-safe).
 
     A managed process (launch parameters of its own in its environment) connects to its runtime. Any
-    other process connects as an external client to its background runtime (`dragon._background`),
+    other process connects as an external client: to the runtime it runs with `dragon.serve` (the
+    oldest, if several: `dragon._embedded`), else to its background runtime (`dragon._background`),
     which `start_runtime` brings up if there is none yet (the multiprocessing start method asks for
     this; the native API does not, see that module's docstring). That includes a program a managed
     process started itself (e.g. `subprocess.run([sys.executable, "x.py"])`): its inherited launch
@@ -382,7 +416,7 @@ def connection(*, start_runtime: bool = False) -> GSClient:
     `python`, and its children's output reaches its own stdout and stderr.
 
     Raises:
-      RuntimeNotRunning: see `launch_parameters`; or no background runtime and not `start_runtime`;
+      RuntimeNotRunning: see `launch_parameters`; or no runtime and not `start_runtime` (NO_RUNTIME);
         or the runtime is gone.
       BringupError: `start_runtime` and the background runtime did not come up.
       ProtocolError: the handshake was not GSPingProc.
@@ -408,23 +442,33 @@ def connection(*, start_runtime: bool = False) -> GSClient:
 
 
 def _connect_external(start_runtime: bool) -> GSClient:
-    """Connect to this program's background runtime (bringing it up if `start_runtime`); called
-    under `_lock`. The runtime's stop closes the connection (destroying its reply channel) first."""
-    from dragon import _background
+    """Connect to the runtime this program embeds, or else to its background runtime (bringing it up
+    if `start_runtime`); called under `_lock`. The runtime's end closes the connection first."""
+    from dragon import _background, _embedded
 
+    embedded = _embedded.current()
+    if embedded is not None:
+        info = _rundir.read_info(embedded.run_id)
+        if info is None:
+            raise RuntimeNotRunning(f"the runtime {embedded.run_id} of dragon.serve has ended (no runtime.json)")
+        client = GSClient.external(info, loop_thread=embedded.loop_thread)
+        if not _embedded.add_stop_hook(embedded, functools.partial(_release, client)):
+            client.close()
+            raise RuntimeNotRunning(f"the runtime {embedded.run_id} of dragon.serve has ended")
+        return client
     rt = _background.runtime(start=start_runtime)
     client = GSClient.external(rt.info)
-    _background.add_stop_hook(_release)
+    _background.add_stop_hook(functools.partial(_release, client))
     return client
 
 
-def _release() -> None:
-    """Close this process's connection (the background runtime is stopping)."""
+def _release(client: GSClient) -> None:
+    """Close `client` (its runtime is ending); the next call connects anew."""
     global _client
     with _lock:
-        client, _client = _client, None
-    if client is not None:
-        client.close()
+        if _client is client:
+            _client = None
+    client.close()
 
 
 def _forget_after_fork() -> None:

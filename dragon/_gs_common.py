@@ -84,11 +84,16 @@ class ProcessSpec:
     cwd: str | None
     name: str
     stdio: tuple[StdioOption, StdioOption, StdioOption]
+    user: int | None = None
+    group: int | None = None
+    umask: int = -1
+    initial_stdin: bytes = b""
 
 
 def process_spec(target: str | os.PathLike[str], args: Sequence[str | os.PathLike[str]], *,
                  env: Mapping[str, str] | None, cwd: str | os.PathLike[str] | None, name: str,
-                 stdin: StdioOption, stdout: StdioOption, stderr: StdioOption) -> ProcessSpec:
+                 stdin: StdioOption, stdout: StdioOption, stderr: StdioOption, user: int | None = None,
+                 group: int | None = None, umask: int = -1, initial_stdin: bytes = b"") -> ProcessSpec:
     """Check `Process(...)`'s arguments. Raises InvalidArgument, saying what to pass instead."""
     if not isinstance(target, (str, os.PathLike)) or not os.fspath(target):
         raise InvalidArgument(f"Process target must be an executable path or name, not {target!r} "
@@ -98,9 +103,19 @@ def process_spec(target: str | os.PathLike[str], args: Sequence[str | os.PathLik
     argv = [os.fspath(a) for a in args]
     if not all(isinstance(a, str) for a in argv):
         raise InvalidArgument(f"Process args must be strings: {argv!r}")
+    for what, ident in (("user", user), ("group", group)):
+        if ident is not None and (not isinstance(ident, int) or ident < 0):
+            raise InvalidArgument(f"Process {what} must be a numeric id (0 or more) or None, not {ident!r}")
+    if not isinstance(umask, int) or not (umask == -1 or 0 <= umask <= 0o777):
+        raise InvalidArgument(f"Process umask must be 0 .. 0o777, or -1 to inherit it, not {umask!r}")
+    if not isinstance(initial_stdin, bytes):
+        raise InvalidArgument(f"Process initial_stdin must be bytes, not {type(initial_stdin).__name__}")
+    if initial_stdin and stdin == DEVNULL:
+        raise InvalidArgument("Process initial_stdin needs a stdin to write to: stdin=None or PIPE, not DEVNULL")
     return ProcessSpec(exe=os.fspath(target), args=argv, env=dict(env) if env is not None else {},
                        cwd=os.fspath(cwd) if cwd is not None else None, name=name,
-                       stdio=(check_stdio("stdin", stdin), check_stdio("stdout", stdout), check_stdio("stderr", stderr)))
+                       stdio=(check_stdio("stdin", stdin), check_stdio("stdout", stdout), check_stdio("stderr", stderr)),
+                       user=user, group=group, umask=umask, initial_stdin=initial_stdin)
 
 
 def check_stdio(stream: str, opt: StdioOption) -> StdioOption:
@@ -123,7 +138,8 @@ def process_create(spec: ProcessSpec) -> GSCall[GSProcessCreateResponse, Process
     req = GSProcessCreate(
         p_uid=0, r_c_uid=0, exe=spec.exe, args=spec.args, env=env, rundir=spec.cwd or os.getcwd(),
         user_name=spec.name, options=ProcessOptions(make_inf_channels=True),
-        stdin=spec.stdio[0], stdout=spec.stdio[1], stderr=spec.stdio[2])
+        stdin=spec.stdio[0], stdout=spec.stdio[1], stderr=spec.stdio[2], user=spec.user, group=spec.group,
+        umask=spec.umask, initial_stdin=spec.initial_stdin)
 
     def finish(resp: GSProcessCreateResponse) -> ProcessDescriptor:
         if resp.err == ProcessCreateErr.ALREADY:
@@ -138,7 +154,7 @@ def process_create(spec: ProcessSpec) -> GSCall[GSProcessCreateResponse, Process
 
 def process_join(p_uid: int, timeout: float | None) -> GSCall[GSProcessJoinResponse, int | None]:
     """GSProcessJoin: the exit code, or None if it still runs after `timeout` s. Raises JoinSelf,
-    UnknownProcess."""
+    UnknownProcess, InvalidArgument (Global Services, which cannot be joined)."""
     def finish(resp: GSProcessJoinResponse) -> int | None:
         if resp.err == ProcessJoinErr.SUCCESS:
             return resp.exit_code
@@ -146,6 +162,8 @@ def process_join(p_uid: int, timeout: float | None) -> GSCall[GSProcessJoinRespo
             return None
         if resp.err == ProcessJoinErr.SELF:
             raise JoinSelf(f"process {p_uid} cannot join itself: {resp.err_info}")
+        if resp.err == ProcessJoinErr.NOT_JOINABLE:
+            raise InvalidArgument(resp.err_info)
         raise UnknownProcess(resp.err_info or f"no p_uid {p_uid}")
 
     return GSCall(GSProcessJoin(p_uid=0, r_c_uid=0, t_p_uid=p_uid, timeout=timeout_us(timeout)),
@@ -183,7 +201,7 @@ def process_query(p_uid: int | None = None, name: str = "") -> GSCall[GSProcessQ
 
 
 def process_list() -> GSCall[GSProcessListResponse, list[int]]:
-    """GSProcessList: every p_uid GS ever created, dead ones included."""
+    """GSProcessList: every p_uid GS ever created, dead ones included, and GS itself (1)."""
     return GSCall(GSProcessList(p_uid=0, r_c_uid=0), GSProcessListResponse, lambda resp: resp.plist)
 
 
@@ -197,10 +215,10 @@ def exit_code_of(desc: ProcessDescriptor) -> int | None:
 
 def channel_create(*, capacity: int = DEFAULT_CAPACITY, block_size: int = DEFAULT_BLOCK_SIZE, name: str = "",
                    m_uid: int = DEFAULT_POOL_MUID, soft: bool = False, packed: bool = False,
-                   ref_count: bool = False) -> GSCall[GSChannelCreateResponse, ChannelDescriptor]:
+                   ref_count: bool = False, label: str = "") -> GSCall[GSChannelCreateResponse, ChannelDescriptor]:
     """GSChannelCreate (see `Channel.create`; `packed`: `ChannelLocalOptions.packed`; `ref_count`:
-    `ChannelOptions.ref_count`). Raises InvalidArgument now; ChannelNameInUse, ChannelCreateFailed
-    from `finish`."""
+    `ChannelOptions.ref_count`; `label`: `ChannelDescriptor.label`). Raises InvalidArgument now;
+    ChannelNameInUse, ChannelCreateFailed from `finish`."""
     if capacity < 1:
         raise InvalidArgument(f"channel capacity must be at least 1 message, not {capacity}")
     if block_size < MIN_BLOCK_SIZE:
@@ -219,7 +237,7 @@ def channel_create(*, capacity: int = DEFAULT_CAPACITY, block_size: int = DEFAUL
             raise ChannelCreateFailed(f"cannot create channel {name!r}: {resp.err_info or resp.err.name}")
         return resp.desc
 
-    return GSCall(GSChannelCreate(p_uid=0, r_c_uid=0, m_uid=m_uid, options=opts, user_name=name),
+    return GSCall(GSChannelCreate(p_uid=0, r_c_uid=0, m_uid=m_uid, options=opts, user_name=name, label=label),
                   GSChannelCreateResponse, finish)
 
 

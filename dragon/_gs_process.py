@@ -51,15 +51,22 @@ class Process:
       stdout / stderr: None (forwarded to the launcher's output), DEVNULL, a file path (appended to),
         or for stderr STDOUT (merged into stdout), or PIPE: then `stdin_conn` / `stdout_conn` /
         `stderr_conn` of the started process are its ends (dragon._gs_pipe.PipeConnection).
+      user / group: numeric ids to run as (None: the runtime's; another needs the privilege to).
+      umask: the process's umask, 0 .. 0o777 (-1: the runtime's).
+      initial_stdin: bytes written to its stdin before anything else (stdin None or PIPE).
     Raises:
       InvalidArgument: a target, argument or stdio option that cannot be used.
     """
 
     def __init__(self, target: str | os.PathLike[str], args: Sequence[str | os.PathLike[str]] = (), *,
                  env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None, name: str = "",
-                 stdin: StdioOption = None, stdout: StdioOption = None, stderr: StdioOption = None) -> None:
+                 stdin: StdioOption = None, stdout: StdioOption = None, stderr: StdioOption = None,
+                 user: int | None = None, group: int | None = None, umask: int = -1,
+                 initial_stdin: bytes = b"") -> None:
         self._spec: gs.ProcessSpec | None = gs.process_spec(target, args, env=env, cwd=cwd, name=name,
-                                                            stdin=stdin, stdout=stdout, stderr=stderr)
+                                                            stdin=stdin, stdout=stdout, stderr=stderr,
+                                                            user=user, group=group, umask=umask,
+                                                            initial_stdin=initial_stdin)
         self._exe = self._spec.exe
         self._name = name
         self._desc: ProcessDescriptor | None = None
@@ -123,7 +130,7 @@ class Process:
 
     @staticmethod
     def list() -> list[int]:
-        """The p_uid of every process GS ever created in this runtime, dead ones included."""
+        """The p_uid of every process GS ever created in this runtime, dead ones included, and Global Services (1)."""
         return _run(gs.process_list())
 
     # ----------------------------------------------------------------------------- life cycle
@@ -149,7 +156,8 @@ class Process:
           its exit code (killed by signal N: -N), or None if it still runs after `timeout`.
         Raises:
           JoinSelf: this is the calling process itself.
-          UnknownProcess: GS does not know it; InvalidArgument: not started.
+          UnknownProcess: GS does not know it; InvalidArgument: not started, or it is Global
+            Services (p_uid 1), which runs as long as the runtime.
         """
         desc = self._started("join")
         if self._returncode is not None:
@@ -162,7 +170,8 @@ class Process:
 
         Returns once the signal was delivered, not once the process died (use `join`).
         Raises:
-          ProcessSignalFailed: it is still starting, or the OS refused the signal (e.g. an invalid one).
+          ProcessSignalFailed: it is still starting, the OS refused the signal (e.g. an invalid one), or
+            it is Global Services (p_uid 1), which stops only with the runtime.
           UnknownProcess: GS does not know it; InvalidArgument: not started.
         """
         desc = self._started("signal")

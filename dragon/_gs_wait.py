@@ -26,7 +26,8 @@ def join_list(processes: Sequence[HasPuid], timeout: float | None, join_all: boo
     """The GSProcessJoinList call for `processes`; its result is {p_uid: exit code or None}.
 
     Raises (building it): InvalidArgument if a process was not started. Raises (finishing it):
-    UnknownProcess if GS does not know one; JoinSelf if the caller is among them.
+    UnknownProcess if GS does not know one; JoinSelf if the caller is among them; InvalidArgument if
+    Global Services (p_uid 1, which runs as long as the runtime) is.
     """
     puids: list[int] = []
     for proc in processes:
@@ -42,6 +43,8 @@ def join_list(processes: Sequence[HasPuid], timeout: float | None, join_all: boo
                 raise UnknownProcess(status.err_info if status is not None and status.err_info else f"no p_uid {p_uid}")
             if status.status == JoinListStatus.SELF:
                 raise JoinSelf(f"process {p_uid} is the caller: it cannot wait for itself")
+            if status.status == JoinListStatus.NOT_JOINABLE:
+                raise InvalidArgument(status.err_info or f"process {p_uid} cannot be waited for")
             result[p_uid] = status.exit_code if status.status == JoinListStatus.SUCCESS else None
         return result
 
@@ -60,8 +63,9 @@ def wait(processes: Sequence[HasPuid], timeout: float | None = None, *, join_all
     Returns:
       {p_uid: exit code} for every process given, None for those still running.
     Raises:
-      InvalidArgument: a process was not started; UnknownProcess: GS does not know one;
-      JoinSelf: the calling process is among them (it would wait for itself).
+      InvalidArgument: a process was not started, or is Global Services (it runs as long as the
+      runtime); UnknownProcess: GS does not know one; JoinSelf: the calling process is among them
+      (it would wait for itself).
     """
     call = join_list(processes, timeout, join_all, return_on_bad_exit)
     return call.finish(connection().call(call.request, call.response_type))

@@ -118,6 +118,7 @@ class _ResultQueue(SimpleQueue):
     pool is terminating, and then drops the oldest waiting result (which nobody would read) to make
     room. `_terminating` is only ever set in the pool process (a pickled handle starts without it)."""
 
+    _KIND = "Pool results"
     _terminating = False
 
     def _send_waiting(self, data: bytes | memoryview) -> None:
@@ -164,6 +165,8 @@ class _Results:
 class _Tasks(SimpleQueue):
     """The task channel: tasks travel in compact form (`_encode_task`), and a worker's `get` naps
     (NAP_S) before it waits for a task when there is none at hand, in case one comes meanwhile."""
+
+    _KIND = "Pool tasks"
 
     def put(self, obj: object) -> None:
         self._check_open()

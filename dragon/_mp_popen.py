@@ -16,13 +16,21 @@ The popen is a normal multiprocessing Popen: `pid` (the real OS pid), `p_uid`, `
 (`multiprocessing.connection.wait` takes it). Exit codes come from GS (killed by signal N: -N).
 Signals are sent through GS.
 
-In a program not started by `dragon` (no launch parameters), the first start brings up a runtime in
-the background for the program, torn down when it exits (`dragon._background`); the children are
-ordinary managed processes either way.
+In a program not started by `dragon` (no launch parameters), the children run in the runtime the
+program embeds with `dragon.serve` (`dragon._embedded`) if there is one; otherwise the first start
+brings up a runtime in the background for the program, torn down when it exits (`dragon._background`).
+The children are ordinary managed processes either way.
+
+An embedded runtime can end before the program does, and its teardown stops the children still
+running then. Just before that, the exit codes of those that have exited are fetched from Global
+Services (`_settle`); once the runtime has ended, a child it stopped reports -SIGTERM (its teardown
+sends SIGTERM first; one that ignored it was killed), and signals to it are no-ops. A popen never asks
+another runtime (whose p_uids mean other processes) about its child.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import select
@@ -32,17 +40,23 @@ from multiprocessing import process, reduction, resource_tracker, spawn, util
 from multiprocessing.context import set_spawning_popen
 from typing import Any, Final
 
-from dragon._gs_client import connection
+from dragon import _embedded
+from dragon._gs_client import GSClient, connection
 from dragon._gs_process import _NOT_INHERITED
 from dragon._mp_child import CHILD_MAIN, FORMAT, _exit_sentinel
 from dragon._mp_context import preparation_data
 from dragon._mp_fds import FdHandoff, ParentFd
+from dragon._mp_names import target_of
 from dragon.descriptors import ArgMode, ProcessOptions
-from dragon.errors import ProcessSignalFailed, ProcessStartFailed, UnknownProcess
+from dragon.errors import DragonError, ProcessSignalFailed, ProcessStartFailed, RuntimeNotRunning, UnknownProcess
 from dragon.messages import (
     GSProcessCreate, GSProcessCreateResponse, GSProcessJoin, GSProcessJoinResponse, GSProcessKill,
     GSProcessKillResponse, ProcessCreateErr, ProcessJoinErr, ProcessKillErr,
 )
+
+SETTLE_S: Final = 2.0
+"""How long `_settle` waits for GS's answer (the runtime's teardown waits for it)."""
+
 
 class DragonPopen:
     """Starts `process_obj` through Global Services at construction; see the module docstring."""
@@ -59,6 +73,8 @@ class DragonPopen:
         """The child's p_uid in the runtime."""
         self.sentinel: int = -1
         """An fd that becomes readable when the child has exited (a pidfd)."""
+        self.run_id = ""
+        """The runtime that runs the child."""
         self._fds = FdHandoff()
         try:
             self._launch(process_obj)
@@ -99,14 +115,24 @@ class DragonPopen:
         env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
         resp = client.call(GSProcessCreate(
             p_uid=0, r_c_uid=0, exe=exe, args=args, env=env, rundir=os.getcwd(),
-            options=ProcessOptions(make_inf_channels=True, mode=ArgMode.PYTHON_IMMEDIATE, argdata=fp.getvalue())),
+            options=ProcessOptions(make_inf_channels=True, mode=ArgMode.PYTHON_IMMEDIATE, argdata=fp.getvalue()),
+            label=process_obj.name, target=target_of(process_obj)),  # for `dragon status` (dragon._mp_names)
             GSProcessCreateResponse)
         if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None or resp.desc.pid is None:
             raise ProcessStartFailed(f"cannot start {process_obj!r}: {resp.err_info or resp.err.name}")
-        self.pid, self.p_uid = resp.desc.pid, resp.desc.p_uid
+        self.pid, self.p_uid, self.run_id = resp.desc.pid, resp.desc.p_uid, client.params.run_id
         self.sentinel = _exit_sentinel(self.pid)
         self.finalizer = util.Finalize(self, os.close, (self.sentinel,))
         self._fds.serve(self.pid, self.sentinel)
+        _settle_before_end(self.run_id)
+
+    def _client(self) -> GSClient | None:
+        """The connection to the runtime that runs the child; None once that runtime has ended."""
+        try:
+            client = connection()
+        except RuntimeNotRunning:
+            return None
+        return client if client.params.run_id == self.run_id else None
 
     # ------------------------------------------------------------------ state
 
@@ -129,10 +155,13 @@ class DragonPopen:
             return self.poll(0)
         return self.returncode
 
-    def _join(self, timeout_s: float | None) -> int | None:
-        resp = connection().call(GSProcessJoin(p_uid=0, r_c_uid=0, t_p_uid=self.p_uid,
-                                               timeout=-1 if timeout_s is None else round(timeout_s * 1e6)),
-                                 GSProcessJoinResponse)
+    def _join(self, timeout_s: float | None, *, answer_s: float | None = None) -> int | None:
+        client = self._client()
+        if client is None:  # its runtime has ended: the teardown stopped it (module docstring)
+            return -signal.SIGTERM if select.select([self.sentinel], [], [], timeout_s)[0] else None
+        resp = client.call(GSProcessJoin(p_uid=0, r_c_uid=0, t_p_uid=self.p_uid,
+                                         timeout=-1 if timeout_s is None else round(timeout_s * 1e6)),
+                           GSProcessJoinResponse, answer_s)
         if resp.err == ProcessJoinErr.SUCCESS:
             return resp.exit_code
         if resp.err == ProcessJoinErr.TIMEOUT:
@@ -144,8 +173,11 @@ class DragonPopen:
     def _send_signal(self, sig: int) -> None:
         if self.returncode is not None:
             return
-        resp = connection().call(GSProcessKill(p_uid=0, r_c_uid=0, t_p_uid=self.p_uid, sig=int(sig)),
-                                 GSProcessKillResponse)
+        client = self._client()
+        if client is None:  # stopped with its runtime (module docstring)
+            return
+        resp = client.call(GSProcessKill(p_uid=0, r_c_uid=0, t_p_uid=self.p_uid, sig=int(sig)),
+                           GSProcessKillResponse)
         if resp.err in (ProcessKillErr.SUCCESS, ProcessKillErr.DEAD):
             return
         if resp.err == ProcessKillErr.PENDING:  # another signal is in flight: deliver ours directly
@@ -173,6 +205,30 @@ class DragonPopen:
         """Close the sentinel (multiprocessing calls this from `Process.close()`)."""
         if self.finalizer is not None:
             self.finalizer()
+
+
+_settling: set[str] = set()
+
+
+def _settle_before_end(run_id: str) -> None:
+    """If `dragon.serve` runs the runtime `run_id` in this process, `_settle` before it ends (once)."""
+    rt = _embedded.find(run_id)
+    if rt is not None and run_id not in _settling:
+        _settling.add(run_id)
+        _embedded.add_stop_hook(rt, functools.partial(_settle, run_id))
+
+
+def _settle(run_id: str) -> None:
+    """Fetch, while Global Services can still tell, the exit code of each child of the runtime
+    `run_id` that has exited unjoined (its runtime is about to end). Bounded: teardown waits."""
+    for child in list(process._children):  # type: ignore[attr-defined]
+        popen = child._popen
+        if (isinstance(popen, DragonPopen) and popen.run_id == run_id and popen.returncode is None
+                and _readable(popen.sentinel)):
+            try:
+                popen.returncode = popen._join(SETTLE_S, answer_s=SETTLE_S)
+            except DragonError:  # GS does not answer: the child will report its runtime's end
+                return
 
 
 def _readable(fd: int) -> bool:

@@ -79,10 +79,11 @@ import weakref
 from collections.abc import Callable
 from multiprocessing import context, util
 from multiprocessing.reduction import ForkingPickler
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, ClassVar, Final, NamedTuple, TypeVar
 
 from dragon import _gs_common as gs
 from dragon._gs_client import connection
+from dragon._mp_names import channel_label
 from dragon.descriptors import ChannelDescriptor, ObjectState
 from dragon.errors import ChannelDestroyed, ChannelEmpty, ChannelFull, DragonError
 from dragon.messages import GSChannelDestroy, GSChannelDestroyResponse, GSChannelQuery, GSChannelQueryResponse, Response
@@ -224,11 +225,12 @@ def _run(call: gs.GSCall[R, T], *, start_runtime: bool = False) -> T:
     return call.finish(connection(start_runtime=start_runtime).call(call.request, call.response_type))
 
 
-def _create_channel(shape: _Shape) -> ChannelDescriptor:
-    """A new ref-counted channel through GS (this process holds its one reference). A queue made
-    before the first process of a plain `python` program brings the background runtime up."""
+def _create_channel(shape: _Shape, label: str) -> ChannelDescriptor:
+    """A new ref-counted channel through GS (this process holds its one reference); `label` is what
+    `dragon status` calls it. A queue made before the first process of a plain `python` program
+    brings the background runtime up."""
     return _run(gs.channel_create(capacity=shape.capacity, block_size=shape.block_size, packed=shape.packed,
-                                  ref_count=True), start_runtime=True)
+                                  ref_count=True, label=label), start_runtime=True)
 
 
 def _add_ref(c_uid: int) -> ChannelDescriptor:
@@ -284,12 +286,13 @@ class _Hold:
             raise
 
     @classmethod
-    def create(cls, *shapes: _Shape) -> _Hold:
-        """New channels of the given shapes, each with this process's reference."""
+    def create(cls, *shapes: _Shape, kind: str) -> _Hold:
+        """New channels of the given shapes, each with this process's reference, labelled as
+        channels of a queue of `kind` made by this process (the second one: the bound's slots)."""
         refs: list[tuple[int, str]] = []
         try:
-            for shape in shapes:
-                desc = _create_channel(shape)
+            for i, shape in enumerate(shapes):
+                desc = _create_channel(shape, channel_label(kind if i == 0 else f"{kind} slots"))
                 refs.append((desc.c_uid, desc.sdesc))
         except BaseException:
             for c_uid, _ in refs:
@@ -347,6 +350,8 @@ class _Hold:
 class Queue:
     """A process-shared FIFO queue: `multiprocessing.Queue` on a channel (see the module docstring)."""
 
+    _KIND: ClassVar[str] = "Queue"
+    """What `dragon status` calls its channels (with their maker's name: `dragon._mp_names`)."""
     _hold: _Hold
     _chan: Channel
     _slots: Channel | None
@@ -365,7 +370,7 @@ class Queue:
                              "start method: use 0 for an unbounded queue")
         maxsize = max(0, maxsize)
         shapes = [_ITEMS] + ([_Shape(maxsize, MIN_BLOCK_SIZE, packed=False)] if maxsize else [])
-        self._setup(maxsize, _Hold.create(*shapes))
+        self._setup(maxsize, _Hold.create(*shapes, kind=self._KIND))
 
     def _setup(self, maxsize: int, hold: _Hold) -> None:
         self._maxsize = maxsize
@@ -658,6 +663,8 @@ class JoinableQueue(Queue):
     stdlib), so a JoinableQueue pickles only while spawning a process.
     """
 
+    _KIND: ClassVar[str] = "JoinableQueue"
+
     def __init__(self, maxsize: int = 0, *, ctx: context.BaseContext) -> None:
         super().__init__(maxsize, ctx=ctx)
         self._set_extra(ctx.Condition(), ctx.Semaphore(0))
@@ -712,10 +719,13 @@ class SimpleQueue:
     """`multiprocessing.SimpleQueue` on a channel: synchronous put (blocks while the channel is full),
     get, empty, close. Pickles anywhere (see the module docstring)."""
 
+    _KIND: ClassVar[str] = "SimpleQueue"
+    """What `dragon status` calls its channel (with its maker's name: `dragon._mp_names`)."""
+
     def __init__(self, *, ctx: context.BaseContext) -> None:
         """`ctx` as for the stdlib's SimpleQueue (unused: no locks needed). Brings a plain `python`
         program's background runtime up as `Queue` does."""
-        self._setup(_Hold.create(_ITEMS))
+        self._setup(_Hold.create(_ITEMS, kind=self._KIND))
 
     def _setup(self, hold: _Hold) -> None:
         self._hold = hold

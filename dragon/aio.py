@@ -114,8 +114,9 @@ async def connect(handle: Runtime | None = None) -> Runtime:
     """The runtime to pass to this module's classes.
 
     With `handle` (the `RuntimeHandle` of `dragon.serve`, or any `Runtime`): that handle. Without: the
-    calling managed process's connection to GS, made now (in a thread: it reads GS's handshake).
-    Raises RuntimeNotRunning (without a handle) if this process was not started by the runtime.
+    calling process's blocking connection to GS (`dragon._gs_client.connection`), made now in a thread
+    (a managed process reads GS's handshake). Raises RuntimeNotRunning (without a handle) if this
+    process has no runtime.
     """
     if handle is not None:
         await trio.lowlevel.checkpoint()
@@ -270,10 +271,14 @@ class Process:
 
     def __init__(self, runtime: Runtime, target: str | os.PathLike[str], args: Sequence[str | os.PathLike[str]] = (),
                  *, env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None, name: str = "",
-                 stdin: StdioOption = None, stdout: StdioOption = None, stderr: StdioOption = None) -> None:
+                 stdin: StdioOption = None, stdout: StdioOption = None, stderr: StdioOption = None,
+                 user: int | None = None, group: int | None = None, umask: int = -1,
+                 initial_stdin: bytes = b"") -> None:
         self._rt = runtime
         self._spec: gs.ProcessSpec | None = gs.process_spec(target, args, env=env, cwd=cwd, name=name,
-                                                            stdin=stdin, stdout=stdout, stderr=stderr)
+                                                            stdin=stdin, stdout=stdout, stderr=stderr,
+                                                            user=user, group=group, umask=umask,
+                                                            initial_stdin=initial_stdin)
         self._name = name
         self._desc: ProcessDescriptor | None = None
         self._returncode: int | None = None
@@ -299,7 +304,7 @@ class Process:
 
     @staticmethod
     async def list(runtime: Runtime) -> builtins.list[int]:
-        """The p_uid of every process GS ever created in this runtime, dead ones included."""
+        """The p_uid of every process GS ever created in this runtime, dead ones included, and Global Services (1)."""
         return await _run(runtime, gs.process_list())
 
     # ----------------------------------------------------------------------------- life cycle
@@ -322,7 +327,7 @@ class Process:
 
         Returns its exit code (killed by signal N: -N), or None if it still runs after `timeout`.
         Cancelling the wait leaves the process alone.
-        Raises JoinSelf, UnknownProcess; InvalidArgument if not started.
+        Raises JoinSelf, UnknownProcess; InvalidArgument if not started, or if it is Global Services.
         """
         desc = self._started("join")
         if self._returncode is None:

@@ -28,18 +28,17 @@ from dataclasses import dataclass
 
 import trio
 
-from dragon import __version__, _log, _rundir
+from dragon import __version__, _log, _pool_sizes, _rundir
 from dragon.descriptors import ProcessOptions
 from dragon.errors import BringupError, leaf_exceptions
 from dragon.ids import BE_CUID
 from dragon.messages import (
-    GSProcessCreate, GSProcessCreateResponse, GSProcessKill, GSProcessKillResponse, ProcessCreateErr, SHFwdInput,
+    GSProcessCreate, GSProcessCreateResponse, GSProcessKill, GSProcessKillResponse, ProcessCreateErr,
 )
 from dragon.services import launcher
 from dragon.services._process import ForkedChild, exit_status_for_shell
 from dragon.services.local_services import LSConfig
 
-INPUT_CHUNK = 1024  # spec §4.5: SHFwdInput carries at most 1024 bytes
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="dragon", description="Run a Python program in a Dragon runtime (managed processes, shm channels).",
         usage="dragon [options] (PROG | -m MODULE | -c CODE) [ARGS...]\n"
               "       dragon status [RUN_ID] [--json] [--watch]   (see: dragon status --help)\n"
-              "       dragon cleanup [--dry-run] [RUN_ID ...]     (see: dragon cleanup --help)")
+              "       dragon cleanup [--dry-run] [RUN_ID ...]     (see: dragon cleanup --help)",
+        epilog="environment: DRAGON_INF_SEG_SZ and DRAGON_DEFAULT_SEG_SZ size the infrastructure and default "
+               "pools (bytes, or with a suffix K, M, G or T; default 1G and 4G)")
     p.add_argument("--version", action="version", version=f"dragon {__version__}")
     p.add_argument("-l", "--log-level", metavar="LEVEL",
                    help="write a log of the run (DEBUG: every message) to --log-file; env DRAGON_LOG_LEVEL")
@@ -90,6 +91,19 @@ def head_command(opts: argparse.Namespace) -> tuple[str, list[str]] | str:
     return sys.executable, [prog, *args]
 
 
+def head_labels(exe: str, args: list[str]) -> tuple[str, str]:
+    """The head's `label` and `target` for `dragon status` (`ProcessDescriptor`): a Python head is
+    multiprocessing's `MainProcess`, running its script (by file name), `-m`'s module or `-c CODE`;
+    another program has neither (its command line says what it is)."""
+    if exe != sys.executable or not args:
+        return "", ""
+    if args[0] == "-m":
+        return "MainProcess", args[1]
+    if args[0] == "-c":
+        return "MainProcess", f"-c {args[1]}"
+    return "MainProcess", os.path.basename(args[0])
+
+
 @dataclass
 class _Run:
     handle: launcher.RuntimeHandle | None = None
@@ -113,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(cmd, str):
         print(f"dragon: error: {cmd}", file=sys.stderr)
         return 2
+    try:
+        sizes = _pool_sizes.pool_sizes()
+    except ValueError as exc:
+        print(f"dragon: error: {exc}", file=sys.stderr)
+        return 2
     run_id = _rundir.new_run_id()
     try:
         _log.configure(opts.log_level, opts.log_file or os.environ.get("DRAGON_LOG_FILE") or f"dragon-{run_id}.log")
@@ -124,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"dragon: error: cannot make the runtime directory: {exc}", file=sys.stderr)
         return 1
-    config = LSConfig(run_id=run_id, bringup_timeout_s=opts.bringup_timeout, launcher_pid=os.getpid())
+    config = LSConfig(run_id=run_id, bringup_timeout_s=opts.bringup_timeout, launcher_pid=os.getpid(),
+                      inf_seg_sz=sizes.inf_seg_sz, default_seg_sz=sizes.default_seg_sz)
     preforked = launcher.prefork_local_services(config)  # before trio.run: see the module docstring
     try:
         return trio.run(_main, run_id, preforked, cmd, opts.bringup_timeout)
@@ -163,9 +183,10 @@ async def _run_program(run: _Run, run_id: str, preforked: tuple[ForkedChild, int
             # The head's stdout is a pipe to Local Services, so Python would buffer it in blocks;
             # at a terminal `python my.py` shows each line at once, and so must `dragon my.py`.
             env["PYTHONUNBUFFERED"] = "1"
+        label, target = head_labels(exe, args)
         resp = await run.handle.call(GSProcessCreate(
             p_uid=0, r_c_uid=BE_CUID, exe=exe, args=args, env=env, rundir=os.getcwd(), head_proc=True,
-            options=ProcessOptions(make_inf_channels=True)), GSProcessCreateResponse)
+            options=ProcessOptions(make_inf_channels=True), label=label, target=target), GSProcessCreateResponse)
         if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None:
             print(f"dragon: error: the program did not start: {resp.err_info}", file=sys.stderr)
             run.code = 1
@@ -181,14 +202,12 @@ async def _run_program(run: _Run, run_id: str, preforked: tuple[ForkedChild, int
 
 async def _forward_stdin(handle: launcher.RuntimeHandle, p_uid: int) -> None:
     """Our stdin goes to the head (SHFwdInput), end of file included (an empty input)."""
-    to_ls = handle.launcher.to_ls
-    assert to_ls is not None
     while True:
         try:
-            data = await trio.to_thread.run_sync(os.read, 0, INPUT_CHUNK, abandon_on_cancel=True)
+            data = await trio.to_thread.run_sync(os.read, 0, launcher.INPUT_CHUNK, abandon_on_cancel=True)
         except OSError:
             data = b""
-        await to_ls.send(SHFwdInput(p_uid=0, r_c_uid=BE_CUID, t_p_uid=p_uid, input=data))
+        await handle.send_input(p_uid, data)
         if not data:
             return
 

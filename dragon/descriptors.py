@@ -129,7 +129,14 @@ class ProcessDescriptor(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Serialized descriptor of the stdin PIPE channel, if stdin=PIPE."""
     stdout_sdesc: str | None = None
     stderr_sdesc: str | None = None
-
+    label: str = ""
+    """What people call the process, as its creator said (our addition, for `dragon status`): the
+    multiprocessing name (`Process-1`, `SpawnPoolWorker-2`, or the name given), `MainProcess` for a
+    Python head. Not unique, unlike `name` (spec §5.4): two processes may both be called "worker"."""
+    target: str = ""
+    """What it runs, as its creator said (our addition): `module-or-script: qualname` of a
+    multiprocessing target (`st.py: work`), the script of a Python head; "" for an exec'd program,
+    whose command line says it."""
 
 class ChannelDescriptor(msgspec.Struct, kw_only=True, omit_defaults=True):
     """What GS knows of a channel (spec §5.2)."""
@@ -142,7 +149,12 @@ class ChannelDescriptor(msgspec.Struct, kw_only=True, omit_defaults=True):
     sdesc: str
     """Serialized attach descriptor: enough for any process to attach to the channel."""
     state: ObjectState
-
+    label: str = ""
+    """What the channel is, for people (our addition, for `dragon status`): given by its creator
+    (`Queue of MainProcess`, `Pool tasks of Process-1`), or by GS for the channels it makes with a
+    process (`stdout of worker`, `GS replies to worker`). Not unique, unlike `name`."""
+    creator: int | None = None
+    """p_uid of the process whose request made the channel (our addition); None if unknown."""
 
 class PoolDescriptor(msgspec.Struct, kw_only=True, omit_defaults=True):
     """What GS knows of a memory pool (spec §5.3)."""

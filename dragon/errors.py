@@ -50,6 +50,16 @@ class RuntimeNotRunning(DragonError):
     or the runtime went away while the call waited for Global Services."""
 
 
+class InputNotDelivered(DragonError):
+    """Input for a process's stdin, sent with confirmation, was not written into it (spec §4.5
+    SHFwdInputErr): the text says why (no such process, its stdin is closed or not forwarded, ...)."""
+
+
+class EventLoopBlocked(DragonError, RuntimeError):
+    """A blocking call made in the trio loop that runs `dragon.serve` waited while the runtime needed
+    that loop (to take its processes' output): run the call in a thread, or use dragon.aio."""
+
+
 # ---------------------------------------------------------------------------------------------------
 # Errors of the client API (dragon.native): one class per failure response of Global Services (spec
 # §4.2-§4.4). Each carries GS's `err_info` text in its message. The lookup errors are also

@@ -41,6 +41,10 @@ DEFAULT_SEG_SZ: Final = 2**32
 INF_SEG_SZ: Final = 2**30
 
 
+GS_PROCESS_NAME: Final = "global_services"
+"""The name of Global Services' own entry (p_uid 1) in its process table."""
+
+
 def default_process_name(p_uid: int) -> str:
     """Name of a process created without a user name (spec §1.3)."""
     return f"dragon_process_{p_uid}"
@@ -54,6 +58,12 @@ def default_channel_name(c_uid: int) -> str:
 def default_pool_name(m_uid: int) -> str:
     """Name of a pool created without a user name (spec §1.3)."""
     return f"D{m_uid}"
+
+
+def title(label: str, name: str, default: str) -> str:
+    """What to call a process or channel for people (`dragon status`): its label, else the name given
+    at create; "" when it has neither (its `default` name says no more than its uid)."""
+    return label or ("" if name == default else name)
 
 
 def stdio_channel_name(stream: Literal["stdin", "stdout", "stderr"], p_uid: int) -> str:

@@ -99,22 +99,26 @@ class ProcessKillErr(IntEnum):
 
 
 class ProcessJoinErr(IntEnum):
-    """GSProcessJoinResponse.err (spec §4.2). SELF: a process may not join itself."""
+    """GSProcessJoinResponse.err (spec §4.2). SELF: a process may not join itself. NOT_JOINABLE (our
+    addition): the target is Global Services (p_uid 1), which runs as long as the runtime."""
 
     SUCCESS = 0
     UNKNOWN = 1
     TIMEOUT = 2
     SELF = 3
+    NOT_JOINABLE = 4
 
 
 class JoinListStatus(IntEnum):
-    """Status of one entry of GSProcessJoinListResponse.puid_status (spec §4.2)."""
+    """Status of one entry of GSProcessJoinListResponse.puid_status (spec §4.2); NOT_JOINABLE as in
+    ProcessJoinErr (our addition)."""
 
     SUCCESS = 0
     UNKNOWN = 1
     TIMEOUT = 2
     SELF = 3
     PENDING = 4
+    NOT_JOINABLE = 5
 
 
 class ChannelCreateErr(IntEnum):
@@ -373,12 +377,21 @@ class GSProcessCreate(Request):
     stdout: StdioOption = None
     stderr: StdioOption = None
     group: int | None = None
+    """Numeric group id to run as; None = Local Services' (changing it needs the privilege to)."""
     user: int | None = None
+    """Numeric user id to run as; None = Local Services' (changing it needs the privilege to)."""
     umask: int = -1
-    """-1 = inherit."""
+    """0 .. 0o777; -1 = inherit."""
     pipesize: int | None = None
     """Capacity of the PIPE channels; None = default."""
     head_proc: bool = False
+    initial_stdin: bytes = b""
+    """Written to the process's stdin before anything else (our addition: the spec has it only on
+    SHProcessCreate). Needs stdin forwarded (None) or PIPE."""
+    label: str = ""
+    """What people call the process (`ProcessDescriptor.label`; our addition): not a unique name."""
+    target: str = ""
+    """What it runs, for people (`ProcessDescriptor.target`; our addition)."""
 
 
 class GSProcessCreateResponse(Response):
@@ -389,7 +402,7 @@ class GSProcessCreateResponse(Response):
 
 
 class GSProcessList(Request):
-    """List every p_uid GS ever created, dead ones included (spec §4.2)."""
+    """List every p_uid GS ever created, dead ones included, and its own (1) (spec §4.2)."""
 
 
 class GSProcessListResponse(Response):
@@ -464,7 +477,7 @@ class JoinStatus(msgspec.Struct, kw_only=True, omit_defaults=True):
     exit_code: int | None = None
     """Set when status is SUCCESS."""
     err_info: str = ""
-    """Set when status is UNKNOWN."""
+    """Set when status is UNKNOWN or NOT_JOINABLE."""
 
 
 class GSProcessJoinListResponse(Response):
@@ -490,6 +503,8 @@ class GSChannelCreate(Request):
     options: ChannelOptions = msgspec.field(default_factory=ChannelOptions)
     user_name: str = ""
     """Empty = `dragon_channel_<c_uid>`."""
+    label: str = ""
+    """What the channel is, for people (`ChannelDescriptor.label`; our addition): not a unique name."""
 
 
 class GSChannelCreateResponse(Response):
@@ -693,8 +708,8 @@ class SHProcessCreate(Request):
     env: dict[str, str] = {}
     rundir: str = ""
     options: LocalProcessOptions = msgspec.field(default_factory=LocalProcessOptions)
-    initial_stdin: str = ""
-    """Written once to the child's stdin."""
+    initial_stdin: bytes = b""
+    """Written once to the child's stdin, first (bytes, not the spec's str, as SHFwdInput.input)."""
     stdin: StdioOption = None
     stdout: StdioOption = None
     stderr: StdioOption = None
@@ -735,7 +750,11 @@ class SHProcessKillResponse(Response):
 
 
 class SHProcessExit(Msg):
-    """LS -> GS, unsolicited: a managed process exited and its output was flushed (spec §3.1 m1, §4.5)."""
+    """LS -> GS, unsolicited: a managed process exited and its output was flushed (spec §3.1 m1, §4.5).
+
+    When the process's output went to the launcher, LS sends this on the LA channel after that output
+    and the launcher passes it on to GS once the output is written **[choice]**: so a join (even one
+    whose waiter writes to the same terminal itself) never returns before that output is out."""
 
     p_uid: int
     """The process that exited."""
@@ -867,6 +886,7 @@ LAInbound: TypeAlias = (
     | SHHaltBE
     | AbnormalTermination
     | SHFwdOutput
+    | SHProcessExit
     | SHFwdInputErr
     | GSResponse
 )

@@ -1,10 +1,11 @@
 """The native Python API (spec §7.2): managed processes, channels and pools through Global Services.
 
 Works in any process the runtime started (`dragon prog.py` and the processes it creates with
-`Process`), and in a plain `python prog.py` program once the multiprocessing start method "dragon"
-has brought up a runtime for it (`dragon._background`); elsewhere every call raises
-`RuntimeNotRunning`. Blocking and thread-safe, and light to
-import: no trio. Errors are the classes of `dragon.errors` (`ProcessError`, `GSChannelError`,
+`Process`), in a program that runs a runtime with `dragon.serve` (`dragon._embedded`; in its trio
+code, call it through `trio.to_thread.run_sync`, or use `dragon.aio` with the handle), and in a plain
+`python prog.py` program once the multiprocessing start method "dragon" has brought up a runtime for
+it (`dragon._background`); elsewhere every call raises `RuntimeNotRunning`, saying how to get a
+runtime. Blocking and thread-safe, and light to import: no trio. Errors are the classes of `dragon.errors` (`ProcessError`, `GSChannelError`,
 `GSPoolError` and their subclasses, one per failure answer of Global Services).
 """
 

@@ -35,10 +35,12 @@ null. Times are Unix seconds (floats), sizes bytes, CPU seconds.
                    "state": str,        # running, sleeping, stopped, zombie, ... or "gone"
                    "uptime_s": float | null, "cpu_s": float | null, "rss_bytes": int | null}],
      "processes": [{"p_uid": int, "pid": int | null, "name": str, "parent": int,   # parent p_uid
+                    "label": str, "target": str,    # what people call it, what it runs ("": not given)
                     "state": "PENDING" | "ACTIVE" | "DEAD", "exit_code": int | null,
                     "os_state": str | null, "command": [str] | null,            # from /proc while alive
                     "cpu_s": float | null, "rss_bytes": int | null}],
      "channels": [{"c_uid": int, "name": str, "m_uid": int | null,
+                   "label": str, "creator": int | null,   # what it is ("": not given), maker's p_uid
                    "kind": "infrastructure" | "managed", "state": "PENDING" | "ACTIVE" | "DEAD",
                    "capacity": int | null, "block_size": int | null, "depth": int | null,   # messages waiting
                    "blocked_senders": int | null, "blocked_receivers": int | null,
@@ -48,7 +50,24 @@ null. Times are Unix seconds (floats), sizes bytes, CPU seconds.
                 "free_bytes": int | null, "largest_free_bytes": int | null, "allocations": int | null}]}
 
 Infrastructure channels are the GS input (c_uid 2), launcher (2**57) and Local Services (2**62)
-channels. Several runtimes and none named, with --json: `{"version": 1, "runs": [{"run_id": str,
+channels. Global Services is also a row of "processes" (p_uid 1, name "global_services"), with the
+figures of its row in "services" and no command.
+
+Names and labels. `name` is Global Services' unique name (`dragon_process_<p_uid>` unless one was
+given); `label` and `target` (processes) and `label` and `creator` (channels) are what their creators
+told GS for people, not unique: a multiprocessing process is labelled with its multiprocessing name
+(`DragonProcess-1`, `DragonPoolWorker-2`, or the name given) and its target (`st.py: work`), a
+queue's channel with its kind and maker (`Queue of MainProcess`, `Pool tasks of MainProcess`), a
+Python head `MainProcess` running its script; GS labels the channels it makes with a process
+(`stdout of worker`, `GS replies to worker`). See `dragon._mp_names`. A "command" is what /proc
+says: for a child of the start method made by the fork server (`dragon._forkserver`), forked and
+not exec'd, that is the server's command line, so the table shows its target instead.
+
+Version: keys are only ever added to this shape (label, target and creator were, later), so
+readers must ignore keys they do not know; "version" changes when a key changes its meaning or
+goes away.
+
+Several runtimes and none named, with --json: `{"version": 1, "runs": [{"run_id": str,
 "launcher_pid": int, "started": float, "uptime_s": float, "runtime_dir": str}]}` and exit 2.
 """
 
@@ -56,6 +75,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import threading
 import time
@@ -67,7 +87,10 @@ import msgspec
 from dragon import _rundir, _runs
 from dragon.descriptors import ObjectState
 from dragon._gs_client import user_reply_channel
-from dragon.ids import BE_CUID, DEFAULT_POOL_MUID, GS_INPUT_CUID, INF_POOL_MUID, SHEP_CUID
+from dragon.ids import (
+    BE_CUID, DEFAULT_POOL_MUID, GS_INPUT_CUID, GS_PUID, INF_POOL_MUID, SHEP_CUID, default_channel_name,
+    default_process_name, title,
+)
 from dragon.messages import GSStatus, GSStatusResponse, ProcessUsage, SHStatus, SHStatusResponse, ToolInbound
 from dragon.transport import Channel, ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull, Pool, PoolError
 
@@ -77,6 +100,12 @@ REPLY_CAPACITY: Final = 8
 REPLY_BLOCK_BYTES: Final = 64 * 1024  # a status of 1,000 channels is ~200 KiB: a few blocks, or a side file
 JSON_VERSION: Final = 1
 CLEAR_SCREEN: Final = "\x1b[H\x1b[2J"
+WIDTH: Final = 100
+"""Columns the tables fit in when the output is not a terminal (and COLUMNS is not set)."""
+COMFORT_CELL: Final = 20
+"""How narrow a text column gets, to fit a table in the terminal, before figures are left out."""
+MIN_CELL: Final = 12
+"""The narrowest a text column gets to fit a table in the terminal."""
 
 EXIT_OK: Final = 0
 EXIT_NO_RUNTIME: Final = 1
@@ -101,6 +130,8 @@ class ProcessRow(msgspec.Struct, kw_only=True):
     pid: int | None
     name: str
     parent: int
+    label: str
+    target: str
     state: str
     exit_code: int | None
     os_state: str | None
@@ -113,6 +144,8 @@ class ChannelRow(msgspec.Struct, kw_only=True):
     c_uid: int
     name: str
     m_uid: int | None
+    label: str
+    creator: int | None
     kind: str
     state: str
     capacity: int | None = None
@@ -272,25 +305,30 @@ def _service_row(name: str, pid: int, info: _rundir.RunInfo, now: float, btime: 
                       rss_bytes=proc.rss_bytes)
 
 
-def _process_rows(resp: GSStatusResponse, ls: SHStatusResponse | None) -> list[ProcessRow]:
-    """GS's table of processes, with LS's figures (state, CPU, memory, command) for the live ones."""
+def _process_rows(resp: GSStatusResponse, ls: SHStatusResponse | None, gs: ServiceRow) -> list[ProcessRow]:
+    """GS's table of processes, with LS's figures (state, CPU, memory, command) for the live ones,
+    and for GS's own entry (p_uid 1, not LS's to report) the figures of its row of services, `gs`."""
     usage: dict[int, ProcessUsage] = {u.p_uid: u for u in ls.processes} if ls is not None else {}
     rows = []
     for d in sorted(resp.processes, key=lambda d: d.p_uid):
+        row = ProcessRow(p_uid=d.p_uid, pid=d.pid, name=d.name, parent=d.p_p_uid, label=d.label, target=d.target,
+                         state=d.state.name, exit_code=d.ecode, os_state=None, command=None, cpu_s=None,
+                         rss_bytes=None)
+        rows.append(row)
+        if d.p_uid == GS_PUID:
+            if gs.state != "gone":
+                row.os_state, row.cpu_s, row.rss_bytes = gs.state, gs.cpu_s, gs.rss_bytes
+            continue
         u = usage.get(d.p_uid) if d.state != ObjectState.DEAD else None
-        if u is not None and u.os_state in ("", "Z", "X"):
-            u = None
-        rows.append(ProcessRow(
-            p_uid=d.p_uid, pid=d.pid, name=d.name, parent=d.p_p_uid, state=d.state.name, exit_code=d.ecode,
-            os_state=None if u is None else _runs.STATE_WORDS.get(u.os_state, u.os_state),
-            command=None if u is None else u.command,
-            cpu_s=None if u is None else round(u.cpu_s, 2),
-            rss_bytes=None if u is None else u.rss_bytes))
+        if u is not None and u.os_state not in ("", "Z", "X"):
+            row.os_state = _runs.STATE_WORDS.get(u.os_state, u.os_state)
+            row.command, row.cpu_s, row.rss_bytes = u.command, round(u.cpu_s, 2), u.rss_bytes
     return rows
 
 
-def _channel_row(c_uid: int, name: str, m_uid: int | None, kind: str, state: ObjectState, sdesc: str) -> ChannelRow:
-    row = ChannelRow(c_uid=c_uid, name=name, m_uid=m_uid, kind=kind, state=state.name)
+def _channel_row(c_uid: int, name: str, m_uid: int | None, kind: str, state: ObjectState, sdesc: str,
+                 label: str = "", creator: int | None = None) -> ChannelRow:
+    row = ChannelRow(c_uid=c_uid, name=name, m_uid=m_uid, label=label, creator=creator, kind=kind, state=state.name)
     if state != ObjectState.ACTIVE or not sdesc:
         return row
     try:
@@ -311,7 +349,7 @@ def _channel_rows(info: _rundir.RunInfo, resp: GSStatusResponse) -> list[Channel
     rows = [_channel_row(c_uid, name, INF_POOL_MUID, "infrastructure", ObjectState.ACTIVE, sdesc)
             for c_uid, name, sdesc in ((GS_INPUT_CUID, "GS input", info.gs_cd), (BE_CUID, "launcher input", info.la_cd),
                                        (SHEP_CUID, "LS input", info.shep_cd))]
-    rows += [_channel_row(d.c_uid, d.name, d.m_uid, "managed", d.state, d.sdesc)
+    rows += [_channel_row(d.c_uid, d.name, d.m_uid, "managed", d.state, d.sdesc, d.label, d.creator)
              for d in sorted(resp.channels, key=lambda d: d.c_uid)]
     return rows
 
@@ -372,7 +410,7 @@ def collect(info: _rundir.RunInfo, client: StatusClient | None, timeout_s: float
         report.error = str(exc)
         return report
     report.answering, report.gs_state = True, resp.state
-    report.processes = _process_rows(resp, ls_resp)
+    report.processes = _process_rows(resp, ls_resp, services[2])
     report.channels = _channel_rows(info, resp)
     report.pools = _pool_rows(info, resp, max(deadline, time.monotonic() + 0.5))
     return report
@@ -407,19 +445,57 @@ def _opt(v: object) -> str:
     return "-" if v is None else str(v)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> list[str]:
-    """Aligned text columns, two spaces apart; `right[i]` right-aligns column i (figures)."""
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool], *,
+          fit: int | None = None, shrink: Sequence[int] = (), drop: Sequence[int] = ()) -> list[str]:
+    """Aligned text columns, two spaces apart; `right[i]` right-aligns column i (figures).
+
+    With `fit`, lines are kept within `fit` characters where that can be done: the text columns
+    `shrink` lists are narrowed, in that order, to COMFORT_CELL characters (a cut cell ends in
+    "..."); then the columns `drop` lists are left out, in that order; then the texts are narrowed
+    down to MIN_CELL; room a dropped column left goes back to the texts. Figures are never cut, so a
+    very narrow terminal still gets longer lines."""
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    shown = list(range(len(headers)))
+    if fit is not None:
+        natural = list(widths)
+
+        def over() -> int:
+            return sum(widths[i] for i in shown) + 2 * (len(shown) - 1) - fit
+
+        def narrow(floor: int) -> None:
+            for i in shrink:
+                widths[i] -= max(0, min(over(), widths[i] - max(floor, len(headers[i]))))
+
+        narrow(COMFORT_CELL)
+        for i in drop:
+            if over() <= 0:
+                break
+            shown.remove(i)
+        narrow(MIN_CELL)
+        for i in reversed(shrink):
+            widths[i] += max(0, min(-over(), natural[i] - widths[i]))
 
     def line(cells: Sequence[str]) -> str:
-        out = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
+        out = []
+        for i in shown:
+            c, w = cells[i], widths[i]
+            c = c if len(c) <= w else c[: w - 3] + "..."
+            out.append(c.rjust(w) if right[i] else c.ljust(w))
         return "  ".join(out).rstrip()
 
     return [line(headers)] + [line(r) for r in rows]
 
 
-def render(report: StatusReport) -> str:
-    """The human-readable form of a report: a header line and one aligned table per kind of object."""
+def render(report: StatusReport, width: int = WIDTH) -> str:
+    """The human-readable form of a report: a header line and one aligned table per kind of object,
+    each within `width` columns where cutting texts and leaving out the less needed figures
+    (PARENT and CPU, SENT and RECV, LARGEST and ALLOCS) can make it so (`table`).
+
+    Processes and channels are shown by what people call them (`ids.title`: the label, else a name
+    given at create, else "-": the default names only repeat the uid); --json has every name. A live
+    process's STATE is its OS state (sleeping, running, ...), a dead one's DEAD(exit code); TARGET is
+    what it runs as its creator said (`st.py: work`), else its command line. BLOCKED_S/R counts the
+    senders and receivers waiting on a channel."""
     lines = [f"Dragon runtime {report.run_id}  up {_duration(report.uptime_s)}  "
              f"state {report.gs_state or 'unknown'}  pgid {report.pgid}  dir {report.runtime_dir}"]
     if not report.answering:
@@ -432,31 +508,44 @@ def render(report: StatusReport) -> str:
     if not report.answering:
         return "\n".join(lines) + "\n"
     lines += ["", f"PROCESSES ({len(report.processes)})"]
-    lines += table(["P_UID", "PID", "NAME", "PARENT", "STATE", "EXIT", "CPU", "RSS", "COMMAND"],
-                   [[str(p.p_uid), _opt(p.pid), p.name, str(p.parent), p.state + (f"/{p.os_state}" if p.os_state else ""),
-                     _opt(p.exit_code), "-" if p.cpu_s is None else f"{p.cpu_s:.2f}s", _size(p.rss_bytes),
-                     _command(p.command)] for p in report.processes],
-                   [True, True, False, True, False, True, True, True, False])
+    lines += table(["P_UID", "PID", "NAME", "PARENT", "STATE", "CPU", "RSS", "TARGET"],
+                   [[str(p.p_uid), _opt(p.pid), _text(title(p.label, p.name, default_process_name(p.p_uid))),
+                     str(p.parent), _process_state(p), "-" if p.cpu_s is None else f"{p.cpu_s:.2f}s",
+                     _size(p.rss_bytes), _text(p.target) if p.target else _command(p.command)]
+                    for p in report.processes],
+                   [True, True, False, True, False, True, True, False], fit=width, shrink=[7, 2], drop=[3, 5])
     lines += ["", f"CHANNELS ({len(report.channels)})"]
-    lines += table(["C_UID", "NAME", "STATE", "CAPACITY", "WAITING", "BLOCKED_SEND", "BLOCKED_RECV", "SENT", "RECEIVED"],
-                   [[str(c.c_uid), c.name, c.state, _opt(c.capacity), _opt(c.depth), _opt(c.blocked_senders),
-                     _opt(c.blocked_receivers), _opt(c.sent), _opt(c.received)] for c in report.channels],
-                   [True, False, False, True, True, True, True, True, True])
+    lines += table(["C_UID", "STATE", "CAP", "WAITING", "BLOCKED_S/R", "SENT", "RECV", "NAME"],
+                   [[str(c.c_uid), c.state, _opt(c.capacity), _opt(c.depth),
+                     "-" if c.blocked_senders is None else f"{c.blocked_senders}/{c.blocked_receivers}",
+                     _opt(c.sent), _opt(c.received), _text(title(c.label, c.name, default_channel_name(c.c_uid)))]
+                    for c in report.channels],
+                   [True, False, True, True, True, True, True, False], fit=width, shrink=[7], drop=[6, 5])
     lines += ["", f"POOLS ({len(report.pools)})"]
-    lines += table(["M_UID", "NAME", "KIND", "STATE", "SIZE", "USED", "FREE", "LARGEST_FREE", "ALLOCS"],
-                   [[str(p.m_uid), p.name, p.kind, p.state, _size(p.size_bytes), _size(p.used_bytes),
+    lines += table(["M_UID", "NAME", "STATE", "SIZE", "USED", "FREE", "LARGEST", "ALLOCS"],
+                   [[str(p.m_uid), _text(p.name), p.state, _size(p.size_bytes), _size(p.used_bytes),
                      _size(p.free_bytes), _size(p.largest_free_bytes), _opt(p.allocations)] for p in report.pools],
-                   [True, False, False, False, True, True, True, True, True])
+                   [True, False, False, True, True, True, True, True], fit=width, shrink=[1], drop=[6, 7])
     return "\n".join(lines) + "\n"
 
 
-def _command(cmd: list[str] | None, limit: int = 60) -> str:
+def _process_state(p: ProcessRow) -> str:
+    if p.state == "DEAD":
+        return f"DEAD({_opt(p.exit_code)})"
+    return p.os_state if p.state == "ACTIVE" and p.os_state else p.state
+
+
+def _text(text: str) -> str:
+    """A text on one line of a table cell ("-" if empty): a name, label or code may hold newlines."""
+    return " ".join(text.split()) or "-"
+
+
+def _command(cmd: list[str] | None) -> str:
     """The command line for the table: the program's base name (a venv path says little and takes
-    the room of the arguments), then its arguments, cut at `limit` characters (--json has it all)."""
+    the room of the arguments), then its arguments (--json has it all)."""
     if not cmd:
         return "-"
-    text = " ".join([os.path.basename(cmd[0]), *cmd[1:]])
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return _text(" ".join([os.path.basename(cmd[0]), *cmd[1:]]))
 
 
 # ------------------------------------------------------------------------------------ the command
@@ -538,7 +627,7 @@ def main(argv: list[str]) -> int:
             sys.stdout.flush()
     else:
         def show(report: StatusReport) -> None:
-            text = render(report)
+            text = render(report, shutil.get_terminal_size((WIDTH, 24)).columns)  # read again: a resize
             sys.stdout.write(CLEAR_SCREEN + text if opts.watch else text)
             sys.stdout.flush()
     try:

@@ -42,6 +42,7 @@ import msgspec
 import trio
 
 from dragon import _log, _rundir
+from dragon._pool_sizes import pool_sizes
 from dragon._background import Report
 from dragon.errors import leaf_exceptions
 
@@ -68,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
                                 description="internal: the runtime of a program using the start method 'dragon'")
     p.add_argument("--bringup-timeout", type=float, default=launcher.DEFAULT_BRINGUP_TIMEOUT_S)
     opts = p.parse_args(argv)
+    try:
+        sizes = pool_sizes()
+    except ValueError as exc:
+        _report(Report(error=str(exc)))
+        return EXIT_FAILED
     run_id = _rundir.new_run_id()
     try:
         _log.configure(None, os.environ.get("DRAGON_LOG_FILE") or f"dragon-{run_id}.log")
@@ -75,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         _report(Report(error=f"cannot start the runtime: {exc}"))
         return EXIT_FAILED
-    config = LSConfig(run_id=run_id, bringup_timeout_s=opts.bringup_timeout, launcher_pid=os.getpid())
+    config = LSConfig(run_id=run_id, bringup_timeout_s=opts.bringup_timeout, launcher_pid=os.getpid(),
+                      inf_seg_sz=sizes.inf_seg_sz, default_seg_sz=sizes.default_seg_sz)
     try:
         preforked = launcher.prefork_local_services(config)  # before trio.run: LS inherits the imported trio
     except OSError as exc:

@@ -1,10 +1,12 @@
 """Global Services (GS): the one registry of processes, channels and pools (spec §4.2-§4.4, §5).
 
-GS is forked by Local Services during bringup (spec §2 A4) and runs this trio program: attach to the
-GS, LS and LA channels, GSPingSH (m4), wait for SHPingGS (m5), GSIsUp (m6), then serve requests until
-GSTeardown, and write GSHalted on stdout (§3.1 m4). Its stdout and stderr belong to LS's GS monitor:
-GS writes nothing there but those framed messages (any exception becomes an AbnormalTermination frame,
-spec §3.2), and its stdin is a pipe from LS whose EOF means LS died (GS then exits at once).
+GS is forked by Local Services as LS starts, before LS's event loop (spec §2 A4; services/local_services.py
+says why), and runs this trio program from its first step: wait on its stdin for its launch parameters
+(LS sends them once the channels exist), attach to the GS, LS and LA channels, GSPingSH (m4), wait for
+SHPingGS (m5), GSIsUp (m6), then serve requests until GSTeardown, and write GSHalted on stdout (§3.1
+m4). Its stdout and stderr belong to LS's GS monitor: GS writes nothing there but those framed
+messages (any exception becomes an AbnormalTermination frame, spec §3.2), and its stdin stays open
+after the parameters: its EOF means LS died (GS then exits at once).
 
 Requests are served concurrently: a request that needs LS (create, kill, ...) runs in its own task and
 waits for LS's response, matched by `ref` to the tag GS gave its SH request, so it never stalls the
@@ -23,6 +25,16 @@ Decisions where the spec leaves a choice or names a quirk:
   exits. Its PIPE channels (`stdin_<p_uid>` ...) hold two references, the process's and its parent's:
   the process's is dropped when it exits, the parent's by GSChannelDestroy(dec_ref=True) when it is
   done reading, so output written just before the exit is never lost.
+- GS is in its own process table (spec §1.1: p_uid 1, named `global_services`, parent 0, ACTIVE, its
+  pid), so GSProcessQuery, GSProcessList and `dragon status` show it, and no other process can take
+  its name. It never exits while anyone can ask, so a join on it could only wait out its deadline,
+  or forever: GSProcessJoin answers NOT_JOINABLE at once, so does a GSProcessJoinList naming it (its
+  entry NOT_JOINABLE, the others as they are), and GSProcessKill answers FAIL_KILL (it stops with the
+  runtime).
+- `label` and `target` of a process and `label` of a channel are texts for people (`dragon status`),
+  kept in the descriptors as the creator gave them; names stay unique, labels need not be. GS labels
+  the channels it makes with a process after that process (`stdout of worker`), and records in each
+  channel's `creator` the p_uid of the requester.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,16 +51,14 @@ from typing import Any, Final
 import msgspec
 import trio
 
-import time
-
 from dragon import _faults, _log, _rundir
 from dragon.descriptors import (
-    PIPE, ChannelDescriptor, ChannelOptions, ObjectState, PoolDescriptor, ProcessDescriptor,
+    DEVNULL, PIPE, ChannelDescriptor, ChannelOptions, ObjectState, PoolDescriptor, ProcessDescriptor,
 )
 from dragon.ids import (
-    BE_CUID, FIRST_GS_CUID, FIRST_GS_MUID, FIRST_USER_PUID, GS_INPUT_CUID, GS_PUID, GS_STDOUT_R_C_UID,
-    INF_POOL_MUID, LAUNCHER_PUID, LaunchParameters, default_channel_name, default_pool_name,
-    default_process_name, stdio_channel_name,
+    BE_CUID, FIRST_GS_CUID, FIRST_GS_MUID, FIRST_USER_PUID, GS_INPUT_CUID, GS_PROCESS_NAME, GS_PUID,
+    GS_STDOUT_R_C_UID, INF_POOL_MUID, LAUNCHER_PUID, LaunchParameters, default_channel_name, default_pool_name,
+    default_process_name, stdio_channel_name, title,
 )
 from dragon.messages import (
     AbnormalTermination, ChannelCreateErr, ChannelDestroyErr, ChannelJoinErr, ChannelQueryErr,
@@ -65,9 +76,10 @@ from dragon.messages import (
     SHPoolCreateResponse, SHPoolDestroy, SHPoolDestroyResponse, SHProcessCreate,
     SHProcessCreateResponse, SHProcessExit, SHProcessKill, SHProcessKillResponse,
 )
-from dragon.transport import ProtocolError, TrioChannel
+from dragon.transport import ProtocolError, TrioChannel, decode
+from dragon.transport._framing import FrameStream
 
-from ._links import Inbox, Outbox, is_user_managed, log_message, reply_once, write_frame
+from ._links import Inbox, Outbox, is_user_managed, log_message, reply_once
 
 log = logging.getLogger(__name__)
 
@@ -76,38 +88,90 @@ RETURN_CHANNEL_CAPACITY: Final = 64
 RETURN_CHANNEL_BLOCK: Final = 4096
 PIPE_CAPACITY: Final = 64  # messages of a PIPE channel when GSProcessCreate gives no pipesize
 PIPE_BLOCK: Final = 8192
+NOT_JOINABLE_INFO: Final = "Global Services (p_uid 1) runs as long as the runtime: it cannot be joined"
 
 
-def run(params: LaunchParameters) -> int:
-    """The life of GS in its (forked) process; returns its exit code."""
+def run() -> int:
+    """The life of GS in its process, forked by LS before LS's loop started; returns its exit code.
+
+    Everything runs in GS's trio loop (`main`): GS waits on its stdin for its launch parameters, and
+    at the end writes GSHalted (or AbnormalTermination) on its stdout from inside the loop.
+    """
     _log.set_actor("GS")
     logging.getLogger("dragon").addHandler(logging.NullHandler())  # never log to stderr (fatal there)
     sys.stdout = sys.stderr  # fd 1 is the protocol pipe to LS
+    return trio.run(main)
+
+
+async def main() -> int:
+    """Read the launch parameters from LS, serve, and say how it ended on stdout (spec §3.1 m4, §3.2).
+
+    Any failure, including one before GS is up, becomes an AbnormalTermination frame on stdout (LS's
+    GS monitor forwards it to the launcher); its exit code is 1. If LS goes away (end of file on the
+    stdin pipe), GS says so the same way and exits.
+    """
+    from_ls = FrameStream(trio.lowlevel.FdStream(os.dup(0)), name="GS stdin")
+    to_ls = StdoutLink()
     try:
-        trio.run(serve, params)
+        try:
+            params = decode(msgspec.msgpack.Decoder(LaunchParameters), await from_ls.receive(), where="GS stdin")
+        except trio.EndOfChannel:
+            raise LSGone("Local Services went away before it sent the launch parameters") from None
+        log_message("received", "on GS stdin", params)
+        await serve(params, from_ls, to_ls)
     except BaseException as exc:  # spec §3.2: report any failure to LS as AbnormalTermination
         text = "".join(traceback.format_exception(exc))
         log.error("Global Services failed:\n%s", text)
-        try:
-            write_frame(1, AbnormalTermination(err_info=f"Global Services failed: {exc!r}\n{text}"), "GS stdout")
-        except OSError:
-            pass
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await to_ls.send(AbnormalTermination(err_info=f"Global Services failed: {exc!r}\n{text}"))
         return 1
-    write_frame(1, GSHalted(), "GS stdout")  # spec §3.1 m4
+    with trio.move_on_after(5):
+        await to_ls.send(GSHalted())  # spec §3.1 m4
     return 0
+
+
+class StdoutLink:
+    """GS's stdout: framed messages to LS's GS monitor (GSHalted, AbnormalTermination, and replies to
+    r_c_uid 1), one at a time from any task."""
+
+    def __init__(self) -> None:
+        self._frames = FrameStream((trio.lowlevel.FdStream(os.dup(1)), _NoInput()), name="GS stdout")
+        self._lock = trio.Lock()
+        self._enc = msgspec.msgpack.Encoder()
+
+    async def send(self, msg: msgspec.Struct) -> None:
+        """Write one frame; a pipe nobody reads any more (LS died) is only logged."""
+        async with self._lock:
+            log_message("sent", "on GS stdout", msg)
+            try:
+                await self._frames.send(self._enc.encode(msg))
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                log.warning("GS stdout is gone: %s not delivered (%s)", type(msg).__name__, exc)
+
+
+class _NoInput(trio.abc.ReceiveStream):
+    """The missing direction of GS's stdout (FrameStream wants a two-way stream)."""
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        raise trio.ClosedResourceError("GS stdout is write-only")
+
+    async def aclose(self) -> None:
+        pass
 
 
 class LSGone(Exception):
     """GS's stdin reached EOF: Local Services died."""
 
 
-async def serve(params: LaunchParameters) -> None:
+async def serve(params: LaunchParameters, from_ls: FrameStream, stdout: StdoutLink) -> None:
     """Bringup m4-m6, then requests until GSTeardown. Raises if LS dies or a message is garbage."""
     inbox: Inbox[GSInbound] = Inbox(TrioChannel.attach(params.gs_cd), GSInbound, "GS channel")
     to_ls = Outbox(TrioChannel.attach(params.local_shep_cd), "LS channel")
     to_la = Outbox(TrioChannel.attach(params.local_be_cd), "LA channel")
     if _faults.active("gs-hang-bringup"):
         await trio.sleep_forever()
+    if _faults.active("gs-crash-bringup"):
+        raise RuntimeError("injected fault gs-crash-bringup")
     await to_ls.send(GSPingSH())  # m4
     first = await inbox.receive()
     if not isinstance(first, SHPingGS):  # m5
@@ -118,8 +182,8 @@ async def serve(params: LaunchParameters) -> None:
     if _faults.active("gs-crash"):
         raise RuntimeError("injected fault gs-crash")
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_ls, nursery.cancel_scope)
-        gs = GlobalServices(inbox, to_ls, to_la, nursery, params.run_id)
+        nursery.start_soon(_watch_ls, from_ls, nursery.cancel_scope)
+        gs = GlobalServices(inbox, to_ls, to_la, stdout, nursery, params.run_id)
         await gs.main_loop()
         nursery.cancel_scope.cancel()
     for chan in (inbox.chan, to_ls.chan, to_la.chan, *(box.chan for box in gs.reply_boxes.values())):
@@ -128,9 +192,12 @@ async def serve(params: LaunchParameters) -> None:
         raise LSGone("Local Services went away (GS stdin closed)")
 
 
-async def _watch_ls(scope: trio.CancelScope) -> None:
-    stdin = trio.lowlevel.FdStream(os.dup(0))
-    while await stdin.receive_some(1024):
+async def _watch_ls(from_ls: FrameStream, scope: trio.CancelScope) -> None:
+    """LS writes nothing more after the launch parameters: end of file means it died."""
+    try:
+        async for _frame in from_ls:
+            pass
+    except ProtocolError:
         pass
     log.error("Local Services went away: Global Services exits")
     raise LSGone("Local Services went away (GS stdin closed)")
@@ -161,9 +228,10 @@ class PoolRecord:
 class GlobalServices:
     """GS's tables and request handlers (spec §4.2-§4.4)."""
 
-    def __init__(self, inbox: Inbox[GSInbound], to_ls: Outbox, to_la: Outbox, nursery: trio.Nursery,
-                 run_id: str) -> None:
+    def __init__(self, inbox: Inbox[GSInbound], to_ls: Outbox, to_la: Outbox, stdout: StdoutLink,
+                 nursery: trio.Nursery, run_id: str) -> None:
         self.inbox, self.to_ls, self.to_la, self.nursery = inbox, to_ls, to_la, nursery
+        self.stdout = stdout
         self.run_id = run_id
         self.started = time.time()
         self.ls_gone = False
@@ -176,9 +244,11 @@ class GlobalServices:
         self.pool_names: dict[str, int] = {}
         self.next_puid, self.next_cuid, self.next_muid = FIRST_USER_PUID, FIRST_GS_CUID, FIRST_GS_MUID
         self.next_tag = 1
+        self.procs[GS_PUID] = ProcRecord(ProcessDescriptor(  # spec §1.1; see the module docstring
+            p_uid=GS_PUID, p_p_uid=LAUNCHER_PUID, name=GS_PROCESS_NAME, state=ObjectState.ACTIVE, pid=os.getpid()))
+        self.proc_names[GS_PROCESS_NAME] = GS_PUID
         self.pending: dict[int, trio.MemorySendChannel[Response]] = {}
         self.reply_boxes: dict[int, Outbox] = {}
-        self.stdout_enc = msgspec.msgpack.Encoder()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -272,8 +342,7 @@ class GlobalServices:
         if r_c_uid == BE_CUID:
             await self.to_la.send(msg)
         elif r_c_uid == GS_STDOUT_R_C_UID:
-            log_message("sent", "on GS stdout", msg)
-            write_frame(1, msg, "GS stdout")
+            await self.stdout.send(msg)
         elif is_user_managed(r_c_uid):  # a tool's own reply channel (e.g. `dragon status`)
             await reply_once(_rundir.channel_name(self.run_id, r_c_uid), msg, f"channel {r_c_uid}")
         else:  # a managed process's return channel: kept until that process exits
@@ -326,6 +395,11 @@ class GlobalServices:
         return f"no process named {user_name}" if user_name else f"no p_uid {t_p_uid}"
 
     async def process_create(self, req: GSProcessCreate) -> None:
+        problem = _create_problem(req)
+        if problem:
+            await self.reply(req.r_c_uid, GSProcessCreateResponse(ref=req.tag, err=ProcessCreateErr.FAIL,
+                                                                  err_info=problem))
+            return
         if req.user_name in self.proc_names:
             existing = self.procs[self.proc_names[req.user_name]]
             if existing.desc.state != ObjectState.DEAD:
@@ -337,8 +411,8 @@ class GlobalServices:
         self.next_puid += 1
         name = req.user_name or default_process_name(p_uid)
         parent = req.p_uid if req.p_uid in self.procs else LAUNCHER_PUID
-        rec = ProcRecord(ProcessDescriptor(p_uid=p_uid, p_p_uid=parent, name=name, state=ObjectState.PENDING),
-                         head=req.head_proc)
+        rec = ProcRecord(ProcessDescriptor(p_uid=p_uid, p_p_uid=parent, name=name, state=ObjectState.PENDING,
+                                           label=req.label, target=req.target), head=req.head_proc)
         self.procs[p_uid] = rec
         self.proc_names[name] = p_uid
         ret_msg = None
@@ -363,6 +437,7 @@ class GlobalServices:
         resp: SHProcessCreateResponse = await self.ls_call(SHProcessCreate(
             tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, t_p_uid=p_uid, exe=req.exe, args=req.args,
             env=env, rundir=req.rundir, stdin=req.stdin, stdout=req.stdout, stderr=req.stderr,
+            group=req.group, user=req.user, umask=req.umask, initial_stdin=req.initial_stdin,
             pipesize=req.pipesize, gs_ret_chan_msg=ret_msg, stdin_msg=pipes.get("stdin"),
             stdout_msg=pipes.get("stdout"), stderr_msg=pipes.get("stderr")))
         if resp.err != LSErr.SUCCESS:
@@ -372,10 +447,11 @@ class GlobalServices:
             await self.reply(req.r_c_uid, GSProcessCreateResponse(
                 ref=req.tag, err=ProcessCreateErr.FAIL, err_info=resp.err_info))
             return
+        who = title(req.label, rec.desc.name, default_process_name(p_uid)) or f"p_uid {p_uid}"
         if ret_msg is not None and resp.gs_ret_chan_resp is not None:
             self.chans[ret_msg.c_uid] = ChanRecord(ChannelDescriptor(
                 c_uid=ret_msg.c_uid, m_uid=INF_POOL_MUID, name=f"gs_ret_{p_uid}", sdesc=resp.gs_ret_chan_resp.desc,
-                state=ObjectState.ACTIVE))
+                state=ObjectState.ACTIVE, label=f"GS replies to {who}", creator=req.p_uid))
             rec.desc.gs_ret_cuid = ret_msg.c_uid
         for stream, pipe in pipes.items():
             pipe_resp = getattr(resp, f"{stream}_resp")
@@ -383,8 +459,8 @@ class GlobalServices:
                 continue
             name = stdio_channel_name(stream, p_uid)  # type: ignore[arg-type]
             self.chans[pipe.c_uid] = ChanRecord(ChannelDescriptor(
-                c_uid=pipe.c_uid, m_uid=INF_POOL_MUID, name=name, sdesc=pipe_resp.desc, state=ObjectState.ACTIVE),
-                ref_count=True, refs=2)
+                c_uid=pipe.c_uid, m_uid=INF_POOL_MUID, name=name, sdesc=pipe_resp.desc, state=ObjectState.ACTIVE,
+                label=f"{stream} of {who}", creator=req.p_uid), ref_count=True, refs=2)
             self.chan_names[name] = pipe.c_uid
             setattr(rec.desc, f"{stream}_sdesc", pipe_resp.desc)
             rec.pipe_cuids.append(pipe.c_uid)
@@ -451,6 +527,10 @@ class GlobalServices:
         if rec is None:
             resp = GSProcessKillResponse(ref=req.tag, err=ProcessKillErr.UNKNOWN,
                                          err_info=self._unknown(req.t_p_uid, req.user_name))
+        elif rec.desc.p_uid == GS_PUID:
+            resp = GSProcessKillResponse(ref=req.tag, err=ProcessKillErr.FAIL_KILL,
+                                         err_info="Global Services (p_uid 1) takes no signals from requests: "
+                                         "it stops when the runtime tears down")
         elif rec.desc.state == ObjectState.DEAD:
             resp = GSProcessKillResponse(ref=req.tag, err=ProcessKillErr.DEAD, exit_code=rec.desc.ecode or 0,
                                          err_info=f"process {rec.desc.p_uid} has exited already")
@@ -476,6 +556,8 @@ class GlobalServices:
                                          err_info=self._unknown(req.t_p_uid, req.user_name))
         elif rec.desc.p_uid == req.p_uid:
             resp = GSProcessJoinResponse(ref=req.tag, err=ProcessJoinErr.SELF, err_info="a process cannot join itself")
+        elif rec.desc.p_uid == GS_PUID:
+            resp = GSProcessJoinResponse(ref=req.tag, err=ProcessJoinErr.NOT_JOINABLE, err_info=NOT_JOINABLE_INFO)
         else:
             with trio.move_on_after(_timeout_s(req.timeout)):
                 await rec.exited.wait()
@@ -493,9 +575,12 @@ class GlobalServices:
             targets[p] = self.procs.get(p)
         for n in req.user_name_list:
             targets[n] = self._lookup_proc(None, n)
-        live = [r for r in targets.values() if r is not None and r.desc.p_uid != req.p_uid]
+        live = [r for r in targets.values() if r is not None and r.desc.p_uid not in (req.p_uid, GS_PUID)]
+        refused = any(r is not None and r.desc.p_uid == GS_PUID for r in targets.values())
 
         def done() -> bool:
+            if refused:  # the answer is an error whatever the others do: given at once
+                return True
             dead = [r for r in live if r.exited.is_set()]
             if req.return_on_bad_exit and any(r.desc.ecode for r in dead):
                 return True
@@ -514,6 +599,8 @@ class GlobalServices:
                     key if isinstance(key, int) else None, key if isinstance(key, str) else ""))
             elif target.desc.p_uid == req.p_uid:
                 status[key] = JoinStatus(status=JoinListStatus.SELF)
+            elif target.desc.p_uid == GS_PUID:
+                status[key] = JoinStatus(status=JoinListStatus.NOT_JOINABLE, err_info=NOT_JOINABLE_INFO)
             elif target.exited.is_set():
                 status[key] = JoinStatus(status=JoinListStatus.SUCCESS, exit_code=target.desc.ecode or 0)
             else:
@@ -545,8 +632,8 @@ class GlobalServices:
         c_uid = self.next_cuid
         self.next_cuid += 1
         name = req.user_name or default_channel_name(c_uid)
-        rec = ChanRecord(ChannelDescriptor(c_uid=c_uid, m_uid=req.m_uid, name=name, sdesc="",
-                                           state=ObjectState.PENDING), ref_count=req.options.ref_count)
+        rec = ChanRecord(ChannelDescriptor(c_uid=c_uid, m_uid=req.m_uid, name=name, sdesc="", state=ObjectState.PENDING,
+                                           label=req.label, creator=req.p_uid), ref_count=req.options.ref_count)
         self.chans[c_uid] = rec
         self.chan_names[name] = c_uid
         resp: SHChannelCreateResponse = await self.ls_call(SHChannelCreate(
@@ -695,6 +782,20 @@ class GlobalServices:
             f.write("pools\n")
             for m, pr in self.pools.items():
                 f.write(f"  {m} {pr.desc.name} {pr.desc.state.name}\n")
+
+
+def _create_problem(req: GSProcessCreate) -> str:
+    """What is wrong with a GSProcessCreate's own fields ("" if nothing), checked before anything is
+    made: GS refuses what it cannot carry out rather than drop it."""
+    if req.umask != -1 and not 0 <= req.umask <= 0o777:
+        return f"umask must be between 0 and 0o777, or -1 to inherit it, not {req.umask}"
+    for field_name in ("user", "group"):
+        ident = getattr(req, field_name)
+        if ident is not None and ident < 0:
+            return f"{field_name} must be a numeric id (0 or more), not {ident}"
+    if req.initial_stdin and req.stdin == DEVNULL:
+        return "initial_stdin needs a stdin to write to: forwarded (None) or PIPE, not DEVNULL"
+    return ""
 
 
 async def _set_when(event: trio.Event, scope: trio.CancelScope) -> None:

@@ -32,22 +32,25 @@ import msgspec
 import trio
 
 from dragon import _rundir
-from dragon.errors import BringupError, DragonError
+from dragon._pool_sizes import pool_sizes
+from dragon.errors import BringupError, DragonError, InputNotDelivered
 from dragon.ids import BE_CUID, LAUNCHER_PUID
 from dragon.messages import (
     AbnormalTermination, BEHalted, BENodeIdxSH, BEPingSH, FdNum, GSHalted, GSHeadExit, GSIsUp,
-    GSTeardown, LAInbound, LAStdoutInbound, Response, SHChannelsUp, SHFwdOutput, SHHaltBE, SHHalted,
-    SHPingBE, SHTeardown,
+    GSTeardown, LAInbound, LAStdoutInbound, LSErr, Response, SHChannelsUp, SHFwdInput, SHFwdInputErr,
+    SHFwdOutput, SHProcessExit, SHHaltBE, SHHalted, SHPingBE, SHTeardown,
 )
 from dragon.transport import ChannelDestroyed, TrioChannel, decode
 from dragon.transport._framing import FrameStream
 from dragon.transport._shm import entries, run_prefix, unlink_quietly
 
 from ._links import Inbox, Outbox, log_message
+from ._output import write_lines
 from ._process import ForkedChild, Waitable, describe_exit, fork_service, group_members, stop_group
 
 log = logging.getLogger(__name__)
 
+INPUT_CHUNK: Final = 1024  # spec §4.5: SHFwdInput carries at most 1024 bytes
 TEARDOWN_STEP_S: Final = 5.0  # spec §3.1 waits 1 s windows [quirk]: a slow GS made it give up and leak
 LS_STOP_PROCS_S: Final = 10.0  # LS stops leftover processes: SIGTERM + grace + SIGKILL
 DEFAULT_BRINGUP_TIMEOUT_S: Final = 30.0
@@ -107,16 +110,10 @@ async def write_to_own_stdio(msg: SHFwdOutput) -> None:
     if fd in _closed_fds:
         return
     try:
-        await trio.to_thread.run_sync(_write_all, fd, msg.data)
+        await trio.to_thread.run_sync(write_lines, fd, msg.data)
     except (BrokenPipeError, ConnectionResetError):
         _closed_fds.add(fd)
         log.info("the reader of fd %d has gone: dropping the rest of that output", fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 class Launcher:
@@ -243,6 +240,9 @@ class Launcher:
             match msg:
                 case SHFwdOutput():
                     await self.output(msg)
+                case SHProcessExit():  # after the output of a process: it is written now, GS may know
+                    if self.to_gs is not None:
+                        await self.to_gs.send(msg)
                 case Response():
                     waiter = self.pending.pop(msg.ref, None)
                     if waiter is not None:
@@ -308,11 +308,13 @@ class Launcher:
 
     # ------------------------------------------------------------------ requests to GS
 
-    async def call(self, req: Any, response_type: type[R]) -> R:
-        """Send a GS request as the launcher (p_uid 0, replies on the LA channel) and await the answer.
+    async def call(self, req: Any, response_type: type[R], *, to_ls: bool = False) -> R:
+        """Send a request as the launcher (p_uid 0, replies on the LA channel) to Global Services (or
+        with `to_ls`, to Local Services) and await the answer.
 
         Raises RuntimeBroken if the runtime fails first."""
-        if self.to_gs is None:
+        outbox = self.to_ls if to_ls else self.to_gs
+        if outbox is None:
             raise RuntimeBroken("the runtime is not up")
         self.next_tag += 1
         req = msgspec.structs.replace(req, tag=self.next_tag, p_uid=LAUNCHER_PUID, r_c_uid=BE_CUID)
@@ -320,7 +322,7 @@ class Launcher:
         self.pending[req.tag] = send
         resp: Response | None = None
         try:
-            await self.to_gs.send(req)
+            await outbox.send(req)
             async with trio.open_nursery() as race:  # the answer, or the runtime's failure
                 async def answer() -> None:
                     nonlocal resp
@@ -425,6 +427,27 @@ class RuntimeHandle:
         """A request to Global Services, answered on the launcher's channel."""
         return await self.launcher.call(req, response_type)
 
+    async def send_input(self, p_uid: int, data: bytes, *, confirm: bool = False) -> None:
+        """Write `data` to the stdin of process `p_uid` (SHFwdInput, at most INPUT_CHUNK bytes each;
+        b"" closes it). With `confirm`, return once it is written into the process's stdin.
+
+        Raises:
+          InputNotDelivered: (`confirm` only) no such running process, its stdin is not forwarded or
+            is closed, or it did not take the input in time (its stdin is closed then, spec §4.5).
+          RuntimeBroken: the runtime failed.
+        """
+        chunks = [data[i:i + INPUT_CHUNK] for i in range(0, len(data), INPUT_CHUNK)] or [b""]
+        for chunk in chunks:
+            msg = SHFwdInput(p_uid=LAUNCHER_PUID, r_c_uid=BE_CUID, t_p_uid=p_uid, input=chunk, confirm=confirm)
+            if not confirm:
+                if self.launcher.to_ls is None:
+                    raise RuntimeBroken("the runtime is not up")
+                await self.launcher.to_ls.send(msg)
+                continue
+            resp = await self.launcher.call(msg, SHFwdInputErr, to_ls=True)
+            if resp.err != LSErr.SUCCESS:
+                raise InputNotDelivered(resp.err_info)
+
     async def wait_head_exit(self) -> GSHeadExit:
         """Wait for GSHeadExit; RuntimeBroken if the runtime fails first."""
         await self.launcher.first_of("head_exited", "broken")
@@ -438,20 +461,28 @@ class RuntimeHandle:
 
 async def serve(*, run_id: str | None = None, bringup_timeout_s: float = DEFAULT_BRINGUP_TIMEOUT_S,
                 output: OutputSink = write_to_own_stdio, preforked: tuple[ForkedChild, int, int] | None = None,
+                before_teardown: Callable[[], None] | None = None,
                 task_status: trio.TaskStatus[RuntimeHandle] = trio.TASK_STATUS_IGNORED) -> None:
     """Bring a runtime up, report a `RuntimeHandle`, keep it until cancelled, then tear it down.
 
+    `before_teardown` is called (in this task, blocking) before teardown begins, whether the runtime
+    came up or not: `dragon.serve` lets this process's blocking connection go there (dragon._embedded).
     Raises BringupError if the runtime does not come up (what step, and why), RuntimeBroken if it
     fails while running. Whatever happens, nothing of the run is left when this returns or raises.
     """
     from .local_services import LSConfig
 
     if preforked is None:
+        try:
+            sizes = pool_sizes()
+        except ValueError as exc:
+            raise BringupError("launcher", "reading its settings", str(exc)) from None
         run_id = run_id or _rundir.new_run_id()
         _rundir.create_run_dir(run_id)
         try:
             ls = await exec_local_services(LSConfig(run_id=run_id, bringup_timeout_s=bringup_timeout_s,
-                                                    launcher_pid=os.getpid()))
+                                                    launcher_pid=os.getpid(), inf_seg_sz=sizes.inf_seg_sz,
+                                                    default_seg_sz=sizes.default_seg_sz, exits_follow_output=False))
         except BaseException:
             _rundir.remove_run_dir(run_id)
             raise
@@ -471,6 +502,10 @@ async def serve(*, run_id: str | None = None, bringup_timeout_s: float = DEFAULT
             raise RuntimeBroken(la.failure or "the runtime broke")
         finally:
             try:
-                await la.teardown()
+                if before_teardown is not None:
+                    before_teardown()
             finally:
-                la.stop_helpers()  # whatever happened, the shielded helpers must end with the run
+                try:
+                    await la.teardown()
+                finally:
+                    la.stop_helpers()  # whatever happened, the shielded helpers must end with the run

@@ -3,16 +3,22 @@
 Spec §2 (bringup), §3 (teardown), §4.5 (its messages). LS talks to the launcher (LA) over its
 stdin/stdout pipe before channels exist and at the very end, and over shm channels in between.
 
-Two phases, because of how the runtime starts quickly (services/_process.py):
+Everything LS does runs in its trio loop, under its root nursery (`serve`), from the first step:
 
-1. `bringup` runs *before* `trio.run`, with blocking I/O and a deadline per step: read BENodeIdxSH
-   (m0), create the pools and the LS/LA/GS channels (A2), SHPingBE (m1), wait for BEPingSH (m2),
-   SHChannelsUp (m3), start GS (A4) by forking it (it inherits the imported trio), wait for GSPingSH
-   (m4), SHPingGS (m5). A failure at any step removes what was made, writes AbnormalTermination on
-   stdout for LA, and exits 1.
-2. `serve` is the trio main loop: its root nursery supervises one task per managed process (spawn,
-   output forwarding, exit watching), the GS monitor (GS's stdout, stderr and exit; spec §3.2
-   "GSMonitor"), the stdin watcher (BEHalted, or EOF when LA died) and the LS-channel dispatcher.
+1. Before the loop starts, LS only forks Global Services (`fork_global_services`): forking inside a
+   running trio loop is unsafe, and a forked GS inherits the imported trio (one import per runtime,
+   services/_process.py). GS starts its own loop at once and waits on its stdin for its launch
+   parameters (as the reference passes LAChannelsInfo to GS over stdin).
+2. `serve` puts GS under supervision at once (its exit, its stdout and stderr: spec §3.2
+   "GSMonitor"), then runs `bringup` under one cancel scope whose deadline is the bringup timeout and
+   which a failure of GS cancels: read BENodeIdxSH (m0), create the pools and the LS/LA/GS channels
+   (A2), hand GS its launch parameters on its stdin (A4 **[choice]**: GS attaches to its channels
+   while the launcher does, instead of after SHChannelsUp), SHPingBE (m1), then BEPingSH (m2, answered
+   by SHChannelsUp, m3) and GSPingSH (m4) in whichever order they come, SHPingGS (m5). A failure at
+   any step removes what was made, writes AbnormalTermination on stdout for LA, and exits 1.
+3. The main loop: the root nursery supervises one task per managed process (spawn, output
+   forwarding, exit watching), the GS monitor, the stdin watcher (BEHalted, or EOF when LA died) and
+   the LS-channel dispatcher.
 
 Teardown (spec §3.1 a6-a8): on SHTeardown LS stops every remaining managed process (SIGTERM, then
 SIGKILL after a grace period, naming them in the log; the reference SIGKILLs at once **[quirk]**),
@@ -24,12 +30,10 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -39,37 +43,35 @@ import trio
 from dragon import _faults, _log, _rundir, _runs
 from dragon.descriptors import DEVNULL, STDOUT, NodeDescriptor, StdioOption
 from dragon.ids import (
-    BE_CUID, DEFAULT_POOL_MUID, DEFAULT_SEG_SZ, GS_INPUT_CUID, GS_PUID, INF_POOL_MUID, INF_SEG_SZ,
+    BE_CUID, DEFAULT_POOL_MUID, DEFAULT_SEG_SZ, GS_INPUT_CUID, INF_POOL_MUID, INF_SEG_SZ,
     SHEP_CUID, LaunchParameters,
 )
 from dragon.messages import (
-    AbnormalTermination, BEHalted, BENodeIdxSH, BEPingSH, FdNum, GSHalted, GSPingSH, GSStdoutOutbound,
-    LSErr, LSInbound, LSStdinInbound, SHChannelCreate, SHChannelCreateResponse, SHChannelDestroy,
-    SHChannelDestroyResponse, SHChannelsUp, SHDumpState, SHFwdInput, SHFwdOutput, SHHaltBE, SHHalted,
+    AbnormalTermination, BEHalted, BENodeIdxSH, BEPingSH, FdNum, GSHalted, GSPingSH, LSErr, LSInbound, LSStdinInbound, SHChannelCreate, SHChannelCreateResponse, SHChannelDestroy,
+    SHChannelDestroyResponse, SHChannelsUp, SHDumpState, SHFwdInput, SHFwdInputErr, SHFwdOutput, SHHaltBE, SHHalted,
     SHPingBE, SHPingGS, SHPoolCreate, SHPoolCreateResponse, SHPoolDestroy, SHPoolDestroyResponse,
     ProcessUsage, SHProcessCreate, SHProcessCreateResponse, SHProcessExit, SHProcessKill,
     SHProcessKillResponse, SHStatus, SHStatusResponse, SHTeardown,
 )
-from dragon.transport import Channel, ChannelDestroyed, ChannelEmpty, Pool, ProtocolError, TrioChannel, decode
+from dragon.transport import Channel, ChannelDestroyed, Pool, ProtocolError, TrioChannel, decode
 from dragon.transport._framing import FrameStream
 from dragon.transport._shm import entries, run_prefix, unlink_quietly
 
 from . import global_services
-from ._links import (
-    Inbox, Outbox, is_user_managed, log_message, read_frame, receive_blocking, reply_once, send_blocking,
-    write_frame,
-)
 from ._fast_start import ForkServer, ForkServerFailed, ServedChild
-from ._process import ForkedChild, describe_exit, fork_service, stop_process
+from ._gs_monitor import GSMonitor
+from ._links import Inbox, Outbox, is_user_managed, log_message, reply_once
+from ._output import READ_SIZE, LineAssembler
+from ._stdin import Chunk, ForwardedStdin, InputRefused
+from ._process import ForkedChild, fork_service, stop_process
 
 log = logging.getLogger(__name__)
 
-OUTPUT_CHUNK: Final = 5000  # spec §2: SHFwdOutput carries at most 5000 characters
 DRAIN_AFTER_EXIT_S: Final = 1.0  # output still arriving after a process exited (its children's)
 BEHALTED_WAIT_S: Final = 10.0
+LS_DEADLINE_MARGIN_S: Final = 1.0  # LS's bringup deadline is the launcher's plus this: LA reports first
 LA_CHANNEL_CAPACITY: Final = 256
 LA_CHANNEL_BLOCK: Final = 8192
-INPUT_BUFFER_MSGS: Final = 65536  # SHFwdInput chunks buffered per process that does not read stdin
 
 
 class LSConfig(msgspec.Struct, kw_only=True):
@@ -80,139 +82,162 @@ class LSConfig(msgspec.Struct, kw_only=True):
     inf_seg_sz: int = INF_SEG_SZ
     default_seg_sz: int = DEFAULT_SEG_SZ
     launcher_pid: int = 0
+    exits_follow_output: bool = True
+    """Send SHProcessExit of a process whose output went to the launcher by way of the launcher
+    (messages.SHProcessExit says why). Off for `dragon.serve` [choice]: its program may block the
+    launcher's loop in a call that waits for a process's exit (dragon._embedded), which would then
+    never come."""
 
 
 @dataclass
 class Infra:
-    """What bringup made: the pools, the channels (blocking handles) and GS."""
+    """What bringup made: the pools, the channels and LS's links on them, the launch parameters."""
 
-    config: LSConfig
     pools: list[Pool]
-    shep: Channel
-    be: Channel
-    gs_chan: Channel
-    gs: ForkedChild
-    gs_stdin: int  # our end of GS's stdin pipe: GS sees EOF when LS dies
-    gs_stdout: int
-    gs_stderr: int
+    channels: list[Channel]
+    """The LS, LA and GS channels (spec §2 A2), destroyed at the end of the run."""
+    inbox: Inbox[LSInbound]
+    to_la: Outbox
+    to_gs: Outbox
     params: LaunchParameters
     node: NodeDescriptor
 
 
+@dataclass
+class GSStart:
+    """Global Services as forked before LS's loop: the process and LS's ends of its pipes."""
+
+    proc: ForkedChild
+    stdin: int
+    """LS writes GS's launch parameters here, then keeps it open: its EOF tells GS that LS died."""
+    stdout: int
+    stderr: int
+
+
+class BringupFailed(Exception):
+    """A step of LS's bringup failed; the text says which and why."""
+
+
 def run(config: LSConfig) -> int:
-    """The whole life of LS in this process: bringup, then the trio main loop. Returns the exit code."""
+    """The whole life of LS in this process: fork GS, then the trio loop. Returns the exit code."""
     _log.set_actor("LS")
     sys.stdout = sys.stderr  # fd 1 is the protocol pipe to LA: a stray print() must not reach it
     try:
-        infra = bringup(config)
-    except BaseException as exc:
-        log.error("bringup failed: %s", exc, exc_info=True)
-        try:
-            write_frame(1, AbnormalTermination(err_info=f"Local Services bringup failed: {exc}"),
-                        "LS stdout")
-        except OSError:
-            pass
-        return 1
-    return trio.run(serve, infra)
+        gs: GSStart | str = fork_global_services()
+    except OSError as exc:
+        gs = f"cannot start Global Services: {exc}"
+    return trio.run(serve, config, gs)
+
+
+def fork_global_services() -> GSStart:
+    """Fork GS (spec §2 A4) with pipes for its stdin (its launch parameters, then our liveness),
+    stdout and stderr (GSMonitor). Called before LS's loop starts; GS stays in LS's process group
+    (killpg of the runtime reaches it)."""
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        child = fork_service(global_services.run, new_session=False, keep_fds={in_r: 0, out_w: 1, err_w: 2})
+    except OSError:
+        for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
+            os.close(fd)
+        raise
+    for fd in (in_r, out_w, err_w):
+        os.close(fd)
+    return GSStart(child, in_w, out_r, err_r)
 
 
 # ------------------------------------------------------------------------------------------ bringup
 
 
-def bringup(config: LSConfig) -> Infra:
-    """Spec §2 A2-m5, with blocking I/O; everything made is removed again if a step fails."""
-    deadline = time.monotonic() + config.bringup_timeout_s
+async def bringup(config: LSConfig, la: FrameStream, to_gs_stdin: FrameStream, gs_pid: int,
+                  monitor: GSMonitor) -> Infra:
+    """Spec §2 A2-m5 (see the module docstring), under one cancel scope: its deadline is the bringup
+    timeout (plus a margin, so that the launcher, which waits for the same steps with the same
+    timeout, reports first when both give up), and a failure of GS cancels it at once.
 
-    def left(step: str) -> float:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"bringup did not finish within {config.bringup_timeout_s} s ({step})")
-        return remaining
+    Raises BringupFailed naming the step; everything made is removed again first.
+    """
+    step = "BENodeIdxSH from the launcher"
+    failure: list[str] = []
+    scope = trio.CancelScope(deadline=trio.current_time() + config.bringup_timeout_s + LS_DEADLINE_MARGIN_S)
 
-    first = read_frame(0, msgspec.msgpack.Decoder(LSStdinInbound), "LS stdin")  # m0
-    if not isinstance(first, BENodeIdxSH) or first.node_idx != 0:
-        raise ProtocolError(f"expected BENodeIdxSH(node_idx=0) first on LS stdin, got {first!r}")
-    if _faults.active("ls-hang-bringup"):
-        time.sleep(3600)
+    async def gs_failed(msg: GSHalted | AbnormalTermination) -> None:
+        failure.append(msg.err_info if isinstance(msg, AbnormalTermination) else "Global Services halted")
+        scope.cancel()
+
+    monitor.report = gs_failed
     made_pools: list[Pool] = []
     made_chans: list[Channel] = []
-    gs: ForkedChild | None = None
     try:
-        rid = config.run_id
-        made_pools.append(Pool.create(_rundir.infra_name(rid, f"m{INF_POOL_MUID}"), config.inf_seg_sz))
-        made_pools.append(Pool.create(_rundir.infra_name(rid, f"m{DEFAULT_POOL_MUID}"), config.default_seg_sz))
-        shep = Channel.create(_rundir.infra_name(rid, f"c{SHEP_CUID}"), capacity=256, block_size=4096)
-        made_chans.append(shep)
-        be = Channel.create(_rundir.infra_name(rid, f"c{BE_CUID}"), capacity=LA_CHANNEL_CAPACITY,
-                            block_size=LA_CHANNEL_BLOCK)
-        made_chans.append(be)
-        gs_chan = Channel.create(_rundir.infra_name(rid, f"c{GS_INPUT_CUID}"), capacity=256, block_size=4096)
-        made_chans.append(gs_chan)
-        params = LaunchParameters(
-            mode="single", gs_cd=gs_chan.descriptor, local_shep_cd=shep.descriptor,
-            local_be_cd=be.descriptor, default_pd=made_pools[1].descriptor, inf_pd=made_pools[0].descriptor,
-            default_seg_sz=config.default_seg_sz, inf_seg_sz=config.inf_seg_sz, run_id=rid)
-        write_frame(1, SHPingBE(shep_cd=shep.descriptor, be_cd=be.descriptor, gs_cd=gs_chan.descriptor,
-                                default_pd=params.default_pd, inf_pd=params.inf_pd), "LS stdout")  # m1
-        msg = receive_blocking(shep, msgspec.msgpack.Decoder(LSInbound), "LS channel", left("BEPingSH"))
-        if not isinstance(msg, BEPingSH):  # m2
-            raise ProtocolError(f"expected BEPingSH on the LS channel, got {type(msg).__name__}")
-        node = NodeDescriptor(host_name=socket.gethostname(), num_cpus=os.cpu_count() or 1,
-                              physical_mem_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-                              shep_cd=shep.descriptor)
-        send_blocking(be, SHChannelsUp(node_desc=node, gs_cd=gs_chan.descriptor), "LA channel",
-                      left("SHChannelsUp"))  # m3
-        gs, gs_stdin, gs_stdout, gs_stderr = _start_global_services(params)  # A4
-        msg = _wait_gs_ping(shep, gs, left)  # m4
-        # runtime.json first: once SHPingGS is sent GS says GSIsUp, and whoever then holds the
-        # runtime (the command, a `dragon.serve` caller, `dragon status`) may look for the file.
-        _rundir.write_info(_rundir.RunInfo(
-            run_id=rid, launcher_pid=config.launcher_pid or os.getppid(), ls_pid=os.getpid(),
-            gs_pid=gs.pid, pgid=os.getpgid(0), gs_cd=gs_chan.descriptor, la_cd=be.descriptor,
-            shep_cd=shep.descriptor, started=time.time(), log_file=os.environ.get("DRAGON_LOG_FILE", "")))
-        send_blocking(gs_chan, SHPingGS(node_sdesc=node), "GS channel", left("SHPingGS"))  # m5
-        return Infra(config=config, pools=made_pools, shep=shep, be=be, gs_chan=gs_chan, gs=gs,
-                     gs_stdin=gs_stdin, gs_stdout=gs_stdout, gs_stderr=gs_stderr, params=params, node=node)
-    except BaseException:
-        if gs is not None:
-            gs.send_signal(signal.SIGKILL)
-            gs.wait_blocking(5.0)
+        with scope:
+            first = decode(msgspec.msgpack.Decoder(LSStdinInbound), await la.receive(), where="LS stdin")  # m0
+            log_message("received", "on LS stdin", first)
+            if not isinstance(first, BENodeIdxSH) or first.node_idx != 0:
+                raise ProtocolError(f"expected BENodeIdxSH(node_idx=0) first on LS stdin, got {first!r}")
+            if _faults.active("ls-hang-bringup"):
+                await trio.sleep_forever()
+            step = "creating the pools and channels of the runtime"
+            rid = config.run_id
+            made_pools.append(Pool.create(_rundir.infra_name(rid, f"m{INF_POOL_MUID}"), config.inf_seg_sz))
+            made_pools.append(Pool.create(_rundir.infra_name(rid, f"m{DEFAULT_POOL_MUID}"), config.default_seg_sz))
+            for c_uid, capacity, block in ((SHEP_CUID, 256, 4096), (BE_CUID, LA_CHANNEL_CAPACITY, LA_CHANNEL_BLOCK),
+                                           (GS_INPUT_CUID, 256, 4096)):
+                made_chans.append(Channel.create(_rundir.infra_name(rid, f"c{c_uid}"), capacity=capacity,
+                                                 block_size=block))
+            shep, be, gs_chan = made_chans
+            params = LaunchParameters(
+                mode="single", gs_cd=gs_chan.descriptor, local_shep_cd=shep.descriptor,
+                local_be_cd=be.descriptor, default_pd=made_pools[1].descriptor, inf_pd=made_pools[0].descriptor,
+                default_seg_sz=config.default_seg_sz, inf_seg_sz=config.inf_seg_sz, run_id=rid)
+            step = "handing Global Services its launch parameters"
+            await to_gs_stdin.send(msgspec.msgpack.encode(params))  # A4: GS attaches while LA does
+            log_message("sent", "on GS stdin", params)
+            step = "SHPingBE to the launcher"
+            ping = SHPingBE(shep_cd=shep.descriptor, be_cd=be.descriptor, gs_cd=gs_chan.descriptor,
+                            default_pd=params.default_pd, inf_pd=params.inf_pd)
+            await la.send(msgspec.msgpack.encode(ping))  # m1
+            log_message("sent", "on LS stdout", ping)
+            inbox: Inbox[LSInbound] = Inbox(TrioChannel(shep), LSInbound, "LS channel")
+            node = NodeDescriptor(host_name=socket.gethostname(), num_cpus=os.cpu_count() or 1,
+                                  physical_mem_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+                                  shep_cd=shep.descriptor)
+            to_la, to_gs = Outbox(TrioChannel(be), "LA channel"), Outbox(TrioChannel(gs_chan), "GS channel")
+            waiting = {BEPingSH: "BEPingSH from the launcher", GSPingSH: "GSPingSH from Global Services"}
+            while waiting:  # m2 and m4, in whichever order they come
+                step = " and ".join(waiting.values())
+                msg = await inbox.receive()
+                if type(msg) not in waiting:
+                    raise ProtocolError(f"expected {' or '.join(t.__name__ for t in waiting)} on the LS "
+                                        f"channel, got {type(msg).__name__}")
+                del waiting[type(msg)]
+                if isinstance(msg, BEPingSH):
+                    step = "SHChannelsUp to the launcher"
+                    await to_la.send(SHChannelsUp(node_desc=node, gs_cd=gs_chan.descriptor))  # m3
+            # runtime.json first: once SHPingGS is sent GS says GSIsUp, and whoever then holds the
+            # runtime (the command, a `dragon.serve` caller, `dragon status`) may look for the file.
+            _rundir.write_info(_rundir.RunInfo(
+                run_id=rid, launcher_pid=config.launcher_pid or os.getppid(), ls_pid=os.getpid(),
+                gs_pid=gs_pid, pgid=os.getpgid(0), gs_cd=gs_chan.descriptor, la_cd=be.descriptor,
+                shep_cd=shep.descriptor, started=time.time(), log_file=os.environ.get("DRAGON_LOG_FILE", "")))
+            step = "SHPingGS to Global Services"
+            await to_gs.send(SHPingGS(node_sdesc=node))  # m5
+            if not failure:  # GS may fail while a step finishes (after its last checkpoint): not lost
+                return Infra(pools=made_pools, channels=made_chans, inbox=inbox, to_la=to_la, to_gs=to_gs,
+                             params=params, node=node)
+        if failure:
+            raise BringupFailed(failure[0])
+        raise BringupFailed(f"bringup did not finish within {config.bringup_timeout_s} s (at: {step})")
+    except BaseException as exc:
         for chan in made_chans:
             chan.destroy()
         for pool in made_pools:
             pool.destroy()
-        raise
-
-
-def _start_global_services(params: LaunchParameters) -> tuple[ForkedChild, int, int, int]:
-    """Fork GS (spec §2 A4) with pipes for its stdin (our liveness), stdout and stderr (GSMonitor).
-
-    GS stays in LS's process group (killpg of the runtime reaches it). Returns GS and our pipe ends.
-    """
-    in_r, in_w = os.pipe()
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    child = fork_service(lambda: global_services.run(params), new_session=False,
-                         keep_fds={in_r: 0, out_w: 1, err_w: 2})
-    for fd in (in_r, out_w, err_w):
-        os.close(fd)
-    return child, in_w, out_r, err_r
-
-
-def _wait_gs_ping(shep: Channel, gs: ForkedChild, left: Callable[[str], float]) -> GSPingSH:
-    """Wait for GSPingSH (m4), noticing at once if GS dies instead."""
-    decoder = msgspec.msgpack.Decoder(LSInbound)
-    while True:
-        try:
-            msg = receive_blocking(shep, decoder, "LS channel", min(0.1, left("GSPingSH")))
-        except ChannelEmpty:
-            code = gs.poll()
-            if code is not None:
-                raise RuntimeError(f"Global Services exited during bringup with code {code}") from None
-            continue
-        if not isinstance(msg, GSPingSH):
-            raise ProtocolError(f"expected GSPingSH on the LS channel, got {type(msg).__name__}")
-        return msg
+        if isinstance(exc, (BringupFailed, trio.Cancelled)) or not isinstance(exc, Exception):
+            raise
+        if isinstance(exc, trio.EndOfChannel):
+            raise BringupFailed(f"the launcher closed LS's stdin (at: {step})") from None
+        raise BringupFailed(f"{step}: {exc}") from exc
 
 
 # ------------------------------------------------------------------------------------------ main loop
@@ -225,35 +250,61 @@ class ManagedProcess:
     p_uid: int
     create_tag: int
     proc: trio.Process | ServedChild
-    stdin_send: trio.MemorySendChannel[bytes] | None = None
+    stdin: ForwardedStdin | None = None
+    """Its stdin, when fed by SHFwdInput (spec §5.5: not DEVNULL, not PIPE)."""
     forwarders_done: trio.Event = field(default_factory=trio.Event)
     exited: trio.Event = field(default_factory=trio.Event)
     hide_stderr: bool = False
+    printed: bool = False
+    """Some of its output went to the launcher (SHProcessExit then follows it that way)."""
     pipes: dict[str, str] = field(default_factory=dict)
     """Spec §5.5 PIPE: the channel (attach descriptor) of each stdio stream that goes to one."""
 
 
 class LocalServices:
-    """The state of the trio main loop of LS."""
+    """The state of the trio main loop of LS (after its bringup)."""
 
-    def __init__(self, infra: Infra, nursery: trio.Nursery) -> None:
+    def __init__(self, config: LSConfig, infra: Infra, monitor: GSMonitor, la: FrameStream,
+                 nursery: trio.Nursery) -> None:
+        self.config = config
         self.infra = infra
+        self.monitor = monitor
+        self.la = la
         self.nursery = nursery
-        self.inbox: Inbox[LSInbound] = Inbox(TrioChannel(infra.shep), LSInbound, "LS channel")
-        self.to_la = Outbox(TrioChannel(infra.be), "LA channel")
-        self.to_gs = Outbox(TrioChannel(infra.gs_chan), "GS channel")
+        self.inbox, self.to_la, self.to_gs = infra.inbox, infra.to_la, infra.to_gs
         self.procs: dict[int, ManagedProcess] = {}
         self.forkserver = ForkServer(nursery)
         self.channels: dict[int, Channel] = {}
         self.pools: dict[int, Pool] = {}
-        self.gs_halted = trio.Event()
-        self.gs_stdout_done = trio.Event()
-        self.gs_exited = trio.Event()
         self.abnormal_sent = False
         self.tearing_down = False
         self.stdin_eof = trio.Event()
         self.be_halted = trio.Event()
         self.started = time.time()
+        monitor.report = self.from_gs_monitor
+
+    async def main(self) -> int:
+        """The main loop, then teardown (spec §3.1 a6-m8). 0, or 1 if the launcher went away."""
+        self.nursery.start_soon(self.watch_stdin)
+        async with trio.open_nursery() as loop:
+            async def until_teardown() -> None:
+                await self.dispatch()
+                loop.cancel_scope.cancel()
+
+            async def until_launcher_gone() -> None:
+                await self.stdin_eof.wait()
+                loop.cancel_scope.cancel()
+
+            loop.start_soon(until_teardown)
+            loop.start_soon(until_launcher_gone)
+        await self.stop_everything()
+        if self.stdin_eof.is_set():
+            return 1
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await self.to_la.send(SHHaltBE())  # m7
+        with trio.move_on_after(BEHALTED_WAIT_S):
+            await self.be_halted.wait()  # m8
+        return 0
 
     # ---------------------------------------------------------------- abnormal termination (§3.2)
 
@@ -266,66 +317,21 @@ class LocalServices:
         with trio.move_on_after(5):
             await self.to_la.send(AbnormalTermination(err_info=err_info))
 
-    # ---------------------------------------------------------------- GS monitor (§3.2)
-
-    async def monitor_gs_stdout(self) -> None:
-        try:
-            await self._read_gs_stdout()
-        finally:
-            self.gs_stdout_done.set()
-
-    async def _read_gs_stdout(self) -> None:
-        frames = FrameStream(trio.lowlevel.FdStream(self.infra.gs_stdout), name="GS stdout")
-        decoder = msgspec.msgpack.Decoder(GSStdoutOutbound)
-        try:
-            async for frame in frames:
-                try:
-                    msg = decode(decoder, frame, where="GS stdout")
-                except ProtocolError as exc:
-                    await self.abnormal(f"Global Services wrote garbage on its stdout: {exc}")
-                    return
-                log_message("received", "on GS stdout", msg)
-                if isinstance(msg, GSHalted):
-                    self.gs_halted.set()
-                    await self.to_la.send(GSHalted())  # spec §3.1 m5
-                    return
-                await self.to_la.send(msg)  # an AbnormalTermination of GS's: forward it as it is
-                self.abnormal_sent = True
-        except ProtocolError as exc:
-            await self.abnormal(f"Global Services wrote garbage on its stdout: {exc}")
-
-    async def monitor_gs_stderr(self) -> None:
-        stream = trio.lowlevel.FdStream(self.infra.gs_stderr)
-        text = b""
-        while chunk := await stream.receive_some(65536):
-            text += chunk
-            if len(text) > 4096:
-                break
-        if text:  # spec §3.2: output of a critical process on stderr is fatal
-            log.error("Global Services wrote on stderr:\n%s", text.decode(errors="replace"))
-            await self.abnormal("Global Services wrote on its stderr: " + text.decode(errors="replace")[-2000:])
-
-    async def watch_gs_exit(self) -> None:
-        code = await self.infra.gs.wait()
-        self.gs_exited.set()
-        with trio.move_on_after(1.0):  # GSHalted, written just before GS exited, may still be in the pipe
-            await self.gs_stdout_done.wait()
-        if not self.gs_halted.is_set():
-            if not self.tearing_down:
-                await self.abnormal(f"Global Services (pid {self.infra.gs.pid}) died {describe_exit(code)}")
-            # GS is gone, so it has halted: say so, and LA's teardown need not wait for it (§3.1 m5).
-            self.gs_halted.set()
+    async def from_gs_monitor(self, msg: GSHalted | AbnormalTermination) -> None:
+        """What the GS monitor saw: GSHalted goes to LA (spec §3.1 m5), a failure breaks the runtime."""
+        if isinstance(msg, GSHalted):
             with trio.move_on_after(5):
-                await self.to_la.send(GSHalted())
+                await self.to_la.send(msg)
+        else:
+            await self.abnormal(msg.err_info)
 
     # ---------------------------------------------------------------- LA's pipe
 
     async def watch_stdin(self) -> None:
         """BEHalted (spec §3.1 m8) or EOF: the launcher has gone away."""
-        frames = FrameStream(trio.lowlevel.FdStream(os.dup(0)), name="LS stdin")
         decoder = msgspec.msgpack.Decoder(LSStdinInbound)
         try:
-            async for frame in frames:
+            async for frame in self.la:
                 msg = decode(decoder, frame, where="LS stdin")
                 log_message("received", "on LS stdin", msg)
                 if isinstance(msg, BEHalted):
@@ -333,8 +339,6 @@ class LocalServices:
                     return
         except (ProtocolError, trio.BrokenResourceError) as exc:
             log.error("LS stdin broke: %s", exc)
-        finally:
-            await frames.aclose()
         if not self.be_halted.is_set():
             log.error("the launcher went away (stdin closed): tearing down alone")
             self.stdin_eof.set()
@@ -382,7 +386,7 @@ class LocalServices:
         elif r_c_uid == BE_CUID:
             await self.to_la.send(msg)
         elif is_user_managed(r_c_uid):  # a tool's own reply channel (`dragon status`): our extension
-            await reply_once(_rundir.channel_name(self.infra.config.run_id, r_c_uid), msg, f"channel {r_c_uid}")
+            await reply_once(_rundir.channel_name(self.config.run_id, r_c_uid), msg, f"channel {r_c_uid}")
         else:
             await self.abnormal(f"LS was asked to reply to unknown r_c_uid {r_c_uid}")
 
@@ -428,18 +432,20 @@ class LocalServices:
             self.forkserver.prestart(req.exe, env)
         proc: trio.Process | ServedChild | None = None
         try:
-            if self.forkserver.ready_for(argv, env):
+            as_ls = req.user is None and req.group is None and req.umask == -1  # what the fork server can do
+            if as_ls and self.forkserver.ready_for(argv, env):
                 proc = await self._start_served(req, argv, env)
             if proc is None:
                 stdio = [_stdin_option(req.stdin), _out_option(req.stdout), _out_option(req.stderr, is_stderr=True)]
                 try:
                     proc = await trio.lowlevel.open_process(
-                        argv, cwd=req.rundir or None, env=env, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
+                        argv, cwd=req.rundir or None, env=env, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
+                        user=req.user, group=req.group, umask=req.umask)
                 finally:
                     for fd in stdio:
                         if fd >= 0:  # a file opened for a stdio option: the child has its own copy now
                             os.close(fd)
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:
             task_status.started()
             await self.reply(req.r_c_uid, SHProcessCreateResponse(
                 ref=req.tag, err=LSErr.FAIL, err_info=f"cannot start {req.exe}: {exc}", gs_ret_chan_resp=gs_ret))
@@ -452,11 +458,12 @@ class LocalServices:
         try:
             async with trio.open_nursery() as nursery:
                 if proc.stdin is not None and "stdin" in mp.pipes:
-                    nursery.start_soon(self._feed_stdin_from_channel, mp, mp.pipes["stdin"])
+                    nursery.start_soon(self._feed_stdin_from_channel, mp, mp.pipes["stdin"], req.initial_stdin)
                 elif proc.stdin is not None:
-                    send, recv = trio.open_memory_channel[bytes](INPUT_BUFFER_MSGS)
-                    mp.stdin_send = send
-                    nursery.start_soon(self._feed_stdin, mp, recv)
+                    mp.stdin = ForwardedStdin(mp.p_uid, proc.stdin)
+                    if req.initial_stdin:
+                        mp.stdin.put(req.initial_stdin)
+                    nursery.start_soon(mp.stdin.feed)
                 nursery.start_soon(self._forward_all_output, mp)
                 await self.reply(req.r_c_uid, SHProcessCreateResponse(
                     ref=req.tag, err=LSErr.SUCCESS, pid=proc.pid, gs_ret_chan_resp=gs_ret,
@@ -467,10 +474,14 @@ class LocalServices:
                 with trio.move_on_after(DRAIN_AFTER_EXIT_S):
                     await mp.forwarders_done.wait()
                 log.info("process exited p_uid=%d pid=%d code=%d", mp.p_uid, proc.pid, code)
-                if not self.gs_exited.is_set():
+                if not self.monitor.exited.is_set():
+                    exit_msg = SHProcessExit(p_uid=mp.p_uid, creation_msg_tag=mp.create_tag, exit_code=code)
                     with trio.move_on_after(5):
-                        await self.to_gs.send(SHProcessExit(p_uid=mp.p_uid, creation_msg_tag=mp.create_tag,
-                                                            exit_code=code))
+                        # After output to the launcher, the exit goes the same way, and the launcher hands it
+                        # to GS once that output is written: a join never returns before the output of the
+                        # process it waited for is out (spawn's order, where the process writes itself).
+                        via_la = mp.printed and self.config.exits_follow_output
+                        await (self.to_la if via_la else self.to_gs).send(exit_msg)
                 nursery.cancel_scope.cancel()
         finally:
             self.procs.pop(mp.p_uid, None)
@@ -502,17 +513,35 @@ class LocalServices:
         mp.forwarders_done.set()
 
     async def _forward_output(self, mp: ManagedProcess, stream: trio.abc.ReceiveStream, fd_num: FdNum) -> None:
-        """Copy one output pipe into SHFwdOutput messages (<= OUTPUT_CHUNK bytes each, in order), or
-        into the stream's PIPE channel (spec §5.5), ending with an empty message for end of file.
+        """Copy one output pipe into SHFwdOutput messages of whole lines (services/_output.py), or
+        into the stream's PIPE channel (spec §5.5) as it comes, ending with an empty message for end
+        of file.
 
         Sending waits while the channel is full, so a slow reader slows the program down (its pipe
         fills) instead of losing output. If the PIPE channel was destroyed, the rest of the output
-        goes to the launcher, prefixed `[orphaned output]: ` (spec §5.5).
+        goes to the launcher, prefixed `[orphaned output]: ` (spec §5.5). A partial line still held
+        when the stream ends, or when this task is cancelled (the process exited and something else
+        keeps its pipe open), is forwarded before this returns.
         """
         pipe = mp.pipes.get("stdout" if fd_num == FdNum.STDOUT else "stderr")
         chan = TrioChannel.attach(pipe) if pipe else None
+        lines = LineAssembler()
+
+        async def to_launcher(messages: list[bytes]) -> None:
+            for data in messages:
+                mp.printed = True
+                await self.to_la.send(SHFwdOutput(p_uid=mp.p_uid, fd_num=fd_num, data=data, pid=mp.proc.pid))
+
         try:
-            while chunk := await stream.receive_some(OUTPUT_CHUNK):
+            while True:
+                chunk = None
+                with trio.move_on_at(lines.deadline):
+                    chunk = await stream.receive_some(READ_SIZE)
+                if chunk is None:  # a partial line waited long enough: forward it as it is
+                    await to_launcher(lines.flush())
+                    continue
+                if not chunk:
+                    break
                 if fd_num == FdNum.STDERR and mp.hide_stderr:
                     continue
                 if chan is not None:
@@ -523,22 +552,26 @@ class LocalServices:
                         await chan.aclose()
                         chan = None
                     chunk = b"[orphaned output]: " + bytes(chunk)
-                await self.to_la.send(SHFwdOutput(p_uid=mp.p_uid, fd_num=fd_num, data=bytes(chunk), pid=mp.proc.pid))
+                await to_launcher(lines.feed(bytes(chunk), trio.current_time()))
             if chan is not None:
                 with trio.move_on_after(5):  # end of file for the reader
                     await chan.send(b"")
         except (trio.BrokenResourceError, trio.ClosedResourceError, ChannelDestroyed):
             pass
         finally:
-            if chan is not None:
-                await chan.aclose()
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await to_launcher(lines.flush())  # the last bytes of a process are never lost
+                if chan is not None:
+                    await chan.aclose()
 
-    async def _feed_stdin_from_channel(self, mp: ManagedProcess, pipe: str) -> None:
-        """Spec §5.5 stdin=PIPE: what the parent sends on the channel goes to the process's stdin; an
-        empty message (or the channel's destruction) means end of file."""
+    async def _feed_stdin_from_channel(self, mp: ManagedProcess, pipe: str, initial: bytes) -> None:
+        """Spec §5.5 stdin=PIPE: `initial` (initial_stdin), then what the parent sends on the channel
+        goes to the process's stdin; an empty message (or the channel's destruction) means end of file."""
         stdin = mp.proc.stdin
         assert stdin is not None
         try:
+            if initial:
+                await stdin.send_all(initial)
             async with TrioChannel.attach(pipe) as chan:
                 while data := await chan.receive():
                     await stdin.send_all(data)
@@ -547,29 +580,29 @@ class LocalServices:
         finally:
             await trio.aclose_forcefully(stdin)
 
-    async def _feed_stdin(self, mp: ManagedProcess, recv: trio.MemoryReceiveChannel[bytes]) -> None:
-        """Write forwarded input to the process's stdin; empty input means end of file."""
-        stdin = mp.proc.stdin
-        assert stdin is not None
-        try:
-            async for data in recv:
-                if not data:
-                    break
-                await stdin.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            log.info("stdin of p_uid=%d is closed: input dropped", mp.p_uid)
-        finally:
-            await trio.aclose_forcefully(stdin)
-
     def forward_input(self, msg: SHFwdInput) -> None:
+        """Spec §4.5: queue the input for the process's stdin; with `confirm`, answer SHFwdInputErr
+        once it is written or has failed (services/_stdin.py)."""
         mp = self.procs.get(msg.t_p_uid)
-        if mp is None or mp.stdin_send is None:
-            log.warning("SHFwdInput for p_uid=%d, which has no forwarded stdin: dropped", msg.t_p_uid)
-            return
         try:
-            mp.stdin_send.send_nowait(msg.input)
-        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-            log.warning("input for p_uid=%d dropped: it does not read its stdin", msg.t_p_uid)
+            if mp is None or mp.exited.is_set():
+                raise InputRefused(f"no running process p_uid {msg.t_p_uid}")
+            if mp.stdin is None:
+                raise InputRefused(f"the stdin of process {msg.t_p_uid} is not forwarded (it is /dev/null or PIPE)")
+            chunk = mp.stdin.put(msg.input, confirm=msg.confirm)
+        except InputRefused as exc:
+            log.warning("SHFwdInput for p_uid=%d dropped: %s", msg.t_p_uid, exc)
+            if msg.confirm:
+                self.nursery.start_soon(self.reply, msg.r_c_uid, SHFwdInputErr(
+                    ref=msg.tag, err=LSErr.FAIL, err_info=str(exc)))
+            return
+        if msg.confirm:
+            self.nursery.start_soon(self._confirm_input, msg, mp.stdin, chunk)
+
+    async def _confirm_input(self, msg: SHFwdInput, stdin: ForwardedStdin, chunk: Chunk) -> None:
+        problem = await stdin.confirmed(chunk)
+        await self.reply(msg.r_c_uid, SHFwdInputErr(ref=msg.tag, err=LSErr.FAIL if problem else LSErr.SUCCESS,
+                                                     err_info=problem))
 
     def kill(self, msg: SHProcessKill) -> SHProcessKillResponse:
         mp = self.procs.get(msg.t_p_uid)
@@ -589,7 +622,7 @@ class LocalServices:
             return SHChannelCreateResponse(ref=msg.tag, err=LSErr.FAIL, err_info=f"c_uid {msg.c_uid} is in use")
         opts = msg.options.local_opts
         try:
-            chan = Channel.create(_rundir.infra_name(self.infra.config.run_id, f"c{msg.c_uid}"),
+            chan = Channel.create(_rundir.infra_name(self.config.run_id, f"c{msg.c_uid}"),
                                   capacity=opts.capacity or 100, block_size=opts.block_size or 1024,
                                   packed=opts.packed)
         except (OSError, ValueError) as exc:
@@ -611,7 +644,7 @@ class LocalServices:
         if msg.m_uid in self.pools:
             return SHPoolCreateResponse(ref=msg.tag, err=LSErr.FAIL, err_info=f"m_uid {msg.m_uid} is in use")
         try:
-            pool = Pool.create(_rundir.infra_name(self.infra.config.run_id, f"m{msg.m_uid}"), msg.size)
+            pool = Pool.create(_rundir.infra_name(self.config.run_id, f"m{msg.m_uid}"), msg.size)
         except (OSError, ValueError) as exc:
             return SHPoolCreateResponse(ref=msg.tag, err=LSErr.FAIL, err_info=f"cannot create pool: {exc}")
         self.pools[msg.m_uid] = pool
@@ -658,78 +691,85 @@ class LocalServices:
                 for mp in list(self.procs.values()):
                     nursery.start_soon(stop_process, mp.proc)
                 nursery.start_soon(self.forkserver.aclose)
-                if self.infra.gs.returncode is None:
-                    with trio.move_on_after(2 if self.gs_halted.is_set() else 0):
-                        await self.gs_exited.wait()
-                    nursery.start_soon(stop_process, self.infra.gs)
+                if self.monitor.proc.returncode is None:
+                    with trio.move_on_after(2 if self.monitor.halted.is_set() else 0):
+                        await self.monitor.exited.wait()
+                    nursery.start_soon(stop_process, self.monitor.proc)
 
     def destroy_everything(self) -> None:
         """Destroy every shm object of the run (spec §3.1 a8), including ones clients made."""
-        for chan in list(self.channels.values()) + [self.infra.shep, self.infra.be, self.infra.gs_chan]:
+        for chan in list(self.channels.values()) + self.infra.channels:
             try:
                 chan.destroy()
             except Exception:
                 pass
         for pool in list(self.pools.values()) + self.infra.pools:
             pool.destroy()
-        for name in entries(run_prefix(self.infra.config.run_id)):
+        for name in entries(run_prefix(self.config.run_id)):
             unlink_quietly(name)
 
 
-async def serve(infra: Infra) -> int:
-    """The trio main loop of LS (see the module docstring); returns LS's exit code.
+async def serve(config: LSConfig, gs: GSStart | str) -> int:
+    """The life of LS in its trio loop (see the module docstring); returns LS's exit code.
 
-    Whatever happens in it, even an unexpected exception in one of its tasks, every managed process
-    and GS are stopped and every shm object of the run is destroyed before this returns or raises.
+    `gs` is Global Services as forked before the loop, or why it could not be. Whatever happens here,
+    even an unexpected exception in one of the tasks, every managed process and GS are stopped and
+    every shm object of the run is destroyed before this returns or raises.
     """
+    la = FrameStream((trio.lowlevel.FdStream(os.dup(1)), trio.lowlevel.FdStream(os.dup(0))), name="LS stdin")
     ls: LocalServices | None = None
-    code = 0
+    to_gs_stdin: FrameStream | None = None
+    code = 1
     try:
         async with trio.open_nursery() as nursery:
-            ls = LocalServices(infra, nursery)
-            nursery.start_soon(ls.monitor_gs_stdout)
-            nursery.start_soon(ls.monitor_gs_stderr)
-            nursery.start_soon(ls.watch_gs_exit)
-            nursery.start_soon(ls.watch_stdin)
-            async with trio.open_nursery() as loop:
-                async def until_teardown() -> None:
-                    assert ls is not None
-                    await ls.dispatch()
-                    loop.cancel_scope.cancel()
-
-                async def until_launcher_gone() -> None:
-                    assert ls is not None
-                    await ls.stdin_eof.wait()
-                    loop.cancel_scope.cancel()
-
-                loop.start_soon(until_teardown)
-                loop.start_soon(until_launcher_gone)
-            await ls.stop_everything()
-            if ls.stdin_eof.is_set():
-                code = 1
+            try:
+                if isinstance(gs, str):
+                    raise BringupFailed(gs)
+                to_gs_stdin = FrameStream(trio.lowlevel.FdStream(gs.stdin), name="GS stdin")
+                monitor = GSMonitor(gs.proc, gs.stdout, gs.stderr, report=_not_yet)
+                nursery.start_soon(monitor.watch)  # GS is supervised from our first step
+                infra = await bringup(config, la, to_gs_stdin, gs.proc.pid, monitor)
+            except BringupFailed as exc:
+                log.error("bringup failed: %s", exc)
+                with trio.move_on_after(5):
+                    await _tell_launcher(la, AbnormalTermination(err_info=f"Local Services bringup failed: {exc}"))
             else:
-                with trio.CancelScope(shield=True), trio.move_on_after(5):
-                    await ls.to_la.send(SHHaltBE())  # m7
-                with trio.move_on_after(BEHALTED_WAIT_S):
-                    await ls.be_halted.wait()  # m8
+                ls = LocalServices(config, infra, monitor, la, nursery)
+                code = await ls.main()
             nursery.cancel_scope.cancel()
-    except BaseException:
-        code = 1
-        raise
     finally:
-        if ls is not None:
-            await ls.stop_everything()  # again only if something went wrong above: it is idempotent
-            ls.destroy_everything()
-        if code != 0:  # the launcher is gone or LS failed: nobody else will remove the directory
-            _rundir.remove_run_dir(infra.config.run_id)
-        os.close(infra.gs_stdin)
+        with trio.CancelScope(shield=True):
+            if ls is not None:
+                await ls.stop_everything()  # again only if something went wrong: it is idempotent
+                ls.destroy_everything()
+            elif not isinstance(gs, str):
+                await stop_process(gs.proc)
+            if code != 0:  # the launcher is gone or LS failed: nobody else may remove the directory
+                _rundir.remove_run_dir(config.run_id)
+            if to_gs_stdin is not None:
+                await trio.aclose_forcefully(to_gs_stdin)
+            elif not isinstance(gs, str):
+                os.close(gs.stdin)
     if code == 0:
-        try:
-            write_frame(1, SHHalted(), "LS stdout")  # m9
-        except OSError:
-            code = 1
+        with trio.move_on_after(5):
+            await _tell_launcher(la, SHHalted())  # m9
+    await trio.aclose_forcefully(la)
     log.info("Local Services halted")
     return code
+
+
+async def _not_yet(msg: GSHalted | AbnormalTermination) -> None:
+    """The GS monitor's report before bringup takes it over (bringup starts at once)."""
+    log.warning("Global Services: %r before bringup started", msg)
+
+
+async def _tell_launcher(la: FrameStream, msg: SHHalted | AbnormalTermination) -> None:
+    """A message on LS's stdout; a launcher that is gone is no error (LS tears down alone then)."""
+    log_message("sent", "on LS stdout", msg)
+    try:
+        await la.send(msgspec.msgpack.encode(msg))
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        log.warning("the launcher is gone: %s not delivered", type(msg).__name__)
 
 
 def _stdio_fds(req: SHProcessCreate) -> tuple[tuple[int, int, int], tuple[int | None, int | None, int | None]]:

@@ -47,13 +47,16 @@ def _run_dirs() -> set[str]:
         return set()
 
 
-def _live_runs() -> set[str]:
-    """Run ids of runtimes that are live now (their launcher or Local Services runs)."""
-    return {rid for rid, run in _runs.survey(with_processes=False).items() if run.live_reason}
+def _live_runs(*, with_processes: bool) -> set[str]:
+    """Run ids of runtimes that are live now: their launcher or Local Services runs, or (with
+    `with_processes`) a process maps their shared memory. The last rule finds another session's
+    runtime whose directory is not under our runtime root (a benchmark gives its runs a private
+    XDG_RUNTIME_DIR): its entries must never be taken for ours, let alone removed."""
+    return {rid for rid, run in _runs.survey(with_processes=with_processes).items() if run.live_reason}
 
 
 def _not_live(shm: list[str], dirs: list[str]) -> tuple[list[str], list[str]]:
-    live = _live_runs()
+    live = _live_runs(with_processes=bool(shm))
     return ([n for n in shm if _runs.run_id_of_entry(n) not in live], [d for d in dirs if d not in live])
 
 

@@ -385,6 +385,18 @@ def test_sigkill_of_a_service_during_bringup(dragon: Callable[..., DragonRun], f
     assert not any(line.startswith("ready") for line in run.stdout_lines)
 
 
+def test_crash_of_global_services_during_bringup_says_why(dragon: Callable[..., DragonRun]) -> None:
+    """GS is watched from LS's first step: its own report of a failure during bringup (the exception)
+    reaches the user, not only that it exited."""
+    run = dragon(_program("loop_ready.py"), fault="gs-crash-bringup")
+    code = run.wait_exit()
+    _assert_within(run.started, FAULT_BOUND_S, "the command under gs-crash-bringup")
+    assert code == 1, run.stderr
+    assert "dragon: error:" in run.stderr
+    assert "injected fault gs-crash-bringup" in run.stderr, run.stderr
+    assert not run.stdout_lines
+
+
 # ---------------------------------------------------------------------------------------------- 6: garbage, crash
 
 

@@ -5,8 +5,10 @@ tmp_path), so that other runtimes of this user on the machine are not seen. The 
 makes, through Global Services: three managed processes (one asleep, one blocked receiving on a
 channel, one that exits with status 3), a channel holding three messages, and a 1 MiB pool with one
 allocation; it also starts a plain (unmanaged) child, which must not be listed. It prints
-"READY <json>" and waits for a line on stdin. Waiting is for events (a line, a figure in the status
-output) with bounded polls; nothing sleeps to wait for a state.
+"READY <json>" and waits for a line on stdin. NAMES_HEAD (issue #12 item 7) runs multiprocessing
+objects, named and not, a Pool and queues, made by the head and by a child, to see them named as the
+user named them; GS_HEAD asks about Global Services as p_uid 1. Waiting is for events (a line, a
+figure in the status output) with bounded polls; nothing sleeps to wait for a state.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -74,6 +77,86 @@ print("READY " + json.dumps({
 sys.stdin.readline()
 plain.kill()
 plain.wait()
+'''
+
+NAMES_HEAD = r'''
+import json, multiprocessing as mp, os, sys
+import dragon
+
+def work(ready, done):
+    ready.put(mp.current_process().name)
+    done.wait()
+
+def leaf(ready, done):
+    ready.put("leaf")
+    done.wait()
+
+def spawner(ready, done):  # makes a queue and a process of its own: "Queue of spawner"
+    q = mp.Queue()
+    child = mp.Process(target=leaf, args=(ready, done), name="leaf")
+    child.start()
+    ready.put("spawner")
+    done.wait()
+    child.join()
+    q.close()
+
+def square(x):
+    return x * x
+
+class Sleeper(mp.Process):
+    def __init__(self, ready, done):
+        super().__init__(name="worker")  # a second process called "worker"
+        self.ready, self.done = ready, done
+
+    def run(self):
+        self.ready.put("Sleeper")
+        self.done.wait()
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    ready, done = mp.Queue(), mp.Event()
+    jq, sq = mp.JoinableQueue(2), mp.SimpleQueue()
+    procs = [mp.Process(target=work, args=(ready, done), name="worker"), Sleeper(ready, done),
+             mp.Process(target=work, args=(ready, done)),  # a default name: Process-3
+             mp.Process(target=spawner, args=(ready, done), name="spawner")]
+    for p in procs:
+        p.start()
+    for _ in range(5):
+        ready.get(timeout=60)
+    with mp.Pool(2) as pool:
+        assert pool.map(square, range(4)) == [0, 1, 4, 9]
+        print("READY " + json.dumps({"head_puid": int(os.environ["DRAGON_MY_PUID"]),
+                                     "procs": [[p._popen.p_uid, p.name] for p in procs]}), flush=True)
+        sys.stdin.readline()
+    done.set()
+    for p in procs:
+        p.join()
+'''
+
+GS_HEAD = r'''
+import json, os, sys
+from dragon.native import PIPE, Process, wait
+
+def error(call):
+    try:
+        call()
+    except Exception as exc:
+        return [type(exc).__name__, str(exc)]
+    return None
+
+gs = Process.from_puid(1)
+piper = Process(sys.executable, ["-c", "import sys; sys.stdin.readline()"], stdin=PIPE, stdout=PIPE, name="piper")
+piper.start()
+print("READY " + json.dumps({
+    "name": gs.name, "pid": gs.pid, "alive": gs.is_alive, "parent": gs.descriptor().p_p_uid,
+    "listed": 1 in Process.list(), "by_name": Process.from_name("global_services").p_uid,
+    "join": error(gs.join), "join_timeout": error(lambda: gs.join(timeout=60)), "wait": error(lambda: wait([gs])),
+    "wait_all": error(lambda: wait([gs, piper], join_all=True)), "kill": error(gs.kill),
+    "same_name": error(lambda: Process(sys.executable, ["-c", "pass"], name="global_services").start()),
+    "piper": piper.p_uid, "head": int(os.environ["DRAGON_MY_PUID"])}), flush=True)
+sys.stdin.readline()
+piper.stdin_conn.close()
+assert piper.join(60) == 0 and piper.stdout_conn.read(60) == b""
 '''
 
 IDLE_HEAD = r'''
@@ -210,15 +293,17 @@ def test_status_json_shows_every_object_with_its_figures(tmp_path: Path) -> None
             assert s["state"] in ("sleeping", "running") and s["uptime_s"] >= 0 and s["rss_bytes"] > 0
 
         procs = report["processes"]
-        assert len(procs) == 4  # head + 3 managed; the plain Popen child is not a managed process
+        assert len(procs) == 5  # GS (p_uid 1), head, 3 managed; the plain Popen child is not a managed process
         assert r["plain_pid"] not in [p["pid"] for p in procs]
         head = _by(procs, "p_uid", r["head_puid"])
         assert head["state"] == "ACTIVE" and head["parent"] == 0 and head["command"][-1].endswith("head.py")
+        assert (head["label"], head["target"]) == ("MainProcess", "head.py")
         sleeper = _by(procs, "name", "st-sleeper")
         assert [sleeper["p_uid"], sleeper["pid"]] == r["sleeper"]
         assert sleeper["state"] == "ACTIVE" and sleeper["os_state"] == "sleeping"
         assert sleeper["parent"] == r["head_puid"]
         assert sleeper["command"][1:] == ["-c", "import time; time.sleep(600)"]
+        assert (sleeper["label"], sleeper["target"]) == ("", "")  # an exec'd program: its command says it
         assert os.path.basename(sleeper["command"][0]).startswith("python")
         assert sleeper["cpu_s"] >= 0 and sleeper["rss_bytes"] > 1 << 20
         receiver = _by(procs, "name", "st-receiver")
@@ -230,6 +315,7 @@ def test_status_json_shows_every_object_with_its_figures(tmp_path: Path) -> None
         chans = report["channels"]
         waiting = _by(chans, "c_uid", r["waiting"])
         assert (waiting["name"], waiting["state"], waiting["capacity"], waiting["depth"]) == ("st-waiting", "ACTIVE", 10, 3)
+        assert (waiting["label"], waiting["creator"]) == ("", r["head_puid"])
         assert (waiting["blocked_receivers"], waiting["blocked_senders"], waiting["sent"]) == (0, 0, 3)
         blocked = _by(chans, "c_uid", r["blocked"])
         assert (blocked["capacity"], blocked["depth"], blocked["blocked_receivers"]) == (5, 0, 1)
@@ -252,7 +338,7 @@ def test_status_table_is_aligned_and_complete(tmp_path: Path) -> None:
     try:
         r = rt.ready
         status_json_when(rt.env, rt.run_id, _receiver_blocked)
-        out = dragon(rt.env, "status", rt.run_id)
+        out = dragon({**rt.env, "COLUMNS": "200"}, "status", rt.run_id)  # room for every column and text
         assert out.returncode == 0, out.stderr
         text = out.stdout
         assert f"Dragon runtime {rt.run_id}" in text and "state HAS_HEAD" in text
@@ -266,13 +352,16 @@ def test_status_table_is_aligned_and_complete(tmp_path: Path) -> None:
                 assert len(row) <= max(len(header), len(row))
                 assert any(row[e - 1 : e] != " " for e in ends)
         chan = _row(text, "st-waiting").split()
-        assert chan[:5] == [str(r["waiting"]), "st-waiting", "ACTIVE", "10", "3"]
+        assert chan == [str(r["waiting"]), "ACTIVE", "10", "3", "0/0", "3", "0", "st-waiting"]
         blocked = _row(text, "st-blocked").split()
-        assert blocked[:7] == [str(r["blocked"]), "st-blocked", "ACTIVE", "5", "0", "0", "1"]
-        failer = _row(text, "st-failer").split()
-        assert failer[3:6] == [str(r["head_puid"]), "DEAD", "3"]
-        sleeper = _row(text, "st-sleeper")
-        assert str(r["sleeper"][1]) in sleeper and "ACTIVE/sleeping" in sleeper and "time.sleep(600)" in sleeper
+        assert blocked[:5] == [str(r["blocked"]), "ACTIVE", "5", "0", "0/1"]
+        procs = _section(text, "PROCESSES")
+        failer = _row(procs, "st-failer").split()
+        assert failer[2:5] == ["st-failer", str(r["head_puid"]), "DEAD(3)"]
+        sleeper = _row(procs, "st-sleeper").split()
+        assert sleeper[1:5] == [str(r["sleeper"][1]), "st-sleeper", str(r["head_puid"]), "sleeping"]
+        assert sleeper[-4:] == ["-c", "import", "time;", "time.sleep(600)"]  # no target: the command
+        assert _row(procs, "MainProcess").split()[-1] == "head.py"
         assert "st-pool" in _row(text, "st-pool") and "1.0 MiB" in _row(text, "st-pool")
         assert "4.0 GiB" in _row(text, "default")
         assert str(r["plain_pid"]) not in text
@@ -290,9 +379,98 @@ def _words(line: str) -> list[tuple[int, str]]:
 
 
 def _row(text: str, needle: str) -> str:
-    rows = [line for line in text.splitlines() if f" {needle} " in f" {line} "]
+    rows = _rows(text, needle)
     assert len(rows) == 1, (needle, rows)
     return rows[0]
+
+
+def _rows(text: str, needle: str) -> list[str]:
+    return [line for line in text.splitlines() if f" {needle} " in f" {line} "]
+
+
+def _section(text: str, title: str) -> str:
+    """One table of `dragon status`'s output (`title`: SERVICES, PROCESSES, CHANNELS, POOLS)."""
+    found = [s for s in text.split("\n\n") if s.startswith(title)]
+    assert len(found) == 1, (title, text)
+    return found[0]
+
+
+def test_multiprocessing_objects_are_shown_as_the_user_named_them(tmp_path: Path) -> None:
+    rt = Runtime(tmp_path, NAMES_HEAD, "names", tmp_path / "xdg")
+    try:
+        head, made = rt.ready["head_puid"], dict(rt.ready["procs"])
+        worker, sleeper, default, spawner = made
+        report = status_json_when(rt.env, rt.run_id, lambda rep: any(p["label"] == "leaf" for p in rep["processes"]))
+        procs = {p["p_uid"]: p for p in report["processes"]}
+        assert (procs[head]["label"], procs[head]["target"]) == ("MainProcess", "names.py")
+        assert made[default].startswith("Process-")  # multiprocessing's own default name
+        for p_uid, target in [(worker, "work"), (sleeper, "Sleeper.run"), (default, "work"), (spawner, "spawner")]:
+            row = procs[p_uid]
+            assert (row["label"], row["target"], row["parent"]) == (made[p_uid], f"names.py: {target}", head), row
+        assert [p["label"] for p in procs.values()].count("worker") == 2  # labels need not be unique
+        assert all(p["name"] == f"dragon_process_{p_uid}" for p_uid, p in procs.items() if p_uid != 1)  # GS names are
+        leaf = _by(report["processes"], "label", "leaf")
+        assert (leaf["target"], leaf["parent"]) == ("names.py: leaf", spawner)  # resolved in the child too
+        pool_workers = [p for p in procs.values() if re.fullmatch(r"DragonPoolWorker-\d+", p["label"])]
+        assert len(pool_workers) == 2
+        assert all((p["target"], p["parent"]) == ("multiprocessing.pool: worker", head) for p in pool_workers)
+
+        chans = report["channels"]
+        for kind in ("Queue", "JoinableQueue", "JoinableQueue slots", "SimpleQueue", "Pool tasks", "Pool results"):
+            assert _by(chans, "label", f"{kind} of MainProcess")["creator"] == head
+        assert _by(chans, "label", "Queue of spawner")["creator"] == spawner
+        assert _by(chans, "label", "GS replies to MainProcess")["creator"] == 0  # the launcher made the head
+        assert _by(chans, "label", "GS replies to leaf")["creator"] == spawner
+        assert len([c for c in chans if c["label"] == "GS replies to worker"]) == 2
+
+        out = dragon({**rt.env, "COLUMNS": "100"}, "status", rt.run_id)
+        assert out.returncode == 0, out.stderr
+        tables = out.stdout.split("\n\n", 1)[1]  # the first line names the runtime directory
+        assert max(map(len, tables.splitlines())) <= 100, out.stdout
+        rows = _section(out.stdout, "PROCESSES")
+        assert _row(rows, made[default]).split()[-2:] == ["names.py:", "work"]
+        assert _row(rows, "leaf").split()[2:4] == ["leaf", str(spawner)]
+        assert len(_rows(rows, "worker")) == 2 and "names.py: Sleeper.run" in out.stdout
+        assert len([r for r in rows.splitlines() if re.search(r" DragonPoolWorker-\d+ ", r)]) == 2
+        chan_rows = _section(out.stdout, "CHANNELS")
+        for label in ("Queue of MainProcess", "Pool tasks of MainProcess", "Queue of spawner", "GS replies to leaf"):
+            assert _row(chan_rows, label).endswith(label)
+        narrow = dragon({**rt.env, "COLUMNS": "80"}, "status", rt.run_id).stdout
+        assert max(map(len, narrow.split("\n\n", 1)[1].splitlines())) <= 80, narrow
+        assert _row(_section(narrow, "CHANNELS"), "Queue of MainProcess") and " leaf " in narrow
+    finally:
+        assert rt.finish() == 0
+
+
+def test_global_services_is_process_1(tmp_path: Path) -> None:
+    rt = Runtime(tmp_path, GS_HEAD, "gs", tmp_path / "xdg")
+    try:
+        r, gs_pid = rt.ready, rt.info["gs_pid"]
+        assert (r["name"], r["pid"], r["alive"], r["parent"], r["listed"], r["by_name"]) == \
+            ("global_services", gs_pid, True, 0, True, 1)
+        # it runs as long as the runtime: a join or wait on it is refused at once, never left to hang
+        for what in ("join", "join_timeout", "wait", "wait_all"):
+            assert r[what] == ["InvalidArgument", "Global Services (p_uid 1) runs as long as the runtime: "
+                               "it cannot be joined"], (what, r[what])
+        assert r["kill"][0] == "ProcessSignalFailed" and "Global Services (p_uid 1)" in r["kill"][1]
+        assert r["same_name"][0] == "ProcessNameInUse" and "(p_uid 1)" in r["same_name"][1]
+
+        report = status_json_when(rt.env, rt.run_id, lambda rep: True)
+        gs = _by(report["processes"], "p_uid", 1)
+        assert (gs["pid"], gs["name"], gs["parent"], gs["state"], gs["exit_code"]) == \
+            (gs_pid, "global_services", 0, "ACTIVE", None)
+        service = _by(report["services"], "name", "global_services")
+        assert gs["os_state"] == service["state"] and gs["rss_bytes"] > 0 and gs["command"] is None
+        assert [p["p_uid"] for p in report["processes"]] == [1, r["head"], r["piper"]]
+        chans = report["channels"]
+        assert {_by(chans, "label", f"{s} of piper")["name"] for s in ("stdin", "stdout")} == \
+            {f"stdin_{r['piper']}", f"stdout_{r['piper']}"}
+        out = dragon({**rt.env, "COLUMNS": "100"}, "status", rt.run_id).stdout
+        assert _row(_section(out, "PROCESSES"), "global_services").split()[:5] == \
+            ["1", str(gs_pid), "global_services", "0", service["state"]]
+        assert _row(_section(out, "CHANNELS"), "stdout of piper")
+    finally:
+        assert rt.finish() == 0
 
 
 def test_frozen_global_services_is_reported_not_answering(tmp_path: Path) -> None:
