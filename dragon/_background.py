@@ -76,6 +76,7 @@ import msgspec
 
 from dragon import _rundir
 from dragon._gs_common import NOT_INHERITED
+from dragon._pool_sizes import DEFAULT_VAR, INF_VAR
 from dragon.errors import BringupError, RuntimeNotRunning
 
 EXIT_PRIORITY: Final = -1000
@@ -198,13 +199,10 @@ def _bring_up() -> BackgroundRuntime:
     ours, theirs = socket.socketpair()
     try:
         # start_new_session: the terminal's Ctrl-C must reach the program only (module docstring).
-        # stdout and stderr are inherited: managed processes' output reaches the program's. Launch
-        # parameters the program inherited from a managed process are not passed on: they belong
-        # to another runtime (Local Services would hand them to its processes).
+        # stdout and stderr are inherited: managed processes' output reaches the program's.
         launcher = subprocess.Popen(
             [sys.executable, "-m", LAUNCHER_MODULE, "--bringup-timeout", repr(timeout_s)],
-            stdin=theirs.fileno(), start_new_session=True, close_fds=True,
-            env={k: v for k, v in os.environ.items() if k not in NOT_INHERITED})
+            stdin=theirs.fileno(), start_new_session=True, close_fds=True, env=_launcher_env())
     except BaseException as exc:
         ours.close()
         if isinstance(exc, OSError):
@@ -225,6 +223,13 @@ def _bring_up() -> BackgroundRuntime:
         raise
     return BackgroundRuntime(launcher=launcher, control=ours, info=info, owner_pid=os.getpid(),
                              bringup_s=time.monotonic() - t0)
+
+
+def _launcher_env() -> dict[str, str]:
+    """The program's environment, less the launch parameters it inherited from a managed process, if
+    any: they name another runtime's channels and processes, and Local Services would hand them to
+    its own processes. The pool sizes stay: they are settings (`dragon._pool_sizes`)."""
+    return {k: v for k, v in os.environ.items() if k not in NOT_INHERITED or k in (INF_VAR, DEFAULT_VAR)}
 
 
 def _bringup_timeout() -> float:
