@@ -1,7 +1,8 @@
 """A runtime in the background of a plain `python my.py` program (issue #5): the program's side.
 
 The multiprocessing start method "dragon" works under `dragon my.py` and also under plain
-`python my.py`. In a process without launch parameters (no `DRAGON_GS_CD` in its environment), the
+`python my.py`. In a process without launch parameters of its own (none in its environment, or
+inherited ones: a program a managed process started, `dragon._gs_client.launch_parameters`), the
 first `Process.start()` of the start method calls `runtime(start=True)`, which brings up a runtime
 owned by this program; `stop()` tears it down when the program exits. Users need not change how
 they launch. This module is plain Python: the program never imports trio (0.25 s); the background
@@ -74,6 +75,8 @@ from typing import Final
 import msgspec
 
 from dragon import _rundir
+from dragon._gs_common import NOT_INHERITED
+from dragon._pool_sizes import DEFAULT_VAR, INF_VAR
 from dragon.errors import BringupError, RuntimeNotRunning
 
 EXIT_PRIORITY: Final = -1000
@@ -199,7 +202,7 @@ def _bring_up() -> BackgroundRuntime:
         # stdout and stderr are inherited: managed processes' output reaches the program's.
         launcher = subprocess.Popen(
             [sys.executable, "-m", LAUNCHER_MODULE, "--bringup-timeout", repr(timeout_s)],
-            stdin=theirs.fileno(), start_new_session=True, close_fds=True)
+            stdin=theirs.fileno(), start_new_session=True, close_fds=True, env=_launcher_env())
     except BaseException as exc:
         ours.close()
         if isinstance(exc, OSError):
@@ -220,6 +223,13 @@ def _bring_up() -> BackgroundRuntime:
         raise
     return BackgroundRuntime(launcher=launcher, control=ours, info=info, owner_pid=os.getpid(),
                              bringup_s=time.monotonic() - t0)
+
+
+def _launcher_env() -> dict[str, str]:
+    """The program's environment, less the launch parameters it inherited from a managed process, if
+    any: they name another runtime's channels and processes, and Local Services would hand them to
+    its own processes. The pool sizes stay: they are settings (`dragon._pool_sizes`)."""
+    return {k: v for k, v in os.environ.items() if k not in NOT_INHERITED or k in (INF_VAR, DEFAULT_VAR)}
 
 
 def _bringup_timeout() -> float:
