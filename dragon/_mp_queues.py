@@ -7,9 +7,10 @@ with the same API and semantics as `multiprocessing.queues` otherwise. What chan
 * **put encodes at once** (`encode`): pickled with `multiprocessing.reduction.ForkingPickler`'s
   reducers, so shared memory, Connections and locks travel as under spawn; a `bytes` item is sent as
   it is, unpickled (its first byte tells it from a pickle), which spares a large item two copies into
-  fresh memory. An object that cannot be pickled is reported as the stdlib's feeder thread reports
-  it: `_on_queue_feeder_error(exc, obj)` prints the traceback, the item is dropped and `put` returns
-  (a bounded queue's slot is not taken); only it happens in the caller, at once. The item is a
+  fresh memory. An object that cannot be pickled raises in `put`, in the caller **[choice]**, where
+  the stdlib's feeder thread prints a traceback and drops the item, while `put` returned and the
+  consumer may wait for it for ever: nothing `put` accepted is lost (the queue goes on as the
+  stdlib's does; docs/mp_suite.md, the one test of CPython's suite that differs). The item is a
   snapshot taken at `put`, not whenever the feeder gets to it. The price: a backlog holds pickles, not references (so
   putting one large non-bytes object many times faster than it is consumed costs a copy each).
   A `put` that is not part of a burst sends its message itself when the channel has room and
@@ -422,26 +423,15 @@ class Queue:
     # ----------------------------------------------------------------------------------- put
 
     def put(self, obj: object, block: bool = True, timeout: float | None = None) -> None:
-        """Queue `obj` (pickled now; an unpicklable one is reported and dropped, see `_encode`). Blocks
-        only when the queue is bounded and full: at most `timeout` s (None: no limit), then queue.Full; never if not `block`.
+        """Queue `obj` (pickled now: an unpicklable object raises here). Blocks only when the queue is
+        bounded and full: at most `timeout` s (None: no limit), then queue.Full; never if not `block`.
         ValueError after `close`."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        data = self._encode(obj)
-        if data is None:
-            return
+        data = encode(obj)
         if self._slots is not None:
             self._take_slot(block, timeout)
         self._enqueue(data)
-
-    def _encode(self, obj: object) -> bytes | memoryview | None:
-        """`encode(obj)`; None if it cannot be pickled, which the stdlib's feeder thread reports with
-        `_on_queue_feeder_error` and goes on without the item (code may rely on `put` returning)."""
-        try:
-            return encode(obj)
-        except Exception as exc:
-            self._on_queue_feeder_error(exc, obj)
-            return None
 
     def _enqueue(self, data: bytes | memoryview) -> None:
         """Send `data` at once if this put is not part of a burst (BURST_GAP_S), nothing this
@@ -502,8 +492,8 @@ class Queue:
 
     @staticmethod
     def _on_queue_feeder_error(e: BaseException, obj: object) -> None:
-        """Called when `obj` could not be pickled (by `put`) or written to the channel (by the feeder
-        thread), as the stdlib's hook, which concurrent.futures overrides; prints the traceback."""
+        """Called in the feeder thread when writing to the channel failed (as the stdlib's hook,
+        which concurrent.futures overrides); prints the traceback."""
         traceback.print_exc()
 
     # ----------------------------------------------------------------------------------- get
@@ -681,9 +671,7 @@ class JoinableQueue(Queue):
         """As `Queue.put`; the item counts as an unfinished task until `task_done`."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        data = self._encode(obj)
-        if data is None:
-            return
+        data = encode(obj)
         if self._slots is not None:
             self._take_slot(block, timeout)
         with self._cond:  # counted before any consumer can see it
