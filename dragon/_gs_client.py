@@ -70,6 +70,7 @@ HANDSHAKE_TIMEOUT_S: Final = 60.0  # GSPingProc is sent right after the spawn; t
 EXTERNAL_REPLY_CAPACITY: Final = 64  # an external client's reply channel: as a managed process's GS-return channel
 EXTERNAL_REPLY_BLOCK: Final = 4096
 
+REPLY_CHANNEL_TRIES: Final = 8
 NOT_UNDER_DRAGON: Final = ("this process was not started by the Dragon runtime (no launch parameters "
                            "in its environment): run the program with `dragon prog.py`")
 NO_RUNTIME: Final = ("no Dragon runtime runs for this process: run the program with `dragon prog.py`; or, in a trio "
@@ -330,8 +331,14 @@ def user_reply_channel(run_id: str, *, capacity: int, block_size: int) -> tuple[
     Raises:
       OSError: /dev/shm refused it (FileNotFoundError: the run has ended).
     """
-    c_uid = FIRST_USER_MANAGED_CUID + secrets.randbelow(FIRST_USER_MANAGED_CUID)
-    return c_uid, Channel.create(_rundir.channel_name(run_id, c_uid), capacity=capacity, block_size=block_size)
+    for _ in range(REPLY_CHANNEL_TRIES):  # a name taken (by chance, or by someone in the way): another
+        c_uid = FIRST_USER_MANAGED_CUID + secrets.randbelow(FIRST_USER_MANAGED_CUID)
+        try:
+            return c_uid, Channel.create(_rundir.channel_name(run_id, c_uid), capacity=capacity,
+                                         block_size=block_size)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free name for a reply channel of run {run_id} in {REPLY_CHANNEL_TRIES} tries")
 
 
 def _destroy_quietly(chan: Channel) -> None:

@@ -59,6 +59,9 @@ class RunInfo(msgspec.Struct, kw_only=True):
     started: float
     """Unix time of the start of the run."""
     log_file: str = ""
+    inf_pd: str = ""
+    """Descriptors of the infrastructure and default pools (their names are not derived: `entry_name`)."""
+    default_pd: str = ""
 
 
 def new_run_id() -> str:
@@ -183,12 +186,14 @@ def remove_run_dir(run_id: str) -> None:
 
 
 def channel_name(run_id: str, c_uid: int) -> str:
-    """The /dev/shm name of channel `c_uid` of a run. A tool that is not a managed process (e.g.
-    `dragon status`) makes its reply channel under this name with a c_uid of the user-managed range
-    (2**54 .. 2**55-1), and GS finds it by the name."""
-    return infra_name(run_id, f"c{c_uid}")
+    """The /dev/shm name of a reply channel a tool that is not a managed process (e.g. `dragon
+    status`) makes for itself, with a random c_uid of the user-managed range (2**54 .. 2**55-1):
+    the services find it by this name, derived from the c_uid; its randomness makes it unguessable."""
+    return f"{run_prefix(run_id)}c{c_uid}"
 
 
-def infra_name(run_id: str, what: str) -> str:
-    """The /dev/shm name of an infrastructure object of a run, e.g. `c2` (GS channel), `m0` (pool)."""
-    return run_prefix(run_id) + what
+def entry_name(run_id: str, what: str) -> str:
+    """A new /dev/shm name for an object of a run, e.g. `c2` (the GS channel), `m0` (a pool), with a
+    random part: /dev/shm can be listed by anyone, and another user who can guess the next name can
+    make it first (issue 13), so names are found through descriptors, never derived."""
+    return f"{run_prefix(run_id)}{what}.{secrets.token_hex(6)}"

@@ -360,9 +360,9 @@ def _pool_rows(info: _rundir.RunInfo, resp: GSStatusResponse, deadline: float) -
     figures are read in a helper thread, and pools not read by `deadline` keep null figures."""
     wanted: list[tuple[PoolRow, str]] = [
         (PoolRow(m_uid=INF_POOL_MUID, name="infrastructure", kind="infrastructure", state="ACTIVE"),
-         _rundir.infra_name(info.run_id, f"m{INF_POOL_MUID}")),
+         info.inf_pd),
         (PoolRow(m_uid=DEFAULT_POOL_MUID, name="default", kind="default", state="ACTIVE"),
-         _rundir.infra_name(info.run_id, f"m{DEFAULT_POOL_MUID}")),
+         info.default_pd),
     ]
     for d in sorted(resp.pools, key=lambda d: d.m_uid):
         if d.m_uid not in (INF_POOL_MUID, DEFAULT_POOL_MUID):

@@ -42,7 +42,7 @@ from dragon.messages import (
 )
 from dragon.transport import ChannelDestroyed, TrioChannel, decode
 from dragon.transport._framing import FrameStream
-from dragon.transport._shm import entries, run_prefix, unlink_quietly
+from dragon.transport._shm import entries, run_prefix, unlink_own
 
 from ._links import Inbox, Outbox, log_message
 from ._output import write_lines
@@ -408,9 +408,7 @@ class Launcher:
                     log.warning("killed leftover processes of the run: %s", stubborn)
             with trio.move_on_after(TEARDOWN_STEP_S):
                 await self.events["ls_exited"].wait()
-        leftovers = entries(run_prefix(self.run_id))
-        for name in leftovers:
-            unlink_quietly(name)
+        leftovers = [name for name in entries(run_prefix(self.run_id)) if unlink_own(name)]
         if leftovers and not self.forced and self.failure is None:
             log.warning("removed shared memory left behind: %s", leftovers)
         _rundir.remove_run_dir(self.run_id)

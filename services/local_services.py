@@ -55,7 +55,7 @@ from dragon.messages import (
 )
 from dragon.transport import Channel, ChannelDestroyed, Pool, ProtocolError, TrioChannel, decode
 from dragon.transport._framing import FrameStream
-from dragon.transport._shm import entries, run_prefix, unlink_quietly
+from dragon.transport._shm import entries, run_prefix, unlink_own
 
 from . import global_services
 from ._fast_start import ForkServer, ForkServerFailed, ServedChild
@@ -179,11 +179,11 @@ async def bringup(config: LSConfig, la: FrameStream, to_gs_stdin: FrameStream, g
                 await trio.sleep_forever()
             step = "creating the pools and channels of the runtime"
             rid = config.run_id
-            made_pools.append(Pool.create(_rundir.infra_name(rid, f"m{INF_POOL_MUID}"), config.inf_seg_sz))
-            made_pools.append(Pool.create(_rundir.infra_name(rid, f"m{DEFAULT_POOL_MUID}"), config.default_seg_sz))
+            made_pools.append(Pool.create(_rundir.entry_name(rid, f"m{INF_POOL_MUID}"), config.inf_seg_sz))
+            made_pools.append(Pool.create(_rundir.entry_name(rid, f"m{DEFAULT_POOL_MUID}"), config.default_seg_sz))
             for c_uid, capacity, block in ((SHEP_CUID, 256, 4096), (BE_CUID, LA_CHANNEL_CAPACITY, LA_CHANNEL_BLOCK),
                                            (GS_INPUT_CUID, 256, 4096)):
-                made_chans.append(Channel.create(_rundir.infra_name(rid, f"c{c_uid}"), capacity=capacity,
+                made_chans.append(Channel.create(_rundir.entry_name(rid, f"c{c_uid}"), capacity=capacity,
                                                  block_size=block))
             shep, be, gs_chan = made_chans
             params = LaunchParameters(
@@ -219,7 +219,8 @@ async def bringup(config: LSConfig, la: FrameStream, to_gs_stdin: FrameStream, g
             _rundir.write_info(_rundir.RunInfo(
                 run_id=rid, launcher_pid=config.launcher_pid or os.getppid(), ls_pid=os.getpid(),
                 gs_pid=gs_pid, pgid=os.getpgid(0), gs_cd=gs_chan.descriptor, la_cd=be.descriptor,
-                shep_cd=shep.descriptor, started=time.time(), log_file=os.environ.get("DRAGON_LOG_FILE", "")))
+                shep_cd=shep.descriptor, started=time.time(), log_file=os.environ.get("DRAGON_LOG_FILE", ""),
+                inf_pd=params.inf_pd, default_pd=params.default_pd))
             step = "SHPingGS to Global Services"
             await to_gs.send(SHPingGS(node_sdesc=node))  # m5
             if not failure:  # GS may fail while a step finishes (after its last checkpoint): not lost
@@ -622,7 +623,7 @@ class LocalServices:
             return SHChannelCreateResponse(ref=msg.tag, err=LSErr.FAIL, err_info=f"c_uid {msg.c_uid} is in use")
         opts = msg.options.local_opts
         try:
-            chan = Channel.create(_rundir.infra_name(self.config.run_id, f"c{msg.c_uid}"),
+            chan = Channel.create(_rundir.entry_name(self.config.run_id, f"c{msg.c_uid}"),
                                   capacity=opts.capacity or 100, block_size=opts.block_size or 1024,
                                   packed=opts.packed)
         except (OSError, ValueError) as exc:
@@ -644,7 +645,7 @@ class LocalServices:
         if msg.m_uid in self.pools:
             return SHPoolCreateResponse(ref=msg.tag, err=LSErr.FAIL, err_info=f"m_uid {msg.m_uid} is in use")
         try:
-            pool = Pool.create(_rundir.infra_name(self.config.run_id, f"m{msg.m_uid}"), msg.size)
+            pool = Pool.create(_rundir.entry_name(self.config.run_id, f"m{msg.m_uid}"), msg.size)
         except (OSError, ValueError) as exc:
             return SHPoolCreateResponse(ref=msg.tag, err=LSErr.FAIL, err_info=f"cannot create pool: {exc}")
         self.pools[msg.m_uid] = pool
@@ -706,7 +707,7 @@ class LocalServices:
         for pool in list(self.pools.values()) + self.infra.pools:
             pool.destroy()
         for name in entries(run_prefix(self.config.run_id)):
-            unlink_quietly(name)
+            unlink_own(name)
 
 
 async def serve(config: LSConfig, gs: GSStart | str) -> int:

@@ -8,14 +8,18 @@ here touches another session's runtimes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from e2e_util import program
+from dragon.ids import FIRST_GS_CUID
+from dragon.transport._shm import SHM_DIR, entries, run_prefix
+from e2e_util import DRAGON, program
 from test_status import dragon, private_env
 
 OTHER_UID = 65534  # "nobody": another user of the machine
@@ -136,3 +140,70 @@ def test_debug_log_is_private_and_names_environment_variables_only(tmp_path: Pat
     run = dragon(env, "-l", "INFO", "--log-file", str(tmp_path / "no" / "such" / "dir.log"), program("hello.py"))
     assert run.returncode == 2 and run.stderr.startswith("dragon: error: cannot write the log file"), run.stderr
     assert "Traceback" not in run.stderr
+
+
+SQUATTED_HEAD = """\
+import multiprocessing as mp, os, sys
+import dragon
+from dragon.native import Channel
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    print("READY", os.environ["DRAGON_RUN_ID"], flush=True)
+    sys.stdin.readline()
+    q = mp.Queue()
+    big = os.urandom(4 << 20)  # larger than the ring: travels in a side file
+    q.put(big)
+    assert q.get(timeout=30) == big
+    sq = mp.SimpleQueue()
+    sq.put("simple")
+    assert sq.get() == "simple"
+    ch = Channel.create(name="mine")
+    ch.send(b"native")
+    assert ch.recv() == b"native"
+    ch.destroy()
+    print("OK", flush=True)
+"""
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to make files of another uid")
+def test_entries_another_user_makes_first_block_nothing_and_are_left_alone(tmp_path: Path) -> None:
+    """13.3: another user sees the run in /dev/shm and makes the names it would use next (world-writable
+    FIFOs and files of the run's prefix). The run's queues and channels still work, teardown ends
+    normally and leaves their entries alone (a non-root runtime could not remove them)."""
+    head = tmp_path / "head.py"
+    head.write_text(SQUATTED_HEAD)
+    proc = subprocess.Popen([DRAGON, str(head)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=private_env(tmp_path / "xdg"), text=True)
+    squatted: list[str] = []
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        ready = proc.stdout.readline().split()
+        assert ready[:1] == ["READY"], proc.stderr.read() if proc.stderr else ""
+        prefix = run_prefix(ready[1])
+        names = [f"{prefix}c{FIRST_GS_CUID + n}" for n in range(40)] + [f"{prefix}squat", f"{prefix}m0"]
+        for name in names:
+            for entry in (name, name + ".rbell", name + ".sbell", name + ".x1.0"):
+                path = os.path.join(SHM_DIR, entry)
+                try:
+                    os.mkfifo(path, 0o666)
+                except FileExistsError:
+                    continue
+                os.chmod(path, 0o666)
+                os.lchown(path, OTHER_UID, OTHER_UID)
+                squatted.append(entry)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert out == "OK\n", err
+        left = entries(prefix)
+        assert sorted(left) == sorted(squatted), "teardown removed another user's entries, or left its own"
+        assert all(os.lstat(os.path.join(SHM_DIR, e)).st_uid == OTHER_UID for e in left)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        for entry in squatted:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(SHM_DIR, entry))
