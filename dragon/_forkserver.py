@@ -44,6 +44,8 @@ from typing import Final, NoReturn
 
 import msgspec
 
+from dragon.descriptors import OsText, fs_env, fs_str
+
 MAX_REQUEST: Final = 1 << 20  # bytes of one StartRequest (the environment is most of it)
 MAX_FD: Final = 65536  # fds a child closes above 2
 PRELOAD: Final = ("dragon._mp_child", "dragon._gs_client", "multiprocessing.spawn", "multiprocessing.resource_tracker")
@@ -57,8 +59,9 @@ class StartRequest(msgspec.Struct, frozen=True):
 
     code: str
     argv: list[str]
-    env: dict[str, str]
-    cwd: str
+    env: dict[str, OsText]
+    env_raw: list[tuple[bytes, bytes]]
+    cwd: OsText
 
 
 class StartReply(msgspec.Struct, frozen=True):
@@ -96,8 +99,8 @@ def serve(sock: socket.socket) -> tuple[StartRequest, list[int]] | None:
             request = decoder.decode(data)
             if len(fds) != 3:
                 raise ValueError(f"a request needs 3 fds (stdin, stdout, stderr), got {len(fds)}")
-            if not os.path.isdir(request.cwd):  # refuse before forking: an exec reports this properly
-                raise FileNotFoundError(f"no such directory: {request.cwd!r}")
+            if not os.path.isdir(fs_str(request.cwd)):  # refuse before forking: an exec reports this properly
+                raise FileNotFoundError(f"no such directory: {fs_str(request.cwd)!r}")
             pid = _double_fork()
             if pid == 0:
                 return request, fds
@@ -159,9 +162,9 @@ def become(request: StartRequest, fds: list[int], sock: socket.socket) -> None:
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
     os.closerange(3, MAX_FD)
-    os.chdir(request.cwd)
+    os.chdir(fs_str(request.cwd))
     os.environ.clear()
-    os.environ.update(request.env)
+    os.environ.update(fs_env(request.env, request.env_raw))
     sys.argv = list(request.argv)
 
 

@@ -47,7 +47,7 @@ from dragon._mp_child import CHILD_MAIN, FORMAT, _exit_sentinel
 from dragon._mp_context import preparation_data
 from dragon._mp_fds import FdHandoff, ParentFd
 from dragon._mp_names import target_of
-from dragon.descriptors import ArgMode, ProcessOptions
+from dragon.descriptors import ArgMode, ProcessOptions, os_env, os_text, shown
 from dragon.errors import DragonError, ProcessSignalFailed, ProcessStartFailed, RuntimeNotRunning, UnknownProcess
 from dragon.messages import (
     GSProcessCreate, GSProcessCreateResponse, GSProcessJoin, GSProcessJoinResponse, GSProcessKill,
@@ -112,11 +112,12 @@ class DragonPopen:
         fp.write(body.getbuffer())
         exe = os.fsdecode(spawn.get_executable())
         args = [*util._args_from_interpreter_flags(), "-c", CHILD_MAIN]  # type: ignore[attr-defined]
-        env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+        env_plain, env_raw = os_env({k: v for k, v in os.environ.items() if k not in _NOT_INHERITED})
         resp = client.call(GSProcessCreate(
-            p_uid=0, r_c_uid=0, exe=exe, args=args, env=env, rundir=os.getcwd(),
+            p_uid=0, r_c_uid=0, exe=os_text(exe), args=[os_text(a) for a in args], env=env_plain, env_raw=env_raw,
+            rundir=os_text(os.getcwd()),
             options=ProcessOptions(make_inf_channels=True, mode=ArgMode.PYTHON_IMMEDIATE, argdata=fp.getvalue()),
-            label=process_obj.name, target=target_of(process_obj)),  # for `dragon status` (dragon._mp_names)
+            label=shown(process_obj.name), target=shown(target_of(process_obj))),  # for `dragon status` (dragon._mp_names)
             GSProcessCreateResponse)
         if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None or resp.desc.pid is None:
             raise ProcessStartFailed(f"cannot start {process_obj!r}: {resp.err_info or resp.err.name}")

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import trio
 
 from dragon import __version__, _log, _pool_sizes, _rundir
-from dragon.descriptors import ProcessOptions
+from dragon.descriptors import OsText, ProcessOptions, os_text, shown
 from dragon.errors import BringupError, leaf_exceptions
 from dragon.ids import BE_CUID
 from dragon.messages import (
@@ -83,6 +83,8 @@ def head_command(opts: argparse.Namespace) -> tuple[str, list[str]] | str:
     if not opts.prog:
         return "no program given: dragon PROG [ARGS...] (or -m MODULE, -c CODE)"
     prog, *args = opts.prog
+    if not prog:
+        return "the program name '' is empty: give a script (or a directory or zip with __main__.py), -m MODULE or -c CODE"
     found = shutil.which(prog) if os.sep not in prog else (prog if os.access(prog, os.X_OK) else None)
     if found and os.path.isfile(found) and os.access(found, os.X_OK) and not prog.endswith(".py"):
         return os.path.abspath(found), args
@@ -178,15 +180,16 @@ async def _run_program(run: _Run, run_id: str, preforked: tuple[ForkedChild, int
         run.handle = await nursery.start(functools.partial(
             launcher.serve, run_id=run_id, preforked=preforked, bringup_timeout_s=bringup_timeout_s))
         exe, args = cmd
-        env = {}
+        env: dict[str, OsText] = {}
         if os.isatty(1) and "PYTHONUNBUFFERED" not in os.environ:
             # The head's stdout is a pipe to Local Services, so Python would buffer it in blocks;
             # at a terminal `python my.py` shows each line at once, and so must `dragon my.py`.
             env["PYTHONUNBUFFERED"] = "1"
         label, target = head_labels(exe, args)
         resp = await run.handle.call(GSProcessCreate(
-            p_uid=0, r_c_uid=BE_CUID, exe=exe, args=args, env=env, rundir=os.getcwd(), head_proc=True,
-            options=ProcessOptions(make_inf_channels=True), label=label, target=target), GSProcessCreateResponse)
+            p_uid=0, r_c_uid=BE_CUID, exe=os_text(exe), args=[os_text(a) for a in args], env=env,
+            rundir=os_text(os.getcwd()), head_proc=True, options=ProcessOptions(make_inf_channels=True),
+            label=shown(label), target=shown(target)), GSProcessCreateResponse)
         if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None:
             print(f"dragon: error: the program did not start: {resp.err_info}", file=sys.stderr)
             run.code = 1

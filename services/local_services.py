@@ -41,7 +41,7 @@ import msgspec
 import trio
 
 from dragon import _faults, _log, _rundir, _runs
-from dragon.descriptors import DEVNULL, STDOUT, NodeDescriptor, StdioOption
+from dragon.descriptors import DEVNULL, STDOUT, NodeDescriptor, StdioOption, fs_env, fs_str, shown
 from dragon.ids import (
     BE_CUID, DEFAULT_POOL_MUID, DEFAULT_SEG_SZ, GS_INPUT_CUID, INF_POOL_MUID, INF_SEG_SZ,
     SHEP_CUID, LaunchParameters,
@@ -421,26 +421,28 @@ class LocalServices:
                 stdin_resp=pipe_resps.get("stdin"), stdout_resp=pipe_resps.get("stdout"),
                 stderr_resp=pipe_resps.get("stderr")))
             return
+        # What the OS takes as Python holds it (undecodable bytes as surrogates: os_text).
+        argv = [fs_str(a) for a in (req.exe, *req.args)]
+        rundir = fs_str(req.rundir)
         env = dict(os.environ)
-        env.update(req.env)
+        env.update(fs_env(req.env, req.env_raw))
         params = msgspec.structs.replace(
             self.infra.params, my_puid=req.t_p_uid, gs_ret_cd=gs_ret.desc if gs_ret else "",
             gs_ret_cuid=req.gs_ret_chan_msg.c_uid if gs_ret and req.gs_ret_chan_msg else 0,
-            parent_puid=int(req.env.get("DRAGON_PARENT_PUID", "0") or 0))
+            parent_puid=int(env.get("DRAGON_PARENT_PUID", "0") or 0))
         env.update(params.to_env())
-        argv = [req.exe, *req.args]
-        if req.exe == sys.executable:  # a Python program, usually the head: ready the fork server for its children
-            self.forkserver.prestart(req.exe, env)
+        if argv[0] == sys.executable:  # a Python program, usually the head: ready the fork server for its children
+            self.forkserver.prestart(argv[0], env)
         proc: trio.Process | ServedChild | None = None
         try:
             as_ls = req.user is None and req.group is None and req.umask == -1  # what the fork server can do
             if as_ls and self.forkserver.ready_for(argv, env):
-                proc = await self._start_served(req, argv, env)
+                proc = await self._start_served(req, argv, env, rundir)
             if proc is None:
                 stdio = [_stdin_option(req.stdin), _out_option(req.stdout), _out_option(req.stderr, is_stderr=True)]
                 try:
                     proc = await trio.lowlevel.open_process(
-                        argv, cwd=req.rundir or None, env=env, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
+                        argv, cwd=rundir or None, env=env, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
                         user=req.user, group=req.group, umask=req.umask)
                 finally:
                     for fd in stdio:
@@ -449,12 +451,12 @@ class LocalServices:
         except (OSError, subprocess.SubprocessError) as exc:
             task_status.started()
             await self.reply(req.r_c_uid, SHProcessCreateResponse(
-                ref=req.tag, err=LSErr.FAIL, err_info=f"cannot start {req.exe}: {exc}", gs_ret_chan_resp=gs_ret))
+                ref=req.tag, err=LSErr.FAIL, err_info=f"cannot start {shown(argv[0])}: {exc}", gs_ret_chan_resp=gs_ret))
             return
         mp = ManagedProcess(p_uid=req.t_p_uid, create_tag=req.tag, proc=proc,
                             pipes={stream: r.desc for stream, r in pipe_resps.items()})
         self.procs[req.t_p_uid] = mp
-        log.info("process started p_uid=%d pid=%d argv=%s", req.t_p_uid, proc.pid, [req.exe, *req.args])
+        log.info("process started p_uid=%d pid=%d argv=%s", req.t_p_uid, proc.pid, argv)
         task_status.started()
         try:
             async with trio.open_nursery() as nursery:
@@ -489,11 +491,12 @@ class LocalServices:
             with trio.CancelScope(shield=True):
                 await stop_process(proc)
 
-    async def _start_served(self, req: SHProcessCreate, argv: list[str], env: dict[str, str]) -> ServedChild | None:
+    async def _start_served(self, req: SHProcessCreate, argv: list[str], env: dict[str, str],
+                            rundir: str) -> ServedChild | None:
         """Start a start-method child from the fork server; None if it could not (exec it then)."""
         child_fds, ours = _stdio_fds(req)
         try:
-            pid = await self.forkserver.start(argv, env, req.rundir or os.getcwd(), child_fds)
+            pid = await self.forkserver.start(argv, env, rundir or os.getcwd(), child_fds)
         except ForkServerFailed as exc:
             log.info("the fork server did not start p_uid=%d (%s): exec'ing it", req.t_p_uid, exc)
             for fd in ours:

@@ -12,6 +12,7 @@ import contextlib
 import os
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -207,3 +208,47 @@ def test_entries_another_user_makes_first_block_nothing_and_are_left_alone(tmp_p
         for entry in squatted:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(SHM_DIR, entry))
+
+
+NON_UTF8_PROGRAM = """\
+import multiprocessing as mp, os, sys
+import dragon
+
+def child(arg):
+    print("child", ascii(arg), ascii(os.environ.get("WEIRD")), ascii(os.getcwd()), flush=True)
+
+if __name__ == "__main__":
+    print(ascii([os.path.basename(a) for a in sys.argv[:2]]), ascii(os.getcwd()), ascii(os.environ.get("WEIRD")),
+          flush=True)
+    ctx = mp.get_context(sys.argv[2])
+    p = ctx.Process(target=child, args=(sys.argv[1],))
+    p.start()
+    p.join()
+"""
+
+
+def test_bytes_that_are_not_utf8_in_argv_cwd_environment_and_script_name(tmp_path: Path) -> None:
+    """13.5: what plain python runs, dragon runs: the bytes reach the head and its children unchanged."""
+    work = os.path.join(os.fsencode(tmp_path), b"dir\xfe")
+    os.mkdir(work)
+    script = os.path.join(work, b"caf\xe9.py")
+    with open(script, "w") as f:
+        f.write(NON_UTF8_PROGRAM)
+    env = {os.fsencode(k): os.fsencode(v) for k, v in private_env(tmp_path / "xdg").items()}
+    env[b"WEIRD"] = b"v\xff"
+    expected = subprocess.run([sys.executable, script, b"a\xff", b"spawn"], cwd=work, env=env,
+                              capture_output=True, timeout=60)
+    assert expected.returncode == 0, expected.stderr
+    assert b"\\udcff" in expected.stdout  # the argument arrived as Python shows undecodable bytes
+    for argv in ([DRAGON, script, b"a\xff", b"dragon"], [sys.executable, script, b"a\xff", b"dragon"]):
+        got = subprocess.run(argv, cwd=work, env=env, capture_output=True, timeout=60)
+        assert got.returncode == 0, got.stderr
+        assert got.stdout == expected.stdout, (got.stdout, expected.stdout)
+
+
+def test_an_empty_program_name_is_refused_clearly(tmp_path: Path) -> None:
+    """13.11: `dragon ''` says what python says of it, not that it cannot open the working directory."""
+    run = dragon(private_env(tmp_path / "xdg"), "")
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith("dragon: error:") and "''" in run.stderr, run.stderr
+    assert str(tmp_path) not in run.stderr
