@@ -60,8 +60,9 @@ class StartRequest(msgspec.Struct, frozen=True):
     code: str
     argv: list[str]
     env: dict[str, OsText]
-    env_raw: list[tuple[bytes, bytes]]
     cwd: OsText
+    env_raw: list[tuple[bytes, bytes]] = []
+    """Variables whose name is not valid UTF-8 (dragon.descriptors.os_env)."""
 
 
 class StartReply(msgspec.Struct, frozen=True):
