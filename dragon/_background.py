@@ -18,11 +18,11 @@ its own reply channel in the user-managed c_uid range, as `dragon status` does, 
 as the launcher (p_uid 0), which GS records as the parent of the processes it creates, just as it
 does for the head process under `dragon my.py`.
 
-Process groups and Ctrl-C **[choice]**: the launcher is started in a session of its own (and Local
-Services makes another, as always), so a terminal's Ctrl-C reaches the program only, as under
-`dragon my.py` it reaches the head only. The children of the start method do not see it either
-(under "spawn" they would, being in the program's process group); when the program exits, the
-runtime stops whatever of them still runs.
+Process groups and Ctrl-C: the launcher stays in the program's process group (Local Services makes a
+session of its own, as always), so a terminal's Ctrl-C reaches the program and the launcher, which
+passes it on to the runtime's processes: the children of the start method see KeyboardInterrupt as
+under "spawn", where they are in the program's process group. When the program exits, the runtime
+stops whatever of them still runs.
 
 Output: the launcher inherits the program's fds 1 and 2, so what managed processes write (forwarded
 by Local Services, as under `dragon`) reaches the program's own stdout and stderr, and a reader of
@@ -198,11 +198,12 @@ def _bring_up() -> BackgroundRuntime:
     timeout_s = _bringup_timeout()
     ours, theirs = socket.socketpair()
     try:
-        # start_new_session: the terminal's Ctrl-C must reach the program only (module docstring).
-        # stdout and stderr are inherited: managed processes' output reaches the program's.
+        # In the program's process group: the terminal's Ctrl-C reaches it too, and it passes it on
+        # to the runtime's processes (module docstring). stdout and stderr are inherited: managed
+        # processes' output reaches the program's.
         launcher = subprocess.Popen(
             [sys.executable, "-m", LAUNCHER_MODULE, "--bringup-timeout", repr(timeout_s)],
-            stdin=theirs.fileno(), start_new_session=True, close_fds=True, env=_launcher_env())
+            stdin=theirs.fileno(), close_fds=True, env=_launcher_env())
     except BaseException as exc:
         ours.close()
         if isinstance(exc, OSError):

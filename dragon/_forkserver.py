@@ -75,6 +75,7 @@ class StartReply(msgspec.Struct, frozen=True):
 def main() -> None:
     """Serve requests on the socket `sys.argv[1]` until end of file; in each child, run its code."""
     sock = socket.socket(fileno=int(sys.argv[1]))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the children (become() restores it)
     for name in PRELOAD:
         __import__(name)
     try:
@@ -163,6 +164,7 @@ def become(request: StartRequest, fds: list[int], sock: socket.socket) -> None:
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
     os.closerange(3, MAX_FD)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C: KeyboardInterrupt, as under python
     os.chdir(fs_str(request.cwd))
     os.environ.clear()
     os.environ.update(fs_env(request.env, request.env_raw))

@@ -6,10 +6,11 @@ environment (plus the launch parameters), and the command exits with its exit st
 died of signal N, as a shell reports it). The command prints nothing on stdout of its own; its own
 messages go to stderr, one `dragon: error: ...` line when something goes wrong.
 
-Ctrl-C **[choice]**: the launcher alone receives the terminal's SIGINT (the runtime has its own process
-group) and forwards it to the head only, so the head sees KeyboardInterrupt as it would under plain
-Python, exits, and the runtime tears down in order (exit 130). A second Ctrl-C kills the runtime at
-once. SIGTERM to the launcher tears the runtime down in order (the head gets SIGTERM from Local
+Ctrl-C: the launcher alone receives the terminal's SIGINT (the runtime has its own process group) and
+forwards it to every process of that group but the services (`RuntimeHandle.interrupt`), as the
+terminal would to every process of `python my.py`: the head and the program's processes see
+KeyboardInterrupt, and the runtime tears down in order when the head exits (exit 130). A second
+Ctrl-C kills the runtime at once. SIGTERM to the launcher tears the runtime down in order (the head gets SIGTERM from Local
 Services' teardown).
 
 Start-up: trio is imported here, *before* Local Services is forked, so that Local Services and Global
@@ -33,7 +34,7 @@ from dragon.descriptors import OsText, ProcessOptions, os_text, shown
 from dragon.errors import BringupError, leaf_exceptions
 from dragon.ids import BE_CUID
 from dragon.messages import (
-    GSProcessCreate, GSProcessCreateResponse, GSProcessKill, GSProcessKillResponse, ProcessCreateErr,
+    GSProcessCreate, GSProcessCreateResponse, ProcessCreateErr,
 )
 from dragon.services import launcher
 from dragon.services._process import ForkedChild, exit_status_for_shell
@@ -224,7 +225,7 @@ async def _handle_signals(signals: trio.abc.AsyncIterator[int], run: _Run) -> No
             continue
         run.interrupts += 1
         if run.interrupts == 1 and run.handle is not None and run.head_puid is not None:
-            trio.lowlevel.spawn_system_task(_interrupt_head, run.handle, run.head_puid)
+            run.handle.interrupt()
         else:
             run.code = 128 + signal.SIGINT
             if run.handle is not None and run.interrupts > 1:
@@ -232,15 +233,6 @@ async def _handle_signals(signals: trio.abc.AsyncIterator[int], run: _Run) -> No
                 run.handle.force_stop()
             if run.program_scope is not None:
                 run.program_scope.cancel()
-
-
-async def _interrupt_head(handle: launcher.RuntimeHandle, p_uid: int) -> None:
-    """Forward Ctrl-C to the head only; it exits (KeyboardInterrupt) and the run ends in order."""
-    try:
-        await handle.call(GSProcessKill(p_uid=0, r_c_uid=BE_CUID, t_p_uid=p_uid, sig=signal.SIGINT),
-                          GSProcessKillResponse)
-    except Exception:
-        pass
 
 
 if __name__ == "__main__":

@@ -46,7 +46,9 @@ from dragon.transport._shm import entries, run_prefix, unlink_own
 
 from ._links import Inbox, Outbox, log_message
 from ._output import write_lines
-from ._process import ForkedChild, Waitable, describe_exit, fork_service, group_members, stop_group
+from ._process import (
+    ForkedChild, Waitable, describe_exit, fork_service, group_members, signal_group, stop_group,
+)
 
 log = logging.getLogger(__name__)
 
@@ -458,6 +460,12 @@ class RuntimeHandle:
 
     def force_stop(self) -> None:
         self.launcher.force_stop()
+
+    def interrupt(self) -> None:
+        """Ctrl-C for the program: SIGINT to every process of the runtime's process group, as a
+        terminal sends it to every process of `python my.py`. The services ignore it (they stop
+        when the program does); the head and the program's processes get KeyboardInterrupt."""
+        signal_group(self.launcher.ls.pgid, signal.SIGINT)
 
 
 async def serve(*, run_id: str | None = None, bringup_timeout_s: float = DEFAULT_BRINGUP_TIMEOUT_S,

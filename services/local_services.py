@@ -63,7 +63,7 @@ from ._gs_monitor import GSMonitor
 from ._links import Inbox, Outbox, is_user_managed, log_message, reply_once
 from ._output import READ_SIZE, LineAssembler
 from ._stdin import Chunk, ForwardedStdin, InputRefused
-from ._process import ForkedChild, fork_service, stop_process
+from ._process import ForkedChild, fork_service, ignore_interrupts, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,7 @@ def run(config: LSConfig) -> int:
     """The whole life of LS in this process: fork GS, then the trio loop. Returns the exit code."""
     _log.set_actor("LS")
     sys.stdout = sys.stderr  # fd 1 is the protocol pipe to LA: a stray print() must not reach it
+    ignore_interrupts()  # before GS is forked: it inherits this
     try:
         gs: GSStart | str = fork_global_services()
     except OSError as exc:

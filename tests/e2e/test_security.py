@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from dragon.transport._shm import SHM_DIR, entries, run_prefix
 from e2e_util import DRAGON, program
 from test_status import dragon, private_env
 
+MP_PROGRAMS = Path(__file__).resolve().with_name("mp_programs")
 OTHER_UID = 65534  # "nobody": another user of the machine
 OLD = time.time() - 3600  # an hour ago: what cleanup would count as a crashed run's leftovers
 
@@ -252,3 +254,26 @@ def test_an_empty_program_name_is_refused_clearly(tmp_path: Path) -> None:
     assert run.returncode == 2, run.stderr
     assert run.stderr.startswith("dragon: error:") and "''" in run.stderr, run.stderr
     assert str(tmp_path) not in run.stderr
+
+
+@pytest.mark.parametrize("how", ["spawn", "dragon", "background"])
+def test_one_ctrl_c_reaches_the_workers_as_under_spawn(how: str, tmp_path: Path) -> None:
+    """13.7: a terminal's Ctrl-C is SIGINT to the program's foreground process group: the head and
+    its workers (spawn), the `dragon` launcher (which passes it on to the runtime's processes), or
+    the program and its background runtime's launcher. One Ctrl-C ends workers that loop forever."""
+    prog = str(MP_PROGRAMS / "interrupted_workers.py")
+    argv = {"spawn": [sys.executable, prog, "spawn"], "dragon": [DRAGON, prog, "dragon"],
+            "background": [sys.executable, prog, "dragon"]}[how]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            env=private_env(tmp_path / "xdg"), text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does: the whole foreground group
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert sorted(out.splitlines()) == sorted(["main interrupted"] + [f"worker {i} interrupted" for i in range(3)])
