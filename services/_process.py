@@ -187,6 +187,61 @@ async def stop_group(pgid: int, *, grace_s: float = STOP_GRACE_S) -> list[int]:
     raise AssertionError("unreachable")  # for mypy: a shielded scope never swallows the returns above
 
 
+def descendants(pid: int, *, exclude: frozenset[int] = frozenset()) -> list[int]:
+    """Pids of the running descendants of `pid` (its children, theirs, ...), from /proc; a pid in
+    `exclude` and what descends from it are left out."""
+    children: dict[int, list[int]] = {}
+    for proc in _runs.all_processes():
+        if proc.running:
+            children.setdefault(proc.ppid, []).append(proc.pid)
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in exclude:
+                found.append(child)
+                todo.append(child)
+    return found
+
+
+async def stop_descendants(*, exclude: frozenset[int] = frozenset(), grace_s: float = STOP_GRACE_S) -> list[int]:
+    """Stop every descendant of this process but those of `exclude`: SIGTERM, then SIGKILL after
+    `grace_s`; reap those that are (or become, this being a subreaper) our children. Returns the pids
+    found. Shielded; bounded by about 2 * grace_s.
+
+    For the processes of a run that are no managed process, and need not be in the runtime's process
+    group either: a child of the head that started its own session (`start_new_session=True`) or a
+    daemon that double-forked. Local Services and the launcher are subreapers, so whatever such a
+    process leaves is reparented to them and found here.
+    """
+    me = os.getpid()
+    with trio.CancelScope(shield=True):
+        found = descendants(me, exclude=exclude)
+        if not found:
+            return []
+        log.warning("stopping processes the run left outside its process group: %s", found)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in descendants(me, exclude=exclude):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            with trio.move_on_after(grace_s):
+                while descendants(me, exclude=exclude):
+                    _reap_children(exclude)
+                    await trio.sleep(0.02)
+                _reap_children(exclude)
+                return found
+        return found
+    raise AssertionError("unreachable")
+
+
+def _reap_children(exclude: frozenset[int]) -> None:
+    """Reap the exited children of this process, those of `exclude` apart (their owners reap them)."""
+    me = os.getpid()
+    for proc in _runs.all_processes():
+        if proc.ppid == me and not proc.running and proc.pid not in exclude:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(proc.pid, os.WNOHANG)
+
+
 async def stop_process(proc: Waitable, *, grace_s: float = STOP_GRACE_S) -> int:
     """Stop and reap one child: SIGTERM, then SIGKILL after `grace_s`. Shielded; bounded."""
     with trio.CancelScope(shield=True):

@@ -47,7 +47,8 @@ from dragon.transport._shm import entries, run_prefix, unlink_own
 from ._links import Inbox, Outbox, log_message
 from ._output import write_lines
 from ._process import (
-    ForkedChild, Waitable, describe_exit, fork_service, group_members, signal_group, stop_group,
+    ForkedChild, Waitable, become_subreaper, describe_exit, fork_service, group_members, signal_group,
+    stop_descendants, stop_group,
 )
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,12 @@ class LSStart:
 
 
 def prefork_local_services(config: Any) -> tuple[ForkedChild, int, int]:
-    """Fork Local Services before trio runs (the `dragon` command). Returns it and our pipe ends."""
+    """Fork Local Services before trio runs (the `dragon` command, the background runtime's launcher).
+    Returns it and our pipe ends. Makes this process a subreaper first: should LS die, what it leaves
+    comes here and the sweep stops it (`Launcher.owns_descendants`)."""
     from . import local_services
 
+    become_subreaper()
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     child = fork_service(lambda: local_services.run(config), new_session=True, keep_fds={in_r: 0, out_w: 1})
@@ -122,8 +126,11 @@ async def write_to_own_stdio(msg: SHFwdOutput) -> None:
 class Launcher:
     """LA's side of one runtime; `serve` drives it."""
 
-    def __init__(self, run_id: str, ls: LSStart, output: OutputSink) -> None:
+    def __init__(self, run_id: str, ls: LSStart, output: OutputSink, *, owns_descendants: bool = False) -> None:
         self.run_id = run_id
+        self.owns_descendants = owns_descendants
+        """This process is a launcher and nothing else (the `dragon` command, the background runtime's),
+        a subreaper: every descendant of it at teardown is the run's, to be stopped."""
         self.ls = ls
         self.output = output
         self.ls_frames = FrameStream(trio.StapledStream(ls.to_ls, ls.from_ls), name="LS stdout")
@@ -410,6 +417,8 @@ class Launcher:
                     log.warning("killed leftover processes of the run: %s", stubborn)
             with trio.move_on_after(TEARDOWN_STEP_S):
                 await self.events["ls_exited"].wait()
+        if self.owns_descendants:  # what escaped LS's group, orphaned when LS died: ours as subreaper
+            await stop_descendants(exclude=frozenset([self.ls.proc.pid]))
         leftovers = [name for name in entries(run_prefix(self.run_id)) if unlink_own(name)]
         if leftovers and not self.forced and self.failure is None:
             log.warning("removed shared memory left behind: %s", leftovers)
@@ -503,7 +512,7 @@ async def serve(*, run_id: str | None = None, bringup_timeout_s: float = DEFAULT
         child, to_ls, from_ls = preforked
         ls = LSStart(proc=child, to_ls=trio.lowlevel.FdStream(to_ls), from_ls=trio.lowlevel.FdStream(from_ls),
                      pgid=child.pid)
-    la = Launcher(run_id, ls, output)
+    la = Launcher(run_id, ls, output, owns_descendants=preforked is not None)
     async with trio.open_nursery() as nursery:
         la.start_helper(nursery, la.read_ls_stdout)
         la.start_helper(nursery, la.watch_ls_exit)

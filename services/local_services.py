@@ -63,7 +63,9 @@ from ._gs_monitor import GSMonitor
 from ._links import Inbox, Outbox, is_user_managed, log_message, reply_once
 from ._output import READ_SIZE, LineAssembler
 from ._stdin import Chunk, ForwardedStdin, InputRefused
-from ._process import ForkedChild, fork_service, ignore_interrupts, stop_process
+from ._process import (
+    ForkedChild, become_subreaper, fork_service, ignore_interrupts, stop_descendants, stop_process,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,7 @@ def run(config: LSConfig) -> int:
     _log.set_actor("LS")
     sys.stdout = sys.stderr  # fd 1 is the protocol pipe to LA: a stray print() must not reach it
     ignore_interrupts()  # before GS is forked: it inherits this
+    become_subreaper()  # what the run's processes leave behind comes back to LS (stop_descendants)
     try:
         gs: GSStart | str = fork_global_services()
     except OSError as exc:
@@ -686,7 +689,7 @@ class LocalServices:
     # ---------------------------------------------------------------- teardown (§3.1 a6-a8)
 
     async def stop_everything(self) -> None:
-        """Stop every managed process and GS; shielded and bounded."""
+        """Stop every managed process, GS and every other descendant of LS; shielded and bounded."""
         self.tearing_down = True
         with trio.CancelScope(shield=True):
             if self.procs:
@@ -700,6 +703,10 @@ class LocalServices:
                     with trio.move_on_after(2 if self.monitor.halted.is_set() else 0):
                         await self.monitor.exited.wait()
                     nursery.start_soon(stop_process, self.monitor.proc)
+            # What the run's processes started outside its process group, or that outlived them
+            # (reparented to LS, a subreaper): nothing of the run outlives it.
+            owned = frozenset([self.monitor.proc.pid, *(mp.proc.pid for mp in self.procs.values())])
+            await stop_descendants(exclude=owned)
 
     def destroy_everything(self) -> None:
         """Destroy every shm object of the run (spec §3.1 a8), including ones clients made."""

@@ -277,3 +277,39 @@ def test_one_ctrl_c_reaches_the_workers_as_under_spawn(how: str, tmp_path: Path)
             proc.communicate()
     assert proc.returncode == 0, err
     assert sorted(out.splitlines()) == sorted(["main interrupted"] + [f"worker {i} interrupted" for i in range(3)])
+
+
+ESCAPING_HEAD = """\
+import os, subprocess, sys, time
+free = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+daemon = subprocess.run([sys.executable, "-c",
+    "import os, sys, subprocess; os.setsid(); "
+    "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True, "
+    "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+    "print(p.pid)"], capture_output=True, text=True)
+print(free.pid, daemon.stdout.strip(), flush=True)
+"""
+
+
+def test_processes_that_leave_the_run_s_session_do_not_outlive_it(tmp_path: Path) -> None:
+    """13.6: a child of the head in a session of its own, and a daemon whose parent has exited
+    (re-parented to Local Services, a subreaper), are stopped at teardown: nothing outlives a run."""
+    head = tmp_path / "head.py"
+    head.write_text(ESCAPING_HEAD)
+    run = dragon(private_env(tmp_path / "xdg"), str(head))
+    assert run.returncode == 0, run.stderr
+    pids = [int(p) for p in run.stdout.split()]
+    assert len(pids) == 2
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:  # bounded poll: reaped by now
+        time.sleep(0.02)
+    assert not any(_alive(p) for p in pids), f"still running after the run: {[p for p in pids if _alive(p)]}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat_line = f.read()
+    except OSError:
+        return False
+    return stat_line[stat_line.rindex(b")") + 2:][:1] not in (b"Z", b"X")
