@@ -5,6 +5,7 @@ Every class derives from `DragonError`. Imported by user processes, so no trio h
 
 from __future__ import annotations
 
+from dragon.transport import ChannelCorrupted as ChannelCorrupted
 from dragon.transport import ChannelDestroyed as ChannelDestroyed
 from dragon.transport import ChannelEmpty as ChannelEmpty
 from dragon.transport import ChannelError as ChannelError

@@ -76,7 +76,9 @@ from dragon.messages import (
     SHPoolCreateResponse, SHPoolDestroy, SHPoolDestroyResponse, SHProcessCreate,
     SHProcessCreateResponse, SHProcessExit, SHProcessKill, SHProcessKillResponse,
 )
+from dragon.errors import DragonError, leaf_exceptions
 from dragon.transport import ProtocolError, TrioChannel, decode
+from dragon.transport._errors import clip
 from dragon.transport._framing import FrameStream
 
 from ._links import Inbox, Outbox, is_user_managed, log_message, reply_once
@@ -122,8 +124,11 @@ async def main() -> int:
     except BaseException as exc:  # spec §3.2: report any failure to LS as AbnormalTermination
         text = "".join(traceback.format_exception(exc))
         log.error("Global Services failed:\n%s", text)
+        known = [e for e in leaf_exceptions(exc) if isinstance(e, DragonError)]
+        # A failure of the runtime's own kind says what it is; anything else is a bug: its traceback.
+        said = "; ".join(map(str, known)) if known else f"{exc!r}\n{text}"
         with trio.CancelScope(shield=True), trio.move_on_after(5):
-            await to_ls.send(AbnormalTermination(err_info=f"Global Services failed: {exc!r}\n{text}"))
+            await to_ls.send(AbnormalTermination(err_info=clip(f"Global Services failed: {said}")))
         return 1
     with trio.move_on_after(5):
         await to_ls.send(GSHalted())  # spec §3.1 m4

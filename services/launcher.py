@@ -40,7 +40,8 @@ from dragon.messages import (
     GSTeardown, LAInbound, LAStdoutInbound, LSErr, Response, SHChannelsUp, SHFwdInput, SHFwdInputErr,
     SHFwdOutput, SHProcessExit, SHHaltBE, SHHalted, SHPingBE, SHTeardown,
 )
-from dragon.transport import ChannelDestroyed, TrioChannel, decode
+from dragon.transport import ChannelCorrupted, ChannelDestroyed, TrioChannel, decode
+from dragon.transport._errors import clip
 from dragon.transport._framing import FrameStream
 from dragon.transport._shm import entries, run_prefix, unlink_own
 
@@ -141,7 +142,7 @@ class Launcher:
         self.ping: SHPingBE | None = None
         self.events = {name: trio.Event() for name in (
             "sh_ping_be", "channels_up", "gs_up", "gs_halted", "halt_be", "sh_halted", "ls_exited",
-            "ls_stdout_done", "head_exited", "broken")}
+            "ls_stdout_done", "head_exited", "broken", "la_channel_broken")}
         self.head_exit: GSHeadExit | None = None
         self.failure: str | None = None
         self.up = False
@@ -159,7 +160,7 @@ class Launcher:
 
         During bringup the BringupError raised to the caller carries the text instead."""
         if self.failure is None:
-            self.failure = what
+            self.failure = what = clip(what)
             log.error("%s", what)
             if self.up:
                 os.write(2, f"dragon: error: {what}\n".encode())
@@ -178,8 +179,9 @@ class Launcher:
                     race.start_soon(watch, name)
 
     async def wait_unless_ls_gone(self, name: str, timeout_s: float) -> None:
-        """Wait for a teardown event, at most `timeout_s`, and no longer once LS has exited."""
-        await self.first_of(name, "ls_exited", timeout_s=timeout_s)
+        """Wait for a teardown event, at most `timeout_s`, and no longer once LS has exited or the LA
+        channel, where the event would come, is broken."""
+        await self.first_of(name, "ls_exited", "la_channel_broken", timeout_s=timeout_s)
 
     # ------------------------------------------------------------------ helper tasks (shielded)
 
@@ -243,6 +245,10 @@ class Launcher:
             except ChannelDestroyed:
                 # Local Services destroyed it: it is tearing down, or it failed and says why on its
                 # stdout, or it died and `watch_ls_exit` says so. Nothing more to say here.
+                return
+            except ChannelCorrupted as exc:  # nothing more can be read from it: teardown must not wait on it
+                self.fail(str(exc))
+                self.events["la_channel_broken"].set()
                 return
             except DragonError as exc:  # one undecodable message: say so, and go on with the next
                 self.fail(f"bad message on the launcher's channel: {exc}")

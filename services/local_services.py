@@ -53,7 +53,8 @@ from dragon.messages import (
     ProcessUsage, SHProcessCreate, SHProcessCreateResponse, SHProcessExit, SHProcessKill,
     SHProcessKillResponse, SHStatus, SHStatusResponse, SHTeardown,
 )
-from dragon.transport import Channel, ChannelDestroyed, Pool, ProtocolError, TrioChannel, decode
+from dragon.transport import Channel, ChannelCorrupted, ChannelDestroyed, Pool, ProtocolError, TrioChannel, decode
+from dragon.transport._errors import clip
 from dragon.transport._framing import FrameStream
 from dragon.transport._shm import entries, run_prefix, unlink_own
 
@@ -315,6 +316,7 @@ class LocalServices:
 
     async def abnormal(self, err_info: str) -> None:
         """Tell LA the runtime is broken (once); LA then runs the teardown of §3.1."""
+        err_info = clip(err_info)
         log.error("abnormal termination: %s", err_info)
         if self.abnormal_sent or self.tearing_down:
             return
@@ -358,6 +360,9 @@ class LocalServices:
             except ProtocolError as exc:  # spec §3.2: a message LS cannot parse breaks the runtime
                 await self.abnormal(f"Local Services received a message it cannot parse: {exc}")
                 continue
+            except ChannelCorrupted as exc:  # nothing more can be read: the runtime ends in order
+                await self.abnormal(f"Local Services cannot go on: {exc}")
+                return
             match msg:
                 case SHProcessCreate():
                     await self.nursery.start(self.run_process, msg)

@@ -14,6 +14,7 @@ from ._alloc import HeapStatistics as HeapStatistics
 from ._channel import Channel as Channel
 from ._channel import ChannelStatistics as ChannelStatistics
 from ._codec import decode as decode
+from ._errors import ChannelCorrupted as ChannelCorrupted
 from ._errors import ChannelDestroyed as ChannelDestroyed
 from ._errors import ChannelEmpty as ChannelEmpty
 from ._errors import ChannelError as ChannelError

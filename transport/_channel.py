@@ -65,6 +65,7 @@ import errno
 import fcntl
 import mmap
 import os
+import re
 import secrets
 import select
 import threading
@@ -75,7 +76,7 @@ from typing import Final
 
 import msgspec
 
-from ._errors import ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull
+from ._errors import ChannelCorrupted, ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull, excerpt
 from ._shm import entries, open_own, shm_path, unlink_own, unlink_quietly
 
 Buffer = bytes | bytearray | memoryview
@@ -111,6 +112,7 @@ _W_STABLE = _W_RTABLE + 2 * WAITER_SLOTS + 8  # same for senders
 
 _SIDE: Final = 1 << 63  # record flag: the payload is the name suffix of a side file
 _LEN_MASK: Final = (1 << 56) - 1
+_SIDE_SUFFIX: Final = re.compile(rb"\.x[0-9a-f]{16}")  # the name suffix of a side file (`_write_side_file`)
 
 _fence_lock = threading.Lock()
 
@@ -564,7 +566,10 @@ class Channel:
         need = 8 + ((n + 7) & ~7)
         if need < self._slot:
             need = self._slot
-        if rb - (head - w[_W_TAIL]) < need:
+        used = head - w[_W_TAIL]
+        if not 0 <= used <= rb - need:
+            if not 0 <= used <= rb:  # not full: broken (a head behind its tail, or past a whole ring)
+                raise self._corrupted(n, head, w[_W_TAIL])
             return False
         pos = head % rb
         self._ringq[pos >> 3] = n | flags
@@ -593,6 +598,8 @@ class Channel:
         rb, slot, ring, ringq = self.ring_bytes, self._slot, self._ring, self._ringq
         head = w[_W_HEAD]
         free = rb - (head - w[_W_TAIL])
+        if not 0 <= free <= rb:
+            raise self._corrupted(0, head, w[_W_TAIL])
         i = start
         for payload, flags in prepared[start:]:
             n = len(payload)
@@ -634,6 +641,8 @@ class Channel:
             pos = tail % rb
             word = ringq[pos >> 3]
             n = word & _LEN_MASK
+            if n > rb - 8 or not 0 < head - tail <= rb:
+                raise self._corrupted(n, head, tail)
             p = pos + 8
             if p == rb:
                 p = 0
@@ -661,6 +670,8 @@ class Channel:
         pos = tail % rb
         word = self._ringq[pos >> 3]
         n = word & _LEN_MASK
+        if n > rb - 8 or not 0 < w[_W_HEAD] - tail <= rb:
+            raise self._corrupted(n, w[_W_HEAD], tail)
         p = pos + 8 if pos + 8 != rb else 0
         end = p + n
         if end <= rb:
@@ -671,6 +682,13 @@ class Channel:
         w[_W_TAIL] = tail + (need if need > self._slot else self._slot)  # free it: a single aligned store
         w[_W_RECEIVED] += 1
         return _SideName(out) if word & _SIDE else out
+
+    def _corrupted(self, n: int, head: int, tail: int) -> ChannelCorrupted:
+        """What a receive raises for a record no sender wrote (the tail is not moved past it)."""
+        return ChannelCorrupted(
+            f"channel {self.name} is corrupt: its next record says it is {n} bytes long and {head - tail} bytes "
+            f"are published, in a ring of {self.ring_bytes} bytes; something other than the runtime wrote "
+            "into its shared memory (destroy the channel)")
 
     def _record_bytes(self, n: int) -> int:
         """The ring bytes a record of an `n`-byte payload takes."""
@@ -756,6 +774,9 @@ class Channel:
         return suffix.encode()
 
     def _read_side_file(self, suffix: bytes) -> bytes:
+        if _SIDE_SUFFIX.fullmatch(suffix) is None:
+            raise ChannelCorrupted(f"channel {self.name} is corrupt: a record names a side file {excerpt(suffix)} "
+                                   "that no sender makes (something other than the runtime wrote into it)")
         name = self.name + suffix.decode()
         try:
             fd = open_own(name, os.O_RDONLY)

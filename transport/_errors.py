@@ -23,6 +23,12 @@ class ChannelDestroyed(ChannelError):
     """The channel was destroyed: raised by every operation on it and in every waiter it woke."""
 
 
+class ChannelCorrupted(ChannelError):
+    """The channel's shared memory holds what no sender of the runtime writes (a record longer than
+    the ring, a head behind its tail, a side file name of no side file): something else wrote into it.
+    Its contents cannot be trusted: every receive raises this until it is destroyed."""
+
+
 class ChannelFull(ChannelError):
     """A send found no room: the non-blocking form, or the blocking one after its timeout."""
 
@@ -44,3 +50,12 @@ def excerpt(data: bytes | bytearray | memoryview, limit: int = 64) -> str:
     raw = bytes(data[:limit])
     more = f" ... ({len(data)} bytes in all)" if len(data) > limit else ""
     return f"{raw!r}{more}"
+
+
+def clip(text: str, limit: int = 2000) -> str:
+    """`text` cut to about `limit` characters (its start and its end, which say the most), for a
+    message that ends up in one line of someone's terminal."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]} [... {len(text) - 2 * half} characters ...] {text[-half:]}"

@@ -26,6 +26,7 @@ from test_status import dragon, private_env
 
 MP_PROGRAMS = Path(__file__).resolve().with_name("mp_programs")
 OTHER_UID = 65534  # "nobody": another user of the machine
+CORRUPTION_BOUND_S = 10.0  # a corrupt service channel: the run ends well within this (a bound, not a benchmark)
 OLD = time.time() - 3600  # an hour ago: what cleanup would count as a crashed run's leftovers
 
 
@@ -313,3 +314,38 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat_line[stat_line.rindex(b")") + 2:][:1] not in (b"Z", b"X")
+
+
+CORRUPTING_HEAD = """\
+import mmap, os, struct, sys, time
+from dragon import _rundir
+from dragon.transport._shm import open_own
+
+info = _rundir.read_info(os.environ["DRAGON_RUN_ID"])
+name = info.gs_cd if sys.argv[1] == "gs" else info.la_cd
+fd = open_own(name)
+mm = mmap.mmap(fd, os.fstat(fd).st_size)
+words = memoryview(mm)[:4096].cast("Q")
+ring, head = words[4], words[8]
+struct.pack_into("<Q", mm, 4096 + head % ring, 1 << 40)  # a record far longer than the ring
+words[8] = head + 16  # published
+os.write(open_own(name + ".rbell", os.O_RDWR | os.O_NONBLOCK), b"\\0")  # wake its receiver
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("target", ["gs", "la"])
+def test_a_record_written_into_a_service_channel_by_hand_ends_the_run_with_one_line(target: str,
+                                                                                   tmp_path: Path) -> None:
+    """13.10: same-user corruption of Global Services' or the launcher's channel: one bounded error
+    line, and a prompt, orderly end (it used to print 8 MB, or take 18 s)."""
+    head = tmp_path / "corrupt.py"
+    head.write_text(CORRUPTING_HEAD)
+    start = time.monotonic()
+    run = dragon(private_env(tmp_path / "xdg"), str(head), target)
+    took = time.monotonic() - start
+    assert run.returncode == 1, run.stderr
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1 and len(run.stderr) < 1000, run.stderr[:3000]
+    assert lines[0].startswith("dragon: error:") and "is corrupt" in lines[0], lines[0]
+    assert took < CORRUPTION_BOUND_S, f"the run took {took:.1f} s to end"

@@ -20,7 +20,7 @@ import trio
 import trio.testing
 
 from channel_worker import EXIT_DESTROYED, WORKER, Worker, pack, payload, poll_until, unpack
-from dragon.transport import Channel, ChannelDestroyed, ChannelEmpty, TrioChannel
+from dragon.transport import Channel, ChannelCorrupted, ChannelDestroyed, ChannelEmpty, TrioChannel
 from dragon.transport._shm import entries, run_prefix, shm_path
 
 WAIT_S = 30.0  # guard against hangs only
@@ -294,3 +294,39 @@ def test_sigkill_at_every_bytecode_leaves_channel_consistent(name: str, directio
     report = json.loads(last)
     assert report["points"] > 50, report  # the victim really was killed at many points
     assert report["violation"] is None, f"{report['violation']}; {where[-1] if where else ''}\n{done.stderr}"
+
+
+# ---------------------------------------------------------------------------------------------- corruption
+
+
+def _corrupt(ch: Channel, how: str) -> None:
+    """Write into the channel's shared memory what no sender writes (issue 13.10)."""
+    w = ch._w
+    rb, head = ch.ring_bytes, w[8]
+    if how == "length":  # a published record far longer than the ring
+        ch._ringq[(head % rb) >> 3] = 1 << 40
+        w[8] = head + 16
+    elif how == "side":  # a record flagged as naming a side file, naming none a sender makes
+        payload = b"/../../etc/passwd"
+        ch._ringq[(head % rb) >> 3] = len(payload) | (1 << 63)
+        ch._ring[(head % rb) + 8:(head % rb) + 8 + len(payload)] = payload
+        w[8] = head + 8 + ((len(payload) + 7) & ~7)
+    else:  # a head behind its tail
+        w[16] = head + 64
+
+
+@pytest.mark.parametrize("how", ["length", "side", "head"])
+async def test_a_corrupt_channel_says_so_to_both_faces_and_stays_refused(name2: str, how: str) -> None:
+    with Channel.create(name2, capacity=8, block_size=256) as ch:
+        ch.send(b"before")
+        assert ch.recv() == b"before"
+        _corrupt(ch, how)
+        for _ in range(2):  # the record is not skipped: every receive says the same
+            with pytest.raises(ChannelCorrupted, match="is corrupt"):
+                ch.recv(timeout=1)
+        async with TrioChannel.attach(name2) as tch:
+            with trio.fail_after(WAIT_S), pytest.raises(ChannelCorrupted):
+                await tch.receive()
+        if how == "head":  # no room will ever come: a send says so instead of waiting for it
+            with pytest.raises(ChannelCorrupted):
+                ch.send(b"x" * 200, timeout=1)
