@@ -10,8 +10,9 @@ Ctrl-C: the launcher alone receives the terminal's SIGINT (the runtime has its o
 forwards it to every process of that group but the services (`RuntimeHandle.interrupt`), as the
 terminal would to every process of `python my.py`: the head and the program's processes see
 KeyboardInterrupt, and the runtime tears down in order when the head exits (exit 130). A second
-Ctrl-C kills the runtime at once. SIGTERM to the launcher tears the runtime down in order (the head gets SIGTERM from Local
-Services' teardown).
+Ctrl-C kills the runtime at once. SIGTERM to the launcher goes on to the head, as `kill` would reach `python my.py`; if the head
+exits within HEAD_TERM_GRACE_S `dragon` exits with the head's status (a program that handles SIGTERM
+and exits 0 ends with 0), else the runtime is torn down in order and `dragon` exits 143.
 
 Start-up: trio is imported here, *before* Local Services is forked, so that Local Services and Global
 Services (forked from it) inherit it instead of importing it again (services/_process.py).
@@ -34,12 +35,15 @@ from dragon.descriptors import OsText, ProcessOptions, os_text, shown
 from dragon.errors import BringupError, leaf_exceptions
 from dragon.ids import BE_CUID
 from dragon.messages import (
-    GSProcessCreate, GSProcessCreateResponse, ProcessCreateErr,
+    GSProcessCreate, GSProcessCreateResponse, GSProcessKill, GSProcessKillResponse, ProcessCreateErr,
 )
 from dragon.services import launcher
 from dragon.services._process import ForkedChild, exit_status_for_shell
 from dragon.services.local_services import LSConfig
 
+
+
+HEAD_TERM_GRACE_S = 2.0  # after SIGTERM, the head's own exit status counts if it exits this soon
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,6 +116,7 @@ class _Run:
     handle: launcher.RuntimeHandle | None = None
     head_puid: int | None = None
     interrupts: int = 0
+    terminated: bool = False
     code: int | None = None
     program_scope: trio.CancelScope | None = None
 
@@ -171,6 +176,8 @@ async def _main(run_id: str, preforked: tuple[ForkedChild, int, int], cmd: tuple
             outer.start_soon(_handle_signals, signals, run)
             with trio.CancelScope() as run.program_scope:
                 await _run_program(run, run_id, preforked, cmd, bringup_timeout_s)
+            if run.code is None and run.terminated:  # the head did not exit in time after SIGTERM
+                run.code = 128 + signal.SIGTERM
             outer.cancel_scope.cancel()
     return 1 if run.code is None else run.code
 
@@ -219,6 +226,14 @@ async def _forward_stdin(handle: launcher.RuntimeHandle, p_uid: int) -> None:
 async def _handle_signals(signals: trio.abc.AsyncIterator[int], run: _Run) -> None:  # type: ignore[name-defined]
     async for sig in signals:
         if sig == signal.SIGTERM:
+            if not run.terminated and run.handle is not None and run.head_puid is not None \
+                    and run.program_scope is not None:
+                # SIGTERM is the head's to handle, as under `python my.py`: if it exits within the
+                # grace, `dragon` exits with its status; if not, teardown stops it (143).
+                run.terminated = True
+                trio.lowlevel.spawn_system_task(_terminate_head, run.handle, run.head_puid)
+                run.program_scope.deadline = trio.current_time() + HEAD_TERM_GRACE_S
+                continue
             run.code = 128 + signal.SIGTERM if run.code is None else run.code
             if run.program_scope is not None:
                 run.program_scope.cancel()
@@ -233,6 +248,15 @@ async def _handle_signals(signals: trio.abc.AsyncIterator[int], run: _Run) -> No
                 run.handle.force_stop()
             if run.program_scope is not None:
                 run.program_scope.cancel()
+
+
+async def _terminate_head(handle: launcher.RuntimeHandle, p_uid: int) -> None:
+    """SIGTERM for the head (the launcher got it), through GS; a runtime that broke has ended it."""
+    try:
+        await handle.call(GSProcessKill(p_uid=0, r_c_uid=BE_CUID, t_p_uid=p_uid, sig=signal.SIGTERM),
+                          GSProcessKillResponse)
+    except launcher.RuntimeBroken:
+        pass
 
 
 if __name__ == "__main__":

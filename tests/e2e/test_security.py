@@ -349,3 +349,33 @@ def test_a_record_written_into_a_service_channel_by_hand_ends_the_run_with_one_l
     assert len(lines) == 1 and len(run.stderr) < 1000, run.stderr[:3000]
     assert lines[0].startswith("dragon: error:") and "is corrupt" in lines[0], lines[0]
     assert took < CORRUPTION_BOUND_S, f"the run took {took:.1f} s to end"
+
+
+HANDLES_SIGTERM = """\
+import signal, sys, time
+def stop(signum, frame):
+    print("stopping", flush=True)
+    sys.exit(7)
+signal.signal(signal.SIGTERM, stop)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_sigterm_to_dragon_ends_with_the_head_s_own_status_when_it_handles_it(tmp_path: Path) -> None:
+    """13.11: as `kill` reaches `python my.py`, SIGTERM to dragon reaches the head; a head that handles
+    it and exits with its own status makes dragon exit with that status (it used to be 143)."""
+    head = tmp_path / "term.py"
+    head.write_text(HANDLES_SIGTERM)
+    proc = subprocess.Popen([DRAGON, str(head)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=private_env(tmp_path / "xdg"), text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, out) == (7, "stopping\n"), err
