@@ -148,7 +148,8 @@ def process_create(spec: ProcessSpec) -> GSCall[GSProcessCreateResponse, Process
             uid = resp.desc.p_uid if resp.desc is not None else None
             raise ProcessNameInUse(f"cannot start {spec.exe}: {resp.err_info} (p_uid {uid})", spec.name, uid)
         if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None:
-            raise ProcessStartFailed(f"cannot start {spec.exe}: {resp.err_info or resp.err.name}")
+            why = resp.err_info or resp.err.name
+            raise ProcessStartFailed(why if why.startswith("cannot start") else f"cannot start {spec.exe}: {why}")
         return resp.desc
 
     return GSCall(req, GSProcessCreateResponse, finish)

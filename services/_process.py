@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import resource
 import signal
 import sys
 import time
@@ -287,6 +288,30 @@ def describe_exit(code: int) -> str:
 def exit_status_for_shell(code: int) -> int:
     """The status a shell reports for an exit code: 128+N for death by signal N (code -N)."""
     return 128 - code if code < 0 else code & 0xFF
+
+
+_given_fd_limit: tuple[int, int] | None = None
+
+
+def raise_fd_limit() -> None:
+    """Raise this process's soft limit of open files to its hard limit (which needs no privilege):
+    Local Services holds a few descriptors per managed process, and a default soft limit of 1,024
+    would end a run of a few hundred processes. `give_back_fd_limit` gives each child the limit it
+    would have had."""
+    global _given_fd_limit
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            _given_fd_limit = (soft, hard)
+
+
+def give_back_fd_limit(pid: int) -> None:
+    """Set child `pid`'s limit of open files to what this process was given (`raise_fd_limit`), so
+    that a program sees under the runtime the limit it sees under plain python."""
+    if _given_fd_limit is not None:
+        with contextlib.suppress(OSError):
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, _given_fd_limit)
 
 
 def become_subreaper() -> None:

@@ -28,8 +28,10 @@ stdin reaches EOF first, the launcher is gone, and LS does all of that alone.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -65,7 +67,8 @@ from ._links import Inbox, Outbox, is_user_managed, log_message, reply_once
 from ._output import READ_SIZE, LineAssembler
 from ._stdin import Chunk, ForwardedStdin, InputRefused
 from ._process import (
-    ForkedChild, become_subreaper, fork_service, ignore_interrupts, stop_descendants, stop_process,
+    ForkedChild, become_subreaper, fork_service, give_back_fd_limit, ignore_interrupts, raise_fd_limit,
+    stop_descendants, stop_process,
 )
 
 log = logging.getLogger(__name__)
@@ -127,6 +130,7 @@ def run(config: LSConfig) -> int:
     sys.stdout = sys.stderr  # fd 1 is the protocol pipe to LA: a stray print() must not reach it
     ignore_interrupts()  # before GS is forked: it inherits this
     become_subreaper()  # what the run's processes leave behind comes back to LS (stop_descendants)
+    raise_fd_limit()  # three pipes and a pidfd per managed process
     try:
         gs: GSStart | str = fork_global_services()
     except OSError as exc:
@@ -280,7 +284,8 @@ class LocalServices:
         self.inbox, self.to_la, self.to_gs = infra.inbox, infra.to_la, infra.to_gs
         self.procs: dict[int, ManagedProcess] = {}
         self.forkserver = ForkServer(nursery)
-        self.channels: dict[int, Channel] = {}
+        self.channels: dict[int, str] = {}
+        """The descriptor of each channel LS made for GS, by c_uid (spec §4.5)."""
         self.pools: dict[int, Pool] = {}
         self.abnormal_sent = False
         self.tearing_down = False
@@ -460,8 +465,10 @@ class LocalServices:
         except (OSError, subprocess.SubprocessError) as exc:
             task_status.started()
             await self.reply(req.r_c_uid, SHProcessCreateResponse(
-                ref=req.tag, err=LSErr.FAIL, err_info=f"cannot start {shown(argv[0])}: {exc}", gs_ret_chan_resp=gs_ret))
+                ref=req.tag, err=LSErr.FAIL, err_info=f"cannot start {shown(argv[0])}: {os_error_text(exc)}",
+                gs_ret_chan_resp=gs_ret))
             return
+        give_back_fd_limit(proc.pid)
         mp = ManagedProcess(p_uid=req.t_p_uid, create_tag=req.tag, proc=proc,
                             pipes={stream: r.desc for stream, r in pipe_resps.items()})
         self.procs[req.t_p_uid] = mp
@@ -639,18 +646,17 @@ class LocalServices:
                                   capacity=opts.capacity or 100, block_size=opts.block_size or 1024,
                                   packed=opts.packed)
         except (OSError, ValueError) as exc:
-            return SHChannelCreateResponse(ref=msg.tag, err=LSErr.FAIL, err_info=f"cannot create channel: {exc}")
-        self.channels[msg.c_uid] = chan
+            return SHChannelCreateResponse(ref=msg.tag, err=LSErr.FAIL,
+                                           err_info=f"cannot create channel: {os_error_text(exc)}")
+        chan.close()  # LS keeps no handle (no fds) on the channels it owns: it attaches to destroy one
+        self.channels[msg.c_uid] = chan.descriptor
         return SHChannelCreateResponse(ref=msg.tag, err=LSErr.SUCCESS, desc=chan.descriptor)
 
     def destroy_channel(self, msg: SHChannelDestroy) -> SHChannelDestroyResponse:
-        chan = self.channels.pop(msg.c_uid, None)
-        if chan is None:
+        desc = self.channels.pop(msg.c_uid, None)
+        if desc is None:
             return SHChannelDestroyResponse(ref=msg.tag, err=LSErr.FAIL, err_info=f"no channel c_uid {msg.c_uid}")
-        try:
-            chan.destroy()
-        except ChannelDestroyed:
-            pass
+        _destroy_channel(desc)
         return SHChannelDestroyResponse(ref=msg.tag, err=LSErr.SUCCESS)
 
     def create_pool(self, msg: SHPoolCreate) -> SHPoolCreateResponse:
@@ -659,7 +665,7 @@ class LocalServices:
         try:
             pool = Pool.create(_rundir.entry_name(self.config.run_id, f"m{msg.m_uid}"), msg.size)
         except (OSError, ValueError) as exc:
-            return SHPoolCreateResponse(ref=msg.tag, err=LSErr.FAIL, err_info=f"cannot create pool: {exc}")
+            return SHPoolCreateResponse(ref=msg.tag, err=LSErr.FAIL, err_info=f"cannot create pool: {os_error_text(exc)}")
         self.pools[msg.m_uid] = pool
         return SHPoolCreateResponse(ref=msg.tag, err=LSErr.SUCCESS, desc=pool.descriptor)
 
@@ -715,7 +721,9 @@ class LocalServices:
 
     def destroy_everything(self) -> None:
         """Destroy every shm object of the run (spec §3.1 a8), including ones clients made."""
-        for chan in list(self.channels.values()) + self.infra.channels:
+        for desc in self.channels.values():
+            _destroy_channel(desc, find_side_files=False)  # the run's every entry goes below
+        for chan in self.infra.channels:
             try:
                 chan.destroy()
             except Exception:
@@ -724,6 +732,23 @@ class LocalServices:
             pool.destroy()
         for name in entries(run_prefix(self.config.run_id)):
             unlink_own(name)
+
+
+def _destroy_channel(desc: str, *, find_side_files: bool = True) -> None:
+    """Destroy a channel LS made (waking its waiters), if nobody has yet."""
+    try:
+        Channel.attach(desc).destroy(find_side_files=find_side_files)
+    except (ChannelDestroyed, OSError) as exc:
+        log.debug("channel %s: gone already (%s)", desc, exc)
+
+
+def os_error_text(exc: Exception) -> str:
+    """What went wrong, said so that the user knows what to do when LS has no file descriptors left."""
+    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return (f"Local Services has no file descriptors left (its limit is {soft}): end some processes, or "
+                "raise the limit (ulimit -n) before starting dragon")
+    return str(exc)
 
 
 async def serve(config: LSConfig, gs: GSStart | str) -> int:

@@ -282,16 +282,20 @@ class Channel:
             os.close(self._rfd)
             os.close(self._sfd)
 
-    def destroy(self) -> None:
+    def destroy(self, *, find_side_files: bool = True) -> None:
         """End the channel for everybody: queued messages are dropped, every waiter (in any process)
         wakes with ChannelDestroyed, and all its /dev/shm entries are removed. Then closes this handle.
-        Raises ChannelDestroyed if it was destroyed already."""
+        Raises ChannelDestroyed if it was destroyed already.
+
+        Without `find_side_files` the files of messages too large for the ring are left to the caller,
+        who removes every entry of its runtime afterwards: finding them lists /dev/shm, and a teardown
+        of thousands of channels would list its tens of thousands of entries once for each."""
         try:
-            self._mark_destroyed()
+            self._mark_destroyed(find_side_files)
         finally:
             self.close()
 
-    def _mark_destroyed(self) -> None:
+    def _mark_destroyed(self, find_side_files: bool = True) -> None:
         """Set the `closed` word, wake every sleeper of every process, unlink every entry."""
         self._check_open()
         if self._w[_W_CLOSED]:
@@ -303,7 +307,8 @@ class Channel:
                 os.write(fd, b"\0" * 65536)
             except BlockingIOError:
                 pass
-        for entry in (self.name, self.name + ".rbell", self.name + ".sbell", *entries(self.name + ".x")):
+        side_files = entries(self.name + ".x") if find_side_files else []
+        for entry in (self.name, self.name + ".rbell", self.name + ".sbell", *side_files):
             unlink_own(entry)
 
     def __enter__(self) -> Channel:

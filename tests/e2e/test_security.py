@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import stat
 import subprocess
@@ -26,6 +27,7 @@ from test_status import dragon, private_env
 
 MP_PROGRAMS = Path(__file__).resolve().with_name("mp_programs")
 OTHER_UID = 65534  # "nobody": another user of the machine
+FD_RUN_BOUND_S = 120.0  # the run with hundreds of channels and processes ends (it used to take 10 s more)
 CORRUPTION_BOUND_S = 10.0  # a corrupt service channel: the run ends well within this (a bound, not a benchmark)
 OLD = time.time() - 3600  # an hour ago: what cleanup would count as a crashed run's leftovers
 
@@ -379,3 +381,46 @@ def test_sigterm_to_dragon_ends_with_the_head_s_own_status_when_it_handles_it(tm
             proc.kill()
             proc.communicate()
     assert (proc.returncode, out) == (7, "stopping\n"), err
+
+
+FD_HEAVY_HEAD = """\
+import sys
+from dragon.errors import ProcessStartFailed
+from dragon.native import Channel, Process
+
+for _ in range(int(sys.argv[1])):
+    with Channel.create(capacity=1, block_size=256):
+        pass  # this process lets go of it; the channel lives on in the runtime
+print("channels ok", flush=True)
+procs = []
+try:
+    for _ in range(1000):
+        p = Process(sys.executable, ["-c", "import sys; sys.stdin.read()"])
+        p.start()
+        procs.append(p)
+except ProcessStartFailed as exc:
+    print("refused:", exc, flush=True)
+for p in procs:
+    p.kill()
+    p.join()
+"""
+FD_LIMIT = 256
+
+
+def test_file_descriptors_of_local_services_last_and_their_end_is_said(tmp_path: Path) -> None:
+    """13.9: Local Services holds no descriptor per channel (it used to hold two, and ran out at about
+    6,655 channels); processes, which need a few each, end with a clear error, and the run ends well."""
+    head = tmp_path / "fds.py"
+    head.write_text(FD_HEAVY_HEAD)
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+    start = time.monotonic()
+    run = subprocess.run([DRAGON, str(head), str(2 * FD_LIMIT)], env=private_env(tmp_path / "xdg"),
+                         capture_output=True, text=True, timeout=180, preexec_fn=low_limit)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.splitlines()
+    assert lines[0] == "channels ok", run.stdout + run.stderr
+    assert lines[1].startswith("refused:") and "no file descriptors left" in lines[1] and "ulimit -n" in lines[1], lines
+    assert time.monotonic() - start < FD_RUN_BOUND_S
