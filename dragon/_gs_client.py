@@ -39,9 +39,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-import logging
 import os
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -60,8 +58,6 @@ from dragon.errors import (
 from dragon.ids import FIRST_USER_MANAGED_CUID, LAUNCHER_PUID, LaunchParameters
 from dragon.messages import GSPingProc, ProcessInbound, Request, Response, decode
 from dragon.transport import Channel
-
-log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Response)
 
@@ -248,7 +244,7 @@ class GSClient:
                         self._filed[resp.ref] = resp
                         self._cond.notify_all()
                     else:  # the answer to a call that timed out
-                        log.debug("dropped a late %s ref=%d", type(resp).__name__, resp.ref)
+                        _log_debug("dropped a late %s ref=%d", type(resp).__name__, resp.ref)
         finally:
             with self._cond:
                 self._reader_busy = False
@@ -330,8 +326,17 @@ def user_reply_channel(run_id: str, *, capacity: int, block_size: int) -> tuple[
     Raises:
       OSError: /dev/shm refused it (FileNotFoundError: the run has ended).
     """
-    c_uid = FIRST_USER_MANAGED_CUID + secrets.randbelow(FIRST_USER_MANAGED_CUID)
+    # secrets.randbelow(2**54), without importing secrets (hmac, hashlib): 54 random bits
+    c_uid = FIRST_USER_MANAGED_CUID + (int.from_bytes(os.urandom(7), "little") & (FIRST_USER_MANAGED_CUID - 1))
     return c_uid, Channel.create(_rundir.channel_name(run_id, c_uid), capacity=capacity, block_size=block_size)
+
+
+def _log_debug(msg: str, *args: object) -> None:
+    """Log at DEBUG, importing logging only then: every user process imports this module, and
+    `import logging` costs it about 3 ms (issue #12 item 4)."""
+    import logging
+
+    logging.getLogger(__name__).debug(msg, *args)
 
 
 def _destroy_quietly(chan: Channel) -> None:

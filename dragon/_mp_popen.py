@@ -42,7 +42,7 @@ from typing import Any, Final
 
 from dragon import _embedded
 from dragon._gs_client import GSClient, connection
-from dragon._gs_process import _NOT_INHERITED
+from dragon._gs_common import NOT_INHERITED
 from dragon._mp_child import CHILD_MAIN, _exit_sentinel
 from dragon._mp_context import preparation_data
 from dragon._mp_names import target_of
@@ -108,7 +108,7 @@ class DragonPopen:
             set_spawning_popen(None)
         exe = os.fsdecode(spawn.get_executable())
         args = [*util._args_from_interpreter_flags(), "-c", CHILD_MAIN]  # type: ignore[attr-defined]
-        env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+        env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
         resp = client.call(GSProcessCreate(
             p_uid=0, r_c_uid=0, exe=exe, args=args, env=env, rundir=os.getcwd(),
             options=ProcessOptions(make_inf_channels=True, mode=ArgMode.PYTHON_IMMEDIATE, argdata=fp.getvalue()),

@@ -11,8 +11,6 @@ Shared-memory entries of the run are named with `run_prefix(run_id)` (transport/
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 
 import msgspec
 
@@ -37,7 +35,7 @@ class RunInfo(msgspec.Struct, kw_only=True):
 
 
 def new_run_id() -> str:
-    return secrets.token_hex(4)
+    return os.urandom(4).hex()  # what secrets.token_hex(4) does, without importing it (hmac, hashlib)
 
 
 def runtime_root() -> str:
@@ -81,6 +79,8 @@ def read_info(run_id: str) -> RunInfo | None:
 
 
 def remove_run_dir(run_id: str) -> None:
+    import shutil  # here only: every managed process imports this module, few remove a run
+
     shutil.rmtree(run_dir(run_id), ignore_errors=True)
 
 

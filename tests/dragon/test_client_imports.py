@@ -1,0 +1,26 @@
+"""What a process imports to use the runtime: the blocking client and the start method's child.
+
+Every child of the multiprocessing start method "dragon" imports these modules before it runs user
+code (the fork server preloads them), and a program pays for them at its first start; each module
+they pull in costs a fresh interpreter about 1-4 ms here (issue #12 item 4: the first start as fast
+as spawn's). So they stay off: trio (0.25 s), logging, secrets (hmac, hashlib), shutil, and the
+pools of dragon.transport, which a start needs none of.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from dragon._forkserver import PRELOAD
+
+HEAVY = ("trio", "logging", "secrets", "shutil", "dragon.transport._pool", "dragon.transport._alloc")
+
+
+def test_the_client_and_the_start_method_import_nothing_heavy() -> None:
+    client = ["dragon._mp_popen", *PRELOAD]
+    code = (f"import sys\nfor name in {client!r}:\n    __import__(name)\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
