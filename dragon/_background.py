@@ -74,6 +74,7 @@ from typing import Final
 import msgspec
 
 from dragon import _rundir
+from dragon._mp_child import child_argv
 from dragon.errors import BringupError, RuntimeNotRunning
 
 EXIT_PRIORITY: Final = -1000
@@ -197,8 +198,11 @@ def _bring_up() -> BackgroundRuntime:
     try:
         # start_new_session: the terminal's Ctrl-C must reach the program only (module docstring).
         # stdout and stderr are inherited: managed processes' output reaches the program's.
+        # --fork-server: what the start that brings the runtime up is about to ask for, so that the
+        # runtime boots its fork server for it while coming up (LSConfig.fork_server)
         launcher = subprocess.Popen(
-            [sys.executable, "-m", LAUNCHER_MODULE, "--bringup-timeout", repr(timeout_s)],
+            [sys.executable, "-m", LAUNCHER_MODULE, "--bringup-timeout", repr(timeout_s),
+             "--fork-server", msgspec.json.encode(child_argv()[:-2]).decode()],
             stdin=theirs.fileno(), start_new_session=True, close_fds=True)
     except BaseException as exc:
         ours.close()

@@ -36,14 +36,14 @@ import os
 import select
 import signal
 import sys
-from multiprocessing import process, reduction, resource_sharer, resource_tracker, spawn, util
+from multiprocessing import process, reduction, resource_sharer, resource_tracker, util
 from multiprocessing.context import set_spawning_popen
 from typing import Any, Final
 
 from dragon import _embedded
 from dragon._gs_client import GSClient, connection
 from dragon._gs_common import NOT_INHERITED
-from dragon._mp_child import CHILD_MAIN, _exit_sentinel
+from dragon._mp_child import _exit_sentinel, child_argv
 from dragon._mp_context import preparation_data
 from dragon._mp_names import target_of
 from dragon.descriptors import ArgMode, ProcessOptions
@@ -106,8 +106,7 @@ class DragonPopen:
             reduction.dump(process_obj, fp)
         finally:
             set_spawning_popen(None)
-        exe = os.fsdecode(spawn.get_executable())
-        args = [*util._args_from_interpreter_flags(), "-c", CHILD_MAIN]  # type: ignore[attr-defined]
+        exe, *args = child_argv()
         env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
         resp = client.call(GSProcessCreate(
             p_uid=0, r_c_uid=0, exe=exe, args=args, env=env, rundir=os.getcwd(),

@@ -6,7 +6,10 @@ its executable, interpreter flags and Python/locale environment variables are th
 started with (they decide what an interpreter does at start-up: `sys.flags`, `sys.path`, the stdio
 encodings). Everything else is exec'd as before. The server boots (about 0.1 s, what one exec'd child
 costs too) `PRESTART_DELAY_S` after Local Services starts a Python program, normally the head, or at
-the first eligible request if that comes first; requests wait for the server's READY.
+the first eligible request if that comes first; requests wait for the server's READY. When the
+launcher expects the runtime's first program to use the start method (`LSConfig.fork_server`: the
+head's source names multiprocessing, or a background runtime, which a start brings up), it boots at
+once, while the runtime comes up, so that it is ready for that program's first start.
 
 Local Services becomes a child subreaper when it starts the server, so the children the server makes
 (by a double fork) are Local Services' own: `ServedChild` waits for and reaps them like any child, and
@@ -86,21 +89,24 @@ class ForkServer:
         startup = tuple(sorted((k, v) for k, v in env.items() if k.startswith(STARTUP_ENV_PREFIXES)))
         return argv[0], flags, startup
 
-    def prestart(self, exe: str, env: Mapping[str, str]) -> None:
-        """Boot the server now, for the children a Python program about to start (the head) may make.
+    def prestart(self, exe: str, env: Mapping[str, str], *, flags: Sequence[str] | None = None,
+                 delay_s: float = PRESTART_DELAY_S) -> None:
+        """Boot the server after `delay_s`, for the children a Python program (the head) may make.
 
-        Its key is what `DragonPopen` will ask for: `exe` with the interpreter flags of this process
-        (Local Services runs the same interpreter as the head, in the same environment, so
-        `sys.flags` agree) and `env`'s start-up variables. A program that never uses the start
-        method has paid nothing if it ended within PRESTART_DELAY_S (hello world), else about 0.1 s
-        of CPU on another core and 25 MB while it runs.
+        Its key is what `DragonPopen` will ask for: `exe` with `flags`, by default the interpreter
+        flags of this process (Local Services runs the same interpreter as the head, in the same
+        environment, so `sys.flags` agree), and `env`'s start-up variables. A program that never
+        uses the start method has paid nothing if it ended within PRESTART_DELAY_S (hello world),
+        else about 0.1 s of CPU on another core and 25 MB while it runs. Only the first call
+        counts: a server is booted (or booting) for one key.
         """
         if self._key is None and not self._broken:
-            flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]  # what the head's children get
+            if flags is None:
+                flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]  # what the head's children get
             key = self._key_of([exe, *flags, "-c", CHILD_MAIN], env)
             if key is not None:
                 self._key = key
-                self._nursery.start_soon(self._boot, key, dict(env), PRESTART_DELAY_S)
+                self._nursery.start_soon(self._boot, key, dict(env), delay_s)
 
     def ready_for(self, argv: Sequence[str], env: Mapping[str, str]) -> bool:
         """Whether this start should go through the server: it was started (or is being started) with
@@ -135,6 +141,7 @@ class ForkServer:
     async def _start_server(self, key: tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]],
                             env: dict[str, str]) -> None:
         exe, flags, _ = key
+        log.info("fork server starting: %s", [exe, *flags])
         try:
             become_subreaper()
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

@@ -87,6 +87,14 @@ class LSConfig(msgspec.Struct, kw_only=True):
     (messages.SHProcessExit says why). Off for `dragon.serve` [choice]: its program may block the
     launcher's loop in a call that waits for a process's exit (dragon._embedded), which would then
     never come."""
+    fork_server: list[str] = []
+    """`[executable, *interpreter flags]` of the multiprocessing children (start method "dragon") that
+    the runtime's first Python program is expected to start: the head of `dragon my.py` whose source
+    names multiprocessing, or the program of a background runtime (a start brings it up). LS then
+    boots its fork server at once, while the runtime comes up, instead of PRESTART_DELAY_S after
+    that program starts (services/_fast_start.py): it is ready for the program's first start."""
+    fork_server_env: dict[str, str] = {}
+    """What that program's environment adds to LS's own (`dragon` adds PYTHONUNBUFFERED=1 at a terminal)."""
 
 
 @dataclass
@@ -265,7 +273,7 @@ class LocalServices:
     """The state of the trio main loop of LS (after its bringup)."""
 
     def __init__(self, config: LSConfig, infra: Infra, monitor: GSMonitor, la: FrameStream,
-                 nursery: trio.Nursery) -> None:
+                 nursery: trio.Nursery, forkserver: ForkServer) -> None:
         self.config = config
         self.infra = infra
         self.monitor = monitor
@@ -273,7 +281,7 @@ class LocalServices:
         self.nursery = nursery
         self.inbox, self.to_la, self.to_gs = infra.inbox, infra.to_la, infra.to_gs
         self.procs: dict[int, ManagedProcess] = {}
-        self.forkserver = ForkServer(nursery)
+        self.forkserver = forkserver
         self.channels: dict[int, Channel] = {}
         self.pools: dict[int, Pool] = {}
         self.abnormal_sent = False
@@ -722,6 +730,10 @@ async def serve(config: LSConfig, gs: GSStart | str) -> int:
     code = 1
     try:
         async with trio.open_nursery() as nursery:
+            forkserver = ForkServer(nursery)
+            if config.fork_server:  # booted while the runtime comes up, for the program's first start
+                forkserver.prestart(config.fork_server[0], {**os.environ, **config.fork_server_env},
+                                    flags=config.fork_server[1:], delay_s=0.0)
             try:
                 if isinstance(gs, str):
                     raise BringupFailed(gs)
@@ -734,7 +746,7 @@ async def serve(config: LSConfig, gs: GSStart | str) -> int:
                 with trio.move_on_after(5):
                     await _tell_launcher(la, AbnormalTermination(err_info=f"Local Services bringup failed: {exc}"))
             else:
-                ls = LocalServices(config, infra, monitor, la, nursery)
+                ls = LocalServices(config, infra, monitor, la, nursery, forkserver)
                 code = await ls.main()
             nursery.cancel_scope.cancel()
     finally:
@@ -742,8 +754,10 @@ async def serve(config: LSConfig, gs: GSStart | str) -> int:
             if ls is not None:
                 await ls.stop_everything()  # again only if something went wrong: it is idempotent
                 ls.destroy_everything()
-            elif not isinstance(gs, str):
-                await stop_process(gs.proc)
+            else:
+                await forkserver.aclose()
+                if not isinstance(gs, str):
+                    await stop_process(gs.proc)
             if code != 0:  # the launcher is gone or LS failed: nobody else may remove the directory
                 _rundir.remove_run_dir(config.run_id)
             if to_gs_stdin is not None:
