@@ -436,8 +436,6 @@ class LocalServices:
             parent_puid=int(req.env.get("DRAGON_PARENT_PUID", "0") or 0))
         env.update(params.to_env())
         argv = [req.exe, *req.args]
-        if req.exe == sys.executable:  # a Python program, usually the head: ready the fork server for its children
-            self.forkserver.prestart(req.exe, env)
         proc: trio.Process | ServedChild | None = None
         try:
             as_ls = req.user is None and req.group is None and req.umask == -1  # what the fork server can do
@@ -462,6 +460,8 @@ class LocalServices:
                             pipes={stream: r.desc for stream, r in pipe_resps.items()})
         self.procs[req.t_p_uid] = mp
         log.info("process started p_uid=%d pid=%d argv=%s", req.t_p_uid, proc.pid, [req.exe, *req.args])
+        if req.exe == sys.executable:  # a Python program, usually the head: ready the fork server for its children
+            self.forkserver.prestart(req.exe, env, exited=mp.exited)
         task_status.started()
         try:
             async with trio.open_nursery() as nursery:
