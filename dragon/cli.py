@@ -110,10 +110,10 @@ def fork_server_for(exe: str, args: list[str]) -> list[str]:
     or `-c CODE` whose source names multiprocessing, else [] (`-m MODULE` is not looked for).
 
     Only a hint, read before the runtime comes up: such a head gets its fork server booted at once, so
-    that its first start finds it ready; any other starts it PRESTART_DELAY_S after it runs (a hello
-    world that ends sooner never pays for one), or at its first start. The flags are ours, which Local
-    Services (forked from us) has too: the head's children get those of an interpreter started in our
-    environment (services/_fast_start.py, `ForkServer.prestart`).
+    that its first start finds it ready; any other Python head gets one PRESTART_DELAY_S after it
+    starts unless it has ended by then (a hello world never pays for one), or at its first start. The
+    flags are ours, which Local Services (forked from us) has too: the head's children get those of an
+    interpreter started in our environment (services/_fast_start.py, `ForkServer.prestart`).
     """
     if exe != sys.executable or len(args) < 1 or args[0] == "-m":
         return []
