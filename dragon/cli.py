@@ -41,8 +41,8 @@ from dragon.services import launcher
 from dragon.services._process import ForkedChild, exit_status_for_shell
 from dragon.services.local_services import LSConfig
 
-MP_HINT: Final = b"multiprocessing"
-"""A head whose source names this is expected to use the start method "dragon" (`fork_server_for`)."""
+MP_HINT: Final = (b"multiprocessing", b"dragon")
+"""A head whose source names both is expected to use the start method "dragon" (`fork_server_for`)."""
 HINT_SCAN_BYTES: Final = 1 << 20  # of a script: its imports are at the top
 
 
@@ -107,10 +107,12 @@ def head_env() -> dict[str, str]:
 
 def fork_server_for(exe: str, args: list[str]) -> list[str]:
     """`LSConfig.fork_server` for the head: `[exe, *our interpreter flags]` if it is a Python script
-    or `-c CODE` whose source names multiprocessing, else [] (`-m MODULE` is not looked for).
+    or `-c CODE` whose source names multiprocessing and dragon (the start method, or the package that
+    registers it), else [] (`-m MODULE` is not looked for).
 
     Only a hint, read before the runtime comes up: such a head gets its fork server booted at once, so
-    that its first start finds it ready; any other Python head gets one PRESTART_DELAY_S after it
+    that its first start finds it ready (a program that then ends at once has paid about 40 ms of CPU
+    for it, on the other core); any other Python head gets one PRESTART_DELAY_S after it
     starts unless it has ended by then (a hello world never pays for one), or at its first start. The
     flags are ours, which Local Services (forked from us) has too: the head's children get those of an
     interpreter started in our environment (services/_fast_start.py, `ForkServer.prestart`).
@@ -125,7 +127,7 @@ def fork_server_for(exe: str, args: list[str]) -> list[str]:
                 source = f.read(HINT_SCAN_BYTES)
         except OSError:  # a directory or zip file with __main__, unreadable: no hint
             return []
-    if MP_HINT not in source:
+    if not all(word in source for word in MP_HINT):
         return []
     return [exe, *subprocess._args_from_interpreter_flags()]  # type: ignore[attr-defined]
 

@@ -8,8 +8,8 @@ encodings). Everything else is exec'd as before. The server boots (about 0.1 s, 
 costs too) `PRESTART_DELAY_S` after Local Services starts a Python program, normally the head, or at
 the first eligible request if that comes first; requests wait for the server's READY. When the
 launcher expects the runtime's first program to use the start method (`LSConfig.fork_server`: the
-head's source names multiprocessing, or a background runtime, which a start brings up), it boots at
-once, while the runtime comes up, so that it is ready for that program's first start.
+head's source names multiprocessing and dragon, or a background runtime, which a start brings up),
+it boots at once, while the runtime comes up, so that it is ready for that program's first start.
 
 Local Services becomes a child subreaper when it starts the server, so the children the server makes
 (by a double fork) are Local Services' own: `ServedChild` waits for and reaps them like any child, and

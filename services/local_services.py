@@ -89,10 +89,11 @@ class LSConfig(msgspec.Struct, kw_only=True):
     never come."""
     fork_server: list[str] = []
     """`[executable, *interpreter flags]` of the multiprocessing children (start method "dragon") that
-    the runtime's first Python program is expected to start: the head of `dragon my.py` whose source
-    names multiprocessing, or the program of a background runtime (a start brings it up). LS then
-    boots its fork server at once, while the runtime comes up, instead of PRESTART_DELAY_S after
-    that program starts (services/_fast_start.py): it is ready for the program's first start."""
+    the runtime's first Python program is expected to start: the head of `dragon my.py` whose
+    source names multiprocessing and dragon (cli.fork_server_for), or the program of a background
+    runtime (a start brings it up). LS then boots its fork server at once, while the runtime comes
+    up, instead of PRESTART_DELAY_S after that program starts (services/_fast_start.py): it is
+    ready for the program's first start."""
     fork_server_env: dict[str, str] = {}
     """What that program's environment adds to LS's own (`dragon` adds PYTHONUNBUFFERED=1 at a terminal)."""
 

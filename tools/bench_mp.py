@@ -11,7 +11,7 @@ and prints one JSON report that this driver parses. Rows (--rows selects some; k
   from just before `Process(...)` to the end of `join()`. It includes what each method does only
   the first time: spawn imports its Popen and starts the resource tracker; dragon does that too,
   imports its client and connects to Global Services, and may wait for its fork server to boot
-  (the program names multiprocessing, so the runtime boots it as it comes up: see
+  (the program names multiprocessing and dragon, so the runtime boots it as it comes up: see
   services/_fast_start.py). [first_start_bg] (informational) the same under plain `python` with the
   start method "dragon": the first start brings a background runtime up (dragon._background).
 - [first_pool] `Pool(2)` as a program's first use of multiprocessing, from just before `Pool(2)`
