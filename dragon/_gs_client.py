@@ -48,14 +48,12 @@ from typing import Final, TypeVar
 import msgspec
 
 from dragon import _rundir
-from dragon._gs_common import CONNECTED_PID_VAR as CONNECTED_PID_VAR
-from dragon._gs_common import timeout_us as timeout_us
 from dragon.descriptors import ArgMode
 from dragon.errors import (
     ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull, EventLoopBlocked, ProtocolError, RequestTimeout,
     RuntimeNotRunning,
 )
-from dragon.ids import FIRST_USER_MANAGED_CUID, LAUNCHER_PUID, LaunchParameters
+from dragon.ids import CONNECTED_PID_VAR, FIRST_USER_MANAGED_CUID, LAUNCHER_PUID, LaunchParameters
 from dragon.messages import GSPingProc, ProcessInbound, Request, Response, decode
 from dragon.transport import Channel
 

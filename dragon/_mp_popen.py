@@ -42,12 +42,12 @@ from typing import Any, Final
 
 from dragon import _embedded
 from dragon._gs_client import GSClient, connection
-from dragon._gs_common import NOT_INHERITED
 from dragon._mp_child import _exit_sentinel, child_argv
 from dragon._mp_context import preparation_data
 from dragon._mp_names import target_of
 from dragon.descriptors import ArgMode, ProcessOptions
 from dragon.errors import DragonError, ProcessSignalFailed, ProcessStartFailed, RuntimeNotRunning, UnknownProcess
+from dragon.ids import NOT_INHERITED
 from dragon.messages import (
     GSProcessCreate, GSProcessCreateResponse, GSProcessJoin, GSProcessJoinResponse, GSProcessKill,
     GSProcessKillResponse, ProcessCreateErr, ProcessJoinErr, ProcessKillErr,

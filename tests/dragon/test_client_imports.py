@@ -3,8 +3,8 @@
 Every child of the multiprocessing start method "dragon" imports these modules before it runs user
 code (the fork server preloads them), and a program pays for them at its first start; each module
 they pull in costs a fresh interpreter about 1-4 ms here (issue #12 item 4: the first start as fast
-as spawn's). So they stay off: trio (0.25 s), logging, secrets (hmac, hashlib), shutil, and the
-pools of dragon.transport, which a start needs none of.
+as spawn's). So they stay off: trio (0.25 s), logging, secrets (hmac, hashlib), shutil, the pools
+of dragon.transport, and the native API's helpers (dragon._gs_common), which a start needs none of.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("trio", "logging", "secrets", "shutil", "dragon.transport._pool", "dragon.transport._alloc")
+HEAVY = ("trio", "logging", "secrets", "shutil", "dragon.transport._pool", "dragon.transport._alloc",
+         "dragon._gs_common")
 
 
 def test_the_client_and_the_start_method_import_nothing_heavy() -> None:
