@@ -6,10 +6,9 @@ services only when called.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from dragon import _mp_hook
 
+TYPE_CHECKING = False  # not `typing`'s: importing typing costs milliseconds (see dragon._mp_hook)
 if TYPE_CHECKING:
     import trio
 

@@ -1,7 +1,8 @@
 """A runtime in the background of a plain `python my.py` program (issue #5): the program's side.
 
 The multiprocessing start method "dragon" works under `dragon my.py` and also under plain
-`python my.py`. In a process without launch parameters (no `DRAGON_GS_CD` in its environment), the
+`python my.py`. In a process without launch parameters of its own (none in its environment, or
+inherited ones: a program a managed process started, `dragon._gs_client.launch_parameters`), the
 first `Process.start()` of the start method calls `runtime(start=True)`, which brings up a runtime
 owned by this program; `stop()` tears it down when the program exits. Users need not change how
 they launch. This module is plain Python: the program never imports trio (0.25 s); the background
@@ -17,11 +18,11 @@ its own reply channel in the user-managed c_uid range, as `dragon status` does, 
 as the launcher (p_uid 0), which GS records as the parent of the processes it creates, just as it
 does for the head process under `dragon my.py`.
 
-Process groups and Ctrl-C **[choice]**: the launcher is started in a session of its own (and Local
-Services makes another, as always), so a terminal's Ctrl-C reaches the program only, as under
-`dragon my.py` it reaches the head only. The children of the start method do not see it either
-(under "spawn" they would, being in the program's process group); when the program exits, the
-runtime stops whatever of them still runs.
+Process groups and Ctrl-C: the launcher stays in the program's process group (Local Services makes a
+session of its own, as always), so a terminal's Ctrl-C reaches the program and the launcher, which
+passes it on to the runtime's processes: the children of the start method see KeyboardInterrupt as
+under "spawn", where they are in the program's process group. When the program exits, the runtime
+stops whatever of them still runs.
 
 Output: the launcher inherits the program's fds 1 and 2, so what managed processes write (forwarded
 by Local Services, as under `dragon`) reaches the program's own stdout and stderr, and a reader of
@@ -75,7 +76,9 @@ import msgspec
 
 from dragon import _rundir
 from dragon._mp_child import child_argv
+from dragon._pool_sizes import DEFAULT_VAR, INF_VAR
 from dragon.errors import BringupError, RuntimeNotRunning
+from dragon.ids import NOT_INHERITED
 
 EXIT_PRIORITY: Final = -1000
 """Of the `multiprocessing.util.Finalize` that stops the runtime: below every finalizer of the
@@ -196,14 +199,15 @@ def _bring_up() -> BackgroundRuntime:
     timeout_s = _bringup_timeout()
     ours, theirs = socket.socketpair()
     try:
-        # start_new_session: the terminal's Ctrl-C must reach the program only (module docstring).
-        # stdout and stderr are inherited: managed processes' output reaches the program's.
-        # --fork-server: what the start that brings the runtime up is about to ask for, so that the
-        # runtime boots its fork server for it while coming up (LSConfig.fork_server)
+        # In the program's process group: the terminal's Ctrl-C reaches it too, and it passes it on
+        # to the runtime's processes (module docstring). stdout and stderr are inherited: managed
+        # processes' output reaches the program's. --fork-server: what the start that brings the
+        # runtime up is about to ask for, so that the runtime boots its fork server for it while
+        # coming up (LSConfig.fork_server).
         launcher = subprocess.Popen(
             [sys.executable, "-m", LAUNCHER_MODULE, "--bringup-timeout", repr(timeout_s),
              "--fork-server", msgspec.json.encode(child_argv()[:-2]).decode()],
-            stdin=theirs.fileno(), start_new_session=True, close_fds=True)
+            stdin=theirs.fileno(), close_fds=True, env=_launcher_env())
     except BaseException as exc:
         ours.close()
         if isinstance(exc, OSError):
@@ -224,6 +228,13 @@ def _bring_up() -> BackgroundRuntime:
         raise
     return BackgroundRuntime(launcher=launcher, control=ours, info=info, owner_pid=os.getpid(),
                              bringup_s=time.monotonic() - t0)
+
+
+def _launcher_env() -> dict[str, str]:
+    """The program's environment, less the launch parameters it inherited from a managed process, if
+    any: they name another runtime's channels and processes, and Local Services would hand them to
+    its own processes. The pool sizes stay: they are settings (`dragon._pool_sizes`)."""
+    return {k: v for k, v in os.environ.items() if k not in NOT_INHERITED or k in (INF_VAR, DEFAULT_VAR)}
 
 
 def _bringup_timeout() -> float:

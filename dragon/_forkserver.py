@@ -23,10 +23,11 @@ the request's, and CODE runs in a new `__main__` module; its exit (SystemExit, a
 handlers) is the interpreter's usual one.
 
 What differs from a fresh interpreter (as under multiprocessing's "forkserver"): the modules of
-`PRELOAD` (and, unless the child came early, `PRELOAD_IDLE`) are already imported, and every child has the server's string-hash seed (`random` is
-re-seeded at fork by the standard library itself). Local Services only sends requests whose
-executable, interpreter flags and Python/locale environment equal the server's, so `sys.flags`,
-`sys.path` and the stdio encodings are what the child would have had.
+`PRELOAD` (and, unless the child came early, `PRELOAD_IDLE`) are already imported, and every child
+has the server's string-hash seed (`random` is re-seeded at fork by the standard library itself).
+Local Services only sends requests whose executable, interpreter flags and Python/locale environment
+equal the server's, so `sys.flags`, `sys.path` and the stdio encodings are what the child would have
+had.
 
 Plain Python: no trio (the children must not carry it).
 """
@@ -44,6 +45,8 @@ from typing import Final, NoReturn
 
 import msgspec
 
+from dragon.descriptors import OsText, fs_env, fs_str
+
 MAX_REQUEST: Final = 1 << 20  # bytes of one StartRequest (the environment is most of it)
 MAX_FD: Final = 65536  # fds a child closes above 2
 PRELOAD: Final = ("dragon._mp_child", "dragon._gs_client", "multiprocessing.spawn", "multiprocessing.resource_tracker",
@@ -56,8 +59,8 @@ PRELOAD_IDLE: Final = ("multiprocessing.connection", "multiprocessing.resource_s
 come through the resource sharer, which authenticates with hmac), a Pool's worker. The server imports
 these after READY, one at a time while no request waits, and in steps of a few ms (the largest,
 dragon._mp_queues, about 8 ms without .pyc files), so that a start waits for one step at most: it
-pays once what would cost every child. Measured here (no .pyc files), the CPU time from fork to the first
-task of a Pool worker went from 20 to 5 ms, of a child given a Pipe from 14 to 4 ms (with
+pays once what would cost every child. Measured here (no .pyc files), the CPU time from fork to the
+first task of a Pool worker went from 20 to 5 ms, of a child given a Pipe from 14 to 4 ms (with
 `dragon._gs_client`'s decoder, also made at import)."""
 READY: Final = b"ready"
 """The server's first message: PRELOAD is imported, requests are served from now on."""
@@ -68,8 +71,10 @@ class StartRequest(msgspec.Struct, frozen=True):
 
     code: str
     argv: list[str]
-    env: dict[str, str]
-    cwd: str
+    env: dict[str, OsText]
+    cwd: OsText
+    env_raw: list[tuple[bytes, bytes]] = []
+    """Variables whose name is not valid UTF-8 (dragon.descriptors.os_env)."""
 
 
 class StartReply(msgspec.Struct, frozen=True):
@@ -82,6 +87,7 @@ class StartReply(msgspec.Struct, frozen=True):
 def main() -> None:
     """Serve requests on the socket `sys.argv[1]` until end of file; in each child, run its code."""
     sock = socket.socket(fileno=int(sys.argv[1]))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the children (become() restores it)
     for name in PRELOAD:
         __import__(name)
     try:
@@ -112,8 +118,8 @@ def serve(sock: socket.socket) -> tuple[StartRequest, list[int]] | None:
             request = decoder.decode(data)
             if len(fds) != 3:
                 raise ValueError(f"a request needs 3 fds (stdin, stdout, stderr), got {len(fds)}")
-            if not os.path.isdir(request.cwd):  # refuse before forking: an exec reports this properly
-                raise FileNotFoundError(f"no such directory: {request.cwd!r}")
+            if not os.path.isdir(fs_str(request.cwd)):  # refuse before forking: an exec reports this properly
+                raise FileNotFoundError(f"no such directory: {fs_str(request.cwd)!r}")
             pid = _double_fork()
             if pid == 0:
                 return request, fds
@@ -175,9 +181,10 @@ def become(request: StartRequest, fds: list[int], sock: socket.socket) -> None:
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
     os.closerange(3, MAX_FD)
-    os.chdir(request.cwd)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C: KeyboardInterrupt, as under python
+    os.chdir(fs_str(request.cwd))
     os.environ.clear()
-    os.environ.update(request.env)
+    os.environ.update(fs_env(request.env, request.env_raw))
     sys.argv = list(request.argv)
 
 

@@ -64,6 +64,7 @@ HANDSHAKE_TIMEOUT_S: Final = 60.0  # GSPingProc is sent right after the spawn; t
 EXTERNAL_REPLY_CAPACITY: Final = 64  # an external client's reply channel: as a managed process's GS-return channel
 EXTERNAL_REPLY_BLOCK: Final = 4096
 
+REPLY_CHANNEL_TRIES: Final = 8
 NOT_UNDER_DRAGON: Final = ("this process was not started by the Dragon runtime (no launch parameters "
                            "in its environment): run the program with `dragon prog.py`")
 NO_RUNTIME: Final = ("no Dragon runtime runs for this process: run the program with `dragon prog.py`; or, in a trio "
@@ -329,9 +330,15 @@ def user_reply_channel(run_id: str, *, capacity: int, block_size: int) -> tuple[
     Raises:
       OSError: /dev/shm refused it (FileNotFoundError: the run has ended).
     """
-    # secrets.randbelow(2**54), without importing secrets (hmac, hashlib): 54 random bits
-    c_uid = FIRST_USER_MANAGED_CUID + (int.from_bytes(os.urandom(7), "little") & (FIRST_USER_MANAGED_CUID - 1))
-    return c_uid, Channel.create(_rundir.channel_name(run_id, c_uid), capacity=capacity, block_size=block_size)
+    for _ in range(REPLY_CHANNEL_TRIES):  # a name taken (by chance, or by someone in the way): another
+        # secrets.randbelow(2**54), without importing secrets (hmac, hashlib): 54 random bits
+        c_uid = FIRST_USER_MANAGED_CUID + (int.from_bytes(os.urandom(7), "little") & (FIRST_USER_MANAGED_CUID - 1))
+        try:
+            return c_uid, Channel.create(_rundir.channel_name(run_id, c_uid), capacity=capacity,
+                                         block_size=block_size)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free name for a reply channel of run {run_id} in {REPLY_CHANNEL_TRIES} tries")
 
 
 def _log_debug(msg: str, *args: object) -> None:
@@ -367,38 +374,61 @@ _lock = threading.Lock()
 _client: GSClient | None = None
 
 
+class InheritedLaunchParameters(RuntimeNotRunning):
+    """The launch parameters in this process's environment are another process's: it is a child that
+    process made itself (`subprocess`, `os.fork`), not a process of the runtime."""
+
+
 def launch_parameters() -> LaunchParameters:
     """This process's launch parameters (spec §1.4), checked to allow GS requests.
 
+    They are this process's own only if Local Services started it: every managed process is a child
+    of Local Services from its first instruction on (exec'd by it, or re-parented to it before it
+    runs, `dragon._forkserver`). A process that merely inherited them from a managed ancestor is not
+    managed, whether or not that ancestor has connected yet (two readers of one GS-return channel
+    would take each other's replies).
+
     Raises:
-      RuntimeNotRunning: the process was not started by the runtime, or without a GS-return channel,
-        or it is a fork (or an unmanaged child) of a managed process; the text says what to do.
+      InheritedLaunchParameters: it is a fork (or an unmanaged child) of a managed process.
+      RuntimeNotRunning: the process was not started by the runtime, or without a GS-return channel;
+        the text says what to do.
     """
     env = os.environ
     if not env.get("DRAGON_GS_CD"):
         raise RuntimeNotRunning(NOT_UNDER_DRAGON)
     owner = env.get(CONNECTED_PID_VAR)
     if owner and owner != str(os.getpid()):
-        raise RuntimeNotRunning(
-            f"this process (pid {os.getpid()}) inherited the launch parameters of managed process pid "
-            f"{owner} but is not a managed process: create processes with dragon.native.Process")
+        raise InheritedLaunchParameters(_inherited_from(f"managed process pid {owner}"))
     if not env.get("DRAGON_GS_RET_CD") or not env.get("DRAGON_GS_RET_CUID"):
         raise RuntimeNotRunning("this process has no GS-return channel (it was created without "
                                 "make_inf_channels), so it cannot make runtime requests")
     try:
-        return LaunchParameters.from_env(env)
+        params = LaunchParameters.from_env(env)
     except ValueError as exc:
         raise RuntimeNotRunning(f"{NOT_UNDER_DRAGON}; {exc}") from exc
+    info = _rundir.read_info(params.run_id) if params.run_id else None
+    if info is not None and os.getppid() != info.ls_pid:
+        raise InheritedLaunchParameters(_inherited_from(f"managed process p_uid {params.my_puid} (its parent, pid "
+                                                        f"{os.getppid()}, is not Local Services)"))
+    return params
+
+
+def _inherited_from(whom: str) -> str:
+    return (f"this process (pid {os.getpid()}) inherited the launch parameters of {whom} but is not a "
+            "managed process: create processes with dragon.native.Process")
 
 
 def connection(*, start_runtime: bool = False) -> GSClient:
     """This process's connection to GS, made on first use (thread-safe).
 
-    A managed process (launch parameters in its environment) connects to its runtime. Any other
-    process connects as an external client: to the runtime it runs with `dragon.serve` (the oldest,
-    if several: `dragon._embedded`), else to its background runtime (`dragon._background`), which
-    `start_runtime` brings up if there is none yet (the multiprocessing start method asks for this;
-    the native API does not, see that module's docstring).
+    A managed process (launch parameters of its own in its environment) connects to its runtime. Any
+    other process connects as an external client: to the runtime it runs with `dragon.serve` (the
+    oldest, if several: `dragon._embedded`), else to its background runtime (`dragon._background`),
+    which `start_runtime` brings up if there is none yet (the multiprocessing start method asks for
+    this; the native API does not, see that module's docstring). That includes a program a managed
+    process started itself (e.g. `subprocess.run([sys.executable, "x.py"])`): its inherited launch
+    parameters are not its own, so the start method makes it a runtime of its own, as under plain
+    `python`, and its children's output reaches its own stdout and stderr.
 
     Raises:
       RuntimeNotRunning: see `launch_parameters`; or no runtime and not `start_runtime` (NO_RUNTIME);
@@ -412,8 +442,13 @@ def connection(*, start_runtime: bool = False) -> GSClient:
         return client
     with _lock:
         if _client is None:
-            if os.environ.get("DRAGON_GS_CD"):
-                params = launch_parameters()
+            try:
+                params = launch_parameters() if os.environ.get("DRAGON_GS_CD") else None
+            except InheritedLaunchParameters:
+                if not start_runtime:
+                    raise
+                params = None  # a plain program started by a managed one: a runtime of its own, as for any
+            if params is not None:
                 _client = GSClient.connect(params)
                 os.environ[CONNECTED_PID_VAR] = str(os.getpid())
             else:

@@ -22,7 +22,7 @@ from typing import Final, Generic, TypeVar
 import msgspec
 
 from dragon.descriptors import (
-    DEVNULL, PIPE, STDOUT, ChannelDescriptor, ChannelLocalOptions, ChannelOptions, ObjectState, PoolDescriptor,
+    DEVNULL, PIPE, os_env, os_text, STDOUT, ChannelDescriptor, ChannelLocalOptions, ChannelOptions, ObjectState, PoolDescriptor,
     ProcessDescriptor, ProcessOptions, StdioOption,
 )
 from dragon.errors import (
@@ -127,8 +127,10 @@ def process_create(spec: ProcessSpec) -> GSCall[GSProcessCreateResponse, Process
     `spec.env`, with its own GS-return channel. Raises ProcessNameInUse, ProcessStartFailed."""
     env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
     env.update(spec.env)
+    env_plain, env_raw = os_env(env)
     req = GSProcessCreate(
-        p_uid=0, r_c_uid=0, exe=spec.exe, args=spec.args, env=env, rundir=spec.cwd or os.getcwd(),
+        p_uid=0, r_c_uid=0, exe=os_text(spec.exe), args=[os_text(a) for a in spec.args], env=env_plain,
+        env_raw=env_raw, rundir=os_text(spec.cwd or os.getcwd()),
         user_name=spec.name, options=ProcessOptions(make_inf_channels=True),
         stdin=spec.stdio[0], stdout=spec.stdio[1], stderr=spec.stdio[2], user=spec.user, group=spec.group,
         umask=spec.umask, initial_stdin=spec.initial_stdin)

@@ -5,12 +5,20 @@
 with its time and actor (services/_links.py), so the sequence of spec §2 and §3 can be read in it.
 The services are forked from the launcher (or exec'd with these variables), so they inherit the
 setting and append to the same file; each line names its actor (LA, LS, GS).
+
+The log says much about the run, so it is private (issue 13): the file is created mode 0600 without
+following a symlink at its path (`open_log`), an existing file must be a regular file of this user's
+(its mode is narrowed to 0600), and the environments of processes are logged by variable name only
+(services/_links.py), unless `DRAGON_LOG_ENV_VALUES=1` asks for the values too.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import logging
 import os
+import stat
 
 _actor = "LA"
 
@@ -33,10 +41,34 @@ def set_actor(name: str) -> None:
     _actor = name
     for handler in logging.getLogger("dragon").handlers:
         if isinstance(handler, logging.FileHandler) and handler.stream is not None:
-            fd = os.open(handler.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = open_log(handler.baseFilename)
             if fd != handler.stream.fileno():
                 os.dup2(fd, handler.stream.fileno())
                 os.close(fd)
+
+
+def open_log(path: str) -> int:
+    """An fd to append to the log at `path`: created 0600, never through a symlink, and only a
+    regular file of this user's (module docstring). Raises OSError (PermissionError when refused)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+            raise PermissionError(errno.EPERM, "it is not a file of yours")
+        if stat.S_IMODE(st.st_mode) != 0o600:
+            os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class _PrivateFileHandler(logging.FileHandler):
+    """A FileHandler whose file is opened by `open_log`."""
+
+    def _open(self) -> io.TextIOWrapper:
+        return io.TextIOWrapper(io.FileIO(open_log(self.baseFilename), "a"), encoding=self.encoding or "utf-8",
+                                errors=self.errors, write_through=True)
 
 
 def configure(level: str | None, log_file: str | None) -> str | None:
@@ -52,7 +84,12 @@ def configure(level: str | None, log_file: str | None) -> str | None:
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}: use DEBUG, INFO, WARNING, ERROR or NONE")
     path = os.path.abspath(log_file or os.environ.get("DRAGON_LOG_FILE") or "dragon.log")
-    handler = logging.FileHandler(path)
+    try:
+        handler: logging.FileHandler = _PrivateFileHandler(path)
+    except OSError as exc:
+        why = "it is a symbolic link (a private log is never written through one)" if exc.errno == errno.ELOOP \
+            else exc.strerror or str(exc)
+        raise ValueError(f"cannot write the log file {path}: {why}") from None
     handler.addFilter(_ActorFilter())
     handler.setFormatter(logging.Formatter(
         "%(asctime)s.%(msecs)03d %(actor)s pid=%(process)d %(name)s %(levelname)s %(message)s",

@@ -2,10 +2,13 @@
 
 The counterpart of `multiprocessing.spawn.spawn_main`/`_main`: the pickled data arrives as the
 `argdata` of this process's GSPingProc handshake (read by `dragon._gs_client.connection()`), not on an
-inherited pipe. It holds a header (`dragon._mp_popen`: the parent's pid and resource-tracker fd), then
-spawn's preparation data and the process object. This module imports no trio.
+inherited pipe. It holds a header (`dragon._mp_popen`: the parent's pid and resource-tracker fd, and
+where to fetch the fds the rest names), then spawn's preparation data and the process object. This
+module imports no trio.
 
 What spawn inherits, the child gets otherwise:
+* fds pickled with `reduction.DupFd` (Connection ends, shared-ctypes arenas): handed over by the
+  parent before anything is unpickled (`dragon._mp_fds`);
 * parent sentinel (`multiprocessing.parent_process().sentinel`): a pidfd of the parent, readable once
   it exited (spawn: the read end of a pipe the parent holds open);
 * the resource tracker: the parent's tracker pipe, reopened through /proc/<parent pid>/fd/<n>, so
@@ -23,6 +26,8 @@ from typing import Final, NoReturn
 from dragon.descriptors import ArgMode
 
 EXIT_BAD_START: Final = 1
+FORMAT: Final = 2
+"""Version of the header `DragonPopen` pickles before spawn's data (a child refuses another one)."""
 CHILD_MAIN: Final = "from dragon._mp_child import main; main()"
 """What the child runs (`python -c`); Local Services starts exactly this from its fork server."""
 
@@ -54,9 +59,13 @@ def run(data: bytes) -> int:
 
     fp = io.BytesIO(data)
     header = pickle.load(fp)
-    if not isinstance(header, dict) or header.get("format") != 1:
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise RuntimeError(f"dragon._mp_child: unknown start data (header {header!r}): parent and child "
                            "run different dragon versions")
+    if header.get("fds"):
+        from dragon._mp_fds import receive
+
+        receive(*header["fds"])
     parent_pid = int(header["parent_pid"])
     tracker = _reopen_fd(parent_pid, header.get("tracker_fd"))
     if tracker is not None:

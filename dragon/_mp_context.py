@@ -38,11 +38,13 @@ import sys
 import functools
 from multiprocessing import context, process
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Final
 
 from dragon import _mp_hook
 
+TYPE_CHECKING = False  # not `typing`'s (see dragon._mp_hook)
 if TYPE_CHECKING:
+    from typing import Any, Final
+
     from dragon._mp_popen import DragonPopen
     from dragon import _mp_pool, _mp_queues
 

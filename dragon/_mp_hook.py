@@ -6,15 +6,27 @@ is added to its table of start methods at once; otherwise a one-shot import hook
 and `multiprocessing.get_context("dragon")` work, and a program that never uses multiprocessing pays
 nothing (importing `multiprocessing.context` costs about 8 ms). `after_import` is the same one-shot
 hook for any module (`dragon._mp_context` uses it for `multiprocessing.spawn`).
+
+An interpreter that never imports dragon knows "dragon" too, through the `.pth` file installed with
+the package (`setup.py`): at start-up it only puts a finder on `sys.meta_path` (it imports nothing),
+which calls `find_spec_from_pth` when `multiprocessing.context` is first imported. That imports
+dragon (this module, which installs the hook as above) and registers the start method then. So
+`multiprocessing.get_context("dragon")` works in any interpreter of the environment, a child started
+by "spawn" or a `python -c` included, and only programs that import multiprocessing pay for it. What
+runs then (this module, `dragon/__init__`, `dragon._mp_context`) imports nothing that multiprocessing
+does not import anyway, `typing` included (`tools/bench_pth.py` measures the cost).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
 from importlib.machinery import ModuleSpec, PathFinder
 from types import ModuleType
-from typing import Final
+
+TYPE_CHECKING = False  # for mypy only: typing costs every such program milliseconds to import (2-8 ms here)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Final
 
 MP_CONTEXT: Final = "multiprocessing.context"
 
@@ -30,8 +42,23 @@ def after_import(name: str, callback: Callable[[ModuleType], None]) -> None:
     module = sys.modules.get(name)
     if module is not None:
         callback(module)
-    elif not any(isinstance(f, _Finder) and (f.name, f.callback) == (name, callback) for f in sys.meta_path):
+    elif _pending(name, callback) is None:
         sys.meta_path.insert(0, _Finder(name, callback))
+
+
+def _pending(name: str, callback: Callable[[ModuleType], None]) -> _Finder | None:
+    """The hook waiting on `sys.meta_path` to call `callback` after module `name` is executed, if any."""
+    return next((f for f in sys.meta_path if isinstance(f, _Finder) and (f.name, f.callback) == (name, callback)),
+                None)
+
+
+def find_spec_from_pth(name: str, path: Sequence[str] | None, target: ModuleType | None = None) -> ModuleSpec | None:
+    """The finder of the `.pth` file calls this when `multiprocessing.context` is being imported in an
+    interpreter that had not imported dragon: importing this module installed the one-shot hook
+    (`install`), which finds the module and registers "dragon" once it is executed."""
+    install()
+    finder = _pending(name, _register)
+    return None if finder is None else finder.find_spec(name, path, target)
 
 
 def _register(module: ModuleType) -> None:

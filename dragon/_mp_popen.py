@@ -7,8 +7,8 @@ with `options.mode=PYTHON_IMMEDIATE` and the pickle as `argdata`, which the chil
 GSPingProc handshake (`dragon._mp_child`). GS replies once the child runs.
 
 What cannot be inherited is fetched:
-* file descriptors pickled with `reduction.DupFd` (Connection ends, shared-ctypes arenas) go through
-  the standard `multiprocessing.resource_sharer` (SCM_RIGHTS over a unix socket), not fd inheritance;
+* file descriptors pickled with `reduction.DupFd` (Connection ends, shared-ctypes arenas) are handed
+  to the child over a unix socket as it starts (`dragon._mp_fds`), before `start()` returns;
 * the resource tracker's pipe is reopened by the child through /proc/<parent pid>/fd/<n>.
 
 The popen is a normal multiprocessing Popen: `pid` (the real OS pid), `p_uid`, `returncode`, `poll`,
@@ -36,16 +36,17 @@ import os
 import select
 import signal
 import sys
-from multiprocessing import process, reduction, resource_sharer, resource_tracker, util
+from multiprocessing import process, reduction, resource_tracker, util
 from multiprocessing.context import set_spawning_popen
 from typing import Any, Final
 
 from dragon import _embedded
 from dragon._gs_client import GSClient, connection
-from dragon._mp_child import _exit_sentinel, child_argv
+from dragon._mp_child import FORMAT, _exit_sentinel, child_argv
 from dragon._mp_context import preparation_data
+from dragon._mp_fds import FdHandoff, ParentFd
 from dragon._mp_names import target_of
-from dragon.descriptors import ArgMode, ProcessOptions
+from dragon.descriptors import ArgMode, ProcessOptions, os_env, os_text, shown
 from dragon.errors import DragonError, ProcessSignalFailed, ProcessStartFailed, RuntimeNotRunning, UnknownProcess
 from dragon.ids import NOT_INHERITED
 from dragon.messages import (
@@ -53,8 +54,6 @@ from dragon.messages import (
     GSProcessKillResponse, ProcessCreateErr, ProcessJoinErr, ProcessKillErr,
 )
 
-FORMAT: Final = 1
-"""Version of the header pickled before spawn's data (a child refuses another one)."""
 SETTLE_S: Final = 2.0
 """How long `_settle` waits for GS's answer (the runtime's teardown waits for it)."""
 
@@ -76,18 +75,21 @@ class DragonPopen:
         """An fd that becomes readable when the child has exited (a pidfd)."""
         self.run_id = ""
         """The runtime that runs the child."""
-        self._launch(process_obj)
+        self._fds = FdHandoff()
+        try:
+            self._launch(process_obj)
+        finally:
+            self._fds.close()
 
     # ------------------------------------------------------------------ reduction hooks (spawning popen)
 
     def duplicate_for_child(self, fd: int) -> int:
-        """Called by `reduction.DupFd` before `DupFd`: nothing to do, `DupFd` shares the fd itself."""
-        return fd
+        """Called by `reduction.DupFd`: `fd` is handed to the child as it starts; returns its index."""
+        return self._fds.add(fd)
 
-    @staticmethod
-    def DupFd(fd: int) -> Any:
-        """An fd the child will fetch over the parent's resource sharer (the child inherits no fds)."""
-        return resource_sharer.DupFd(fd)
+    def DupFd(self, index: int) -> Any:
+        """What `reduction.DupFd` pickles for the fd `duplicate_for_child` took (`dragon._mp_fds`)."""
+        return ParentFd(index)
 
     # ------------------------------------------------------------------ start
 
@@ -96,28 +98,32 @@ class DragonPopen:
         # the program's background runtime (dragon._background) on the first start.
         client = connection(start_runtime=True)
         tracker_fd = resource_tracker.getfd()
-        header = {"format": FORMAT, "parent_pid": os.getpid(), "tracker_fd": tracker_fd}
         prep_data = preparation_data(process_obj._name)  # type: ignore[attr-defined]
-        fp = io.BytesIO()
+        body = io.BytesIO()
         set_spawning_popen(self)  # type: ignore[arg-type]  # any Popen with DupFd/duplicate_for_child
         try:
-            reduction.dump(header, fp)
-            reduction.dump(prep_data, fp)
-            reduction.dump(process_obj, fp)
+            reduction.dump(prep_data, body)
+            reduction.dump(process_obj, body)
         finally:
             set_spawning_popen(None)
+        fp = io.BytesIO()  # the header goes first, and names the fds that pickling the body collected
+        reduction.dump({"format": FORMAT, "parent_pid": os.getpid(), "tracker_fd": tracker_fd,
+                        "fds": self._fds.listen()}, fp)
+        fp.write(body.getbuffer())
         exe, *args = child_argv()
-        env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
+        env_plain, env_raw = os_env({k: v for k, v in os.environ.items() if k not in NOT_INHERITED})
         resp = client.call(GSProcessCreate(
-            p_uid=0, r_c_uid=0, exe=exe, args=args, env=env, rundir=os.getcwd(),
+            p_uid=0, r_c_uid=0, exe=os_text(exe), args=[os_text(a) for a in args], env=env_plain, env_raw=env_raw,
+            rundir=os_text(os.getcwd()),
             options=ProcessOptions(make_inf_channels=True, mode=ArgMode.PYTHON_IMMEDIATE, argdata=fp.getvalue()),
-            label=process_obj.name, target=target_of(process_obj)),  # for `dragon status` (dragon._mp_names)
+            label=shown(process_obj.name), target=shown(target_of(process_obj))),  # for `dragon status` (dragon._mp_names)
             GSProcessCreateResponse)
         if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None or resp.desc.pid is None:
             raise ProcessStartFailed(f"cannot start {process_obj!r}: {resp.err_info or resp.err.name}")
         self.pid, self.p_uid, self.run_id = resp.desc.pid, resp.desc.p_uid, client.params.run_id
         self.sentinel = _exit_sentinel(self.pid)
         self.finalizer = util.Finalize(self, os.close, (self.sentinel,))
+        self._fds.serve(self.pid, self.sentinel)
         _settle_before_end(self.run_id)
 
     def _client(self) -> GSClient | None:

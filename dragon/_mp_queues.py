@@ -7,9 +7,11 @@ with the same API and semantics as `multiprocessing.queues` otherwise. What chan
 * **put encodes at once** (`encode`): pickled with `multiprocessing.reduction.ForkingPickler`'s
   reducers, so shared memory, Connections and locks travel as under spawn; a `bytes` item is sent as
   it is, unpickled (its first byte tells it from a pickle), which spares a large item two copies into
-  fresh memory. An object that cannot be pickled raises in `put`, in the caller, instead of printing
-  a traceback from the feeder thread and vanishing (the stdlib); and the item is a snapshot taken at
-  `put`, not whenever the feeder gets to it. The price: a backlog holds pickles, not references (so
+  fresh memory. An object that cannot be pickled raises in `put`, in the caller **[choice]**, where
+  the stdlib's feeder thread prints a traceback and drops the item, while `put` returned and the
+  consumer may wait for it for ever: nothing `put` accepted is lost (the queue goes on as the
+  stdlib's does; docs/mp_suite.md, the one test of CPython's suite that differs). The item is a
+  snapshot taken at `put`, not whenever the feeder gets to it. The price: a backlog holds pickles, not references (so
   putting one large non-bytes object many times faster than it is consumed costs a copy each).
   A `put` that is not part of a burst sends its message itself when the channel has room and
   nothing this process put earlier is still waiting to be sent: no hand-off to the feeder thread,
@@ -421,7 +423,7 @@ class Queue:
     # ----------------------------------------------------------------------------------- put
 
     def put(self, obj: object, block: bool = True, timeout: float | None = None) -> None:
-        """Queue `obj` (pickled now; an unpicklable object raises here). Blocks only when the queue is
+        """Queue `obj` (pickled now: an unpicklable object raises here). Blocks only when the queue is
         bounded and full: at most `timeout` s (None: no limit), then queue.Full; never if not `block`.
         ValueError after `close`."""
         if self._closed:
@@ -717,19 +719,21 @@ class SimpleQueue:
         self._hold = hold
         self._chan = hold.chans[0]
         self._closed = False
+        self._ends_closed = [False, False]  # `_reader.close()`, `_writer.close()` in this process
         self._release = util.Finalize(self, hold.release, exitpriority=-10)
 
     def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         self._check_open()
         return (_rebuild_simple, (type(self), self._hold.new_refs()))
 
-    def _check_open(self) -> None:
-        if self._closed:
+    def _check_open(self, end: int | None = None) -> None:
+        """OSError if the queue, or the end (0 read, 1 write: `_PipeEnd`) `end` uses, is closed."""
+        if self._closed or (end is not None and self._ends_closed[end]):
             raise OSError("handle is closed")  # what the stdlib's closed pipe raises
 
     def put(self, obj: object) -> None:
         """Pickle `obj` (raising what pickling raises) and send it; blocks while the channel is full."""
-        self._check_open()
+        self._check_open(1)
         self._send(encode(obj))
 
     def _send(self, data: bytes | memoryview) -> None:
@@ -743,18 +747,28 @@ class SimpleQueue:
 
     def get(self) -> Any:
         """Remove and return the oldest item, blocking while there is none."""
-        self._check_open()
+        self._check_open(0)
         return decode(self._chan.recv())
 
     def empty(self) -> bool:
         """Whether no item is waiting (approximate while other processes put or get)."""
-        self._check_open()
+        self._check_open(0)
         return self._chan.approximate_depth() == 0
 
     def close(self) -> None:
         """Let go of the channel in this process (later calls raise OSError). Idempotent."""
         self._closed = True
         self._release()
+
+    @property
+    def _reader(self) -> _PipeEnd:
+        """What stands for the read end of the stdlib queue's pipe (see `_PipeEnd`)."""
+        return _PipeEnd(self, 0)
+
+    @property
+    def _writer(self) -> _PipeEnd:
+        """What stands for the write end of the stdlib queue's pipe (see `_PipeEnd`)."""
+        return _PipeEnd(self, 1)
 
     # For `dragon._mp_pool`, whose process is the only sender of one queue and the only receiver of
     # the other, and which ends both queues itself.
@@ -793,6 +807,54 @@ class SimpleQueue:
     def __class_getitem__(cls, item: Any) -> types.GenericAlias:
         """`SimpleQueue[int]` in annotations, as the stdlib's."""
         return types.GenericAlias(cls, item)
+
+
+class _PipeEnd:
+    """`SimpleQueue._reader` and `._writer`. The stdlib's SimpleQueue is a pipe, and code outside it
+    uses the two ends: the stdlib's own Pool closes the end a worker does not use (it takes
+    `hasattr(queue, "_writer")` for "a pipe queue") and polls the result end, CPython's tests check
+    that both are `closed` after `close()`. These stand for the queue's one channel, with those
+    meanings: `close()` closes one end in this process (the channel stays, as the other end of a
+    pipe does), `closed` is true once that end or the queue is closed, `poll()` says whether an item
+    waits, `recv()` and `send()` are `get` and `put`. A channel has no fd that is readable exactly
+    while it holds a message, so there is no `fileno` and `poll` cannot wait: code that waits for
+    the ends (`multiprocessing.connection.wait`) needs the stdlib's queue, `get_context("spawn").SimpleQueue()`."""
+
+    __slots__ = ("_queue", "_end")
+
+    def __init__(self, queue: SimpleQueue, end: int) -> None:
+        self._queue, self._end = queue, end
+
+    @property
+    def closed(self) -> bool:
+        return self._queue._closed or self._queue._ends_closed[self._end]
+
+    def close(self) -> None:
+        self._queue._ends_closed[self._end] = True
+
+    def poll(self, timeout: float | None = 0.0) -> bool:
+        """Whether an item waits (approximate while other processes get). Only `timeout=0`."""
+        self._check(0)
+        if timeout != 0:
+            raise ValueError(f"poll({timeout!r}) on a queue of the dragon start method: a channel queue "
+                             "cannot wait without taking the item; use poll() or get()")
+        return self._queue._chan.approximate_depth() > 0
+
+    def recv(self) -> Any:
+        self._check(0)
+        return self._queue.get()
+
+    def send(self, obj: object) -> None:
+        self._check(1)
+        self._queue.put(obj)
+
+    def _check(self, end: int) -> None:
+        if self._end != end:  # what a Connection of `Pipe(duplex=False)` raises
+            raise OSError("connection is write-only" if end == 0 else "connection is read-only")
+        self._queue._check_open(end)
+
+    def __repr__(self) -> str:
+        return f"<{('read', 'write')[self._end]} end of {self._queue!r}: a channel, no fd>"
 
 
 def _rebuild_simple(cls: type[_S], refs: list[tuple[int, str]]) -> _S:

@@ -203,23 +203,20 @@ class Run:
 
 
 def list_run_dirs() -> list[str]:
-    """Run ids that have a directory (owned by this user) under this user's runtime root, sorted."""
-    root = _rundir.runtime_root()
-    try:
-        names = os.listdir(root)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+    """Run ids with a directory of this user's under the runtime root (named like a run id, a real
+    directory owned by this user), sorted; none if there is no root.
+
+    Raises:
+      _rundir.UnsafeRuntimeRoot: the root is not this user's directory (a symlink, another's): its
+        contents say nothing about this user's runs.
+    """
     uid = os.getuid()
-    found = []
-    for name in names:
-        try:
-            st = os.lstat(os.path.join(root, name))
-        except FileNotFoundError:
-            continue
-        if st.st_uid == uid and os.path.isdir(os.path.join(root, name)) and not os.path.islink(
-                os.path.join(root, name)):
-            found.append(name)
-    return sorted(found)
+    try:
+        with _rundir.open_root() as root:
+            return sorted(entry.name for entry in os.scandir(root) if _rundir.RUN_ID.fullmatch(entry.name)
+                          and entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == uid)
+    except FileNotFoundError:
+        return []
 
 
 def live_reason_from_info(info: _rundir.RunInfo, *, btime: float | None = None) -> str | None:

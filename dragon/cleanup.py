@@ -13,25 +13,27 @@ being brought up, or shared memory in use by a process outside the run), removes
    by this user, never this command or its ancestors);
 2. its /dev/shm entries (only entries owned by this user: the name carries the uid, the owner is
    checked as well);
-3. its runtime directory.
+3. its runtime directory, only if it is provably one (`dragon._rundir.is_run_dir`: named like a run
+   id, a real directory of this user's holding nothing but runtime.json); anything else is left and
+   said on stderr. A runtime root that is not this user's own directory (a symlink, another user's)
+   is refused as a whole (exit status 1): its contents prove nothing.
 
 A live run is never touched; it is listed as kept, with the reason. Nothing of another user is
 looked at. With RUN_IDs, only those runs are considered. `--dry-run` lists what would be done and
 changes nothing. Every action is printed on stdout, one line each. Exit status 0 (2 on a usage
-error); something that could not be removed is said on stderr and does not change the status.
+error, 1 for an unsafe runtime root); something that could not be removed is said on stderr and does not change the status.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import sys
 import time
 from typing import Final
 
-from dragon import _runs
+from dragon import _rundir, _runs
 from dragon.transport._shm import SHM_DIR
 
 TERM_GRACE_S: Final = 2.0
@@ -127,21 +129,23 @@ def clean_run(run: _runs.Run, dry_run: bool) -> tuple[list[str], list[str]]:
     done += [f"removed {path}" for path in removed]
     failed += shm_failed
     if run.directory:
-        if os.lstat(run.directory).st_uid == os.getuid():
-            try:
-                shutil.rmtree(run.directory)
-                done.append(f"removed runtime directory {run.directory}")
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                failed.append(f"cannot remove {run.directory}: {exc}")
+        why_not = _rundir.is_run_dir(run.run_id)
+        if why_not:
+            failed.append(f"left {run.directory} alone: {why_not}, so it is not a run directory of yours")
+        else:
+            _rundir.remove_run_dir(run.run_id)
+            done.append(f"removed runtime directory {run.directory}")
     return done, failed
 
 
 def main(argv: list[str]) -> int:
     """`dragon cleanup ARGS`; returns the exit status (0; 2 on a usage error)."""
     opts = parser().parse_args(argv)
-    runs = _runs.survey()
+    try:
+        runs = _runs.survey()
+    except _rundir.UnsafeRuntimeRoot as exc:
+        print(f"dragon cleanup: error: {exc}", file=sys.stderr)
+        return 1
     wanted = set(opts.run_ids) if opts.run_ids else None
     anything = False
     for run_id in sorted(runs):

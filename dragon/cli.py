@@ -6,10 +6,11 @@ environment (plus the launch parameters), and the command exits with its exit st
 died of signal N, as a shell reports it). The command prints nothing on stdout of its own; its own
 messages go to stderr, one `dragon: error: ...` line when something goes wrong.
 
-Ctrl-C **[choice]**: the launcher alone receives the terminal's SIGINT (the runtime has its own process
-group) and forwards it to the head only, so the head sees KeyboardInterrupt as it would under plain
-Python, exits, and the runtime tears down in order (exit 130). A second Ctrl-C kills the runtime at
-once. SIGTERM to the launcher tears the runtime down in order (the head gets SIGTERM from Local
+Ctrl-C: the launcher alone receives the terminal's SIGINT (the runtime has its own process group) and
+forwards it to every process of that group but the services (`RuntimeHandle.interrupt`), as the
+terminal would to every process of `python my.py`: the head and the program's processes see
+KeyboardInterrupt, and the runtime tears down in order when the head exits (exit 130). A second
+Ctrl-C kills the runtime at once. SIGTERM to the launcher tears the runtime down in order (the head gets SIGTERM from Local
 Services' teardown).
 
 Start-up: trio is imported here, *before* Local Services is forked, so that Local Services and Global
@@ -31,11 +32,11 @@ from typing import Final
 import trio
 
 from dragon import __version__, _log, _pool_sizes, _rundir
-from dragon.descriptors import ProcessOptions
+from dragon.descriptors import ProcessOptions, os_text, shown
 from dragon.errors import BringupError, leaf_exceptions
 from dragon.ids import BE_CUID
 from dragon.messages import (
-    GSProcessCreate, GSProcessCreateResponse, GSProcessKill, GSProcessKillResponse, ProcessCreateErr,
+    GSProcessCreate, GSProcessCreateResponse, ProcessCreateErr,
 )
 from dragon.services import launcher
 from dragon.services._process import ForkedChild, exit_status_for_shell
@@ -88,6 +89,8 @@ def head_command(opts: argparse.Namespace) -> tuple[str, list[str]] | str:
     if not opts.prog:
         return "no program given: dragon PROG [ARGS...] (or -m MODULE, -c CODE)"
     prog, *args = opts.prog
+    if not prog:
+        return "the program name '' is empty: give a script (or a directory or zip with __main__.py), -m MODULE or -c CODE"
     found = shutil.which(prog) if os.sep not in prog else (prog if os.access(prog, os.X_OK) else None)
     if found and os.path.isfile(found) and os.access(found, os.X_OK) and not prog.endswith(".py"):
         return os.path.abspath(found), args
@@ -223,8 +226,9 @@ async def _run_program(run: _Run, run_id: str, preforked: tuple[ForkedChild, int
         exe, args = cmd
         label, target = head_labels(exe, args)
         resp = await run.handle.call(GSProcessCreate(
-            p_uid=0, r_c_uid=BE_CUID, exe=exe, args=args, env=env, rundir=os.getcwd(), head_proc=True,
-            options=ProcessOptions(make_inf_channels=True), label=label, target=target), GSProcessCreateResponse)
+            p_uid=0, r_c_uid=BE_CUID, exe=os_text(exe), args=[os_text(a) for a in args], env=dict(env),
+            rundir=os_text(os.getcwd()), head_proc=True, options=ProcessOptions(make_inf_channels=True),
+            label=shown(label), target=shown(target)), GSProcessCreateResponse)
         if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None:
             print(f"dragon: error: the program did not start: {resp.err_info}", file=sys.stderr)
             run.code = 1
@@ -259,7 +263,7 @@ async def _handle_signals(signals: trio.abc.AsyncIterator[int], run: _Run) -> No
             continue
         run.interrupts += 1
         if run.interrupts == 1 and run.handle is not None and run.head_puid is not None:
-            trio.lowlevel.spawn_system_task(_interrupt_head, run.handle, run.head_puid)
+            run.handle.interrupt()
         else:
             run.code = 128 + signal.SIGINT
             if run.handle is not None and run.interrupts > 1:
@@ -267,15 +271,6 @@ async def _handle_signals(signals: trio.abc.AsyncIterator[int], run: _Run) -> No
                 run.handle.force_stop()
             if run.program_scope is not None:
                 run.program_scope.cancel()
-
-
-async def _interrupt_head(handle: launcher.RuntimeHandle, p_uid: int) -> None:
-    """Forward Ctrl-C to the head only; it exits (KeyboardInterrupt) and the run ends in order."""
-    try:
-        await handle.call(GSProcessKill(p_uid=0, r_c_uid=BE_CUID, t_p_uid=p_uid, sig=signal.SIGINT),
-                          GSProcessKillResponse)
-    except Exception:
-        pass
 
 
 if __name__ == "__main__":

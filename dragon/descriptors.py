@@ -7,6 +7,8 @@ pool, which the transport layer produces and parses.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from enum import IntEnum
 from typing import Final, TypeAlias
 
@@ -21,6 +23,60 @@ DEVNULL: Final = -3
 
 StdioOption: TypeAlias = int | str | None
 """Type of a stdio option: PIPE, STDOUT, DEVNULL, a file path, or None (forwarded)."""
+
+
+class OsBytes(msgspec.Struct, array_like=True, tag="b"):
+    """Bytes the operating system gave that are not valid UTF-8 (see `OsText`)."""
+
+    raw: bytes
+
+
+OsText: TypeAlias = str | OsBytes
+"""A string the operating system gave or will take (an argument, an environment value, a path): a
+`str` when it is valid UTF-8, else `OsBytes`. Python holds undecodable bytes of argv, the environment
+and paths as lone surrogates (PEP 383), which msgpack cannot carry; as bytes they travel unchanged.
+`os_text` makes one; `fs_str` turns one back into what Python would have had (issue 13)."""
+
+
+def os_text(text: str) -> OsText:
+    """`text` as it travels: itself if it is valid UTF-8, else the bytes it stands for (`os.fsencode`)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return OsBytes(os.fsencode(text))
+    return text
+
+
+def fs_str(text: OsText) -> str:
+    """What Python makes of an `OsText` (undecodable bytes as surrogates, as in `sys.argv`)."""
+    return text if isinstance(text, str) else os.fsdecode(text.raw)
+
+
+def os_env(env: Mapping[str, str]) -> tuple[dict[str, OsText], list[tuple[bytes, bytes]]]:
+    """An environment as it travels: (variables whose name is valid UTF-8, with `os_text` values; the
+    rest as (name, value) bytes). See `GSProcessCreate.env_raw`."""
+    plain: dict[str, OsText] = {}
+    raw: list[tuple[bytes, bytes]] = []
+    for name, value in env.items():
+        if isinstance(os_text(name), str):
+            plain[name] = os_text(value)
+        else:
+            raw.append((os.fsencode(name), os.fsencode(value)))
+    return plain, raw
+
+
+def fs_env(env: Mapping[str, OsText], raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The environment `os_env` made, as Python holds one (`os.environ`)."""
+    out = {name: fs_str(value) for name, value in env.items()}
+    out.update((os.fsdecode(name), os.fsdecode(value)) for name, value in raw)
+    return out
+
+
+def shown(text: str) -> str:
+    """`text` fit to show (and to put in a `str` field): undecodable bytes as U+FFFD."""
+    return os.fsencode(text).decode(errors="replace") if not text.isascii() else text
 
 
 class ObjectState(IntEnum):

@@ -27,6 +27,7 @@ from dragon.descriptors import (
     ChannelOptions,
     LocalProcessOptions,
     NodeDescriptor,
+    OsText,
     PoolDescriptor,
     PoolOptions,
     ProcessDescriptor,
@@ -364,11 +365,14 @@ class SHDumpState(Msg):
 class GSProcessCreate(Request):
     """Create a managed process (spec §4.2). Placement and restart options of the reference are ignored."""
 
-    exe: str
-    args: list[str] = []
-    env: dict[str, str] = {}
+    exe: OsText
+    """Strings the OS takes are `OsText` (a str, or `OsBytes` when not valid UTF-8: `os_text`)."""
+    args: list[OsText] = []
+    env: dict[str, OsText] = {}
     """Merged over LS's environment; node-local launch parameters are re-filled by LS (spec §1.4)."""
-    rundir: str = ""
+    env_raw: list[tuple[bytes, bytes]] = []
+    """Variables whose name is not valid UTF-8, as bytes (our addition; `descriptors.os_env`)."""
+    rundir: OsText = ""
     """Working directory; "" = inherit."""
     user_name: str = ""
     """Empty = `dragon_process_<p_uid>`."""
@@ -703,10 +707,11 @@ class SHProcessCreate(Request):
     """
 
     t_p_uid: int
-    exe: str
-    args: list[str] = []
-    env: dict[str, str] = {}
-    rundir: str = ""
+    exe: OsText
+    args: list[OsText] = []
+    env: dict[str, OsText] = {}
+    env_raw: list[tuple[bytes, bytes]] = []
+    rundir: OsText = ""
     options: LocalProcessOptions = msgspec.field(default_factory=LocalProcessOptions)
     initial_stdin: bytes = b""
     """Written once to the child's stdin, first (bytes, not the spec's str, as SHFwdInput.input)."""

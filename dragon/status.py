@@ -360,9 +360,9 @@ def _pool_rows(info: _rundir.RunInfo, resp: GSStatusResponse, deadline: float) -
     figures are read in a helper thread, and pools not read by `deadline` keep null figures."""
     wanted: list[tuple[PoolRow, str]] = [
         (PoolRow(m_uid=INF_POOL_MUID, name="infrastructure", kind="infrastructure", state="ACTIVE"),
-         _rundir.infra_name(info.run_id, f"m{INF_POOL_MUID}")),
+         info.inf_pd),
         (PoolRow(m_uid=DEFAULT_POOL_MUID, name="default", kind="default", state="ACTIVE"),
-         _rundir.infra_name(info.run_id, f"m{DEFAULT_POOL_MUID}")),
+         info.default_pd),
     ]
     for d in sorted(resp.pools, key=lambda d: d.m_uid):
         if d.m_uid not in (INF_POOL_MUID, DEFAULT_POOL_MUID):
@@ -571,7 +571,11 @@ def _err(text: str) -> None:
 
 def _pick_run(run_id: str | None, as_json: bool) -> _rundir.RunInfo | int:
     """The RunInfo of the run to show, or the exit status after saying why there is none."""
-    runs = _runs.survey(with_processes=False)
+    try:
+        runs = _runs.survey(with_processes=False)
+    except _rundir.UnsafeRuntimeRoot as exc:
+        _err(str(exc))
+        return EXIT_NO_RUNTIME
     if run_id is not None:
         run = runs.get(run_id)
         if run is None:

@@ -31,6 +31,7 @@ import trio
 
 from dragon._forkserver import READY, StartReply, StartRequest
 from dragon._mp_child import CHILD_MAIN
+from dragon.descriptors import os_env, os_text
 
 from ._process import ForkedChild, become_subreaper, stop_process
 
@@ -183,7 +184,8 @@ class ForkServer:
         marks the server broken, if it is gone or answers nonsense; a request it refuses (a working
         directory that does not exist) raises ForkServerFailed without that.
         """
-        request = StartRequest(code=argv[-1], argv=["-c"], env=dict(env), cwd=cwd)
+        env_plain, env_raw = os_env(env)
+        request = StartRequest(code=argv[-1], argv=["-c"], env=env_plain, env_raw=env_raw, cwd=os_text(cwd))
         with trio.move_on_after(REPLY_TIMEOUT_S):
             await self._booted.wait()
         async with self._lock:

@@ -32,8 +32,15 @@ T = TypeVar("T")
 
 
 def log_message(direction: str, where: str, msg: object) -> None:
-    """One DEBUG line per message: `sent GSIsUp on LA channel: GSIsUp(tag=3)`."""
+    """One DEBUG line per message: `sent GSIsUp on LA channel: GSIsUp(tag=3)`.
+
+    A process's environment (`env` of GSProcessCreate, SHProcessCreate) is logged by variable name
+    only, unless DRAGON_LOG_ENV_VALUES=1: it often holds tokens and passwords (dragon._log).
+    """
     if log.isEnabledFor(logging.DEBUG):
+        env = getattr(msg, "env", None)
+        if isinstance(env, dict) and env and os.environ.get("DRAGON_LOG_ENV_VALUES") != "1":
+            msg = msgspec.structs.replace(msg, env={name: "..." for name in env})  # type: ignore[type-var]
         log.debug("%s %s %s: %r", direction, type(msg).__name__, where, msg)
 
 

@@ -204,6 +204,21 @@ async def stop_process(proc: Waitable, *, grace_s: float = STOP_GRACE_S) -> int:
     raise AssertionError("unreachable")
 
 
+def ignore_interrupts() -> None:
+    """Take no notice of SIGINT in this service (before `trio.run`, which then leaves it so).
+
+    The launcher sends Ctrl-C to the runtime's whole process group (`RuntimeHandle.interrupt`), as a
+    terminal does to a program's; the services stop when the program does, not then. A Python-level
+    handler, not SIG_IGN: an ignored signal stays ignored across exec, and the services' children
+    must get Ctrl-C as any program does (exec resets a handler to the default).
+    """
+    signal.signal(signal.SIGINT, _no_interrupt)
+
+
+def _no_interrupt(signum: int, frame: object) -> None:
+    log.info("SIGINT: for the program's processes, not for the services")
+
+
 def describe_exit(code: int) -> str:
     """`with exit code 3` or `killed by SIGKILL` (`killed by signal 40` for one without a name)."""
     if code >= 0:

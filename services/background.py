@@ -18,9 +18,10 @@ Its fd 0 is the control socket, whose other end the program holds:
 
 There is no head, so nothing waits for GSHeadExit: the runtime lives until the program lets go of it
 (or it breaks: the launcher then says `dragon: error: ...` on stderr, tears down and exits 1; the
-program's next request raises RuntimeNotRunning). SIGTERM, SIGINT and SIGHUP tear down in order as
-the end of file does; a second one kills the runtime at once. The launcher runs in a session of its
-own (the program starts it so), so the terminal's Ctrl-C never reaches it.
+program's next request raises RuntimeNotRunning). SIGTERM and SIGHUP tear down in order as the end
+of file does; a second one kills the runtime at once. The launcher runs in the program's process
+group, so the terminal's Ctrl-C reaches it with the program: it passes SIGINT on to the runtime's
+processes (`RuntimeHandle.interrupt`), as under spawn the terminal's Ctrl-C reaches the children.
 
 Its fds 1 and 2 are the program's: managed processes' output, forwarded by Local Services, goes there
 unchanged (`launcher.write_to_own_stdio`), as does the launcher's own `dragon: error:` line.
@@ -38,17 +39,21 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import NoReturn
 
-import msgspec
-import trio
+# Until trio listens for it (`_main`), a Ctrl-C (this process is in the program's process group) is
+# the program's to handle: importing trio takes a moment, and a traceback of ours must not appear.
+signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-from dragon import _log, _rundir
-from dragon._pool_sizes import pool_sizes
-from dragon._background import Report
-from dragon.errors import leaf_exceptions
+import msgspec  # noqa: E402
+import trio  # noqa: E402
 
-from . import launcher
-from ._process import ForkedChild
-from .local_services import LSConfig
+from dragon import _log, _rundir  # noqa: E402
+from dragon._pool_sizes import pool_sizes  # noqa: E402
+from dragon._background import Report  # noqa: E402
+from dragon.errors import leaf_exceptions  # noqa: E402
+
+from . import launcher  # noqa: E402
+from ._process import ForkedChild  # noqa: E402
+from .local_services import LSConfig  # noqa: E402
 
 CONTROL_FD = 0
 EXIT_OK = 0
@@ -146,8 +151,14 @@ async def _until_program_gone(control: trio.lowlevel.FdStream, scope: trio.Cance
 
 
 async def _handle_signals(signals: AsyncIterator[int], state: _State) -> None:
-    """The first SIGTERM/SIGINT/SIGHUP tears down in order; a second kills the runtime at once."""
-    async for _sig in signals:
+    """Ctrl-C (SIGINT, sent by the terminal to the program's process group, ours too) goes on to the
+    runtime's processes, as under spawn it reaches the program's children; the program decides
+    what follows. The first SIGTERM/SIGHUP tears down in order; a second kills the runtime at once."""
+    async for sig in signals:
+        if sig == signal.SIGINT:
+            if state.handle is not None:
+                state.handle.interrupt()
+            continue  # during bringup: the program's KeyboardInterrupt closes the control socket
         state.signals += 1
         if state.signals > 1 and state.handle is not None:
             state.handle.force_stop()

@@ -436,7 +436,7 @@ class GlobalServices:
         env["DRAGON_PARENT_PUID"] = str(parent)
         resp: SHProcessCreateResponse = await self.ls_call(SHProcessCreate(
             tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, t_p_uid=p_uid, exe=req.exe, args=req.args,
-            env=env, rundir=req.rundir, stdin=req.stdin, stdout=req.stdout, stderr=req.stderr,
+            env=env, env_raw=req.env_raw, rundir=req.rundir, stdin=req.stdin, stdout=req.stdout, stderr=req.stderr,
             group=req.group, user=req.user, umask=req.umask, initial_stdin=req.initial_stdin,
             pipesize=req.pipesize, gs_ret_chan_msg=ret_msg, stdin_msg=pipes.get("stdin"),
             stdout_msg=pipes.get("stdout"), stderr_msg=pipes.get("stderr")))

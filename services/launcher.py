@@ -42,11 +42,13 @@ from dragon.messages import (
 )
 from dragon.transport import ChannelDestroyed, TrioChannel, decode
 from dragon.transport._framing import FrameStream
-from dragon.transport._shm import entries, run_prefix, unlink_quietly
+from dragon.transport._shm import entries, run_prefix, unlink_own
 
 from ._links import Inbox, Outbox, log_message
 from ._output import write_lines
-from ._process import ForkedChild, Waitable, describe_exit, fork_service, group_members, stop_group
+from ._process import (
+    ForkedChild, Waitable, describe_exit, fork_service, group_members, signal_group, stop_group,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ INPUT_CHUNK: Final = 1024  # spec §4.5: SHFwdInput carries at most 1024 bytes
 TEARDOWN_STEP_S: Final = 5.0  # spec §3.1 waits 1 s windows [quirk]: a slow GS made it give up and leak
 LS_STOP_PROCS_S: Final = 10.0  # LS stops leftover processes: SIGTERM + grace + SIGKILL
 DEFAULT_BRINGUP_TIMEOUT_S: Final = 30.0
+LS_REPORT_WAIT_S: Final = 2.0  # how long a failure of LS's bringup may take to be said on its stdout
 
 R = TypeVar("R", bound=Response)
 
@@ -295,6 +298,8 @@ class Launcher:
                     self.start_helper(nursery, self.route)
                     await self.to_ls.send(BEPingSH())  # m2
                 except DragonError as exc:  # LS failed right after SHPingBE and removed them
+                    # It says why on its stdout, maybe a moment from now: that says more than "destroyed".
+                    await self.first_of("broken", "ls_stdout_done", timeout_s=LS_REPORT_WAIT_S)
                     raise BringupError("launcher", step, str(self.failure or exc)) from None
                 step = "waiting for SHChannelsUp from Local Services"
                 await self.wait_event("channels_up", "Local Services bringup")  # m3
@@ -405,9 +410,7 @@ class Launcher:
                     log.warning("killed leftover processes of the run: %s", stubborn)
             with trio.move_on_after(TEARDOWN_STEP_S):
                 await self.events["ls_exited"].wait()
-        leftovers = entries(run_prefix(self.run_id))
-        for name in leftovers:
-            unlink_quietly(name)
+        leftovers = [name for name in entries(run_prefix(self.run_id)) if unlink_own(name)]
         if leftovers and not self.forced and self.failure is None:
             log.warning("removed shared memory left behind: %s", leftovers)
         _rundir.remove_run_dir(self.run_id)
@@ -458,6 +461,12 @@ class RuntimeHandle:
     def force_stop(self) -> None:
         self.launcher.force_stop()
 
+    def interrupt(self) -> None:
+        """Ctrl-C for the program: SIGINT to every process of the runtime's process group, as a
+        terminal sends it to every process of `python my.py`. The services ignore it (they stop
+        when the program does); the head and the program's processes get KeyboardInterrupt."""
+        signal_group(self.launcher.ls.pgid, signal.SIGINT)
+
 
 async def serve(*, run_id: str | None = None, bringup_timeout_s: float = DEFAULT_BRINGUP_TIMEOUT_S,
                 output: OutputSink = write_to_own_stdio, preforked: tuple[ForkedChild, int, int] | None = None,
@@ -478,7 +487,10 @@ async def serve(*, run_id: str | None = None, bringup_timeout_s: float = DEFAULT
         except ValueError as exc:
             raise BringupError("launcher", "reading its settings", str(exc)) from None
         run_id = run_id or _rundir.new_run_id()
-        _rundir.create_run_dir(run_id)
+        try:
+            _rundir.create_run_dir(run_id)
+        except OSError as exc:
+            raise BringupError("launcher", "making the runtime directory", str(exc)) from None
         try:
             ls = await exec_local_services(LSConfig(run_id=run_id, bringup_timeout_s=bringup_timeout_s,
                                                     launcher_pid=os.getpid(), inf_seg_sz=sizes.inf_seg_sz,

@@ -41,7 +41,7 @@ import msgspec
 import trio
 
 from dragon import _faults, _log, _rundir, _runs
-from dragon.descriptors import DEVNULL, STDOUT, NodeDescriptor, StdioOption
+from dragon.descriptors import DEVNULL, STDOUT, NodeDescriptor, StdioOption, fs_env, fs_str, shown
 from dragon.ids import (
     BE_CUID, DEFAULT_POOL_MUID, DEFAULT_SEG_SZ, GS_INPUT_CUID, INF_POOL_MUID, INF_SEG_SZ,
     SHEP_CUID, LaunchParameters,
@@ -55,7 +55,7 @@ from dragon.messages import (
 )
 from dragon.transport import Channel, ChannelDestroyed, Pool, ProtocolError, TrioChannel, decode
 from dragon.transport._framing import FrameStream
-from dragon.transport._shm import entries, run_prefix, unlink_quietly
+from dragon.transport._shm import entries, run_prefix, unlink_own
 
 from . import global_services
 from ._fast_start import ForkServer, ForkServerFailed, ServedChild
@@ -63,7 +63,7 @@ from ._gs_monitor import GSMonitor
 from ._links import Inbox, Outbox, is_user_managed, log_message, reply_once
 from ._output import READ_SIZE, LineAssembler
 from ._stdin import Chunk, ForwardedStdin, InputRefused
-from ._process import ForkedChild, fork_service, stop_process
+from ._process import ForkedChild, fork_service, ignore_interrupts, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,7 @@ def run(config: LSConfig) -> int:
     """The whole life of LS in this process: fork GS, then the trio loop. Returns the exit code."""
     _log.set_actor("LS")
     sys.stdout = sys.stderr  # fd 1 is the protocol pipe to LA: a stray print() must not reach it
+    ignore_interrupts()  # before GS is forked: it inherits this
     try:
         gs: GSStart | str = fork_global_services()
     except OSError as exc:
@@ -188,11 +189,11 @@ async def bringup(config: LSConfig, la: FrameStream, to_gs_stdin: FrameStream, g
                 await trio.sleep_forever()
             step = "creating the pools and channels of the runtime"
             rid = config.run_id
-            made_pools.append(Pool.create(_rundir.infra_name(rid, f"m{INF_POOL_MUID}"), config.inf_seg_sz))
-            made_pools.append(Pool.create(_rundir.infra_name(rid, f"m{DEFAULT_POOL_MUID}"), config.default_seg_sz))
+            made_pools.append(Pool.create(_rundir.entry_name(rid, f"m{INF_POOL_MUID}"), config.inf_seg_sz))
+            made_pools.append(Pool.create(_rundir.entry_name(rid, f"m{DEFAULT_POOL_MUID}"), config.default_seg_sz))
             for c_uid, capacity, block in ((SHEP_CUID, 256, 4096), (BE_CUID, LA_CHANNEL_CAPACITY, LA_CHANNEL_BLOCK),
                                            (GS_INPUT_CUID, 256, 4096)):
-                made_chans.append(Channel.create(_rundir.infra_name(rid, f"c{c_uid}"), capacity=capacity,
+                made_chans.append(Channel.create(_rundir.entry_name(rid, f"c{c_uid}"), capacity=capacity,
                                                  block_size=block))
             shep, be, gs_chan = made_chans
             params = LaunchParameters(
@@ -228,7 +229,8 @@ async def bringup(config: LSConfig, la: FrameStream, to_gs_stdin: FrameStream, g
             _rundir.write_info(_rundir.RunInfo(
                 run_id=rid, launcher_pid=config.launcher_pid or os.getppid(), ls_pid=os.getpid(),
                 gs_pid=gs_pid, pgid=os.getpgid(0), gs_cd=gs_chan.descriptor, la_cd=be.descriptor,
-                shep_cd=shep.descriptor, started=time.time(), log_file=os.environ.get("DRAGON_LOG_FILE", "")))
+                shep_cd=shep.descriptor, started=time.time(), log_file=os.environ.get("DRAGON_LOG_FILE", ""),
+                inf_pd=params.inf_pd, default_pd=params.default_pd))
             step = "SHPingGS to Global Services"
             await to_gs.send(SHPingGS(node_sdesc=node))  # m5
             if not failure:  # GS may fail while a step finishes (after its last checkpoint): not lost
@@ -429,24 +431,26 @@ class LocalServices:
                 stdin_resp=pipe_resps.get("stdin"), stdout_resp=pipe_resps.get("stdout"),
                 stderr_resp=pipe_resps.get("stderr")))
             return
+        # What the OS takes as Python holds it (undecodable bytes as surrogates: os_text).
+        argv = [fs_str(a) for a in (req.exe, *req.args)]
+        rundir = fs_str(req.rundir)
         env = dict(os.environ)
-        env.update(req.env)
+        env.update(fs_env(req.env, req.env_raw))
         params = msgspec.structs.replace(
             self.infra.params, my_puid=req.t_p_uid, gs_ret_cd=gs_ret.desc if gs_ret else "",
             gs_ret_cuid=req.gs_ret_chan_msg.c_uid if gs_ret and req.gs_ret_chan_msg else 0,
-            parent_puid=int(req.env.get("DRAGON_PARENT_PUID", "0") or 0))
+            parent_puid=int(env.get("DRAGON_PARENT_PUID", "0") or 0))
         env.update(params.to_env())
-        argv = [req.exe, *req.args]
         proc: trio.Process | ServedChild | None = None
         try:
             as_ls = req.user is None and req.group is None and req.umask == -1  # what the fork server can do
             if as_ls and self.forkserver.ready_for(argv, env):
-                proc = await self._start_served(req, argv, env)
+                proc = await self._start_served(req, argv, env, rundir)
             if proc is None:
                 stdio = [_stdin_option(req.stdin), _out_option(req.stdout), _out_option(req.stderr, is_stderr=True)]
                 try:
                     proc = await trio.lowlevel.open_process(
-                        argv, cwd=req.rundir or None, env=env, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
+                        argv, cwd=rundir or None, env=env, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
                         user=req.user, group=req.group, umask=req.umask)
                 finally:
                     for fd in stdio:
@@ -455,14 +459,14 @@ class LocalServices:
         except (OSError, subprocess.SubprocessError) as exc:
             task_status.started()
             await self.reply(req.r_c_uid, SHProcessCreateResponse(
-                ref=req.tag, err=LSErr.FAIL, err_info=f"cannot start {req.exe}: {exc}", gs_ret_chan_resp=gs_ret))
+                ref=req.tag, err=LSErr.FAIL, err_info=f"cannot start {shown(argv[0])}: {exc}", gs_ret_chan_resp=gs_ret))
             return
         mp = ManagedProcess(p_uid=req.t_p_uid, create_tag=req.tag, proc=proc,
                             pipes={stream: r.desc for stream, r in pipe_resps.items()})
         self.procs[req.t_p_uid] = mp
-        log.info("process started p_uid=%d pid=%d argv=%s", req.t_p_uid, proc.pid, [req.exe, *req.args])
-        if req.exe == sys.executable:  # a Python program, usually the head: ready the fork server for its children
-            self.forkserver.prestart(req.exe, env, exited=mp.exited)
+        log.info("process started p_uid=%d pid=%d argv=%s", req.t_p_uid, proc.pid, argv)
+        if argv[0] == sys.executable:  # a Python program, usually the head: ready the fork server for its children
+            self.forkserver.prestart(argv[0], env, exited=mp.exited)
         task_status.started()
         try:
             async with trio.open_nursery() as nursery:
@@ -497,11 +501,12 @@ class LocalServices:
             with trio.CancelScope(shield=True):
                 await stop_process(proc)
 
-    async def _start_served(self, req: SHProcessCreate, argv: list[str], env: dict[str, str]) -> ServedChild | None:
+    async def _start_served(self, req: SHProcessCreate, argv: list[str], env: dict[str, str],
+                            rundir: str) -> ServedChild | None:
         """Start a start-method child from the fork server; None if it could not (exec it then)."""
         child_fds, ours = _stdio_fds(req)
         try:
-            pid = await self.forkserver.start(argv, env, req.rundir or os.getcwd(), child_fds)
+            pid = await self.forkserver.start(argv, env, rundir or os.getcwd(), child_fds)
         except ForkServerFailed as exc:
             log.info("the fork server did not start p_uid=%d (%s): exec'ing it", req.t_p_uid, exc)
             for fd in ours:
@@ -631,7 +636,7 @@ class LocalServices:
             return SHChannelCreateResponse(ref=msg.tag, err=LSErr.FAIL, err_info=f"c_uid {msg.c_uid} is in use")
         opts = msg.options.local_opts
         try:
-            chan = Channel.create(_rundir.infra_name(self.config.run_id, f"c{msg.c_uid}"),
+            chan = Channel.create(_rundir.entry_name(self.config.run_id, f"c{msg.c_uid}"),
                                   capacity=opts.capacity or 100, block_size=opts.block_size or 1024,
                                   packed=opts.packed)
         except (OSError, ValueError) as exc:
@@ -653,7 +658,7 @@ class LocalServices:
         if msg.m_uid in self.pools:
             return SHPoolCreateResponse(ref=msg.tag, err=LSErr.FAIL, err_info=f"m_uid {msg.m_uid} is in use")
         try:
-            pool = Pool.create(_rundir.infra_name(self.config.run_id, f"m{msg.m_uid}"), msg.size)
+            pool = Pool.create(_rundir.entry_name(self.config.run_id, f"m{msg.m_uid}"), msg.size)
         except (OSError, ValueError) as exc:
             return SHPoolCreateResponse(ref=msg.tag, err=LSErr.FAIL, err_info=f"cannot create pool: {exc}")
         self.pools[msg.m_uid] = pool
@@ -715,7 +720,7 @@ class LocalServices:
         for pool in list(self.pools.values()) + self.infra.pools:
             pool.destroy()
         for name in entries(run_prefix(self.config.run_id)):
-            unlink_quietly(name)
+            unlink_own(name)
 
 
 async def serve(config: LSConfig, gs: GSStart | str) -> int:

@@ -1,4 +1,5 @@
-"""The wheel installs what users import: dragon.transport and dragon.services, never top-level names.
+"""The wheel installs what users import: dragon.transport and dragon.services, never top-level names
+(besides the .pth file that makes the start method "dragon" known everywhere).
 
 pyproject.toml maps the repository's top-level services/ and transport/ into the dragon package
 (ARCHITECTURE.md). An editable install hides mistakes in that mapping, so this builds a real wheel,
@@ -72,3 +73,12 @@ def test_wheel_installs_services_and_transport_inside_dragon(tmp_path: Path) -> 
     dragon = bindir / "dragon"
     assert dragon.is_file()
     run([dragon, "--help"], cwd=tmp_path, env=env)
+
+    # The .pth file (setup.py): "dragon" is a start method of an interpreter that never imported
+    # dragon, and start-up imports neither dragon nor multiprocessing.
+    assert "dragon-start-method.pth" in names
+    code = ("import sys; light = not {'dragon', 'multiprocessing'} & set(sys.modules)\n"
+            "import multiprocessing as mp; ctx = mp.get_context('dragon')\n"
+            "print(light, sys.modules['dragon'].__file__)")
+    light, imported = run([bindir / "python", "-c", code], cwd=tmp_path, env=env).stdout.split()
+    assert light == "True" and Path(imported).is_relative_to(venv), imported

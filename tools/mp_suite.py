@@ -8,8 +8,8 @@ this driver writes the equivalent runner script (RUNNER below) to a temporary di
 Each test class runs in its own command, with a timeout:
 
 * "spawn":  `python <runner> spawn <ClassName>`
-* "dragon": `dragon <runner> dragon <ClassName>` (the venv's `dragon` command; the runner imports
-  `dragon` first, which registers the start method "dragon").
+* "dragon": `dragon <runner> dragon <ClassName>` (the venv's `dragon` command; the start method
+  "dragon" is known through the package's .pth file, as in any interpreter of the venv).
 
 The runner runs the class with unittest and prints a JSON summary on its last stdout line. Every run
 is started in a new session; on timeout the process group gets SIGTERM (so `dragon` can tear its
@@ -44,8 +44,8 @@ RUNNER = r'''
 import sys
 
 METHOD = sys.argv[1] if len(sys.argv) > 1 else "spawn"
-if METHOD == "dragon":
-    import dragon  # noqa: F401  (registers the start method "dragon")
+# No `import dragon` for METHOD "dragon": the package's .pth file makes the start method known in
+# every interpreter, this one and the ones the tests start themselves (TestNoForkBomb) included.
 
 if __name__ == "__main__":
     import os

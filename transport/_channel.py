@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import itertools
 import mmap
 import os
 import select
@@ -76,7 +75,7 @@ from typing import Final
 import msgspec
 
 from ._errors import ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull
-from ._shm import entries, shm_path, unlink_quietly
+from ._shm import entries, open_own, shm_path, unlink_own, unlink_quietly
 
 Buffer = bytes | bytearray | memoryview
 
@@ -164,7 +163,7 @@ class Channel:
 
     __slots__ = (
         "name", "capacity", "block_size", "ring_bytes", "_mm", "_mv", "_w", "_ring", "_ringq",
-        "_rfd", "_sfd", "_rlock", "_slock", "_closed", "_spin_s", "_spin_cap", "_side_seq", "_max_inline", "_slot",
+        "_rfd", "_sfd", "_rlock", "_slock", "_closed", "_spin_s", "_spin_cap", "_max_inline", "_slot",
         "packed", "_held", "_lease_wanted", "_leased", "_lease_seen", "__weakref__",
     )
 
@@ -192,7 +191,6 @@ class Channel:
         self._lease_seen: dict[int, tuple[int, int]] = {}  # fd: (sent or received total, idle looks)
         self._closed = False
         self._spin_s = self._spin_cap = SPIN_MAX_S
-        self._side_seq = itertools.count()
 
     # ----------------------------------------------------------------------------- life cycle
 
@@ -251,7 +249,7 @@ class Channel:
     def attach(cls, name: str) -> Channel:
         """A new handle on the existing channel `name`; ChannelDestroyed if there is no such channel."""
         try:
-            fd = os.open(shm_path(name), os.O_RDWR | os.O_CLOEXEC)
+            fd = open_own(name)
         except FileNotFoundError:
             raise ChannelDestroyed(f"no channel named {name}: it was destroyed or never made") from None
         try:
@@ -303,7 +301,7 @@ class Channel:
             except BlockingIOError:
                 pass
         for entry in (self.name, self.name + ".rbell", self.name + ".sbell", *entries(self.name + ".x")):
-            unlink_quietly(entry)
+            unlink_own(entry)
 
     def __enter__(self) -> Channel:
         return self
@@ -532,7 +530,7 @@ class Channel:
             if fd not in self._held:
                 continue
             try:
-                fresh = os.open(shm_path(self.name + suffix), os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+                fresh = open_own(self.name + suffix, os.O_RDWR | os.O_NONBLOCK)
             except OSError:  # destroyed: any use of the handle fails anyway
                 fresh = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
             try:
@@ -737,14 +735,15 @@ class Channel:
 
     def _write_side_file(self, data: Buffer) -> bytes:
         """Write a message too large for the ring to its own file; returns the name suffix."""
-        pid = os.getpid()
         while True:
-            suffix = f".x{pid}.{next(self._side_seq)}"
+            # unguessable: /dev/shm is listed and shared (_shm.py); os.urandom is what secrets.token_hex
+            # uses, without importing secrets (hmac, hashlib) into every user process (issue 12.4)
+            suffix = f".x{os.urandom(8).hex()}"
             try:
                 fd = os.open(shm_path(self.name + suffix),
                              os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
                 break
-            except FileExistsError:  # left by an earlier process with our pid
+            except FileExistsError:  # a one in 2**64 chance
                 continue
         try:
             mv, done = memoryview(data), 0
@@ -760,7 +759,7 @@ class Channel:
     def _read_side_file(self, suffix: bytes) -> bytes:
         name = self.name + suffix.decode()
         try:
-            fd = os.open(shm_path(name), os.O_RDONLY | os.O_CLOEXEC)
+            fd = open_own(name, os.O_RDONLY)
         except FileNotFoundError:
             raise self._destroyed() from None
         try:
@@ -1108,10 +1107,10 @@ os.register_at_fork(after_in_child=_leases_after_fork)
 
 def _open_bells(name: str) -> tuple[int, int]:
     """Open both doorbell FIFOs read-write, non-blocking (never blocks, whoever else has them open)."""
-    flags = os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC
-    rfd = os.open(shm_path(name + ".rbell"), flags)
+    flags = os.O_RDWR | os.O_NONBLOCK
+    rfd = open_own(name + ".rbell", flags)
     try:
-        return rfd, os.open(shm_path(name + ".sbell"), flags)
+        return rfd, open_own(name + ".sbell", flags)
     except BaseException:
         os.close(rfd)
         raise

@@ -3,13 +3,18 @@
 Every entry a runtime makes in /dev/shm (pool segments, channel rings, channel doorbell FIFOs, side
 files of very large messages) is named `dragon.<uid>.<run_id>.<what>`, so that a run's entries can be
 found by prefix (teardown, `dragon cleanup`, the test suite's leak check) and never collide with
-another user's or another run's. They are created with mode 0600: a runtime belongs to its user.
+another user's or another run's. They are created with mode 0600 and `O_EXCL`: a runtime belongs to
+its user. /dev/shm is a directory every user may write to and list, so names carry a random part
+where another user could otherwise guess them and make them first (`dragon._rundir.entry_name`),
+existing entries are opened only if they are this user's (`open_own`), and teardown removes only this
+user's entries (`unlink_own`).
 On Linux `shm_open(name)` is `open("/dev/shm/name")`, so plain `os.open` is used; this avoids
 `multiprocessing.shared_memory`, whose resource tracker unlinks segments behind the runtime's back.
 """
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 from typing import Final
@@ -53,14 +58,39 @@ def create_segment(name: str, size_bytes: int) -> tuple[int, mmap.mmap]:
         raise
 
 
+def open_own(name: str, flags: int = os.O_RDWR) -> int:
+    """Open an existing entry of this user's, never through a symlink (module docstring).
+
+    Raises FileNotFoundError if it does not exist (any more), PermissionError if it is another user's."""
+    fd = os.open(shm_path(name), flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+    if os.fstat(fd).st_uid != os.getuid():
+        os.close(fd)
+        raise PermissionError(errno.EPERM, f"/dev/shm/{name} belongs to another user: refused")
+    return fd
+
+
 def attach_segment(name: str) -> tuple[int, mmap.mmap]:
-    """Map an existing segment whole; raises FileNotFoundError if it does not exist (any more)."""
-    fd = os.open(shm_path(name), os.O_RDWR | os.O_CLOEXEC)
+    """Map an existing segment of this user's whole; FileNotFoundError if it does not exist (any more)."""
+    fd = open_own(name)
     try:
         return fd, mmap.mmap(fd, os.fstat(fd).st_size)
     except BaseException:
         os.close(fd)
         raise
+
+
+def unlink_own(name: str) -> bool:
+    """Remove a shared-memory entry if it is this user's; True if it did. An entry of another user's
+    that happens to carry one of our names (made there to get in our way: issue 13) is left alone, and
+    never an error: a teardown must not fail on an entry it did not make."""
+    path = shm_path(name)
+    try:
+        if os.lstat(path).st_uid != os.getuid():
+            return False
+        os.unlink(path)
+    except (FileNotFoundError, PermissionError):
+        return False
+    return True
 
 
 def unlink_quietly(name: str) -> bool:

@@ -13,11 +13,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import msgspec
 import pytest
 
-from dragon import _gs_client, _gs_common
+from dragon import _gs_client, _gs_common, _rundir
 from dragon.descriptors import ArgMode
 from dragon.errors import ProtocolError, RequestTimeout, RuntimeNotRunning
 from dragon.ids import LaunchParameters
@@ -224,6 +225,26 @@ def test_a_process_that_inherited_a_connection_is_refused(fake: FakeGS, monkeypa
     monkeypatch.delenv(_gs_client.CONNECTED_PID_VAR)
     with pytest.raises(RuntimeNotRunning, match="no GS-return channel"):
         _gs_client.launch_parameters()
+
+
+def test_launch_parameters_are_inherited_unless_local_services_is_the_parent(
+        fake: FakeGS, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A child a managed process made itself (subprocess) has its parent's launch parameters, even
+    before the parent connected (no CONNECTED_PID_VAR yet): only Local Services' children are managed."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    run_id = _rundir.new_run_id()
+    _rundir.create_run_dir(run_id)
+    for var, value in msgspec.structs.replace(fake.params, run_id=run_id).to_env().items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.delenv(_gs_client.CONNECTED_PID_VAR, raising=False)
+    for ls_pid, inherited in ((os.getppid(), False), (os.getpid(), True)):
+        _rundir.write_info(_rundir.RunInfo(run_id=run_id, launcher_pid=0, ls_pid=ls_pid, gs_pid=0, pgid=0,
+                                           gs_cd="", la_cd="", shep_cd="", started=0.0))
+        if inherited:
+            with pytest.raises(_gs_client.InheritedLaunchParameters, match="is not Local Services"):
+                _gs_client.launch_parameters()
+        else:
+            assert _gs_client.launch_parameters().my_puid == MY_PUID
 
 
 def test_timeout_conversion_to_microseconds() -> None:

@@ -54,6 +54,8 @@ def sample(tp: Any) -> Any:
         return build(tp)
     if origin is list:
         return [sample(typing.get_args(tp)[0])]
+    if origin is tuple:
+        return tuple(sample(arg) for arg in typing.get_args(tp))
     if origin is dict:
         key_tp, value_tp = typing.get_args(tp)
         return {sample(key_tp): sample(value_tp)}

@@ -37,8 +37,8 @@ async def _run(argv: list[str], tmp_path: Path) -> tuple[dict[str, Any], bytes]:
 async def test_queue_semantics_as_under_spawn(tmp_path: Path) -> None:
     prog = str(MP_PROGRAMS / "queues.py")
     spawn, spawn_err = await _run([sys.executable, prog, "spawn"], tmp_path)
-    dragon, _ = await _run([DRAGON, prog, "dragon"], tmp_path)
-    background, _ = await _run([sys.executable, prog, "dragon"], tmp_path)  # the program's own runtime
+    dragon, dragon_err = await _run([DRAGON, prog, "dragon"], tmp_path)
+    background, background_err = await _run([sys.executable, prog, "dragon"], tmp_path)  # its own runtime
     assert background == dragon
     assert dragon["same"] == spawn["same"]
     same = dragon["same"]
@@ -65,15 +65,23 @@ async def test_queue_semantics_as_under_spawn(tmp_path: Path) -> None:
     assert same["many"] == {"count": 6000, "unique": 6000, "all": True, "each_producer_in_order": True,
                             "exits": [0] * 6}
     assert same["simple"] == {"empty_new": True, "empty_after": False, "fifo": True, "unpicklable": "AttributeError",
-                              "after_unpicklable": "still works", "closed_get": "OSError"}
+                              "after_unpicklable": "still works", "closed_get": "OSError",
+                              "ends_open": [False, False], "ends_closed": [True, True]}
     assert same["joinable"] == {"joined": True, "exit": 0, "too_many": "ValueError", "local": True}
     assert same["pools"] == {"map": [x * x for x in range(10)], "imap": [0, 1, 4, 9, 16], "executor": [0, 1, 4, 9, 16]}
 
-    # By design: put pickles in the caller (the stdlib's feeder prints the error and drops the item),
-    # and a Queue pickles anywhere (the stdlib's only while spawning).
-    assert spawn["differs"] == {"unpicklable": {"raised": "", "next": "next"}, "pool_argument": "RuntimeError"}
-    assert b"Can't pickle local object" in spawn_err
-    assert dragon["differs"] == {"unpicklable": {"raised": "AttributeError", "next": "next"}, "pool_argument": "got 5"}
+    assert same["pipe_ends"] == {"poll": True, "recv": "sent", "poll_after": False, "wrong_end": ["OSError"] * 2,
+                                 "writer_closed": [True, False, "OSError"],
+                                 "both_closed": [True, True, "OSError"]}
+    # By design: put raises for an unpicklable object where the stdlib's feeder thread prints the error
+    # and drops the item (the queue goes on either way), and a Queue pickles anywhere (the stdlib's only
+    # while spawning).
+    after = {"qsize_bounded": 1, "next": ["next"] * 3, "empty_bounded": True}
+    assert spawn["differs"] == {"unpicklable": {"raised": ["", "", ""], **after}, "pool_argument": "RuntimeError"}
+    assert spawn_err.count(b"Can't pickle local object") == 3, spawn_err.decode(errors="replace")
+    assert dragon["differs"] == {"unpicklable": {"raised": ["AttributeError"] * 3, **after}, "pool_argument": "got 5"}
+    for err in (dragon_err, background_err):
+        assert b"Can't pickle local object" not in err, err.decode(errors="replace")
     assert dragon["dragon"] == {"queue_in_queue": "through a queue inside a queue", "released": {
         "item": "one", "alive_before": True, "gone_after_close": True, "gone_after_gc": True}, "packing": {
         "items": True, "slots": False, "simple": True, "full": "Full", "simple_all": True}}

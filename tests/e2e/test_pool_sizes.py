@@ -88,9 +88,11 @@ async def test_serve_makes_the_pools_of_the_sizes_asked_for(monkeypatch: pytest.
     with trio.fail_after(RUN_TIMEOUT_S):
         async with trio.open_nursery() as nursery:
             handle = await nursery.start(dragon.serve)
-            for m_uid, var in ((INF_POOL_MUID, "DRAGON_INF_SEG_SZ"), (DEFAULT_POOL_MUID, "DRAGON_DEFAULT_SEG_SZ")):
-                size = os.stat(shm_path(_rundir.infra_name(handle.run_id, f"m{m_uid}"))).st_size
-                assert size == SMALL_BYTES[var]
+            with trio.fail_after(5):  # bounded poll: runtime.json is written just after GS is up
+                while (info := _rundir.read_info(handle.run_id)) is None:
+                    await trio.sleep(0.01)
+            for pd, var in ((info.inf_pd, "DRAGON_INF_SEG_SZ"), (info.default_pd, "DRAGON_DEFAULT_SEG_SZ")):
+                assert os.stat(shm_path(pd)).st_size == SMALL_BYTES[var]
             created = await handle.call(GSProcessCreate(p_uid=0, r_c_uid=0, exe=sys.executable,
                                                         args=["-c", SHOW_SIZES]), GSProcessCreateResponse)
             assert created.err == ProcessCreateErr.SUCCESS and created.desc is not None, created.err_info

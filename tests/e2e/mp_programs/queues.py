@@ -237,9 +237,38 @@ def simple_queue(ctx: Any) -> dict[str, Any]:
     out["unpicklable"] = raises(lambda: sq.put(lambda: 0))  # the stdlib's put pickles at once too
     sq.put("still works")
     out["after_unpicklable"] = sq.get()
+    out["ends_open"] = [sq._reader.closed, sq._writer.closed]
     sq.close()
     sq.close()
     out["closed_get"] = raises(sq.get)
+    out["ends_closed"] = [sq._reader.closed, sq._writer.closed]  # private, but code looks at them
+    return out
+
+
+def pipe_ends(ctx: Any) -> dict[str, Any]:
+    """SimpleQueue's `_reader` and `_writer`: private, but the stdlib's Pool and other code use them."""
+    sq = ctx.SimpleQueue()
+    sq._writer.send("sent")
+    out: dict[str, Any] = {"poll": sq._reader.poll(), "recv": sq._reader.recv(), "poll_after": sq._reader.poll()}
+    out["wrong_end"] = [raises(lambda: sq._reader.send(1)), raises(sq._writer.recv)]
+    sq._writer.close()
+    out["writer_closed"] = [sq._writer.closed, sq._reader.closed, raises(lambda: sq.put(1))]
+    sq.close()
+    out["both_closed"] = [sq._writer.closed, sq._reader.closed, raises(sq._reader.poll)]
+    return out
+
+
+def unpicklable(ctx: Any) -> dict[str, Any]:
+    """An object that cannot be pickled (CPython's test_queue_feeder_donot_stop_onexc): the stdlib's
+    `put` returns and its feeder thread prints the error and drops the item; dragon's `put` raises
+    (by design: dragon/_mp_queues.py). Either way the queue goes on, a bounded one with its size right."""
+    q, bounded, jq = ctx.Queue(), ctx.Queue(maxsize=1), ctx.JoinableQueue()
+    out = {"raised": [raises(lambda: queue.put(lambda: 0)) for queue in (q, bounded, jq)]}
+    for queue in (q, bounded, jq):
+        queue.put("next")
+    out["qsize_bounded"] = bounded.qsize()
+    out["next"] = [queue.get(timeout=WAIT_S) for queue in (q, bounded, jq)]
+    out["empty_bounded"] = bounded.empty()
     return out
 
 
@@ -272,14 +301,6 @@ def pools(ctx: Any) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- differs
-
-
-def unpicklable_in_queue(ctx: Any) -> dict[str, Any]:
-    """stdlib: the feeder thread prints the error and the item vanishes; dragon: put raises."""
-    q = ctx.Queue()
-    raised = raises(lambda: q.put(lambda: 0))
-    q.put("next")
-    return {"raised": raised, "next": q.get(timeout=WAIT_S)}
 
 
 def queue_as_pool_argument(ctx: Any) -> str:
@@ -353,8 +374,9 @@ if __name__ == "__main__":
     report: dict[str, Any] = {"same": {
         "basics": fifo_and_basics(ctx), "bounded": bounded(ctx), "across": across_processes(ctx),
         "many": many_to_many(ctx), "simple": simple_queue(ctx), "joinable": joinable(ctx), "pools": pools(ctx),
+        "pipe_ends": pipe_ends(ctx),
     }}
-    report["differs"] = {"unpicklable": unpicklable_in_queue(ctx), "pool_argument": queue_as_pool_argument(ctx)}
+    report["differs"] = {"unpicklable": unpicklable(ctx), "pool_argument": queue_as_pool_argument(ctx)}
     if method == "dragon":
         report["dragon"] = {"queue_in_queue": queue_in_queue(ctx), "released": released(ctx),
                             "packing": packing(ctx)}

@@ -1,0 +1,44 @@
+"""Workers that loop until interrupted: one Ctrl-C must reach them all, as under spawn (issue 13.7).
+
+Usage: interrupted_workers.py METHOD. Prints "ready" once the workers run; a Ctrl-C (SIGINT to the
+program's process group, as a terminal sends it) makes each worker print "worker N interrupted" and
+the main process "main interrupted"; then everything ends with status 0.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sys
+import time
+from typing import Any
+
+import dragon  # noqa: F401  (registers the start method "dragon")
+
+WORKERS = 3
+
+
+def loop(i: int, ready: Any) -> None:
+    try:
+        ready.put(i)
+        while True:
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        print(f"worker {i} interrupted", flush=True)
+
+
+if __name__ == "__main__":
+    ctx = mp.get_context(sys.argv[1])
+    ready = ctx.Queue()
+    procs = [ctx.Process(target=loop, args=(i, ready)) for i in range(WORKERS)]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.get()
+    print("ready", flush=True)
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        print("main interrupted", flush=True)
+        for p in procs:
+            p.join()
