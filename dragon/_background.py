@@ -75,9 +75,10 @@ from typing import Final
 import msgspec
 
 from dragon import _rundir
-from dragon._gs_common import NOT_INHERITED
+from dragon._mp_child import child_argv
 from dragon._pool_sizes import DEFAULT_VAR, INF_VAR
 from dragon.errors import BringupError, RuntimeNotRunning
+from dragon.ids import NOT_INHERITED
 
 EXIT_PRIORITY: Final = -1000
 """Of the `multiprocessing.util.Finalize` that stops the runtime: below every finalizer of the
@@ -200,9 +201,12 @@ def _bring_up() -> BackgroundRuntime:
     try:
         # In the program's process group: the terminal's Ctrl-C reaches it too, and it passes it on
         # to the runtime's processes (module docstring). stdout and stderr are inherited: managed
-        # processes' output reaches the program's.
+        # processes' output reaches the program's. --fork-server: what the start that brings the
+        # runtime up is about to ask for, so that the runtime boots its fork server for it while
+        # coming up (LSConfig.fork_server).
         launcher = subprocess.Popen(
-            [sys.executable, "-m", LAUNCHER_MODULE, "--bringup-timeout", repr(timeout_s)],
+            [sys.executable, "-m", LAUNCHER_MODULE, "--bringup-timeout", repr(timeout_s),
+             "--fork-server", msgspec.json.encode(child_argv()[:-2]).decode()],
             stdin=theirs.fileno(), close_fds=True, env=_launcher_env())
     except BaseException as exc:
         ours.close()

@@ -20,29 +20,26 @@ uses the same connection, so its processes run in the embedded runtime, not in a
 A forked child of the program (os.fork, the start method "fork") does not own the runtimes of its
 parent: it forgets them, as it forgets a background runtime.
 
-Plain Python, no trio: `dragon._gs_client` imports this in every process.
+Plain Python, no trio: `dragon._gs_client` imports this in every process, so it imports nothing
+costly either (no dataclasses, logging only to report a failing hook: issue #12 item 4).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-
-log = logging.getLogger(__name__)
 
 
-@dataclass
 class EmbeddedRuntime:
     """A runtime of `dragon.serve` in this process: its run id, and the thread whose trio loop runs
     its launcher."""
 
-    run_id: str
-    loop_thread: int
-    stop_hooks: list[Callable[[], None]] = field(default_factory=list)
-    running: bool = True
+    def __init__(self, run_id: str, loop_thread: int) -> None:
+        self.run_id = run_id
+        self.loop_thread = loop_thread
+        self.stop_hooks: list[Callable[[], None]] = []
+        self.running = True
 
 
 _lock = threading.Lock()
@@ -70,7 +67,9 @@ def unregister(rt: EmbeddedRuntime) -> None:
         try:
             hook()
         except Exception:  # closing a connection to a runtime that is gone: nothing to save
-            log.warning("closing the connection to runtime %s failed", rt.run_id, exc_info=True)
+            import logging  # the process of dragon.serve has it already
+
+            logging.getLogger(__name__).warning("closing the connection to runtime %s failed", rt.run_id, exc_info=True)
 
 
 def current() -> EmbeddedRuntime | None:

@@ -4,10 +4,10 @@ A child of the multiprocessing start method "dragon" is `python -c <dragon._mp_c
 interpreter that imports the runtime client and multiprocessing before it can unpickle its process
 object. On these machines that costs about 70 ms of CPU per child on top of Python's own start-up,
 enough to make starting 64 processes 2.5x slower than "spawn". Local Services therefore runs this
-program once per runtime (on the first such request, `dragon.services._fast_start`): an interpreter,
-started with the same executable, flags and Python environment variables, that imports those modules
-(`PRELOAD`) and then forks a child for each request it receives, as multiprocessing's "forkserver"
-does. A child costs two forks instead of an exec and an import.
+program once per runtime (`dragon.services._fast_start` says when): an interpreter, started with
+the same executable, flags and Python environment variables, that imports those modules (`PRELOAD`;
+then `PRELOAD_IDLE` between requests) and then forks a child for each request it receives, as
+multiprocessing's "forkserver" does. A child costs two forks instead of an exec and an import.
 
 Protocol, over the SOCK_SEQPACKET socket whose fd is `sys.argv[1]`: Local Services sends one
 `StartRequest` (msgpack) per child, with the child's stdin, stdout and stderr attached (SCM_RIGHTS);
@@ -23,10 +23,11 @@ the request's, and CODE runs in a new `__main__` module; its exit (SystemExit, a
 handlers) is the interpreter's usual one.
 
 What differs from a fresh interpreter (as under multiprocessing's "forkserver"): the modules of
-`PRELOAD` are already imported, and every child has the server's string-hash seed (`random` is
-re-seeded at fork by the standard library itself). Local Services only sends requests whose
-executable, interpreter flags and Python/locale environment equal the server's, so `sys.flags`,
-`sys.path` and the stdio encodings are what the child would have had.
+`PRELOAD` (and, unless the child came early, `PRELOAD_IDLE`) are already imported, and every child
+has the server's string-hash seed (`random` is re-seeded at fork by the standard library itself).
+Local Services only sends requests whose executable, interpreter flags and Python/locale environment
+equal the server's, so `sys.flags`, `sys.path` and the stdio encodings are what the child would have
+had.
 
 Plain Python: no trio (the children must not carry it).
 """
@@ -48,10 +49,21 @@ from dragon.descriptors import OsText, fs_env, fs_str
 
 MAX_REQUEST: Final = 1 << 20  # bytes of one StartRequest (the environment is most of it)
 MAX_FD: Final = 65536  # fds a child closes above 2
-PRELOAD: Final = ("dragon._mp_child", "dragon._gs_client", "multiprocessing.spawn", "multiprocessing.resource_tracker")
-"""What every child of the "dragon" start method imports before it runs user code."""
+PRELOAD: Final = ("dragon._mp_child", "dragon._gs_client", "multiprocessing.spawn", "multiprocessing.resource_tracker",
+                  "pkgutil")
+"""What every child of the "dragon" start method imports before it runs user code (pkgutil: runpy's,
+for its main module)."""
+PRELOAD_IDLE: Final = ("multiprocessing.connection", "multiprocessing.resource_sharer", "hmac", "queue",
+                       "multiprocessing.pool", "dragon._mp_queues", "dragon._mp_pool")
+"""What most children import as they unpickle their process object: Pipe and Queue ends (their fds
+come through the resource sharer, which authenticates with hmac), a Pool's worker. The server imports
+these after READY, one at a time while no request waits, and in steps of a few ms (the largest,
+dragon._mp_queues, about 8 ms without .pyc files), so that a start waits for one step at most: it
+pays once what would cost every child. Measured here (no .pyc files), the CPU time from fork to the
+first task of a Pool worker went from 20 to 5 ms, of a child given a Pipe from 14 to 4 ms (with
+`dragon._gs_client`'s decoder, also made at import)."""
 READY: Final = b"ready"
-"""The server's first message: its modules are imported, requests are served from now on."""
+"""The server's first message: PRELOAD is imported, requests are served from now on."""
 
 
 class StartRequest(msgspec.Struct, frozen=True):
@@ -90,10 +102,15 @@ def main() -> None:
 
 
 def serve(sock: socket.socket) -> tuple[StartRequest, list[int]] | None:
-    """The server's loop. Returns None at end of file; returns (request, fds) in a new child."""
+    """The server's loop. Returns None at end of file; returns (request, fds) in a new child.
+    While no request waits, it imports PRELOAD_IDLE."""
     encoder = msgspec.msgpack.Encoder()
     decoder = msgspec.msgpack.Decoder(StartRequest)
+    idle = list(PRELOAD_IDLE)
     while True:
+        if idle and not select.select([sock], [], [], 0)[0]:
+            __import__(idle.pop(0))
+            continue
         data, fds, _flags, _addr = socket.recv_fds(sock, MAX_REQUEST, 3)
         if not data:
             return None

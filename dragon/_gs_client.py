@@ -39,9 +39,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-import logging
 import os
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -50,18 +48,14 @@ from typing import Final, TypeVar
 import msgspec
 
 from dragon import _rundir
-from dragon._gs_common import CONNECTED_PID_VAR as CONNECTED_PID_VAR
-from dragon._gs_common import timeout_us as timeout_us
 from dragon.descriptors import ArgMode
 from dragon.errors import (
     ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull, EventLoopBlocked, ProtocolError, RequestTimeout,
     RuntimeNotRunning,
 )
-from dragon.ids import FIRST_USER_MANAGED_CUID, LAUNCHER_PUID, LaunchParameters
+from dragon.ids import CONNECTED_PID_VAR, FIRST_USER_MANAGED_CUID, LAUNCHER_PUID, LaunchParameters
 from dragon.messages import GSPingProc, ProcessInbound, Request, Response, decode
 from dragon.transport import Channel
-
-log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Response)
 
@@ -77,6 +71,11 @@ NO_RUNTIME: Final = ("no Dragon runtime runs for this process: run the program w
                      "program, embed one with `handle = await nursery.start(dragon.serve)`, which dragon.native then "
                      "uses; or start a process with the multiprocessing start method \"dragon\", which brings a "
                      "runtime up for the program")
+
+
+_INBOUND: Final[msgspec.msgpack.Decoder[GSPingProc | Response]] = msgspec.msgpack.Decoder(ProcessInbound)
+"""What a process receives from GS. Made once per process, here: making it costs about 1 ms (msgspec
+reads the annotations of every message type), which a child of the fork server then inherits done."""
 
 
 class GSClient:
@@ -98,7 +97,7 @@ class GSClient:
         self.r_c_uid = params.gs_ret_cuid
         self._to_gs, self._replies, self._gs_pid = to_gs, replies, gs_pid
         self._enc = msgspec.msgpack.Encoder()
-        self._dec: msgspec.msgpack.Decoder[GSPingProc | Response] = msgspec.msgpack.Decoder(ProcessInbound)
+        self._dec: msgspec.msgpack.Decoder[GSPingProc | Response] = _INBOUND
         self._tags = itertools.count(1)
         self._cond = threading.Condition()
         self._waiting: set[int] = set()
@@ -249,7 +248,7 @@ class GSClient:
                         self._filed[resp.ref] = resp
                         self._cond.notify_all()
                     else:  # the answer to a call that timed out
-                        log.debug("dropped a late %s ref=%d", type(resp).__name__, resp.ref)
+                        _log_debug("dropped a late %s ref=%d", type(resp).__name__, resp.ref)
         finally:
             with self._cond:
                 self._reader_busy = False
@@ -332,13 +331,22 @@ def user_reply_channel(run_id: str, *, capacity: int, block_size: int) -> tuple[
       OSError: /dev/shm refused it (FileNotFoundError: the run has ended).
     """
     for _ in range(REPLY_CHANNEL_TRIES):  # a name taken (by chance, or by someone in the way): another
-        c_uid = FIRST_USER_MANAGED_CUID + secrets.randbelow(FIRST_USER_MANAGED_CUID)
+        # secrets.randbelow(2**54), without importing secrets (hmac, hashlib): 54 random bits
+        c_uid = FIRST_USER_MANAGED_CUID + (int.from_bytes(os.urandom(7), "little") & (FIRST_USER_MANAGED_CUID - 1))
         try:
             return c_uid, Channel.create(_rundir.channel_name(run_id, c_uid), capacity=capacity,
                                          block_size=block_size)
         except FileExistsError:
             continue
     raise FileExistsError(f"no free name for a reply channel of run {run_id} in {REPLY_CHANNEL_TRIES} tries")
+
+
+def _log_debug(msg: str, *args: object) -> None:
+    """Log at DEBUG, importing logging only then: every user process imports this module, and
+    `import logging` costs it about 3 ms (issue #12 item 4)."""
+    import logging
+
+    logging.getLogger(__name__).debug(msg, *args)
 
 
 def _destroy_quietly(chan: Channel) -> None:

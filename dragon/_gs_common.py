@@ -30,7 +30,7 @@ from dragon.errors import (
     InvalidArgument, JoinSelf, PoolBusy, PoolCreateFailed, PoolDestroyFailed, PoolGone, PoolNameInUse,
     ProcessNameInUse, ProcessSignalFailed, ProcessStartFailed, UnknownChannel, UnknownPool, UnknownProcess,
 )
-from dragon.ids import DEFAULT_POOL_MUID, ENV_PREFIX, LaunchParameters
+from dragon.ids import DEFAULT_POOL_MUID, NOT_INHERITED
 from dragon.messages import (
     ChannelCreateErr, ChannelDestroyErr, ChannelJoinErr, ChannelQueryErr, GSChannelCreate,
     GSChannelCreateResponse, GSChannelDestroy, GSChannelDestroyResponse, GSChannelJoin, GSChannelJoinResponse,
@@ -46,14 +46,6 @@ from dragon.transport._channel import DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY, MIN_
 R = TypeVar("R", bound=Response)
 T = TypeVar("T")
 
-CONNECTED_PID_VAR: Final = "DRAGON_GS_CLIENT_PID"
-"""Set in the environment of a connected process: a process it forks or spawns by other means than
-GS inherits the launch parameters but is not that managed process, and must not take its replies."""
-
-# Launch parameters are per process: LS fills in the child's own, so the parent's are not passed on.
-NOT_INHERITED: Final = frozenset(
-    [ENV_PREFIX + f.name.upper() for f in msgspec.structs.fields(LaunchParameters)]
-    + [CONNECTED_PID_VAR, "DRAGON_PARENT_PUID"])
 
 @dataclass(frozen=True)
 class GSCall(Generic[R, T]):

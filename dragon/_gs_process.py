@@ -24,8 +24,6 @@ from dragon._gs_pipe import PipeConnection
 from dragon.ids import LAUNCHER_PUID, stdio_channel_name
 from dragon.messages import Response
 
-_NOT_INHERITED: Final = gs.NOT_INHERITED  # dragon._mp_popen filters the environment with it
-
 R = TypeVar("R", bound=Response)
 T = TypeVar("T")
 

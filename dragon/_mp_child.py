@@ -32,6 +32,15 @@ CHILD_MAIN: Final = "from dragon._mp_child import main; main()"
 """What the child runs (`python -c`); Local Services starts exactly this from its fork server."""
 
 
+def child_argv() -> list[str]:
+    """The command line of a child of this process: multiprocessing's executable and this
+    interpreter's flags, as spawn gives them, then `-c CHILD_MAIN`."""
+    from multiprocessing import spawn, util
+
+    return [os.fsdecode(spawn.get_executable()), *util._args_from_interpreter_flags(),  # type: ignore[attr-defined]
+            "-c", CHILD_MAIN]
+
+
 def main() -> NoReturn:
     """Run the process object the parent sent in the handshake, then exit with its exit code."""
     from dragon._gs_client import connection

@@ -36,19 +36,19 @@ import os
 import select
 import signal
 import sys
-from multiprocessing import process, reduction, resource_tracker, spawn, util
+from multiprocessing import process, reduction, resource_tracker, util
 from multiprocessing.context import set_spawning_popen
 from typing import Any, Final
 
 from dragon import _embedded
 from dragon._gs_client import GSClient, connection
-from dragon._gs_process import _NOT_INHERITED
-from dragon._mp_child import CHILD_MAIN, FORMAT, _exit_sentinel
+from dragon._mp_child import FORMAT, _exit_sentinel, child_argv
 from dragon._mp_context import preparation_data
 from dragon._mp_fds import FdHandoff, ParentFd
 from dragon._mp_names import target_of
 from dragon.descriptors import ArgMode, ProcessOptions, os_env, os_text, shown
 from dragon.errors import DragonError, ProcessSignalFailed, ProcessStartFailed, RuntimeNotRunning, UnknownProcess
+from dragon.ids import NOT_INHERITED
 from dragon.messages import (
     GSProcessCreate, GSProcessCreateResponse, GSProcessJoin, GSProcessJoinResponse, GSProcessKill,
     GSProcessKillResponse, ProcessCreateErr, ProcessJoinErr, ProcessKillErr,
@@ -110,9 +110,8 @@ class DragonPopen:
         reduction.dump({"format": FORMAT, "parent_pid": os.getpid(), "tracker_fd": tracker_fd,
                         "fds": self._fds.listen()}, fp)
         fp.write(body.getbuffer())
-        exe = os.fsdecode(spawn.get_executable())
-        args = [*util._args_from_interpreter_flags(), "-c", CHILD_MAIN]  # type: ignore[attr-defined]
-        env_plain, env_raw = os_env({k: v for k, v in os.environ.items() if k not in _NOT_INHERITED})
+        exe, *args = child_argv()
+        env_plain, env_raw = os_env({k: v for k, v in os.environ.items() if k not in NOT_INHERITED})
         resp = client.call(GSProcessCreate(
             p_uid=0, r_c_uid=0, exe=os_text(exe), args=[os_text(a) for a in args], env=env_plain, env_raw=env_raw,
             rundir=os_text(os.getcwd()),

@@ -24,8 +24,6 @@ import contextlib
 import errno
 import os
 import re
-import secrets
-import shutil
 import stat
 from collections.abc import Iterator
 from typing import Final
@@ -65,7 +63,7 @@ class RunInfo(msgspec.Struct, kw_only=True):
 
 
 def new_run_id() -> str:
-    return secrets.token_hex(4)
+    return os.urandom(4).hex()  # what secrets.token_hex(4) does, without importing it (hmac, hashlib)
 
 
 def runtime_root() -> str:
@@ -178,6 +176,8 @@ def is_run_dir(run_id: str) -> str:
 
 def remove_run_dir(run_id: str) -> None:
     """Remove a run's directory (never through a symlink); nothing if it is gone or the root is unsafe."""
+    import shutil  # here only: every managed process imports this module, few remove a run
+
     try:
         with open_root() as root:
             shutil.rmtree(run_id, dir_fd=root)
@@ -196,4 +196,4 @@ def entry_name(run_id: str, what: str) -> str:
     """A new /dev/shm name for an object of a run, e.g. `c2` (the GS channel), `m0` (a pool), with a
     random part: /dev/shm can be listed by anyone, and another user who can guess the next name can
     make it first (issue 13), so names are found through descriptors, never derived."""
-    return f"{run_prefix(run_id)}{what}.{secrets.token_hex(6)}"
+    return f"{run_prefix(run_id)}{what}.{os.urandom(6).hex()}"

@@ -25,13 +25,15 @@ import functools
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from dataclasses import dataclass
+from typing import Final
 
 import trio
 
 from dragon import __version__, _log, _pool_sizes, _rundir
-from dragon.descriptors import OsText, ProcessOptions, os_text, shown
+from dragon.descriptors import ProcessOptions, os_text, shown
 from dragon.errors import BringupError, leaf_exceptions
 from dragon.ids import BE_CUID
 from dragon.messages import (
@@ -41,6 +43,9 @@ from dragon.services import launcher
 from dragon.services._process import ForkedChild, exit_status_for_shell
 from dragon.services.local_services import LSConfig
 
+MP_HINT: Final = (b"multiprocessing", b"dragon")
+"""A head whose source names both is expected to use the start method "dragon" (`fork_server_for`)."""
+HINT_SCAN_BYTES: Final = 1 << 20  # of a script: its imports are at the top
 
 
 HEAD_TERM_GRACE_S = 2.0  # after SIGTERM, the head's own exit status counts if it exits this soon
@@ -98,6 +103,42 @@ def head_command(opts: argparse.Namespace) -> tuple[str, list[str]] | str:
     return sys.executable, [prog, *args]
 
 
+def head_env() -> dict[str, str]:
+    """What the head's environment adds to ours."""
+    if os.isatty(1) and "PYTHONUNBUFFERED" not in os.environ:
+        # The head's stdout is a pipe to Local Services, so Python would buffer it in blocks;
+        # at a terminal `python my.py` shows each line at once, and so must `dragon my.py`.
+        return {"PYTHONUNBUFFERED": "1"}
+    return {}
+
+
+def fork_server_for(exe: str, args: list[str]) -> list[str]:
+    """`LSConfig.fork_server` for the head: `[exe, *our interpreter flags]` if it is a Python script
+    or `-c CODE` whose source names multiprocessing and dragon (the start method, or the package that
+    registers it), else [] (`-m MODULE` is not looked for).
+
+    Only a hint, read before the runtime comes up: such a head gets its fork server booted at once, so
+    that its first start finds it ready (a program that then ends at once has paid about 40 ms of CPU
+    for it, on the other core); any other Python head gets one PRESTART_DELAY_S after it
+    starts unless it has ended by then (a hello world never pays for one), or at its first start. The
+    flags are ours, which Local Services (forked from us) has too: the head's children get those of an
+    interpreter started in our environment (services/_fast_start.py, `ForkServer.prestart`).
+    """
+    if exe != sys.executable or len(args) < 1 or args[0] == "-m":
+        return []
+    if args[0] == "-c":
+        source = args[1].encode(errors="surrogateescape")
+    else:
+        try:
+            with open(args[0], "rb") as f:
+                source = f.read(HINT_SCAN_BYTES)
+        except OSError:  # a directory or zip file with __main__, unreadable: no hint
+            return []
+    if not all(word in source for word in MP_HINT):
+        return []
+    return [exe, *subprocess._args_from_interpreter_flags()]  # type: ignore[attr-defined]
+
+
 def head_labels(exe: str, args: list[str]) -> tuple[str, str]:
     """The head's `label` and `target` for `dragon status` (`ProcessDescriptor`): a Python head is
     multiprocessing's `MainProcess`, running its script (by file name), `-m`'s module or `-c CODE`;
@@ -151,11 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"dragon: error: cannot make the runtime directory: {exc}", file=sys.stderr)
         return 1
+    env = head_env()
     config = LSConfig(run_id=run_id, bringup_timeout_s=opts.bringup_timeout, launcher_pid=os.getpid(),
-                      inf_seg_sz=sizes.inf_seg_sz, default_seg_sz=sizes.default_seg_sz)
+                      inf_seg_sz=sizes.inf_seg_sz, default_seg_sz=sizes.default_seg_sz,
+                      fork_server=fork_server_for(*cmd), fork_server_env=env)
     preforked = launcher.prefork_local_services(config)  # before trio.run: see the module docstring
     try:
-        return trio.run(_main, run_id, preforked, cmd, opts.bringup_timeout)
+        return trio.run(_main, run_id, preforked, cmd, env, opts.bringup_timeout)
     except BaseExceptionGroup as group:
         # Policy at this boundary: a bringup failure is said here; a runtime that broke while running
         # was reported by the launcher when it happened; anything else is a bug and is raised as is.
@@ -169,13 +212,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _main(run_id: str, preforked: tuple[ForkedChild, int, int], cmd: tuple[str, list[str]],
-                bringup_timeout_s: float) -> int:
+                env: dict[str, str], bringup_timeout_s: float) -> int:
     run = _Run()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as outer:
             outer.start_soon(_handle_signals, signals, run)
             with trio.CancelScope() as run.program_scope:
-                await _run_program(run, run_id, preforked, cmd, bringup_timeout_s)
+                await _run_program(run, run_id, preforked, cmd, env, bringup_timeout_s)
             if run.code is None and run.terminated:  # the head did not exit in time after SIGTERM
                 run.code = 128 + signal.SIGTERM
             outer.cancel_scope.cancel()
@@ -183,19 +226,14 @@ async def _main(run_id: str, preforked: tuple[ForkedChild, int, int], cmd: tuple
 
 
 async def _run_program(run: _Run, run_id: str, preforked: tuple[ForkedChild, int, int],
-                       cmd: tuple[str, list[str]], bringup_timeout_s: float) -> None:
+                       cmd: tuple[str, list[str]], env: dict[str, str], bringup_timeout_s: float) -> None:
     async with trio.open_nursery() as nursery:
         run.handle = await nursery.start(functools.partial(
             launcher.serve, run_id=run_id, preforked=preforked, bringup_timeout_s=bringup_timeout_s))
         exe, args = cmd
-        env: dict[str, OsText] = {}
-        if os.isatty(1) and "PYTHONUNBUFFERED" not in os.environ:
-            # The head's stdout is a pipe to Local Services, so Python would buffer it in blocks;
-            # at a terminal `python my.py` shows each line at once, and so must `dragon my.py`.
-            env["PYTHONUNBUFFERED"] = "1"
         label, target = head_labels(exe, args)
         resp = await run.handle.call(GSProcessCreate(
-            p_uid=0, r_c_uid=BE_CUID, exe=os_text(exe), args=[os_text(a) for a in args], env=env,
+            p_uid=0, r_c_uid=BE_CUID, exe=os_text(exe), args=[os_text(a) for a in args], env=dict(env),
             rundir=os_text(os.getcwd()), head_proc=True, options=ProcessOptions(make_inf_channels=True),
             label=shown(label), target=shown(target)), GSProcessCreateResponse)
         if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None:

@@ -129,3 +129,13 @@ class LaunchParameters(msgspec.Struct, frozen=True, kw_only=True):
     def to_env(self) -> dict[str, str]:
         """Every parameter as a `DRAGON_<NAME>` variable, ready to merge into a child's environment."""
         return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in msgspec.structs.fields(self)}
+
+
+CONNECTED_PID_VAR: Final = "DRAGON_GS_CLIENT_PID"
+"""Set in the environment of a connected process: a process it forks or spawns by other means than
+GS inherits the launch parameters but is not that managed process, and must not take its replies."""
+
+# Launch parameters are per process: LS fills in the child's own, so the parent's are not passed on.
+NOT_INHERITED: Final = frozenset(
+    [ENV_PREFIX + f.name.upper() for f in msgspec.structs.fields(LaunchParameters)]
+    + [CONNECTED_PID_VAR, "DRAGON_PARENT_PUID"])

@@ -6,7 +6,10 @@ its executable, interpreter flags and Python/locale environment variables are th
 started with (they decide what an interpreter does at start-up: `sys.flags`, `sys.path`, the stdio
 encodings). Everything else is exec'd as before. The server boots (about 0.1 s, what one exec'd child
 costs too) `PRESTART_DELAY_S` after Local Services starts a Python program, normally the head, or at
-the first eligible request if that comes first; requests wait for the server's READY.
+the first eligible request if that comes first; requests wait for the server's READY. When the
+launcher expects the runtime's first program to use the start method (`LSConfig.fork_server`: the
+head's source names multiprocessing and dragon, or a background runtime, which a start brings up),
+it boots at once, while the runtime comes up, so that it is ready for that program's first start.
 
 Local Services becomes a child subreaper when it starts the server, so the children the server makes
 (by a double fork) are Local Services' own: `ServedChild` waits for and reaps them like any child, and
@@ -67,8 +70,9 @@ class ForkServer:
         self._sock: socket.socket | None = None
         self._key: tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]] | None = None
         self._booted = trio.Event()  # set once the boot ended, ready or not
-        self._delay_scope = trio.CancelScope()
+        self._delay_scope = trio.CancelScope()  # of the boot waiting for its delay
         self._starting = False  # the server process is being started (not cancellable: aclose waits)
+        self._spawned = trio.Event()  # set once the server process exists (or could not be made)
         self._wanted = trio.Event()  # a start waits for the server: boot now, without the prestart delay
         self._broken = False
         self._lock = trio.Lock()
@@ -87,21 +91,27 @@ class ForkServer:
         startup = tuple(sorted((k, v) for k, v in env.items() if k.startswith(STARTUP_ENV_PREFIXES)))
         return argv[0], flags, startup
 
-    def prestart(self, exe: str, env: Mapping[str, str]) -> None:
-        """Boot the server now, for the children a Python program about to start (the head) may make.
+    def prestart(self, exe: str, env: Mapping[str, str], *, flags: Sequence[str] | None = None,
+                 delay_s: float = PRESTART_DELAY_S, exited: trio.Event | None = None) -> None:
+        """Boot the server after `delay_s`, for the children a Python program (the head) may make.
 
-        Its key is what `DragonPopen` will ask for: `exe` with the interpreter flags of this process
-        (Local Services runs the same interpreter as the head, in the same environment, so
-        `sys.flags` agree) and `env`'s start-up variables. A program that never uses the start
-        method has paid nothing if it ended within PRESTART_DELAY_S (hello world), else about 0.1 s
-        of CPU on another core and 25 MB while it runs.
+        Its key is what `DragonPopen` will ask for: `exe` with `flags`, by default the interpreter
+        flags of this process (Local Services runs the same interpreter as the head, in the same
+        environment, so `sys.flags` agree), and `env`'s start-up variables. `exited`: set when that
+        program has exited; if it is set once the delay is over (and no start asked for the server),
+        no server is booted, and a later program or start may boot one. So a program that never
+        uses the start method has paid nothing if it ended within PRESTART_DELAY_S (hello world),
+        else about 0.1 s of CPU on another core and 25 MB while it runs. Only one call counts: a
+        server is booted (or booting) for one key.
         """
         if self._key is None and not self._broken:
-            flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]  # what the head's children get
+            if flags is None:
+                flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]  # what the head's children get
             key = self._key_of([exe, *flags, "-c", CHILD_MAIN], env)
             if key is not None:
                 self._key = key
-                self._nursery.start_soon(self._boot, key, dict(env), PRESTART_DELAY_S)
+                self._delay_scope = trio.CancelScope()
+                self._nursery.start_soon(self._boot, key, dict(env), delay_s, exited)
 
     def ready_for(self, argv: Sequence[str], env: Mapping[str, str]) -> bool:
         """Whether this start should go through the server: it was started (or is being started) with
@@ -113,29 +123,37 @@ class ForkServer:
             return False
         if self._key is None:
             self._key = key
-            self._nursery.start_soon(self._boot, key, dict(env), 0.0)
+            self._delay_scope = trio.CancelScope()
+            self._nursery.start_soon(self._boot, key, dict(env), 0.0, None)
         self._wanted.set()
         return key == self._key
 
     async def _boot(self, key: tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]], env: dict[str, str],
-                    delay_s: float) -> None:
+                    delay_s: float, exited: trio.Event | None) -> None:
         """After `delay_s` (or as soon as a start wants it), start the server process and wait for its
-        READY (bounded); on failure, never use it. `aclose` cancels it."""
+        READY (bounded); on failure, never use it. `aclose` cancels it. If `exited` is set by then
+        and no start wants the server, forget the key instead (see `prestart`)."""
+        abandoned = False
         try:
             with self._delay_scope, trio.move_on_after(delay_s):
                 await self._wanted.wait()
-            if not self._broken:
+            if exited is not None and exited.is_set() and not self._wanted.is_set():
+                self._key, abandoned = None, True
+            elif not self._broken:
                 # Not cancelled halfway (a process started under a cancelled open_process, a socket
                 # closed under a waiter): bounded by REPLY_TIMEOUT_S, and `aclose` waits for it.
                 self._starting = True
                 with trio.CancelScope(shield=True):
                     await self._start_server(key, env)
         finally:
-            self._booted.set()
+            if not abandoned:
+                self._spawned.set()
+                self._booted.set()
 
     async def _start_server(self, key: tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]],
                             env: dict[str, str]) -> None:
         exe, flags, _ = key
+        log.info("fork server starting: %s", [exe, *flags])
         try:
             become_subreaper()
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -146,6 +164,7 @@ class ForkServer:
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
             finally:
                 theirs.close()
+                self._spawned.set()
             with trio.fail_after(REPLY_TIMEOUT_S):
                 await trio.lowlevel.wait_readable(ours)
             first = ours.recv(64)
@@ -197,11 +216,16 @@ class ForkServer:
 
     async def aclose(self) -> None:
         """Stop the server: close its socket, then SIGTERM (a server still importing would not see the
-        end of file for a while), SIGKILL if need be."""
+        end of file for a while), SIGKILL if need be. One still booting is not waited for: it is
+        stopped once its process exists (the teardown of a program that ended as it booted, which
+        would otherwise wait for its imports)."""
         self._broken = True
         self._delay_scope.cancel()
         if self._starting:
             with trio.CancelScope(shield=True), trio.move_on_after(REPLY_TIMEOUT_S):
+                await self._spawned.wait()  # open_process cannot be interrupted
+                if self._proc is not None and not self._booted.is_set():
+                    self._proc.terminate()  # its READY is then end of file: the boot ends at once
                 await self._booted.wait()
         if self._sock is not None:
             trio.lowlevel.notify_closing(self._sock)

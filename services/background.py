@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m dragon.services.background",
                                 description="internal: the runtime of a program using the start method 'dragon'")
     p.add_argument("--bringup-timeout", type=float, default=launcher.DEFAULT_BRINGUP_TIMEOUT_S)
+    p.add_argument("--fork-server", type=_json_list, default=[],
+                   help="JSON list: executable and flags of the program's start-method children (LSConfig.fork_server)")
     opts = p.parse_args(argv)
     try:
         sizes = pool_sizes()
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         _report(Report(error=f"cannot start the runtime: {exc}"))
         return EXIT_FAILED
     config = LSConfig(run_id=run_id, bringup_timeout_s=opts.bringup_timeout, launcher_pid=os.getpid(),
-                      inf_seg_sz=sizes.inf_seg_sz, default_seg_sz=sizes.default_seg_sz)
+                      inf_seg_sz=sizes.inf_seg_sz, default_seg_sz=sizes.default_seg_sz, fork_server=opts.fork_server)
     try:
         preforked = launcher.prefork_local_services(config)  # before trio.run: LS inherits the imported trio
     except OSError as exc:
@@ -109,6 +111,14 @@ def main(argv: list[str] | None = None) -> int:
             os.write(2, f"dragon: error: the background runtime failed: {text}\n".encode())
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _json_list(text: str) -> list[str]:
+    """A JSON list of strings (for --fork-server)."""
+    try:
+        return msgspec.json.decode(text, type=list[str])
+    except msgspec.DecodeError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON list of strings: {exc}") from None
 
 
 async def _main(state: _State, run_id: str, preforked: tuple[ForkedChild, int, int], bringup_timeout_s: float) -> None:

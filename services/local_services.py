@@ -93,6 +93,15 @@ class LSConfig(msgspec.Struct, kw_only=True):
     (messages.SHProcessExit says why). Off for `dragon.serve` [choice]: its program may block the
     launcher's loop in a call that waits for a process's exit (dragon._embedded), which would then
     never come."""
+    fork_server: list[str] = []
+    """`[executable, *interpreter flags]` of the multiprocessing children (start method "dragon") that
+    the runtime's first Python program is expected to start: the head of `dragon my.py` whose
+    source names multiprocessing and dragon (cli.fork_server_for), or the program of a background
+    runtime (a start brings it up). LS then boots its fork server at once, while the runtime comes
+    up, instead of PRESTART_DELAY_S after that program starts (services/_fast_start.py): it is
+    ready for the program's first start."""
+    fork_server_env: dict[str, str] = {}
+    """What that program's environment adds to LS's own (`dragon` adds PYTHONUNBUFFERED=1 at a terminal)."""
 
 
 @dataclass
@@ -275,7 +284,7 @@ class LocalServices:
     """The state of the trio main loop of LS (after its bringup)."""
 
     def __init__(self, config: LSConfig, infra: Infra, monitor: GSMonitor, la: FrameStream,
-                 nursery: trio.Nursery) -> None:
+                 nursery: trio.Nursery, forkserver: ForkServer) -> None:
         self.config = config
         self.infra = infra
         self.monitor = monitor
@@ -283,7 +292,7 @@ class LocalServices:
         self.nursery = nursery
         self.inbox, self.to_la, self.to_gs = infra.inbox, infra.to_la, infra.to_gs
         self.procs: dict[int, ManagedProcess] = {}
-        self.forkserver = ForkServer(nursery)
+        self.forkserver = forkserver
         self.channels: dict[int, str] = {}
         """The descriptor of each channel LS made for GS, by c_uid (spec §4.5)."""
         self.pools: dict[int, Pool] = {}
@@ -445,8 +454,6 @@ class LocalServices:
             gs_ret_cuid=req.gs_ret_chan_msg.c_uid if gs_ret and req.gs_ret_chan_msg else 0,
             parent_puid=int(env.get("DRAGON_PARENT_PUID", "0") or 0))
         env.update(params.to_env())
-        if argv[0] == sys.executable:  # a Python program, usually the head: ready the fork server for its children
-            self.forkserver.prestart(argv[0], env)
         proc: trio.Process | ServedChild | None = None
         try:
             as_ls = req.user is None and req.group is None and req.umask == -1  # what the fork server can do
@@ -473,6 +480,8 @@ class LocalServices:
                             pipes={stream: r.desc for stream, r in pipe_resps.items()})
         self.procs[req.t_p_uid] = mp
         log.info("process started p_uid=%d pid=%d argv=%s", req.t_p_uid, proc.pid, argv)
+        if argv[0] == sys.executable:  # a Python program, usually the head: ready the fork server for its children
+            self.forkserver.prestart(argv[0], env, exited=mp.exited)
         task_status.started()
         try:
             async with trio.open_nursery() as nursery:
@@ -764,6 +773,10 @@ async def serve(config: LSConfig, gs: GSStart | str) -> int:
     code = 1
     try:
         async with trio.open_nursery() as nursery:
+            forkserver = ForkServer(nursery)
+            if config.fork_server:  # booted while the runtime comes up, for the program's first start
+                forkserver.prestart(config.fork_server[0], {**os.environ, **config.fork_server_env},
+                                    flags=config.fork_server[1:], delay_s=0.0)
             try:
                 if isinstance(gs, str):
                     raise BringupFailed(gs)
@@ -776,7 +789,7 @@ async def serve(config: LSConfig, gs: GSStart | str) -> int:
                 with trio.move_on_after(5):
                     await _tell_launcher(la, AbnormalTermination(err_info=f"Local Services bringup failed: {exc}"))
             else:
-                ls = LocalServices(config, infra, monitor, la, nursery)
+                ls = LocalServices(config, infra, monitor, la, nursery, forkserver)
                 code = await ls.main()
             nursery.cancel_scope.cancel()
     finally:
@@ -784,8 +797,10 @@ async def serve(config: LSConfig, gs: GSStart | str) -> int:
             if ls is not None:
                 await ls.stop_everything()  # again only if something went wrong: it is idempotent
                 ls.destroy_everything()
-            elif not isinstance(gs, str):
-                await stop_process(gs.proc)
+            else:
+                await forkserver.aclose()
+                if not isinstance(gs, str):
+                    await stop_process(gs.proc)
             if code != 0:  # the launcher is gone or LS failed: nobody else may remove the directory
                 _rundir.remove_run_dir(config.run_id)
             if to_gs_stdin is not None:

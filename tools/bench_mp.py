@@ -6,6 +6,16 @@ multiprocessing API through `multiprocessing.get_context(METHOD)`. It runs under
 interpreter. The program times itself with time.perf_counter, after interpreter and runtime start-up,
 and prints one JSON report that this driver parses. Rows (--rows selects some; keys in brackets):
 
+- [first_start] A program's first `Process(target=abs)` started and joined, its first use of
+  multiprocessing after its imports (`import multiprocessing`, and `import dragon` under "dragon"):
+  from just before `Process(...)` to the end of `join()`. It includes what each method does only
+  the first time: spawn imports its Popen and starts the resource tracker; dragon does that too,
+  imports its client and connects to Global Services, and may wait for its fork server to boot
+  (the program names multiprocessing and dragon, so the runtime boots it as it comes up: see
+  services/_fast_start.py). [first_start_bg] (informational) the same under plain `python` with the
+  start method "dragon": the first start brings a background runtime up (dragon._background).
+- [first_pool] `Pool(2)` as a program's first use of multiprocessing, from just before `Pool(2)`
+  until both workers have answered, as [pool_start] below (its programs also begin with the Pool).
 - [procs16, procs64] N `Process(target=abs)` started one after the other, then all joined: time of
   the whole (start loop + joins).
 - [queue64, queue1m] Queue one-way throughput: a producer child puts warm-up + N messages (one
@@ -35,7 +45,10 @@ spawn for rates, spawn / dragon for times, so above 1 always means dragon is bet
 #5): no row slower than spawn (ratio >= 1), Queue 64 B and 1 MiB throughput >= 3x, Pool.map with
 chunksize 1 >= 2x; informational rows have none. A 1x row below 1 whose two methods cannot be told
 apart in the run (each median within the other's min-max range) is shown as "tie" and counted as
-met: that is run-to-run noise, not a slower row. A miss is reported, not an error; a program that
+met: that is run-to-run noise, not a slower row. The first-use rows depend on whether dragon's own
+modules have bytecode caches (.pyc files): without them (an editable install under
+PYTHONDONTWRITEBYTECODE) every process that imports the client compiles it (about 15 ms of CPU here),
+while the standard library spawn imports is always compiled. The run says when they are missing. A miss is reported, not an error; a program that
 fails (non-zero exit, no report, timeout) under either method stops the run with exit status 1 and its
 stderr shown. Progress goes to stderr; stdout gets a Markdown table, then one line of JSON.
 
@@ -275,11 +288,13 @@ if __name__ == "__main__":
 
 @dataclass(frozen=True)
 class Program:
-    """One measured program: a case of PROGRAM and its parameters (full run, --quick run)."""
+    """One measured program: a case of PROGRAM and its parameters (full run, --quick run); with
+    `background`, "dragon" runs it under plain python (a background runtime) instead of `dragon`."""
 
     case: str
     full: dict[str, int]
     quick: dict[str, int]
+    background: bool = False
 
 
 @dataclass(frozen=True)
@@ -297,6 +312,8 @@ class Row:
 
 
 PROGRAMS: dict[str, Program] = {
+    "procs1": Program("procs", {"n": 1}, {"n": 1}),
+    "procs1_bg": Program("procs", {"n": 1}, {"n": 1}, background=True),
     "procs16": Program("procs", {"n": 16}, {"n": 16}),
     "procs64": Program("procs", {"n": 64}, {"n": 64}),
     "queue64": Program("queue_tp", {"size": 64, "warm": 10_000, "n": 100_000},
@@ -304,6 +321,7 @@ PROGRAMS: dict[str, Program] = {
     "queue1m": Program("queue_tp", {"size": MiB, "warm": 50, "n": 1_500}, {"size": MiB, "warm": 10, "n": 150}),
     "pipe_rt": Program("pipe_rt", {"warm": 500, "n": 5_000}, {"warm": 100, "n": 500}),
     "queue_rt": Program("queue_rt", {"warm": 500, "n": 5_000}, {"warm": 100, "n": 500}),
+    "pool0": Program("pool", {"chunksize": 1, "n": 0}, {"chunksize": 1, "n": 0}),
     "pool1": Program("pool", {"chunksize": 1, "n": 10_000}, {"chunksize": 1, "n": 1_000}),
     "pool100": Program("pool", {"chunksize": 100, "n": 10_000}, {"chunksize": 100, "n": 1_000}),
     "lock": Program("lock", {"warm": 10_000, "n": 1_000_000}, {"warm": 1_000, "n": 100_000}),
@@ -312,6 +330,12 @@ PROGRAMS: dict[str, Program] = {
 }
 
 ROWS: dict[str, Row] = {
+    "first_start": Row("first Process started and joined, a program's first multiprocessing (ms)", ("procs1",),
+                       "total_s", "ms", 1e3, False, 1.0, 1),
+    "first_start_bg": Row("the same under plain python (dragon: a background runtime comes up) (ms)",
+                          ("procs1_bg",), "total_s", "ms", 1e3, False, None, 1),
+    "first_pool": Row("Pool(2) start as a program's first multiprocessing, until both workers answer (ms)",
+                      ("pool0",), "start_s", "ms", 1e3, False, 1.0, 1),
     "procs16": Row("{n} processes started and joined (ms)", ("procs16",), "total_s", "ms", 1e3, False, 1.0),
     "procs64": Row("{n} processes started and joined (ms)", ("procs64",), "total_s", "ms", 1e3, False, 1.0),
     "queue64": Row("Queue one-way, 64 B messages (msg/s)", ("queue64",), "msgs_per_s", "msg/s", 1.0, True, 3.0),
@@ -331,9 +355,9 @@ ROWS: dict[str, Row] = {
 }
 
 
-def command(method: str, prog: Path) -> list[str]:
-    """The interpreter (spawn) or the `dragon` command (dragon) that runs `prog`."""
-    if method == "spawn":
+def command(method: str, prog: Path, background: bool = False) -> list[str]:
+    """The interpreter (spawn, or dragon in the `background`) or the `dragon` command that runs `prog`."""
+    if method == "spawn" or background:
         return [sys.executable, str(prog)]
     return [str(Path(sys.executable).with_name("dragon")), str(prog)]
 
@@ -347,7 +371,7 @@ def fail(what: str, detail: str, stdout: bytes, stderr: bytes) -> SystemExit:
 
 def run_program(method: str, key: str, params: dict[str, int], prog: Path, timeout: float) -> Report:
     """Run one program once; its report plus the command's wall time. Exits loudly if it fails."""
-    argv = [*command(method, prog), method, PROGRAMS[key].case, json.dumps(params)]
+    argv = [*command(method, prog, PROGRAMS[key].background), method, PROGRAMS[key].case, json.dumps(params)]
     what = f"{key} under {method!r} ({' '.join(argv)})"
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -461,6 +485,17 @@ def parse_args() -> argparse.Namespace:
     return opts
 
 
+def bytecode_cached() -> bool:
+    """Whether the modules a program imports for its first start under "dragon" have .pyc files."""
+    import importlib.util
+
+    for name in ("dragon._mp_popen", "dragon._gs_client", "dragon.messages", "dragon.transport._channel"):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None or not os.path.exists(importlib.util.cache_from_source(spec.origin)):
+            return False
+    return True
+
+
 def main() -> None:
     opts = parse_args()
     rows = [k for k in ROWS if k in opts.rows]
@@ -470,10 +505,15 @@ def main() -> None:
     wall = time.perf_counter() - t0
     table, per_row = tabulate(rows, results, opts.quick)
     print(table)
+    cached = bytecode_cached()
+    if not cached:
+        print("\nnote: dragon's modules have no .pyc files here (PYTHONDONTWRITEBYTECODE with an editable install?): "
+              "every process that imports its client compiles them, which the first-use rows include")
     programs = {k: {"case": PROGRAMS[k].case, "params": params_of(k, opts.quick), **results[k]} for k in keys}
     met = [v["met"] for v in per_row.values() if v["met"] is not None]
     print(json_line({"bench": "mp", "runs": opts.runs, "quick": opts.quick, "wall_s": wall,
                       "targets_met": f"{sum(met)}/{len(met)}", "machine": machine_info(),
+                      "dragon_bytecode_cached": cached,
                       "rows": per_row, "programs": programs}))
     sys.stderr.write(f"bench_mp: {len(keys)} programs x {len(METHODS)} methods x {opts.runs} runs in {wall:.1f} s; "
                      f"targets met {sum(met)}/{len(met)}\n")

@@ -5,12 +5,13 @@ It knows nothing of processes or services. Installed as `dragon.transport`.
 User processes import this package too (through the blocking client), and `import trio` costs about
 0.25 s in a fresh interpreter here, more than the interpreter's own start. So the names built on trio
 (`TrioChannel`, `FrameStream`, `MessageChannel`) are loaded lazily, on first use (PEP 562), and
-`import dragon.transport` alone never imports trio; a test checks this.
+`import dragon.transport` alone never imports trio; a test checks this. The pools (`Pool`,
+`Allocation`, `HeapStatistics`) are loaded lazily too: a process that only uses channels (every child
+of the multiprocessing start method) does not pay for them (issue #12 item 4).
 """
 
 from typing import TYPE_CHECKING, Any
 
-from ._alloc import HeapStatistics as HeapStatistics
 from ._channel import Channel as Channel
 from ._channel import ChannelStatistics as ChannelStatistics
 from ._codec import decode as decode
@@ -23,16 +24,20 @@ from ._errors import DragonError as DragonError
 from ._errors import PoolError as PoolError
 from ._errors import PoolExhausted as PoolExhausted
 from ._errors import ProtocolError as ProtocolError
-from ._pool import Allocation as Allocation
-from ._pool import Pool as Pool
 
 if TYPE_CHECKING:
+    from ._alloc import HeapStatistics as HeapStatistics
     from ._framing import MAX_FRAME_BYTES as MAX_FRAME_BYTES
     from ._framing import FrameStream as FrameStream
     from ._message_channel import MessageChannel as MessageChannel
+    from ._pool import Allocation as Allocation
+    from ._pool import Pool as Pool
     from ._trio_channel import TrioChannel as TrioChannel
 
 _LAZY = {
+    "Allocation": "._pool",
+    "HeapStatistics": "._alloc",
+    "Pool": "._pool",
     "MAX_FRAME_BYTES": "._framing",
     "FrameStream": "._framing",
     "MessageChannel": "._message_channel",

@@ -66,7 +66,6 @@ import fcntl
 import mmap
 import os
 import re
-import secrets
 import select
 import threading
 import time
@@ -760,7 +759,9 @@ class Channel:
     def _write_side_file(self, data: Buffer) -> bytes:
         """Write a message too large for the ring to its own file; returns the name suffix."""
         while True:
-            suffix = f".x{secrets.token_hex(8)}"  # unguessable: /dev/shm is listed and shared (_shm.py)
+            # unguessable: /dev/shm is listed and shared (_shm.py); os.urandom is what secrets.token_hex
+            # uses, without importing secrets (hmac, hashlib) into every user process (issue 12.4)
+            suffix = f".x{os.urandom(8).hex()}"
             try:
                 fd = os.open(shm_path(self.name + suffix),
                              os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)

@@ -1,0 +1,25 @@
+"""What a process imports to use the runtime: the blocking client and the start method's child.
+
+Every child of the multiprocessing start method "dragon" imports these modules before it runs user
+code (the fork server preloads them), and a program pays for them at its first start; each module
+they pull in costs a fresh interpreter about 1-4 ms here (issue #12 item 4: the first start as fast
+as spawn's). So they stay off: trio (0.25 s), logging, secrets (hmac, hashlib), shutil, the pools
+of dragon.transport, and the native API's helpers (dragon._gs_common), which a start needs none of.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("trio", "logging", "secrets", "shutil", "dragon.transport._pool", "dragon.transport._alloc",
+         "dragon._gs_common")
+
+
+def test_the_client_and_the_start_method_import_nothing_heavy() -> None:
+    client = ["dragon._mp_popen", "dragon._mp_child", "dragon._gs_client", "multiprocessing.spawn"]
+    code = (f"import sys\nfor name in {client!r}:\n    __import__(name)\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
