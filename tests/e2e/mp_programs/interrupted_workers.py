@@ -17,13 +17,20 @@ import dragon  # noqa: F401  (registers the start method "dragon")
 WORKERS = 3
 
 
+def say(line: str) -> None:
+    """One write per line: several processes share the pipe under spawn (print writes the newline
+    apart when stdout is unbuffered, PYTHONUNBUFFERED=1, and lines of two processes can then mix)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def loop(i: int, ready: Any) -> None:
     try:
         ready.put(i)
         while True:
             time.sleep(0.05)
     except KeyboardInterrupt:
-        print(f"worker {i} interrupted", flush=True)
+        say(f"worker {i} interrupted")
 
 
 if __name__ == "__main__":
@@ -34,11 +41,11 @@ if __name__ == "__main__":
         p.start()
     for _ in procs:
         ready.get()
-    print("ready", flush=True)
+    say("ready")
     try:
         for p in procs:
             p.join()
     except KeyboardInterrupt:
-        print("main interrupted", flush=True)
+        say("main interrupted")
         for p in procs:
             p.join()
