@@ -229,7 +229,10 @@ def channel_create(*, capacity: int = DEFAULT_CAPACITY, block_size: int = DEFAUL
                 return resp.desc
             raise ChannelNameInUse(f"{resp.err_info} (c_uid {resp.desc.c_uid})", name, resp.desc.c_uid)
         if resp.err != ChannelCreateErr.SUCCESS or resp.desc is None:
-            raise ChannelCreateFailed(f"cannot create channel {name!r}: {resp.err_info or resp.err.name}")
+            why = resp.err_info or resp.err.name
+            if name:
+                raise ChannelCreateFailed(f"cannot create channel {name!r}: {why}")
+            raise ChannelCreateFailed(why if why.startswith("cannot create channel") else f"cannot create a channel: {why}")
         return resp.desc
 
     return GSCall(GSChannelCreate(p_uid=0, r_c_uid=0, m_uid=m_uid, options=opts, user_name=name, label=label),

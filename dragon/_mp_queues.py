@@ -428,12 +428,12 @@ class Queue:
         ValueError after `close`."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        data = encode(obj)
+        data = self._chan.stage(encode(obj))  # a large item's side file now: its failure is the caller's
         if self._slots is not None:
             self._take_slot(block, timeout)
         self._enqueue(data)
 
-    def _enqueue(self, data: bytes | memoryview) -> None:
+    def _enqueue(self, data: bytes | bytearray | memoryview) -> None:
         """Send `data` at once if this put is not part of a burst (BURST_GAP_S), nothing this
         process put is still on its way (so FIFO order per process holds) and the channel has room;
         else hand it to the feeder thread.
@@ -671,7 +671,7 @@ class JoinableQueue(Queue):
         """As `Queue.put`; the item counts as an unfinished task until `task_done`."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        data = encode(obj)
+        data = self._chan.stage(encode(obj))
         if self._slots is not None:
             self._take_slot(block, timeout)
         with self._cond:  # counted before any consumer can see it

@@ -58,7 +58,9 @@ from dragon.messages import (
 from dragon.transport import Channel, ChannelCorrupted, ChannelDestroyed, Pool, ProtocolError, TrioChannel, decode
 from dragon.transport._errors import clip
 from dragon.transport._framing import FrameStream
-from dragon.transport._shm import entries, run_prefix, unlink_own
+from dragon.transport._channel import segment_bytes
+from dragon.transport._pool import RESERVED_AT_CREATE
+from dragon.transport._shm import NoSharedMemory, entries, run_prefix, shm_space, unlink_own
 
 from . import global_services
 from ._fast_start import ForkServer, ForkServerFailed, ServedChild
@@ -78,6 +80,8 @@ BEHALTED_WAIT_S: Final = 10.0
 LS_DEADLINE_MARGIN_S: Final = 1.0  # LS's bringup deadline is the launcher's plus this: LA reports first
 LA_CHANNEL_CAPACITY: Final = 256
 LA_CHANNEL_BLOCK: Final = 8192
+INFRA_CHANNELS: Final = ((SHEP_CUID, 256, 4096), (BE_CUID, LA_CHANNEL_CAPACITY, LA_CHANNEL_BLOCK), (GS_INPUT_CUID, 256, 4096))
+"""(c_uid, capacity, block size) of the LS, LA and GS channels (spec §2 A2)."""
 
 
 class LSConfig(msgspec.Struct, kw_only=True):
@@ -196,11 +200,13 @@ async def bringup(config: LSConfig, la: FrameStream, to_gs_stdin: FrameStream, g
             if _faults.active("ls-hang-bringup"):
                 await trio.sleep_forever()
             step = "creating the pools and channels of the runtime"
+            need = sum(segment_bytes(c, b) for _, c, b in INFRA_CHANNELS) + 2 * RESERVED_AT_CREATE
+            if shm_space()[0] < need:  # said before anything is made (reserving would say it too)
+                raise NoSharedMemory(need)
             rid = config.run_id
             made_pools.append(Pool.create(_rundir.entry_name(rid, f"m{INF_POOL_MUID}"), config.inf_seg_sz))
             made_pools.append(Pool.create(_rundir.entry_name(rid, f"m{DEFAULT_POOL_MUID}"), config.default_seg_sz))
-            for c_uid, capacity, block in ((SHEP_CUID, 256, 4096), (BE_CUID, LA_CHANNEL_CAPACITY, LA_CHANNEL_BLOCK),
-                                           (GS_INPUT_CUID, 256, 4096)):
+            for c_uid, capacity, block in INFRA_CHANNELS:
                 made_chans.append(Channel.create(_rundir.entry_name(rid, f"c{c_uid}"), capacity=capacity,
                                                  block_size=block))
             shep, be, gs_chan = made_chans

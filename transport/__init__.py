@@ -24,6 +24,7 @@ from ._errors import DragonError as DragonError
 from ._errors import PoolError as PoolError
 from ._errors import PoolExhausted as PoolExhausted
 from ._errors import ProtocolError as ProtocolError
+from ._shm import NoSharedMemory as NoSharedMemory
 
 if TYPE_CHECKING:
     from ._alloc import HeapStatistics as HeapStatistics

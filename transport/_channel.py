@@ -76,7 +76,7 @@ from typing import Final
 import msgspec
 
 from ._errors import ChannelCorrupted, ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull, excerpt
-from ._shm import entries, open_own, shm_path, unlink_own, unlink_quietly
+from ._shm import NoSharedMemory, entries, open_own, reserve, shm_path, unlink_own, unlink_quietly
 
 Buffer = bytes | bytearray | memoryview
 
@@ -114,6 +114,12 @@ _LEN_MASK: Final = (1 << 56) - 1
 _SIDE_SUFFIX: Final = re.compile(rb"\.x[0-9a-f]{16}")  # the name suffix of a side file (`_write_side_file`)
 
 _fence_lock = threading.Lock()
+
+
+class _Staged(bytes):
+    """The name suffix of a side file a sender wrote ahead (`Channel.stage`): sent as such."""
+
+    __slots__ = ()
 
 
 class _SideName(bytes):
@@ -209,14 +215,15 @@ class Channel:
         on messages. For channels whose message count is no promise to anyone (a multiprocessing
         queue: small messages take a third of the room, which halves the memory traffic between
         the two processes' caches and leaves more slack for a producer that is late to refill).
-        Raises FileExistsError if the name is taken, ValueError for a capacity below 1 or a block
-        size below `MIN_BLOCK_SIZE`.
+        Raises FileExistsError if the name is taken, NoSharedMemory if /dev/shm has not the room for
+        its `segment_bytes` (reserved now), ValueError for a capacity below 1 or a block size below
+        `MIN_BLOCK_SIZE`.
         """
         if capacity < 1:
             raise ValueError(f"channel capacity must be at least 1 message, not {capacity}")
         if block_size < MIN_BLOCK_SIZE:
             raise ValueError(f"channel block size must be at least {MIN_BLOCK_SIZE} bytes, not {block_size}")
-        ring = capacity * (8 + ((block_size + 7) & ~7))
+        ring = segment_bytes(capacity, block_size) - HEADER_BYTES
         made: list[str] = []
         try:
             for suffix in (".rbell", ".sbell"):
@@ -229,6 +236,7 @@ class Channel:
             made.append(tmp)
             try:
                 os.ftruncate(fd, HEADER_BYTES + ring)
+                reserve(fd, 0, HEADER_BYTES + ring)  # a full /dev/shm is an error here, not a SIGBUS later
                 mm = mmap.mmap(fd, HEADER_BYTES + ring)
             finally:
                 os.close(fd)
@@ -772,9 +780,11 @@ class Channel:
             mv, done = memoryview(data), 0
             while done < len(mv):
                 done += os.write(fd, mv[done:])
-        except BaseException:
+        except BaseException as exc:
             os.close(fd)
             unlink_quietly(self.name + suffix)
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                raise NoSharedMemory(len(data)) from None
             raise
         os.close(fd)
         return suffix.encode()
@@ -798,8 +808,23 @@ class Channel:
         finally:
             os.close(fd)
 
+    def stage(self, data: Buffer) -> Buffer:
+        """`data` ready to be sent later (by `send` or `send_many`, from any thread of this process):
+        itself if it fits the ring, else written to its side file now, and the name of that file.
+
+        For a sender that hands messages to another thread (a queue's feeder): what can fail about a
+        large message (a full /dev/shm: NoSharedMemory) then fails in the caller, which learns of it.
+        A staged message that is never sent leaves its side file until the channel is destroyed.
+        """
+        if len(data) <= self._max_inline:
+            return data
+        self._check_open()
+        return _Staged(self._write_side_file(data))
+
     def _prepare(self, data: Buffer) -> tuple[Buffer, int]:
         self._check_open()
+        if data.__class__ is _Staged:
+            return data, _SIDE
         if len(data) > self._max_inline:
             return self._write_side_file(data), _SIDE
         return data, 0
@@ -837,7 +862,7 @@ class Channel:
         message to its feeder thread): no exception, deadline or waiter registration."""
         if self._closed:
             self._check_open()
-        if len(data) > self._max_inline:
+        if len(data) > self._max_inline or data.__class__ is _Staged:
             return False
         sfd, tlock = self._sfd, self._slock
         tlock.acquire()  # not `with`: see `recv`
@@ -910,7 +935,7 @@ class Channel:
         start, total = 0, len(messages)
         while start < total:
             # `_prepare` written out for messages that fit the ring (all but huge ones)
-            chunk = [(data, 0) if len(data) <= inline else self._prepare(data)
+            chunk = [(data, 0) if len(data) <= inline and data.__class__ is not _Staged else self._prepare(data)
                      for data in messages[start:start + PUBLISH_EVERY]]
             i = 0
             try:
@@ -1129,6 +1154,12 @@ def _leases_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_leases_after_fork)
+
+
+def segment_bytes(capacity: int, block_size: int) -> int:
+    """The shared memory a channel of `capacity` blocks of `block_size` bytes takes (its header and
+    ring; its side files apart), all reserved when it is made."""
+    return HEADER_BYTES + capacity * (8 + ((block_size + 7) & ~7))
 
 
 def _open_bells(name: str) -> tuple[int, int]:

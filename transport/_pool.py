@@ -21,10 +21,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Final
 
-from ._alloc import Heap, HeapStatistics
+from ._alloc import ALIGN, HEAP_START, MIN_BLOCK, Heap, HeapStatistics
+from ._alloc import HEADER_BYTES as ALLOC_HEADER_BYTES
 from ._errors import PoolError
-from ._shm import attach_segment, create_segment, shm_path, unlink_quietly
+from ._shm import NoSharedMemory, attach_segment, create_segment, reserve, shm_path, unlink_quietly
+
+
+RESERVED_AT_CREATE: Final = HEAP_START + MIN_BLOCK
+"""What a new pool touches (its manifest and first block header): reserved when it is made, the rest
+as it is allocated (`Pool.alloc`), so that a pool of gigabytes costs nothing until used."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +118,7 @@ class Pool:
             FileExistsError: a segment of that name exists.
             ValueError: `name` is not a bare name, or `size_bytes` is too small for a heap.
         """
-        fd, mm = create_segment(name, size_bytes)
+        fd, mm = create_segment(name, size_bytes, reserve_bytes=RESERVED_AT_CREATE)
         try:
             return cls(name, fd, mm, created=True)
         except BaseException:
@@ -151,6 +158,11 @@ class Pool:
         """
         with self._locked() as heap:
             offset = heap.alloc(size_bytes)
+        try:  # its pages (and the header of the free rest just after): tmpfs would SIGBUS, not say
+            reserve(self._check_open().fd, offset - ALLOC_HEADER_BYTES, size_bytes + ALLOC_HEADER_BYTES + ALIGN)
+        except NoSharedMemory:
+            self.free(offset)
+            raise
         return Allocation(self, offset, size_bytes)
 
     def free(self, allocation: Allocation | int) -> None:

@@ -40,22 +40,76 @@ def shm_path(name: str) -> str:
     return os.path.join(SHM_DIR, name)
 
 
-def create_segment(name: str, size_bytes: int) -> tuple[int, mmap.mmap]:
+def create_segment(name: str, size_bytes: int, *, reserve_bytes: int | None = None) -> tuple[int, mmap.mmap]:
     """Create a new segment of `size_bytes` (mode 0600) and map it; fails if the name exists.
 
-    Returns the open fd (kept for locking) and the shared mapping. The pages are not touched here:
-    tmpfs allocates them on first write.
+    Returns the open fd (kept for locking) and the shared mapping. The first `reserve_bytes` (all of
+    it if None) are reserved now (`reserve`); tmpfs gives the rest of the pages on first write.
+
+    Raises:
+      FileExistsError: the name is taken.
+      NoSharedMemory: /dev/shm has not the room to reserve.
     """
     if size_bytes <= 0:
         raise ValueError(f"segment size must be positive, not {size_bytes}")
     fd = os.open(shm_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         os.ftruncate(fd, size_bytes)
+        reserve(fd, 0, size_bytes if reserve_bytes is None else min(reserve_bytes, size_bytes))
         return fd, mmap.mmap(fd, size_bytes)
     except BaseException:
         os.close(fd)
         unlink_quietly(name)
         raise
+
+
+def reserve(fd: int, offset: int, length: int) -> None:
+    """Give the pages of [offset, offset+length) of a segment now (`posix_fallocate`).
+
+    tmpfs gives a page of a shared file when it is first touched, and when /dev/shm is full the
+    touch kills the process with SIGBUS, wherever it happens (any user can fill /dev/shm). Reserved
+    pages are there: running out is this call's error, said where the memory was asked for.
+
+    Raises:
+      NoSharedMemory: /dev/shm has not the room (the text gives the sizes).
+    """
+    try:
+        os.posix_fallocate(fd, offset, length)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise NoSharedMemory(length) from None
+
+
+class NoSharedMemory(OSError):
+    """/dev/shm has not the room for what was asked; the text says how much was needed and is free."""
+
+    def __init__(self, needed: int) -> None:
+        free, total = shm_space()
+        super().__init__(errno.ENOSPC, f"not enough shared memory: {_size(needed)} needed, /dev/shm has "
+                         f"{_size(free)} free of {_size(total)} (free some: `dragon cleanup` removes what "
+                         "crashed runs left; or make /dev/shm larger)")
+        self.needed, self.free = needed, free
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def shm_space() -> tuple[int, int]:
+    """(free, total) bytes of /dev/shm for this user."""
+    st = os.statvfs(SHM_DIR)
+    return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024:
+            break
+    return f"{value:.1f} {unit}"
 
 
 def open_own(name: str, flags: int = os.O_RDWR) -> int:

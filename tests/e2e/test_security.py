@@ -424,3 +424,64 @@ def test_file_descriptors_of_local_services_last_and_their_end_is_said(tmp_path:
     assert lines[0] == "channels ok", run.stdout + run.stderr
     assert lines[1].startswith("refused:") and "no file descriptors left" in lines[1] and "ulimit -n" in lines[1], lines
     assert time.monotonic() - start < FD_RUN_BOUND_S
+
+
+FILLING_HEAD = """\
+import multiprocessing as mp, os, sys
+import dragon
+from dragon.errors import ChannelCreateFailed, NoSharedMemory
+
+def free():
+    st = os.statvfs("/dev/shm")
+    return st.f_bavail * st.f_frsize
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    q = mp.Queue()
+    q.put("before")
+    assert q.get(timeout=30) == "before"
+    with open("/dev/shm/filler", "wb") as f:  # another user fills /dev/shm: 512 KiB are left
+        f.write(b"\\0" * (free() - 512 * 1024))
+    try:
+        mp.Queue()
+    except ChannelCreateFailed as exc:
+        print("new queue:", type(exc).__name__, "|", exc, flush=True)
+    try:
+        q.put(b"x" * (4 << 20))  # larger than the ring: a side file, which does not fit
+    except NoSharedMemory as exc:
+        print("big put:", type(exc).__name__, "|", exc, flush=True)
+    os.unlink("/dev/shm/filler")
+    q.put(b"y" * (4 << 20))
+    assert q.get(timeout=30) == b"y" * (4 << 20)
+    print("after: ok", flush=True)
+"""
+
+
+def _in_small_shm(size: str, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`argv` in a mount namespace of its own whose /dev/shm is a tmpfs of `size` (a full /dev/shm
+    without filling the machine's)."""
+    script = f'mount -t tmpfs -o size={size},mode=1777 tmpfs /dev/shm && exec "$@"'
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv],
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to mount a small /dev/shm in a mount namespace")
+def test_a_full_dev_shm_is_a_clear_error_where_memory_was_asked_for(tmp_path: Path) -> None:
+    """13.2 and 13.8: when /dev/shm is (or becomes) full, nothing dies of SIGBUS: bringup says what it
+    needs and what there is; a new queue and a large put raise in the caller, with the sizes; the
+    program goes on once there is room again."""
+    env = private_env(tmp_path / "xdg")
+    small = _in_small_shm("2m", [DRAGON, program("hello.py")], env)
+    assert small.returncode == 1 and small.stdout == "", small.stderr
+    assert "not enough shared memory" in small.stderr and "/dev/shm has" in small.stderr, small.stderr
+    assert len(small.stderr.splitlines()) == 1, small.stderr
+
+    head = tmp_path / "fill.py"
+    head.write_text(FILLING_HEAD)
+    run = _in_small_shm("24m", [DRAGON, str(head)], env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.splitlines()
+    assert len(lines) == 3, run.stdout + run.stderr
+    assert lines[0].startswith("new queue: ChannelCreateFailed |") and "not enough shared memory" in lines[0]
+    assert lines[1].startswith("big put: NoSharedMemory |") and "4.0 MiB needed" in lines[1], lines[1]
+    assert lines[2] == "after: ok"
