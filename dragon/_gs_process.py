@@ -12,7 +12,7 @@ import builtins
 import os
 import signal
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 

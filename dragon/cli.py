@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import logging
 import os
 import shutil
 import signal
@@ -41,7 +40,7 @@ from dragon.messages import (
     GSProcessCreate, GSProcessCreateResponse, GSProcessKill, GSProcessKillResponse, ProcessCreateErr,
 )
 from dragon.services import launcher
-from dragon.services._process import ForkedChild, exit_status_for_shell
+from dragon.services._process import ForkedChild, exit_status_for_shell, exit_without_finalization
 from dragon.services.local_services import LSConfig
 
 MP_HINT: Final = (b"multiprocessing", b"dragon")
@@ -299,19 +298,9 @@ async def _terminate_head(handle: launcher.RuntimeHandle, p_uid: int) -> None:
 
 
 def entry() -> NoReturn:
-    """The `dragon` console script: `main`, then leave without the interpreter's finalization.
-
-    By then the runtime is gone and everything said is flushed; tearing down the modules of a
-    process that imported trio and the services takes about 20 ms, which the shell would wait for
-    (as `os._exit` at the end of the background launcher, services/background.py)."""
-    code = main()
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
+    """The `dragon` console script: `main`, then leave without the interpreter's finalization
+    (`exit_without_finalization`): by then the runtime is gone and everything said is flushed."""
+    exit_without_finalization(main())
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ Services logs it once and falls back to exec for good: a broken server never los
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import subprocess
 from collections.abc import Mapping, Sequence

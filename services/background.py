@@ -31,13 +31,10 @@ from __future__ import annotations
 
 import argparse
 import functools
-import logging
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import NoReturn
 
 # Until trio listens for it (`_main`), a Ctrl-C (this process is in the program's process group) is
 # the program's to handle: importing trio takes a moment, and a traceback of ours must not appear.
@@ -52,7 +49,7 @@ from dragon._background import Report  # noqa: E402
 from dragon.errors import leaf_exceptions  # noqa: E402
 
 from . import launcher  # noqa: E402
-from ._process import ForkedChild  # noqa: E402
+from ._process import ForkedChild, exit_without_finalization  # noqa: E402
 from .local_services import LSConfig  # noqa: E402
 
 CONTROL_FD = 0
@@ -178,17 +175,5 @@ def _report(report: Report) -> None:
         pass
 
 
-def _exit(code: int) -> NoReturn:
-    """Leave without the interpreter's finalization: the runtime is gone by now, and tearing down the
-    modules (trio's among them) takes ~30 ms that the exiting program would wait for."""
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
-
-
 if __name__ == "__main__":
-    _exit(main())
+    exit_without_finalization(main())

@@ -70,7 +70,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench_util import fmt, json_line, machine_info, md_table, median, summary  # noqa: E402
+from _bench_util import fmt, json_line, machine_info, md_table, summary  # noqa: E402
 
 MiB = 1 << 20
 METHODS = ("spawn", "dragon")

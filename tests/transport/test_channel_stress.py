@@ -7,11 +7,10 @@ import sys
 import time
 from typing import Any
 
-import pytest
 import trio
 
 from channel_worker import WORKER
-from dragon.transport import Channel, TrioChannel
+from dragon.transport import TrioChannel
 
 SENDERS = RECEIVERS = 4
 PER_SENDER = 20_000

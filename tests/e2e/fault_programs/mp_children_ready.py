@@ -5,7 +5,6 @@ import dragon  # noqa: F401  (registers the start method)
 
 import multiprocessing as mp
 import os
-import sys
 import time
 
 

@@ -1,6 +1,5 @@
 """Write `argv[1]` bytes on stdout in 64 KiB writes; say on stderr how long the writing took (seconds)."""
 
-import os
 import sys
 import time
 
