@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from dragon import _rundir
 from dragon.transport._shm import entries, run_prefix
+from proc_util import forked_children
+
+from dragon import _rundir, _runs
 
 DRAGON = os.path.join(os.path.dirname(sys.executable), "dragon")
 PROGRAMS = Path(__file__).parent / "fault_programs"
@@ -49,35 +50,14 @@ LOADED_REPEATS = 3
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state, ppid) of `pid` from /proc, or None if there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return fields[0], int(fields[1])
-
-
-def _children_of(ppid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            st = _stat(int(entry))
-            if st is not None and st[1] == ppid and st[0] != "Z":
-                found.append(int(entry))
-    return found
-
-
 def _running(pid: int) -> bool:
     """True while `pid` runs; reaps it first if it has become our zombie (we are the subreaper)."""
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
-    st = _stat(pid)
-    return st is not None and st[0] != "Z"
+    info = _runs.read_proc(pid)
+    return info is not None and info.running
 
 
 def _poll(what: str, check: Callable[[], bool], timeout_s: float) -> None:
@@ -87,19 +67,6 @@ def _poll(what: str, check: Callable[[], bool], timeout_s: float) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(POLL_S)
-
-
-def _cmdline(pid: int) -> bytes | None:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def _forked_children(pid: int) -> list[int]:
-    parent = _cmdline(pid)
-    return [child for child in _children_of(pid) if _cmdline(child) == parent]
 
 
 def _services(launcher: int) -> tuple[int, int]:
@@ -115,7 +82,7 @@ def _services(launcher: int) -> tuple[int, int]:
     found: list[tuple[int, int]] = []
 
     def check() -> bool:
-        found[:] = [(ls, gs) for ls in _forked_children(launcher) for gs in _forked_children(ls)]
+        found[:] = [(ls, gs) for ls in forked_children(launcher) for gs in forked_children(ls)]
         if not found and not _running(launcher):
             pytest.fail(f"the launcher (pid {launcher}) exited before Local Services and Global Services ran")
         return len(found) == 1
@@ -376,7 +343,7 @@ def test_sigkill_of_a_service_ends_the_fork_servers_children(dragon: Callable[..
     children = [int(pid) for pid in run.wait_line("children ").split()[1:]]
     head = run.wait_ready()
     info = _run_info(head.run_id)
-    assert [(_stat(pid) or ("", 0))[1] for pid in children] == [info.ls_pid] * 3
+    assert [getattr(_runs.read_proc(pid), "ppid", 0) for pid in children] == [info.ls_pid] * 3
     os.kill(info.gs_pid if service == "gs" else info.ls_pid, signal.SIGKILL)
     code = run.wait_exit()
     assert code != 0 and name in run.stderr, run.stderr

@@ -12,36 +12,14 @@ import sys
 import time
 
 import msgspec
+from dragon.services.local_services import LS_DEADLINE_MARGIN_S, LSConfig
+from dragon.transport._framing import _PREFIX
+from proc_util import forked_children
 
 from dragon import _rundir
 from dragon.messages import AbnormalTermination, LAStdoutInbound
-from dragon.services.local_services import LS_DEADLINE_MARGIN_S, LSConfig
-from dragon.transport._framing import _PREFIX
 
 BOUND_S = 20.0  # generous: the bringup timeout below is 1 s
-
-
-def _children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(b")") + 2:].split()
-            if int(fields[1]) == pid and fields[0] != b"Z":
-                found.append(int(entry))
-    return found
-
-
-def _cmdline(pid: int) -> bytes | None:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read()
-    except OSError:
-        return None
 
 
 def test_without_benodeidxsh_ls_gives_up_at_its_deadline_and_leaves_nothing() -> None:
@@ -58,7 +36,7 @@ def test_without_benodeidxsh_ls_gives_up_at_its_deadline_and_leaves_nothing() ->
         gs: list[int] = []
         while not gs and time.monotonic() - start < BOUND_S:  # bounded poll for the fork
             # a fork (same command line): not the `ldconfig -p` that LS's `import trio` runs first
-            gs = [child for child in _children_of(proc.pid) if _cmdline(child) == _cmdline(proc.pid)]
+            gs = forked_children(proc.pid)
         assert len(gs) == 1, "Global Services is forked as LS starts, before any message"
         proc.wait(timeout=BOUND_S)  # LS must give up by itself (stdin stays open: no EOF)
         elapsed = time.monotonic() - start
