@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from dragon.transport._shm import entries, run_prefix
-from proc_util import forked_children
 
 from dragon import _rundir, _runs
+from dragon.transport._shm import entries, run_prefix
+from proc_util import forked_children
 
 DRAGON = os.path.join(os.path.dirname(sys.executable), "dragon")
 PROGRAMS = Path(__file__).parent / "fault_programs"

@@ -12,12 +12,12 @@ import sys
 import time
 
 import msgspec
-from dragon.services.local_services import LS_DEADLINE_MARGIN_S, LSConfig
-from dragon.transport._framing import _PREFIX
-from proc_util import forked_children
 
 from dragon import _rundir
 from dragon.messages import AbnormalTermination, LAStdoutInbound
+from dragon.services.local_services import LS_DEADLINE_MARGIN_S, LSConfig
+from dragon.transport._framing import _PREFIX
+from proc_util import forked_children
 
 BOUND_S = 20.0  # generous: the bringup timeout below is 1 s
 
