@@ -113,13 +113,21 @@ _SIDE: Final = 1 << 63  # record flag: the payload is the name suffix of a side 
 _LEN_MASK: Final = (1 << 56) - 1
 _SIDE_SUFFIX: Final = re.compile(rb"\.x[0-9a-f]{16}")  # the name suffix of a side file (`_write_side_file`)
 
+_STAGED_LEN: Final = 1 << 62  # the `len` of a `_Staged`: more than any ring holds
 _fence_lock = threading.Lock()
 
 
 class _Staged(bytes):
-    """The name suffix of a side file a sender wrote ahead (`Channel.stage`): sent as such."""
+    """The name suffix of a side file a sender wrote ahead (`Channel.stage`): sent as such.
+
+    Its `len` is that of no message a ring holds, so the one size test of every send path routes it
+    to `_prepare` (which sends the plain name as a side-file record) and the hot paths pay no type
+    test per message; its bytes (buffer protocol) are the name."""
 
     __slots__ = ()
+
+    def __len__(self) -> int:
+        return _STAGED_LEN
 
 
 class _SideName(bytes):
@@ -649,12 +657,12 @@ class Channel:
         rb, slot, ring, ringq = self.ring_bytes, self._slot, self._ring, self._ringq
         tail, head = w[_W_TAIL], w[_W_HEAD]
         out: list[bytes] = []
-        while tail != head and len(out) < limit:
+        if not 0 <= head - tail <= rb:
+            raise self._corrupted(0, head, tail)
+        while tail < head and len(out) < limit:
             pos = tail % rb
             word = ringq[pos >> 3]
             n = word & _LEN_MASK
-            if n > rb - 8 or not 0 < head - tail <= rb:
-                raise self._corrupted(n, head, tail)
             p = pos + 8
             if p == rb:
                 p = 0
@@ -662,6 +670,8 @@ class Channel:
             data = bytes(ring[p:end]) if end <= rb else bytes(ring[p:]) + bytes(ring[: end - rb])
             out.append(_SideName(data) if word & _SIDE else data)
             tail += max(slot, 8 + ((n + 7) & ~7))
+        if tail > head:  # the last record said it was longer than what is published: nothing is taken
+            raise self._corrupted(n, head, tail - max(slot, 8 + ((n + 7) & ~7)))
         if out:
             w[_W_TAIL] = tail  # free them all: a single aligned store
             w[_W_RECEIVED] += len(out)
@@ -675,22 +685,22 @@ class Channel:
         w = self._w
         if w[_W_CLOSED]:
             raise self._destroyed()
-        tail = w[_W_TAIL]
-        if w[_W_HEAD] == tail:
+        tail, head = w[_W_TAIL], w[_W_HEAD]
+        if head == tail:
             return None
         rb = self.ring_bytes
         pos = tail % rb
         word = self._ringq[pos >> 3]
         n = word & _LEN_MASK
-        if n > rb - 8 or not 0 < w[_W_HEAD] - tail <= rb:
-            raise self._corrupted(n, w[_W_HEAD], tail)
+        need = (n + 15) & ~7  # the record's header and payload
+        if not need <= head - tail <= rb:  # a record longer than what is published, or a broken head
+            raise self._corrupted(n, head, tail)
         p = pos + 8 if pos + 8 != rb else 0
         end = p + n
         if end <= rb:
             out = self._mm[HEADER_BYTES + p : HEADER_BYTES + end]
         else:
             out = self._mm[HEADER_BYTES + p : HEADER_BYTES + rb] + self._mm[HEADER_BYTES : HEADER_BYTES + end - rb]
-        need = (n + 15) & ~7
         w[_W_TAIL] = tail + (need if need > self._slot else self._slot)  # free it: a single aligned store
         w[_W_RECEIVED] += 1
         return _SideName(out) if word & _SIDE else out
@@ -824,7 +834,7 @@ class Channel:
     def _prepare(self, data: Buffer) -> tuple[Buffer, int]:
         self._check_open()
         if data.__class__ is _Staged:
-            return data, _SIDE
+            return bytes(data), _SIDE
         if len(data) > self._max_inline:
             return self._write_side_file(data), _SIDE
         return data, 0
@@ -862,7 +872,7 @@ class Channel:
         message to its feeder thread): no exception, deadline or waiter registration."""
         if self._closed:
             self._check_open()
-        if len(data) > self._max_inline or data.__class__ is _Staged:
+        if len(data) > self._max_inline:  # a `_Staged` too (its `len`)
             return False
         sfd, tlock = self._sfd, self._slock
         tlock.acquire()  # not `with`: see `recv`
@@ -935,7 +945,7 @@ class Channel:
         start, total = 0, len(messages)
         while start < total:
             # `_prepare` written out for messages that fit the ring (all but huge ones)
-            chunk = [(data, 0) if len(data) <= inline and data.__class__ is not _Staged else self._prepare(data)
+            chunk = [(data, 0) if len(data) <= inline else self._prepare(data)
                      for data in messages[start:start + PUBLISH_EVERY]]
             i = 0
             try:

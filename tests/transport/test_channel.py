@@ -18,12 +18,6 @@ from dragon.transport import Channel, ChannelDestroyed, ChannelEmpty, ChannelErr
 from dragon.transport._shm import entries, shm_path
 
 
-
-
-
-
-
-
 def side_files(name: str) -> list[str]:
     return entries(name + ".x")
 
@@ -103,6 +97,23 @@ def test_wrap_around_with_odd_sizes(name: str) -> None:
         s = ch.statistics()
         assert s.sent == s.received > 2500 and s.sent * 8 > 4 * ch.ring_bytes  # wrapped many times
         assert s.sent > 2500 and s.bytes_used == 0 and s.depth == 0
+
+
+def test_a_staged_message_travels_as_its_side_file_written_ahead(name: str) -> None:
+    """`stage` (for a sender that hands messages to another thread: a queue's feeder) writes a message
+    too large for the ring to its side file in the caller; `send` and `send_many` then send its name."""
+    with Channel.create(name, capacity=8, block_size=1024) as ch:
+        small, big = blob(100), blob(3 * ch.ring_bytes, seed=1)
+        assert ch.stage(small) is small  # fits the ring: nothing to do ahead
+        staged = ch.stage(big)
+        assert len(side_files(name)) == 1  # written now, by the caller
+        assert not ch.try_send(staged)  # left to `send`, as an unstaged large message is
+        ch.send(staged)
+        ch.send_many([small, ch.stage(big), small])
+        assert len(side_files(name)) == 2
+        assert ch.recv() == big
+        assert ch.recv_many(8) == [small, big, small]
+        assert side_files(name) == []
 
 
 # ------------------------------------------------------------------------------------- limits and timeouts

@@ -324,6 +324,8 @@ async def test_a_corrupt_channel_says_so_to_both_faces_and_stays_refused(name2: 
         for _ in range(2):  # the record is not skipped: every receive says the same
             with pytest.raises(ChannelCorrupted, match="is corrupt"):
                 ch.recv(timeout=1)
+            with pytest.raises(ChannelCorrupted, match="is corrupt"):
+                ch.recv_many(8, timeout=1)
         async with TrioChannel.attach(name2) as tch:
             with trio.fail_after(WAIT_S), pytest.raises(ChannelCorrupted):
                 await tch.receive()
