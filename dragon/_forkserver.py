@@ -53,13 +53,15 @@ PRELOAD: Final = ("dragon._mp_child", "dragon._gs_client", "multiprocessing.spaw
                   "pkgutil")
 """What every child of the "dragon" start method imports before it runs user code (pkgutil: runpy's,
 for its main module)."""
-PRELOAD_IDLE: Final = ("multiprocessing.connection", "multiprocessing.resource_sharer", "hmac", "queue",
-                       "multiprocessing.pool", "dragon._mp_queues", "dragon._mp_pool")
+PRELOAD_IDLE: Final = ("shutil", "random", "tempfile", "multiprocessing.connection", "multiprocessing.resource_sharer",
+                       "_hashlib", "hmac", "queue", "traceback", "multiprocessing.pool", "dragon._mp_queues",
+                       "dragon._mp_pool")
 """What most children import as they unpickle their process object: Pipe and Queue ends (their fds
 come through the resource sharer, which authenticates with hmac), a Pool's worker. The server imports
-these after READY, one at a time while no request waits, and in steps of a few ms (the largest,
-dragon._mp_queues, about 8 ms without .pyc files), so that a start waits for one step at most: it
-pays once what would cost every child. Measured here (no .pyc files), the CPU time from fork to the
+these after READY, one at a time while no request waits, the heavy dependencies as steps of their own
+(each step at most about 2 ms with .pyc files: `_hashlib` loads OpenSSL), so that a start, often
+the program's first right after READY, waits for one short step at most: it pays once what would
+cost every child. Measured here (no .pyc files), the CPU time from fork to the
 first task of a Pool worker went from 20 to 5 ms, of a child given a Pipe from 14 to 4 ms (with
 `dragon._gs_client`'s decoder, also made at import)."""
 READY: Final = b"ready"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import msgspec
@@ -47,8 +46,7 @@ R = TypeVar("R", bound=Response)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class GSCall(Generic[R, T]):
+class GSCall(msgspec.Struct, Generic[R, T], frozen=True):
     """One GS request and how to read its answer: `finish(response)` returns the result or raises."""
 
     request: Request
@@ -66,8 +64,7 @@ def timeout_us(timeout_s: float | None) -> int:
 # ------------------------------------------------------------------------------------------- processes
 
 
-@dataclass(frozen=True)
-class ProcessSpec:
+class ProcessSpec(msgspec.Struct, frozen=True):
     """A checked description of a process to create (the constructor arguments of `Process`)."""
 
     exe: str

@@ -12,7 +12,8 @@ and prints one JSON report that this driver parses. Rows (--rows selects some; k
   the first time: spawn imports its Popen and starts the resource tracker; dragon does that too,
   imports its client and connects to Global Services, and may wait for its fork server to boot
   (the program names multiprocessing and dragon, so the runtime boots it as it comes up: see
-  services/_fast_start.py). [first_start_bg] (informational) the same under plain `python` with the
+  services/_fast_start.py). Its client imports msgspec, which imports typing_extensions where the
+  development extras installed it (`dev_only_imports`: the run says so). [first_start_bg] (informational) the same under plain `python` with the
   start method "dragon": the first start brings a background runtime up (dragon._background).
 - [first_pool] `Pool(2)` as a program's first use of multiprocessing, from just before `Pool(2)`
   until both workers have answered, as [pool_start] below (its programs also begin with the Pool).
@@ -496,6 +497,15 @@ def bytecode_cached() -> bool:
     return True
 
 
+def dev_only_imports() -> list[str]:
+    """Modules a user's install does not have that the client's imports pick up when present:
+    msgspec imports typing_extensions (and with it inspect, about 6 ms) if it can, and the test extras
+    (mypy, trio-typing) bring it. The first-use rows then include it under "dragon"."""
+    import importlib.util
+
+    return [name for name in ("typing_extensions",) if importlib.util.find_spec(name) is not None]
+
+
 def main() -> None:
     opts = parse_args()
     rows = [k for k in ROWS if k in opts.rows]
@@ -509,11 +519,16 @@ def main() -> None:
     if not cached:
         print("\nnote: dragon's modules have no .pyc files here (PYTHONDONTWRITEBYTECODE with an editable install?): "
               "every process that imports its client compiles them, which the first-use rows include")
+    extra = dev_only_imports()
+    if extra:
+        print(f"\nnote: {', '.join(extra)} is importable here (development extras), and msgspec imports it: the "
+              "first-use rows include that under \"dragon\" (about 6 ms); a venv with only the runtime "
+              "dependencies (`pip install .`) shows what users see")
     programs = {k: {"case": PROGRAMS[k].case, "params": params_of(k, opts.quick), **results[k]} for k in keys}
     met = [v["met"] for v in per_row.values() if v["met"] is not None]
     print(json_line({"bench": "mp", "runs": opts.runs, "quick": opts.quick, "wall_s": wall,
                       "targets_met": f"{sum(met)}/{len(met)}", "machine": machine_info(),
-                      "dragon_bytecode_cached": cached,
+                      "dragon_bytecode_cached": cached, "dev_only_imports": extra,
                       "rows": per_row, "programs": programs}))
     sys.stderr.write(f"bench_mp: {len(keys)} programs x {len(METHODS)} methods x {opts.runs} runs in {wall:.1f} s; "
                      f"targets met {sum(met)}/{len(met)}\n")
