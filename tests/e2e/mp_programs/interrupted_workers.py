@@ -41,8 +41,8 @@ if __name__ == "__main__":
         p.start()
     for _ in procs:
         ready.get()
-    say("ready")
-    try:
+    try:  # "ready" inside: the Ctrl-C it calls for may come while `say` is still returning
+        say("ready")
         for p in procs:
             p.join()
     except KeyboardInterrupt:
