@@ -18,7 +18,7 @@ from setuptools.command.build_py import build_py
 
 PTH_NAME: Final = "dragon-start-method.pth"
 PTH_TEXT: Final = (
-    "# The multiprocessing start method \"dragon\" in every interpreter: see dragon._mp_hook (imported only\n"
+    '# The multiprocessing start method "dragon" in every interpreter: see dragon._mp_hook (imported only\n'
     "# when multiprocessing.context is).\n"
     "import sys; sys.meta_path.insert(0, type('DragonStartMethodFinder', (), {'find_spec': staticmethod("
     "lambda name, path, target=None: __import__('dragon._mp_hook', None, None, ['_']).find_spec_from_pth("

@@ -19,8 +19,7 @@ __version__ = "0.1.0"
 _mp_hook.install()  # the multiprocessing start method "dragon" (spec §7.3), without importing multiprocessing
 
 
-async def serve(*, bringup_timeout_s: float = 30.0,
-                task_status: trio.TaskStatus[RuntimeHandle] | None = None) -> None:
+async def serve(*, bringup_timeout_s: float = 30.0, task_status: trio.TaskStatus[RuntimeHandle] | None = None) -> None:
     """Bring a Dragon runtime up and keep it until cancelled; then tear it down in order.
 
     `trio.run(dragon.serve)` runs one until Ctrl-C; `handle = await nursery.start(dragon.serve)` hands

@@ -144,8 +144,10 @@ def runtime(*, start: bool) -> BackgroundRuntime:
         if rt is not None:
             return rt
         if _stopped_in == os.getpid():
-            raise RuntimeNotRunning("the background runtime of this program has been stopped (the program "
-                                    "is exiting): no new runtime requests can be made")
+            raise RuntimeNotRunning(
+                "the background runtime of this program has been stopped (the program "
+                "is exiting): no new runtime requests can be made"
+            )
         if not start:
             from dragon._gs_client import NO_RUNTIME
 
@@ -186,8 +188,10 @@ def stop(timeout_s: float = STOP_WAIT_S) -> None:
             _say(f"closing the connection to the background runtime failed: {exc!r}")
     rt.control.close()
     if _wait(rt.launcher, timeout_s) is None:
-        _say(f"the background runtime {rt.info.run_id} (launcher pid {rt.launcher.pid}) is still stopping "
-             f"after {timeout_s:g} s; it finishes alone")
+        _say(
+            f"the background runtime {rt.info.run_id} (launcher pid {rt.launcher.pid}) is still stopping "
+            f"after {timeout_s:g} s; it finishes alone"
+        )
 
 
 # ------------------------------------------------------------------------------------------- bringup
@@ -205,9 +209,19 @@ def _bring_up() -> BackgroundRuntime:
         # runtime up is about to ask for, so that the runtime boots its fork server for it while
         # coming up (LSConfig.fork_server).
         launcher = subprocess.Popen(
-            [sys.executable, "-m", LAUNCHER_MODULE, "--bringup-timeout", repr(timeout_s),
-             "--fork-server", msgspec.json.encode(child_argv()[:-2]).decode()],
-            stdin=theirs.fileno(), close_fds=True, env=_launcher_env())
+            [
+                sys.executable,
+                "-m",
+                LAUNCHER_MODULE,
+                "--bringup-timeout",
+                repr(timeout_s),
+                "--fork-server",
+                msgspec.json.encode(child_argv()[:-2]).decode(),
+            ],
+            stdin=theirs.fileno(),
+            close_fds=True,
+            env=_launcher_env(),
+        )
     except BaseException as exc:
         ours.close()
         if isinstance(exc, OSError):
@@ -221,13 +235,17 @@ def _bring_up() -> BackgroundRuntime:
             raise BringupError(ACTOR, "bringup", report.error or "the launcher reported no run id")
         info = _rundir.read_info(report.run_id)
         if info is None:
-            raise BringupError(ACTOR, "reading runtime.json",
-                               f"{_rundir.run_dir(report.run_id)} holds no runtime.json although the runtime is up")
+            raise BringupError(
+                ACTOR,
+                "reading runtime.json",
+                f"{_rundir.run_dir(report.run_id)} holds no runtime.json although the runtime is up",
+            )
     except BaseException:
         _abandon(ours, launcher)
         raise
-    return BackgroundRuntime(launcher=launcher, control=ours, info=info, owner_pid=os.getpid(),
-                             bringup_s=time.monotonic() - t0)
+    return BackgroundRuntime(
+        launcher=launcher, control=ours, info=info, owner_pid=os.getpid(), bringup_s=time.monotonic() - t0
+    )
 
 
 def _launcher_env() -> dict[str, str]:
@@ -247,8 +265,9 @@ def _bringup_timeout() -> float:
     except ValueError:
         value = -1.0
     if not value > 0:
-        raise BringupError(ACTOR, "reading its settings", f"DRAGON_BRINGUP_TIMEOUT={raw!r} is not a positive "
-                           "number of seconds")
+        raise BringupError(
+            ACTOR, "reading its settings", f"DRAGON_BRINGUP_TIMEOUT={raw!r} is not a positive number of seconds"
+        )
     return value
 
 
@@ -270,8 +289,11 @@ def _read_report(sock: socket.socket, launcher: subprocess.Popen[bytes], wait_s:
         if not chunk:
             code = _wait(launcher, STOP_WAIT_S)
             said = f"exited with code {code}" if code is not None else "closed its control socket"
-            raise BringupError(ACTOR, "starting its launcher", f"the launcher ({sys.executable} -m "
-                               f"{LAUNCHER_MODULE}) {said} without reporting; its stderr is above")
+            raise BringupError(
+                ACTOR,
+                "starting its launcher",
+                f"the launcher ({sys.executable} -m {LAUNCHER_MODULE}) {said} without reporting; its stderr is above",
+            )
         data += chunk
     try:
         return msgspec.json.decode(data, type=Report)

@@ -49,13 +49,29 @@ from dragon.descriptors import OsText, fs_env, fs_str
 
 MAX_REQUEST: Final = 1 << 20  # bytes of one StartRequest (the environment is most of it)
 MAX_FD: Final = 65536  # fds a child closes above 2
-PRELOAD: Final = ("dragon._mp_child", "dragon._gs_client", "multiprocessing.spawn", "multiprocessing.resource_tracker",
-                  "pkgutil")
+PRELOAD: Final = (
+    "dragon._mp_child",
+    "dragon._gs_client",
+    "multiprocessing.spawn",
+    "multiprocessing.resource_tracker",
+    "pkgutil",
+)
 """What every child of the "dragon" start method imports before it runs user code (pkgutil: runpy's,
 for its main module)."""
-PRELOAD_IDLE: Final = ("shutil", "random", "tempfile", "multiprocessing.connection", "multiprocessing.resource_sharer",
-                       "_hashlib", "hmac", "queue", "traceback", "multiprocessing.pool", "dragon._mp_queues",
-                       "dragon._mp_pool")
+PRELOAD_IDLE: Final = (
+    "shutil",
+    "random",
+    "tempfile",
+    "multiprocessing.connection",
+    "multiprocessing.resource_sharer",
+    "_hashlib",
+    "hmac",
+    "queue",
+    "traceback",
+    "multiprocessing.pool",
+    "dragon._mp_queues",
+    "dragon._mp_pool",
+)
 """What most children import as they unpickle their process object: Pipe and Queue ends (their fds
 come through the resource sharer, which authenticates with hmac), a Pool's worker. The server imports
 these after READY, one at a time while no request waits, the heavy dependencies as steps of their own

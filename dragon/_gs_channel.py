@@ -44,8 +44,15 @@ class Channel:
         return (_from_msgpack, (msgspec.msgpack.encode(self._desc),))
 
     @classmethod
-    def create(cls, *, capacity: int = DEFAULT_CAPACITY, block_size: int = DEFAULT_BLOCK_SIZE, name: str = "",
-               m_uid: int = DEFAULT_POOL_MUID, soft: bool = False) -> Channel:
+    def create(
+        cls,
+        *,
+        capacity: int = DEFAULT_CAPACITY,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        name: str = "",
+        m_uid: int = DEFAULT_POOL_MUID,
+        soft: bool = False,
+    ) -> Channel:
         """Create a channel through GS (GSChannelCreate) and attach to it.
 
         Args:
@@ -59,8 +66,7 @@ class Channel:
           ChannelNameInUse: a live channel has that name (not soft).
           ChannelCreateFailed: GS or Local Services could not make it (e.g. an unknown m_uid).
         """
-        return cls(_run(gs.channel_create(capacity=capacity, block_size=block_size, name=name, m_uid=m_uid,
-                                          soft=soft)))
+        return cls(_run(gs.channel_create(capacity=capacity, block_size=block_size, name=name, m_uid=m_uid, soft=soft)))
 
     @classmethod
     def attach(cls, c_uid: int | None = None, *, name: str = "") -> Channel:

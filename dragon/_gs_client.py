@@ -50,7 +50,13 @@ import msgspec
 from dragon import _rundir
 from dragon.descriptors import ArgMode
 from dragon.errors import (
-    ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull, EventLoopBlocked, ProtocolError, RequestTimeout,
+    ChannelDestroyed,
+    ChannelEmpty,
+    ChannelError,
+    ChannelFull,
+    EventLoopBlocked,
+    ProtocolError,
+    RequestTimeout,
     RuntimeNotRunning,
 )
 from dragon.ids import CONNECTED_PID_VAR, FIRST_USER_MANAGED_CUID, LAUNCHER_PUID, LaunchParameters
@@ -65,12 +71,16 @@ EXTERNAL_REPLY_CAPACITY: Final = 64  # an external client's reply channel: as a 
 EXTERNAL_REPLY_BLOCK: Final = 4096
 
 REPLY_CHANNEL_TRIES: Final = 8
-NOT_UNDER_DRAGON: Final = ("this process was not started by the Dragon runtime (no launch parameters "
-                           "in its environment): run the program with `dragon prog.py`")
-NO_RUNTIME: Final = ("no Dragon runtime runs for this process: run the program with `dragon prog.py`; or, in a trio "
-                     "program, embed one with `handle = await nursery.start(dragon.serve)`, which dragon.native then "
-                     "uses; or start a process with the multiprocessing start method \"dragon\", which brings a "
-                     "runtime up for the program")
+NOT_UNDER_DRAGON: Final = (
+    "this process was not started by the Dragon runtime (no launch parameters "
+    "in its environment): run the program with `dragon prog.py`"
+)
+NO_RUNTIME: Final = (
+    "no Dragon runtime runs for this process: run the program with `dragon prog.py`; or, in a trio "
+    "program, embed one with `handle = await nursery.start(dragon.serve)`, which dragon.native then "
+    'uses; or start a process with the multiprocessing start method "dragon", which brings a '
+    "runtime up for the program"
+)
 
 
 _INBOUND: Final[msgspec.msgpack.Decoder[GSPingProc | Response]] = msgspec.msgpack.Decoder(ProcessInbound)
@@ -87,8 +97,17 @@ class GSClient:
     external client (`external`) reads none: its `handshake` is an empty GSPingProc (mode NONE).
     """
 
-    def __init__(self, params: LaunchParameters, to_gs: Channel, replies: Channel, gs_pid: int | None, *,
-                 handshake: bool = True, owns_replies: bool = False, loop_thread: int | None = None) -> None:
+    def __init__(
+        self,
+        params: LaunchParameters,
+        to_gs: Channel,
+        replies: Channel,
+        gs_pid: int | None,
+        *,
+        handshake: bool = True,
+        owns_replies: bool = False,
+        loop_thread: int | None = None,
+    ) -> None:
         """Internal: use `GSClient.connect` (which attaches the channels and reads the handshake) or
         `GSClient.external`. With `owns_replies`, `close()` destroys the reply channel."""
         self.params = params
@@ -125,8 +144,9 @@ class GSClient:
             replies = Channel.attach(params.gs_ret_cd)
         except ChannelDestroyed as exc:
             to_gs.close()
-            raise RuntimeNotRunning(f"the runtime is gone (this process's GS-return channel does not exist): "
-                                    f"{exc}") from exc
+            raise RuntimeNotRunning(
+                f"the runtime is gone (this process's GS-return channel does not exist): {exc}"
+            ) from exc
         try:
             return cls(params, to_gs, replies, info.gs_pid if info is not None else None)
         except BaseException:
@@ -150,24 +170,34 @@ class GSClient:
           RuntimeNotRunning: the GS channel does not exist (the runtime has ended).
           OSError: /dev/shm refused the reply channel.
         """
-        c_uid, replies = user_reply_channel(info.run_id, capacity=EXTERNAL_REPLY_CAPACITY,
-                                            block_size=EXTERNAL_REPLY_BLOCK)
+        c_uid, replies = user_reply_channel(
+            info.run_id, capacity=EXTERNAL_REPLY_CAPACITY, block_size=EXTERNAL_REPLY_BLOCK
+        )
         try:
             to_gs = Channel.attach(info.gs_cd)
         except ChannelDestroyed as exc:
             _destroy_quietly(replies)
             raise RuntimeNotRunning(f"the runtime is gone (its GS channel does not exist): {exc}") from exc
-        params = LaunchParameters(mode="single", my_puid=LAUNCHER_PUID, gs_cd=info.gs_cd, gs_ret_cd=replies.name,
-                                  gs_ret_cuid=c_uid, local_shep_cd=info.shep_cd, local_be_cd=info.la_cd,
-                                  run_id=info.run_id)
+        params = LaunchParameters(
+            mode="single",
+            my_puid=LAUNCHER_PUID,
+            gs_cd=info.gs_cd,
+            gs_ret_cd=replies.name,
+            gs_ret_cuid=c_uid,
+            local_shep_cd=info.shep_cd,
+            local_be_cd=info.la_cd,
+            run_id=info.run_id,
+        )
         return cls(params, to_gs, replies, info.gs_pid, handshake=False, owns_replies=True, loop_thread=loop_thread)
 
     def _read_handshake(self) -> GSPingProc:
         deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
 
         def expired() -> Exception:
-            return RuntimeNotRunning(f"no GSPingProc handshake arrived within {HANDSHAKE_TIMEOUT_S} s (did "
-                                     "another process read this process's GS-return channel?)")
+            return RuntimeNotRunning(
+                f"no GSPingProc handshake arrived within {HANDSHAKE_TIMEOUT_S} s (did "
+                "another process read this process's GS-return channel?)"
+            )
 
         frame = self._receive_frame(deadline, expired)
         first = decode(self._dec, frame, where="GS-return channel")
@@ -212,8 +242,10 @@ class GSClient:
                 self._waiting.discard(tag)
                 self._filed.pop(tag, None)
         if not isinstance(resp, response_type):
-            raise ProtocolError(f"Global Services answered {type(request).__name__} with "
-                                f"{type(resp).__name__}, not {response_type.__name__}")
+            raise ProtocolError(
+                f"Global Services answered {type(request).__name__} with "
+                f"{type(resp).__name__}, not {response_type.__name__}"
+            )
         return resp
 
     def _send(self, frame: bytes, deadline: float | None, expired: Callable[[], Exception]) -> None:
@@ -304,7 +336,8 @@ class GSClient:
             raise EventLoopBlocked(
                 "this blocking call was made in the trio loop that runs `dragon.serve`, and the runtime "
                 "waits for that loop (the output of its processes cannot reach it): make the call in a "
-                "thread, `await trio.to_thread.run_sync(...)`, or use dragon.aio with the runtime's handle")
+                "thread, `await trio.to_thread.run_sync(...)`, or use dragon.aio with the runtime's handle"
+            )
 
     def close(self) -> None:
         """Drop both channel handles; later calls raise RuntimeNotRunning. The channels live on,
@@ -334,8 +367,7 @@ def user_reply_channel(run_id: str, *, capacity: int, block_size: int) -> tuple[
         # secrets.randbelow(2**54), without importing secrets (hmac, hashlib): 54 random bits
         c_uid = FIRST_USER_MANAGED_CUID + (int.from_bytes(os.urandom(7), "little") & (FIRST_USER_MANAGED_CUID - 1))
         try:
-            return c_uid, Channel.create(_rundir.channel_name(run_id, c_uid), capacity=capacity,
-                                         block_size=block_size)
+            return c_uid, Channel.create(_rundir.channel_name(run_id, c_uid), capacity=capacity, block_size=block_size)
         except FileExistsError:
             continue
     raise FileExistsError(f"no free name for a reply channel of run {run_id} in {REPLY_CHANNEL_TRIES} tries")
@@ -364,7 +396,7 @@ def _pid_alive(pid: int) -> bool:
             stat = f.read()
     except OSError:
         return False
-    return stat[stat.rindex(b")") + 2:][:1] != b"Z"
+    return stat[stat.rindex(b")") + 2 :][:1] != b"Z"
 
 
 # --------------------------------------------------------------------------------------- the process's one
@@ -400,22 +432,29 @@ def launch_parameters() -> LaunchParameters:
     if owner and owner != str(os.getpid()):
         raise InheritedLaunchParameters(_inherited_from(f"managed process pid {owner}"))
     if not env.get("DRAGON_GS_RET_CD") or not env.get("DRAGON_GS_RET_CUID"):
-        raise RuntimeNotRunning("this process has no GS-return channel (it was created without "
-                                "make_inf_channels), so it cannot make runtime requests")
+        raise RuntimeNotRunning(
+            "this process has no GS-return channel (it was created without "
+            "make_inf_channels), so it cannot make runtime requests"
+        )
     try:
         params = LaunchParameters.from_env(env)
     except ValueError as exc:
         raise RuntimeNotRunning(f"{NOT_UNDER_DRAGON}; {exc}") from exc
     info = _rundir.read_info(params.run_id) if params.run_id else None
     if info is not None and os.getppid() != info.ls_pid:
-        raise InheritedLaunchParameters(_inherited_from(f"managed process p_uid {params.my_puid} (its parent, pid "
-                                                        f"{os.getppid()}, is not Local Services)"))
+        raise InheritedLaunchParameters(
+            _inherited_from(
+                f"managed process p_uid {params.my_puid} (its parent, pid {os.getppid()}, is not Local Services)"
+            )
+        )
     return params
 
 
 def _inherited_from(whom: str) -> str:
-    return (f"this process (pid {os.getpid()}) inherited the launch parameters of {whom} but is not a "
-            "managed process: create processes with dragon.native.Process")
+    return (
+        f"this process (pid {os.getpid()}) inherited the launch parameters of {whom} but is not a "
+        "managed process: create processes with dragon.native.Process"
+    )
 
 
 def connection(*, start_runtime: bool = False) -> GSClient:
@@ -494,4 +533,3 @@ def _forget_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
-

@@ -21,24 +21,84 @@ from typing import Generic, TypeVar
 import msgspec
 
 from dragon.descriptors import (
-    DEVNULL, PIPE, os_env, os_text, STDOUT, ChannelDescriptor, ChannelLocalOptions, ChannelOptions, ObjectState, PoolDescriptor,
-    ProcessDescriptor, ProcessOptions, StdioOption,
+    DEVNULL,
+    PIPE,
+    STDOUT,
+    ChannelDescriptor,
+    ChannelLocalOptions,
+    ChannelOptions,
+    ObjectState,
+    PoolDescriptor,
+    ProcessDescriptor,
+    ProcessOptions,
+    StdioOption,
+    os_env,
+    os_text,
 )
 from dragon.errors import (
-    ChannelBusy, ChannelCreateFailed, ChannelDestroyed, ChannelNameInUse, ChannelWaitTimeout, DragonError,
-    InvalidArgument, JoinSelf, PoolBusy, PoolCreateFailed, PoolDestroyFailed, PoolGone, PoolNameInUse,
-    ProcessNameInUse, ProcessSignalFailed, ProcessStartFailed, UnknownChannel, UnknownPool, UnknownProcess,
+    ChannelBusy,
+    ChannelCreateFailed,
+    ChannelDestroyed,
+    ChannelNameInUse,
+    ChannelWaitTimeout,
+    DragonError,
+    InvalidArgument,
+    JoinSelf,
+    PoolBusy,
+    PoolCreateFailed,
+    PoolDestroyFailed,
+    PoolGone,
+    PoolNameInUse,
+    ProcessNameInUse,
+    ProcessSignalFailed,
+    ProcessStartFailed,
+    UnknownChannel,
+    UnknownPool,
+    UnknownProcess,
 )
 from dragon.ids import DEFAULT_POOL_MUID, NOT_INHERITED
 from dragon.messages import (
-    ChannelCreateErr, ChannelDestroyErr, ChannelJoinErr, ChannelQueryErr, GSChannelCreate,
-    GSChannelCreateResponse, GSChannelDestroy, GSChannelDestroyResponse, GSChannelJoin, GSChannelJoinResponse,
-    GSChannelList, GSChannelListResponse, GSChannelQuery, GSChannelQueryResponse, GSPoolCreate,
-    GSPoolCreateResponse, GSPoolDestroy, GSPoolDestroyResponse, GSPoolList, GSPoolListResponse, GSPoolQuery,
-    GSPoolQueryResponse, GSProcessCreate, GSProcessCreateResponse, GSProcessJoin, GSProcessJoinResponse,
-    GSProcessKill, GSProcessKillResponse, GSProcessList, GSProcessListResponse, GSProcessQuery,
-    GSProcessQueryResponse, PoolCreateErr, PoolDestroyErr, PoolQueryErr, ProcessCreateErr, ProcessJoinErr,
-    ProcessKillErr, ProcessQueryErr, Request, Response,
+    ChannelCreateErr,
+    ChannelDestroyErr,
+    ChannelJoinErr,
+    ChannelQueryErr,
+    GSChannelCreate,
+    GSChannelCreateResponse,
+    GSChannelDestroy,
+    GSChannelDestroyResponse,
+    GSChannelJoin,
+    GSChannelJoinResponse,
+    GSChannelList,
+    GSChannelListResponse,
+    GSChannelQuery,
+    GSChannelQueryResponse,
+    GSPoolCreate,
+    GSPoolCreateResponse,
+    GSPoolDestroy,
+    GSPoolDestroyResponse,
+    GSPoolList,
+    GSPoolListResponse,
+    GSPoolQuery,
+    GSPoolQueryResponse,
+    GSProcessCreate,
+    GSProcessCreateResponse,
+    GSProcessJoin,
+    GSProcessJoinResponse,
+    GSProcessKill,
+    GSProcessKillResponse,
+    GSProcessList,
+    GSProcessListResponse,
+    GSProcessQuery,
+    GSProcessQueryResponse,
+    PoolCreateErr,
+    PoolDestroyErr,
+    PoolQueryErr,
+    ProcessCreateErr,
+    ProcessJoinErr,
+    ProcessKillErr,
+    ProcessQueryErr,
+    Request,
+    Response,
 )
 from dragon.transport._channel import DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY, MIN_BLOCK_SIZE
 
@@ -79,14 +139,27 @@ class ProcessSpec(msgspec.Struct, frozen=True):
     initial_stdin: bytes = b""
 
 
-def process_spec(target: str | os.PathLike[str], args: Sequence[str | os.PathLike[str]], *,
-                 env: Mapping[str, str] | None, cwd: str | os.PathLike[str] | None, name: str,
-                 stdin: StdioOption, stdout: StdioOption, stderr: StdioOption, user: int | None = None,
-                 group: int | None = None, umask: int = -1, initial_stdin: bytes = b"") -> ProcessSpec:
+def process_spec(
+    target: str | os.PathLike[str],
+    args: Sequence[str | os.PathLike[str]],
+    *,
+    env: Mapping[str, str] | None,
+    cwd: str | os.PathLike[str] | None,
+    name: str,
+    stdin: StdioOption,
+    stdout: StdioOption,
+    stderr: StdioOption,
+    user: int | None = None,
+    group: int | None = None,
+    umask: int = -1,
+    initial_stdin: bytes = b"",
+) -> ProcessSpec:
     """Check `Process(...)`'s arguments. Raises InvalidArgument, saying what to pass instead."""
     if not isinstance(target, (str, os.PathLike)) or not os.fspath(target):
-        raise InvalidArgument(f"Process target must be an executable path or name, not {target!r} "
-                              "(Python callables are not supported: run sys.executable with a script)")
+        raise InvalidArgument(
+            f"Process target must be an executable path or name, not {target!r} "
+            "(Python callables are not supported: run sys.executable with a script)"
+        )
     if isinstance(args, (str, bytes)):
         raise InvalidArgument(f"Process args must be a sequence of strings, not the string {args!r}")
     argv = [os.fspath(a) for a in args]
@@ -101,10 +174,18 @@ def process_spec(target: str | os.PathLike[str], args: Sequence[str | os.PathLik
         raise InvalidArgument(f"Process initial_stdin must be bytes, not {type(initial_stdin).__name__}")
     if initial_stdin and stdin == DEVNULL:
         raise InvalidArgument("Process initial_stdin needs a stdin to write to: stdin=None or PIPE, not DEVNULL")
-    return ProcessSpec(exe=os.fspath(target), args=argv, env=dict(env) if env is not None else {},
-                       cwd=os.fspath(cwd) if cwd is not None else None, name=name,
-                       stdio=(check_stdio("stdin", stdin), check_stdio("stdout", stdout), check_stdio("stderr", stderr)),
-                       user=user, group=group, umask=umask, initial_stdin=initial_stdin)
+    return ProcessSpec(
+        exe=os.fspath(target),
+        args=argv,
+        env=dict(env) if env is not None else {},
+        cwd=os.fspath(cwd) if cwd is not None else None,
+        name=name,
+        stdio=(check_stdio("stdin", stdin), check_stdio("stdout", stdout), check_stdio("stderr", stderr)),
+        user=user,
+        group=group,
+        umask=umask,
+        initial_stdin=initial_stdin,
+    )
 
 
 def check_stdio(stream: str, opt: StdioOption) -> StdioOption:
@@ -115,8 +196,11 @@ def check_stdio(stream: str, opt: StdioOption) -> StdioOption:
         return opt
     if isinstance(opt, (str, os.PathLike)) and stream != "stdin":
         return os.path.abspath(os.fspath(opt))
-    raise InvalidArgument(f"{stream}={opt!r} is not a valid option: use None, DEVNULL, PIPE"
-                          + (", STDOUT" if stream == "stderr" else "") + (", or a file path" if stream != "stdin" else ""))
+    raise InvalidArgument(
+        f"{stream}={opt!r} is not a valid option: use None, DEVNULL, PIPE"
+        + (", STDOUT" if stream == "stderr" else "")
+        + (", or a file path" if stream != "stdin" else "")
+    )
 
 
 def process_create(spec: ProcessSpec) -> GSCall[GSProcessCreateResponse, ProcessDescriptor]:
@@ -126,11 +210,23 @@ def process_create(spec: ProcessSpec) -> GSCall[GSProcessCreateResponse, Process
     env.update(spec.env)
     env_plain, env_raw = os_env(env)
     req = GSProcessCreate(
-        p_uid=0, r_c_uid=0, exe=os_text(spec.exe), args=[os_text(a) for a in spec.args], env=env_plain,
-        env_raw=env_raw, rundir=os_text(spec.cwd or os.getcwd()),
-        user_name=spec.name, options=ProcessOptions(make_inf_channels=True),
-        stdin=spec.stdio[0], stdout=spec.stdio[1], stderr=spec.stdio[2], user=spec.user, group=spec.group,
-        umask=spec.umask, initial_stdin=spec.initial_stdin)
+        p_uid=0,
+        r_c_uid=0,
+        exe=os_text(spec.exe),
+        args=[os_text(a) for a in spec.args],
+        env=env_plain,
+        env_raw=env_raw,
+        rundir=os_text(spec.cwd or os.getcwd()),
+        user_name=spec.name,
+        options=ProcessOptions(make_inf_channels=True),
+        stdin=spec.stdio[0],
+        stdout=spec.stdio[1],
+        stderr=spec.stdio[2],
+        user=spec.user,
+        group=spec.group,
+        umask=spec.umask,
+        initial_stdin=spec.initial_stdin,
+    )
 
     def finish(resp: GSProcessCreateResponse) -> ProcessDescriptor:
         if resp.err == ProcessCreateErr.ALREADY:
@@ -147,6 +243,7 @@ def process_create(spec: ProcessSpec) -> GSCall[GSProcessCreateResponse, Process
 def process_join(p_uid: int, timeout: float | None) -> GSCall[GSProcessJoinResponse, int | None]:
     """GSProcessJoin: the exit code, or None if it still runs after `timeout` s. Raises JoinSelf,
     UnknownProcess, InvalidArgument (Global Services, which cannot be joined)."""
+
     def finish(resp: GSProcessJoinResponse) -> int | None:
         if resp.err == ProcessJoinErr.SUCCESS:
             return resp.exit_code
@@ -158,13 +255,15 @@ def process_join(p_uid: int, timeout: float | None) -> GSCall[GSProcessJoinRespo
             raise InvalidArgument(resp.err_info)
         raise UnknownProcess(resp.err_info or f"no p_uid {p_uid}")
 
-    return GSCall(GSProcessJoin(p_uid=0, r_c_uid=0, t_p_uid=p_uid, timeout=timeout_us(timeout)),
-                  GSProcessJoinResponse, finish)
+    return GSCall(
+        GSProcessJoin(p_uid=0, r_c_uid=0, t_p_uid=p_uid, timeout=timeout_us(timeout)), GSProcessJoinResponse, finish
+    )
 
 
 def process_kill(p_uid: int, sig: int) -> GSCall[GSProcessKillResponse, int | None]:
     """GSProcessKill: None once delivered, or the exit code of a process that had exited already.
     Raises UnknownProcess, ProcessSignalFailed."""
+
     def finish(resp: GSProcessKillResponse) -> int | None:
         if resp.err == ProcessKillErr.SUCCESS:
             return None
@@ -181,8 +280,11 @@ def process_query(p_uid: int | None = None, name: str = "") -> GSCall[GSProcessQ
     """GSProcessQuery by p_uid or by name: GS's record. Raises UnknownProcess, InvalidArgument (no name)."""
     if p_uid is None and not name:
         raise InvalidArgument("Process.from_name needs a non-empty name")
-    req = GSProcessQuery(p_uid=0, r_c_uid=0, t_p_uid=p_uid, user_name=name) if p_uid is not None else \
-        GSProcessQuery(p_uid=0, r_c_uid=0, user_name=name)
+    req = (
+        GSProcessQuery(p_uid=0, r_c_uid=0, t_p_uid=p_uid, user_name=name)
+        if p_uid is not None
+        else GSProcessQuery(p_uid=0, r_c_uid=0, user_name=name)
+    )
 
     def finish(resp: GSProcessQueryResponse) -> ProcessDescriptor:
         if resp.err != ProcessQueryErr.SUCCESS or resp.desc is None:
@@ -205,9 +307,17 @@ def exit_code_of(desc: ProcessDescriptor) -> int | None:
 # ------------------------------------------------------------------------------------------- channels
 
 
-def channel_create(*, capacity: int = DEFAULT_CAPACITY, block_size: int = DEFAULT_BLOCK_SIZE, name: str = "",
-                   m_uid: int = DEFAULT_POOL_MUID, soft: bool = False, packed: bool = False,
-                   ref_count: bool = False, label: str = "") -> GSCall[GSChannelCreateResponse, ChannelDescriptor]:
+def channel_create(
+    *,
+    capacity: int = DEFAULT_CAPACITY,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    name: str = "",
+    m_uid: int = DEFAULT_POOL_MUID,
+    soft: bool = False,
+    packed: bool = False,
+    ref_count: bool = False,
+    label: str = "",
+) -> GSCall[GSChannelCreateResponse, ChannelDescriptor]:
     """GSChannelCreate (see `Channel.create`; `packed`: `ChannelLocalOptions.packed`; `ref_count`:
     `ChannelOptions.ref_count`; `label`: `ChannelDescriptor.label`). Raises InvalidArgument now;
     ChannelNameInUse, ChannelCreateFailed from `finish`."""
@@ -217,8 +327,9 @@ def channel_create(*, capacity: int = DEFAULT_CAPACITY, block_size: int = DEFAUL
         raise InvalidArgument(f"channel block size must be at least {MIN_BLOCK_SIZE} bytes, not {block_size}")
     if soft and not name:
         raise InvalidArgument("Channel.create(soft=True) needs a name to look up")
-    opts = ChannelOptions(ref_count=ref_count,
-                          local_opts=ChannelLocalOptions(capacity=capacity, block_size=block_size, packed=packed))
+    opts = ChannelOptions(
+        ref_count=ref_count, local_opts=ChannelLocalOptions(capacity=capacity, block_size=block_size, packed=packed)
+    )
 
     def finish(resp: GSChannelCreateResponse) -> ChannelDescriptor:
         if resp.err == ChannelCreateErr.ALREADY and resp.desc is not None:
@@ -229,11 +340,16 @@ def channel_create(*, capacity: int = DEFAULT_CAPACITY, block_size: int = DEFAUL
             why = resp.err_info or resp.err.name
             if name:
                 raise ChannelCreateFailed(f"cannot create channel {name!r}: {why}")
-            raise ChannelCreateFailed(why if why.startswith("cannot create channel") else f"cannot create a channel: {why}")
+            raise ChannelCreateFailed(
+                why if why.startswith("cannot create channel") else f"cannot create a channel: {why}"
+            )
         return resp.desc
 
-    return GSCall(GSChannelCreate(p_uid=0, r_c_uid=0, m_uid=m_uid, options=opts, user_name=name, label=label),
-                  GSChannelCreateResponse, finish)
+    return GSCall(
+        GSChannelCreate(p_uid=0, r_c_uid=0, m_uid=m_uid, options=opts, user_name=name, label=label),
+        GSChannelCreateResponse,
+        finish,
+    )
 
 
 def channel_attach(c_uid: int | None, name: str) -> GSCall[GSChannelQueryResponse, ChannelDescriptor]:
@@ -261,8 +377,9 @@ def channel_wait_created(name: str, timeout: float | None) -> GSCall[GSChannelJo
             raise ChannelDestroyed(resp.err_info or f"channel {name} was destroyed")
         raise ChannelWaitTimeout(f"{resp.err_info or f'no channel named {name}'} within {timeout} s")
 
-    return GSCall(GSChannelJoin(p_uid=0, r_c_uid=0, name=name, timeout=timeout_us(timeout)),
-                  GSChannelJoinResponse, finish)
+    return GSCall(
+        GSChannelJoin(p_uid=0, r_c_uid=0, name=name, timeout=timeout_us(timeout)), GSChannelJoinResponse, finish
+    )
 
 
 def channel_list() -> GSCall[GSChannelListResponse, list[int]]:
@@ -274,6 +391,7 @@ def channel_destroy(desc: ChannelDescriptor) -> GSCall[GSChannelDestroyResponse,
     """GSChannelDestroy. `finish` raises ChannelBusy (the channel is still there: keep the handle);
     otherwise the handle is to be closed, and it returns the error to raise after that (UnknownChannel)
     or None when destroyed."""
+
     def finish(resp: GSChannelDestroyResponse) -> DragonError | None:
         if resp.err == ChannelDestroyErr.BUSY:
             raise ChannelBusy(f"cannot destroy channel {desc.name}: {resp.err_info}")
@@ -294,8 +412,7 @@ def live_channel(desc: ChannelDescriptor) -> ChannelDescriptor:
 # ------------------------------------------------------------------------------------------- pools
 
 
-def pool_create(size_bytes: int, *, name: str = "",
-                soft: bool = False) -> GSCall[GSPoolCreateResponse, PoolDescriptor]:
+def pool_create(size_bytes: int, *, name: str = "", soft: bool = False) -> GSCall[GSPoolCreateResponse, PoolDescriptor]:
     """GSPoolCreate (see `Pool.create`). Raises InvalidArgument now; PoolNameInUse, PoolCreateFailed
     from `finish`."""
     if size_bytes <= 0:
@@ -309,8 +426,9 @@ def pool_create(size_bytes: int, *, name: str = "",
                 return resp.desc
             raise PoolNameInUse(f"{resp.err_info} (m_uid {resp.desc.m_uid})", name, resp.desc.m_uid)
         if resp.err != PoolCreateErr.SUCCESS or resp.desc is None:
-            raise PoolCreateFailed(f"cannot create pool {name!r} of {size_bytes} bytes: "
-                                   f"{resp.err_info or resp.err.name}")
+            raise PoolCreateFailed(
+                f"cannot create pool {name!r} of {size_bytes} bytes: {resp.err_info or resp.err.name}"
+            )
         return resp.desc
 
     return GSCall(GSPoolCreate(p_uid=0, r_c_uid=0, size=size_bytes, user_name=name), GSPoolCreateResponse, finish)
@@ -339,6 +457,7 @@ def pool_list() -> GSCall[GSPoolListResponse, list[int]]:
 def pool_destroy(desc: PoolDescriptor) -> GSCall[GSPoolDestroyResponse, DragonError | None]:
     """GSPoolDestroy. `finish` raises PoolBusy (keep the handle); otherwise the handle is to be closed,
     and it returns the error to raise after that (PoolGone, UnknownPool, PoolDestroyFailed) or None."""
+
     def finish(resp: GSPoolDestroyResponse) -> DragonError | None:
         what = f"cannot destroy pool {desc.name}: {resp.err_info}"
         if resp.err == PoolDestroyErr.PENDING:

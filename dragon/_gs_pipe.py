@@ -68,8 +68,9 @@ class PipeConnection:
             pass
         finally:
             chan.close()
-            connection().call(GSChannelDestroy(p_uid=0, r_c_uid=0, user_name=self.name, dec_ref=True),
-                              GSChannelDestroyResponse)
+            connection().call(
+                GSChannelDestroy(p_uid=0, r_c_uid=0, user_name=self.name, dec_ref=True), GSChannelDestroyResponse
+            )
 
     def __enter__(self) -> PipeConnection:
         return self

@@ -18,9 +18,9 @@ import msgspec
 
 from dragon import _gs_common as gs
 from dragon._gs_client import connection, launch_parameters
+from dragon._gs_pipe import PipeConnection
 from dragon.descriptors import ProcessDescriptor, StdioOption
 from dragon.errors import InvalidArgument
-from dragon._gs_pipe import PipeConnection
 from dragon.ids import LAUNCHER_PUID, stdio_channel_name
 from dragon.messages import Response
 
@@ -56,15 +56,36 @@ class Process:
       InvalidArgument: a target, argument or stdio option that cannot be used.
     """
 
-    def __init__(self, target: str | os.PathLike[str], args: Sequence[str | os.PathLike[str]] = (), *,
-                 env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None, name: str = "",
-                 stdin: StdioOption = None, stdout: StdioOption = None, stderr: StdioOption = None,
-                 user: int | None = None, group: int | None = None, umask: int = -1,
-                 initial_stdin: bytes = b"") -> None:
-        self._spec: gs.ProcessSpec | None = gs.process_spec(target, args, env=env, cwd=cwd, name=name,
-                                                            stdin=stdin, stdout=stdout, stderr=stderr,
-                                                            user=user, group=group, umask=umask,
-                                                            initial_stdin=initial_stdin)
+    def __init__(
+        self,
+        target: str | os.PathLike[str],
+        args: Sequence[str | os.PathLike[str]] = (),
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        name: str = "",
+        stdin: StdioOption = None,
+        stdout: StdioOption = None,
+        stderr: StdioOption = None,
+        user: int | None = None,
+        group: int | None = None,
+        umask: int = -1,
+        initial_stdin: bytes = b"",
+    ) -> None:
+        self._spec: gs.ProcessSpec | None = gs.process_spec(
+            target,
+            args,
+            env=env,
+            cwd=cwd,
+            name=name,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            user=user,
+            group=group,
+            umask=umask,
+            initial_stdin=initial_stdin,
+        )
         self._exe = self._spec.exe
         self._name = name
         self._desc: ProcessDescriptor | None = None
@@ -78,8 +99,11 @@ class Process:
             sdesc = getattr(self._desc, f"{stream}_sdesc")
             if sdesc is None:
                 return None
-            self._pipes[stream] = PipeConnection(sdesc, stdio_channel_name(stream, self._desc.p_uid),  # type: ignore[arg-type]
-                                                 writable=stream == "stdin")
+            self._pipes[stream] = PipeConnection(
+                sdesc,
+                stdio_channel_name(stream, self._desc.p_uid),  # type: ignore[arg-type]
+                writable=stream == "stdin",
+            )
         return self._pipes[stream]
 
     @property
@@ -275,4 +299,3 @@ def parent_puid() -> int:
 
 def _from_msgpack(data: bytes) -> Process:
     return Process._attached(msgspec.msgpack.decode(data, type=ProcessDescriptor))
-

@@ -21,8 +21,9 @@ class HasPuid(Protocol):
     def p_uid(self) -> int | None: ...
 
 
-def join_list(processes: Sequence[HasPuid], timeout: float | None, join_all: bool,
-              return_on_bad_exit: bool) -> GSCall[GSProcessJoinListResponse, dict[int, int | None]]:
+def join_list(
+    processes: Sequence[HasPuid], timeout: float | None, join_all: bool, return_on_bad_exit: bool
+) -> GSCall[GSProcessJoinListResponse, dict[int, int | None]]:
     """The GSProcessJoinList call for `processes`; its result is {p_uid: exit code or None}.
 
     Raises (building it): InvalidArgument if a process was not started. Raises (finishing it):
@@ -48,13 +49,24 @@ def join_list(processes: Sequence[HasPuid], timeout: float | None, join_all: boo
             result[p_uid] = status.exit_code if status.status == JoinListStatus.SUCCESS else None
         return result
 
-    request = GSProcessJoinList(p_uid=0, r_c_uid=0, t_p_uid_list=puids, timeout=timeout_us(timeout),
-                                join_all=join_all, return_on_bad_exit=return_on_bad_exit)
+    request = GSProcessJoinList(
+        p_uid=0,
+        r_c_uid=0,
+        t_p_uid_list=puids,
+        timeout=timeout_us(timeout),
+        join_all=join_all,
+        return_on_bad_exit=return_on_bad_exit,
+    )
     return GSCall(request, GSProcessJoinListResponse, finish)
 
 
-def wait(processes: Sequence[HasPuid], timeout: float | None = None, *, join_all: bool = False,
-         return_on_bad_exit: bool = False) -> dict[int, int | None]:
+def wait(
+    processes: Sequence[HasPuid],
+    timeout: float | None = None,
+    *,
+    join_all: bool = False,
+    return_on_bad_exit: bool = False,
+) -> dict[int, int | None]:
     """Wait until one (or, with `join_all`, every) process of `processes` has exited.
 
     Waits at most `timeout` seconds (None: no limit; 0: just look). With `return_on_bad_exit`, returns

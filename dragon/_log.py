@@ -67,8 +67,12 @@ class _PrivateFileHandler(logging.FileHandler):
     """A FileHandler whose file is opened by `open_log`."""
 
     def _open(self) -> io.TextIOWrapper:
-        return io.TextIOWrapper(io.FileIO(open_log(self.baseFilename), "a"), encoding=self.encoding or "utf-8",
-                                errors=self.errors, write_through=True)
+        return io.TextIOWrapper(
+            io.FileIO(open_log(self.baseFilename), "a"),
+            encoding=self.encoding or "utf-8",
+            errors=self.errors,
+            write_through=True,
+        )
 
 
 def configure(level: str | None, log_file: str | None) -> str | None:
@@ -87,13 +91,18 @@ def configure(level: str | None, log_file: str | None) -> str | None:
     try:
         handler: logging.FileHandler = _PrivateFileHandler(path)
     except OSError as exc:
-        why = "it is a symbolic link (a private log is never written through one)" if exc.errno == errno.ELOOP \
+        why = (
+            "it is a symbolic link (a private log is never written through one)"
+            if exc.errno == errno.ELOOP
             else exc.strerror or str(exc)
+        )
         raise ValueError(f"cannot write the log file {path}: {why}") from None
     handler.addFilter(_ActorFilter())
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s.%(msecs)03d %(actor)s pid=%(process)d %(name)s %(levelname)s %(message)s",
-        "%H:%M:%S"))
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s.%(msecs)03d %(actor)s pid=%(process)d %(name)s %(levelname)s %(message)s", "%H:%M:%S"
+        )
+    )
     root = logging.getLogger("dragon")
     root.addHandler(handler)
     root.setLevel(numeric)

@@ -37,8 +37,12 @@ def child_argv() -> list[str]:
     interpreter's flags, as spawn gives them, then `-c CHILD_MAIN`."""
     from multiprocessing import spawn, util
 
-    return [os.fsdecode(spawn.get_executable()), *util._args_from_interpreter_flags(),  # type: ignore[attr-defined]
-            "-c", CHILD_MAIN]
+    return [
+        os.fsdecode(spawn.get_executable()),
+        *util._args_from_interpreter_flags(),  # type: ignore[attr-defined]
+        "-c",
+        CHILD_MAIN,
+    ]
 
 
 def main() -> NoReturn:
@@ -47,8 +51,11 @@ def main() -> NoReturn:
 
     handshake = connection().handshake
     if handshake.mode != ArgMode.PYTHON_IMMEDIATE or not handshake.argdata:
-        print(f"dragon._mp_child: this process was not started by the dragon start method "
-              f"(handshake mode {handshake.mode!r}, no argument data)", file=sys.stderr)
+        print(
+            f"dragon._mp_child: this process was not started by the dragon start method "
+            f"(handshake mode {handshake.mode!r}, no argument data)",
+            file=sys.stderr,
+        )
         sys.exit(EXIT_BAD_START)
     sys.exit(run(handshake.argdata))
 
@@ -60,8 +67,9 @@ def run(data: bytes) -> int:
     fp = io.BytesIO(data)
     header = pickle.load(fp)
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise RuntimeError(f"dragon._mp_child: unknown start data (header {header!r}): parent and child "
-                           "run different dragon versions")
+        raise RuntimeError(
+            f"dragon._mp_child: unknown start data (header {header!r}): parent and child run different dragon versions"
+        )
     if header.get("fds"):
         from dragon._mp_fds import receive
 

@@ -33,9 +33,9 @@ extra attribute; `sentinel` is a real fd (a pidfd) that `multiprocessing.connect
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-import functools
 from multiprocessing import context, process
 from types import ModuleType
 
@@ -45,8 +45,8 @@ TYPE_CHECKING = False  # not `typing`'s (see dragon._mp_hook)
 if TYPE_CHECKING:
     from typing import Any, Final
 
-    from dragon._mp_popen import DragonPopen
     from dragon import _mp_pool, _mp_queues
+    from dragon._mp_popen import DragonPopen
 
 PIPE_QUEUE_USERS: Final = frozenset({"multiprocessing.pool", "concurrent.futures.process"})
 """Modules whose `ctx.SimpleQueue()` gets the stdlib's pipe queue (see the module docstring)."""
@@ -105,8 +105,13 @@ class DragonContext(context.SpawnContext):
 
         return JoinableQueue(maxsize, ctx=self.get_context())
 
-    def Pool(self, processes: int | None = None, initializer: Any = None, initargs: Any = (),
-             maxtasksperchild: int | None = None) -> _mp_pool.Pool:
+    def Pool(
+        self,
+        processes: int | None = None,
+        initializer: Any = None,
+        initargs: Any = (),
+        maxtasksperchild: int | None = None,
+    ) -> _mp_pool.Pool:
         """A `multiprocessing.Pool` whose task and result queues are channels (`dragon._mp_pool`)."""
         from dragon._mp_pool import Pool
 
@@ -169,7 +174,7 @@ def keep_other_children_working(spawn: ModuleType) -> None:
             del data["start_method"]
         return data
 
-    setattr(spawn, "get_preparation_data", get_preparation_data)
+    spawn.get_preparation_data = get_preparation_data  # type: ignore[attr-defined]  # not in typeshed
 
 
 def preparation_data(name: str) -> dict[str, Any]:

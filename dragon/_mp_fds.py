@@ -91,8 +91,9 @@ class FdHandoff:
             if listener.fileno() in ready:
                 conn, _ = listener.accept()
                 with conn:
-                    peer, uid, _ = _PEERCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                                    _PEERCRED.size))
+                    peer, uid, _ = _PEERCRED.unpack(
+                        conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+                    )
                     if (peer, uid) == (pid, os.getuid()):
                         try:
                             socket.send_fds(conn, [b"f"], self.fds)
@@ -120,6 +121,7 @@ def receive(address: str, count: int) -> None:
     if len(fds) != count or flags & socket.MSG_CTRUNC:
         for fd in fds:
             os.close(fd)
-        raise RuntimeError(f"dragon: the parent handed over {len(fds)} of the {count} file descriptors "
-                           "this process needs")
+        raise RuntimeError(
+            f"dragon: the parent handed over {len(fds)} of the {count} file descriptors this process needs"
+        )
     _received[:] = fds

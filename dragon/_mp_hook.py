@@ -48,8 +48,7 @@ def after_import(name: str, callback: Callable[[ModuleType], None]) -> None:
 
 def _pending(name: str, callback: Callable[[ModuleType], None]) -> _Finder | None:
     """The hook waiting on `sys.meta_path` to call `callback` after module `name` is executed, if any."""
-    return next((f for f in sys.meta_path if isinstance(f, _Finder) and (f.name, f.callback) == (name, callback)),
-                None)
+    return next((f for f in sys.meta_path if isinstance(f, _Finder) and (f.name, f.callback) == (name, callback)), None)
 
 
 def find_spec_from_pth(name: str, path: Sequence[str] | None, target: ModuleType | None = None) -> ModuleSpec | None:
@@ -75,8 +74,9 @@ class _Finder:
     def __init__(self, name: str, callback: Callable[[ModuleType], None]) -> None:
         self.name, self.callback = name, callback
 
-    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-                  ) -> ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
         if fullname != self.name:
             return None
         try:

@@ -96,8 +96,7 @@ class Pool(mp_pool.Pool):
                 return
 
     @classmethod
-    def _terminate_pool(cls, taskqueue: Any, inqueue: SimpleQueue, outqueue: _ResultQueue,
-                        *rest: Any) -> None:
+    def _terminate_pool(cls, taskqueue: Any, inqueue: SimpleQueue, outqueue: _ResultQueue, *rest: Any) -> None:
         """The stdlib's ending (stop the threads, terminate and join the workers), then destroy both
         channels: no worker is left to use them. The pool's own end-of-results sentinels may drop
         undelivered results to make room meanwhile (`_ResultQueue`)."""
@@ -141,7 +140,7 @@ class _Results:
     since nobody else reads them. A channel that is gone ends the result thread as a closed pipe
     would (EOFError)."""
 
-    __slots__ = ("_take_many", "_batch")
+    __slots__ = ("_batch", "_take_many")
 
     def __init__(self, queue: SimpleQueue) -> None:
         self._take_many = queue._take_many
@@ -192,7 +191,7 @@ _TAG: Final = bytes([TASK_TAG])
 NAMED_CACHE_MAX: Final = 1024
 """The most callables either side of the task channel keeps the pickle of (then it starts afresh)."""
 _BY_NAME: Final = (types.FunctionType, types.BuiltinFunctionType)
-_STARS: Final = (getattr(mp_pool, "mapstar"), getattr(mp_pool, "starmapstar"))  # not in typeshed
+_STARS: Final = (mp_pool.mapstar, mp_pool.starmapstar)  # type: ignore[attr-defined]  # not in typeshed
 _named: dict[Any, bytes] = {}  # the pool process's side: callable -> its pickle
 _resolved: dict[bytes, Any] = {}  # a worker's side: pickle -> callable
 
@@ -239,8 +238,13 @@ def _encode_task(task: object) -> bytes | memoryview:
         f = _by_name(func)
         if f is not None:
             g = None
-            if func in _STARS and type(args) is tuple and len(args) == 1 and type(args[0]) is tuple \
-                    and len(args[0]) == 2:
+            if (
+                func in _STARS
+                and type(args) is tuple
+                and len(args) == 1
+                and type(args[0]) is tuple
+                and len(args[0]) == 2
+            ):
                 g = _by_name(args[0][0])
                 if g is not None:
                     args = args[0][1]
@@ -269,4 +273,3 @@ def _resolve(data: bytes) -> Any:
             _resolved.clear()
         _resolved[data] = fn
     return fn
-

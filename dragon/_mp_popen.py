@@ -50,8 +50,15 @@ from dragon.descriptors import ArgMode, ProcessOptions, os_env, os_text, shown
 from dragon.errors import DragonError, ProcessSignalFailed, ProcessStartFailed, RuntimeNotRunning, UnknownProcess
 from dragon.ids import NOT_INHERITED
 from dragon.messages import (
-    GSProcessCreate, GSProcessCreateResponse, GSProcessJoin, GSProcessJoinResponse, GSProcessKill,
-    GSProcessKillResponse, ProcessCreateErr, ProcessJoinErr, ProcessKillErr,
+    GSProcessCreate,
+    GSProcessCreateResponse,
+    GSProcessJoin,
+    GSProcessJoinResponse,
+    GSProcessKill,
+    GSProcessKillResponse,
+    ProcessCreateErr,
+    ProcessJoinErr,
+    ProcessKillErr,
 )
 
 SETTLE_S: Final = 2.0
@@ -107,17 +114,27 @@ class DragonPopen:
         finally:
             set_spawning_popen(None)
         fp = io.BytesIO()  # the header goes first, and names the fds that pickling the body collected
-        reduction.dump({"format": FORMAT, "parent_pid": os.getpid(), "tracker_fd": tracker_fd,
-                        "fds": self._fds.listen()}, fp)
+        reduction.dump(
+            {"format": FORMAT, "parent_pid": os.getpid(), "tracker_fd": tracker_fd, "fds": self._fds.listen()}, fp
+        )
         fp.write(body.getbuffer())
         exe, *args = child_argv()
         env_plain, env_raw = os_env({k: v for k, v in os.environ.items() if k not in NOT_INHERITED})
-        resp = client.call(GSProcessCreate(
-            p_uid=0, r_c_uid=0, exe=os_text(exe), args=[os_text(a) for a in args], env=env_plain, env_raw=env_raw,
-            rundir=os_text(os.getcwd()),
-            options=ProcessOptions(make_inf_channels=True, mode=ArgMode.PYTHON_IMMEDIATE, argdata=fp.getvalue()),
-            label=shown(process_obj.name), target=shown(target_of(process_obj))),  # for `dragon status` (dragon._mp_names)
-            GSProcessCreateResponse)
+        resp = client.call(
+            GSProcessCreate(
+                p_uid=0,
+                r_c_uid=0,
+                exe=os_text(exe),
+                args=[os_text(a) for a in args],
+                env=env_plain,
+                env_raw=env_raw,
+                rundir=os_text(os.getcwd()),
+                options=ProcessOptions(make_inf_channels=True, mode=ArgMode.PYTHON_IMMEDIATE, argdata=fp.getvalue()),
+                label=shown(process_obj.name),
+                target=shown(target_of(process_obj)),
+            ),  # for `dragon status` (dragon._mp_names)
+            GSProcessCreateResponse,
+        )
         if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None or resp.desc.pid is None:
             raise ProcessStartFailed(f"cannot start {process_obj!r}: {resp.err_info or resp.err.name}")
         self.pid, self.p_uid, self.run_id = resp.desc.pid, resp.desc.p_uid, client.params.run_id
@@ -159,9 +176,13 @@ class DragonPopen:
         client = self._client()
         if client is None:  # its runtime has ended: the teardown stopped it (module docstring)
             return -signal.SIGTERM if select.select([self.sentinel], [], [], timeout_s)[0] else None
-        resp = client.call(GSProcessJoin(p_uid=0, r_c_uid=0, t_p_uid=self.p_uid,
-                                         timeout=-1 if timeout_s is None else round(timeout_s * 1e6)),
-                           GSProcessJoinResponse, answer_s)
+        resp = client.call(
+            GSProcessJoin(
+                p_uid=0, r_c_uid=0, t_p_uid=self.p_uid, timeout=-1 if timeout_s is None else round(timeout_s * 1e6)
+            ),
+            GSProcessJoinResponse,
+            answer_s,
+        )
         if resp.err == ProcessJoinErr.SUCCESS:
             return resp.exit_code
         if resp.err == ProcessJoinErr.TIMEOUT:
@@ -176,8 +197,7 @@ class DragonPopen:
         client = self._client()
         if client is None:  # stopped with its runtime (module docstring)
             return
-        resp = client.call(GSProcessKill(p_uid=0, r_c_uid=0, t_p_uid=self.p_uid, sig=int(sig)),
-                           GSProcessKillResponse)
+        resp = client.call(GSProcessKill(p_uid=0, r_c_uid=0, t_p_uid=self.p_uid, sig=int(sig)), GSProcessKillResponse)
         if resp.err in (ProcessKillErr.SUCCESS, ProcessKillErr.DEAD):
             return
         if resp.err == ProcessKillErr.PENDING:  # another signal is in flight: deliver ours directly
@@ -223,8 +243,12 @@ def _settle(run_id: str) -> None:
     `run_id` that has exited unjoined (its runtime is about to end). Bounded: teardown waits."""
     for child in list(process._children):  # type: ignore[attr-defined]
         popen = child._popen
-        if (isinstance(popen, DragonPopen) and popen.run_id == run_id and popen.returncode is None
-                and _readable(popen.sentinel)):
+        if (
+            isinstance(popen, DragonPopen)
+            and popen.run_id == run_id
+            and popen.returncode is None
+            and _readable(popen.sentinel)
+        ):
             try:
                 popen.returncode = popen._join(SETTLE_S, answer_s=SETTLE_S)
             except DragonError:  # GS does not answer: the child will report its runtime's end

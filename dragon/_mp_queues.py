@@ -141,7 +141,7 @@ class _Encoder:
     table grows, which is what `ForkingPickler.register` and `copyreg.pickle` do for a new type (a
     new reducer for a type that had one already is seen once either table grows again)."""
 
-    __slots__ = ("extra", "copyreg", "busy", "buf", "pickler")
+    __slots__ = ("buf", "busy", "copyreg", "extra", "pickler")
 
     def __init__(self) -> None:
         self.busy = False  # a reducer is encoding something itself, in the middle of a dump
@@ -230,16 +230,23 @@ def _create_channel(shape: _Shape, label: str) -> ChannelDescriptor:
     """A new ref-counted channel through GS (this process holds its one reference); `label` is what
     `dragon status` calls it. A queue made before the first process of a plain `python` program
     brings the background runtime up."""
-    return _run(gs.channel_create(capacity=shape.capacity, block_size=shape.block_size, packed=shape.packed,
-                                  ref_count=True, label=label), start_runtime=True)
+    return _run(
+        gs.channel_create(
+            capacity=shape.capacity, block_size=shape.block_size, packed=shape.packed, ref_count=True, label=label
+        ),
+        start_runtime=True,
+    )
 
 
 def _add_ref(c_uid: int) -> ChannelDescriptor:
     """One more GS reference to channel `c_uid`; ChannelDestroyed if it is gone. Never starts a
     runtime: a queue to pickle was made in a live one."""
     plain = gs.channel_attach(c_uid, "")
-    desc = _run(gs.GSCall(GSChannelQuery(p_uid=0, r_c_uid=0, c_uid=c_uid, inc_refcnt=True),
-                          GSChannelQueryResponse, plain.finish))
+    desc = _run(
+        gs.GSCall(
+            GSChannelQuery(p_uid=0, r_c_uid=0, c_uid=c_uid, inc_refcnt=True), GSChannelQueryResponse, plain.finish
+        )
+    )
     if desc.state != ObjectState.ACTIVE:
         raise ChannelDestroyed(f"channel {desc.name} (c_uid {c_uid}) was destroyed")
     return desc
@@ -367,8 +374,10 @@ class Queue:
         BringupError if that runtime does not come up, and what GS answers if it cannot make a channel.
         """
         if maxsize > MAXSIZE_LIMIT:
-            raise ValueError(f"Queue maxsize {maxsize} is above the limit of {MAXSIZE_LIMIT} of the dragon "
-                             "start method: use 0 for an unbounded queue")
+            raise ValueError(
+                f"Queue maxsize {maxsize} is above the limit of {MAXSIZE_LIMIT} of the dragon "
+                "start method: use 0 for an unbounded queue"
+            )
         maxsize = max(0, maxsize)
         shapes = [_ITEMS] + ([_Shape(maxsize, MIN_BLOCK_SIZE, packed=False)] if maxsize else [])
         self._setup(maxsize, _Hold.create(*shapes, kind=self._KIND))
@@ -481,9 +490,12 @@ class Queue:
                 return
             stop = threading.Event()
             self._hold.use()
-            feeder = threading.Thread(target=_feed, name="QueueFeederThread", daemon=True,
-                                      args=(self._buffer, self._backlog, stop, self._chan, self._hold,
-                                            self._on_queue_feeder_error))
+            feeder = threading.Thread(
+                target=_feed,
+                name="QueueFeederThread",
+                daemon=True,
+                args=(self._buffer, self._backlog, stop, self._chan, self._hold, self._on_queue_feeder_error),
+            )
             feeder.start()
             self._feeder = feeder
             if not self._joincancelled:
@@ -591,7 +603,7 @@ class _Backlog:
     (in the buffer, or taken by the feeder and not yet sent): `put` sends directly only while there
     are none, which keeps each process's messages in order."""
 
-    __slots__ = ("lock", "count", "last")
+    __slots__ = ("count", "last", "lock")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -599,8 +611,14 @@ class _Backlog:
         self.last = 0.0  # when the last put ended (about: see `Queue._enqueue`)
 
 
-def _feed(buffer: queue.SimpleQueue[object], backlog: _Backlog, stop: threading.Event, chan: Channel, hold: _Hold,
-          onerror: Callable[[BaseException, object], None]) -> None:
+def _feed(
+    buffer: queue.SimpleQueue[object],
+    backlog: _Backlog,
+    stop: threading.Event,
+    chan: Channel,
+    hold: _Hold,
+    onerror: Callable[[BaseException, object], None],
+) -> None:
     """The feeder thread: write everything `put` buffered with one `send_many` per batch, until told
     to stop (then flush up to the stop mark and exit). Lets go of its use of `hold` when it ends."""
     get, get_nowait, qsize, send_many = buffer.get, buffer.get_nowait, buffer.qsize, chan.send_many
@@ -611,7 +629,7 @@ def _feed(buffer: queue.SimpleQueue[object], backlog: _Backlog, stop: threading.
                 batch.append(get_nowait())
             done = stop.is_set() and _STOP in batch
             if done:
-                batch = batch[:batch.index(_STOP)]
+                batch = batch[: batch.index(_STOP)]
             try:
                 send_many(batch)  # type: ignore[arg-type]  # every item but _STOP is a message
             except Exception as exc:
@@ -664,8 +682,7 @@ class JoinableQueue(Queue):
 
     def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         context.assert_spawning(self)  # before taking references that would otherwise leak
-        return (_rebuild_joinable, (type(self), self._maxsize, self._pickle_refs(), self._cond,
-                                    self._unfinished_tasks))
+        return (_rebuild_joinable, (type(self), self._maxsize, self._pickle_refs(), self._cond, self._unfinished_tasks))
 
     def put(self, obj: object, block: bool = True, timeout: float | None = None) -> None:
         """As `Queue.put`; the item counts as an unfinished task until `task_done`."""
@@ -693,8 +710,9 @@ class JoinableQueue(Queue):
                 self._cond.wait()
 
 
-def _rebuild_joinable(cls: type[JoinableQueue], maxsize: int, refs: list[tuple[int, str]], cond: Any,
-                     unfinished: Any) -> JoinableQueue:
+def _rebuild_joinable(
+    cls: type[JoinableQueue], maxsize: int, refs: list[tuple[int, str]], cond: Any, unfinished: Any
+) -> JoinableQueue:
     q = _rebuild(cls, maxsize, refs)
     q._set_extra(cond, unfinished)
     return q
@@ -820,7 +838,7 @@ class _PipeEnd:
     while it holds a message, so there is no `fileno` and `poll` cannot wait: code that waits for
     the ends (`multiprocessing.connection.wait`) needs the stdlib's queue, `get_context("spawn").SimpleQueue()`."""
 
-    __slots__ = ("_queue", "_end")
+    __slots__ = ("_end", "_queue")
 
     def __init__(self, queue: SimpleQueue, end: int) -> None:
         self._queue, self._end = queue, end
@@ -836,8 +854,10 @@ class _PipeEnd:
         """Whether an item waits (approximate while other processes get). Only `timeout=0`."""
         self._check(0)
         if timeout != 0:
-            raise ValueError(f"poll({timeout!r}) on a queue of the dragon start method: a channel queue "
-                             "cannot wait without taking the item; use poll() or get()")
+            raise ValueError(
+                f"poll({timeout!r}) on a queue of the dragon start method: a channel queue "
+                "cannot wait without taking the item; use poll() or get()"
+            )
         return self._queue._chan.approximate_depth() > 0
 
     def recv(self) -> Any:

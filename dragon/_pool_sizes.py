@@ -48,8 +48,7 @@ def pool_sizes(env: Mapping[str, str] = os.environ) -> PoolSizes:
       ValueError: a variable is not a size or is out of range; the text names the variable, its
         value and what is allowed.
     """
-    return PoolSizes(inf_seg_sz=_read(env, INF_VAR, INF_SEG_SZ),
-                     default_seg_sz=_read(env, DEFAULT_VAR, DEFAULT_SEG_SZ))
+    return PoolSizes(inf_seg_sz=_read(env, INF_VAR, INF_SEG_SZ), default_seg_sz=_read(env, DEFAULT_VAR, DEFAULT_SEG_SZ))
 
 
 def parse_size(text: str) -> int | None:
@@ -75,15 +74,20 @@ def _read(env: Mapping[str, str], var: str, default: int) -> int:
         return default
     size = parse_size(raw)
     if size is None:
-        raise ValueError(f"{var}={raw!r} is not a size: give a whole number of bytes, optionally with a "
-                         "suffix K, M, G or T (powers of 1024), e.g. 64M")
+        raise ValueError(
+            f"{var}={raw!r} is not a size: give a whole number of bytes, optionally with a "
+            "suffix K, M, G or T (powers of 1024), e.g. 64M"
+        )
     if size < MIN_SEG_SZ:
-        raise ValueError(f"{var}={raw!r} is too small: a pool needs at least {format_size(MIN_SEG_SZ)} "
-                         f"({MIN_SEG_SZ} bytes)")
+        raise ValueError(
+            f"{var}={raw!r} is too small: a pool needs at least {format_size(MIN_SEG_SZ)} ({MIN_SEG_SZ} bytes)"
+        )
     limit = _shm_bytes()
     if size > limit:
-        raise ValueError(f"{var}={raw!r} is larger than {SHM_DIR}, where the pool lives: give at most its "
-                         f"size, {limit} bytes ({format_size(limit)}) here")
+        raise ValueError(
+            f"{var}={raw!r} is larger than {SHM_DIR}, where the pool lives: give at most its "
+            f"size, {limit} bytes ({format_size(limit)}) here"
+        )
     return size
 
 

@@ -99,13 +99,16 @@ def open_root(*, create: bool = False) -> Iterator[int]:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise UnsafeRuntimeRoot(
                     f"the runtime directory {root} is a symbolic link or not a directory, so another user may "
-                    f"have made it: remove it, or set XDG_RUNTIME_DIR to a directory of yours") from None
+                    f"have made it: remove it, or set XDG_RUNTIME_DIR to a directory of yours"
+                ) from None
             raise
     try:
         st = os.fstat(fd)
         if st.st_uid != os.getuid():
-            raise UnsafeRuntimeRoot(f"the runtime directory {root} belongs to uid {st.st_uid}, not to you: "
-                                    "remove it, or set XDG_RUNTIME_DIR to a directory of yours")
+            raise UnsafeRuntimeRoot(
+                f"the runtime directory {root} belongs to uid {st.st_uid}, not to you: "
+                "remove it, or set XDG_RUNTIME_DIR to a directory of yours"
+            )
         if stat.S_IMODE(st.st_mode) != 0o700:
             os.fchmod(fd, 0o700)  # ours: narrowed, so that nobody else can put anything in it
         yield fd
@@ -136,8 +139,9 @@ def write_info(info: RunInfo) -> None:
     with _open_run(info.run_id) as rundir:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(_INFO_TMP, dir_fd=rundir)
-        fd = os.open(_INFO_TMP, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                     dir_fd=rundir)
+        fd = os.open(
+            _INFO_TMP, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=rundir
+        )
         with os.fdopen(fd, "wb") as f:
             f.write(msgspec.json.encode(info))
         os.replace(_INFO_TMP, INFO_FILE, src_dir_fd=rundir, dst_dir_fd=rundir)
@@ -157,7 +161,7 @@ def read_info(run_id: str) -> RunInfo | None:
 
 
 def is_run_dir(run_id: str) -> str:
-    """"" if `run_id` under the root is provably a run directory of this user's runtime, else why not:
+    """ "" if `run_id` under the root is provably a run directory of this user's runtime, else why not:
     named like a run id, a real directory (not a symlink) owned by this user, holding nothing but
     runtime.json (and its temporary file). `dragon cleanup` removes nothing else."""
     if not RUN_ID.fullmatch(run_id):

@@ -20,10 +20,9 @@ Otherwise the run is dead: whatever it left (directory, /dev/shm entries, proces
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -40,8 +39,16 @@ _CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
 _PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE")
 
 STATE_WORDS: Final = {
-    "R": "running", "S": "sleeping", "D": "disk-wait", "T": "stopped", "t": "traced", "Z": "zombie",
-    "X": "dead", "I": "idle", "P": "parked", "W": "paging",
+    "R": "running",
+    "S": "sleeping",
+    "D": "disk-wait",
+    "T": "stopped",
+    "t": "traced",
+    "Z": "zombie",
+    "X": "dead",
+    "I": "idle",
+    "P": "parked",
+    "W": "paging",
 }
 
 
@@ -91,13 +98,21 @@ def read_proc(pid: int, *, btime: float | None = None) -> ProcInfo | None:
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     # The command name in parentheses may hold spaces and parentheses: split after the last ")".
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     ticks = int(fields[11]) + int(fields[12])
     start = (boot_time() if btime is None else btime) + int(fields[19]) / _CLK_TCK
     cmd = [part.decode(errors="replace") for part in raw_cmd.split(b"\0")[:-1]] if raw_cmd else []
-    return ProcInfo(pid=pid, uid=uid, state=fields[0], ppid=int(fields[1]), pgid=int(fields[2]),
-                    start_time=start, cpu_s=ticks / _CLK_TCK, rss_bytes=int(fields[21]) * _PAGE_SIZE,
-                    cmdline=cmd)
+    return ProcInfo(
+        pid=pid,
+        uid=uid,
+        state=fields[0],
+        ppid=int(fields[1]),
+        pgid=int(fields[2]),
+        start_time=start,
+        cpu_s=ticks / _CLK_TCK,
+        rss_bytes=int(fields[21]) * _PAGE_SIZE,
+        cmdline=cmd,
+    )
 
 
 def all_processes() -> Iterator[ProcInfo]:
@@ -134,7 +149,7 @@ def environ_run_id(pid: int) -> str | None:
     key = RUN_ID_VAR.encode() + b"="
     for item in env.split(b"\0"):
         if item.startswith(key):
-            return item[len(key):].decode(errors="replace")
+            return item[len(key) :].decode(errors="replace")
     return None
 
 
@@ -143,7 +158,7 @@ def run_id_of_entry(name: str, uid: int | None = None) -> str | None:
     prefix = user_prefix(uid)
     if not name.startswith(prefix):
         return None
-    run_id, dot, _ = name[len(prefix):].partition(".")
+    run_id, dot, _ = name[len(prefix) :].partition(".")
     return run_id if dot and run_id else None
 
 
@@ -213,8 +228,13 @@ def list_run_dirs() -> list[str]:
     uid = os.getuid()
     try:
         with _rundir.open_root() as root:
-            return sorted(entry.name for entry in os.scandir(root) if _rundir.RUN_ID.fullmatch(entry.name)
-                          and entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == uid)
+            return sorted(
+                entry.name
+                for entry in os.scandir(root)
+                if _rundir.RUN_ID.fullmatch(entry.name)
+                and entry.is_dir(follow_symlinks=False)
+                and entry.stat(follow_symlinks=False).st_uid == uid
+            )
     except FileNotFoundError:
         return []
 

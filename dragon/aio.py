@@ -56,12 +56,18 @@ import msgspec
 import trio
 
 from dragon import _gs_common as gs
-from dragon._gs_wait import HasPuid, join_list
 from dragon import _rundir
 from dragon._gs_pool import Pool as _LocalPool
+from dragon._gs_wait import HasPuid, join_list
 from dragon.descriptors import ChannelDescriptor, PoolDescriptor, ProcessDescriptor, StdioOption
 from dragon.errors import (
-    ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull, DragonError, InvalidArgument, ProtocolError,
+    ChannelDestroyed,
+    ChannelEmpty,
+    ChannelError,
+    ChannelFull,
+    DragonError,
+    InvalidArgument,
+    ProtocolError,
     RuntimeNotRunning,
 )
 from dragon.ids import DEFAULT_POOL_MUID, LAUNCHER_PUID
@@ -70,8 +76,7 @@ from dragon.transport import ChannelStatistics, HeapStatistics, TrioChannel, dec
 from dragon.transport import Pool as ShmPool
 from dragon.transport._channel import DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY
 
-__all__ = ["Channel", "ManagedConnection", "Pool", "Process", "Runtime", "TrioConnection", "connect",
-           "open_connection"]
+__all__ = ["Channel", "ManagedConnection", "Pool", "Process", "Runtime", "TrioConnection", "connect", "open_connection"]
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +111,9 @@ class ManagedConnection:
         """
         from dragon._gs_client import connection
 
-        return await trio.to_thread.run_sync(functools.partial(connection().call, req, response_type),
-                                             abandon_on_cancel=True)
+        return await trio.to_thread.run_sync(
+            functools.partial(connection().call, req, response_type), abandon_on_cancel=True
+        )
 
 
 async def connect(handle: Runtime | None = None) -> Runtime:
@@ -133,8 +139,9 @@ class TrioConnection:
     whichever waiting task finds nobody else reading (no thread, no helper task).
     """
 
-    def __init__(self, p_uid: int, gs_pid: int | None, to_gs: TrioChannel, replies: TrioChannel,
-                 reply_c_uid: int) -> None:
+    def __init__(
+        self, p_uid: int, gs_pid: int | None, to_gs: TrioChannel, replies: TrioChannel, reply_c_uid: int
+    ) -> None:
         """Internal: use `open_connection()`."""
         self.p_uid = p_uid
         self.r_c_uid = reply_c_uid
@@ -157,8 +164,9 @@ class TrioConnection:
         self._wakeups[tag] = trio.Event()
         try:
             try:
-                await self._to_gs.send(self._enc.encode(
-                    msgspec.structs.replace(req, tag=tag, p_uid=self.p_uid, r_c_uid=self.r_c_uid)))
+                await self._to_gs.send(
+                    self._enc.encode(msgspec.structs.replace(req, tag=tag, p_uid=self.p_uid, r_c_uid=self.r_c_uid))
+                )
             except ChannelDestroyed as exc:
                 raise RuntimeNotRunning(f"the runtime is gone (the GS channel was destroyed): {exc}") from exc
             while tag not in self._filed:
@@ -178,8 +186,10 @@ class TrioConnection:
             self._wakeups.pop(tag, None)
             self._filed.pop(tag, None)
         if not isinstance(resp, response_type):
-            raise ProtocolError(f"Global Services answered {type(req).__name__} with {type(resp).__name__}, "
-                                f"not {response_type.__name__}")
+            raise ProtocolError(
+                f"Global Services answered {type(req).__name__} with {type(resp).__name__}, "
+                f"not {response_type.__name__}"
+            )
         return resp
 
     def _file(self, resp: Response) -> None:
@@ -253,8 +263,14 @@ async def _run(runtime: Runtime, call: gs.GSCall[R, T]) -> T:
     return call.finish(await runtime.call(call.request, call.response_type))
 
 
-async def wait(runtime: Runtime, processes: Sequence[HasPuid], timeout: float | None = None, *,
-               join_all: bool = False, return_on_bad_exit: bool = False) -> dict[int, int | None]:
+async def wait(
+    runtime: Runtime,
+    processes: Sequence[HasPuid],
+    timeout: float | None = None,
+    *,
+    join_all: bool = False,
+    return_on_bad_exit: bool = False,
+) -> dict[int, int | None]:
     """`dragon.native.wait` for trio: one GSProcessJoinList for several processes (any or all)."""
     return await _run(runtime, join_list(processes, timeout, join_all, return_on_bad_exit))
 
@@ -269,16 +285,38 @@ class Process:
     Args and Raises: those of `dragon.native.Process`, after `runtime` (see the module docstring).
     """
 
-    def __init__(self, runtime: Runtime, target: str | os.PathLike[str], args: Sequence[str | os.PathLike[str]] = (),
-                 *, env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None, name: str = "",
-                 stdin: StdioOption = None, stdout: StdioOption = None, stderr: StdioOption = None,
-                 user: int | None = None, group: int | None = None, umask: int = -1,
-                 initial_stdin: bytes = b"") -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        target: str | os.PathLike[str],
+        args: Sequence[str | os.PathLike[str]] = (),
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        name: str = "",
+        stdin: StdioOption = None,
+        stdout: StdioOption = None,
+        stderr: StdioOption = None,
+        user: int | None = None,
+        group: int | None = None,
+        umask: int = -1,
+        initial_stdin: bytes = b"",
+    ) -> None:
         self._rt = runtime
-        self._spec: gs.ProcessSpec | None = gs.process_spec(target, args, env=env, cwd=cwd, name=name,
-                                                            stdin=stdin, stdout=stdout, stderr=stderr,
-                                                            user=user, group=group, umask=umask,
-                                                            initial_stdin=initial_stdin)
+        self._spec: gs.ProcessSpec | None = gs.process_spec(
+            target,
+            args,
+            env=env,
+            cwd=cwd,
+            name=name,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            user=user,
+            group=group,
+            umask=umask,
+            initial_stdin=initial_stdin,
+        )
         self._name = name
         self._desc: ProcessDescriptor | None = None
         self._returncode: int | None = None
@@ -449,8 +487,16 @@ class Channel:
         self._chan = TrioChannel.attach(desc.sdesc)
 
     @classmethod
-    async def create(cls, runtime: Runtime, *, capacity: int = DEFAULT_CAPACITY, block_size: int = DEFAULT_BLOCK_SIZE,
-                     name: str = "", m_uid: int = DEFAULT_POOL_MUID, soft: bool = False) -> Channel:
+    async def create(
+        cls,
+        runtime: Runtime,
+        *,
+        capacity: int = DEFAULT_CAPACITY,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        name: str = "",
+        m_uid: int = DEFAULT_POOL_MUID,
+        soft: bool = False,
+    ) -> Channel:
         """Create a channel through GS (GSChannelCreate) and attach to it (see `dragon.native.Channel.create`).
 
         Raises InvalidArgument, ChannelNameInUse, ChannelCreateFailed.

@@ -45,7 +45,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dragon cleanup",
         description="Remove the shared memory, runtime directories and leftover processes of your Dragon "
-        "runtimes that crashed. Live runtimes are never touched.")
+        "runtimes that crashed. Live runtimes are never touched.",
+    )
     p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="only these runs (default: all of yours)")
     p.add_argument("-n", "--dry-run", action="store_true", help="only list what would be removed")
     return p
@@ -117,8 +118,11 @@ def clean_run(run: _runs.Run, dry_run: bool) -> tuple[list[str], list[str]]:
     done: list[str] = []
     failed: list[str] = []
     if dry_run:
-        done += [f"would stop process {p} ({_cmd(i.cmdline)})" for p in run.processes
-                 if (i := _runs.read_proc(p)) is not None]
+        done += [
+            f"would stop process {p} ({_cmd(i.cmdline)})"
+            for p in run.processes
+            if (i := _runs.read_proc(p)) is not None
+        ]
         done += [f"would remove {os.path.join(SHM_DIR, n)}" for n in run.shm]
         if run.directory:
             done.append(f"would remove runtime directory {run.directory}")

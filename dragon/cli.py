@@ -37,7 +37,11 @@ from dragon.descriptors import ProcessOptions, os_text, shown
 from dragon.errors import BringupError, leaf_exceptions
 from dragon.ids import BE_CUID
 from dragon.messages import (
-    GSProcessCreate, GSProcessCreateResponse, GSProcessKill, GSProcessKillResponse, ProcessCreateErr,
+    GSProcessCreate,
+    GSProcessCreateResponse,
+    GSProcessKill,
+    GSProcessKillResponse,
+    ProcessCreateErr,
 )
 from dragon.services import launcher
 from dragon.services._process import ForkedChild, exit_status_for_shell, exit_without_finalization
@@ -53,19 +57,29 @@ HEAD_TERM_GRACE_S = 2.0  # after SIGTERM, the head's own exit status counts if i
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="dragon", description="Run a Python program in a Dragon runtime (managed processes, shm channels).",
+        prog="dragon",
+        description="Run a Python program in a Dragon runtime (managed processes, shm channels).",
         usage="dragon [options] (PROG | -m MODULE | -c CODE) [ARGS...]\n"
-              "       dragon status [RUN_ID] [--json] [--watch]   (see: dragon status --help)\n"
-              "       dragon cleanup [--dry-run] [RUN_ID ...]     (see: dragon cleanup --help)",
+        "       dragon status [RUN_ID] [--json] [--watch]   (see: dragon status --help)\n"
+        "       dragon cleanup [--dry-run] [RUN_ID ...]     (see: dragon cleanup --help)",
         epilog="environment: DRAGON_INF_SEG_SZ and DRAGON_DEFAULT_SEG_SZ size the infrastructure and default "
-               "pools (bytes, or with a suffix K, M, G or T; default 1G and 4G)")
+        "pools (bytes, or with a suffix K, M, G or T; default 1G and 4G)",
+    )
     p.add_argument("--version", action="version", version=f"dragon {__version__}")
-    p.add_argument("-l", "--log-level", metavar="LEVEL",
-                   help="write a log of the run (DEBUG: every message) to --log-file; env DRAGON_LOG_LEVEL")
+    p.add_argument(
+        "-l",
+        "--log-level",
+        metavar="LEVEL",
+        help="write a log of the run (DEBUG: every message) to --log-file; env DRAGON_LOG_LEVEL",
+    )
     p.add_argument("--log-file", metavar="PATH", help="log file (default: ./dragon-<run id>.log)")
-    p.add_argument("--bringup-timeout", type=_seconds, metavar="SECONDS",
-                   default=os.environ.get("DRAGON_BRINGUP_TIMEOUT", str(launcher.DEFAULT_BRINGUP_TIMEOUT_S)),
-                   help="give up if the runtime is not up within this time (default 30; env DRAGON_BRINGUP_TIMEOUT)")
+    p.add_argument(
+        "--bringup-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=os.environ.get("DRAGON_BRINGUP_TIMEOUT", str(launcher.DEFAULT_BRINGUP_TIMEOUT_S)),
+        help="give up if the runtime is not up within this time (default 30; env DRAGON_BRINGUP_TIMEOUT)",
+    )
     p.add_argument("-s", "--single-node-override", action="store_true", help="accepted; always single node")
     p.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as the head, like python -m")
     p.add_argument("-c", dest="code", metavar="CODE", help="run CODE as the head, like python -c")
@@ -94,7 +108,9 @@ def head_command(opts: argparse.Namespace) -> tuple[str, list[str]] | str:
         return "no program given: dragon PROG [ARGS...] (or -m MODULE, -c CODE)"
     prog, *args = opts.prog
     if not prog:
-        return "the program name '' is empty: give a script (or a directory or zip with __main__.py), -m MODULE or -c CODE"
+        return (
+            "the program name '' is empty: give a script (or a directory or zip with __main__.py), -m MODULE or -c CODE"
+        )
     found = shutil.which(prog) if os.sep not in prog else (prog if os.access(prog, os.X_OK) else None)
     if found and os.path.isfile(found) and os.access(found, os.X_OK) and not prog.endswith(".py"):
         return os.path.abspath(found), args
@@ -167,9 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "status":
         from dragon import status
+
         return status.main(args[1:])
     if args and args[0] == "cleanup":
         from dragon import cleanup
+
         return cleanup.main(args[1:])
     opts = _parser().parse_args(args)
     cmd = head_command(opts)
@@ -193,9 +211,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dragon: error: cannot make the runtime directory: {exc}", file=sys.stderr)
         return 1
     env = head_env()
-    config = LSConfig(run_id=run_id, bringup_timeout_s=opts.bringup_timeout, launcher_pid=os.getpid(),
-                      inf_seg_sz=sizes.inf_seg_sz, default_seg_sz=sizes.default_seg_sz,
-                      fork_server=fork_server_for(*cmd), fork_server_env=env)
+    config = LSConfig(
+        run_id=run_id,
+        bringup_timeout_s=opts.bringup_timeout,
+        launcher_pid=os.getpid(),
+        inf_seg_sz=sizes.inf_seg_sz,
+        default_seg_sz=sizes.default_seg_sz,
+        fork_server=fork_server_for(*cmd),
+        fork_server_env=env,
+    )
     preforked = launcher.prefork_local_services(config)  # before trio.run: see the module docstring
     try:
         return trio.run(_main, run_id, preforked, cmd, env, opts.bringup_timeout)
@@ -211,8 +235,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-async def _main(run_id: str, preforked: tuple[ForkedChild, int, int], cmd: tuple[str, list[str]],
-                env: dict[str, str], bringup_timeout_s: float) -> int:
+async def _main(
+    run_id: str,
+    preforked: tuple[ForkedChild, int, int],
+    cmd: tuple[str, list[str]],
+    env: dict[str, str],
+    bringup_timeout_s: float,
+) -> int:
     run = _Run()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as outer:
@@ -225,17 +254,35 @@ async def _main(run_id: str, preforked: tuple[ForkedChild, int, int], cmd: tuple
     return 1 if run.code is None else run.code
 
 
-async def _run_program(run: _Run, run_id: str, preforked: tuple[ForkedChild, int, int],
-                       cmd: tuple[str, list[str]], env: dict[str, str], bringup_timeout_s: float) -> None:
+async def _run_program(
+    run: _Run,
+    run_id: str,
+    preforked: tuple[ForkedChild, int, int],
+    cmd: tuple[str, list[str]],
+    env: dict[str, str],
+    bringup_timeout_s: float,
+) -> None:
     async with trio.open_nursery() as nursery:
-        run.handle = await nursery.start(functools.partial(
-            launcher.serve, run_id=run_id, preforked=preforked, bringup_timeout_s=bringup_timeout_s))
+        run.handle = await nursery.start(
+            functools.partial(launcher.serve, run_id=run_id, preforked=preforked, bringup_timeout_s=bringup_timeout_s)
+        )
         exe, args = cmd
         label, target = head_labels(exe, args)
-        resp = await run.handle.call(GSProcessCreate(
-            p_uid=0, r_c_uid=BE_CUID, exe=os_text(exe), args=[os_text(a) for a in args], env=dict(env),
-            rundir=os_text(os.getcwd()), head_proc=True, options=ProcessOptions(make_inf_channels=True),
-            label=shown(label), target=shown(target)), GSProcessCreateResponse)
+        resp = await run.handle.call(
+            GSProcessCreate(
+                p_uid=0,
+                r_c_uid=BE_CUID,
+                exe=os_text(exe),
+                args=[os_text(a) for a in args],
+                env=dict(env),
+                rundir=os_text(os.getcwd()),
+                head_proc=True,
+                options=ProcessOptions(make_inf_channels=True),
+                label=shown(label),
+                target=shown(target),
+            ),
+            GSProcessCreateResponse,
+        )
         if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None:
             print(f"dragon: error: the program did not start: {resp.err_info}", file=sys.stderr)
             run.code = 1
@@ -264,8 +311,12 @@ async def _forward_stdin(handle: launcher.RuntimeHandle, p_uid: int) -> None:
 async def _handle_signals(signals: trio.abc.AsyncIterator[int], run: _Run) -> None:  # type: ignore[name-defined]
     async for sig in signals:
         if sig == signal.SIGTERM:
-            if not run.terminated and run.handle is not None and run.head_puid is not None \
-                    and run.program_scope is not None:
+            if (
+                not run.terminated
+                and run.handle is not None
+                and run.head_puid is not None
+                and run.program_scope is not None
+            ):
                 # SIGTERM is the head's to handle, as under `python my.py`: if it exits within the
                 # grace, `dragon` exits with its status; if not, teardown stops it (143).
                 run.terminated = True
@@ -291,8 +342,9 @@ async def _handle_signals(signals: trio.abc.AsyncIterator[int], run: _Run) -> No
 async def _terminate_head(handle: launcher.RuntimeHandle, p_uid: int) -> None:
     """SIGTERM for the head (the launcher got it), through GS; a runtime that broke has ended it."""
     try:
-        await handle.call(GSProcessKill(p_uid=0, r_c_uid=BE_CUID, t_p_uid=p_uid, sig=signal.SIGTERM),
-                          GSProcessKillResponse)
+        await handle.call(
+            GSProcessKill(p_uid=0, r_c_uid=BE_CUID, t_p_uid=p_uid, sig=signal.SIGTERM), GSProcessKillResponse
+        )
     except launcher.RuntimeBroken:
         pass
 

@@ -194,6 +194,7 @@ class ProcessDescriptor(msgspec.Struct, kw_only=True, omit_defaults=True):
     multiprocessing target (`st.py: work`), the script of a Python head; "" for an exec'd program,
     whose command line says it."""
 
+
 class ChannelDescriptor(msgspec.Struct, kw_only=True, omit_defaults=True):
     """What GS knows of a channel (spec §5.2)."""
 
@@ -211,6 +212,7 @@ class ChannelDescriptor(msgspec.Struct, kw_only=True, omit_defaults=True):
     process (`stdout of worker`, `GS replies to worker`). Not unique, unlike `name`."""
     creator: int | None = None
     """p_uid of the process whose request made the channel (our addition); None if unknown."""
+
 
 class PoolDescriptor(msgspec.Struct, kw_only=True, omit_defaults=True):
     """What GS knows of a memory pool (spec §5.3)."""

@@ -11,8 +11,8 @@ from dragon.transport import ChannelEmpty as ChannelEmpty
 from dragon.transport import ChannelError as ChannelError
 from dragon.transport import ChannelFull as ChannelFull
 from dragon.transport import DragonError as DragonError
-from dragon.transport import PoolError as PoolError
 from dragon.transport import NoSharedMemory as NoSharedMemory
+from dragon.transport import PoolError as PoolError
 from dragon.transport import PoolExhausted as PoolExhausted
 from dragon.transport import ProtocolError as ProtocolError
 

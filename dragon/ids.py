@@ -138,4 +138,5 @@ GS inherits the launch parameters but is not that managed process, and must not 
 # Launch parameters are per process: LS fills in the child's own, so the parent's are not passed on.
 NOT_INHERITED: Final = frozenset(
     [ENV_PREFIX + f.name.upper() for f in msgspec.structs.fields(LaunchParameters)]
-    + [CONNECTED_PID_VAR, "DRAGON_PARENT_PUID"])
+    + [CONNECTED_PID_VAR, "DRAGON_PARENT_PUID"]
+)

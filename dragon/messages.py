@@ -301,7 +301,6 @@ class GSDumpState(Msg):
     filename: str
 
 
-
 class GSStatus(Request):
     """Any -> GS: one snapshot of GS's tables, for `dragon status` (our addition, spec §8).
 
@@ -351,6 +350,7 @@ class SHStatusResponse(Response):
     pid: int = 0
     started: float = 0.0
     processes: list[ProcessUsage] = []
+
 
 class SHDumpState(Msg):
     """Any -> LS: write LS's tables to `filename`, or to its log if None; no reply (spec §4.1, §8)."""
@@ -962,4 +962,3 @@ AnyMsg: TypeAlias = (
 
 ALL_MESSAGES: tuple[type[Msg], ...] = get_args(AnyMsg)
 """Every message class, in catalog order."""
-

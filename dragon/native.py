@@ -12,11 +12,11 @@ runtime. Blocking and thread-safe, and light to import: no trio. Errors are the 
 from __future__ import annotations
 
 from dragon._gs_channel import Channel as Channel
+from dragon._gs_pool import Pool as Pool
 from dragon._gs_process import Process as Process
 from dragon._gs_process import current as current
 from dragon._gs_process import current_puid as current_puid
 from dragon._gs_process import parent_puid as parent_puid
-from dragon._gs_pool import Pool as Pool
 from dragon._gs_wait import wait as wait
 from dragon.descriptors import DEVNULL as DEVNULL
 from dragon.descriptors import PIPE as PIPE

@@ -85,11 +85,18 @@ from typing import Final
 import msgspec
 
 from dragon import _rundir, _runs
-from dragon.descriptors import ObjectState
 from dragon._gs_client import user_reply_channel
+from dragon.descriptors import ObjectState
 from dragon.ids import (
-    BE_CUID, DEFAULT_POOL_MUID, GS_INPUT_CUID, GS_PUID, INF_POOL_MUID, SHEP_CUID, default_channel_name,
-    default_process_name, title,
+    BE_CUID,
+    DEFAULT_POOL_MUID,
+    GS_INPUT_CUID,
+    GS_PUID,
+    INF_POOL_MUID,
+    SHEP_CUID,
+    default_channel_name,
+    default_process_name,
+    title,
 )
 from dragon.messages import GSStatus, GSStatusResponse, ProcessUsage, SHStatus, SHStatusResponse, ToolInbound
 from dragon.transport import Channel, ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull, Pool, PoolError
@@ -218,8 +225,7 @@ class StatusClient:
     def __init__(self, info: _rundir.RunInfo) -> None:
         """Create the reply channel. Raises OSError if /dev/shm refuses it."""
         self.info = info
-        self.c_uid, self._reply = user_reply_channel(info.run_id, capacity=REPLY_CAPACITY,
-                                                     block_size=REPLY_BLOCK_BYTES)
+        self.c_uid, self._reply = user_reply_channel(info.run_id, capacity=REPLY_CAPACITY, block_size=REPLY_BLOCK_BYTES)
         self._tag = 0
         self._enc = msgspec.msgpack.Encoder()
         self._dec = msgspec.msgpack.Decoder(ToolInbound)
@@ -250,8 +256,7 @@ class StatusClient:
         self._tag += 1
         self._post(self.info.gs_cd, GSStatus(p_uid=0, r_c_uid=self.c_uid, tag=gs_tag), "Global Services", deadline)
         try:
-            self._post(self.info.shep_cd, SHStatus(p_uid=0, r_c_uid=self.c_uid, tag=ls_tag), "Local Services",
-                       deadline)
+            self._post(self.info.shep_cd, SHStatus(p_uid=0, r_c_uid=self.c_uid, tag=ls_tag), "Local Services", deadline)
         except NotAnswering:
             ls_tag = -1  # LS's figures are extras: the report goes on without them
         gs_resp: GSStatusResponse | None = None
@@ -300,9 +305,14 @@ def _service_row(name: str, pid: int, info: _rundir.RunInfo, now: float, btime: 
     proc = _runs.same_process(pid, info.started, btime=btime)
     if proc is None:
         return ServiceRow(name=name, pid=pid, state="gone", uptime_s=None, cpu_s=None, rss_bytes=None)
-    return ServiceRow(name=name, pid=pid, state=_runs.STATE_WORDS.get(proc.state, proc.state),
-                      uptime_s=round(now - proc.start_time, 2), cpu_s=round(proc.cpu_s, 2),
-                      rss_bytes=proc.rss_bytes)
+    return ServiceRow(
+        name=name,
+        pid=pid,
+        state=_runs.STATE_WORDS.get(proc.state, proc.state),
+        uptime_s=round(now - proc.start_time, 2),
+        cpu_s=round(proc.cpu_s, 2),
+        rss_bytes=proc.rss_bytes,
+    )
 
 
 def _process_rows(resp: GSStatusResponse, ls: SHStatusResponse | None, gs: ServiceRow) -> list[ProcessRow]:
@@ -311,9 +321,20 @@ def _process_rows(resp: GSStatusResponse, ls: SHStatusResponse | None, gs: Servi
     usage: dict[int, ProcessUsage] = {u.p_uid: u for u in ls.processes} if ls is not None else {}
     rows = []
     for d in sorted(resp.processes, key=lambda d: d.p_uid):
-        row = ProcessRow(p_uid=d.p_uid, pid=d.pid, name=d.name, parent=d.p_p_uid, label=d.label, target=d.target,
-                         state=d.state.name, exit_code=d.ecode, os_state=None, command=None, cpu_s=None,
-                         rss_bytes=None)
+        row = ProcessRow(
+            p_uid=d.p_uid,
+            pid=d.pid,
+            name=d.name,
+            parent=d.p_p_uid,
+            label=d.label,
+            target=d.target,
+            state=d.state.name,
+            exit_code=d.ecode,
+            os_state=None,
+            command=None,
+            cpu_s=None,
+            rss_bytes=None,
+        )
         rows.append(row)
         if d.p_uid == GS_PUID:
             if gs.state != "gone":
@@ -326,8 +347,16 @@ def _process_rows(resp: GSStatusResponse, ls: SHStatusResponse | None, gs: Servi
     return rows
 
 
-def _channel_row(c_uid: int, name: str, m_uid: int | None, kind: str, state: ObjectState, sdesc: str,
-                 label: str = "", creator: int | None = None) -> ChannelRow:
+def _channel_row(
+    c_uid: int,
+    name: str,
+    m_uid: int | None,
+    kind: str,
+    state: ObjectState,
+    sdesc: str,
+    label: str = "",
+    creator: int | None = None,
+) -> ChannelRow:
     row = ChannelRow(c_uid=c_uid, name=name, m_uid=m_uid, label=label, creator=creator, kind=kind, state=state.name)
     if state != ObjectState.ACTIVE or not sdesc:
         return row
@@ -346,11 +375,18 @@ def _channel_row(c_uid: int, name: str, m_uid: int | None, kind: str, state: Obj
 
 
 def _channel_rows(info: _rundir.RunInfo, resp: GSStatusResponse) -> list[ChannelRow]:
-    rows = [_channel_row(c_uid, name, INF_POOL_MUID, "infrastructure", ObjectState.ACTIVE, sdesc)
-            for c_uid, name, sdesc in ((GS_INPUT_CUID, "GS input", info.gs_cd), (BE_CUID, "launcher input", info.la_cd),
-                                       (SHEP_CUID, "LS input", info.shep_cd))]
-    rows += [_channel_row(d.c_uid, d.name, d.m_uid, "managed", d.state, d.sdesc, d.label, d.creator)
-             for d in sorted(resp.channels, key=lambda d: d.c_uid)]
+    rows = [
+        _channel_row(c_uid, name, INF_POOL_MUID, "infrastructure", ObjectState.ACTIVE, sdesc)
+        for c_uid, name, sdesc in (
+            (GS_INPUT_CUID, "GS input", info.gs_cd),
+            (BE_CUID, "launcher input", info.la_cd),
+            (SHEP_CUID, "LS input", info.shep_cd),
+        )
+    ]
+    rows += [
+        _channel_row(d.c_uid, d.name, d.m_uid, "managed", d.state, d.sdesc, d.label, d.creator)
+        for d in sorted(resp.channels, key=lambda d: d.c_uid)
+    ]
     return rows
 
 
@@ -359,15 +395,17 @@ def _pool_rows(info: _rundir.RunInfo, resp: GSStatusResponse, deadline: float) -
     allocation, but a process stopped while holding it would make `statistics()` wait: so the
     figures are read in a helper thread, and pools not read by `deadline` keep null figures."""
     wanted: list[tuple[PoolRow, str]] = [
-        (PoolRow(m_uid=INF_POOL_MUID, name="infrastructure", kind="infrastructure", state="ACTIVE"),
-         info.inf_pd),
-        (PoolRow(m_uid=DEFAULT_POOL_MUID, name="default", kind="default", state="ACTIVE"),
-         info.default_pd),
+        (PoolRow(m_uid=INF_POOL_MUID, name="infrastructure", kind="infrastructure", state="ACTIVE"), info.inf_pd),
+        (PoolRow(m_uid=DEFAULT_POOL_MUID, name="default", kind="default", state="ACTIVE"), info.default_pd),
     ]
     for d in sorted(resp.pools, key=lambda d: d.m_uid):
         if d.m_uid not in (INF_POOL_MUID, DEFAULT_POOL_MUID):
-            wanted.append((PoolRow(m_uid=d.m_uid, name=d.name, kind="managed", state=d.state.name),
-                           d.sdesc if d.state == ObjectState.ACTIVE else ""))
+            wanted.append(
+                (
+                    PoolRow(m_uid=d.m_uid, name=d.name, kind="managed", state=d.state.name),
+                    d.sdesc if d.state == ObjectState.ACTIVE else "",
+                )
+            )
 
     def read_all() -> None:
         for row, sdesc in wanted:
@@ -396,11 +434,28 @@ def collect(info: _rundir.RunInfo, client: StatusClient | None, timeout_s: float
     """
     deadline = time.monotonic() + timeout_s
     now, btime = time.time(), _runs.boot_time()
-    services = [_service_row(name, pid, info, now, btime) for name, pid in (
-        ("launcher", info.launcher_pid), ("local_services", info.ls_pid), ("global_services", info.gs_pid))]
-    report = StatusReport(run_id=info.run_id, runtime_dir=_rundir.run_dir(info.run_id), answering=False,
-                          error=None, gs_state=None, started=info.started, uptime_s=round(now - info.started, 2),
-                          pgid=info.pgid, services=services, processes=[], channels=[], pools=[])
+    services = [
+        _service_row(name, pid, info, now, btime)
+        for name, pid in (
+            ("launcher", info.launcher_pid),
+            ("local_services", info.ls_pid),
+            ("global_services", info.gs_pid),
+        )
+    ]
+    report = StatusReport(
+        run_id=info.run_id,
+        runtime_dir=_rundir.run_dir(info.run_id),
+        answering=False,
+        error=None,
+        gs_state=None,
+        started=info.started,
+        uptime_s=round(now - info.started, 2),
+        pgid=info.pgid,
+        services=services,
+        processes=[],
+        channels=[],
+        pools=[],
+    )
     if client is None:
         report.error = "no reply channel"
         return report
@@ -445,8 +500,15 @@ def _opt(v: object) -> str:
     return "-" if v is None else str(v)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool], *,
-          fit: int | None = None, shrink: Sequence[int] = (), drop: Sequence[int] = ()) -> list[str]:
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    right: Sequence[bool],
+    *,
+    fit: int | None = None,
+    shrink: Sequence[int] = (),
+    drop: Sequence[int] = (),
+) -> list[str]:
     """Aligned text columns, two spaces apart; `right[i]` right-aligns column i (figures).
 
     With `fit`, lines are kept within `fit` characters where that can be done: the text columns
@@ -496,36 +558,93 @@ def render(report: StatusReport, width: int = WIDTH) -> str:
     process's STATE is its OS state (sleeping, running, ...), a dead one's DEAD(exit code); TARGET is
     what it runs as its creator said (`st.py: work`), else its command line. BLOCKED_S/R counts the
     senders and receivers waiting on a channel."""
-    lines = [f"Dragon runtime {report.run_id}  up {_duration(report.uptime_s)}  "
-             f"state {report.gs_state or 'unknown'}  pgid {report.pgid}  dir {report.runtime_dir}"]
+    lines = [
+        f"Dragon runtime {report.run_id}  up {_duration(report.uptime_s)}  "
+        f"state {report.gs_state or 'unknown'}  pgid {report.pgid}  dir {report.runtime_dir}"
+    ]
     if not report.answering:
         lines.append(f"NOT ANSWERING: {report.error}")
     lines += ["", "SERVICES"]
-    lines += table(["NAME", "PID", "STATE", "UPTIME", "CPU", "RSS"],
-                   [[s.name, str(s.pid), s.state, _duration(s.uptime_s),
-                     "-" if s.cpu_s is None else f"{s.cpu_s:.2f}s", _size(s.rss_bytes)] for s in report.services],
-                   [False, True, False, True, True, True])
+    lines += table(
+        ["NAME", "PID", "STATE", "UPTIME", "CPU", "RSS"],
+        [
+            [
+                s.name,
+                str(s.pid),
+                s.state,
+                _duration(s.uptime_s),
+                "-" if s.cpu_s is None else f"{s.cpu_s:.2f}s",
+                _size(s.rss_bytes),
+            ]
+            for s in report.services
+        ],
+        [False, True, False, True, True, True],
+    )
     if not report.answering:
         return "\n".join(lines) + "\n"
     lines += ["", f"PROCESSES ({len(report.processes)})"]
-    lines += table(["P_UID", "PID", "NAME", "PARENT", "STATE", "CPU", "RSS", "TARGET"],
-                   [[str(p.p_uid), _opt(p.pid), _text(title(p.label, p.name, default_process_name(p.p_uid))),
-                     str(p.parent), _process_state(p), "-" if p.cpu_s is None else f"{p.cpu_s:.2f}s",
-                     _size(p.rss_bytes), _text(p.target) if p.target else _command(p.command)]
-                    for p in report.processes],
-                   [True, True, False, True, False, True, True, False], fit=width, shrink=[7, 2], drop=[3, 5])
+    lines += table(
+        ["P_UID", "PID", "NAME", "PARENT", "STATE", "CPU", "RSS", "TARGET"],
+        [
+            [
+                str(p.p_uid),
+                _opt(p.pid),
+                _text(title(p.label, p.name, default_process_name(p.p_uid))),
+                str(p.parent),
+                _process_state(p),
+                "-" if p.cpu_s is None else f"{p.cpu_s:.2f}s",
+                _size(p.rss_bytes),
+                _text(p.target) if p.target else _command(p.command),
+            ]
+            for p in report.processes
+        ],
+        [True, True, False, True, False, True, True, False],
+        fit=width,
+        shrink=[7, 2],
+        drop=[3, 5],
+    )
     lines += ["", f"CHANNELS ({len(report.channels)})"]
-    lines += table(["C_UID", "STATE", "CAP", "WAITING", "BLOCKED_S/R", "SENT", "RECV", "NAME"],
-                   [[str(c.c_uid), c.state, _opt(c.capacity), _opt(c.depth),
-                     "-" if c.blocked_senders is None else f"{c.blocked_senders}/{c.blocked_receivers}",
-                     _opt(c.sent), _opt(c.received), _text(title(c.label, c.name, default_channel_name(c.c_uid)))]
-                    for c in report.channels],
-                   [True, False, True, True, True, True, True, False], fit=width, shrink=[7], drop=[6, 5])
+    lines += table(
+        ["C_UID", "STATE", "CAP", "WAITING", "BLOCKED_S/R", "SENT", "RECV", "NAME"],
+        [
+            [
+                str(c.c_uid),
+                c.state,
+                _opt(c.capacity),
+                _opt(c.depth),
+                "-" if c.blocked_senders is None else f"{c.blocked_senders}/{c.blocked_receivers}",
+                _opt(c.sent),
+                _opt(c.received),
+                _text(title(c.label, c.name, default_channel_name(c.c_uid))),
+            ]
+            for c in report.channels
+        ],
+        [True, False, True, True, True, True, True, False],
+        fit=width,
+        shrink=[7],
+        drop=[6, 5],
+    )
     lines += ["", f"POOLS ({len(report.pools)})"]
-    lines += table(["M_UID", "NAME", "STATE", "SIZE", "USED", "FREE", "LARGEST", "ALLOCS"],
-                   [[str(p.m_uid), _text(p.name), p.state, _size(p.size_bytes), _size(p.used_bytes),
-                     _size(p.free_bytes), _size(p.largest_free_bytes), _opt(p.allocations)] for p in report.pools],
-                   [True, False, False, True, True, True, True, True], fit=width, shrink=[1], drop=[6, 7])
+    lines += table(
+        ["M_UID", "NAME", "STATE", "SIZE", "USED", "FREE", "LARGEST", "ALLOCS"],
+        [
+            [
+                str(p.m_uid),
+                _text(p.name),
+                p.state,
+                _size(p.size_bytes),
+                _size(p.used_bytes),
+                _size(p.free_bytes),
+                _size(p.largest_free_bytes),
+                _opt(p.allocations),
+            ]
+            for p in report.pools
+        ],
+        [True, False, False, True, True, True, True, True],
+        fit=width,
+        shrink=[1],
+        drop=[6, 7],
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -553,15 +672,27 @@ def _command(cmd: list[str] | None) -> str:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="dragon status", description="Show the services, processes, channels and pools of a running "
-        "Dragon runtime of yours (read-only).")
+        prog="dragon status",
+        description="Show the services, processes, channels and pools of a running "
+        "Dragon runtime of yours (read-only).",
+    )
     p.add_argument("run_id", nargs="?", metavar="RUN_ID", help="which runtime (needed when several run)")
     p.add_argument("--json", action="store_true", help="print JSON (shape: see `pydoc dragon.status`)")
     p.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")
-    p.add_argument("--interval", type=float, default=DEFAULT_INTERVAL_S, metavar="SECONDS",
-                   help=f"seconds between refreshes with --watch (default {DEFAULT_INTERVAL_S:g})")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
-                   help=f"report Global Services as not answering after this long (default {DEFAULT_TIMEOUT_S:g})")
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=DEFAULT_INTERVAL_S,
+        metavar="SECONDS",
+        help=f"seconds between refreshes with --watch (default {DEFAULT_INTERVAL_S:g})",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"report Global Services as not answering after this long (default {DEFAULT_TIMEOUT_S:g})",
+    )
     return p
 
 
@@ -582,13 +713,20 @@ def _pick_run(run_id: str | None, as_json: bool) -> _rundir.RunInfo | int:
             _err(f"no runtime {run_id} of yours (no {_rundir.run_dir(run_id)})")
             return EXIT_NO_RUNTIME
         if run.info is None:
-            _err(f"runtime {run_id} is " + ("being brought up; try again" if run.live_reason else
-                                             "not running (it left a directory without runtime.json; "
-                                             "`dragon cleanup` removes it)"))
+            _err(
+                f"runtime {run_id} is "
+                + (
+                    "being brought up; try again"
+                    if run.live_reason
+                    else "not running (it left a directory without runtime.json; `dragon cleanup` removes it)"
+                )
+            )
             return EXIT_NO_RUNTIME
         if run.live_reason is None:
-            _err(f"runtime {run_id} is not running (its launcher and Local Services are gone); "
-                 "`dragon cleanup` removes what it left")
+            _err(
+                f"runtime {run_id} is not running (its launcher and Local Services are gone); "
+                "`dragon cleanup` removes what it left"
+            )
             return EXIT_NO_RUNTIME
         return run.info
     live = [r for r in runs.values() if r.info is not None and r.live_reason is not None]
@@ -599,16 +737,30 @@ def _pick_run(run_id: str | None, as_json: bool) -> _rundir.RunInfo | int:
         assert live[0].info is not None
         return live[0].info
     now = time.time()
-    summaries = [RunSummary(run_id=r.run_id, launcher_pid=r.info.launcher_pid, started=r.info.started,
-                            uptime_s=round(now - r.info.started, 2), runtime_dir=_rundir.run_dir(r.run_id))
-                 for r in live if r.info is not None]
+    summaries = [
+        RunSummary(
+            run_id=r.run_id,
+            launcher_pid=r.info.launcher_pid,
+            started=r.info.started,
+            uptime_s=round(now - r.info.started, 2),
+            runtime_dir=_rundir.run_dir(r.run_id),
+        )
+        for r in live
+        if r.info is not None
+    ]
     if as_json:
         sys.stdout.write(msgspec.json.encode(RunList(runs=summaries)).decode() + "\n")
     else:
         print(f"{len(live)} Dragon runtimes are running; name one: dragon status RUN_ID")
-        print("\n".join(table(["RUN_ID", "LAUNCHER_PID", "UPTIME", "DIR"],
-                              [[s.run_id, str(s.launcher_pid), _duration(s.uptime_s), s.runtime_dir]
-                               for s in summaries], [False, True, True, False])))
+        print(
+            "\n".join(
+                table(
+                    ["RUN_ID", "LAUNCHER_PID", "UPTIME", "DIR"],
+                    [[s.run_id, str(s.launcher_pid), _duration(s.uptime_s), s.runtime_dir] for s in summaries],
+                    [False, True, True, False],
+                )
+            )
+        )
     return EXIT_USAGE
 
 
@@ -630,10 +782,12 @@ def main(argv: list[str]) -> int:
             sys.stdout.write(enc.encode(report).decode() + "\n")
             sys.stdout.flush()
     else:
+
         def show(report: StatusReport) -> None:
             text = render(report, shutil.get_terminal_size((WIDTH, 24)).columns)  # read again: a resize
             sys.stdout.write(CLEAR_SCREEN + text if opts.watch else text)
             sys.stdout.flush()
+
     try:
         client = StatusClient(info)
     except FileNotFoundError:  # the run ended between finding it and now

@@ -48,8 +48,13 @@ REPLY_TIMEOUT_S: Final = 30.0  # a live server answers in milliseconds; this onl
 class ServedChild(ForkedChild):
     """A child made by the fork server (our child once re-parented), with trio streams on its pipes."""
 
-    def __init__(self, pid: int, stdin: trio.lowlevel.FdStream | None, stdout: trio.lowlevel.FdStream | None,
-                 stderr: trio.lowlevel.FdStream | None) -> None:
+    def __init__(
+        self,
+        pid: int,
+        stdin: trio.lowlevel.FdStream | None,
+        stdout: trio.lowlevel.FdStream | None,
+        stderr: trio.lowlevel.FdStream | None,
+    ) -> None:
         super().__init__(pid)
         self.stdin = stdin
         self.stdout = stdout
@@ -79,8 +84,9 @@ class ForkServer:
         self._decoder = msgspec.msgpack.Decoder(StartReply)
 
     @staticmethod
-    def _key_of(argv: Sequence[str], env: Mapping[str, str]
-                ) -> tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]] | None:
+    def _key_of(
+        argv: Sequence[str], env: Mapping[str, str]
+    ) -> tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]] | None:
         """(executable, flags, start-up environment) of a start-method child's argv; None for another program."""
         if len(argv) < 3 or list(argv[-2:]) != ["-c", CHILD_MAIN]:
             return None
@@ -90,8 +96,15 @@ class ForkServer:
         startup = tuple(sorted((k, v) for k, v in env.items() if k.startswith(STARTUP_ENV_PREFIXES)))
         return argv[0], flags, startup
 
-    def prestart(self, exe: str, env: Mapping[str, str], *, flags: Sequence[str] | None = None,
-                 delay_s: float = PRESTART_DELAY_S, exited: trio.Event | None = None) -> None:
+    def prestart(
+        self,
+        exe: str,
+        env: Mapping[str, str],
+        *,
+        flags: Sequence[str] | None = None,
+        delay_s: float = PRESTART_DELAY_S,
+        exited: trio.Event | None = None,
+    ) -> None:
         """Boot the server after `delay_s`, for the children a Python program (the head) may make.
 
         Its key is what `DragonPopen` will ask for: `exe` with `flags`, by default the interpreter
@@ -127,8 +140,13 @@ class ForkServer:
         self._wanted.set()
         return key == self._key
 
-    async def _boot(self, key: tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]], env: dict[str, str],
-                    delay_s: float, exited: trio.Event | None) -> None:
+    async def _boot(
+        self,
+        key: tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]],
+        env: dict[str, str],
+        delay_s: float,
+        exited: trio.Event | None,
+    ) -> None:
         """After `delay_s` (or as soon as a start wants it), start the server process and wait for its
         READY (bounded); on failure, never use it. `aclose` cancels it. If `exited` is set by then
         and no start wants the server, forget the key instead (see `prestart`)."""
@@ -149,8 +167,9 @@ class ForkServer:
                 self._spawned.set()
                 self._booted.set()
 
-    async def _start_server(self, key: tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]],
-                            env: dict[str, str]) -> None:
+    async def _start_server(
+        self, key: tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]], env: dict[str, str]
+    ) -> None:
         exe, flags, _ = key
         log.info("fork server starting: %s", [exe, *flags])
         try:
@@ -159,8 +178,12 @@ class ForkServer:
             self._sock = ours
             try:
                 self._proc = await trio.lowlevel.open_process(
-                    [exe, *flags, "-c", SERVER_MAIN, str(theirs.fileno())], env=env, pass_fds=(theirs.fileno(),),
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                    [exe, *flags, "-c", SERVER_MAIN, str(theirs.fileno())],
+                    env=env,
+                    pass_fds=(theirs.fileno(),),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                )
             finally:
                 theirs.close()
                 self._spawned.set()
@@ -175,8 +198,7 @@ class ForkServer:
             return
         log.info("fork server ready pid=%d", self._proc.pid)
 
-    async def start(self, argv: Sequence[str], env: Mapping[str, str], cwd: str,
-                    stdio: tuple[int, int, int]) -> int:
+    async def start(self, argv: Sequence[str], env: Mapping[str, str], cwd: str, stdio: tuple[int, int, int]) -> int:
         """Have the server start `argv` (a start-method child); returns its pid.
 
         `stdio` are the child's fds 0-2 (the caller closes its copies). Raises ForkServerFailed, and

@@ -92,7 +92,8 @@ class GSMonitor:
             await self._stdout_done.wait()
         if not self.halted.is_set():
             self.halted.set()
-            await self.report(AbnormalTermination(
-                err_info=f"Global Services (pid {self.proc.pid}) died {describe_exit(code)}"))
+            await self.report(
+                AbnormalTermination(err_info=f"Global Services (pid {self.proc.pid}) died {describe_exit(code)}")
+            )
             # GS is gone, so it has halted: say so, and LA's teardown need not wait for it (§3.1 m5).
             await self.report(GSHalted())

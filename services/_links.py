@@ -40,7 +40,7 @@ def log_message(direction: str, where: str, msg: object) -> None:
     if log.isEnabledFor(logging.DEBUG):
         env = getattr(msg, "env", None)
         if isinstance(env, dict) and env and os.environ.get("DRAGON_LOG_ENV_VALUES") != "1":
-            msg = msgspec.structs.replace(msg, env={name: "..." for name in env})  # type: ignore[type-var]
+            msg = msgspec.structs.replace(msg, env=dict.fromkeys(env, "..."))  # type: ignore[type-var]
         log.debug("%s %s %s: %r", direction, type(msg).__name__, where, msg)
 
 
@@ -106,8 +106,7 @@ def send_blocking(chan: Channel, msg: msgspec.Struct, where: str, timeout_s: flo
     chan.send(_blocking_enc.encode(msg), timeout_s)
 
 
-def receive_blocking(chan: Channel, decoder: msgspec.msgpack.Decoder[T], where: str,
-                     timeout_s: float | None) -> T:
+def receive_blocking(chan: Channel, decoder: msgspec.msgpack.Decoder[T], where: str, timeout_s: float | None) -> T:
     msg = decode(decoder, chan.recv(timeout_s), where=where)
     log_message("received", f"on {where}", msg)
     return msg
@@ -119,7 +118,7 @@ def write_frame(fd: int, msg: msgspec.Struct, where: str) -> None:
     data = _blocking_enc.encode(msg)
     view = memoryview(_PREFIX.pack(len(data)) + data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _read_exact(fd: int, n: int, where: str) -> bytes:

@@ -115,4 +115,4 @@ def write_lines(fd: int, data: bytes) -> None:
     for piece in pieces:
         view = memoryview(piece)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]

@@ -44,7 +44,8 @@ class ForwardedStdin:
     failed: str = ""
     """Why the stdin is closed for good ("" while input is taken)."""
     _queue: tuple[trio.MemorySendChannel[Chunk], trio.MemoryReceiveChannel[Chunk]] = field(
-        default_factory=lambda: trio.open_memory_channel[Chunk](INPUT_BUFFER_MSGS))
+        default_factory=lambda: trio.open_memory_channel[Chunk](INPUT_BUFFER_MSGS)
+    )
 
     def put(self, data: bytes, *, confirm: bool = False) -> Chunk:
         """Queue `data` (b"" = end of file); with `confirm`, `confirmed` then waits for it.
@@ -58,14 +59,15 @@ class ForwardedStdin:
         try:
             self._queue[0].send_nowait(chunk)
         except trio.WouldBlock:
-            raise InputRefused(f"process {self.p_uid} does not read its stdin: "
-                               f"{INPUT_BUFFER_MSGS} inputs wait for it already") from None
+            raise InputRefused(
+                f"process {self.p_uid} does not read its stdin: {INPUT_BUFFER_MSGS} inputs wait for it already"
+            ) from None
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise InputRefused(f"the stdin of process {self.p_uid} is closed") from None
         return chunk
 
     async def confirmed(self, chunk: Chunk) -> str:
-        """"" once `chunk` (put with `confirm`) is in the pipe; else why not, having closed the stdin."""
+        """ "" once `chunk` (put with `confirm`) is in the pipe; else why not, having closed the stdin."""
         assert chunk.done is not None
         with trio.move_on_after(CONFIRM_WITHIN_S):
             await chunk.done.wait()

@@ -44,8 +44,8 @@ import msgspec  # noqa: E402
 import trio  # noqa: E402
 
 from dragon import _log, _rundir  # noqa: E402
-from dragon._pool_sizes import pool_sizes  # noqa: E402
 from dragon._background import Report  # noqa: E402
+from dragon._pool_sizes import pool_sizes  # noqa: E402
 from dragon.errors import leaf_exceptions  # noqa: E402
 
 from . import launcher  # noqa: E402
@@ -67,11 +67,17 @@ class _State:
 
 def main(argv: list[str] | None = None) -> int:
     """Bring the runtime up, report on the control socket, serve until its end of file; exit status."""
-    p = argparse.ArgumentParser(prog="python -m dragon.services.background",
-                                description="internal: the runtime of a program using the start method 'dragon'")
+    p = argparse.ArgumentParser(
+        prog="python -m dragon.services.background",
+        description="internal: the runtime of a program using the start method 'dragon'",
+    )
     p.add_argument("--bringup-timeout", type=float, default=launcher.DEFAULT_BRINGUP_TIMEOUT_S)
-    p.add_argument("--fork-server", type=_json_list, default=[],
-                   help="JSON list: executable and flags of the program's start-method children (LSConfig.fork_server)")
+    p.add_argument(
+        "--fork-server",
+        type=_json_list,
+        default=[],
+        help="JSON list: executable and flags of the program's start-method children (LSConfig.fork_server)",
+    )
     opts = p.parse_args(argv)
     try:
         sizes = pool_sizes()
@@ -85,8 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         _report(Report(error=f"cannot start the runtime: {exc}"))
         return EXIT_FAILED
-    config = LSConfig(run_id=run_id, bringup_timeout_s=opts.bringup_timeout, launcher_pid=os.getpid(),
-                      inf_seg_sz=sizes.inf_seg_sz, default_seg_sz=sizes.default_seg_sz, fork_server=opts.fork_server)
+    config = LSConfig(
+        run_id=run_id,
+        bringup_timeout_s=opts.bringup_timeout,
+        launcher_pid=os.getpid(),
+        inf_seg_sz=sizes.inf_seg_sz,
+        default_seg_sz=sizes.default_seg_sz,
+        fork_server=opts.fork_server,
+    )
     try:
         preforked = launcher.prefork_local_services(config)  # before trio.run: LS inherits the imported trio
     except OSError as exc:
@@ -126,8 +138,11 @@ async def _main(state: _State, run_id: str, preforked: tuple[ForkedChild, int, i
             with trio.CancelScope() as state.scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_until_program_gone, control, state.scope)
-                    state.handle = await nursery.start(functools.partial(
-                        launcher.serve, run_id=run_id, preforked=preforked, bringup_timeout_s=bringup_timeout_s))
+                    state.handle = await nursery.start(
+                        functools.partial(
+                            launcher.serve, run_id=run_id, preforked=preforked, bringup_timeout_s=bringup_timeout_s
+                        )
+                    )
                     try:
                         await control.send_all(msgspec.json.encode(Report(run_id=run_id)) + b"\n")
                         state.reported = True
@@ -168,7 +183,7 @@ def _report(report: Report) -> None:
     data = msgspec.json.encode(report) + b"\n"
     try:
         while data:
-            data = data[os.write(CONTROL_FD, data):]
+            data = data[os.write(CONTROL_FD, data) :]
     except BlockingIOError:
         pass  # never with one short line in an empty socket buffer: the program reads nothing else
     except OSError:

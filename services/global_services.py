@@ -54,30 +54,106 @@ import trio
 
 from dragon import _faults, _log, _rundir
 from dragon.descriptors import (
-    DEVNULL, PIPE, ChannelDescriptor, ChannelOptions, ObjectState, PoolDescriptor, ProcessDescriptor,
-)
-from dragon.ids import (
-    BE_CUID, FIRST_GS_CUID, FIRST_GS_MUID, FIRST_USER_PUID, GS_INPUT_CUID, GS_PROCESS_NAME, GS_PUID,
-    GS_STDOUT_R_C_UID, INF_POOL_MUID, LAUNCHER_PUID, LaunchParameters, default_channel_name, default_pool_name,
-    default_process_name, stdio_channel_name, title,
-)
-from dragon.messages import (
-    AbnormalTermination, ChannelCreateErr, ChannelDestroyErr, ChannelJoinErr, ChannelQueryErr,
-    GSChannelCreate, GSChannelCreateResponse, GSChannelDestroy, GSChannelDestroyResponse, GSChannelJoin,
-    GSChannelJoinResponse, GSChannelList, GSChannelListResponse, GSChannelQuery, GSChannelQueryResponse,
-    GSDumpState, GSHalted, GSHeadExit, GSInbound, GSIsUp, GSPingProc, GSPingSH, GSPoolCreate,
-    GSPoolCreateResponse, GSPoolDestroy, GSPoolDestroyResponse, GSPoolList, GSPoolListResponse,
-    GSPoolQuery, GSPoolQueryResponse, GSProcessCreate, GSProcessCreateResponse, GSProcessJoin,
-    GSProcessJoinList, GSProcessJoinListResponse, GSProcessJoinResponse, GSProcessKill,
-    GSProcessKillResponse, GSProcessList, GSProcessListResponse, GSProcessQuery, GSProcessQueryResponse,
-    GSStatus, GSStatusResponse,
-    GSTeardown, JoinListStatus, JoinStatus, ListErr, LSErr, PoolCreateErr, PoolDestroyErr, PoolQueryErr,
-    ProcessCreateErr, ProcessJoinErr, ProcessKillErr, ProcessQueryErr, Response, SHChannelCreate,
-    SHChannelCreateResponse, SHChannelDestroy, SHChannelDestroyResponse, SHPingGS, SHPoolCreate,
-    SHPoolCreateResponse, SHPoolDestroy, SHPoolDestroyResponse, SHProcessCreate,
-    SHProcessCreateResponse, SHProcessExit, SHProcessKill, SHProcessKillResponse,
+    DEVNULL,
+    PIPE,
+    ChannelDescriptor,
+    ChannelOptions,
+    ObjectState,
+    PoolDescriptor,
+    ProcessDescriptor,
 )
 from dragon.errors import DragonError, leaf_exceptions
+from dragon.ids import (
+    BE_CUID,
+    FIRST_GS_CUID,
+    FIRST_GS_MUID,
+    FIRST_USER_PUID,
+    GS_INPUT_CUID,
+    GS_PROCESS_NAME,
+    GS_PUID,
+    GS_STDOUT_R_C_UID,
+    INF_POOL_MUID,
+    LAUNCHER_PUID,
+    LaunchParameters,
+    default_channel_name,
+    default_pool_name,
+    default_process_name,
+    stdio_channel_name,
+    title,
+)
+from dragon.messages import (
+    AbnormalTermination,
+    ChannelCreateErr,
+    ChannelDestroyErr,
+    ChannelJoinErr,
+    ChannelQueryErr,
+    GSChannelCreate,
+    GSChannelCreateResponse,
+    GSChannelDestroy,
+    GSChannelDestroyResponse,
+    GSChannelJoin,
+    GSChannelJoinResponse,
+    GSChannelList,
+    GSChannelListResponse,
+    GSChannelQuery,
+    GSChannelQueryResponse,
+    GSDumpState,
+    GSHalted,
+    GSHeadExit,
+    GSInbound,
+    GSIsUp,
+    GSPingProc,
+    GSPingSH,
+    GSPoolCreate,
+    GSPoolCreateResponse,
+    GSPoolDestroy,
+    GSPoolDestroyResponse,
+    GSPoolList,
+    GSPoolListResponse,
+    GSPoolQuery,
+    GSPoolQueryResponse,
+    GSProcessCreate,
+    GSProcessCreateResponse,
+    GSProcessJoin,
+    GSProcessJoinList,
+    GSProcessJoinListResponse,
+    GSProcessJoinResponse,
+    GSProcessKill,
+    GSProcessKillResponse,
+    GSProcessList,
+    GSProcessListResponse,
+    GSProcessQuery,
+    GSProcessQueryResponse,
+    GSStatus,
+    GSStatusResponse,
+    GSTeardown,
+    JoinListStatus,
+    JoinStatus,
+    ListErr,
+    LSErr,
+    PoolCreateErr,
+    PoolDestroyErr,
+    PoolQueryErr,
+    ProcessCreateErr,
+    ProcessJoinErr,
+    ProcessKillErr,
+    ProcessQueryErr,
+    Response,
+    SHChannelCreate,
+    SHChannelCreateResponse,
+    SHChannelDestroy,
+    SHChannelDestroyResponse,
+    SHPingGS,
+    SHPoolCreate,
+    SHPoolCreateResponse,
+    SHPoolDestroy,
+    SHPoolDestroyResponse,
+    SHProcessCreate,
+    SHProcessCreateResponse,
+    SHProcessExit,
+    SHProcessKill,
+    SHProcessKillResponse,
+)
 from dragon.transport import ProtocolError, TrioChannel, decode
 from dragon.transport._errors import clip
 from dragon.transport._framing import FrameStream
@@ -238,8 +314,15 @@ class PoolRecord:
 class GlobalServices:
     """GS's tables and request handlers (spec §4.2-§4.4)."""
 
-    def __init__(self, inbox: Inbox[GSInbound], to_ls: Outbox, to_la: Outbox, stdout: StdoutLink,
-                 nursery: trio.Nursery, run_id: str) -> None:
+    def __init__(
+        self,
+        inbox: Inbox[GSInbound],
+        to_ls: Outbox,
+        to_la: Outbox,
+        stdout: StdoutLink,
+        nursery: trio.Nursery,
+        run_id: str,
+    ) -> None:
         self.inbox, self.to_ls, self.to_la, self.nursery = inbox, to_ls, to_la, nursery
         self.stdout = stdout
         self.run_id = run_id
@@ -254,8 +337,11 @@ class GlobalServices:
         self.pool_names: dict[str, int] = {}
         self.next_puid, self.next_cuid, self.next_muid = FIRST_USER_PUID, FIRST_GS_CUID, FIRST_GS_MUID
         self.next_tag = 1
-        self.procs[GS_PUID] = ProcRecord(ProcessDescriptor(  # spec §1.1; see the module docstring
-            p_uid=GS_PUID, p_p_uid=LAUNCHER_PUID, name=GS_PROCESS_NAME, state=ObjectState.ACTIVE, pid=os.getpid()))
+        self.procs[GS_PUID] = ProcRecord(
+            ProcessDescriptor(  # spec §1.1; see the module docstring
+                p_uid=GS_PUID, p_p_uid=LAUNCHER_PUID, name=GS_PROCESS_NAME, state=ObjectState.ACTIVE, pid=os.getpid()
+            )
+        )
         self.proc_names[GS_PROCESS_NAME] = GS_PUID
         self.pending: dict[int, trio.MemorySendChannel[Response]] = {}
         self.reply_boxes: dict[int, Outbox] = {}
@@ -270,10 +356,15 @@ class GlobalServices:
         read its return channel delays only its own replies, never other requests.
         """
         handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
-            GSProcessCreate: self.process_create, GSProcessKill: self.process_kill,
-            GSProcessJoin: self.process_join, GSProcessJoinList: self.process_join_list,
-            GSChannelCreate: self.channel_create, GSChannelDestroy: self.channel_destroy,
-            GSChannelJoin: self.channel_join, GSPoolCreate: self.pool_create, GSPoolDestroy: self.pool_destroy,
+            GSProcessCreate: self.process_create,
+            GSProcessKill: self.process_kill,
+            GSProcessJoin: self.process_join,
+            GSProcessJoinList: self.process_join_list,
+            GSChannelCreate: self.channel_create,
+            GSChannelDestroy: self.channel_destroy,
+            GSChannelJoin: self.channel_join,
+            GSPoolCreate: self.pool_create,
+            GSPoolDestroy: self.pool_destroy,
         }
         while True:
             try:
@@ -295,18 +386,21 @@ class GlobalServices:
                 case SHProcessExit():
                     await self.process_exited(msg)
                 case GSProcessList():
-                    self.answer(msg.r_c_uid, GSProcessListResponse(
-                        ref=msg.tag, err=ListErr.SUCCESS, plist=list(self.procs)))
+                    self.answer(
+                        msg.r_c_uid, GSProcessListResponse(ref=msg.tag, err=ListErr.SUCCESS, plist=list(self.procs))
+                    )
                 case GSProcessQuery():
                     self.answer(msg.r_c_uid, self.process_query(msg))
                 case GSChannelList():
-                    self.answer(msg.r_c_uid, GSChannelListResponse(
-                        ref=msg.tag, err=ListErr.SUCCESS, clist=list(self.chans)))
+                    self.answer(
+                        msg.r_c_uid, GSChannelListResponse(ref=msg.tag, err=ListErr.SUCCESS, clist=list(self.chans))
+                    )
                 case GSChannelQuery():
                     self.answer(msg.r_c_uid, self.channel_query(msg))
                 case GSPoolList():
-                    self.answer(msg.r_c_uid, GSPoolListResponse(
-                        ref=msg.tag, err=ListErr.SUCCESS, mlist=list(self.pools)))
+                    self.answer(
+                        msg.r_c_uid, GSPoolListResponse(ref=msg.tag, err=ListErr.SUCCESS, mlist=list(self.pools))
+                    )
                 case GSPoolQuery():
                     self.answer(msg.r_c_uid, self.pool_query(msg))
                 case GSDumpState():
@@ -383,9 +477,14 @@ class GlobalServices:
         """Spec §8: one read-only snapshot of every table, for `dragon status`."""
         has_head = any(r.head and r.desc.state != ObjectState.DEAD for r in self.procs.values())
         return GSStatusResponse(
-            ref=req.tag, err=ListErr.SUCCESS, state="HAS_HEAD" if has_head else "WAITING_FOR_HEAD",
-            started=self.started, processes=[r.desc for r in self.procs.values()],
-            channels=[c.desc for c in self.chans.values()], pools=[p.desc for p in self.pools.values()])
+            ref=req.tag,
+            err=ListErr.SUCCESS,
+            state="HAS_HEAD" if has_head else "WAITING_FOR_HEAD",
+            started=self.started,
+            processes=[r.desc for r in self.procs.values()],
+            channels=[c.desc for c in self.chans.values()],
+            pools=[p.desc for p in self.pools.values()],
+        )
 
     def _forget_reply_box(self, c_uid: int) -> None:
         box = self.reply_boxes.pop(c_uid, None)
@@ -407,22 +506,33 @@ class GlobalServices:
     async def process_create(self, req: GSProcessCreate) -> None:
         problem = _create_problem(req)
         if problem:
-            await self.reply(req.r_c_uid, GSProcessCreateResponse(ref=req.tag, err=ProcessCreateErr.FAIL,
-                                                                  err_info=problem))
+            await self.reply(
+                req.r_c_uid, GSProcessCreateResponse(ref=req.tag, err=ProcessCreateErr.FAIL, err_info=problem)
+            )
             return
         if req.user_name in self.proc_names:
             existing = self.procs[self.proc_names[req.user_name]]
             if existing.desc.state != ObjectState.DEAD:
-                await self.reply(req.r_c_uid, GSProcessCreateResponse(
-                    ref=req.tag, err=ProcessCreateErr.ALREADY, desc=existing.desc,
-                    err_info=f"a process named {req.user_name} exists already"))
+                await self.reply(
+                    req.r_c_uid,
+                    GSProcessCreateResponse(
+                        ref=req.tag,
+                        err=ProcessCreateErr.ALREADY,
+                        desc=existing.desc,
+                        err_info=f"a process named {req.user_name} exists already",
+                    ),
+                )
                 return
         p_uid = self.next_puid
         self.next_puid += 1
         name = req.user_name or default_process_name(p_uid)
         parent = req.p_uid if req.p_uid in self.procs else LAUNCHER_PUID
-        rec = ProcRecord(ProcessDescriptor(p_uid=p_uid, p_p_uid=parent, name=name, state=ObjectState.PENDING,
-                                           label=req.label, target=req.target), head=req.head_proc)
+        rec = ProcRecord(
+            ProcessDescriptor(
+                p_uid=p_uid, p_p_uid=parent, name=name, state=ObjectState.PENDING, label=req.label, target=req.target
+            ),
+            head=req.head_proc,
+        )
         self.procs[p_uid] = rec
         self.proc_names[name] = p_uid
         ret_msg = None
@@ -430,47 +540,101 @@ class GlobalServices:
             ret_cuid = self.next_cuid
             self.next_cuid += 1
             ret_msg = SHChannelCreate(
-                tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, m_uid=INF_POOL_MUID, c_uid=ret_cuid,
-                options=ChannelOptions(local_opts=msgspec.structs.replace(
-                    ChannelOptions().local_opts, capacity=RETURN_CHANNEL_CAPACITY, block_size=RETURN_CHANNEL_BLOCK)))
+                tag=self.tag(),
+                p_uid=GS_PUID,
+                r_c_uid=GS_INPUT_CUID,
+                m_uid=INF_POOL_MUID,
+                c_uid=ret_cuid,
+                options=ChannelOptions(
+                    local_opts=msgspec.structs.replace(
+                        ChannelOptions().local_opts, capacity=RETURN_CHANNEL_CAPACITY, block_size=RETURN_CHANNEL_BLOCK
+                    )
+                ),
+            )
         pipes: dict[str, SHChannelCreate] = {}
         for stream in ("stdin", "stdout", "stderr"):
             if getattr(req, stream) == PIPE:  # spec §4.2: GS makes the PIPE channels with the process
                 pipes[stream] = SHChannelCreate(
-                    tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, m_uid=INF_POOL_MUID, c_uid=self.next_cuid,
-                    options=ChannelOptions(ref_count=True, local_opts=msgspec.structs.replace(
-                        ChannelOptions().local_opts, capacity=req.pipesize or PIPE_CAPACITY,
-                        block_size=PIPE_BLOCK)))
+                    tag=self.tag(),
+                    p_uid=GS_PUID,
+                    r_c_uid=GS_INPUT_CUID,
+                    m_uid=INF_POOL_MUID,
+                    c_uid=self.next_cuid,
+                    options=ChannelOptions(
+                        ref_count=True,
+                        local_opts=msgspec.structs.replace(
+                            ChannelOptions().local_opts, capacity=req.pipesize or PIPE_CAPACITY, block_size=PIPE_BLOCK
+                        ),
+                    ),
+                )
                 self.next_cuid += 1
         env = dict(req.env)
         env["DRAGON_PARENT_PUID"] = str(parent)
-        resp: SHProcessCreateResponse = await self.ls_call(SHProcessCreate(
-            tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, t_p_uid=p_uid, exe=req.exe, args=req.args,
-            env=env, env_raw=req.env_raw, rundir=req.rundir, stdin=req.stdin, stdout=req.stdout, stderr=req.stderr,
-            group=req.group, user=req.user, umask=req.umask, initial_stdin=req.initial_stdin,
-            pipesize=req.pipesize, gs_ret_chan_msg=ret_msg, stdin_msg=pipes.get("stdin"),
-            stdout_msg=pipes.get("stdout"), stderr_msg=pipes.get("stderr")))
+        resp: SHProcessCreateResponse = await self.ls_call(
+            SHProcessCreate(
+                tag=self.tag(),
+                p_uid=GS_PUID,
+                r_c_uid=GS_INPUT_CUID,
+                t_p_uid=p_uid,
+                exe=req.exe,
+                args=req.args,
+                env=env,
+                env_raw=req.env_raw,
+                rundir=req.rundir,
+                stdin=req.stdin,
+                stdout=req.stdout,
+                stderr=req.stderr,
+                group=req.group,
+                user=req.user,
+                umask=req.umask,
+                initial_stdin=req.initial_stdin,
+                pipesize=req.pipesize,
+                gs_ret_chan_msg=ret_msg,
+                stdin_msg=pipes.get("stdin"),
+                stdout_msg=pipes.get("stdout"),
+                stderr_msg=pipes.get("stderr"),
+            )
+        )
         if resp.err != LSErr.SUCCESS:
             del self.procs[p_uid]
             self.proc_names.pop(name, None)
             log.info("process create failed p_uid=%d: %s", p_uid, resp.err_info)
-            await self.reply(req.r_c_uid, GSProcessCreateResponse(
-                ref=req.tag, err=ProcessCreateErr.FAIL, err_info=resp.err_info))
+            await self.reply(
+                req.r_c_uid, GSProcessCreateResponse(ref=req.tag, err=ProcessCreateErr.FAIL, err_info=resp.err_info)
+            )
             return
         who = title(req.label, rec.desc.name, default_process_name(p_uid)) or f"p_uid {p_uid}"
         if ret_msg is not None and resp.gs_ret_chan_resp is not None:
-            self.chans[ret_msg.c_uid] = ChanRecord(ChannelDescriptor(
-                c_uid=ret_msg.c_uid, m_uid=INF_POOL_MUID, name=f"gs_ret_{p_uid}", sdesc=resp.gs_ret_chan_resp.desc,
-                state=ObjectState.ACTIVE, label=f"GS replies to {who}", creator=req.p_uid))
+            self.chans[ret_msg.c_uid] = ChanRecord(
+                ChannelDescriptor(
+                    c_uid=ret_msg.c_uid,
+                    m_uid=INF_POOL_MUID,
+                    name=f"gs_ret_{p_uid}",
+                    sdesc=resp.gs_ret_chan_resp.desc,
+                    state=ObjectState.ACTIVE,
+                    label=f"GS replies to {who}",
+                    creator=req.p_uid,
+                )
+            )
             rec.desc.gs_ret_cuid = ret_msg.c_uid
         for stream, pipe in pipes.items():
             pipe_resp = getattr(resp, f"{stream}_resp")
             if pipe_resp is None:
                 continue
             name = stdio_channel_name(stream, p_uid)  # type: ignore[arg-type]
-            self.chans[pipe.c_uid] = ChanRecord(ChannelDescriptor(
-                c_uid=pipe.c_uid, m_uid=INF_POOL_MUID, name=name, sdesc=pipe_resp.desc, state=ObjectState.ACTIVE,
-                label=f"{stream} of {who}", creator=req.p_uid), ref_count=True, refs=2)
+            self.chans[pipe.c_uid] = ChanRecord(
+                ChannelDescriptor(
+                    c_uid=pipe.c_uid,
+                    m_uid=INF_POOL_MUID,
+                    name=name,
+                    sdesc=pipe_resp.desc,
+                    state=ObjectState.ACTIVE,
+                    label=f"{stream} of {who}",
+                    creator=req.p_uid,
+                ),
+                ref_count=True,
+                refs=2,
+            )
             self.chan_names[name] = pipe.c_uid
             setattr(rec.desc, f"{stream}_sdesc", pipe_resp.desc)
             rec.pipe_cuids.append(pipe.c_uid)
@@ -481,8 +645,7 @@ class GlobalServices:
         log.info("process created p_uid=%d name=%s", p_uid, name)
         if ret_msg is not None:
             await self.reply(ret_msg.c_uid, GSPingProc(mode=req.options.mode, argdata=req.options.argdata))
-        await self.reply(req.r_c_uid, GSProcessCreateResponse(ref=req.tag, err=ProcessCreateErr.SUCCESS,
-                                                              desc=rec.desc))
+        await self.reply(req.r_c_uid, GSProcessCreateResponse(ref=req.tag, err=ProcessCreateErr.SUCCESS, desc=rec.desc))
         if rec.early_exit is not None:  # spec §4.2: an exit that overtook the create response
             await self.process_exited(rec.early_exit)
 
@@ -528,29 +691,46 @@ class GlobalServices:
     def process_query(self, req: GSProcessQuery) -> GSProcessQueryResponse:
         rec = self._lookup_proc(req.t_p_uid, req.user_name)
         if rec is None:
-            return GSProcessQueryResponse(ref=req.tag, err=ProcessQueryErr.UNKNOWN,
-                                          err_info=self._unknown(req.t_p_uid, req.user_name))
+            return GSProcessQueryResponse(
+                ref=req.tag, err=ProcessQueryErr.UNKNOWN, err_info=self._unknown(req.t_p_uid, req.user_name)
+            )
         return GSProcessQueryResponse(ref=req.tag, err=ProcessQueryErr.SUCCESS, desc=rec.desc)
 
     async def process_kill(self, req: GSProcessKill) -> None:
         rec = self._lookup_proc(req.t_p_uid, req.user_name)
         if rec is None:
-            resp = GSProcessKillResponse(ref=req.tag, err=ProcessKillErr.UNKNOWN,
-                                         err_info=self._unknown(req.t_p_uid, req.user_name))
+            resp = GSProcessKillResponse(
+                ref=req.tag, err=ProcessKillErr.UNKNOWN, err_info=self._unknown(req.t_p_uid, req.user_name)
+            )
         elif rec.desc.p_uid == GS_PUID:
-            resp = GSProcessKillResponse(ref=req.tag, err=ProcessKillErr.FAIL_KILL,
-                                         err_info="Global Services (p_uid 1) takes no signals from requests: "
-                                         "it stops when the runtime tears down")
+            resp = GSProcessKillResponse(
+                ref=req.tag,
+                err=ProcessKillErr.FAIL_KILL,
+                err_info="Global Services (p_uid 1) takes no signals from requests: "
+                "it stops when the runtime tears down",
+            )
         elif rec.desc.state == ObjectState.DEAD:
-            resp = GSProcessKillResponse(ref=req.tag, err=ProcessKillErr.DEAD, exit_code=rec.desc.ecode or 0,
-                                         err_info=f"process {rec.desc.p_uid} has exited already")
+            resp = GSProcessKillResponse(
+                ref=req.tag,
+                err=ProcessKillErr.DEAD,
+                exit_code=rec.desc.ecode or 0,
+                err_info=f"process {rec.desc.p_uid} has exited already",
+            )
         elif rec.desc.state == ObjectState.PENDING:
-            resp = GSProcessKillResponse(ref=req.tag, err=ProcessKillErr.PENDING,
-                                         err_info=f"process {rec.desc.p_uid} is still starting")
+            resp = GSProcessKillResponse(
+                ref=req.tag, err=ProcessKillErr.PENDING, err_info=f"process {rec.desc.p_uid} is still starting"
+            )
         else:
-            ls_resp: SHProcessKillResponse = await self.ls_call(SHProcessKill(
-                tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, t_p_uid=rec.desc.p_uid, sig=req.sig,
-                hide_stderr=req.hide_stderr))
+            ls_resp: SHProcessKillResponse = await self.ls_call(
+                SHProcessKill(
+                    tag=self.tag(),
+                    p_uid=GS_PUID,
+                    r_c_uid=GS_INPUT_CUID,
+                    t_p_uid=rec.desc.p_uid,
+                    sig=req.sig,
+                    hide_stderr=req.hide_stderr,
+                )
+            )
             if ls_resp.err == LSErr.SUCCESS:
                 resp = GSProcessKillResponse(ref=req.tag, err=ProcessKillErr.SUCCESS)
             elif rec.exited.is_set():  # it died while the kill was in flight
@@ -562,8 +742,9 @@ class GlobalServices:
     async def process_join(self, req: GSProcessJoin) -> None:
         rec = self._lookup_proc(req.t_p_uid, req.user_name)
         if rec is None:
-            resp = GSProcessJoinResponse(ref=req.tag, err=ProcessJoinErr.UNKNOWN,
-                                         err_info=self._unknown(req.t_p_uid, req.user_name))
+            resp = GSProcessJoinResponse(
+                ref=req.tag, err=ProcessJoinErr.UNKNOWN, err_info=self._unknown(req.t_p_uid, req.user_name)
+            )
         elif rec.desc.p_uid == req.p_uid:
             resp = GSProcessJoinResponse(ref=req.tag, err=ProcessJoinErr.SELF, err_info="a process cannot join itself")
         elif rec.desc.p_uid == GS_PUID:
@@ -574,8 +755,9 @@ class GlobalServices:
             if rec.exited.is_set():
                 resp = GSProcessJoinResponse(ref=req.tag, err=ProcessJoinErr.SUCCESS, exit_code=rec.desc.ecode or 0)
             else:
-                resp = GSProcessJoinResponse(ref=req.tag, err=ProcessJoinErr.TIMEOUT,
-                                             err_info=f"process {rec.desc.p_uid} still running")
+                resp = GSProcessJoinResponse(
+                    ref=req.tag, err=ProcessJoinErr.TIMEOUT, err_info=f"process {rec.desc.p_uid} still running"
+                )
         await self.reply(req.r_c_uid, resp)
 
     async def process_join_list(self, req: GSProcessJoinList) -> None:
@@ -605,8 +787,10 @@ class GlobalServices:
         status: dict[int | str, JoinStatus] = {}
         for key, target in targets.items():
             if target is None:
-                status[key] = JoinStatus(status=JoinListStatus.UNKNOWN, err_info=self._unknown(
-                    key if isinstance(key, int) else None, key if isinstance(key, str) else ""))
+                status[key] = JoinStatus(
+                    status=JoinListStatus.UNKNOWN,
+                    err_info=self._unknown(key if isinstance(key, int) else None, key if isinstance(key, str) else ""),
+                )
             elif target.desc.p_uid == req.p_uid:
                 status[key] = JoinStatus(status=JoinListStatus.SELF)
             elif target.desc.p_uid == GS_PUID:
@@ -629,30 +813,54 @@ class GlobalServices:
         if req.user_name in self.chan_names:
             existing = self.chans[self.chan_names[req.user_name]]
             if existing.desc.state != ObjectState.DEAD:
-                await self.reply(req.r_c_uid, GSChannelCreateResponse(
-                    ref=req.tag, err=ChannelCreateErr.ALREADY, desc=existing.desc,
-                    err_info=f"a channel named {req.user_name} exists already"))
+                await self.reply(
+                    req.r_c_uid,
+                    GSChannelCreateResponse(
+                        ref=req.tag,
+                        err=ChannelCreateErr.ALREADY,
+                        desc=existing.desc,
+                        err_info=f"a channel named {req.user_name} exists already",
+                    ),
+                )
                 return
         pool = self.pools.get(req.m_uid)
         if req.m_uid >= FIRST_GS_MUID and (pool is None or pool.desc.state != ObjectState.ACTIVE):
             # spec §4.3: the pool must be pre-defined (m_uid < 2**63) or a live one of GS's table
-            await self.reply(req.r_c_uid, GSChannelCreateResponse(
-                ref=req.tag, err=ChannelCreateErr.FAIL, err_info=f"no pool m_uid {req.m_uid} to create a channel in"))
+            await self.reply(
+                req.r_c_uid,
+                GSChannelCreateResponse(
+                    ref=req.tag, err=ChannelCreateErr.FAIL, err_info=f"no pool m_uid {req.m_uid} to create a channel in"
+                ),
+            )
             return
         c_uid = self.next_cuid
         self.next_cuid += 1
         name = req.user_name or default_channel_name(c_uid)
-        rec = ChanRecord(ChannelDescriptor(c_uid=c_uid, m_uid=req.m_uid, name=name, sdesc="", state=ObjectState.PENDING,
-                                           label=req.label, creator=req.p_uid), ref_count=req.options.ref_count)
+        rec = ChanRecord(
+            ChannelDescriptor(
+                c_uid=c_uid,
+                m_uid=req.m_uid,
+                name=name,
+                sdesc="",
+                state=ObjectState.PENDING,
+                label=req.label,
+                creator=req.p_uid,
+            ),
+            ref_count=req.options.ref_count,
+        )
         self.chans[c_uid] = rec
         self.chan_names[name] = c_uid
-        resp: SHChannelCreateResponse = await self.ls_call(SHChannelCreate(
-            tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, m_uid=req.m_uid, c_uid=c_uid, options=req.options))
+        resp: SHChannelCreateResponse = await self.ls_call(
+            SHChannelCreate(
+                tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, m_uid=req.m_uid, c_uid=c_uid, options=req.options
+            )
+        )
         if resp.err != LSErr.SUCCESS:
             del self.chans[c_uid]
             self.chan_names.pop(name, None)
-            await self.reply(req.r_c_uid, GSChannelCreateResponse(ref=req.tag, err=ChannelCreateErr.FAIL,
-                                                                  err_info=resp.err_info))
+            await self.reply(
+                req.r_c_uid, GSChannelCreateResponse(ref=req.tag, err=ChannelCreateErr.FAIL, err_info=resp.err_info)
+            )
             return
         rec.desc.sdesc = resp.desc
         rec.desc.state = ObjectState.ACTIVE
@@ -660,15 +868,16 @@ class GlobalServices:
         waiter = self.chan_name_waiters.pop(name, None)
         if waiter is not None:
             waiter.set()
-        await self.reply(req.r_c_uid, GSChannelCreateResponse(ref=req.tag, err=ChannelCreateErr.SUCCESS,
-                                                              desc=rec.desc))
+        await self.reply(req.r_c_uid, GSChannelCreateResponse(ref=req.tag, err=ChannelCreateErr.SUCCESS, desc=rec.desc))
 
     def channel_query(self, req: GSChannelQuery) -> GSChannelQueryResponse:
         rec = self._lookup_chan(req.c_uid, req.user_name)
         if rec is None:
-            return GSChannelQueryResponse(ref=req.tag, err=ChannelQueryErr.UNKNOWN,
-                                          err_info=f"no channel named {req.user_name}" if req.user_name
-                                          else f"no c_uid {req.c_uid}")
+            return GSChannelQueryResponse(
+                ref=req.tag,
+                err=ChannelQueryErr.UNKNOWN,
+                err_info=f"no channel named {req.user_name}" if req.user_name else f"no c_uid {req.c_uid}",
+            )
         if req.inc_refcnt and rec.ref_count and rec.desc.state == ObjectState.ACTIVE:
             rec.refs += 1
         return GSChannelQueryResponse(ref=req.tag, err=ChannelQueryErr.SUCCESS, desc=rec.desc)
@@ -677,19 +886,26 @@ class GlobalServices:
         rec = self._lookup_chan(req.c_uid, req.user_name)
         if rec is None or rec.desc.state == ObjectState.DEAD:
             what = f"channel {req.user_name or req.c_uid}"
-            resp = GSChannelDestroyResponse(ref=req.tag, err=ChannelDestroyErr.UNKNOWN,
-                                            err_info=f"{what} was destroyed already" if rec else f"no {what}")
+            resp = GSChannelDestroyResponse(
+                ref=req.tag,
+                err=ChannelDestroyErr.UNKNOWN,
+                err_info=f"{what} was destroyed already" if rec else f"no {what}",
+            )
         elif rec.desc.state == ObjectState.PENDING:
-            resp = GSChannelDestroyResponse(ref=req.tag, err=ChannelDestroyErr.BUSY,
-                                            err_info=f"channel {rec.desc.c_uid} is being created or destroyed")
+            resp = GSChannelDestroyResponse(
+                ref=req.tag,
+                err=ChannelDestroyErr.BUSY,
+                err_info=f"channel {rec.desc.c_uid} is being created or destroyed",
+            )
         elif req.dec_ref and rec.ref_count and rec.refs > 1:
             rec.refs -= 1
             resp = GSChannelDestroyResponse(ref=req.tag, err=ChannelDestroyErr.SUCCESS)
         else:
             rec.desc.state = ObjectState.PENDING
             self._forget_reply_box(rec.desc.c_uid)
-            ls_resp: SHChannelDestroyResponse = await self.ls_call(SHChannelDestroy(
-                tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, c_uid=rec.desc.c_uid))
+            ls_resp: SHChannelDestroyResponse = await self.ls_call(
+                SHChannelDestroy(tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, c_uid=rec.desc.c_uid)
+            )
             rec.desc.state = ObjectState.DEAD
             if ls_resp.err == LSErr.SUCCESS:
                 resp = GSChannelDestroyResponse(ref=req.tag, err=ChannelDestroyErr.SUCCESS)
@@ -705,17 +921,26 @@ class GlobalServices:
                 rec = self._lookup_chan(None, req.name)
                 state = None if rec is None else rec.desc.state
                 if rec is not None and state == ObjectState.ACTIVE:
-                    await self.reply(req.r_c_uid, GSChannelJoinResponse(ref=req.tag, err=ChannelJoinErr.SUCCESS,
-                                                                        desc=rec.desc))
+                    await self.reply(
+                        req.r_c_uid, GSChannelJoinResponse(ref=req.tag, err=ChannelJoinErr.SUCCESS, desc=rec.desc)
+                    )
                     return
                 if state == ObjectState.DEAD:
-                    await self.reply(req.r_c_uid, GSChannelJoinResponse(
-                        ref=req.tag, err=ChannelJoinErr.DEAD, err_info=f"channel {req.name} was destroyed"))
+                    await self.reply(
+                        req.r_c_uid,
+                        GSChannelJoinResponse(
+                            ref=req.tag, err=ChannelJoinErr.DEAD, err_info=f"channel {req.name} was destroyed"
+                        ),
+                    )
                     return
                 event = self.chan_name_waiters.setdefault(req.name, trio.Event())
                 await event.wait()
-        await self.reply(req.r_c_uid, GSChannelJoinResponse(ref=req.tag, err=ChannelJoinErr.TIMEOUT,
-                                                            err_info=f"no channel named {req.name} appeared"))
+        await self.reply(
+            req.r_c_uid,
+            GSChannelJoinResponse(
+                ref=req.tag, err=ChannelJoinErr.TIMEOUT, err_info=f"no channel named {req.name} appeared"
+            ),
+        )
 
     # ------------------------------------------------------------------ pools (§4.4)
 
@@ -729,9 +954,15 @@ class GlobalServices:
         if req.user_name in self.pool_names:
             existing = self.pools[self.pool_names[req.user_name]]
             if existing.desc.state != ObjectState.DEAD:
-                await self.reply(req.r_c_uid, GSPoolCreateResponse(
-                    ref=req.tag, err=PoolCreateErr.ALREADY, desc=existing.desc,
-                    err_info=f"a pool named {req.user_name} exists already"))
+                await self.reply(
+                    req.r_c_uid,
+                    GSPoolCreateResponse(
+                        ref=req.tag,
+                        err=PoolCreateErr.ALREADY,
+                        desc=existing.desc,
+                        err_info=f"a pool named {req.user_name} exists already",
+                    ),
+                )
                 return
         m_uid = self.next_muid
         self.next_muid += 1
@@ -739,13 +970,15 @@ class GlobalServices:
         rec = PoolRecord(PoolDescriptor(m_uid=m_uid, name=name, sdesc="", state=ObjectState.PENDING))
         self.pools[m_uid] = rec
         self.pool_names[name] = m_uid
-        resp: SHPoolCreateResponse = await self.ls_call(SHPoolCreate(
-            tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, size=req.size, m_uid=m_uid, name=name))
+        resp: SHPoolCreateResponse = await self.ls_call(
+            SHPoolCreate(tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, size=req.size, m_uid=m_uid, name=name)
+        )
         if resp.err != LSErr.SUCCESS:
             del self.pools[m_uid]
             self.pool_names.pop(name, None)
-            await self.reply(req.r_c_uid, GSPoolCreateResponse(ref=req.tag, err=PoolCreateErr.FAIL,
-                                                               err_info=resp.err_info))
+            await self.reply(
+                req.r_c_uid, GSPoolCreateResponse(ref=req.tag, err=PoolCreateErr.FAIL, err_info=resp.err_info)
+            )
             return
         rec.desc.sdesc = resp.desc
         rec.desc.state = ObjectState.ACTIVE
@@ -754,29 +987,38 @@ class GlobalServices:
     def pool_query(self, req: GSPoolQuery) -> GSPoolQueryResponse:
         rec = self._lookup_pool(req.m_uid, req.user_name)
         if rec is None:
-            return GSPoolQueryResponse(ref=req.tag, err=PoolQueryErr.UNKNOWN,
-                                       err_info=f"no pool named {req.user_name}" if req.user_name
-                                       else f"no m_uid {req.m_uid}")
+            return GSPoolQueryResponse(
+                ref=req.tag,
+                err=PoolQueryErr.UNKNOWN,
+                err_info=f"no pool named {req.user_name}" if req.user_name else f"no m_uid {req.m_uid}",
+            )
         return GSPoolQueryResponse(ref=req.tag, err=PoolQueryErr.SUCCESS, desc=rec.desc)
 
     async def pool_destroy(self, req: GSPoolDestroy) -> None:
         rec = self._lookup_pool(req.m_uid, req.user_name)
         if rec is None:
-            resp = GSPoolDestroyResponse(ref=req.tag, err=PoolDestroyErr.UNKNOWN,
-                                         err_info=f"no pool {req.user_name or req.m_uid}")
+            resp = GSPoolDestroyResponse(
+                ref=req.tag, err=PoolDestroyErr.UNKNOWN, err_info=f"no pool {req.user_name or req.m_uid}"
+            )
         elif rec.desc.state == ObjectState.DEAD:
-            resp = GSPoolDestroyResponse(ref=req.tag, err=PoolDestroyErr.GONE,
-                                         err_info=f"pool {rec.desc.m_uid} was destroyed already")
+            resp = GSPoolDestroyResponse(
+                ref=req.tag, err=PoolDestroyErr.GONE, err_info=f"pool {rec.desc.m_uid} was destroyed already"
+            )
         elif rec.desc.state == ObjectState.PENDING:
-            resp = GSPoolDestroyResponse(ref=req.tag, err=PoolDestroyErr.PENDING,
-                                         err_info=f"pool {rec.desc.m_uid} is being created or destroyed")
+            resp = GSPoolDestroyResponse(
+                ref=req.tag, err=PoolDestroyErr.PENDING, err_info=f"pool {rec.desc.m_uid} is being created or destroyed"
+            )
         else:
             rec.desc.state = ObjectState.PENDING
-            ls_resp: SHPoolDestroyResponse = await self.ls_call(SHPoolDestroy(
-                tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, m_uid=rec.desc.m_uid))
+            ls_resp: SHPoolDestroyResponse = await self.ls_call(
+                SHPoolDestroy(tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, m_uid=rec.desc.m_uid)
+            )
             rec.desc.state = ObjectState.DEAD
-            resp = (GSPoolDestroyResponse(ref=req.tag, err=PoolDestroyErr.SUCCESS) if ls_resp.err == LSErr.SUCCESS
-                    else GSPoolDestroyResponse(ref=req.tag, err=PoolDestroyErr.FAIL, err_info=ls_resp.err_info))
+            resp = (
+                GSPoolDestroyResponse(ref=req.tag, err=PoolDestroyErr.SUCCESS)
+                if ls_resp.err == LSErr.SUCCESS
+                else GSPoolDestroyResponse(ref=req.tag, err=PoolDestroyErr.FAIL, err_info=ls_resp.err_info)
+            )
         await self.reply(req.r_c_uid, resp)
 
     # ------------------------------------------------------------------ introspection (§8)

@@ -36,9 +36,28 @@ from dragon._pool_sizes import pool_sizes
 from dragon.errors import BringupError, DragonError, InputNotDelivered
 from dragon.ids import BE_CUID, LAUNCHER_PUID
 from dragon.messages import (
-    AbnormalTermination, BEHalted, BENodeIdxSH, BEPingSH, FdNum, GSHalted, GSHeadExit, GSIsUp,
-    GSTeardown, LAInbound, LAStdoutInbound, LSErr, Response, SHChannelsUp, SHFwdInput, SHFwdInputErr,
-    SHFwdOutput, SHProcessExit, SHHaltBE, SHHalted, SHPingBE, SHTeardown,
+    AbnormalTermination,
+    BEHalted,
+    BENodeIdxSH,
+    BEPingSH,
+    FdNum,
+    GSHalted,
+    GSHeadExit,
+    GSIsUp,
+    GSTeardown,
+    LAInbound,
+    LAStdoutInbound,
+    LSErr,
+    Response,
+    SHChannelsUp,
+    SHFwdInput,
+    SHFwdInputErr,
+    SHFwdOutput,
+    SHHaltBE,
+    SHHalted,
+    SHPingBE,
+    SHProcessExit,
+    SHTeardown,
 )
 from dragon.transport import ChannelCorrupted, ChannelDestroyed, TrioChannel, decode
 from dragon.transport._errors import clip
@@ -48,8 +67,15 @@ from dragon.transport._shm import entries, run_prefix, unlink_own
 from ._links import Inbox, Outbox, log_message
 from ._output import write_lines
 from ._process import (
-    ForkedChild, Waitable, become_subreaper, describe_exit, fork_service, group_members, signal_group,
-    stop_descendants, stop_group,
+    ForkedChild,
+    Waitable,
+    become_subreaper,
+    describe_exit,
+    fork_service,
+    group_members,
+    signal_group,
+    stop_descendants,
+    stop_group,
 )
 
 log = logging.getLogger(__name__)
@@ -96,7 +122,10 @@ async def exec_local_services(config: Any) -> LSStart:
     """Start Local Services as a fresh interpreter (for `dragon.serve` inside a running trio loop)."""
     proc = await trio.lowlevel.open_process(
         [sys.executable, "-m", "dragon.services.local_services", msgspec.json.encode(config).decode()],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
     assert proc.stdin is not None and proc.stdout is not None
     return LSStart(proc=proc, to_ls=proc.stdin, from_ls=proc.stdout, pgid=proc.pid)
 
@@ -140,9 +169,22 @@ class Launcher:
         self.to_ls: Outbox | None = None
         self.to_gs: Outbox | None = None
         self.ping: SHPingBE | None = None
-        self.events = {name: trio.Event() for name in (
-            "sh_ping_be", "channels_up", "gs_up", "gs_halted", "halt_be", "sh_halted", "ls_exited",
-            "ls_stdout_done", "head_exited", "broken", "la_channel_broken")}
+        self.events = {
+            name: trio.Event()
+            for name in (
+                "sh_ping_be",
+                "channels_up",
+                "gs_up",
+                "gs_halted",
+                "halt_be",
+                "sh_halted",
+                "ls_exited",
+                "ls_stdout_done",
+                "head_exited",
+                "broken",
+                "la_channel_broken",
+            )
+        }
         self.head_exit: GSHeadExit | None = None
         self.failure: str | None = None
         self.up = False
@@ -171,6 +213,7 @@ class Launcher:
         caller looks at the events afterwards (so no ExceptionGroup reaches an embedding program)."""
         with trio.move_on_after(timeout_s):
             async with trio.open_nursery() as race:
+
                 async def watch(name: str) -> None:
                     await self.events[name].wait()
                     race.cancel_scope.cancel()
@@ -319,7 +362,9 @@ class Launcher:
                 step = "waiting for GSIsUp from Global Services"
                 await self.wait_event("gs_up", "Global Services bringup")  # m6
         except trio.TooSlowError:
-            raise BringupError("launcher", step, self.failure or f"the runtime did not come up within {timeout_s} s") from None
+            raise BringupError(
+                "launcher", step, self.failure or f"the runtime did not come up within {timeout_s} s"
+            ) from None
         self.up = True
         if self.failure is not None:  # it broke just as it came up: `fail` kept quiet until now
             os.write(2, f"dragon: error: {self.failure}\n".encode())
@@ -342,6 +387,7 @@ class Launcher:
         try:
             await outbox.send(req)
             async with trio.open_nursery() as race:  # the answer, or the runtime's failure
+
                 async def answer() -> None:
                     nonlocal resp
                     resp = await recv.receive()
@@ -454,7 +500,7 @@ class RuntimeHandle:
             is closed, or it did not take the input in time (its stdin is closed then, spec §4.5).
           RuntimeBroken: the runtime failed.
         """
-        chunks = [data[i:i + INPUT_CHUNK] for i in range(0, len(data), INPUT_CHUNK)] or [b""]
+        chunks = [data[i : i + INPUT_CHUNK] for i in range(0, len(data), INPUT_CHUNK)] or [b""]
         for chunk in chunks:
             msg = SHFwdInput(p_uid=LAUNCHER_PUID, r_c_uid=BE_CUID, t_p_uid=p_uid, input=chunk, confirm=confirm)
             if not confirm:
@@ -483,10 +529,15 @@ class RuntimeHandle:
         signal_group(self.launcher.ls.pgid, signal.SIGINT)
 
 
-async def serve(*, run_id: str | None = None, bringup_timeout_s: float = DEFAULT_BRINGUP_TIMEOUT_S,
-                output: OutputSink = write_to_own_stdio, preforked: tuple[ForkedChild, int, int] | None = None,
-                before_teardown: Callable[[], None] | None = None,
-                task_status: trio.TaskStatus[RuntimeHandle] = trio.TASK_STATUS_IGNORED) -> None:
+async def serve(
+    *,
+    run_id: str | None = None,
+    bringup_timeout_s: float = DEFAULT_BRINGUP_TIMEOUT_S,
+    output: OutputSink = write_to_own_stdio,
+    preforked: tuple[ForkedChild, int, int] | None = None,
+    before_teardown: Callable[[], None] | None = None,
+    task_status: trio.TaskStatus[RuntimeHandle] = trio.TASK_STATUS_IGNORED,
+) -> None:
     """Bring a runtime up, report a `RuntimeHandle`, keep it until cancelled, then tear it down.
 
     `before_teardown` is called (in this task, blocking) before teardown begins, whether the runtime
@@ -507,17 +558,25 @@ async def serve(*, run_id: str | None = None, bringup_timeout_s: float = DEFAULT
         except OSError as exc:
             raise BringupError("launcher", "making the runtime directory", str(exc)) from None
         try:
-            ls = await exec_local_services(LSConfig(run_id=run_id, bringup_timeout_s=bringup_timeout_s,
-                                                    launcher_pid=os.getpid(), inf_seg_sz=sizes.inf_seg_sz,
-                                                    default_seg_sz=sizes.default_seg_sz, exits_follow_output=False))
+            ls = await exec_local_services(
+                LSConfig(
+                    run_id=run_id,
+                    bringup_timeout_s=bringup_timeout_s,
+                    launcher_pid=os.getpid(),
+                    inf_seg_sz=sizes.inf_seg_sz,
+                    default_seg_sz=sizes.default_seg_sz,
+                    exits_follow_output=False,
+                )
+            )
         except BaseException:
             _rundir.remove_run_dir(run_id)
             raise
     else:
         assert run_id is not None
         child, to_ls, from_ls = preforked
-        ls = LSStart(proc=child, to_ls=trio.lowlevel.FdStream(to_ls), from_ls=trio.lowlevel.FdStream(from_ls),
-                     pgid=child.pid)
+        ls = LSStart(
+            proc=child, to_ls=trio.lowlevel.FdStream(to_ls), from_ls=trio.lowlevel.FdStream(from_ls), pgid=child.pid
+        )
     la = Launcher(run_id, ls, output, owns_descendants=preforked is not None)
     async with trio.open_nursery() as nursery:
         la.start_helper(nursery, la.read_ls_stdout)

@@ -45,20 +45,57 @@ import trio
 from dragon import _faults, _log, _rundir, _runs
 from dragon.descriptors import DEVNULL, STDOUT, NodeDescriptor, StdioOption, fs_env, fs_str, shown
 from dragon.ids import (
-    BE_CUID, DEFAULT_POOL_MUID, DEFAULT_SEG_SZ, GS_INPUT_CUID, INF_POOL_MUID, INF_SEG_SZ,
-    SHEP_CUID, LaunchParameters,
+    BE_CUID,
+    DEFAULT_POOL_MUID,
+    DEFAULT_SEG_SZ,
+    GS_INPUT_CUID,
+    INF_POOL_MUID,
+    INF_SEG_SZ,
+    SHEP_CUID,
+    LaunchParameters,
 )
 from dragon.messages import (
-    AbnormalTermination, BEHalted, BENodeIdxSH, BEPingSH, FdNum, GSHalted, GSPingSH, LSErr, LSInbound, LSStdinInbound, SHChannelCreate, SHChannelCreateResponse, SHChannelDestroy,
-    SHChannelDestroyResponse, SHChannelsUp, SHDumpState, SHFwdInput, SHFwdInputErr, SHFwdOutput, SHHaltBE, SHHalted,
-    SHPingBE, SHPingGS, SHPoolCreate, SHPoolCreateResponse, SHPoolDestroy, SHPoolDestroyResponse,
-    ProcessUsage, SHProcessCreate, SHProcessCreateResponse, SHProcessExit, SHProcessKill,
-    SHProcessKillResponse, SHStatus, SHStatusResponse, SHTeardown,
+    AbnormalTermination,
+    BEHalted,
+    BENodeIdxSH,
+    BEPingSH,
+    FdNum,
+    GSHalted,
+    GSPingSH,
+    LSErr,
+    LSInbound,
+    LSStdinInbound,
+    ProcessUsage,
+    SHChannelCreate,
+    SHChannelCreateResponse,
+    SHChannelDestroy,
+    SHChannelDestroyResponse,
+    SHChannelsUp,
+    SHDumpState,
+    SHFwdInput,
+    SHFwdInputErr,
+    SHFwdOutput,
+    SHHaltBE,
+    SHHalted,
+    SHPingBE,
+    SHPingGS,
+    SHPoolCreate,
+    SHPoolCreateResponse,
+    SHPoolDestroy,
+    SHPoolDestroyResponse,
+    SHProcessCreate,
+    SHProcessCreateResponse,
+    SHProcessExit,
+    SHProcessKill,
+    SHProcessKillResponse,
+    SHStatus,
+    SHStatusResponse,
+    SHTeardown,
 )
 from dragon.transport import Channel, ChannelCorrupted, ChannelDestroyed, Pool, ProtocolError, TrioChannel, decode
+from dragon.transport._channel import segment_bytes
 from dragon.transport._errors import clip
 from dragon.transport._framing import FrameStream
-from dragon.transport._channel import segment_bytes
 from dragon.transport._pool import RESERVED_AT_CREATE
 from dragon.transport._shm import NoSharedMemory, entries, run_prefix, shm_space, unlink_own
 
@@ -67,11 +104,17 @@ from ._fast_start import ForkServer, ForkServerFailed, ServedChild
 from ._gs_monitor import GSMonitor
 from ._links import Inbox, Outbox, is_user_managed, log_message, reply_once
 from ._output import READ_SIZE, LineAssembler
-from ._stdin import Chunk, ForwardedStdin, InputRefused
 from ._process import (
-    ForkedChild, become_subreaper, fork_service, give_back_fd_limit, ignore_interrupts, raise_fd_limit,
-    stop_descendants, stop_process,
+    ForkedChild,
+    become_subreaper,
+    fork_service,
+    give_back_fd_limit,
+    ignore_interrupts,
+    raise_fd_limit,
+    stop_descendants,
+    stop_process,
 )
+from ._stdin import Chunk, ForwardedStdin, InputRefused
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +123,11 @@ BEHALTED_WAIT_S: Final = 10.0
 LS_DEADLINE_MARGIN_S: Final = 1.0  # LS's bringup deadline is the launcher's plus this: LA reports first
 LA_CHANNEL_CAPACITY: Final = 256
 LA_CHANNEL_BLOCK: Final = 8192
-INFRA_CHANNELS: Final = ((SHEP_CUID, 256, 4096), (BE_CUID, LA_CHANNEL_CAPACITY, LA_CHANNEL_BLOCK), (GS_INPUT_CUID, 256, 4096))
+INFRA_CHANNELS: Final = (
+    (SHEP_CUID, 256, 4096),
+    (BE_CUID, LA_CHANNEL_CAPACITY, LA_CHANNEL_BLOCK),
+    (GS_INPUT_CUID, 256, 4096),
+)
 """(c_uid, capacity, block size) of the LS, LA and GS channels (spec §2 A2)."""
 
 
@@ -172,8 +219,9 @@ def fork_global_services() -> GSStart:
 # ------------------------------------------------------------------------------------------ bringup
 
 
-async def bringup(config: LSConfig, la: FrameStream, to_gs_stdin: FrameStream, gs_pid: int,
-                  monitor: GSMonitor) -> Infra:
+async def bringup(
+    config: LSConfig, la: FrameStream, to_gs_stdin: FrameStream, gs_pid: int, monitor: GSMonitor
+) -> Infra:
     """Spec §2 A2-m5 (see the module docstring), under one cancel scope: its deadline is the bringup
     timeout (plus a margin, so that the launcher, which waits for the same steps with the same
     timeout, reports first when both give up), and a failure of GS cancels it at once.
@@ -207,49 +255,85 @@ async def bringup(config: LSConfig, la: FrameStream, to_gs_stdin: FrameStream, g
             made_pools.append(Pool.create(_rundir.entry_name(rid, f"m{INF_POOL_MUID}"), config.inf_seg_sz))
             made_pools.append(Pool.create(_rundir.entry_name(rid, f"m{DEFAULT_POOL_MUID}"), config.default_seg_sz))
             for c_uid, capacity, block in INFRA_CHANNELS:
-                made_chans.append(Channel.create(_rundir.entry_name(rid, f"c{c_uid}"), capacity=capacity,
-                                                 block_size=block))
+                made_chans.append(
+                    Channel.create(_rundir.entry_name(rid, f"c{c_uid}"), capacity=capacity, block_size=block)
+                )
             shep, be, gs_chan = made_chans
             params = LaunchParameters(
-                mode="single", gs_cd=gs_chan.descriptor, local_shep_cd=shep.descriptor,
-                local_be_cd=be.descriptor, default_pd=made_pools[1].descriptor, inf_pd=made_pools[0].descriptor,
-                default_seg_sz=config.default_seg_sz, inf_seg_sz=config.inf_seg_sz, run_id=rid)
+                mode="single",
+                gs_cd=gs_chan.descriptor,
+                local_shep_cd=shep.descriptor,
+                local_be_cd=be.descriptor,
+                default_pd=made_pools[1].descriptor,
+                inf_pd=made_pools[0].descriptor,
+                default_seg_sz=config.default_seg_sz,
+                inf_seg_sz=config.inf_seg_sz,
+                run_id=rid,
+            )
             step = "handing Global Services its launch parameters"
             await to_gs_stdin.send(msgspec.msgpack.encode(params))  # A4: GS attaches while LA does
             log_message("sent", "on GS stdin", params)
             step = "SHPingBE to the launcher"
-            ping = SHPingBE(shep_cd=shep.descriptor, be_cd=be.descriptor, gs_cd=gs_chan.descriptor,
-                            default_pd=params.default_pd, inf_pd=params.inf_pd)
+            ping = SHPingBE(
+                shep_cd=shep.descriptor,
+                be_cd=be.descriptor,
+                gs_cd=gs_chan.descriptor,
+                default_pd=params.default_pd,
+                inf_pd=params.inf_pd,
+            )
             await la.send(msgspec.msgpack.encode(ping))  # m1
             log_message("sent", "on LS stdout", ping)
             inbox: Inbox[LSInbound] = Inbox(TrioChannel(shep), LSInbound, "LS channel")
-            node = NodeDescriptor(host_name=socket.gethostname(), num_cpus=os.cpu_count() or 1,
-                                  physical_mem_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-                                  shep_cd=shep.descriptor)
+            node = NodeDescriptor(
+                host_name=socket.gethostname(),
+                num_cpus=os.cpu_count() or 1,
+                physical_mem_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+                shep_cd=shep.descriptor,
+            )
             to_la, to_gs = Outbox(TrioChannel(be), "LA channel"), Outbox(TrioChannel(gs_chan), "GS channel")
             waiting = {BEPingSH: "BEPingSH from the launcher", GSPingSH: "GSPingSH from Global Services"}
             while waiting:  # m2 and m4, in whichever order they come
                 step = " and ".join(waiting.values())
                 msg = await inbox.receive()
                 if type(msg) not in waiting:
-                    raise ProtocolError(f"expected {' or '.join(t.__name__ for t in waiting)} on the LS "
-                                        f"channel, got {type(msg).__name__}")
+                    raise ProtocolError(
+                        f"expected {' or '.join(t.__name__ for t in waiting)} on the LS "
+                        f"channel, got {type(msg).__name__}"
+                    )
                 del waiting[type(msg)]
                 if isinstance(msg, BEPingSH):
                     step = "SHChannelsUp to the launcher"
                     await to_la.send(SHChannelsUp(node_desc=node, gs_cd=gs_chan.descriptor))  # m3
             # runtime.json first: once SHPingGS is sent GS says GSIsUp, and whoever then holds the
             # runtime (the command, a `dragon.serve` caller, `dragon status`) may look for the file.
-            _rundir.write_info(_rundir.RunInfo(
-                run_id=rid, launcher_pid=config.launcher_pid or os.getppid(), ls_pid=os.getpid(),
-                gs_pid=gs_pid, pgid=os.getpgid(0), gs_cd=gs_chan.descriptor, la_cd=be.descriptor,
-                shep_cd=shep.descriptor, started=time.time(), log_file=os.environ.get("DRAGON_LOG_FILE", ""),
-                inf_pd=params.inf_pd, default_pd=params.default_pd))
+            _rundir.write_info(
+                _rundir.RunInfo(
+                    run_id=rid,
+                    launcher_pid=config.launcher_pid or os.getppid(),
+                    ls_pid=os.getpid(),
+                    gs_pid=gs_pid,
+                    pgid=os.getpgid(0),
+                    gs_cd=gs_chan.descriptor,
+                    la_cd=be.descriptor,
+                    shep_cd=shep.descriptor,
+                    started=time.time(),
+                    log_file=os.environ.get("DRAGON_LOG_FILE", ""),
+                    inf_pd=params.inf_pd,
+                    default_pd=params.default_pd,
+                )
+            )
             step = "SHPingGS to Global Services"
             await to_gs.send(SHPingGS(node_sdesc=node))  # m5
             if not failure:  # GS may fail while a step finishes (after its last checkpoint): not lost
-                return Infra(pools=made_pools, channels=made_chans, inbox=inbox, to_la=to_la, to_gs=to_gs,
-                             params=params, node=node)
+                return Infra(
+                    pools=made_pools,
+                    channels=made_chans,
+                    inbox=inbox,
+                    to_la=to_la,
+                    to_gs=to_gs,
+                    params=params,
+                    node=node,
+                )
         if failure:
             raise BringupFailed(failure[0])
         raise BringupFailed(f"bringup did not finish within {config.bringup_timeout_s} s (at: {step})")
@@ -289,8 +373,15 @@ class ManagedProcess:
 class LocalServices:
     """The state of the trio main loop of LS (after its bringup)."""
 
-    def __init__(self, config: LSConfig, infra: Infra, monitor: GSMonitor, la: FrameStream,
-                 nursery: trio.Nursery, forkserver: ForkServer) -> None:
+    def __init__(
+        self,
+        config: LSConfig,
+        infra: Infra,
+        monitor: GSMonitor,
+        la: FrameStream,
+        nursery: trio.Nursery,
+        forkserver: ForkServer,
+    ) -> None:
         self.config = config
         self.infra = infra
         self.monitor = monitor
@@ -313,6 +404,7 @@ class LocalServices:
         """The main loop, then teardown (spec §3.1 a6-m8). 0, or 1 if the launcher went away."""
         self.nursery.start_soon(self.watch_stdin)
         async with trio.open_nursery() as loop:
+
             async def until_teardown() -> None:
                 await self.dispatch()
                 loop.cancel_scope.cancel()
@@ -422,21 +514,30 @@ class LocalServices:
 
     # ---------------------------------------------------------------- processes
 
-    async def run_process(self, req: SHProcessCreate, *,
-                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run_process(
+        self, req: SHProcessCreate, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Spawn one managed process, answer SHProcessCreate, forward its output, report its exit."""
         if req.t_p_uid in self.procs:
             task_status.started()
-            await self.reply(req.r_c_uid, SHProcessCreateResponse(
-                ref=req.tag, err=LSErr.FAIL, err_info=f"p_uid {req.t_p_uid} is already running"))
+            await self.reply(
+                req.r_c_uid,
+                SHProcessCreateResponse(
+                    ref=req.tag, err=LSErr.FAIL, err_info=f"p_uid {req.t_p_uid} is already running"
+                ),
+            )
             return
         gs_ret = None
         if req.gs_ret_chan_msg is not None:
             gs_ret = self.create_channel(req.gs_ret_chan_msg)
             if gs_ret.err != LSErr.SUCCESS:
                 task_status.started()
-                await self.reply(req.r_c_uid, SHProcessCreateResponse(
-                    ref=req.tag, err=LSErr.FAIL, err_info=gs_ret.err_info, gs_ret_chan_resp=gs_ret))
+                await self.reply(
+                    req.r_c_uid,
+                    SHProcessCreateResponse(
+                        ref=req.tag, err=LSErr.FAIL, err_info=gs_ret.err_info, gs_ret_chan_resp=gs_ret
+                    ),
+                )
                 return
         pipe_resps: dict[str, SHChannelCreateResponse] = {}
         for stream, pipe_msg in (("stdin", req.stdin_msg), ("stdout", req.stdout_msg), ("stderr", req.stderr_msg)):
@@ -445,10 +546,18 @@ class LocalServices:
         failed = [r for r in pipe_resps.values() if r.err != LSErr.SUCCESS]
         if failed:
             task_status.started()
-            await self.reply(req.r_c_uid, SHProcessCreateResponse(
-                ref=req.tag, err=LSErr.FAIL, err_info=failed[0].err_info, gs_ret_chan_resp=gs_ret,
-                stdin_resp=pipe_resps.get("stdin"), stdout_resp=pipe_resps.get("stdout"),
-                stderr_resp=pipe_resps.get("stderr")))
+            await self.reply(
+                req.r_c_uid,
+                SHProcessCreateResponse(
+                    ref=req.tag,
+                    err=LSErr.FAIL,
+                    err_info=failed[0].err_info,
+                    gs_ret_chan_resp=gs_ret,
+                    stdin_resp=pipe_resps.get("stdin"),
+                    stdout_resp=pipe_resps.get("stdout"),
+                    stderr_resp=pipe_resps.get("stderr"),
+                ),
+            )
             return
         # What the OS takes as Python holds it (undecodable bytes as surrogates: os_text).
         argv = [fs_str(a) for a in (req.exe, *req.args)]
@@ -456,9 +565,12 @@ class LocalServices:
         env = dict(os.environ)
         env.update(fs_env(req.env, req.env_raw))
         params = msgspec.structs.replace(
-            self.infra.params, my_puid=req.t_p_uid, gs_ret_cd=gs_ret.desc if gs_ret else "",
+            self.infra.params,
+            my_puid=req.t_p_uid,
+            gs_ret_cd=gs_ret.desc if gs_ret else "",
             gs_ret_cuid=req.gs_ret_chan_msg.c_uid if gs_ret and req.gs_ret_chan_msg else 0,
-            parent_puid=int(env.get("DRAGON_PARENT_PUID", "0") or 0))
+            parent_puid=int(env.get("DRAGON_PARENT_PUID", "0") or 0),
+        )
         env.update(params.to_env())
         proc: trio.Process | ServedChild | None = None
         try:
@@ -469,21 +581,36 @@ class LocalServices:
                 stdio = [_stdin_option(req.stdin), _out_option(req.stdout), _out_option(req.stderr, is_stderr=True)]
                 try:
                     proc = await trio.lowlevel.open_process(
-                        argv, cwd=rundir or None, env=env, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
-                        user=req.user, group=req.group, umask=req.umask)
+                        argv,
+                        cwd=rundir or None,
+                        env=env,
+                        stdin=stdio[0],
+                        stdout=stdio[1],
+                        stderr=stdio[2],
+                        user=req.user,
+                        group=req.group,
+                        umask=req.umask,
+                    )
                 finally:
                     for fd in stdio:
                         if fd >= 0:  # a file opened for a stdio option: the child has its own copy now
                             os.close(fd)
         except (OSError, subprocess.SubprocessError) as exc:
             task_status.started()
-            await self.reply(req.r_c_uid, SHProcessCreateResponse(
-                ref=req.tag, err=LSErr.FAIL, err_info=f"cannot start {shown(argv[0])}: {os_error_text(exc)}",
-                gs_ret_chan_resp=gs_ret))
+            await self.reply(
+                req.r_c_uid,
+                SHProcessCreateResponse(
+                    ref=req.tag,
+                    err=LSErr.FAIL,
+                    err_info=f"cannot start {shown(argv[0])}: {os_error_text(exc)}",
+                    gs_ret_chan_resp=gs_ret,
+                ),
+            )
             return
         give_back_fd_limit(proc.pid)
-        mp = ManagedProcess(p_uid=req.t_p_uid, create_tag=req.tag, proc=proc,
-                            pipes={stream: r.desc for stream, r in pipe_resps.items()})
+        mp = ManagedProcess(
+            p_uid=req.t_p_uid, create_tag=req.tag, proc=proc, pipes={stream: r.desc for stream, r in pipe_resps.items()}
+        )
         self.procs[req.t_p_uid] = mp
         log.info("process started p_uid=%d pid=%d argv=%s", req.t_p_uid, proc.pid, argv)
         if argv[0] == sys.executable:  # a Python program, usually the head: ready the fork server for its children
@@ -499,10 +626,18 @@ class LocalServices:
                         mp.stdin.put(req.initial_stdin)
                     nursery.start_soon(mp.stdin.feed)
                 nursery.start_soon(self._forward_all_output, mp)
-                await self.reply(req.r_c_uid, SHProcessCreateResponse(
-                    ref=req.tag, err=LSErr.SUCCESS, pid=proc.pid, gs_ret_chan_resp=gs_ret,
-                    stdin_resp=pipe_resps.get("stdin"), stdout_resp=pipe_resps.get("stdout"),
-                    stderr_resp=pipe_resps.get("stderr")))
+                await self.reply(
+                    req.r_c_uid,
+                    SHProcessCreateResponse(
+                        ref=req.tag,
+                        err=LSErr.SUCCESS,
+                        pid=proc.pid,
+                        gs_ret_chan_resp=gs_ret,
+                        stdin_resp=pipe_resps.get("stdin"),
+                        stdout_resp=pipe_resps.get("stdout"),
+                        stderr_resp=pipe_resps.get("stderr"),
+                    ),
+                )
                 code = await proc.wait()
                 mp.exited.set()
                 with trio.move_on_after(DRAIN_AFTER_EXIT_S):
@@ -522,8 +657,9 @@ class LocalServices:
             with trio.CancelScope(shield=True):
                 await stop_process(proc)
 
-    async def _start_served(self, req: SHProcessCreate, argv: list[str], env: dict[str, str],
-                            rundir: str) -> ServedChild | None:
+    async def _start_served(
+        self, req: SHProcessCreate, argv: list[str], env: dict[str, str], rundir: str
+    ) -> ServedChild | None:
         """Start a start-method child from the fork server; None if it could not (exec it then)."""
         child_fds, ours = _stdio_fds(req)
         try:
@@ -628,21 +764,25 @@ class LocalServices:
         except InputRefused as exc:
             log.warning("SHFwdInput for p_uid=%d dropped: %s", msg.t_p_uid, exc)
             if msg.confirm:
-                self.nursery.start_soon(self.reply, msg.r_c_uid, SHFwdInputErr(
-                    ref=msg.tag, err=LSErr.FAIL, err_info=str(exc)))
+                self.nursery.start_soon(
+                    self.reply, msg.r_c_uid, SHFwdInputErr(ref=msg.tag, err=LSErr.FAIL, err_info=str(exc))
+                )
             return
         if msg.confirm:
             self.nursery.start_soon(self._confirm_input, msg, mp.stdin, chunk)
 
     async def _confirm_input(self, msg: SHFwdInput, stdin: ForwardedStdin, chunk: Chunk) -> None:
         problem = await stdin.confirmed(chunk)
-        await self.reply(msg.r_c_uid, SHFwdInputErr(ref=msg.tag, err=LSErr.FAIL if problem else LSErr.SUCCESS,
-                                                     err_info=problem))
+        await self.reply(
+            msg.r_c_uid, SHFwdInputErr(ref=msg.tag, err=LSErr.FAIL if problem else LSErr.SUCCESS, err_info=problem)
+        )
 
     def kill(self, msg: SHProcessKill) -> SHProcessKillResponse:
         mp = self.procs.get(msg.t_p_uid)
         if mp is None or mp.exited.is_set():
-            return SHProcessKillResponse(ref=msg.tag, err=LSErr.FAIL, err_info=f"no running process p_uid {msg.t_p_uid}")
+            return SHProcessKillResponse(
+                ref=msg.tag, err=LSErr.FAIL, err_info=f"no running process p_uid {msg.t_p_uid}"
+            )
         mp.hide_stderr = mp.hide_stderr or msg.hide_stderr
         try:
             mp.proc.send_signal(msg.sig)
@@ -657,12 +797,16 @@ class LocalServices:
             return SHChannelCreateResponse(ref=msg.tag, err=LSErr.FAIL, err_info=f"c_uid {msg.c_uid} is in use")
         opts = msg.options.local_opts
         try:
-            chan = Channel.create(_rundir.entry_name(self.config.run_id, f"c{msg.c_uid}"),
-                                  capacity=opts.capacity or 100, block_size=opts.block_size or 1024,
-                                  packed=opts.packed)
+            chan = Channel.create(
+                _rundir.entry_name(self.config.run_id, f"c{msg.c_uid}"),
+                capacity=opts.capacity or 100,
+                block_size=opts.block_size or 1024,
+                packed=opts.packed,
+            )
         except (OSError, ValueError) as exc:
-            return SHChannelCreateResponse(ref=msg.tag, err=LSErr.FAIL,
-                                           err_info=f"cannot create channel: {os_error_text(exc)}")
+            return SHChannelCreateResponse(
+                ref=msg.tag, err=LSErr.FAIL, err_info=f"cannot create channel: {os_error_text(exc)}"
+            )
         chan.close()  # LS keeps no handle (no fds) on the channels it owns: it attaches to destroy one
         self.channels[msg.c_uid] = chan.descriptor
         return SHChannelCreateResponse(ref=msg.tag, err=LSErr.SUCCESS, desc=chan.descriptor)
@@ -680,7 +824,9 @@ class LocalServices:
         try:
             pool = Pool.create(_rundir.entry_name(self.config.run_id, f"m{msg.m_uid}"), msg.size)
         except (OSError, ValueError) as exc:
-            return SHPoolCreateResponse(ref=msg.tag, err=LSErr.FAIL, err_info=f"cannot create pool: {os_error_text(exc)}")
+            return SHPoolCreateResponse(
+                ref=msg.tag, err=LSErr.FAIL, err_info=f"cannot create pool: {os_error_text(exc)}"
+            )
         self.pools[msg.m_uid] = pool
         return SHPoolCreateResponse(ref=msg.tag, err=LSErr.SUCCESS, desc=pool.descriptor)
 
@@ -697,11 +843,19 @@ class LocalServices:
         btime = _runs.boot_time()
         for p_uid, mp in sorted(self.procs.items()):
             proc = _runs.read_proc(mp.proc.pid, btime=btime)
-            usage.append(ProcessUsage(p_uid=p_uid, pid=mp.proc.pid) if proc is None else ProcessUsage(
-                p_uid=p_uid, pid=mp.proc.pid, os_state=proc.state, cpu_s=proc.cpu_s, rss_bytes=proc.rss_bytes,
-                command=proc.cmdline))
-        return SHStatusResponse(ref=req.tag, err=LSErr.SUCCESS, pid=os.getpid(), started=self.started,
-                                processes=usage)
+            usage.append(
+                ProcessUsage(p_uid=p_uid, pid=mp.proc.pid)
+                if proc is None
+                else ProcessUsage(
+                    p_uid=p_uid,
+                    pid=mp.proc.pid,
+                    os_state=proc.state,
+                    cpu_s=proc.cpu_s,
+                    rss_bytes=proc.rss_bytes,
+                    command=proc.cmdline,
+                )
+            )
+        return SHStatusResponse(ref=req.tag, err=LSErr.SUCCESS, pid=os.getpid(), started=self.started, processes=usage)
 
     def dump_state(self, filename: str | None) -> None:
         lines = ["Procs"] + [f"  {p}:{mp.proc.pid}" for p, mp in self.procs.items()]
@@ -719,8 +873,9 @@ class LocalServices:
         self.tearing_down = True
         with trio.CancelScope(shield=True):
             if self.procs:
-                log.warning("ending processes still running at teardown: %s",
-                            {p: mp.proc.pid for p, mp in self.procs.items()})
+                log.warning(
+                    "ending processes still running at teardown: %s", {p: mp.proc.pid for p, mp in self.procs.items()}
+                )
             async with trio.open_nursery() as nursery:
                 for mp in list(self.procs.values()):
                     nursery.start_soon(stop_process, mp.proc)
@@ -761,8 +916,10 @@ def os_error_text(exc: Exception) -> str:
     """What went wrong, said so that the user knows what to do when LS has no file descriptors left."""
     if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        return (f"Local Services has no file descriptors left (its limit is {soft}): end some processes, or "
-                "raise the limit (ulimit -n) before starting dragon")
+        return (
+            f"Local Services has no file descriptors left (its limit is {soft}): end some processes, or "
+            "raise the limit (ulimit -n) before starting dragon"
+        )
     return str(exc)
 
 
@@ -781,8 +938,12 @@ async def serve(config: LSConfig, gs: GSStart | str) -> int:
         async with trio.open_nursery() as nursery:
             forkserver = ForkServer(nursery)
             if config.fork_server:  # booted while the runtime comes up, for the program's first start
-                forkserver.prestart(config.fork_server[0], {**os.environ, **config.fork_server_env},
-                                    flags=config.fork_server[1:], delay_s=0.0)
+                forkserver.prestart(
+                    config.fork_server[0],
+                    {**os.environ, **config.fork_server_env},
+                    flags=config.fork_server[1:],
+                    delay_s=0.0,
+                )
             try:
                 if isinstance(gs, str):
                     raise BringupFailed(gs)

@@ -84,8 +84,9 @@ def no_leaks() -> Iterator[None]:
     deadline = time.monotonic() + LEAK_GRACE_S
     while True:  # bounded poll: processes of a finished teardown may need a moment to be reaped
         procs_new = _reap_zombies({p: d for p, d in _children().items() if p not in procs_before})
-        shm_new, dirs_new = _not_live(sorted(set(entries(user_prefix())) - shm_before),
-                                      sorted(_run_dirs() - dirs_before))
+        shm_new, dirs_new = _not_live(
+            sorted(set(entries(user_prefix())) - shm_before), sorted(_run_dirs() - dirs_before)
+        )
         if (not shm_new and not procs_new and not dirs_new) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -96,8 +97,9 @@ def no_leaks() -> Iterator[None]:
         except (ProcessLookupError, ChildProcessError):
             pass
     if procs_new:  # our leftover runtime is dead now: its entries count as ours
-        shm_new, dirs_new = _not_live(sorted(set(entries(user_prefix())) - shm_before),
-                                      sorted(_run_dirs() - dirs_before))
+        shm_new, dirs_new = _not_live(
+            sorted(set(entries(user_prefix())) - shm_before), sorted(_run_dirs() - dirs_before)
+        )
     for name in shm_new:
         try:
             os.unlink(os.path.join(SHM_DIR, name))

@@ -17,5 +17,4 @@ def forked_children(pid: int) -> list[int]:
     parent = _runs.read_proc(pid)
     if parent is None:
         return []
-    return [p.pid for p in _runs.all_processes()
-            if p.ppid == pid and p.running and p.cmdline == parent.cmdline]
+    return [p.pid for p in _runs.all_processes() if p.ppid == pid and p.running and p.cmdline == parent.cmdline]

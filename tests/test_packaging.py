@@ -77,8 +77,10 @@ def test_wheel_installs_services_and_transport_inside_dragon(tmp_path: Path) -> 
     # The .pth file (setup.py): "dragon" is a start method of an interpreter that never imported
     # dragon, and start-up imports neither dragon nor multiprocessing.
     assert "dragon-start-method.pth" in names
-    code = ("import sys; light = not {'dragon', 'multiprocessing'} & set(sys.modules)\n"
-            "import multiprocessing as mp; ctx = mp.get_context('dragon')\n"
-            "print(light, sys.modules['dragon'].__file__)")
+    code = (
+        "import sys; light = not {'dragon', 'multiprocessing'} & set(sys.modules)\n"
+        "import multiprocessing as mp; ctx = mp.get_context('dragon')\n"
+        "print(light, sys.modules['dragon'].__file__)"
+    )
     light, imported = run([bindir / "python", "-c", code], cwd=tmp_path, env=env).stdout.split()
     assert light == "True" and Path(imported).is_relative_to(venv), imported

@@ -38,8 +38,12 @@ def percentile(values: Sequence[float], pct: float) -> float:
 
 def summary(values: Sequence[float]) -> dict[str, Any]:
     """{"median", "min", "max", "reps": [...]} of per-repetition results."""
-    return {"median": median(values), "min": min(values) if values else math.nan,
-            "max": max(values) if values else math.nan, "reps": list(values)}
+    return {
+        "median": median(values),
+        "min": min(values) if values else math.nan,
+        "max": max(values) if values else math.nan,
+        "reps": list(values),
+    }
 
 
 def fmt(x: float, digits: int = 0) -> str:
@@ -50,23 +54,31 @@ def fmt(x: float, digits: int = 0) -> str:
 
 
 def fmt_range(s: dict[str, Any], digits: int = 0) -> str:
-    """"median (min–max)" of a `summary`."""
+    """ "median (min–max)" of a `summary`."""
     return f"{fmt(s['median'], digits)} ({fmt(s['min'], digits)}–{fmt(s['max'], digits)})"
 
 
 def md_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     """A GitHub-flavoured Markdown table; numbers (int/float) are right-aligned."""
     body = [[str(c) for c in row] for row in rows]
-    numeric = [all(isinstance(r[i], (int, float)) or _looks_numeric(str(r[i])) for r in body) and body != []
-               for i in range(len(headers))]
+    numeric = [
+        all(isinstance(r[i], (int, float)) or _looks_numeric(str(r[i])) for r in body) and body != []
+        for i in range(len(headers))
+    ]
     widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(headers)]
 
     def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.rjust(w) if num else c.ljust(w)
-                                 for c, w, num in zip(cells, widths, numeric)) + " |"
+        return (
+            "| "
+            + " | ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric, strict=False))
+            + " |"
+        )
 
-    sep = "|" + "|".join(("-" * (w + 1) + ":") if num else ("-" * (w + 2))
-                         for w, num in zip(widths, numeric)) + "|"
+    sep = (
+        "|"
+        + "|".join(("-" * (w + 1) + ":") if num else ("-" * (w + 2)) for w, num in zip(widths, numeric, strict=False))
+        + "|"
+    )
     return "\n".join([line(list(headers)), sep, *(line(r) for r in body)])
 
 
@@ -85,9 +97,14 @@ def machine_info() -> dict[str, Any]:
         load: list[float] = list(os.getloadavg())
     except OSError:
         load = []
-    return {"python": sys.version.split()[0], "implementation": platform.python_implementation(),
-            "kernel": platform.release(), "machine": platform.machine(), "cpus": os.cpu_count(),
-            "loadavg": [round(x, 2) for x in load]}
+    return {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "loadavg": [round(x, 2) for x in load],
+    }
 
 
 def json_line(obj: Any) -> str:

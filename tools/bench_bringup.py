@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import os
 import re
 import shutil
@@ -72,17 +73,20 @@ LOG_PHASES: Final[list[tuple[str, str, str, str]]] = [
     ("ls_up", "Local Services up (SHPingBE received by LA)", "LA", "received SHPingBE"),
     ("channels_up", "channels up (SHChannelsUp received by LA)", "LA", "received SHChannelsUp"),
     ("gs_up", "Global Services up (GSIsUp received by LA)", "LA", "received GSIsUp"),
-    ("head_started", "head started (GSProcessCreateResponse received by LA)", "LA",
-     "received GSProcessCreateResponse"),
+    ("head_started", "head started (GSProcessCreateResponse received by LA)", "LA", "received GSProcessCreateResponse"),
     ("head_exit", "head exit (GSHeadExit received by LA)", "LA", "received GSHeadExit"),
     ("ls_halted", "Local Services halted (SHHalted received by LA)", "LA", "received SHHalted"),
 ]
 PHASE_KEYS: Final = ["start", *(k for k, *_ in LOG_PHASES), "launcher_exit"]
-PHASE_LABELS: Final = {"start": "t0: spawn of the launcher", "launcher_exit": "launcher exit (process end)",
-                       **{k: label for k, label, *_ in LOG_PHASES}}
+PHASE_LABELS: Final = {
+    "start": "t0: spawn of the launcher",
+    "launcher_exit": "launcher exit (process end)",
+    **{k: label for k, label, *_ in LOG_PHASES},
+}
 
 
 # ============================================================================ running commands
+
 
 @dataclass
 class Run:
@@ -102,8 +106,9 @@ def run_once(cmd: list[str], cwd: str, env: dict[str, str]) -> Run:
     """Spawn `cmd`, wait for it; wall time from just before the spawn to the end of the wait."""
     t0 = time.time()
     p0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -119,6 +124,7 @@ def run_once(cmd: list[str], cwd: str, env: dict[str, str]) -> Run:
 
 
 # ============================================================================ reading the log
+
 
 def log_time_to_epoch(hh: int, mm: int, ss: int, ms: int, t0: float) -> float:
     """A log time (local wall clock, ms truncated) as Unix time, on the day of t0 (midpoint of the ms)."""
@@ -241,9 +247,16 @@ def settle_and_classify(candidates: set[str], our_ids: set[str]) -> dict[str, li
 
 # ============================================================================ statistics
 
+
 def stats(values: list[float]) -> dict[str, Any]:
-    return {"median": median(values), "p90": percentile(values, 90), "min": min(values, default=float("nan")),
-            "max": max(values, default=float("nan")), "n": len(values), "reps": [round(v, 6) for v in values]}
+    return {
+        "median": median(values),
+        "p90": percentile(values, 90),
+        "min": min(values, default=float("nan")),
+        "max": max(values, default=float("nan")),
+        "n": len(values),
+        "reps": [round(v, 6) for v in values],
+    }
 
 
 def ms(x: float) -> str:
@@ -251,6 +264,7 @@ def ms(x: float) -> str:
 
 
 # ============================================================================ main
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Benchmark `dragon hello.py` against `python hello.py`.")
@@ -277,7 +291,6 @@ def main(argv: list[str] | None = None) -> int:
     def say(text: str) -> None:
         if not opts.json_only:
             print(text, file=sys.stderr, flush=True)
-
 
     work = Path(tempfile.mkdtemp(prefix="bench_bringup."))
     logs = Path(tempfile.mkdtemp(prefix="bench_bringup_logs."))
@@ -333,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         order = [*cases, "dragon_logged", *extra]
         for i in range(opts.runs):
             say(f"[bench] round {i + 1}/{opts.runs}")
-            for name in (order if i % 2 == 0 else order[::-1]):
+            for name in order if i % 2 == 0 else order[::-1]:
                 if name == "dragon_logged":
                     cmd, log_path = logged_command()
                 elif name in extra:
@@ -376,8 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     passed = dragon_med < TARGET_S
     complete = [ph for ph in phases if not ph.missing]
     phase_at = {k: stats([ph.at[k] for ph in complete]) for k in PHASE_KEYS}
-    steps = {f"{a}->{b}": stats([ph.at[b] - ph.at[a] for ph in complete])
-             for a, b in zip(PHASE_KEYS, PHASE_KEYS[1:])}
+    steps = {f"{a}->{b}": stats([ph.at[b] - ph.at[a] for ph in complete]) for a, b in itertools.pairwise(PHASE_KEYS)}
     teardown = stats([ph.at["launcher_exit"] - ph.at["head_exit"] for ph in complete])
     bringup = stats([ph.at["gs_up"] for ph in complete])
     logging_cost = wall["dragon_logged"]["median"] - dragon_med
@@ -396,16 +408,26 @@ def main(argv: list[str] | None = None) -> int:
         "dragon_minus_python_s": dragon_med - py_med,
         "logging_cost_s": logging_cost,
         "import_dragon_cli_cost_s": import_cost,
-        "target": {"dragon_median_below_s": TARGET_S, "pass": passed,
-                   "reference_dragon_s_approx": REFERENCE_NOTE_S},
-        "phases_s": {"runs_parsed": len(complete), "at": phase_at, "steps": steps, "teardown": teardown,
-                     "bringup_to_gs_up": bringup,
-                     "incomplete": [ph.missing for ph in phases if ph.missing]},
+        "target": {"dragon_median_below_s": TARGET_S, "pass": passed, "reference_dragon_s_approx": REFERENCE_NOTE_S},
+        "phases_s": {
+            "runs_parsed": len(complete),
+            "at": phase_at,
+            "steps": steps,
+            "teardown": teardown,
+            "bringup_to_gs_up": bringup,
+            "incomplete": [ph.missing for ph in phases if ph.missing],
+        },
         "reference": reference,
         "failures": failures,
-        "leftovers": {"shm": shm_left, "shm_ours": shm["ours"], "shm_unattributed": shm["unattributed"],
-                      "shm_of_other_runtimes": shm["foreign"], "run_dirs": dirs_left,
-                      "processes": procs_left, "files": stray_files},
+        "leftovers": {
+            "shm": shm_left,
+            "shm_ours": shm["ours"],
+            "shm_unattributed": shm["unattributed"],
+            "shm_of_other_runtimes": shm["foreign"],
+            "run_dirs": dirs_left,
+            "processes": procs_left,
+            "files": stray_files,
+        },
     }
 
     if not opts.json_only:
@@ -414,51 +436,93 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failures or shm_left or dirs_left or procs_left or stray_files else 0
 
 
-def print_tables(doc: dict[str, Any], wall: dict[str, dict[str, Any]], ratio: Any,
-                 phase_at: dict[str, dict[str, Any]], steps: dict[str, dict[str, Any]],
-                 teardown: dict[str, Any], cases: dict[str, list[str]]) -> None:
+def print_tables(
+    doc: dict[str, Any],
+    wall: dict[str, dict[str, Any]],
+    ratio: Any,
+    phase_at: dict[str, dict[str, Any]],
+    steps: dict[str, dict[str, Any]],
+    teardown: dict[str, Any],
+    cases: dict[str, list[str]],
+) -> None:
     m = doc["machine"]
-    print(f"## `dragon hello.py` start-up ({doc['runs']} runs each, interleaved; {m['cpus']} CPUs, "
-          f"load {m['loadavg']}, Python {m['python']}; {doc['elapsed_s']} s)\n")
-    labels = {"python": "`python hello.py`", "dragon": "`dragon hello.py`",
-              "dragon_logged": "`dragon --log-level debug hello.py`", "reference": "reference `dragon hello.py`",
-              "python_import": "`python -c 'import dragon.cli; os._exit(0)'`"}
+    print(
+        f"## `dragon hello.py` start-up ({doc['runs']} runs each, interleaved; {m['cpus']} CPUs, "
+        f"load {m['loadavg']}, Python {m['python']}; {doc['elapsed_s']} s)\n"
+    )
+    labels = {
+        "python": "`python hello.py`",
+        "dragon": "`dragon hello.py`",
+        "dragon_logged": "`dragon --log-level debug hello.py`",
+        "reference": "reference `dragon hello.py`",
+        "python_import": "`python -c 'import dragon.cli; os._exit(0)'`",
+    }
     rows = []
-    for name in ["python", "dragon", *(["reference"] if "reference" in cases else []), "dragon_logged",
-                 "python_import"]:
+    for name in [
+        "python",
+        "dragon",
+        *(["reference"] if "reference" in cases else []),
+        "dragon_logged",
+        "python_import",
+    ]:
         s = wall[name]
-        rows.append([labels[name], ms(s["median"]), ms(s["p90"]), ms(s["min"]), ms(s["max"]),
-                     "1.00x" if name == "python" else f"{fmt(ratio(name), 2)}x"])
+        rows.append(
+            [
+                labels[name],
+                ms(s["median"]),
+                ms(s["p90"]),
+                ms(s["min"]),
+                ms(s["max"]),
+                "1.00x" if name == "python" else f"{fmt(ratio(name), 2)}x",
+            ]
+        )
     print(md_table(["command", "median ms", "p90 ms", "min ms", "max ms", "ratio vs python"], rows))
     t = doc["target"]
     noise = wall["dragon"]["p90"] - wall["dragon"]["min"]
     within = " (within the run-to-run noise)" if abs(doc["logging_cost_s"]) < noise / 2 else ""
-    print(f"\ndragon - python (medians): {ms(doc['dragon_minus_python_s'])} ms; "
-          f"logging at DEBUG adds {ms(doc['logging_cost_s'])} ms{within} (median logged - median unlogged)")
-    print(f"{'PASS' if t['pass'] else 'MISS'}  `dragon hello.py` median {ms(wall['dragon']['median'])} ms "
-          f"< {t['dragon_median_below_s'] * 1000:.0f} ms "
-          f"(reference Dragon: ~{t['reference_dragon_s_approx']:.0f} s)")
+    print(
+        f"\ndragon - python (medians): {ms(doc['dragon_minus_python_s'])} ms; "
+        f"logging at DEBUG adds {ms(doc['logging_cost_s'])} ms{within} (median logged - median unlogged)"
+    )
+    print(
+        f"{'PASS' if t['pass'] else 'MISS'}  `dragon hello.py` median {ms(wall['dragon']['median'])} ms "
+        f"< {t['dragon_median_below_s'] * 1000:.0f} ms "
+        f"(reference Dragon: ~{t['reference_dragon_s_approx']:.0f} s)"
+    )
     if doc["reference"].get("skipped"):
         print(f"reference runtime skipped: {doc['reference']['skipped']}")
 
     ph = doc["phases_s"]
-    print(f"\n## Phases of `dragon --log-level debug hello.py` ({ph['runs_parsed']} runs; "
-          "ms after t0 = just before the spawn; log times +-0.5 ms)\n")
+    print(
+        f"\n## Phases of `dragon --log-level debug hello.py` ({ph['runs_parsed']} runs; "
+        "ms after t0 = just before the spawn; log times +-0.5 ms)\n"
+    )
     rows = []
     prev: str | None = None
     for key in PHASE_KEYS:
         s = phase_at[key]
         step = steps[f"{prev}->{key}"] if prev else None
-        rows.append([PHASE_LABELS[key], ms(s["median"]), f"{ms(s['min'])}–{ms(s['max'])}",
-                     ms(step["median"]) if step else "", ms(step["p90"]) if step else ""])
+        rows.append(
+            [
+                PHASE_LABELS[key],
+                ms(s["median"]),
+                f"{ms(s['min'])}–{ms(s['max'])}",
+                ms(step["median"]) if step else "",
+                ms(step["p90"]) if step else "",
+            ]
+        )
         prev = key
     print(md_table(["phase", "at ms (median)", "at min–max", "step ms (median)", "step p90"], rows))
-    print(f"\nbring-up (t0 -> GSIsUp): {ms(ph['bringup_to_gs_up']['median'])} ms; "
-          f"teardown (head exit -> launcher exit): {ms(teardown['median'])} ms "
-          f"(p90 {ms(teardown['p90'])}); steps are medians of per-run differences")
-    print(f"importing dragon.cli (trio, msgspec, services) costs about {ms(doc['import_dragon_cli_cost_s'])} ms "
-          "(median `python -c 'import dragon.cli; os._exit(0)'` - median `python hello.py`): most of the first "
-          "step, the rest being interpreter start, forking Local Services and entering trio")
+    print(
+        f"\nbring-up (t0 -> GSIsUp): {ms(ph['bringup_to_gs_up']['median'])} ms; "
+        f"teardown (head exit -> launcher exit): {ms(teardown['median'])} ms "
+        f"(p90 {ms(teardown['p90'])}); steps are medians of per-run differences"
+    )
+    print(
+        f"importing dragon.cli (trio, msgspec, services) costs about {ms(doc['import_dragon_cli_cost_s'])} ms "
+        "(median `python -c 'import dragon.cli; os._exit(0)'` - median `python hello.py`): most of the first "
+        "step, the rest being interpreter start, forking Local Services and entering trio"
+    )
     if ph["incomplete"]:
         print(f"runs whose log lacked phases (left out): {ph['incomplete']}")
 
@@ -467,16 +531,22 @@ def print_tables(doc: dict[str, Any], wall: dict[str, dict[str, Any]], ratio: An
     for f in doc["failures"]:
         print(f"FAILED run: {f['case']} rc={f['rc']} stderr: {f['stderr'].strip()[-300:]!r}")
     if left["shm"] or left["run_dirs"] or left["processes"] or left["files"]:
-        print(f"LEFT BEHIND: /dev/shm ours {left['shm_ours']}, unattributed (possibly ours) "
-              f"{left['shm_unattributed']}, run dirs {left['run_dirs']}, processes {left['processes']}, "
-              f"files {left['files']}")
+        print(
+            f"LEFT BEHIND: /dev/shm ours {left['shm_ours']}, unattributed (possibly ours) "
+            f"{left['shm_unattributed']}, run dirs {left['run_dirs']}, processes {left['processes']}, "
+            f"files {left['files']}"
+        )
     else:
-        print(f"nothing left behind: no /dev/shm/{shm_prefix()}* entry, runtime directory, process or file "
-              "of ours remains")
+        print(
+            f"nothing left behind: no /dev/shm/{shm_prefix()}* entry, runtime directory, process or file "
+            "of ours remains"
+        )
     if left["shm_of_other_runtimes"]:
         others = sorted({r for n in left["shm_of_other_runtimes"] if (r := run_id_of(n)) is not None})
-        print(f"(not ours, not counted: {len(left['shm_of_other_runtimes'])} /dev/shm entries of other "
-              f"runtimes {others}, which have a directory in {shared_runtime_root()})")
+        print(
+            f"(not ours, not counted: {len(left['shm_of_other_runtimes'])} /dev/shm entries of other "
+            f"runtimes {others}, which have a directory in {shared_runtime_root()})"
+        )
 
 
 if __name__ == "__main__":

@@ -33,9 +33,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from _bench_util import fmt, fmt_range, json_line, machine_info, md_table, median, percentile, summary
 from dragon.transport import Channel
 from dragon.transport._shm import entries, run_prefix, unlink_quietly
+
+from _bench_util import fmt, fmt_range, json_line, machine_info, md_table, median, percentile, summary
 
 MiB = 1 << 20
 Params = dict[str, Any]
@@ -64,6 +65,7 @@ QUICK = Counts(tp={64: (2_000, 20_000), MiB: (20, 200)}, rt_warm=200, rt_timed=2
 # ============================================================================ child roles
 # Each role runs in a fresh spawned process: set up, call sync() (reports ready, waits for "go"),
 # measure, return a dict of results for the parent.
+
 
 def _tp_chan_producer(p: Params, sync: Sync) -> Params:
     ch = Channel.attach(p["chan"])
@@ -190,8 +192,7 @@ def _rt_stats(times: list[float]) -> Params:
     return {"median_us": median(us), "p99_us": percentile(us, 99), "mean_us": sum(us) / len(us)}
 
 
-def _rt_blocking_client(send: Callable[[bytes], Any], recv: Callable[[], bytes], p: Params,
-                        sync: Sync) -> Params:
+def _rt_blocking_client(send: Callable[[bytes], Any], recv: Callable[[], bytes], p: Params, sync: Sync) -> Params:
     """Ping-pong loop of a blocking client; sends b"" (stop) at the end."""
     msg = b"\x01" * RT_PAYLOAD
     times = [0.0] * p["n"]
@@ -312,19 +313,28 @@ def _rt_queue_server(p: Params, sync: Sync) -> Params:
 
 
 ROLES: dict[str, Callable[[Params, Sync], Params]] = {
-    "tp_chan_producer": _tp_chan_producer, "tp_chan_consumer": _tp_chan_consumer,
-    "tp_chanb_producer": _tp_chanb_producer, "tp_chanb_consumer": _tp_chanb_consumer,
-    "tp_queue_producer": _tp_queue_producer, "tp_queue_consumer": _tp_queue_consumer,
-    "tp_pipe_producer": _tp_pipe_producer, "tp_pipe_consumer": _tp_pipe_consumer,
-    "rt_chan_client": _rt_chan_client, "rt_chan_server": _rt_chan_server,
-    "rt_trio_client": _rt_trio_client, "rt_trio_server": _rt_trio_server,
-    "rt_pipe_client": _rt_pipe_client, "rt_pipe_server": _rt_pipe_server,
-    "rt_queue_client": _rt_queue_client, "rt_queue_server": _rt_queue_server,
+    "tp_chan_producer": _tp_chan_producer,
+    "tp_chan_consumer": _tp_chan_consumer,
+    "tp_chanb_producer": _tp_chanb_producer,
+    "tp_chanb_consumer": _tp_chanb_consumer,
+    "tp_queue_producer": _tp_queue_producer,
+    "tp_queue_consumer": _tp_queue_consumer,
+    "tp_pipe_producer": _tp_pipe_producer,
+    "tp_pipe_consumer": _tp_pipe_consumer,
+    "rt_chan_client": _rt_chan_client,
+    "rt_chan_server": _rt_chan_server,
+    "rt_trio_client": _rt_trio_client,
+    "rt_trio_server": _rt_trio_server,
+    "rt_pipe_client": _rt_pipe_client,
+    "rt_pipe_server": _rt_pipe_server,
+    "rt_queue_client": _rt_queue_client,
+    "rt_queue_server": _rt_queue_server,
 }
 
 
 def _child_main(role: str, params: Params, report: mpc.Connection, go: Any) -> None:
     """Entry point of every child process: run `role`, send ("ready",) then ("result", dict)."""
+
     def sync() -> None:
         report.send(("ready", None))
         if not go.wait(CHILD_TIMEOUT_S):
@@ -345,6 +355,7 @@ def _child_main(role: str, params: Params, report: mpc.Connection, go: Any) -> N
 
 
 # ============================================================================ parent
+
 
 @dataclass
 class Case:
@@ -381,8 +392,9 @@ class Runner:
             go = self.ctx.Event()
             for role, params in case.roles:
                 r, w = self.ctx.Pipe(duplex=False)
-                proc = self.ctx.Process(target=_child_main, args=(role, params, w, go),
-                                        name=f"bench-{role}", daemon=True)
+                proc = self.ctx.Process(
+                    target=_child_main, args=(role, params, w, go), name=f"bench-{role}", daemon=True
+                )
                 proc.start()
                 w.close()
                 procs.append(proc)
@@ -409,8 +421,7 @@ class Runner:
                 except Exception:
                     pass
 
-    def _collect(self, case: Case, procs: list[Any], readers: list[mpc.Connection],
-                 kind: str) -> list[Params]:
+    def _collect(self, case: Case, procs: list[Any], readers: list[mpc.Connection], kind: str) -> list[Params]:
         """Wait for one `kind` message from every child; fail on error, early exit or timeout."""
         out: list[Params | None] = [None] * len(readers)
         pending = set(range(len(readers)))
@@ -426,8 +437,9 @@ class Runner:
                 try:
                     tag, payload = readers[i].recv()
                 except EOFError:
-                    raise BenchError(f"{case.key}: child {case.roles[i][0]} exited early "
-                                     f"(exit code {procs[i].exitcode})") from None
+                    raise BenchError(
+                        f"{case.key}: child {case.roles[i][0]} exited early (exit code {procs[i].exitcode})"
+                    ) from None
                 if tag == "error":
                     raise BenchError(f"{case.key}: child failed:\n{payload}")
                 if tag != kind:
@@ -444,20 +456,30 @@ def throughput_cases(runner: Runner, counts: Counts) -> list[Case]:
         base = {"size": size, "warm": warm, "n": n}
         cap, block = CHANNEL_SIZES[size]
         name = runner.chan_name("tp")
-        cases.append(Case(f"tp_chan_{size}", [("tp_chan_producer", {**base, "chan": name}),
-                                              ("tp_chan_consumer", {**base, "chan": name})],
-                          channels=[(name, cap, block)]))
+        cases.append(
+            Case(
+                f"tp_chan_{size}",
+                [("tp_chan_producer", {**base, "chan": name}), ("tp_chan_consumer", {**base, "chan": name})],
+                channels=[(name, cap, block)],
+            )
+        )
         if size == 64:
             name = runner.chan_name("tpb")
-            cases.append(Case(f"tp_chanb_{size}", [("tp_chanb_producer", {**base, "chan": name}),
-                                                    ("tp_chanb_consumer", {**base, "chan": name})],
-                              channels=[(name, cap, block)]))
+            cases.append(
+                Case(
+                    f"tp_chanb_{size}",
+                    [("tp_chanb_producer", {**base, "chan": name}), ("tp_chanb_consumer", {**base, "chan": name})],
+                    channels=[(name, cap, block)],
+                )
+            )
         q = ctx.Queue()
-        cases.append(Case(f"tp_queue_{size}", [("tp_queue_producer", {**base, "q": q}),
-                                               ("tp_queue_consumer", {**base, "q": q})]))
+        cases.append(
+            Case(f"tp_queue_{size}", [("tp_queue_producer", {**base, "q": q}), ("tp_queue_consumer", {**base, "q": q})])
+        )
         r, w = ctx.Pipe(duplex=False)
-        cases.append(Case(f"tp_pipe_{size}", [("tp_pipe_producer", {**base, "w": w}),
-                                              ("tp_pipe_consumer", {**base, "r": r})]))
+        cases.append(
+            Case(f"tp_pipe_{size}", [("tp_pipe_producer", {**base, "w": w}), ("tp_pipe_consumer", {**base, "r": r})])
+        )
     return cases
 
 
@@ -465,18 +487,26 @@ def latency_cases(runner: Runner, counts: Counts) -> list[Case]:
     base = {"warm": counts.rt_warm, "n": counts.rt_timed}
     cap, block = RT_CHANNEL_SIZE
     cases: list[Case] = []
-    for key, client, server in (("rt_chan_blocking", "rt_chan_client", "rt_chan_server"),
-                                ("rt_chan_trio", "rt_trio_client", "rt_trio_server"),
-                                ("rt_chan_mixed", "rt_chan_client", "rt_trio_server")):
+    for key, client, server in (
+        ("rt_chan_blocking", "rt_chan_client", "rt_chan_server"),
+        ("rt_chan_trio", "rt_trio_client", "rt_trio_server"),
+        ("rt_chan_mixed", "rt_chan_client", "rt_trio_server"),
+    ):
         ping, pong = runner.chan_name("ping"), runner.chan_name("pong")
         p = {**base, "ping": ping, "pong": pong}
-        cases.append(Case(key, [(client, p), (server, p)],
-                          channels=[(ping, cap, block), (pong, cap, block)]))
+        cases.append(Case(key, [(client, p), (server, p)], channels=[(ping, cap, block), (pong, cap, block)]))
     ctx = runner.ctx
     ping_r, ping_w = ctx.Pipe(duplex=False)
     pong_r, pong_w = ctx.Pipe(duplex=False)
-    cases.append(Case("rt_pipe", [("rt_pipe_client", {**base, "ping": ping_w, "pong": pong_r}),
-                                  ("rt_pipe_server", {**base, "ping": ping_r, "pong": pong_w})]))
+    cases.append(
+        Case(
+            "rt_pipe",
+            [
+                ("rt_pipe_client", {**base, "ping": ping_w, "pong": pong_r}),
+                ("rt_pipe_server", {**base, "ping": ping_r, "pong": pong_w}),
+            ],
+        )
+    )
     qp = {**base, "ping": ctx.Queue(), "pong": ctx.Queue()}
     cases.append(Case("rt_queue", [("rt_queue_client", qp), ("rt_queue_server", qp)]))
     return cases
@@ -497,22 +527,36 @@ def measure(reps: int, counts: Counts, runner: Runner, log: Callable[[str], None
                     raise BenchError(f"{case.key}: the consumer received a message of the wrong size")
                 size = case.roles[1][1]["size"]
                 n = case.roles[1][1]["n"]
-                rec = {"msgs_s": n / cons["s"], "mb_s": n * size / cons["s"] / 1e6,
-                       "producer_msgs_s": (case.roles[0][1]["warm"] + n) / results[0]["producer_s"]}
-                log(f"  rep {rep + 1}/{reps} {case.key:<16} {fmt(rec['msgs_s'])} msg/s "
-                    f"{fmt(rec['mb_s'])} MB/s  ({time.monotonic() - t0:.1f} s)")
+                rec = {
+                    "msgs_s": n / cons["s"],
+                    "mb_s": n * size / cons["s"] / 1e6,
+                    "producer_msgs_s": (case.roles[0][1]["warm"] + n) / results[0]["producer_s"],
+                }
+                log(
+                    f"  rep {rep + 1}/{reps} {case.key:<16} {fmt(rec['msgs_s'])} msg/s "
+                    f"{fmt(rec['mb_s'])} MB/s  ({time.monotonic() - t0:.1f} s)"
+                )
             else:
                 rec = results[0]
-                log(f"  rep {rep + 1}/{reps} {case.key:<16} median {rec['median_us']:.1f} µs "
-                    f"p99 {rec['p99_us']:.1f} µs  ({time.monotonic() - t0:.1f} s)")
+                log(
+                    f"  rep {rep + 1}/{reps} {case.key:<16} median {rec['median_us']:.1f} µs "
+                    f"p99 {rec['p99_us']:.1f} µs  ({time.monotonic() - t0:.1f} s)"
+                )
             per_rep.setdefault(case.key, []).append(rec)
         log(f"rep {rep + 1}/{reps} done in {time.monotonic() - t_rep:.1f} s, load {os.getloadavg()[0]:.2f}")
     return per_rep
 
 
-def report(per_rep: dict[str, list[Params]], counts: Counts, reps: int, elapsed: float,
-           load_before: list[float], json_only: bool) -> bool:
+def report(
+    per_rep: dict[str, list[Params]],
+    counts: Counts,
+    reps: int,
+    elapsed: float,
+    load_before: list[float],
+    json_only: bool,
+) -> bool:
     """Print the tables, the JSON line and the target check; True if every target passed."""
+
     def s(key: str, field_: str) -> dict[str, Any]:
         return summary([r[field_] for r in per_rep[key]])
 
@@ -521,7 +565,7 @@ def report(per_rep: dict[str, list[Params]], counts: Counts, reps: int, elapsed:
 
     def paired(a: str, b: str, field_: str) -> list[float]:
         """Per-rep ratios a/b (same repetition, measured minutes apart at most)."""
-        return [x[field_] / y[field_] for x, y in zip(per_rep[a], per_rep[b])]
+        return [x[field_] / y[field_] for x, y in zip(per_rep[a], per_rep[b], strict=False)]
 
     figures: dict[str, Any] = {}
     for key, recs in per_rep.items():
@@ -537,88 +581,170 @@ def report(per_rep: dict[str, list[Params]], counts: Counts, reps: int, elapsed:
         for ref, ref_name in (("queue", "mp.Queue"), ("pipe", "mp.Pipe")):
             theirs = med(f"tp_{ref}_{size}", "msgs_s")
             ratios[f"tp_{size}_vs_{ref}"] = ours / theirs
-            rows.append([f"throughput {lab}, channel vs {ref_name}",
-                         f"{fmt(ours)} msg/s = {fmt(med(f'tp_chan_{size}', 'mb_s'))} MB/s",
-                         f"{fmt(theirs)} msg/s = {fmt(med(f'tp_{ref}_{size}', 'mb_s'))} MB/s",
-                         f"{ours / theirs:.2f}x"])
+            rows.append(
+                [
+                    f"throughput {lab}, channel vs {ref_name}",
+                    f"{fmt(ours)} msg/s = {fmt(med(f'tp_chan_{size}', 'mb_s'))} MB/s",
+                    f"{fmt(theirs)} msg/s = {fmt(med(f'tp_{ref}_{size}', 'mb_s'))} MB/s",
+                    f"{ours / theirs:.2f}x",
+                ]
+            )
     ours = med("tp_chanb_64", "msgs_s")
     theirs = med("tp_queue_64", "msgs_s")
     ratios["tp_64_batched_vs_queue"] = ours / theirs
-    rows.append([f"throughput 64 B, channel send_many/recv_many ({BATCH}) vs mp.Queue",
-                 f"{fmt(ours)} msg/s = {fmt(med('tp_chanb_64', 'mb_s'))} MB/s",
-                 f"{fmt(theirs)} msg/s = {fmt(med('tp_queue_64', 'mb_s'))} MB/s", f"{ours / theirs:.2f}x"])
-    rt_names = {"rt_chan_blocking": "blocking<->blocking", "rt_chan_trio": "trio<->trio",
-                "rt_chan_mixed": "blocking client<->trio server"}
+    rows.append(
+        [
+            f"throughput 64 B, channel send_many/recv_many ({BATCH}) vs mp.Queue",
+            f"{fmt(ours)} msg/s = {fmt(med('tp_chanb_64', 'mb_s'))} MB/s",
+            f"{fmt(theirs)} msg/s = {fmt(med('tp_queue_64', 'mb_s'))} MB/s",
+            f"{ours / theirs:.2f}x",
+        ]
+    )
+    rt_names = {
+        "rt_chan_blocking": "blocking<->blocking",
+        "rt_chan_trio": "trio<->trio",
+        "rt_chan_mixed": "blocking client<->trio server",
+    }
     for key, label in rt_names.items():
         for ref, ref_name in (("rt_pipe", "mp.Pipe"), ("rt_queue", "mp.Queue")):
             for stat in ("median_us", "p99_us"):
                 ours, theirs = med(key, stat), med(ref, stat)
                 short = stat.split("_")[0]
                 ratios[f"{key}_{short}_vs_{ref[3:]}"] = ours / theirs
-                rows.append([f"round trip {short} {label} vs {ref_name}", f"{ours:,.1f} µs",
-                             f"{theirs:,.1f} µs", f"{ours / theirs:.2f}x"])
+                rows.append(
+                    [
+                        f"round trip {short} {label} vs {ref_name}",
+                        f"{ours:,.1f} µs",
+                        f"{theirs:,.1f} µs",
+                        f"{ours / theirs:.2f}x",
+                    ]
+                )
 
     targets = [
-        ("64 B throughput >= 4x mp.Queue", ratios["tp_64_vs_queue"], ">=", 4.0,
-         paired("tp_chan_64", "tp_queue_64", "msgs_s")),
-        (f"64 B throughput, batched (send_many/recv_many of {BATCH}) >= 4x mp.Queue",
-         ratios["tp_64_batched_vs_queue"], ">=", 4.0, paired("tp_chanb_64", "tp_queue_64", "msgs_s")),
-        ("1 MiB throughput >= 2.5x mp.Queue", ratios[f"tp_{MiB}_vs_queue"], ">=", 2.5,
-         paired(f"tp_chan_{MiB}", f"tp_queue_{MiB}", "msgs_s")),
-        ("blocking<->blocking round trip <= 0.5x mp.Pipe", ratios["rt_chan_blocking_median_vs_pipe"], "<=", 0.5,
-         paired("rt_chan_blocking", "rt_pipe", "median_us")),
-        ("trio<->trio round trip <= 1x mp.Queue", ratios["rt_chan_trio_median_vs_queue"], "<=", 1.0,
-         paired("rt_chan_trio", "rt_queue", "median_us")),
+        (
+            "64 B throughput >= 4x mp.Queue",
+            ratios["tp_64_vs_queue"],
+            ">=",
+            4.0,
+            paired("tp_chan_64", "tp_queue_64", "msgs_s"),
+        ),
+        (
+            f"64 B throughput, batched (send_many/recv_many of {BATCH}) >= 4x mp.Queue",
+            ratios["tp_64_batched_vs_queue"],
+            ">=",
+            4.0,
+            paired("tp_chanb_64", "tp_queue_64", "msgs_s"),
+        ),
+        (
+            "1 MiB throughput >= 2.5x mp.Queue",
+            ratios[f"tp_{MiB}_vs_queue"],
+            ">=",
+            2.5,
+            paired(f"tp_chan_{MiB}", f"tp_queue_{MiB}", "msgs_s"),
+        ),
+        (
+            "blocking<->blocking round trip <= 0.5x mp.Pipe",
+            ratios["rt_chan_blocking_median_vs_pipe"],
+            "<=",
+            0.5,
+            paired("rt_chan_blocking", "rt_pipe", "median_us"),
+        ),
+        (
+            "trio<->trio round trip <= 1x mp.Queue",
+            ratios["rt_chan_trio_median_vs_queue"],
+            "<=",
+            1.0,
+            paired("rt_chan_trio", "rt_queue", "median_us"),
+        ),
     ]
-    checks: list[dict[str, Any]] = [{"target": name, "ratio": value, "limit": limit, "op": op,
-               "pass": value >= limit if op == ">=" else value <= limit,
-               "paired_ratio_per_rep": per} for name, value, op, limit, per in targets]
+    checks: list[dict[str, Any]] = [
+        {
+            "target": name,
+            "ratio": value,
+            "limit": limit,
+            "op": op,
+            "pass": value >= limit if op == ">=" else value <= limit,
+            "paired_ratio_per_rep": per,
+        }
+        for name, value, op, limit, per in targets
+    ]
 
     load_after = list(os.getloadavg())
     settings = {
-        "reps": reps, "elapsed_s": elapsed, "load_before": load_before, "load_after": load_after,
+        "reps": reps,
+        "elapsed_s": elapsed,
+        "load_before": load_before,
+        "load_after": load_after,
         "throughput_messages": {str(k): {"warm": w, "timed": n} for k, (w, n) in counts.tp.items()},
-        "throughput_channel": {str(k): {"capacity": c, "block_size": b, "ring_bytes": c * b}
-                               for k, (c, b) in CHANNEL_SIZES.items()},
+        "throughput_channel": {
+            str(k): {"capacity": c, "block_size": b, "ring_bytes": c * b} for k, (c, b) in CHANNEL_SIZES.items()
+        },
         "rt_channel": {"capacity": RT_CHANNEL_SIZE[0], "block_size": RT_CHANNEL_SIZE[1]},
-        "rt_round_trips": {"warm": counts.rt_warm, "timed": counts.rt_timed}, "rt_payload": RT_PAYLOAD,
+        "rt_round_trips": {"warm": counts.rt_warm, "timed": counts.rt_timed},
+        "rt_payload": RT_PAYLOAD,
     }
-    doc = {"bench": "channels", "machine": machine_info(), "settings": settings,
-           "figures": figures, "ratios": ratios, "targets": checks}
+    doc = {
+        "bench": "channels",
+        "machine": machine_info(),
+        "settings": settings,
+        "figures": figures,
+        "ratios": ratios,
+        "targets": checks,
+    }
 
     if not json_only:
         print("# Shared-memory channels vs the standard library\n")
         mi = machine_info()
-        print(f"Python {mi['python']}, kernel {mi['kernel']}, {mi['cpus']} CPUs; load "
-              f"{load_before[0]:.2f} before, {load_after[0]:.2f} after; {reps} reps, {elapsed:.0f} s.")
-        tp_desc = ", ".join(f"{size_label[k]}: {fmt(n)} timed after {fmt(w)} warm-up, channel capacity "
-                            f"{CHANNEL_SIZES[k][0]} x block {fmt(CHANNEL_SIZES[k][1])} B"
-                            for k, (w, n) in counts.tp.items())
-        print(f"Throughput (1 producer -> 1 consumer, timed on the consumer): {tp_desc}. "
-              "mp.Queue: put/get; mp.Pipe(duplex=False): send_bytes/recv_bytes. MB = 10^6 bytes.")
-        print(f"Round trips: {RT_PAYLOAD}-byte payload, {fmt(counts.rt_timed)} timed after "
-              f"{fmt(counts.rt_warm)} warm-up; channels capacity {RT_CHANNEL_SIZE[0]} x block "
-              f"{RT_CHANNEL_SIZE[1]} B, one per direction; mp.Pipe = two Pipe(duplex=False), "
-              "mp.Queue = two Queues.")
-        print("Figures: median over reps. Ratio = ours / stdlib (throughput: higher is better; "
-              "latency: lower is better).\n")
+        print(
+            f"Python {mi['python']}, kernel {mi['kernel']}, {mi['cpus']} CPUs; load "
+            f"{load_before[0]:.2f} before, {load_after[0]:.2f} after; {reps} reps, {elapsed:.0f} s."
+        )
+        tp_desc = ", ".join(
+            f"{size_label[k]}: {fmt(n)} timed after {fmt(w)} warm-up, channel capacity "
+            f"{CHANNEL_SIZES[k][0]} x block {fmt(CHANNEL_SIZES[k][1])} B"
+            for k, (w, n) in counts.tp.items()
+        )
+        print(
+            f"Throughput (1 producer -> 1 consumer, timed on the consumer): {tp_desc}. "
+            "mp.Queue: put/get; mp.Pipe(duplex=False): send_bytes/recv_bytes. MB = 10^6 bytes."
+        )
+        print(
+            f"Round trips: {RT_PAYLOAD}-byte payload, {fmt(counts.rt_timed)} timed after "
+            f"{fmt(counts.rt_warm)} warm-up; channels capacity {RT_CHANNEL_SIZE[0]} x block "
+            f"{RT_CHANNEL_SIZE[1]} B, one per direction; mp.Pipe = two Pipe(duplex=False), "
+            "mp.Queue = two Queues."
+        )
+        print(
+            "Figures: median over reps. Ratio = ours / stdlib (throughput: higher is better; "
+            "latency: lower is better).\n"
+        )
         print(md_table(["what", "figure", "stdlib reference", "ratio"], rows))
         print("\n## Every case (median (min–max) over reps)\n")
         detail: list[list[object]] = []
-        for key, recs in per_rep.items():
+        for key in per_rep:
             if key.startswith("tp_"):
-                detail.append([key, fmt_range(figures[key]["msgs_s"]) + " msg/s",
-                               fmt_range(figures[key]["mb_s"]) + " MB/s",
-                               fmt_range(figures[key]["producer_msgs_s"]) + " msg/s"])
+                detail.append(
+                    [
+                        key,
+                        fmt_range(figures[key]["msgs_s"]) + " msg/s",
+                        fmt_range(figures[key]["mb_s"]) + " MB/s",
+                        fmt_range(figures[key]["producer_msgs_s"]) + " msg/s",
+                    ]
+                )
             else:
-                detail.append([key, fmt_range(figures[key]["median_us"], 1) + " µs",
-                               fmt_range(figures[key]["p99_us"], 1) + " µs", ""])
+                detail.append(
+                    [
+                        key,
+                        fmt_range(figures[key]["median_us"], 1) + " µs",
+                        fmt_range(figures[key]["p99_us"], 1) + " µs",
+                        "",
+                    ]
+                )
         print(md_table(["case", "msg/s, or RT median", "MB/s, or RT p99", "producer send rate"], detail))
         print("\n## Targets (same run)\n")
         for c in checks:
             per = ", ".join(f"{x:.2f}" for x in c["paired_ratio_per_rep"])
-            print(f"{'PASS' if c['pass'] else 'MISS'}  {c['target']}: {c['ratio']:.2f}x "
-                  f"(per rep: {per})")
+            print(f"{'PASS' if c['pass'] else 'MISS'}  {c['target']}: {c['ratio']:.2f}x (per rep: {per})")
         print()
     print(json_line(doc))
     return all(c["pass"] for c in checks)

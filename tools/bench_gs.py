@@ -186,8 +186,19 @@ def main() -> int:
     for _ in range(before):
         spawn.append(rate(opts.n, lambda: spawn_once(ctx)))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGON_")}
-    argv = [DRAGON, os.path.abspath(__file__), "--child", "--n", str(opts.n), "--reps", str(opts.reps),
-            "--queries", str(opts.queries), "--channels", str(opts.channels)]
+    argv = [
+        DRAGON,
+        os.path.abspath(__file__),
+        "--child",
+        "--n",
+        str(opts.n),
+        "--reps",
+        str(opts.reps),
+        "--queries",
+        str(opts.queries),
+        "--channels",
+        str(opts.channels),
+    ]
     t0 = time.perf_counter()
     done = subprocess.run(argv, env=env, capture_output=True, stdin=subprocess.DEVNULL)
     run_s = time.perf_counter() - t0
@@ -206,28 +217,71 @@ def main() -> int:
     ratio = figures["spawn_per_s"]["median"] / figures["process_per_s"]["median"]
     verdict = "PASS" if ratio <= TARGET_RATIO else "MISS"
     rows = [
-        ["GS query round trips (GSProcessQuery)", "requests/s", fmt_range(figures["query_per_s"]),
-         fmt(1e6 / figures["query_per_s"]["median"], 1) + " µs"],
-        ["managed process create+join (dragon.native)", "processes/s", fmt_range(figures["process_per_s"], 1),
-         fmt(1e3 / figures["process_per_s"]["median"], 1) + " ms"],
-        ["spawn Process start+join (multiprocessing)", "processes/s", fmt_range(figures["spawn_per_s"], 1),
-         fmt(1e3 / figures["spawn_per_s"]["median"], 1) + " ms"],
-        ["channel create+destroy (dragon.native)", "channels/s", fmt_range(figures["channel_per_s"]),
-         fmt(1e6 / figures["channel_per_s"]["median"], 1) + " µs"],
+        [
+            "GS query round trips (GSProcessQuery)",
+            "requests/s",
+            fmt_range(figures["query_per_s"]),
+            fmt(1e6 / figures["query_per_s"]["median"], 1) + " µs",
+        ],
+        [
+            "managed process create+join (dragon.native)",
+            "processes/s",
+            fmt_range(figures["process_per_s"], 1),
+            fmt(1e3 / figures["process_per_s"]["median"], 1) + " ms",
+        ],
+        [
+            "spawn Process start+join (multiprocessing)",
+            "processes/s",
+            fmt_range(figures["spawn_per_s"], 1),
+            fmt(1e3 / figures["spawn_per_s"]["median"], 1) + " ms",
+        ],
+        [
+            "channel create+destroy (dragon.native)",
+            "channels/s",
+            fmt_range(figures["channel_per_s"]),
+            fmt(1e6 / figures["channel_per_s"]["median"], 1) + " µs",
+        ],
     ]
     for where in ("managed_native", "managed_thread", "embedded"):
         q, p = figures[f"aio_{where}_query_per_s"], figures[f"aio_{where}_process_per_s"]
-        rows.append([f"dragon.aio ({where}): query round trips (Process.from_puid)", "requests/s", fmt_range(q),
-                     fmt(1e6 / q["median"], 1) + " µs"])
-        rows.append([f"dragon.aio ({where}): process create+join", "processes/s", fmt_range(p, 1),
-                     fmt(1e3 / p["median"], 1) + " ms"])
+        rows.append(
+            [
+                f"dragon.aio ({where}): query round trips (Process.from_puid)",
+                "requests/s",
+                fmt_range(q),
+                fmt(1e6 / q["median"], 1) + " µs",
+            ]
+        )
+        rows.append(
+            [
+                f"dragon.aio ({where}): process create+join",
+                "processes/s",
+                fmt_range(p, 1),
+                fmt(1e3 / p["median"], 1) + " ms",
+            ]
+        )
     print(md_table(["operation", "unit", f"median (min–max) of {opts.reps}", "per op"], rows))
     print()
-    print(f"{verdict}: managed process create+join costs {ratio:.2f}x a spawn Process start+join "
-          f"(target <= {TARGET_RATIO}x; N={opts.n}, runtime run {run_s:.1f} s)")
-    print(json_line({"bench": "gs", "n": opts.n, "reps": opts.reps, "queries": opts.queries,
-                     "channels": opts.channels, **figures, "process_vs_spawn_cost_ratio": ratio,
-                     "target_ratio": TARGET_RATIO, "verdict": verdict, "machine": machine_info()}))
+    print(
+        f"{verdict}: managed process create+join costs {ratio:.2f}x a spawn Process start+join "
+        f"(target <= {TARGET_RATIO}x; N={opts.n}, runtime run {run_s:.1f} s)"
+    )
+    print(
+        json_line(
+            {
+                "bench": "gs",
+                "n": opts.n,
+                "reps": opts.reps,
+                "queries": opts.queries,
+                "channels": opts.channels,
+                **figures,
+                "process_vs_spawn_cost_ratio": ratio,
+                "target_ratio": TARGET_RATIO,
+                "verdict": verdict,
+                "machine": machine_info(),
+            }
+        )
+    )
     return 0
 
 

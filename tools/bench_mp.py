@@ -71,7 +71,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench_util import fmt, json_line, machine_info, md_table, summary  # noqa: E402
+from _bench_util import fmt, json_line, machine_info, md_table, summary
 
 MiB = 1 << 20
 METHODS = ("spawn", "dragon")
@@ -317,8 +317,9 @@ PROGRAMS: dict[str, Program] = {
     "procs1_bg": Program("procs", {"n": 1}, {"n": 1}, background=True),
     "procs16": Program("procs", {"n": 16}, {"n": 16}),
     "procs64": Program("procs", {"n": 64}, {"n": 64}),
-    "queue64": Program("queue_tp", {"size": 64, "warm": 10_000, "n": 100_000},
-                       {"size": 64, "warm": 1_000, "n": 10_000}),
+    "queue64": Program(
+        "queue_tp", {"size": 64, "warm": 10_000, "n": 100_000}, {"size": 64, "warm": 1_000, "n": 10_000}
+    ),
     "queue1m": Program("queue_tp", {"size": MiB, "warm": 50, "n": 1_500}, {"size": MiB, "warm": 10, "n": 150}),
     "pipe_rt": Program("pipe_rt", {"warm": 500, "n": 5_000}, {"warm": 100, "n": 500}),
     "queue_rt": Program("queue_rt", {"warm": 500, "n": 5_000}, {"warm": 100, "n": 500}),
@@ -331,27 +332,53 @@ PROGRAMS: dict[str, Program] = {
 }
 
 ROWS: dict[str, Row] = {
-    "first_start": Row("first Process started and joined, a program's first multiprocessing (ms)", ("procs1",),
-                       "total_s", "ms", 1e3, False, 1.0, 1),
-    "first_start_bg": Row("the same under plain python (dragon: a background runtime comes up) (ms)",
-                          ("procs1_bg",), "total_s", "ms", 1e3, False, None, 1),
-    "first_pool": Row("Pool(2) start as a program's first multiprocessing, until both workers answer (ms)",
-                      ("pool0",), "start_s", "ms", 1e3, False, 1.0, 1),
+    "first_start": Row(
+        "first Process started and joined, a program's first multiprocessing (ms)",
+        ("procs1",),
+        "total_s",
+        "ms",
+        1e3,
+        False,
+        1.0,
+        1,
+    ),
+    "first_start_bg": Row(
+        "the same under plain python (dragon: a background runtime comes up) (ms)",
+        ("procs1_bg",),
+        "total_s",
+        "ms",
+        1e3,
+        False,
+        None,
+        1,
+    ),
+    "first_pool": Row(
+        "Pool(2) start as a program's first multiprocessing, until both workers answer (ms)",
+        ("pool0",),
+        "start_s",
+        "ms",
+        1e3,
+        False,
+        1.0,
+        1,
+    ),
     "procs16": Row("{n} processes started and joined (ms)", ("procs16",), "total_s", "ms", 1e3, False, 1.0),
     "procs64": Row("{n} processes started and joined (ms)", ("procs64",), "total_s", "ms", 1e3, False, 1.0),
     "queue64": Row("Queue one-way, 64 B messages (msg/s)", ("queue64",), "msgs_per_s", "msg/s", 1.0, True, 3.0),
     "queue1m": Row("Queue one-way, 1 MiB messages (MiB/s)", ("queue1m",), "MiB_per_s", "MiB/s", 1.0, True, 3.0),
     "pipe_rt": Row("Pipe round trip, 8 B (µs)", ("pipe_rt",), "rt_s", "µs", 1e6, False, 1.0, 1),
     "queue_rt": Row("Queue round trip, 8 B (µs)", ("queue_rt",), "rt_s", "µs", 1e6, False, 1.0, 1),
-    "pool1": Row("Pool(2).map, {n:,} tasks, chunksize {chunksize} (ms)", ("pool1",), "map_s", "ms", 1e3,
-                 False, 2.0, 1),
-    "pool100": Row("Pool(2).map, {n:,} tasks, chunksize {chunksize} (ms)", ("pool100",), "map_s", "ms", 1e3,
-                   False, 1.0, 1),
-    "pool_start": Row("Pool(2) start, until both workers answer (ms)", ("pool1", "pool100"), "start_s", "ms", 1e3,
-                      False, None, 1),
+    "pool1": Row("Pool(2).map, {n:,} tasks, chunksize {chunksize} (ms)", ("pool1",), "map_s", "ms", 1e3, False, 2.0, 1),
+    "pool100": Row(
+        "Pool(2).map, {n:,} tasks, chunksize {chunksize} (ms)", ("pool100",), "map_s", "ms", 1e3, False, 1.0, 1
+    ),
+    "pool_start": Row(
+        "Pool(2) start, until both workers answer (ms)", ("pool1", "pool100"), "start_s", "ms", 1e3, False, None, 1
+    ),
     "lock": Row("Lock acquire+release, 1 process (pairs/s)", ("lock",), "pairs_per_s", "pairs/s", 1.0, True, 1.0),
-    "lock2": Row("Lock acquire+release, 2 processes contending (pairs/s)", ("lock2",), "pairs_per_s", "pairs/s",
-                 1.0, True, None),
+    "lock2": Row(
+        "Lock acquire+release, 2 processes contending (pairs/s)", ("lock2",), "pairs_per_s", "pairs/s", 1.0, True, None
+    ),
     "event": Row("Event ping-pong round trip, 2 processes (µs)", ("event",), "rt_s", "µs", 1e6, False, 1.0, 1),
 }
 
@@ -365,8 +392,10 @@ def command(method: str, prog: Path, background: bool = False) -> list[str]:
 
 def fail(what: str, detail: str, stdout: bytes, stderr: bytes) -> SystemExit:
     """Print what went wrong, with the program's output, and make the exit to raise."""
-    sys.stderr.write(f"\nbench_mp: {what} {detail}\n--- stdout ---\n{stdout.decode(errors='replace')}"
-                     f"--- stderr ---\n{stderr.decode(errors='replace')}--------------\n")
+    sys.stderr.write(
+        f"\nbench_mp: {what} {detail}\n--- stdout ---\n{stdout.decode(errors='replace')}"
+        f"--- stderr ---\n{stderr.decode(errors='replace')}--------------\n"
+    )
     return SystemExit(1)
 
 
@@ -375,8 +404,14 @@ def run_program(method: str, key: str, params: dict[str, int], prog: Path, timeo
     argv = [*command(method, prog, PROGRAMS[key].background), method, PROGRAMS[key].case, json.dumps(params)]
     what = f"{key} under {method!r} ({' '.join(argv)})"
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=prog.parent, start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=prog.parent,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -390,7 +425,7 @@ def run_program(method: str, key: str, params: dict[str, int], prog: Path, timeo
         raise fail(what, "printed no report", out, err)
     if err.strip():
         sys.stderr.write(f"bench_mp: {what} succeeded but wrote to stderr:\n{err.decode(errors='replace')[-2000:]}\n")
-    report: Report = json.loads(lines[0][len(MARK):])
+    report: Report = json.loads(lines[0][len(MARK) :])
     report["wall_s"] = wall
     return report
 
@@ -422,8 +457,10 @@ def measure(keys: list[str], runs: int, quick: bool, timeout: float) -> dict[str
                 for method in order:
                     report = run_program(method, key, params, prog, timeout)
                     results[key][method].append(report)
-                    sys.stderr.write(f"bench_mp: run {i + 1}/{runs} {key:9} {method:6} "
-                                     f"{json.dumps({k: round(v, 6) for k, v in report.items()})}\n")
+                    sys.stderr.write(
+                        f"bench_mp: run {i + 1}/{runs} {key:9} {method:6} "
+                        f"{json.dumps({k: round(v, 6) for k, v in report.items()})}\n"
+                    )
     return results
 
 
@@ -449,8 +486,7 @@ def tied(spawn: dict[str, Any], dragon: dict[str, Any]) -> bool:
     return (dragon["min"] <= spawn["median"] <= dragon["max"]) and (spawn["min"] <= dragon["median"] <= spawn["max"])
 
 
-def tabulate(rows: list[str], results: dict[str, dict[str, list[Report]]], quick: bool
-             ) -> tuple[str, dict[str, Any]]:
+def tabulate(rows: list[str], results: dict[str, dict[str, list[Report]]], quick: bool) -> tuple[str, dict[str, Any]]:
     """The Markdown table and the per-row summary for the JSON line."""
     table: list[list[object]] = []
     out: dict[str, Any] = {}
@@ -461,12 +497,26 @@ def tabulate(rows: list[str], results: dict[str, dict[str, list[Report]]], quick
         met = None if row.target is None else ratio >= row.target
         tie = row.target == 1 and not met and tied(stats["spawn"], stats["dragon"])
         what = row.what.format(**params_of(row.programs[0], quick))
-        table.append([what, fmt(stats["spawn"]["median"], row.digits), fmt(stats["dragon"]["median"], row.digits),
-                      f"{ratio:.2f}x", "–" if row.target is None else f">= {row.target:g}x",
-                      "–" if met is None else ("yes" if met else "tie" if tie else "NO")])
-        out[key] = {"what": what, "unit": row.unit, "higher_is_better": row.higher_better, **stats,
-                    "dragon_better_ratio": ratio, "target": row.target, "met": (met or tie) if met is not None else None,
-                    "tie": tie}
+        table.append(
+            [
+                what,
+                fmt(stats["spawn"]["median"], row.digits),
+                fmt(stats["dragon"]["median"], row.digits),
+                f"{ratio:.2f}x",
+                "–" if row.target is None else f">= {row.target:g}x",
+                "–" if met is None else ("yes" if met else "tie" if tie else "NO"),
+            ]
+        )
+        out[key] = {
+            "what": what,
+            "unit": row.unit,
+            "higher_is_better": row.higher_better,
+            **stats,
+            "dragon_better_ratio": ratio,
+            "target": row.target,
+            "met": (met or tie) if met is not None else None,
+            "tie": tie,
+        }
     headers = ["what", "spawn", "dragon", "ratio (>1: dragon better)", "target", "met?"]
     return md_table(headers, table), out
 
@@ -475,8 +525,14 @@ def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=None, help="repetitions per method (default 3; 1 with --quick)")
     ap.add_argument("--quick", action="store_true", help="about 10x fewer messages/tasks: a smoke run")
-    ap.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), metavar="ROW",
-                    help=f"rows to measure (default all): {' '.join(ROWS)}")
+    ap.add_argument(
+        "--rows",
+        nargs="+",
+        choices=list(ROWS),
+        default=list(ROWS),
+        metavar="ROW",
+        help=f"rows to measure (default all): {' '.join(ROWS)}",
+    )
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds one program may take (default 300)")
     opts = ap.parse_args()
     if opts.runs is None:
@@ -517,21 +573,39 @@ def main() -> None:
     print(table)
     cached = bytecode_cached()
     if not cached:
-        print("\nnote: dragon's modules have no .pyc files here (PYTHONDONTWRITEBYTECODE with an editable install?): "
-              "every process that imports its client compiles them, which the first-use rows include")
+        print(
+            "\nnote: dragon's modules have no .pyc files here (PYTHONDONTWRITEBYTECODE with an editable install?): "
+            "every process that imports its client compiles them, which the first-use rows include"
+        )
     extra = dev_only_imports()
     if extra:
-        print(f"\nnote: {', '.join(extra)} is importable here (development extras), and msgspec imports it: the "
-              "first-use rows include that under \"dragon\" (about 6 ms); a venv with only the runtime "
-              "dependencies (`pip install .`) shows what users see")
+        print(
+            f"\nnote: {', '.join(extra)} is importable here (development extras), and msgspec imports it: the "
+            'first-use rows include that under "dragon" (about 6 ms); a venv with only the runtime '
+            "dependencies (`pip install .`) shows what users see"
+        )
     programs = {k: {"case": PROGRAMS[k].case, "params": params_of(k, opts.quick), **results[k]} for k in keys}
     met = [v["met"] for v in per_row.values() if v["met"] is not None]
-    print(json_line({"bench": "mp", "runs": opts.runs, "quick": opts.quick, "wall_s": wall,
-                      "targets_met": f"{sum(met)}/{len(met)}", "machine": machine_info(),
-                      "dragon_bytecode_cached": cached, "dev_only_imports": extra,
-                      "rows": per_row, "programs": programs}))
-    sys.stderr.write(f"bench_mp: {len(keys)} programs x {len(METHODS)} methods x {opts.runs} runs in {wall:.1f} s; "
-                     f"targets met {sum(met)}/{len(met)}\n")
+    print(
+        json_line(
+            {
+                "bench": "mp",
+                "runs": opts.runs,
+                "quick": opts.quick,
+                "wall_s": wall,
+                "targets_met": f"{sum(met)}/{len(met)}",
+                "machine": machine_info(),
+                "dragon_bytecode_cached": cached,
+                "dev_only_imports": extra,
+                "rows": per_row,
+                "programs": programs,
+            }
+        )
+    )
+    sys.stderr.write(
+        f"bench_mp: {len(keys)} programs x {len(METHODS)} methods x {opts.runs} runs in {wall:.1f} s; "
+        f"targets met {sum(met)}/{len(met)}\n"
+    )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from typing import Any
 
 from _bench_util import fmt, json_line, machine_info, md_table, median
 
-PROGRAM = r'''
+PROGRAM = r"""
 import multiprocessing as mp, os, sys
 try:
     import dragon
@@ -60,10 +60,13 @@ if __name__ == "__main__":
             p.start()
         for p in ps:
             p.join()
-'''
+"""
 
-CASES = {"lines": "one writer, a write per line", "blocks": "one writer, 64 KiB writes",
-         "writers": "4 writers, a write per line"}
+CASES = {
+    "lines": "one writer, a write per line",
+    "blocks": "one writer, 64 KiB writes",
+    "writers": "4 writers, a write per line",
+}
 
 
 def expected_bytes(case: str, size: int) -> int:
@@ -78,8 +81,7 @@ def expected_bytes(case: str, size: int) -> int:
 def run_once(cmd: list[str], cwd: str) -> tuple[float, int]:
     """Seconds from spawn to exit with the whole stdout read, and the bytes read."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     got = 0
     while chunk := proc.stdout.read1(1 << 20):
@@ -102,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench_output."))
     prog = work / "writer.py"
     prog.write_text(PROGRAM)
-    runners = {"python": ([sys.executable], "spawn"), "dragon": ([str(Path(sys.executable).with_name("dragon"))], "dragon")}
+    runners = {
+        "python": ([sys.executable], "spawn"),
+        "dragon": ([str(Path(sys.executable).with_name("dragon"))], "dragon"),
+    }
     if opts.compare:
         runners["compare"] = ([str(Path(opts.compare).expanduser() / "bin" / "dragon")], "dragon")
     times: dict[str, dict[str, list[float]]] = {c: {r: [] for r in runners} for c in CASES}

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench_util import fmt_range, json_line, machine_info, md_table, summary  # noqa: E402
+from _bench_util import fmt_range, json_line, machine_info, md_table, summary
 
 ROOT = Path(__file__).resolve().parent.parent
 PTH = "dragon-start-method.pth"
@@ -81,7 +81,7 @@ def main() -> None:
         times: dict[tuple[str, str], list[float]] = {(c, s): [] for c in CASES for s in states}
         site: dict[str, list[float]] = {s: [] for s in states}
         for rnd in range(opts.runs + 1):
-            for state in (list(states) if rnd % 2 else list(states)[::-1]):
+            for state in list(states) if rnd % 2 else list(states)[::-1]:
                 states[state]()
                 for case, args in CASES.items():
                     t = timed(python, args)
@@ -96,13 +96,27 @@ def main() -> None:
     for case in [*CASES, "site import (µs)"]:
         w, wo = results[f"{case} | with"], results[f"{case} | without"]
         unit = "µs" if "µs" in case else "ms"
-        rows.append([case, fmt_range(wo, 2 if unit == "ms" else 0), fmt_range(w, 2 if unit == "ms" else 0),
-                     f"{w['median'] / wo['median']:.3f}x", f"{w['median'] - wo['median']:+.2f} {unit}"])
+        rows.append(
+            [
+                case,
+                fmt_range(wo, 2 if unit == "ms" else 0),
+                fmt_range(w, 2 if unit == "ms" else 0),
+                f"{w['median'] / wo['median']:.3f}x",
+                f"{w['median'] - wo['median']:+.2f} {unit}",
+            ]
+        )
     if not opts.json_only:
         print(f"{machine_info()}\n\n{opts.runs} runs of each, interleaved; medians (min-max)\n")
         print(md_table(["command", "without the .pth", "with the .pth", "ratio", "difference"], rows))
-    print(json_line({"machine": machine_info(), "runs": opts.runs,
-                     "results": {k: {"median": v["median"], "min": v["min"], "max": v["max"]} for k, v in results.items()}}))
+    print(
+        json_line(
+            {
+                "machine": machine_info(),
+                "runs": opts.runs,
+                "results": {k: {"median": v["median"], "min": v["min"], "max": v["max"]} for k, v in results.items()},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

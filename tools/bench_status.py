@@ -32,7 +32,7 @@ from _bench_util import fmt, json_line, machine_info, md_table, median
 TARGET_S: Final = 0.5
 DRAGON: Final = os.path.join(os.path.dirname(sys.executable), "dragon")
 
-HEAD = r'''
+HEAD = r"""
 import json, os, sys
 from dragon._gs_client import connection
 from dragon.descriptors import ProcessOptions
@@ -51,7 +51,7 @@ for i in range(n_proc):
     assert r.err == 0, r
 print("READY " + os.environ["DRAGON_RUN_ID"], flush=True)
 sys.stdin.readline()
-'''
+"""
 
 
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[bytes]]:
@@ -72,8 +72,13 @@ def main() -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGON_")}
         env["XDG_RUNTIME_DIR"] = tmp
         t0 = time.perf_counter()
-        rt = subprocess.Popen([DRAGON, str(head), str(opts.processes), str(opts.channels)], env=env, cwd=tmp,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        rt = subprocess.Popen(
+            [DRAGON, str(head), str(opts.processes), str(opts.channels)],
+            env=env,
+            cwd=tmp,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         assert rt.stdin is not None and rt.stdout is not None
         try:
             line = rt.stdout.readline().decode()
@@ -101,22 +106,53 @@ def main() -> int:
             rt.wait(120)
             rt.stdout.close()
     med = median(times)
-    counts = {"processes": len(report.get("processes", [])), "channels": len(report.get("channels", [])),
-              "pools": len(report.get("pools", []))}
+    counts = {
+        "processes": len(report.get("processes", [])),
+        "channels": len(report.get("channels", [])),
+        "pools": len(report.get("pools", [])),
+    }
     verdict = "PASS" if med < TARGET_S else "MISS"
-    print(f"`dragon status --json` on a runtime with {opts.processes} processes and {opts.channels} channels "
-          f"(set up in {setup_s:.1f} s); {opts.runs} runs\n")
-    print(md_table(["measure", "median ms", "min ms", "max ms"], [
-        ["dragon status --json", fmt(med * 1e3, 1), fmt(min(times) * 1e3, 1), fmt(max(times) * 1e3, 1)],
-        ["python -c 'import dragon.cli' (command start-up)", fmt(median(imports) * 1e3, 1),
-         fmt(min(imports) * 1e3, 1), fmt(max(imports) * 1e3, 1)],
-    ]))
-    print(f"\nanswer: {counts['processes']} processes, {counts['channels']} channels, {counts['pools']} pools, "
-          f"{fmt(median(sizes) / 1024, 0)} KiB of JSON; target median < {TARGET_S} s: {verdict}\n")
-    print(json_line({"bench": "status", "processes": opts.processes, "channels": opts.channels, "runs": opts.runs,
-                     "median_s": med, "min_s": min(times), "max_s": max(times), "startup_median_s": median(imports),
-                     "answer": counts, "json_bytes": median(sizes), "target_s": TARGET_S, "verdict": verdict,
-                     "machine": machine_info()}))
+    print(
+        f"`dragon status --json` on a runtime with {opts.processes} processes and {opts.channels} channels "
+        f"(set up in {setup_s:.1f} s); {opts.runs} runs\n"
+    )
+    print(
+        md_table(
+            ["measure", "median ms", "min ms", "max ms"],
+            [
+                ["dragon status --json", fmt(med * 1e3, 1), fmt(min(times) * 1e3, 1), fmt(max(times) * 1e3, 1)],
+                [
+                    "python -c 'import dragon.cli' (command start-up)",
+                    fmt(median(imports) * 1e3, 1),
+                    fmt(min(imports) * 1e3, 1),
+                    fmt(max(imports) * 1e3, 1),
+                ],
+            ],
+        )
+    )
+    print(
+        f"\nanswer: {counts['processes']} processes, {counts['channels']} channels, {counts['pools']} pools, "
+        f"{fmt(median(sizes) / 1024, 0)} KiB of JSON; target median < {TARGET_S} s: {verdict}\n"
+    )
+    print(
+        json_line(
+            {
+                "bench": "status",
+                "processes": opts.processes,
+                "channels": opts.channels,
+                "runs": opts.runs,
+                "median_s": med,
+                "min_s": min(times),
+                "max_s": max(times),
+                "startup_median_s": median(imports),
+                "answer": counts,
+                "json_bytes": median(sizes),
+                "target_s": TARGET_S,
+                "verdict": verdict,
+                "machine": machine_info(),
+            }
+        )
+    )
     return 0
 
 

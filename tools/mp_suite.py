@@ -162,7 +162,7 @@ def descendants(pid: int) -> list[int]:
                 stat = f.read().decode(errors="replace")
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2:].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         if len(fields) > 1 and fields[1].isdigit():
             children.setdefault(int(fields[1]), []).append(int(entry))
     found: list[int] = []
@@ -215,8 +215,7 @@ def run_cmd(argv: list[str], cwd: Path, timeout: float) -> tuple[int | None, str
     """Run `argv` in a new session; (returncode or None on timeout, stdout, stderr, seconds)."""
     t0 = time.monotonic()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                start_new_session=True)
+        proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
         rc: int | None
         try:
             rc = proc.wait(timeout=timeout)
@@ -233,8 +232,7 @@ def run_cmd(argv: list[str], cwd: Path, timeout: float) -> tuple[int | None, str
             raise
         out.seek(0)
         err.seek(0)
-        return (rc, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
-                time.monotonic() - t0)
+        return (rc, out.read().decode(errors="replace"), err.read().decode(errors="replace"), time.monotonic() - t0)
 
 
 def last_json(text: str) -> dict[str, Any] | None:
@@ -260,8 +258,7 @@ def list_classes(runner: Path, cwd: Path) -> list[str]:
     return list(data["classes"])
 
 
-def run_class(method: str, cls: str, runner: Path, cwd: Path, timeout: float,
-              log_dir: Path | None) -> ClassResult:
+def run_class(method: str, cls: str, runner: Path, cwd: Path, timeout: float, log_dir: Path | None) -> ClassResult:
     """Run one class under one start method and summarize it."""
     rc, out, err, secs = run_cmd(command(method, runner, cls), cwd, timeout)
     if log_dir is not None:
@@ -280,18 +277,42 @@ def run_class(method: str, cls: str, runner: Path, cwd: Path, timeout: float,
             hung, done = started[-1][:80], len(started) - 1
         else:
             hung, done = "(class)", 0
-        return ClassResult(method, cls, errors=1, seconds=round(secs, 2), status="TIMEOUT", run_id=run_id,
-                           failed=[{"test": hung, "kind": "error",
-                                    "line": f"TIMEOUT after {timeout:g} s ({done} tests finished before)"}])
+        return ClassResult(
+            method,
+            cls,
+            errors=1,
+            seconds=round(secs, 2),
+            status="TIMEOUT",
+            run_id=run_id,
+            failed=[
+                {"test": hung, "kind": "error", "line": f"TIMEOUT after {timeout:g} s ({done} tests finished before)"}
+            ],
+        )
     if data is None:
         tail = [ln for ln in err.strip().splitlines() if ln.strip()][-1:] or [f"exit {rc}"]
-        return ClassResult(method, cls, errors=1, seconds=round(secs, 2), status="CRASH", run_id=run_id,
-                           failed=[{"test": "(class)", "kind": "error", "line": f"rc={rc}: {tail[0][:300]}"}])
-    res = ClassResult(method, cls, run=data["run"], failures=data["failures"], errors=data["errors"],
-                      skipped=data["skipped"], expected_failures=data["expected_failures"],
-                      unexpected_successes=data["unexpected_successes"], seconds=round(secs, 2),
-                      failed=data["failed"], run_id=data.get("run_id") or "",
-                      slowest=data.get("slowest") or [])
+        return ClassResult(
+            method,
+            cls,
+            errors=1,
+            seconds=round(secs, 2),
+            status="CRASH",
+            run_id=run_id,
+            failed=[{"test": "(class)", "kind": "error", "line": f"rc={rc}: {tail[0][:300]}"}],
+        )
+    res = ClassResult(
+        method,
+        cls,
+        run=data["run"],
+        failures=data["failures"],
+        errors=data["errors"],
+        skipped=data["skipped"],
+        expected_failures=data["expected_failures"],
+        unexpected_successes=data["unexpected_successes"],
+        seconds=round(secs, 2),
+        failed=data["failed"],
+        run_id=data.get("run_id") or "",
+        slowest=data.get("slowest") or [],
+    )
     if rc != 0:
         res.status = f"rc={rc}"
     return res
@@ -336,8 +357,10 @@ def table(classes: list[str], methods: list[str], results: dict[tuple[str, str],
     tot = []
     for m in methods:
         rs = [r for (mm, _), r in results.items() if mm == m]
-        tot.append(f"{sum(r.run for r in rs)} | {sum(r.passed for r in rs)} | {sum(r.failures for r in rs)}"
-                   f" | {sum(r.errors for r in rs)} | {sum(r.skipped for r in rs)}")
+        tot.append(
+            f"{sum(r.run for r in rs)} | {sum(r.passed for r in rs)} | {sum(r.failures for r in rs)}"
+            f" | {sum(r.errors for r in rs)} | {sum(r.skipped for r in rs)}"
+        )
     rows.append("| **total** | " + " | ".join(tot) + " |")
     return "\n".join(rows)
 
@@ -346,8 +369,9 @@ def main() -> int:
     """Parse options, run the selected classes under the selected methods, print the report."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--classes", default="", help="regex (re.search) selecting class names")
-    parser.add_argument("--types", default="",
-                        help="comma list of flavours to keep: processes,threads,manager,misc (default all)")
+    parser.add_argument(
+        "--types", default="", help="comma list of flavours to keep: processes,threads,manager,misc (default all)"
+    )
     parser.add_argument("--methods", default="spawn,dragon", help="comma list (default spawn,dragon)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per class run (default 120)")
     parser.add_argument("--max-classes", type=int, default=0, help="run at most N classes (0: all)")
@@ -365,6 +389,7 @@ def main() -> int:
 
     def on_term(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)  # unwinds through run_cmd, which stops the running test
+
     signal.signal(signal.SIGTERM, on_term)
     work = Path(tempfile.mkdtemp(prefix="mp_suite."))
     runner = work / "mp_suite_runner.py"
@@ -386,9 +411,10 @@ def main() -> int:
                 if c.startswith("With" + t.capitalize()):
                     return t
             return "misc"
+
         classes = [c for c in classes if flavour(c) in keep]
     if args.max_classes > 0:
-        classes = classes[:args.max_classes]
+        classes = classes[: args.max_classes]
     if args.list:
         print("\n".join(classes))
         return 0
@@ -407,9 +433,12 @@ def main() -> int:
                 r.new_shm = [n for n in new if f".{r.run_id}." in n] if r.run_id else new
             results[(m, c)] = r
             if not args.json_only:
-                print(f"[{time.monotonic() - t_all:7.1f}s] {m:6} {c}: run={r.run} pass={r.passed} "
-                      f"fail={r.failures} err={r.errors} skip={r.skipped} {r.status} ({r.seconds:.1f}s)",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"[{time.monotonic() - t_all:7.1f}s] {m:6} {c}: run={r.run} pass={r.passed} "
+                    f"fail={r.failures} err={r.errors} skip={r.skipped} {r.status} ({r.seconds:.1f}s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
     # What is still there at the end and was not there at the start; "ours" when the name holds the
     # run id of one of our dragon runs, or appeared during a run of ours that reported no run id
     # (timeout/crash). Other programs on the machine may create and leave entries too.
@@ -434,15 +463,19 @@ def main() -> int:
             print(f"/dev/shm entries of other programs (not ours): {len(others)}")
         if sems:
             print(f"/dev/shm semaphores new since the start (ours or others'): {' '.join(sems)}")
-    summary: dict[str, Any] = {"python": sys.version.split()[0], "timeout_s": args.timeout,
-                               "seconds": round(time.monotonic() - t_all, 1), "methods": methods,
-                               "shm_leftovers": ours, "shm_other_new": others,
-                               "shm_new_semaphores": sems,
-                               "results": [asdict(r) | {"passed": r.passed} for r in results.values()]}
+    summary: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "timeout_s": args.timeout,
+        "seconds": round(time.monotonic() - t_all, 1),
+        "methods": methods,
+        "shm_leftovers": ours,
+        "shm_other_new": others,
+        "shm_new_semaphores": sems,
+        "results": [asdict(r) | {"passed": r.passed} for r in results.values()],
+    }
     for m in methods:
         rs = [r for (mm, _), r in results.items() if mm == m]
-        summary[m] = {k: sum(getattr(r, k) for r in rs)
-                      for k in ("run", "passed", "failures", "errors", "skipped")}
+        summary[m] = {k: sum(getattr(r, k) for r in rs) for k in ("run", "passed", "failures", "errors", "skipped")}
         summary[m]["timeouts"] = sum(r.status == "TIMEOUT" for r in rs)
     print(json.dumps(summary))
     for p in work.iterdir():

@@ -48,11 +48,19 @@ def main() -> int:
         top = Path(tmp)
         build_shadow(top)
         shadow_trio(top)
-        cmd = [sys.executable, "-m", "mypy", "--config-file", str(top / "mypy.ini"),
-               "--cache-dir", str(ROOT / ".mypy_cache"),
-               "-p", "dragon", *sys.argv[1:]]
-        proc = subprocess.run(cmd, cwd=top, capture_output=True, text=True,
-                              env={**os.environ, "MYPYPATH": str(top)})
+        cmd = [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(top / "mypy.ini"),
+            "--cache-dir",
+            str(ROOT / ".mypy_cache"),
+            "-p",
+            "dragon",
+            *sys.argv[1:],
+        ]
+        proc = subprocess.run(cmd, cwd=top, capture_output=True, text=True, env={**os.environ, "MYPYPATH": str(top)})
         out = proc.stdout + proc.stderr
         for dest, src in sorted(MAPPING.items(), key=lambda kv: -len(kv[0])):
             out = out.replace(dest + "/", str(src.relative_to(ROOT)) + "/")

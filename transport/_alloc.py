@@ -85,7 +85,7 @@ class Heap:
     Not thread- or process-safe by itself: callers serialise `alloc`/`free` (the pool holds a lock).
     """
 
-    __slots__ = ("_buf", "_w", "_start", "_end", "_size")
+    __slots__ = ("_buf", "_end", "_size", "_start", "_w")
 
     def __init__(self, buf: memoryview | bytearray) -> None:
         """Attach to a buffer that `Heap.format` initialised (in this or another process).
@@ -255,9 +255,7 @@ class Heap:
             if hw & TAG_MASK != TAG or size < MIN_BLOCK or s + size > self._end:
                 raise PoolError(f"heap corrupt: bad block header {hw:#x} at offset {s}")
             if w[(s >> 3) + 1] != prev_size:
-                raise PoolError(
-                    f"heap corrupt: block at {s} records previous size {w[(s >> 3) + 1]}, not {prev_size}"
-                )
+                raise PoolError(f"heap corrupt: block at {s} records previous size {w[(s >> 3) + 1]}, not {prev_size}")
             if hw & USED:
                 used, allocs, prev_free = used + size, allocs + 1, False
             else:

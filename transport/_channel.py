@@ -178,9 +178,30 @@ class Channel:
     """
 
     __slots__ = (
-        "name", "capacity", "block_size", "ring_bytes", "_mm", "_mv", "_w", "_ring", "_ringq",
-        "_rfd", "_sfd", "_rlock", "_slock", "_closed", "_spin_s", "_spin_cap", "_max_inline", "_slot",
-        "packed", "_held", "_lease_wanted", "_leased", "_lease_seen", "__weakref__",
+        "__weakref__",
+        "_closed",
+        "_held",
+        "_lease_seen",
+        "_lease_wanted",
+        "_leased",
+        "_max_inline",
+        "_mm",
+        "_mv",
+        "_rfd",
+        "_ring",
+        "_ringq",
+        "_rlock",
+        "_sfd",
+        "_slock",
+        "_slot",
+        "_spin_cap",
+        "_spin_s",
+        "_w",
+        "block_size",
+        "capacity",
+        "name",
+        "packed",
+        "ring_bytes",
     )
 
     def __init__(self, name: str, mm: mmap.mmap, rfd: int, sfd: int) -> None:
@@ -211,8 +232,9 @@ class Channel:
     # ----------------------------------------------------------------------------- life cycle
 
     @classmethod
-    def create(cls, name: str, *, capacity: int = DEFAULT_CAPACITY,
-               block_size: int = DEFAULT_BLOCK_SIZE, packed: bool = False) -> Channel:
+    def create(
+        cls, name: str, *, capacity: int = DEFAULT_CAPACITY, block_size: int = DEFAULT_BLOCK_SIZE, packed: bool = False
+    ) -> Channel:
         """Make a new channel named `name` and return a handle on it.
 
         The channel holds `capacity` messages of up to `block_size` bytes each; a larger message takes
@@ -354,11 +376,17 @@ class Channel:
         w = self._w
         head, tail = int(w[_W_HEAD]), int(w[_W_TAIL])
         return ChannelStatistics(
-            name=self.name, capacity=self.capacity, block_size=self.block_size,
-            ring_bytes=self.ring_bytes, depth=self._count_records(tail, head), bytes_used=head - tail,
+            name=self.name,
+            capacity=self.capacity,
+            block_size=self.block_size,
+            ring_bytes=self.ring_bytes,
+            depth=self._count_records(tail, head),
+            bytes_used=head - tail,
             blocked_receivers=self._live_waiters(_W_RTABLE),
             blocked_senders=self._live_waiters(_W_STABLE),
-            sent=int(w[_W_SENT]), received=int(w[_W_RECEIVED]), destroyed=bool(w[_W_CLOSED]),
+            sent=int(w[_W_SENT]),
+            received=int(w[_W_RECEIVED]),
+            destroyed=bool(w[_W_CLOSED]),
             packed=self.packed,
         )
 
@@ -380,8 +408,11 @@ class Channel:
 
     def _live_waiters(self, table: int) -> int:
         w = self._w
-        return sum(int(w[table + 2 * i + 1]) for i in range(WAITER_SLOTS)
-                   if w[table + 2 * i] and _pid_alive(int(w[table + 2 * i])))
+        return sum(
+            int(w[table + 2 * i + 1])
+            for i in range(WAITER_SLOTS)
+            if w[table + 2 * i] and _pid_alive(int(w[table + 2 * i]))
+        )
 
     # ----------------------------------------------------------------------------- core operations
     # Each `_op_*` runs with the direction's lock held and never blocks or awaits.
@@ -513,8 +544,10 @@ class Channel:
         A busy direction is looked at again at the next poll."""
         w = self._w
         busy = False
-        for fd, tlock, word, count in ((self._rfd, self._rlock, _W_RSHARED, _W_RECEIVED),
-                                       (self._sfd, self._slock, _W_SSHARED, _W_SENT)):
+        for fd, tlock, word, count in (
+            (self._rfd, self._rlock, _W_RSHARED, _W_RECEIVED),
+            (self._sfd, self._slock, _W_SSHARED, _W_SENT),
+        ):
             if fd not in self._leased:
                 continue
             if not tlock.acquire(blocking=False):
@@ -710,7 +743,8 @@ class Channel:
         return ChannelCorrupted(
             f"channel {self.name} is corrupt: its next record says it is {n} bytes long and {head - tail} bytes "
             f"are published, in a ring of {self.ring_bytes} bytes; something other than the runtime wrote "
-            "into its shared memory (destroy the channel)")
+            "into its shared memory (destroy the channel)"
+        )
 
     def _record_bytes(self, n: int) -> int:
         """The ring bytes a record of an `n`-byte payload takes."""
@@ -781,8 +815,7 @@ class Channel:
             # uses, without importing secrets (hmac, hashlib) into every user process (issue 12.4)
             suffix = f".x{os.urandom(8).hex()}"
             try:
-                fd = os.open(shm_path(self.name + suffix),
-                             os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                fd = os.open(shm_path(self.name + suffix), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
                 break
             except FileExistsError:  # a one in 2**64 chance
                 continue
@@ -801,8 +834,10 @@ class Channel:
 
     def _read_side_file(self, suffix: bytes) -> bytes:
         if _SIDE_SUFFIX.fullmatch(suffix) is None:
-            raise ChannelCorrupted(f"channel {self.name} is corrupt: a record names a side file {excerpt(suffix)} "
-                                   "that no sender makes (something other than the runtime wrote into it)")
+            raise ChannelCorrupted(
+                f"channel {self.name} is corrupt: a record names a side file {excerpt(suffix)} "
+                "that no sender makes (something other than the runtime wrote into it)"
+            )
         name = self.name + suffix.decode()
         try:
             fd = open_own(name, os.O_RDONLY)
@@ -906,8 +941,9 @@ class Channel:
                         registered = False
                     # Room for the message but not `want` yet: wait on (a batch gains nothing from
                     # sending one message at a time, each costing the receiver a wake-up call).
-                    sent = (self.ring_bytes - (w[_W_HEAD] - w[_W_TAIL]) >= want or timeout == 0) \
-                        and self._op_put(payload, flags)
+                    sent = (self.ring_bytes - (w[_W_HEAD] - w[_W_TAIL]) >= want or timeout == 0) and self._op_put(
+                        payload, flags
+                    )
                     if not sent and timeout != 0:
                         self._register(_W_STABLE, _W_SWAIT, 1, want)
                         registered = True
@@ -921,9 +957,14 @@ class Channel:
                     self._ring_bell(self._rfd)
                 return
             try:
-                self._sleep(sfd, deadline, lambda: ChannelFull(
-                    f"channel {self.name} stayed full for {timeout} s "
-                    f"({self.capacity} messages / {self.ring_bytes} bytes)"))
+                self._sleep(
+                    sfd,
+                    deadline,
+                    lambda: ChannelFull(
+                        f"channel {self.name} stayed full for {timeout} s "
+                        f"({self.capacity} messages / {self.ring_bytes} bytes)"
+                    ),
+                )
             except BaseException:
                 if registered:
                     with self._slock:
@@ -945,8 +986,10 @@ class Channel:
         start, total = 0, len(messages)
         while start < total:
             # `_prepare` written out for messages that fit the ring (all but huge ones)
-            chunk = [(data, 0) if len(data) <= inline else self._prepare(data)
-                     for data in messages[start:start + PUBLISH_EVERY]]
+            chunk = [
+                (data, 0) if len(data) <= inline else self._prepare(data)
+                for data in messages[start : start + PUBLISH_EVERY]
+            ]
             i = 0
             try:
                 while i < len(chunk):
@@ -963,8 +1006,11 @@ class Channel:
                         # an estimate), up to half the ring: one wake-up per half ring instead of
                         # one per message taken. With one, only for this message's room, which the
                         # timeout is about.
-                        want = 0 if timeout is not None else min(
-                            self.ring_bytes // 2, (total - start - i) * self._record_bytes(len(chunk[i][0])))
+                        want = (
+                            0
+                            if timeout is not None
+                            else min(self.ring_bytes // 2, (total - start - i) * self._record_bytes(len(chunk[i][0])))
+                        )
                         self._send_blocking(*chunk[i], timeout, want)
                         i += 1
             except BaseException:
@@ -1083,8 +1129,9 @@ class Channel:
             if got is not None:
                 return self._finish_take(got)
             try:
-                self._sleep(rfd, deadline, lambda: ChannelEmpty(
-                    f"no message arrived on channel {self.name} within {timeout} s"))
+                self._sleep(
+                    rfd, deadline, lambda: ChannelEmpty(f"no message arrived on channel {self.name} within {timeout} s")
+                )
             finally:
                 with self._rlock:
                     self._lock(rfd, True)

@@ -28,7 +28,6 @@ from ._alloc import HEADER_BYTES as ALLOC_HEADER_BYTES
 from ._errors import PoolError
 from ._shm import NoSharedMemory, attach_segment, create_segment, reserve, shm_path, unlink_quietly
 
-
 RESERVED_AT_CREATE: Final = HEAP_START + MIN_BLOCK
 """What a new pool touches (its manifest and first block header): reserved when it is made, the rest
 as it is allocated (`Pool.alloc`), so that a pool of gigabytes costs nothing until used."""
@@ -135,9 +134,7 @@ class Pool:
         try:
             fd, mm = attach_segment(descriptor)
         except FileNotFoundError as exc:
-            raise PoolError(
-                f"pool {descriptor!r} does not exist or was destroyed (no {shm_path(descriptor)})"
-            ) from exc
+            raise PoolError(f"pool {descriptor!r} does not exist or was destroyed (no {shm_path(descriptor)})") from exc
         except ValueError as exc:  # mmap of an empty file
             raise PoolError(f"shared-memory segment {descriptor!r} is not a pool: {exc}") from exc
         return cls(descriptor, fd, mm, created=False)
@@ -175,9 +172,7 @@ class Pool:
         """
         if isinstance(allocation, Allocation):
             if allocation.pool.descriptor != self._name:
-                raise ValueError(
-                    f"allocation belongs to pool {allocation.pool.descriptor!r}, not {self._name!r}"
-                )
+                raise ValueError(f"allocation belongs to pool {allocation.pool.descriptor!r}, not {self._name!r}")
             allocation = allocation.offset
         with self._locked() as heap:
             heap.free(allocation)

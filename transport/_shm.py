@@ -86,9 +86,12 @@ class NoSharedMemory(OSError):
 
     def __init__(self, needed: int) -> None:
         free, total = shm_space()
-        super().__init__(errno.ENOSPC, f"not enough shared memory: {_size(needed)} needed, /dev/shm has "
-                         f"{_size(free)} free of {_size(total)} (free some: `dragon cleanup` removes what "
-                         "crashed runs left; or make /dev/shm larger)")
+        super().__init__(
+            errno.ENOSPC,
+            f"not enough shared memory: {_size(needed)} needed, /dev/shm has "
+            f"{_size(free)} free of {_size(total)} (free some: `dragon cleanup` removes what "
+            "crashed runs left; or make /dev/shm larger)",
+        )
         self.needed, self.free = needed, free
 
     def __str__(self) -> str:
@@ -104,11 +107,11 @@ def shm_space() -> tuple[int, int]:
 def _size(n: int) -> str:
     if n < 1024:
         return f"{n} bytes"
-    value = float(n)
-    for unit in ("KiB", "MiB", "GiB"):
-        value /= 1024
+    value, unit = n / 1024, "KiB"
+    for bigger in ("MiB", "GiB"):
         if value < 1024:
             break
+        value, unit = value / 1024, bigger
     return f"{value:.1f} {unit}"
 
 

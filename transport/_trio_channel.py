@@ -28,8 +28,20 @@ import threading
 import trio
 
 from ._channel import (
-    _W_CLOSED, _W_HEAD, _W_RTABLE, _W_RWAIT, _W_STABLE, _W_SWAIT, _W_TAIL, DEFAULT_BLOCK_SIZE,
-    DEFAULT_CAPACITY, SAFETY_WAKE_S, Buffer, Channel, ChannelStatistics, _fence,
+    _W_CLOSED,
+    _W_HEAD,
+    _W_RTABLE,
+    _W_RWAIT,
+    _W_STABLE,
+    _W_SWAIT,
+    _W_TAIL,
+    DEFAULT_BLOCK_SIZE,
+    DEFAULT_CAPACITY,
+    SAFETY_WAKE_S,
+    Buffer,
+    Channel,
+    ChannelStatistics,
+    _fence,
 )
 from ._errors import ChannelDestroyed
 
@@ -56,8 +68,9 @@ class TrioChannel(trio.abc.Channel[bytes]):
         self._destroyed = False
 
     @classmethod
-    def create(cls, name: str, *, capacity: int = DEFAULT_CAPACITY,
-               block_size: int = DEFAULT_BLOCK_SIZE) -> TrioChannel:
+    def create(
+        cls, name: str, *, capacity: int = DEFAULT_CAPACITY, block_size: int = DEFAULT_BLOCK_SIZE
+    ) -> TrioChannel:
         """Make a new channel (see `Channel.create`) and return its trio face."""
         return cls(Channel.create(name, capacity=capacity, block_size=block_size))
 

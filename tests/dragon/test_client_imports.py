@@ -12,14 +12,23 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("trio", "logging", "secrets", "shutil", "dragon.transport._pool", "dragon.transport._alloc",
-         "dragon._gs_common")
+HEAVY = (
+    "trio",
+    "logging",
+    "secrets",
+    "shutil",
+    "dragon.transport._pool",
+    "dragon.transport._alloc",
+    "dragon._gs_common",
+)
 
 
 def test_the_client_and_the_start_method_import_nothing_heavy() -> None:
     client = ["dragon._mp_popen", "dragon._mp_child", "dragon._gs_client", "multiprocessing.spawn"]
-    code = (f"import sys\nfor name in {client!r}:\n    __import__(name)\n"
-            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    code = (
+        f"import sys\nfor name in {client!r}:\n    __import__(name)\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

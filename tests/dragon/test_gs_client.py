@@ -23,7 +23,11 @@ from dragon.descriptors import ArgMode
 from dragon.errors import ProtocolError, RequestTimeout, RuntimeNotRunning
 from dragon.ids import LaunchParameters
 from dragon.messages import (
-    GSInbound, GSPingProc, GSProcessList, GSProcessListResponse, GSProcessQueryResponse,
+    GSInbound,
+    GSPingProc,
+    GSProcessList,
+    GSProcessListResponse,
+    GSProcessQueryResponse,
     ProcessQueryErr,
 )
 from dragon.transport import Channel, ChannelError
@@ -43,8 +47,9 @@ class FakeGS:
         self.gs = Channel.create(prefix + "c2", capacity=64, block_size=1024)
         self.ret = Channel.create(prefix + "cret", capacity=64, block_size=1024)
         self.dec = msgspec.msgpack.Decoder(GSInbound)
-        self.params = LaunchParameters(mode="single", my_puid=MY_PUID, gs_cd=self.gs.name,
-                                       gs_ret_cd=self.ret.name, gs_ret_cuid=RET_CUID)
+        self.params = LaunchParameters(
+            mode="single", my_puid=MY_PUID, gs_cd=self.gs.name, gs_ret_cd=self.ret.name, gs_ret_cuid=RET_CUID
+        )
 
     def reply(self, msg: msgspec.Struct) -> None:
         self.ret.send(enc.encode(msg))
@@ -141,7 +146,7 @@ def test_replies_out_of_order_reach_the_right_threads(fake: FakeGS, client: _gs_
 
 
 def test_a_late_reply_after_a_timeout_is_dropped(fake: FakeGS, client: _gs_client.GSClient) -> None:
-    with pytest.raises(RequestTimeout, match="GSProcessList within 0.2 s"):
+    with pytest.raises(RequestTimeout, match=r"GSProcessList within 0\.2 s"):
         client.call(GSProcessList(p_uid=0, r_c_uid=0), GSProcessListResponse, timeout_s=0.2)
     late = fake.dec.decode(fake.gs.recv(timeout=5))
     fake.reply(GSProcessListResponse(ref=late.tag, plist=[0]))
@@ -211,7 +216,7 @@ def test_no_handshake_does_not_hang(fake: FakeGS, monkeypatch: pytest.MonkeyPatc
 def test_without_launch_parameters_says_to_run_under_dragon(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in [v for v in os.environ if v.startswith("DRAGON_")]:
         monkeypatch.delenv(var)
-    with pytest.raises(RuntimeNotRunning, match="run the program with `dragon prog.py`"):
+    with pytest.raises(RuntimeNotRunning, match=r"run the program with `dragon prog\.py`"):
         _gs_client.launch_parameters()
 
 
@@ -228,7 +233,8 @@ def test_a_process_that_inherited_a_connection_is_refused(fake: FakeGS, monkeypa
 
 
 def test_launch_parameters_are_inherited_unless_local_services_is_the_parent(
-        fake: FakeGS, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake: FakeGS, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """A child a managed process made itself (subprocess) has its parent's launch parameters, even
     before the parent connected (no CONNECTED_PID_VAR yet): only Local Services' children are managed."""
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
@@ -238,8 +244,19 @@ def test_launch_parameters_are_inherited_unless_local_services_is_the_parent(
         monkeypatch.setenv(var, value)
     monkeypatch.delenv(_gs_client.CONNECTED_PID_VAR, raising=False)
     for ls_pid, inherited in ((os.getppid(), False), (os.getpid(), True)):
-        _rundir.write_info(_rundir.RunInfo(run_id=run_id, launcher_pid=0, ls_pid=ls_pid, gs_pid=0, pgid=0,
-                                           gs_cd="", la_cd="", shep_cd="", started=0.0))
+        _rundir.write_info(
+            _rundir.RunInfo(
+                run_id=run_id,
+                launcher_pid=0,
+                ls_pid=ls_pid,
+                gs_pid=0,
+                pgid=0,
+                gs_cd="",
+                la_cd="",
+                shep_cd="",
+                started=0.0,
+            )
+        )
         if inherited:
             with pytest.raises(_gs_client.InheritedLaunchParameters, match="is not Local Services"):
                 _gs_client.launch_parameters()
@@ -260,8 +277,17 @@ def test_an_external_client_asks_as_the_launcher_on_a_reply_channel_of_its_own()
     run_id = "t" + uuid.uuid4().hex[:7]
     gs = Channel.create(run_prefix(run_id) + "c2", capacity=8, block_size=1024)
     try:
-        info = _rundir.RunInfo(run_id=run_id, launcher_pid=0, ls_pid=0, gs_pid=os.getpid(), pgid=0,
-                               gs_cd=gs.name, la_cd="", shep_cd="", started=0.0)
+        info = _rundir.RunInfo(
+            run_id=run_id,
+            launcher_pid=0,
+            ls_pid=0,
+            gs_pid=os.getpid(),
+            pgid=0,
+            gs_cd=gs.name,
+            la_cd="",
+            shep_cd="",
+            started=0.0,
+        )
         client = _gs_client.GSClient.external(info)
         assert client.handshake == GSPingProc() and client.p_uid == 0
         assert FIRST_USER_MANAGED_CUID <= client.r_c_uid < 2 * FIRST_USER_MANAGED_CUID

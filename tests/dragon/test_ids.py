@@ -36,9 +36,19 @@ def test_defaults_from_empty_env() -> None:
 
 def test_env_round_trip() -> None:
     params = ids.LaunchParameters(
-        mode="single", my_puid=2**32 + 5, gs_cd="gs-desc", gs_ret_cd="ret-desc", local_shep_cd="ls-desc",
-        shep_ret_cd="sret", local_be_cd="be-desc", default_pd="def-pd", inf_pd="inf-pd",
-        default_seg_sz=2**20, inf_seg_sz=2**21, run_id="run-1", parent_puid=2**32,
+        mode="single",
+        my_puid=2**32 + 5,
+        gs_cd="gs-desc",
+        gs_ret_cd="ret-desc",
+        local_shep_cd="ls-desc",
+        shep_ret_cd="sret",
+        local_be_cd="be-desc",
+        default_pd="def-pd",
+        inf_pd="inf-pd",
+        default_seg_sz=2**20,
+        inf_seg_sz=2**21,
+        run_id="run-1",
+        parent_puid=2**32,
     )
     env = params.to_env()
     assert env["DRAGON_MY_PUID"] == str(2**32 + 5) and env["DRAGON_GS_CD"] == "gs-desc"
@@ -69,4 +79,3 @@ def test_errors_pickle_with_their_fields() -> None:
     died = pickle.loads(pickle.dumps(ServiceDied("Local Services", -9)))
     assert isinstance(died, ServiceDied)
     assert (died.name, died.returncode) == ("Local Services", -9) and "-9" in str(died)
-

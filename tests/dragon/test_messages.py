@@ -121,7 +121,12 @@ def test_forwarded_output_is_byte_identical() -> None:
 def test_wire_format_uses_spec_names() -> None:
     msg = m.GSProcessJoin(tag=5, p_uid=2**32, r_c_uid=2**63, t_p_uid=2**32 + 1, timeout=1_000_000)
     assert msgspec.msgpack.decode(ENCODER.encode(msg)) == {
-        "_tc": "GSProcessJoin", "tag": 5, "p_uid": 2**32, "r_c_uid": 2**63, "t_p_uid": 2**32 + 1, "timeout": 1_000_000,
+        "_tc": "GSProcessJoin",
+        "tag": 5,
+        "p_uid": 2**32,
+        "r_c_uid": 2**63,
+        "t_p_uid": 2**32 + 1,
+        "timeout": 1_000_000,
     }
 
 

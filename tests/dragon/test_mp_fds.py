@@ -38,8 +38,9 @@ def test_fds_go_only_to_the_child_named() -> None:
         assert listen is not None
         address, count = listen
         assert count == 2 and address.startswith("\0")
-        child = subprocess.Popen([sys.executable, "-c", CHILD, address[1:]], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, address[1:]], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         sentinel = os.pidfd_open(child.pid)
         served = threading.Thread(target=handoff.serve, args=(child.pid, sentinel))
         served.start()

@@ -14,8 +14,8 @@ import pytest
 from dragon import _mp_pool
 from dragon._mp_pool import NAMED_CACHE_MAX, TASK_TAG, _decode_task, _encode_task
 
-MAPSTAR = getattr(mp_pool, "mapstar")
-STARMAPSTAR = getattr(mp_pool, "starmapstar")
+MAPSTAR = mp_pool.mapstar
+STARMAPSTAR = mp_pool.starmapstar
 
 
 def double(x: int) -> int:
@@ -35,15 +35,18 @@ def round_trip(task: Any) -> tuple[bytes, Any]:
     return data, _decode_task(data)
 
 
-@pytest.mark.parametrize("task", [
-    (1, 0, MAPSTAR, ((abs, (-3,)),), {}),  # map, chunksize 1, a builtin
-    (1, 5, STARMAPSTAR, ((pow, ((2, 3), (3, 2))),), {}),  # starmap, chunked
-    (2, 0, double, (4,), {}),  # apply_async / imap
-    (3, 0, int, ("ff",), {"base": 16}),  # a class is not a function: pickled with the task as usual
-    (4, 0, MAPSTAR, ((functools.partial(pow, 2), (3,)),), {}),  # mapstar compact, its partial not
-])
+@pytest.mark.parametrize(
+    "task",
+    [
+        (1, 0, MAPSTAR, ((abs, (-3,)),), {}),  # map, chunksize 1, a builtin
+        (1, 5, STARMAPSTAR, ((pow, ((2, 3), (3, 2))),), {}),  # starmap, chunked
+        (2, 0, double, (4,), {}),  # apply_async / imap
+        (3, 0, int, ("ff",), {"base": 16}),  # a class is not a function: pickled with the task as usual
+        (4, 0, MAPSTAR, ((functools.partial(pow, 2), (3,)),), {}),  # mapstar compact, its partial not
+    ],
+)
 def test_tasks_come_out_as_they_went_in(task: Any) -> None:
-    data, got = round_trip(task)
+    _data, got = round_trip(task)
     assert pickle.dumps(got) == pickle.dumps(task)  # equal, partials included
     assert got[2] is task[2]
 
@@ -54,7 +57,7 @@ def test_named_functions_travel_compact_and_others_as_pickles() -> None:
     assert not [op for op, _, _ in pickletools.genops(data[1:]) if "GLOBAL" in op.name]
     box = Box(1)
     for func in (box.get, [].append, functools.partial(double), Box(2).__init__):
-        data, got = round_trip((1, 0, func, (1,), {}))
+        data, _got = round_trip((1, 0, func, (1,), {}))
         assert data[0] == 0x80, func  # bound to an object: its state goes with every task
     box.k = 40
     assert round_trip((1, 0, box.get, (2,), {}))[1][2](2) == 42
@@ -75,7 +78,7 @@ def test_a_function_that_cannot_be_named_fails_as_pickling_does() -> None:
 
 def test_caches_stay_bounded() -> None:
     for i in range(NAMED_CACHE_MAX + 10):
-        fn = getattr(_mp_pool, "_by_name")
+        fn = _mp_pool._by_name
         exec(f"def f{i}(x): return x", globals())
         assert fn(globals()[f"f{i}"]) is not None
         _decode_task(bytes(_encode_task((1, 0, globals()[f"f{i}"], (1,), {}))))

@@ -22,13 +22,16 @@ def test_identity_and_initial_stdin_reach_the_request() -> None:
     assert (_spec().umask, _spec().user, _spec().initial_stdin) == (-1, None, b"")
 
 
-@pytest.mark.parametrize(("kw", "says"), [
-    ({"user": -1}, "user must be a numeric id"),
-    ({"group": "wheel"}, "group must be a numeric id"),
-    ({"umask": 0o1777}, "umask must be 0 .. 0o777"),
-    ({"initial_stdin": "text"}, "initial_stdin must be bytes"),
-    ({"initial_stdin": b"x", "stdin": DEVNULL}, "needs a stdin to write to"),
-])
+@pytest.mark.parametrize(
+    ("kw", "says"),
+    [
+        ({"user": -1}, "user must be a numeric id"),
+        ({"group": "wheel"}, "group must be a numeric id"),
+        ({"umask": 0o1777}, "umask must be 0 .. 0o777"),
+        ({"initial_stdin": "text"}, "initial_stdin must be bytes"),
+        ({"initial_stdin": b"x", "stdin": DEVNULL}, "needs a stdin to write to"),
+    ],
+)
 def test_bad_values_are_refused_before_any_request(kw: dict[str, object], says: str) -> None:
     with pytest.raises(InvalidArgument, match=says):
         _spec(**kw)

@@ -82,8 +82,10 @@ def test_title_prefers_the_label_and_hides_default_names() -> None:
     assert title("", default_channel_name(2**63), default_channel_name(2**63)) == ""
 
 
-ROWS = [["4294967297", "SpawnPoolWorker-12", "12345", "multiprocessing.pool: worker"],
-        ["1", "global_services", "7", "-"]]
+ROWS = [
+    ["4294967297", "SpawnPoolWorker-12", "12345", "multiprocessing.pool: worker"],
+    ["1", "global_services", "7", "-"],
+]
 HEADERS = ["P_UID", "NAME", "CPU", "TARGET"]
 RIGHT = [True, False, True, False]
 

@@ -33,19 +33,35 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-async def run_dragon(*args: str, stdin: bytes = b"", cwd: str | Path | None = None,
-                     env: Mapping[str, str] | None = None,
-                     timeout_s: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess[bytes]:
+async def run_dragon(
+    *args: str,
+    stdin: bytes = b"",
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = RUN_TIMEOUT_S,
+) -> subprocess.CompletedProcess[bytes]:
     """`dragon ARGS...` to completion: `stdin` fed (then closed), stdout and stderr captured."""
     return await run_command([DRAGON, *args], stdin=stdin, cwd=cwd, env=env, timeout_s=timeout_s)
 
 
-async def run_command(argv: Sequence[str], *, stdin: bytes = b"", cwd: str | Path | None = None,
-                      env: Mapping[str, str] | None = None,
-                      timeout_s: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess[bytes]:
+async def run_command(
+    argv: Sequence[str],
+    *,
+    stdin: bytes = b"",
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = RUN_TIMEOUT_S,
+) -> subprocess.CompletedProcess[bytes]:
     with trio.fail_after(timeout_s):
-        return await trio.run_process(list(argv), stdin=stdin, capture_stdout=True, capture_stderr=True,
-                                      check=False, cwd=cwd, env=clean_env() if env is None else env)
+        return await trio.run_process(
+            list(argv),
+            stdin=stdin,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            cwd=cwd,
+            env=clean_env() if env is None else env,
+        )
 
 
 class StreamReader:
@@ -85,4 +101,4 @@ def pid_alive(pid: int) -> bool:
             stat = f.read()
     except (FileNotFoundError, ProcessLookupError):
         return False
-    return stat[stat.rindex(b")") + 2:][:1] != b"Z"
+    return stat[stat.rindex(b")") + 2 :][:1] != b"Z"

@@ -24,10 +24,22 @@ import dragon
 import dragon.aio
 from dragon.aio import Channel, Pool, Process
 from dragon.errors import (
-    ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull, ChannelNameInUse, ChannelWaitTimeout,
-    InvalidArgument, PoolGone, PoolNameInUse, ProcessNameInUse, ProcessStartFailed, UnknownChannel, UnknownPool,
+    ChannelDestroyed,
+    ChannelEmpty,
+    ChannelError,
+    ChannelFull,
+    ChannelNameInUse,
+    ChannelWaitTimeout,
+    InvalidArgument,
+    PoolGone,
+    PoolNameInUse,
+    ProcessNameInUse,
+    ProcessStartFailed,
+    UnknownChannel,
+    UnknownPool,
     UnknownProcess,
 )
+
 from e2e_util import RUN_TIMEOUT_S, run_dragon
 
 SLEEPER: Final = ["-c", "import time; time.sleep(60)"]
@@ -152,6 +164,7 @@ async def test_channels() -> None:
             await Channel.wait_created(rt, "later", timeout=0.1)
 
         async with trio.open_nursery() as nursery:  # wait_created sees a creation made meanwhile
+
             async def create_later() -> None:
                 await trio.testing.wait_all_tasks_blocked()
                 await Channel.create(rt, name="later")
@@ -162,8 +175,9 @@ async def test_channels() -> None:
 
         # a managed process answers on the channel with the blocking API: both faces interoperate
         back = await Channel.create(rt, name="back")
-        code = ("from dragon.native import Channel; "
-                "Channel.attach(name='back').send(Channel.attach(name='aio').recv() * 2)")
+        code = (
+            "from dragon.native import Channel; Channel.attach(name='back').send(Channel.attach(name='aio').recv() * 2)"
+        )
         proc = Process(rt, sys.executable, ["-c", code])
         await proc.start()
         await chan.send(21)
@@ -174,6 +188,7 @@ async def test_channels() -> None:
         got: list[BaseException] = []
         empty = await Channel.attach(rt, name="later")
         async with trio.open_nursery() as nursery:  # destroy wakes a blocked receiver of another handle
+
             async def blocked_recv() -> None:
                 try:
                     await empty.recv()
@@ -331,7 +346,20 @@ async def test_managed_trio_program(tmp_path: Path) -> None:
     prog.write_text(PROGRAM)
     done = await run_dragon(str(prog), cwd=tmp_path)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
-    expected = {"me_alive": True, "child": 7, "parent": True, "got": "hello", "timed_out": None,
-                "killed": -signal.SIGKILL, "unknown": "UnknownProcess", "waited": [0, None, [-signal.SIGKILL, 0]]}
-    assert json.loads(done.stdout) == {"threaded": expected, "native": expected, "native_all_same": True,
-                                       "reply_channel_gone": True, "grandchild": expected}
+    expected = {
+        "me_alive": True,
+        "child": 7,
+        "parent": True,
+        "got": "hello",
+        "timed_out": None,
+        "killed": -signal.SIGKILL,
+        "unknown": "UnknownProcess",
+        "waited": [0, None, [-signal.SIGKILL, 0]],
+    }
+    assert json.loads(done.stdout) == {
+        "threaded": expected,
+        "native": expected,
+        "native_all_same": True,
+        "reply_channel_gone": True,
+        "grandchild": expected,
+    }

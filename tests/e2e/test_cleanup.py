@@ -16,12 +16,12 @@ import signal
 import time
 from pathlib import Path
 
-from test_status import GUARD_S, IDLE_HEAD, POLL_S, Runtime, dragon, private_env
-
 from dragon import _runs
 from dragon.transport._shm import entries, run_prefix
 
-CRASH_HEAD = r'''
+from test_status import GUARD_S, IDLE_HEAD, POLL_S, Runtime, dragon, private_env
+
+CRASH_HEAD = r"""
 import json, os, subprocess, sys
 from dragon._gs_client import connection
 from dragon.descriptors import ProcessOptions
@@ -40,7 +40,7 @@ escaped = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"
 print("READY " + json.dumps({"run_id": os.environ["DRAGON_RUN_ID"], "worker": worker.pid, "escaped": escaped.pid}),
       flush=True)
 sys.stdin.readline()
-'''
+"""
 
 
 def _running(pid: int) -> bool:

@@ -23,6 +23,7 @@ from dragon.errors import EventLoopBlocked, RuntimeNotRunning
 from dragon.ids import GS_PUID
 from dragon.native import Channel, Process
 from dragon.services.launcher import RuntimeHandle
+
 from e2e_util import RUN_TIMEOUT_S, clean_env, program, run_command
 
 BIG_OUTPUT: Final = ["-c", "for _ in range(3000): print('x' * 999, flush=True)"]
@@ -67,7 +68,8 @@ async def test_native_calls_in_a_thread_use_the_embedded_runtime(capfd: pytest.C
 
 
 async def test_a_blocking_call_the_runtime_waits_on_raises_instead_of_hanging(
-        capfd: pytest.CaptureFixture[str]) -> None:
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     """A join in the trio loop of the launcher while the process writes more output than can wait for
     that loop: the process blocks in its writes, the join would wait for ever."""
     async with embedded():
@@ -80,8 +82,12 @@ async def test_a_blocking_call_the_runtime_waits_on_raises_instead_of_hanging(
 
 
 async def test_the_oldest_embedded_runtime_is_used_then_the_next() -> None:
-    async def serve_in(scope: trio.CancelScope, ended: trio.Event, *,
-                       task_status: trio.TaskStatus[RuntimeHandle] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve_in(
+        scope: trio.CancelScope,
+        ended: trio.Event,
+        *,
+        task_status: trio.TaskStatus[RuntimeHandle] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         with scope:
             await dragon.serve(task_status=task_status)
         ended.set()
@@ -89,8 +95,11 @@ async def test_the_oldest_embedded_runtime_is_used_then_the_next() -> None:
     async def names(handle: RuntimeHandle) -> list[str]:
         """Names of the processes of a runtime, but Global Services' own (p_uid 1)."""
         rt = await dragon.aio.connect(handle)
-        return [(await dragon.aio.Process.from_puid(rt, p_uid)).name for p_uid in await dragon.aio.Process.list(rt)
-                if p_uid != GS_PUID]
+        return [
+            (await dragon.aio.Process.from_puid(rt, p_uid)).name
+            for p_uid in await dragon.aio.Process.list(rt)
+            if p_uid != GS_PUID
+        ]
 
     with trio.fail_after(RUN_TIMEOUT_S):
         async with trio.open_nursery() as nursery:
@@ -120,7 +129,13 @@ async def test_start_method_in_an_embedding_program_uses_the_embedded_runtime() 
     done = await run_command([sys.executable, program("embed_mp.py")], env=clean_env(), timeout_s=RUN_TIMEOUT_S)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     report = json.loads(done.stdout.decode().splitlines()[-1])
-    assert report == {"child_run_id_is_embedded": True, "joined": 0, "background_runtime": False,
-                      "native_sees_it": True, "unjoined_exited": 3, "stopped_with_runtime": -15,
-                      "alive_after": False}
+    assert report == {
+        "child_run_id_is_embedded": True,
+        "joined": 0,
+        "background_runtime": False,
+        "native_sees_it": True,
+        "unjoined_exited": 3,
+        "stopped_with_runtime": -15,
+        "alive_after": False,
+    }
     assert b"Traceback" not in done.stderr, done.stderr.decode(errors="replace")

@@ -28,6 +28,7 @@ import pytest
 
 from dragon import _rundir, _runs
 from dragon.transport._shm import entries, run_prefix
+
 from proc_util import forked_children
 
 DRAGON = os.path.join(os.path.dirname(sys.executable), "dragon")
@@ -44,7 +45,6 @@ BRINGUP_BOUND_S = 10.0  # --bringup-timeout 2: the failure is reported well with
 ORPHAN_BOUND_S = 10.0  # the launcher was SIGKILLed: Local Services tears the rest down alone
 LOAD_PROCS = 2  # CPU-bound processes beside a test `loaded`: one per CPU of these machines
 LOADED_REPEATS = 3
-
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -116,21 +116,37 @@ class Head:
 class DragonRun:
     """One `dragon` command with its stdout read line by line and its stderr collected (threads)."""
 
-    def __init__(self, args: list[str], cwd: Path, *, fault: str | None = None, new_session: bool = False,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        cwd: Path,
+        *,
+        fault: str | None = None,
+        new_session: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> None:
         # Without the caller's DRAGON_* variables (a developer's DRAGON_LOG_LEVEL must not change a run).
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGON_")}
         if fault is not None:
             full_env["DRAGON_TEST_FAULT"] = fault
         full_env.update(env or {})
         self.started = time.monotonic()
-        self.proc = subprocess.Popen([DRAGON, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, cwd=cwd, env=full_env, start_new_session=new_session)
+        self.proc = subprocess.Popen(
+            [DRAGON, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=full_env,
+            start_new_session=new_session,
+        )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.stdout_lines: list[str] = []
         self.stderr_chunks: list[bytes] = []
-        self.threads = [threading.Thread(target=self._read_stdout, daemon=True),
-                        threading.Thread(target=self._read_stderr, daemon=True)]
+        self.threads = [
+            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True),
+        ]
         for t in self.threads:
             t.start()
 
@@ -167,12 +183,10 @@ class DragonRun:
             try:
                 line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                pytest.fail(f"no line {prefix!r} within {timeout_s} s; stdout={self.stdout!r} "
-                            f"stderr={self.stderr!r}")
+                pytest.fail(f"no line {prefix!r} within {timeout_s} s; stdout={self.stdout!r} stderr={self.stderr!r}")
             if line is None:
                 code = self.proc.wait(GUARD_S)
-                pytest.fail(f"no line {prefix!r}: dragon exited {code}; stdout={self.stdout!r} "
-                            f"stderr={self.stderr!r}")
+                pytest.fail(f"no line {prefix!r}: dragon exited {code}; stdout={self.stdout!r} stderr={self.stderr!r}")
             if line.startswith(prefix):
                 return line
 
@@ -209,8 +223,9 @@ def dragon(tmp_path: Path) -> Iterator[Callable[..., DragonRun]]:
     """Factory of `dragon` runs (in tmp_path); each is killed, reaped and closed at the end of the test."""
     runs: list[DragonRun] = []
 
-    def start(*args: str, fault: str | None = None, new_session: bool = False,
-              env: dict[str, str] | None = None) -> DragonRun:
+    def start(
+        *args: str, fault: str | None = None, new_session: bool = False, env: dict[str, str] | None = None
+    ) -> DragonRun:
         run = DragonRun(list(args), tmp_path, fault=fault, new_session=new_session, env=env)
         runs.append(run)
         return run
@@ -249,7 +264,9 @@ def _assert_run_gone(run_id: str, timeout_s: float = ORPHAN_BOUND_S, stderr: str
         _poll(f"the /dev/shm entries and runtime dir of run {run_id} to go", gone, timeout_s)
     except pytest.fail.Exception:
         left = os.listdir(_rundir.run_dir(run_id)) if os.path.exists(_rundir.run_dir(run_id)) else None
-        pytest.fail(f"run {run_id} left /dev/shm entries {entries(run_prefix(run_id))}, runtime dir files {left}; stderr={stderr!r}")
+        pytest.fail(
+            f"run {run_id} left /dev/shm entries {entries(run_prefix(run_id))}, runtime dir files {left}; stderr={stderr!r}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- 1, 2: Ctrl-C
@@ -336,8 +353,9 @@ def test_sigkill_of_a_service_while_running(dragon: Callable[..., DragonRun], se
 
 
 @pytest.mark.parametrize(("service", "name"), [("gs", "Global Services"), ("ls", "Local Services")])
-def test_sigkill_of_a_service_ends_the_fork_servers_children(dragon: Callable[..., DragonRun], service: str,
-                                                             name: str) -> None:
+def test_sigkill_of_a_service_ends_the_fork_servers_children(
+    dragon: Callable[..., DragonRun], service: str, name: str
+) -> None:
     """Children made by the fork server (re-parented to LS) go with the runtime, as exec'd ones do."""
     run = dragon(_program("mp_children_ready.py"))
     children = [int(pid) for pid in run.wait_line("children ").split()[1:]]
@@ -347,8 +365,9 @@ def test_sigkill_of_a_service_ends_the_fork_servers_children(dragon: Callable[..
     os.kill(info.gs_pid if service == "gs" else info.ls_pid, signal.SIGKILL)
     code = run.wait_exit()
     assert code != 0 and name in run.stderr, run.stderr
-    _poll("the children of the fork server to be gone", lambda: not any(_running(pid) for pid in children),
-          DEATH_BOUND_S)
+    _poll(
+        "the children of the fork server to be gone", lambda: not any(_running(pid) for pid in children), DEATH_BOUND_S
+    )
     _assert_run_gone(head.run_id)
 
 
@@ -375,14 +394,16 @@ BRINGUP_KILLS = [
 
 
 @pytest.mark.parametrize(("fault", "victim", "name"), BRINGUP_KILLS)
-def test_sigkill_of_a_service_during_bringup(dragon: Callable[..., DragonRun], fault: str, victim: str,
-                                             name: str) -> None:
+def test_sigkill_of_a_service_during_bringup(
+    dragon: Callable[..., DragonRun], fault: str, victim: str, name: str
+) -> None:
     _kill_during_bringup(dragon, fault, victim, name)
 
 
 @pytest.mark.parametrize(("fault", "victim", "name"), BRINGUP_KILLS)
-def test_sigkill_of_a_service_during_bringup_under_load(loaded: None, dragon: Callable[..., DragonRun],
-                                                        fault: str, victim: str, name: str) -> None:
+def test_sigkill_of_a_service_during_bringup_under_load(
+    loaded: None, dragon: Callable[..., DragonRun], fault: str, victim: str, name: str
+) -> None:
     """The same with the machine's CPUs busy, a few times over: how "the rare hang" was seen."""
     for _ in range(LOADED_REPEATS):
         _kill_during_bringup(dragon, fault, victim, name)
@@ -427,8 +448,7 @@ def test_gs_garbage_or_crash_is_reported(dragon: Callable[..., DragonRun], fault
 
 
 @pytest.mark.parametrize("fault", sorted(FAULT_EXCERPTS))
-def test_gs_garbage_or_crash_is_reported_under_load(loaded: None, dragon: Callable[..., DragonRun],
-                                                    fault: str) -> None:
+def test_gs_garbage_or_crash_is_reported_under_load(loaded: None, dragon: Callable[..., DragonRun], fault: str) -> None:
     """Under load, where a failure right after GSIsUp once ended `dragon` with nothing said."""
     for _ in range(LOADED_REPEATS):
         _garbage_or_crash(dragon, fault)
@@ -446,16 +466,20 @@ def _garbage_or_crash(dragon: Callable[..., DragonRun], fault: str) -> None:
 # ---------------------------------------------------------------------------------------------- 7: bringup timeout
 
 
-@pytest.mark.parametrize(("fault", "step", "says_limit"), [
-    # LS gives up on GS with the same deadline as the launcher on LS, so which one reports first is a
-    # race; rarely the launcher sees LS's exit before LS's report and says only "Local Services (pid
-    # N) died with exit code 1". The step the launcher was at is named in every case.
-    ("gs-hang-bringup", "GSIsUp from Global Services", False),
-    ("ls-hang-bringup", "SHPingBE from Local Services", True),  # only the launcher's deadline runs out
-])
+@pytest.mark.parametrize(
+    ("fault", "step", "says_limit"),
+    [
+        # LS gives up on GS with the same deadline as the launcher on LS, so which one reports first is a
+        # race; rarely the launcher sees LS's exit before LS's report and says only "Local Services (pid
+        # N) died with exit code 1". The step the launcher was at is named in every case.
+        ("gs-hang-bringup", "GSIsUp from Global Services", False),
+        ("ls-hang-bringup", "SHPingBE from Local Services", True),  # only the launcher's deadline runs out
+    ],
+)
 @pytest.mark.parametrize("how", ["option", "env"])
-def test_bringup_timeout_names_the_step(dragon: Callable[..., DragonRun], fault: str, step: str, says_limit: bool,
-                                        how: str) -> None:
+def test_bringup_timeout_names_the_step(
+    dragon: Callable[..., DragonRun], fault: str, step: str, says_limit: bool, how: str
+) -> None:
     if how == "option":
         run = dragon("--bringup-timeout", "2", _program("loop_ready.py"), fault=fault)
     else:
@@ -490,8 +514,11 @@ def _kill_launcher_and_watch_local_services(dragon: Callable[..., DragonRun]) ->
     os.kill(run.pid, signal.SIGKILL)
     assert run.proc.wait(GUARD_S) == -signal.SIGKILL
     # The head, GS and LS are reparented to us (the subreaper); `_running` reaps them as they exit.
-    _poll("the head, Global Services and Local Services to exit",
-          lambda: not any(_running(pid) for pid in (head.pid, info.gs_pid, info.ls_pid)), ORPHAN_BOUND_S)
+    _poll(
+        "the head, Global Services and Local Services to exit",
+        lambda: not any(_running(pid) for pid in (head.pid, info.gs_pid, info.ls_pid)),
+        ORPHAN_BOUND_S,
+    )
     run.join_output()  # LS's stderr is the launcher's: it says what went wrong, if anything did
     _assert_run_gone(head.run_id, 1.0, stderr=run.stderr)  # LS removes it all before it exits
     _assert_within(start, ORPHAN_BOUND_S, "Local Services' teardown after the launcher's death")

@@ -30,8 +30,10 @@ def _seen(stdout: bytes) -> dict[str, Any]:
 
 def _split_env(env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     """(the DRAGON_* variables, all others)."""
-    return ({k: v for k, v in env.items() if k.startswith("DRAGON_")},
-            {k: v for k, v in env.items() if not k.startswith("DRAGON_")})
+    return (
+        {k: v for k, v in env.items() if k.startswith("DRAGON_")},
+        {k: v for k, v in env.items() if not k.startswith("DRAGON_")},
+    )
 
 
 async def _compare_with_python(head_args: list[str], cwd: Path) -> dict[str, Any]:
@@ -75,14 +77,18 @@ async def test_code_runs_as_under_python_c(tmp_path: Path) -> None:
     assert got["argv"] == ["-c", *ARGS]
 
 
-@pytest.mark.parametrize(("code", "status"), [
-    ("pass", 0),
-    ("import sys; sys.exit(3)", 3),
-    ("import sys; sys.exit(255)", 255),
-    ("import os, signal; os.kill(os.getpid(), signal.SIGTERM)", 128 + signal.SIGTERM),
-    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", 128 + signal.SIGKILL),
-    ("import os; os._exit(7)", 7),
-], ids=["0", "exit3", "exit255", "SIGTERM", "SIGKILL", "_exit7"])
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("pass", 0),
+        ("import sys; sys.exit(3)", 3),
+        ("import sys; sys.exit(255)", 255),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGTERM)", 128 + signal.SIGTERM),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", 128 + signal.SIGKILL),
+        ("import os; os._exit(7)", 7),
+    ],
+    ids=["0", "exit3", "exit255", "SIGTERM", "SIGKILL", "_exit7"],
+)
 async def test_exit_status_is_the_heads(tmp_path: Path, code: str, status: int) -> None:
     prog = tmp_path / "prog.py"
     prog.write_text(code + "\n")
@@ -105,8 +111,9 @@ async def test_uncaught_exception_prints_traceback_and_exits_1(tmp_path: Path) -
 
 async def test_missing_script_is_an_error_before_any_runtime(tmp_path: Path) -> None:
     log = tmp_path / "run.log"
-    result = await run_dragon("--log-level", "debug", "--log-file", str(log), "missing.py", "x",
-                              cwd=tmp_path, timeout_s=15)
+    result = await run_dragon(
+        "--log-level", "debug", "--log-file", str(log), "missing.py", "x", cwd=tmp_path, timeout_s=15
+    )
     assert result.returncode == 2
     assert result.stdout == b""
     err = result.stderr.decode()
@@ -131,16 +138,28 @@ async def test_help() -> None:
     assert result.stderr == b""
 
 
-@pytest.mark.parametrize(("sig", "status", "head_out"), [
-    (signal.SIGINT, 128 + signal.SIGINT, b"ready\ninterrupted\n"),  # forwarded to the head: KeyboardInterrupt
-    (signal.SIGTERM, 128 + signal.SIGTERM, b"ready\n"),  # orderly teardown; the head gets SIGTERM
-], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    ("sig", "status", "head_out"),
+    [
+        (signal.SIGINT, 128 + signal.SIGINT, b"ready\ninterrupted\n"),  # forwarded to the head: KeyboardInterrupt
+        (signal.SIGTERM, 128 + signal.SIGTERM, b"ready\n"),  # orderly teardown; the head gets SIGTERM
+    ],
+    ids=["SIGINT", "SIGTERM"],
+)
 async def test_signal_to_dragon(sig: signal.Signals, status: int, head_out: bytes) -> None:
     async with trio.open_nursery() as nursery:
         with trio.fail_after(RUN_TIMEOUT_S):
-            proc: trio.Process = await nursery.start(functools.partial(
-                trio.run_process, [DRAGON, program("wait_for_signal.py")], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False, env=clean_env()))
+            proc: trio.Process = await nursery.start(
+                functools.partial(
+                    trio.run_process,
+                    [DRAGON, program("wait_for_signal.py")],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    check=False,
+                    env=clean_env(),
+                )
+            )
             assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
             out = StreamReader(proc.stdout)
             await out.until(b"ready\n")

@@ -27,9 +27,16 @@ async def test_one_megabyte_of_binary_input_arrives_intact() -> None:
 async def test_program_that_never_reads_stdin_exits_while_stdin_stays_open() -> None:
     async with trio.open_nursery() as nursery:
         with trio.fail_after(RUN_TIMEOUT_S):
-            proc: trio.Process = await nursery.start(functools.partial(
-                trio.run_process, [DRAGON, program("hello.py")], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, check=False, env=clean_env()))
+            proc: trio.Process = await nursery.start(
+                functools.partial(
+                    trio.run_process,
+                    [DRAGON, program("hello.py")],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    check=False,
+                    env=clean_env(),
+                )
+            )
             assert proc.stdin is not None and proc.stdout is not None
             await proc.stdin.send_all(b"input nobody reads\n")
             out = await StreamReader(proc.stdout).to_end()
@@ -41,9 +48,16 @@ async def test_program_that_never_reads_stdin_exits_while_stdin_stays_open() -> 
 async def test_lines_arrive_as_typed_and_eof_ends_the_loop() -> None:
     async with trio.open_nursery() as nursery:
         with trio.fail_after(RUN_TIMEOUT_S):
-            proc: trio.Process = await nursery.start(functools.partial(
-                trio.run_process, [DRAGON, program("lines.py")], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, check=False, env=clean_env()))
+            proc: trio.Process = await nursery.start(
+                functools.partial(
+                    trio.run_process,
+                    [DRAGON, program("lines.py")],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    check=False,
+                    env=clean_env(),
+                )
+            )
             assert proc.stdin is not None and proc.stdout is not None
             out = StreamReader(proc.stdout)
             await proc.stdin.send_all(b"first\n")
@@ -62,9 +76,17 @@ async def test_interactive_input_from_a_terminal() -> None:
     try:
         async with trio.open_nursery() as nursery:
             with trio.fail_after(RUN_TIMEOUT_S):
-                proc: trio.Process = await nursery.start(functools.partial(
-                    trio.run_process, [DRAGON, program("ask_name.py")], stdin=slave, stdout=slave,
-                    stderr=slave, check=False, env=clean_env()))
+                proc: trio.Process = await nursery.start(
+                    functools.partial(
+                        trio.run_process,
+                        [DRAGON, program("ask_name.py")],
+                        stdin=slave,
+                        stdout=slave,
+                        stderr=slave,
+                        check=False,
+                        env=clean_env(),
+                    )
+                )
                 os.close(slave)
                 slave = -1
                 term = trio.lowlevel.FdStream(os.dup(master))

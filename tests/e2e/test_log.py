@@ -11,9 +11,24 @@ from e2e_util import program, run_dragon
 # GS gets its launch parameters as soon as the channels exist, so its GSPingSH may come before or after
 # the launcher's BEPingSH (services/local_services.py); it is checked apart, in BRINGUP_GS.
 SEQUENCE = [
-    "BENodeIdxSH", "SHPingBE", "BEPingSH", "SHChannelsUp", "SHPingGS", "GSIsUp",
-    "GSProcessCreate", "SHProcessCreate", "SHProcessCreateResponse", "GSProcessCreateResponse",
-    "SHProcessExit", "GSHeadExit", "GSTeardown", "GSHalted", "SHTeardown", "SHHaltBE", "BEHalted", "SHHalted",
+    "BENodeIdxSH",
+    "SHPingBE",
+    "BEPingSH",
+    "SHChannelsUp",
+    "SHPingGS",
+    "GSIsUp",
+    "GSProcessCreate",
+    "SHProcessCreate",
+    "SHProcessCreateResponse",
+    "GSProcessCreateResponse",
+    "SHProcessExit",
+    "GSHeadExit",
+    "GSTeardown",
+    "GSHalted",
+    "SHTeardown",
+    "SHHaltBE",
+    "BEHalted",
+    "SHHalted",
 ]
 BRINGUP_GS = ["BENodeIdxSH", "LaunchParameters", "GSPingSH", "SHPingGS"]
 LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (LA|LS|GS) ")

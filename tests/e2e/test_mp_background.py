@@ -25,6 +25,7 @@ import trio
 from dragon import _runs
 from dragon._rundir import run_dir
 from dragon.transport._shm import entries, run_prefix
+
 from e2e_util import DRAGON, clean_env, pid_alive
 
 MP_PROGRAMS: Final = Path(__file__).resolve().with_name("mp_programs")
@@ -39,23 +40,28 @@ def leftovers(run_id: str, pids: list[int]) -> list[str]:
     """What of run `run_id` exists now: live processes (the given pids, and any process carrying the
     run's DRAGON_RUN_ID), /dev/shm entries, the runtime directory. Empty when it is all gone."""
     found = [f"pid {pid}" for pid in pids if pid_alive(pid)]
-    found += [f"pid {p.pid} ({' '.join(p.cmdline)})" for p in _runs.all_processes()
-              if p.running and p.pid not in pids and _runs.environ_run_id(p.pid) == run_id]
+    found += [
+        f"pid {p.pid} ({' '.join(p.cmdline)})"
+        for p in _runs.all_processes()
+        if p.running and p.pid not in pids and _runs.environ_run_id(p.pid) == run_id
+    ]
     found += entries(run_prefix(run_id))
     if os.path.exists(run_dir(run_id)):
         found.append(run_dir(run_id))
     return found
 
 
-async def run_to_files(argv: list[str], tmp_path: Path, env: dict[str, str] | None = None,
-                       timeout_s: float = 120) -> tuple[int, bytes, bytes, float]:
+async def run_to_files(
+    argv: list[str], tmp_path: Path, env: dict[str, str] | None = None, timeout_s: float = 120
+) -> tuple[int, bytes, bytes, float]:
     """Run `argv` with stdout and stderr going to files; return when its process exits (output may
     still come from processes that hold the files). Returns exit code, stdout, stderr, and the Unix
     time of the exit."""
     out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
     with open(out_path, "wb") as out, open(err_path, "wb") as err, trio.fail_after(timeout_s):
-        done = await trio.run_process(argv, stdout=out, stderr=err, check=False, cwd=tmp_path,
-                                      env=clean_env() if env is None else env)
+        done = await trio.run_process(
+            argv, stdout=out, stderr=err, check=False, cwd=tmp_path, env=clean_env() if env is None else env
+        )
     exited = time.time()
     return done.returncode, out_path.read_bytes(), err_path.read_bytes(), exited
 
@@ -64,7 +70,7 @@ def tagged(stdout: bytes, tag: str) -> Any:
     """The JSON after `TAG ` on its line of `stdout`."""
     for line in stdout.decode().splitlines():
         if line.startswith(tag + " "):
-            return json.loads(line[len(tag) + 1:])
+            return json.loads(line[len(tag) + 1 :])
     raise AssertionError(f"no {tag} line in {stdout!r}")
 
 
@@ -87,8 +93,10 @@ async def test_plain_python_brings_a_runtime_up_and_leaves_nothing(tmp_path: Pat
     run = report["run"]
     left = leftovers(run["run_id"], run["pids"] + [report["daemon"]["pid"]])  # right at the program's exit
     exit_delay = exited - tagged(stdout, "END")  # a number is JSON too
-    print(f"bringup {report['bringup_s'] * 1000:.0f} ms, first Process.start() {report['first_start_s'] * 1000:.0f} ms, "
-          f"exit {exit_delay * 1000:.0f} ms after the program's last line (daemon terminated, runtime torn down)")
+    print(
+        f"bringup {report['bringup_s'] * 1000:.0f} ms, first Process.start() {report['first_start_s'] * 1000:.0f} ms, "
+        f"exit {exit_delay * 1000:.0f} ms after the program's last line (daemon terminated, runtime torn down)"
+    )
     assert left == [], f"left at the program's exit: {left}"
     assert report["background"] is True and len(run["pids"]) == 3
     check_basic_report(report, stdout, stderr)
@@ -135,8 +143,9 @@ async def test_a_bad_bringup_timeout_is_said_before_anything_starts(tmp_path: Pa
 
 
 async def test_a_launcher_that_cannot_start_is_named(tmp_path: Path) -> None:
-    code, stdout, stderr, _ = await run_to_files([sys.executable, prog("bg_start_error.py"), "no_such_launcher"],
-                                                 tmp_path)
+    code, stdout, stderr, _ = await run_to_files(
+        [sys.executable, prog("bg_start_error.py"), "no_such_launcher"], tmp_path
+    )
     assert code == 0, stderr.decode(errors="replace")
     err = tagged(stdout, "ERROR")
     assert err["type"] == "BringupError" and "no_such_launcher) exited with code 1 without reporting" in err["text"]
@@ -147,14 +156,21 @@ async def test_ctrl_c_during_bringup_leaves_nothing(tmp_path: Path) -> None:
     """SIGINT to the program (as a terminal's Ctrl-C) while Local Services hangs in bringup."""
     env = clean_env(DRAGON_TEST_FAULT="ls-hang-bringup")
     with trio.fail_after(60), open(tmp_path / "stdout", "wb") as out:
-        proc = await trio.lowlevel.open_process([sys.executable, prog("bg_interrupted.py")], env=env, cwd=tmp_path,
-                                                stdout=out)
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, prog("bg_interrupted.py")], env=env, cwd=tmp_path, stdout=out
+        )
         try:
             launcher = ls = None
             while ls is None:  # bounded by fail_after: the launcher and its Local Services exist
                 procs = list(_runs.all_processes())
-                launcher = next((p.pid for p in procs if p.ppid == proc.pid and p.running
-                                 and "dragon.services.background" in p.cmdline), None)
+                launcher = next(
+                    (
+                        p.pid
+                        for p in procs
+                        if p.ppid == proc.pid and p.running and "dragon.services.background" in p.cmdline
+                    ),
+                    None,
+                )
                 ls = next((p.pid for p in procs if launcher is not None and p.ppid == launcher and p.running), None)
                 await trio.sleep(0.02)
             proc.send_signal(signal.SIGINT)

@@ -58,7 +58,9 @@ def _booted_before_first_create(log: str) -> bool:
     return started < next(i for i, line in enumerate(lines) if "received SHProcessCreate" in line)
 
 
-async def test_the_server_boots_with_the_runtime_for_a_program_naming_multiprocessing_and_dragon(tmp_path: Path) -> None:
+async def test_the_server_boots_with_the_runtime_for_a_program_naming_multiprocessing_and_dragon(
+    tmp_path: Path,
+) -> None:
     """Issue #12 item 4: it is then ready for the program's first start (keyed right: that child
     is served), instead of booting once the program runs."""
     (tmp_path / "first.py").write_text(FIRST_START)

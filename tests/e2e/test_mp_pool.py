@@ -40,10 +40,19 @@ async def test_pool_on_channels_as_under_spawn(tmp_path: Path) -> None:
     assert same["imap_chunked"] == [x * x for x in range(7)] and same["initializer"] == [7]
     assert same["imap_unordered"] == [0, 1, 4, 9, 16]
     assert same["callables"] == {
-        "builtin": [1, 2], "starmap_builtin": [8, 9], "starmap_function": [[3, 1]], "object": [2, 4],
-        "method": [2, 4], "object_changed": [10, 20], "method_changed": 30, "partial": [8, 16],
-        "method_of_builtin_object": [2, 1], "apply_kwargs": 255, "bytes_argument": 2,
-        "lambda": "AttributeError"}
+        "builtin": [1, 2],
+        "starmap_builtin": [8, 9],
+        "starmap_function": [[3, 1]],
+        "object": [2, 4],
+        "method": [2, 4],
+        "object_changed": [10, 20],
+        "method_changed": 30,
+        "partial": [8, 16],
+        "method_of_builtin_object": [2, 1],
+        "apply_kwargs": 255,
+        "bytes_argument": 2,
+        "lambda": "AttributeError",
+    }
     assert same["big"] == [1 << 20, 3 << 20, 10]
     assert same["callbacks"] == [["9", "[25, 36]"], ["KeyError(4)"]]
     assert same["unpicklable_result"] == "MaybeEncodingError"

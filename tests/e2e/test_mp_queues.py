@@ -47,8 +47,11 @@ async def test_queue_semantics_as_under_spawn(tmp_path: Path) -> None:
     assert (basics["empty_new"], basics["qsize_new"], basics["full_new"]) == (True, 0, False)
     assert [basics[k] for k in ("get_nowait_empty", "get_timeout_empty", "get_nonblock_empty")] == ["Empty"] * 3
     assert (basics["qsize_after_puts"], basics["empty_after_puts"], basics["fifo"]) == (9, False, True)
-    assert (basics["closed_put"], basics["closed_get"], basics["join_thread_before_close"]) == \
-        ("ValueError", "ValueError", "AssertionError")
+    assert (basics["closed_put"], basics["closed_get"], basics["join_thread_before_close"]) == (
+        "ValueError",
+        "ValueError",
+        "AssertionError",
+    )
 
     bounded = same["bounded"]
     assert (bounded["qsize"], bounded["full_at_max"], bounded["full_after"]) == (3, True, False)
@@ -62,17 +65,34 @@ async def test_queue_semantics_as_under_spawn(tmp_path: Path) -> None:
     assert across["grandchild"] == [["grandchild", True], ["child", 0, True]]
     assert across["late_attach"] == ["late", "hello"]
 
-    assert same["many"] == {"count": 6000, "unique": 6000, "all": True, "each_producer_in_order": True,
-                            "exits": [0] * 6}
-    assert same["simple"] == {"empty_new": True, "empty_after": False, "fifo": True, "unpicklable": "AttributeError",
-                              "after_unpicklable": "still works", "closed_get": "OSError",
-                              "ends_open": [False, False], "ends_closed": [True, True]}
+    assert same["many"] == {
+        "count": 6000,
+        "unique": 6000,
+        "all": True,
+        "each_producer_in_order": True,
+        "exits": [0] * 6,
+    }
+    assert same["simple"] == {
+        "empty_new": True,
+        "empty_after": False,
+        "fifo": True,
+        "unpicklable": "AttributeError",
+        "after_unpicklable": "still works",
+        "closed_get": "OSError",
+        "ends_open": [False, False],
+        "ends_closed": [True, True],
+    }
     assert same["joinable"] == {"joined": True, "exit": 0, "too_many": "ValueError", "local": True}
     assert same["pools"] == {"map": [x * x for x in range(10)], "imap": [0, 1, 4, 9, 16], "executor": [0, 1, 4, 9, 16]}
 
-    assert same["pipe_ends"] == {"poll": True, "recv": "sent", "poll_after": False, "wrong_end": ["OSError"] * 2,
-                                 "writer_closed": [True, False, "OSError"],
-                                 "both_closed": [True, True, "OSError"]}
+    assert same["pipe_ends"] == {
+        "poll": True,
+        "recv": "sent",
+        "poll_after": False,
+        "wrong_end": ["OSError"] * 2,
+        "writer_closed": [True, False, "OSError"],
+        "both_closed": [True, True, "OSError"],
+    }
     # By design: put raises for an unpicklable object where the stdlib's feeder thread prints the error
     # and drops the item (the queue goes on either way), and a Queue pickles anywhere (the stdlib's only
     # while spawning).
@@ -82,9 +102,11 @@ async def test_queue_semantics_as_under_spawn(tmp_path: Path) -> None:
     assert dragon["differs"] == {"unpicklable": {"raised": ["AttributeError"] * 3, **after}, "pool_argument": "got 5"}
     for err in (dragon_err, background_err):
         assert b"Can't pickle local object" not in err, err.decode(errors="replace")
-    assert dragon["dragon"] == {"queue_in_queue": "through a queue inside a queue", "released": {
-        "item": "one", "alive_before": True, "gone_after_close": True, "gone_after_gc": True}, "packing": {
-        "items": True, "slots": False, "simple": True, "full": "Full", "simple_all": True}}
+    assert dragon["dragon"] == {
+        "queue_in_queue": "through a queue inside a queue",
+        "released": {"item": "one", "alive_before": True, "gone_after_close": True, "gone_after_gc": True},
+        "packing": {"items": True, "slots": False, "simple": True, "full": "Full", "simple_all": True},
+    }
 
 
 async def test_consumer_killed_mid_get_loses_at_most_its_item(tmp_path: Path) -> None:
@@ -102,13 +124,15 @@ async def test_multiprocessing_queue_follows_the_start_method(first: str, tmp_pa
     """`multiprocessing.Queue()` & co. give the channel queues under "dragon" (in a plain python program
     the first one brings the background runtime up), the stdlib's under "spawn", whichever of dragon
     and multiprocessing is imported first."""
-    code = (f"{first}\n"
-            "import dragon, multiprocessing as mp, multiprocessing.queues as mq\n"
-            "ctx = mp.get_context('spawn')\n"
-            "assert type(ctx.Queue()) is mq.Queue and type(ctx.SimpleQueue()) is mq.SimpleQueue\n"
-            "mp.set_start_method('dragon')\n"
-            "made = [mp.Queue(), mp.SimpleQueue(), mp.JoinableQueue(), mp.get_context('dragon').Queue(3)]\n"
-            "print(*(type(q).__module__ for q in made))\n")
+    code = (
+        f"{first}\n"
+        "import dragon, multiprocessing as mp, multiprocessing.queues as mq\n"
+        "ctx = mp.get_context('spawn')\n"
+        "assert type(ctx.Queue()) is mq.Queue and type(ctx.SimpleQueue()) is mq.SimpleQueue\n"
+        "mp.set_start_method('dragon')\n"
+        "made = [mp.Queue(), mp.SimpleQueue(), mp.JoinableQueue(), mp.get_context('dragon').Queue(3)]\n"
+        "print(*(type(q).__module__ for q in made))\n"
+    )
     done = await run_command([sys.executable, "-c", code], cwd=tmp_path)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert done.stdout.split() == [b"dragon._mp_queues"] * 4

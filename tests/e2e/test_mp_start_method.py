@@ -39,6 +39,7 @@ async def _both(name: str, tmp_path: Path) -> tuple[dict[str, Any], dict[str, An
 
 def _same(spawn: dict[str, Any], dragon: dict[str, Any]) -> None:
     """The reports agree except in the start method's name (and the dragon-only p_uid)."""
+
     def strip(report: dict[str, Any]) -> dict[str, Any]:
         return json.loads(json.dumps({k: v for k, v in report.items() if k != "p_uid"}).replace('"spawn"', '"dragon"'))
 
@@ -52,8 +53,14 @@ async def test_process_life_cycle_as_under_spawn(tmp_path: Path) -> None:
     assert (dragon["start_method"], dragon["ctx_name"], dragon["child"]["start_method"]) == ("dragon",) * 3
     assert dragon["p_uid"] == [True, True]
     assert dragon["child_pid_is_os_pid"] and dragon["child_parent_is_me"]
-    assert dragon["child"] == {"name": "reporter", "parent_alive": True, "start_method": "dragon",
-                               "main": "__mp_main__", "trio": False, "children": 0}
+    assert dragon["child"] == {
+        "name": "reporter",
+        "parent_alive": True,
+        "start_method": "dragon",
+        "main": "__mp_main__",
+        "trio": False,
+        "children": 0,
+    }
     assert dragon["exitcodes"] == [0, 3, 1]
     assert (dragon["sleeper_alive"], dragon["in_active_children"]) == (True, True)
     assert dragon["join_timeout"] == [None, True] and dragon["wait_timeout"] == []
@@ -89,13 +96,15 @@ async def test_pool_manager_nesting_and_daemons_as_under_spawn(tmp_path: Path) -
 @pytest.mark.parametrize("first", ["import dragon", "import multiprocessing"])
 async def test_import_dragon_registers_the_method_without_trio(first: str) -> None:
     """Before or after multiprocessing; `import dragon` alone imports neither trio nor multiprocessing."""
-    code = ("import sys\n"
-            f"{first}\n"
-            "light = 'trio' not in sys.modules and ('multiprocessing' not in sys.modules) == (first == 'import dragon')\n"
-            "import dragon, multiprocessing as mp\n"
-            "ctx = mp.get_context('dragon')\n"
-            "mp.set_start_method('dragon')\n"
-            "print(light, ctx.get_start_method(), mp.get_start_method(), 'trio' in sys.modules)\n")
+    code = (
+        "import sys\n"
+        f"{first}\n"
+        "light = 'trio' not in sys.modules and ('multiprocessing' not in sys.modules) == (first == 'import dragon')\n"
+        "import dragon, multiprocessing as mp\n"
+        "ctx = mp.get_context('dragon')\n"
+        "mp.set_start_method('dragon')\n"
+        "print(light, ctx.get_start_method(), mp.get_start_method(), 'trio' in sys.modules)\n"
+    )
     done = await run_command([sys.executable, "-c", f"first = {first!r}\n" + code])
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert done.stdout.split() == [b"True", b"dragon", b"dragon", b"False"]
@@ -105,18 +114,20 @@ async def test_other_start_methods_beside_dragon_as_the_global_one(tmp_path: Pat
     """With "dragon" the global start method, children of "spawn", "forkserver" and "fork" work and
     report their own method (a plain spawn child knows no "dragon" before it imports dragon)."""
     prog = tmp_path / "mixed.py"
-    prog.write_text("import dragon, multiprocessing as mp\n"
-                    "def report(conn):\n"
-                    "    conn.send(mp.get_start_method())\n"
-                    "if __name__ == '__main__':\n"
-                    "    mp.set_start_method('dragon')\n"
-                    "    out = []\n"
-                    "    for method in ('spawn', 'forkserver', 'fork', 'dragon'):\n"
-                    "        ctx = mp.get_context(method)\n"
-                    "        r, w = ctx.Pipe(duplex=False)\n"
-                    "        p = ctx.Process(target=report, args=(w,))\n"
-                    "        p.start(); w.close(); out.append(r.recv()); p.join()\n"
-                    "    print(' '.join(out), mp.get_start_method())\n")
+    prog.write_text(
+        "import dragon, multiprocessing as mp\n"
+        "def report(conn):\n"
+        "    conn.send(mp.get_start_method())\n"
+        "if __name__ == '__main__':\n"
+        "    mp.set_start_method('dragon')\n"
+        "    out = []\n"
+        "    for method in ('spawn', 'forkserver', 'fork', 'dragon'):\n"
+        "        ctx = mp.get_context(method)\n"
+        "        r, w = ctx.Pipe(duplex=False)\n"
+        "        p = ctx.Process(target=report, args=(w,))\n"
+        "        p.start(); w.close(); out.append(r.recv()); p.join()\n"
+        "    print(' '.join(out), mp.get_start_method())\n"
+    )
     done = await run_dragon(str(prog), cwd=tmp_path, timeout_s=120)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert done.stdout.split() == [b"spawn", b"forkserver", b"fork", b"dragon", b"dragon"]
@@ -124,14 +135,16 @@ async def test_other_start_methods_beside_dragon_as_the_global_one(tmp_path: Pat
 
 async def test_many_processes_started_and_joined(tmp_path: Path) -> None:
     prog = tmp_path / "many.py"
-    prog.write_text("import dragon, json, multiprocessing as mp, time\n"
-                    "if __name__ == '__main__':\n"
-                    "    mp.set_start_method('dragon')\n"
-                    "    t0 = time.monotonic()\n"
-                    "    ps = [mp.Process(target=abs, args=(-1,)) for _ in range(32)]\n"
-                    "    for p in ps: p.start()\n"
-                    "    for p in ps: p.join()\n"
-                    "    print(json.dumps({'codes': [p.exitcode for p in ps], 's': time.monotonic() - t0}))\n")
+    prog.write_text(
+        "import dragon, json, multiprocessing as mp, time\n"
+        "if __name__ == '__main__':\n"
+        "    mp.set_start_method('dragon')\n"
+        "    t0 = time.monotonic()\n"
+        "    ps = [mp.Process(target=abs, args=(-1,)) for _ in range(32)]\n"
+        "    for p in ps: p.start()\n"
+        "    for p in ps: p.join()\n"
+        "    print(json.dumps({'codes': [p.exitcode for p in ps], 's': time.monotonic() - t0}))\n"
+    )
     done = await run_dragon(str(prog), cwd=tmp_path, timeout_s=120)
     assert (done.returncode, done.stderr) == (0, b""), done.stderr.decode(errors="replace")
     report = json.loads(done.stdout)

@@ -100,15 +100,17 @@ async def test_every_operation_and_error_from_head_and_grandchild(tmp_path: Path
 
 
 async def test_outside_the_runtime_every_call_says_to_use_dragon(tmp_path: Path) -> None:
-    code = ("import sys, dragon.native as n\n"
-            "assert 'trio' not in sys.modules, 'dragon.native imported trio'\n"
-            "from dragon.errors import RuntimeNotRunning\n"
-            "for call in (n.Process.list, n.current, lambda: n.Channel.create(), lambda: n.Pool.create(4096),\n"
-            "             lambda: n.Process('true').start()):\n"
-            "    try:\n"
-            "        call()\n"
-            "    except RuntimeNotRunning as exc:\n"
-            "        print(exc)\n")
+    code = (
+        "import sys, dragon.native as n\n"
+        "assert 'trio' not in sys.modules, 'dragon.native imported trio'\n"
+        "from dragon.errors import RuntimeNotRunning\n"
+        "for call in (n.Process.list, n.current, lambda: n.Channel.create(), lambda: n.Pool.create(4096),\n"
+        "             lambda: n.Process('true').start()):\n"
+        "    try:\n"
+        "        call()\n"
+        "    except RuntimeNotRunning as exc:\n"
+        "        print(exc)\n"
+    )
     done = await run_command([sys.executable, "-c", code], cwd=tmp_path, env=clean_env())
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     lines = done.stdout.decode().splitlines()
@@ -144,6 +146,7 @@ async def test_two_processes_exchange_10000_messages_over_named_channels(tmp_pat
 
 @pytest.mark.parametrize("module", ["dragon.native", "dragon._gs_client"])
 async def test_import_leaves_trio_out(module: str) -> None:
-    done = await run_command([sys.executable, "-c", f"import sys, {module}; print('trio' in sys.modules)"],
-                             env=clean_env())
+    done = await run_command(
+        [sys.executable, "-c", f"import sys, {module}; print('trio' in sys.modules)"], env=clean_env()
+    )
     assert done.stdout == b"False\n", done.stderr

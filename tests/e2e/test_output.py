@@ -17,9 +17,11 @@ from e2e_util import DRAGON, RUN_TIMEOUT_S, StreamReader, clean_env, program, ru
 
 async def test_stdout_and_stderr_stay_separate(tmp_path: Path) -> None:
     prog = tmp_path / "prog.py"
-    prog.write_text("import sys\n"
-                    "print('out 1', flush=True); print('err 1', file=sys.stderr, flush=True)\n"
-                    "print('out 2', flush=True); print('err 2', file=sys.stderr, flush=True)\n")
+    prog.write_text(
+        "import sys\n"
+        "print('out 1', flush=True); print('err 1', file=sys.stderr, flush=True)\n"
+        "print('out 2', flush=True); print('err 2', file=sys.stderr, flush=True)\n"
+    )
     result = await run_dragon(str(prog))
     assert result.returncode == 0
     assert result.stdout == b"out 1\nout 2\n"
@@ -54,8 +56,11 @@ async def test_last_line_without_newline() -> None:
 
 
 async def test_output_flushed_before_os_exit() -> None:
-    result = await run_dragon("-c", "import os, sys; print('flushed'); sys.stdout.flush(); "
-                                    "sys.stderr.write('err too'); sys.stderr.flush(); os._exit(0)")
+    result = await run_dragon(
+        "-c",
+        "import os, sys; print('flushed'); sys.stdout.flush(); "
+        "sys.stderr.write('err too'); sys.stderr.flush(); os._exit(0)",
+    )
     assert (result.returncode, result.stdout, result.stderr) == (0, b"flushed\n", b"err too")
 
 
@@ -85,9 +90,17 @@ async def test_slow_reader_slows_the_program_and_loses_nothing() -> None:
     min_read_time = size // read_size * pause_s
     async with trio.open_nursery() as nursery:
         with trio.fail_after(RUN_TIMEOUT_S):
-            proc: trio.Process = await nursery.start(functools.partial(
-                trio.run_process, [DRAGON, program("timed_writer.py"), str(size)], stdin=b"",
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False, env=clean_env()))
+            proc: trio.Process = await nursery.start(
+                functools.partial(
+                    trio.run_process,
+                    [DRAGON, program("timed_writer.py"), str(size)],
+                    stdin=b"",
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    check=False,
+                    env=clean_env(),
+                )
+            )
             assert proc.stdout is not None and proc.stderr is not None
             received = 0
             start = trio.current_time()

@@ -46,8 +46,11 @@ def _bad_lines(data: bytes, expected: collections.Counter[bytes]) -> list[bytes]
 @pytest.mark.parametrize("how", ["spawn", "dragon", "background"])
 async def test_lines_of_many_writers_stay_whole(how: str, tmp_path: Path) -> None:
     prog = str(MP_PROGRAMS / "line_writers.py")
-    argv = {"spawn": [sys.executable, prog, "spawn"], "dragon": [DRAGON, prog, "dragon"],
-            "background": [sys.executable, prog, "dragon"]}[how]
+    argv = {
+        "spawn": [sys.executable, prog, "spawn"],
+        "dragon": [DRAGON, prog, "dragon"],
+        "background": [sys.executable, prog, "dragon"],
+    }[how]
     done = await run_command([*argv, str(WORKERS), str(LINES)], cwd=tmp_path, timeout_s=120)
     assert done.returncode == 0, done.stderr[-3000:]
     for stream, data in (("out", done.stdout), ("err", done.stderr)):
@@ -87,9 +90,17 @@ async def test_partial_lines_appear_without_their_newline(how: str, tmp_path: Pa
     argv = [DRAGON, str(prog)] if how == "dragon" else [sys.executable, str(prog)]
     async with trio.open_nursery() as nursery:
         with trio.fail_after(60):
-            proc: trio.Process = await nursery.start(functools.partial(
-                trio.run_process, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, check=False,
-                cwd=tmp_path, env=clean_env()))
+            proc: trio.Process = await nursery.start(
+                functools.partial(
+                    trio.run_process,
+                    argv,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    check=False,
+                    cwd=tmp_path,
+                    env=clean_env(),
+                )
+            )
             assert proc.stdin is not None and proc.stdout is not None
             out = StreamReader(proc.stdout)
             await out.until(b"name? ")

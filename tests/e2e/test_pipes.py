@@ -14,8 +14,14 @@ import trio
 import dragon
 from dragon.descriptors import PIPE, ObjectState
 from dragon.messages import (
-    GSChannelDestroy, GSChannelDestroyResponse, GSChannelQuery, GSChannelQueryResponse, GSProcessCreate,
-    GSProcessCreateResponse, GSProcessJoin, GSProcessJoinResponse,
+    GSChannelDestroy,
+    GSChannelDestroyResponse,
+    GSChannelQuery,
+    GSChannelQueryResponse,
+    GSProcessCreate,
+    GSProcessCreateResponse,
+    GSProcessJoin,
+    GSProcessJoinResponse,
 )
 from dragon.services.launcher import RuntimeHandle
 from dragon.transport import TrioChannel
@@ -41,19 +47,23 @@ async def test_pipe_stdio_round_trip_and_release() -> None:
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             handle: RuntimeHandle = await nursery.start(dragon.serve)
-            resp = await handle.call(GSProcessCreate(
-                p_uid=0, r_c_uid=0, exe=sys.executable, args=["-c", UPPER], stdin=PIPE, stdout=PIPE, stderr=PIPE),
-                GSProcessCreateResponse)
+            resp = await handle.call(
+                GSProcessCreate(
+                    p_uid=0, r_c_uid=0, exe=sys.executable, args=["-c", UPPER], stdin=PIPE, stdout=PIPE, stderr=PIPE
+                ),
+                GSProcessCreateResponse,
+            )
             assert resp.desc is not None
             desc = resp.desc
             assert desc.stdin_sdesc and desc.stdout_sdesc and desc.stderr_sdesc
             payload = bytes(range(256)) * 400  # 100 KiB, not UTF-8, in several channel messages
             async with TrioChannel.attach(desc.stdin_sdesc) as stdin:
                 for i in range(0, len(payload), 10_000):
-                    await stdin.send(payload[i:i + 10_000])
+                    await stdin.send(payload[i : i + 10_000])
                 await stdin.send(b"")  # end of file
-            joined = await handle.call(GSProcessJoin(p_uid=0, r_c_uid=0, t_p_uid=desc.p_uid, timeout=-1),
-                                       GSProcessJoinResponse)
+            joined = await handle.call(
+                GSProcessJoin(p_uid=0, r_c_uid=0, t_p_uid=desc.p_uid, timeout=-1), GSProcessJoinResponse
+            )
             assert joined.exit_code == 0
             # The process is gone; its output is still there, up to the end-of-file message.
             assert await _read_all(desc.stdout_sdesc) == payload.upper()
@@ -61,8 +71,9 @@ async def test_pipe_stdio_round_trip_and_release() -> None:
             names = [f"{s}_{desc.p_uid}" for s in ("stdin", "stdout", "stderr")]
             assert [await _state(handle, n) for n in names] == [ObjectState.ACTIVE] * 3
             for name in names:  # the parent lets go: the last reference, so the channels die
-                done = await handle.call(GSChannelDestroy(p_uid=0, r_c_uid=0, user_name=name, dec_ref=True),
-                                         GSChannelDestroyResponse)
+                done = await handle.call(
+                    GSChannelDestroy(p_uid=0, r_c_uid=0, user_name=name, dec_ref=True), GSChannelDestroyResponse
+                )
                 assert done.err == 0, done.err_info
             assert [await _state(handle, n) for n in names] == [ObjectState.DEAD] * 3
             nursery.cancel_scope.cancel()

@@ -19,9 +19,14 @@ from dragon import _pool_sizes, _rundir
 from dragon.errors import BringupError
 from dragon.ids import DEFAULT_POOL_MUID, INF_POOL_MUID
 from dragon.messages import (
-    GSProcessCreate, GSProcessCreateResponse, GSProcessJoin, GSProcessJoinResponse, ProcessCreateErr,
+    GSProcessCreate,
+    GSProcessCreateResponse,
+    GSProcessJoin,
+    GSProcessJoinResponse,
+    ProcessCreateErr,
 )
 from dragon.transport._shm import shm_path
+
 from e2e_util import DRAGON, RUN_TIMEOUT_S, clean_env, run_command, run_dragon
 
 SMALL = {"DRAGON_INF_SEG_SZ": "192K", "DRAGON_DEFAULT_SEG_SZ": "3MiB"}
@@ -30,13 +35,13 @@ SMALL_BYTES = {"DRAGON_INF_SEG_SZ": 192 * 1024, "DRAGON_DEFAULT_SEG_SZ": 3 * 2**
 SHOW_SIZES = "import os; print(os.environ['DRAGON_INF_SEG_SZ'], os.environ['DRAGON_DEFAULT_SEG_SZ'])"
 SIZES_LINE = f"{SMALL_BYTES['DRAGON_INF_SEG_SZ']} {SMALL_BYTES['DRAGON_DEFAULT_SEG_SZ']}"
 
-HEAD = r'''
+HEAD = r"""
 import json, os, subprocess, sys
 print(os.environ["DRAGON_INF_SEG_SZ"], os.environ["DRAGON_DEFAULT_SEG_SZ"])
 status = subprocess.run([sys.argv[1], "status", "--json", os.environ["DRAGON_RUN_ID"]], capture_output=True,
                         check=True)
 print(json.dumps({str(p["m_uid"]): p["size_bytes"] for p in json.loads(status.stdout)["pools"]}))
-'''
+"""
 
 BAD = [
     ("DRAGON_INF_SEG_SZ", "lots", "is not a size: give a whole number of bytes, optionally with a suffix K, M, G or T"),
@@ -47,10 +52,23 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("text", "size"), [
-    ("65536", 65536), ("64K", 65536), ("64kib", 65536), ("64KB", 65536), (" 3M ", 3 << 20), ("1g", 1 << 30),
-    ("2T", 2 << 40), ("1.5G", None), ("", None), ("12 parsecs", None), ("0x100", None), ("K", None),
-])
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("65536", 65536),
+        ("64K", 65536),
+        ("64kib", 65536),
+        ("64KB", 65536),
+        (" 3M ", 3 << 20),
+        ("1g", 1 << 30),
+        ("2T", 2 << 40),
+        ("1.5G", None),
+        ("", None),
+        ("12 parsecs", None),
+        ("0x100", None),
+        ("K", None),
+    ],
+)
 def test_size_syntax(text: str, size: int | None) -> None:
     assert _pool_sizes.parse_size(text) == size
 
@@ -65,15 +83,17 @@ async def test_dragon_makes_the_pools_of_the_sizes_asked_for(tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     params, pools = done.stdout.decode().splitlines()
     assert params == SIZES_LINE  # the head's launch parameters
-    assert json.loads(pools) == {str(INF_POOL_MUID): SMALL_BYTES["DRAGON_INF_SEG_SZ"],
-                                 str(DEFAULT_POOL_MUID): SMALL_BYTES["DRAGON_DEFAULT_SEG_SZ"]}
+    assert json.loads(pools) == {
+        str(INF_POOL_MUID): SMALL_BYTES["DRAGON_INF_SEG_SZ"],
+        str(DEFAULT_POOL_MUID): SMALL_BYTES["DRAGON_DEFAULT_SEG_SZ"],
+    }
 
 
 @pytest.mark.parametrize(("var", "value", "says"), BAD)
-async def test_dragon_with_a_bad_size_says_so_and_runs_nothing(tmp_path: Path, var: str, value: str,
-                                                              says: str) -> None:
-    done = await run_dragon("-c", "print('ran')", cwd=tmp_path,
-                            env=clean_env(XDG_RUNTIME_DIR=str(tmp_path), **{var: value}))
+async def test_dragon_with_a_bad_size_says_so_and_runs_nothing(tmp_path: Path, var: str, value: str, says: str) -> None:
+    done = await run_dragon(
+        "-c", "print('ran')", cwd=tmp_path, env=clean_env(XDG_RUNTIME_DIR=str(tmp_path), **{var: value})
+    )
     assert done.returncode == 2
     assert done.stdout == b""
     line = done.stderr.decode()
@@ -81,8 +101,9 @@ async def test_dragon_with_a_bad_size_says_so_and_runs_nothing(tmp_path: Path, v
     assert _runs_in(tmp_path) == []
 
 
-async def test_serve_makes_the_pools_of_the_sizes_asked_for(monkeypatch: pytest.MonkeyPatch,
-                                                           capfd: pytest.CaptureFixture[str]) -> None:
+async def test_serve_makes_the_pools_of_the_sizes_asked_for(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
     for var, value in SMALL.items():
         monkeypatch.setenv(var, value)
     with trio.fail_after(RUN_TIMEOUT_S):
@@ -93,19 +114,23 @@ async def test_serve_makes_the_pools_of_the_sizes_asked_for(monkeypatch: pytest.
                     await trio.sleep(0.01)
             for pd, var in ((info.inf_pd, "DRAGON_INF_SEG_SZ"), (info.default_pd, "DRAGON_DEFAULT_SEG_SZ")):
                 assert os.stat(shm_path(pd)).st_size == SMALL_BYTES[var]
-            created = await handle.call(GSProcessCreate(p_uid=0, r_c_uid=0, exe=sys.executable,
-                                                        args=["-c", SHOW_SIZES]), GSProcessCreateResponse)
+            created = await handle.call(
+                GSProcessCreate(p_uid=0, r_c_uid=0, exe=sys.executable, args=["-c", SHOW_SIZES]),
+                GSProcessCreateResponse,
+            )
             assert created.err == ProcessCreateErr.SUCCESS and created.desc is not None, created.err_info
-            joined = await handle.call(GSProcessJoin(p_uid=0, r_c_uid=0, t_p_uid=created.desc.p_uid),
-                                       GSProcessJoinResponse)
+            joined = await handle.call(
+                GSProcessJoin(p_uid=0, r_c_uid=0, t_p_uid=created.desc.p_uid), GSProcessJoinResponse
+            )
             assert joined.exit_code == 0
             nursery.cancel_scope.cancel()
     assert f"{SIZES_LINE}\n" in capfd.readouterr().out
 
 
 @pytest.mark.parametrize(("var", "value", "says"), BAD[:1] + BAD[-1:])
-async def test_serve_with_a_bad_size_raises_before_making_anything(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                                  var: str, value: str, says: str) -> None:
+async def test_serve_with_a_bad_size_raises_before_making_anything(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, var: str, value: str, says: str
+) -> None:
     monkeypatch.setenv(var, value)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     with trio.fail_after(RUN_TIMEOUT_S):
@@ -116,7 +141,7 @@ async def test_serve_with_a_bad_size_raises_before_making_anything(monkeypatch: 
     assert _runs_in(tmp_path) == []
 
 
-BACKGROUND = r'''
+BACKGROUND = r"""
 import dragon, multiprocessing as mp, os, sys
 from dragon.errors import BringupError
 
@@ -133,7 +158,7 @@ if __name__ == "__main__":
         sys.exit(0)
     p.join()
     print("exit", p.exitcode)
-'''
+"""
 
 
 async def test_background_runtime_makes_the_pools_of_the_sizes_asked_for(tmp_path: Path) -> None:

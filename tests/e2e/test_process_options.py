@@ -20,11 +20,20 @@ import dragon
 from dragon.descriptors import DEVNULL, PIPE
 from dragon.errors import InputNotDelivered
 from dragon.messages import (
-    GSChannelDestroy, GSChannelDestroyResponse, GSProcessCreate, GSProcessCreateResponse, GSProcessJoin, GSProcessJoinResponse, GSProcessKill,
-    GSProcessKillResponse, ProcessCreateErr, ProcessJoinErr,
+    GSChannelDestroy,
+    GSChannelDestroyResponse,
+    GSProcessCreate,
+    GSProcessCreateResponse,
+    GSProcessJoin,
+    GSProcessJoinResponse,
+    GSProcessKill,
+    GSProcessKillResponse,
+    ProcessCreateErr,
+    ProcessJoinErr,
 )
 from dragon.services.launcher import RuntimeHandle
 from dragon.transport import TrioChannel
+
 from e2e_util import RUN_TIMEOUT_S
 
 COPY_STDIN = "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())"
@@ -39,8 +48,9 @@ async def handle() -> AsyncIterator[RuntimeHandle]:
 
 
 async def _create(handle: RuntimeHandle, code: str, **fields: object) -> GSProcessCreateResponse:
-    return await handle.call(GSProcessCreate(p_uid=0, r_c_uid=0, exe=sys.executable, args=["-c", code],
-                                             **fields), GSProcessCreateResponse)  # type: ignore[arg-type]
+    return await handle.call(
+        GSProcessCreate(p_uid=0, r_c_uid=0, exe=sys.executable, args=["-c", code], **fields), GSProcessCreateResponse
+    )  # type: ignore[arg-type]
 
 
 async def _start(handle: RuntimeHandle, code: str, **fields: object) -> int:
@@ -73,8 +83,10 @@ async def test_initial_stdin_reaches_a_pipe_stdin_too(handle: RuntimeHandle, tmp
         await chan.send(b"")  # end of file
     assert await _join(handle, resp.desc.p_uid) == 0
     assert out.read_bytes() == b"initial\nfrom the pipe\n"
-    await handle.call(GSChannelDestroy(p_uid=0, r_c_uid=0, user_name=f"stdin_{resp.desc.p_uid}", dec_ref=True),
-                      GSChannelDestroyResponse)  # the parent's reference to the PIPE channel
+    await handle.call(
+        GSChannelDestroy(p_uid=0, r_c_uid=0, user_name=f"stdin_{resp.desc.p_uid}", dec_ref=True),
+        GSChannelDestroyResponse,
+    )  # the parent's reference to the PIPE channel
 
 
 async def test_confirmed_input_says_why_it_was_not_delivered(handle: RuntimeHandle, tmp_path: Path) -> None:
@@ -114,9 +126,19 @@ async def test_user_and_group_apply_or_are_refused(handle: RuntimeHandle, tmp_pa
     clearly (the kernel refuses it)."""
     out = tmp_path / "ids"
     nobody = 65534
-    resp = await handle.call(GSProcessCreate(  # /bin/sh and "/": a user of no home may use both
-        p_uid=0, r_c_uid=0, exe="/bin/sh", args=["-c", "id -u; id -g"], rundir="/", stdout=str(out),
-        user=nobody, group=nobody), GSProcessCreateResponse)
+    resp = await handle.call(
+        GSProcessCreate(  # /bin/sh and "/": a user of no home may use both
+            p_uid=0,
+            r_c_uid=0,
+            exe="/bin/sh",
+            args=["-c", "id -u; id -g"],
+            rundir="/",
+            stdout=str(out),
+            user=nobody,
+            group=nobody,
+        ),
+        GSProcessCreateResponse,
+    )
     if os.getuid() == 0:
         assert resp.err == ProcessCreateErr.SUCCESS and resp.desc is not None, resp.err_info
         assert await _join(handle, resp.desc.p_uid) == 0
@@ -126,12 +148,15 @@ async def test_user_and_group_apply_or_are_refused(handle: RuntimeHandle, tmp_pa
         assert "Operation not permitted" in resp.err_info, resp.err_info
 
 
-@pytest.mark.parametrize(("fields", "says"), [
-    ({"umask": 0o1000}, "umask must be between 0 and 0o777"),
-    ({"user": -3}, "user must be a numeric id"),
-    ({"group": -1}, "group must be a numeric id"),
-    ({"initial_stdin": b"x", "stdin": DEVNULL}, "initial_stdin needs a stdin"),
-])
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"umask": 0o1000}, "umask must be between 0 and 0o777"),
+        ({"user": -3}, "user must be a numeric id"),
+        ({"group": -1}, "group must be a numeric id"),
+        ({"initial_stdin": b"x", "stdin": DEVNULL}, "initial_stdin needs a stdin"),
+    ],
+)
 async def test_bad_fields_are_refused_clearly(handle: RuntimeHandle, fields: dict[str, object], says: str) -> None:
     resp = await _create(handle, "pass", **fields)
     assert resp.err == ProcessCreateErr.FAIL

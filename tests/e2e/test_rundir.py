@@ -11,15 +11,23 @@ import trio
 
 from dragon import _rundir
 from dragon.transport._shm import entries, run_prefix
+
 from e2e_util import DRAGON, RUN_TIMEOUT_S, StreamReader, clean_env, pid_alive, program
 
 
 async def test_runtime_directory_lives_as_long_as_the_run() -> None:
     async with trio.open_nursery() as nursery:
         with trio.fail_after(RUN_TIMEOUT_S):
-            proc: trio.Process = await nursery.start(functools.partial(
-                trio.run_process, [DRAGON, program("run_id_wait.py")], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, check=False, env=clean_env()))
+            proc: trio.Process = await nursery.start(
+                functools.partial(
+                    trio.run_process,
+                    [DRAGON, program("run_id_wait.py")],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    check=False,
+                    env=clean_env(),
+                )
+            )
             assert proc.stdin is not None and proc.stdout is not None
             out = StreamReader(proc.stdout)
             run_id = (await out.until(b"\n")).decode().strip()

@@ -22,6 +22,7 @@ import pytest
 
 from dragon.ids import FIRST_GS_CUID
 from dragon.transport._shm import SHM_DIR, entries, run_prefix
+
 from e2e_util import DRAGON, program
 from test_status import dragon, private_env
 
@@ -179,8 +180,14 @@ def test_entries_another_user_makes_first_block_nothing_and_are_left_alone(tmp_p
     normally and leaves their entries alone (a non-root runtime could not remove them)."""
     head = tmp_path / "head.py"
     head.write_text(SQUATTED_HEAD)
-    proc = subprocess.Popen([DRAGON, str(head)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=private_env(tmp_path / "xdg"), text=True)
+    proc = subprocess.Popen(
+        [DRAGON, str(head)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=private_env(tmp_path / "xdg"),
+        text=True,
+    )
     squatted: list[str] = []
     try:
         assert proc.stdout is not None and proc.stdin is not None
@@ -241,8 +248,9 @@ def test_bytes_that_are_not_utf8_in_argv_cwd_environment_and_script_name(tmp_pat
         f.write(NON_UTF8_PROGRAM)
     env = {os.fsencode(k): os.fsencode(v) for k, v in private_env(tmp_path / "xdg").items()}
     env[b"WEIRD"] = b"v\xff"
-    expected = subprocess.run([sys.executable, script, b"a\xff", b"spawn"], cwd=work, env=env,
-                              capture_output=True, timeout=60)
+    expected = subprocess.run(
+        [sys.executable, script, b"a\xff", b"spawn"], cwd=work, env=env, capture_output=True, timeout=60
+    )
     assert expected.returncode == 0, expected.stderr
     assert b"\\udcff" in expected.stdout  # the argument arrived as Python shows undecodable bytes
     for argv in ([DRAGON, script, b"a\xff", b"dragon"], [sys.executable, script, b"a\xff", b"dragon"]):
@@ -265,10 +273,19 @@ def test_one_ctrl_c_reaches_the_workers_as_under_spawn(how: str, tmp_path: Path)
     its workers (spawn), the `dragon` launcher (which passes it on to the runtime's processes), or
     the program and its background runtime's launcher. One Ctrl-C ends workers that loop forever."""
     prog = str(MP_PROGRAMS / "interrupted_workers.py")
-    argv = {"spawn": [sys.executable, prog, "spawn"], "dragon": [DRAGON, prog, "dragon"],
-            "background": [sys.executable, prog, "dragon"]}[how]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                            env=private_env(tmp_path / "xdg"), text=True)
+    argv = {
+        "spawn": [sys.executable, prog, "spawn"],
+        "dragon": [DRAGON, prog, "dragon"],
+        "background": [sys.executable, prog, "dragon"],
+    }[how]
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env=private_env(tmp_path / "xdg"),
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline() == "ready\n"
@@ -315,7 +332,7 @@ def _alive(pid: int) -> bool:
             stat_line = f.read()
     except OSError:
         return False
-    return stat_line[stat_line.rindex(b")") + 2:][:1] not in (b"Z", b"X")
+    return stat_line[stat_line.rindex(b")") + 2 :][:1] not in (b"Z", b"X")
 
 
 CORRUPTING_HEAD = """\
@@ -337,8 +354,9 @@ time.sleep(60)
 
 
 @pytest.mark.parametrize("target", ["gs", "la"])
-def test_a_record_written_into_a_service_channel_by_hand_ends_the_run_with_one_line(target: str,
-                                                                                   tmp_path: Path) -> None:
+def test_a_record_written_into_a_service_channel_by_hand_ends_the_run_with_one_line(
+    target: str, tmp_path: Path
+) -> None:
     """13.10: same-user corruption of Global Services' or the launcher's channel: one bounded error
     line, and a prompt, orderly end (it used to print 8 MB, or take 18 s)."""
     head = tmp_path / "corrupt.py"
@@ -369,8 +387,13 @@ def test_sigterm_to_dragon_ends_with_the_head_s_own_status_when_it_handles_it(tm
     it and exits with its own status makes dragon exit with that status (it used to be 143)."""
     head = tmp_path / "term.py"
     head.write_text(HANDLES_SIGTERM)
-    proc = subprocess.Popen([DRAGON, str(head)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=private_env(tmp_path / "xdg"), text=True)
+    proc = subprocess.Popen(
+        [DRAGON, str(head)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=private_env(tmp_path / "xdg"),
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline() == "ready\n"
@@ -417,8 +440,14 @@ def test_file_descriptors_of_local_services_last_and_their_end_is_said(tmp_path:
         resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
 
     start = time.monotonic()
-    run = subprocess.run([DRAGON, str(head), str(2 * FD_LIMIT)], env=private_env(tmp_path / "xdg"),
-                         capture_output=True, text=True, timeout=180, preexec_fn=low_limit)
+    run = subprocess.run(
+        [DRAGON, str(head), str(2 * FD_LIMIT)],
+        env=private_env(tmp_path / "xdg"),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        preexec_fn=low_limit,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     lines = run.stdout.splitlines()
     assert lines[0] == "channels ok", run.stdout + run.stderr
@@ -461,8 +490,13 @@ def _in_small_shm(size: str, argv: list[str], env: dict[str, str]) -> subprocess
     """`argv` in a mount namespace of its own whose /dev/shm is a tmpfs of `size` (a full /dev/shm
     without filling the machine's)."""
     script = f'mount -t tmpfs -o size={size},mode=1777 tmpfs /dev/shm && exec "$@"'
-    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv],
-                          env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to mount a small /dev/shm in a mount namespace")

@@ -16,11 +16,16 @@ import trio
 import dragon
 from dragon import _rundir
 from dragon.messages import (
-    GSProcessCreate, GSProcessCreateResponse, GSProcessJoin, GSProcessJoinResponse, ProcessCreateErr,
+    GSProcessCreate,
+    GSProcessCreateResponse,
+    GSProcessJoin,
+    GSProcessJoinResponse,
+    ProcessCreateErr,
     ProcessJoinErr,
 )
 from dragon.services.launcher import RuntimeHandle
 from dragon.transport._shm import entries, run_prefix, unlink_quietly
+
 from e2e_util import RUN_TIMEOUT_S, StreamReader, clean_env, pid_alive, program
 
 INTERRUPT_BOUND_S = 10.0
@@ -56,13 +61,15 @@ async def test_serve_in_a_nursery(capfd: pytest.CaptureFixture[str]) -> None:
             info = await _assert_running(handle.run_id)
             assert info.ls_pid == handle.ls_pid
             assert info.launcher_pid == os.getpid()
-            created = await handle.call(GSProcessCreate(
-                p_uid=0, r_c_uid=0, exe=sys.executable, args=["-c", "print('from a managed process')"]),
-                GSProcessCreateResponse)
+            created = await handle.call(
+                GSProcessCreate(p_uid=0, r_c_uid=0, exe=sys.executable, args=["-c", "print('from a managed process')"]),
+                GSProcessCreateResponse,
+            )
             assert created.err == ProcessCreateErr.SUCCESS, created.err_info
             assert created.desc is not None
-            joined = await handle.call(GSProcessJoin(p_uid=0, r_c_uid=0, t_p_uid=created.desc.p_uid),
-                                       GSProcessJoinResponse)
+            joined = await handle.call(
+                GSProcessJoin(p_uid=0, r_c_uid=0, t_p_uid=created.desc.p_uid), GSProcessJoinResponse
+            )
             assert (joined.err, joined.exit_code) == (ProcessJoinErr.SUCCESS, 0)
             nursery.cancel_scope.cancel()
     _assert_gone(handle.run_id, info)
@@ -86,9 +93,17 @@ async def _interrupt_and_check(proc: trio.Process, run_id: str, info: _rundir.Ru
 async def test_serve_in_a_program_ends_on_ctrl_c() -> None:
     async with trio.open_nursery() as nursery:
         with trio.fail_after(RUN_TIMEOUT_S):
-            proc: trio.Process = await nursery.start(functools.partial(
-                trio.run_process, [sys.executable, program("serve_until_interrupted.py")], stdin=b"",
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False, env=clean_env()))
+            proc: trio.Process = await nursery.start(
+                functools.partial(
+                    trio.run_process,
+                    [sys.executable, program("serve_until_interrupted.py")],
+                    stdin=b"",
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    check=False,
+                    env=clean_env(),
+                )
+            )
             assert proc.stdout is not None
             out = await StreamReader(proc.stdout).until(b" up\n")
             run_id = out.split()[0].decode()
@@ -125,9 +140,16 @@ async def _wait_runtime_of(proc: trio.Process) -> _rundir.RunInfo:
 async def test_trio_run_serve_ends_on_ctrl_c() -> None:
     async with trio.open_nursery() as nursery:
         with trio.fail_after(RUN_TIMEOUT_S):
-            proc: trio.Process = await nursery.start(functools.partial(
-                trio.run_process, [sys.executable, program("trio_run_serve.py")], stdin=b"",
-                stderr=subprocess.PIPE, check=False, env=clean_env()))
+            proc: trio.Process = await nursery.start(
+                functools.partial(
+                    trio.run_process,
+                    [sys.executable, program("trio_run_serve.py")],
+                    stdin=b"",
+                    stderr=subprocess.PIPE,
+                    check=False,
+                    env=clean_env(),
+                )
+            )
             info = await _wait_runtime_of(proc)
             await _assert_running(info.run_id)
         await _interrupt_and_check(proc, info.run_id, info)
@@ -136,11 +158,19 @@ async def test_trio_run_serve_ends_on_ctrl_c() -> None:
 async def _wait_gone(run_id: str, info: _rundir.RunInfo) -> None:
     """Bounded poll until nothing of the run is left (Local Services tears down alone, in its own time)."""
     with trio.move_on_after(INTERRUPT_BOUND_S + 5):
-        while (os.path.exists(_rundir.run_dir(run_id)) or entries(run_prefix(run_id))
-               or pid_alive(info.ls_pid) or pid_alive(info.gs_pid)):
+        while (
+            os.path.exists(_rundir.run_dir(run_id))
+            or entries(run_prefix(run_id))
+            or pid_alive(info.ls_pid)
+            or pid_alive(info.gs_pid)
+        ):
             await trio.sleep(0.05)
-    left = {"runtime dir": os.path.exists(_rundir.run_dir(run_id)), "shm": entries(run_prefix(run_id)),
-            "LS running": pid_alive(info.ls_pid), "GS running": pid_alive(info.gs_pid)}
+    left = {
+        "runtime dir": os.path.exists(_rundir.run_dir(run_id)),
+        "shm": entries(run_prefix(run_id)),
+        "LS running": pid_alive(info.ls_pid),
+        "GS running": pid_alive(info.gs_pid),
+    }
     assert not any(left.values()), f"run {run_id} left {left}"
 
 
@@ -161,9 +191,16 @@ async def test_serve_program_killed_by_sigterm_leaves_nothing() -> None:
     try:
         async with trio.open_nursery() as nursery:
             with trio.fail_after(RUN_TIMEOUT_S):
-                proc: trio.Process = await nursery.start(functools.partial(
-                    trio.run_process, [sys.executable, program("trio_run_serve.py")], stdin=b"",
-                    stderr=subprocess.PIPE, check=False, env=clean_env()))
+                proc: trio.Process = await nursery.start(
+                    functools.partial(
+                        trio.run_process,
+                        [sys.executable, program("trio_run_serve.py")],
+                        stdin=b"",
+                        stderr=subprocess.PIPE,
+                        check=False,
+                        env=clean_env(),
+                    )
+                )
                 assert proc.stderr is not None
                 info = await _wait_runtime_of(proc)
                 proc.send_signal(signal.SIGTERM)

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dragon.ids import DEFAULT_POOL_MUID, FIRST_USER_MANAGED_CUID, INF_POOL_MUID, INF_SEG_SZ, DEFAULT_SEG_SZ
+from dragon.ids import DEFAULT_POOL_MUID, DEFAULT_SEG_SZ, FIRST_USER_MANAGED_CUID, INF_POOL_MUID, INF_SEG_SZ
 from dragon.transport._shm import entries, run_prefix
 
 DRAGON = os.path.join(os.path.dirname(sys.executable), "dragon")
@@ -33,7 +33,7 @@ READY_S = 30.0
 GUARD_S = 60.0
 POLL_S = 0.05
 
-STATUS_HEAD = r'''
+STATUS_HEAD = r"""
 import json, subprocess, sys
 from dragon._gs_client import connection
 from dragon.descriptors import ChannelLocalOptions, ChannelOptions, ProcessOptions
@@ -77,9 +77,9 @@ print("READY " + json.dumps({
 sys.stdin.readline()
 plain.kill()
 plain.wait()
-'''
+"""
 
-NAMES_HEAD = r'''
+NAMES_HEAD = r"""
 import json, multiprocessing as mp, os, sys
 import dragon
 
@@ -131,9 +131,9 @@ if __name__ == "__main__":
     done.set()
     for p in procs:
         p.join()
-'''
+"""
 
-GS_HEAD = r'''
+GS_HEAD = r"""
 import json, os, sys
 from dragon.native import PIPE, Process, wait
 
@@ -157,13 +157,13 @@ print("READY " + json.dumps({
 sys.stdin.readline()
 piper.stdin_conn.close()
 assert piper.join(60) == 0 and piper.stdout_conn.read(60) == b""
-'''
+"""
 
-IDLE_HEAD = r'''
+IDLE_HEAD = r"""
 import os, sys
 print("READY " + '{"run_id": "%s"}' % os.environ["DRAGON_RUN_ID"], flush=True)
 sys.stdin.readline()
-'''
+"""
 
 
 def private_env(root: Path) -> dict[str, str]:
@@ -181,8 +181,14 @@ class Runtime:
         head.write_text(source)
         self.root = root
         self.env = private_env(root)
-        self.proc = subprocess.Popen([DRAGON, str(head)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=self.env, cwd=tmp_path)
+        self.proc = subprocess.Popen(
+            [DRAGON, str(head)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=self.env,
+            cwd=tmp_path,
+        )
         self.lines: queue.Queue[bytes] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -244,8 +250,12 @@ def user_reply_channels(run_id: str) -> list[str]:
     """/dev/shm entries of reply channels in the user-managed c_uid range (what status makes)."""
     found = []
     for name in entries(run_prefix(run_id)):
-        what = name[len(run_prefix(run_id)):]
-        if what[:1] == "c" and what[1:].isdigit() and FIRST_USER_MANAGED_CUID <= int(what[1:]) < 2 * FIRST_USER_MANAGED_CUID:
+        what = name[len(run_prefix(run_id)) :]
+        if (
+            what[:1] == "c"
+            and what[1:].isdigit()
+            and FIRST_USER_MANAGED_CUID <= int(what[1:]) < 2 * FIRST_USER_MANAGED_CUID
+        ):
             found.append(name)  # the segment only, not its doorbells
     return found
 
@@ -314,7 +324,12 @@ def test_status_json_shows_every_object_with_its_figures(tmp_path: Path) -> None
 
         chans = report["channels"]
         waiting = _by(chans, "c_uid", r["waiting"])
-        assert (waiting["name"], waiting["state"], waiting["capacity"], waiting["depth"]) == ("st-waiting", "ACTIVE", 10, 3)
+        assert (waiting["name"], waiting["state"], waiting["capacity"], waiting["depth"]) == (
+            "st-waiting",
+            "ACTIVE",
+            10,
+            3,
+        )
         assert (waiting["label"], waiting["creator"]) == ("", r["head_puid"])
         assert (waiting["blocked_receivers"], waiting["blocked_senders"], waiting["sent"]) == (0, 0, 3)
         blocked = _by(chans, "c_uid", r["blocked"])
@@ -323,9 +338,16 @@ def test_status_json_shows_every_object_with_its_figures(tmp_path: Path) -> None
 
         pools = {p["m_uid"]: p for p in report["pools"]}
         assert pools[INF_POOL_MUID]["size_bytes"] == INF_SEG_SZ and pools[INF_POOL_MUID]["kind"] == "infrastructure"
-        assert pools[DEFAULT_POOL_MUID]["size_bytes"] == DEFAULT_SEG_SZ and pools[DEFAULT_POOL_MUID]["kind"] == "default"
+        assert (
+            pools[DEFAULT_POOL_MUID]["size_bytes"] == DEFAULT_SEG_SZ and pools[DEFAULT_POOL_MUID]["kind"] == "default"
+        )
         user = pools[r["pool"]]
-        assert (user["name"], user["kind"], user["size_bytes"], user["allocations"]) == ("st-pool", "managed", 1 << 20, 1)
+        assert (user["name"], user["kind"], user["size_bytes"], user["allocations"]) == (
+            "st-pool",
+            "managed",
+            1 << 20,
+            1,
+        )
         assert user["used_bytes"] >= 1000 and user["free_bytes"] < (1 << 20) - 1000
         assert 0 < user["largest_free_bytes"] <= user["free_bytes"]
         assert user_reply_channels(rt.run_id) == []
@@ -343,7 +365,12 @@ def test_status_table_is_aligned_and_complete(tmp_path: Path) -> None:
         text = out.stdout
         assert f"Dragon runtime {rt.run_id}" in text and "state HAS_HEAD" in text
         sections = text.split("\n\n")
-        assert [s.splitlines()[0].split(" (")[0] for s in sections[1:]] == ["SERVICES", "PROCESSES", "CHANNELS", "POOLS"]
+        assert [s.splitlines()[0].split(" (")[0] for s in sections[1:]] == [
+            "SERVICES",
+            "PROCESSES",
+            "CHANNELS",
+            "POOLS",
+        ]
         for section in sections[1:]:
             header, *rows = section.splitlines()[1:]
             # every figure column ends where its (right-aligned) header ends
@@ -446,28 +473,48 @@ def test_global_services_is_process_1(tmp_path: Path) -> None:
     rt = Runtime(tmp_path, GS_HEAD, "gs", tmp_path / "xdg")
     try:
         r, gs_pid = rt.ready, rt.info["gs_pid"]
-        assert (r["name"], r["pid"], r["alive"], r["parent"], r["listed"], r["by_name"]) == \
-            ("global_services", gs_pid, True, 0, True, 1)
+        assert (r["name"], r["pid"], r["alive"], r["parent"], r["listed"], r["by_name"]) == (
+            "global_services",
+            gs_pid,
+            True,
+            0,
+            True,
+            1,
+        )
         # it runs as long as the runtime: a join or wait on it is refused at once, never left to hang
         for what in ("join", "join_timeout", "wait", "wait_all"):
-            assert r[what] == ["InvalidArgument", "Global Services (p_uid 1) runs as long as the runtime: "
-                               "it cannot be joined"], (what, r[what])
+            assert r[what] == [
+                "InvalidArgument",
+                "Global Services (p_uid 1) runs as long as the runtime: it cannot be joined",
+            ], (what, r[what])
         assert r["kill"][0] == "ProcessSignalFailed" and "Global Services (p_uid 1)" in r["kill"][1]
         assert r["same_name"][0] == "ProcessNameInUse" and "(p_uid 1)" in r["same_name"][1]
 
         report = status_json_when(rt.env, rt.run_id, lambda rep: True)
         gs = _by(report["processes"], "p_uid", 1)
-        assert (gs["pid"], gs["name"], gs["parent"], gs["state"], gs["exit_code"]) == \
-            (gs_pid, "global_services", 0, "ACTIVE", None)
+        assert (gs["pid"], gs["name"], gs["parent"], gs["state"], gs["exit_code"]) == (
+            gs_pid,
+            "global_services",
+            0,
+            "ACTIVE",
+            None,
+        )
         service = _by(report["services"], "name", "global_services")
         assert gs["os_state"] == service["state"] and gs["rss_bytes"] > 0 and gs["command"] is None
         assert [p["p_uid"] for p in report["processes"]] == [1, r["head"], r["piper"]]
         chans = report["channels"]
-        assert {_by(chans, "label", f"{s} of piper")["name"] for s in ("stdin", "stdout")} == \
-            {f"stdin_{r['piper']}", f"stdout_{r['piper']}"}
+        assert {_by(chans, "label", f"{s} of piper")["name"] for s in ("stdin", "stdout")} == {
+            f"stdin_{r['piper']}",
+            f"stdout_{r['piper']}",
+        }
         out = dragon({**rt.env, "COLUMNS": "100"}, "status", rt.run_id).stdout
-        assert _row(_section(out, "PROCESSES"), "global_services").split()[:5] == \
-            ["1", str(gs_pid), "global_services", "0", service["state"]]
+        assert _row(_section(out, "PROCESSES"), "global_services").split()[:5] == [
+            "1",
+            str(gs_pid),
+            "global_services",
+            "0",
+            service["state"],
+        ]
         assert _row(_section(out, "CHANNELS"), "stdout of piper")
     finally:
         assert rt.finish() == 0
@@ -535,8 +582,12 @@ def test_several_runtimes_are_listed_and_one_can_be_named(tmp_path: Path) -> Non
 def test_watch_refreshes_until_interrupted(tmp_path: Path) -> None:
     rt = Runtime(tmp_path, IDLE_HEAD, "idle", tmp_path / "xdg")
     try:
-        watch = subprocess.Popen([DRAGON, "status", rt.run_id, "--watch", "--interval", "0.2"], env=rt.env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        watch = subprocess.Popen(
+            [DRAGON, "status", rt.run_id, "--watch", "--interval", "0.2"],
+            env=rt.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         try:
             assert watch.stdout is not None
             seen = b""

@@ -33,8 +33,12 @@ sys.exit(int(os.environ.get("FS_CODE", "0")))
 def server() -> Iterator[socket.socket]:
     """A running fork server; its socket. The server must exit at end of file on it."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    proc = subprocess.Popen([sys.executable, "-c", SERVER_MAIN, str(theirs.fileno())], pass_fds=(theirs.fileno(),),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER_MAIN, str(theirs.fileno())],
+        pass_fds=(theirs.fileno(),),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
     theirs.close()
     ours.settimeout(30)
     try:
@@ -53,38 +57,56 @@ def start(sock: socket.socket, request: StartRequest, stdio: list[int]) -> Start
 def test_a_child_is_python_c_with_the_requested_cwd_env_argv_and_stdio(server: socket.socket, tmp_path: Path) -> None:
     r, w = os.pipe()
     with open(os.devnull, "rb") as null:
-        reply = start(server, StartRequest(code=REPORT, argv=["-c", "a1"], env={**os.environ, "FS_X": "yes",
-                                                                               "FS_CODE": "7"},
-                                           cwd=str(tmp_path)), [null.fileno(), w, w])
+        reply = start(
+            server,
+            StartRequest(
+                code=REPORT, argv=["-c", "a1"], env={**os.environ, "FS_X": "yes", "FS_CODE": "7"}, cwd=str(tmp_path)
+            ),
+            [null.fileno(), w, w],
+        )
     os.close(w)
     assert reply.error == "" and reply.pid > 0
     with os.fdopen(r, "rb") as out:
         report = json.loads(out.read())  # end of file: the server kept no copy of the pipe
     _, status = os.waitpid(reply.pid, 0)  # re-parented to us, the subreaper
     assert os.waitstatus_to_exitcode(status) == 7
-    assert report == {"cwd": str(tmp_path), "x": "yes", "argv": ["-c", "a1"], "name": "__main__",
-                      "ppid": os.getpid(), "fds": [0, 1, 2, report["fds"][-1]], "preloaded": True,
-                      "trio": False}  # the last fd is the one listdir itself opened
+    assert report == {
+        "cwd": str(tmp_path),
+        "x": "yes",
+        "argv": ["-c", "a1"],
+        "name": "__main__",
+        "ppid": os.getpid(),
+        "fds": [0, 1, 2, report["fds"][-1]],
+        "preloaded": True,
+        "trio": False,
+    }  # the last fd is the one listdir itself opened
 
 
 def test_a_bad_request_is_refused_and_the_server_goes_on(server: socket.socket, tmp_path: Path) -> None:
     with open(os.devnull, "wb") as null:
         fd = null.fileno()
-        refused = start(server, StartRequest(code="pass", argv=["-c"], env={}, cwd=str(tmp_path / "nowhere")),
-                        [fd, fd, fd])
+        refused = start(
+            server, StartRequest(code="pass", argv=["-c"], env={}, cwd=str(tmp_path / "nowhere")), [fd, fd, fd]
+        )
         assert refused.pid == 0 and "no such directory" in refused.error
         two_fds = start(server, StartRequest(code="pass", argv=["-c"], env={}, cwd=str(tmp_path)), [fd, fd])
         assert two_fds.pid == 0 and "3 fds" in two_fds.error
-        ok = start(server, StartRequest(code="raise SystemExit(4)", argv=["-c"], env={}, cwd=str(tmp_path)),
-                   [fd, fd, fd])
+        ok = start(
+            server, StartRequest(code="raise SystemExit(4)", argv=["-c"], env={}, cwd=str(tmp_path)), [fd, fd, fd]
+        )
     _, status = os.waitpid(ok.pid, 0)
     assert os.waitstatus_to_exitcode(status) == 4
 
 
 def test_the_server_leaves_quietly_when_local_services_goes_away_before_it_is_ready() -> None:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    proc = subprocess.Popen([sys.executable, "-c", SERVER_MAIN, str(theirs.fileno())], pass_fds=(theirs.fileno(),),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER_MAIN, str(theirs.fileno())],
+        pass_fds=(theirs.fileno(),),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     theirs.close()
     ours.close()  # before its imports are done: its READY meets a closed socket
     _, err = proc.communicate(timeout=30)
@@ -92,10 +114,15 @@ def test_the_server_leaves_quietly_when_local_services_goes_away_before_it_is_re
 
 
 EXITS = {
-    "threads and atexit": ("import atexit, threading, time\n"
-                           "atexit.register(print, 'atexit ran', flush=True)\n"
-                           "threading.Thread(target=lambda: (time.sleep(0.2), print('thread done'))).start()\n"
-                           "print('main done', end=' ')", 0, b"main done thread done\natexit ran\n", b""),
+    "threads and atexit": (
+        "import atexit, threading, time\n"
+        "atexit.register(print, 'atexit ran', flush=True)\n"
+        "threading.Thread(target=lambda: (time.sleep(0.2), print('thread done'))).start()\n"
+        "print('main done', end=' ')",
+        0,
+        b"main done thread done\natexit ran\n",
+        b"",
+    ),
     "exception": ("raise ValueError('boom')", 1, b"", b"ValueError: boom"),
     "exit message": ("import sys; sys.exit('bye')", 1, b"", b"bye\n"),
     "exit code": ("import sys; sys.exit(300)", 300 & 0xFF, b"", b""),
@@ -109,8 +136,11 @@ def test_a_child_exits_as_the_interpreter_would(server: socket.socket, tmp_path:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     with open(os.devnull, "rb") as null:
-        reply = start(server, StartRequest(code=code, argv=["-c"], env=dict(os.environ), cwd=str(tmp_path)),
-                      [null.fileno(), out_w, err_w])
+        reply = start(
+            server,
+            StartRequest(code=code, argv=["-c"], env=dict(os.environ), cwd=str(tmp_path)),
+            [null.fileno(), out_w, err_w],
+        )
     os.close(out_w)
     os.close(err_w)
     with os.fdopen(out_r, "rb") as fo, os.fdopen(err_r, "rb") as fe:

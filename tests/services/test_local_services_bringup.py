@@ -17,6 +17,7 @@ from dragon import _rundir
 from dragon.messages import AbnormalTermination, LAStdoutInbound
 from dragon.services.local_services import LS_DEADLINE_MARGIN_S, LSConfig
 from dragon.transport._framing import _PREFIX
+
 from proc_util import forked_children
 
 BOUND_S = 20.0  # generous: the bringup timeout below is 1 s
@@ -28,9 +29,12 @@ def test_without_benodeidxsh_ls_gives_up_at_its_deadline_and_leaves_nothing() ->
     GS exists from LS's first step: forked before LS's loop, waiting on its stdin."""
     run_id = _rundir.new_run_id()
     config = LSConfig(run_id=run_id, bringup_timeout_s=1.0, launcher_pid=os.getpid())
-    proc = subprocess.Popen([sys.executable, "-m", "dragon.services.local_services",
-                             msgspec.json.encode(config).decode()],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dragon.services.local_services", msgspec.json.encode(config).decode()],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         start = time.monotonic()
         gs: list[int] = []
@@ -45,8 +49,8 @@ def test_without_benodeidxsh_ls_gives_up_at_its_deadline_and_leaves_nothing() ->
         out, err = proc.communicate()
     assert proc.returncode == 1, err
     assert elapsed >= 1.0 + LS_DEADLINE_MARGIN_S - 0.2, (out, err)
-    (size,) = _PREFIX.unpack(out[:_PREFIX.size])
-    msg = msgspec.msgpack.decode(out[_PREFIX.size:_PREFIX.size + size], type=LAStdoutInbound)
+    (size,) = _PREFIX.unpack(out[: _PREFIX.size])
+    msg = msgspec.msgpack.decode(out[_PREFIX.size : _PREFIX.size + size], type=LAStdoutInbound)
     assert isinstance(msg, AbnormalTermination)
     assert "did not finish within 1.0 s" in msg.err_info and "BENodeIdxSH" in msg.err_info, msg.err_info
     deadline = time.monotonic() + BOUND_S

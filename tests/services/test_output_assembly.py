@@ -10,7 +10,6 @@ import fcntl
 import math
 import os
 import threading
-
 from typing import Final
 
 from hypothesis import given

@@ -73,8 +73,9 @@ class Worker:
 
     def __init__(self, *args: str) -> None:
         self.args = args
-        self.proc = subprocess.Popen([sys.executable, WORKER, *args], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, bufsize=0)
+        self.proc = subprocess.Popen(
+            [sys.executable, WORKER, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, bufsize=0
+        )
         self._buf = b""
 
     @property
@@ -302,7 +303,7 @@ def mode_crash_points(name: str, direction: str, size: str) -> None:
                 nonlocal seen
                 if event == "opcode":
                     seen += 1
-                    if seen == k:
+                    if seen == k:  # noqa: B023 (the victim is this iteration's child: it never loops again)
                         code = frame.f_code
                         line = linecache.getline(code.co_filename, frame.f_lineno or 0).strip()
                         os.write(1, f"at {code.co_name}:{frame.f_lineno} {line}\n".encode())
@@ -352,8 +353,15 @@ def mode_crash_points(name: str, direction: str, size: str) -> None:
         if problem is None and (s.depth, s.bytes_used, s.blocked_receivers, s.blocked_senders) != (0, 0, 0, 0):
             problem = f"empty channel reports {s}"
         if problem is not None:
-            _say(json.dumps({"points": points, "violation": f"killed {k} bytecodes into {direction}: "
-                             f"{problem} (the crash point is on the previous stdout line)"}))
+            _say(
+                json.dumps(
+                    {
+                        "points": points,
+                        "violation": f"killed {k} bytecodes into {direction}: "
+                        f"{problem} (the crash point is on the previous stdout line)",
+                    }
+                )
+            )
             return
     ch.close()
     _say(json.dumps({"points": points, "violation": None}))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from chan_names import destroy_leftover, fresh_name
 
 

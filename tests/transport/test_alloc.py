@@ -111,7 +111,7 @@ def test_double_free_and_bad_offsets_raise_value_error() -> None:
     with pytest.raises(ValueError, match="not a live allocation"):
         heap.free(a)
     for bad in (0, 1, a + 1, b + 64, b + 128, HEAP_BYTES, HEAP_BYTES * 2, -64):
-        with pytest.raises(ValueError, match="not .*allocation of this heap"):
+        with pytest.raises(ValueError, match=r"not .*allocation of this heap"):
             heap.free(bad)
     with pytest.raises(ValueError):
         heap.size_of(a)

@@ -10,12 +10,13 @@ import stat
 import threading
 
 import pytest
-from chan_names import fresh_name, destroy_leftover
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dragon.transport import Channel, ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull
 from dragon.transport._shm import entries, shm_path
+
+from chan_names import destroy_leftover, fresh_name
 
 
 def side_files(name: str) -> list[str]:
@@ -53,8 +54,22 @@ def test_sizes_around_every_boundary_arrive_intact(name: str) -> None:
     with Channel.create(name, capacity=4, block_size=1024) as ch:
         ring = ch.ring_bytes
         assert ring == 4 * (8 + 1024)  # capacity slots of 8 + block_size bytes
-        sizes = [1, 7, 8, 9, ch.block_size, ring - 9, ring - 8, ring - 7, ring - 1, ring, ring + 1,
-                 3 * ring, 1 << 20, 5 << 20]
+        sizes = [
+            1,
+            7,
+            8,
+            9,
+            ch.block_size,
+            ring - 9,
+            ring - 8,
+            ring - 7,
+            ring - 1,
+            ring,
+            ring + 1,
+            3 * ring,
+            1 << 20,
+            5 << 20,
+        ]
         for k, n in enumerate(sizes):  # one at a time: ring - 8 fits only into an empty ring
             msg = blob(n, k)
             ch.send(msg, timeout=5)
@@ -243,9 +258,15 @@ def test_operations_on_destroyed_channel(name: str) -> None:
     ch.destroy()
     with pytest.raises(ChannelError):  # the destroyer's handle is closed
         ch.send(b"x")
-    for op in (lambda: other.send(b"x"), lambda: other.send_nowait(b"x"),
-               lambda: other.send(blob(3 * other.ring_bytes)), lambda: other.recv(),
-               lambda: other.recv_nowait(), lambda: other.recv(timeout=1), other.destroy):
+    for op in (
+        lambda: other.send(b"x"),
+        lambda: other.send_nowait(b"x"),
+        lambda: other.send(blob(3 * other.ring_bytes)),
+        lambda: other.recv(),
+        lambda: other.recv_nowait(),
+        lambda: other.recv(timeout=1),
+        other.destroy,
+    ):
         with pytest.raises(ChannelDestroyed):
             op()
     other.close()
@@ -259,8 +280,14 @@ def test_operations_on_closed_handle(name: str) -> None:
         ch = Channel.attach(name)
         ch.close()
         ch.close()  # idempotent
-        for op in (lambda: ch.send(b"x"), lambda: ch.send_nowait(b"x"),
-                   ch.recv, ch.recv_nowait, ch.statistics, ch.destroy):
+        for op in (
+            lambda: ch.send(b"x"),
+            lambda: ch.send_nowait(b"x"),
+            ch.recv,
+            ch.recv_nowait,
+            ch.statistics,
+            ch.destroy,
+        ):
             with pytest.raises(ChannelError) as info:
                 op()
             assert not isinstance(info.value, ChannelDestroyed), "closing a handle destroyed the channel"
@@ -333,8 +360,14 @@ RING = CAP * (8 + BLOCK)
 
 ops = st.lists(
     st.one_of(
-        st.tuples(st.just("send"), st.one_of(st.integers(0, 64), st.integers(0, 3 * RING),
-                                             st.sampled_from([RING - 9, RING - 8, RING - 7, RING, BLOCK]))),
+        st.tuples(
+            st.just("send"),
+            st.one_of(
+                st.integers(0, 64),
+                st.integers(0, 3 * RING),
+                st.sampled_from([RING - 9, RING - 8, RING - 7, RING, BLOCK]),
+            ),
+        ),
         st.tuples(st.just("recv"), st.just(0)),
     ),
     max_size=60,

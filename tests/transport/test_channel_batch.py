@@ -59,7 +59,7 @@ def test_send_many_timeout_sends_a_prefix(ch: Channel) -> None:
         ch.send_many([bytes([i]) for i in range(20)], timeout=0.05)
     got = ch.recv_many(100)
     assert got == [bytes([i]) for i in range(8)]  # what fitted, in order; nothing after the failure
-    assert [e for e in entries(ch.name + ".x")] == []
+    assert list(entries(ch.name + ".x")) == []
 
 
 def test_recv_many_times_out_when_empty(ch: Channel) -> None:

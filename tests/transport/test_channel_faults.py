@@ -4,8 +4,8 @@ waiting, destruction while processes and tasks wait, and cancellation of trio ta
 from __future__ import annotations
 
 import fcntl
-import os
 import json
+import os
 import random
 import subprocess
 import sys
@@ -19,15 +19,14 @@ import pytest
 import trio
 import trio.testing
 
-from channel_worker import EXIT_DESTROYED, WORKER, Worker, pack, payload, poll_until, unpack
 from dragon.transport import Channel, ChannelCorrupted, ChannelDestroyed, ChannelEmpty, TrioChannel
 from dragon.transport._shm import entries, run_prefix, shm_path
+
+from channel_worker import EXIT_DESTROYED, WORKER, Worker, pack, payload, poll_until, unpack
 
 WAIT_S = 30.0  # guard against hangs only
 PROMPT_S = 10.0  # "promptly": every sleeper looks again at least once a second (SAFETY_WAKE_S)
 T = TypeVar("T")
-
-
 
 
 @pytest.fixture
@@ -161,8 +160,6 @@ def test_sigkill_blocked_sender(name: str) -> None:
 # ------------------------------------------------------------------------------------- (d) destroy while waiting
 
 
-
-
 @pytest.mark.parametrize("tasks", [1, 3])
 async def test_destroy_wakes_every_waiter(name: str, name2: str, tasks: int) -> None:
     """2 processes blocked in recv and 1 in send, plus `tasks` trio tasks per direction waiting on
@@ -187,8 +184,7 @@ async def test_destroy_wakes_every_waiter(name: str, name2: str, tasks: int) -> 
         with trio.fail_after(WAIT_S):
             async with trio.open_nursery() as nursery:
                 for mode, ch, args in (("recv-one", name, []), ("recv-one", name, []), ("send-one", name2, ["5"])):
-                    children.append(await trio.lowlevel.open_process(
-                        [sys.executable, WORKER, mode, ch, *args]))
+                    children.append(await trio.lowlevel.open_process([sys.executable, WORKER, mode, ch, *args]))
                 for _ in range(tasks):
                     nursery.start_soon(trio_waiter, trio_empty.receive)
                     nursery.start_soon(trio_waiter, lambda: trio_full.send(b"t"))
@@ -281,15 +277,19 @@ async def test_cancelled_send_puts_nothing_in(name: str) -> None:
 # ------------------------------------------------------------------------------------- SIGKILL at every point
 
 
-
 @pytest.mark.parametrize("size", [10, 20_000], ids=["inline", "side-file"])
 @pytest.mark.parametrize("direction", ["send", "recv"])
 def test_sigkill_at_every_bytecode_leaves_channel_consistent(name: str, direction: str, size: int) -> None:
     """A crash may land anywhere: the worker forks a victim per bytecode boundary of the channel code
     and SIGKILLs it exactly there (see channel_worker.mode_crash_points), then checks the channel."""
     with Channel.create(name, capacity=1, block_size=4096):
-        done = subprocess.run([sys.executable, WORKER, "crash-points", name, direction, str(size)],
-                              capture_output=True, text=True, timeout=240, check=True)
+        done = subprocess.run(
+            [sys.executable, WORKER, "crash-points", name, direction, str(size)],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=True,
+        )
     *where, last = done.stdout.splitlines()
     report = json.loads(last)
     assert report["points"] > 50, report  # the victim really was killed at many points
@@ -309,7 +309,7 @@ def _corrupt(ch: Channel, how: str) -> None:
     elif how == "side":  # a record flagged as naming a side file, naming none a sender makes
         payload = b"/../../etc/passwd"
         ch._ringq[(head % rb) >> 3] = len(payload) | (1 << 63)
-        ch._ring[(head % rb) + 8:(head % rb) + 8 + len(payload)] = payload
+        ch._ring[(head % rb) + 8 : (head % rb) + 8 + len(payload)] = payload
         w[8] = head + 8 + ((len(payload) + 7) & ~7)
     else:  # a head behind its tail
         w[16] = head + 64

@@ -13,9 +13,10 @@ import time
 
 import pytest
 
-from channel_worker import Worker, poll_until
 from dragon.transport import Channel, ChannelError
 from dragon.transport._channel import _W_RSHARED, _W_SSHARED, LEASE_POLL_S
+
+from channel_worker import Worker, poll_until
 
 WAIT_S = 30.0  # guard against hangs only
 PROMPT_S = 5.0  # "promptly": the lease is given up within LEASE_POLL_S (0.01 s); slack for a loaded machine
@@ -224,7 +225,7 @@ def test_watcher_never_waits_for_a_busy_handle(name: str, blocked_first: bool) -
         h2.lease_lock("recv")
         assert h2.recv() == b"x" and h1._leased and h2._leased
         h1.send(b"y")
-        first = list(_channel._leases)[0]
+        first = next(iter(_channel._leases))
         blocked = first if blocked_first else (h2 if first is h1 else h1)
         op = (lambda: h1.recv()) if blocked is h1 else (lambda: h2.send(b"z"))
         done: list[object] = []

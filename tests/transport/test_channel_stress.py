@@ -9,14 +9,13 @@ from typing import Any
 
 import trio
 
-from channel_worker import WORKER
 from dragon.transport import TrioChannel
+
+from channel_worker import WORKER
 
 SENDERS = RECEIVERS = 4
 PER_SENDER = 20_000
 GUARD_S = 240.0  # against hangs only; the elapsed time is printed, never asserted
-
-
 
 
 async def test_four_senders_four_receivers_one_channel(name: str) -> None:
@@ -27,8 +26,9 @@ async def test_four_senders_four_receivers_one_channel(name: str) -> None:
     start = time.monotonic()
 
     async def receiver(r: int) -> None:
-        done = await trio.run_process([sys.executable, WORKER, "stress-recv", name, str(r)],
-                                      capture_stdout=True, check=True)
+        done = await trio.run_process(
+            [sys.executable, WORKER, "stress-recv", name, str(r)], capture_stdout=True, check=True
+        )
         reports[r] = json.loads(done.stdout)
 
     try:
@@ -38,8 +38,10 @@ async def test_four_senders_four_receivers_one_channel(name: str) -> None:
                     nursery.start_soon(receiver, r)
                 async with trio.open_nursery() as senders:
                     for s in range(SENDERS):
-                        senders.start_soon(trio.run_process, [
-                            sys.executable, WORKER, "stress-send", name, str(s), str(PER_SENDER), "42"])
+                        senders.start_soon(
+                            trio.run_process,
+                            [sys.executable, WORKER, "stress-send", name, str(s), str(PER_SENDER), "42"],
+                        )
                 for _ in range(RECEIVERS):
                     await chan.send(b"")  # one sentinel per receiver, after every sender finished
         stats = chan.statistics()
@@ -48,8 +50,11 @@ async def test_four_senders_four_receivers_one_channel(name: str) -> None:
     elapsed = time.monotonic() - start
 
     total_bytes = sum(rep["bytes"] for rep in reports.values())
-    print(f"\nstress: {SENDERS}x{RECEIVERS} processes, {SENDERS * PER_SENDER} messages, "
-          f"{total_bytes / 2**20:.0f} MiB in {elapsed:.1f} s", file=sys.stderr)
+    print(
+        f"\nstress: {SENDERS}x{RECEIVERS} processes, {SENDERS * PER_SENDER} messages, "
+        f"{total_bytes / 2**20:.0f} MiB in {elapsed:.1f} s",
+        file=sys.stderr,
+    )
     assert sorted(reports) == list(range(RECEIVERS))
     for r, rep in reports.items():
         assert rep["bad"] == [], f"receiver {r} got damaged messages: {rep['bad'][:5]}"

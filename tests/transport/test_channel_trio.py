@@ -8,22 +8,17 @@ import random
 import sys
 
 import pytest
-from chan_names import fresh_name
 import trio
 import trio.testing
 
-from channel_worker import WORKER, log_uniform, pack, payload, unpack
 from dragon.transport import Channel, ChannelDestroyed, TrioChannel
 from dragon.transport._shm import entries
 
+from chan_names import fresh_name
+from channel_worker import WORKER, log_uniform, pack, payload, unpack
+
 WAIT_S = 60.0  # guard against hangs only
 RING = 16 * (8 + 1024)  # ring of the interop channels: 16 slots of 8 + block 1024 bytes
-
-
-
-
-
-
 
 
 # ------------------------------------------------------------------------------------- (a) many waiting tasks
@@ -73,8 +68,9 @@ async def test_blocking_and_trio_faces_interoperate() -> None:
     report: dict[str, list[str]] = {}
 
     async def child() -> None:
-        done = await trio.run_process([sys.executable, WORKER, "echo", to_child, from_child, str(pings), str(stream)],
-                                      capture_stdout=True)
+        done = await trio.run_process(
+            [sys.executable, WORKER, "echo", to_child, from_child, str(pings), str(stream)], capture_stdout=True
+        )
         report.update(json.loads(done.stdout))
 
     try:
@@ -160,6 +156,7 @@ async def test_aclose_wakes_own_tasks_with_closed_resource_error(name: str) -> N
     try:
         with trio.fail_after(WAIT_S):
             async with trio.open_nursery() as nursery:
+
                 async def waiter() -> None:
                     with pytest.raises(trio.ClosedResourceError):
                         await ch.receive()

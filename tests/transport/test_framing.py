@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import struct
 import sys
@@ -125,7 +126,7 @@ async def test_any_frames_survive_any_chunking(frames: list[bytes], data: st.Dat
         raw = await encode(frames)
         cuts = sorted(data.draw(st.sets(st.integers(0, len(raw)), max_size=50), label="cuts"))
         bounds = [0, *cuts, len(raw)]
-        reader = reader_of([raw[lo:hi] for lo, hi in zip(bounds, bounds[1:])])
+        reader = reader_of([raw[lo:hi] for lo, hi in itertools.pairwise(bounds)])
         assert [await reader.receive() for _ in frames] == frames
         with pytest.raises(trio.EndOfChannel):
             await reader.receive()

@@ -46,7 +46,9 @@ def churn(pool, tag, count):
         release(a)
 """
 
-CHURN_MAIN = CHURN + """
+CHURN_MAIN = (
+    CHURN
+    + """
 pool = Pool.attach(sys.argv[1])
 print("ready", flush=True)
 sys.stdin.readline()
@@ -54,10 +56,13 @@ churn(pool, int(sys.argv[2]), int(sys.argv[3]))
 pool.close()
 print("done", flush=True)
 """
+)
 
 # Both sides of a fork use the one inherited handle: only correct if the child stops sharing the
 # parent's open file description (flock does not exclude holders of the same description).
-CHURN_FORKED = CHURN + """
+CHURN_FORKED = (
+    CHURN
+    + """
 import os, traceback
 pool = Pool.attach(sys.argv[1])
 pool.statistics()  # the handle is in use before the fork
@@ -75,6 +80,7 @@ _, status = os.waitpid(pid, 0)
 assert status == 0, f"forked child failed: {status}"
 print("done", flush=True)
 """
+)
 
 
 @pytest.fixture
@@ -150,8 +156,12 @@ with Pool.attach(sys.argv[1]) as pool:
 def test_two_processes_churning_never_corrupt_the_heap(pool: Pool, python: str) -> None:
     initial = pool.statistics()
     procs = [
-        subprocess.Popen([python, "-c", CHURN_MAIN, pool.descriptor, str(tag), "2000"],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [python, "-c", CHURN_MAIN, pool.descriptor, str(tag), "2000"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for tag in (1, 2)
     ]
     try:
@@ -208,8 +218,7 @@ print("locked", flush=True)
 sys.stdin.read()
 """
     path = shm_path(pool.descriptor)
-    proc = subprocess.Popen([python, "-c", script, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([python, "-c", script, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     probe = os.open(path, os.O_RDWR)
     try:
         assert read_line(proc) == "locked"
@@ -233,8 +242,14 @@ def test_closed_handle_raises_and_close_is_idempotent(pool_name: str) -> None:
     a = other.alloc(10)
     other.close()
     other.close()
-    for call in (lambda: other.alloc(1), lambda: other.free(a), lambda: other.statistics(),
-                 lambda: other.allocation_at(a.offset), lambda: a.memoryview, lambda: other.destroy()):
+    for call in (
+        lambda: other.alloc(1),
+        lambda: other.free(a),
+        lambda: other.statistics(),
+        lambda: other.allocation_at(a.offset),
+        lambda: a.memoryview,
+        lambda: other.destroy(),
+    ):
         with pytest.raises(PoolError, match="pool handle closed"):
             call()
     assert owner.statistics().allocations == 1  # closing a handle frees nothing
@@ -251,7 +266,7 @@ def test_close_with_a_live_view_leaves_the_mapping_to_the_gc(pool_name: str) -> 
     assert mapped(pool_name)
     assert bytes(view) == b"0123456789"  # still valid memory, never a wild pointer
     with pytest.raises(PoolError, match="pool handle closed"):
-        a.memoryview
+        _ = a.memoryview
     view.release()
     gc.collect()
     assert not mapped(pool_name)

@@ -1,11 +1,11 @@
 """Head for the fault tests: starts three "dragon" start-method children that sleep (made by the fork
 server), says who they are ("children PID..."), then who it is ("ready ..."), and runs until stopped."""
 
-import dragon  # noqa: F401  (registers the start method)
-
 import multiprocessing as mp
 import os
 import time
+
+import dragon  # noqa: F401  (registers the start method)
 
 
 def sleep_forever() -> None:

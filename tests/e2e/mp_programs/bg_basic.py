@@ -2,13 +2,13 @@
 `dragon bg_basic.py` (the runtime it runs in): processes, output, a Queue, a Pipe, a Pool, a daemon,
 the native API; prints one JSON line starting with `REPORT ` and, last, `END <unix time>`."""
 
-import dragon  # noqa: F401  (registers the start method)
-
 import json
 import multiprocessing as mp
 import os
 import sys
 import time
+
+import dragon  # noqa: F401  (registers the start method)
 
 
 def exit_with(code: int) -> None:
@@ -93,7 +93,7 @@ if __name__ == "__main__":
     pool = mp.Pool(2)
     out["pool"] = pool.map(square, range(6))
     pool.close()  # not terminate(): a worker killed while it fetches its pipes from our resource
-    pool.join()   # sharer makes the sharer's thread print a traceback (not so under spawn: inherited)
+    pool.join()  # sharer makes the sharer's thread print a traceback (not so under spawn: inherited)
 
     from dragon import native
 

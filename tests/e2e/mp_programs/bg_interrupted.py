@@ -1,10 +1,10 @@
 """Process.start() with the start method "dragon" under plain python, interrupted (SIGINT from the
 test, as a Ctrl-C) while the background runtime comes up: prints `INTERRUPTED <seconds>`."""
 
-import dragon  # noqa: F401
-
 import multiprocessing as mp
 import time
+
+import dragon  # noqa: F401
 
 if __name__ == "__main__":
     mp.set_start_method("dragon")

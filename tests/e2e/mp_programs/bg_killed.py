@@ -1,13 +1,13 @@
 """Starts a child with the start method "dragon" under plain python, prints the run's ids (`RUN
 <json>`), then dies of SIGKILL: its background runtime must notice and clean up alone."""
 
-import dragon  # noqa: F401
-
 import json
 import multiprocessing as mp
 import os
 import signal
 import time
+
+import dragon  # noqa: F401
 
 
 def sleep_forever() -> None:
@@ -22,6 +22,11 @@ if __name__ == "__main__":
     child.start()
     rt = _background.current()
     assert rt is not None
-    print("RUN " + json.dumps({"run_id": rt.info.run_id, "child": child.pid,
-                               "pids": [rt.launcher.pid, rt.info.ls_pid, rt.info.gs_pid]}), flush=True)
+    print(
+        "RUN "
+        + json.dumps(
+            {"run_id": rt.info.run_id, "child": child.pid, "pids": [rt.launcher.pid, rt.info.ls_pid, rt.info.gs_pid]}
+        ),
+        flush=True,
+    )
     os.kill(os.getpid(), signal.SIGKILL)

@@ -2,12 +2,12 @@
 cannot come up (the test injects a fault, or names another launcher module as argv[1]): prints
 `ERROR <json>` with the exception's type and text."""
 
-import dragon  # noqa: F401
-
 import json
 import multiprocessing as mp
 import sys
 import time
+
+import dragon  # noqa: F401
 
 if __name__ == "__main__":
     if len(sys.argv) > 1:
@@ -20,8 +20,18 @@ if __name__ == "__main__":
     try:
         p.start()
     except Exception as exc:  # the test checks which one
-        print("ERROR " + json.dumps({"type": type(exc).__name__, "module": type(exc).__module__,
-                                     "text": str(exc), "s": time.monotonic() - t0}), flush=True)
+        print(
+            "ERROR "
+            + json.dumps(
+                {
+                    "type": type(exc).__name__,
+                    "module": type(exc).__module__,
+                    "text": str(exc),
+                    "s": time.monotonic() - t0,
+                }
+            ),
+            flush=True,
+        )
     else:
         p.join()
         print("ERROR " + json.dumps(None), flush=True)

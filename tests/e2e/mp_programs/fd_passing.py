@@ -46,7 +46,9 @@ if __name__ == "__main__":
     before = set(util._finalizer_registry)
     report = pass_fds(ctx)
     gc.collect()
-    report["left"] = sorted(getattr(util._finalizer_registry[key]._callback, "__name__", "?")
-                            for key in set(util._finalizer_registry) - before)
+    report["left"] = sorted(
+        getattr(util._finalizer_registry[key]._callback, "__name__", "?")
+        for key in set(util._finalizer_registry) - before
+    )
     report["sharer_listening"] = resource_sharer._resource_sharer._listener is not None
     print(json.dumps(report))

@@ -3,8 +3,6 @@
 Prints JSON: for each group of starts, what the children saw. Run under `dragon` only.
 """
 
-import dragon  # noqa: F401  (registers the start method)
-
 import json
 import multiprocessing as mp
 import os
@@ -12,11 +10,21 @@ import signal
 import sys
 import time
 
+import dragon  # noqa: F401  (registers the start method)
+
 
 def report(q: "mp.Queue[object]", tag: str) -> None:
-    q.put({"tag": tag, "served": "dragon._forkserver" in sys.modules, "ppid": os.getppid(),
-           "x": os.environ.get("FS_X"), "main": sys.modules["__main__"].__name__, "trio": "trio" in sys.modules,
-           "parent_alive": mp.parent_process().is_alive()})
+    q.put(
+        {
+            "tag": tag,
+            "served": "dragon._forkserver" in sys.modules,
+            "ppid": os.getppid(),
+            "x": os.environ.get("FS_X"),
+            "main": sys.modules["__main__"].__name__,
+            "trio": "trio" in sys.modules,
+            "parent_alive": mp.parent_process().is_alive(),
+        }
+    )
 
 
 def start_all(q: "mp.Queue[object]", tag: str, n: int) -> list[dict[str, object]]:

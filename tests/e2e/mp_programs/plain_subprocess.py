@@ -53,7 +53,12 @@ if __name__ == "__main__":
     p = mp.Process(target=abs, args=(-1,))
     p.start()
     p.join()
-    print(json.dumps({
-        "guarded": [guarded.returncode, guarded.stdout.splitlines(), guarded.stderr],
-        "unguarded": [unguarded.returncode, unguarded.stdout, "RuntimeError" in unguarded.stderr],
-        "head": p.exitcode}))
+    print(
+        json.dumps(
+            {
+                "guarded": [guarded.returncode, guarded.stdout.splitlines(), guarded.stderr],
+                "unguarded": [unguarded.returncode, unguarded.stdout, "RuntimeError" in unguarded.stderr],
+                "head": p.exitcode,
+            }
+        )
+    )

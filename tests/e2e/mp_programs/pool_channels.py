@@ -5,8 +5,6 @@ Run as `prog.py METHOD` ("spawn" under plain python, "dragon" under `dragon` or 
 does (its channels destroyed when it ends; workers SIGKILLed while waiting for tasks do not wedge it).
 """
 
-import dragon  # noqa: F401  (registers the start method)
-
 import functools
 import json
 import multiprocessing as mp
@@ -15,8 +13,11 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from multiprocessing import pool as mp_pool
-from typing import Any, Callable, Iterator
+from typing import Any
+
+import dragon  # noqa: F401  (registers the start method)
 
 WAIT_S = 60.0
 

@@ -4,8 +4,6 @@ Run as `prog.py METHOD` ("spawn" under plain python, "dragon" under `dragon`): t
 depend on the method.
 """
 
-import dragon  # noqa: F401  (registers the start method)
-
 import json
 import multiprocessing as mp
 import os
@@ -13,6 +11,8 @@ import sys
 import time
 from multiprocessing import shared_memory
 from typing import Any
+
+import dragon  # noqa: F401  (registers the start method)
 
 
 def square(x: int) -> int:

@@ -4,13 +4,13 @@ Run under `dragon` only (`prog.py dragon`): the standard library's pipe Pool han
 (its end sentinel waits for room in a full result pipe that nobody reads any more).
 """
 
-import dragon  # noqa: F401  (registers the start method)
-
 import json
 import multiprocessing as mp
 import sys
 import threading
 import time
+
+import dragon  # noqa: F401  (registers the start method)
 
 WAIT_S = 60.0
 TASKS = 100_000  # more results than the (packed) result channel holds
@@ -44,4 +44,6 @@ if __name__ == "__main__":
     ender = threading.Thread(target=pool.terminate, daemon=True)
     ender.start()
     ender.join(WAIT_S)
-    print(json.dumps({"full": was_full, "returned": not ender.is_alive(), "seconds": time.monotonic() - t0}), flush=True)
+    print(
+        json.dumps({"full": was_full, "returned": not ender.is_alive(), "seconds": time.monotonic() - t0}), flush=True
+    )

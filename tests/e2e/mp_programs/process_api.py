@@ -1,7 +1,5 @@
 """multiprocessing.Process under the "dragon" start method: life cycle, exit codes, signals, sentinels; prints JSON."""
 
-import dragon  # noqa: F401  (registers the start method)
-
 import json
 import multiprocessing as mp
 import os
@@ -9,6 +7,8 @@ import signal
 import sys
 import time
 from multiprocessing.connection import wait
+
+import dragon  # noqa: F401  (registers the start method)
 
 
 def exit_with(code: int) -> None:
@@ -21,9 +21,19 @@ def sleep_forever() -> None:
 
 def report(q: "mp.Queue[object]") -> None:
     me, parent = mp.current_process(), mp.parent_process()
-    q.put({"name": me.name, "pid": os.getpid(), "me_pid": me.pid, "parent_pid": parent.pid if parent else None, "parent_alive": parent.is_alive() if parent else None,
-           "start_method": mp.get_start_method(), "main": sys.modules["__main__"].__name__,
-           "trio": "trio" in sys.modules, "children": len(mp.active_children())})
+    q.put(
+        {
+            "name": me.name,
+            "pid": os.getpid(),
+            "me_pid": me.pid,
+            "parent_pid": parent.pid if parent else None,
+            "parent_alive": parent.is_alive() if parent else None,
+            "start_method": mp.get_start_method(),
+            "main": sys.modules["__main__"].__name__,
+            "trio": "trio" in sys.modules,
+            "children": len(mp.active_children()),
+        }
+    )
 
 
 def raise_error() -> None:

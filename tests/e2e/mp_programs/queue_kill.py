@@ -6,13 +6,13 @@ is released by the kernel. Every item must reach the report exactly once, except
 victim had taken and not yet reported.
 """
 
-import dragon  # noqa: F401  (registers the start method)
-
 import json
 import multiprocessing as mp
 import sys
 import time
 from typing import Any
+
+import dragon  # noqa: F401  (registers the start method)
 
 ITEMS = 20000
 WAIT_S = 60.0
@@ -57,10 +57,16 @@ if __name__ == "__main__":
         p.join(WAIT_S)
     items = [item for _, item in seen]
     missing = sorted(set(range(ITEMS)) - set(items))
-    print(json.dumps({
-        "victim": victim.exitcode, "survivors": [p.exitcode for p in survivors],
-        "victim_got": sum(1 for me, _ in seen if me == 0),
-        "survivors_got": sum(1 for me, _ in seen if me != 0),
-        "duplicates": len(items) - len(set(items)), "missing": len(missing),
-        "left_in_queue": q.qsize(),
-    }))
+    print(
+        json.dumps(
+            {
+                "victim": victim.exitcode,
+                "survivors": [p.exitcode for p in survivors],
+                "victim_got": sum(1 for me, _ in seen if me == 0),
+                "survivors_got": sum(1 for me, _ in seen if me != 0),
+                "duplicates": len(items) - len(set(items)),
+                "missing": len(missing),
+                "left_in_queue": q.qsize(),
+            }
+        )
+    )

@@ -5,8 +5,6 @@ key "same" must not depend on the method; "differs" holds what the dragon queues
 design: see dragon/_mp_queues.py), "dragon" what only makes sense under the runtime.
 """
 
-import dragon  # noqa: F401  (registers the start method)
-
 import concurrent.futures
 import gc
 import hashlib
@@ -17,6 +15,8 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+import dragon  # noqa: F401  (registers the start method)
 
 WAIT_S = 30.0
 
@@ -221,10 +221,18 @@ def many_to_many(ctx: Any) -> dict[str, Any]:
         p.join()
     got = [x for lst in lists for x in lst]
     expected = {(w, i) for w in range(producers) for i in range(n)}
-    in_order = all([i for w2, i in lst if w2 == w] == sorted(i for w2, i in lst if w2 == w)
-                   for lst in lists for w in range(producers))
-    return {"count": len(got), "unique": len(set(got)), "all": set(got) == expected,
-            "each_producer_in_order": in_order, "exits": [p.exitcode for p in ps + cs]}
+    in_order = all(
+        [i for w2, i in lst if w2 == w] == sorted(i for w2, i in lst if w2 == w)
+        for lst in lists
+        for w in range(producers)
+    )
+    return {
+        "count": len(got),
+        "unique": len(set(got)),
+        "all": set(got) == expected,
+        "each_producer_in_order": in_order,
+        "exits": [p.exitcode for p in ps + cs],
+    }
 
 
 def simple_queue(ctx: Any) -> dict[str, Any]:
@@ -263,7 +271,7 @@ def unpicklable(ctx: Any) -> dict[str, Any]:
     `put` returns and its feeder thread prints the error and drops the item; dragon's `put` raises
     (by design: dragon/_mp_queues.py). Either way the queue goes on, a bounded one with its size right."""
     q, bounded, jq = ctx.Queue(), ctx.Queue(maxsize=1), ctx.JoinableQueue()
-    out = {"raised": [raises(lambda: queue.put(lambda: 0)) for queue in (q, bounded, jq)]}
+    out = {"raised": [raises(lambda: queue.put(lambda: 0)) for queue in (q, bounded, jq)]}  # noqa: B023 (called at once)
     for queue in (q, bounded, jq):
         queue.put("next")
     out["qsize_bounded"] = bounded.qsize()
@@ -293,8 +301,10 @@ def joinable(ctx: Any) -> dict[str, Any]:
 
 def pools(ctx: Any) -> dict[str, Any]:
     with ctx.Pool(2) as pool:
-        out: dict[str, Any] = {"map": pool.map(square, range(10)),
-                               "imap": sorted(pool.imap_unordered(square, range(5), chunksize=2))}
+        out: dict[str, Any] = {
+            "map": pool.map(square, range(10)),
+            "imap": sorted(pool.imap_unordered(square, range(5), chunksize=2)),
+        }
     with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as ex:
         out["executor"] = list(ex.map(square, range(5)))
     return out
@@ -329,6 +339,7 @@ def queue_in_queue(ctx: Any) -> str:
 
 def released(ctx: Any) -> dict[str, Any]:
     """A queue's channels are destroyed once every process let go of them (shm entry gone)."""
+
     def gone(q: Any) -> Callable[[], bool]:
         names = [sdesc for _, sdesc in q._hold.refs]
         return lambda: not any(os.path.exists(f"/dev/shm/{n}") for n in names)
@@ -357,11 +368,16 @@ def packing(ctx: Any) -> dict[str, Any]:
         bounded.put(i)
     full = raises(lambda: bounded.put(3, timeout=0.01))
     many, fit = 3 * simple._chan.capacity, 0
-    while fit < many and not raises(lambda: simple._chan.send_nowait(b"%07d" % fit)):  # 8 bytes each
+    while fit < many and not raises(lambda: simple._chan.send_nowait(b"%07d" % fit)):  # noqa: B023 (called at once); 8 bytes each
         fit += 1
     got = [simple.get() for _ in range(fit)]
-    return {"items": bounded._chan.packed, "slots": bounded._slots.packed, "simple": simple._chan.packed,
-            "full": full, "simple_all": fit == many and got == [b"%07d" % i for i in range(many)]}
+    return {
+        "items": bounded._chan.packed,
+        "slots": bounded._slots.packed,
+        "simple": simple._chan.packed,
+        "full": full,
+        "simple_all": fit == many and got == [b"%07d" % i for i in range(many)],
+    }
 
 
 if __name__ == "__main__":
@@ -371,13 +387,19 @@ if __name__ == "__main__":
     if method == "dragon":
         assert type(mp.Queue()).__module__ == "dragon._mp_queues"
         assert type(mp.SimpleQueue()).__module__ == "dragon._mp_queues"
-    report: dict[str, Any] = {"same": {
-        "basics": fifo_and_basics(ctx), "bounded": bounded(ctx), "across": across_processes(ctx),
-        "many": many_to_many(ctx), "simple": simple_queue(ctx), "joinable": joinable(ctx), "pools": pools(ctx),
-        "pipe_ends": pipe_ends(ctx),
-    }}
+    report: dict[str, Any] = {
+        "same": {
+            "basics": fifo_and_basics(ctx),
+            "bounded": bounded(ctx),
+            "across": across_processes(ctx),
+            "many": many_to_many(ctx),
+            "simple": simple_queue(ctx),
+            "joinable": joinable(ctx),
+            "pools": pools(ctx),
+            "pipe_ends": pipe_ends(ctx),
+        }
+    }
     report["differs"] = {"unpicklable": unpicklable(ctx), "pool_argument": queue_as_pool_argument(ctx)}
     if method == "dragon":
-        report["dragon"] = {"queue_in_queue": queue_in_queue(ctx), "released": released(ctx),
-                            "packing": packing(ctx)}
+        report["dragon"] = {"queue_in_queue": queue_in_queue(ctx), "released": released(ctx), "packing": packing(ctx)}
     print(json.dumps(report))

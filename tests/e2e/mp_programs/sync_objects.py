@@ -4,12 +4,12 @@ Run as `prog.py METHOD` ("spawn" under plain python, "dragon" under `dragon`): t
 depend on the method.
 """
 
-import dragon  # noqa: F401  (registers the start method)
-
 import json
 import multiprocessing as mp
 import sys
 from typing import Any
+
+import dragon  # noqa: F401  (registers the start method)
 
 
 def queues(q: Any, sq: Any, jq: Any) -> None:

@@ -28,5 +28,15 @@ for i in range(COUNT):
         break
 elapsed = time.monotonic() - t0
 listed = set(Channel.list())
-print(json.dumps({"count": len(c_uids), "distinct": len(set(c_uids)), "listed": all(c in listed for c in c_uids),
-                  "shm_before": before, "shm_after": shm_entries(), "seconds": elapsed}))
+print(
+    json.dumps(
+        {
+            "count": len(c_uids),
+            "distinct": len(set(c_uids)),
+            "listed": all(c in listed for c in c_uids),
+            "shm_before": before,
+            "shm_after": shm_entries(),
+            "seconds": elapsed,
+        }
+    )
+)

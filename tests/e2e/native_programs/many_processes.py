@@ -33,5 +33,14 @@ for t in threads:
 created = time.monotonic() - t0
 codes = [p.join() for p in procs]
 elapsed = time.monotonic() - t0
-print(json.dumps({"errors": errors, "codes": codes, "p_uids": len({p.p_uid for p in procs}),
-                  "create_s": created, "total_s": elapsed}))
+print(
+    json.dumps(
+        {
+            "errors": errors,
+            "codes": codes,
+            "p_uids": len({p.p_uid for p in procs}),
+            "create_s": created,
+            "total_s": elapsed,
+        }
+    )
+)

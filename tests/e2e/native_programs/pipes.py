@@ -27,5 +27,14 @@ for name in names:
         gone.append(False)
     except ChannelDestroyed:
         gone.append(True)
-print(json.dumps({"code": code, "out_ok": out == payload.upper(), "err": err.decode(), "gone": gone,
-                  "plain": Process(sys.executable, ["-c", "pass"]).stdout_conn is None}))
+print(
+    json.dumps(
+        {
+            "code": code,
+            "out_ok": out == payload.upper(),
+            "err": err.decode(),
+            "gone": gone,
+            "plain": Process(sys.executable, ["-c", "pass"]).stdout_conn is None,
+        }
+    )
+)

@@ -9,7 +9,8 @@ import os
 import pickle
 import signal
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from dragon import errors
 from dragon.native import DEVNULL, STDOUT, Channel, Pool, Process, current, current_puid, parent_puid
@@ -79,11 +80,19 @@ def processes() -> dict[str, Any]:
     r["sigint"] = sig.join(10)
 
     out = os.path.join(WORKDIR, f"out_{ROLE}.txt")
-    env_proc = Process(PY, ["-c", "import os, sys; print(os.environ['NATIVE_X'], os.getcwd(), "
-                            "os.environ['DRAGON_MY_PUID'] != os.environ.get('PARENT_ME')); "
-                            "print('err', file=sys.stderr)"],
-                       env={"NATIVE_X": "x-value", "PARENT_ME": os.environ["DRAGON_MY_PUID"]},
-                       cwd="/", stdout=out, stderr=STDOUT)
+    env_proc = Process(
+        PY,
+        [
+            "-c",
+            "import os, sys; print(os.environ['NATIVE_X'], os.getcwd(), "
+            "os.environ['DRAGON_MY_PUID'] != os.environ.get('PARENT_ME')); "
+            "print('err', file=sys.stderr)",
+        ],
+        env={"NATIVE_X": "x-value", "PARENT_ME": os.environ["DRAGON_MY_PUID"]},
+        cwd="/",
+        stdout=out,
+        stderr=STDOUT,
+    )
     env_proc.start()
     r["env_proc"] = env_proc.join()
     with open(out) as f:
@@ -128,8 +137,13 @@ def channels() -> dict[str, Any]:
     waited = Channel.wait_created(name, timeout=1)
     unpickled = pickle.loads(pickle.dumps(named))
     by_name.send("via name")
-    r["attach"] = [by_cuid.recv(), soft.c_uid == named.c_uid, waited.c_uid == named.c_uid,
-                   unpickled.c_uid == named.c_uid, named.c_uid in Channel.list()]
+    r["attach"] = [
+        by_cuid.recv(),
+        soft.c_uid == named.c_uid,
+        waited.c_uid == named.c_uid,
+        unpickled.c_uid == named.c_uid,
+        named.c_uid in Channel.list(),
+    ]
     r["name_in_use"] = error_of(lambda: Channel.create(name=name))
     r["wait_timeout"] = error_of(lambda: Channel.wait_created(f"never-{ROLE}", timeout=0.1))
     r["unknown_name"] = error_of(lambda: Channel.attach(name="no-such-channel"))
@@ -163,9 +177,13 @@ def pools() -> dict[str, Any]:
 
     name = f"pool-{ROLE}"
     named = Pool.create(1 << 16, name=name)
-    r["attach"] = [Pool.attach(name=name).m_uid == named.m_uid, Pool.attach(named.m_uid).name == name,
-                   Pool.create(1 << 16, name=name, soft=True).m_uid == named.m_uid,
-                   pickle.loads(pickle.dumps(named)).m_uid == named.m_uid, named.m_uid in Pool.list()]
+    r["attach"] = [
+        Pool.attach(name=name).m_uid == named.m_uid,
+        Pool.attach(named.m_uid).name == name,
+        Pool.create(1 << 16, name=name, soft=True).m_uid == named.m_uid,
+        pickle.loads(pickle.dumps(named)).m_uid == named.m_uid,
+        named.m_uid in Pool.list(),
+    ]
     r["name_in_use"] = error_of(lambda: Pool.create(1 << 16, name=name))
     r["unknown_name"] = error_of(lambda: Pool.attach(name="no-such-pool"))
     r["unknown_muid"] = error_of(lambda: Pool.attach(12345))

@@ -2,8 +2,6 @@
 run in that runtime (no background runtime is brought up); one that exited unjoined keeps its exit
 code after the runtime has ended, one still running then reports -SIGTERM. Prints one JSON line."""
 
-import dragon
-
 import json
 import multiprocessing as mp
 import multiprocessing.connection
@@ -12,6 +10,8 @@ import sys
 import time
 
 import trio
+
+import dragon
 
 
 def report_run_id(q: "mp.Queue[str | None]") -> None:
@@ -32,7 +32,7 @@ async def main() -> dict[str, object]:
 
     async with trio.open_nursery() as nursery:
         handle = await nursery.start(dragon.serve)
-        q: "mp.Queue[str | None]" = mp.Queue()
+        q: mp.Queue[str | None] = mp.Queue()
         child = mp.Process(target=report_run_id, args=(q,))
         child.start()
         child_run_id = q.get(timeout=30)
@@ -44,10 +44,15 @@ async def main() -> dict[str, object]:
         sleeper.start()
         native_sees_it = Process.from_puid(sleeper._popen.p_uid).pid == sleeper.pid  # type: ignore[union-attr]
         nursery.cancel_scope.cancel()
-    return {"child_run_id_is_embedded": child_run_id == handle.run_id, "joined": child.exitcode,
-            "background_runtime": _background.current() is not None, "native_sees_it": native_sees_it,
-            "unjoined_exited": unjoined.exitcode, "stopped_with_runtime": sleeper.exitcode,
-            "alive_after": sleeper.is_alive()}
+    return {
+        "child_run_id_is_embedded": child_run_id == handle.run_id,
+        "joined": child.exitcode,
+        "background_runtime": _background.current() is not None,
+        "native_sees_it": native_sees_it,
+        "unjoined_exited": unjoined.exitcode,
+        "stopped_with_runtime": sleeper.exitcode,
+        "alive_after": sleeper.is_alive(),
+    }
 
 
 if __name__ == "__main__":
