@@ -16,11 +16,8 @@ from dragon import _gs_common as gs
 from dragon._gs_process import _run
 from dragon.descriptors import ChannelDescriptor
 from dragon.ids import DEFAULT_POOL_MUID
+from dragon.transport import DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY, Buffer, ChannelStatistics
 from dragon.transport import Channel as ShmChannel
-from dragon.transport import ChannelStatistics
-from dragon.transport._channel import DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY
-
-Buffer = bytes | bytearray | memoryview
 
 
 class Channel:

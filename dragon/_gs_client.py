@@ -61,7 +61,7 @@ from dragon.errors import (
 )
 from dragon.ids import CONNECTED_PID_VAR, FIRST_USER_MANAGED_CUID, LAUNCHER_PUID, LaunchParameters
 from dragon.messages import GSPingProc, ProcessInbound, Request, Response, decode
-from dragon.transport import Channel
+from dragon.transport import Channel, pid_alive
 
 R = TypeVar("R", bound=Response)
 
@@ -314,7 +314,7 @@ class GSClient:
             destroyed = True
         if destroyed:
             raise RuntimeNotRunning("the runtime is gone (the GS channel was destroyed)")
-        if self._gs_pid is not None and not _pid_alive(self._gs_pid):
+        if self._gs_pid is not None and not pid_alive(self._gs_pid):
             raise RuntimeNotRunning(f"the runtime is gone (Global Services, pid {self._gs_pid}, has exited)")
         if self._loop_thread == threading.get_ident():
             self._check_launcher_loop()
@@ -387,16 +387,6 @@ def _destroy_quietly(chan: Channel) -> None:
         chan.destroy()
     except (ChannelError, OSError):
         chan.close()
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie, exited but not reaped, counts as dead)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rindex(b")") + 2 :][:1] != b"Z"
 
 
 # --------------------------------------------------------------------------------------- the process's one

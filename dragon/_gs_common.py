@@ -100,7 +100,7 @@ from dragon.messages import (
     Request,
     Response,
 )
-from dragon.transport._channel import DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY, MIN_BLOCK_SIZE
+from dragon.transport import DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY, MIN_BLOCK_SIZE
 
 R = TypeVar("R", bound=Response)
 T = TypeVar("T")

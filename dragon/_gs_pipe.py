@@ -12,8 +12,7 @@ from __future__ import annotations
 from dragon._gs_client import connection
 from dragon.errors import InvalidArgument
 from dragon.messages import GSChannelDestroy, GSChannelDestroyResponse
-from dragon.transport import ChannelDestroyed
-from dragon.transport._channel import Channel
+from dragon.transport import Channel, ChannelDestroyed
 
 
 class PipeConnection:

@@ -88,8 +88,7 @@ from dragon._mp_names import channel_label
 from dragon.descriptors import ChannelDescriptor, ObjectState
 from dragon.errors import ChannelDestroyed, ChannelEmpty, ChannelFull, DragonError
 from dragon.messages import GSChannelDestroy, GSChannelDestroyResponse, GSChannelQuery, GSChannelQueryResponse, Response
-from dragon.transport import Channel
-from dragon.transport._channel import MIN_BLOCK_SIZE
+from dragon.transport import MIN_BLOCK_SIZE, Channel
 
 QUEUE_CAPACITY: Final = 8192
 """Messages of up to QUEUE_BLOCK_SIZE bytes a queue's channel holds at least: a ring of 2.1 MB, which

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Final, NamedTuple
 
 from dragon.ids import DEFAULT_SEG_SZ, INF_SEG_SZ
-from dragon.transport._shm import SHM_DIR
+from dragon.transport import SHM_DIR
 
 INF_VAR: Final = "DRAGON_INF_SEG_SZ"
 DEFAULT_VAR: Final = "DRAGON_DEFAULT_SEG_SZ"

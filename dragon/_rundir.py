@@ -30,7 +30,7 @@ from typing import Final
 
 import msgspec
 
-from dragon.transport._shm import run_prefix
+from dragon.transport import run_prefix
 
 RUN_ID: Final = re.compile(r"[0-9a-f]{8}")
 INFO_FILE: Final = "runtime.json"

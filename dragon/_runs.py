@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from dragon import _rundir
-from dragon.transport._shm import SHM_DIR, entries, user_prefix
+from dragon.transport import SHM_DIR, entries, pid_alive, user_prefix
 
 START_SLACK_S: Final = 2.0
 """How much later than the run's `started` its launcher/LS may seem to have started (clock resolution)."""
@@ -273,8 +273,7 @@ def survey(*, with_processes: bool = True) -> dict[str, Run]:
         for pid in pids:
             env_run = environ_run_id(pid)
             if env_run is not None and pid not in me_and_parents:
-                info = read_proc(pid, btime=btime)
-                if info is not None and info.running:
+                if pid_alive(pid):
                     env_of[pid] = env_run
                     runs.setdefault(env_run, Run(env_run)).processes.append(pid)
         holders = shm_holders(pids)

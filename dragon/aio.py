@@ -72,9 +72,17 @@ from dragon.errors import (
 )
 from dragon.ids import DEFAULT_POOL_MUID, LAUNCHER_PUID
 from dragon.messages import GSResponse, Response
-from dragon.transport import ChannelStatistics, HeapStatistics, TrioChannel, decode
+from dragon.transport import (
+    DEFAULT_BLOCK_SIZE,
+    DEFAULT_CAPACITY,
+    Buffer,
+    ChannelStatistics,
+    HeapStatistics,
+    TrioChannel,
+    decode,
+    pid_alive,
+)
 from dragon.transport import Pool as ShmPool
-from dragon.transport._channel import DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY
 
 __all__ = ["Channel", "ManagedConnection", "Pool", "Process", "Runtime", "TrioConnection", "connect", "open_connection"]
 
@@ -84,7 +92,6 @@ CLOSE_TIMEOUT_S: Final = 5.0  # destroying open_connection's reply channel on th
 
 R = TypeVar("R", bound=Response)
 T = TypeVar("T")
-Buffer = bytes | bytearray | memoryview
 
 
 class Runtime(Protocol):
@@ -201,7 +208,7 @@ class TrioConnection:
     async def _receive(self) -> Response:
         """One answer, checking every LIVENESS_SLICE_S that the runtime still lives (as the blocking
         connection does)."""
-        from dragon._gs_client import LIVENESS_SLICE_S, _pid_alive
+        from dragon._gs_client import LIVENESS_SLICE_S
 
         while True:
             with trio.move_on_after(LIVENESS_SLICE_S):
@@ -212,7 +219,7 @@ class TrioConnection:
                 return decode(self._dec, frame, where="aio reply channel")
             if self._to_gs.statistics().destroyed:
                 raise RuntimeNotRunning("the runtime is gone (the GS channel was destroyed)")
-            if self._gs_pid is not None and not _pid_alive(self._gs_pid):
+            if self._gs_pid is not None and not pid_alive(self._gs_pid):
                 raise RuntimeNotRunning(f"the runtime is gone (Global Services, pid {self._gs_pid}, has exited)")
 
 

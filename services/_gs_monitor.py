@@ -18,8 +18,7 @@ import msgspec
 import trio
 
 from dragon.messages import AbnormalTermination, GSHalted, GSStdoutOutbound
-from dragon.transport import ProtocolError, decode
-from dragon.transport._framing import FrameStream
+from dragon.transport import FrameStream, ProtocolError, decode
 
 from ._links import log_message
 from ._process import ForkedChild, describe_exit

@@ -22,9 +22,8 @@ import msgspec
 import trio
 
 from dragon.ids import FIRST_USER_MANAGED_CUID
-from dragon.transport import Channel, ProtocolError, TrioChannel, decode
-from dragon.transport._errors import excerpt
-from dragon.transport._framing import _PREFIX, MAX_FRAME_BYTES
+from dragon.transport import FRAME_PREFIX as _PREFIX
+from dragon.transport import MAX_FRAME_BYTES, Channel, ProtocolError, TrioChannel, decode, excerpt
 
 log = logging.getLogger("dragon.messages")
 

@@ -154,9 +154,7 @@ from dragon.messages import (
     SHProcessKill,
     SHProcessKillResponse,
 )
-from dragon.transport import ProtocolError, TrioChannel, decode
-from dragon.transport._errors import clip
-from dragon.transport._framing import FrameStream
+from dragon.transport import FrameStream, ProtocolError, TrioChannel, clip, decode
 
 from ._links import Inbox, Outbox, is_user_managed, log_message, reply_once
 

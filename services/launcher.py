@@ -59,10 +59,17 @@ from dragon.messages import (
     SHProcessExit,
     SHTeardown,
 )
-from dragon.transport import ChannelCorrupted, ChannelDestroyed, TrioChannel, decode
-from dragon.transport._errors import clip
-from dragon.transport._framing import FrameStream
-from dragon.transport._shm import entries, run_prefix, unlink_own
+from dragon.transport import (
+    ChannelCorrupted,
+    ChannelDestroyed,
+    FrameStream,
+    TrioChannel,
+    clip,
+    decode,
+    entries,
+    run_prefix,
+    unlink_own,
+)
 
 from ._links import Inbox, Outbox, log_message
 from ._output import write_lines

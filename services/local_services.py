@@ -92,12 +92,24 @@ from dragon.messages import (
     SHStatusResponse,
     SHTeardown,
 )
-from dragon.transport import Channel, ChannelCorrupted, ChannelDestroyed, Pool, ProtocolError, TrioChannel, decode
-from dragon.transport._channel import segment_bytes
-from dragon.transport._errors import clip
-from dragon.transport._framing import FrameStream
-from dragon.transport._pool import RESERVED_AT_CREATE
-from dragon.transport._shm import NoSharedMemory, entries, run_prefix, shm_space, unlink_own
+from dragon.transport import (
+    RESERVED_AT_CREATE,
+    Channel,
+    ChannelCorrupted,
+    ChannelDestroyed,
+    FrameStream,
+    NoSharedMemory,
+    Pool,
+    ProtocolError,
+    TrioChannel,
+    clip,
+    decode,
+    entries,
+    run_prefix,
+    segment_bytes,
+    shm_space,
+    unlink_own,
+)
 
 from . import global_services
 from ._fast_start import ForkServer, ForkServerFailed, ServedChild

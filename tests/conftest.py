@@ -26,7 +26,7 @@ import pytest
 from dragon import _runs
 from dragon._rundir import runtime_root
 from dragon.services._process import become_subreaper
-from dragon.transport._shm import SHM_DIR, entries, user_prefix
+from dragon.transport import SHM_DIR, entries, user_prefix
 
 LEAK_GRACE_S = 10.0  # how long a test's processes may take to finish exiting after it returns
 

@@ -33,8 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dragon.transport import Channel
-from dragon.transport._shm import entries, run_prefix, unlink_quietly
+from dragon.transport import Channel, entries, run_prefix, unlink_quietly
 
 from _bench_util import fmt, fmt_range, json_line, machine_info, md_table, median, percentile, summary
 

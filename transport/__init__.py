@@ -12,8 +12,13 @@ of the multiprocessing start method) does not pay for them (issue #12 item 4).
 
 from typing import TYPE_CHECKING, Any
 
+from ._channel import DEFAULT_BLOCK_SIZE as DEFAULT_BLOCK_SIZE
+from ._channel import DEFAULT_CAPACITY as DEFAULT_CAPACITY
+from ._channel import MIN_BLOCK_SIZE as MIN_BLOCK_SIZE
+from ._channel import Buffer as Buffer
 from ._channel import Channel as Channel
 from ._channel import ChannelStatistics as ChannelStatistics
+from ._channel import segment_bytes as segment_bytes
 from ._codec import decode as decode
 from ._errors import ChannelCorrupted as ChannelCorrupted
 from ._errors import ChannelDestroyed as ChannelDestroyed
@@ -24,13 +29,27 @@ from ._errors import DragonError as DragonError
 from ._errors import PoolError as PoolError
 from ._errors import PoolExhausted as PoolExhausted
 from ._errors import ProtocolError as ProtocolError
+from ._errors import clip as clip
+from ._errors import excerpt as excerpt
+from ._procs import pid_alive as pid_alive
+from ._shm import SHM_DIR as SHM_DIR
 from ._shm import NoSharedMemory as NoSharedMemory
+from ._shm import entries as entries
+from ._shm import open_own as open_own
+from ._shm import run_prefix as run_prefix
+from ._shm import shm_path as shm_path
+from ._shm import shm_space as shm_space
+from ._shm import unlink_own as unlink_own
+from ._shm import unlink_quietly as unlink_quietly
+from ._shm import user_prefix as user_prefix
 
 if TYPE_CHECKING:
     from ._alloc import HeapStatistics as HeapStatistics
+    from ._framing import FRAME_PREFIX as FRAME_PREFIX
     from ._framing import MAX_FRAME_BYTES as MAX_FRAME_BYTES
     from ._framing import FrameStream as FrameStream
     from ._message_channel import MessageChannel as MessageChannel
+    from ._pool import RESERVED_AT_CREATE as RESERVED_AT_CREATE
     from ._pool import Allocation as Allocation
     from ._pool import Pool as Pool
     from ._trio_channel import TrioChannel as TrioChannel
@@ -39,6 +58,8 @@ _LAZY = {
     "Allocation": "._pool",
     "HeapStatistics": "._alloc",
     "Pool": "._pool",
+    "RESERVED_AT_CREATE": "._pool",
+    "FRAME_PREFIX": "._framing",
     "MAX_FRAME_BYTES": "._framing",
     "FrameStream": "._framing",
     "MessageChannel": "._message_channel",

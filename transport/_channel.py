@@ -76,6 +76,7 @@ from typing import Final
 import msgspec
 
 from ._errors import ChannelCorrupted, ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull, excerpt
+from ._procs import pid_alive
 from ._shm import NoSharedMemory, entries, open_own, reserve, shm_path, unlink_own, unlink_quietly
 
 Buffer = bytes | bytearray | memoryview
@@ -140,16 +141,6 @@ def _fence() -> None:
     """A full memory barrier: a locked instruction orders our earlier stores before our later loads."""
     _fence_lock.acquire()
     _fence_lock.release()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class ChannelStatistics(msgspec.Struct, frozen=True):
@@ -411,7 +402,7 @@ class Channel:
         return sum(
             int(w[table + 2 * i + 1])
             for i in range(WAITER_SLOTS)
-            if w[table + 2 * i] and _pid_alive(int(w[table + 2 * i]))
+            if w[table + 2 * i] and pid_alive(int(w[table + 2 * i]))
         )
 
     # ----------------------------------------------------------------------------- core operations
@@ -775,7 +766,7 @@ class Channel:
         elif delta > 0:
             free = -1
             for i, owner in enumerate(owners):
-                if owner and not _pid_alive(owner):  # a dead waiter: take it out of the count
+                if owner and not pid_alive(owner):  # a dead waiter: take it out of the count
                     slot = table + 2 * i
                     w[count_word] -= w[slot + 1]
                     w[slot] = w[slot + 1] = 0

@@ -20,7 +20,7 @@ MAX_FRAME_BYTES: Final = 64 * 1024 * 1024
 """Default largest payload accepted, both ways: bounds what a corrupt or hostile length prefix can make
 us allocate, while leaving room for any control message (bulk data travels in shm, not on pipes)."""
 
-_PREFIX: Final = struct.Struct("<I")  # spec §2: 4-byte little-endian unsigned payload length
+FRAME_PREFIX: Final = struct.Struct("<I")  # spec §2: 4-byte little-endian unsigned payload length
 _READ_BYTES: Final = 256 * 1024  # one receive_some reads ahead this much: many small frames per syscall
 
 
@@ -84,7 +84,7 @@ class FrameStream(trio.abc.Channel[bytes]):
                     f"cannot send a frame of {len(value)} bytes on {self.name}: the maximum is "
                     f"{self.max_frame_bytes} bytes; frame starts {excerpt(value)}"
                 )
-            await self._stream.send_all(_PREFIX.pack(len(value)) + value)
+            await self._stream.send_all(FRAME_PREFIX.pack(len(value)) + value)
         finally:
             self._sending = False
 
@@ -108,29 +108,29 @@ class FrameStream(trio.abc.Channel[bytes]):
         try:
             if self._closed:
                 raise trio.ClosedResourceError(f"{self.name} was closed")
-            if not await self._fill(_PREFIX.size):
+            if not await self._fill(FRAME_PREFIX.size):
                 if not self._buffer:
                     raise trio.EndOfChannel
                 raise ProtocolError(
                     f"{self.name} ended inside a length prefix: {len(self._buffer)} of "
-                    f"{_PREFIX.size} bytes arrived: {excerpt(self._buffer)}"
+                    f"{FRAME_PREFIX.size} bytes arrived: {excerpt(self._buffer)}"
                 )
-            (length,) = _PREFIX.unpack_from(self._buffer)
+            (length,) = FRAME_PREFIX.unpack_from(self._buffer)
             if length > self.max_frame_bytes:
                 raise ProtocolError(
                     f"{self.name} announced a frame of {length} bytes, over the maximum of "
                     f"{self.max_frame_bytes} bytes; stream starts {excerpt(self._buffer)}"
                 )
-            end = _PREFIX.size + length
+            end = FRAME_PREFIX.size + length
             if not await self._fill(end):
-                payload = memoryview(self._buffer)[_PREFIX.size :]
+                payload = memoryview(self._buffer)[FRAME_PREFIX.size :]
                 with payload:
                     raise ProtocolError(
                         f"{self.name} ended inside a frame: {len(payload)} of {length} payload bytes "
                         f"arrived: {excerpt(payload)}"
                     )
             with memoryview(self._buffer) as view:
-                frame = bytes(view[_PREFIX.size : end])
+                frame = bytes(view[FRAME_PREFIX.size : end])
             del self._buffer[:end]
             return frame
         finally:

@@ -30,8 +30,7 @@ from dragon.messages import (
     GSProcessQueryResponse,
     ProcessQueryErr,
 )
-from dragon.transport import Channel, ChannelError
-from dragon.transport._shm import run_prefix
+from dragon.transport import Channel, ChannelError, run_prefix
 
 MY_PUID = 2**32 + 7
 RET_CUID = 2**63 + 5

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from dragon import _runs
-from dragon.transport._shm import entries, run_prefix
+from dragon.transport import entries, run_prefix
 
 from test_status import GUARD_S, IDLE_HEAD, POLL_S, Runtime, dragon, private_env
 

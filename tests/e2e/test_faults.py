@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from dragon import _rundir, _runs
-from dragon.transport._shm import entries, run_prefix
+from dragon.transport import entries, run_prefix
 
 from proc_util import forked_children
 

@@ -24,7 +24,7 @@ import trio
 
 from dragon import _runs
 from dragon._rundir import run_dir
-from dragon.transport._shm import entries, run_prefix
+from dragon.transport import entries, run_prefix
 
 from e2e_util import DRAGON, clean_env, pid_alive
 

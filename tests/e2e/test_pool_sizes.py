@@ -25,7 +25,7 @@ from dragon.messages import (
     GSProcessJoinResponse,
     ProcessCreateErr,
 )
-from dragon.transport._shm import shm_path
+from dragon.transport import shm_path
 
 from e2e_util import DRAGON, RUN_TIMEOUT_S, clean_env, run_command, run_dragon
 

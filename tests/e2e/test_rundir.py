@@ -10,7 +10,7 @@ import subprocess
 import trio
 
 from dragon import _rundir
-from dragon.transport._shm import entries, run_prefix
+from dragon.transport import entries, run_prefix
 
 from e2e_util import DRAGON, RUN_TIMEOUT_S, StreamReader, clean_env, pid_alive, program
 

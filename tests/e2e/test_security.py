@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from dragon.ids import FIRST_GS_CUID
-from dragon.transport._shm import SHM_DIR, entries, run_prefix
+from dragon.transport import SHM_DIR, entries, run_prefix
 
 from e2e_util import DRAGON, program
 from test_status import dragon, private_env
@@ -338,7 +338,7 @@ def _alive(pid: int) -> bool:
 CORRUPTING_HEAD = """\
 import mmap, os, struct, sys, time
 from dragon import _rundir
-from dragon.transport._shm import open_own
+from dragon.transport import open_own
 
 info = _rundir.read_info(os.environ["DRAGON_RUN_ID"])
 name = info.gs_cd if sys.argv[1] == "gs" else info.la_cd

@@ -24,7 +24,7 @@ from dragon.messages import (
     ProcessJoinErr,
 )
 from dragon.services.launcher import RuntimeHandle
-from dragon.transport._shm import entries, run_prefix, unlink_quietly
+from dragon.transport import entries, run_prefix, unlink_quietly
 
 from e2e_util import RUN_TIMEOUT_S, StreamReader, clean_env, pid_alive, program
 

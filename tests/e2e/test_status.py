@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dragon.ids import DEFAULT_POOL_MUID, DEFAULT_SEG_SZ, FIRST_USER_MANAGED_CUID, INF_POOL_MUID, INF_SEG_SZ
-from dragon.transport._shm import entries, run_prefix
+from dragon.transport import entries, run_prefix
 
 DRAGON = os.path.join(os.path.dirname(sys.executable), "dragon")
 READY_S = 30.0

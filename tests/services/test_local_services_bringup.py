@@ -16,7 +16,7 @@ import msgspec
 from dragon import _rundir
 from dragon.messages import AbnormalTermination, LAStdoutInbound
 from dragon.services.local_services import LS_DEADLINE_MARGIN_S, LSConfig
-from dragon.transport._framing import _PREFIX
+from dragon.transport import FRAME_PREFIX as _PREFIX
 
 from proc_util import forked_children
 
