@@ -12,14 +12,13 @@ of the multiprocessing start method) does not pay for them (issue #12 item 4).
 
 from typing import TYPE_CHECKING, Any
 
-from ._channel import DEFAULT_BLOCK_SIZE as DEFAULT_BLOCK_SIZE
-from ._channel import DEFAULT_CAPACITY as DEFAULT_CAPACITY
-from ._channel import MIN_BLOCK_SIZE as MIN_BLOCK_SIZE
-from ._channel import Buffer as Buffer
 from ._channel import Channel as Channel
-from ._channel import ChannelStatistics as ChannelStatistics
-from ._channel import segment_bytes as segment_bytes
 from ._codec import decode as decode
+from ._core import DEFAULT_BLOCK_SIZE as DEFAULT_BLOCK_SIZE
+from ._core import DEFAULT_CAPACITY as DEFAULT_CAPACITY
+from ._core import MIN_BLOCK_SIZE as MIN_BLOCK_SIZE
+from ._core import ChannelCore as ChannelCore
+from ._core import ChannelStatistics as ChannelStatistics
 from ._errors import ChannelCorrupted as ChannelCorrupted
 from ._errors import ChannelDestroyed as ChannelDestroyed
 from ._errors import ChannelEmpty as ChannelEmpty
@@ -31,6 +30,8 @@ from ._errors import PoolExhausted as PoolExhausted
 from ._errors import ProtocolError as ProtocolError
 from ._errors import clip as clip
 from ._errors import excerpt as excerpt
+from ._layout import Buffer as Buffer
+from ._layout import segment_bytes as segment_bytes
 from ._procs import pid_alive as pid_alive
 from ._shm import SHM_DIR as SHM_DIR
 from ._shm import NoSharedMemory as NoSharedMemory

@@ -286,7 +286,9 @@ def mode_crash_points(name: str, direction: str, size: str) -> None:
     import traceback
     import types
 
-    import dragon.transport._channel as core
+    from dragon.transport import _channel, _core, _layout, _leases, _ring, _side_files, _waiting
+
+    core_files = {m.__file__ for m in (_channel, _core, _layout, _leases, _ring, _side_files, _waiting)}
 
     msg = bytes(range(256)) * (int(size) // 256) + b"!" * (int(size) % 256)
     ch = Channel.attach(name)
@@ -311,7 +313,7 @@ def mode_crash_points(name: str, direction: str, size: str) -> None:
                 return opcode
 
             def calls(frame: types.FrameType, event: str, arg: object) -> Any:
-                if frame.f_code.co_filename != core.__file__:
+                if frame.f_code.co_filename not in core_files:
                     return None
                 frame.f_trace_opcodes = True
                 return opcode

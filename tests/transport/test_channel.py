@@ -1,4 +1,4 @@
-"""Shared-memory channels (transport/_channel.py), blocking face, in one process: the contract of
+"""Shared-memory channels (transport/_channel.py and its core), blocking face, in one process: the contract of
 every operation, sizes on both sides of every boundary, error cases, and a model-based test."""
 
 from __future__ import annotations

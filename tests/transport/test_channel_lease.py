@@ -14,7 +14,8 @@ import time
 import pytest
 
 from dragon.transport import Channel, ChannelError
-from dragon.transport._channel import _W_RSHARED, _W_SSHARED, LEASE_POLL_S
+from dragon.transport._layout import W_RSHARED, W_SSHARED
+from dragon.transport._leases import LEASE_POLL_S
 
 from channel_worker import Worker, poll_until
 
@@ -30,12 +31,12 @@ def test_sole_handle_leases_both_directions(name: str) -> None:
         assert ch._leased == frozenset()  # taken at the first operation, not before
         ch.send(b"a")
         assert ch.recv() == b"a"
-        assert ch._leased == {ch._rfd, ch._sfd}
+        assert ch._leased == {ch.rbell, ch.sbell}
         assert ch.try_send(b"b") and ch.recv_many(4) == [b"b"]
         ch.send_many([b"c"] * 4)
         assert not ch.try_send(b"full")  # no room: False, nothing sent
         assert ch.recv_many(8) == [b"c"] * 4
-        assert (ch._w[_W_RSHARED], ch._w[_W_SSHARED]) == (0, 0)
+        assert (ch._w[W_RSHARED], ch._w[W_SSHARED]) == (0, 0)
 
 
 @pytest.mark.parametrize("side", ["recv", "send"])
@@ -54,7 +55,7 @@ def test_other_process_gets_through_an_idle_lease(name: str, side: str) -> None:
             ch.send(b"ours", timeout=WAIT_S)
             assert ch.recv_many(4) == [b"leased", b"ours"]
         assert time.monotonic() - t0 < PROMPT_S
-        assert ch._w[_W_RSHARED if side == "recv" else _W_SSHARED] == 1
+        assert ch._w[W_RSHARED if side == "recv" else W_SSHARED] == 1
 
 
 @pytest.mark.parametrize("side", ["recv", "send"])
@@ -131,10 +132,10 @@ def test_idle_lease_is_given_back_and_taken_again(name: str) -> None:
     with Channel.create(name, capacity=8) as ch:
         ch.lease_lock("recv")
         ch.send_many([b"a", b"b"])
-        assert ch.recv() == b"a" and ch._leased == {ch._rfd}
+        assert ch.recv() == b"a" and ch._leased == {ch.rbell}
         poll_until(lambda: not ch._leased and not watching(), WAIT_S, "the idle lease is given back")
-        assert ch._rfd not in ch._held and ch._w[_W_RSHARED] == 0
-        assert ch.recv() == b"b" and ch._leased == {ch._rfd} and watching()
+        assert ch.rbell not in ch._held and ch._w[W_RSHARED] == 0
+        assert ch.recv() == b"b" and ch._leased == {ch.rbell} and watching()
 
 
 def test_forked_child_does_not_keep_a_held_lock(name: str) -> None:
@@ -149,7 +150,7 @@ def test_forked_child_does_not_keep_a_held_lock(name: str) -> None:
         answer_r, answer_w = os.pipe()  # child -> parent
         pid = os.fork()
         if pid == 0:  # the child: nothing held, and the parent's hold excludes it; then wait
-            os.write(answer_w, b"y" if not holder._held and not holder._lock(holder._rfd, False) else b"n")
+            os.write(answer_w, b"y" if not holder._held and not holder._lock(holder.rbell, False) else b"n")
             os._exit(0 if os.read(r, 1) == b"." else 1)
         try:
             assert os.read(answer_r, 1) == b"y"
@@ -171,7 +172,7 @@ def test_hold_lock_makes_a_lease_permanent(name: str) -> None:
         holder.send_many([b"a", b"b"])
         assert holder.recv() == b"a"
         holder.hold_lock("recv")
-        assert not holder._leased and holder._rfd in holder._held
+        assert not holder._leased and holder.rbell in holder._held
         outcome: list[bytes] = []
         worker = threading.Thread(target=lambda: outcome.append(other.recv()), daemon=True)
         worker.start()
@@ -217,7 +218,7 @@ def test_watcher_never_waits_for_a_busy_handle(name: str, blocked_first: bool) -
     whichever of the two handles the watcher happens to visit first."""
     import threading
 
-    from dragon.transport import _channel
+    from dragon.transport import _leases
 
     with Channel.create(name, capacity=8), Channel.attach(name) as h1, Channel.attach(name) as h2:
         h1.lease_lock("send")
@@ -225,7 +226,7 @@ def test_watcher_never_waits_for_a_busy_handle(name: str, blocked_first: bool) -
         h2.lease_lock("recv")
         assert h2.recv() == b"x" and h1._leased and h2._leased
         h1.send(b"y")
-        first = next(iter(_channel._leases))
+        first = next(iter(_leases._leases))
         blocked = first if blocked_first else (h2 if first is h1 else h1)
         op = (lambda: h1.recv()) if blocked is h1 else (lambda: h2.send(b"z"))
         done: list[object] = []
