@@ -2,7 +2,7 @@
 
 `Channel` is a `ChannelCore` (see `_core` for what a channel is) that waits by blocking the calling
 thread: it calls the core's `take`/`put` once per operation and, when it must wait, sleeps in
-poll(2) on a doorbell between `begin_wait` and `end_wait` (`_waiting`). A receiver first spins
+poll(2) on a doorbell between the two steps of a wait (`_waiting`). A receiver first spins
 briefly (adaptively, a few tens of µs at most), which removes the system calls from a ping-pong
 between two busy processes.
 """
@@ -87,18 +87,21 @@ class Channel(ChannelCore):
         waits for room for many: the receivers then wake it once, not once per message taken)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         want = min(self.ring_bytes, max(want, self.record_bytes(len(payload))))
+        waited = False
         while True:
             # Room for the message but not `want` yet: wait on (a batch gains nothing from sending
             # one message at a time, each costing the receiver a wake-up call).
-            if self.put(payload, flags, True, want if timeout != 0 else 0):
+            if self.put(payload, flags, True, want if timeout != 0 else 0, waited):
                 return
             if timeout == 0:
                 raise self._full(timeout)
-            if self.begin_wait("send", want) == "sleep":
+            waited = self.begin_wait("send", want) == "sleep"
+            if waited:
                 try:
                     self._sleep(self.sbell, deadline, lambda: self._full(timeout))
-                finally:
+                except BaseException:
                     self.end_wait("send")
+                    raise
 
     def _full(self, timeout: float | None) -> ChannelFull:
         return ChannelFull(
@@ -184,16 +187,18 @@ class Channel(ChannelCore):
     def _recv_sleeping(self, timeout: float | None) -> bytes:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if self.begin_wait("recv") == "sleep":
+            waited = self.begin_wait("recv") == "sleep"
+            if waited:
                 try:
                     self._sleep(
                         self.rbell,
                         deadline,
                         lambda: ChannelEmpty(f"no message arrived on channel {self.name} within {timeout} s"),
                     )
-                finally:
+                except BaseException:
                     self.end_wait("recv")
-            data = self.take()
+                    raise
+            data = self.take(True, waited)
             if data is not None:
                 return data
 

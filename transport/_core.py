@@ -10,7 +10,8 @@ in three /dev/shm entries named after the channel (all mode 0600):
 `ChannelCore` is one class in layers, each in its module: the locks and leases (`_leases`), waiting
 (`_waiting`), the ring and its records (`_ring`), and here the life cycle. A face (the blocking
 `Channel`, the trio `TrioChannel`) calls `take`/`put` once per operation and, when it must wait,
-`begin_wait`, then sleeps on a doorbell its own way, then `end_wait`.
+`begin_wait`, then sleeps on a doorbell its own way, then tries again (`take`/`put` with `waited`)
+or gives up (`end_wait`).
 
 Destroying a channel sets the ``closed`` word, fills both FIFOs so every sleeper wakes, and unlinks
 every entry: every waiter and every later call then raises `ChannelDestroyed`, while mappings

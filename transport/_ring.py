@@ -39,8 +39,11 @@ from ._layout import (
     W_HEAD,
     W_RECEIVED,
     W_RSHARED,
+    W_RTABLE,
     W_RWAIT,
     W_SENT,
+    W_SSHARED,
+    W_STABLE,
     W_SWAIT,
     W_SWANT,
     W_TAIL,
@@ -77,13 +80,15 @@ class _Ring(_Waiting):
     __slots__ = ()
 
     @overload
-    def take(self, wait_lock: Literal[True] = True) -> bytes | None: ...
+    def take(self, wait_lock: Literal[True] = True, waited: bool = False) -> bytes | None: ...
     @overload
-    def take(self, wait_lock: bool) -> bytes | Literal[False] | None: ...
+    def take(self, wait_lock: bool, waited: bool = False) -> bytes | Literal[False] | None: ...
 
-    def take(self, wait_lock: bool = True) -> bytes | Literal[False] | None:
+    def take(self, wait_lock: bool = True, waited: bool = False) -> bytes | Literal[False] | None:
         """Remove the oldest message and return it, or None if there is none; False (only without
-        `wait_lock`) if another thread or process holds the receive lock. Never waits for a message.
+        `wait_lock`) if another thread or process holds the receive lock: then nothing was done.
+        Never waits for a message. `waited`: this ends a wait (`begin_wait` said "sleep"), so
+        unregister in the same lock hold (see `_waiting`).
         Raises ChannelDestroyed, ChannelCorrupted (a record no sender wrote: the tail stays)."""
         # The per-message path of every receive, in one call: each call level saved is a few percent
         # of a receive (about 2 µs, half of it the two flock calls; under 1 µs with the lock kept,
@@ -104,6 +109,8 @@ class _Ring(_Waiting):
                 elif not self._lock(rfd, wait_lock):  # first receive of a handle: take a lease, or announce
                     return False
             try:
+                if waited:
+                    self._register(W_RTABLE, W_RWAIT, -1)
                 if w[W_CLOSED]:
                     raise self._destroyed()
                 tail, head = w[W_TAIL], w[W_HEAD]
@@ -139,23 +146,39 @@ class _Ring(_Waiting):
         return read_side_file(self.name, data) if word & SIDE else data
 
     @overload
-    def put(self, payload: Buffer, flags: int = 0, wait_lock: Literal[True] = True, want: int = 0) -> bool: ...
+    def put(
+        self, payload: Buffer, flags: int = 0, wait_lock: Literal[True] = True, want: int = 0, waited: bool = False
+    ) -> bool: ...
     @overload
-    def put(self, payload: Buffer, flags: int, wait_lock: bool, want: int = 0) -> bool | None: ...
+    def put(self, payload: Buffer, flags: int, wait_lock: bool, want: int = 0, waited: bool = False) -> bool | None: ...
 
-    def put(self, payload: Buffer, flags: int = 0, wait_lock: bool = True, want: int = 0) -> bool | None:
+    def put(
+        self, payload: Buffer, flags: int = 0, wait_lock: bool = True, want: int = 0, waited: bool = False
+    ) -> bool | None:
         """Append one record (from `prepare`) if there is room for it, and for `want` bytes if that
         is more: True, else False; None (only without `wait_lock`) if another thread or process
-        holds the send lock. Never waits for room. Raises ChannelDestroyed, ChannelCorrupted."""
+        holds the send lock: then nothing was done. Never waits for room. `waited`: this is the end
+        of a wait (`begin_wait` said "sleep"), so unregister in the same lock hold.
+        Raises ChannelDestroyed, ChannelCorrupted."""
+        # The per-message path of every send, in one call (the locking written out as in `take`).
         if self._closed:
             self.check_open()
         sfd, w, tlock = self.sbell, self._w, self._slock
         if not tlock.acquire(wait_lock):
             return None
         try:
-            if not self._lock(sfd, wait_lock):
-                return None
+            if sfd not in self._held:
+                if w[W_SSHARED] and sfd not in self._lease_wanted:
+                    try:
+                        fcntl.flock(sfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        if not self._lock(sfd, wait_lock):
+                            return None
+                elif not self._lock(sfd, wait_lock):
+                    return None
             try:
+                if waited:
+                    self._register(W_STABLE, W_SWAIT, -1)
                 if w[W_CLOSED]:
                     raise self._destroyed()
                 n = len(payload)
@@ -185,7 +208,10 @@ class _Ring(_Waiting):
                 w[W_SENT] += 1
                 w[W_HEAD] = head + need  # publish: a single aligned store
             finally:
-                self._unlock(sfd)
+                if sfd not in self._held:
+                    fcntl.flock(sfd, fcntl.LOCK_UN)
+                # else kept: the release of `_slock` just after fences our store of head before
+                # our load of the waiting receivers below (a locked instruction, as in `fence`).
         finally:
             tlock.release()
         if w[W_RWAIT]:

@@ -2,10 +2,10 @@
 
 It drives the same core as the blocking face (`ChannelCore`), so both faces of one channel
 interoperate message for message. Waiting never blocks the event loop: the doorbell FIFO is awaited
-with `trio.lowlevel.wait_readable` between the core's `begin_wait` and `end_wait`, and the channel's
+with `trio.lowlevel.wait_readable` between the two steps of a wait (`_waiting`), and the channel's
 locks are tried without blocking in `send` and `receive` (with a short backoff when another process
-holds one, which it does only for the length of a copy); the `*_nowait` forms and `end_wait` take
-them blocking, which costs at most the length of another process's copy. The exception is a channel
+holds one, which it does only for the length of a copy); the `*_nowait` forms and the unregistering
+in cleanup paths take them blocking, which costs at most the length of another process's copy. The exception is a channel
 on which a blocking handle keeps a lock between operations (`Channel.hold_lock`, `Channel.lease_lock`:
 a multiprocessing Pool's or Queue's channels, which no trio code of ours uses): a lease is given up
 within `LEASE_POLL_S`, a hold only when its handle closes, so trio code should not share such a channel.
@@ -89,33 +89,42 @@ class TrioChannel(trio.abc.Channel[bytes]):
         self._check_open()
         return min(max(backoff * 2, 20e-6), _BACKOFF_MAX_S)
 
-    async def _watch(self, side: Side, want: int = 0) -> None:
+    async def _watch(self, side: Side, want: int = 0) -> bool:
         """Register as a waiter of direction `side` and sleep on its doorbell (at most SAFETY_WAKE_S),
-        unless something changed meanwhile; the caller then looks at the channel again."""
+        unless something changed meanwhile (False). True: it slept and is still registered, for the
+        caller's next `take` or `put` (`waited`) to unregister in its lock hold."""
         core = self._core
         backoff = 0.0
         while (step := core.begin_wait(side, want, False)) == "busy":
             backoff = await self._backoff(backoff)
         if step == "again":
-            return
+            return False
         fd = core.rbell if side == "recv" else core.sbell
         try:
             with trio.move_on_after(SAFETY_WAKE_S):
                 await trio.lowlevel.wait_readable(fd)
                 core.drain_bell(fd)
-        except trio.ClosedResourceError:
-            self._check_open()
-            raise
-        finally:
+        except BaseException as exc:
             core.end_wait(side)
+            if isinstance(exc, trio.ClosedResourceError):
+                self._check_open()
+            raise
+        return True
 
     # ------------------------------------------------------------------------ receive
 
-    async def _take(self) -> bytes | None:
-        """The oldest message, or None if there is none (trying the receive lock without blocking)."""
+    async def _take(self, waited: bool = False) -> bytes | None:
+        """The oldest message, or None if there is none (trying the receive lock without blocking);
+        `waited`: unregister too (after `_watch` slept)."""
+        core = self._core
         backoff = 0.0
-        while (got := self._core.take(False)) is False:
-            backoff = await self._backoff(backoff)
+        while (got := core.take(False, waited)) is False:
+            try:
+                backoff = await self._backoff(backoff)
+            except BaseException:
+                if waited:
+                    core.end_wait("recv")
+                raise
         return got
 
     async def receive(self) -> bytes:
@@ -129,8 +138,7 @@ class TrioChannel(trio.abc.Channel[bytes]):
                 if got is None and not self._recv_watching:
                     self._recv_watching = True
                     try:
-                        await self._watch("recv")
-                        got = await self._take()
+                        got = await self._take(await self._watch("recv"))
                         slept = True
                     finally:
                         self._recv_watching = False
@@ -174,12 +182,18 @@ class TrioChannel(trio.abc.Channel[bytes]):
 
     async def _send_prepared(self, payload: Buffer, flags: int) -> None:
         core = self._core
-        parked = False
+        parked = waited = False
         try:
             while True:
                 backoff = 0.0
-                while (sent := core.put(payload, flags, False)) is None:
-                    backoff = await self._backoff(backoff)
+                while (sent := core.put(payload, flags, False, 0, waited)) is None:
+                    try:
+                        backoff = await self._backoff(backoff)
+                    except BaseException:
+                        if waited:
+                            core.end_wait("send")
+                        raise
+                waited = False
                 if sent:
                     if parked:
                         self._send_lot.unpark()
@@ -192,7 +206,7 @@ class TrioChannel(trio.abc.Channel[bytes]):
                     continue
                 self._send_watching = True
                 try:
-                    await self._watch("send", core.record_bytes(len(payload)))
+                    waited = await self._watch("send", core.record_bytes(len(payload)))
                 finally:
                     self._send_watching = False
                     self._send_lot.unpark()

@@ -3,7 +3,9 @@ notes/ipc-costs.md §Sleepers), written once for both faces as two steps around 
 
 A receiver that found the ring empty calls `begin_wait("recv")`: under the receive lock it registers
 in the header's waiter table, issues a full fence and looks again; only if the ring is still empty
-does it sleep, on the `rbell` FIFO, after which `end_wait("recv")` unregisters it. A sender publishes
+does it sleep, on the `rbell` FIFO. Its next `take(waited=True)` unregisters it in the same lock
+hold as it takes (a sender's `put(waited=True)` likewise), or, if it gives up (a timeout, a
+cancellation), `end_wait("recv")` does. A sender publishes
 ``head``, leaves its lock (a system call, hence a full barrier; a handle that keeps its lock issues
 a fence instead) and writes one byte to ``rbell`` if any receiver is registered. One of the two
 always sees the other, so no wake-up is lost; a byte nobody needed only causes one spurious, harmless
@@ -52,7 +54,8 @@ class _Waiting(_Locks):
         register as a waiter, fence, and look again.
 
         "sleep": registered, and there is still nothing: sleep on the direction's doorbell (`rbell`,
-        `sbell`; at most SAFETY_WAKE_S), then call `end_wait(side)` whatever happens. "again":
+        `sbell`; at most SAFETY_WAKE_S), then try again with `take(waited=True)` (`put`), which
+        unregisters, or give up with `end_wait(side)`. "again":
         something changed meanwhile (a message, room for `want` bytes, a destroy): not registered,
         try the operation again. "busy" (only without `wait_lock`): another process holds the lock,
         nothing was done. A sender waits for `want` bytes of room (at least its record's)."""
@@ -83,8 +86,9 @@ class _Waiting(_Locks):
             tlock.release()
 
     def end_wait(self, side: Side) -> None:
-        """Step two of a wait that `begin_wait` said to sleep: unregister (taking the lock, which
-        another process holds only for the length of a copy). A closed handle has nothing to undo."""
+        """The end of a wait that `begin_wait` said to sleep, for a waiter that gives up (a timeout,
+        a cancellation) rather than try again: unregister (taking the lock, which another process
+        holds only for the length of a copy). A closed handle has nothing to undo."""
         fd, tlock = self._side(side)
         with tlock:
             if self._closed:

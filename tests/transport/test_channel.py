@@ -1,5 +1,6 @@
-"""Shared-memory channels (transport/_channel.py and its core), blocking face, in one process: the contract of
-every operation, sizes on both sides of every boundary, error cases, and a model-based test."""
+"""Shared-memory channels, blocking face, in one process: what only it has (staging, packed channels,
+held locks), creating and attaching, a model-based test. The semantics both faces share (order,
+sizes, full and empty, timeouts, life cycle) are in test_channel_conformance.py."""
 
 from __future__ import annotations
 
@@ -27,91 +28,7 @@ def blob(n: int, seed: int = 0) -> bytes:
     return random.Random(seed).randbytes(n)
 
 
-# ------------------------------------------------------------------------------------- ordering and sizes
-
-
-def test_fifo_order(name: str) -> None:
-    with Channel.create(name, capacity=100, block_size=256) as ch:
-        for i in range(100):
-            ch.send(b"m%d" % i)
-        assert [ch.recv() for _ in range(100)] == [b"m%d" % i for i in range(100)]
-
-
-def test_zero_byte_message(name: str) -> None:
-    with Channel.create(name, capacity=4) as ch:
-        ch.send(b"")
-        ch.send(b"x")
-        ch.send_nowait(b"")
-        assert ch.statistics().depth == 3
-        assert ch.recv() == b""
-        assert ch.recv() == b"x"
-        assert ch.recv_nowait() == b""
-        with pytest.raises(ChannelEmpty):
-            ch.recv_nowait()
-
-
-def test_sizes_around_every_boundary_arrive_intact(name: str) -> None:
-    with Channel.create(name, capacity=4, block_size=1024) as ch:
-        ring = ch.ring_bytes
-        assert ring == 4 * (8 + 1024)  # capacity slots of 8 + block_size bytes
-        sizes = [
-            1,
-            7,
-            8,
-            9,
-            ch.block_size,
-            ring - 9,
-            ring - 8,
-            ring - 7,
-            ring - 1,
-            ring,
-            ring + 1,
-            3 * ring,
-            1 << 20,
-            5 << 20,
-        ]
-        for k, n in enumerate(sizes):  # one at a time: ring - 8 fits only into an empty ring
-            msg = blob(n, k)
-            ch.send(msg, timeout=5)
-            assert (len(side_files(name)) == 1) == (n > ring - 8), f"size {n}: wrong path"
-            got = ch.recv(timeout=5)
-            assert len(got) == n and got == msg, f"size {n} arrived damaged"
-            assert side_files(name) == []
-        # And several queued together, inline and side-file ones interleaved, in order.
-        batch = [blob(n, 100 + k) for k, n in enumerate([ring - 1, 10, ring, 3 * ring])]
-        for msg in batch:
-            ch.send(msg, timeout=5)
-        assert [ch.recv(timeout=5) for _ in batch] == batch
-        assert ch.statistics().bytes_used == 0
-
-
-def test_wrap_around_with_odd_sizes(name: str) -> None:
-    rng = random.Random(1)
-    with Channel.create(name, capacity=8, block_size=256) as ch:  # a ring of 8 slots of 264 bytes
-        queue: collections.deque[bytes] = collections.deque()
-        used = 0  # ring bytes the queued records take: 8-byte length word + payload padded to 8,
-        # and at least one slot of 8 + block_size bytes
-
-        def room(n: int) -> int:
-            return max(8 + 256, 8 + ((n + 7) & ~7))
-
-        for i in range(5000):
-            n = rng.choice((rng.randrange(1, 64), rng.randrange(1, 1500))) | 1
-            fits = used + room(n) <= ch.ring_bytes
-            if fits and (not queue or rng.random() < 0.5):
-                msg = blob(n, i)
-                ch.send_nowait(msg)
-                queue.append(msg)
-                used += room(n)
-            else:
-                msg = ch.recv_nowait()
-                assert msg == queue.popleft()
-                used -= room(len(msg))
-        while queue:
-            assert ch.recv_nowait() == queue.popleft()
-        s = ch.statistics()
-        assert s.sent == s.received > 2500 and s.sent * 8 > 4 * ch.ring_bytes  # wrapped many times
-        assert s.sent > 2500 and s.bytes_used == 0 and s.depth == 0
+# ------------------------------------------------------------------------------------- staging and packing
 
 
 def test_a_staged_message_travels_as_its_side_file_written_ahead(name: str) -> None:
@@ -129,42 +46,6 @@ def test_a_staged_message_travels_as_its_side_file_written_ahead(name: str) -> N
         assert ch.recv() == big
         assert ch.recv_many(8) == [small, big, small]
         assert side_files(name) == []
-
-
-# ------------------------------------------------------------------------------------- limits and timeouts
-
-
-def test_capacity_limit_in_messages(name: str) -> None:
-    with Channel.create(name, capacity=3, block_size=1024) as ch:
-        for i in range(3):
-            ch.send_nowait(b"%d" % i)
-        with pytest.raises(ChannelFull):
-            ch.send_nowait(b"nope")
-        with pytest.raises(ChannelFull):
-            ch.send(b"nope", timeout=0.05)
-        with pytest.raises(ChannelFull):  # a side-file message leaves no side file behind either
-            ch.send(blob(3 * ch.ring_bytes), timeout=0.05)
-        assert side_files(name) == []
-        s = ch.statistics()
-        assert (s.depth, s.sent, s.blocked_senders) == (3, 3, 0)
-        assert [ch.recv_nowait() for _ in range(3)] == [b"0", b"1", b"2"]
-        with pytest.raises(ChannelEmpty):
-            ch.recv_nowait()
-
-
-def test_ring_bytes_limit(name: str) -> None:
-    with Channel.create(name, capacity=100, block_size=256) as ch:  # 100 messages, but 25,600 -> 28 KiB
-        n = 0
-        while True:
-            try:
-                ch.send_nowait(blob(1000, n))
-            except ChannelFull:
-                break
-            n += 1
-        assert n == ch.ring_bytes // 1008
-        assert ch.statistics().bytes_used == n * 1008
-        assert ch.recv_nowait() == blob(1000, 0)
-        ch.send_nowait(b"fits now")
 
 
 def test_packed_channel_bounds_bytes_not_messages(name: str) -> None:
@@ -187,42 +68,6 @@ def test_packed_channel_bounds_bytes_not_messages(name: str) -> None:
             ch.send_nowait(blob(1024))
         with pytest.raises(ChannelFull):
             ch.send_nowait(b"")
-
-
-def test_recv_on_empty_times_out(name: str) -> None:
-    with Channel.create(name) as ch:
-        with pytest.raises(ChannelEmpty):
-            ch.recv_nowait()
-        with pytest.raises(ChannelEmpty):
-            ch.recv(timeout=0.05)
-        assert ch.statistics().blocked_receivers == 0  # the timed-out waiter unregistered
-
-
-def test_statistics_figures(name: str) -> None:
-    with Channel.create(name, capacity=10, block_size=512) as ch:
-        s = ch.statistics()
-        assert (s.name, s.capacity, s.block_size, s.ring_bytes) == (name, 10, 512, 10 * (8 + 512))
-        assert (s.depth, s.bytes_used, s.sent, s.received, s.destroyed) == (0, 0, 0, 0, False)
-        assert (s.blocked_receivers, s.blocked_senders) == (0, 0)
-        for n in (0, 1, 8, 100):
-            ch.send(b"a" * n)
-        s = ch.statistics()
-        assert (s.depth, s.sent, s.received) == (4, 4, 0)
-        assert s.bytes_used == 4 * (8 + 512)  # each small message takes one slot
-        ch.recv()
-        ch.recv()
-        s = ch.statistics()
-        assert (s.depth, s.sent, s.received, s.bytes_used) == (2, 4, 2, 2 * (8 + 512))
-        big = blob(3 * ch.ring_bytes)
-        ch.send(big)  # a side-file message takes only a small record in the ring
-        s = ch.statistics()
-        assert s.depth == 3 and s.bytes_used == 3 * (8 + 512)
-        with Channel.attach(name) as other:  # every handle sees the same figures
-            assert other.statistics() == s
-        ch.recv(), ch.recv()
-        assert ch.recv() == big
-        s = ch.statistics()
-        assert (s.depth, s.sent, s.received, s.bytes_used) == (0, 5, 5, 0)
 
 
 # ------------------------------------------------------------------------------------- life cycle
@@ -251,50 +96,6 @@ def test_attach_sees_same_channel(name: str) -> None:
         assert ch.recv_nowait() == b"hello"
 
 
-def test_operations_on_destroyed_channel(name: str) -> None:
-    ch = Channel.create(name, capacity=2)
-    other = Channel.attach(name)
-    ch.send(b"dropped")
-    ch.destroy()
-    with pytest.raises(ChannelError):  # the destroyer's handle is closed
-        ch.send(b"x")
-    for op in (
-        lambda: other.send(b"x"),
-        lambda: other.send_nowait(b"x"),
-        lambda: other.send(blob(3 * other.ring_bytes)),
-        lambda: other.recv(),
-        lambda: other.recv_nowait(),
-        lambda: other.recv(timeout=1),
-        other.destroy,
-    ):
-        with pytest.raises(ChannelDestroyed):
-            op()
-    other.close()
-    with pytest.raises(ChannelDestroyed):
-        Channel.attach(name)
-    assert entries(name) == []
-
-
-def test_operations_on_closed_handle(name: str) -> None:
-    with Channel.create(name) as keeper:
-        ch = Channel.attach(name)
-        ch.close()
-        ch.close()  # idempotent
-        for op in (
-            lambda: ch.send(b"x"),
-            lambda: ch.send_nowait(b"x"),
-            ch.recv,
-            ch.recv_nowait,
-            ch.statistics,
-            ch.destroy,
-        ):
-            with pytest.raises(ChannelError) as info:
-                op()
-            assert not isinstance(info.value, ChannelDestroyed), "closing a handle destroyed the channel"
-        keeper.send(b"still works")
-        assert keeper.recv_nowait() == b"still works"
-
-
 def test_context_manager_closes_only_the_handle(name: str) -> None:
     with Channel.create(name) as ch:
         ch.send(b"kept")
@@ -302,27 +103,6 @@ def test_context_manager_closes_only_the_handle(name: str) -> None:
         ch.recv()
     with Channel.attach(name) as again:
         assert again.recv_nowait() == b"kept"
-
-
-def test_destroy_twice(name: str) -> None:
-    ch = Channel.create(name)
-    other = Channel.attach(name)
-    ch.destroy()
-    with pytest.raises(ChannelDestroyed):
-        other.destroy()
-    with pytest.raises(ChannelError):  # this handle was closed by its destroy
-        ch.destroy()
-
-
-def test_destroy_removes_every_entry(name: str) -> None:
-    ch = Channel.create(name, capacity=8, block_size=256)
-    assert entries(name) == sorted([name, name + ".rbell", name + ".sbell"])
-    for k in range(3):
-        ch.send(blob(3 * ch.ring_bytes, k))  # undelivered side-file messages
-    ch.send(b"small")
-    assert len(side_files(name)) == 3
-    ch.destroy()
-    assert entries(name) == []
 
 
 def test_entries_are_owner_only(name: str) -> None:
@@ -343,14 +123,6 @@ def test_bad_geometry(name: str, capacity: int, block_size: int) -> None:
     with pytest.raises(ValueError):
         Channel.create(name, capacity=capacity, block_size=block_size)
     assert entries(name) == []
-
-
-def test_minimal_geometry(name: str) -> None:
-    with Channel.create(name, capacity=1, block_size=256) as ch:
-        ch.send_nowait(b"only")
-        with pytest.raises(ChannelFull):
-            ch.send_nowait(b"")
-        assert ch.recv_nowait() == b"only"
 
 
 # ------------------------------------------------------------------------------------- model-based test
