@@ -1,11 +1,9 @@
 """Asking a running runtime for its tables, for `dragon status`: one GSStatus to Global Services and
-one SHStatus to Local Services, answered on a reply channel of this process.
+one SHStatus to Local Services, answered on a reply channel of this process (`StatusClient`).
 
-The reply channel has a random c_uid of the user-managed range (`user_reply_channel`), so that two
-`dragon status` commands, or two sessions of one reused pid, never share one, and it is removed
-whatever happens (timeout, Ctrl-C, error). Blocking and bounded by one deadline: a Global Services
-that does not answer in time is `NotAnswering`, never a hang; Local Services' figures are extras,
-and the answer goes on without them.
+Blocking and bounded by one deadline: a Global Services that does not answer in time is
+`NotAnswering`, never a hang; Local Services' figures are extras, and the answer goes on without
+them. The reply channel is removed whatever happens (timeout, Ctrl-C, error).
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ from typing import Final
 import msgspec
 
 from dragon import _rundir
-from dragon._gs_client import user_reply_channel
 from dragon.messages import GSStatus, GSStatusResponse, SHStatus, SHStatusResponse, ToolInbound
 from dragon.transport import Channel, ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull
 
@@ -39,7 +36,9 @@ class StatusClient:
     def __init__(self, info: _rundir.RunInfo) -> None:
         """Create the reply channel. Raises OSError if /dev/shm refuses it."""
         self.info = info
-        self.c_uid, self._reply = user_reply_channel(info.run_id, capacity=REPLY_CAPACITY, block_size=REPLY_BLOCK_BYTES)
+        self.c_uid, self._reply = _rundir.user_reply_channel(
+            info.run_id, capacity=REPLY_CAPACITY, block_size=REPLY_BLOCK_BYTES
+        )
         self._tag = 0
         self._enc = msgspec.msgpack.Encoder()
         self._dec = msgspec.msgpack.Decoder(ToolInbound)
