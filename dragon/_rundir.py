@@ -31,8 +31,7 @@ from typing import Final
 import msgspec
 
 from dragon.ids import FIRST_USER_MANAGED_CUID
-from dragon.transport import Channel
-from dragon.transport._shm import run_prefix
+from dragon.transport import Channel, run_prefix
 
 RUN_ID: Final = re.compile(r"[0-9a-f]{8}")
 INFO_FILE: Final = "runtime.json"
