@@ -7,8 +7,8 @@ with no RUN_ID shows the only one, or lists them and asks to name one. The table
 own and the process figures Local Services', each asked once over a reply channel of this command
 (`dragon._status_query`); everything else is read directly from /proc and shared memory
 (`dragon._status_report`), so the command never changes the runtime and never hangs on a stuck
-service: one that does not answer within `--timeout` is reported as not answering. No trio here: a
-short-lived, blocking tool. The text is `dragon._status_render`'s; `--json` prints a `StatusReport`
+service: one that does not answer within `--timeout` is reported as not answering. It runs no trio
+loop: a short-lived, blocking tool. The text is `dragon._status_render`'s; `--json` prints a `StatusReport`
 (stable shape, version 1: the structs of `dragon._status_report` say what each key means).
 
 Exit status: 0 shown; 1 no runtime running (or RUN_ID is not one); 2 usage error, or several running
