@@ -1,78 +1,34 @@
-"""Typed, logged message links of the services (STYLE §4, layers L2/L3).
+"""The services' message links that are not a trio `MessageChannel` (STYLE §4, layers L2/L3).
 
-Every message a service sends or receives passes through here, so that `dragon --log-level debug`
-can write the whole sequence of the spec (§2, §3), with times and actors, into the run's log file.
-Three kinds of link:
+Every message a service sends or receives is logged (`log_message`), so that `dragon --log-level
+debug` can write the whole sequence of the spec (§2, §3), with times and actors, into the run's log
+file. Once trio runs, every link is a `dragon.transport.MessageChannel`; before that, and for a
+tool's reply channel used once:
 
-- `Outbox` / `Inbox`: messages over a shared-memory channel (trio face), one encoder or one typed
-  decoder per link, made once;
-- `send_blocking` / `receive_blocking`: the same over the blocking face, for the steps Local Services
-  runs before its event loop starts;
+- `send_blocking` / `receive_blocking`: messages over the blocking face of a shm channel, for the
+  steps Local Services runs before its event loop starts;
 - `write_frame` / `read_frame`: length-prefixed frames on a pipe fd with blocking I/O, for the bootstrap
-  pipe before trio runs (after that, `FrameStream` from the transport layer carries them).
+  pipe before trio runs;
+- `reply_once`: one answer on a tool's own reply channel (`dragon status`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Generic, TypeVar
+from typing import TypeVar
 
 import msgspec
 import trio
 
 from dragon.ids import FIRST_USER_MANAGED_CUID
-from dragon.transport import Channel, ProtocolError, TrioChannel, decode
+from dragon.transport import Channel, ProtocolError, TrioChannel, decode, log_message
 from dragon.transport._errors import excerpt
 from dragon.transport._framing import _PREFIX, MAX_FRAME_BYTES
 
 log = logging.getLogger("dragon.messages")
 
 T = TypeVar("T")
-
-
-def log_message(direction: str, where: str, msg: object) -> None:
-    """One DEBUG line per message: `sent GSIsUp on LA channel: GSIsUp(tag=3)`.
-
-    A process's environment (`env` of GSProcessCreate, SHProcessCreate) is logged by variable name
-    only, unless DRAGON_LOG_ENV_VALUES=1: it often holds tokens and passwords (dragon._log).
-    """
-    if log.isEnabledFor(logging.DEBUG):
-        env = getattr(msg, "env", None)
-        if isinstance(env, dict) and env and os.environ.get("DRAGON_LOG_ENV_VALUES") != "1":
-            msg = msgspec.structs.replace(msg, env=dict.fromkeys(env, "..."))  # type: ignore[type-var]
-        log.debug("%s %s %s: %r", direction, type(msg).__name__, where, msg)
-
-
-class Outbox:
-    """Sends messages on one shm channel (spec: "every message is a Struct of the catalog")."""
-
-    def __init__(self, chan: TrioChannel, where: str) -> None:
-        self.chan, self.where = chan, where
-        self._enc = msgspec.msgpack.Encoder()
-
-    async def send(self, msg: msgspec.Struct) -> None:
-        log_message("sent", f"on {self.where}", msg)
-        await self.chan.send(self._enc.encode(msg))
-
-    def send_nowait(self, msg: msgspec.Struct) -> None:
-        """Send without waiting; trio.WouldBlock if the channel is full."""
-        self.chan.send_nowait(self._enc.encode(msg))
-        log_message("sent", f"on {self.where}", msg)
-
-
-class Inbox(Generic[T]):
-    """Receives the messages one actor accepts (`accepts`: a union) from one shm channel."""
-
-    def __init__(self, chan: TrioChannel, accepts: Any, where: str) -> None:
-        self.chan, self.where = chan, where
-        self._dec: msgspec.msgpack.Decoder[T] = msgspec.msgpack.Decoder(accepts)
-
-    async def receive(self) -> T:
-        """The next message; ProtocolError if what arrived is not one this actor accepts."""
-        msg = decode(self._dec, await self.chan.receive(), where=self.where)
-        log_message("received", f"on {self.where}", msg)
-        return msg
 
 
 def is_user_managed(c_uid: int) -> bool:

@@ -126,15 +126,19 @@ from dragon.messages import (
     GSProcessQueryResponse,
     GSStatus,
     GSStatusResponse,
+    GSStdoutOutbound,
     GSTeardown,
     JoinListStatus,
     JoinStatus,
+    LAInbound,
     ListErr,
     LSErr,
+    LSInbound,
     PoolCreateErr,
     PoolDestroyErr,
     PoolQueryErr,
     ProcessCreateErr,
+    ProcessInbound,
     ProcessJoinErr,
     ProcessKillErr,
     ProcessQueryErr,
@@ -154,11 +158,11 @@ from dragon.messages import (
     SHProcessKill,
     SHProcessKillResponse,
 )
-from dragon.transport import ProtocolError, TrioChannel, decode
+from dragon.transport import MessageChannel, PendingReplies, ProtocolError, TrioChannel, decode, log_message
 from dragon.transport._errors import clip
 from dragon.transport._framing import FrameStream
 
-from ._links import Inbox, Outbox, is_user_managed, log_message, reply_once
+from ._links import is_user_managed, reply_once
 
 log = logging.getLogger(__name__)
 
@@ -221,16 +225,18 @@ class StdoutLink:
     r_c_uid 1), one at a time from any task."""
 
     def __init__(self) -> None:
-        self._frames = FrameStream((trio.lowlevel.FdStream(os.dup(1)), _NoInput()), name="GS stdout")
+        self._link = MessageChannel[GSStdoutOutbound](
+            FrameStream((trio.lowlevel.FdStream(os.dup(1)), _NoInput()), name="GS stdout"),
+            GSStdoutOutbound,
+            name="GS stdout",
+        )
         self._lock = trio.Lock()
-        self._enc = msgspec.msgpack.Encoder()
 
     async def send(self, msg: msgspec.Struct) -> None:
         """Write one frame; a pipe nobody reads any more (LS died) is only logged."""
         async with self._lock:
-            log_message("sent", "on GS stdout", msg)
             try:
-                await self._frames.send(self._enc.encode(msg))
+                await self._link.send(msg)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 log.warning("GS stdout is gone: %s not delivered (%s)", type(msg).__name__, exc)
 
@@ -251,9 +257,9 @@ class LSGone(Exception):
 
 async def serve(params: LaunchParameters, from_ls: FrameStream, stdout: StdoutLink) -> None:
     """Bringup m4-m6, then requests until GSTeardown. Raises if LS dies or a message is garbage."""
-    inbox: Inbox[GSInbound] = Inbox(TrioChannel.attach(params.gs_cd), GSInbound, "GS channel")
-    to_ls = Outbox(TrioChannel.attach(params.local_shep_cd), "LS channel")
-    to_la = Outbox(TrioChannel.attach(params.local_be_cd), "LA channel")
+    inbox = MessageChannel[GSInbound](TrioChannel.attach(params.gs_cd), GSInbound, name="GS channel")
+    to_ls = MessageChannel[LSInbound](TrioChannel.attach(params.local_shep_cd), LSInbound, name="LS channel")
+    to_la = MessageChannel[LAInbound](TrioChannel.attach(params.local_be_cd), LAInbound, name="LA channel")
     if _faults.active("gs-hang-bringup"):
         await trio.sleep_forever()
     if _faults.active("gs-crash-bringup"):
@@ -272,8 +278,9 @@ async def serve(params: LaunchParameters, from_ls: FrameStream, stdout: StdoutLi
         gs = GlobalServices(inbox, to_ls, to_la, stdout, nursery, params.run_id)
         await gs.main_loop()
         nursery.cancel_scope.cancel()
-    for chan in (inbox.chan, to_ls.chan, to_la.chan, *(box.chan for box in gs.reply_boxes.values())):
-        await chan.aclose()
+    links: list[MessageChannel[Any]] = [inbox, to_ls, to_la, *gs.reply_boxes.values()]
+    for link in links:
+        await link.aclose()
     if gs.ls_gone:
         raise LSGone("Local Services went away (GS stdin closed)")
 
@@ -316,9 +323,9 @@ class GlobalServices:
 
     def __init__(
         self,
-        inbox: Inbox[GSInbound],
-        to_ls: Outbox,
-        to_la: Outbox,
+        inbox: MessageChannel[GSInbound],
+        to_ls: MessageChannel[LSInbound],
+        to_la: MessageChannel[LAInbound],
         stdout: StdoutLink,
         nursery: trio.Nursery,
         run_id: str,
@@ -343,8 +350,8 @@ class GlobalServices:
             )
         )
         self.proc_names[GS_PROCESS_NAME] = GS_PUID
-        self.pending: dict[int, trio.MemorySendChannel[Response]] = {}
-        self.reply_boxes: dict[int, Outbox] = {}
+        self.ls_replies = PendingReplies[Response]("GS channel")
+        self.reply_boxes: dict[int, MessageChannel[ProcessInbound]] = {}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -378,11 +385,7 @@ class GlobalServices:
                 case GSTeardown():
                     return
                 case Response():  # an answer of LS to one of our SH requests
-                    waiter = self.pending.pop(msg.ref, None)
-                    if waiter is None:
-                        log.warning("LS answered an unknown request ref=%d: %r", msg.ref, msg)
-                    else:
-                        waiter.send_nowait(msg)
+                    self.ls_replies.file(msg)
                 case SHProcessExit():
                     await self.process_exited(msg)
                 case GSProcessList():
@@ -436,10 +439,9 @@ class GlobalServices:
 
     async def ls_call(self, msg: Any) -> Any:
         """Send an SH request to LS and wait for the response whose `ref` is its tag."""
-        send, recv = trio.open_memory_channel[Response](1)
-        self.pending[msg.tag] = send
-        await self.to_ls.send(msg)
-        return await recv.receive()
+        with self.ls_replies.expect(msg.tag) as waiter:
+            await self.to_ls.send(msg)
+            return await waiter.reply()
 
     async def reply(self, r_c_uid: int, msg: msgspec.Struct) -> None:
         """Answer on `r_c_uid` (spec §4 envelope); a reply that cannot be delivered is only logged."""
@@ -457,14 +459,16 @@ class GlobalServices:
                     if sdesc is None:
                         log.warning("cannot reply to r_c_uid=%d (no such channel): %r", r_c_uid, msg)
                         return
-                    box = self.reply_boxes[r_c_uid] = Outbox(TrioChannel.attach(sdesc), f"channel {r_c_uid}")
+                    box = self.reply_boxes[r_c_uid] = MessageChannel(
+                        TrioChannel.attach(sdesc), ProcessInbound, name=f"channel {r_c_uid}"
+                    )
                 with trio.move_on_after(10):
                     await box.send(msg)
                     return
                 log.warning("reply to r_c_uid=%d timed out (nobody reads it): %r", r_c_uid, msg)
             except Exception as exc:  # the requester's channel is gone: nobody is left to answer
                 log.warning("reply to r_c_uid=%d failed: %s", r_c_uid, exc)
-                self._forget_reply_box(r_c_uid)
+                await self._forget_reply_box(r_c_uid)
 
     def _reply_channel(self, r_c_uid: int) -> str | None:
         """The attach descriptor of a managed process's return channel, if GS knows it."""
@@ -486,10 +490,10 @@ class GlobalServices:
             pools=[p.desc for p in self.pools.values()],
         )
 
-    def _forget_reply_box(self, c_uid: int) -> None:
+    async def _forget_reply_box(self, c_uid: int) -> None:
         box = self.reply_boxes.pop(c_uid, None)
         if box is not None:
-            box.chan._core.close()
+            await box.aclose()
 
     # ------------------------------------------------------------------ processes (§4.2)
 
@@ -682,7 +686,7 @@ class GlobalServices:
             await self._destroy_infra_channel(c_uid)
 
     async def _destroy_infra_channel(self, c_uid: int) -> None:
-        self._forget_reply_box(c_uid)
+        await self._forget_reply_box(c_uid)
         chan = self.chans.get(c_uid)
         if chan is not None:
             chan.desc.state = ObjectState.DEAD
@@ -902,7 +906,7 @@ class GlobalServices:
             resp = GSChannelDestroyResponse(ref=req.tag, err=ChannelDestroyErr.SUCCESS)
         else:
             rec.desc.state = ObjectState.PENDING
-            self._forget_reply_box(rec.desc.c_uid)
+            await self._forget_reply_box(rec.desc.c_uid)
             ls_resp: SHChannelDestroyResponse = await self.ls_call(
                 SHChannelDestroy(tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, c_uid=rec.desc.c_uid)
             )

@@ -61,7 +61,9 @@ from dragon.messages import (
     BEPingSH,
     FdNum,
     GSHalted,
+    GSInbound,
     GSPingSH,
+    LAInbound,
     LSErr,
     LSInbound,
     LSStdinInbound,
@@ -92,7 +94,15 @@ from dragon.messages import (
     SHStatusResponse,
     SHTeardown,
 )
-from dragon.transport import Channel, ChannelCorrupted, ChannelDestroyed, Pool, ProtocolError, TrioChannel, decode
+from dragon.transport import (
+    Channel,
+    ChannelCorrupted,
+    ChannelDestroyed,
+    MessageChannel,
+    Pool,
+    ProtocolError,
+    TrioChannel,
+)
 from dragon.transport._channel import segment_bytes
 from dragon.transport._errors import clip
 from dragon.transport._framing import FrameStream
@@ -102,7 +112,7 @@ from dragon.transport._shm import NoSharedMemory, entries, run_prefix, shm_space
 from . import global_services
 from ._fast_start import ForkServer, ForkServerFailed, ServedChild
 from ._gs_monitor import GSMonitor
-from ._links import Inbox, Outbox, is_user_managed, log_message, reply_once
+from ._links import is_user_managed, reply_once
 from ._output import READ_SIZE, LineAssembler
 from ._process import (
     ForkedChild,
@@ -117,6 +127,9 @@ from ._process import (
 from ._stdin import Chunk, ForwardedStdin, InputRefused
 
 log = logging.getLogger(__name__)
+
+LAPipe = MessageChannel[LSStdinInbound]
+"""LS's stdin and stdout: the launcher's pipe (spec §2 m0, m1, m8, m9)."""
 
 DRAIN_AFTER_EXIT_S: Final = 1.0  # output still arriving after a process exited (its children's)
 BEHALTED_WAIT_S: Final = 10.0
@@ -162,9 +175,9 @@ class Infra:
     pools: list[Pool]
     channels: list[Channel]
     """The LS, LA and GS channels (spec §2 A2), destroyed at the end of the run."""
-    inbox: Inbox[LSInbound]
-    to_la: Outbox
-    to_gs: Outbox
+    inbox: MessageChannel[LSInbound]
+    to_la: MessageChannel[LAInbound]
+    to_gs: MessageChannel[GSInbound]
     params: LaunchParameters
     node: NodeDescriptor
 
@@ -220,7 +233,7 @@ def fork_global_services() -> GSStart:
 
 
 async def bringup(
-    config: LSConfig, la: FrameStream, to_gs_stdin: FrameStream, gs_pid: int, monitor: GSMonitor
+    config: LSConfig, la: LAPipe, to_gs_stdin: MessageChannel[LaunchParameters], gs_pid: int, monitor: GSMonitor
 ) -> Infra:
     """Spec §2 A2-m5 (see the module docstring), under one cancel scope: its deadline is the bringup
     timeout (plus a margin, so that the launcher, which waits for the same steps with the same
@@ -241,8 +254,7 @@ async def bringup(
     made_chans: list[Channel] = []
     try:
         with scope:
-            first = decode(msgspec.msgpack.Decoder(LSStdinInbound), await la.receive(), where="LS stdin")  # m0
-            log_message("received", "on LS stdin", first)
+            first = await la.receive()  # m0
             if not isinstance(first, BENodeIdxSH) or first.node_idx != 0:
                 raise ProtocolError(f"expected BENodeIdxSH(node_idx=0) first on LS stdin, got {first!r}")
             if _faults.active("ls-hang-bringup"):
@@ -271,8 +283,7 @@ async def bringup(
                 run_id=rid,
             )
             step = "handing Global Services its launch parameters"
-            await to_gs_stdin.send(msgspec.msgpack.encode(params))  # A4: GS attaches while LA does
-            log_message("sent", "on GS stdin", params)
+            await to_gs_stdin.send(params)  # A4: GS attaches while LA does
             step = "SHPingBE to the launcher"
             ping = SHPingBE(
                 shep_cd=shep.descriptor,
@@ -281,16 +292,16 @@ async def bringup(
                 default_pd=params.default_pd,
                 inf_pd=params.inf_pd,
             )
-            await la.send(msgspec.msgpack.encode(ping))  # m1
-            log_message("sent", "on LS stdout", ping)
-            inbox: Inbox[LSInbound] = Inbox(TrioChannel(shep), LSInbound, "LS channel")
+            await la.send(ping)  # m1
+            inbox = MessageChannel[LSInbound](TrioChannel(shep), LSInbound, name="LS channel")
             node = NodeDescriptor(
                 host_name=socket.gethostname(),
                 num_cpus=os.cpu_count() or 1,
                 physical_mem_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
                 shep_cd=shep.descriptor,
             )
-            to_la, to_gs = Outbox(TrioChannel(be), "LA channel"), Outbox(TrioChannel(gs_chan), "GS channel")
+            to_la = MessageChannel[LAInbound](TrioChannel(be), LAInbound, name="LA channel")
+            to_gs = MessageChannel[GSInbound](TrioChannel(gs_chan), GSInbound, name="GS channel")
             waiting = {BEPingSH: "BEPingSH from the launcher", GSPingSH: "GSPingSH from Global Services"}
             while waiting:  # m2 and m4, in whichever order they come
                 step = " and ".join(waiting.values())
@@ -378,7 +389,7 @@ class LocalServices:
         config: LSConfig,
         infra: Infra,
         monitor: GSMonitor,
-        la: FrameStream,
+        la: LAPipe,
         nursery: trio.Nursery,
         forkserver: ForkServer,
     ) -> None:
@@ -448,11 +459,8 @@ class LocalServices:
 
     async def watch_stdin(self) -> None:
         """BEHalted (spec §3.1 m8) or EOF: the launcher has gone away."""
-        decoder = msgspec.msgpack.Decoder(LSStdinInbound)
         try:
-            async for frame in self.la:
-                msg = decode(decoder, frame, where="LS stdin")
-                log_message("received", "on LS stdin", msg)
+            async for msg in self.la:
                 if isinstance(msg, BEHalted):
                     self.be_halted.set()
                     return
@@ -930,9 +938,14 @@ async def serve(config: LSConfig, gs: GSStart | str) -> int:
     even an unexpected exception in one of the tasks, every managed process and GS are stopped and
     every shm object of the run is destroyed before this returns or raises.
     """
-    la = FrameStream((trio.lowlevel.FdStream(os.dup(1)), trio.lowlevel.FdStream(os.dup(0))), name="LS stdin")
+    la = LAPipe(
+        FrameStream((trio.lowlevel.FdStream(os.dup(1)), trio.lowlevel.FdStream(os.dup(0))), name="LS stdin"),
+        LSStdinInbound,
+        name="LS stdin",
+        send_name="LS stdout",
+    )
     ls: LocalServices | None = None
-    to_gs_stdin: FrameStream | None = None
+    to_gs_stdin: MessageChannel[LaunchParameters] | None = None
     code = 1
     try:
         async with trio.open_nursery() as nursery:
@@ -947,7 +960,9 @@ async def serve(config: LSConfig, gs: GSStart | str) -> int:
             try:
                 if isinstance(gs, str):
                     raise BringupFailed(gs)
-                to_gs_stdin = FrameStream(trio.lowlevel.FdStream(gs.stdin), name="GS stdin")
+                to_gs_stdin = MessageChannel(
+                    FrameStream(trio.lowlevel.FdStream(gs.stdin), name="GS stdin"), LaunchParameters, name="GS stdin"
+                )
                 monitor = GSMonitor(gs.proc, gs.stdout, gs.stderr, report=_not_yet)
                 nursery.start_soon(monitor.watch)  # GS is supervised from our first step
                 infra = await bringup(config, la, to_gs_stdin, gs.proc.pid, monitor)
@@ -987,11 +1002,10 @@ async def _not_yet(msg: GSHalted | AbnormalTermination) -> None:
     log.warning("Global Services: %r before bringup started", msg)
 
 
-async def _tell_launcher(la: FrameStream, msg: SHHalted | AbnormalTermination) -> None:
+async def _tell_launcher(la: LAPipe, msg: SHHalted | AbnormalTermination) -> None:
     """A message on LS's stdout; a launcher that is gone is no error (LS tears down alone then)."""
-    log_message("sent", "on LS stdout", msg)
     try:
-        await la.send(msgspec.msgpack.encode(msg))
+        await la.send(msg)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         log.warning("the launcher is gone: %s not delivered", type(msg).__name__)
 

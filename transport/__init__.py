@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ._channel import Channel as Channel
 from ._channel import ChannelStatistics as ChannelStatistics
 from ._codec import decode as decode
+from ._codec import log_message as log_message
 from ._errors import ChannelCorrupted as ChannelCorrupted
 from ._errors import ChannelDestroyed as ChannelDestroyed
 from ._errors import ChannelEmpty as ChannelEmpty
