@@ -7,7 +7,8 @@ User processes import this package too (through the blocking client), and `impor
 (`TrioChannel`, `FrameStream`, `MessageChannel`, `PendingReplies`) are loaded lazily, on first use (PEP 562), and
 `import dragon.transport` alone never imports trio; a test checks this. The pools (`Pool`,
 `Allocation`, `HeapStatistics`) are loaded lazily too: a process that only uses channels (every child
-of the multiprocessing start method) does not pay for them (issue #12 item 4).
+of the multiprocessing start method) does not pay for them (issue #12 item 4), nor for `logging`
+(`log_message`, the services' message log).
 """
 
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from ._channel import Channel as Channel
 from ._channel import ChannelStatistics as ChannelStatistics
 from ._codec import decode as decode
-from ._codec import log_message as log_message
 from ._errors import ChannelCorrupted as ChannelCorrupted
 from ._errors import ChannelDestroyed as ChannelDestroyed
 from ._errors import ChannelEmpty as ChannelEmpty
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._framing import MAX_FRAME_BYTES as MAX_FRAME_BYTES
     from ._framing import FrameStream as FrameStream
     from ._message_channel import MessageChannel as MessageChannel
+    from ._msglog import log_message as log_message
     from ._pool import Allocation as Allocation
     from ._pool import Pool as Pool
     from ._replies import LinkDown as LinkDown
@@ -45,6 +46,7 @@ _LAZY = {
     "MAX_FRAME_BYTES": "._framing",
     "FrameStream": "._framing",
     "MessageChannel": "._message_channel",
+    "log_message": "._msglog",
     "LinkDown": "._replies",
     "PendingReplies": "._replies",
     "TrioChannel": "._trio_channel",

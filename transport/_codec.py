@@ -1,5 +1,4 @@
-"""Decoding frames into typed messages: the one place where bad bytes become `ProtocolError`; and the
-one place where a message sent or received is logged (`log_message`).
+"""Decoding frames into typed messages: the one place where bad bytes become `ProtocolError`.
 
 Kept apart from the trio-based stream wrappers so that plain user processes can decode messages
 without importing trio.
@@ -7,8 +6,6 @@ without importing trio.
 
 from __future__ import annotations
 
-import logging
-import os
 from typing import TypeVar
 
 import msgspec
@@ -16,21 +13,6 @@ import msgspec
 from ._errors import ProtocolError, excerpt
 
 T = TypeVar("T")
-
-_log = logging.getLogger("dragon.messages")
-
-
-def log_message(direction: str, where: str, msg: object) -> None:
-    """One DEBUG line per message: `sent GSIsUp on LA channel: GSIsUp(tag=3)`.
-
-    A process's environment (`env` of GSProcessCreate, SHProcessCreate) is logged by variable name
-    only, unless DRAGON_LOG_ENV_VALUES=1: it often holds tokens and passwords (dragon._log).
-    """
-    if _log.isEnabledFor(logging.DEBUG):
-        env = getattr(msg, "env", None)
-        if isinstance(env, dict) and env and os.environ.get("DRAGON_LOG_ENV_VALUES") != "1":
-            msg = msgspec.structs.replace(msg, env=dict.fromkeys(env, "..."))  # type: ignore[type-var]
-        _log.debug("%s %s %s: %r", direction, type(msg).__name__, where, msg)
 
 
 def decode(decoder: msgspec.msgpack.Decoder[T], frame: bytes | bytearray | memoryview, *, where: str) -> T:

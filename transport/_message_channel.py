@@ -13,7 +13,8 @@ from typing import Generic, TypeVar
 import msgspec
 import trio
 
-from ._codec import decode, log_message
+from ._codec import decode
+from ._msglog import log_message
 from ._trio_channel import TrioChannel
 
 MsgT = TypeVar("MsgT", bound=msgspec.Struct)
