@@ -251,13 +251,18 @@ class LSCore:
         return SHStatusResponse(ref=req.tag, err=LSErr.SUCCESS, pid=os.getpid(), started=self.started, processes=usage)
 
     def dump_state(self, filename: str | None) -> None:
+        """Spec §8 SHDumpState: LS's tables into `filename`, or its log (no reply). Any process may
+        ask, so a file that cannot be written is only logged."""
         lines = ["Procs"] + [f"  {p}:{mp.proc.pid}" for p, mp in self.procs.items()]
         lines += ["Chans"] + [f"  {c}" for c in self.channels] + ["Pools"] + [f"  {m}" for m in self.pools]
-        if filename:
+        if not filename:
+            log.info("state:\n%s", "\n".join(lines))
+            return
+        try:
             with open(filename, "w") as f:
                 f.write("\n".join(lines) + "\n")
-        else:
-            log.info("state:\n%s", "\n".join(lines))
+        except OSError as exc:
+            log.warning("SHDumpState: cannot write %s: %s", filename, exc)
 
 
 def destroy_channel(desc: str, *, find_side_files: bool = True) -> None:
