@@ -4,8 +4,8 @@
 method "dragon" (`python [flags] -c <dragon._mp_child main>`) is started from the server, and only when
 its executable, interpreter flags and Python/locale environment variables are those the server was
 started with (they decide what an interpreter does at start-up: `sys.flags`, `sys.path`, the stdio
-encodings). Everything else is exec'd as before. The server boots (about 0.1 s, what one exec'd child
-costs too) `PRESTART_DELAY_S` after Local Services starts a Python program, normally the head, or at
+encodings). Everything else is exec'd as before. The server boots (as long as one exec'd child takes)
+`PRESTART_DELAY_S` after Local Services starts a Python program, normally the head, or at
 the first eligible request if that comes first; requests wait for the server's READY. When the
 launcher expects the runtime's first program to use the start method (`LSConfig.fork_server`: the
 head's source names multiprocessing and dragon, or a background runtime, which a start brings up),

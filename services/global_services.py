@@ -8,6 +8,10 @@ m4). Its stdout and stderr belong to LS's GS monitor: GS writes nothing there bu
 messages (any exception becomes an AbnormalTermination frame, spec §3.2), and its stdin stays open
 after the parameters: its EOF means LS died (GS then exits at once).
 
+The code: this module is GS's life and its dispatch loop; the tables are services/_registry.py, the
+plumbing the handlers share services/_gs_base.py, the handlers services/_gs_processes.py (processes)
+and services/_gs_objects.py (channels, pools).
+
 Requests are served concurrently: a request that needs LS (create, kill, ...) runs in its own task and
 waits for LS's response, matched by `ref` to the tag GS gave its SH request, so it never stalls the
 others; joins wait on a per-process event with their own deadline. Replies go to `r_c_uid`: the LA
