@@ -91,7 +91,6 @@ class GSBase:
         self.stdout = stdout
         self.run_id = run_id
         self.started = time.time()
-        self.ls_gone = False
         self.reg = Registry()
         self.chan_name_waiters: dict[str, trio.Event] = {}
         self.next_tag = 1

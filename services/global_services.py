@@ -171,18 +171,16 @@ async def serve(params: LaunchParameters, from_ls: FrameStream, stdout: StdoutLi
     if _faults.active("gs-crash"):
         raise RuntimeError("injected fault gs-crash")
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_ls, from_ls, nursery.cancel_scope)
+        nursery.start_soon(_watch_ls, from_ls)
         gs = GlobalServices(inbox, to_ls, to_la, stdout, nursery, params.run_id)
         await gs.main_loop()
         nursery.cancel_scope.cancel()
     links: list[MessageChannel[Any]] = [inbox, to_ls, to_la, *gs.reply_boxes.values()]
     for link in links:
         await link.aclose()
-    if gs.ls_gone:
-        raise LSGone("Local Services went away (GS stdin closed)")
 
 
-async def _watch_ls(from_ls: FrameStream, scope: trio.CancelScope) -> None:
+async def _watch_ls(from_ls: FrameStream) -> None:
     """LS writes nothing more after the launch parameters: end of file means it died."""
     try:
         async for _frame in from_ls:
