@@ -35,8 +35,8 @@ from dragon.messages import (
 from dragon.transport import MessageChannel, PendingReplies, TrioChannel
 from dragon.transport._framing import FrameStream
 
-from ._links import is_user_managed, reply_once
 from ._registry import Registry
+from ._tool_replies import is_user_managed, reply_once
 
 log = logging.getLogger(__name__)
 

@@ -57,8 +57,8 @@ from dragon.transport._errors import clip
 
 from ._fast_start import ForkServer, ServedChild
 from ._gs_monitor import GSMonitor
-from ._links import is_user_managed, reply_once
 from ._stdin import ForwardedStdin
+from ._tool_replies import is_user_managed, reply_once
 
 log = logging.getLogger(__name__)
 
