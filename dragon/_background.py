@@ -11,7 +11,7 @@ launcher does, once.
 Bringup. The program starts `python -m dragon.services.background` (services/background.py): the
 launcher in a headless mode, which brings up Local Services and Global Services exactly as `dragon`
 does, but has no head process. Its fd 0 is one end of a socketpair (the *control socket*); the
-program keeps the other end. The launcher answers on it with one JSON line (`Report`): the run id
+program keeps the other end. The launcher answers on it with one JSON line (`_rundir.StartReport`): the run id
 once Global Services takes requests, or what failed. The program then reads the run's runtime.json
 (`dragon._rundir`) and connects to Global Services as an external client (`GSClient.external`):
 its own reply channel in the user-managed c_uid range, as `dragon status` does, and requests sent
@@ -91,13 +91,6 @@ launcher answers a failed bringup only after removing what it made."""
 DEFAULT_BRINGUP_TIMEOUT_S: Final = 30.0
 LAUNCHER_MODULE: Final = "dragon.services.background"
 ACTOR: Final = "the background Dragon runtime"
-
-
-class Report(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """The launcher's one line on the control socket: the run id, or what failed (JSON)."""
-
-    run_id: str = ""
-    error: str = ""
 
 
 @dataclass
@@ -271,7 +264,7 @@ def _bringup_timeout() -> float:
     return value
 
 
-def _read_report(sock: socket.socket, launcher: subprocess.Popen[bytes], wait_s: float) -> Report:
+def _read_report(sock: socket.socket, launcher: subprocess.Popen[bytes], wait_s: float) -> _rundir.StartReport:
     """The launcher's one line; BringupError if it ends (or `wait_s` passes) without one."""
     deadline = time.monotonic() + wait_s
     data = b""
@@ -296,7 +289,7 @@ def _read_report(sock: socket.socket, launcher: subprocess.Popen[bytes], wait_s:
             )
         data += chunk
     try:
-        return msgspec.json.decode(data, type=Report)
+        return msgspec.json.decode(data, type=_rundir.StartReport)
     except msgspec.DecodeError as exc:
         raise BringupError(ACTOR, "reading its launcher's report", f"{data[:200]!r}: {exc}") from exc
 

@@ -24,12 +24,11 @@ import sys
 from typing import Final, NoReturn
 
 from dragon.descriptors import ArgMode
+from dragon.ids import CHILD_MAIN
 
 EXIT_BAD_START: Final = 1
 FORMAT: Final = 2
 """Version of the header `DragonPopen` pickles before spawn's data (a child refuses another one)."""
-CHILD_MAIN: Final = "from dragon._mp_child import main; main()"
-"""What the child runs (`python -c`); Local Services starts exactly this from its fork server."""
 
 
 def child_argv() -> list[str]:
