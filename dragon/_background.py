@@ -75,7 +75,7 @@ from typing import Final
 import msgspec
 
 from dragon import _rundir
-from dragon._mp_child import child_argv
+from dragon._interpreter import interpreter_argv
 from dragon._pool_sizes import DEFAULT_VAR, INF_VAR
 from dragon.errors import BringupError, RuntimeNotRunning
 from dragon.ids import NOT_INHERITED
@@ -91,6 +91,12 @@ launcher answers a failed bringup only after removing what it made."""
 DEFAULT_BRINGUP_TIMEOUT_S: Final = 30.0
 LAUNCHER_MODULE: Final = "dragon.services.background"
 ACTOR: Final = "the background Dragon runtime"
+NO_RUNTIME: Final = (  # what a request without a runtime is told (also by dragon._gs_client.connection)
+    "no Dragon runtime runs for this process: run the program with `dragon prog.py`; or, in a trio "
+    "program, embed one with `handle = await nursery.start(dragon.serve)`, which dragon.native then "
+    'uses; or start a process with the multiprocessing start method "dragon", which brings a '
+    "runtime up for the program"
+)
 
 
 class Report(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -149,8 +155,6 @@ def runtime(*, start: bool) -> BackgroundRuntime:
                 "is exiting): no new runtime requests can be made"
             )
         if not start:
-            from dragon._gs_client import NO_RUNTIME
-
             raise RuntimeNotRunning(NO_RUNTIME)
         _runtime = _bring_up()
         from multiprocessing import util
@@ -216,7 +220,7 @@ def _bring_up() -> BackgroundRuntime:
                 "--bringup-timeout",
                 repr(timeout_s),
                 "--fork-server",
-                msgspec.json.encode(child_argv()[:-2]).decode(),
+                msgspec.json.encode(interpreter_argv()).decode(),
             ],
             stdin=theirs.fileno(),
             close_fds=True,

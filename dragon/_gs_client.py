@@ -75,12 +75,6 @@ NOT_UNDER_DRAGON: Final = (
     "this process was not started by the Dragon runtime (no launch parameters "
     "in its environment): run the program with `dragon prog.py`"
 )
-NO_RUNTIME: Final = (
-    "no Dragon runtime runs for this process: run the program with `dragon prog.py`; or, in a trio "
-    "program, embed one with `handle = await nursery.start(dragon.serve)`, which dragon.native then "
-    'uses; or start a process with the multiprocessing start method "dragon", which brings a '
-    "runtime up for the program"
-)
 
 
 _INBOUND: Final[msgspec.msgpack.Decoder[GSPingProc | Response]] = msgspec.msgpack.Decoder(ProcessInbound)
@@ -470,7 +464,7 @@ def connection(*, start_runtime: bool = False) -> GSClient:
     `python`, and its children's output reaches its own stdout and stderr.
 
     Raises:
-      RuntimeNotRunning: see `launch_parameters`; or no runtime and not `start_runtime` (NO_RUNTIME);
+      RuntimeNotRunning: see `launch_parameters`; or no runtime and not `start_runtime` (`_background.NO_RUNTIME`);
         or the runtime is gone.
       BringupError: `start_runtime` and the background runtime did not come up.
       ProtocolError: the handshake was not GSPingProc.
@@ -498,6 +492,8 @@ def connection(*, start_runtime: bool = False) -> GSClient:
 def _connect_external(start_runtime: bool) -> GSClient:
     """Connect to the runtime this program embeds, or else to its background runtime (bringing it up
     if `start_runtime`); called under `_lock`. The runtime's end closes the connection first."""
+    # Here, not at the top, for start-up cost: a managed process never needs these (_background
+    # imports subprocess and socket), and neither imports this module (imports only go down).
     from dragon import _background, _embedded
 
     embedded = _embedded.current()

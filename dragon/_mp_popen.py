@@ -36,14 +36,13 @@ import os
 import select
 import signal
 import sys
-from multiprocessing import process, reduction, resource_tracker, util
+from multiprocessing import process, reduction, resource_tracker, spawn, util
 from multiprocessing.context import set_spawning_popen
 from typing import Any, Final
 
 from dragon import _embedded
 from dragon._gs_client import GSClient, connection
 from dragon._mp_child import FORMAT, _exit_sentinel, child_argv
-from dragon._mp_context import preparation_data
 from dragon._mp_fds import FdHandoff, ParentFd
 from dragon._mp_names import target_of
 from dragon.descriptors import ArgMode, ProcessOptions, os_env, os_text, shown
@@ -225,6 +224,14 @@ class DragonPopen:
         """Close the sentinel (multiprocessing calls this from `Process.close()`)."""
         if self.finalizer is not None:
             self.finalizer()
+
+
+def preparation_data(name: str) -> dict[str, Any]:
+    """spawn's preparation data for a child of "dragon": the stdlib's own, "dragon" included (unwrapping
+    `dragon._mp_context.keep_other_children_working`)."""
+    get = spawn.get_preparation_data
+    data: dict[str, Any] = getattr(get, "__wrapped__", get)(name)
+    return data
 
 
 _settling: set[str] = set()
