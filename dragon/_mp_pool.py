@@ -45,7 +45,8 @@ import types
 from multiprocessing import pool as mp_pool
 from typing import Any, Final
 
-from dragon._mp_queues import PROTOCOL, SimpleQueue, decode, encode
+from dragon._mp_codec import PROTOCOL, decode, encode
+from dragon._mp_queues import SimpleQueue
 from dragon.errors import ChannelEmpty, ChannelError, ChannelFull
 
 RESULT_BATCH: Final = 256
