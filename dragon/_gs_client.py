@@ -7,12 +7,13 @@ both on first use and reads the handshake, GSPingProc, which GS puts on the retu
 any reply. `GSClient.call` then sends one request and returns the response whose `ref` is its tag.
 
 The GS-return channel **[choice]** is made by Local Services together with the process (the client
-API always asks for `make_inf_channels`), not on the process's first request: it costs about 0.1 ms
-per process, spares every first request a round trip, and lets GS deliver the handshake's arguments
+API always asks for `make_inf_channels`), not on the process's first request: it costs little per
+process, spares every first request a round trip, and lets GS deliver the handshake's arguments
 (the multiprocessing start method needs them before anything else). GS destroys it when the process
 exits.
 
-Plain Python, no trio: user processes import this, and `import trio` alone costs about 0.25 s.
+Plain Python, no trio: user processes import this, and `import trio` alone costs more than the
+interpreter's own start.
 
 Several threads may have requests outstanding at once. There is no reader thread: the first waiting
 caller becomes the reader of the return channel and files every reply it takes by `ref`; the others

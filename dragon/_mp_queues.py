@@ -50,8 +50,8 @@ from dragon.transport import Channel
 from dragon.transport._channel import MIN_BLOCK_SIZE
 
 MAXSIZE_LIMIT: Final = 1 << 20
-"""The largest bound of a bounded queue: its slots channel takes 264 bytes of /dev/shm per item in
-the queue (277 MB when full at this size), where the stdlib's semaphore takes nothing."""
+"""The largest bound of a bounded queue: its slots channel takes a block of /dev/shm per item in the
+queue (a few hundred MB when full at this size), where the stdlib's semaphore takes nothing."""
 
 _T = TypeVar("_T", bound="Queue")
 _S = TypeVar("_S", bound="SimpleQueue")

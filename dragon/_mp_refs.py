@@ -30,7 +30,7 @@ from dragon.transport import Channel
 from dragon.transport._channel import MIN_BLOCK_SIZE
 
 QUEUE_CAPACITY: Final = 8192
-"""Messages of up to QUEUE_BLOCK_SIZE bytes a queue's channel holds at least: a ring of 2.1 MB, which
+"""Messages of up to QUEUE_BLOCK_SIZE bytes a queue's channel holds at least: a ring of about 2 MB, which
 holds two 1 MiB items (copying them through the ring costs a tenth of writing a side file to tmpfs)."""
 QUEUE_BLOCK_SIZE: Final = MIN_BLOCK_SIZE
 """The channel is packed (`Channel.create`): an item takes its own size, so small items (the common
