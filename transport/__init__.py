@@ -4,7 +4,7 @@ It knows nothing of processes or services. Installed as `dragon.transport`.
 
 User processes import this package too (through the blocking client), and `import trio` costs about
 0.25 s in a fresh interpreter here, more than the interpreter's own start. So the names built on trio
-(`TrioChannel`, `FrameStream`, `MessageChannel`) are loaded lazily, on first use (PEP 562), and
+(`TrioChannel`, `FrameStream`, `MessageChannel`, `PendingReplies`) are loaded lazily, on first use (PEP 562), and
 `import dragon.transport` alone never imports trio; a test checks this. The pools (`Pool`,
 `Allocation`, `HeapStatistics`) are loaded lazily too: a process that only uses channels (every child
 of the multiprocessing start method) does not pay for them (issue #12 item 4).
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from ._message_channel import MessageChannel as MessageChannel
     from ._pool import Allocation as Allocation
     from ._pool import Pool as Pool
+    from ._replies import LinkDown as LinkDown
+    from ._replies import PendingReplies as PendingReplies
     from ._trio_channel import TrioChannel as TrioChannel
 
 _LAZY = {
@@ -42,6 +44,8 @@ _LAZY = {
     "MAX_FRAME_BYTES": "._framing",
     "FrameStream": "._framing",
     "MessageChannel": "._message_channel",
+    "LinkDown": "._replies",
+    "PendingReplies": "._replies",
     "TrioChannel": "._trio_channel",
 }
 
