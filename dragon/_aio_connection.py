@@ -30,7 +30,8 @@ from dragon._gs_requests import Runtime
 from dragon.errors import ChannelDestroyed, DragonError, ProtocolError, RuntimeNotRunning
 from dragon.messages import GSResponse, Response
 from dragon.native import Channel as SyncChannel
-from dragon.transport import TrioChannel, decode
+from dragon.transport import PendingReplies, TrioChannel, decode
+from dragon.transport._replies import Waiter
 
 log = logging.getLogger("dragon.aio")
 
@@ -75,7 +76,8 @@ async def connect(handle: Runtime | None = None) -> Runtime:
 class TrioConnection:
     """A managed process's trio-native connection to GS (see `open_connection`): requests go on a
     TrioChannel to the GS channel and answers come back on a reply channel of its own, read by
-    whichever waiting task finds nobody else reading (no thread, no helper task).
+    whichever waiting task finds nobody else reading (no thread, no helper task), which files each
+    answer with the request it answers (`PendingReplies`).
     """
 
     def __init__(
@@ -89,9 +91,12 @@ class TrioConnection:
         self._enc = msgspec.msgpack.Encoder()
         self._dec: msgspec.msgpack.Decoder[Response] = msgspec.msgpack.Decoder(GSResponse)
         self._tags = itertools.count(1)
-        self._wakeups: dict[int, trio.Event] = {}
-        self._filed: dict[int, Response] = {}
+        self._pending: PendingReplies[Response] = PendingReplies(
+            "the aio reply channel",
+            late_is_normal=True,  # the answer to a cancelled call
+        )
         self._reading = trio.Lock()
+        self._parked: set[trio.CancelScope] = set()  # waiters to wake when the reader leaves
 
     async def call(self, req: Any, response_type: type[R]) -> R:
         """Send `req` to GS and wait for its answer; several tasks may call at once.
@@ -100,30 +105,14 @@ class TrioConnection:
         Raises RuntimeNotRunning if the runtime is gone; ProtocolError for an unexpected answer.
         """
         tag = next(self._tags)
-        self._wakeups[tag] = trio.Event()
-        try:
+        with self._pending.expect(tag) as waiter:
             try:
                 await self._to_gs.send(
                     self._enc.encode(msgspec.structs.replace(req, tag=tag, p_uid=self.p_uid, r_c_uid=self.r_c_uid))
                 )
             except ChannelDestroyed as exc:
                 raise RuntimeNotRunning(f"the runtime is gone (the GS channel was destroyed): {exc}") from exc
-            while tag not in self._filed:
-                if self._reading.locked():  # another task reads: it files our answer, or wakes us on leaving
-                    self._wakeups[tag] = trio.Event()
-                    await self._wakeups[tag].wait()
-                    continue
-                async with self._reading:
-                    try:
-                        while tag not in self._filed:
-                            self._file(await self._receive())
-                    finally:
-                        for event in self._wakeups.values():  # somebody else must take over reading
-                            event.set()
-            resp = self._filed.pop(tag)
-        finally:
-            self._wakeups.pop(tag, None)
-            self._filed.pop(tag, None)
+            resp = await self._reply(waiter)
         if not isinstance(resp, response_type):
             raise ProtocolError(
                 f"Global Services answered {type(req).__name__} with {type(resp).__name__}, "
@@ -131,11 +120,29 @@ class TrioConnection:
             )
         return resp
 
-    def _file(self, resp: Response) -> None:
-        event = self._wakeups.get(resp.ref)
-        if event is not None:
-            self._filed[resp.ref] = resp
-            event.set()
+    async def _reply(self, waiter: Waiter[Response]) -> Response:
+        """`waiter`'s answer. While another task reads the reply channel, wait for it to file ours;
+        when it leaves first (its own answer came, or it was cancelled), one of the waiting tasks
+        takes over reading."""
+        while True:
+            if self._reading.locked():
+                with trio.CancelScope() as parked:
+                    self._parked.add(parked)
+                    try:
+                        return await waiter.reply()
+                    finally:
+                        self._parked.discard(parked)
+                continue  # the reader left: read ourselves, unless another waiter took over first
+            async with self._reading:
+                try:
+                    while True:
+                        resp = await self._receive()
+                        self._pending.file(resp)
+                        if resp.ref == waiter.tag:
+                            return await waiter.reply()
+                finally:
+                    for scope in list(self._parked):  # somebody else must take over reading
+                        scope.cancel()
 
     async def _receive(self) -> Response:
         """One answer, checking every LIVENESS_SLICE_S that the runtime still lives (as the blocking
