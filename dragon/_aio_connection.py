@@ -138,8 +138,8 @@ class TrioConnection:
                     while True:
                         resp = await self._receive()
                         self._pending.file(resp)
-                        if resp.ref == waiter.tag:
-                            return await waiter.reply()
+                        if resp.ref == waiter.tag:  # filed to our waiter, and here already
+                            return resp
                 finally:
                     for scope in list(self._parked):  # somebody else must take over reading
                         scope.cancel()

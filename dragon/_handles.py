@@ -103,11 +103,6 @@ class ProcessHandle:
         self._spec, self._name, self._desc = None, desc.name, desc
         self._returncode = exit_code_of(desc)
 
-    def _check_startable(self) -> ProcessSpec:
-        if self._desc is not None or self._spec is None:
-            raise InvalidArgument(f"process {self.p_uid} was started already; make a new Process")
-        return self._spec
-
     def _started(self, what: str) -> ProcessDescriptor:
         if self._desc is None:
             raise InvalidArgument(f"cannot {what} a process that was not started: call start() first")

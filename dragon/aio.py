@@ -53,7 +53,7 @@ from dragon._aio_connection import ManagedConnection, TrioConnection, connect, o
 from dragon._gs_requests import HasPuid, Runtime, run_async
 from dragon._handles import Buffer, ChannelHandle, PoolHandle, ProcessHandle, ProcessOptionArgs
 from dragon.descriptors import ChannelDescriptor, PoolDescriptor, ProcessDescriptor
-from dragon.errors import ChannelEmpty, ChannelError, ChannelFull
+from dragon.errors import ChannelEmpty, ChannelError, ChannelFull, InvalidArgument
 from dragon.ids import DEFAULT_POOL_MUID, LAUNCHER_PUID
 from dragon.transport import ChannelStatistics, TrioChannel
 from dragon.transport._channel import DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY
@@ -129,7 +129,10 @@ class Process(ProcessHandle):
           ProcessNameInUse: a live process has this name (its p_uid is in `.uid`).
           ProcessStartFailed: Local Services could not start it (e.g. no such executable).
         """
-        self._record(await run_async(self._rt, gs.process_create(self._check_startable())))
+        if self._desc is not None or self._spec is None:
+            raise InvalidArgument(f"process {self.p_uid} was started already; make a new Process")
+        self._desc = await run_async(self._rt, gs.process_create(self._spec))
+        self._name = self._desc.name
 
     async def join(self, timeout: float | None = None) -> int | None:
         """Wait until the process exits, at most `timeout` seconds (None: no limit; <= 0: just look).

@@ -124,7 +124,10 @@ class Process(ProcessHandle):
           ProcessStartFailed: Local Services could not start it (e.g. no such executable).
           RuntimeNotRunning: not under `dragon`, or the runtime is gone.
         """
-        self._record(run(gs.process_create(self._check_startable())))
+        if self._desc is not None or self._spec is None:
+            raise InvalidArgument(f"process {self.p_uid} was started already; make a new Process")
+        self._desc = run(gs.process_create(self._spec))
+        self._name = self._desc.name
 
     def join(self, timeout: float | None = None) -> int | None:
         """Wait until the process exits, at most `timeout` seconds (None: no limit; <= 0: just look).
