@@ -28,7 +28,7 @@ External clients (`GSClient.external`): a process the runtime did not start, i.e
 runs a runtime with `dragon.serve` (`dragon._embedded`) or a plain `python my.py` program that owns a
 background runtime (`dragon._background`), talks to GS through the same class, without a handshake:
 it makes its own reply channel in the user-managed c_uid range under the name GS derives from the
-c_uid (`_rundir.channel_name`, as `dragon status` does, see `user_reply_channel`), sends its requests
+c_uid (`_rundir.user_reply_channel`, as `dragon status` does), sends its requests
 as the launcher (p_uid 0, which GS records as the parent of the processes it creates), and destroys
 the channel when it closes. `connection()` returns such a
 client in a process without launch parameters: for the runtime it embeds, else for its background
@@ -60,7 +60,7 @@ from dragon.errors import (
     RequestTimeout,
     RuntimeNotRunning,
 )
-from dragon.ids import CONNECTED_PID_VAR, FIRST_USER_MANAGED_CUID, LAUNCHER_PUID, LaunchParameters
+from dragon.ids import CONNECTED_PID_VAR, LAUNCHER_PUID, LaunchParameters
 from dragon.messages import GSPingProc, ProcessInbound, Request, Response, decode
 from dragon.transport import Channel
 
@@ -71,7 +71,6 @@ HANDSHAKE_TIMEOUT_S: Final = 60.0  # GSPingProc is sent right after the spawn; t
 EXTERNAL_REPLY_CAPACITY: Final = 64  # an external client's reply channel: as a managed process's GS-return channel
 EXTERNAL_REPLY_BLOCK: Final = 4096
 
-REPLY_CHANNEL_TRIES: Final = 8
 NOT_UNDER_DRAGON: Final = (
     "this process was not started by the Dragon runtime (no launch parameters "
     "in its environment): run the program with `dragon prog.py`"
@@ -154,7 +153,7 @@ class GSClient:
         """Connect a process the runtime did not start (the owner of a background runtime, or the
         program that runs it with `dragon.serve`) to GS.
 
-        Creates this client's reply channel (`user_reply_channel`) and attaches the GS channel named
+        Creates this client's reply channel (`_rundir.user_reply_channel`) and attaches the GS channel named
         in the run's runtime.json; no handshake. Requests go as the launcher's (p_uid 0): GS makes the
         processes they create top-level processes of the run. `params` are launch parameters made up
         from `info` (so that `dragon.aio` finds the run and the GS channel as in a managed process).
@@ -165,7 +164,7 @@ class GSClient:
           RuntimeNotRunning: the GS channel does not exist (the runtime has ended).
           OSError: /dev/shm refused the reply channel.
         """
-        c_uid, replies = user_reply_channel(
+        c_uid, replies = _rundir.user_reply_channel(
             info.run_id, capacity=EXTERNAL_REPLY_CAPACITY, block_size=EXTERNAL_REPLY_BLOCK
         )
         try:
@@ -346,26 +345,6 @@ class GSClient:
             _destroy_quietly(self._replies)
         else:
             self._replies.close()
-
-
-def user_reply_channel(run_id: str, *, capacity: int, block_size: int) -> tuple[int, Channel]:
-    """Make a reply channel for a process the runtime did not start (`dragon status`, an external
-    client): a random c_uid of the user-managed range (2**54 .. 2**55-1), so that two tools, or two
-    sessions of one reused pid, never share one, under the name the services derive from it
-    (`_rundir.channel_name`). Returns the c_uid (the `r_c_uid` of requests) and the channel, which
-    the caller destroys when done (the runtime's teardown removes it otherwise).
-
-    Raises:
-      OSError: /dev/shm refused it (FileNotFoundError: the run has ended).
-    """
-    for _ in range(REPLY_CHANNEL_TRIES):  # a name taken (by chance, or by someone in the way): another
-        # secrets.randbelow(2**54), without importing secrets (hmac, hashlib): 54 random bits
-        c_uid = FIRST_USER_MANAGED_CUID + (int.from_bytes(os.urandom(7), "little") & (FIRST_USER_MANAGED_CUID - 1))
-        try:
-            return c_uid, Channel.create(_rundir.channel_name(run_id, c_uid), capacity=capacity, block_size=block_size)
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free name for a reply channel of run {run_id} in {REPLY_CHANNEL_TRIES} tries")
 
 
 def _log_debug(msg: str, *args: object) -> None:

@@ -30,11 +30,13 @@ from typing import Final
 
 import msgspec
 
-from dragon.transport._shm import run_prefix
+from dragon.ids import FIRST_USER_MANAGED_CUID
+from dragon.transport import Channel, run_prefix
 
 RUN_ID: Final = re.compile(r"[0-9a-f]{8}")
 INFO_FILE: Final = "runtime.json"
 _INFO_TMP: Final = INFO_FILE + ".tmp"
+REPLY_CHANNEL_TRIES: Final = 8
 _OPEN_DIR: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -194,6 +196,26 @@ def channel_name(run_id: str, c_uid: int) -> str:
     status`) makes for itself, with a random c_uid of the user-managed range (2**54 .. 2**55-1):
     the services find it by this name, derived from the c_uid; its randomness makes it unguessable."""
     return f"{run_prefix(run_id)}c{c_uid}"
+
+
+def user_reply_channel(run_id: str, *, capacity: int, block_size: int) -> tuple[int, Channel]:
+    """Make a reply channel for a process the runtime did not start (`dragon status`, an external
+    client): a random c_uid of the user-managed range (2**54 .. 2**55-1), so that two tools, or two
+    sessions of one reused pid, never share one, under the name the services derive from it
+    (`channel_name`). Returns the c_uid (the `r_c_uid` of requests) and the channel, which the
+    caller destroys when done (the runtime's teardown removes it otherwise).
+
+    Raises:
+      OSError: /dev/shm refused it (FileNotFoundError: the run has ended).
+    """
+    for _ in range(REPLY_CHANNEL_TRIES):  # a name taken (by chance, or by someone in the way): another
+        # secrets.randbelow(2**54), without importing secrets (hmac, hashlib): 54 random bits
+        c_uid = FIRST_USER_MANAGED_CUID + (int.from_bytes(os.urandom(7), "little") & (FIRST_USER_MANAGED_CUID - 1))
+        try:
+            return c_uid, Channel.create(channel_name(run_id, c_uid), capacity=capacity, block_size=block_size)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free name for a reply channel of run {run_id} in {REPLY_CHANNEL_TRIES} tries")
 
 
 def entry_name(run_id: str, what: str) -> str:

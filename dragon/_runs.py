@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from dragon import _rundir
-from dragon.transport._shm import SHM_DIR, entries, user_prefix
+from dragon.transport import SHM_DIR, entries, user_prefix
 
 START_SLACK_S: Final = 2.0
 """How much later than the run's `started` its launcher/LS may seem to have started (clock resolution)."""

@@ -34,7 +34,7 @@ import time
 from typing import Final
 
 from dragon import _rundir, _runs
-from dragon.transport._shm import SHM_DIR
+from dragon.transport import SHM_DIR
 
 TERM_GRACE_S: Final = 2.0
 KILL_GRACE_S: Final = 2.0

@@ -24,7 +24,11 @@ from ._errors import DragonError as DragonError
 from ._errors import PoolError as PoolError
 from ._errors import PoolExhausted as PoolExhausted
 from ._errors import ProtocolError as ProtocolError
+from ._shm import SHM_DIR as SHM_DIR
 from ._shm import NoSharedMemory as NoSharedMemory
+from ._shm import entries as entries
+from ._shm import run_prefix as run_prefix
+from ._shm import user_prefix as user_prefix
 
 if TYPE_CHECKING:
     from ._alloc import HeapStatistics as HeapStatistics

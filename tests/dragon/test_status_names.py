@@ -1,6 +1,6 @@
 """What `dragon status` calls things, in one process (issue #12 item 7): the texts the start method
 and the launcher give Global Services (dragon/_mp_names.py, `cli.head_labels`), and how the status
-tables fit a terminal (`status.table`). Pure functions; the e2e side is tests/e2e/test_status.py."""
+tables fit a terminal (`dragon._status_render.table`). Pure functions; the e2e side is tests/e2e/test_status.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import types
 
 import pytest
 
-from dragon import _mp_names, status
+from dragon import _mp_names
+from dragon._status_render import MIN_CELL, table
 from dragon.cli import head_labels
 from dragon.ids import default_channel_name, default_process_name, title
 
@@ -91,19 +92,19 @@ RIGHT = [True, False, True, False]
 
 
 def test_a_table_that_fits_is_not_touched() -> None:
-    lines = status.table(HEADERS, ROWS, RIGHT, fit=200, shrink=[3, 1], drop=[2])
-    assert lines == status.table(HEADERS, ROWS, RIGHT)
+    lines = table(HEADERS, ROWS, RIGHT, fit=200, shrink=[3, 1], drop=[2])
+    assert lines == table(HEADERS, ROWS, RIGHT)
     assert lines[1].endswith("multiprocessing.pool: worker") and "12345" in lines[1]
 
 
 def test_a_table_cuts_texts_then_leaves_out_figures_to_fit() -> None:
-    natural = max(len(line) for line in status.table(HEADERS, ROWS, RIGHT))
-    cut = status.table(HEADERS, ROWS, RIGHT, fit=natural - 4, shrink=[3, 1], drop=[2])
+    natural = max(len(line) for line in table(HEADERS, ROWS, RIGHT))
+    cut = table(HEADERS, ROWS, RIGHT, fit=natural - 4, shrink=[3, 1], drop=[2])
     assert max(map(len, cut)) == natural - 4  # the target gave 4 characters, nothing else changed
     assert cut[1].endswith("multiprocessing.pool:...") and "SpawnPoolWorker-12" in cut[1] and "CPU" in cut[0]
-    narrow = status.table(HEADERS, ROWS, RIGHT, fit=50, shrink=[3, 1], drop=[2])
+    narrow = table(HEADERS, ROWS, RIGHT, fit=50, shrink=[3, 1], drop=[2])
     assert max(map(len, narrow)) <= 50 and "CPU" not in narrow[0] and "12345" not in narrow[1]
     assert "SpawnPoolWorker-12" in narrow[1]  # the room of the figure went back to the texts
-    tiny = status.table(HEADERS, ROWS, RIGHT, fit=10, shrink=[3, 1], drop=[2])
+    tiny = table(HEADERS, ROWS, RIGHT, fit=10, shrink=[3, 1], drop=[2])
     assert tiny[1].split()[0] == "4294967297"  # figures are never cut: the line stays longer
-    assert len(tiny[1].split()[1]) == status.MIN_CELL
+    assert len(tiny[1].split()[1]) == MIN_CELL

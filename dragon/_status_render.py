@@ -1,0 +1,226 @@
+"""`dragon status`'s text: a header line and one aligned table per kind of object.
+
+Tables fit the terminal: long texts are cut, then the less needed figures are left out, never a
+figure cut (`table`). Objects are shown by what people call them (`ids.title`), not by the default
+names that only repeat a uid; `--json` has every name and figure.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Final
+
+from dragon._status_report import ProcessRow, RunSummary, StatusReport
+from dragon.ids import default_channel_name, default_process_name, title
+
+WIDTH: Final = 100
+"""Columns the tables fit in when the output is not a terminal (and COLUMNS is not set)."""
+COMFORT_CELL: Final = 20
+"""How narrow a text column gets, to fit a table in the terminal, before figures are left out."""
+MIN_CELL: Final = 12
+"""The narrowest a text column gets to fit a table in the terminal."""
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def _duration(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s < 60:
+        return f"{s:.1f}s"
+    m, sec = divmod(int(s), 60)
+    if m < 60:
+        return f"{m}m{sec:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h < 48 else f"{h // 24}d{h % 24:02d}h"
+
+
+def _opt(v: object) -> str:
+    return "-" if v is None else str(v)
+
+
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    right: Sequence[bool],
+    *,
+    fit: int | None = None,
+    shrink: Sequence[int] = (),
+    drop: Sequence[int] = (),
+) -> list[str]:
+    """Aligned text columns, two spaces apart; `right[i]` right-aligns column i (figures).
+
+    With `fit`, lines are kept within `fit` characters where that can be done: the text columns
+    `shrink` lists are narrowed, in that order, to COMFORT_CELL characters (a cut cell ends in
+    "..."); then the columns `drop` lists are left out, in that order; then the texts are narrowed
+    down to MIN_CELL; room a dropped column left goes back to the texts. Figures are never cut, so a
+    very narrow terminal still gets longer lines."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    shown = list(range(len(headers)))
+    if fit is not None:
+        natural = list(widths)
+
+        def over() -> int:
+            return sum(widths[i] for i in shown) + 2 * (len(shown) - 1) - fit
+
+        def narrow(floor: int) -> None:
+            for i in shrink:
+                widths[i] -= max(0, min(over(), widths[i] - max(floor, len(headers[i]))))
+
+        narrow(COMFORT_CELL)
+        for i in drop:
+            if over() <= 0:
+                break
+            shown.remove(i)
+        narrow(MIN_CELL)
+        for i in reversed(shrink):
+            widths[i] += max(0, min(-over(), natural[i] - widths[i]))
+
+    def line(cells: Sequence[str]) -> str:
+        out = []
+        for i in shown:
+            c, w = cells[i], widths[i]
+            c = c if len(c) <= w else c[: w - 3] + "..."
+            out.append(c.rjust(w) if right[i] else c.ljust(w))
+        return "  ".join(out).rstrip()
+
+    return [line(headers)] + [line(r) for r in rows]
+
+
+def render(report: StatusReport, width: int = WIDTH) -> str:
+    """The human-readable form of a report: a header line and one aligned table per kind of object,
+    each within `width` columns where cutting texts and leaving out the less needed figures
+    (PARENT and CPU, SENT and RECV, LARGEST and ALLOCS) can make it so (`table`).
+
+    Processes and channels are shown by what people call them (`ids.title`: the label, else a name
+    given at create, else "-": the default names only repeat the uid); --json has every name. A live
+    process's STATE is its OS state (sleeping, running, ...), a dead one's DEAD(exit code); TARGET is
+    what it runs as its creator said (`st.py: work`), else its command line. BLOCKED_S/R counts the
+    senders and receivers waiting on a channel."""
+    lines = [
+        f"Dragon runtime {report.run_id}  up {_duration(report.uptime_s)}  "
+        f"state {report.gs_state or 'unknown'}  pgid {report.pgid}  dir {report.runtime_dir}"
+    ]
+    if not report.answering:
+        lines.append(f"NOT ANSWERING: {report.error}")
+    lines += ["", "SERVICES"]
+    lines += table(
+        ["NAME", "PID", "STATE", "UPTIME", "CPU", "RSS"],
+        [
+            [
+                s.name,
+                str(s.pid),
+                s.state,
+                _duration(s.uptime_s),
+                "-" if s.cpu_s is None else f"{s.cpu_s:.2f}s",
+                _size(s.rss_bytes),
+            ]
+            for s in report.services
+        ],
+        [False, True, False, True, True, True],
+    )
+    if not report.answering:
+        return "\n".join(lines) + "\n"
+    lines += ["", f"PROCESSES ({len(report.processes)})"]
+    lines += table(
+        ["P_UID", "PID", "NAME", "PARENT", "STATE", "CPU", "RSS", "TARGET"],
+        [
+            [
+                str(p.p_uid),
+                _opt(p.pid),
+                _text(title(p.label, p.name, default_process_name(p.p_uid))),
+                str(p.parent),
+                _process_state(p),
+                "-" if p.cpu_s is None else f"{p.cpu_s:.2f}s",
+                _size(p.rss_bytes),
+                _text(p.target) if p.target else _command(p.command),
+            ]
+            for p in report.processes
+        ],
+        [True, True, False, True, False, True, True, False],
+        fit=width,
+        shrink=[7, 2],
+        drop=[3, 5],
+    )
+    lines += ["", f"CHANNELS ({len(report.channels)})"]
+    lines += table(
+        ["C_UID", "STATE", "CAP", "WAITING", "BLOCKED_S/R", "SENT", "RECV", "NAME"],
+        [
+            [
+                str(c.c_uid),
+                c.state,
+                _opt(c.capacity),
+                _opt(c.depth),
+                "-" if c.blocked_senders is None else f"{c.blocked_senders}/{c.blocked_receivers}",
+                _opt(c.sent),
+                _opt(c.received),
+                _text(title(c.label, c.name, default_channel_name(c.c_uid))),
+            ]
+            for c in report.channels
+        ],
+        [True, False, True, True, True, True, True, False],
+        fit=width,
+        shrink=[7],
+        drop=[6, 5],
+    )
+    lines += ["", f"POOLS ({len(report.pools)})"]
+    lines += table(
+        ["M_UID", "NAME", "STATE", "SIZE", "USED", "FREE", "LARGEST", "ALLOCS"],
+        [
+            [
+                str(p.m_uid),
+                _text(p.name),
+                p.state,
+                _size(p.size_bytes),
+                _size(p.used_bytes),
+                _size(p.free_bytes),
+                _size(p.largest_free_bytes),
+                _opt(p.allocations),
+            ]
+            for p in report.pools
+        ],
+        [True, False, False, True, True, True, True, True],
+        fit=width,
+        shrink=[1],
+        drop=[6, 7],
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _process_state(p: ProcessRow) -> str:
+    if p.state == "DEAD":
+        return f"DEAD({_opt(p.exit_code)})"
+    return p.os_state if p.state == "ACTIVE" and p.os_state else p.state
+
+
+def _text(text: str) -> str:
+    """A text on one line of a table cell ("-" if empty): a name, label or code may hold newlines."""
+    return " ".join(text.split()) or "-"
+
+
+def _command(cmd: list[str] | None) -> str:
+    """The command line for the table: the program's base name (a venv path says little and takes
+    the room of the arguments), then its arguments (--json has it all)."""
+    if not cmd:
+        return "-"
+    return _text(" ".join([os.path.basename(cmd[0]), *cmd[1:]]))
+
+
+def render_runs(summaries: Sequence[RunSummary]) -> str:
+    """The list of running runtimes shown when several run and none is named."""
+    return "\n".join(
+        table(
+            ["RUN_ID", "LAUNCHER_PID", "UPTIME", "DIR"],
+            [[s.run_id, str(s.launcher_pid), _duration(s.uptime_s), s.runtime_dir] for s in summaries],
+            [False, True, True, False],
+        )
+    )

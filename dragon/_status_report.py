@@ -1,0 +1,301 @@
+"""One snapshot of a running runtime for `dragon status`: the `--json` document and how it is gathered.
+
+Global Services' tables (processes, channels, pools) come from its answer to GSStatus, what each live
+process is doing (OS state, CPU, memory, command line) from Local Services' answer to SHStatus
+(`dragon._status_query`). The rest is read directly, without asking anybody, so that a stuck service
+cannot stall it: the services' own figures from /proc, each ACTIVE channel's from its shared-memory
+header (lock-free), each pool's from its heap, in a helper thread bounded by the deadline (a process
+stopped while holding a heap lock would make it wait). Nothing here changes the runtime.
+
+The document is stable: keys are only ever added (label, target and creator were, later), so readers
+ignore keys they do not know; `version` changes when a key changes its meaning or goes away. Every
+key is always present; an unknown figure is null. Times are Unix seconds, sizes bytes, CPU seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Final
+
+import msgspec
+
+from dragon import _rundir, _runs
+from dragon._status_query import NotAnswering, StatusClient
+from dragon.descriptors import ObjectState
+from dragon.ids import BE_CUID, DEFAULT_POOL_MUID, GS_INPUT_CUID, GS_PUID, INF_POOL_MUID, SHEP_CUID
+from dragon.messages import GSStatusResponse, ProcessUsage, SHStatusResponse
+from dragon.transport import Channel, ChannelError, Pool, PoolError
+
+JSON_VERSION: Final = 1
+
+
+class ServiceRow(msgspec.Struct, kw_only=True):
+    name: str  # "launcher", "local_services" or "global_services"
+    pid: int
+    state: str  # running, sleeping, stopped, zombie, ... or "gone"
+    uptime_s: float | None
+    cpu_s: float | None
+    rss_bytes: int | None
+
+
+class ProcessRow(msgspec.Struct, kw_only=True):
+    """A process of Global Services' table; GS itself is one (p_uid 1, "global_services"), with the
+    figures of its row of services and no command. `label` and `target` are what its creator told GS
+    for people ("": not given; see `dragon._mp_names`); `name` is GS's unique name."""
+
+    p_uid: int
+    pid: int | None
+    name: str
+    parent: int  # the parent's p_uid
+    label: str
+    target: str
+    state: str  # PENDING, ACTIVE or DEAD
+    exit_code: int | None
+    os_state: str | None  # from here on from /proc (Local Services), while alive
+    command: list[str] | None  # a child forked by the fork server shows the server's command line
+    cpu_s: float | None
+    rss_bytes: int | None
+
+
+class ChannelRow(msgspec.Struct, kw_only=True):
+    """A channel: the three infrastructure ones (GS input c_uid 2, launcher 2**57, Local Services
+    2**62), then Global Services' table. `label` ("": not given) and `creator` (the maker's p_uid)
+    are what its creator told GS."""
+
+    c_uid: int
+    name: str
+    m_uid: int | None
+    label: str
+    creator: int | None
+    kind: str  # "infrastructure" or "managed"
+    state: str  # PENDING, ACTIVE or DEAD
+    capacity: int | None = None  # from here on from its shared-memory header, while ACTIVE
+    block_size: int | None = None
+    depth: int | None = None  # messages waiting
+    blocked_senders: int | None = None
+    blocked_receivers: int | None = None
+    sent: int | None = None
+    received: int | None = None
+
+
+class PoolRow(msgspec.Struct, kw_only=True):
+    """A pool: the run's infrastructure pool (m_uid 0) and default pool (2**62), then GS's others."""
+
+    m_uid: int
+    name: str
+    kind: str  # "infrastructure", "default" or "managed"
+    state: str  # ACTIVE, ...
+    size_bytes: int | None = None  # from here on from its heap, if read in time
+    used_bytes: int | None = None
+    free_bytes: int | None = None
+    largest_free_bytes: int | None = None
+    allocations: int | None = None
+
+
+class StatusReport(msgspec.Struct, kw_only=True):
+    """One snapshot of a runtime: the `--json` document, one per line (per refresh with --watch)."""
+
+    version: int = JSON_VERSION
+    run_id: str
+    runtime_dir: str
+    answering: bool  # False: Global Services did not answer; `error` says why, only `services` is filled
+    error: str | None
+    gs_state: str | None  # WAITING_FOR_HEAD, HAS_HEAD, SHUTTING_DOWN (null: no answer)
+    started: float
+    uptime_s: float
+    pgid: int
+    services: list[ServiceRow]
+    processes: list[ProcessRow]
+    channels: list[ChannelRow]
+    pools: list[PoolRow]
+
+
+class RunSummary(msgspec.Struct, kw_only=True):
+    run_id: str
+    launcher_pid: int
+    started: float
+    uptime_s: float
+    runtime_dir: str
+
+
+class RunList(msgspec.Struct, kw_only=True):
+    """The `--json` document when several runtimes run and none is named (exit status 2)."""
+
+    version: int = JSON_VERSION
+    runs: list[RunSummary]
+
+
+# ------------------------------------------------------------------------------------ building a report
+
+
+def _service_row(name: str, pid: int, info: _rundir.RunInfo, now: float, btime: float) -> ServiceRow:
+    # All three services start before Local Services takes runtime.json's `started` time, so a
+    # process under that pid that started later is another one that reused the pid.
+    proc = _runs.same_process(pid, info.started, btime=btime)
+    if proc is None:
+        return ServiceRow(name=name, pid=pid, state="gone", uptime_s=None, cpu_s=None, rss_bytes=None)
+    return ServiceRow(
+        name=name,
+        pid=pid,
+        state=_runs.STATE_WORDS.get(proc.state, proc.state),
+        uptime_s=round(now - proc.start_time, 2),
+        cpu_s=round(proc.cpu_s, 2),
+        rss_bytes=proc.rss_bytes,
+    )
+
+
+def _process_rows(resp: GSStatusResponse, ls: SHStatusResponse | None, gs: ServiceRow) -> list[ProcessRow]:
+    """GS's table of processes, with LS's figures (state, CPU, memory, command) for the live ones,
+    and for GS's own entry (p_uid 1, not LS's to report) the figures of its row of services, `gs`."""
+    usage: dict[int, ProcessUsage] = {u.p_uid: u for u in ls.processes} if ls is not None else {}
+    rows = []
+    for d in sorted(resp.processes, key=lambda d: d.p_uid):
+        row = ProcessRow(
+            p_uid=d.p_uid,
+            pid=d.pid,
+            name=d.name,
+            parent=d.p_p_uid,
+            label=d.label,
+            target=d.target,
+            state=d.state.name,
+            exit_code=d.ecode,
+            os_state=None,
+            command=None,
+            cpu_s=None,
+            rss_bytes=None,
+        )
+        rows.append(row)
+        if d.p_uid == GS_PUID:
+            if gs.state != "gone":
+                row.os_state, row.cpu_s, row.rss_bytes = gs.state, gs.cpu_s, gs.rss_bytes
+            continue
+        u = usage.get(d.p_uid) if d.state != ObjectState.DEAD else None
+        if u is not None and u.os_state not in ("", "Z", "X"):
+            row.os_state = _runs.STATE_WORDS.get(u.os_state, u.os_state)
+            row.command, row.cpu_s, row.rss_bytes = u.command, round(u.cpu_s, 2), u.rss_bytes
+    return rows
+
+
+def _channel_row(
+    c_uid: int,
+    name: str,
+    m_uid: int | None,
+    kind: str,
+    state: ObjectState,
+    sdesc: str,
+    label: str = "",
+    creator: int | None = None,
+) -> ChannelRow:
+    row = ChannelRow(c_uid=c_uid, name=name, m_uid=m_uid, label=label, creator=creator, kind=kind, state=state.name)
+    if state != ObjectState.ACTIVE or not sdesc:
+        return row
+    try:
+        chan = Channel.attach(sdesc)
+    except (ChannelError, OSError):
+        return row
+    try:
+        st = chan.statistics()
+    finally:
+        chan.close()
+    row.capacity, row.block_size, row.depth = st.capacity, st.block_size, st.depth
+    row.blocked_senders, row.blocked_receivers = st.blocked_senders, st.blocked_receivers
+    row.sent, row.received = st.sent, st.received
+    return row
+
+
+def _channel_rows(info: _rundir.RunInfo, resp: GSStatusResponse) -> list[ChannelRow]:
+    rows = [
+        _channel_row(c_uid, name, INF_POOL_MUID, "infrastructure", ObjectState.ACTIVE, sdesc)
+        for c_uid, name, sdesc in (
+            (GS_INPUT_CUID, "GS input", info.gs_cd),
+            (BE_CUID, "launcher input", info.la_cd),
+            (SHEP_CUID, "LS input", info.shep_cd),
+        )
+    ]
+    rows += [
+        _channel_row(d.c_uid, d.name, d.m_uid, "managed", d.state, d.sdesc, d.label, d.creator)
+        for d in sorted(resp.channels, key=lambda d: d.c_uid)
+    ]
+    return rows
+
+
+def _pool_rows(info: _rundir.RunInfo, resp: GSStatusResponse, deadline: float) -> list[PoolRow]:
+    """Rows of the infrastructure pools and GS's pools. A pool's heap lock is held only for an
+    allocation, but a process stopped while holding it would make `statistics()` wait: so the
+    figures are read in a helper thread, and pools not read by `deadline` keep null figures."""
+    wanted: list[tuple[PoolRow, str]] = [
+        (PoolRow(m_uid=INF_POOL_MUID, name="infrastructure", kind="infrastructure", state="ACTIVE"), info.inf_pd),
+        (PoolRow(m_uid=DEFAULT_POOL_MUID, name="default", kind="default", state="ACTIVE"), info.default_pd),
+    ]
+    for d in sorted(resp.pools, key=lambda d: d.m_uid):
+        if d.m_uid not in (INF_POOL_MUID, DEFAULT_POOL_MUID):
+            wanted.append(
+                (
+                    PoolRow(m_uid=d.m_uid, name=d.name, kind="managed", state=d.state.name),
+                    d.sdesc if d.state == ObjectState.ACTIVE else "",
+                )
+            )
+
+    def read_all() -> None:
+        for row, sdesc in wanted:
+            if not sdesc:
+                continue
+            try:
+                with Pool.attach(sdesc) as pool:
+                    st = pool.statistics()
+            except (PoolError, OSError):
+                continue
+            row.size_bytes, row.used_bytes, row.free_bytes = st.size_bytes, st.used_bytes, st.free_bytes
+            row.largest_free_bytes, row.allocations = st.largest_free_bytes, st.allocations
+
+    reader = threading.Thread(target=read_all, name="pool statistics", daemon=True)
+    reader.start()
+    reader.join(max(0.1, deadline - time.monotonic()))
+    return [row for row, _ in wanted]
+
+
+def collect(info: _rundir.RunInfo, client: StatusClient | None, timeout_s: float) -> StatusReport:
+    """One snapshot of the run `info` describes: GS's tables through `client`, the rest read directly.
+
+    With `client` None, or if GS does not answer within `timeout_s`, the report has `answering`
+    False, the reason in `error`, the services and nothing else. Never raises for a runtime that
+    goes away meanwhile: what is gone shows as gone.
+    """
+    deadline = time.monotonic() + timeout_s
+    now, btime = time.time(), _runs.boot_time()
+    services = [
+        _service_row(name, pid, info, now, btime)
+        for name, pid in (
+            ("launcher", info.launcher_pid),
+            ("local_services", info.ls_pid),
+            ("global_services", info.gs_pid),
+        )
+    ]
+    report = StatusReport(
+        run_id=info.run_id,
+        runtime_dir=_rundir.run_dir(info.run_id),
+        answering=False,
+        error=None,
+        gs_state=None,
+        started=info.started,
+        uptime_s=round(now - info.started, 2),
+        pgid=info.pgid,
+        services=services,
+        processes=[],
+        channels=[],
+        pools=[],
+    )
+    if client is None:
+        report.error = "no reply channel"
+        return report
+    try:
+        resp, ls_resp = client.ask(timeout_s)
+    except NotAnswering as exc:
+        report.error = str(exc)
+        return report
+    report.answering, report.gs_state = True, resp.state
+    report.processes = _process_rows(resp, ls_resp, services[2])
+    report.channels = _channel_rows(info, resp)
+    report.pools = _pool_rows(info, resp, max(deadline, time.monotonic() + 0.5))
+    return report

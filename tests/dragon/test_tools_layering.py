@@ -1,0 +1,67 @@
+"""The command-line tools import only what lies below them (issue 14 item 6).
+
+`dragon status` and `dragon cleanup` read a runtime from outside: they may use the catalog (messages,
+ids, descriptors, errors), the floor modules (_rundir, _log, _runs), the public names of
+dragon.transport and each other, never the client (dragon._gs_*, dragon.native, ...), a service's
+internals or a private module of the transport. Read from the source (every import statement, also
+those inside functions), no process needed.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from pathlib import Path
+
+TOOLS = (
+    "dragon.status",
+    "dragon._status_query",
+    "dragon._status_report",
+    "dragon._status_render",
+    "dragon.cleanup",
+    "dragon._runs",
+    "dragon._rundir",
+)
+FLOOR = ("dragon.messages", "dragon.ids", "dragon.descriptors", "dragon.errors", "dragon._log", "dragon.transport")
+
+
+def imported_modules(tree: ast.AST) -> set[str]:
+    """Absolute module names of `tree`'s imports; `from dragon import _runs` counts as dragon._runs."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+            if node.module == "dragon":
+                found.update(f"dragon.{alias.name}" for alias in node.names)
+    return found
+
+
+def allowed(module: str) -> bool:
+    """Anything outside dragon (the standard library, msgspec); inside it only the floor and the tools,
+    by their exact names (dragon.transport, not dragon.transport._shm)."""
+    return module == "dragon" or not module.startswith("dragon.") or module in FLOOR or module in TOOLS
+
+
+def test_tools_import_only_the_floor_the_transport_s_public_names_and_each_other() -> None:
+    bad = set()
+    for name in TOOLS:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin is not None, name
+        tree = ast.parse(Path(spec.origin).read_text(), spec.origin)
+        bad.update(f"{name}: {module}" for module in imported_modules(tree) if not allowed(module))
+    assert not bad, f"tools import what they must not: {sorted(bad)}"
+
+
+def test_the_check_sees_a_client_a_service_and_a_private_transport_import() -> None:
+    tree = ast.parse(
+        "from dragon._gs_client import connection\nfrom dragon.transport._shm import SHM_DIR\n"
+        "import dragon.services.launcher\nfrom dragon import _runs, native\nimport os"
+    )
+    assert {m for m in imported_modules(tree) if not allowed(m)} == {
+        "dragon._gs_client",
+        "dragon.transport._shm",
+        "dragon.services.launcher",
+        "dragon.native",
+    }
