@@ -23,10 +23,9 @@ So one piece of code serves both:
         await proc.start()
         return await proc.join()
 
-Requests are built and answers translated by `dragon._gs_requests` (carried out by its `run_async`), and
-the handles' state and properties are `dragon._handles`', both shared with the blocking flavour; the
-connections of a managed process are `dragon._aio_connection`.
-Cancelling a call abandons it: GS may still carry the request out (a cancelled `start` may have
+Requests are built and answers translated by `dragon._gs_requests` (carried out by its `run_async`),
+and the handles' state and properties are `dragon._handles`', both shared with the blocking flavour;
+the connections of a managed process are `dragon._aio_connection`. Cancelling a call abandons it: GS may still carry the request out (a cancelled `start` may have
 created the process; a cancelled `join` just stops waiting).
 
 Differences forced by `async`: `Process.returncode` is the last exit code seen (no request; use
