@@ -9,8 +9,9 @@ from pathlib import Path
 DRAGON = Path(__file__).resolve().parents[2] / "dragon"
 
 
-def _imports(path: Path) -> set[str]:
-    """The `dragon.*` modules `path` imports anywhere in it (type-checking-only imports left out)."""
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """The modules of `modules` that `path` imports anywhere in it (type-checking-only imports left
+    out); `from dragon import x` (or `from dragon.pkg import x`) counts as the module dragon.x if it is one."""
     found: set[str] = set()
     tree = ast.parse(path.read_text())
     checking_only = {
@@ -23,18 +24,24 @@ def _imports(path: Path) -> set[str]:
         if id(node) in checking_only:
             continue
         if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.startswith("dragon."))
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "dragon":
-            if node.module == "dragon":
-                found.update(f"dragon.{a.name}" for a in node.names)
-            else:
-                found.add(node.module)
-    return found
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+    return found & modules
 
 
 def _graph() -> dict[str, set[str]]:
-    modules = {f"dragon.{p.stem}": p for p in DRAGON.glob("*.py") if p.stem != "__init__"}
-    return {name: {m for m in _imports(path) if m in modules and m != name} for name, path in modules.items()}
+    """Every module of the dragon/ folder (subpackages included) and the ones of it that it imports."""
+    paths = {}
+    for path in DRAGON.rglob("*.py"):
+        parts = path.relative_to(DRAGON.parent).with_suffix("").parts
+        paths[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    modules = set(paths)
+    graph = {name: _imports(path, modules) - {name} for name, path in paths.items()}
+    for name in graph:  # a package's __init__ is not a step down from its own modules
+        graph[name] = {m for m in graph[name] if not name.startswith(m + ".")}
+    return graph
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
