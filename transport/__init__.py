@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from ._pool import Pool as Pool
     from ._replies import LinkDown as LinkDown
     from ._replies import PendingReplies as PendingReplies
+    from ._replies import Waiter as Waiter
     from ._trio_channel import TrioChannel as TrioChannel
 
 _LAZY = {
@@ -51,6 +52,7 @@ _LAZY = {
     "FrameStream": "._framing",
     "MessageChannel": "._message_channel",
     "log_message": "._msglog",
+    "Waiter": "._replies",
     "LinkDown": "._replies",
     "PendingReplies": "._replies",
     "TrioChannel": "._trio_channel",

@@ -76,8 +76,12 @@ class PendingReplies(Generic[ReplyT]):
     reply arriving later is one nobody waits for.
     """
 
-    def __init__(self, where: str) -> None:
+    def __init__(self, where: str, *, late_is_normal: bool = False) -> None:
+        """`late_is_normal`: a reply nobody waits for is the answer to a call its caller cancelled,
+        which this link's users do as a matter of course (the trio client in a user's program):
+        dropped with a DEBUG line, not a warning (which an unconfigured program prints)."""
         self.where = where  # names the link in logs and errors: "the LS channel"
+        self._late_level = logging.DEBUG if late_is_normal else logging.WARNING
         self._waiters: dict[int, Waiter[ReplyT]] = {}
         self._failure: str | None = None
 
@@ -100,10 +104,11 @@ class PendingReplies(Generic[ReplyT]):
                 del self._waiters[tag]
 
     def file(self, reply: ReplyT) -> bool:
-        """Hand `reply` to the request it answers; False (and a warning) if nobody waits for it."""
+        """Hand `reply` to the request it answers; False (and a warning, see `late_is_normal`) if nobody
+        waits for it."""
         waiter = self._waiters.pop(reply.ref, None)
         if waiter is None:
-            log.warning("a reply nobody waits for on %s (ref=%d): %r", self.where, reply.ref, reply)
+            log.log(self._late_level, "a reply nobody waits for on %s (ref=%d): %r", self.where, reply.ref, reply)
             return False
         waiter._file(reply)
         return True

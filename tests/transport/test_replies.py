@@ -63,6 +63,14 @@ async def test_a_late_reply_after_a_timeout_is_dropped_and_logged(caplog: pytest
     assert "a reply nobody waits for on the test link (ref=5)" in caplog.text
 
 
+def test_a_late_reply_where_late_is_normal_is_dropped_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    pending: PendingReplies[Reply] = PendingReplies("the test link", late_is_normal=True)
+    with caplog.at_level(logging.DEBUG, logger="dragon.messages"):
+        assert not pending.file(Reply(5, "late"))
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+    assert "a reply nobody waits for on the test link (ref=5)" in caplog.text
+
+
 def test_a_reply_to_no_request_is_dropped(caplog: pytest.LogCaptureFixture) -> None:
     pending: PendingReplies[Reply] = PendingReplies("the test link")
     with caplog.at_level(logging.WARNING, logger="dragon.messages"):
