@@ -54,6 +54,14 @@ class Waiter(Generic[ReplyT]):
         self._failure = reason
         self._arrived.set()
 
+    @property
+    def arrived(self) -> ReplyT | None:
+        """The reply if it has come, else None: for a requester that reads the link itself in a
+        blocking loop (`dragon status`), where nothing awaits. Raises LinkDown as `reply()` does."""
+        if self._reply is None and self._failure is not None:
+            raise LinkDown(f"{self._table.where} is down: {self._failure}")
+        return self._reply
+
     async def reply(self) -> ReplyT:
         """Wait for the reply. Raises LinkDown if the link died first (also if it had died already)."""
         await self._arrived.wait()

@@ -130,3 +130,17 @@ async def test_a_reply_that_came_before_the_link_died_is_still_returned() -> Non
         pending.file(Reply(1, "in time"))
         pending.fail_all("gone")
         assert (await waiter.reply()).text == "in time"
+
+
+def test_a_blocking_requester_sees_its_reply_without_a_trio_loop() -> None:
+    """`dragon status` reads its reply channel in a plain loop: `arrived` is None, then the reply."""
+    pending: PendingReplies[Reply] = PendingReplies("the test link", late_is_normal=True)
+    with pending.expect(1) as first, pending.expect(2) as second:
+        assert first.arrived is None and second.arrived is None
+        assert pending.file(Reply(2, "two"))
+        assert first.arrived is None
+        assert second.arrived is not None and second.arrived.text == "two"
+        pending.fail_all("the runtime went away")
+        with pytest.raises(LinkDown, match="the runtime went away"):
+            _ = first.arrived
+        assert second.arrived.text == "two"  # a reply that came before the link died stays
