@@ -1,60 +1,32 @@
 """A runtime in the background of a plain `python my.py` program (issue #5): the program's side.
 
-The multiprocessing start method "dragon" works under `dragon my.py` and also under plain
-`python my.py`. In a process without launch parameters of its own (none in its environment, or
-inherited ones: a program a managed process started, `dragon._gs_client.launch_parameters`), the
-first `Process.start()` of the start method calls `runtime(start=True)`, which brings up a runtime
-owned by this program; `stop()` tears it down when the program exits. Users need not change how
-they launch. This module is plain Python: the program never imports trio (0.25 s); the background
-launcher does, once.
+The multiprocessing start method "dragon" works under plain `python my.py` too, so that users need
+not change how they launch. In a process without launch parameters of its own (none, or inherited
+ones: `dragon._gs_client.launch_parameters`) the start method's first `Process.start()` (or first
+queue) calls `runtime(start=True)`, which brings up a runtime owned by this program; `stop()` tears
+it down when the program exits. Plain Python: the program never imports trio; the launcher does.
 
-Bringup. The program starts `python -m dragon.services.background` (services/background.py): the
-launcher in a headless mode, which brings up Local Services and Global Services exactly as `dragon`
-does, but has no head process. Its fd 0 is one end of a socketpair (the *control socket*); the
-program keeps the other end. The launcher answers on it with one JSON line (`Report`): the run id
-once Global Services takes requests, or what failed. The program then reads the run's runtime.json
-(`dragon._rundir`) and connects to Global Services as an external client (`GSClient.external`):
-its own reply channel in the user-managed c_uid range, as `dragon status` does, and requests sent
-as the launcher (p_uid 0), which GS records as the parent of the processes it creates, just as it
-does for the head process under `dragon my.py`.
+Bringup: the program starts `python -m dragon.services.background`, the launcher without a head
+process, whose fd 0 is one end of a socketpair (the *control socket*). The launcher answers there
+with one JSON line (`_rundir.StartReport`): the run id once Global Services takes requests, or which step failed
+(after removing what it made: BringupError, nothing left behind). The program then connects to GS
+as an external client (`GSClient.external`), sending as the launcher (p_uid 0), as the head does.
 
-Process groups and Ctrl-C: the launcher stays in the program's process group (Local Services makes a
-session of its own, as always), so a terminal's Ctrl-C reaches the program and the launcher, which
-passes it on to the runtime's processes: the children of the start method see KeyboardInterrupt as
-under "spawn", where they are in the program's process group. When the program exits, the runtime
-stops whatever of them still runs.
+The launcher stays in the program's process group, so a terminal's Ctrl-C reaches it and, through
+it, the children, as under "spawn"; it inherits fds 1 and 2, so the children's output reaches the
+program's stdout and stderr. End of file on the control socket means "stop": the launcher tears the
+runtime down in order and exits. `stop()` runs as a `multiprocessing.util.Finalize` of priority
+`EXIT_PRIORITY`, inside multiprocessing's exit function after it has ended the children and every
+other finalizer (queues' feeders, pools), and waits for the launcher (at most `STOP_WAIT_S`). A
+program killed without exit handlers closes the socket anyway: the launcher cleans up alone. Forked
+copies of the program drop their copy of the socket.
 
-Output: the launcher inherits the program's fds 1 and 2, so what managed processes write (forwarded
-by Local Services, as under `dragon`) reaches the program's own stdout and stderr, and a reader of
-the program's output sees its end only once the runtime is gone.
-
-Teardown. The end of file on the control socket means "stop": the launcher then tears the runtime
-down in order (processes SIGTERM/SIGKILL, channels, shared memory, runtime directory) and exits.
-`stop()` is registered as a `multiprocessing.util.Finalize` with exit priority `EXIT_PRIORITY`, so it
-runs inside multiprocessing's own exit function after that function has terminated the daemonic
-children and joined the others (those joins need the runtime), and after every finalizer of a
-higher priority (queues' feeder threads, pools, managers). It closes the program's connection,
-closes the control socket and waits for the launcher to exit, at most `STOP_WAIT_S`: when
-`python my.py` returns, nothing of the runtime is left. If the program dies without running its
-exit handlers (SIGKILL, `os._exit`), the kernel closes the socket and the launcher cleans up alone.
-(`atexit` handlers run last-registered first: those the program registered after importing
-multiprocessing run before its exit function, with the runtime up; earlier ones run after it.)
-Forked copies of the program (os.fork, the "fork" start method) drop their copy of the socket, so
-they neither keep the runtime alive nor stop it.
-
-Errors: a runtime that does not come up raises BringupError from `Process.start()`, saying which
-step failed; nothing is left behind (the launcher removes what it made before it answers). A
-KeyboardInterrupt (or any exception) while waiting for the answer closes the control socket, waits
-for the launcher to clean up (bounded) and is re-raised.
-
-`dragon.native` **[choice]**: only the multiprocessing start method brings a runtime up. A plain
-program calling `dragon.native` first still gets RuntimeNotRunning (which says how to get a runtime):
-native objects have no exit hook ordered after the program's use of them (multiprocessing has
-`_exit_function`), and a silent 0.2 s bringup of a service tree is a surprise for a call that may
-only have meant to look something up. Once the start method has brought one up, the native API of
-the same program uses it (`dragon._gs_client.connection()` returns the external connection).
-A program that runs a runtime with `dragon.serve` gets no background runtime: the start method and
-the native API use the embedded one (`dragon._embedded`).
+`dragon.native` **[choice]**: only the start method brings a runtime up. Native objects have no exit
+hook ordered after the program's use of them, and a silent bringup of a service tree is a surprise
+for a call that may only have meant to look something up; so a plain program calling
+`dragon.native` first gets RuntimeNotRunning (`NO_RUNTIME`, saying how to get a runtime), and once
+the start method has brought one up, uses it. A program that runs a runtime with `dragon.serve` gets
+no background runtime: both use the embedded one (`dragon._embedded`).
 """
 
 from __future__ import annotations
@@ -75,7 +47,7 @@ from typing import Final
 import msgspec
 
 from dragon import _rundir
-from dragon._mp_child import child_argv
+from dragon._interpreter import interpreter_argv
 from dragon._pool_sizes import DEFAULT_VAR, INF_VAR
 from dragon.errors import BringupError, RuntimeNotRunning
 from dragon.ids import NOT_INHERITED
@@ -84,20 +56,19 @@ EXIT_PRIORITY: Final = -1000
 """Of the `multiprocessing.util.Finalize` that stops the runtime: below every finalizer of the
 standard library (the lowest, a Queue's feeder-thread join, is -5), so it runs last."""
 STOP_WAIT_S: Final = 10.0
-"""How long the exiting program waits for the launcher's orderly teardown (normally ~50 ms)."""
+"""How long the exiting program waits for the launcher's orderly teardown."""
 REPORT_MARGIN_S: Final = 30.0
 """How much longer than the bringup timeout the program waits for the launcher's answer: the
 launcher answers a failed bringup only after removing what it made."""
 DEFAULT_BRINGUP_TIMEOUT_S: Final = 30.0
 LAUNCHER_MODULE: Final = "dragon.services.background"
 ACTOR: Final = "the background Dragon runtime"
-
-
-class Report(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """The launcher's one line on the control socket: the run id, or what failed (JSON)."""
-
-    run_id: str = ""
-    error: str = ""
+NO_RUNTIME: Final = (  # what a request without a runtime is told (also by dragon._gs_client.connection)
+    "no Dragon runtime runs for this process: run the program with `dragon prog.py`; or, in a trio "
+    "program, embed one with `handle = await nursery.start(dragon.serve)`, which dragon.native then "
+    'uses; or start a process with the multiprocessing start method "dragon", which brings a '
+    "runtime up for the program"
+)
 
 
 @dataclass
@@ -126,7 +97,7 @@ def current() -> BackgroundRuntime | None:
 def runtime(*, start: bool) -> BackgroundRuntime:
     """This program's background runtime; with `start`, bring one up if there is none yet.
 
-    Blocks for the bringup (about 0.2 s on an idle machine). Thread-safe: concurrent callers share
+    Blocks for the bringup. Thread-safe: concurrent callers share
     one runtime.
 
     Raises:
@@ -149,8 +120,6 @@ def runtime(*, start: bool) -> BackgroundRuntime:
                 "is exiting): no new runtime requests can be made"
             )
         if not start:
-            from dragon._gs_client import NO_RUNTIME
-
             raise RuntimeNotRunning(NO_RUNTIME)
         _runtime = _bring_up()
         from multiprocessing import util
@@ -216,7 +185,7 @@ def _bring_up() -> BackgroundRuntime:
                 "--bringup-timeout",
                 repr(timeout_s),
                 "--fork-server",
-                msgspec.json.encode(child_argv()[:-2]).decode(),
+                msgspec.json.encode(interpreter_argv()).decode(),
             ],
             stdin=theirs.fileno(),
             close_fds=True,
@@ -271,7 +240,7 @@ def _bringup_timeout() -> float:
     return value
 
 
-def _read_report(sock: socket.socket, launcher: subprocess.Popen[bytes], wait_s: float) -> Report:
+def _read_report(sock: socket.socket, launcher: subprocess.Popen[bytes], wait_s: float) -> _rundir.StartReport:
     """The launcher's one line; BringupError if it ends (or `wait_s` passes) without one."""
     deadline = time.monotonic() + wait_s
     data = b""
@@ -296,7 +265,7 @@ def _read_report(sock: socket.socket, launcher: subprocess.Popen[bytes], wait_s:
             )
         data += chunk
     try:
-        return msgspec.json.decode(data, type=Report)
+        return msgspec.json.decode(data, type=_rundir.StartReport)
     except msgspec.DecodeError as exc:
         raise BringupError(ACTOR, "reading its launcher's report", f"{data[:200]!r}: {exc}") from exc
 

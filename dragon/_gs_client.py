@@ -7,12 +7,13 @@ both on first use and reads the handshake, GSPingProc, which GS puts on the retu
 any reply. `GSClient.call` then sends one request and returns the response whose `ref` is its tag.
 
 The GS-return channel **[choice]** is made by Local Services together with the process (the client
-API always asks for `make_inf_channels`), not on the process's first request: it costs about 0.1 ms
-per process, spares every first request a round trip, and lets GS deliver the handshake's arguments
+API always asks for `make_inf_channels`), not on the process's first request: it costs little per
+process, spares every first request a round trip, and lets GS deliver the handshake's arguments
 (the multiprocessing start method needs them before anything else). GS destroys it when the process
 exits.
 
-Plain Python, no trio: user processes import this, and `import trio` alone costs about 0.25 s.
+Plain Python, no trio: user processes import this, and `import trio` alone costs more than the
+interpreter's own start.
 
 Several threads may have requests outstanding at once. There is no reader thread: the first waiting
 caller becomes the reader of the return channel and files every reply it takes by `ref`; the others
@@ -73,12 +74,6 @@ EXTERNAL_REPLY_BLOCK: Final = 4096
 NOT_UNDER_DRAGON: Final = (
     "this process was not started by the Dragon runtime (no launch parameters "
     "in its environment): run the program with `dragon prog.py`"
-)
-NO_RUNTIME: Final = (
-    "no Dragon runtime runs for this process: run the program with `dragon prog.py`; or, in a trio "
-    "program, embed one with `handle = await nursery.start(dragon.serve)`, which dragon.native then "
-    'uses; or start a process with the multiprocessing start method "dragon", which brings a '
-    "runtime up for the program"
 )
 
 
@@ -439,7 +434,7 @@ def connection(*, start_runtime: bool = False) -> GSClient:
     `python`, and its children's output reaches its own stdout and stderr.
 
     Raises:
-      RuntimeNotRunning: see `launch_parameters`; or no runtime and not `start_runtime` (NO_RUNTIME);
+      RuntimeNotRunning: see `launch_parameters`; or no runtime and not `start_runtime` (`_background.NO_RUNTIME`);
         or the runtime is gone.
       BringupError: `start_runtime` and the background runtime did not come up.
       ProtocolError: the handshake was not GSPingProc.
@@ -467,6 +462,8 @@ def connection(*, start_runtime: bool = False) -> GSClient:
 def _connect_external(start_runtime: bool) -> GSClient:
     """Connect to the runtime this program embeds, or else to its background runtime (bringing it up
     if `start_runtime`); called under `_lock`. The runtime's end closes the connection first."""
+    # Here, not at the top, for start-up cost: a managed process never needs these (_background
+    # imports subprocess and socket), and neither imports this module (imports only go down).
     from dragon import _background, _embedded
 
     embedded = _embedded.current()

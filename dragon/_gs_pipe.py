@@ -9,9 +9,8 @@ file for the process. Closing any of them lets Global Services destroy the chann
 
 from __future__ import annotations
 
-from dragon._gs_client import connection
+from dragon._gs_requests import channel_release, run
 from dragon.errors import InvalidArgument
-from dragon.messages import GSChannelDestroy, GSChannelDestroyResponse
 from dragon.transport import Channel, ChannelDestroyed
 
 
@@ -67,9 +66,7 @@ class PipeConnection:
             pass
         finally:
             chan.close()
-            connection().call(
-                GSChannelDestroy(p_uid=0, r_c_uid=0, user_name=self.name, dec_ref=True), GSChannelDestroyResponse
-            )
+            run(channel_release(name=self.name, dec_ref=True))
 
     def __enter__(self) -> PipeConnection:
         return self

@@ -2,14 +2,14 @@
 
 `--log-level LEVEL` (or `DRAGON_LOG_LEVEL`) turns it on; the file is `DRAGON_LOG_FILE`, by default
 `dragon-<run_id>.log` in the current directory. At DEBUG every message sent and received is written
-with its time and actor (services/_links.py), so the sequence of spec §2 and §3 can be read in it.
+with its time and actor (transport/_msglog.py), so the sequence of spec §2 and §3 can be read in it.
 The services are forked from the launcher (or exec'd with these variables), so they inherit the
 setting and append to the same file; each line names its actor (LA, LS, GS).
 
 The log says much about the run, so it is private (issue 13): the file is created mode 0600 without
 following a symlink at its path (`open_log`), an existing file must be a regular file of this user's
 (its mode is narrowed to 0600), and the environments of processes are logged by variable name only
-(services/_links.py), unless `DRAGON_LOG_ENV_VALUES=1` asks for the values too.
+(transport/_msglog.py), unless `DRAGON_LOG_ENV_VALUES=1` asks for the values too.
 """
 
 from __future__ import annotations

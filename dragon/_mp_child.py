@@ -23,26 +23,19 @@ import pickle
 import sys
 from typing import Final, NoReturn
 
+from dragon._interpreter import interpreter_argv
 from dragon.descriptors import ArgMode
+from dragon.ids import CHILD_MAIN
 
 EXIT_BAD_START: Final = 1
 FORMAT: Final = 2
 """Version of the header `DragonPopen` pickles before spawn's data (a child refuses another one)."""
-CHILD_MAIN: Final = "from dragon._mp_child import main; main()"
-"""What the child runs (`python -c`); Local Services starts exactly this from its fork server."""
 
 
 def child_argv() -> list[str]:
     """The command line of a child of this process: multiprocessing's executable and this
     interpreter's flags, as spawn gives them, then `-c CHILD_MAIN`."""
-    from multiprocessing import spawn, util
-
-    return [
-        os.fsdecode(spawn.get_executable()),
-        *util._args_from_interpreter_flags(),  # type: ignore[attr-defined]
-        "-c",
-        CHILD_MAIN,
-    ]
+    return [*interpreter_argv(), "-c", CHILD_MAIN]
 
 
 def main() -> NoReturn:

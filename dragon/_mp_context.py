@@ -39,8 +39,6 @@ import sys
 from multiprocessing import context, process
 from types import ModuleType
 
-from dragon import _mp_hook
-
 TYPE_CHECKING = False  # not `typing`'s (see dragon._mp_hook)
 if TYPE_CHECKING:
     from typing import Any, Final
@@ -59,6 +57,7 @@ class DragonProcess(process.BaseProcess):
 
     @staticmethod
     def _Popen(process_obj: process.BaseProcess) -> DragonPopen:
+        # Here, for start-up cost: registering "dragon" must not import the client (_mp_hook).
         from dragon._mp_popen import DragonPopen
 
         return DragonPopen(process_obj)
@@ -87,11 +86,10 @@ class DragonContext(context.SpawnContext):
     Process = DragonProcess  # type: ignore[assignment]  # typeshed pins SpawnContext.Process
 
     def __init__(self) -> None:
-        """Made once, when "dragon" is registered (`dragon._mp_hook`): that is when the default
-        context's queue and pool methods start following the current start method
-        (`route_default_methods`)."""
+        """Made once, when "dragon" is registered (`dragon._mp_hook`, which also installs
+        `keep_other_children_working`): that is when the default context's queue and pool methods
+        start following the current start method (`route_default_methods`)."""
         route_default_methods(context._default_context, sys.modules.get("multiprocessing"))
-        _mp_hook.after_import("multiprocessing.spawn", keep_other_children_working)
 
     def Queue(self, maxsize: int = 0) -> _mp_queues.Queue:  # type: ignore[override]
         """A `multiprocessing.Queue` on a shared-memory channel (`dragon._mp_queues.Queue`)."""
@@ -162,7 +160,7 @@ def keep_other_children_working(spawn: ModuleType) -> None:
     no start method before its main module imports dragon, and it would die in `prepare` with
     "cannot find context for 'dragon'". Without it, the child's start method is its own (which
     multiprocessing's bootstrap sets anyway), as for a child of "spawn" made by any other parent.
-    The children of "dragon" get the stdlib's data as it is (`preparation_data`)."""
+    The children of "dragon" get the stdlib's data as it is (`dragon._mp_popen.preparation_data`)."""
     original = spawn.get_preparation_data
     if hasattr(original, "__wrapped__"):
         return
@@ -175,12 +173,3 @@ def keep_other_children_working(spawn: ModuleType) -> None:
         return data
 
     spawn.get_preparation_data = get_preparation_data  # type: ignore[attr-defined]  # not in typeshed
-
-
-def preparation_data(name: str) -> dict[str, Any]:
-    """spawn's preparation data for a child of "dragon": the stdlib's own, "dragon" included."""
-    from multiprocessing import spawn
-
-    get = spawn.get_preparation_data
-    data: dict[str, Any] = getattr(get, "__wrapped__", get)(name)
-    return data

@@ -5,7 +5,7 @@ is added to its table of start methods at once; otherwise a one-shot import hook
 `multiprocessing.context` is first executed. Either way `multiprocessing.set_start_method("dragon")`
 and `multiprocessing.get_context("dragon")` work, and a program that never uses multiprocessing pays
 nothing (importing `multiprocessing.context` costs about 8 ms). `after_import` is the same one-shot
-hook for any module (`dragon._mp_context` uses it for `multiprocessing.spawn`).
+hook for any module (registering uses it for `multiprocessing.spawn` too).
 
 An interpreter that never imports dragon knows "dragon" too, through the `.pth` file installed with
 the package (`setup.py`): at start-up it only puts a finder on `sys.meta_path` (it imports nothing),
@@ -63,9 +63,11 @@ def find_spec_from_pth(name: str, path: Sequence[str] | None, target: ModuleType
 def _register(module: ModuleType) -> None:
     contexts = getattr(module, "_concrete_contexts", None)
     if isinstance(contexts, dict) and "dragon" not in contexts:
-        from dragon._mp_context import DragonContext
+        # Here, for start-up cost: a program that never imports multiprocessing never pays for it.
+        from dragon._mp_context import DragonContext, keep_other_children_working
 
         contexts["dragon"] = DragonContext()
+        after_import("multiprocessing.spawn", keep_other_children_working)
 
 
 class _Finder:

@@ -45,7 +45,8 @@ import types
 from multiprocessing import pool as mp_pool
 from typing import Any, Final
 
-from dragon._mp_queues import PROTOCOL, SimpleQueue, decode, encode
+from dragon._mp_codec import PROTOCOL, decode, encode
+from dragon._mp_queues import SimpleQueue
 from dragon.errors import ChannelEmpty, ChannelError, ChannelFull
 
 RESULT_BATCH: Final = 256
@@ -56,10 +57,9 @@ NAP_S: Final = 100e-6
 """How long a worker that finds no task, and the result thread that finds no result, first sleep
 before they wait for one (registering as a waiter, to be woken by the sender's doorbell). In a
 busy pool the next task or result nearly always comes within it, and a sleep of fixed length costs
-one system call where a doorbell wait costs the waiter about 5 µs of CPU and the sender a write;
-the result thread's sleep also leaves the GIL to the task thread. Measured (tools/bench_mp.py
-pool1, 2 cores): the pool process's CPU per task falls from about 10 µs to 7, the workers' from
-about 15 µs to 11. A pool waiting for work pays it once per wait: at most NAP_S (plus the kernel's
+one system call where a doorbell wait costs the waiter several and the sender a write; the result
+thread's sleep also leaves the GIL to the task thread (tools/bench_mp.py pool1 measures what it
+saves). A pool waiting for work pays it once per wait: at most NAP_S (plus the kernel's
 timer slack) of extra latency for a task or result that comes just after the sleep began."""
 
 
@@ -229,7 +229,7 @@ def _encode_task(task: object) -> bytes | memoryview:
 
     Why: pickling a function by name (the standard way) imports its module and looks the name up
     again for every pickle, and unpickling it does the same: for `map` with `chunksize=1`, two
-    functions a task, 2 µs of the pool process's 7 µs of CPU per task and 1.6 µs of a worker's.
+    functions a task, a good part of either side's CPU per task.
     Here each side does it once per function. A function pickled by name is only its module and
     name, so its pickle never changes, and a worker resolves it when it first meets it, as it
     would unpickling it (a worker that cannot find it fails the same way)."""

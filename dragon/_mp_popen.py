@@ -36,30 +36,17 @@ import os
 import select
 import signal
 import sys
-from multiprocessing import process, reduction, resource_tracker, util
+from multiprocessing import process, reduction, resource_tracker, spawn, util
 from multiprocessing.context import set_spawning_popen
 from typing import Any, Final
 
 from dragon import _embedded
 from dragon._gs_client import GSClient, connection
+from dragon._gs_requests import mp_process_create, mp_signal, process_join, run
 from dragon._mp_child import FORMAT, _exit_sentinel, child_argv
-from dragon._mp_context import preparation_data
 from dragon._mp_fds import FdHandoff, ParentFd
 from dragon._mp_names import target_of
-from dragon.descriptors import ArgMode, ProcessOptions, os_env, os_text, shown
-from dragon.errors import DragonError, ProcessSignalFailed, ProcessStartFailed, RuntimeNotRunning, UnknownProcess
-from dragon.ids import NOT_INHERITED
-from dragon.messages import (
-    GSProcessCreate,
-    GSProcessCreateResponse,
-    GSProcessJoin,
-    GSProcessJoinResponse,
-    GSProcessKill,
-    GSProcessKillResponse,
-    ProcessCreateErr,
-    ProcessJoinErr,
-    ProcessKillErr,
-)
+from dragon.errors import DragonError, RuntimeNotRunning
 
 SETTLE_S: Final = 2.0
 """How long `_settle` waits for GS's answer (the runtime's teardown waits for it)."""
@@ -118,26 +105,18 @@ class DragonPopen:
             {"format": FORMAT, "parent_pid": os.getpid(), "tracker_fd": tracker_fd, "fds": self._fds.listen()}, fp
         )
         fp.write(body.getbuffer())
-        exe, *args = child_argv()
-        env_plain, env_raw = os_env({k: v for k, v in os.environ.items() if k not in NOT_INHERITED})
-        resp = client.call(
-            GSProcessCreate(
-                p_uid=0,
-                r_c_uid=0,
-                exe=os_text(exe),
-                args=[os_text(a) for a in args],
-                env=env_plain,
-                env_raw=env_raw,
-                rundir=os_text(os.getcwd()),
-                options=ProcessOptions(make_inf_channels=True, mode=ArgMode.PYTHON_IMMEDIATE, argdata=fp.getvalue()),
-                label=shown(process_obj.name),
-                target=shown(target_of(process_obj)),
-            ),  # for `dragon status` (dragon._mp_names)
-            GSProcessCreateResponse,
+        desc = run(
+            mp_process_create(
+                child_argv(),
+                fp.getvalue(),
+                what=repr(process_obj),
+                label=process_obj.name,
+                target=target_of(process_obj),  # for `dragon status` (dragon._mp_names)
+            ),
+            client=client,
         )
-        if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None or resp.desc.pid is None:
-            raise ProcessStartFailed(f"cannot start {process_obj!r}: {resp.err_info or resp.err.name}")
-        self.pid, self.p_uid, self.run_id = resp.desc.pid, resp.desc.p_uid, client.params.run_id
+        assert desc.pid is not None  # mp_process_create's finish checks it
+        self.pid, self.p_uid, self.run_id = desc.pid, desc.p_uid, client.params.run_id
         self.sentinel = _exit_sentinel(self.pid)
         self.finalizer = util.Finalize(self, os.close, (self.sentinel,))
         self._fds.serve(self.pid, self.sentinel)
@@ -176,18 +155,7 @@ class DragonPopen:
         client = self._client()
         if client is None:  # its runtime has ended: the teardown stopped it (module docstring)
             return -signal.SIGTERM if select.select([self.sentinel], [], [], timeout_s)[0] else None
-        resp = client.call(
-            GSProcessJoin(
-                p_uid=0, r_c_uid=0, t_p_uid=self.p_uid, timeout=-1 if timeout_s is None else round(timeout_s * 1e6)
-            ),
-            GSProcessJoinResponse,
-            answer_s,
-        )
-        if resp.err == ProcessJoinErr.SUCCESS:
-            return resp.exit_code
-        if resp.err == ProcessJoinErr.TIMEOUT:
-            return None
-        raise UnknownProcess(resp.err_info or f"cannot join p_uid {self.p_uid}: {resp.err.name}")
+        return run(process_join(self.p_uid, timeout_s), client=client, timeout_s=answer_s)
 
     # ------------------------------------------------------------------ signals
 
@@ -197,21 +165,11 @@ class DragonPopen:
         client = self._client()
         if client is None:  # stopped with its runtime (module docstring)
             return
-        resp = client.call(GSProcessKill(p_uid=0, r_c_uid=0, t_p_uid=self.p_uid, sig=int(sig)), GSProcessKillResponse)
-        if resp.err in (ProcessKillErr.SUCCESS, ProcessKillErr.DEAD):
-            return
-        if resp.err == ProcessKillErr.PENDING:  # another signal is in flight: deliver ours directly
-            try:
+        if not run(mp_signal(self.p_uid, sig, lambda: _readable(self.sentinel)), client=client):
+            try:  # another signal is in flight: deliver ours directly
                 signal.pidfd_send_signal(self.sentinel, sig)
             except ProcessLookupError:
                 pass
-            return
-        if resp.err == ProcessKillErr.FAIL_KILL and _readable(self.sentinel):
-            # It exited while the signal was on its way: Local Services had reaped it but Global
-            # Services had not heard of the exit yet. As for popen_fork, signalling a process that
-            # has exited is no error (Pool.terminate does it to workers that are just leaving).
-            return
-        raise ProcessSignalFailed(f"cannot send signal {sig} to p_uid {self.p_uid}: {resp.err_info or resp.err.name}")
 
     def terminate(self) -> None:
         """Send SIGTERM through GS (nothing if the child has exited)."""
@@ -225,6 +183,14 @@ class DragonPopen:
         """Close the sentinel (multiprocessing calls this from `Process.close()`)."""
         if self.finalizer is not None:
             self.finalizer()
+
+
+def preparation_data(name: str) -> dict[str, Any]:
+    """spawn's preparation data for a child of "dragon": the stdlib's own, "dragon" included (unwrapping
+    `dragon._mp_context.keep_other_children_working`)."""
+    get = spawn.get_preparation_data
+    data: dict[str, Any] = getattr(get, "__wrapped__", get)(name)
+    return data
 
 
 _settling: set[str] = set()

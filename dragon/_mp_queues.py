@@ -1,75 +1,37 @@
 """`Queue`, `SimpleQueue` and `JoinableQueue` of the "dragon" start method, on shared-memory channels (issue #5).
 
 The standard library's queues are a pipe, two POSIX semaphores and, for `Queue`, a feeder thread.
-Here the pipe is a channel of the runtime (`dragon.transport.Channel`, made through Global Services),
-with the same API and semantics as `multiprocessing.queues` otherwise. What changes, and why:
+Here the pipe is a channel of the runtime (made through Global Services and ref-counted there:
+`dragon._mp_refs`), with the same API and semantics as `multiprocessing.queues` otherwise. What
+changes, and why:
 
-* **put encodes at once** (`encode`): pickled with `multiprocessing.reduction.ForkingPickler`'s
-  reducers, so shared memory, Connections and locks travel as under spawn; a `bytes` item is sent as
-  it is, unpickled (its first byte tells it from a pickle), which spares a large item two copies into
-  fresh memory. An object that cannot be pickled raises in `put`, in the caller **[choice]**, where
-  the stdlib's feeder thread prints a traceback and drops the item, while `put` returned and the
-  consumer may wait for it for ever: nothing `put` accepted is lost (the queue goes on as the
-  stdlib's does; docs/mp_suite.md, the one test of CPython's suite that differs). The item is a
-  snapshot taken at `put`, not whenever the feeder gets to it. The price: a backlog holds pickles, not references (so
-  putting one large non-bytes object many times faster than it is consumed costs a copy each).
-  A `put` that is not part of a burst sends its message itself when the channel has room and
-  nothing this process put earlier is still waiting to be sent: no hand-off to the feeder thread,
-  which would cost tens of µs of thread wake-up and GIL exchange (most of a round trip between two
-  processes). The feeder thread of `Queue` takes the rest: everything `put` left in its buffer,
-  written with one `Channel.send_many`, so a burst of puts costs one channel lock and the feeder
-  runs ahead of a slower consumer. `put` on an unbounded queue never blocks (the buffer is in the
-  process, as in the stdlib). `SimpleQueue.put`
-  sends synchronously (as the stdlib's does), blocking while the channel is full.
-* **get takes exactly one message per call** from the channel, under the channel's receive lock (a
-  flock: released by the kernel if the holder dies). Nothing is prefetched into the process: with
-  several consumers a prefetching one would starve the others, and its prefetched items would die with
-  it. A consumer SIGKILLed in `get` loses at most the message it was taking; the others go on.
-  While a queue has one consumer process (and one producer), it keeps the channel's lock of its
-  direction between calls (`Channel.lease_lock`): a second one that comes waits for it once, about
-  10 ms (a `get_nowait` or a `get` with a timeout included), after which every get (put) takes the
-  lock per call again. A lease unused for 0.2 s is given back, so an idle queue costs nothing.
-* **maxsize** (up to `MAXSIZE_LIMIT`) is a second channel of `maxsize` empty "slot" messages in
-  flight: `put` sends one (and so blocks, or raises `queue.Full` after its timeout, exactly at
-  `maxsize` items, counting the ones still in the feeder's buffer, as the stdlib's BoundedSemaphore
-  does) and `get` takes one back after its item. Unlike a semaphore, a channel pickles anywhere and
-  is cleaned up by the runtime. A consumer killed between taking an item and its slot leaves the
-  queue one slot smaller (the stdlib's semaphore has the same hole).
-* **qsize, empty, full** read the channels' sent and received totals without a lock
-  (`Channel.approximate_depth`), plus this process's feeder backlog: approximate while other
-  processes put or get, as in the stdlib (whose `empty` ignores the feeder backlog; ours counts it,
-  so `put` then `empty()` in one process says False).
-* **pickling**: a `Queue` or `SimpleQueue` pickles anywhere (as a `Process` argument, inside another
-  queue, as a Pool task argument), where the stdlib allows it only while spawning a process. A
-  `JoinableQueue` carries the context's Condition and Semaphore (its task counter), which pickle only
-  while spawning, so it does too (as in the stdlib).
+* **put encodes at once** (`dragon._mp_codec`): an object that cannot be pickled raises in `put`, in
+  the caller **[choice]**, where the stdlib's feeder thread prints a traceback and drops the item
+  while the consumer may wait for it for ever (docs/mp_suite.md: the one CPython test that differs).
+  The item is a snapshot taken at `put`. A `put` that is not part of a burst sends its message
+  itself when it can, sparing the hand-off to the feeder thread (a thread wake-up, most of a round
+  trip); the feeder takes bursts and a full channel, with one `Channel.send_many` per batch. `put`
+  on an unbounded queue never blocks; `SimpleQueue.put` sends synchronously, as the stdlib's.
+* **get takes exactly one message per call**, under the channel's receive lock (a flock, released by
+  the kernel if the holder dies): nothing is prefetched, so several consumers share fairly and a
+  consumer SIGKILLed in `get` loses at most the message it was taking. A queue with one consumer
+  (producer) process keeps that lock between calls (`Channel.lease_lock`), given back when a second
+  one comes or after a while unused.
+* **maxsize** (up to `MAXSIZE_LIMIT`) is a second channel of `maxsize` "slot" messages: `put` sends
+  one (blocking, or queue.Full, exactly at `maxsize` items, as the stdlib's BoundedSemaphore does),
+  `get` takes one back. Unlike a semaphore, a channel pickles anywhere and the runtime cleans it up.
+* **qsize, empty, full** read the channels' totals without a lock, plus this process's feeder
+  backlog: approximate while other processes put or get, as in the stdlib.
+* **pickling**: a `Queue` or `SimpleQueue` pickles anywhere (a `Process` argument, inside another
+  queue, a Pool task); a `JoinableQueue` carries the context's Condition and Semaphore, so it pickles
+  only while spawning (as in the stdlib).
 
-Where. Under `dragon my.py` the queues use the program's runtime; in a plain `python my.py` program
-the first queue, like the first process of the start method, brings up the program's background
-runtime (`dragon._background`), which stops after multiprocessing's exit finalizers, ours included.
-
-Lifetime. A queue's channels are ref-counted in Global Services (GSChannelCreate with
-`ChannelOptions.ref_count`). The creating process holds one reference; **pickling takes another one**
-(GSChannelQuery with `inc_refcnt`) that the unpickled handle inherits, so a queue handed to a child can
-never be destroyed between the pickling and the child's attach, even if the parent drops its own
-handle at once. A process gives its reference back (GSChannelDestroy with `dec_ref`) when the queue is
-closed, garbage-collected, or at process exit (a `multiprocessing.util.Finalize`), after its feeder
-thread has flushed; the last one destroys the channels. References that are never given back (a
-process killed with SIGKILL, a pickle never unpickled) keep the channels until the runtime tears down,
-which destroys every channel of the run: nothing outlives the runtime either way.
-
-Channel sizing: a packed ring of 2.1 MB of /dev/shm per queue, which holds `QUEUE_CAPACITY`
-messages of `QUEUE_BLOCK_SIZE` bytes and more smaller ones (touched as it is used; a pipe's buffer
-is 64 KiB); a message larger than the ring travels in a side file of its own (see
-`dragon.transport.Channel`). A bounded queue adds a channel of `maxsize` 264-byte slots (not packed:
-it counts items).
+Under `dragon my.py` the queues use the program's runtime; in a plain `python my.py` program the
+first queue, like the first process, brings up the program's background runtime (`dragon._background`).
 """
 
 from __future__ import annotations
 
-import copyreg
-import io
-import os
 import pickle
 import queue
 import threading
@@ -79,276 +41,25 @@ import types
 import weakref
 from collections.abc import Callable
 from multiprocessing import context, util
-from multiprocessing.reduction import ForkingPickler
-from typing import Any, ClassVar, Final, NamedTuple, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
-from dragon import _gs_common as gs
-from dragon._gs_client import connection
-from dragon._mp_names import channel_label
-from dragon.descriptors import ChannelDescriptor, ObjectState
-from dragon.errors import ChannelDestroyed, ChannelEmpty, ChannelFull, DragonError
-from dragon.messages import GSChannelDestroy, GSChannelDestroyResponse, GSChannelQuery, GSChannelQueryResponse, Response
+from dragon._mp_codec import decode, encode
+from dragon._mp_refs import ITEMS, Hold, Shape
+from dragon.errors import ChannelDestroyed, ChannelEmpty, ChannelFull
 from dragon.transport import MIN_BLOCK_SIZE, Channel
 
-QUEUE_CAPACITY: Final = 8192
-"""Messages of up to QUEUE_BLOCK_SIZE bytes a queue's channel holds at least: a ring of 2.1 MB, which
-holds two 1 MiB items (copying them through the ring costs a tenth of writing a side file to tmpfs)."""
-QUEUE_BLOCK_SIZE: Final = MIN_BLOCK_SIZE
-"""The channel is packed (`Channel.create`): an item takes its own size, so small items (the common
-case) take less than a block each (30,000 items of 64 bytes fit); larger ones take several blocks,
-or a side file."""
-
-
-class _Shape(NamedTuple):
-    """How to make one of a queue's channels."""
-
-    capacity: int
-    block_size: int
-    packed: bool
-
-
-_ITEMS: Final = _Shape(QUEUE_CAPACITY, QUEUE_BLOCK_SIZE, packed=True)
-"""A queue's channel of items (the bound of a bounded queue is a separate channel: `Queue._slots`)."""
 MAXSIZE_LIMIT: Final = 1 << 20
-"""The largest bound of a bounded queue: its slots channel takes 264 bytes of /dev/shm per item in
-the queue (277 MB when full at this size), where the stdlib's semaphore takes nothing."""
-PROTOCOL: Final = pickle.HIGHEST_PROTOCOL
+"""The largest bound of a bounded queue: its slots channel takes a block of /dev/shm per item in the
+queue (a few hundred MB when full at this size), where the stdlib's semaphore takes nothing."""
 
 _T = TypeVar("_T", bound="Queue")
 _S = TypeVar("_S", bound="SimpleQueue")
-R = TypeVar("R", bound=Response)
-T = TypeVar("T")
 _loads: Final = pickle.loads
 _clock: Final = time.perf_counter
 BURST_GAP_S: Final = 2e-6
 """A put that comes less than this after the previous one (of the same handle) is part of a burst: it
 goes to the feeder thread, which sends a burst in batches. Any other put sends at once if it can."""
 _STOP: Final = object()  # tells a feeder thread to flush and exit (every other item is a message)
-
-
-# --------------------------------------------------------------------------------------------- pickling
-
-
-class _Encoder:
-    """This thread's pickler and its output buffer, reused from message to message.
-
-    `ForkingPickler.dumps` costs about 4 µs for a Pool task here, 2.9 µs this way: it copies
-    copyreg's whole dispatch table for every call, and a fresh pickler and buffer cost 0.4 µs more.
-    The table here is a plain dict (`_pickler`): the C pickler consults it for every object
-    that is not of a built-in type (a builtin function, for example), and a dict costs nothing
-    there where a ChainMap costs a Python call and a KeyError. The dict is rebuilt when either
-    table grows, which is what `ForkingPickler.register` and `copyreg.pickle` do for a new type (a
-    new reducer for a type that had one already is seen once either table grows again)."""
-
-    __slots__ = ("buf", "busy", "copyreg", "extra", "pickler")
-
-    def __init__(self) -> None:
-        self.busy = False  # a reducer is encoding something itself, in the middle of a dump
-        self.renew()
-
-    def renew(self) -> None:
-        """A new pickler and buffer; `extra`, `copyreg`: the sizes of the two tables now (-1 asks for
-        a renewal)."""
-        self.buf = io.BytesIO()
-        self.pickler = _pickler(self.buf)
-        self.extra, self.copyreg = len(_EXTRA_REDUCERS), len(copyreg.dispatch_table)
-
-
-def _pickler(buf: io.BytesIO) -> pickle.Pickler:
-    """A pickler with ForkingPickler's reducers over copyreg's, as one dict."""
-    pickler = pickle.Pickler(buf, PROTOCOL)
-    pickler.dispatch_table = {**copyreg.dispatch_table, **_EXTRA_REDUCERS}
-    return pickler
-
-
-_THREAD: Final = threading.local()  # .encoder: this thread's _Encoder
-_EXTRA_REDUCERS: Final[dict[type, Any]] = ForkingPickler._extra_reducers  # type: ignore[attr-defined]
-
-
-_PLAIN: Final = frozenset({str, int, float, bool, type(None)})
-"""Types that pickle without any reducer: `pickle.dumps` (all C) gives the same bytes faster."""
-_SMALL: Final = 1 << 16
-"""Above this, `pickle.dumps` spends most of its time growing and then copying its output (page
-faults in fresh memory: 0.6 ms for 1 MiB here); a BytesIO's buffer, lent out as is, costs 0.05 ms."""
-_PICKLE: Final = 0x80
-"""The first byte of every pickle of protocol 2 or later (the PROTO opcode)."""
-
-
-def encode(obj: object) -> bytes | memoryview:
-    """The message for `obj`: a `bytes` object that does not start with byte 0x80 travels as it is
-    (no pickling on either side: for 1 MiB that saves two copies into fresh memory, a third of the
-    cost of a message); anything else is pickled as `ForkingPickler.dumps` would. Raises what
-    pickling raises."""
-    kind = type(obj)
-    if kind is bytes:
-        if obj and obj[0] != _PICKLE:  # type: ignore[index]
-            return obj  # type: ignore[return-value]
-    elif kind in _PLAIN and (kind is not str or len(obj) < _SMALL):  # type: ignore[arg-type]
-        return pickle.dumps(obj, PROTOCOL)
-    try:
-        enc: _Encoder = _THREAD.encoder
-    except AttributeError:
-        enc = _THREAD.encoder = _Encoder()
-    if enc.busy:  # re-entered from a reducer: this dump gets a pickler of its own
-        buf = io.BytesIO()
-        _pickler(buf).dump(obj)
-        return buf.getbuffer()
-    if enc.extra != len(_EXTRA_REDUCERS) or enc.copyreg != len(copyreg.dispatch_table):
-        enc.renew()
-    buf = enc.buf
-    enc.busy = True
-    try:
-        enc.pickler.dump(obj)
-        if buf.tell() > _SMALL:  # lend the buffer out as it is (see _SMALL); the next dump gets a new one
-            enc.extra = -1
-            return buf.getbuffer()
-        return buf.getvalue()
-    finally:
-        enc.busy = False
-        if enc.extra >= 0:
-            enc.pickler.clear_memo()
-            buf.seek(0)
-            buf.truncate()
-
-
-def decode(data: bytes) -> Any:
-    """The object a message of `encode` stands for."""
-    return pickle.loads(data) if data[0] == _PICKLE else data
-
-
-# --------------------------------------------------------------------------------------------- channels
-
-
-def _run(call: gs.GSCall[R, T], *, start_runtime: bool = False) -> T:
-    """Carry out one GS call (see dragon._gs_common); `start_runtime`: in a plain `python` program,
-    bring its background runtime up first if need be, as the start method's first process does."""
-    return call.finish(connection(start_runtime=start_runtime).call(call.request, call.response_type))
-
-
-def _create_channel(shape: _Shape, label: str) -> ChannelDescriptor:
-    """A new ref-counted channel through GS (this process holds its one reference); `label` is what
-    `dragon status` calls it. A queue made before the first process of a plain `python` program
-    brings the background runtime up."""
-    return _run(
-        gs.channel_create(
-            capacity=shape.capacity, block_size=shape.block_size, packed=shape.packed, ref_count=True, label=label
-        ),
-        start_runtime=True,
-    )
-
-
-def _add_ref(c_uid: int) -> ChannelDescriptor:
-    """One more GS reference to channel `c_uid`; ChannelDestroyed if it is gone. Never starts a
-    runtime: a queue to pickle was made in a live one."""
-    plain = gs.channel_attach(c_uid, "")
-    desc = _run(
-        gs.GSCall(
-            GSChannelQuery(p_uid=0, r_c_uid=0, c_uid=c_uid, inc_refcnt=True), GSChannelQueryResponse, plain.finish
-        )
-    )
-    if desc.state != ObjectState.ACTIVE:
-        raise ChannelDestroyed(f"channel {desc.name} (c_uid {c_uid}) was destroyed")
-    return desc
-
-
-def _drop_ref(c_uid: int) -> None:
-    """Give one GS reference back; the last one destroys the channel. Quiet if the runtime is gone
-    (it destroyed every channel) or the channel was destroyed already; never starts a runtime."""
-    try:
-        connection().call(GSChannelDestroy(p_uid=0, r_c_uid=0, c_uid=c_uid, dec_ref=True), GSChannelDestroyResponse)
-    except DragonError:
-        pass
-
-
-def _destroy(c_uid: int) -> None:
-    """Destroy channel `c_uid` whatever references are left; quiet if it (or the runtime) is gone."""
-    try:
-        connection().call(GSChannelDestroy(p_uid=0, r_c_uid=0, c_uid=c_uid), GSChannelDestroyResponse)
-    except DragonError:
-        pass
-
-
-class _Hold:
-    """This process's hold on a queue's channels: a transport handle on each and, unless `owned` is
-    False, one GS reference to each.
-
-    Shared by the queue object and its feeder thread (`use`/`release`): the last of them to let go
-    closes the handles and gives the references back, so a feeder always finishes its flush first.
-    """
-
-    def __init__(self, refs: list[tuple[int, str]], *, owned: bool) -> None:
-        """Attach to each channel of `refs` ((c_uid, sdesc) pairs). If that fails (ChannelDestroyed),
-        the references are given back before the error propagates."""
-        self.refs = refs
-        self.chans: list[Channel] = []
-        self._owned, self._pid = owned, os.getpid()
-        self._users = 1
-        self._lock = threading.Lock()
-        try:
-            for _, sdesc in refs:
-                self.chans.append(Channel.attach(sdesc))
-        except BaseException:
-            self._users = 0
-            self._let_go()
-            raise
-
-    @classmethod
-    def create(cls, *shapes: _Shape, kind: str) -> _Hold:
-        """New channels of the given shapes, each with this process's reference, labelled as
-        channels of a queue of `kind` made by this process (the second one: the bound's slots)."""
-        refs: list[tuple[int, str]] = []
-        try:
-            for i, shape in enumerate(shapes):
-                desc = _create_channel(shape, channel_label(kind if i == 0 else f"{kind} slots"))
-                refs.append((desc.c_uid, desc.sdesc))
-        except BaseException:
-            for c_uid, _ in refs:
-                _drop_ref(c_uid)
-            raise
-        return cls(refs, owned=True)
-
-    def new_refs(self) -> list[tuple[int, str]]:
-        """One more reference to each channel, for a pickled handle to inherit."""
-        refs: list[tuple[int, str]] = []
-        try:
-            for c_uid, _ in self.refs:
-                desc = _add_ref(c_uid)
-                refs.append((desc.c_uid, desc.sdesc))
-        except BaseException:
-            for c_uid, _ in refs:
-                _drop_ref(c_uid)
-            raise
-        return refs
-
-    def use(self) -> None:
-        with self._lock:
-            self._users += 1
-
-    def release(self) -> None:
-        """One user lets go; the last one closes the handles and drops the references."""
-        with self._lock:
-            self._users -= 1
-            last = self._users == 0
-        if last:
-            self._let_go()
-
-    def destroy(self) -> None:
-        """End the channels for every process now, whatever references others still hold (for
-        channels only their maker's own helpers use, such as a Pool's); this process's handles are
-        closed too. Only in the process that made the hold; idempotent."""
-        for chan in self.chans:
-            chan.close()
-        if self._owned and self._pid == os.getpid():
-            for c_uid, _ in self.refs:
-                _destroy(c_uid)
-            self._owned = False  # nothing left to give back
-
-    def _let_go(self) -> None:
-        for chan in self.chans:
-            chan.close()
-        if self._owned and self._pid == os.getpid():
-            for c_uid, _ in self.refs:
-                _drop_ref(c_uid)
 
 
 # --------------------------------------------------------------------------------------------- Queue
@@ -359,7 +70,7 @@ class Queue:
 
     _KIND: ClassVar[str] = "Queue"
     """What `dragon status` calls its channels (with their maker's name: `dragon._mp_names`)."""
-    _hold: _Hold
+    _hold: Hold
     _chan: Channel
     _slots: Channel | None
     _maxsize: int
@@ -378,10 +89,10 @@ class Queue:
                 "start method: use 0 for an unbounded queue"
             )
         maxsize = max(0, maxsize)
-        shapes = [_ITEMS] + ([_Shape(maxsize, MIN_BLOCK_SIZE, packed=False)] if maxsize else [])
-        self._setup(maxsize, _Hold.create(*shapes, kind=self._KIND))
+        shapes = [ITEMS] + ([Shape(maxsize, MIN_BLOCK_SIZE, packed=False)] if maxsize else [])
+        self._setup(maxsize, Hold.create(*shapes, kind=self._KIND))
 
-    def _setup(self, maxsize: int, hold: _Hold) -> None:
+    def _setup(self, maxsize: int, hold: Hold) -> None:
         self._maxsize = maxsize
         self._hold = hold
         self._chan = hold.chans[0]
@@ -405,7 +116,7 @@ class Queue:
         """In a child forked by multiprocessing: fresh handles (the parent's locks may have been held
         by its threads), no feeder yet. The child borrows the parent's references (it cannot make GS
         requests: it is not a managed process)."""
-        self._hold = _Hold(self._hold.refs, owned=False)
+        self._hold = Hold(self._hold.refs, owned=False)
         self._chan = self._hold.chans[0]
         self._slots = self._hold.chans[1] if self._maxsize else None
         self._lease(self._chan)
@@ -593,7 +304,7 @@ class Queue:
 def _rebuild(cls: type[_T], maxsize: int, refs: list[tuple[int, str]]) -> _T:
     """Unpickle a queue: attach to its channels with the references its pickling took."""
     q = cls.__new__(cls)
-    q._setup(maxsize, _Hold(refs, owned=True))
+    q._setup(maxsize, Hold(refs, owned=True))
     return q
 
 
@@ -615,7 +326,7 @@ def _feed(
     backlog: _Backlog,
     stop: threading.Event,
     chan: Channel,
-    hold: _Hold,
+    hold: Hold,
     onerror: Callable[[BaseException, object], None],
 ) -> None:
     """The feeder thread: write everything `put` buffered with one `send_many` per batch, until told
@@ -730,9 +441,9 @@ class SimpleQueue:
     def __init__(self, *, ctx: context.BaseContext) -> None:
         """`ctx` as for the stdlib's SimpleQueue (unused: no locks needed). Brings a plain `python`
         program's background runtime up as `Queue` does."""
-        self._setup(_Hold.create(_ITEMS, kind=self._KIND))
+        self._setup(Hold.create(ITEMS, kind=self._KIND))
 
-    def _setup(self, hold: _Hold) -> None:
+    def _setup(self, hold: Hold) -> None:
         self._hold = hold
         self._chan = hold.chans[0]
         self._closed = False
@@ -813,7 +524,7 @@ class SimpleQueue:
             return []
 
     def _destroy(self) -> None:
-        """End the channel for every process (see `_Hold.destroy`); this handle is closed."""
+        """End the channel for every process (see `Hold.destroy`); this handle is closed."""
         self._closed = True
         self._hold.destroy()
         self._release()  # the exit finalizer has nothing left to do
@@ -878,5 +589,5 @@ class _PipeEnd:
 
 def _rebuild_simple(cls: type[_S], refs: list[tuple[int, str]]) -> _S:
     q = cls.__new__(cls)
-    q._setup(_Hold(refs, owned=True))
+    q._setup(Hold(refs, owned=True))
     return q

@@ -64,6 +64,14 @@ class RunInfo(msgspec.Struct, kw_only=True):
     default_pd: str = ""
 
 
+class StartReport(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The one JSON line a background runtime's launcher (dragon.services.background) writes on its
+    control socket for the program that started it (dragon._background): the run id, or what failed."""
+
+    run_id: str = ""
+    error: str = ""
+
+
 def new_run_id() -> str:
     return os.urandom(4).hex()  # what secrets.token_hex(4) does, without importing it (hmac, hashlib)
 

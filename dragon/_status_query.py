@@ -15,7 +15,7 @@ import msgspec
 
 from dragon import _rundir
 from dragon.messages import GSStatus, GSStatusResponse, SHStatus, SHStatusResponse, ToolInbound
-from dragon.transport import Channel, ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull
+from dragon.transport import Channel, ChannelDestroyed, ChannelEmpty, ChannelError, ChannelFull, PendingReplies
 
 REPLY_CAPACITY: Final = 8
 REPLY_BLOCK_BYTES: Final = 64 * 1024  # a status of 1,000 channels is ~200 KiB: a few blocks, or a side file
@@ -72,26 +72,29 @@ class StatusClient:
             self._post(self.info.shep_cd, SHStatus(p_uid=0, r_c_uid=self.c_uid, tag=ls_tag), "Local Services", deadline)
         except NotAnswering:
             ls_tag = -1  # LS's figures are extras: the report goes on without them
-        gs_resp: GSStatusResponse | None = None
-        ls_resp: SHStatusResponse | None = None
-        while gs_resp is None or (ls_resp is None and ls_tag >= 0):
-            try:
-                frame = self._reply.recv(max(0.0, deadline - time.monotonic()))
-            except ChannelEmpty as exc:
-                if gs_resp is not None:
-                    break  # LS did not answer in time: show what GS said
-                raise NotAnswering(f"Global Services is not answering (no reply within {timeout_s:g} s)") from exc
-            except ChannelDestroyed as exc:
-                raise NotAnswering("the runtime went away while answering") from exc
-            try:
-                resp = self._dec.decode(frame)
-            except msgspec.DecodeError:
-                continue  # not ours to understand; the reply channel is ours alone
-            if isinstance(resp, GSStatusResponse) and resp.ref == gs_tag:
-                gs_resp = resp
-            elif isinstance(resp, SHStatusResponse) and resp.ref == ls_tag:
-                ls_resp = resp
-            # else: the late answer to an earlier request of this session that timed out
+        pending: PendingReplies[GSStatusResponse | SHStatusResponse] = PendingReplies(
+            "the reply channel of dragon status",
+            late_is_normal=True,  # a late answer to an earlier ask
+        )
+        with pending.expect(gs_tag) as gs_waiter, pending.expect(ls_tag) as ls_waiter:
+            while gs_waiter.arrived is None or (ls_waiter.arrived is None and ls_tag >= 0):
+                try:
+                    frame = self._reply.recv(max(0.0, deadline - time.monotonic()))
+                except ChannelEmpty as exc:
+                    if gs_waiter.arrived is not None:
+                        break  # LS did not answer in time: show what GS said
+                    raise NotAnswering(f"Global Services is not answering (no reply within {timeout_s:g} s)") from exc
+                except ChannelDestroyed as exc:
+                    raise NotAnswering("the runtime went away while answering") from exc
+                try:
+                    resp = self._dec.decode(frame)
+                except msgspec.DecodeError:
+                    continue  # not ours to understand; the reply channel is ours alone
+                if isinstance(resp, GSStatusResponse | SHStatusResponse):
+                    pending.file(resp)
+            gs_resp, ls_resp = gs_waiter.arrived, ls_waiter.arrived
+        if not isinstance(gs_resp, GSStatusResponse) or not isinstance(ls_resp, SHStatusResponse | None):
+            raise NotAnswering(f"the runtime answered with the wrong kind of reply: {gs_resp!r}, {ls_resp!r}")
         return gs_resp, ls_resp
 
     def _post(self, cd: str, msg: GSStatus | SHStatus, who: str, deadline: float) -> None:

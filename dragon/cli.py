@@ -33,16 +33,8 @@ from typing import Final, NoReturn
 import trio
 
 from dragon import __version__, _log, _pool_sizes, _rundir
-from dragon.descriptors import ProcessOptions, os_text, shown
-from dragon.errors import BringupError, leaf_exceptions
-from dragon.ids import BE_CUID
-from dragon.messages import (
-    GSProcessCreate,
-    GSProcessCreateResponse,
-    GSProcessKill,
-    GSProcessKillResponse,
-    ProcessCreateErr,
-)
+from dragon._gs_requests import head_create, process_kill, run_async
+from dragon.errors import BringupError, DragonError, ProcessStartFailed, leaf_exceptions
 from dragon.services import launcher
 from dragon.services._process import ForkedChild, exit_status_for_shell, exit_without_finalization
 from dragon.services.local_services import LSConfig
@@ -268,27 +260,14 @@ async def _run_program(
         )
         exe, args = cmd
         label, target = head_labels(exe, args)
-        resp = await run.handle.call(
-            GSProcessCreate(
-                p_uid=0,
-                r_c_uid=BE_CUID,
-                exe=os_text(exe),
-                args=[os_text(a) for a in args],
-                env=dict(env),
-                rundir=os_text(os.getcwd()),
-                head_proc=True,
-                options=ProcessOptions(make_inf_channels=True),
-                label=shown(label),
-                target=shown(target),
-            ),
-            GSProcessCreateResponse,
-        )
-        if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None:
-            print(f"dragon: error: the program did not start: {resp.err_info}", file=sys.stderr)
+        try:
+            desc = await run_async(run.handle, head_create(exe, args, env, label=label, target=target))
+        except ProcessStartFailed as exc:
+            print(f"dragon: error: the program did not start: {exc}", file=sys.stderr)
             run.code = 1
             nursery.cancel_scope.cancel()
             return
-        run.head_puid = resp.desc.p_uid
+        run.head_puid = desc.p_uid
         nursery.start_soon(_forward_stdin, run.handle, run.head_puid)
         head_exit = await run.handle.wait_head_exit()
         if run.code is None:
@@ -342,10 +321,8 @@ async def _handle_signals(signals: trio.abc.AsyncIterator[int], run: _Run) -> No
 async def _terminate_head(handle: launcher.RuntimeHandle, p_uid: int) -> None:
     """SIGTERM for the head (the launcher got it), through GS; a runtime that broke has ended it."""
     try:
-        await handle.call(
-            GSProcessKill(p_uid=0, r_c_uid=BE_CUID, t_p_uid=p_uid, sig=signal.SIGTERM), GSProcessKillResponse
-        )
-    except launcher.RuntimeBroken:
+        await run_async(handle, process_kill(p_uid, signal.SIGTERM))
+    except DragonError:  # RuntimeBroken, or the head has gone meanwhile
         pass
 
 

@@ -1,11 +1,11 @@
-"""Local Services' side of the fork server (`dragon._forkserver`): fast starts for the "dragon" start method.
+"""Local Services' side of the fork server (`services/forkserver.py`): fast starts for the "dragon" start method.
 
 `ForkServer.can_serve` decides per SHProcessCreate: only the child program of the multiprocessing start
 method "dragon" (`python [flags] -c <dragon._mp_child main>`) is started from the server, and only when
 its executable, interpreter flags and Python/locale environment variables are those the server was
 started with (they decide what an interpreter does at start-up: `sys.flags`, `sys.path`, the stdio
-encodings). Everything else is exec'd as before. The server boots (about 0.1 s, what one exec'd child
-costs too) `PRESTART_DELAY_S` after Local Services starts a Python program, normally the head, or at
+encodings). Everything else is exec'd as before. The server boots (as long as one exec'd child takes)
+`PRESTART_DELAY_S` after Local Services starts a Python program, normally the head, or at
 the first eligible request if that comes first; requests wait for the server's READY. When the
 launcher expects the runtime's first program to use the start method (`LSConfig.fork_server`: the
 head's source names multiprocessing and dragon, or a background runtime, which a start brings up),
@@ -28,15 +28,15 @@ from typing import Final
 import msgspec
 import trio
 
-from dragon._forkserver import READY, StartReply, StartRequest
-from dragon._mp_child import CHILD_MAIN
 from dragon.descriptors import os_env, os_text
+from dragon.ids import CHILD_MAIN
 
 from ._process import ForkedChild, become_subreaper, stop_process
+from .forkserver import READY, StartReply, StartRequest
 
 log = logging.getLogger(__name__)
 
-SERVER_MAIN: Final = "from dragon._forkserver import main; main()"
+SERVER_MAIN: Final = "from dragon.services.forkserver import main; main()"
 STARTUP_ENV_PREFIXES: Final = ("PYTHON", "LC_", "LANG")
 """Environment variables an interpreter reads when it starts: a child's must equal the server's."""
 PRESTART_DELAY_S: Final = 0.05

@@ -14,13 +14,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-import msgspec
 import trio
 
 from dragon.messages import AbnormalTermination, GSHalted, GSStdoutOutbound
-from dragon.transport import FrameStream, ProtocolError, decode
+from dragon.transport import FrameStream, MessageChannel, ProtocolError
 
-from ._links import log_message
 from ._process import ForkedChild, describe_exit
 
 log = logging.getLogger(__name__)
@@ -52,12 +50,11 @@ class GSMonitor:
             nursery.start_soon(self._watch_exit)
 
     async def _read_stdout(self) -> None:
-        frames = FrameStream(trio.lowlevel.FdStream(self._stdout), name="GS stdout")
-        decoder = msgspec.msgpack.Decoder(GSStdoutOutbound)
+        link = MessageChannel[GSStdoutOutbound](
+            FrameStream(trio.lowlevel.FdStream(self._stdout), name="GS stdout"), GSStdoutOutbound, name="GS stdout"
+        )
         try:
-            async for frame in frames:
-                msg = decode(decoder, frame, where="GS stdout")
-                log_message("received", "on GS stdout", msg)
+            async for msg in link:
                 if isinstance(msg, GSHalted):
                     self.halted.set()
                     await self.report(msg)  # spec §3.1 m5
@@ -67,7 +64,7 @@ class GSMonitor:
             await self.report(AbnormalTermination(err_info=f"Global Services wrote garbage on its stdout: {exc}"))
         finally:
             self._stdout_done.set()
-            await trio.aclose_forcefully(frames)
+            await trio.aclose_forcefully(link)
 
     async def _read_stderr(self) -> None:
         stream = trio.lowlevel.FdStream(self._stderr)

@@ -9,7 +9,7 @@ forked before `trio.run`, which forks Global Services), the same `launcher.serve
 Its fd 0 is the control socket, whose other end the program holds:
 
 - once Global Services takes requests, it writes one JSON line `{"run_id": ...}` (a
-  `dragon._background.Report`); Local Services has written runtime.json by then;
+  `dragon._rundir.StartReport`); Local Services has written runtime.json by then;
 - end of file on the socket means the program is done (its exit handler closed it) or gone (killed:
   the kernel closed it): the runtime is torn down in order, and the launcher exits 0;
 - if bringup fails, the launcher first removes everything it made (`launcher.serve` guarantees it),
@@ -44,7 +44,6 @@ import msgspec  # noqa: E402
 import trio  # noqa: E402
 
 from dragon import _log, _rundir  # noqa: E402
-from dragon._background import Report  # noqa: E402
 from dragon._pool_sizes import pool_sizes  # noqa: E402
 from dragon.errors import leaf_exceptions  # noqa: E402
 
@@ -82,14 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sizes = pool_sizes()
     except ValueError as exc:
-        _report(Report(error=str(exc)))
+        _report(_rundir.StartReport(error=str(exc)))
         return EXIT_FAILED
     run_id = _rundir.new_run_id()
     try:
         _log.configure(None, os.environ.get("DRAGON_LOG_FILE") or f"dragon-{run_id}.log")
         _rundir.create_run_dir(run_id)
     except (ValueError, OSError) as exc:
-        _report(Report(error=f"cannot start the runtime: {exc}"))
+        _report(_rundir.StartReport(error=f"cannot start the runtime: {exc}"))
         return EXIT_FAILED
     config = LSConfig(
         run_id=run_id,
@@ -103,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         preforked = launcher.prefork_local_services(config)  # before trio.run: LS inherits the imported trio
     except OSError as exc:
         _rundir.remove_run_dir(run_id)
-        _report(Report(error=f"cannot start Local Services: {exc}"))
+        _report(_rundir.StartReport(error=f"cannot start Local Services: {exc}"))
         return EXIT_FAILED
     state = _State()
     try:
@@ -115,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         leaves = leaf_exceptions(exc)
         text = "; ".join(str(e) or type(e).__name__ for e in leaves)
         if not state.reported:
-            _report(Report(error=text))
+            _report(_rundir.StartReport(error=text))
         elif not all(isinstance(e, launcher.RuntimeBroken) for e in leaves):
             os.write(2, f"dragon: error: the background runtime failed: {text}\n".encode())
         return EXIT_FAILED
@@ -144,7 +143,7 @@ async def _main(state: _State, run_id: str, preforked: tuple[ForkedChild, int, i
                         )
                     )
                     try:
-                        await control.send_all(msgspec.json.encode(Report(run_id=run_id)) + b"\n")
+                        await control.send_all(msgspec.json.encode(_rundir.StartReport(run_id=run_id)) + b"\n")
                         state.reported = True
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         state.scope.cancel()  # the program is gone already: tear down
@@ -178,7 +177,7 @@ async def _handle_signals(signals: AsyncIterator[int], state: _State) -> None:
             state.scope.cancel()
 
 
-def _report(report: Report) -> None:
+def _report(report: _rundir.StartReport) -> None:
     """Write the report line on the control socket (blocking); a program that has gone is no error."""
     data = msgspec.json.encode(report) + b"\n"
     try:

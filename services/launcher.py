@@ -43,11 +43,13 @@ from dragon.messages import (
     FdNum,
     GSHalted,
     GSHeadExit,
+    GSInbound,
     GSIsUp,
     GSTeardown,
     LAInbound,
     LAStdoutInbound,
     LSErr,
+    LSInbound,
     Response,
     SHChannelsUp,
     SHFwdInput,
@@ -63,15 +65,16 @@ from dragon.transport import (
     ChannelCorrupted,
     ChannelDestroyed,
     FrameStream,
+    LinkDown,
+    MessageChannel,
+    PendingReplies,
     TrioChannel,
     clip,
-    decode,
     entries,
     run_prefix,
     unlink_own,
 )
 
-from ._links import Inbox, Outbox, log_message
 from ._output import write_lines
 from ._process import (
     ForkedChild,
@@ -170,11 +173,15 @@ class Launcher:
         a subreaper: every descendant of it at teardown is the run's, to be stopped."""
         self.ls = ls
         self.output = output
-        self.ls_frames = FrameStream(trio.StapledStream(ls.to_ls, ls.from_ls), name="LS stdout")
-        self.enc = msgspec.msgpack.Encoder()
-        self.inbox: Inbox[LAInbound] | None = None
-        self.to_ls: Outbox | None = None
-        self.to_gs: Outbox | None = None
+        self.ls_pipe = MessageChannel[LAStdoutInbound](
+            FrameStream(trio.StapledStream(ls.to_ls, ls.from_ls), name="LS stdout"),
+            LAStdoutInbound,
+            name="LS stdout",
+            send_name="LS stdin",
+        )
+        self.inbox: MessageChannel[LAInbound] | None = None
+        self.to_ls: MessageChannel[LSInbound] | None = None
+        self.to_gs: MessageChannel[GSInbound] | None = None
         self.ping: SHPingBE | None = None
         self.events = {
             name: trio.Event()
@@ -196,7 +203,7 @@ class Launcher:
         self.failure: str | None = None
         self.up = False
         self.expect_ls_exit = False
-        self.pending: dict[int, trio.MemorySendChannel[Response]] = {}
+        self.pending = PendingReplies[Response]("LA channel")
         self.next_tag = 0
         self.helper_scopes: list[trio.CancelScope] = []
         self.teardown_scope = trio.CancelScope()
@@ -214,6 +221,7 @@ class Launcher:
             if self.up:
                 os.write(2, f"dragon: error: {what}\n".encode())
         self.events["broken"].set()
+        self.pending.fail_all(self.failure)
 
     async def first_of(self, *names: str, timeout_s: float = float("inf")) -> None:
         """Wait until any of the events `names` is set, or `timeout_s` passes. Never raises: the
@@ -259,11 +267,8 @@ class Launcher:
             self.events["ls_stdout_done"].set()
 
     async def _read_ls_stdout(self) -> None:
-        decoder = msgspec.msgpack.Decoder(LAStdoutInbound)
         try:
-            async for frame in self.ls_frames:
-                msg = decode(decoder, frame, where="LS stdout")
-                log_message("received", "on LS stdout", msg)
+            async for msg in self.ls_pipe:
                 match msg:
                     case SHPingBE():
                         self.ping = msg
@@ -310,11 +315,7 @@ class Launcher:
                     if self.to_gs is not None:
                         await self.to_gs.send(msg)
                 case Response():
-                    waiter = self.pending.pop(msg.ref, None)
-                    if waiter is not None:
-                        waiter.send_nowait(msg)
-                    else:
-                        log.warning("unexpected response ref=%d: %r", msg.ref, msg)
+                    self.pending.file(msg)
                 case GSHeadExit():
                     self.head_exit = msg
                     self.events["head_exited"].set()
@@ -346,8 +347,7 @@ class Launcher:
             with trio.fail_after(timeout_s):
                 first = BENodeIdxSH(node_idx=0, host_name=socket.gethostname())
                 try:
-                    await self.ls_frames.send(self.enc.encode(first))
-                    log_message("sent", "on LS stdin", first)
+                    await self.ls_pipe.send(first)
                 except trio.BrokenResourceError:
                     pass  # LS is already gone: `watch_ls_exit` says why, and the wait below ends
                 step = "waiting for SHPingBE from Local Services"
@@ -355,9 +355,9 @@ class Launcher:
                 assert self.ping is not None
                 step = "attaching to the channels of Local Services"
                 try:
-                    self.to_ls = Outbox(TrioChannel.attach(self.ping.shep_cd), "LS channel")
-                    self.to_gs = Outbox(TrioChannel.attach(self.ping.gs_cd), "GS channel")
-                    self.inbox = Inbox(TrioChannel.attach(self.ping.be_cd), LAInbound, "LA channel")
+                    self.to_ls = MessageChannel(TrioChannel.attach(self.ping.shep_cd), LSInbound, name="LS channel")
+                    self.to_gs = MessageChannel(TrioChannel.attach(self.ping.gs_cd), GSInbound, name="GS channel")
+                    self.inbox = MessageChannel(TrioChannel.attach(self.ping.be_cd), LAInbound, name="LA channel")
                     self.start_helper(nursery, self.route)
                     await self.to_ls.send(BEPingSH())  # m2
                 except DragonError as exc:  # LS failed right after SHPingBE and removed them
@@ -388,28 +388,12 @@ class Launcher:
             raise RuntimeBroken("the runtime is not up")
         self.next_tag += 1
         req = msgspec.structs.replace(req, tag=self.next_tag, p_uid=LAUNCHER_PUID, r_c_uid=BE_CUID)
-        send, recv = trio.open_memory_channel[Response](1)
-        self.pending[req.tag] = send
-        resp: Response | None = None
-        try:
+        with self.pending.expect(req.tag) as waiter:
             await outbox.send(req)
-            async with trio.open_nursery() as race:  # the answer, or the runtime's failure
-
-                async def answer() -> None:
-                    nonlocal resp
-                    resp = await recv.receive()
-                    race.cancel_scope.cancel()
-
-                async def broken() -> None:
-                    await self.events["broken"].wait()
-                    race.cancel_scope.cancel()
-
-                race.start_soon(answer)
-                race.start_soon(broken)
-        finally:
-            self.pending.pop(req.tag, None)
-        if resp is None:
-            raise RuntimeBroken(f"the runtime broke while waiting for an answer: {self.failure}")
+            try:
+                resp = await waiter.reply()
+            except LinkDown:
+                raise RuntimeBroken(f"the runtime broke while waiting for an answer: {self.failure}") from None
         if not isinstance(resp, response_type):
             raise RuntimeBroken(f"expected {response_type.__name__}, got {type(resp).__name__}")
         return resp
@@ -450,14 +434,13 @@ class Launcher:
                 await self.wait_unless_ls_gone("halt_be", LS_STOP_PROCS_S)  # m7
             except DragonError as exc:
                 log.warning("SHTeardown failed: %s", exc)
-        for box in (self.to_ls, self.to_gs, self.inbox):
-            if box is not None:
-                await box.chan.aclose()
+        for link in (self.to_ls, self.to_gs, self.inbox):
+            if link is not None:
+                await link.aclose()
         self.expect_ls_exit = True
         if not self.events["ls_exited"].is_set():
             try:
-                await self.ls_frames.send(self.enc.encode(BEHalted()))  # m8
-                log_message("sent", "on LS stdin", BEHalted())
+                await self.ls_pipe.send(BEHalted())  # m8
                 await self.wait_unless_ls_gone("sh_halted", TEARDOWN_STEP_S)  # m9
                 with trio.move_on_after(TEARDOWN_STEP_S):
                     await self.events["ls_exited"].wait()
@@ -483,7 +466,7 @@ class Launcher:
             log.warning("removed shared memory left behind: %s", leftovers)
         _rundir.remove_run_dir(self.run_id)
         self.stop_helpers()
-        await trio.aclose_forcefully(self.ls_frames)
+        await trio.aclose_forcefully(self.ls_pipe)
 
 
 @dataclass

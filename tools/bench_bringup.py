@@ -10,7 +10,7 @@ every command, stdin from /dev/null, stdout/stderr captured):
    dragon/python of the medians and their absolute difference. Target: median of `dragon hello.py`
    under 0.6 s (PASS/MISS); the reference Dragon runtime needs about 4 s on the same machine.
 2. the phases of one run, from `dragon --log-level debug --log-file F hello.py` (as many runs,
-   interleaved with the others): every message is logged with its wall-clock time (services/_links.py),
+   interleaved with the others): every message is logged with its wall-clock time (transport/_msglog.py),
    so the time at which the launcher received SHPingBE (Local Services up), SHChannelsUp, GSIsUp
    (Global Services up), GSProcessCreateResponse (head started), GSHeadExit and SHHalted is read from
    the log and set against t0 = time.time() taken just before the spawn; "launcher exit" is the end of

@@ -4,10 +4,11 @@ It knows nothing of processes or services. Installed as `dragon.transport`.
 
 User processes import this package too (through the blocking client), and `import trio` costs about
 0.25 s in a fresh interpreter here, more than the interpreter's own start. So the names built on trio
-(`TrioChannel`, `FrameStream`, `MessageChannel`) are loaded lazily, on first use (PEP 562), and
+(`TrioChannel`, `FrameStream`, `MessageChannel`, `PendingReplies`) are loaded lazily, on first use (PEP 562), and
 `import dragon.transport` alone never imports trio; a test checks this. The pools (`Pool`,
 `Allocation`, `HeapStatistics`) are loaded lazily too: a process that only uses channels (every child
-of the multiprocessing start method) does not pay for them (issue #12 item 4).
+of the multiprocessing start method) does not pay for them (issue #12 item 4), nor for `logging`
+(`log_message`, the services' message log).
 """
 
 from typing import TYPE_CHECKING, Any
@@ -50,9 +51,13 @@ if TYPE_CHECKING:
     from ._framing import MAX_FRAME_BYTES as MAX_FRAME_BYTES
     from ._framing import FrameStream as FrameStream
     from ._message_channel import MessageChannel as MessageChannel
+    from ._msglog import log_message as log_message
     from ._pool import RESERVED_AT_CREATE as RESERVED_AT_CREATE
     from ._pool import Allocation as Allocation
     from ._pool import Pool as Pool
+    from ._replies import LinkDown as LinkDown
+    from ._replies import PendingReplies as PendingReplies
+    from ._replies import Waiter as Waiter
     from ._trio_channel import TrioChannel as TrioChannel
 
 _LAZY = {
@@ -64,6 +69,10 @@ _LAZY = {
     "MAX_FRAME_BYTES": "._framing",
     "FrameStream": "._framing",
     "MessageChannel": "._message_channel",
+    "log_message": "._msglog",
+    "Waiter": "._replies",
+    "LinkDown": "._replies",
+    "PendingReplies": "._replies",
     "TrioChannel": "._trio_channel",
 }
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from dragon import _gs_client, _gs_common, _rundir
+from dragon import _gs_client, _gs_requests, _rundir
 from dragon.descriptors import ArgMode
 from dragon.errors import ProtocolError, RequestTimeout, RuntimeNotRunning
 from dragon.ids import LaunchParameters
@@ -264,7 +264,7 @@ def test_launch_parameters_are_inherited_unless_local_services_is_the_parent(
 
 
 def test_timeout_conversion_to_microseconds() -> None:
-    assert [_gs_common.timeout_us(t) for t in (None, 0, -1, 0.1, 2.5)] == [-1, 0, 0, 100_000, 2_500_000]
+    assert [_gs_requests.timeout_us(t) for t in (None, 0, -1, 0.1, 2.5)] == [-1, 0, 0, 100_000, 2_500_000]
 
 
 def test_an_external_client_asks_as_the_launcher_on_a_reply_channel_of_its_own() -> None:

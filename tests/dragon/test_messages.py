@@ -5,6 +5,7 @@ Instances are built from the field types, so a message added to `AnyMsg` is test
 
 from __future__ import annotations
 
+import logging
 import types
 import typing
 from enum import IntEnum
@@ -267,3 +268,19 @@ class MemoryFrames(trio.abc.Channel[bytes]):
         self.closed = True
         await self._send.aclose()
         await self._receive.aclose()
+
+
+async def test_message_channel_logs_each_message_with_its_link(caplog: pytest.LogCaptureFixture) -> None:
+    """Every service link is a MessageChannel: `dragon --log-level debug` reads the protocol from these
+    lines (the sending direction of a duplex pipe has its own name), and env values stay out of them."""
+    frames = MemoryFrames()
+    chan: MessageChannel[m.AnyMsg] = MessageChannel(frames, m.AnyMsg, name="LS stdout", send_name="LS stdin")
+    with caplog.at_level(logging.DEBUG, logger="dragon.messages"):
+        await chan.send(m.BEHalted(tag=4))
+        await chan.receive()
+        await chan.send(msgspec.structs.replace(build(m.SHProcessCreate), env={"TOKEN": "secret-value"}))
+        await chan.receive()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "sent BEHalted on LS stdin: BEHalted(tag=4)"
+    assert lines[1] == "received BEHalted on LS stdout: BEHalted(tag=4)"
+    assert "env={'TOKEN': '...'}" in lines[2] and "secret-value" not in lines[2]

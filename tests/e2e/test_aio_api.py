@@ -363,3 +363,42 @@ async def test_managed_trio_program(tmp_path: Path) -> None:
         "reply_channel_gone": True,
         "grandchild": expected,
     }
+
+
+CANCELLING: Final = textwrap.dedent("""
+    import trio
+    import dragon.aio
+
+    async def main() -> None:
+        async with dragon.aio.open_connection() as rt:
+            answered = 0
+
+            async def caller(i: int) -> None:
+                nonlocal answered
+                for k in range(20):
+                    if (i + k) % 3 == 0:  # cancelled at once or on the way: its answer comes late
+                        with trio.move_on_after(0.00002 * (1 + k % 5)):
+                            await dragon.aio.Process.list(rt)
+                    else:
+                        assert 1 in await dragon.aio.Process.list(rt)
+                        answered += 1
+
+            async with trio.open_nursery() as nursery:
+                for i in range(6):
+                    nursery.start_soon(caller, i)
+            print(answered)
+
+    trio.run(main)
+""")
+
+
+async def test_cancelled_calls_of_a_trio_connection_are_dropped_quietly(tmp_path: Path) -> None:
+    """Concurrent callers on one `open_connection`, some cancelled: the others get their answers
+    (whoever reads the reply channel hands over when it leaves), and the late answers to the
+    cancelled ones are dropped without a word on stderr."""
+    prog = tmp_path / "cancelling.py"
+    prog.write_text(CANCELLING)
+    done = await run_dragon(str(prog), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert done.stdout.split() == [b"80"]
+    assert done.stderr == b""

@@ -1,6 +1,6 @@
 """The fork server under the real runtime: "dragon" start-method children start from it, correctly.
 
-`dragon._forkserver` makes a child by forking a warm interpreter instead of exec'ing Python; these
+`dragon.services.forkserver` makes a child by forking a warm interpreter instead of exec'ing Python; these
 tests check that what a child sees is what an exec'd one would see, that a start Local Services cannot
 serve that way is exec'd, and that a dead server costs nothing but speed. The conftest leak check
 sees the server and its children if teardown leaves them.
@@ -39,7 +39,7 @@ import dragon  # noqa: F401
 
 
 def served() -> None:
-    sys.exit(0 if "dragon._forkserver" in sys.modules else 3)
+    sys.exit(0 if "dragon.services.forkserver" in sys.modules else 3)
 
 
 if __name__ == "__main__":

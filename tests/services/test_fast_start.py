@@ -13,7 +13,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from dragon._mp_child import CHILD_MAIN
+from dragon.ids import CHILD_MAIN
 from dragon.services._fast_start import ForkServer
 
 

@@ -1,4 +1,4 @@
-"""The fork server (`dragon._forkserver`) on its own: its protocol with real processes, no runtime.
+"""The fork server (`dragon.services.forkserver`) on its own: its protocol with real processes, no runtime.
 
 The test process is a child subreaper (tests/conftest.py), as Local Services is when it runs the
 server, so the double-forked children are re-parented to it and reaped here.
@@ -17,8 +17,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from dragon._forkserver import READY, StartReply, StartRequest
 from dragon.services._fast_start import SERVER_MAIN
+from dragon.services.forkserver import READY, StartReply, StartRequest
 
 REPORT = """\
 import json, os, sys

@@ -17,7 +17,7 @@ def report(q: "mp.Queue[object]", tag: str) -> None:
     q.put(
         {
             "tag": tag,
-            "served": "dragon._forkserver" in sys.modules,
+            "served": "dragon.services.forkserver" in sys.modules,
             "ppid": os.getppid(),
             "x": os.environ.get("FS_X"),
             "main": sys.modules["__main__"].__name__,
@@ -39,7 +39,7 @@ def start_all(q: "mp.Queue[object]", tag: str, n: int) -> list[dict[str, object]
 
 
 def fork_servers(ls_pid: int) -> list[int]:
-    """Pids of the fork server(s): Local Services' children running dragon._forkserver."""
+    """Pids of the fork server(s): Local Services' children running dragon.services.forkserver."""
     found = []
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -50,7 +50,7 @@ def fork_servers(ls_pid: int) -> list[int]:
                     cmd = f.read()
             except OSError:
                 continue
-            if ppid == ls_pid and b"dragon._forkserver" in cmd:
+            if ppid == ls_pid and b"dragon.services.forkserver" in cmd:
                 found.append(int(name))
     return found
 

@@ -1,39 +1,44 @@
-"""What the blocking and the async client API share: argument checks, GS requests, answer translation.
+"""Every request of the client to Global Services, built here once, and the one way to carry it out.
 
-Each operation on Global Services (spec §4.2-§4.4) is described here once, as a `GSCall`: the
-request to send, the response type to expect, and `finish`, which turns GS's answer into a result or
-raises the `dragon.errors` class for GS's `err` (with GS's text). Neither flavour builds a request or
-reads an `err` itself; they only move the call:
+Each operation on Global Services (spec §4.2-§4.4) is a `GSCall`: the request to send, the response
+type to expect, and `finish`, which turns GS's answer into a result or raises the `dragon.errors`
+class for GS's `err` (with GS's text). No other module of the client builds a request or reads an
+`err`; each only moves the call, with one of the two functions at the end of this module:
 
-    blocking (dragon._gs_*):  call.finish(connection().call(call.request, call.response_type))
-    async    (dragon.aio):    call.finish(await runtime.call(call.request, call.response_type))
+    blocking (dragon.native, the multiprocessing start method, pipes):  run(call)
+    trio     (dragon.aio, the `dragon` command):                          await run_async(runtime, call)
 
-`p_uid`, `r_c_uid` and `tag` are filled in by the connection that sends the request. Plain Python,
-no trio: user processes import this.
+`p_uid`, `r_c_uid` and `tag` are filled in by the connection that sends the request
+(`dragon._gs_client.GSClient.call`, or a `Runtime`'s `call`). Plain Python, no trio: user processes
+import this (the start method's first start does: it is light, and preloaded in the fork server).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
+from dragon._gs_client import GSClient, connection
 from dragon.descriptors import (
     DEVNULL,
     PIPE,
     STDOUT,
+    ArgMode,
     ChannelDescriptor,
     ChannelLocalOptions,
     ChannelOptions,
     ObjectState,
+    OsText,
     PoolDescriptor,
     ProcessDescriptor,
     ProcessOptions,
     StdioOption,
     os_env,
     os_text,
+    shown,
 )
 from dragon.errors import (
     ChannelBusy,
@@ -83,6 +88,8 @@ from dragon.messages import (
     GSProcessCreate,
     GSProcessCreateResponse,
     GSProcessJoin,
+    GSProcessJoinList,
+    GSProcessJoinListResponse,
     GSProcessJoinResponse,
     GSProcessKill,
     GSProcessKillResponse,
@@ -90,6 +97,7 @@ from dragon.messages import (
     GSProcessListResponse,
     GSProcessQuery,
     GSProcessQueryResponse,
+    JoinListStatus,
     PoolCreateErr,
     PoolDestroyErr,
     PoolQueryErr,
@@ -206,9 +214,7 @@ def check_stdio(stream: str, opt: StdioOption) -> StdioOption:
 def process_create(spec: ProcessSpec) -> GSCall[GSProcessCreateResponse, ProcessDescriptor]:
     """GSProcessCreate for `spec`: the caller's environment (minus its launch parameters) under
     `spec.env`, with its own GS-return channel. Raises ProcessNameInUse, ProcessStartFailed."""
-    env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
-    env.update(spec.env)
-    env_plain, env_raw = os_env(env)
+    env_plain, env_raw = _inherited_env(spec.env)
     req = GSProcessCreate(
         p_uid=0,
         r_c_uid=0,
@@ -237,6 +243,69 @@ def process_create(spec: ProcessSpec) -> GSCall[GSProcessCreateResponse, Process
             raise ProcessStartFailed(why if why.startswith("cannot start") else f"cannot start {spec.exe}: {why}")
         return resp.desc
 
+    return GSCall(req, GSProcessCreateResponse, finish)
+
+
+def _inherited_env(extra: Mapping[str, str]) -> tuple[dict[str, OsText], list[tuple[bytes, bytes]]]:
+    """This process's environment minus its launch parameters, with `extra` over it, as it travels."""
+    env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
+    env.update(extra)
+    return os_env(env)
+
+
+def head_create(
+    exe: str, args: Sequence[str], env: Mapping[str, str], *, label: str, target: str
+) -> GSCall[GSProcessCreateResponse, ProcessDescriptor]:
+    """GSProcessCreate of the head process of `dragon prog.py` (the command's `env`, nothing inherited;
+    `label`/`target` for `dragon status`). Raises ProcessStartFailed with GS's text."""
+
+    def finish(resp: GSProcessCreateResponse) -> ProcessDescriptor:
+        if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None:
+            raise ProcessStartFailed(resp.err_info)
+        return resp.desc
+
+    req = GSProcessCreate(
+        p_uid=0,
+        r_c_uid=0,
+        exe=os_text(exe),
+        args=[os_text(a) for a in args],
+        env=dict(env),
+        rundir=os_text(os.getcwd()),
+        head_proc=True,
+        options=ProcessOptions(make_inf_channels=True),
+        label=shown(label),
+        target=shown(target),
+    )
+    return GSCall(req, GSProcessCreateResponse, finish)
+
+
+def mp_process_create(
+    argv: Sequence[str], argdata: bytes, *, what: str, label: str, target: str
+) -> GSCall[GSProcessCreateResponse, ProcessDescriptor]:
+    """GSProcessCreate of a child of the multiprocessing start method (`dragon._mp_popen`): `argv`
+    (`python -c <child main>`) with `argdata` in its handshake (PYTHON_IMMEDIATE), the caller's
+    environment; `label`/`target` for `dragon status`, `what` (the process object) for the error.
+    Raises ProcessStartFailed."""
+    exe, *args = argv
+    env_plain, env_raw = _inherited_env({})
+
+    def finish(resp: GSProcessCreateResponse) -> ProcessDescriptor:
+        if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None or resp.desc.pid is None:
+            raise ProcessStartFailed(f"cannot start {what}: {resp.err_info or resp.err.name}")
+        return resp.desc
+
+    req = GSProcessCreate(
+        p_uid=0,
+        r_c_uid=0,
+        exe=os_text(exe),
+        args=[os_text(a) for a in args],
+        env=env_plain,
+        env_raw=env_raw,
+        rundir=os_text(os.getcwd()),
+        options=ProcessOptions(make_inf_channels=True, mode=ArgMode.PYTHON_IMMEDIATE, argdata=argdata),
+        label=shown(label),
+        target=shown(target),
+    )
     return GSCall(req, GSProcessCreateResponse, finish)
 
 
@@ -276,6 +345,26 @@ def process_kill(p_uid: int, sig: int) -> GSCall[GSProcessKillResponse, int | No
     return GSCall(GSProcessKill(p_uid=0, r_c_uid=0, t_p_uid=p_uid, sig=int(sig)), GSProcessKillResponse, finish)
 
 
+def mp_signal(p_uid: int, sig: int, exited: Callable[[], bool]) -> GSCall[GSProcessKillResponse, bool]:
+    """GSProcessKill for a child of the start method, as multiprocessing's Popen signals: True once
+    delivered, or if the child has exited (`exited()`: its pidfd says so); False if another signal
+    to it is in flight (PENDING): the caller delivers its own directly. Raises ProcessSignalFailed."""
+
+    def finish(resp: GSProcessKillResponse) -> bool:
+        if resp.err in (ProcessKillErr.SUCCESS, ProcessKillErr.DEAD):
+            return True
+        if resp.err == ProcessKillErr.PENDING:
+            return False
+        if resp.err == ProcessKillErr.FAIL_KILL and exited():
+            # It exited while the signal was on its way: Local Services had reaped it but Global
+            # Services had not heard of the exit yet. As for popen_fork, signalling a process that
+            # has exited is no error (Pool.terminate does it to workers that are just leaving).
+            return True
+        raise ProcessSignalFailed(f"cannot send signal {sig} to p_uid {p_uid}: {resp.err_info or resp.err.name}")
+
+    return GSCall(GSProcessKill(p_uid=0, r_c_uid=0, t_p_uid=p_uid, sig=int(sig)), GSProcessKillResponse, finish)
+
+
 def process_query(p_uid: int | None = None, name: str = "") -> GSCall[GSProcessQueryResponse, ProcessDescriptor]:
     """GSProcessQuery by p_uid or by name: GS's record. Raises UnknownProcess, InvalidArgument (no name)."""
     if p_uid is None and not name:
@@ -299,9 +388,48 @@ def process_list() -> GSCall[GSProcessListResponse, list[int]]:
     return GSCall(GSProcessList(p_uid=0, r_c_uid=0), GSProcessListResponse, lambda resp: resp.plist)
 
 
-def exit_code_of(desc: ProcessDescriptor) -> int | None:
-    """The exit code GS recorded, or None while the process has not exited."""
-    return desc.ecode if desc.state == ObjectState.DEAD else None
+class HasPuid(Protocol):
+    @property
+    def p_uid(self) -> int | None: ...
+
+
+def join_list(
+    processes: Sequence[HasPuid], timeout: float | None, join_all: bool, return_on_bad_exit: bool
+) -> GSCall[GSProcessJoinListResponse, dict[int, int | None]]:
+    """The GSProcessJoinList call for `processes`; its result is {p_uid: exit code or None}.
+
+    Raises (building it): InvalidArgument if a process was not started. Raises (finishing it):
+    UnknownProcess if GS does not know one; JoinSelf if the caller is among them; InvalidArgument if
+    Global Services (p_uid 1, which runs as long as the runtime) is.
+    """
+    puids: list[int] = []
+    for proc in processes:
+        if proc.p_uid is None:
+            raise InvalidArgument("cannot wait for a process that was not started: call start() first")
+        puids.append(proc.p_uid)
+
+    def finish(resp: GSProcessJoinListResponse) -> dict[int, int | None]:
+        result: dict[int, int | None] = {}
+        for p_uid in puids:
+            status = resp.puid_status.get(p_uid)
+            if status is None or status.status == JoinListStatus.UNKNOWN:
+                raise UnknownProcess(status.err_info if status is not None and status.err_info else f"no p_uid {p_uid}")
+            if status.status == JoinListStatus.SELF:
+                raise JoinSelf(f"process {p_uid} is the caller: it cannot wait for itself")
+            if status.status == JoinListStatus.NOT_JOINABLE:
+                raise InvalidArgument(status.err_info or f"process {p_uid} cannot be waited for")
+            result[p_uid] = status.exit_code if status.status == JoinListStatus.SUCCESS else None
+        return result
+
+    request = GSProcessJoinList(
+        p_uid=0,
+        r_c_uid=0,
+        t_p_uid_list=puids,
+        timeout=timeout_us(timeout),
+        join_all=join_all,
+        return_on_bad_exit=return_on_bad_exit,
+    )
+    return GSCall(request, GSProcessJoinListResponse, finish)
 
 
 # ------------------------------------------------------------------------------------------- channels
@@ -402,11 +530,32 @@ def channel_destroy(desc: ChannelDescriptor) -> GSCall[GSChannelDestroyResponse,
     return GSCall(GSChannelDestroy(p_uid=0, r_c_uid=0, c_uid=desc.c_uid), GSChannelDestroyResponse, finish)
 
 
-def live_channel(desc: ChannelDescriptor) -> ChannelDescriptor:
-    """`desc` if the channel is alive; ChannelDestroyed if GS recorded it as destroyed."""
-    if desc.state == ObjectState.DEAD:
-        raise ChannelDestroyed(f"channel {desc.name} (c_uid {desc.c_uid}) was destroyed")
-    return desc
+def channel_add_ref(c_uid: int) -> GSCall[GSChannelQueryResponse, ChannelDescriptor]:
+    """GSChannelQuery with `inc_refcnt`: one more reference to a ref-counted channel (a queue being
+    pickled). Raises UnknownChannel, ChannelDestroyed (it is gone)."""
+
+    def finish(resp: GSChannelQueryResponse) -> ChannelDescriptor:
+        if resp.err != ChannelQueryErr.SUCCESS or resp.desc is None:
+            raise UnknownChannel(resp.err_info or f"no channel {c_uid}")
+        if resp.desc.state != ObjectState.ACTIVE:
+            raise ChannelDestroyed(f"channel {resp.desc.name} (c_uid {c_uid}) was destroyed")
+        return resp.desc
+
+    return GSCall(GSChannelQuery(p_uid=0, r_c_uid=0, c_uid=c_uid, inc_refcnt=True), GSChannelQueryResponse, finish)
+
+
+def channel_release(
+    c_uid: int | None = None, *, name: str = "", dec_ref: bool
+) -> GSCall[GSChannelDestroyResponse, None]:
+    """GSChannelDestroy by c_uid or name whose answer does not matter: with `dec_ref`, one reference
+    given back (the last one destroys the channel: a queue's, a PIPE's); without, destroyed whatever
+    references are left. A channel that is gone already is what the caller wanted."""
+    req = (
+        GSChannelDestroy(p_uid=0, r_c_uid=0, c_uid=c_uid, dec_ref=dec_ref)
+        if c_uid is not None
+        else GSChannelDestroy(p_uid=0, r_c_uid=0, user_name=name, dec_ref=dec_ref)
+    )
+    return GSCall(req, GSChannelDestroyResponse, lambda resp: None)
 
 
 # ------------------------------------------------------------------------------------------- pools
@@ -473,9 +622,29 @@ def pool_destroy(desc: PoolDescriptor) -> GSCall[GSPoolDestroyResponse, DragonEr
     return GSCall(GSPoolDestroy(p_uid=0, r_c_uid=0, m_uid=desc.m_uid), GSPoolDestroyResponse, finish)
 
 
-D = TypeVar("D", ChannelDescriptor, PoolDescriptor)
+# ------------------------------------------------------------------------------------------- carrying out
 
 
-def dead(desc: D) -> D:
-    """A copy of a channel or pool descriptor marked destroyed."""
-    return msgspec.structs.replace(desc, state=ObjectState.DEAD)
+class Runtime(Protocol):
+    """Where the trio flavour's requests go: a `RuntimeHandle` (from `dragon.serve`), or a managed
+    process's connection (`dragon.aio.connect`, `dragon.aio.open_connection`)."""
+
+    async def call(self, req: Any, response_type: type[R]) -> R:
+        """Send `req` to GS and return its response, of type `response_type`."""
+        ...
+
+
+def run(
+    call: GSCall[R, T], *, client: GSClient | None = None, timeout_s: float | None = None, start_runtime: bool = False
+) -> T:
+    """Carry out `call` on this process's blocking connection to GS (`dragon._gs_client.connection`),
+    or on `client`; at most `timeout_s` for the answer (RequestTimeout). `start_runtime`: in a plain
+    `python` program, bring its background runtime up first if there is none (the start method does).
+    Raises what `call.finish` raises, and RuntimeNotRunning."""
+    conn = client if client is not None else connection(start_runtime=start_runtime)
+    return call.finish(conn.call(call.request, call.response_type, timeout_s))
+
+
+async def run_async(runtime: Runtime, call: GSCall[R, T]) -> T:
+    """Carry out `call` through `runtime` (the trio flavour). Raises what `call.finish` raises."""
+    return call.finish(await runtime.call(call.request, call.response_type))

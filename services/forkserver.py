@@ -2,8 +2,8 @@
 
 A child of the multiprocessing start method "dragon" is `python -c <dragon._mp_child main>`: a fresh
 interpreter that imports the runtime client and multiprocessing before it can unpickle its process
-object. On these machines that costs about 70 ms of CPU per child on top of Python's own start-up,
-enough to make starting 64 processes 2.5x slower than "spawn". Local Services therefore runs this
+object. That costs each child several times Python's own start-up, enough to make starting many
+processes much slower than "spawn" (figures: README, benchmarks). Local Services therefore runs this
 program once per runtime (`dragon.services._fast_start` says when): an interpreter, started with
 the same executable, flags and Python environment variables, that imports those modules (`PRELOAD`;
 then `PRELOAD_IDLE` between requests) and then forks a child for each request it receives, as
@@ -29,7 +29,9 @@ Local Services only sends requests whose executable, interpreter flags and Pytho
 equal the server's, so `sys.flags`, `sys.path` and the stdio encodings are what the child would have
 had.
 
-Plain Python: no trio (the children must not carry it).
+Plain Python: no trio (the children must not carry it). It is Local Services' helper program, so it
+lives with the services (`python -c "from dragon.services.forkserver import main; main()"`); the
+child program it serves is named by `dragon.ids.CHILD_MAIN`, which the client uses too.
 """
 
 from __future__ import annotations

@@ -1,0 +1,198 @@
+"""Global Services' plumbing, shared by its request handlers (services/_gs_processes.py, _gs_objects.py).
+
+The tables (services/_registry.py), the links, and the two ways GS talks: `ls_call` sends an SH
+request to Local Services and waits for the response whose `ref` is its tag (`PendingReplies`), and
+`answer`/`reply` deliver a response to `r_c_uid`: the LA channel (2**57), GS's stdout (1, for test
+harnesses), a tool's own channel (user-managed c_uid, used once), or a managed process's GS-return
+channel, whose handle GS keeps until that channel is destroyed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Final
+
+import msgspec
+import trio
+
+from dragon import _rundir
+from dragon.descriptors import ObjectState
+from dragon.ids import BE_CUID, GS_INPUT_CUID, GS_PUID, GS_STDOUT_R_C_UID
+from dragon.messages import (
+    GSInbound,
+    GSStatus,
+    GSStatusResponse,
+    GSStdoutOutbound,
+    LAInbound,
+    ListErr,
+    LSInbound,
+    ProcessInbound,
+    Response,
+    SHChannelDestroy,
+)
+from dragon.transport import FrameStream, MessageChannel, PendingReplies, TrioChannel
+
+from ._registry import Registry
+from ._tool_replies import is_user_managed, reply_once
+
+log = logging.getLogger(__name__)
+
+POLL_US: Final = 100  # spec §4: a timeout of at most 100 µs means "poll now"
+REPLY_TIMEOUT_S: Final = 10.0  # a requester that reads nothing for this long gets no reply
+
+
+class StdoutLink:
+    """GS's stdout: framed messages to LS's GS monitor (GSHalted, AbnormalTermination, and replies to
+    r_c_uid 1), one at a time from any task."""
+
+    def __init__(self) -> None:
+        self._link = MessageChannel[GSStdoutOutbound](
+            FrameStream((trio.lowlevel.FdStream(os.dup(1)), _NoInput()), name="GS stdout"),
+            GSStdoutOutbound,
+            name="GS stdout",
+        )
+        self._lock = trio.Lock()
+
+    async def send(self, msg: msgspec.Struct) -> None:
+        """Write one frame; a pipe nobody reads any more (LS died) is only logged."""
+        async with self._lock:
+            try:
+                await self._link.send(msg)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                log.warning("GS stdout is gone: %s not delivered (%s)", type(msg).__name__, exc)
+
+
+class _NoInput(trio.abc.ReceiveStream):
+    """The missing direction of GS's stdout (FrameStream wants a two-way stream)."""
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        raise trio.ClosedResourceError("GS stdout is write-only")
+
+    async def aclose(self) -> None:
+        pass
+
+
+class GSBase:
+    """GS's tables and links; the handlers are its subclasses' (services/global_services.py)."""
+
+    def __init__(
+        self,
+        inbox: MessageChannel[GSInbound],
+        to_ls: MessageChannel[LSInbound],
+        to_la: MessageChannel[LAInbound],
+        stdout: StdoutLink,
+        nursery: trio.Nursery,
+        run_id: str,
+    ) -> None:
+        self.inbox, self.to_ls, self.to_la, self.nursery = inbox, to_ls, to_la, nursery
+        self.stdout = stdout
+        self.run_id = run_id
+        self.started = time.time()
+        self.reg = Registry()
+        self.chan_name_waiters: dict[str, trio.Event] = {}
+        self.next_tag = 1
+        self.ls_replies = PendingReplies[Response]("GS channel")
+        self.reply_boxes: dict[int, MessageChannel[ProcessInbound]] = {}
+
+    def tag(self) -> int:
+        self.next_tag += 1
+        return self.next_tag
+
+    async def ls_call(self, msg: Any) -> Any:
+        """Send an SH request to LS and wait for the response whose `ref` is its tag."""
+        with self.ls_replies.expect(msg.tag) as waiter:
+            await self.to_ls.send(msg)
+            return await waiter.reply()
+
+    def answer(self, r_c_uid: int, msg: msgspec.Struct) -> None:
+        """Reply without blocking the main loop: at once into a return channel GS already holds if
+        it has room (the common case, no task needed), else through `reply` in a task of its own."""
+        box = self.reply_boxes.get(r_c_uid)
+        if box is not None:
+            try:
+                box.send_nowait(msg)
+                return
+            except trio.WouldBlock:
+                pass
+            except Exception:  # the channel is gone: `reply` logs it and lets go of the handle
+                pass
+        self.nursery.start_soon(self.reply, r_c_uid, msg)
+
+    async def reply(self, r_c_uid: int, msg: msgspec.Struct) -> None:
+        """Answer on `r_c_uid` (spec §4 envelope); a reply that cannot be delivered is only logged."""
+        if r_c_uid == BE_CUID:
+            await self.to_la.send(msg)
+        elif r_c_uid == GS_STDOUT_R_C_UID:
+            await self.stdout.send(msg)
+        elif is_user_managed(r_c_uid):  # a tool's own reply channel (e.g. `dragon status`)
+            await reply_once(_rundir.channel_name(self.run_id, r_c_uid), msg, f"channel {r_c_uid}")
+        else:  # a managed process's return channel: kept until that process exits
+            try:
+                box = self.reply_boxes.get(r_c_uid)
+                if box is None:
+                    sdesc = self._reply_channel(r_c_uid)
+                    if sdesc is None:
+                        log.warning("cannot reply to r_c_uid=%d (no such channel): %r", r_c_uid, msg)
+                        return
+                    box = self.reply_boxes[r_c_uid] = MessageChannel(
+                        TrioChannel.attach(sdesc), ProcessInbound, name=f"channel {r_c_uid}"
+                    )
+                with trio.move_on_after(REPLY_TIMEOUT_S):
+                    await box.send(msg)
+                    return
+                log.warning("reply to r_c_uid=%d timed out (nobody reads it): %r", r_c_uid, msg)
+            except Exception as exc:  # the requester's channel is gone: nobody is left to answer
+                log.warning("reply to r_c_uid=%d failed: %s", r_c_uid, exc)
+                await self._forget_reply_box(r_c_uid)
+
+    def _reply_channel(self, r_c_uid: int) -> str | None:
+        """The attach descriptor of a managed process's return channel, if GS knows it."""
+        rec = self.reg.chans.get(r_c_uid)
+        if rec is None or rec.desc.state != ObjectState.ACTIVE or r_c_uid == GS_INPUT_CUID:
+            return None
+        return rec.desc.sdesc
+
+    async def _forget_reply_box(self, c_uid: int) -> None:
+        box = self.reply_boxes.pop(c_uid, None)
+        if box is not None:
+            await box.aclose()
+
+    async def release_channel(self, c_uid: int) -> None:
+        """Drop one reference to a ref-counted channel; destroy it at zero."""
+        rec = self.reg.chans.get(c_uid)
+        if rec is None or rec.desc.state != ObjectState.ACTIVE:
+            return
+        rec.refs -= 1
+        if rec.refs <= 0:
+            await self.destroy_infra_channel(c_uid)
+
+    async def destroy_infra_channel(self, c_uid: int) -> None:
+        """Destroy a channel GS made with a process (its GS-return channel, a PIPE channel)."""
+        await self._forget_reply_box(c_uid)
+        chan = self.reg.chans.get(c_uid)
+        if chan is not None:
+            chan.desc.state = ObjectState.DEAD
+        await self.ls_call(SHChannelDestroy(tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, c_uid=c_uid))
+
+    def status(self, req: GSStatus) -> GSStatusResponse:
+        """Spec §8: one read-only snapshot of every table, for `dragon status`."""
+        procs = self.reg.procs.records()
+        has_head = any(r.head and r.desc.state != ObjectState.DEAD for r in procs)
+        return GSStatusResponse(
+            ref=req.tag,
+            err=ListErr.SUCCESS,
+            state="HAS_HEAD" if has_head else "WAITING_FOR_HEAD",
+            started=self.started,
+            processes=[r.desc for r in procs],
+            channels=[c.desc for c in self.reg.chans.records()],
+            pools=[p.desc for p in self.reg.pools.records()],
+        )
+
+
+def timeout_s(timeout_us: int) -> float:
+    """Spec §4: GS timeouts are integer µs; negative waits forever; <= 100 µs polls."""
+    if timeout_us < 0:
+        return float("inf")
+    return 0.0 if timeout_us <= POLL_US else timeout_us / 1e6

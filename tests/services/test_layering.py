@@ -1,0 +1,66 @@
+"""The services depend only on the catalog, the floor modules and the transport (issue 14 item 6).
+
+A service that imports the client (dragon._gs_*, dragon._mp_*, dragon.native ...) or multiprocessing
+ties the runtime's servers to code that changes for other reasons, and loads it into every service
+process. Read from the source (every import statement, also those inside functions), no process needed.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SERVICES = Path(__file__).resolve().parents[2] / "services"
+ALLOWED = {
+    "dragon.messages",
+    "dragon.ids",
+    "dragon.descriptors",
+    "dragon.errors",
+    "dragon._rundir",
+    "dragon._log",
+    "dragon._pool_sizes",
+    "dragon._faults",
+    "dragon._runs",
+    "dragon.transport",
+    "dragon.services",
+}
+
+
+def imported_modules(tree: ast.AST) -> set[str]:
+    """Absolute module names of `tree`'s imports; `from dragon import _log` counts as dragon._log."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+            if node.module == "dragon":
+                found.update(f"dragon.{alias.name}" for alias in node.names)
+    return found
+
+
+def allowed(module: str) -> bool:
+    if module == "dragon":
+        return True
+    if module.startswith("dragon."):
+        return any(module == a or module.startswith(a + ".") for a in ALLOWED)
+    return not module.startswith("multiprocessing")
+
+
+def test_services_import_no_client_and_no_multiprocessing() -> None:
+    bad = {
+        f"{path.name}: {module}"
+        for path in sorted(SERVICES.glob("*.py"))
+        for module in imported_modules(ast.parse(path.read_text(), str(path)))
+        if not allowed(module)
+    }
+    assert not bad, f"services import what they must not: {sorted(bad)}"
+
+
+def test_the_check_sees_a_client_import() -> None:
+    tree = ast.parse("from dragon import _mp_child\nfrom dragon._forkserver import READY\nimport multiprocessing.spawn")
+    assert {m for m in imported_modules(tree) if not allowed(m)} == {
+        "dragon._mp_child",
+        "dragon._forkserver",
+        "multiprocessing.spawn",
+    }
