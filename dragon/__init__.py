@@ -25,14 +25,14 @@ async def serve(*, bringup_timeout_s: float = 30.0, task_status: trio.TaskStatus
     `trio.run(dragon.serve)` runs one until Ctrl-C; `handle = await nursery.start(dragon.serve)` hands
     over a `RuntimeHandle` (run id, requests to Global Services) once it takes requests, and cancelling
     the nursery tears it down. While it runs, the blocking API of this process (`dragon.native`, the
-    multiprocessing start method "dragon") uses it too (`dragon._embedded`; with several, the oldest).
+    multiprocessing start method "dragon") uses it too (`dragon.client.embedded`; with several, the oldest).
     Raises BringupError if it does not come up within `bringup_timeout_s` (or DRAGON_INF_SEG_SZ or
     DRAGON_DEFAULT_SEG_SZ is bad), RuntimeBroken if it fails while running; nothing of the run is left
     behind either way.
     """
     import trio
 
-    from dragon import _embedded
+    from dragon.client import embedded as _embedded
     from dragon.services import launcher
 
     outer = trio.TASK_STATUS_IGNORED if task_status is None else task_status

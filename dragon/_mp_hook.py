@@ -13,7 +13,7 @@ which calls `find_spec_from_pth` when `multiprocessing.context` is first importe
 dragon (this module, which installs the hook as above) and registers the start method then. So
 `multiprocessing.get_context("dragon")` works in any interpreter of the environment, a child started
 by "spawn" or a `python -c` included, and only programs that import multiprocessing pay for it. What
-runs then (this module, `dragon/__init__`, `dragon._mp_context`) imports nothing that multiprocessing
+runs then (this module, `dragon/__init__`, `dragon.mp.context`) imports nothing that multiprocessing
 does not import anyway, `typing` included (`tools/bench_pth.py` measures the cost).
 """
 
@@ -64,7 +64,7 @@ def _register(module: ModuleType) -> None:
     contexts = getattr(module, "_concrete_contexts", None)
     if isinstance(contexts, dict) and "dragon" not in contexts:
         # Here, for start-up cost: a program that never imports multiprocessing never pays for it.
-        from dragon._mp_context import DragonContext, keep_other_children_working
+        from dragon.mp.context import DragonContext, keep_other_children_working
 
         contexts["dragon"] = DragonContext()
         after_import("multiprocessing.spawn", keep_other_children_working)

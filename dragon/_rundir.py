@@ -66,7 +66,7 @@ class RunInfo(msgspec.Struct, kw_only=True):
 
 class StartReport(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The one JSON line a background runtime's launcher (dragon.services.background) writes on its
-    control socket for the program that started it (dragon._background): the run id, or what failed."""
+    control socket for the program that started it (dragon.client.background): the run id, or what failed."""
 
     run_id: str = ""
     error: str = ""

@@ -13,7 +13,7 @@ nursery), and every handle made from it keeps it. A runtime is anything with the
   `async with dragon.aio.open_connection() as rt:` (`TrioConnection`, trio-native: TrioChannels to
   the GS channel and from a reply channel of its own, made through GS on entry and destroyed on exit;
   no thread per request), or `rt = await dragon.aio.connect()` (`ManagedConnection`: nothing to close; its
-  requests travel the process's blocking connection, `dragon._gs_client`, in a worker thread).
+  requests travel the process's blocking connection, `dragon.client.gs_client`, in a worker thread).
   Either way blocking and async callers of one process never compete for its GS-return channel.
 
 So one piece of code serves both:
@@ -23,9 +23,9 @@ So one piece of code serves both:
         await proc.start()
         return await proc.join()
 
-Requests are built and answers translated by `dragon._gs_requests` (carried out by its `run_async`),
-and the handles' state and properties are `dragon._handles`', both shared with the blocking flavour;
-the connections of a managed process are `dragon._aio_connection`. Cancelling a call abandons it: GS may still carry the request out (a cancelled `start` may have
+Requests are built and answers translated by `dragon.client.requests` (carried out by its `run_async`),
+and the handles' state and properties are `dragon.client.handles`', both shared with the blocking flavour;
+the connections of a managed process are `dragon.client.aio_connection`. Cancelling a call abandons it: GS may still carry the request out (a cancelled `start` may have
 created the process; a cancelled `join` just stops waiting).
 
 Differences forced by `async`: `Process.returncode` is the last exit code seen (no request; use
@@ -47,10 +47,10 @@ from typing import Any, Unpack
 
 import trio
 
-from dragon import _gs_requests as gs
-from dragon._aio_connection import ManagedConnection, TrioConnection, connect, open_connection
-from dragon._gs_requests import HasPuid, Runtime, run_async
-from dragon._handles import ChannelHandle, PoolHandle, ProcessHandle, ProcessOptionArgs
+from dragon.client import requests as gs
+from dragon.client.aio_connection import ManagedConnection, TrioConnection, connect, open_connection
+from dragon.client.handles import ChannelHandle, PoolHandle, ProcessHandle, ProcessOptionArgs
+from dragon.client.requests import HasPuid, Runtime, run_async
 from dragon.descriptors import ChannelDescriptor, PoolDescriptor, ProcessDescriptor
 from dragon.errors import ChannelEmpty, ChannelError, ChannelFull, InvalidArgument
 from dragon.ids import DEFAULT_POOL_MUID, LAUNCHER_PUID

@@ -33,7 +33,7 @@ from typing import Final, NoReturn
 import trio
 
 from dragon import __version__, _log, _pool_sizes, _rundir
-from dragon._gs_requests import head_create, process_kill, run_async
+from dragon.client.requests import head_create, process_kill, run_async
 from dragon.errors import BringupError, DragonError, ProcessStartFailed, leaf_exceptions
 from dragon.services import launcher
 from dragon.services._process import ForkedChild, exit_status_for_shell, exit_without_finalization
@@ -174,11 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `dragon` console script; returns the exit status."""
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "status":
-        from dragon import status
+        from dragon.tools import status as status
 
         return status.main(args[1:])
     if args and args[0] == "cleanup":
-        from dragon import cleanup
+        from dragon.tools import cleanup as cleanup
 
         return cleanup.main(args[1:])
     opts = _parser().parse_args(args)

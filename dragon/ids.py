@@ -72,7 +72,7 @@ def stdio_channel_name(stream: Literal["stdin", "stdout", "stderr"], p_uid: int)
 
 
 Mode = Literal["single", "crayhpe-multi", "test"]
-CHILD_MAIN: Final = "from dragon._mp_child import main; main()"
+CHILD_MAIN: Final = "from dragon.mp.child import main; main()"
 """The program of a child of the "dragon" start method (`python -c CHILD_MAIN`): the client makes its
 command line with it, and Local Services serves exactly this one from its fork server."""
 

@@ -1,17 +1,17 @@
 """The native Python API (spec §7.2): managed processes, channels and pools through Global Services.
 
 Works in any process the runtime started (`dragon prog.py` and the processes it creates with
-`Process`), in a program that runs a runtime with `dragon.serve` (`dragon._embedded`; in its trio
+`Process`), in a program that runs a runtime with `dragon.serve` (`dragon.client.embedded`; in its trio
 code, call it through `trio.to_thread.run_sync`, or use `dragon.aio` with the handle), and in a plain
 `python prog.py` program once the multiprocessing start method "dragon" has brought up a runtime for
-it (`dragon._background`); elsewhere every call raises `RuntimeNotRunning`, saying how to get a
+it (`dragon.client.background`); elsewhere every call raises `RuntimeNotRunning`, saying how to get a
 runtime. Blocking and thread-safe, and light to import: no trio. Errors are the classes of
 `dragon.errors` (`ProcessError`, `GSChannelError`, `GSPoolError` and their subclasses, one per failure
 answer of Global Services).
 
-Each method that talks to GS is one request, built and read by `dragon._gs_requests` and carried out
-by its `run` over this process's connection (`dragon._gs_client`). The state and properties of the
-handles are `dragon._handles`', shared with the async flavour `dragon.aio`. Channels: GS names and
+Each method that talks to GS is one request, built and read by `dragon.client.requests` and carried out
+by its `run` over this process's connection (`dragon.client.gs_client`). The state and properties of the
+handles are `dragon.client.handles`', shared with the async flavour `dragon.aio`. Channels: GS names and
 counts them and Local Services makes the shared memory; `send`/`recv` then go through this process's
 own handle on it (`dragon.transport.Channel`), without GS.
 """
@@ -26,11 +26,11 @@ from typing import Any
 
 import msgspec
 
-from dragon import _gs_requests as gs
-from dragon._gs_client import launch_parameters
-from dragon._gs_pipe import PipeConnection
-from dragon._gs_requests import HasPuid, run
-from dragon._handles import ChannelHandle, PoolHandle, ProcessHandle
+from dragon.client import requests as gs
+from dragon.client.gs_client import launch_parameters
+from dragon.client.handles import ChannelHandle, PoolHandle, ProcessHandle
+from dragon.client.pipes import PipeConnection
+from dragon.client.requests import HasPuid, run
 from dragon.descriptors import DEVNULL as DEVNULL
 from dragon.descriptors import PIPE as PIPE
 from dragon.descriptors import STDOUT as STDOUT
@@ -45,7 +45,7 @@ __all__ = ["DEVNULL", "PIPE", "STDOUT", "Channel", "Pool", "Process", "current",
 
 class Process(ProcessHandle):
     """A managed process: `Process(target, args, ...)`, then `start()` (arguments: see
-    `dragon._handles.ProcessHandle`). Every method is one blocking GS request, usable from any thread.
+    `dragon.client.handles.ProcessHandle`). Every method is one blocking GS request, usable from any thread.
     Failures raise the `ProcessError` subclass for GS's answer, with GS's text."""
 
     _pipes: dict[str, PipeConnection] | None = None  # the PIPE ends, made on first use

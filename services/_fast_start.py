@@ -1,7 +1,7 @@
 """Local Services' side of the fork server (`services/forkserver.py`): fast starts for the "dragon" start method.
 
 `ForkServer.can_serve` decides per SHProcessCreate: only the child program of the multiprocessing start
-method "dragon" (`python [flags] -c <dragon._mp_child main>`) is started from the server, and only when
+method "dragon" (`python [flags] -c <dragon.mp.child main>`) is started from the server, and only when
 its executable, interpreter flags and Python/locale environment variables are those the server was
 started with (they decide what an interpreter does at start-up: `sys.flags`, `sys.path`, the stdio
 encodings). Everything else is exec'd as before. The server boots (as long as one exec'd child takes)

@@ -77,7 +77,7 @@ class LSConfig(msgspec.Struct, kw_only=True):
     exits_follow_output: bool = True
     """Send SHProcessExit of a process whose output went to the launcher by way of the launcher
     (messages.SHProcessExit says why). Off for `dragon.serve` [choice]: its program may block the
-    launcher's loop in a call that waits for a process's exit (dragon._embedded), which would then
+    launcher's loop in a call that waits for a process's exit (dragon.client.embedded), which would then
     never come."""
     fork_server: list[str] = []
     """`[executable, *interpreter flags]` of the multiprocessing children (start method "dragon") that

@@ -1,6 +1,6 @@
 """The background launcher: a runtime owned by a plain `python my.py` program (issue #5).
 
-`python -m dragon.services.background --bringup-timeout S` is started by `dragon._background` when a
+`python -m dragon.services.background --bringup-timeout S` is started by `dragon.client.background` when a
 program that was not launched with `dragon` first starts a process with the multiprocessing start
 method "dragon" (the program's side, and why, is in that module's docstring). It is the launcher of
 `dragon my.py` without a head process: the same bringup (trio imported here once, Local Services

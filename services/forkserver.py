@@ -1,6 +1,6 @@
 """The fork server: starts the children of the "dragon" start method from a warm interpreter.
 
-A child of the multiprocessing start method "dragon" is `python -c <dragon._mp_child main>`: a fresh
+A child of the multiprocessing start method "dragon" is `python -c <dragon.mp.child main>`: a fresh
 interpreter that imports the runtime client and multiprocessing before it can unpickle its process
 object. That costs each child several times Python's own start-up, enough to make starting many
 processes much slower than "spawn" (figures: README, benchmarks). Local Services therefore runs this
@@ -52,8 +52,8 @@ from dragon.descriptors import OsText, fs_env, fs_str
 MAX_REQUEST: Final = 1 << 20  # bytes of one StartRequest (the environment is most of it)
 MAX_FD: Final = 65536  # fds a child closes above 2
 PRELOAD: Final = (
-    "dragon._mp_child",
-    "dragon._gs_client",
+    "dragon.mp.child",
+    "dragon.client.gs_client",
     "multiprocessing.spawn",
     "multiprocessing.resource_tracker",
     "pkgutil",
@@ -71,8 +71,8 @@ PRELOAD_IDLE: Final = (
     "queue",
     "traceback",
     "multiprocessing.pool",
-    "dragon._mp_queues",
-    "dragon._mp_pool",
+    "dragon.mp.queues",
+    "dragon.mp.pool",
 )
 """What most children import as they unpickle their process object: Pipe and Queue ends (their fds
 come through the resource sharer, which authenticates with hmac), a Pool's worker. The server imports
@@ -81,7 +81,7 @@ these after READY, one at a time while no request waits, the heavy dependencies 
 the program's first right after READY, waits for one short step at most: it pays once what would
 cost every child. Measured here (no .pyc files), the CPU time from fork to the
 first task of a Pool worker went from 20 to 5 ms, of a child given a Pipe from 14 to 4 ms (with
-`dragon._gs_client`'s decoder, also made at import)."""
+`dragon.client.gs_client`'s decoder, also made at import)."""
 READY: Final = b"ready"
 """The server's first message: PRELOAD is imported, requests are served from now on."""
 

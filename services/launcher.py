@@ -531,7 +531,7 @@ async def serve(
     """Bring a runtime up, report a `RuntimeHandle`, keep it until cancelled, then tear it down.
 
     `before_teardown` is called (in this task, blocking) before teardown begins, whether the runtime
-    came up or not: `dragon.serve` lets this process's blocking connection go there (dragon._embedded).
+    came up or not: `dragon.serve` lets this process's blocking connection go there (dragon.client.embedded).
     Raises BringupError if the runtime does not come up (what step, and why), RuntimeBroken if it
     fails while running. Whatever happens, nothing of the run is left when this returns or raises.
     """

@@ -3,7 +3,7 @@
 One run does everything. This script, run plainly, is the *parent*: it times `--n` start+join of
 `multiprocessing.get_context("spawn").Process(target=<noop>)` (the reference), then runs
 `dragon tools/bench_gs.py --child` and reads one line of JSON from it. The *child* is the head
-process of a real runtime and times, through the blocking client (`dragon.native`, `dragon._gs_client`):
+process of a real runtime and times, through the blocking client (`dragon.native`, `dragon.client.gs_client`):
 
 - GS query round trips: `GSProcessQuery` of itself, `--queries` per repetition (requests/s);
 - process create+join: `dragon.native.Process(sys.executable, ["-c", "pass"])` start+join, `--n` per
@@ -70,7 +70,7 @@ def child(opts: argparse.Namespace) -> None:
     """Run as the head process of a runtime: measure, print one line of JSON."""
     import json
 
-    from dragon._gs_client import connection
+    from dragon.client.gs_client import connection
     from dragon.messages import GSProcessQuery, GSProcessQueryResponse, ProcessQueryErr
     from dragon.native import Channel, Process
 

@@ -14,7 +14,7 @@ and prints one JSON report that this driver parses. Rows (--rows selects some; k
   (the program names multiprocessing and dragon, so the runtime boots it as it comes up: see
   services/_fast_start.py). Its client imports msgspec, which imports typing_extensions where the
   development extras installed it (`dev_only_imports`: the run says so). [first_start_bg] (informational) the same under plain `python` with the
-  start method "dragon": the first start brings a background runtime up (dragon._background).
+  start method "dragon": the first start brings a background runtime up (dragon.client.background).
 - [first_pool] `Pool(2)` as a program's first use of multiprocessing, from just before `Pool(2)`
   until both workers have answered, as [pool_start] below (its programs also begin with the Pool).
 - [procs16, procs64] N `Process(target=abs)` started one after the other, then all joined: time of
@@ -546,7 +546,7 @@ def bytecode_cached() -> bool:
     """Whether the modules a program imports for its first start under "dragon" have .pyc files."""
     import importlib.util
 
-    for name in ("dragon._mp_popen", "dragon._gs_client", "dragon.messages", "dragon.transport._channel"):
+    for name in ("dragon.mp.popen", "dragon.client.gs_client", "dragon.messages", "dragon.transport._channel"):
         spec = importlib.util.find_spec(name)
         if spec is None or spec.origin is None or not os.path.exists(importlib.util.cache_from_source(spec.origin)):
             return False

@@ -34,7 +34,7 @@ DRAGON: Final = os.path.join(os.path.dirname(sys.executable), "dragon")
 
 HEAD = r"""
 import json, os, sys
-from dragon._gs_client import connection
+from dragon.client.gs_client import connection
 from dragon.descriptors import ProcessOptions
 from dragon.ids import DEFAULT_POOL_MUID
 from dragon.messages import GSChannelCreate, GSChannelCreateResponse, GSProcessCreate, GSProcessCreateResponse

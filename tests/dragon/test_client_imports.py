@@ -4,8 +4,8 @@ Every child of the multiprocessing start method "dragon" imports these modules b
 code (the fork server preloads them), and a program pays for them at its first start; each module
 they pull in costs a fresh interpreter about 1-4 ms here (issue #12 item 4: the first start as fast
 as spawn's). So they stay off: trio (0.25 s), logging, secrets (hmac, hashlib), shutil, the pools
-of dragon.transport, and the native API (its handles, dragon._handles), which a start needs none of.
-The start method's parent builds its requests with dragon._gs_requests (light: it imports nothing the
+of dragon.transport, and the native API (its handles, dragon.client.handles), which a start needs none of.
+The start method's parent builds its requests with dragon.client.requests (light: it imports nothing the
 connection does not); a child that only runs its target does not even import that.
 """
 
@@ -21,13 +21,13 @@ HEAVY = (
     "shutil",
     "dragon.transport._pool",
     "dragon.transport._alloc",
-    "dragon._handles",
+    "dragon.client.handles",
     "dragon.native",
 )
 
 
 def test_the_client_and_the_start_method_import_nothing_heavy() -> None:
-    client = ["dragon._mp_popen", "dragon._mp_child", "dragon._gs_client", "multiprocessing.spawn"]
+    client = ["dragon.mp.popen", "dragon.mp.child", "dragon.client.gs_client", "multiprocessing.spawn"]
     code = (
         f"import sys\nfor name in {client!r}:\n    __import__(name)\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
@@ -38,8 +38,8 @@ def test_the_client_and_the_start_method_import_nothing_heavy() -> None:
 
 
 def test_a_child_of_the_start_method_imports_no_request_builders() -> None:
-    child = ["dragon._mp_child", "dragon._gs_client", "multiprocessing.spawn"]
-    code = f"import sys\nfor name in {child!r}:\n    __import__(name)\nprint('dragon._gs_requests' in sys.modules)"
+    child = ["dragon.mp.child", "dragon.client.gs_client", "multiprocessing.spawn"]
+    code = f"import sys\nfor name in {child!r}:\n    __import__(name)\nprint('dragon.client.requests' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"

@@ -1,4 +1,4 @@
-"""The blocking GS client (dragon/_gs_client.py) against a fake Global Services thread: handshake,
+"""The blocking GS client (dragon/client/gs_client.py) against a fake Global Services thread: handshake,
 request envelope, replies matched by `ref` across threads, timeouts, and a runtime that goes away.
 
 The fake GS is two real shm channels and a thread; no runtime is started. The end-to-end behaviour
@@ -18,7 +18,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from dragon import _gs_client, _gs_requests, _rundir
+from dragon import _rundir
+from dragon.client import gs_client as _gs_client
+from dragon.client import requests as _gs_requests
 from dragon.descriptors import ArgMode
 from dragon.errors import ProtocolError, RequestTimeout, RuntimeNotRunning
 from dragon.ids import LaunchParameters
@@ -268,7 +270,7 @@ def test_timeout_conversion_to_microseconds() -> None:
 
 
 def test_an_external_client_asks_as_the_launcher_on_a_reply_channel_of_its_own() -> None:
-    """`GSClient.external` (the owner of a background runtime, dragon._background): no handshake,
+    """`GSClient.external` (the owner of a background runtime, dragon.client.background): no handshake,
     p_uid 0, r_c_uid in the user-managed range, its reply channel found by name, destroyed on close."""
     from dragon import _rundir
     from dragon.ids import FIRST_USER_MANAGED_CUID

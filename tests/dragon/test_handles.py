@@ -1,4 +1,4 @@
-"""What the two flavours' handles share (dragon._handles), checked without a runtime: state read from
+"""What the two flavours' handles share (dragon.client.handles), checked without a runtime: state read from
 GS's descriptor, identity, and the errors raised before any request."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The fd hand-over of the "dragon" start method (dragon/_mp_fds.py) between two real processes.
+"""The fd hand-over of the "dragon" start method (dragon/mp/fds.py) between two real processes.
 
 The listener is an abstract unix socket anyone on the machine could connect to: the fds go only to
 the process named, and the parent stops waiting when that process exits without taking them.
@@ -12,13 +12,13 @@ import subprocess
 import sys
 import threading
 
-from dragon._mp_fds import FdHandoff
+from dragon.mp.fds import FdHandoff
 
 TIMEOUT_S = 60  # a guard against hangs, not a speed assertion
 
 CHILD = """
 import os, sys
-from dragon import _mp_fds
+from dragon.mp import fds as _mp_fds
 sys.stdin.readline()  # connect after the intruder
 _mp_fds.receive("\\0" + sys.argv[1], 2)  # argv cannot hold the abstract name's NUL
 fds = [_mp_fds.ParentFd(i).detach() for i in (1, 0)]

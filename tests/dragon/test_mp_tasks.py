@@ -1,4 +1,4 @@
-"""The compact form of Pool tasks (dragon/_mp_pool.py `_encode_task`): what takes it, what does not,
+"""The compact form of Pool tasks (dragon/mp/pool.py `_encode_task`): what takes it, what does not,
 and that every task comes out as the stdlib's pool put it in. In one process: pure functions."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from dragon import _mp_pool
-from dragon._mp_pool import NAMED_CACHE_MAX, TASK_TAG, _decode_task, _encode_task
+from dragon.mp import pool as _mp_pool
+from dragon.mp.pool import NAMED_CACHE_MAX, TASK_TAG, _decode_task, _encode_task
 
 MAPSTAR = mp_pool.mapstar
 STARMAPSTAR = mp_pool.starmapstar

@@ -1,10 +1,10 @@
-"""`Process(...)` arguments checked before any request (dragon._gs_requests.process_spec), no runtime needed."""
+"""`Process(...)` arguments checked before any request (dragon.client.requests.process_spec), no runtime needed."""
 
 from __future__ import annotations
 
 import pytest
 
-from dragon import _gs_requests as gs
+from dragon.client import requests as gs
 from dragon.descriptors import DEVNULL
 from dragon.errors import InvalidArgument
 

@@ -1,6 +1,6 @@
 """What `dragon status` calls things, in one process (issue #12 item 7): the texts the start method
-and the launcher give Global Services (dragon/_mp_names.py, `cli.head_labels`), and how the status
-tables fit a terminal (`dragon._status_render.table`). Pure functions; the e2e side is tests/e2e/test_status.py."""
+and the launcher give Global Services (dragon/mp/names.py, `cli.head_labels`), and how the status
+tables fit a terminal (`dragon.tools.status_render.table`). Pure functions; the e2e side is tests/e2e/test_status.py."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import types
 
 import pytest
 
-from dragon import _mp_names
-from dragon._status_render import MIN_CELL, table
 from dragon.cli import head_labels
 from dragon.ids import default_channel_name, default_process_name, title
+from dragon.mp import names as _mp_names
+from dragon.tools.status_render import MIN_CELL, table
 
 
 def work(x: int) -> int:

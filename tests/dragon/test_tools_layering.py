@@ -14,11 +14,11 @@ import importlib.util
 from pathlib import Path
 
 TOOLS = (
-    "dragon.status",
-    "dragon._status_query",
-    "dragon._status_report",
-    "dragon._status_render",
-    "dragon.cleanup",
+    "dragon.tools.status",
+    "dragon.tools.status_query",
+    "dragon.tools.status_report",
+    "dragon.tools.status_render",
+    "dragon.tools.cleanup",
     "dragon._runs",
     "dragon._rundir",
 )
@@ -56,11 +56,11 @@ def test_tools_import_only_the_floor_the_transport_s_public_names_and_each_other
 
 def test_the_check_sees_a_client_a_service_and_a_private_transport_import() -> None:
     tree = ast.parse(
-        "from dragon._gs_client import connection\nfrom dragon.transport._shm import SHM_DIR\n"
+        "from dragon.client.gs_client import connection\nfrom dragon.transport._shm import SHM_DIR\n"
         "import dragon.services.launcher\nfrom dragon import _runs, native\nimport os"
     )
     assert {m for m in imported_modules(tree) if not allowed(m)} == {
-        "dragon._gs_client",
+        "dragon.client.gs_client",
         "dragon.transport._shm",
         "dragon.services.launcher",
         "dragon.native",

@@ -23,7 +23,7 @@ from test_status import GUARD_S, IDLE_HEAD, POLL_S, Runtime, dragon, private_env
 
 CRASH_HEAD = r"""
 import json, os, subprocess, sys
-from dragon._gs_client import connection
+from dragon.client.gs_client import connection
 from dragon.descriptors import ProcessOptions
 from dragon.ids import DEFAULT_POOL_MUID
 from dragon.messages import GSChannelCreate, GSChannelCreateResponse, GSProcessCreate, GSProcessCreateResponse

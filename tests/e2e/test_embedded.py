@@ -1,4 +1,4 @@
-"""The blocking API in a program that embeds a runtime with `dragon.serve` (dragon._embedded).
+"""The blocking API in a program that embeds a runtime with `dragon.serve` (dragon.client.embedded).
 
 The test process itself is the embedding program here: it is a plain process (no launch parameters),
 so `dragon.native` reaches the runtime these tests start, as an external client. The start method

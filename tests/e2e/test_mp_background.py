@@ -1,7 +1,7 @@
 """The start method "dragon" under plain `python prog.py`: a runtime in the background (issue #5).
 
 The programs are mp_programs/bg_*.py, run with the venv's interpreter and no DRAGON_* variables, so
-that the first `Process.start()` brings up a runtime owned by the program (`dragon._background`).
+that the first `Process.start()` brings up a runtime owned by the program (`dragon.client.background`).
 The central promise is checked the moment the program's process has exited (not once its output
 has ended, which the background launcher holds open): nothing of the run is left, neither a
 process nor a /dev/shm entry nor the runtime directory. Timings (bringup seen by the first start,

@@ -46,7 +46,7 @@ async def test_start_method_known_in_an_interpreter_that_never_imports_dragon() 
     )
     done = await run_command([sys.executable, "-c", code])
     assert done.returncode == 0, done.stderr.decode(errors="replace")
-    assert done.stdout.split() == [b"True", b"dragon._mp_context", b"dragon", b"False"]
+    assert done.stdout.split() == [b"True", b"dragon.mp.context", b"dragon", b"False"]
 
 
 async def test_fds_reach_the_child_and_leave_nothing_registered(tmp_path: Path) -> None:

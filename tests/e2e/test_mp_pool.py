@@ -1,4 +1,4 @@
-"""Pool of the "dragon" start method, its task and result queues on channels (dragon/_mp_pool.py, issue #5).
+"""Pool of the "dragon" start method, its task and result queues on channels (dragon/mp/pool.py, issue #5).
 
 mp_programs/pool_channels.py runs under plain `python` with "spawn", under the real `dragon` command
 with "dragon", and under plain `python` with "dragon" (the program's own background runtime). The
@@ -62,7 +62,7 @@ async def test_pool_on_channels_as_under_spawn(tmp_path: Path) -> None:
 
 async def test_pool_channels_survive_killed_workers_and_end_with_the_pool(tmp_path: Path) -> None:
     report = (await _run([DRAGON, PROG, "dragon"], tmp_path))["dragon"]
-    assert report["type"] == "dragon._mp_pool.Pool" and report["plain_mp_Pool"] == "dragon._mp_pool"
+    assert report["type"] == "dragon.mp.pool.Pool" and report["plain_mp_Pool"] == "dragon.mp.pool"
     assert report["channels_while_running"] == [True, True]
     assert report["after_kill"]
     assert report["channels_after_join"] == [True, True]
@@ -71,7 +71,7 @@ async def test_pool_channels_survive_killed_workers_and_end_with_the_pool(tmp_pa
 
 
 async def test_terminate_with_a_full_result_channel(tmp_path: Path) -> None:
-    """The pool's end sentinel makes room by dropping results nobody will read (dragon._mp_pool._ResultQueue)."""
+    """The pool's end sentinel makes room by dropping results nobody will read (dragon.mp.pool._ResultQueue)."""
     prog = str(Path(PROG).with_name("pool_terminate_full.py"))
     report = await _run([DRAGON, prog, "dragon"], tmp_path)
     assert report["full"] and report["returned"], report

@@ -4,7 +4,7 @@ mp_programs/queues.py exercises the queues in the style of CPython's `_TestQueue
 report; it runs under plain `python` with "spawn", under the real `dragon` command with "dragon", and
 under plain `python` with "dragon" (a background runtime of the program's own, which its first queue
 brings up). The part of the reports that must not depend on the method ("same") must agree. What the dragon
-queues do differently by design (dragon/_mp_queues.py) is checked per method. mp_programs/queue_kill.py
+queues do differently by design (dragon/mp/queues.py) is checked per method. mp_programs/queue_kill.py
 SIGKILLs one of several consumers (under dragon only: the stdlib's Queue can wedge there).
 Timings are printed, not asserted.
 """
@@ -135,4 +135,4 @@ async def test_multiprocessing_queue_follows_the_start_method(first: str, tmp_pa
     )
     done = await run_command([sys.executable, "-c", code], cwd=tmp_path)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
-    assert done.stdout.split() == [b"dragon._mp_queues"] * 4
+    assert done.stdout.split() == [b"dragon.mp.queues"] * 4

@@ -144,7 +144,7 @@ async def test_two_processes_exchange_10000_messages_over_named_channels(tmp_pat
     print(f"10,000 round trips between two processes: {result['seconds']:.2f} s including their start")
 
 
-@pytest.mark.parametrize("module", ["dragon.native", "dragon._gs_client"])
+@pytest.mark.parametrize("module", ["dragon.native", "dragon.client.gs_client"])
 async def test_import_leaves_trio_out(module: str) -> None:
     done = await run_command(
         [sys.executable, "-c", f"import sys, {module}; print('trio' in sys.modules)"], env=clean_env()

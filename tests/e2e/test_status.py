@@ -35,7 +35,7 @@ POLL_S = 0.05
 
 STATUS_HEAD = r"""
 import json, subprocess, sys
-from dragon._gs_client import connection
+from dragon.client.gs_client import connection
 from dragon.descriptors import ChannelLocalOptions, ChannelOptions, ProcessOptions
 from dragon.ids import DEFAULT_POOL_MUID
 from dragon.messages import (GSChannelCreate, GSChannelCreateResponse, GSPoolCreate, GSPoolCreateResponse,

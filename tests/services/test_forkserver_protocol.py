@@ -24,7 +24,7 @@ REPORT = """\
 import json, os, sys
 print(json.dumps({"cwd": os.getcwd(), "x": os.environ.get("FS_X"), "argv": sys.argv, "name": __name__,
                   "ppid": os.getppid(), "fds": sorted(int(f) for f in os.listdir("/proc/self/fd")),
-                  "preloaded": "dragon._gs_client" in sys.modules, "trio": "trio" in sys.modules}))
+                  "preloaded": "dragon.client.gs_client" in sys.modules, "trio": "trio" in sys.modules}))
 sys.exit(int(os.environ.get("FS_CODE", "0")))
 """
 

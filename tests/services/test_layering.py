@@ -1,6 +1,6 @@
 """The services depend only on the catalog, the floor modules and the transport (issue 14 item 6).
 
-A service that imports the client (dragon._gs_*, dragon._mp_*, dragon.native ...) or multiprocessing
+A service that imports the client (dragon.client, dragon.mp, dragon.native ...) or multiprocessing
 ties the runtime's servers to code that changes for other reasons, and loads it into every service
 process. Read from the source (every import statement, also those inside functions), no process needed.
 """
@@ -27,15 +27,15 @@ ALLOWED = {
 
 
 def imported_modules(tree: ast.AST) -> set[str]:
-    """Absolute module names of `tree`'s imports; `from dragon import _log` counts as dragon._log."""
+    """Absolute module names of `tree`'s imports; `from dragon import _log` counts as dragon._log too."""
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.add(node.module)
-            if node.module == "dragon":
-                found.update(f"dragon.{alias.name}" for alias in node.names)
+            if node.module.split(".")[0] == "dragon":  # `from dragon.mp import child`: dragon.mp.child too
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
     return found
 
 
@@ -58,9 +58,10 @@ def test_services_import_no_client_and_no_multiprocessing() -> None:
 
 
 def test_the_check_sees_a_client_import() -> None:
-    tree = ast.parse("from dragon import _mp_child\nfrom dragon._forkserver import READY\nimport multiprocessing.spawn")
+    tree = ast.parse("from dragon.mp import child\nfrom dragon import native\nimport multiprocessing.spawn")
     assert {m for m in imported_modules(tree) if not allowed(m)} == {
-        "dragon._mp_child",
-        "dragon._forkserver",
+        "dragon.mp",
+        "dragon.mp.child",
+        "dragon.native",
         "multiprocessing.spawn",
     }

@@ -44,7 +44,7 @@ def square(x: int) -> int:
 
 if __name__ == "__main__":
     mp.set_start_method("dragon")
-    from dragon import _background
+    from dragon.client import background as _background
 
     out: dict[str, object] = {}
     t0 = time.monotonic()

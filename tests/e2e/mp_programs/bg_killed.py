@@ -16,7 +16,7 @@ def sleep_forever() -> None:
 
 if __name__ == "__main__":
     mp.set_start_method("dragon")
-    from dragon import _background
+    from dragon.client import background as _background
 
     child = mp.Process(target=sleep_forever)
     child.start()

@@ -11,7 +11,7 @@ import dragon  # noqa: F401
 
 if __name__ == "__main__":
     if len(sys.argv) > 1:
-        from dragon import _background
+        from dragon.client import background as _background
 
         _background.LAUNCHER_MODULE = sys.argv[1]
     mp.set_start_method("dragon")

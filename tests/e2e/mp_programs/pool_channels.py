@@ -82,7 +82,7 @@ class Scale:
 
 def callables(pool: Any) -> dict[str, Any]:
     """Every kind of callable a task can carry (tasks name module-level functions in a compact form
-    under "dragon", `dragon._mp_pool._encode_task`; everything else travels as it is)."""
+    under "dragon", `dragon.mp.pool._encode_task`; everything else travels as it is)."""
     out: dict[str, Any] = {}
     scale = Scale(2)
     out["builtin"] = pool.map(abs, [-1, -2], chunksize=1)

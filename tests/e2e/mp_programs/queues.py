@@ -2,7 +2,7 @@
 
 Run as `prog.py METHOD` ("spawn" under plain python, "dragon" under `dragon`). Everything under the
 key "same" must not depend on the method; "differs" holds what the dragon queues do otherwise (by
-design: see dragon/_mp_queues.py), "dragon" what only makes sense under the runtime.
+design: see dragon/mp/queues.py), "dragon" what only makes sense under the runtime.
 """
 
 import concurrent.futures
@@ -269,7 +269,7 @@ def pipe_ends(ctx: Any) -> dict[str, Any]:
 def unpicklable(ctx: Any) -> dict[str, Any]:
     """An object that cannot be pickled (CPython's test_queue_feeder_donot_stop_onexc): the stdlib's
     `put` returns and its feeder thread prints the error and drops the item; dragon's `put` raises
-    (by design: dragon/_mp_queues.py). Either way the queue goes on, a bounded one with its size right."""
+    (by design: dragon/mp/queues.py). Either way the queue goes on, a bounded one with its size right."""
     q, bounded, jq = ctx.Queue(), ctx.Queue(maxsize=1), ctx.JoinableQueue()
     out = {"raised": [raises(lambda: queue.put(lambda: 0)) for queue in (q, bounded, jq)]}  # noqa: B023 (called at once)
     for queue in (q, bounded, jq):
@@ -385,8 +385,8 @@ if __name__ == "__main__":
     mp.set_start_method(method)  # children and grandchildren use it too
     ctx = mp.get_context(method)
     if method == "dragon":
-        assert type(mp.Queue()).__module__ == "dragon._mp_queues"
-        assert type(mp.SimpleQueue()).__module__ == "dragon._mp_queues"
+        assert type(mp.Queue()).__module__ == "dragon.mp.queues"
+        assert type(mp.SimpleQueue()).__module__ == "dragon.mp.queues"
     report: dict[str, Any] = {
         "same": {
             "basics": fifo_and_basics(ctx),

@@ -27,7 +27,7 @@ def sleep() -> None:
 
 
 async def main() -> dict[str, object]:
-    from dragon import _background
+    from dragon.client import background as _background
     from dragon.native import Process
 
     async with trio.open_nursery() as nursery:

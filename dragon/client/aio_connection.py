@@ -2,7 +2,7 @@
 `dragon.aio.open_connection`): the `Runtime`s of a trio program running under `dragon prog.py`.
 
 `ManagedConnection` carries each request over the process's blocking connection
-(`dragon._gs_client`) in a worker thread: nothing to open or close. `TrioConnection` is trio-native:
+(`dragon.client.gs_client`) in a worker thread: nothing to open or close. `TrioConnection` is trio-native:
 TrioChannels to the GS channel and from a reply channel of its own, made through GS on entry and
 destroyed on exit; no thread per request.
 
@@ -25,8 +25,8 @@ import msgspec
 import trio
 
 from dragon import _rundir
-from dragon._gs_client import LIVENESS_SLICE_S, connection
-from dragon._gs_requests import Runtime
+from dragon.client.gs_client import LIVENESS_SLICE_S, connection
+from dragon.client.requests import Runtime
 from dragon.errors import ChannelDestroyed, DragonError, ProtocolError, RuntimeNotRunning
 from dragon.messages import GSResponse, Response
 from dragon.native import Channel as SyncChannel
@@ -61,7 +61,7 @@ async def connect(handle: Runtime | None = None) -> Runtime:
     """The runtime to pass to this module's classes.
 
     With `handle` (the `RuntimeHandle` of `dragon.serve`, or any `Runtime`): that handle. Without: the
-    calling process's blocking connection to GS (`dragon._gs_client.connection`), made now in a thread
+    calling process's blocking connection to GS (`dragon.client.gs_client.connection`), made now in a thread
     (a managed process reads GS's handshake). Raises RuntimeNotRunning (without a handle) if this
     process has no runtime.
     """

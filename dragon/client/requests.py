@@ -9,7 +9,7 @@ class for GS's `err` (with GS's text). No other module of the client builds a re
     trio     (dragon.aio, the `dragon` command):                          await run_async(runtime, call)
 
 `p_uid`, `r_c_uid` and `tag` are filled in by the connection that sends the request
-(`dragon._gs_client.GSClient.call`, or a `Runtime`'s `call`). Plain Python, no trio: user processes
+(`dragon.client.gs_client.GSClient.call`, or a `Runtime`'s `call`). Plain Python, no trio: user processes
 import this (the start method's first start does: it is light, and preloaded in the fork server).
 """
 
@@ -21,7 +21,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
-from dragon._gs_client import GSClient, connection
+from dragon.client.gs_client import GSClient, connection
 from dragon.descriptors import (
     DEVNULL,
     PIPE,
@@ -282,7 +282,7 @@ def head_create(
 def mp_process_create(
     argv: Sequence[str], argdata: bytes, *, what: str, label: str, target: str
 ) -> GSCall[GSProcessCreateResponse, ProcessDescriptor]:
-    """GSProcessCreate of a child of the multiprocessing start method (`dragon._mp_popen`): `argv`
+    """GSProcessCreate of a child of the multiprocessing start method (`dragon.mp.popen`): `argv`
     (`python -c <child main>`) with `argdata` in its handshake (PYTHON_IMMEDIATE), the caller's
     environment; `label`/`target` for `dragon status`, `what` (the process object) for the error.
     Raises ProcessStartFailed."""
@@ -637,7 +637,7 @@ class Runtime(Protocol):
 def run(
     call: GSCall[R, T], *, client: GSClient | None = None, timeout_s: float | None = None, start_runtime: bool = False
 ) -> T:
-    """Carry out `call` on this process's blocking connection to GS (`dragon._gs_client.connection`),
+    """Carry out `call` on this process's blocking connection to GS (`dragon.client.gs_client.connection`),
     or on `client`; at most `timeout_s` for the answer (RequestTimeout). `start_runtime`: in a plain
     `python` program, bring its background runtime up first if there is none (the start method does).
     Raises what `call.finish` raises, and RuntimeNotRunning."""

@@ -11,8 +11,8 @@ import os
 from collections.abc import Sequence
 from typing import Final
 
-from dragon._status_report import ProcessRow, RunSummary, StatusReport
 from dragon.ids import default_channel_name, default_process_name, title
+from dragon.tools.status_report import ProcessRow, RunSummary, StatusReport
 
 WIDTH: Final = 100
 """Columns the tables fit in when the output is not a terminal (and COLUMNS is not set)."""

@@ -2,11 +2,11 @@
 
 `import dragon` registers `DragonContext` as the start method "dragon" (see `dragon._mp_hook`), so
 `multiprocessing.set_start_method("dragon")` and `multiprocessing.get_context("dragon")` work. It is
-the "spawn" context with another `Process._Popen`: `DragonPopen` (`dragon._mp_popen`) pickles what
-spawn pickles and asks Global Services to start `python -c <dragon._mp_child>`, which receives the
+the "spawn" context with another `Process._Popen`: `DragonPopen` (`dragon.mp.popen`) pickles what
+spawn pickles and asks Global Services to start `python -c <dragon.mp.child>`, which receives the
 pickle in its GSPingProc handshake. `Queue`, `SimpleQueue` and `JoinableQueue` run on the runtime's
-shared-memory channels (`dragon._mp_queues`), and so do the task and result queues of `Pool`
-(`dragon._mp_pool`). Everything else (locks, shared ctypes, Manager, Pipe) is the standard
+shared-memory channels (`dragon.mp.queues`), and so do the task and result queues of `Pool`
+(`dragon.mp.pool`). Everything else (locks, shared ctypes, Manager, Pipe) is the standard
 library's, working as under spawn. Two of those are choices, not gaps:
 * `Pipe()` stays a socketpair. A `Connection` must have an fd that `multiprocessing.connection.wait`
   (and selectors) can watch, readable exactly while a message waits; a channel would need a byte
@@ -43,8 +43,9 @@ TYPE_CHECKING = False  # not `typing`'s (see dragon._mp_hook)
 if TYPE_CHECKING:
     from typing import Any, Final
 
-    from dragon import _mp_pool, _mp_queues
-    from dragon._mp_popen import DragonPopen
+    from dragon.mp import pool as _mp_pool
+    from dragon.mp import queues as _mp_queues
+    from dragon.mp.popen import DragonPopen
 
 PIPE_QUEUE_USERS: Final = frozenset({"multiprocessing.pool", "concurrent.futures.process"})
 """Modules whose `ctx.SimpleQueue()` gets the stdlib's pipe queue (see the module docstring)."""
@@ -58,7 +59,7 @@ class DragonProcess(process.BaseProcess):
     @staticmethod
     def _Popen(process_obj: process.BaseProcess) -> DragonPopen:
         # Here, for start-up cost: registering "dragon" must not import the client (_mp_hook).
-        from dragon._mp_popen import DragonPopen
+        from dragon.mp.popen import DragonPopen
 
         return DragonPopen(process_obj)
 
@@ -92,14 +93,14 @@ class DragonContext(context.SpawnContext):
         route_default_methods(context._default_context, sys.modules.get("multiprocessing"))
 
     def Queue(self, maxsize: int = 0) -> _mp_queues.Queue:  # type: ignore[override]
-        """A `multiprocessing.Queue` on a shared-memory channel (`dragon._mp_queues.Queue`)."""
-        from dragon._mp_queues import Queue
+        """A `multiprocessing.Queue` on a shared-memory channel (`dragon.mp.queues.Queue`)."""
+        from dragon.mp.queues import Queue
 
         return Queue(maxsize, ctx=self.get_context())
 
     def JoinableQueue(self, maxsize: int = 0) -> _mp_queues.JoinableQueue:  # type: ignore[override]
         """A `multiprocessing.JoinableQueue` on a shared-memory channel."""
-        from dragon._mp_queues import JoinableQueue
+        from dragon.mp.queues import JoinableQueue
 
         return JoinableQueue(maxsize, ctx=self.get_context())
 
@@ -110,8 +111,8 @@ class DragonContext(context.SpawnContext):
         initargs: Any = (),
         maxtasksperchild: int | None = None,
     ) -> _mp_pool.Pool:
-        """A `multiprocessing.Pool` whose task and result queues are channels (`dragon._mp_pool`)."""
-        from dragon._mp_pool import Pool
+        """A `multiprocessing.Pool` whose task and result queues are channels (`dragon.mp.pool`)."""
+        from dragon.mp.pool import Pool
 
         return Pool(processes, initializer, initargs, maxtasksperchild, context=self.get_context())
 
@@ -120,7 +121,7 @@ class DragonContext(context.SpawnContext):
         `multiprocessing.pool` or `concurrent.futures.process` asks (see the module docstring)."""
         if sys._getframe(1).f_globals.get("__name__") in PIPE_QUEUE_USERS:
             return super().SimpleQueue()
-        from dragon._mp_queues import SimpleQueue
+        from dragon.mp.queues import SimpleQueue
 
         return SimpleQueue(ctx=self.get_context())
 
@@ -160,7 +161,7 @@ def keep_other_children_working(spawn: ModuleType) -> None:
     no start method before its main module imports dragon, and it would die in `prepare` with
     "cannot find context for 'dragon'". Without it, the child's start method is its own (which
     multiprocessing's bootstrap sets anyway), as for a child of "spawn" made by any other parent.
-    The children of "dragon" get the stdlib's data as it is (`dragon._mp_popen.preparation_data`)."""
+    The children of "dragon" get the stdlib's data as it is (`dragon.mp.popen.preparation_data`)."""
     original = spawn.get_preparation_data
     if hasattr(original, "__wrapped__"):
         return

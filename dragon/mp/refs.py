@@ -22,10 +22,10 @@ import os
 import threading
 from typing import Final, NamedTuple
 
-from dragon._gs_requests import channel_add_ref, channel_create, channel_release, run
-from dragon._mp_names import channel_label
+from dragon.client.requests import channel_add_ref, channel_create, channel_release, run
 from dragon.descriptors import ChannelDescriptor
 from dragon.errors import DragonError
+from dragon.mp.names import channel_label
 from dragon.transport import MIN_BLOCK_SIZE, Channel
 
 QUEUE_CAPACITY: Final = 8192

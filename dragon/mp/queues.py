@@ -2,10 +2,10 @@
 
 The standard library's queues are a pipe, two POSIX semaphores and, for `Queue`, a feeder thread.
 Here the pipe is a channel of the runtime (made through Global Services and ref-counted there:
-`dragon._mp_refs`), with the same API and semantics as `multiprocessing.queues` otherwise. What
+`dragon.mp.refs`), with the same API and semantics as `multiprocessing.queues` otherwise. What
 changes, and why:
 
-* **put encodes at once** (`dragon._mp_codec`): an object that cannot be pickled raises in `put`, in
+* **put encodes at once** (`dragon.mp.codec`): an object that cannot be pickled raises in `put`, in
   the caller **[choice]**, where the stdlib's feeder thread prints a traceback and drops the item
   while the consumer may wait for it for ever (docs/mp_suite.md: the one CPython test that differs).
   The item is a snapshot taken at `put`. A `put` that is not part of a burst sends its message
@@ -27,7 +27,7 @@ changes, and why:
   only while spawning (as in the stdlib).
 
 Under `dragon my.py` the queues use the program's runtime; in a plain `python my.py` program the
-first queue, like the first process, brings up the program's background runtime (`dragon._background`).
+first queue, like the first process, brings up the program's background runtime (`dragon.client.background`).
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ from collections.abc import Callable
 from multiprocessing import context, util
 from typing import Any, ClassVar, Final, TypeVar
 
-from dragon._mp_codec import decode, encode
-from dragon._mp_refs import ITEMS, Hold, Shape
 from dragon.errors import ChannelDestroyed, ChannelEmpty, ChannelFull
+from dragon.mp.codec import decode, encode
+from dragon.mp.refs import ITEMS, Hold, Shape
 from dragon.transport import MIN_BLOCK_SIZE, Channel
 
 MAXSIZE_LIMIT: Final = 1 << 20
@@ -69,7 +69,7 @@ class Queue:
     """A process-shared FIFO queue: `multiprocessing.Queue` on a channel (see the module docstring)."""
 
     _KIND: ClassVar[str] = "Queue"
-    """What `dragon status` calls its channels (with their maker's name: `dragon._mp_names`)."""
+    """What `dragon status` calls its channels (with their maker's name: `dragon.mp.names`)."""
     _hold: Hold
     _chan: Channel
     _slots: Channel | None
@@ -80,7 +80,7 @@ class Queue:
         is taken as by the stdlib's Queue (which makes its locks with it; this one needs none).
 
         In a plain `python` program the first queue (or process) brings the program's background
-        runtime up (`dragon._background`). Raises ValueError for a maxsize above MAXSIZE_LIMIT,
+        runtime up (`dragon.client.background`). Raises ValueError for a maxsize above MAXSIZE_LIMIT,
         BringupError if that runtime does not come up, and what GS answers if it cannot make a channel.
         """
         if maxsize > MAXSIZE_LIMIT:
@@ -436,7 +436,7 @@ class SimpleQueue:
     get, empty, close. Pickles anywhere (see the module docstring)."""
 
     _KIND: ClassVar[str] = "SimpleQueue"
-    """What `dragon status` calls its channel (with its maker's name: `dragon._mp_names`)."""
+    """What `dragon status` calls its channel (with its maker's name: `dragon.mp.names`)."""
 
     def __init__(self, *, ctx: context.BaseContext) -> None:
         """`ctx` as for the stdlib's SimpleQueue (unused: no locks needed). Brings a plain `python`
@@ -498,7 +498,7 @@ class SimpleQueue:
         """What stands for the write end of the stdlib queue's pipe (see `_PipeEnd`)."""
         return _PipeEnd(self, 1)
 
-    # For `dragon._mp_pool`, whose process is the only sender of one queue and the only receiver of
+    # For `dragon.mp.pool`, whose process is the only sender of one queue and the only receiver of
     # the other, and which ends both queues itself.
 
     def _hold_lock(self, side: str) -> None:

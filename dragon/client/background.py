@@ -2,7 +2,7 @@
 
 The multiprocessing start method "dragon" works under plain `python my.py` too, so that users need
 not change how they launch. In a process without launch parameters of its own (none, or inherited
-ones: `dragon._gs_client.launch_parameters`) the start method's first `Process.start()` (or first
+ones: `dragon.client.gs_client.launch_parameters`) the start method's first `Process.start()` (or first
 queue) calls `runtime(start=True)`, which brings up a runtime owned by this program; `stop()` tears
 it down when the program exits. Plain Python: the program never imports trio; the launcher does.
 
@@ -26,7 +26,7 @@ hook ordered after the program's use of them, and a silent bringup of a service 
 for a call that may only have meant to look something up; so a plain program calling
 `dragon.native` first gets RuntimeNotRunning (`NO_RUNTIME`, saying how to get a runtime), and once
 the start method has brought one up, uses it. A program that runs a runtime with `dragon.serve` gets
-no background runtime: both use the embedded one (`dragon._embedded`).
+no background runtime: both use the embedded one (`dragon.client.embedded`).
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ from typing import Final
 import msgspec
 
 from dragon import _rundir
-from dragon._interpreter import interpreter_argv
 from dragon._pool_sizes import DEFAULT_VAR, INF_VAR
+from dragon.client.interpreter import interpreter_argv
 from dragon.errors import BringupError, RuntimeNotRunning
 from dragon.ids import NOT_INHERITED
 
@@ -63,7 +63,7 @@ launcher answers a failed bringup only after removing what it made."""
 DEFAULT_BRINGUP_TIMEOUT_S: Final = 30.0
 LAUNCHER_MODULE: Final = "dragon.services.background"
 ACTOR: Final = "the background Dragon runtime"
-NO_RUNTIME: Final = (  # what a request without a runtime is told (also by dragon._gs_client.connection)
+NO_RUNTIME: Final = (  # what a request without a runtime is told (also by dragon.client.gs_client.connection)
     "no Dragon runtime runs for this process: run the program with `dragon prog.py`; or, in a trio "
     "program, embed one with `handle = await nursery.start(dragon.serve)`, which dragon.native then "
     'uses; or start a process with the multiprocessing start method "dragon", which brings a '

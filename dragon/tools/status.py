@@ -5,11 +5,11 @@
 Finds this user's running runtimes through their runtime directories (`dragon._rundir`, `dragon._runs`);
 with no RUN_ID shows the only one, or lists them and asks to name one. The tables are Global Services'
 own and the process figures Local Services', each asked once over a reply channel of this command
-(`dragon._status_query`); everything else is read directly from /proc and shared memory
-(`dragon._status_report`), so the command never changes the runtime and never hangs on a stuck
+(`dragon.tools.status_query`); everything else is read directly from /proc and shared memory
+(`dragon.tools.status_report`), so the command never changes the runtime and never hangs on a stuck
 service: one that does not answer within `--timeout` is reported as not answering. It runs no trio
-loop: a short-lived, blocking tool. The text is `dragon._status_render`'s; `--json` prints a `StatusReport`
-(stable shape, version 1: the structs of `dragon._status_report` say what each key means).
+loop: a short-lived, blocking tool. The text is `dragon.tools.status_render`'s; `--json` prints a `StatusReport`
+(stable shape, version 1: the structs of `dragon.tools.status_report` say what each key means).
 
 Exit status: 0 shown; 1 no runtime running (or RUN_ID is not one); 2 usage error, or several running
 and none named (with --json a `RunList`); 3 Global Services did not answer. `--watch` redraws in place
@@ -29,9 +29,9 @@ from typing import Final
 import msgspec
 
 from dragon import _rundir, _runs
-from dragon._status_query import StatusClient
-from dragon._status_render import WIDTH, render, render_runs
-from dragon._status_report import RunList, RunSummary, StatusReport, collect
+from dragon.tools.status_query import StatusClient
+from dragon.tools.status_render import WIDTH, render, render_runs
+from dragon.tools.status_report import RunList, RunSummary, StatusReport, collect
 
 DEFAULT_TIMEOUT_S: Final = 2.0
 DEFAULT_INTERVAL_S: Final = 2.0
@@ -50,7 +50,7 @@ def parser() -> argparse.ArgumentParser:
         "Dragon runtime of yours (read-only).",
     )
     p.add_argument("run_id", nargs="?", metavar="RUN_ID", help="which runtime (needed when several run)")
-    p.add_argument("--json", action="store_true", help="print JSON (shape: see `pydoc dragon.status`)")
+    p.add_argument("--json", action="store_true", help="print JSON (shape: see `pydoc dragon.tools.status`)")
     p.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")
     p.add_argument(
         "--interval",

@@ -4,8 +4,8 @@ Items are pickled with `multiprocessing.reduction.ForkingPickler`'s reducers, so
 Connections and locks travel as under spawn, and a `bytes` item travels as it is, unpickled (its
 first byte tells it from a pickle): that spares a large item two copies into fresh memory. Each
 thread reuses one pickler and its buffer (`_Encoder`), since making them per item is most of the cost
-of a small item. Used by the queues (`dragon._mp_queues`) and by the Pool's task and result queues
-(`dragon._mp_pool`). Plain Python: children import it.
+of a small item. Used by the queues (`dragon.mp.queues`) and by the Pool's task and result queues
+(`dragon.mp.pool`). Plain Python: children import it.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ file for the process. Closing any of them lets Global Services destroy the chann
 
 from __future__ import annotations
 
-from dragon._gs_requests import channel_release, run
+from dragon.client.requests import channel_release, run
 from dragon.errors import InvalidArgument
 from dragon.transport import Channel, ChannelDestroyed
 

@@ -1,14 +1,14 @@
-"""Child side of the "dragon" start method (spec §7.3): `python -c "from dragon._mp_child import main; main()"`.
+"""Child side of the "dragon" start method (spec §7.3): `python -c "from dragon.mp.child import main; main()"`.
 
 The counterpart of `multiprocessing.spawn.spawn_main`/`_main`: the pickled data arrives as the
-`argdata` of this process's GSPingProc handshake (read by `dragon._gs_client.connection()`), not on an
-inherited pipe. It holds a header (`dragon._mp_popen`: the parent's pid and resource-tracker fd, and
+`argdata` of this process's GSPingProc handshake (read by `dragon.client.gs_client.connection()`), not on an
+inherited pipe. It holds a header (`dragon.mp.popen`: the parent's pid and resource-tracker fd, and
 where to fetch the fds the rest names), then spawn's preparation data and the process object. This
 module imports no trio.
 
 What spawn inherits, the child gets otherwise:
 * fds pickled with `reduction.DupFd` (Connection ends, shared-ctypes arenas): handed over by the
-  parent before anything is unpickled (`dragon._mp_fds`);
+  parent before anything is unpickled (`dragon.mp.fds`);
 * parent sentinel (`multiprocessing.parent_process().sentinel`): a pidfd of the parent, readable once
   it exited (spawn: the read end of a pipe the parent holds open);
 * the resource tracker: the parent's tracker pipe, reopened through /proc/<parent pid>/fd/<n>, so
@@ -23,7 +23,7 @@ import pickle
 import sys
 from typing import Final, NoReturn
 
-from dragon._interpreter import interpreter_argv
+from dragon.client.interpreter import interpreter_argv
 from dragon.descriptors import ArgMode
 from dragon.ids import CHILD_MAIN
 
@@ -40,12 +40,12 @@ def child_argv() -> list[str]:
 
 def main() -> NoReturn:
     """Run the process object the parent sent in the handshake, then exit with its exit code."""
-    from dragon._gs_client import connection
+    from dragon.client.gs_client import connection
 
     handshake = connection().handshake
     if handshake.mode != ArgMode.PYTHON_IMMEDIATE or not handshake.argdata:
         print(
-            f"dragon._mp_child: this process was not started by the dragon start method "
+            f"dragon.mp.child: this process was not started by the dragon start method "
             f"(handshake mode {handshake.mode!r}, no argument data)",
             file=sys.stderr,
         )
@@ -61,10 +61,10 @@ def run(data: bytes) -> int:
     header = pickle.load(fp)
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise RuntimeError(
-            f"dragon._mp_child: unknown start data (header {header!r}): parent and child run different dragon versions"
+            f"dragon.mp.child: unknown start data (header {header!r}): parent and child run different dragon versions"
         )
     if header.get("fds"):
-        from dragon._mp_fds import receive
+        from dragon.mp.fds import receive
 
         receive(*header["fds"])
     parent_pid = int(header["parent_pid"])

@@ -4,7 +4,7 @@ A program that embeds a runtime (`handle = await nursery.start(dragon.serve)`, o
 with other threads) is not one of its managed processes: it has no launch parameters. `dragon.serve`
 records each runtime here once it takes requests (`register`) and forgets it just before its teardown
 begins (`unregister`, which runs the stop hooks: the connection made for it closes). Meanwhile
-`dragon._gs_client.connection()` connects this process to it as an external client, as it connects
+`dragon.client.gs_client.connection()` connects this process to it as an external client, as it connects
 the owner of a background runtime: a reply channel of its own, requests sent as the launcher (p_uid 0).
 
 Replies arrive on that channel, never through the trio loop that runs the launcher, so a blocking
@@ -20,7 +20,7 @@ uses the same connection, so its processes run in the embedded runtime, not in a
 A forked child of the program (os.fork, the start method "fork") does not own the runtimes of its
 parent: it forgets them, as it forgets a background runtime.
 
-Plain Python, no trio: `dragon._gs_client` imports this in every process, so it imports nothing
+Plain Python, no trio: `dragon.client.gs_client` imports this in every process, so it imports nothing
 costly either (no dataclasses, logging only to report a failing hook: issue #12 item 4).
 """
 

@@ -4,11 +4,11 @@ Like `multiprocessing.popen_spawn_posix.Popen`, it pickles the preparation data 
 (with itself as the "spawning popen", so locks, queues and connections pickle as under spawn). Then,
 instead of exec'ing Python with inherited pipes, it sends one GSProcessCreate: `python -c <child main>`
 with `options.mode=PYTHON_IMMEDIATE` and the pickle as `argdata`, which the child reads from its
-GSPingProc handshake (`dragon._mp_child`). GS replies once the child runs.
+GSPingProc handshake (`dragon.mp.child`). GS replies once the child runs.
 
 What cannot be inherited is fetched:
 * file descriptors pickled with `reduction.DupFd` (Connection ends, shared-ctypes arenas) are handed
-  to the child over a unix socket as it starts (`dragon._mp_fds`), before `start()` returns;
+  to the child over a unix socket as it starts (`dragon.mp.fds`), before `start()` returns;
 * the resource tracker's pipe is reopened by the child through /proc/<parent pid>/fd/<n>.
 
 The popen is a normal multiprocessing Popen: `pid` (the real OS pid), `p_uid`, `returncode`, `poll`,
@@ -17,8 +17,8 @@ The popen is a normal multiprocessing Popen: `pid` (the real OS pid), `p_uid`, `
 Signals are sent through GS.
 
 In a program not started by `dragon` (no launch parameters), the children run in the runtime the
-program embeds with `dragon.serve` (`dragon._embedded`) if there is one; otherwise the first start
-brings up a runtime in the background for the program, torn down when it exits (`dragon._background`).
+program embeds with `dragon.serve` (`dragon.client.embedded`) if there is one; otherwise the first start
+brings up a runtime in the background for the program, torn down when it exits (`dragon.client.background`).
 The children are ordinary managed processes either way.
 
 An embedded runtime can end before the program does, and its teardown stops the children still
@@ -40,13 +40,13 @@ from multiprocessing import process, reduction, resource_tracker, spawn, util
 from multiprocessing.context import set_spawning_popen
 from typing import Any, Final
 
-from dragon import _embedded
-from dragon._gs_client import GSClient, connection
-from dragon._gs_requests import mp_process_create, mp_signal, process_join, run
-from dragon._mp_child import FORMAT, _exit_sentinel, child_argv
-from dragon._mp_fds import FdHandoff, ParentFd
-from dragon._mp_names import target_of
+from dragon.client import embedded as _embedded
+from dragon.client.gs_client import GSClient, connection
+from dragon.client.requests import mp_process_create, mp_signal, process_join, run
 from dragon.errors import DragonError, RuntimeNotRunning
+from dragon.mp.child import FORMAT, _exit_sentinel, child_argv
+from dragon.mp.fds import FdHandoff, ParentFd
+from dragon.mp.names import target_of
 
 SETTLE_S: Final = 2.0
 """How long `_settle` waits for GS's answer (the runtime's teardown waits for it)."""
@@ -82,14 +82,14 @@ class DragonPopen:
         return self._fds.add(fd)
 
     def DupFd(self, index: int) -> Any:
-        """What `reduction.DupFd` pickles for the fd `duplicate_for_child` took (`dragon._mp_fds`)."""
+        """What `reduction.DupFd` pickles for the fd `duplicate_for_child` took (`dragon.mp.fds`)."""
         return ParentFd(index)
 
     # ------------------------------------------------------------------ start
 
     def _launch(self, process_obj: process.BaseProcess) -> None:
         # First: fail before starting a resource tracker. Under plain `python my.py` this brings up
-        # the program's background runtime (dragon._background) on the first start.
+        # the program's background runtime (dragon.client.background) on the first start.
         client = connection(start_runtime=True)
         tracker_fd = resource_tracker.getfd()
         prep_data = preparation_data(process_obj._name)  # type: ignore[attr-defined]
@@ -111,7 +111,7 @@ class DragonPopen:
                 fp.getvalue(),
                 what=repr(process_obj),
                 label=process_obj.name,
-                target=target_of(process_obj),  # for `dragon status` (dragon._mp_names)
+                target=target_of(process_obj),  # for `dragon status` (dragon.mp.names)
             ),
             client=client,
         )
@@ -187,7 +187,7 @@ class DragonPopen:
 
 def preparation_data(name: str) -> dict[str, Any]:
     """spawn's preparation data for a child of "dragon": the stdlib's own, "dragon" included (unwrapping
-    `dragon._mp_context.keep_other_children_working`)."""
+    `dragon.mp.context.keep_other_children_working`)."""
     get = spawn.get_preparation_data
     data: dict[str, Any] = getattr(get, "__wrapped__", get)(name)
     return data

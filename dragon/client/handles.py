@@ -15,7 +15,7 @@ from typing import TypedDict
 
 import msgspec
 
-from dragon._gs_requests import ProcessSpec, process_spec
+from dragon.client.requests import ProcessSpec, process_spec
 from dragon.descriptors import ChannelDescriptor, ObjectState, PoolDescriptor, ProcessDescriptor, StdioOption
 from dragon.errors import ChannelDestroyed, InvalidArgument
 from dragon.transport import HeapStatistics
@@ -52,7 +52,7 @@ class ProcessHandle:
       stdin: None (fed by the launcher's stdin forwarding) or DEVNULL.
       stdout / stderr: None (forwarded to the launcher's output), DEVNULL, a file path (appended to),
         or for stderr STDOUT (merged into stdout), or PIPE: then `stdin_conn` / `stdout_conn` /
-        `stderr_conn` of the started process are its ends (dragon._gs_pipe.PipeConnection).
+        `stderr_conn` of the started process are its ends (dragon.client.pipes.PipeConnection).
       user / group: numeric ids to run as (None: the runtime's; another needs the privilege to).
       umask: the process's umask, 0 .. 0o777 (-1: the runtime's).
       initial_stdin: bytes written to its stdin before anything else (stdin None or PIPE).

@@ -25,8 +25,8 @@ A dead runtime never makes a call hang: every blocking wait is cut into slices o
 that the GS process (pid from the run's runtime.json) is alive; if not, RuntimeNotRunning.
 
 External clients (`GSClient.external`): a process the runtime did not start, i.e. a program that
-runs a runtime with `dragon.serve` (`dragon._embedded`) or a plain `python my.py` program that owns a
-background runtime (`dragon._background`), talks to GS through the same class, without a handshake:
+runs a runtime with `dragon.serve` (`dragon.client.embedded`) or a plain `python my.py` program that owns a
+background runtime (`dragon.client.background`), talks to GS through the same class, without a handshake:
 it makes its own reply channel in the user-managed c_uid range under the name GS derives from the
 c_uid (`_rundir.user_reply_channel`, as `dragon status` does), sends its requests
 as the launcher (p_uid 0, which GS records as the parent of the processes it creates), and destroys
@@ -426,7 +426,7 @@ def connection(*, start_runtime: bool = False) -> GSClient:
 
     A managed process (launch parameters of its own in its environment) connects to its runtime. Any
     other process connects as an external client: to the runtime it runs with `dragon.serve` (the
-    oldest, if several: `dragon._embedded`), else to its background runtime (`dragon._background`),
+    oldest, if several: `dragon.client.embedded`), else to its background runtime (`dragon.client.background`),
     which `start_runtime` brings up if there is none yet (the multiprocessing start method asks for
     this; the native API does not, see that module's docstring). That includes a program a managed
     process started itself (e.g. `subprocess.run([sys.executable, "x.py"])`): its inherited launch
@@ -464,7 +464,8 @@ def _connect_external(start_runtime: bool) -> GSClient:
     if `start_runtime`); called under `_lock`. The runtime's end closes the connection first."""
     # Here, not at the top, for start-up cost: a managed process never needs these (_background
     # imports subprocess and socket), and neither imports this module (imports only go down).
-    from dragon import _background, _embedded
+    from dragon.client import background as _background
+    from dragon.client import embedded as _embedded
 
     embedded = _embedded.current()
     if embedded is not None:

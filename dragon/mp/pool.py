@@ -10,7 +10,7 @@ change, because with many small tasks (`chunksize=1`) they are the whole cost:
   stdlib every task costs it a pipe write, two pipe reads and a wake of the worker-handler thread
   (it waits on the result pipe too). Each system call lets another thread take the GIL, so the
   threads spend their time handing it over. Here both queues are channels
-  (`dragon._mp_queues.SimpleQueue`): the pool process is the only sender of tasks and the only
+  (`dragon.mp.queues.SimpleQueue`): the pool process is the only sender of tasks and the only
   receiver of results, so it keeps those two locks for good (`Channel.hold_lock`) and its side of
   a task makes no system call at all while workers keep up; the result thread takes every result
   waiting at once (`_Results`), and does not spin holding the GIL; the worker handler waits on
@@ -32,7 +32,7 @@ change, because with many small tasks (`chunksize=1`) they are the whole cost:
   the runtime ends.
 
 `multiprocessing.pool.Pool(context=...)` built directly (and `concurrent.futures`) stays the stdlib's
-pipe pool under "dragon" too (see `dragon._mp_context`).
+pipe pool under "dragon" too (see `dragon.mp.context`).
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ import types
 from multiprocessing import pool as mp_pool
 from typing import Any, Final
 
-from dragon._mp_codec import PROTOCOL, decode, encode
-from dragon._mp_queues import SimpleQueue
 from dragon.errors import ChannelEmpty, ChannelError, ChannelFull
+from dragon.mp.codec import PROTOCOL, decode, encode
+from dragon.mp.queues import SimpleQueue
 
 RESULT_BATCH: Final = 256
 """The most results the result thread takes from its channel at once."""

@@ -2,7 +2,7 @@
 
 Global Services' tables (processes, channels, pools) come from its answer to GSStatus, what each live
 process is doing (OS state, CPU, memory, command line) from Local Services' answer to SHStatus
-(`dragon._status_query`). The rest is read directly, without asking anybody, so that a stuck service
+(`dragon.tools.status_query`). The rest is read directly, without asking anybody, so that a stuck service
 cannot stall it: the services' own figures from /proc, each ACTIVE channel's from its shared-memory
 header (lock-free), each pool's from its heap, in a helper thread bounded by the deadline (a process
 stopped while holding a heap lock would make it wait). Nothing here changes the runtime.
@@ -21,10 +21,10 @@ from typing import Final
 import msgspec
 
 from dragon import _rundir, _runs
-from dragon._status_query import NotAnswering, StatusClient
 from dragon.descriptors import ObjectState
 from dragon.ids import BE_CUID, DEFAULT_POOL_MUID, GS_INPUT_CUID, GS_PUID, INF_POOL_MUID, SHEP_CUID
 from dragon.messages import GSStatusResponse, ProcessUsage, SHStatusResponse
+from dragon.tools.status_query import NotAnswering, StatusClient
 from dragon.transport import Channel, ChannelError, Pool, PoolError
 
 JSON_VERSION: Final = 1
@@ -42,7 +42,7 @@ class ServiceRow(msgspec.Struct, kw_only=True):
 class ProcessRow(msgspec.Struct, kw_only=True):
     """A process of Global Services' table; GS itself is one (p_uid 1, "global_services"), with the
     figures of its row of services and no command. `label` and `target` are what its creator told GS
-    for people ("": not given; see `dragon._mp_names`); `name` is GS's unique name."""
+    for people ("": not given; see `dragon.mp.names`); `name` is GS's unique name."""
 
     p_uid: int
     pid: int | None
