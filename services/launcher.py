@@ -475,11 +475,11 @@ class RuntimeHandle:
 
     run_id: str
     ls_pid: int
-    launcher: Launcher
+    _launcher: Launcher  # not the caller's: every use goes through the methods below
 
     async def call(self, req: Any, response_type: type[R]) -> R:
         """A request to Global Services, answered on the launcher's channel."""
-        return await self.launcher.call(req, response_type)
+        return await self._launcher.call(req, response_type)
 
     async def send_input(self, p_uid: int, data: bytes, *, confirm: bool = False) -> None:
         """Write `data` to the stdin of process `p_uid` (SHFwdInput, at most INPUT_CHUNK bytes each;
@@ -494,29 +494,29 @@ class RuntimeHandle:
         for chunk in chunks:
             msg = SHFwdInput(p_uid=LAUNCHER_PUID, r_c_uid=BE_CUID, t_p_uid=p_uid, input=chunk, confirm=confirm)
             if not confirm:
-                if self.launcher.to_ls is None:
+                if self._launcher.to_ls is None:
                     raise RuntimeBroken("the runtime is not up")
-                await self.launcher.to_ls.send(msg)
+                await self._launcher.to_ls.send(msg)
                 continue
-            resp = await self.launcher.call(msg, SHFwdInputErr, to_ls=True)
+            resp = await self._launcher.call(msg, SHFwdInputErr, to_ls=True)
             if resp.err != LSErr.SUCCESS:
                 raise InputNotDelivered(resp.err_info)
 
     async def wait_head_exit(self) -> GSHeadExit:
         """Wait for GSHeadExit; RuntimeBroken if the runtime fails first."""
-        await self.launcher.first_of("head_exited", "broken")
-        if self.launcher.head_exit is None:
-            raise RuntimeBroken(self.launcher.failure or "the runtime broke")
-        return self.launcher.head_exit
+        await self._launcher.first_of("head_exited", "broken")
+        if self._launcher.head_exit is None:
+            raise RuntimeBroken(self._launcher.failure or "the runtime broke")
+        return self._launcher.head_exit
 
     def force_stop(self) -> None:
-        self.launcher.force_stop()
+        self._launcher.force_stop()
 
     def interrupt(self) -> None:
         """Ctrl-C for the program: SIGINT to every process of the runtime's process group, as a
         terminal sends it to every process of `python my.py`. The services ignore it (they stop
         when the program does); the head and the program's processes get KeyboardInterrupt."""
-        signal_group(self.launcher.ls.pgid, signal.SIGINT)
+        signal_group(self._launcher.ls.pgid, signal.SIGINT)
 
 
 async def serve(
@@ -573,7 +573,7 @@ async def serve(
         la.start_helper(nursery, la.watch_ls_exit)
         try:
             await la.bringup(nursery, bringup_timeout_s)
-            task_status.started(RuntimeHandle(run_id=run_id, ls_pid=ls.proc.pid, launcher=la))
+            task_status.started(RuntimeHandle(run_id, ls.proc.pid, la))
             await la.events["broken"].wait()
             raise RuntimeBroken(la.failure or "the runtime broke")
         finally:
