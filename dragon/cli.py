@@ -174,11 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `dragon` console script; returns the exit status."""
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "status":
-        from dragon.tools import status as status
+        from dragon.tools import status
 
         return status.main(args[1:])
     if args and args[0] == "cleanup":
-        from dragon.tools import cleanup as cleanup
+        from dragon.tools import cleanup
 
         return cleanup.main(args[1:])
     opts = _parser().parse_args(args)

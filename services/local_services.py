@@ -99,10 +99,8 @@ from dragon.transport import (
 from . import global_services
 from ._fast_start import ForkServer
 from ._gs_monitor import GSMonitor
-from ._ls_core import Infra as Infra
-from ._ls_core import LAPipe as LAPipe
-from ._ls_core import LSConfig as LSConfig
-from ._ls_core import destroy_channel
+from ._ls_core import Infra, LAPipe, destroy_channel
+from ._ls_core import LSConfig as LSConfig  # LS's launch configuration: its users import it from here
 from ._ls_processes import ProcessRunner
 from ._process import (
     ForkedChild,
