@@ -4,7 +4,7 @@
 is added to its table of start methods at once; otherwise a one-shot import hook adds it right after
 `multiprocessing.context` is first executed. Either way `multiprocessing.set_start_method("dragon")`
 and `multiprocessing.get_context("dragon")` work, and a program that never uses multiprocessing pays
-nothing (importing `multiprocessing.context` costs about 8 ms). `after_import` is the same one-shot
+nothing (`multiprocessing.context` is not a free import). `after_import` is the same one-shot
 hook for any module (registering uses it for `multiprocessing.spawn` too).
 
 An interpreter that never imports dragon knows "dragon" too, through the `.pth` file installed with

@@ -17,9 +17,7 @@ The listener is in Linux's abstract namespace (no file to remove, gone with its 
 name; since any local process could connect to it, the fds go only to a peer whose pid
 (SO_PEERCRED) is the child's. `DragonPopen` waits for the child to take them, or to die, before
 `Process.start()` returns: like spawn's inheritance, the child has them whatever the parent does next.
-That wait is the child's start-up until its first instruction: `start()` of a process given a
-Connection took about 9.5 ms here (7.7 ms with the resource sharer), start to `join()` of one that
-answers on it about 15.5 ms either way.
+That wait is the child's start-up until its first instruction (figures in the README).
 """
 
 from __future__ import annotations
