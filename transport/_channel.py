@@ -2,7 +2,7 @@
 
 `Channel` is a `ChannelCore` (see `_core` for what a channel is) that waits by blocking the calling
 thread: it calls the core's `take`/`put` once per operation and, when it must wait, sleeps in
-poll(2) on a doorbell between the two steps of a wait (`_waiting`). A receiver first spins
+poll(2) on a doorbell between the steps of a wait (`_waiting`). A receiver first spins
 briefly (adaptively, a few tens of µs at most), which removes the system calls from a ping-pong
 between two busy processes.
 """
@@ -91,17 +91,16 @@ class Channel(ChannelCore):
         while True:
             # Room for the message but not `want` yet: wait on (a batch gains nothing from sending
             # one message at a time, each costing the receiver a wake-up call).
-            if self.put(payload, flags, True, want if timeout != 0 else 0, waited):
+            if self.put(payload, flags, True, want if timeout != 0 else 0, waited, timeout != 0):
                 return
             if timeout == 0:
                 raise self._full(timeout)
-            waited = self.begin_wait("send", want) == "sleep"
-            if waited:
-                try:
-                    self._sleep(self.sbell, deadline, lambda: self._full(timeout))
-                except BaseException:
-                    self.end_wait("send")
-                    raise
+            waited = True  # registered as a waiting sender: sleep, then put again
+            try:
+                self._sleep(self.sbell, deadline, lambda: self._full(timeout))
+            except BaseException:
+                self.end_wait("send")
+                raise
 
     def _full(self, timeout: float | None) -> ChannelFull:
         return ChannelFull(
@@ -186,21 +185,21 @@ class Channel(ChannelCore):
 
     def _recv_sleeping(self, timeout: float | None) -> bytes:
         deadline = None if timeout is None else time.monotonic() + timeout
+        waited = False
         while True:
-            waited = self.begin_wait("recv") == "sleep"
-            if waited:
-                try:
-                    self._sleep(
-                        self.rbell,
-                        deadline,
-                        lambda: ChannelEmpty(f"no message arrived on channel {self.name} within {timeout} s"),
-                    )
-                except BaseException:
-                    self.end_wait("recv")
-                    raise
-            data = self.take(True, waited)
+            data = self.take(True, waited, True)
             if data is not None:
                 return data
+            waited = True  # registered as a waiting receiver: sleep, then take again
+            try:
+                self._sleep(
+                    self.rbell,
+                    deadline,
+                    lambda: ChannelEmpty(f"no message arrived on channel {self.name} within {timeout} s"),
+                )
+            except BaseException:
+                self.end_wait("recv")
+                raise
 
     def _sleep(self, fd: int, deadline: float | None, timed_out: Callable[[], ChannelError]) -> None:
         """Sleep until the doorbell `fd` rings (consuming one ring), the deadline, or SAFETY_WAKE_S."""

@@ -9,9 +9,9 @@ in three /dev/shm entries named after the channel (all mode 0600):
 
 `ChannelCore` is one class in layers, each in its module: the locks and leases (`_leases`), waiting
 (`_waiting`), the ring and its records (`_ring`), and here the life cycle. A face (the blocking
-`Channel`, the trio `TrioChannel`) calls `take`/`put` once per operation and, when it must wait,
-`begin_wait`, then sleeps on a doorbell its own way, then tries again (`take`/`put` with `waited`)
-or gives up (`end_wait`).
+`Channel`, the trio `TrioChannel`) calls `take`/`put` once per operation; when it must wait, it
+calls them with `wait` (which registers it as a waiter if there is still nothing), sleeps on a
+doorbell its own way, then tries again (`waited`) or gives up (`end_wait`).
 
 Destroying a channel sets the ``closed`` word, fills both FIFOs so every sleeper wakes, and unlinks
 every entry: every waiter and every later call then raises `ChannelDestroyed`, while mappings

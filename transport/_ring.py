@@ -80,15 +80,16 @@ class _Ring(_Waiting):
     __slots__ = ()
 
     @overload
-    def take(self, wait_lock: Literal[True] = True, waited: bool = False) -> bytes | None: ...
+    def take(self, wait_lock: Literal[True] = True, waited: bool = False, wait: bool = False) -> bytes | None: ...
     @overload
-    def take(self, wait_lock: bool, waited: bool = False) -> bytes | Literal[False] | None: ...
+    def take(self, wait_lock: bool, waited: bool = False, wait: bool = False) -> bytes | Literal[False] | None: ...
 
-    def take(self, wait_lock: bool = True, waited: bool = False) -> bytes | Literal[False] | None:
+    def take(self, wait_lock: bool = True, waited: bool = False, wait: bool = False) -> bytes | Literal[False] | None:
         """Remove the oldest message and return it, or None if there is none; False (only without
         `wait_lock`) if another thread or process holds the receive lock: then nothing was done.
-        Never waits for a message. `waited`: this ends a wait (`begin_wait` said "sleep"), so
-        unregister in the same lock hold (see `_waiting`).
+        Never waits for a message, but with `wait`, None means the caller is registered as a waiter
+        and should sleep on `rbell`, then call again with `waited` (which unregisters in the same
+        lock hold), or give up with `end_wait` (see `_waiting`).
         Raises ChannelDestroyed, ChannelCorrupted (a record no sender wrote: the tail stays)."""
         # The per-message path of every receive, in one call: each call level saved is a few percent
         # of a receive (about 2 µs, half of it the two flock calls; under 1 µs with the lock kept,
@@ -115,7 +116,11 @@ class _Ring(_Waiting):
                     raise self._destroyed()
                 tail, head = w[W_TAIL], w[W_HEAD]
                 if head == tail:
-                    return None
+                    if not wait or self._enroll("recv"):
+                        return None
+                    if w[W_CLOSED]:  # a message, or a destroy, came while enrolling: unregistered
+                        raise self._destroyed()
+                    tail, head = w[W_TAIL], w[W_HEAD]
                 rb = self.ring_bytes
                 pos = tail % rb
                 word = self._ringq[pos >> 3]
@@ -147,18 +152,33 @@ class _Ring(_Waiting):
 
     @overload
     def put(
-        self, payload: Buffer, flags: int = 0, wait_lock: Literal[True] = True, want: int = 0, waited: bool = False
+        self,
+        payload: Buffer,
+        flags: int = 0,
+        wait_lock: Literal[True] = True,
+        want: int = 0,
+        waited: bool = False,
+        wait: bool = False,
     ) -> bool: ...
     @overload
-    def put(self, payload: Buffer, flags: int, wait_lock: bool, want: int = 0, waited: bool = False) -> bool | None: ...
+    def put(
+        self, payload: Buffer, flags: int, wait_lock: bool, want: int = 0, waited: bool = False, wait: bool = False
+    ) -> bool | None: ...
 
     def put(
-        self, payload: Buffer, flags: int = 0, wait_lock: bool = True, want: int = 0, waited: bool = False
+        self,
+        payload: Buffer,
+        flags: int = 0,
+        wait_lock: bool = True,
+        want: int = 0,
+        waited: bool = False,
+        wait: bool = False,
     ) -> bool | None:
         """Append one record (from `prepare`) if there is room for it, and for `want` bytes if that
         is more: True, else False; None (only without `wait_lock`) if another thread or process
-        holds the send lock: then nothing was done. Never waits for room. `waited`: this is the end
-        of a wait (`begin_wait` said "sleep"), so unregister in the same lock hold.
+        holds the send lock: then nothing was done. Never waits for room, but with `wait`, False
+        means the caller is registered as a waiter and should sleep on `sbell`, then call again with
+        `waited` (which unregisters in the same lock hold), or give up with `end_wait`.
         Raises ChannelDestroyed, ChannelCorrupted."""
         # The per-message path of every send, in one call (the locking written out as in `take`).
         if self._closed:
@@ -191,7 +211,10 @@ class _Ring(_Waiting):
                 if not 0 <= used <= rb - (need if need > want else want):
                     if not 0 <= used <= rb:  # not full: broken (a head behind its tail, or past a whole ring)
                         raise self._corrupted(n, head, w[W_TAIL])
-                    return False
+                    if not wait or self._enroll("send", min(rb, need if need > want else want)):
+                        return False
+                    if w[W_CLOSED]:  # the room, or a destroy, came while enrolling: unregistered
+                        raise self._destroyed()
                 pos = head % rb
                 self._ringq[pos >> 3] = n | flags
                 p = pos + 8

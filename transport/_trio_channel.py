@@ -2,7 +2,7 @@
 
 It drives the same core as the blocking face (`ChannelCore`), so both faces of one channel
 interoperate message for message. Waiting never blocks the event loop: the doorbell FIFO is awaited
-with `trio.lowlevel.wait_readable` between the two steps of a wait (`_waiting`), and the channel's
+with `trio.lowlevel.wait_readable` between the steps of a wait (`_waiting`), and the channel's
 locks are tried without blocking in `send` and `receive` (with a short backoff when another process
 holds one, which it does only for the length of a copy); the `*_nowait` forms and the unregistering
 in cleanup paths take them blocking, which costs at most the length of another process's copy. The exception is a channel
@@ -89,16 +89,10 @@ class TrioChannel(trio.abc.Channel[bytes]):
         self._check_open()
         return min(max(backoff * 2, 20e-6), _BACKOFF_MAX_S)
 
-    async def _watch(self, side: Side, want: int = 0) -> bool:
-        """Register as a waiter of direction `side` and sleep on its doorbell (at most SAFETY_WAKE_S),
-        unless something changed meanwhile (False). True: it slept and is still registered, for the
-        caller's next `take` or `put` (`waited`) to unregister in its lock hold."""
+    async def _sleep_on(self, side: Side) -> None:
+        """Sleep on the doorbell of direction `side` (at most SAFETY_WAKE_S), registered as a waiter
+        by a `take` or `put` with `wait`; on an error (a cancellation, a close), unregister."""
         core = self._core
-        backoff = 0.0
-        while (step := core.begin_wait(side, want, False)) == "busy":
-            backoff = await self._backoff(backoff)
-        if step == "again":
-            return False
         fd = core.rbell if side == "recv" else core.sbell
         try:
             with trio.move_on_after(SAFETY_WAKE_S):
@@ -109,16 +103,14 @@ class TrioChannel(trio.abc.Channel[bytes]):
             if isinstance(exc, trio.ClosedResourceError):
                 self._check_open()
             raise
-        return True
 
     # ------------------------------------------------------------------------ receive
 
-    async def _take(self, waited: bool = False) -> bytes | None:
-        """The oldest message, or None if there is none (trying the receive lock without blocking);
-        `waited`: unregister too (after `_watch` slept)."""
+    async def _take(self, waited: bool = False, wait: bool = False) -> bytes | None:
+        """`ChannelCore.take`, trying the receive lock without blocking the loop."""
         core = self._core
         backoff = 0.0
-        while (got := core.take(False, waited)) is False:
+        while (got := core.take(False, waited, wait)) is False:
             try:
                 backoff = await self._backoff(backoff)
             except BaseException:
@@ -137,8 +129,11 @@ class TrioChannel(trio.abc.Channel[bytes]):
                 got = await self._take()
                 if got is None and not self._recv_watching:
                     self._recv_watching = True
-                    try:
-                        got = await self._take(await self._watch("recv"))
+                    try:  # look again, registering; sleep if there is still nothing
+                        got = await self._take(wait=True)
+                        if got is None:
+                            await self._sleep_on("recv")
+                            got = await self._take(waited=True)
                         slept = True
                     finally:
                         self._recv_watching = False
@@ -180,20 +175,34 @@ class TrioChannel(trio.abc.Channel[bytes]):
             core.discard(payload, flags)
             raise
 
-    async def _send_prepared(self, payload: Buffer, flags: int) -> None:
+    async def _put(self, payload: Buffer, flags: int, waited: bool = False, wait: bool = False) -> bool:
+        """`ChannelCore.put`, trying the send lock without blocking the loop."""
         core = self._core
-        parked = waited = False
+        backoff = 0.0
+        while (sent := core.put(payload, flags, False, 0, waited, wait)) is None:
+            try:
+                backoff = await self._backoff(backoff)
+            except BaseException:
+                if waited:
+                    core.end_wait("send")
+                raise
+        return sent
+
+    async def _send_prepared(self, payload: Buffer, flags: int) -> None:
+        parked = False
         try:
             while True:
-                backoff = 0.0
-                while (sent := core.put(payload, flags, False, 0, waited)) is None:
-                    try:
-                        backoff = await self._backoff(backoff)
-                    except BaseException:
-                        if waited:
-                            core.end_wait("send")
-                        raise
-                waited = False
+                sent = await self._put(payload, flags)
+                if not sent and not self._send_watching:
+                    self._send_watching = True
+                    try:  # look again, registering; sleep if there is still no room
+                        sent = await self._put(payload, flags, wait=True)
+                        if not sent:
+                            await self._sleep_on("send")
+                            sent = await self._put(payload, flags, waited=True)
+                    finally:
+                        self._send_watching = False
+                        self._send_lot.unpark()
                 if sent:
                     if parked:
                         self._send_lot.unpark()
@@ -203,13 +212,6 @@ class TrioChannel(trio.abc.Channel[bytes]):
                     parked = True
                     await self._send_lot.park()
                     self._check_open()
-                    continue
-                self._send_watching = True
-                try:
-                    waited = await self._watch("send", core.record_bytes(len(payload)))
-                finally:
-                    self._send_watching = False
-                    self._send_lot.unpark()
         except BaseException:
             if parked:
                 self._send_lot.unpark()

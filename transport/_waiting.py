@@ -1,18 +1,19 @@
 """Waiting for a channel without busy-waiting and without losing a wake-up (an eventcount, see
-notes/ipc-costs.md §Sleepers), written once for both faces as two steps around a sleep.
+notes/ipc-costs.md §Sleepers), written once for both faces as steps around a sleep.
 
-A receiver that found the ring empty calls `begin_wait("recv")`: under the receive lock it registers
-in the header's waiter table, issues a full fence and looks again; only if the ring is still empty
-does it sleep, on the `rbell` FIFO. Its next `take(waited=True)` unregisters it in the same lock
-hold as it takes (a sender's `put(waited=True)` likewise), or, if it gives up (a timeout, a
-cancellation), `end_wait("recv")` does. A sender publishes
-``head``, leaves its lock (a system call, hence a full barrier; a handle that keeps its lock issues
-a fence instead) and writes one byte to ``rbell`` if any receiver is registered. One of the two
+A receiver calls `take(wait=True)`: finding the ring empty, it registers in the header's waiter
+table under the receive lock (`_enroll`), issues a full fence and looks again; only if the ring is
+still empty does it return None, and the face sleeps on the `rbell` FIFO. Its next
+`take(waited=True)` unregisters it in the same lock hold as it takes (or registers again); a waiter
+that gives up (a timeout, a cancellation) calls `end_wait("recv")` instead. A sender publishes
+``head``, leaves its lock (a system call, hence a full barrier; a handle that keeps its lock has the
+thread lock's release) and writes one byte to ``rbell`` if any receiver is registered. One of the two
 always sees the other, so no wake-up is lost; a byte nobody needed only causes one spurious, harmless
-wake. Senders waiting for room work the same way on ``sbell``, with one refinement: a sender waits
-for a given amount of room (``SWANT``, the least any registered sender wants), and receivers ring
-only once there is that much. A batch asks for room for the rest of it, up to half the ring, so a
-producer ahead of its consumer is woken once per half ring instead of once per message taken.
+wake. Senders waiting for room (`put(wait=True)`) work the same way on ``sbell``, with one
+refinement: a sender waits for a given amount of room (``SWANT``, the least any registered sender
+wants), and receivers ring only once there is that much. A batch asks for room for the rest of it, up
+to half the ring, so a producer ahead of its consumer is woken once per half ring instead of once
+per message taken.
 
 How to sleep between the steps is the face's business (poll(2) in the blocking face, the event loop
 in the trio face); every sleep is capped at `SAFETY_WAKE_S`, after which the waiter looks again. The
@@ -45,49 +46,32 @@ Side = Literal["send", "recv"]
 
 
 class _Waiting(_Locks):
-    """The waiter tables, the doorbells, and the two steps of a wait."""
+    """The waiter tables, the doorbells, and the steps of a wait."""
 
     __slots__ = ()
 
-    def begin_wait(self, side: Side, want: int = 0, wait_lock: bool = True) -> Literal["sleep", "again", "busy"]:
-        """Step one of a wait, after an operation of direction `side` found no message (no room):
-        register as a waiter, fence, and look again.
-
-        "sleep": registered, and there is still nothing: sleep on the direction's doorbell (`rbell`,
-        `sbell`; at most SAFETY_WAKE_S), then try again with `take(waited=True)` (`put`), which
-        unregisters, or give up with `end_wait(side)`. "again":
-        something changed meanwhile (a message, room for `want` bytes, a destroy): not registered,
-        try the operation again. "busy" (only without `wait_lock`): another process holds the lock,
-        nothing was done. A sender waits for `want` bytes of room (at least its record's)."""
-        fd, tlock = self._side(side)
-        if not tlock.acquire(wait_lock):
-            return "busy"
-        try:
-            if not self._lock(fd, wait_lock):
-                return "busy"
-            try:
-                w = self._w
-                if side == "recv":
-                    self._register(W_RTABLE, W_RWAIT, 1)
-                    fence()
-                    ready = w[W_HEAD] != w[W_TAIL]
-                else:
-                    want = max(want, self._slot)
-                    self._register(W_STABLE, W_SWAIT, 1, want)
-                    fence()
-                    ready = self.ring_bytes - (w[W_HEAD] - w[W_TAIL]) >= want
-                if ready or w[W_CLOSED]:
-                    self._register(*self._table(side), -1)
-                    return "again"
-                return "sleep"
-            finally:
-                self._unlock(fd)
-        finally:
-            tlock.release()
+    def _enroll(self, side: Side, want: int = 0) -> bool:
+        """Step one of a wait (the direction's lock held), for an operation that found no message
+        (no room for `want` bytes): register as a waiter, fence, and look again. True: still
+        nothing, registered: the caller sleeps on the doorbell. False: something came meanwhile (a
+        message, the room, a destroy): unregistered again, the caller goes on at once."""
+        w = self._w
+        if side == "recv":
+            self._register(W_RTABLE, W_RWAIT, 1)
+            fence()
+            ready = w[W_HEAD] != w[W_TAIL]
+        else:
+            self._register(W_STABLE, W_SWAIT, 1, want)
+            fence()
+            ready = self.ring_bytes - (w[W_HEAD] - w[W_TAIL]) >= want
+        if ready or w[W_CLOSED]:
+            self._register(*self._table(side), -1)
+            return False
+        return True
 
     def end_wait(self, side: Side) -> None:
-        """The end of a wait that `begin_wait` said to sleep, for a waiter that gives up (a timeout,
-        a cancellation) rather than try again: unregister (taking the lock, which another process
+        """The end of a wait, for a waiter that gives up (a timeout, a cancellation) rather than try
+        again: unregister (taking the lock, which another process
         holds only for the length of a copy). A closed handle has nothing to undo."""
         fd, tlock = self._side(side)
         with tlock:
