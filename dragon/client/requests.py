@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import msgspec
 
-from dragon.client.gs_client import GSClient, connection
 from dragon.descriptors import (
     DEVNULL,
     PIPE,
@@ -108,6 +107,9 @@ from dragon.messages import (
     Request,
     Response,
 )
+
+if TYPE_CHECKING:
+    from dragon.client.gs_client import GSClient
 from dragon.transport import DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY, MIN_BLOCK_SIZE
 
 R = TypeVar("R", bound=Response)
@@ -641,7 +643,13 @@ def run(
     or on `client`; at most `timeout_s` for the answer (RequestTimeout). `start_runtime`: in a plain
     `python` program, bring its background runtime up first if there is none (the start method does).
     Raises what `call.finish` raises, and RuntimeNotRunning."""
-    conn = client if client is not None else connection(start_runtime=start_runtime)
+    if client is None:
+        # Imported here, not at the top, for start-up cost: the `dragon` command builds its requests
+        # in this module but never uses the blocking connection (5 ms before its bringup).
+        from dragon.client.gs_client import connection
+
+        client = connection(start_runtime=start_runtime)
+    conn = client
     return call.finish(conn.call(call.request, call.response_type, timeout_s))
 
 
