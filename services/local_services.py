@@ -199,97 +199,39 @@ async def bringup(
     made_chans: list[Channel] = []
     try:
         with scope:
-            first = await la.receive()  # m0
-            if not isinstance(first, BENodeIdxSH) or first.node_idx != 0:
-                raise ProtocolError(f"expected BENodeIdxSH(node_idx=0) first on LS stdin, got {first!r}")
-            if _faults.active("ls-hang-bringup"):
-                await trio.sleep_forever()
+            await _node_index(la)  # m0
             step = "creating the pools and channels of the runtime"
-            need = sum(segment_bytes(c, b) for _, c, b in INFRA_CHANNELS) + 2 * RESERVED_AT_CREATE
-            if shm_space()[0] < need:  # said before anything is made (reserving would say it too)
-                raise NoSharedMemory(need)
-            rid = config.run_id
-            made_pools.append(Pool.create(_rundir.entry_name(rid, f"m{INF_POOL_MUID}"), config.inf_seg_sz))
-            made_pools.append(Pool.create(_rundir.entry_name(rid, f"m{DEFAULT_POOL_MUID}"), config.default_seg_sz))
-            for c_uid, capacity, block in INFRA_CHANNELS:
-                made_chans.append(
-                    Channel.create(_rundir.entry_name(rid, f"c{c_uid}"), capacity=capacity, block_size=block)
-                )
+            params = _make_infrastructure(config, made_pools, made_chans)
             shep, be, gs_chan = made_chans
-            params = LaunchParameters(
-                mode="single",
-                gs_cd=gs_chan.descriptor,
-                local_shep_cd=shep.descriptor,
-                local_be_cd=be.descriptor,
-                default_pd=made_pools[1].descriptor,
-                inf_pd=made_pools[0].descriptor,
-                default_seg_sz=config.default_seg_sz,
-                inf_seg_sz=config.inf_seg_sz,
-                run_id=rid,
-            )
             step = "handing Global Services its launch parameters"
             await to_gs_stdin.send(params)  # A4: GS attaches while LA does
             step = "SHPingBE to the launcher"
-            ping = SHPingBE(
-                shep_cd=shep.descriptor,
-                be_cd=be.descriptor,
-                gs_cd=gs_chan.descriptor,
-                default_pd=params.default_pd,
-                inf_pd=params.inf_pd,
+            await la.send(_ping_be(params))  # m1
+            infra = Infra(
+                pools=made_pools,
+                channels=made_chans,
+                inbox=MessageChannel[LSInbound](TrioChannel(shep), LSInbound, name="LS channel"),
+                to_la=MessageChannel[LAInbound](TrioChannel(be), LAInbound, name="LA channel"),
+                to_gs=MessageChannel[GSInbound](TrioChannel(gs_chan), GSInbound, name="GS channel"),
+                params=params,
+                node=_node_descriptor(params),
             )
-            await la.send(ping)  # m1
-            inbox = MessageChannel[LSInbound](TrioChannel(shep), LSInbound, name="LS channel")
-            node = NodeDescriptor(
-                host_name=socket.gethostname(),
-                num_cpus=os.cpu_count() or 1,
-                physical_mem_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-                shep_cd=shep.descriptor,
-            )
-            to_la = MessageChannel[LAInbound](TrioChannel(be), LAInbound, name="LA channel")
-            to_gs = MessageChannel[GSInbound](TrioChannel(gs_chan), GSInbound, name="GS channel")
-            waiting = {BEPingSH: "BEPingSH from the launcher", GSPingSH: "GSPingSH from Global Services"}
+            waiting: dict[type, str] = {
+                BEPingSH: "BEPingSH from the launcher",
+                GSPingSH: "GSPingSH from Global Services",
+            }
             while waiting:  # m2 and m4, in whichever order they come
                 step = " and ".join(waiting.values())
-                msg = await inbox.receive()
-                if type(msg) not in waiting:
-                    raise ProtocolError(
-                        f"expected {' or '.join(t.__name__ for t in waiting)} on the LS "
-                        f"channel, got {type(msg).__name__}"
-                    )
-                del waiting[type(msg)]
-                if isinstance(msg, BEPingSH):
+                if isinstance(await _one_of(infra.inbox, waiting), BEPingSH):
                     step = "SHChannelsUp to the launcher"
-                    await to_la.send(SHChannelsUp(node_desc=node, gs_cd=gs_chan.descriptor))  # m3
+                    await infra.to_la.send(SHChannelsUp(node_desc=infra.node, gs_cd=params.gs_cd))  # m3
             # runtime.json first: once SHPingGS is sent GS says GSIsUp, and whoever then holds the
             # runtime (the command, a `dragon.serve` caller, `dragon status`) may look for the file.
-            _rundir.write_info(
-                _rundir.RunInfo(
-                    run_id=rid,
-                    launcher_pid=config.launcher_pid or os.getppid(),
-                    ls_pid=os.getpid(),
-                    gs_pid=gs_pid,
-                    pgid=os.getpgid(0),
-                    gs_cd=gs_chan.descriptor,
-                    la_cd=be.descriptor,
-                    shep_cd=shep.descriptor,
-                    started=time.time(),
-                    log_file=os.environ.get("DRAGON_LOG_FILE", ""),
-                    inf_pd=params.inf_pd,
-                    default_pd=params.default_pd,
-                )
-            )
+            _rundir.write_info(_run_info(config, params, gs_pid))
             step = "SHPingGS to Global Services"
-            await to_gs.send(SHPingGS(node_sdesc=node))  # m5
+            await infra.to_gs.send(SHPingGS(node_sdesc=infra.node))  # m5
             if not failure:  # GS may fail while a step finishes (after its last checkpoint): not lost
-                return Infra(
-                    pools=made_pools,
-                    channels=made_chans,
-                    inbox=inbox,
-                    to_la=to_la,
-                    to_gs=to_gs,
-                    params=params,
-                    node=node,
-                )
+                return infra
         if failure:
             raise BringupFailed(failure[0])
         raise BringupFailed(f"bringup did not finish within {config.bringup_timeout_s} s (at: {step})")
@@ -303,6 +245,89 @@ async def bringup(
         if isinstance(exc, trio.EndOfChannel):
             raise BringupFailed(f"the launcher closed LS's stdin (at: {step})") from None
         raise BringupFailed(f"{step}: {exc}") from exc
+
+
+async def _node_index(la: LAPipe) -> None:
+    """m0: the launcher's BENodeIdxSH, the first message on LS's stdin (node 0: one node)."""
+    first = await la.receive()
+    if not isinstance(first, BENodeIdxSH) or first.node_idx != 0:
+        raise ProtocolError(f"expected BENodeIdxSH(node_idx=0) first on LS stdin, got {first!r}")
+    if _faults.active("ls-hang-bringup"):
+        await trio.sleep_forever()
+
+
+def _make_infrastructure(config: LSConfig, made_pools: list[Pool], made_chans: list[Channel]) -> LaunchParameters:
+    """A2: the two pools and the three infrastructure channels (LS, launcher, GS input), each added
+    to `made_*` as soon as it exists, so that a failure half-way removes what was made."""
+    need = sum(segment_bytes(c, b) for _, c, b in INFRA_CHANNELS) + 2 * RESERVED_AT_CREATE
+    if shm_space()[0] < need:  # said before anything is made (reserving would say it too)
+        raise NoSharedMemory(need)
+    rid = config.run_id
+    made_pools.append(Pool.create(_rundir.entry_name(rid, f"m{INF_POOL_MUID}"), config.inf_seg_sz))
+    made_pools.append(Pool.create(_rundir.entry_name(rid, f"m{DEFAULT_POOL_MUID}"), config.default_seg_sz))
+    for c_uid, capacity, block in INFRA_CHANNELS:
+        made_chans.append(Channel.create(_rundir.entry_name(rid, f"c{c_uid}"), capacity=capacity, block_size=block))
+    shep, be, gs_chan = made_chans
+    return LaunchParameters(
+        mode="single",
+        gs_cd=gs_chan.descriptor,
+        local_shep_cd=shep.descriptor,
+        local_be_cd=be.descriptor,
+        default_pd=made_pools[1].descriptor,
+        inf_pd=made_pools[0].descriptor,
+        default_seg_sz=config.default_seg_sz,
+        inf_seg_sz=config.inf_seg_sz,
+        run_id=rid,
+    )
+
+
+def _ping_be(params: LaunchParameters) -> SHPingBE:
+    """m1: where the launcher finds the runtime's channels and pools."""
+    return SHPingBE(
+        shep_cd=params.local_shep_cd,
+        be_cd=params.local_be_cd,
+        gs_cd=params.gs_cd,
+        default_pd=params.default_pd,
+        inf_pd=params.inf_pd,
+    )
+
+
+def _node_descriptor(params: LaunchParameters) -> NodeDescriptor:
+    """This node as SHChannelsUp and SHPingGS describe it."""
+    return NodeDescriptor(
+        host_name=socket.gethostname(),
+        num_cpus=os.cpu_count() or 1,
+        physical_mem_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+        shep_cd=params.local_shep_cd,
+    )
+
+
+async def _one_of(inbox: MessageChannel[LSInbound], waiting: dict[type, str]) -> LSInbound:
+    """The next message on LS's channel, which must be one of `waiting`'s types (then taken off it)."""
+    msg = await inbox.receive()
+    if type(msg) not in waiting:
+        expected = " or ".join(t.__name__ for t in waiting)
+        raise ProtocolError(f"expected {expected} on the LS channel, got {type(msg).__name__}")
+    del waiting[type(msg)]
+    return msg
+
+
+def _run_info(config: LSConfig, params: LaunchParameters, gs_pid: int) -> _rundir.RunInfo:
+    """runtime.json's content: how tools and clients outside the runtime find it."""
+    return _rundir.RunInfo(
+        run_id=config.run_id,
+        launcher_pid=config.launcher_pid or os.getppid(),
+        ls_pid=os.getpid(),
+        gs_pid=gs_pid,
+        pgid=os.getpgid(0),
+        gs_cd=params.gs_cd,
+        la_cd=params.local_be_cd,
+        shep_cd=params.local_shep_cd,
+        started=time.time(),
+        log_file=os.environ.get("DRAGON_LOG_FILE", ""),
+        inf_pd=params.inf_pd,
+        default_pd=params.default_pd,
+    )
 
 
 # ------------------------------------------------------------------------------------------ main loop
