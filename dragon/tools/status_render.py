@@ -112,8 +112,18 @@ def render(report: StatusReport, width: int = WIDTH) -> str:
     ]
     if not report.answering:
         lines.append(f"NOT ANSWERING: {report.error}")
-    lines += ["", "SERVICES"]
-    lines += table(
+    lines += ["", "SERVICES", *_services_table(report)]
+    if not report.answering:
+        return "\n".join(lines) + "\n"
+    lines += ["", f"PROCESSES ({len(report.processes)})", *_processes_table(report, width)]
+    lines += ["", f"CHANNELS ({len(report.channels)})", *_channels_table(report, width)]
+    lines += ["", f"POOLS ({len(report.pools)})", *_pools_table(report, width)]
+    return "\n".join(lines) + "\n"
+
+
+def _services_table(report: StatusReport) -> list[str]:
+    """The launcher, Local Services and Global Services: pid, state, uptime, CPU, memory."""
+    return table(
         ["NAME", "PID", "STATE", "UPTIME", "CPU", "RSS"],
         [
             [
@@ -128,10 +138,11 @@ def render(report: StatusReport, width: int = WIDTH) -> str:
         ],
         [False, True, False, True, True, True],
     )
-    if not report.answering:
-        return "\n".join(lines) + "\n"
-    lines += ["", f"PROCESSES ({len(report.processes)})"]
-    lines += table(
+
+
+def _processes_table(report: StatusReport, width: int) -> list[str]:
+    """One row per managed process; PARENT and CPU go first when the width is short."""
+    return table(
         ["P_UID", "PID", "NAME", "PARENT", "STATE", "CPU", "RSS", "TARGET"],
         [
             [
@@ -151,8 +162,11 @@ def render(report: StatusReport, width: int = WIDTH) -> str:
         shrink=[7, 2],
         drop=[3, 5],
     )
-    lines += ["", f"CHANNELS ({len(report.channels)})"]
-    lines += table(
+
+
+def _channels_table(report: StatusReport, width: int) -> list[str]:
+    """One row per channel; RECV and SENT go first when the width is short."""
+    return table(
         ["C_UID", "STATE", "CAP", "WAITING", "BLOCKED_S/R", "SENT", "RECV", "NAME"],
         [
             [
@@ -172,8 +186,11 @@ def render(report: StatusReport, width: int = WIDTH) -> str:
         shrink=[7],
         drop=[6, 5],
     )
-    lines += ["", f"POOLS ({len(report.pools)})"]
-    lines += table(
+
+
+def _pools_table(report: StatusReport, width: int) -> list[str]:
+    """One row per pool; LARGEST and ALLOCS go first when the width is short."""
+    return table(
         ["M_UID", "NAME", "STATE", "SIZE", "USED", "FREE", "LARGEST", "ALLOCS"],
         [
             [
@@ -193,7 +210,6 @@ def render(report: StatusReport, width: int = WIDTH) -> str:
         shrink=[1],
         drop=[6, 7],
     )
-    return "\n".join(lines) + "\n"
 
 
 def _process_state(p: ProcessRow) -> str:
