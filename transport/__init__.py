@@ -4,7 +4,7 @@ It knows nothing of processes or services. Installed as `dragon.transport`.
 
 User processes import this package too (through the blocking client), and `import trio` costs about
 0.25 s in a fresh interpreter here, more than the interpreter's own start. So the names built on trio
-(`TrioChannel`, `FrameStream`, `MessageChannel`, `PendingReplies`) are loaded lazily, on first use (PEP 562), and
+(`TrioChannel`, `FrameStream`, `MessageChannel`) are loaded lazily, on first use (PEP 562), and
 `import dragon.transport` alone never imports trio; a test checks this. The pools (`Pool`,
 `Allocation`, `HeapStatistics`) are loaded lazily too: a process that only uses channels (every child
 of the multiprocessing start method) does not pay for them (issue #12 item 4), nor for `logging`
@@ -34,6 +34,9 @@ from ._errors import excerpt as excerpt
 from ._layout import Buffer as Buffer
 from ._layout import segment_bytes as segment_bytes
 from ._procs import pid_alive as pid_alive
+from ._replies import LinkDown as LinkDown
+from ._replies import PendingReplies as PendingReplies
+from ._replies import Waiter as Waiter
 from ._shm import SHM_DIR as SHM_DIR
 from ._shm import NoSharedMemory as NoSharedMemory
 from ._shm import entries as entries
@@ -55,9 +58,6 @@ if TYPE_CHECKING:
     from ._pool import RESERVED_AT_CREATE as RESERVED_AT_CREATE
     from ._pool import Allocation as Allocation
     from ._pool import Pool as Pool
-    from ._replies import LinkDown as LinkDown
-    from ._replies import PendingReplies as PendingReplies
-    from ._replies import Waiter as Waiter
     from ._trio_channel import TrioChannel as TrioChannel
 
 _LAZY = {
@@ -70,9 +70,6 @@ _LAZY = {
     "FrameStream": "._framing",
     "MessageChannel": "._message_channel",
     "log_message": "._msglog",
-    "Waiter": "._replies",
-    "LinkDown": "._replies",
-    "PendingReplies": "._replies",
     "TrioChannel": "._trio_channel",
 }
 

@@ -62,7 +62,7 @@ from dragon.errors import (
 )
 from dragon.ids import CONNECTED_PID_VAR, LAUNCHER_PUID, LaunchParameters
 from dragon.messages import GSPingProc, ProcessInbound, Request, Response, decode
-from dragon.transport import Channel, pid_alive
+from dragon.transport import Channel, PendingReplies, Waiter, pid_alive
 
 R = TypeVar("R", bound=Response)
 
@@ -113,8 +113,7 @@ class GSClient:
         self._dec: msgspec.msgpack.Decoder[GSPingProc | Response] = _INBOUND
         self._tags = itertools.count(1)
         self._cond = threading.Condition()
-        self._waiting: set[int] = set()
-        self._filed: dict[int, Response] = {}
+        self._pending = PendingReplies[Response]("the GS-return channel", late_is_normal=True)  # under _cond
         self._reader_busy = False
         self._closed = False
         self._owns_replies = owns_replies
@@ -225,16 +224,14 @@ class GSClient:
         with self._cond:
             if self._closed:
                 raise RuntimeNotRunning("the connection to Global Services was closed")
-            tag = next(self._tags)
-            self._waiting.add(tag)
+            waiter = self._pending.register(next(self._tags))
         try:
-            msg = msgspec.structs.replace(request, tag=tag, p_uid=self.p_uid, r_c_uid=self.r_c_uid)
+            msg = msgspec.structs.replace(request, tag=waiter.tag, p_uid=self.p_uid, r_c_uid=self.r_c_uid)
             self._send(self._enc.encode(msg), deadline, expired)
-            resp = self._wait_reply(tag, deadline, expired)
+            resp = self._wait_reply(waiter, deadline, expired)
         finally:
             with self._cond:
-                self._waiting.discard(tag)
-                self._filed.pop(tag, None)
+                self._pending.forget(waiter)
         if not isinstance(resp, response_type):
             raise ProtocolError(
                 f"Global Services answered {type(request).__name__} with "
@@ -252,29 +249,30 @@ class GSClient:
             except ChannelDestroyed as exc:
                 raise RuntimeNotRunning(f"the runtime is gone (the GS channel was destroyed): {exc}") from exc
 
-    def _wait_reply(self, tag: int, deadline: float | None, expired: Callable[[], Exception]) -> Response:
+    def _wait_reply(
+        self, waiter: Waiter[Response], deadline: float | None, expired: Callable[[], Exception]
+    ) -> Response:
+        """One thread at a time reads the return channel and files every reply it finds (its own ends
+        its turn); the others sleep on the condition until theirs is filed or the reader's turn is free."""
         with self._cond:
-            while tag not in self._filed:
+            while (filed := waiter.arrived) is None:
                 if not self._reader_busy:
                     self._reader_busy = True
                     break
                 self._cond.wait(self._slice(deadline, expired))
             else:
-                return self._filed.pop(tag)
+                return filed
         try:  # this thread reads the return channel until its own reply arrives
             while True:
                 frame = self._receive_frame(deadline, expired)
-                resp = decode(self._dec, frame, where="GS-return channel")
-                if not isinstance(resp, Response):
-                    raise ProtocolError(f"unexpected {type(resp).__name__} on the GS-return channel")
-                if resp.ref == tag:
-                    return resp
+                msg = decode(self._dec, frame, where="GS-return channel")
+                if not isinstance(msg, Response):
+                    raise ProtocolError(f"unexpected {type(msg).__name__} on the GS-return channel")
                 with self._cond:
-                    if resp.ref in self._waiting:
-                        self._filed[resp.ref] = resp
+                    if self._pending.file(msg) and msg.ref != waiter.tag:
                         self._cond.notify_all()
-                    else:  # the answer to a call that timed out
-                        _log_debug("dropped a late %s ref=%d", type(resp).__name__, resp.ref)
+                if (own := waiter.arrived) is not None:
+                    return own
         finally:
             with self._cond:
                 self._reader_busy = False
@@ -345,14 +343,6 @@ class GSClient:
             _destroy_quietly(self._replies)
         else:
             self._replies.close()
-
-
-def _log_debug(msg: str, *args: object) -> None:
-    """Log at DEBUG, importing logging only then: every user process imports this module, and
-    `import logging` costs it about 3 ms (issue #12 item 4)."""
-    import logging
-
-    logging.getLogger(__name__).debug(msg, *args)
 
 
 def _destroy_quietly(chan: Channel) -> None:
