@@ -59,13 +59,16 @@ Usage: python tools/bench_mp.py [--runs 3] [--quick] [--rows queue64 pool1 ...] 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -274,7 +277,29 @@ def event(ctx, warm, n):
     return {"elapsed_s": t1 - t0, "rt_s": (t1 - t0) / n}
 
 
-CASES = {f.__name__: f for f in (procs, queue_tp, pipe_rt, queue_rt, pool, lock, lock_contended, event)}
+def _barrier_child(bar, count):
+    for _ in range(count):
+        bar.wait()
+
+
+def barrier(ctx, parties, warm, n):
+    bar = ctx.Barrier(parties)
+    ps = [ctx.Process(target=_barrier_child, args=(bar, warm + n)) for _ in range(parties - 1)]
+    for p in ps:
+        p.start()
+    for _ in range(warm):
+        bar.wait()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        bar.wait()
+    t1 = time.perf_counter()
+    for p in ps:
+        p.join()
+    assert all(p.exitcode == 0 for p in ps), [p.exitcode for p in ps]
+    return {"elapsed_s": t1 - t0, "round_s": (t1 - t0) / n}
+
+
+CASES = {f.__name__: f for f in (procs, queue_tp, pipe_rt, queue_rt, pool, lock, lock_contended, event, barrier)}
 
 if __name__ == "__main__":
     import json
@@ -282,6 +307,11 @@ if __name__ == "__main__":
     method, case, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     if method == "dragon":
         import dragon  # noqa: F401  (registers the start method "dragon")
+    elif method == "reference":  # the reference runtime's "dragon" works once set as the start method
+        import dragon  # noqa: F401
+
+        mp.set_start_method("dragon")
+        method = "dragon"
     report = CASES[case](mp.get_context(method), **params)
     print("BENCH_MP_REPORT " + json.dumps(report), flush=True)
 '''
@@ -299,6 +329,23 @@ class Program:
 
 
 @dataclass(frozen=True)
+class Goal:
+    """Issue 15's target for a row: the least "dragon better" ratio against spawn and against the
+    reference runtime (None: none named). A 1x target is "no slower than", met by a tie too, unless
+    `faster` ("faster than spawn")."""
+
+    spawn: float
+    reference: float | None = None
+    faster: bool = False
+
+    def text(self) -> str:
+        parts = [f"{'>' if self.faster else '>='} {self.spawn:g}x vs spawn"]
+        if self.reference is not None:
+            parts.append(f">= {self.reference:g}x vs reference")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
 class Row:
     """One table row: a metric of the reports of some programs, shown as `metric * scale` in `unit`."""
 
@@ -310,6 +357,7 @@ class Row:
     higher_better: bool
     target: float | None  # least "dragon better" ratio; None: informational row
     digits: int = 0
+    goal: Goal | None = None  # issue 15's target, shown with --reference
 
 
 PROGRAMS: dict[str, Program] = {
@@ -329,6 +377,7 @@ PROGRAMS: dict[str, Program] = {
     "lock": Program("lock", {"warm": 10_000, "n": 1_000_000}, {"warm": 1_000, "n": 100_000}),
     "lock2": Program("lock_contended", {"n": 500_000}, {"n": 50_000}),
     "event": Program("event", {"warm": 200, "n": 3_000}, {"warm": 50, "n": 300}),
+    "barrier": Program("barrier", {"parties": 4, "warm": 100, "n": 1_000}, {"parties": 4, "warm": 20, "n": 100}),
 }
 
 ROWS: dict[str, Row] = {
@@ -366,7 +415,7 @@ ROWS: dict[str, Row] = {
     "procs64": Row("{n} processes started and joined (ms)", ("procs64",), "total_s", "ms", 1e3, False, 1.0),
     "queue64": Row("Queue one-way, 64 B messages (msg/s)", ("queue64",), "msgs_per_s", "msg/s", 1.0, True, 3.0),
     "queue1m": Row("Queue one-way, 1 MiB messages (MiB/s)", ("queue1m",), "MiB_per_s", "MiB/s", 1.0, True, 3.0),
-    "pipe_rt": Row("Pipe round trip, 8 B (µs)", ("pipe_rt",), "rt_s", "µs", 1e6, False, 1.0, 1),
+    "pipe_rt": Row("Pipe round trip, 8 B (µs)", ("pipe_rt",), "rt_s", "µs", 1e6, False, 1.0, 1, Goal(2.0, 1.0)),
     "queue_rt": Row("Queue round trip, 8 B (µs)", ("queue_rt",), "rt_s", "µs", 1e6, False, 1.0, 1),
     "pool1": Row("Pool(2).map, {n:,} tasks, chunksize {chunksize} (ms)", ("pool1",), "map_s", "ms", 1e3, False, 2.0, 1),
     "pool100": Row(
@@ -375,54 +424,173 @@ ROWS: dict[str, Row] = {
     "pool_start": Row(
         "Pool(2) start, until both workers answer (ms)", ("pool1", "pool100"), "start_s", "ms", 1e3, False, None, 1
     ),
-    "lock": Row("Lock acquire+release, 1 process (pairs/s)", ("lock",), "pairs_per_s", "pairs/s", 1.0, True, 1.0),
-    "lock2": Row(
-        "Lock acquire+release, 2 processes contending (pairs/s)", ("lock2",), "pairs_per_s", "pairs/s", 1.0, True, None
+    "lock": Row(
+        "Lock acquire+release, 1 process (pairs/s)", ("lock",), "pairs_per_s", "pairs/s", 1.0, True, 1.0, 0, Goal(0.5)
     ),
-    "event": Row("Event ping-pong round trip, 2 processes (µs)", ("event",), "rt_s", "µs", 1e6, False, 1.0, 1),
+    "lock2": Row(
+        "Lock acquire+release, 2 processes contending (pairs/s)",
+        ("lock2",),
+        "pairs_per_s",
+        "pairs/s",
+        1.0,
+        True,
+        None,
+        0,
+        Goal(1.0),
+    ),
+    "event": Row(
+        "Event ping-pong round trip, 2 processes (µs)", ("event",), "rt_s", "µs", 1e6, False, 1.0, 1, Goal(4.0, 1.0)
+    ),
+    "barrier": Row(
+        "Barrier of {parties} processes, {n:,} rounds: time per round (µs)",
+        ("barrier",),
+        "round_s",
+        "µs",
+        1e6,
+        False,
+        1.0,
+        1,
+        Goal(1.0, faster=True),
+    ),
 }
 
 
-def command(method: str, prog: Path, background: bool = False) -> list[str]:
-    """The interpreter (spawn, or dragon in the `background`) or the `dragon` command that runs `prog`."""
+@dataclass(frozen=True)
+class Setup:
+    """How every program runs: the reference runtime's venv (None: no "reference" column), the number
+    of CPU-bound processes beside each program (--load) and the time one program may take."""
+
+    reference: Path | None
+    load: int
+    timeout: float
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return METHODS if self.reference is None else (*METHODS, "reference")
+
+
+def command(method: str, prog: Path, setup: Setup, background: bool = False) -> list[str]:
+    """The interpreter (spawn, or dragon in the `background`), the `dragon` command that runs `prog`,
+    or the reference runtime's `dragon` command."""
+    if method == "reference":
+        assert setup.reference is not None
+        return [str(setup.reference / "bin" / "dragon"), str(prog)]
     if method == "spawn" or background:
         return [sys.executable, str(prog)]
     return [str(Path(sys.executable).with_name("dragon")), str(prog)]
 
 
-def fail(what: str, detail: str, stdout: bytes, stderr: bytes) -> SystemExit:
-    """Print what went wrong, with the program's output, and make the exit to raise."""
-    sys.stderr.write(
-        f"\nbench_mp: {what} {detail}\n--- stdout ---\n{stdout.decode(errors='replace')}"
-        f"--- stderr ---\n{stderr.decode(errors='replace')}--------------\n"
-    )
-    return SystemExit(1)
+def environment(method: str, setup: Setup) -> dict[str, str] | None:
+    """The reference runtime finds its own commands on PATH (its launcher starts its services by
+    name): its venv's bin first. Other methods inherit the environment."""
+    if method != "reference":
+        return None
+    assert setup.reference is not None
+    path = f"{setup.reference / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, "PATH": path, "VIRTUAL_ENV": str(setup.reference)}
 
 
-def run_program(method: str, key: str, params: dict[str, int], prog: Path, timeout: float) -> Report:
-    """Run one program once; its report plus the command's wall time. Exits loudly if it fails."""
-    argv = [*command(method, prog, PROGRAMS[key].background), method, PROGRAMS[key].case, json.dumps(params)]
-    what = f"{key} under {method!r} ({' '.join(argv)})"
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=prog.parent,
-        start_new_session=True,
-    )
+class ProgramFailed(Exception):
+    """A program exited non-zero, printed no report or overran; with its output."""
+
+    def __init__(self, what: str, detail: str, stdout: bytes, stderr: bytes) -> None:
+        super().__init__(f"{what} {detail}")
+        self.detail, self.stdout, self.stderr = detail, stdout, stderr
+
+    def show(self) -> None:
+        """Print what went wrong, with the program's output."""
+        sys.stderr.write(
+            f"\nbench_mp: {self}\n--- stdout ---\n{self.stdout.decode(errors='replace')}"
+            f"--- stderr ---\n{self.stderr.decode(errors='replace')}--------------\n"
+        )
+
+    def reason(self) -> str:
+        """One line for the table's notes: what happened and the last line of stderr (the exception)."""
+        lines = [ln.strip() for ln in self.stderr.decode(errors="replace").splitlines() if ln.strip()]
+        return f"{self.detail}: {lines[-1]}" if lines else self.detail
+
+
+# A CPU-bound process for --load: a plain busy loop, ended with the driver whatever ends it.
+LOADER = (
+    "import ctypes, signal\n"
+    "ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG\n"
+    "print(flush=True)\n"
+    "while True:\n"
+    "    pass\n"
+)
+
+
+@contextlib.contextmanager
+def busy(n: int) -> Iterator[None]:
+    """`n` CPU-bound processes running (their loops started) for the duration of the block, then
+    killed and reaped: what a program measured under load shares the CPUs with."""
+    loaders: list[subprocess.Popen[bytes]] = []
     try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        out, err = stop(proc)
-        raise fail(what, f"timed out after {timeout:.0f} s", out, err) from None
-    wall = time.perf_counter() - t0
+        for _ in range(n):
+            loaders.append(
+                subprocess.Popen([sys.executable, "-c", LOADER], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+            )
+        for loader in loaders:
+            assert loader.stdout is not None
+            loader.stdout.readline()  # its loop runs from here on
+        yield
+    finally:
+        for loader in loaders:
+            loader.kill()
+        for loader in loaders:
+            loader.communicate()
+
+
+def dd_entries() -> set[str]:
+    """The reference runtime's files in /dev/shm (it names them DD...)."""
+    return {name for name in os.listdir("/dev/shm") if name.startswith("DD")}
+
+
+@contextlib.contextmanager
+def reference_shm_removed(active: bool) -> Iterator[None]:
+    """The reference runtime leaves /dev/shm/DD* files behind: remove those that appeared while the
+    block ran (`active`), and only those (another program's are not ours to remove)."""
+    before = dd_entries() if active else set()
+    try:
+        yield
+    finally:
+        for name in sorted(dd_entries() - before) if active else []:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join("/dev/shm", name))
+
+
+def run_program(method: str, key: str, params: dict[str, int], prog: Path, setup: Setup) -> Report:
+    """Run one program once (beside --load busy processes); its report plus the command's wall time.
+    Raises ProgramFailed if it fails."""
+    argv = [*command(method, prog, setup, PROGRAMS[key].background), method, PROGRAMS[key].case, json.dumps(params)]
+    what = f"{key} under {method!r} ({' '.join(argv)})"
+    with busy(setup.load), reference_shm_removed(method == "reference"):
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=prog.parent,
+            env=environment(method, setup),
+            # Its own process group to stop it by; the reference runtime hangs as a session leader.
+            start_new_session=method != "reference",
+            process_group=0 if method == "reference" else None,
+        )
+        try:
+            out, err = proc.communicate(timeout=setup.timeout)
+        except subprocess.TimeoutExpired:
+            out, err = stop(proc)
+            raise ProgramFailed(what, f"timed out after {setup.timeout:.0f} s", out, err) from None
+        except BaseException:  # the driver is interrupted or terminated: the program goes too
+            stop(proc)
+            raise
+        wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise fail(what, f"failed with exit status {proc.returncode}", out, err)
+        raise ProgramFailed(what, f"failed with exit status {proc.returncode}", out, err)
     lines = [ln for ln in out.decode(errors="replace").splitlines() if ln.startswith(MARK)]
     if len(lines) != 1:
-        raise fail(what, "printed no report", out, err)
+        raise ProgramFailed(what, "printed no report", out, err)
     if err.strip():
         sys.stderr.write(f"bench_mp: {what} succeeded but wrote to stderr:\n{err.decode(errors='replace')[-2000:]}\n")
     report: Report = json.loads(lines[0][len(MARK) :])
@@ -430,13 +598,34 @@ def run_program(method: str, key: str, params: dict[str, int], prog: Path, timeo
     return report
 
 
+def descendants(pid: int) -> set[int]:
+    """The processes started by `pid`, and by them, that are still its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
 def stop(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
-    """End a program that overran: SIGTERM to its process group, SIGKILL if it lingers; its output."""
+    """End a program that overran: SIGTERM to its process group and its descendants (also those in
+    other groups), SIGKILL if it lingers; its output."""
     for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
-        try:
+        pids = descendants(proc.pid)
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
         try:
             return proc.communicate(timeout=grace)
         except subprocess.TimeoutExpired:
@@ -444,24 +633,44 @@ def stop(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
     return b"", b""
 
 
-def measure(keys: list[str], runs: int, quick: bool, timeout: float) -> dict[str, dict[str, list[Report]]]:
-    """Reports of every program, per method, `runs` times, the methods interleaved."""
-    results: dict[str, dict[str, list[Report]]] = {k: {m: [] for m in METHODS} for k in keys}
+Results = dict[str, dict[str, list[Report]]]
+
+
+def measure(keys: list[str], runs: int, quick: bool, setup: Setup) -> tuple[Results, dict[str, str]]:
+    """Reports of every program, per method, `runs` times, the methods interleaved (which goes first
+    rotates by repetition and program); and why programs could not run under the reference, by key.
+    A program that fails under spawn or dragon ends the run (exit status 1)."""
+    methods = setup.methods
+    results: Results = {k: {m: [] for m in methods} for k in keys}
+    failed: dict[str, str] = {
+        k: "runs under plain python (a background runtime): the reference needs its dragon command"
+        for k in keys
+        if setup.reference is not None and PROGRAMS[k].background
+    }
     with tempfile.TemporaryDirectory(prefix="bench_mp_") as tmp:
         prog = Path(tmp) / "bench_mp_prog.py"
         prog.write_text(PROGRAM)
         for i in range(runs):
             for j, key in enumerate(keys):
                 params = params_of(key, quick)
-                order = METHODS if (i + j) % 2 == 0 else METHODS[::-1]
-                for method in order:
-                    report = run_program(method, key, params, prog, timeout)
+                first = (i + j) % len(methods)
+                for method in methods[first:] + methods[:first]:
+                    if method == "reference" and key in failed:
+                        continue
+                    try:
+                        report = run_program(method, key, params, prog, setup)
+                    except ProgramFailed as e:
+                        e.show()
+                        if method != "reference":
+                            raise SystemExit(1) from None
+                        failed[key] = e.reason()
+                        continue
                     results[key][method].append(report)
                     sys.stderr.write(
-                        f"bench_mp: run {i + 1}/{runs} {key:9} {method:6} "
+                        f"bench_mp: run {i + 1}/{runs} {key:9} {method:9} "
                         f"{json.dumps({k: round(v, 6) for k, v in report.items()})}\n"
                     )
-    return results
+    return results, failed
 
 
 def params_of(key: str, quick: bool) -> dict[str, int]:
@@ -469,44 +678,71 @@ def params_of(key: str, quick: bool) -> dict[str, int]:
     return PROGRAMS[key].quick if quick else PROGRAMS[key].full
 
 
-def row_values(row: Row, method: str, results: dict[str, dict[str, list[Report]]]) -> list[float]:
+def row_values(row: Row, method: str, results: Results) -> list[float]:
     """The row's metric (scaled to its unit) from every report of its programs under `method`."""
     return [r[row.metric] * row.scale for key in row.programs for r in results[key][method]]
 
 
-def advantage(row: Row, spawn: float, dragon: float) -> float:
-    """How many times better dragon is than spawn on this row (above 1: dragon better)."""
-    return dragon / spawn if row.higher_better else spawn / dragon
+def advantage(row: Row, other: float, dragon: float) -> float:
+    """How many times better dragon is than the `other` method on this row (above 1: dragon better)."""
+    return dragon / other if row.higher_better else other / dragon
 
 
 def tied(spawn: dict[str, Any], dragon: dict[str, Any]) -> bool:
     """Whether the two methods cannot be told apart in this run: each one's median lies within the
-    other's min-max range. Only for the "no row slower than spawn" target (1x): a row whose code is
-    the standard library's under both methods (Pipe, Lock) then counts as met, shown as "tie"."""
+    other's min-max range. Only for "no slower than" targets (1x): a row whose code is the standard
+    library's under both methods (Pipe, Lock) then counts as met, shown as "tie"."""
     return (dragon["min"] <= spawn["median"] <= dragon["max"]) and (spawn["min"] <= dragon["median"] <= spawn["max"])
 
 
-def tabulate(rows: list[str], results: dict[str, dict[str, list[Report]]], quick: bool) -> tuple[str, dict[str, Any]]:
-    """The Markdown table and the per-row summary for the JSON line."""
+def verdict(ratio: float, target: float, tie: bool, faster: bool = False) -> str:
+    """ "yes" if the ratio meets the target, else "tie" if a 1x target's two methods are `tie`d, else "NO"."""
+    if ratio > target or (ratio == target and not faster):
+        return "yes"
+    return "tie" if tie else "NO"
+
+
+def goal_verdict(goal: Goal, stats: dict[str, dict[str, Any]], ratio: float, ref_ratio: float) -> str:
+    """Issue 15's target for a row, both parts: "yes", "tie" (met, a part by a tie), "NO", or "n/a"
+    (the reference part could not be measured)."""
+    parts = [verdict(ratio, goal.spawn, goal.spawn == 1 and tied(stats["spawn"], stats["dragon"]), goal.faster)]
+    if goal.reference is not None:
+        if math.isnan(ref_ratio):
+            parts.append("n/a")
+        else:
+            tie = goal.reference == 1 and tied(stats["reference"], stats["dragon"])
+            parts.append(verdict(ref_ratio, goal.reference, tie))
+    return next((v for v in ("NO", "n/a", "tie") if v in parts), "yes")
+
+
+def tabulate(
+    rows: list[str], results: Results, quick: bool, setup: Setup, failed: dict[str, str]
+) -> tuple[str, dict[str, Any]]:
+    """The Markdown table and the per-row summary for the JSON line. With a reference: its column,
+    and for the rows issue 15 names a target for, dragon against the reference and that target."""
     table: list[list[object]] = []
     out: dict[str, Any] = {}
+    with_ref = setup.reference is not None
     for key in rows:
         row = ROWS[key]
-        stats = {m: summary(row_values(row, m, results)) for m in METHODS}
+        stats = {m: summary(row_values(row, m, results)) for m in setup.methods}
         ratio = advantage(row, stats["spawn"]["median"], stats["dragon"]["median"])
         met = None if row.target is None else ratio >= row.target
         tie = row.target == 1 and not met and tied(stats["spawn"], stats["dragon"])
         what = row.what.format(**params_of(row.programs[0], quick))
-        table.append(
-            [
-                what,
-                fmt(stats["spawn"]["median"], row.digits),
-                fmt(stats["dragon"]["median"], row.digits),
-                f"{ratio:.2f}x",
-                "–" if row.target is None else f">= {row.target:g}x",
-                "–" if met is None else ("yes" if met else "tie" if tie else "NO"),
-            ]
-        )
+        cells: list[object] = [
+            what,
+            fmt(stats["spawn"]["median"], row.digits),
+            fmt(stats["dragon"]["median"], row.digits),
+        ]
+        unmeasured = any(k in failed for k in row.programs)
+        if with_ref:
+            cells.append("n/a" if unmeasured else fmt(stats["reference"]["median"], row.digits))
+        cells += [
+            f"{ratio:.2f}x",
+            "–" if row.target is None else f">= {row.target:g}x",
+            "–" if met is None else ("yes" if met else "tie" if tie else "NO"),
+        ]
         out[key] = {
             "what": what,
             "unit": row.unit,
@@ -517,7 +753,24 @@ def tabulate(rows: list[str], results: dict[str, dict[str, list[Report]]], quick
             "met": (met or tie) if met is not None else None,
             "tie": tie,
         }
+        if with_ref and row.goal is not None:
+            ref_ratio = (
+                math.nan if unmeasured else advantage(row, stats["reference"]["median"], stats["dragon"]["median"])
+            )
+            judged = goal_verdict(row.goal, stats, ratio, ref_ratio)
+            cells += ["n/a" if math.isnan(ref_ratio) else f"{ref_ratio:.2f}x", row.goal.text(), judged]
+            out[key] |= {
+                "dragon_vs_reference": ref_ratio,
+                "issue15_target": row.goal.text(),
+                "issue15_met": None if judged == "n/a" else judged in ("yes", "tie"),
+            }
+        elif with_ref:
+            cells += ["–", "–", "–"]
+        table.append(cells)
     headers = ["what", "spawn", "dragon", "ratio (>1: dragon better)", "target", "met?"]
+    if with_ref:
+        headers[3:3] = ["reference"]
+        headers += ["dragon vs reference (>1: dragon better)", "issue 15 target", "met?"]
     return md_table(headers, table), out
 
 
@@ -534,12 +787,37 @@ def parse_args() -> argparse.Namespace:
         help=f"rows to measure (default all): {' '.join(ROWS)}",
     )
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds one program may take (default 300)")
+    ap.add_argument(
+        "--reference",
+        type=Path,
+        metavar="VENV",
+        help="a venv with the reference runtime (pip install dragonhpc): its column, and issue 15's targets",
+    )
+    ap.add_argument(
+        "--load", type=int, default=0, metavar="N", help="N CPU-bound processes beside every program (default 0)"
+    )
     opts = ap.parse_args()
     if opts.runs is None:
         opts.runs = 1 if opts.quick else 3
     if opts.runs < 1:
         ap.error("--runs must be at least 1")
+    if opts.load < 0:
+        ap.error("--load must be 0 or more")
+    if opts.reference is not None:
+        opts.reference = opts.reference.absolute()
+        if not (opts.reference / "bin" / "dragon").is_file():
+            ap.error(
+                f"--reference {opts.reference}: no bin/dragon there; give the venv the reference runtime is "
+                f"installed in (python3 -m venv VENV && VENV/bin/pip install dragonhpc)"
+            )
     return opts
+
+
+def reference_version(venv: Path) -> str:
+    """The reference runtime's version, for the JSON line ("unknown" if its venv cannot tell)."""
+    argv = [str(venv / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('dragonhpc'))"]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
 
 
 def bytecode_cached() -> bool:
@@ -566,11 +844,17 @@ def main() -> None:
     opts = parse_args()
     rows = [k for k in ROWS if k in opts.rows]
     keys = [k for k in PROGRAMS if any(k in ROWS[r].programs for r in rows)]
+    setup = Setup(opts.reference, opts.load, opts.timeout)
+    signal.signal(signal.SIGTERM, lambda sig, _frame: sys.exit(128 + sig))  # the --load processes go too
     t0 = time.perf_counter()
-    results = measure(keys, opts.runs, opts.quick, opts.timeout)
+    results, failed = measure(keys, opts.runs, opts.quick, setup)
     wall = time.perf_counter() - t0
-    table, per_row = tabulate(rows, results, opts.quick)
+    table, per_row = tabulate(rows, results, opts.quick, setup, failed)
     print(table)
+    if opts.load:
+        print(f"\nnote: {opts.load} CPU-bound processes ran beside every program (--load {opts.load})")
+    for key, why in failed.items():
+        print(f"\nnote: {key} could not run under the reference (n/a): {why}")
     cached = bytecode_cached()
     if not cached:
         print(
@@ -586,6 +870,15 @@ def main() -> None:
         )
     programs = {k: {"case": PROGRAMS[k].case, "params": params_of(k, opts.quick), **results[k]} for k in keys}
     met = [v["met"] for v in per_row.values() if v["met"] is not None]
+    goals = [v["issue15_met"] for v in per_row.values() if v.get("issue15_met") is not None]
+    reference = None
+    if opts.reference is not None:
+        reference = {
+            "venv": str(opts.reference),
+            "version": reference_version(opts.reference),
+            "failed": failed,
+            "issue15_targets_met": f"{sum(goals)}/{len(goals)}",
+        }
     print(
         json_line(
             {
@@ -594,6 +887,8 @@ def main() -> None:
                 "quick": opts.quick,
                 "wall_s": wall,
                 "targets_met": f"{sum(met)}/{len(met)}",
+                "load": opts.load,
+                "reference": reference,
                 "machine": machine_info(),
                 "dragon_bytecode_cached": cached,
                 "dev_only_imports": extra,
@@ -603,8 +898,8 @@ def main() -> None:
         )
     )
     sys.stderr.write(
-        f"bench_mp: {len(keys)} programs x {len(METHODS)} methods x {opts.runs} runs in {wall:.1f} s; "
-        f"targets met {sum(met)}/{len(met)}\n"
+        f"bench_mp: {len(keys)} programs x {len(setup.methods)} methods x {opts.runs} runs in {wall:.1f} s; "
+        f"targets met {sum(met)}/{len(met)}" + (f"; issue 15's {sum(goals)}/{len(goals)}" if reference else "") + "\n"
     )
 
 
