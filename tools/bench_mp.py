@@ -39,6 +39,8 @@ and prints one JSON report that this driver parses. Rows (--rows selects some; k
   [lock2] (informational) two processes each doing N pairs on one Lock, started together by a Barrier.
 - [event] Event ping-pong between two processes with two Events (set / wait / clear): mean time per
   round trip, warm-up excluded; the two processes on two CPUs, as for the round trips.
+- [barrier] `Barrier(4)` waited on by the program and 3 child processes, round after round: mean time
+  per round, warm-up rounds excluded (not pinned: 4 processes, 2 CPUs).
 
 The methods are interleaved (which goes first alternates by repetition and program), each figure is
 the median over --runs repetitions. The ratio column is "how many times better dragon is": dragon /
@@ -53,7 +55,19 @@ while the standard library spawn imports is always compiled. The run says when t
 fails (non-zero exit, no report, timeout) under either method stops the run with exit status 1 and its
 stderr shown. Progress goes to stderr; stdout gets a Markdown table, then one line of JSON.
 
+--reference VENV adds a third method, "reference": the same programs under the reference runtime
+(`dragonhpc` installed in VENV, never a dependency of ours) through VENV/bin/dragon, VENV/bin first on
+PATH, the program setting the start method "dragon" after `import dragon`; the same pinning (`_pin`
+runs in the program). The /dev/shm/DD* files that appear during its run (it leaves them) are removed.
+The table gets its column and, for the rows issue 15 names a target for, dragon against the reference
+and that target ("Pipe round trip at most 0.5x spawn's and no slower than the reference's": >= 2x vs
+spawn, >= 1x vs reference; the tie rule for every 1x "no slower than"). A program that fails under the
+reference shows "n/a", with the reason in a note. --load N runs N CPU-bound processes (busy loops)
+from before each program starts until it has ended: the figures under load (issue 15: the reference's
+waits spin).
+
 Usage: python tools/bench_mp.py [--runs 3] [--quick] [--rows queue64 pool1 ...] [--timeout 300]
+       [--reference VENV] [--load N]
 """
 
 from __future__ import annotations
