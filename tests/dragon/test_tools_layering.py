@@ -13,6 +13,8 @@ import ast
 import importlib.util
 from pathlib import Path
 
+from import_util import imported_modules
+
 TOOLS = (
     "dragon.tools.status",
     "dragon.tools.status_query",
@@ -23,19 +25,6 @@ TOOLS = (
     "dragon._rundir",
 )
 FLOOR = ("dragon.messages", "dragon.ids", "dragon.descriptors", "dragon.errors", "dragon._log", "dragon.transport")
-
-
-def imported_modules(tree: ast.AST) -> set[str]:
-    """Absolute module names of `tree`'s imports; `from dragon import _runs` counts as dragon._runs."""
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module)
-            if node.module == "dragon":
-                found.update(f"dragon.{alias.name}" for alias in node.names)
-    return found
 
 
 def allowed(module: str) -> bool:

@@ -12,12 +12,12 @@ from collections.abc import Awaitable, Callable
 import pytest
 import trio
 import trio.testing
-from channel_faces import FACES, Face
 
 from dragon.transport import ChannelDestroyed, ChannelError
 from dragon.transport._shm import entries
 
 from chan_names import fresh_name
+from channel_faces import FACES, Face
 
 WAIT_S = 60.0  # guard against hangs only
 
