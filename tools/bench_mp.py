@@ -28,7 +28,8 @@ and prints one JSON report that this driver parses. Rows (--rows selects some; k
   ends) and two Queues (put/get); warm-up round trips excluded; mean time per timed round trip.
   The parent runs on the first CPU and the child on the second (`_pin`, on a machine with two or
   more, under both methods): on these VMs a round trip takes about 20 µs or about 150 µs depending
-  on where the scheduler places the two, which otherwise decides the median.
+  on where the scheduler places the two, which otherwise decides the median. `--unpinned` leaves
+  the placement to the scheduler (issue 15 states its targets both ways).
 - [pool1, pool100] `Pool(2).map(abs, range(10000), chunksize=1 / 100)`: the map call only, once both
   workers are up. [pool_start] (informational) from the same programs: `Pool(2)` creation until both
   workers have answered (2-task maps of a 10 ms sleep returning the worker's pid, repeated until two
@@ -112,7 +113,7 @@ def _pin(cpu):
     two or more: the latency rows put the two processes on two CPUs, under both methods alike, so
     that where the scheduler happens to place them (same CPU or not: 20 µs or 150 µs a round trip
     here, either way round) does not decide the figure."""
-    if len(os.sched_getaffinity(0)) >= 2:
+    if len(os.sched_getaffinity(0)) >= 2 and not os.environ.get("BENCH_MP_UNPINNED"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[cpu]})
 
 
@@ -810,6 +811,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument(
         "--load", type=int, default=0, metavar="N", help="N CPU-bound processes beside every program (default 0)"
     )
+    ap.add_argument(
+        "--unpinned", action="store_true", help="leave the latency rows' two processes where the scheduler puts them"
+    )
     opts = ap.parse_args()
     if opts.runs is None:
         opts.runs = 1 if opts.quick else 3
@@ -859,6 +863,8 @@ def main() -> None:
     rows = [k for k in ROWS if k in opts.rows]
     keys = [k for k in PROGRAMS if any(k in ROWS[r].programs for r in rows)]
     setup = Setup(opts.reference, opts.load, opts.timeout)
+    if opts.unpinned:  # read by `_pin` in every program, whatever the method (they inherit it)
+        os.environ["BENCH_MP_UNPINNED"] = "1"
     signal.signal(signal.SIGTERM, lambda sig, _frame: sys.exit(128 + sig))  # the --load processes go too
     t0 = time.perf_counter()
     results, failed = measure(keys, opts.runs, opts.quick, setup)
@@ -867,6 +873,8 @@ def main() -> None:
     print(table)
     if opts.load:
         print(f"\nnote: {opts.load} CPU-bound processes ran beside every program (--load {opts.load})")
+    if opts.unpinned:
+        print("\nnote: --unpinned: the latency rows' processes ran where the scheduler put them")
     for key, why in failed.items():
         print(f"\nnote: {key} could not run under the reference (n/a): {why}")
     cached = bytecode_cached()
@@ -902,6 +910,7 @@ def main() -> None:
                 "wall_s": wall,
                 "targets_met": f"{sum(met)}/{len(met)}",
                 "load": opts.load,
+                "pinned": not opts.unpinned,
                 "reference": reference,
                 "machine": machine_info(),
                 "dragon_bytecode_cached": cached,
