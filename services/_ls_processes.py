@@ -31,7 +31,7 @@ from dragon.messages import (
 )
 
 from ._fast_start import ForkServerFailed, ServedChild
-from ._ls_core import ManagedProcess, os_error_text
+from ._ls_core import ManagedProcess, destroy_channel, os_error_text
 from ._ls_stdio import StdioForwarding
 from ._process import (
     give_back_fd_limit,
@@ -56,12 +56,12 @@ class MadeChannels:
     gs_ret: SHChannelCreateResponse | None = None
     pipes: dict[str, SHChannelCreateResponse] = field(default_factory=dict)
 
-    def response(self, req: SHProcessCreate, err_info: str = "", pid: int = 0) -> SHProcessCreateResponse:
-        """SUCCESS with the pid, or FAIL with `err_info`; either way the answers to the channel creates."""
+    def response(self, req: SHProcessCreate, pid: int) -> SHProcessCreateResponse:
+        """SUCCESS with the pid and the answers to the channel creates (a FAIL carries no channel:
+        LS removes what it made for a process that did not start)."""
         return SHProcessCreateResponse(
             ref=req.tag,
-            err=LSErr.FAIL if err_info else LSErr.SUCCESS,
-            err_info=err_info,
+            err=LSErr.SUCCESS,
             pid=pid,
             gs_ret_chan_resp=self.gs_ret,
             stdin_resp=self.pipes.get("stdin"),
@@ -83,8 +83,9 @@ class ProcessRunner(StdioForwarding):
             self._make_channels(req, made)
             mp = await self._start(req, made)
         except CreateFailed as exc:
+            self._discard_channels(req, made)
             task_status.started()
-            await self.reply(req.r_c_uid, made.response(req, err_info=str(exc)))
+            await self.reply(req.r_c_uid, SHProcessCreateResponse(ref=req.tag, err=LSErr.FAIL, err_info=str(exc)))
             return
         task_status.started()
         try:
@@ -106,6 +107,16 @@ class ProcessRunner(StdioForwarding):
         failed = [r for r in made.pipes.values() if r.err != LSErr.SUCCESS]
         if failed:
             raise CreateFailed(failed[0].err_info)
+
+    def _discard_channels(self, req: SHProcessCreate, made: MadeChannels) -> None:
+        """Remove the channels made for a process that did not start: they were its alone, and GS
+        enters none of them on FAIL, so nothing else would remove them before the runtime ends. A
+        channel create that failed made nothing (its c_uid may be another's: left alone)."""
+        made_msgs = [(req.gs_ret_chan_msg, made.gs_ret)]
+        made_msgs += [(getattr(req, f"{stream}_msg"), resp) for stream, resp in made.pipes.items()]
+        for msg, resp in made_msgs:
+            if msg is not None and resp is not None and resp.err == LSErr.SUCCESS:
+                destroy_channel(self.channels.pop(msg.c_uid))
 
     async def _start(self, req: SHProcessCreate, made: MadeChannels) -> ManagedProcess:
         """Start it from the fork server if it can, else exec it; enter it in LS's table."""

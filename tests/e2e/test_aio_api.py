@@ -23,6 +23,7 @@ import trio.testing
 import dragon
 import dragon.aio
 from dragon.aio import Channel, Pool, Process
+from dragon.descriptors import PIPE
 from dragon.errors import (
     ChannelDestroyed,
     ChannelEmpty,
@@ -39,6 +40,7 @@ from dragon.errors import (
     UnknownPool,
     UnknownProcess,
 )
+from dragon.transport import entries, run_prefix
 
 from e2e_util import RUN_TIMEOUT_S, run_dragon
 
@@ -402,3 +404,19 @@ async def test_cancelled_calls_of_a_trio_connection_are_dropped_quietly(tmp_path
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert done.stdout.split() == [b"80"]
     assert done.stderr == b""
+
+
+async def test_a_process_that_cannot_start_leaves_no_channel_behind() -> None:
+    """Local Services makes a process's GS-return and PIPE channels before it starts it; when the
+    start fails it removes them again (Global Services enters none of them on FAIL), rather than
+    keeping them until the runtime ends."""
+    with trio.fail_after(RUN_TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            handle = await nursery.start(dragon.serve)
+            rt = await dragon.aio.connect(handle)
+            before = entries(run_prefix(handle.run_id))
+            for _ in range(3):
+                with pytest.raises(ProcessStartFailed):
+                    await Process(rt, "/nonexistent/program", stdin=PIPE, stdout=PIPE, stderr=PIPE).start()
+            assert entries(run_prefix(handle.run_id)) == before
+            nursery.cancel_scope.cancel(reason="test over")
