@@ -6,26 +6,24 @@ the "spawn" context with another `Process._Popen`: `DragonPopen` (`dragon.mp.pop
 spawn pickles and asks Global Services to start `python -c <dragon.mp.child>`, which receives the
 pickle in its GSPingProc handshake. `Queue`, `SimpleQueue` and `JoinableQueue` run on the runtime's
 shared-memory channels (`dragon.mp.queues`), and so do the task and result queues of `Pool`
-(`dragon.mp.pool`). Everything else (locks, shared ctypes, Manager, Pipe) is the standard
-library's, working as under spawn. Two of those are choices, not gaps:
-* `Pipe()` stays a socketpair. A `Connection` must have an fd that `multiprocessing.connection.wait`
-  (and selectors) can watch, readable exactly while a message waits; a channel would need a byte
-  written to such an fd per message, which is the same system call per message a socket costs, so
-  a channel Pipe could only be slower for the small messages pipes mostly carry.
-* Locks, Semaphores, Conditions, Events and Barriers stay POSIX semaphores: an uncontended one is an
-  atomic operation in the process, which nothing that goes through a channel can match.
+(`dragon.mp.pool`) and `Pipe()` (`dragon.mp.connection`: a round trip costs a fraction of a
+socketpair's, figures there). Everything else (locks, shared ctypes, Manager) is the standard
+library's, working as under spawn. Locks, Semaphores, Conditions, Events and Barriers stay POSIX
+semaphores for now: an uncontended one is an atomic operation in the process (issue 15 plans
+runtime-backed ones that keep that fast path).
 
-Two pieces of routing make the channel queues what programs get:
-* `multiprocessing.Queue()` (and SimpleQueue, JoinableQueue, Pool) are methods of the default context
-  that build the stdlib classes themselves, whatever the start method; `route_default_methods` makes
-  them ask the current context instead (for "spawn", "fork" and "forkserver" that is the same call as
-  before), so after `set_start_method("dragon")` they return ours.
-* `multiprocessing.pool` and `concurrent.futures.process` keep the stdlib's `SimpleQueue` for what
-  they build themselves (a Pool's change notifier, `multiprocessing.pool.Pool(context=...)` called
-  directly, ProcessPoolExecutor): they wait for its pipe's fd with `multiprocessing.connection.wait`
-  (beside process sentinels) and use its private `_reader`, `_writer` and `_rlock`. A channel has no
-  fd that is readable exactly while it holds a message, so their SimpleQueues are pipes, as under
-  spawn.
+Three pieces of routing make the channel objects what programs get:
+* `multiprocessing.Queue()` (and SimpleQueue, JoinableQueue, Pool, Pipe) are methods of the default
+  context that build the stdlib classes themselves, whatever the start method; `route_default_methods`
+  makes them ask the current context instead (for "spawn", "fork" and "forkserver" that is the same
+  call as before), so after `set_start_method("dragon")` they return ours.
+* `multiprocessing.connection.wait` accepts the runtime's Connections beside sockets, fds, sentinels
+  and the stdlib's Connections (`route_wait`); without any it is the stdlib's call.
+* `multiprocessing.pool` and `concurrent.futures.process` keep the stdlib's `SimpleQueue` and `Pipe`
+  for what they build themselves (a Pool's change notifier, `multiprocessing.pool.Pool(context=...)`
+  called directly, ProcessPoolExecutor and its wake-up pipe): they wait for their fds with the
+  `wait` they imported (maybe before the routing) and use a SimpleQueue's private `_reader`,
+  `_writer` and `_rlock`, so their SimpleQueues and Pipes are the stdlib's, as under spawn.
 
 Differences from the reference (spec §7.3): `Process.pid` is the real OS pid, and `p_uid` is an
 extra attribute; `sentinel` is a real fd (a pidfd) that `multiprocessing.connection.wait` accepts.
@@ -119,25 +117,42 @@ class DragonContext(context.SpawnContext):
     def SimpleQueue(self) -> Any:  # either class, see below
         """A `multiprocessing.SimpleQueue` on a shared-memory channel; the stdlib's pipe queue when
         `multiprocessing.pool` or `concurrent.futures.process` asks (see the module docstring)."""
-        if sys._getframe(1).f_globals.get("__name__") in PIPE_QUEUE_USERS:
+        if _caller() in PIPE_QUEUE_USERS:
             return super().SimpleQueue()
         from dragon.mp.queues import SimpleQueue
 
         return SimpleQueue(ctx=self.get_context())
 
+    def Pipe(self, duplex: bool = True) -> tuple[Any, Any]:  # either class, see below
+        """A `multiprocessing.Pipe` on shared-memory channels (`dragon.mp.connection`); the stdlib's
+        when `multiprocessing.pool` or `concurrent.futures.process` asks (see the module docstring)."""
+        if _caller() in PIPE_QUEUE_USERS:
+            return super().Pipe(duplex)
+        from dragon.mp.connection import Pipe
+
+        return Pipe(duplex)
+
+
+def _caller() -> object:
+    """The module of the code that asked the context for an object, past this module's routing."""
+    frame = sys._getframe(2)
+    while frame.f_back is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    return frame.f_globals.get("__name__")
+
 
 def route_default_methods(default: context.DefaultContext, package: Any) -> None:
-    """Make `default`'s Queue, SimpleQueue, JoinableQueue and Pool (and the `multiprocessing` package's
+    """Make `default`'s Queue, SimpleQueue, JoinableQueue, Pool and Pipe (and the `multiprocessing` package's
     names for them, if already bound) call the same method of the current context.
 
     `BaseContext.Queue` builds `multiprocessing.queues.Queue` with the current context as an argument
-    (and `BaseContext.Pool` builds `multiprocessing.pool.Pool`), so the default context's methods
+    (`BaseContext.Pool` builds `multiprocessing.pool.Pool`, `BaseContext.Pipe` the stdlib's), so the default context's methods
     would give the stdlib classes under "dragon" too. The package binds
     its names to the default context's methods when it is first imported: routing before that (from
     the import hook on `multiprocessing.context`) or rebinding them after it covers both orders of
     `import dragon` and `import multiprocessing`.
     """
-    for name in ("Queue", "SimpleQueue", "JoinableQueue", "Pool"):
+    for name in ("Queue", "SimpleQueue", "JoinableQueue", "Pool", "Pipe"):
         routed = _routed(default, name)
         setattr(default, name, routed)
         current = getattr(package, name, None) if package is not None else None
@@ -152,6 +167,25 @@ def _routed(default: context.DefaultContext, name: str) -> Any:
     method.__name__ = method.__qualname__ = name
     method.__doc__ = getattr(context.BaseContext, name).__doc__
     return method
+
+
+def route_wait(connection: ModuleType) -> None:
+    """Make `multiprocessing.connection.wait` (installed when that module is imported) accept the
+    runtime's Connections beside everything the stdlib's accepts (`dragon.mp.connection.wait`); a
+    list without any is the stdlib's call unchanged. Without `dragon.mp.connection` loaded there is
+    no runtime Connection, and nothing more is imported."""
+    original = connection.wait
+    if getattr(original, "__wrapped__", None) is not None:
+        return
+
+    @functools.wraps(original)
+    def wait(object_list: Any, timeout: float | None = None) -> list[Any]:
+        ours = sys.modules.get("dragon.mp.connection")
+        if ours is None:
+            return original(object_list, timeout)  # type: ignore[no-any-return]
+        return ours.wait(object_list, timeout, original)  # type: ignore[no-any-return]
+
+    setattr(connection, "wait", wait)  # noqa: B010  # a module attribute mypy does not see
 
 
 def keep_other_children_working(spawn: ModuleType) -> None:

@@ -90,7 +90,7 @@ class Queue:
             )
         maxsize = max(0, maxsize)
         shapes = [ITEMS] + ([Shape(maxsize, MIN_BLOCK_SIZE, packed=False)] if maxsize else [])
-        self._setup(maxsize, Hold.create(*shapes, kind=self._KIND))
+        self._setup(maxsize, Hold.create(*shapes, kinds=(self._KIND, f"{self._KIND} slots")))
 
     def _setup(self, maxsize: int, hold: Hold) -> None:
         self._maxsize = maxsize
@@ -441,7 +441,7 @@ class SimpleQueue:
     def __init__(self, *, ctx: context.BaseContext) -> None:
         """`ctx` as for the stdlib's SimpleQueue (unused: no locks needed). Brings a plain `python`
         program's background runtime up as `Queue` does."""
-        self._setup(Hold.create(ITEMS, kind=self._KIND))
+        self._setup(Hold.create(ITEMS, kinds=(self._KIND,)))
 
     def _setup(self, hold: Hold) -> None:
         self._hold = hold

@@ -109,13 +109,13 @@ class Hold:
             raise
 
     @classmethod
-    def create(cls, *shapes: Shape, kind: str) -> Hold:
-        """New channels of the given shapes, each with this process's reference, labelled as
-        channels of a queue of `kind` made by this process (the second one: the bound's slots)."""
+    def create(cls, *shapes: Shape, kinds: tuple[str, ...]) -> Hold:
+        """New channels of the given shapes, each with this process's reference, labelled as a
+        channel of `kinds[i]` made by this process (`Queue`, `Queue slots`, `Pipe`, ...)."""
         refs: list[tuple[int, str]] = []
         try:
             for i, shape in enumerate(shapes):
-                desc = _create_channel(shape, channel_label(kind if i == 0 else f"{kind} slots"))
+                desc = _create_channel(shape, channel_label(kinds[i]))
                 refs.append((desc.c_uid, desc.sdesc))
         except BaseException:
             for c_uid, _ in refs:

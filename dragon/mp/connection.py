@@ -1,0 +1,639 @@
+"""`Pipe()` and `Connection` of the "dragon" start method, on the runtime's shared-memory channels (issue 15).
+
+**Home.** A Pipe's home is its channels, made through Global Services and ref-counted there as a
+queue's are (`dragon.mp.refs.Hold`: one GS reference per process holding an end, one more per pickle):
+a duplex Pipe has two, one per direction; a one-way Pipe (`duplex=False`) one. Every operation is
+a step on that home: `send` appends one record to the outgoing channel's ring, `recv` takes one
+from the incoming one, `poll` looks at the incoming ring, and a waiter registers in the channel's
+waiter table and sleeps on its doorbell (`dragon.transport`'s register / fence / look-again
+protocol, so a message that comes meanwhile is never missed). A transport agent on another node can
+later carry each of them as a message to the node that holds the home, the doorbell's ring being
+a message back; nothing of a Connection needs more than the channels' own operations and their
+header words.
+
+**Who holds an end.** EOFError (and BrokenPipeError for a send) must come when the other end is
+closed by every process that holds it, or every such process has died, SIGKILL included, where a
+socketpair has the kernel's file reference counts. Here each channel's spare header words (its
+record: `_words`) hold two tables of (pid, count): the processes holding its writing end and its
+reading end open (a duplex end is the writer of one channel and the reader of the other), changed
+under the record's lock when an end is opened, closed, pickled (the pickling process counts once
+more until the pickle is unpickled, so `p.start(); child_conn.close()` cannot end the pipe before
+the child has its end) or unpickled, and a word set once the last holder closed it. A waiting
+receiver sleeps on its doorbell and on a pidfd of each process holding the other end, so a death
+wakes it at once; it reports EOF when the table has no live process left (confirmed under the lock).
+
+**Why channels rather than a socketpair** (figures: `tools/bench_mp.py --rows pipe_rt`, README):
+a message costs a socket two system calls and, between two processes on two CPUs, a wake-up of
+the other CPU each way (about 70 µs a round trip under spawn on these VMs); a channel message is
+a copy into shared memory and a store, and a receiver that spins briefly before it sleeps answers
+without any system call: FIGURES.
+
+`fileno()` is the incoming channel's doorbell FIFO (a write-only end: the outgoing channel's
+senders' doorbell). It is readable only while a waiter of this process is registered on the
+channel and a sender rang, so code that selects on it itself may sleep while a message waits:
+`multiprocessing.connection.wait` (routed here under the dragon start method: `wait`) and `poll`
+register first, and are the way to wait for a Connection beside other fds. What uses the fd as a
+socket (`multiprocessing.reduction.send_handle`/`recv_handle`, which pass fds with SCM_RIGHTS)
+needs the stdlib's Pipe: `multiprocessing.get_context("spawn").Pipe()`.
+
+Pickling: a Connection pickles anywhere (a `Process` argument, through a Queue, a Pool task); each
+pickle takes a GS reference and a count in its end's table that its unpickling inherits. A pickle
+never unpickled keeps the end open until the process that made it exits (as the stdlib's
+`resource_sharer` does). A closed Connection refuses to pickle (OSError, as the stdlib's).
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import select
+import time
+from collections.abc import Callable, Iterable
+from multiprocessing import BufferTooShort, util
+from multiprocessing.reduction import ForkingPickler
+from typing import Any, Final
+
+from dragon.errors import ChannelDestroyed, ChannelError, DragonError
+from dragon.mp.refs import Hold, Shape
+from dragon.transport import MIN_BLOCK_SIZE, Channel, pid_alive
+from dragon.transport._channel import SPIN_MAX_S, SPIN_MIN_S
+from dragon.transport._layout import W_RWAIT, W_SWAIT
+from dragon.transport._waiting import SAFETY_WAKE_S
+
+PIPE: Final = Shape(1024, MIN_BLOCK_SIZE, packed=True)
+"""One direction of a Pipe: a packed ring of about 270 KB (a socketpair's buffer is about 200 KB);
+a larger message travels in a side file of its own."""
+SLOTS: Final = 32
+"""Processes that can hold one end open at once (its table's rows)."""
+WRITERS, READERS = 0, 1
+"""The two sides of a channel: the end that writes into it, the end that reads from it. Word `side`
+is set once the last holder of that end closed it; its table of (pid, count) rows follows."""
+_TABLE: Final = 2
+_EXIT_PRIORITY: Final = -(1 << 30)
+"""A process closes its Connections after every exit finalizer of the program's (which may still send
+on them: CPython's `test_finalize` does), as the end of the process closes a socket."""
+_loads: Final = ForkingPickler.loads
+_dumps: Final = ForkingPickler.dumps
+_clock: Final = time.perf_counter
+
+
+# --------------------------------------------------------------------------------------------- the record
+
+
+_W_OBJ: Final = 320  # the first header word a channel leaves free (until `dragon.transport.Record`)
+
+
+def _words(chan: Channel) -> memoryview:
+    """The state words of channel `chan` (see the module docstring); release before the handle closes."""
+    return chan._mv[_W_OBJ * 8 : 4096].cast("q")
+
+
+def _lock(chan: Channel) -> None:
+    """Take the record's lock (the channel's receive lock, released by the kernel if we die)."""
+    chan._rlock.acquire()
+    try:
+        chan.check_open()
+        chan._lock(chan.rbell, True)
+    except BaseException:
+        chan._rlock.release()
+        raise
+
+
+def _unlock(chan: Channel) -> None:
+    chan._unlock(chan.rbell)
+    chan._rlock.release()
+
+
+def _count(words: memoryview, side: int, pid: int, delta: int) -> None:
+    """Add `delta` to `pid`'s row in the table of `side` (the lock held); a row that reaches 0 is
+    freed, and a new one takes a free row or the row of a dead process. OSError if all rows are
+    taken by live processes."""
+    base = _TABLE + side * 2 * SLOTS
+    free = -1
+    for row in range(base, base + 2 * SLOTS, 2):
+        owner = words[row]
+        if owner == pid:
+            count = max(0, words[row + 1] + delta)
+            words[row + 1] = count
+            if count == 0:
+                words[row] = 0
+            return
+        if free < 0 and (owner == 0 or not pid_alive(owner)):
+            free = row
+    if delta <= 0:
+        return
+    if free < 0:
+        raise OSError(errno.EMFILE, f"more than {SLOTS} processes hold this end of a Pipe open")
+    words[free + 1] = delta
+    words[free] = pid
+
+
+def _holders(words: memoryview, side: int) -> list[int]:
+    """The live processes holding the end of `side` open (lock-free: may be stale)."""
+    base = _TABLE + side * 2 * SLOTS
+    rows = words[base : base + 2 * SLOTS].tolist()
+    return [pid for pid, n in zip(rows[::2], rows[1::2], strict=True) if pid and n > 0 and pid_alive(pid)]
+
+
+def _ended(chan: Channel, words: memoryview, side: int) -> bool:
+    """Whether every holder of the end of `side` closed it or died: the lock-free look, confirmed
+    under the lock (a row being moved may look empty for a moment)."""
+    if words[side]:
+        return True
+    if _holders(words, side):
+        return False
+    _lock(chan)
+    try:
+        if not _holders(words, side):
+            words[side] = 1  # for good (its holders died): a send sees it at once
+        return bool(words[side])
+    finally:
+        _unlock(chan)
+
+
+# --------------------------------------------------------------------------------------------- an end
+
+
+class _End:
+    """This process's hold on one end of a Pipe: the channel it reads (`inc`) and writes (`out`), their
+    state words, and pidfds of the processes holding the other end (for a waiter). Closing it (once)
+    takes this process out of the tables and lets go of the `Hold` (shared with the other end when
+    both are in the process that made the Pipe)."""
+
+    __slots__ = ("hold", "inc", "inw", "out", "outw", "pidfds", "spin_s")
+
+    def __init__(self, hold: Hold, inc: int | None, out: int | None) -> None:
+        self.hold = hold
+        self.inc = hold.chans[inc] if inc is not None else None
+        self.out = hold.chans[out] if out is not None else None
+        self.inw = _words(self.inc) if self.inc is not None else None
+        self.outw = _words(self.out) if self.out is not None else None
+        self.pidfds: dict[int, int] = {}
+        self.spin_s = SPIN_MAX_S
+
+    def sides(self) -> list[tuple[Channel, memoryview, int]]:
+        """(channel, words, side) of each table this end is in."""
+        found = []
+        if self.inc is not None and self.inw is not None:
+            found.append((self.inc, self.inw, READERS))
+        if self.out is not None and self.outw is not None:
+            found.append((self.out, self.outw, WRITERS))
+        return found
+
+    def count(self, delta: int, pid: int, closing: bool = False) -> None:
+        """Add `delta` to `pid`'s count in this end's tables (`closing`: and mark the end over if no
+        holder is left), then wake the other end's waiters: they look again at who holds it, for
+        EOF and for a pidfd of each holder."""
+        for chan, words, side in self.sides():
+            _lock(chan)
+            try:
+                _count(words, side, pid, delta)
+                if closing and not _holders(words, side):
+                    words[side] = 1
+            finally:
+                _unlock(chan)
+            _wake(chan, side)
+
+    def close(self) -> None:
+        """This process holds the end no more: out of the tables (the end is over if it was the last
+        holder: the word says so, and the other end's waiters are woken to see it), then let go."""
+        try:
+            self.count(-1, os.getpid(), closing=True)
+        except DragonError:  # the runtime is going away (it destroyed the channels)
+            pass
+        finally:
+            for fd in self.pidfds.values():
+                os.close(fd)
+            self.pidfds.clear()
+            for view in (self.inw, self.outw):
+                if view is not None:
+                    view.release()
+            self.hold.release()
+
+    def other_over(self) -> bool:
+        """Whether the other end is over (closed by every holder, or they all died); then marked so
+        in each of its tables here (a duplex end is in two)."""
+        tables = [(c, w, WRITERS if c is self.inc else READERS) for c, w, _ in self.sides()]
+        if not _ended(*tables[0]):
+            return False
+        for _, words, side in tables[1:]:
+            words[side] = 1
+        return True
+
+    def peers(self, words: memoryview, side: int) -> list[int]:
+        """The live holders of the other end (the `side` of `words`), with a pidfd of each in
+        `pidfds` (this process apart), so that a sleeper wakes when one dies."""
+        live = _holders(words, side)
+        me = os.getpid()
+        for pid in [p for p in self.pidfds if p not in live]:
+            os.close(self.pidfds.pop(pid))
+        for pid in live:
+            if pid != me and pid not in self.pidfds:
+                try:
+                    self.pidfds[pid] = os.pidfd_open(pid)
+                except ProcessLookupError:  # died meanwhile: the next look sees it
+                    pass
+        return live
+
+    def sleep(self, bell: int) -> None:
+        """Sleep until doorbell `bell` rings (one ring is consumed), a holder of the other end dies,
+        or SAFETY_WAKE_S."""
+        poller = select.poll()
+        for fd in (bell, *self.pidfds.values()):
+            poller.register(fd, select.POLLIN)
+        if any(fd == bell for fd, _ in poller.poll(SAFETY_WAKE_S * 1000)):
+            _drain(bell)
+
+
+def _wake(chan: Channel, side: int) -> None:
+    """Wake the waiters of the other end after the table of `side` changed: the receivers of a
+    channel whose writers changed, the senders of one whose readers did (only if there are any: a
+    ring nobody takes stays in the doorbell)."""
+    if side == WRITERS and chan._w[W_RWAIT]:
+        chan._ring_bell(chan.rbell)
+    elif side == READERS and chan._w[W_SWAIT]:
+        chan._ring_bell(chan.sbell)
+
+
+def _drain(bell: int) -> None:
+    try:
+        os.read(bell, 1)
+    except BlockingIOError:
+        pass
+
+
+# --------------------------------------------------------------------------------------------- Connection
+
+
+class Connection:
+    """One end of a `Pipe()` of the dragon start method: `multiprocessing.connection.Connection`'s API
+    on channels (see the module docstring)."""
+
+    __slots__ = ("__weakref__", "_end", "_finalize", "_readable", "_writable")
+
+    def __init__(self, end: _End, readable: bool, writable: bool) -> None:
+        """Made by `Pipe()` and by unpickling, with this process already counted in the end's tables."""
+        self._end: _End | None = end
+        self._readable, self._writable = readable, writable
+        self._finalize = util.Finalize(self, end.close, exitpriority=_EXIT_PRIORITY)
+
+    # ----------------------------------------------------------------------------------- state
+
+    @property
+    def closed(self) -> bool:
+        """True if the connection is closed."""
+        return self._end is None
+
+    @property
+    def readable(self) -> bool:
+        """True if the connection is readable."""
+        return self._readable
+
+    @property
+    def writable(self) -> bool:
+        """True if the connection is writable."""
+        return self._writable
+
+    def _check(self, readable: bool) -> _End:
+        end = self._end
+        if end is None:
+            raise OSError("handle is closed")
+        if readable and not self._readable:
+            raise OSError("connection is write-only")
+        if not readable and not self._writable:
+            raise OSError("connection is read-only")
+        return end
+
+    def fileno(self) -> int:
+        """The incoming channel's doorbell fd (a write-only end: the outgoing channel's senders'
+        doorbell). Readable only while a waiter is registered: see the module docstring."""
+        end = self._end
+        if end is None:
+            raise OSError("handle is closed")
+        chan = end.inc if end.inc is not None else end.out
+        assert chan is not None
+        return chan.rbell if chan is end.inc else chan.sbell
+
+    def close(self) -> None:
+        """Close the connection in this process (idempotent). The other end gets EOFError once every
+        process holding this end closed it or died."""
+        if self._end is not None:
+            self._end = None
+            self._finalize()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> tuple[Callable[..., Connection], tuple[Any, ...]]:
+        end = self._end
+        if end is None:
+            raise OSError("handle is closed")
+        refs = end.hold.new_refs()
+        pid = os.getpid()
+        end.count(1, pid)  # the pickle holds the end open until it is unpickled
+        chans = end.hold.chans
+        index = (None if end.inc is None else chans.index(end.inc), None if end.out is None else chans.index(end.out))
+        return _rebuild, (refs, index, self._readable, self._writable, pid)
+
+    def __repr__(self) -> str:
+        end = self._end
+        if end is None:
+            return f"<{type(self).__module__}.Connection closed>"
+        return f"<{type(self).__module__}.Connection channels={[c for c, _ in end.hold.refs]}>"
+
+    # ----------------------------------------------------------------------------------- send
+
+    def send(self, obj: object) -> None:
+        """Send a picklable object."""
+        self._send(self._check(False), _dumps(obj))
+
+    def send_bytes(self, buf: Any, offset: int = 0, size: int | None = None) -> None:
+        """Send bytes from a bytes-like object (from `offset`, `size` bytes), as one message."""
+        end = self._check(False)
+        m = memoryview(buf)
+        if m.itemsize > 1:
+            m = m.cast("B")
+        n = m.nbytes
+        if offset < 0:
+            raise ValueError("offset is negative")
+        if n < offset:
+            raise ValueError("buffer length < offset")
+        if size is None:
+            size = n - offset
+        elif size < 0:
+            raise ValueError("size is negative")
+        elif offset + size > n:
+            raise ValueError("buffer length < offset + size")
+        self._send(end, m[offset : offset + size] if offset or size != n else m)
+
+    def _send(self, end: _End, data: bytes | memoryview) -> None:
+        out, words = end.out, end.outw
+        assert out is not None and words is not None
+        if words[READERS]:
+            raise _broken()
+        try:
+            if len(data) <= out.max_inline and out.put(data):
+                return
+        except ChannelDestroyed:
+            raise _broken() from None
+        self._send_waiting(end, out, words, data)
+
+    def _send_waiting(self, end: _End, out: Channel, words: memoryview, data: bytes | memoryview) -> None:
+        """No room (or a message for a side file): wait for room, or for the reading end to end."""
+        payload, flags = out.prepare(data)
+        waited = False
+        try:
+            while True:
+                if out.put(payload, flags, True, 0, waited, True):
+                    return
+                waited = True  # registered as a waiting sender
+                if not end.peers(words, READERS) and end.other_over():
+                    raise _broken()
+                end.sleep(out.sbell)
+        except BaseException as exc:
+            if waited and not isinstance(exc, ChannelDestroyed):
+                out.end_wait("send")
+            out.discard(payload, flags)
+            if isinstance(exc, ChannelDestroyed):
+                raise _broken() from None
+            raise
+
+    # ----------------------------------------------------------------------------------- receive
+
+    def recv(self) -> Any:
+        """Receive a pickled object; EOFError once the other end is closed and nothing is left."""
+        end = self._check(True)
+        assert end.inc is not None
+        data = end.inc.take()
+        return _loads(data if data is not None else self._recv_waiting(end))
+
+    def recv_bytes(self, maxlength: int | None = None) -> bytes:
+        """Receive one message as bytes. OSError if it is longer than `maxlength` (the connection
+        is then unreadable, or closed if read-only, as the stdlib's)."""
+        end = self._check(True)
+        if maxlength is not None and maxlength < 0:
+            raise ValueError("negative maxlength")
+        assert end.inc is not None
+        data = end.inc.take()
+        if data is None:
+            data = self._recv_waiting(end)
+        if maxlength is not None and len(data) > maxlength:
+            if self._writable:
+                self._readable = False
+            else:
+                self.close()
+            raise OSError("bad message length")
+        return data
+
+    def recv_bytes_into(self, buf: Any, offset: int = 0) -> int:
+        """Receive one message into a writable bytes-like object at byte `offset`; its size.
+        BufferTooShort (carrying the message) if it does not fit."""
+        end = self._check(True)
+        with memoryview(buf) as m:
+            itemsize = m.itemsize
+            bytesize = itemsize * len(m)
+            if offset < 0:
+                raise ValueError("negative offset")
+            if offset > bytesize:
+                raise ValueError("offset too large")
+            assert end.inc is not None
+            data = end.inc.take()
+            if data is None:
+                data = self._recv_waiting(end)
+            size = len(data)
+            if bytesize < offset + size:
+                raise BufferTooShort(data)
+            io.BytesIO(data).readinto(m[offset // itemsize : (offset + size) // itemsize])
+            return size
+
+    def _recv_waiting(self, end: _End) -> bytes:
+        """The channel was empty: spin briefly (adaptively, as a channel receiver does), then sleep
+        as a registered waiter until a message comes or the other end is over (EOFError)."""
+        inc, words = end.inc, end.inw
+        assert inc is not None and words is not None
+        spin_end = _clock() + end.spin_s
+        while _clock() < spin_end:
+            if inc.pending():
+                got = inc.take(False)
+                if got is not None and got is not False:
+                    end.spin_s = min(SPIN_MAX_S, end.spin_s * 2)
+                    return got
+        end.spin_s = max(SPIN_MIN_S, end.spin_s / 2)
+        waited = False
+        try:
+            while True:
+                data = inc.take(True, waited, True)
+                if data is not None:
+                    return data
+                waited = True  # registered as a waiting receiver
+                if not end.peers(words, WRITERS) and end.other_over():
+                    inc.end_wait("recv")
+                    waited = False
+                    data = inc.take()  # what was sent before the end closed
+                    if data is not None:
+                        return data
+                    raise EOFError
+                end.sleep(inc.rbell)
+        except ChannelDestroyed:
+            raise EOFError from None
+        except BaseException:
+            if waited:
+                inc.end_wait("recv")
+            raise
+
+    # ----------------------------------------------------------------------------------- poll
+
+    def poll(self, timeout: float | None = 0.0) -> bool:
+        """Whether a message (or the end of the other end) can be received, waiting at most `timeout`
+        seconds for one (None: no limit)."""
+        end = self._check(True)
+        if _ready(end):
+            return True
+        if timeout is not None and timeout <= 0:
+            return False
+        return bool(_wait([self], [self], timeout))
+
+
+def _broken() -> BrokenPipeError:
+    return BrokenPipeError(errno.EPIPE, "the other end of the Pipe is closed")
+
+
+def _ready(end: _End) -> bool:
+    """Whether a waiter on `end` would return now: a message waits, or the other end is over."""
+    return (end.inc is not None and end.inc.pending()) or end.other_over()
+
+
+def _rebuild(
+    refs: list[tuple[int, str]], index: tuple[int | None, int | None], readable: bool, writable: bool, pickler: int
+) -> Connection:
+    """Unpickle a Connection: attach with the references its pickling took, count this process in
+    the end's tables and take the pickle's count back from the process that made it."""
+    end = _End(Hold(refs, owned=True), *index)
+    try:
+        end.count(1, os.getpid())
+        end.count(-1, pickler)
+    except BaseException:
+        end.close()
+        raise
+    return Connection(end, readable, writable)
+
+
+# --------------------------------------------------------------------------------------------- Pipe
+
+
+def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
+    """Two Connections at the ends of a pipe: both read and write if `duplex`, else the first reads
+    and the second writes. In a plain `python` program the first Pipe (like the first Queue or
+    process) brings the program's background runtime up."""
+    if duplex:
+        hold = Hold.create(PIPE, PIPE, kinds=("Pipe", "Pipe"))
+        ends = _End(hold, 1, 0), _End(hold, 0, 1)
+        modes = (True, True), (True, True)
+    else:
+        hold = Hold.create(PIPE, kinds=("Pipe (one-way)",))
+        ends = _End(hold, 0, None), _End(hold, None, 0)
+        modes = (True, False), (False, True)
+    hold.use()  # both ends share this process's hold: the last one closed lets go
+    pid = os.getpid()
+    for end in ends:
+        end.count(1, pid)
+    return Connection(ends[0], *modes[0]), Connection(ends[1], *modes[1])
+
+
+# --------------------------------------------------------------------------------------------- wait
+
+
+def wait(object_list: Iterable[Any], timeout: float | None, stdlib_wait: Callable[..., list[Any]]) -> list[Any]:
+    """`multiprocessing.connection.wait` for a list that may hold runtime Connections (routed here by
+    `dragon.mp.context.route_wait`; `stdlib_wait` is the stdlib's, used alone when there are none).
+
+    Looks at each Connection; if none is ready, registers as a waiter on each one's incoming channel
+    (register, fence, look again: a message that came meanwhile is seen), polls their doorbells, the
+    pidfds of the processes holding their other ends and the other objects' fds at once, and looks
+    again after each wake-up. Returns the ready objects in the order of `object_list`."""
+    objects = list(object_list)
+    ours = [o for o in objects if isinstance(o, Connection)]
+    if not ours:
+        return stdlib_wait(objects, timeout)
+    return _wait(objects, ours, timeout)
+
+
+def _wait(objects: list[Any], ours: list[Connection], timeout: float | None) -> list[Any]:
+    ends = []
+    for conn in ours:
+        end = conn._end
+        if end is None:
+            raise OSError("handle is closed")
+        ends.append(end)
+    others: dict[int, list[Any]] = {}
+    for obj in objects:
+        if not isinstance(obj, Connection):
+            others.setdefault(obj if isinstance(obj, int) else obj.fileno(), []).append(obj)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ready_others: list[int] = _poll_now(others)
+    while True:
+        ready = {id(c) for c, end in zip(ours, ends, strict=True) if _ready(end)}
+        ready.update(id(o) for fd in ready_others for o in others[fd])
+        if ready:
+            return [o for o in objects if id(o) in ready]
+        if deadline is not None and time.monotonic() >= deadline:
+            return []
+        ready_others = _sleep_on(ends, others, deadline)
+
+
+def _poll_now(others: dict[int, list[Any]]) -> list[int]:
+    if not others:
+        return []
+    poller = select.poll()
+    for fd in others:
+        poller.register(fd, select.POLLIN)
+    return [fd for fd, _ in poller.poll(0)]
+
+
+def _sleep_on(ends: list[_End], others: dict[int, list[Any]], deadline: float | None) -> list[int]:
+    """One sleep of `wait`: registered on each end's incoming channel (unless something is there
+    already), woken by a ring, a death, one of the other fds or the deadline; the other fds that are
+    ready."""
+    registered: list[Channel] = []
+    try:
+        bells: list[int] = []
+        for end in ends:
+            if end.inc is None:  # a write-only end: wakes when its readers end (their close rings)
+                assert end.outw is not None
+                end.peers(end.outw, READERS)
+                bells.append(end.out.sbell if end.out is not None else -1)
+                continue
+            _lock(end.inc)
+            try:
+                enrolled = end.inc._enroll("recv")
+            finally:
+                _unlock(end.inc)
+            if not enrolled:  # a message (or the destroy) came: look again
+                return []
+            registered.append(end.inc)
+            assert end.inw is not None
+            end.peers(end.inw, WRITERS)
+            bells.append(end.inc.rbell)
+        if any(_ready(end) for end in ends):  # a close between the first look and the registration
+            return []
+        wait_s = SAFETY_WAKE_S
+        if deadline is not None:
+            wait_s = max(0.0, min(wait_s, deadline - time.monotonic()))
+        poller = select.poll()
+        for fd in {*bells, *others, *(fd for end in ends for fd in end.pidfds.values())}:
+            poller.register(fd, select.POLLIN)
+        fired = {fd for fd, _ in poller.poll(wait_s * 1000)}
+        for fd in bells:
+            if fd in fired:
+                _drain(fd)
+        return [fd for fd in others if fd in fired]
+    finally:
+        for chan in registered:
+            try:
+                chan.end_wait("recv")
+            except ChannelError:
+                pass

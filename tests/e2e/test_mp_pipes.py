@@ -1,0 +1,102 @@
+"""Pipe and Connection of the "dragon" start method on shared-memory channels (issue 15, item 1).
+
+mp_programs/pipes.py exercises every API point of a Connection, EOF (a close, the peer's exit, its
+SIGKILL), ends passed to children as arguments and through a Queue, one-way pipes, messages larger
+than a channel's ring and `multiprocessing.connection.wait` over runtime connections, a socket, a
+stdlib Connection, a raw fd and a process sentinel. It runs under plain `python` with "spawn" (the
+stdlib's socketpair), under `dragon` with "dragon" and under plain `python` with "dragon" (a
+background runtime); the reports must agree but for the times (keys ending in `_s`, printed, not
+asserted).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Final
+
+from e2e_util import run_command
+
+MP_PROGRAMS: Final = Path(__file__).resolve().with_name("mp_programs")
+DRAGON: Final = str(Path(sys.executable).with_name("dragon"))
+
+
+async def _run(argv: list[str], tmp_path: Path) -> dict[str, Any]:
+    t0 = time.monotonic()
+    done = await run_command(argv, cwd=tmp_path, timeout_s=180)
+    print(f"{' '.join(Path(a).name for a in argv)}: {time.monotonic() - t0:.2f} s")
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def _times(report: dict[str, Any]) -> dict[str, float]:
+    """Take the times out of the report's sections (they differ from run to run)."""
+    found = {}
+    for section in report["same"].values():
+        for key in [k for k in section if k.endswith("_s")]:
+            found[key] = section.pop(key)
+    return found
+
+
+async def test_pipe_as_under_spawn(tmp_path: Path) -> None:
+    prog = str(MP_PROGRAMS / "pipes.py")
+    spawn = await _run([sys.executable, prog, "spawn"], tmp_path)
+    dragon = await _run([DRAGON, prog, "dragon"], tmp_path)
+    background = await _run([sys.executable, prog, "dragon"], tmp_path)
+    for name, report in (("spawn", spawn), ("dragon", dragon), ("background", background)):
+        print(name, _times(report))
+    assert spawn["kind"] == ["multiprocessing.connection"] * 2
+    assert dragon["kind"] == background["kind"] == ["dragon.mp.connection"] * 2  # ctx.Pipe and mp.Pipe
+    assert dragon["same"] == spawn["same"]
+    assert background["same"] == spawn["same"]
+
+    api = dragon["same"]["api"]
+    assert api["send_bytes"] == ["abcdefghijklmnopqrstuvwxyz", "fghijklmnopqrstuvwxyz", "hijklmno", "", ""]
+    assert api["send_bytes_errors"] == ["ValueError"] * 5
+    assert api["into"] == [16, [0, 1, 2, 3] + [0] * 6]
+    assert api["into_offset"] == [16, [0, 0, 0, 0, 1, 2, 3, 0, 0, 0]]
+    assert api["too_short"] is True
+    assert api["poll_empty"] == [False, False, False]
+    assert api["poll_full"] == [True, True, None, False]
+    assert api["maxlength"] == ["OSError: bad message length", False, False]  # duplex: unreadable
+    assert api["maxlength_read_only"] == ["OSError: bad message length", True]  # read-only: closed
+    assert api["after_with"] == [True, True] + ["OSError: handle is closed"] * 4
+    assert api["pickle_closed"] == "OSError: handle is closed"
+
+    one_way = dragon["same"]["one_way"]
+    assert one_way["modes"] == [True, False, False, True]
+    assert one_way["errors"] == [
+        "OSError: connection is read-only",
+        "OSError: connection is write-only",
+        "OSError: connection is write-only",
+        "OSError: connection is write-only",
+    ]
+    assert one_way["send_to_closed"] == "BrokenPipeError"
+
+    eof = dragon["same"]["eof"]
+    assert eof == {
+        "poll": True,
+        "recv_first": "last words",
+        "poll_after": True,
+        "recv": "EOFError",
+        "recv_bytes": "EOFError",
+        "send_to_closed": "BrokenPipeError",
+    }
+
+    children = dragon["same"]["children"]
+    assert children["echo"] == [True] * 4  # 5 B, just over the ring, 5 MB, empty
+    assert children["child_saw_eof"] == 7
+    assert children["exit"] == ["bye", "EOFError"]
+    assert children["killed"] == ["ready", "EOFError"]
+    assert children["send_after_kill"] == "BrokenPipeError"
+    assert (children["via_queue"], children["via_queue_exit"]) == ("via queue", 3)
+
+    wait = dragon["same"]["wait"]
+    assert wait["nothing"] == []
+    assert wait["woken_by_child"] == ["one_way"]
+    assert wait["sentinel"] == ["one_way", "sentinel"]
+    assert [wait[k] for k in ("socket", "stdlib", "fd", "pipe")] == [["socket"], ["stdlib"], ["fd"], ["pipe"]]
+    assert wait["woken_by_close"] == wait["woken_by_die"] == [True, "EOFError"]
