@@ -99,13 +99,9 @@ class Record(Channel):
         deadline = None if timeout is None else time.monotonic() + timeout
         if peek is not None and timeout != 0:
             spin_end = time.perf_counter() + self._wspin
-            while time.perf_counter() < spin_end:
-                if peek():
-                    break
-            else:
-                self._wspin = max(SPIN_MIN_S, self._wspin / 2)
-            if self._wspin < SPIN_MAX_S and peek():
-                self._wspin = min(SPIN_MAX_S, self._wspin * 2)
+            while not (seen := peek()) and time.perf_counter() < spin_end:
+                pass
+            self._wspin = min(SPIN_MAX_S, self._wspin * 2) if seen else max(SPIN_MIN_S, self._wspin / 2)
         registered = False
         try:
             while True:
@@ -119,6 +115,8 @@ class Record(Channel):
                             self._register(W_RTABLE, W_RWAIT, -1)
                             registered = False
                         return done
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return None  # (a poll, timeout 0, never registers)
                     if not registered:
                         self._register(W_RTABLE, W_RWAIT, 1)
                         registered = True
