@@ -156,6 +156,7 @@ def environ_run_id(pid: int) -> str | None:
 def run_id_of_entry(name: str, uid: int | None = None) -> str | None:
     """The run id in a /dev/shm name `dragon.<uid>.<run_id>.<what>` of this user, else None."""
     prefix = user_prefix(uid)
+    name = name.removeprefix("sem.")  # a synchronization object's semaphore (`transport.entries`)
     if not name.startswith(prefix):
         return None
     run_id, dot, _ = name[len(prefix) :].partition(".")

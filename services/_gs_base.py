@@ -32,7 +32,16 @@ from dragon.messages import (
     Response,
     SHChannelDestroy,
 )
-from dragon.transport import FrameStream, MessageChannel, PendingReplies, TrioChannel
+from dragon.transport import (
+    ChannelDestroyed,
+    ChannelError,
+    FrameStream,
+    MessageChannel,
+    PendingReplies,
+    Record,
+    TrioChannel,
+)
+from dragon.transport.records import reclaim
 
 from ._registry import Registry
 from ._tool_replies import is_user_managed, reply_once
@@ -168,6 +177,15 @@ class GSBase:
         if rec.refs <= 0:
             await self.destroy_infra_channel(c_uid)
 
+    async def reclaim_holds(self, pid: int, abnormal: bool) -> None:
+        """Tell every synchronization object's record that process `pid` exited (`records.reclaim`:
+        its holds come back, a Barrier it was party to breaks if `abnormal`). In a thread: a record's
+        lock is a flock that a stopped process could keep, and GS must go on answering meanwhile."""
+        sdescs = [c.desc.sdesc for c in self.reg.chans.records() if c.record and c.desc.state == ObjectState.ACTIVE]
+        if sdescs:
+            for warning in await trio.to_thread.run_sync(_reclaim_all, sdescs, pid, abnormal, abandon_on_cancel=True):
+                log.warning("%s", warning)
+
     async def destroy_infra_channel(self, c_uid: int) -> None:
         """Destroy a channel GS made with a process (its GS-return channel, a PIPE channel)."""
         await self._forget_reply_box(c_uid)
@@ -196,3 +214,22 @@ def timeout_s(timeout_us: int) -> float:
     if timeout_us < 0:
         return float("inf")
     return 0.0 if timeout_us <= POLL_US else timeout_us / 1e6
+
+
+def _reclaim_all(sdescs: list[str], pid: int, abnormal: bool) -> list[str]:
+    """`records.reclaim` on each record still there; the warnings it gave."""
+    warnings = []
+    for sdesc in sdescs:
+        try:
+            rec = Record.attach(sdesc)
+        except ChannelDestroyed:
+            continue
+        try:
+            warning = reclaim(rec, pid, abnormal)
+        except ChannelError:  # destroyed meanwhile
+            continue
+        finally:
+            rec.close()
+        if warning:
+            warnings.append(warning)
+    return warnings

@@ -78,7 +78,7 @@ class ObjectHandlers(GSBase):
             label=req.label,
             creator=req.p_uid,
         )
-        chans.add(c_uid, ChanRecord(desc, ref_count=req.options.ref_count))
+        chans.add(c_uid, ChanRecord(desc, ref_count=req.options.ref_count, record=req.options.record))
         resp: SHChannelCreateResponse = await self.ls_call(
             SHChannelCreate(
                 tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, m_uid=req.m_uid, c_uid=c_uid, options=req.options

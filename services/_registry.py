@@ -65,6 +65,7 @@ class ChanRecord:
     desc: ChannelDescriptor
     ref_count: bool = False
     refs: int = 1
+    record: bool = False  # the home of a synchronization object (ChannelOptions.record)
 
 
 @dataclass

@@ -47,6 +47,7 @@ from ._shm import shm_space as shm_space
 from ._shm import unlink_own as unlink_own
 from ._shm import unlink_quietly as unlink_quietly
 from ._shm import user_prefix as user_prefix
+from .records import Record as Record
 
 if TYPE_CHECKING:
     from ._alloc import HeapStatistics as HeapStatistics

@@ -41,6 +41,7 @@ from ._layout import (
     W_RECEIVED,
     W_RING,
     W_RTABLE,
+    W_SEM,
     W_SENT,
     W_STABLE,
     W_TAIL,
@@ -232,6 +233,8 @@ class ChannelCore(_Ring):
             except BlockingIOError:
                 pass
         side_files = entries(self.name + ".x") if find_side_files else []
+        if self._w[W_SEM]:  # a synchronization object's semaphore (`records`)
+            side_files.append("sem." + self.name)
         for entry in (self.name, self.name + ".rbell", self.name + ".sbell", *side_files):
             unlink_own(entry)
 

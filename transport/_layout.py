@@ -37,6 +37,8 @@ W_CLOSED = 40  # set once by destroy
 W_RSHARED, W_SSHARED = 48, 56  # set once a handle takes that direction's lock without a lease (`_leases`)
 W_RTABLE = 64  # WAITER_SLOTS pairs (pid, count) of waiting receivers
 W_STABLE = W_RTABLE + 2 * WAITER_SLOTS + 8  # same for senders
+W_OBJ = W_STABLE + 2 * WAITER_SLOTS + 8  # the rest of the header: an object's state (`records`)
+W_SEM = W_OBJ + 1  # nonzero: a named semaphore ``sem.<channel name>`` belongs to the channel (`records.SEM`)
 
 SIDE: Final = 1 << 63  # record flag: the payload is the name suffix of a side file
 LEN_MASK: Final = (1 << 56) - 1

@@ -160,8 +160,10 @@ def unlink_quietly(name: str) -> bool:
 
 
 def entries(prefix: str) -> list[str]:
-    """Names of the /dev/shm entries that start with `prefix`, sorted."""
+    """Names of the /dev/shm entries that start with `prefix`, sorted; a named POSIX semaphore whose
+    name does (its entry is ``sem.<name>``: a synchronization object's, see `records`) counts too."""
+    sem_prefix = "sem." + prefix
     try:
-        return sorted(n for n in os.listdir(SHM_DIR) if n.startswith(prefix))
+        return sorted(n for n in os.listdir(SHM_DIR) if n.startswith((prefix, sem_prefix)))
     except FileNotFoundError:
         return []

@@ -447,9 +447,10 @@ def channel_create(
     packed: bool = False,
     ref_count: bool = False,
     label: str = "",
+    record: bool = False,
 ) -> GSCall[GSChannelCreateResponse, ChannelDescriptor]:
-    """GSChannelCreate (see `Channel.create`; `packed`: `ChannelLocalOptions.packed`; `ref_count`:
-    `ChannelOptions.ref_count`; `label`: `ChannelDescriptor.label`). Raises InvalidArgument now;
+    """GSChannelCreate (see `Channel.create`; `packed`: `ChannelLocalOptions.packed`; `ref_count`,
+    `record`: `ChannelOptions`; `label`: `ChannelDescriptor.label`). Raises InvalidArgument now;
     ChannelNameInUse, ChannelCreateFailed from `finish`."""
     if capacity < 1:
         raise InvalidArgument(f"channel capacity must be at least 1 message, not {capacity}")
@@ -458,7 +459,9 @@ def channel_create(
     if soft and not name:
         raise InvalidArgument("Channel.create(soft=True) needs a name to look up")
     opts = ChannelOptions(
-        ref_count=ref_count, local_opts=ChannelLocalOptions(capacity=capacity, block_size=block_size, packed=packed)
+        ref_count=ref_count,
+        record=record,
+        local_opts=ChannelLocalOptions(capacity=capacity, block_size=block_size, packed=packed),
     )
 
     def finish(resp: GSChannelCreateResponse) -> ChannelDescriptor:

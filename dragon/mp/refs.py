@@ -26,7 +26,7 @@ from dragon.client.requests import channel_add_ref, channel_create, channel_rele
 from dragon.descriptors import ChannelDescriptor
 from dragon.errors import DragonError
 from dragon.mp.names import channel_label
-from dragon.transport import MIN_BLOCK_SIZE, Channel
+from dragon.transport import MIN_BLOCK_SIZE, Channel, Record
 
 QUEUE_CAPACITY: Final = 8192
 """Messages of up to QUEUE_BLOCK_SIZE bytes a queue's channel holds at least: a ring of about 2 MB, which
@@ -43,10 +43,14 @@ class Shape(NamedTuple):
     capacity: int
     block_size: int
     packed: bool
+    record: bool = False  # the home of a synchronization object: attached as a `Record`
 
 
 ITEMS: Final = Shape(QUEUE_CAPACITY, QUEUE_BLOCK_SIZE, packed=True)
 """A queue's channel of items (the bound of a bounded queue is a separate channel: `Queue._slots`)."""
+RECORD: Final = Shape(1, MIN_BLOCK_SIZE, packed=False, record=True)
+"""The home of a synchronization object (`dragon.transport.Record`): its state is in the header; the
+ring of one block is unused."""
 
 
 def _create_channel(shape: Shape, label: str) -> ChannelDescriptor:
@@ -55,7 +59,12 @@ def _create_channel(shape: Shape, label: str) -> ChannelDescriptor:
     brings the background runtime up."""
     return run(
         channel_create(
-            capacity=shape.capacity, block_size=shape.block_size, packed=shape.packed, ref_count=True, label=label
+            capacity=shape.capacity,
+            block_size=shape.block_size,
+            packed=shape.packed,
+            ref_count=True,
+            label=label,
+            record=shape.record,
         ),
         start_runtime=True,
     )
@@ -92,17 +101,18 @@ class Hold:
     closes the handles and gives the references back, so a feeder always finishes its flush first.
     """
 
-    def __init__(self, refs: list[tuple[int, str]], *, owned: bool) -> None:
-        """Attach to each channel of `refs` ((c_uid, sdesc) pairs). If that fails (ChannelDestroyed),
-        the references are given back before the error propagates."""
+    def __init__(self, refs: list[tuple[int, str]], *, owned: bool, record: bool = False) -> None:
+        """Attach to each channel of `refs` ((c_uid, sdesc) pairs), as `Record`s if `record`. If that
+        fails (ChannelDestroyed), the references are given back before the error propagates."""
         self.refs = refs
         self.chans: list[Channel] = []
+        kind = Record if record else Channel
         self._owned, self._pid = owned, os.getpid()
         self._users = 1
         self._lock = threading.Lock()
         try:
             for _, sdesc in refs:
-                self.chans.append(Channel.attach(sdesc))
+                self.chans.append(kind.attach(sdesc))
         except BaseException:
             self._users = 0
             self._let_go()
@@ -121,7 +131,7 @@ class Hold:
             for c_uid, _ in refs:
                 _drop_ref(c_uid)
             raise
-        return cls(refs, owned=True)
+        return cls(refs, owned=True, record=any(shape.record for shape in shapes))
 
     def new_refs(self) -> list[tuple[int, str]]:
         """One more reference to each channel, for a pickled handle to inherit."""
