@@ -14,7 +14,7 @@ header words.
 **Who holds an end.** EOFError (and BrokenPipeError for a send) must come when the other end is
 closed by every process that holds it, or every such process has died, SIGKILL included, where a
 socketpair has the kernel's file reference counts. Here each channel's spare header words (its
-record: `_words`) hold two tables of (pid, count): the processes holding its writing end and its
+record, `dragon.transport.Record`) hold two tables of (pid, count): the processes holding its writing end and its
 reading end open (a duplex end is the writer of one channel and the reader of the other), changed
 under the record's lock when an end is opened, closed, pickled (the pickling process counts once
 more until the pickle is unpickled, so `p.start(); child_conn.close()` cannot end the pipe before
@@ -56,20 +56,22 @@ from typing import Any, Final
 
 from dragon.errors import ChannelDestroyed, ChannelError, DragonError
 from dragon.mp.refs import Hold, Shape
-from dragon.transport import MIN_BLOCK_SIZE, Channel, pid_alive
+from dragon.transport import MIN_BLOCK_SIZE, Record, pid_alive
 from dragon.transport._channel import SPIN_MAX_S, SPIN_MIN_S
-from dragon.transport._layout import W_RWAIT, W_SWAIT
+from dragon.transport._layout import W_SWAIT
 from dragon.transport._waiting import SAFETY_WAKE_S
+from dragon.transport.records import KIND, KINDS, OBJ_WORDS, OWN
 
-PIPE: Final = Shape(1024, MIN_BLOCK_SIZE, packed=True)
+PIPE: Final = Shape(1024, MIN_BLOCK_SIZE, packed=True, record=True)
 """One direction of a Pipe: a packed ring of about 270 KB (a socketpair's buffer is about 200 KB);
 a larger message travels in a side file of its own."""
-SLOTS: Final = 32
-"""Processes that can hold one end open at once (its table's rows)."""
 WRITERS, READERS = 0, 1
-"""The two sides of a channel: the end that writes into it, the end that reads from it. Word `side`
-is set once the last holder of that end closed it; its table of (pid, count) rows follows."""
-_TABLE: Final = 2
+"""The two sides of a channel: the end that writes into it, the end that reads from it. Record word
+`OVER + side` is set once that end is over; its table of (pid, count) rows is at `_table(side)`."""
+OVER: Final = OWN
+SLOTS: Final = (OBJ_WORDS - OWN - 2) // 4
+"""Processes that can hold one end open at once (its table's rows): the record's words that are left."""
+KIND_CODE: Final = KINDS.index("Connection")
 _EXIT_PRIORITY: Final = -(1 << 30)
 """A process closes its Connections after every exit finalizer of the program's (which may still send
 on them: CPython's `test_finalize` does), as the end of the process closes a socket."""
@@ -81,35 +83,11 @@ _clock: Final = time.perf_counter
 # --------------------------------------------------------------------------------------------- the record
 
 
-_W_OBJ: Final = 320  # the first header word a channel leaves free (until `dragon.transport.Record`)
-
-
-def _words(chan: Channel) -> memoryview:
-    """The state words of channel `chan` (see the module docstring); release before the handle closes."""
-    return chan._mv[_W_OBJ * 8 : 4096].cast("q")
-
-
-def _lock(chan: Channel) -> None:
-    """Take the record's lock (the channel's receive lock, released by the kernel if we die)."""
-    chan._rlock.acquire()
-    try:
-        chan.check_open()
-        chan._lock(chan.rbell, True)
-    except BaseException:
-        chan._rlock.release()
-        raise
-
-
-def _unlock(chan: Channel) -> None:
-    chan._unlock(chan.rbell)
-    chan._rlock.release()
-
-
 def _count(words: memoryview, side: int, pid: int, delta: int) -> None:
     """Add `delta` to `pid`'s row in the table of `side` (the lock held); a row that reaches 0 is
     freed, and a new one takes a free row or the row of a dead process. OSError if all rows are
     taken by live processes."""
-    base = _TABLE + side * 2 * SLOTS
+    base = _table(side)
     free = -1
     for row in range(base, base + 2 * SLOTS, 2):
         owner = words[row]
@@ -129,71 +107,77 @@ def _count(words: memoryview, side: int, pid: int, delta: int) -> None:
     words[free] = pid
 
 
+def _table(side: int) -> int:
+    return OWN + 2 + side * 2 * SLOTS
+
+
 def _holders(words: memoryview, side: int) -> list[int]:
     """The live processes holding the end of `side` open (lock-free: may be stale)."""
-    base = _TABLE + side * 2 * SLOTS
+    base = _table(side)
     rows = words[base : base + 2 * SLOTS].tolist()
     return [pid for pid, n in zip(rows[::2], rows[1::2], strict=True) if pid and n > 0 and pid_alive(pid)]
 
 
-def _ended(chan: Channel, words: memoryview, side: int) -> bool:
+def _ended(rec: Record, side: int) -> bool:
     """Whether every holder of the end of `side` closed it or died: the lock-free look, confirmed
     under the lock (a row being moved may look empty for a moment)."""
-    if words[side]:
+    words = rec.words
+    if words[OVER + side]:
         return True
     if _holders(words, side):
         return False
-    _lock(chan)
+    rec.lock()
     try:
         if not _holders(words, side):
-            words[side] = 1  # for good (its holders died): a send sees it at once
-        return bool(words[side])
+            words[OVER + side] = 1  # for good (its holders died): a send sees it at once
+        return bool(words[OVER + side])
     finally:
-        _unlock(chan)
+        rec.unlock()
 
 
 # --------------------------------------------------------------------------------------------- an end
 
 
 class _End:
-    """This process's hold on one end of a Pipe: the channel it reads (`inc`) and writes (`out`), their
-    state words, and pidfds of the processes holding the other end (for a waiter). Closing it (once)
+    """This process's hold on one end of a Pipe: the record it reads (`inc`) and the one it writes
+    (`out`), and pidfds of the processes holding the other end (for a waiter). Closing it (once)
     takes this process out of the tables and lets go of the `Hold` (shared with the other end when
     both are in the process that made the Pipe)."""
 
-    __slots__ = ("hold", "inc", "inw", "out", "outw", "pidfds", "spin_s")
+    __slots__ = ("hold", "inc", "out", "pidfds", "spin_s")
 
     def __init__(self, hold: Hold, inc: int | None, out: int | None) -> None:
         self.hold = hold
-        self.inc = hold.chans[inc] if inc is not None else None
-        self.out = hold.chans[out] if out is not None else None
-        self.inw = _words(self.inc) if self.inc is not None else None
-        self.outw = _words(self.out) if self.out is not None else None
+        self.inc = _record(hold, inc)
+        self.out = _record(hold, out)
         self.pidfds: dict[int, int] = {}
         self.spin_s = SPIN_MAX_S
 
-    def sides(self) -> list[tuple[Channel, memoryview, int]]:
-        """(channel, words, side) of each table this end is in."""
+    def tables(self, other: bool = False) -> list[tuple[Record, int]]:
+        """(record, side) of each table this end is in (`other`: of the other end's tables here)."""
         found = []
-        if self.inc is not None and self.inw is not None:
-            found.append((self.inc, self.inw, READERS))
-        if self.out is not None and self.outw is not None:
-            found.append((self.out, self.outw, WRITERS))
+        if self.inc is not None:
+            found.append((self.inc, WRITERS if other else READERS))
+        if self.out is not None:
+            found.append((self.out, READERS if other else WRITERS))
         return found
 
     def count(self, delta: int, pid: int, closing: bool = False) -> None:
         """Add `delta` to `pid`'s count in this end's tables (`closing`: and mark the end over if no
         holder is left), then wake the other end's waiters: they look again at who holds it, for
         EOF and for a pidfd of each holder."""
-        for chan, words, side in self.sides():
-            _lock(chan)
+        for rec, side in self.tables():
+            rec.lock()
             try:
-                _count(words, side, pid, delta)
-                if closing and not _holders(words, side):
-                    words[side] = 1
+                _count(rec.words, side, pid, delta)
+                if closing and not _holders(rec.words, side):
+                    rec.words[OVER + side] = 1
+                if side == WRITERS:
+                    rec.wake(-1)
             finally:
-                _unlock(chan)
-            _wake(chan, side)
+                rec.unlock()
+            if side == READERS and rec._w[W_SWAIT]:  # senders waiting for room (`Record.wake` rings receivers)
+                rec._ring_bell(rec.sbell)
 
     def close(self) -> None:
         """This process holds the end no more: out of the tables (the end is over if it was the last
@@ -206,25 +190,22 @@ class _End:
             for fd in self.pidfds.values():
                 os.close(fd)
             self.pidfds.clear()
-            for view in (self.inw, self.outw):
-                if view is not None:
-                    view.release()
             self.hold.release()
 
     def other_over(self) -> bool:
         """Whether the other end is over (closed by every holder, or they all died); then marked so
         in each of its tables here (a duplex end is in two)."""
-        tables = [(c, w, WRITERS if c is self.inc else READERS) for c, w, _ in self.sides()]
+        tables = self.tables(other=True)
         if not _ended(*tables[0]):
             return False
-        for _, words, side in tables[1:]:
-            words[side] = 1
+        for rec, side in tables[1:]:
+            rec.words[OVER + side] = 1
         return True
 
-    def peers(self, words: memoryview, side: int) -> list[int]:
-        """The live holders of the other end (the `side` of `words`), with a pidfd of each in
-        `pidfds` (this process apart), so that a sleeper wakes when one dies."""
-        live = _holders(words, side)
+    def peers(self, rec: Record, side: int) -> list[int]:
+        """The live holders of the other end (the `side` of `rec`), with a pidfd of each in `pidfds`
+        (this process apart), so that a sleeper wakes when one dies."""
+        live = _holders(rec.words, side)
         me = os.getpid()
         for pid in [p for p in self.pidfds if p not in live]:
             os.close(self.pidfds.pop(pid))
@@ -246,14 +227,12 @@ class _End:
             _drain(bell)
 
 
-def _wake(chan: Channel, side: int) -> None:
-    """Wake the waiters of the other end after the table of `side` changed: the receivers of a
-    channel whose writers changed, the senders of one whose readers did (only if there are any: a
-    ring nobody takes stays in the doorbell)."""
-    if side == WRITERS and chan._w[W_RWAIT]:
-        chan._ring_bell(chan.rbell)
-    elif side == READERS and chan._w[W_SWAIT]:
-        chan._ring_bell(chan.sbell)
+def _record(hold: Hold, index: int | None) -> Record | None:
+    if index is None:
+        return None
+    rec = hold.chans[index]
+    assert isinstance(rec, Record)
+    return rec
 
 
 def _drain(bell: int) -> None:
@@ -371,18 +350,18 @@ class Connection:
         self._send(end, m[offset : offset + size] if offset or size != n else m)
 
     def _send(self, end: _End, data: bytes | memoryview) -> None:
-        out, words = end.out, end.outw
-        assert out is not None and words is not None
-        if words[READERS]:
+        out = end.out
+        assert out is not None
+        if out.words[OVER + READERS]:
             raise _broken()
         try:
             if len(data) <= out.max_inline and out.put(data):
                 return
         except ChannelDestroyed:
             raise _broken() from None
-        self._send_waiting(end, out, words, data)
+        self._send_waiting(end, out, data)
 
-    def _send_waiting(self, end: _End, out: Channel, words: memoryview, data: bytes | memoryview) -> None:
+    def _send_waiting(self, end: _End, out: Record, data: bytes | memoryview) -> None:
         """No room (or a message for a side file): wait for room, or for the reading end to end."""
         payload, flags = out.prepare(data)
         waited = False
@@ -391,7 +370,7 @@ class Connection:
                 if out.put(payload, flags, True, 0, waited, True):
                     return
                 waited = True  # registered as a waiting sender
-                if not end.peers(words, READERS) and end.other_over():
+                if not end.peers(out, READERS) and end.other_over():
                     raise _broken()
                 end.sleep(out.sbell)
         except BaseException as exc:
@@ -453,8 +432,8 @@ class Connection:
     def _recv_waiting(self, end: _End) -> bytes:
         """The channel was empty: spin briefly (adaptively, as a channel receiver does), then sleep
         as a registered waiter until a message comes or the other end is over (EOFError)."""
-        inc, words = end.inc, end.inw
-        assert inc is not None and words is not None
+        inc = end.inc
+        assert inc is not None
         spin_end = _clock() + end.spin_s
         while _clock() < spin_end:
             if inc.pending():
@@ -470,7 +449,7 @@ class Connection:
                 if data is not None:
                     return data
                 waited = True  # registered as a waiting receiver
-                if not end.peers(words, WRITERS) and end.other_over():
+                if not end.peers(inc, WRITERS) and end.other_over():
                     inc.end_wait("recv")
                     waited = False
                     data = inc.take()  # what was sent before the end closed
@@ -512,7 +491,7 @@ def _rebuild(
 ) -> Connection:
     """Unpickle a Connection: attach with the references its pickling took, count this process in
     the end's tables and take the pickle's count back from the process that made it."""
-    end = _End(Hold(refs, owned=True), *index)
+    end = _End(Hold(refs, owned=True, record=True), *index)
     try:
         end.count(1, os.getpid())
         end.count(-1, pickler)
@@ -538,6 +517,9 @@ def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
         ends = _End(hold, 0, None), _End(hold, None, 0)
         modes = (True, False), (False, True)
     hold.use()  # both ends share this process's hold: the last one closed lets go
+    for end in ends:
+        for rec, _ in end.tables():
+            rec.words[KIND] = KIND_CODE  # for `dragon status` (no other process has the record yet)
     pid = os.getpid()
     for end in ends:
         end.count(1, pid)
@@ -598,25 +580,23 @@ def _sleep_on(ends: list[_End], others: dict[int, list[Any]], deadline: float | 
     """One sleep of `wait`: registered on each end's incoming channel (unless something is there
     already), woken by a ring, a death, one of the other fds or the deadline; the other fds that are
     ready."""
-    registered: list[Channel] = []
+    registered: list[Record] = []
     try:
         bells: list[int] = []
         for end in ends:
-            if end.inc is None:  # a write-only end: wakes when its readers end (their close rings)
-                assert end.outw is not None
-                end.peers(end.outw, READERS)
-                bells.append(end.out.sbell if end.out is not None else -1)
+            if end.inc is None:  # a write-only end: wakes when a holder of its reading end dies (or at
+                assert end.out is not None  # the next safety wake, for a close: it is no registered sender)
+                end.peers(end.out, READERS)
                 continue
-            _lock(end.inc)
+            end.inc.lock()
             try:
                 enrolled = end.inc._enroll("recv")
             finally:
-                _unlock(end.inc)
+                end.inc.unlock()
             if not enrolled:  # a message (or the destroy) came: look again
                 return []
             registered.append(end.inc)
-            assert end.inw is not None
-            end.peers(end.inw, WRITERS)
+            end.peers(end.inc, WRITERS)
             bells.append(end.inc.rbell)
         if any(_ready(end) for end in ends):  # a close between the first look and the registration
             return []

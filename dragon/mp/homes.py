@@ -46,7 +46,7 @@ class Home:
         """A new record for an object of `kind` (one of `records.KINDS`), with this process's
         reference. `party`: this process counts as a party of the object (`records.PARTIES`) while
         it holds it, so that its abnormal death breaks the object (a Barrier)."""
-        home = cls(Hold.create(RECORD, kind=kind), party=party)
+        home = cls(Hold.create(RECORD, kinds=(kind,)), party=party)
         home.rec.lock()
         try:
             home.rec.words[KIND] = KINDS.index(kind)
