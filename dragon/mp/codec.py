@@ -69,11 +69,16 @@ def encode(obj: object) -> bytes | memoryview:
     (no pickling on either side: for 1 MiB that saves two copies into fresh memory, a third of the
     cost of a message); anything else is pickled as `ForkingPickler.dumps` would. Raises what
     pickling raises."""
+    if type(obj) is bytes and obj and obj[0] != _PICKLE:
+        return obj
+    return pickled(obj)
+
+
+def pickled(obj: object) -> bytes | memoryview:
+    """`obj` pickled as `ForkingPickler.dumps` would (faster: see `_Encoder`). Raises what pickling
+    raises. For a message that must be a pickle whatever `obj` is (a Connection's `send`)."""
     kind = type(obj)
-    if kind is bytes:
-        if obj and obj[0] != _PICKLE:  # type: ignore[index]
-            return obj  # type: ignore[return-value]
-    elif kind in _PLAIN and (kind is not str or len(obj) < _SMALL):  # type: ignore[arg-type]
+    if kind in _PLAIN and (kind is not str or len(obj) < _SMALL):  # type: ignore[arg-type]
         return pickle.dumps(obj, PROTOCOL)
     try:
         enc: _Encoder = _THREAD.encoder

@@ -55,39 +55,41 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any, Final
 
 from dragon.errors import ChannelDestroyed, ChannelError, DragonError
-from dragon.mp.refs import Hold, Shape
+from dragon.mp.codec import pickled
+from dragon.mp.refs import RECORD, Hold, Shape
 from dragon.transport import MIN_BLOCK_SIZE, Record, pid_alive
 from dragon.transport._channel import SPIN_MAX_S, SPIN_MIN_S
-from dragon.transport._layout import W_SWAIT
+from dragon.transport._layout import W_RWAIT, W_SWAIT
 from dragon.transport._waiting import SAFETY_WAKE_S
 from dragon.transport.records import KIND, KINDS, OBJ_WORDS, OWN
 
-PIPE: Final = Shape(1024, MIN_BLOCK_SIZE, packed=True, record=True)
+PIPE: Final = Shape(1024, MIN_BLOCK_SIZE, packed=True)
 """One direction of a Pipe: a packed ring of about 270 KB (a socketpair's buffer is about 200 KB);
 a larger message travels in a side file of its own."""
-WRITERS, READERS = 0, 1
-"""The two sides of a channel: the end that writes into it, the end that reads from it. Record word
-`OVER + side` is set once that end is over; its table of (pid, count) rows is at `_table(side)`."""
 OVER: Final = OWN
+"""Record word `OVER + end` (end 0: the first Connection `Pipe()` returns, 1: the second) is set once
+that end is over; its table of (pid, count) rows is at `_table(end)`."""
 SLOTS: Final = (OBJ_WORDS - OWN - 2) // 4
 """Processes that can hold one end open at once (its table's rows): the record's words that are left."""
 KIND_CODE: Final = KINDS.index("Connection")
+SPIN_WORTH_S: Final = 2 * SPIN_MAX_S
+"""A message that comes this soon after a receive began waiting would have been worth spinning for
+(the wake-up itself takes part of it)."""
 _EXIT_PRIORITY: Final = -(1 << 30)
 """A process closes its Connections after every exit finalizer of the program's (which may still send
 on them: CPython's `test_finalize` does), as the end of the process closes a socket."""
 _loads: Final = ForkingPickler.loads
-_dumps: Final = ForkingPickler.dumps
 _clock: Final = time.perf_counter
 
 
 # --------------------------------------------------------------------------------------------- the record
 
 
-def _count(words: memoryview, side: int, pid: int, delta: int) -> None:
-    """Add `delta` to `pid`'s row in the table of `side` (the lock held); a row that reaches 0 is
+def _count(words: memoryview, end: int, pid: int, delta: int) -> None:
+    """Add `delta` to `pid`'s row in the table of `end` (the lock held); a row that reaches 0 is
     freed, and a new one takes a free row or the row of a dead process. OSError if all rows are
     taken by live processes."""
-    base = _table(side)
+    base = _table(end)
     free = -1
     for row in range(base, base + 2 * SLOTS, 2):
         owner = words[row]
@@ -107,30 +109,30 @@ def _count(words: memoryview, side: int, pid: int, delta: int) -> None:
     words[free] = pid
 
 
-def _table(side: int) -> int:
-    return OWN + 2 + side * 2 * SLOTS
+def _table(end: int) -> int:
+    return OVER + 2 + end * 2 * SLOTS
 
 
-def _holders(words: memoryview, side: int) -> list[int]:
-    """The live processes holding the end of `side` open (lock-free: may be stale)."""
-    base = _table(side)
+def _holders(words: memoryview, end: int) -> list[int]:
+    """The live processes holding `end` open (lock-free: may be stale)."""
+    base = _table(end)
     rows = words[base : base + 2 * SLOTS].tolist()
     return [pid for pid, n in zip(rows[::2], rows[1::2], strict=True) if pid and n > 0 and pid_alive(pid)]
 
 
-def _ended(rec: Record, side: int) -> bool:
-    """Whether every holder of the end of `side` closed it or died: the lock-free look, confirmed
-    under the lock (a row being moved may look empty for a moment)."""
+def _ended(rec: Record, end: int) -> bool:
+    """Whether every holder of `end` closed it or died: the lock-free look, confirmed under the lock
+    (a row being moved may look empty for a moment)."""
     words = rec.words
-    if words[OVER + side]:
+    if words[OVER + end]:
         return True
-    if _holders(words, side):
+    if _holders(words, end):
         return False
     rec.lock()
     try:
-        if not _holders(words, side):
-            words[OVER + side] = 1  # for good (its holders died): a send sees it at once
-        return bool(words[OVER + side])
+        if not _holders(words, end):
+            words[OVER + end] = 1  # for good (its holders died): a send sees it at once
+        return bool(words[OVER + end])
     finally:
         rec.unlock()
 
@@ -139,48 +141,45 @@ def _ended(rec: Record, side: int) -> bool:
 
 
 class _End:
-    """This process's hold on one end of a Pipe: the record it reads (`inc`) and the one it writes
-    (`out`), and pidfds of the processes holding the other end (for a waiter). Closing it (once)
-    takes this process out of the tables and lets go of the `Hold` (shared with the other end when
-    both are in the process that made the Pipe)."""
+    """This process's hold on end `me` (0 or 1) of a Pipe: its record `rec`, the channel it reads
+    (`inc`) and the one it writes (`out`), and pidfds of the processes holding the other end (for a
+    waiter). Closing it (once) takes this process out of its table and lets go of the `Hold` (shared
+    with the other end when both are in the process that made the Pipe)."""
 
-    __slots__ = ("hold", "inc", "out", "pidfds", "spin_s")
+    __slots__ = ("hold", "inc", "me", "out", "pidfds", "rec", "spin_s")
 
-    def __init__(self, hold: Hold, inc: int | None, out: int | None) -> None:
-        self.hold = hold
-        self.inc = _record(hold, inc)
-        self.out = _record(hold, out)
+    def __init__(self, hold: Hold, me: int, inc: int | None, out: int | None) -> None:
+        self.hold, self.me = hold, me
+        self.rec = _record(hold, 0)
+        self.inc = None if inc is None else _record(hold, inc)
+        self.out = None if out is None else _record(hold, out)
+        if self.inc is not None:  # usually one process per end: no flock per message (`lease_lock`)
+            self.inc.lease_lock("recv")
+        if self.out is not None:
+            self.out.lease_lock("send")
         self.pidfds: dict[int, int] = {}
         self.spin_s = SPIN_MAX_S
 
-    def tables(self, other: bool = False) -> list[tuple[Record, int]]:
-        """(record, side) of each table this end is in (`other`: of the other end's tables here)."""
-        found = []
-        if self.inc is not None:
-            found.append((self.inc, WRITERS if other else READERS))
-        if self.out is not None:
-            found.append((self.out, READERS if other else WRITERS))
-        return found
-
     def count(self, delta: int, pid: int, closing: bool = False) -> None:
-        """Add `delta` to `pid`'s count in this end's tables (`closing`: and mark the end over if no
-        holder is left), then wake the other end's waiters: they look again at who holds it, for
-        EOF and for a pidfd of each holder."""
-        for rec, side in self.tables():
-            rec.lock()
-            try:
-                _count(rec.words, side, pid, delta)
-                if closing and not _holders(rec.words, side):
-                    rec.words[OVER + side] = 1
-                if side == WRITERS:
-                    rec.wake(-1)
-            finally:
-                rec.unlock()
-            if side == READERS and rec._w[W_SWAIT]:  # senders waiting for room (`Record.wake` rings receivers)
-                rec._ring_bell(rec.sbell)
+        """Add `delta` to `pid`'s count in this end's table (`closing`: and mark the end over if no
+        holder is left), then wake the other end's waiters: they look again at who holds this end,
+        for EOF and for a pidfd of each holder."""
+        rec, me = self.rec, self.me
+        rec.lock()
+        try:
+            _count(rec.words, me, pid, delta)
+            if closing and not _holders(rec.words, me):
+                rec.words[OVER + me] = 1
+        finally:
+            rec.unlock()
+        # After the unlock (a full barrier), against a waiter's registration and look at the table.
+        if self.out is not None and self.out._w[W_RWAIT]:  # receivers of the other end
+            self.out._ring_bell(self.out.rbell)
+        if self.inc is not None and self.inc._w[W_SWAIT]:  # its senders waiting for room
+            self.inc._ring_bell(self.inc.sbell)
 
     def close(self) -> None:
-        """This process holds the end no more: out of the tables (the end is over if it was the last
+        """This process holds the end no more: out of the table (the end is over if it was the last
         holder: the word says so, and the other end's waiters are woken to see it), then let go."""
         try:
             self.count(-1, os.getpid(), closing=True)
@@ -193,19 +192,13 @@ class _End:
             self.hold.release()
 
     def other_over(self) -> bool:
-        """Whether the other end is over (closed by every holder, or they all died); then marked so
-        in each of its tables here (a duplex end is in two)."""
-        tables = self.tables(other=True)
-        if not _ended(*tables[0]):
-            return False
-        for rec, side in tables[1:]:
-            rec.words[OVER + side] = 1
-        return True
+        """Whether the other end is over (closed by every holder, or they all died)."""
+        return _ended(self.rec, 1 - self.me)
 
-    def peers(self, rec: Record, side: int) -> list[int]:
-        """The live holders of the other end (the `side` of `rec`), with a pidfd of each in `pidfds`
-        (this process apart), so that a sleeper wakes when one dies."""
-        live = _holders(rec.words, side)
+    def peers(self) -> list[int]:
+        """The live holders of the other end, with a pidfd of each in `pidfds` (this process apart),
+        so that a sleeper wakes when one dies."""
+        live = _holders(self.rec.words, 1 - self.me)
         me = os.getpid()
         for pid in [p for p in self.pidfds if p not in live]:
             os.close(self.pidfds.pop(pid))
@@ -227,11 +220,9 @@ class _End:
             _drain(bell)
 
 
-def _record(hold: Hold, index: int | None) -> Record | None:
-    if index is None:
-        return None
+def _record(hold: Hold, index: int) -> Record:
     rec = hold.chans[index]
-    assert isinstance(rec, Record)
+    assert isinstance(rec, Record)  # a Hold with a record attaches every channel as one
     return rec
 
 
@@ -316,7 +307,7 @@ class Connection:
         end.count(1, pid)  # the pickle holds the end open until it is unpickled
         chans = end.hold.chans
         index = (None if end.inc is None else chans.index(end.inc), None if end.out is None else chans.index(end.out))
-        return _rebuild, (refs, index, self._readable, self._writable, pid)
+        return _rebuild, (refs, end.me, index, self._readable, self._writable, pid)
 
     def __repr__(self) -> str:
         end = self._end
@@ -328,7 +319,7 @@ class Connection:
 
     def send(self, obj: object) -> None:
         """Send a picklable object."""
-        self._send(self._check(False), _dumps(obj))
+        self._send(self._check(False), pickled(obj))
 
     def send_bytes(self, buf: Any, offset: int = 0, size: int | None = None) -> None:
         """Send bytes from a bytes-like object (from `offset`, `size` bytes), as one message."""
@@ -352,7 +343,7 @@ class Connection:
     def _send(self, end: _End, data: bytes | memoryview) -> None:
         out = end.out
         assert out is not None
-        if out.words[OVER + READERS]:
+        if end.rec.words[OVER + 1 - end.me]:
             raise _broken()
         try:
             if len(data) <= out.max_inline and out.put(data):
@@ -370,7 +361,7 @@ class Connection:
                 if out.put(payload, flags, True, 0, waited, True):
                     return
                 waited = True  # registered as a waiting sender
-                if not end.peers(out, READERS) and end.other_over():
+                if not end.peers() and end.other_over():
                     raise _broken()
                 end.sleep(out.sbell)
         except BaseException as exc:
@@ -430,26 +421,33 @@ class Connection:
             return size
 
     def _recv_waiting(self, end: _End) -> bytes:
-        """The channel was empty: spin briefly (adaptively, as a channel receiver does), then sleep
-        as a registered waiter until a message comes or the other end is over (EOFError)."""
+        """The channel was empty: spin briefly, then sleep as a registered waiter until a message
+        comes or the other end is over (EOFError).
+
+        The spin adapts as a channel receiver's does, with one difference: a message that came
+        while we slept but within SPIN_WORTH_S of the start lengthens the spin too. Otherwise two
+        partners whose spins once shrank to nothing (a slow start) would each sleep on every
+        message from then on, a wake-up (20-40 µs here) per message each way."""
         inc = end.inc
         assert inc is not None
-        spin_end = _clock() + end.spin_s
+        start = _clock()
+        spin_end = start + end.spin_s
         while _clock() < spin_end:
             if inc.pending():
                 got = inc.take(False)
                 if got is not None and got is not False:
                     end.spin_s = min(SPIN_MAX_S, end.spin_s * 2)
                     return got
-        end.spin_s = max(SPIN_MIN_S, end.spin_s / 2)
         waited = False
         try:
             while True:
                 data = inc.take(True, waited, True)
                 if data is not None:
+                    soon = _clock() - start < SPIN_WORTH_S
+                    end.spin_s = min(SPIN_MAX_S, end.spin_s * 2) if soon else max(SPIN_MIN_S, end.spin_s / 2)
                     return data
                 waited = True  # registered as a waiting receiver
-                if not end.peers(inc, WRITERS) and end.other_over():
+                if not end.peers() and end.other_over():
                     inc.end_wait("recv")
                     waited = False
                     data = inc.take()  # what was sent before the end closed
@@ -487,11 +485,16 @@ def _ready(end: _End) -> bool:
 
 
 def _rebuild(
-    refs: list[tuple[int, str]], index: tuple[int | None, int | None], readable: bool, writable: bool, pickler: int
+    refs: list[tuple[int, str]],
+    me: int,
+    index: tuple[int | None, int | None],
+    readable: bool,
+    writable: bool,
+    pickler: int,
 ) -> Connection:
     """Unpickle a Connection: attach with the references its pickling took, count this process in
-    the end's tables and take the pickle's count back from the process that made it."""
-    end = _End(Hold(refs, owned=True, record=True), *index)
+    the end's table and take the pickle's count back from the process that made it."""
+    end = _End(Hold(refs, owned=True, record=True), me, *index)
     try:
         end.count(1, os.getpid())
         end.count(-1, pickler)
@@ -509,20 +512,18 @@ def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
     and the second writes. In a plain `python` program the first Pipe (like the first Queue or
     process) brings the program's background runtime up."""
     if duplex:
-        hold = Hold.create(PIPE, PIPE, kinds=("Pipe", "Pipe"))
-        ends = _End(hold, 1, 0), _End(hold, 0, 1)
+        hold = Hold.create(RECORD, PIPE, PIPE, kinds=("Pipe", "Pipe", "Pipe"))
+        ends = _End(hold, 0, 2, 1), _End(hold, 1, 1, 2)
         modes = (True, True), (True, True)
     else:
-        hold = Hold.create(PIPE, kinds=("Pipe (one-way)",))
-        ends = _End(hold, 0, None), _End(hold, None, 0)
+        hold = Hold.create(RECORD, PIPE, kinds=("Pipe (one-way)", "Pipe (one-way)"))
+        ends = _End(hold, 0, 1, None), _End(hold, 1, None, 1)
         modes = (True, False), (False, True)
     hold.use()  # both ends share this process's hold: the last one closed lets go
-    for end in ends:
-        for rec, _ in end.tables():
-            rec.words[KIND] = KIND_CODE  # for `dragon status` (no other process has the record yet)
-    pid = os.getpid()
-    for end in ends:
-        end.count(1, pid)
+    words, pid = ends[0].rec.words, os.getpid()
+    words[KIND] = KINDS.index("Connection")  # for `dragon status`
+    for me in (0, 1):  # no other process knows the record yet: no lock needed
+        _count(words, me, pid, 1)
     return Connection(ends[0], *modes[0]), Connection(ends[1], *modes[1])
 
 
@@ -586,7 +587,7 @@ def _sleep_on(ends: list[_End], others: dict[int, list[Any]], deadline: float | 
         for end in ends:
             if end.inc is None:  # a write-only end: wakes when a holder of its reading end dies (or at
                 assert end.out is not None  # the next safety wake, for a close: it is no registered sender)
-                end.peers(end.out, READERS)
+                end.peers()
                 continue
             end.inc.lock()
             try:
@@ -596,7 +597,7 @@ def _sleep_on(ends: list[_End], others: dict[int, list[Any]], deadline: float | 
             if not enrolled:  # a message (or the destroy) came: look again
                 return []
             registered.append(end.inc)
-            end.peers(end.inc, WRITERS)
+            end.peers()
             bells.append(end.inc.rbell)
         if any(_ready(end) for end in ends):  # a close between the first look and the registration
             return []
