@@ -48,6 +48,7 @@ import errno
 import io
 import os
 import select
+import threading
 import time
 from collections.abc import Callable, Iterable
 from multiprocessing import BufferTooShort, util
@@ -55,6 +56,7 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any, Final
 
 from dragon.errors import ChannelDestroyed, ChannelError, DragonError
+from dragon.mp import fds
 from dragon.mp.codec import pickled
 from dragon.mp.refs import RECORD, Hold, Shape
 from dragon.transport import MIN_BLOCK_SIZE, Record, pid_alive
@@ -359,6 +361,8 @@ class Connection:
         try:
             while True:
                 if out.put(payload, flags, True, 0, waited, True):
+                    if flags:
+                        self._wait_taken(end, out)
                     return
                 waited = True  # registered as a waiting sender
                 if not end.peers() and end.other_over():
@@ -371,6 +375,29 @@ class Connection:
             if isinstance(exc, ChannelDestroyed):
                 raise _broken() from None
             raise
+
+    def _wait_taken(self, end: _End, out: Record) -> None:
+        """After sending a message larger than the ring (in a side file, which takes no room in
+        it): wait until the ring is empty, which means the message was taken, as a pipe's writer
+        waits for the reader to read all but a buffer's worth. So a writer cannot run ahead of its
+        reader by more than a ring and a message (filling /dev/shm with side files), and it is still
+        running when its message is read (CPython's `TestIgnoreEINTR` signals it then).
+        BrokenPipeError if the reading end ends first, as the stdlib's."""
+        while True:
+            with out._slock:
+                out._lock(out.sbell, True)
+                try:
+                    registered = out._enroll("send", out.ring_bytes)  # register, fence, look again
+                finally:
+                    out._unlock(out.sbell)
+            if not registered:
+                return
+            try:
+                if not end.peers() and end.other_over():
+                    raise _broken()
+                end.sleep(out.sbell)
+            finally:
+                out.end_wait("send")
 
     # ----------------------------------------------------------------------------------- receive
 
@@ -525,6 +552,49 @@ def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
     for me in (0, 1):  # no other process knows the record yet: no lock needed
         _count(words, me, pid, 1)
     return Connection(ends[0], *modes[0]), Connection(ends[1], *modes[1])
+
+
+# --------------------------------------------------------------------------------------------- fds
+
+
+_OFFER: Final = "dragon.mp.connection fd offer"
+
+
+def send_handle(conn: Connection, handle: int, destination_pid: int) -> None:
+    """`multiprocessing.reduction.send_handle` over a runtime Connection (routed here by
+    `dragon.mp.context.route_handles`): a copy of fd `handle` waits for process `destination_pid`
+    on a one-shot unix socket (`dragon.mp.fds.FdHandoff`, served by a thread until that process
+    takes it or exits), whose address goes as a message for its `recv_handle`. The stdlib passes
+    the fd through the Connection's socket itself; a channel carries bytes only."""
+    handoff = fds.FdHandoff()
+    try:
+        handoff.add(handle)
+        offer = handoff.listen()
+        sentinel = os.pidfd_open(destination_pid)
+    except BaseException:
+        handoff.close()
+        raise
+
+    def serve() -> None:
+        try:
+            handoff.serve(destination_pid, sentinel)
+        finally:
+            handoff.close()
+            os.close(sentinel)
+
+    threading.Thread(target=serve, name="SendHandle", daemon=True).start()
+    conn.send((_OFFER, offer))
+
+
+def recv_handle(conn: Connection) -> int:
+    """`multiprocessing.reduction.recv_handle` over a runtime Connection: the fd of the next message,
+    which must come from `send_handle` (RuntimeError otherwise, as the stdlib's for data without
+    an fd)."""
+    msg = conn.recv()
+    if not (isinstance(msg, tuple) and len(msg) == 2 and msg[0] == _OFFER):
+        raise RuntimeError("Invalid data received: a message, not a handle from send_handle")
+    address, count = msg[1]
+    return fds.take(address, count)[0]
 
 
 # --------------------------------------------------------------------------------------------- wait

@@ -188,6 +188,29 @@ def route_wait(connection: ModuleType) -> None:
     setattr(connection, "wait", wait)  # noqa: B010  # a module attribute mypy does not see
 
 
+def route_handles(reduction: ModuleType) -> None:
+    """Make `multiprocessing.reduction.send_handle` and `recv_handle` pass fds over the runtime's
+    Connections too (`dragon.mp.connection.send_handle`, `recv_handle`: the stdlib's go through the
+    Connection's socket, which a channel Connection does not have); any other connection gets the
+    stdlib's call unchanged."""
+    for name in ("send_handle", "recv_handle"):
+        original = getattr(reduction, name, None)
+        if original is None or getattr(original, "__wrapped__", None) is not None:
+            continue
+        setattr(reduction, name, _handle_router(name, original))
+
+
+def _handle_router(name: str, original: Any) -> Any:
+    @functools.wraps(original)
+    def routed(conn: Any, *args: Any) -> Any:
+        ours = sys.modules.get("dragon.mp.connection")
+        if ours is not None and isinstance(conn, ours.Connection):
+            return getattr(ours, name)(conn, *args)
+        return original(conn, *args)
+
+    return routed
+
+
 def keep_other_children_working(spawn: ModuleType) -> None:
     """Wrap `multiprocessing.spawn.get_preparation_data`, so that a child of another start method
     ("spawn", "forkserver") started while "dragon" is the global one does not get "dragon" as its

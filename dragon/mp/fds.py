@@ -113,6 +113,11 @@ class FdHandoff:
 
 def receive(address: str, count: int) -> None:
     """In the child, before unpickling: take the `count` fds the parent hands over at `address`."""
+    _received[:] = take(address, count)
+
+
+def take(address: str, count: int) -> list[int]:
+    """The `count` fds a `FdHandoff` hands over at `address` (this process must be the one it serves)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.connect(address)
         _, fds, flags, _ = socket.recv_fds(conn, 1, count, socket.MSG_CMSG_CLOEXEC)
@@ -122,4 +127,4 @@ def receive(address: str, count: int) -> None:
         raise RuntimeError(
             f"dragon: the parent handed over {len(fds)} of the {count} file descriptors this process needs"
         )
-    _received[:] = fds
+    return fds

@@ -2,7 +2,8 @@
 
 mp_programs/pipes.py exercises every API point of a Connection, EOF (a close, the peer's exit, its
 SIGKILL), ends passed to children as arguments and through a Queue, one-way pipes, messages larger
-than a channel's ring and `multiprocessing.connection.wait` over runtime connections, a socket, a
+than a channel's ring (whose send blocks until they are read, as the stdlib's), fds passed with
+`multiprocessing.reduction.send_handle` and `multiprocessing.connection.wait` over runtime connections, a socket, a
 stdlib Connection, a raw fd and a process sentinel. It runs under plain `python` with "spawn" (the
 stdlib's socketpair), under `dragon` with "dragon" and under plain `python` with "dragon" (a
 background runtime); the reports must agree but for the times (keys ending in `_s`, printed, not
@@ -93,6 +94,14 @@ async def test_pipe_as_under_spawn(tmp_path: Path) -> None:
     assert children["killed"] == ["ready", "EOFError"]
     assert children["send_after_kill"] == "BrokenPipeError"
     assert (children["via_queue"], children["via_queue_exit"]) == ("via queue", 3)
+
+    blocking = dragon["same"]["blocking_and_fds"]
+    assert blocking == {
+        "big_send_blocked": True,
+        "big": [True, "sent"],
+        "fd_transfer": "written through a passed fd",
+        "recv_handle_no_fd": "RuntimeError",
+    }
 
     wait = dragon["same"]["wait"]
     assert wait["nothing"] == []

@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from multiprocessing import BufferTooShort
+from multiprocessing import BufferTooShort, reduction
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
@@ -154,6 +154,49 @@ def _exit_holding(conn: Any) -> None:
     conn.send("bye")  # exits holding its end open: the exit closes it
 
 
+def _write_fd(conn: Any, data: bytes) -> None:
+    fd = reduction.recv_handle(conn)
+    os.write(fd, data)
+    os.close(fd)
+
+
+def _send_big(conn: Any) -> None:
+    conn.send_bytes(BIG)  # blocks until the parent has read it (most of it, under spawn)
+    conn.send("sent")
+
+
+def blocking_and_fds(ctx: Any, tmp: str) -> dict[str, Any]:
+    """A send of a message larger than any buffer blocks until it is read; an fd passed with
+    `multiprocessing.reduction.send_handle` (CPython's test_fd_transfer)."""
+    out: dict[str, Any] = {}
+    a, b = ctx.Pipe()
+    p = ctx.Process(target=_send_big, args=(b,))
+    p.start()
+    b.close()
+    p.join(0.5)
+    out["big_send_blocked"] = p.exitcode is None
+    out["big"] = [a.recv_bytes() == BIG, a.recv()]
+    p.join(WAIT_S)
+    a.close()
+    a, b = ctx.Pipe()
+    p = ctx.Process(target=_write_fd, args=(b, b"written through a passed fd"))
+    p.start()
+    b.close()
+    path = os.path.join(tmp, "fd_target")
+    with open(path, "wb") as f:
+        reduction.send_handle(a, f.fileno(), p.pid)
+    p.join(WAIT_S)
+    with open(path, "rb") as f:
+        out["fd_transfer"] = f.read().decode()
+    a.close()
+    a, b = ctx.Pipe()
+    a.send("not a handle")
+    out["recv_handle_no_fd"] = raises(lambda: reduction.recv_handle(b))
+    a.close()
+    b.close()
+    return out
+
+
 def children(ctx: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     # the child's end as an argument, closed here at once (CPython's test_spawn_close)
@@ -286,6 +329,7 @@ if __name__ == "__main__":
             "eof": eof(ctx),
             "children": children(ctx),
             "wait": wait_mix(ctx),
+            "blocking_and_fds": blocking_and_fds(ctx, os.getcwd()),
         },
     }
     print(json.dumps(report))
