@@ -1,43 +1,64 @@
 """`Pipe()` and `Connection` of the "dragon" start method, on the runtime's shared-memory channels (issue 15).
 
-**Home.** A Pipe's home is its channels, made through Global Services and ref-counted there as a
-queue's are (`dragon.mp.refs.Hold`: one GS reference per process holding an end, one more per pickle):
-a duplex Pipe has two, one per direction; a one-way Pipe (`duplex=False`) one. Every operation is
-a step on that home: `send` appends one record to the outgoing channel's ring, `recv` takes one
-from the incoming one, `poll` looks at the incoming ring, and a waiter registers in the channel's
-waiter table and sleeps on its doorbell (`dragon.transport`'s register / fence / look-again
-protocol, so a message that comes meanwhile is never missed). A transport agent on another node can
-later carry each of them as a message to the node that holds the home, the doorbell's ring being
-a message back; nothing of a Connection needs more than the channels' own operations and their
-header words.
+**Home.** A Pipe's home is its two channels (one per direction; a one-way Pipe, `duplex=False`, has
+one) and a record (`dragon.transport.Record`, a channel whose spare header words hold an object's
+state) that says who holds each end; all are made through Global Services and ref-counted there as
+a queue's channels are (`dragon.mp.refs.Hold`: one GS reference per process holding an end, one
+more per pickle; `dragon status` lists the record as a "Connection" and the channels as "Pipe of
+<maker>"). Every operation is a step on that home: `send` appends one record to the outgoing
+channel's ring, `recv` takes one from the incoming one, `poll` looks at the incoming ring, opening,
+pickling and closing an end change its row in the record under the record's lock, and a waiter
+registers in the channel's waiter table and sleeps on its doorbell (`dragon.transport`'s register /
+fence / look-again protocol: a message that comes meanwhile is never missed). A transport agent on
+another node can later carry each of them as a message to the node that holds the home, a ring of
+the doorbell being a message back: nothing of a Connection needs more than the channels' own
+operations and the record's words.
 
-**Who holds an end.** EOFError (and BrokenPipeError for a send) must come when the other end is
-closed by every process that holds it, or every such process has died, SIGKILL included, where a
-socketpair has the kernel's file reference counts. Here each channel's spare header words (its
-record, `dragon.transport.Record`) hold two tables of (pid, count): the processes holding its writing end and its
-reading end open (a duplex end is the writer of one channel and the reader of the other), changed
-under the record's lock when an end is opened, closed, pickled (the pickling process counts once
-more until the pickle is unpickled, so `p.start(); child_conn.close()` cannot end the pipe before
-the child has its end) or unpickled, and a word set once the last holder closed it. A waiting
-receiver sleeps on its doorbell and on a pidfd of each process holding the other end, so a death
-wakes it at once; it reports EOF when the table has no live process left (confirmed under the lock).
+**Who holds an end.** EOFError (BrokenPipeError for a send) must come when the other end is closed
+by every process that holds it, or all of them died, SIGKILL included, where a socketpair has the
+kernel's file reference counts. The record holds a table of (pid, count) rows per end, changed
+under its lock when an end is made, pickled (the pickling process counts once more until the
+pickle is unpickled, so `p.start(); child_conn.close()` cannot end the pipe before the child has
+its end), unpickled (the unpickler counts once, the pickler once less) or closed, and a word per
+end set once it is over. A waiting receiver sleeps on its doorbell and on a pidfd of each process
+holding the other end, so a death wakes it at once; it reports EOF once no live process is left in
+the table (confirmed under the lock). The record is a channel of its own, not a header of the data
+channels, because the data channels' locks are leased by their usual single reader and writer
+(`Channel.lease_lock`, as a queue's: no system call per message); a table change by another process
+under one of those locks would end the lease for good.
 
-**Why channels rather than a socketpair** (figures: `tools/bench_mp.py --rows pipe_rt`, README):
-a message costs a socket two system calls and, between two processes on two CPUs, a wake-up of
-the other CPU each way (about 70 µs a round trip under spawn on these VMs); a channel message is
-a copy into shared memory and a store, and a receiver that spins briefly before it sleeps answers
-without any system call: FIGURES.
+**Why channels rather than a socketpair** (`python tools/bench_mp.py --rows pipe_rt --reference
+/work/REF`, 2026-12-05, 5 runs, pinned to two CPUs): a round trip of an 8-byte message takes 8.3 µs
+here, 63.1 µs under spawn (0.13x) and 23.2 µs under the reference runtime (0.36x). A socket message
+costs two system calls and, between processes on two CPUs, a wake-up of the other CPU each way;
+a channel message is a copy into shared memory and a store, and a receiver that spins briefly
+before it sleeps (`_recv_waiting`) answers without any system call. Large messages (echoed round
+trips, same run, `multiprocessing.connection` under spawn vs this): 4 KiB 60 vs 6 µs, 64 KiB 82 vs
+21 µs, 1 MiB 1.36 vs 0.94 ms, 16 MiB 35.6 vs 17.8 ms (a message larger than the ring, about 270
+KB, travels in a side file: one copy each way, no chunking). Messages close to the ring's size
+(200-260 KB) are the one band where the socketpair is as fast or faster (0.6x-1.1x in different
+runs): both sides sleep for each message, whose copy outlasts the spin. Not worth a second
+mechanism.
 
-`fileno()` is the incoming channel's doorbell FIFO (a write-only end: the outgoing channel's
-senders' doorbell). It is readable only while a waiter of this process is registered on the
-channel and a sender rang, so code that selects on it itself may sleep while a message waits:
-`multiprocessing.connection.wait` (routed here under the dragon start method: `wait`) and `poll`
-register first, and are the way to wait for a Connection beside other fds. What uses the fd as a
-socket (`multiprocessing.reduction.send_handle`/`recv_handle`, which pass fds with SCM_RIGHTS)
-needs the stdlib's Pipe: `multiprocessing.get_context("spawn").Pipe()`.
+**Semantics kept from the stdlib**: its errors (OSError "handle is closed", "connection is
+read-only" / "write-only", "bad message length" leaving a duplex end unreadable and closing a
+read-only one; the ValueErrors of `send_bytes` and `recv_bytes_into`; BufferTooShort carrying the
+message); `poll()` true at EOF; a send of a message larger than the ring returns once it is read
+(`_wait_taken`: a writer cannot run ahead of its reader by more than a ring); fds passed with
+`multiprocessing.reduction.send_handle`/`recv_handle` (`send_handle` here). The differences:
+* `fileno()` is the incoming channel's doorbell FIFO (a write-only end: the outgoing channel's
+  senders' doorbell). It is readable only while a waiter of this process is registered on the
+  channel and a sender rang, so code that selects on it itself may sleep while a message waits:
+  `multiprocessing.connection.wait` (routed here: `wait`) and `poll` register first, and are the way
+  to wait for a Connection beside other fds. Bytes written to it are no message
+  (CPython's `test_missing_fd_transfer` writes one and expects `recv_handle` to see it).
+* A send to an end whose holders all died (rather than closed it) succeeds while the ring has room
+  and this process has not yet seen that end over (a receive, a poll or a wait did); a socket says
+  EPIPE at once. Checking every holder's life on every send would cost more than the send.
+* At most `SLOTS` processes can hold one end at once (OSError beyond).
 
 Pickling: a Connection pickles anywhere (a `Process` argument, through a Queue, a Pool task); each
-pickle takes a GS reference and a count in its end's table that its unpickling inherits. A pickle
+pickle takes a GS reference and a count in its end's row that its unpickling inherits. A pickle
 never unpickled keeps the end open until the process that made it exits (as the stdlib's
 `resource_sharer` does). A closed Connection refuses to pickle (OSError, as the stdlib's).
 """
@@ -548,7 +569,7 @@ def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
         modes = (True, False), (False, True)
     hold.use()  # both ends share this process's hold: the last one closed lets go
     words, pid = ends[0].rec.words, os.getpid()
-    words[KIND] = KINDS.index("Connection")  # for `dragon status`
+    words[KIND] = KIND_CODE  # for `dragon status`
     for me in (0, 1):  # no other process knows the record yet: no lock needed
         _count(words, me, pid, 1)
     return Connection(ends[0], *modes[0]), Connection(ends[1], *modes[1])

@@ -51,6 +51,7 @@ async def test_pipe_as_under_spawn(tmp_path: Path) -> None:
         print(name, _times(report))
     assert spawn["kind"] == ["multiprocessing.connection"] * 2
     assert dragon["kind"] == background["kind"] == ["dragon.mp.connection"] * 2  # ctx.Pipe and mp.Pipe
+    assert spawn["executor_wakeup"] == dragon["executor_wakeup"] == [328350, "multiprocessing.connection"]
     assert dragon["same"] == spawn["same"]
     assert background["same"] == spawn["same"]
 

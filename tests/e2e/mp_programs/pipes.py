@@ -6,6 +6,7 @@ channels under dragon: dragon/mp/connection.py); "kind" says which Pipe the meth
 """
 
 import array
+import concurrent.futures
 import json
 import multiprocessing as mp
 import multiprocessing.connection as mpc
@@ -317,12 +318,24 @@ def wait_mix(ctx: Any) -> dict[str, Any]:
     return out
 
 
+def _square(x: int) -> int:
+    return x * x
+
+
+def executor_wakeup(ctx: Any) -> list[Any]:
+    """ProcessPoolExecutor works, and keeps the stdlib's Pipe for its wake-up (dragon/mp/context.py)."""
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as ex:
+        total = sum(ex.map(_square, range(100)))
+        return [total, type(ex._executor_manager_thread_wakeup._reader).__module__]  # type: ignore[attr-defined]
+
+
 if __name__ == "__main__":
     method = sys.argv[1]
     mp.set_start_method(method)
     ctx = mp.get_context(method)
     report: dict[str, Any] = {
         "kind": [type(ctx.Pipe()[0]).__module__, type(mp.Pipe()[0]).__module__],
+        "executor_wakeup": executor_wakeup(ctx),
         "same": {
             "api": api(ctx),
             "one_way": one_way(ctx),
