@@ -1,7 +1,7 @@
 """Pipe and Connection of the "dragon" start method on shared-memory channels (issue 15, item 1).
 
 mp_programs/pipes.py exercises every API point of a Connection, EOF (a close, the peer's exit, its
-SIGKILL), ends passed to children as arguments and through a Queue, one-way pipes, messages larger
+SIGKILL), ends passed to children as arguments, through a Queue and in a Pool task, one-way pipes, messages larger
 than a channel's ring (whose send blocks until they are read, as the stdlib's), fds passed with
 `multiprocessing.reduction.send_handle` and `multiprocessing.connection.wait` over runtime connections, a socket, a
 stdlib Connection, a raw fd and a process sentinel. It runs under plain `python` with "spawn" (the
@@ -95,6 +95,7 @@ async def test_pipe_as_under_spawn(tmp_path: Path) -> None:
     assert children["killed"] == ["ready", "EOFError"]
     assert children["send_after_kill"] == "BrokenPipeError"
     assert (children["via_queue"], children["via_queue_exit"]) == ("via queue", 3)
+    assert children["via_pool"] == ["sent", "via pool"]
 
     blocking = dragon["same"]["blocking_and_fds"]
     assert blocking == {

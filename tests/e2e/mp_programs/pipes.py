@@ -198,6 +198,12 @@ def blocking_and_fds(ctx: Any, tmp: str) -> dict[str, Any]:
     return out
 
 
+def _send_on(conn: Any, what: str) -> str:
+    conn.send(what)
+    conn.close()
+    return "sent"
+
+
 def children(ctx: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     # the child's end as an argument, closed here at once (CPython's test_spawn_close)
@@ -250,6 +256,12 @@ def children(ctx: Any) -> dict[str, Any]:
     out["via_queue_exit"] = p.exitcode
     a.close()
     q.close()
+    # as an argument of a Pool task
+    a, b = ctx.Pipe()
+    with ctx.Pool(1) as pool:
+        out["via_pool"] = [pool.apply(_send_on, (b, "via pool")), a.recv()]
+    b.close()
+    a.close()
     return out
 
 
