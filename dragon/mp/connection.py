@@ -56,6 +56,11 @@ message); `poll()` true at EOF; a send of a message larger than the ring returns
   and this process has not yet seen that end over (a receive, a poll or a wait did); a socket says
   EPIPE at once. Checking every holder's life on every send would cost more than the send.
 * At most `SLOTS` processes can hold one end at once (OSError beyond).
+* A child forked by another start method ("fork") that inherits a Connection is not counted as a
+  holder: the end is over once the processes that made or unpickled it closed it, whatever such a
+  child still does with it. (Counting it needs a count taken before the fork that only a child can
+  give back; a fork outside multiprocessing, `subprocess` with `preexec_fn` included, would never
+  give it back.) Keep the parent's copy open until such a child is done with it.
 * Making and closing a Pipe costs about 4 ms (a record and two channels made and released through
   Global Services, a round trip each; a SimpleQueue 1.7 ms, the stdlib's Pipe 69 µs, 2026-12-05):
   code that makes a Pipe per task pays that each time.
@@ -307,9 +312,10 @@ class Connection:
         end = self._end
         if end is None:
             raise OSError("handle is closed")
-        chan = end.inc if end.inc is not None else end.out
-        assert chan is not None
-        return chan.rbell if chan is end.inc else chan.sbell
+        if end.inc is not None:
+            return end.inc.rbell
+        assert end.out is not None
+        return end.out.sbell
 
     def close(self) -> None:
         """Close the connection in this process (idempotent). The other end gets EOFError once every
