@@ -619,12 +619,44 @@ def send_handle(conn: Connection, handle: int, destination_pid: int) -> None:
 def recv_handle(conn: Connection) -> int:
     """`multiprocessing.reduction.recv_handle` over a runtime Connection: the fd of the next message,
     which must come from `send_handle` (RuntimeError otherwise, as the stdlib's for data without
-    an fd)."""
+    an fd).
+
+    While it waits it also looks, at least every SAFETY_WAKE_S, for bytes written raw to the other
+    end's `fileno()` (a doorbell, where the runtime only ever writes rings, byte 1, or fills it with
+    byte 0 when the channel is destroyed): such a byte is data without an fd too, as on the
+    stdlib's socket (CPython's `test_missing_fd_transfer` writes one). The rings read meanwhile are
+    written back, for whoever sleeps on that doorbell."""
+    end = conn._check(True)
+    while not conn.poll(SAFETY_WAKE_S):
+        _raw_write_check(end)
     msg = conn.recv()
     if not (isinstance(msg, tuple) and len(msg) == 2 and msg[0] == _OFFER):
         raise RuntimeError("Invalid data received: a message, not a handle from send_handle")
     address, count = msg[1]
     return fds.take(address, count)[0]
+
+
+def _raw_write_check(end: _End) -> None:
+    """RuntimeError if a byte other than a ring was written to the other end's `fileno()` (see
+    `recv_handle`): a duplex end's is the doorbell of the channel this end writes; a write-only
+    end's, the senders' doorbell of the channel this end reads."""
+    if end.out is not None:
+        chan, bell = end.out, end.out.rbell
+    else:
+        assert end.inc is not None
+        chan, bell = end.inc, end.inc.sbell
+    try:
+        seen = os.read(bell, 65536)
+    except BlockingIOError:
+        return
+    rings = seen.count(1)
+    if rings:
+        try:
+            os.write(bell, b"\1" * rings)
+        except BlockingIOError:  # full of rings again
+            pass
+    if rings < len(seen) and not chan.destroyed:
+        raise RuntimeError("Invalid data received: bytes written to the other end's fileno(), not a handle")
 
 
 # --------------------------------------------------------------------------------------------- wait

@@ -102,6 +102,7 @@ async def test_pipe_as_under_spawn(tmp_path: Path) -> None:
         "big_send_blocked": True,
         "big": [True, "sent"],
         "fd_transfer": "written through a passed fd",
+        "recv_handle_raw_byte": "RuntimeError",
         "recv_handle_no_fd": "RuntimeError",
     }
 

@@ -161,6 +161,10 @@ def _write_fd(conn: Any, data: bytes) -> None:
     os.close(fd)
 
 
+def _write_raw(conn: Any) -> None:
+    os.write(conn.fileno(), b"\0")  # data without an fd (CPython's test_missing_fd_transfer)
+
+
 def _send_big(conn: Any) -> None:
     conn.send_bytes(BIG)  # blocks until the parent has read it (most of it, under spawn)
     conn.send("sent")
@@ -190,6 +194,13 @@ def blocking_and_fds(ctx: Any, tmp: str) -> dict[str, Any]:
     with open(path, "rb") as f:
         out["fd_transfer"] = f.read().decode()
     a.close()
+    a, b = ctx.Pipe()
+    p = ctx.Process(target=_write_raw, args=(b,))
+    p.start()
+    out["recv_handle_raw_byte"] = raises(lambda: reduction.recv_handle(a))  # b stays open here: no EOF
+    p.join(WAIT_S)
+    a.close()
+    b.close()
     a, b = ctx.Pipe()
     a.send("not a handle")
     out["recv_handle_no_fd"] = raises(lambda: reduction.recv_handle(b))
