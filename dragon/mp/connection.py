@@ -50,8 +50,9 @@ message); `poll()` true at EOF; a send of a message larger than the ring returns
   senders' doorbell). It is readable only while a waiter of this process is registered on the
   channel and a sender rang, so code that selects on it itself may sleep while a message waits:
   `multiprocessing.connection.wait` (routed here: `wait`) and `poll` register first, and are the way
-  to wait for a Connection beside other fds. Bytes written to it are no message
-  (CPython's `test_missing_fd_transfer` writes one and expects `recv_handle` to see it).
+  to wait for a Connection beside other fds. Bytes written to it are no message; only the
+  other end's `recv_handle` notices them, as data without an fd (CPython's
+  `test_missing_fd_transfer` writes one), within SAFETY_WAKE_S.
 * A send to an end whose holders all died (rather than closed it) succeeds while the ring has room
   and this process has not yet seen that end over (a receive, a poll or a wait did); a socket says
   EPIPE at once. Checking every holder's life on every send would cost more than the send.
