@@ -23,6 +23,9 @@ step runs again: a step can notice a dead holder or party (`pid_alive`) itself.
 A transport agent can carry every operation to another node as a message to the record's home (the
 node whose /dev/shm holds it): an operation is one `step` under the home's lock, and a wake-up is a
 message back.
+
+A record can hold bytes too: `data()` is its ring (a `dragon.native` Value or Array lives there), which
+a record made for that has sized to the object.
 """
 
 from __future__ import annotations
@@ -80,6 +83,14 @@ class Record(Channel):
     def unlock(self) -> None:
         self._unlock(self.rbell)
         self._rlock.release()
+
+    def data(self) -> memoryview:
+        """The ring as a writable view (`ring_bytes`, zero in a new record), for an object whose state
+        is bytes rather than words (a `dragon.native` Value or Array: a ctypes object on it). Release
+        the view, and every object made on it, before `close()`: a view still exported makes the
+        close fail (BufferError)."""
+        self.check_open()
+        return self._mv[HEADER_BYTES : HEADER_BYTES + self.ring_bytes]
 
     @property
     def destroyed(self) -> bool:
@@ -217,7 +228,20 @@ PARTY_SLOTS: Final = 48
 OWN: Final = PARTIES + PARTY_SLOTS
 """The first word a kind may use for itself."""
 
-KINDS: Final = ("", "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event", "Barrier", "Connection")
+KINDS: Final = (
+    "",
+    "Lock",
+    "RLock",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Condition",
+    "Event",
+    "Barrier",
+    "Connection",
+    "Value",
+    "Array",
+    "QueueTasks",
+)
 """The kind codes (the index) and the names `dragon status` shows."""
 SINGLE_HOLDER: Final = frozenset({KINDS.index("Lock"), KINDS.index("RLock")})
 BREAKS_ON_DEATH: Final = frozenset({KINDS.index("Barrier")})

@@ -42,11 +42,13 @@ class Home:
         util.register_after_fork(self, Home._after_fork)
 
     @classmethod
-    def create(cls, kind: str, *, party: bool = False) -> Home:
+    def create(cls, kind: str, *, party: bool = False, data_bytes: int = 0) -> Home:
         """A new record for an object of `kind` (one of `records.KINDS`), with this process's
         reference. `party`: this process counts as a party of the object (`records.PARTIES`) while
-        it holds it, so that its abnormal death breaks the object (a Barrier)."""
-        home = cls(Hold.create(RECORD, kind=kind), party=party)
+        it holds it, so that its abnormal death breaks the object (a Barrier). `data_bytes`: the
+        least size of its ring (`Record.data`), for an object that keeps bytes there."""
+        shape = RECORD if data_bytes <= RECORD.block_size else RECORD._replace(block_size=data_bytes)
+        home = cls(Hold.create(shape, kind=kind), party=party)
         home.rec.lock()
         try:
             home.rec.words[KIND] = KINDS.index(kind)

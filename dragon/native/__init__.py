@@ -1,4 +1,5 @@
-"""The native Python API (spec §7.2): managed processes, channels and pools through Global Services.
+"""The native Python API (spec §7.2): managed processes, channels and pools through Global Services,
+and the runtime's shared objects (`Value`, `Array`) for programs written against it.
 
 Works in any process the runtime started (`dragon prog.py` and the processes it creates with
 `Process`), in a program that runs a runtime with `dragon.serve` (`dragon.client.embedded`; in its trio
@@ -9,8 +10,13 @@ runtime. Blocking and thread-safe, and light to import: no trio. Errors are the 
 `dragon.errors` (`ProcessError`, `GSChannelError`, `GSPoolError` and their subclasses, one per failure
 answer of Global Services).
 
-One module per kind of object: `process` (Process, wait, current...), `channel`, `pool`.
+One module per kind of object: `process` (Process, wait, current...), `channel`, `pool`, `value`
+and `array` (their shared memory: `shared`). The shared objects are loaded on first use (PEP 562), as
+`dragon.transport` loads its pools: most programs of the API need only processes and channels, and
+those objects pull in ctypes and multiprocessing.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from dragon.descriptors import DEVNULL as DEVNULL
 from dragon.descriptors import PIPE as PIPE
@@ -24,15 +30,33 @@ from .process import current_puid as current_puid
 from .process import parent_puid as parent_puid
 from .process import wait as wait
 
+if TYPE_CHECKING:
+    from .array import Array as Array
+    from .value import Value as Value
+
 __all__ = [
     "DEVNULL",
     "PIPE",
     "STDOUT",
+    "Array",
     "Channel",
     "Pool",
     "Process",
+    "Value",
     "current",
     "current_puid",
     "parent_puid",
     "wait",
 ]
+
+_LAZY = {"Array": ".array", "Value": ".value"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
