@@ -1,5 +1,5 @@
 """The native Python API (spec §7.2): managed processes, channels and pools through Global Services,
-and the runtime's shared objects (`Value`, `Array`) for programs written against it.
+and the runtime's shared objects (`Queue`, `Value`, `Array`) for programs written against it.
 
 Works in any process the runtime started (`dragon prog.py` and the processes it creates with
 `Process`), in a program that runs a runtime with `dragon.serve` (`dragon.client.embedded`; in its trio
@@ -10,8 +10,8 @@ runtime. Blocking and thread-safe, and light to import: no trio. Errors are the 
 `dragon.errors` (`ProcessError`, `GSChannelError`, `GSPoolError` and their subclasses, one per failure
 answer of Global Services).
 
-One module per kind of object: `process` (Process, wait, current...), `channel`, `pool`, `value`
-and `array` (their shared memory: `shared`). The shared objects are loaded on first use (PEP 562), as
+One module per kind of object: `process` (Process, wait, current...), `channel`, `pool`, `queue`,
+`value` and `array` (their shared memory: `shared`). The shared objects are loaded on first use (PEP 562), as
 `dragon.transport` loads its pools: most programs of the API need only processes and channels, and
 those objects pull in ctypes and multiprocessing.
 """
@@ -32,6 +32,7 @@ from .process import wait as wait
 
 if TYPE_CHECKING:
     from .array import Array as Array
+    from .queue import Queue as Queue
     from .value import Value as Value
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "Channel",
     "Pool",
     "Process",
+    "Queue",
     "Value",
     "current",
     "current_puid",
@@ -49,7 +51,7 @@ __all__ = [
     "wait",
 ]
 
-_LAZY = {"Array": ".array", "Value": ".value"}
+_LAZY = {"Array": ".array", "Queue": ".queue", "Value": ".value"}
 
 
 def __getattr__(name: str) -> Any:

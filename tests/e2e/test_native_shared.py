@@ -1,7 +1,7 @@
 """dragon.native's shared objects (issue 15 item 4) end to end: the real `dragon` command runs
-native_programs/shared_values.py, which exercises every API point of `Value` and `Array`, shares them
-with multiprocessing children of the "dragon" start method and with a native Process child, and counts
-the run's /dev/shm entries; these tests check its JSON report.
+native_programs/shared_values.py and native_queue.py, which exercise every API point of `Value`,
+`Array` and `Queue`, share them with multiprocessing children of the "dragon" start method and with a
+native Process child, and count the run's /dev/shm entries; these tests check their JSON reports.
 """
 
 from __future__ import annotations
@@ -71,12 +71,33 @@ async def test_value_and_array_api_sharing_and_cleanup(tmp_path: Path) -> None:
     assert report["shm_left"] == []
 
 
+async def test_queue_api_joinable_tasks_worked_by_children_and_cleanup(tmp_path: Path) -> None:
+    report = await _report("native_queue.py", tmp_path)
+    b = report["basics"]
+    assert b["new"] == [True, 0, 0, False, False, False]
+    assert (b["after_puts"], b["fifo"]) == ([False, 6], [0, 1, 2, 3, 4, {"five": 5}])
+    assert b["empty"] == ["Empty"] * 3
+    assert (b["bounded"], b["bounded_timeout"]) == ([True, 2, "Full"], ["Full", "Full"])
+    assert b["bounded_got"] == ["a", False, "b", True]
+    assert (b["not_joinable"], b["pickled"]) == (["QueueError", "QueueError"], False)
+    assert b["unpicklable"] != "none"  # raised by put, in the caller
+    assert b["too_large"] == "ValueError"
+    assert b["closed"] == [True] + ["ValueError"] * 4
+    assert b["joinable"] == [True, "ValueError"]  # task_done with no task
+    assert (b["join_timeout"], b["joined"], b["after_close"]) == ("TimeoutError", True, ["ValueError"] * 2)
+    assert report["destroyed"] == ["ChannelDestroyed", "ValueError"]
+    # 100 tasks joined while a native child and two mp children work them (a cross-process wake-up)
+    assert report["children"] == {"squares": True, "codes": [0, 0, 0]}
+    assert report["shm_left"] == []
+
+
 async def test_the_shared_objects_load_on_first_use(tmp_path: Path) -> None:
     code = (
         "import sys, dragon.native as n\n"
-        "print([m in sys.modules for m in ('dragon.native.value', 'dragon.native.array', 'ctypes')])\n"
-        "n.Value, n.Array\n"
-        "print([m in sys.modules for m in ('dragon.native.value', 'dragon.native.array')])\n"
+        "names = ('dragon.native.value', 'dragon.native.array', 'dragon.native.queue', 'ctypes', 'dragon.mp.queues')\n"
+        "print([m in sys.modules for m in names])\n"
+        "n.Value, n.Array, n.Queue\n"
+        "print([m in sys.modules for m in names])\n"
     )
     done = await run_command([sys.executable, "-c", code], cwd=tmp_path, env=clean_env())
-    assert done.stdout.decode().splitlines() == ["[False, False, False]", "[True, True]"], done.stderr
+    assert done.stdout.decode().splitlines() == [str([False] * 5), str([True] * 5)], done.stderr

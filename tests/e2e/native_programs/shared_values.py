@@ -13,14 +13,14 @@ import multiprocessing as mp
 import os
 import pickle
 import sys
-from collections.abc import Callable
 from typing import Any
+
+from report_util import error, shm_entries
 
 import dragon  # noqa: F401  (registers the start method)
 from dragon.native import Array, Channel, Process, Value
 
 ADDERS, ADDS = 4, 500
-prefix = f"dragon.{os.getuid()}.{os.environ['DRAGON_RUN_ID']}."
 
 
 class Point(ctypes.Structure):
@@ -29,18 +29,6 @@ class Point(ctypes.Structure):
 
 class WithPointer(ctypes.Structure):
     _fields_ = [("p", ctypes.c_char_p)]
-
-
-def shm_entries() -> list[str]:
-    return sorted(n for n in os.listdir("/dev/shm") if n.startswith((prefix, "sem." + prefix)))
-
-
-def error(call: Callable[[], object]) -> str:
-    try:
-        call()
-    except Exception as exc:
-        return type(exc).__name__
-    return "none"
 
 
 def values() -> dict[str, Any]:
