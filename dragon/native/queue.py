@@ -71,14 +71,21 @@ class Queue(queues.Queue):
 
     def _enqueue(self, data: bytes | bytearray | memoryview) -> None:
         """A joinable queue counts the task before any consumer can take the item."""
+        self._count_task()
+        super()._enqueue(data)
+
+    def _count_task(self, n: int = 1) -> None:
+        """Add `n` to the unfinished tasks of a joinable queue (nothing for another one); a count
+        back at zero (a put taken back) wakes the joins, as the last `task_done` does."""
         if self._tasks is not None:
-            words = self._tasks.rec.words
+            rec, words = self._tasks.rec, self._tasks.rec.words
 
             def count() -> None:
-                words[TASKS] += 1
+                words[TASKS] += n
+                if words[TASKS] == 0:
+                    rec.wake(-1)
 
             self._tasks.locked(count)
-        super()._enqueue(data)
 
     def size(self) -> int:
         """The reference's name of `qsize()`: items put and not yet got (approximate)."""
@@ -109,11 +116,28 @@ class Queue(queues.Queue):
     def join(self, timeout: float | None = None) -> None:
         """Wait until every item put so far has been got and marked with `task_done`, at most `timeout`
         seconds (None: no limit), then TimeoutError. QueueError if the queue is not joinable."""
+        if not self._joined_within(timeout):
+            assert self._tasks is not None
+            left = self._tasks.rec.words[TASKS]
+            raise TimeoutError(f"{left} tasks of {self!r} still unfinished after {timeout} s")
+
+    def _joined_within(self, timeout: float | None, stop: Callable[[], bool] | None = None) -> bool:
+        """`join`: whether every task was done within `timeout` s; False also once `stop()` is true
+        when the waiter looks (after a `_wake_joiners`: how `dragon.aio` gives up a join)."""
         rec = self._joined().rec
         words = rec.words
-        done = rec.wait_for(lambda: True if words[TASKS] == 0 else None, timeout, peek=lambda: words[TASKS] == 0)
-        if done is None:
-            raise TimeoutError(f"{words[TASKS]} tasks of {self!r} still unfinished after {timeout} s")
+
+        def step() -> bool | None:
+            if words[TASKS] == 0:
+                return True
+            return False if stop is not None and stop() else None
+
+        return bool(rec.wait_for(step, timeout, peek=lambda: words[TASKS] == 0))
+
+    def _wake_joiners(self) -> None:
+        """Make every `join` of this queue look again (at its `stop`)."""
+        rec = self._joined().rec
+        self._joined().locked(lambda: rec.wake(-1))
 
     def _joined(self) -> Home:
         if self._tasks is None:

@@ -1,6 +1,6 @@
 """dragon.native's shared objects (issue 15 item 4) end to end: the real `dragon` command runs
-native_programs/shared_values.py and native_queue.py, which exercise every API point of `Value`,
-`Array` and `Queue`, share them with multiprocessing children of the "dragon" start method and with a
+native_programs/shared_values.py, native_queue.py and aio_queue.py, which exercise every API point of
+`Value`, `Array`, `Queue` and its trio face `dragon.aio.Queue`, share them with multiprocessing children of the "dragon" start method and with a
 native Process child, and count the run's /dev/shm entries; these tests check their JSON reports.
 """
 
@@ -88,6 +88,23 @@ async def test_queue_api_joinable_tasks_worked_by_children_and_cleanup(tmp_path:
     assert report["destroyed"] == ["ChannelDestroyed", "ValueError"]
     # 100 tasks joined while a native child and two mp children work them (a cross-process wake-up)
     assert report["children"] == {"squares": True, "codes": [0, 0, 0]}
+    assert report["shm_left"] == []
+
+
+async def test_aio_queue_face_cancellation_and_a_native_worker(tmp_path: Path) -> None:
+    report = await _report("aio_queue.py", tmp_path)
+    b = report["basics"]
+    assert b["new"] == [True, 0, 0, False]
+    assert (b["got"], b["empty"]) == ([{"a": 1}, "b'raw'"], ["Empty", "Empty"])
+    assert b["cancelled_get"] == [True, "kept"]  # a cancelled get took nothing
+    assert (b["native_side"], b["native_get"]) == ([True, "from native"], "to native")
+    assert b["closed"] == ["ValueError"] * 3
+    assert b["full"] == [True, "Full", "Full"]
+    assert b["cancelled_put"] == [True, 1]  # a cancelled put put nothing (and counted no task: joined below)
+    assert (b["join_timeout"], b["cancelled_join"], b["first"]) == ("TimeoutError", True, "first")
+    assert (b["task_done_too_many"], b["not_joinable"]) == ("ValueError", ["QueueError", "QueueError"])
+    # 50 tasks put into a queue of 2 by the trio head, worked by a native child, joined
+    assert report["child"] == {"squares": True, "code": 0}
     assert report["shm_left"] == []
 
 
