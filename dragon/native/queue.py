@@ -10,7 +10,9 @@ A joinable queue counts its unfinished tasks in a runtime record (kind "QueueTas
 record (`Record.wait_for`). So, unlike `multiprocessing.JoinableQueue` (a Condition and a Semaphore,
 which pickle only while spawning), it pickles anywhere, as the reference's does (a semaphore
 channel). A consumer that dies between `get` and `task_done` leaves its task unfinished, as in the
-standard library: `join(timeout)` then returns by raising TimeoutError.
+standard library: `join(timeout)` then returns by raising TimeoutError. A transport agent could carry
+each operation for a process on another node: a put or a get is a channel message, a task count one
+step on the record's word under its lock, a join a wait for that record's wake-up.
 
 Differences from the reference, on purpose: `maxsize` 0 (the default) is an unbounded queue, as in
 multiprocessing (the reference makes it 100); items are pickled with `pickle` (the reference uses
@@ -22,14 +24,14 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from dragon.mp import queues
 from dragon.mp.homes import Home
 from dragon.mp.refs import Hold
 from dragon.transport.records import OWN
 
-TASKS = OWN
+TASKS: Final = OWN
 """The record word of a joinable queue's unfinished tasks."""
 
 
