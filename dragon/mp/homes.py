@@ -69,6 +69,11 @@ class Home:
         """Attach to a record with the reference a pickling took."""
         return cls(Hold(refs, owned=True, record=True), party=party)
 
+    def __reduce__(self) -> tuple[Callable[..., Home], tuple[Any, ...]]:
+        """A Home pickles anywhere (with a reference of its own, `pickle_refs`): an object can
+        pickle its Home as part of its state."""
+        return (_rebuild, (self.pickle_refs(), self._party))
+
     def locked(self, step: Callable[[], Any]) -> Any:
         """Run `step` under the record's lock, and return what it returns."""
         self.rec.lock()
@@ -99,3 +104,7 @@ class Home:
         if self._party:
             self._enter_party()
         self._release = util.Finalize(self, self._let_go, exitpriority=-10)
+
+
+def _rebuild(refs: list[tuple[int, str]], party: bool) -> Home:
+    return Home.rebuild(refs, party=party)
