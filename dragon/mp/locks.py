@@ -158,29 +158,6 @@ class _SemLock:
     def _make_methods(self) -> None:
         raise NotImplementedError
 
-    def _tell(self) -> None:
-        """After an acquire that saw a give-back not yet told: tell it, once (see the module docstring)."""
-        words = self._home.rec.words
-
-        def take() -> int:
-            if words[RECLAIMS] == words[TOLD]:
-                return 0
-            words[TOLD] = words[RECLAIMS]
-            return int(words[RECLAIMED])
-
-        dead = self._home.locked(take)
-        if dead:
-            try:
-                warnings.warn(
-                    f"process {dead} died holding {self._KIND} {self._home.rec.name}; the runtime gave "
-                    "it back and this process now holds it: the data it protected may be half-written",
-                    HolderDiedWarning,
-                    stacklevel=3,
-                )
-            except BaseException:  # the program made the warning an error: the acquire does not hold
-                self.release()
-                raise
-
     def __enter__(self) -> bool:
         return self.acquire()
 
@@ -201,6 +178,32 @@ class _SemLock:
         if sl._get_value() == 1:
             return "None"
         return "SomeOtherThread" if sl._count() > 0 else "SomeOtherProcess"
+
+
+def _tell(home: Home, kind: str, release: Callable[[], None]) -> None:
+    """After an acquire that may follow a give-back: tell it if no acquirer was told yet, once (see
+    the module docstring). A function, not a method: the fast methods refer to it, and an object they
+    referred to would be in a reference cycle, freed only by the garbage collector."""
+    words = home.rec.words
+
+    def take() -> int:
+        if words[RECLAIMS] == words[TOLD]:
+            return 0
+        words[TOLD] = words[RECLAIMS]
+        return int(words[RECLAIMED])
+
+    dead = home.locked(take)
+    if dead:
+        try:
+            warnings.warn(
+                f"process {dead} died holding {kind} {home.rec.name}; the runtime gave it back and this "
+                "process now holds it: the data it protected may be half-written",
+                HolderDiedWarning,
+                stacklevel=3,
+            )
+        except BaseException:  # the program made the warning an error: the acquire does not hold
+            release()
+            raise
 
 
 def _rebuild(cls: type[_T], refs: list[tuple[int, str]], maxvalue: int) -> _T:
@@ -234,7 +237,7 @@ class Lock(_SemLock):
             words[HOLDS] = NOBODY  # before the post: after it, the next holder's pid may be there
             sem_release()
 
-        self.acquire, self.release = _holder_acquire(self), release
+        self.acquire, self.release = _holder_acquire(self, release), release
 
     def _release_save(self) -> int:
         """Release, for a Condition's wait; `_acquire_restore` takes it back."""
@@ -275,7 +278,7 @@ class RLock(_SemLock):
                 words[HOLDS] = pid
                 raise
 
-        self.acquire, self.release = _holder_acquire(self), release
+        self.acquire, self.release = _holder_acquire(self, release), release
 
     def _is_mine(self) -> bool:
         """Whether this thread holds the lock."""
@@ -313,16 +316,17 @@ class RLock(_SemLock):
         return f"<{type(self).__name__}({name}, {count})>"
 
 
-def _holder_acquire(obj: Lock | RLock) -> Callable[..., bool]:
+def _holder_acquire(obj: Lock | RLock, release: Callable[[], None]) -> Callable[..., bool]:
     """The acquire of a Lock or RLock: the semaphore's, then the holder's pid stored in HOLDS. A HOLDS
     of 0 before the store means `reclaim` gave the lock back (the maker and every release store
     NOBODY): tell it."""
-    sem_acquire, words, pid, tell = obj._semlock.acquire, obj._home.rec.words, os.getpid(), obj._tell
+    sem_acquire, home, kind, pid = obj._semlock.acquire, obj._home, obj._KIND, os.getpid()
+    words = home.rec.words
 
     def acquire(block: bool = True, timeout: float | None = None) -> bool:
         if sem_acquire(block, timeout):
             if not words[HOLDS]:
-                tell()
+                _tell(home, kind, release)
             words[HOLDS] = pid
             return True
         return False
@@ -365,7 +369,7 @@ class Semaphore(_SemLock):
     def _make_methods(self) -> None:
         sl, pair, home = self._semlock, self._pair, self._home
         sem_acquire, sem_release, count = sl.acquire, sl.release, sl._count
-        words, pid, tell = home.rec.words, os.getpid(), self._tell
+        words, pid, kind = home.rec.words, os.getpid(), self._KIND
 
         def store(held: int) -> None:
             """This handle's count, `held` floored at 0, in its pair (taken the first time)."""
@@ -384,7 +388,7 @@ class Semaphore(_SemLock):
             with pair.lock:
                 store(count())
             if blocked or words[RECLAIMS] != words[TOLD]:
-                tell()  # after a wait, always: `reclaim` counts a give-back just after its post
+                _tell(home, kind, release)  # after a wait, always: `reclaim` counts just after its post
             return True
 
         def release() -> None:
