@@ -64,6 +64,11 @@ cannot pass more pairs than one of them alone, so no Lock with a Python frame ma
 contended 6-10 M pairs/s (our uncontended rate). A blocked acquire is the semaphore's futex sleep,
 as spawn's: under load nothing spins.
 
+**For a Condition** (`dragon.mp.events`, and the standard library's, which reads `_semlock`): every
+object has `_is_mine()` and `_count()` (the C object's), and a Lock and an RLock have
+`_release_save()` (release every level, returning them) and `_acquire_restore(levels)`, as
+`threading`'s locks do.
+
 **Differences**, by design: a Semaphore's initial value outside 0..SEM_VALUE_MAX raises ValueError
 (OSError or OverflowError in the standard library). The standard library's own users of these
 objects (its Condition, Event and Barrier, its pipe queues, our queues' counters) keep the standard
@@ -166,6 +171,15 @@ class _SemLock:
 
     def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         return (_rebuild, (type(self), self._home.pickle_refs(), self._maxvalue))
+
+    def _is_mine(self) -> bool:
+        """Whether this thread holds it (has acquired it more times than released, in this handle)."""
+        return bool(self._semlock._is_mine())
+
+    def _count(self) -> int:
+        """How many times this handle's process holds it: an RLock's levels (check `_is_mine` for
+        this thread), a Semaphore's acquires minus releases."""
+        return int(self._semlock._count())
 
     def _owner(self) -> str:
         """The standard library's name for the holder (its Lock's and RLock's repr)."""
@@ -279,14 +293,6 @@ class RLock(_SemLock):
                 raise
 
         self.acquire, self.release = _holder_acquire(self, release), release
-
-    def _is_mine(self) -> bool:
-        """Whether this thread holds the lock."""
-        return bool(self._semlock._is_mine())
-
-    def _count(self) -> int:
-        """How many levels deep this process holds it (check `_is_mine` for this thread)."""
-        return int(self._semlock._count())
 
     def _release_save(self) -> int:
         """Release every level, for a Condition's wait; the count for `_acquire_restore`.
