@@ -53,16 +53,19 @@ line on stderr: it is printed on stderr by default, once per dead holder, and a 
 it or make it an error with the `warnings` filters (an acquire that raises it gives back what it
 took first). Global Services only logs.
 
-**Cost** (`python tools/bench_mp.py --rows lock lock2`, 5 runs, 2026-12-05): the acquire and release
-are closures set on the instance, as the standard library binds the C methods
-(`SemLock._make_methods`); a Lock's acquire is the C call, one read and one store of a record word,
-its release one store and the C call. Uncontended: 142 ns per pair, spawn's 37 ns (7.0 against 27.1
-M pairs/s, 0.26x); two processes contending: 3.7 against 10.6 M pairs/s (0.35x); beside two busy
-processes (`--load 2`) 0.25x and 0.21x. Knowing the holder costs a store in a Python frame on each
-side, which no C method of the standard library can make for us; and two processes contending
-cannot pass more pairs than one of them alone, so no Lock with a Python frame matches spawn's
-contended 6-10 M pairs/s (our uncontended rate). A blocked acquire is the semaphore's futex sleep,
-as spawn's: under load nothing spins.
+**Cost** (`python tools/bench_mp.py --rows lock lock2 [--load 2]`, 5 runs each, two rounds,
+2026-12-05): the acquire and release are closures set on the instance, as the standard library
+binds the C methods (`SemLock._make_methods`); a Lock's acquire is the C call, one read and one
+store of a record word, its release one store and the C call. Uncontended: about 142 ns per pair,
+spawn's 36 ns (7.0-7.1 against 27.1-28.3 M pairs/s: 0.25-0.26x); two processes contending: 3.2-3.7
+M pairs/s, spawn's 10.6-20.1 (0.16-0.35x: spawn's figure swings with how much its two loops really
+overlap); beside two busy processes (`--load 2`) 0.25-0.28x and 0.21-0.23x. Knowing the holder
+costs a store in a Python frame on each side, which no C method of the standard library can make
+for us; and two processes contending cannot pass more pairs than one of them alone, so no Lock with
+a Python frame in its fast path matches spawn's contended rate (above our uncontended one). A
+blocked acquire is the semaphore's futex sleep, as spawn's: under load nothing spins. Making an
+object is a Global Services request (about 0.6-0.7 ms here; spawn's 20-40 µs), and so are pickling
+it (a reference) and dropping its last handle in a process (about 1.1 ms).
 
 **For a Condition** (`dragon.mp.events`, and the standard library's, which reads `_semlock`): every
 object has `_is_mine()` and `_count()` (the C object's), and a Lock and an RLock have
