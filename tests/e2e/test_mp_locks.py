@@ -102,13 +102,14 @@ async def test_a_dead_holders_count_is_given_back_and_the_next_acquirer_told(tmp
     stderr = err.decode(errors="replace")
     print(report)
     told = [["HolderDiedWarning", True]]  # once, naming the dead process
-    for kind, acquires in (("lock", 1), ("rlock", 1), ("semaphore", 2), ("bounded", 2)):
+    for kind, acquires in (("lock", 1), ("rlock", 1), ("semaphore", 2), ("semaphore_threads", 4), ("bounded", 2)):
         case = report[kind]
         assert case["exitcode"] == -9 and case["saw_taken"], (kind, case)  # killed while this one waited
         assert case["got"] == [True] * acquires and case["warnings"] == told, (kind, case)
     assert report["lock"]["more"] is False  # held by this process now
     assert report["rlock"]["more"] is True and report["rlock_after"] == [None, None, 1]  # one level each
     assert report["semaphore"]["more"] is False and report["semaphore_value"] == 0  # 2 given back, not more
+    assert report["semaphore_threads"]["more"] is False  # two threads' counts, summed
     assert report["bounded"]["more"] is False and report["bounded_after"] == [None, None, 2, "ValueError"]
     # A producer only released: it held nothing, and nothing more is given back.
     assert report["producer"] == {"exitcode": -9, "got": [True, True, True, False], "warnings": 0}

@@ -12,6 +12,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 from typing import Any
@@ -29,6 +30,17 @@ def hold_and_die(obj: Any, times: int, started: Any) -> None:
     started.put(os.getpid())
     for _ in range(times):
         obj.acquire()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def hold_in_threads_and_die(sem: Any, times: int, started: Any) -> None:
+    """Two threads acquire `sem` `times` times each (this process's count is their sum), then die."""
+    started.put(os.getpid())
+    threads = [threading.Thread(target=lambda: [sem.acquire() for _ in range(times)]) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -96,6 +108,8 @@ if __name__ == "__main__":
     sem = ctx.Semaphore(2)
     report["semaphore"] = after(ctx, sem, hold_and_die, (2,), 2)
     report["semaphore_value"] = sem.get_value()
+    sem = ctx.Semaphore(4)
+    report["semaphore_threads"] = after(ctx, sem, hold_in_threads_and_die, (2,), 4)
     bsem = ctx.BoundedSemaphore(2)
     report["bounded"] = after(ctx, bsem, hold_and_die, (2,), 2)
     report["bounded_after"] = [bsem.release(), bsem.release(), bsem.get_value(), raises(bsem.release)]
