@@ -6,17 +6,18 @@ the "spawn" context with another `Process._Popen`: `DragonPopen` (`dragon.mp.pop
 spawn pickles and asks Global Services to start `python -c <dragon.mp.child>`, which receives the
 pickle in its GSPingProc handshake. `Queue`, `SimpleQueue` and `JoinableQueue` run on the runtime's
 shared-memory channels (`dragon.mp.queues`), and so do the task and result queues of `Pool`
-(`dragon.mp.pool`). Everything else (locks, shared ctypes, Manager, Pipe) is the standard
-library's, working as under spawn. Two of those are choices, not gaps:
+(`dragon.mp.pool`). `Lock`, `RLock`, `Semaphore` and `BoundedSemaphore` are POSIX semaphores with a
+home in the runtime (`dragon.mp.locks`: a dead holder's count is given back). Everything else
+(Condition, Event, Barrier, shared ctypes, Manager, Pipe) is the standard library's, working as under
+spawn. One of those is a choice, not a gap:
 * `Pipe()` stays a socketpair. A `Connection` must have an fd that `multiprocessing.connection.wait`
   (and selectors) can watch, readable exactly while a message waits; a channel would need a byte
   written to such an fd per message, which is the same system call per message a socket costs, so
   a channel Pipe could only be slower for the small messages pipes mostly carry.
-* Locks, Semaphores, Conditions, Events and Barriers stay POSIX semaphores: an uncontended one is an
-  atomic operation in the process, which nothing that goes through a channel can match.
 
-Two pieces of routing make the channel queues what programs get:
-* `multiprocessing.Queue()` (and SimpleQueue, JoinableQueue, Pool) are methods of the default context
+Three pieces of routing make the channel queues and the locks what programs get:
+* `multiprocessing.Queue()` (and SimpleQueue, JoinableQueue, Pool, Lock, RLock, Semaphore,
+  BoundedSemaphore) are methods of the default context
   that build the stdlib classes themselves, whatever the start method; `route_default_methods` makes
   them ask the current context instead (for "spawn", "fork" and "forkserver" that is the same call as
   before), so after `set_start_method("dragon")` they return ours.
@@ -26,6 +27,12 @@ Two pieces of routing make the channel queues what programs get:
   (beside process sentinels) and use its private `_reader`, `_writer` and `_rlock`. A channel has no
   fd that is readable exactly while it holds a message, so their SimpleQueues are pipes, as under
   spawn.
+* The standard library's own users of locks and semaphores (`STDLIB_LOCK_USERS`: its Condition, Event
+  and Barrier, its pipe queues, and the counters of our queues) keep the stdlib's: their semaphores
+  are item counters, whose count a dead consumer must not give back (a JoinableQueue's join, a
+  Condition's notify would wait for tasks or sleepers that are not there), and their locks are
+  private parts of objects that pickle only while spawning, where ours would cost a Global Services
+  request to make and one more for each child given one (a ProcessPoolExecutor's every worker).
 
 Differences from the reference (spec §7.3): `Process.pid` is the real OS pid, and `p_uid` is an
 extra attribute; `sentinel` is a real fd (a pidfd) that `multiprocessing.connection.wait` accepts.
@@ -49,6 +56,9 @@ if TYPE_CHECKING:
 
 PIPE_QUEUE_USERS: Final = frozenset({"multiprocessing.pool", "concurrent.futures.process"})
 """Modules whose `ctx.SimpleQueue()` gets the stdlib's pipe queue (see the module docstring)."""
+STDLIB_LOCK_USERS: Final = frozenset({"multiprocessing.synchronize", "multiprocessing.queues", "dragon.mp.queues"})
+"""Modules whose `ctx.Lock()`, `RLock()`, `Semaphore()`, `BoundedSemaphore()` get the stdlib's (see
+the module docstring)."""
 
 
 class DragonProcess(process.BaseProcess):
@@ -116,6 +126,39 @@ class DragonContext(context.SpawnContext):
 
         return Pool(processes, initializer, initargs, maxtasksperchild, context=self.get_context())
 
+    def Lock(self) -> Any:  # either class, see below
+        """A `multiprocessing.Lock` with a home in the runtime (`dragon.mp.locks`); the stdlib's for
+        its own users (`STDLIB_LOCK_USERS`)."""
+        if _caller_module() in STDLIB_LOCK_USERS:
+            return super().Lock()
+        from dragon.mp.locks import Lock
+
+        return Lock()
+
+    def RLock(self) -> Any:  # either class, as Lock
+        """A `multiprocessing.RLock` with a home in the runtime (`dragon.mp.locks`), as `Lock`."""
+        if _caller_module() in STDLIB_LOCK_USERS:
+            return super().RLock()
+        from dragon.mp.locks import RLock
+
+        return RLock()
+
+    def Semaphore(self, value: int = 1) -> Any:  # either class, as Lock
+        """A `multiprocessing.Semaphore` with a home in the runtime (`dragon.mp.locks`), as `Lock`."""
+        if _caller_module() in STDLIB_LOCK_USERS:
+            return super().Semaphore(value)
+        from dragon.mp.locks import Semaphore
+
+        return Semaphore(value)
+
+    def BoundedSemaphore(self, value: int = 1) -> Any:  # either class, as Lock
+        """A `multiprocessing.BoundedSemaphore` with a home in the runtime, as `Lock`."""
+        if _caller_module() in STDLIB_LOCK_USERS:
+            return super().BoundedSemaphore(value)
+        from dragon.mp.locks import BoundedSemaphore
+
+        return BoundedSemaphore(value)
+
     def SimpleQueue(self) -> Any:  # either class, see below
         """A `multiprocessing.SimpleQueue` on a shared-memory channel; the stdlib's pipe queue when
         `multiprocessing.pool` or `concurrent.futures.process` asks (see the module docstring)."""
@@ -126,9 +169,15 @@ class DragonContext(context.SpawnContext):
         return SimpleQueue(ctx=self.get_context())
 
 
+def _caller_module() -> Any:
+    """The module that called the context method that calls this."""
+    return sys._getframe(2).f_globals.get("__name__")
+
+
 def route_default_methods(default: context.DefaultContext, package: Any) -> None:
-    """Make `default`'s Queue, SimpleQueue, JoinableQueue and Pool (and the `multiprocessing` package's
-    names for them, if already bound) call the same method of the current context.
+    """Make `default`'s Queue, SimpleQueue, JoinableQueue, Pool, Lock, RLock, Semaphore and
+    BoundedSemaphore (and the `multiprocessing` package's names for them, if already bound) call the
+    same method of the current context.
 
     `BaseContext.Queue` builds `multiprocessing.queues.Queue` with the current context as an argument
     (and `BaseContext.Pool` builds `multiprocessing.pool.Pool`), so the default context's methods
@@ -137,7 +186,7 @@ def route_default_methods(default: context.DefaultContext, package: Any) -> None
     the import hook on `multiprocessing.context`) or rebinding them after it covers both orders of
     `import dragon` and `import multiprocessing`.
     """
-    for name in ("Queue", "SimpleQueue", "JoinableQueue", "Pool"):
+    for name in ("Queue", "SimpleQueue", "JoinableQueue", "Pool", "Lock", "RLock", "Semaphore", "BoundedSemaphore"):
         routed = _routed(default, name)
         setattr(default, name, routed)
         current = getattr(package, name, None) if package is not None else None

@@ -78,7 +78,16 @@ def _add_ref(c_uid: int) -> ChannelDescriptor:
 
 def _drop_ref(c_uid: int) -> None:
     """Give one GS reference back; the last one destroys the channel. Quiet if the runtime is gone
-    (it destroyed every channel) or the channel was destroyed already; never starts a runtime."""
+    (it destroyed every channel) or the channel was destroyed already; never starts a runtime.
+
+    A finalizer that the garbage collector runs inside this thread's own GS call (an object in a
+    reference cycle freed there) gives it back from a thread of its own, without waiting: waiting
+    here could wait for this thread, the one reading the replies."""
+    from dragon.client.gs_client import in_call_here
+
+    if in_call_here():
+        threading.Thread(target=_drop_ref, args=(c_uid,), name="dragon-drop-ref", daemon=True).start()
+        return
     try:
         run(channel_release(c_uid, dec_ref=True))
     except DragonError:
