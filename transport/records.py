@@ -222,7 +222,8 @@ SHOWN: Final = 6
 Barrier's arrivals, a Condition's sleepers): kept current by the kind."""
 HOLDS: Final = 8
 """HOLD_SLOTS pairs (pid, count): which processes hold how much of the object's count. A Lock or
-RLock uses the first pair only: its holder's pid (the count is then not kept: 1)."""
+RLock uses the first pair only: its holder's pid (the count is then not kept: 1); -1 when it was
+released, 0 when `reclaim` took it back from a dead holder (or never held)."""
 HOLD_SLOTS: Final = 16
 PARTIES: Final = HOLDS + 2 * HOLD_SLOTS + 8
 """PARTY_SLOTS pids: the processes that hold the object (made it or unpickled it), for the kinds a
@@ -269,7 +270,9 @@ def statistics(rec: Record) -> ObjectStatistics:
     if kind in SINGLE_HOLDER:
         pairs = pairs[:2]
     holders = [
-        pid for pid, count in zip(pairs[::2], pairs[1::2], strict=True) if pid and (count > 0 or kind in SINGLE_HOLDER)
+        pid
+        for pid, count in zip(pairs[::2], pairs[1::2], strict=True)
+        if pid > 0 and (count > 0 or kind in SINGLE_HOLDER)
     ]
     return ObjectStatistics(
         kind=KINDS[kind] if 0 <= kind < len(KINDS) else str(kind),
@@ -300,11 +303,13 @@ def reclaim(rec: Record, pid: int, abnormal: bool) -> str | None:
                 if w[i] == pid:
                     given += max(0, int(w[i + 1]))
                     w[i] = w[i + 1] = 0
-        if given and w[SEM]:
-            given = _post(rec.name, int(w[SEM_MAX]), given)
-        if given:
+        if given:  # counted before the posts: a process the post wakes finds the count changed
             w[RECLAIMED] = pid
             w[RECLAIMS] += given
+        if given and w[SEM]:
+            posted = _post(rec.name, int(w[SEM_MAX]), given)
+            w[RECLAIMS] -= given - posted
+            given = posted
         party = pid in w[PARTIES : PARTIES + PARTY_SLOTS].tolist()
         remove_pid(w, PARTIES, PARTY_SLOTS, pid)
         if party and abnormal and kind in BREAKS_ON_DEATH and not w[BROKEN]:
