@@ -43,6 +43,7 @@ TYPE_CHECKING = False  # not `typing`'s (see dragon._mp_hook)
 if TYPE_CHECKING:
     from typing import Any, Final
 
+    from dragon.mp import events as _mp_events
     from dragon.mp import pool as _mp_pool
     from dragon.mp import queues as _mp_queues
     from dragon.mp.popen import DragonPopen
@@ -103,6 +104,24 @@ class DragonContext(context.SpawnContext):
         from dragon.mp.queues import JoinableQueue
 
         return JoinableQueue(maxsize, ctx=self.get_context())
+
+    def Event(self) -> _mp_events.Event:  # type: ignore[override]
+        """A `multiprocessing.Event` on a runtime record (`dragon.mp.events`)."""
+        from dragon.mp.events import Event
+
+        return Event(ctx=self.get_context())
+
+    def Condition(self, lock: Any = None) -> _mp_events.Condition:  # type: ignore[override]
+        """A `multiprocessing.Condition` on a runtime record and `lock` (default: `self.RLock()`)."""
+        from dragon.mp.events import Condition
+
+        return Condition(lock, ctx=self.get_context())
+
+    def Barrier(self, parties: int, action: Any = None, timeout: float | None = None) -> _mp_events.Barrier:  # type: ignore[override]
+        """A `multiprocessing.Barrier` on a runtime record: a party's abnormal death breaks it."""
+        from dragon.mp.events import Barrier
+
+        return Barrier(parties, action, timeout, ctx=self.get_context())
 
     def Pool(
         self,
