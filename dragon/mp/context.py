@@ -6,20 +6,21 @@ the "spawn" context with another `Process._Popen`: `DragonPopen` (`dragon.mp.pop
 spawn pickles and asks Global Services to start `python -c <dragon.mp.child>`, which receives the
 pickle in its GSPingProc handshake. `Queue`, `SimpleQueue` and `JoinableQueue` run on the runtime's
 shared-memory channels (`dragon.mp.queues`), and so do the task and result queues of `Pool`
-(`dragon.mp.pool`). Everything else (locks, shared ctypes, Manager, Pipe) is the standard
-library's, working as under spawn. Two of those are choices, not gaps:
+(`dragon.mp.pool`); `Event`, `Condition` and `Barrier` on its records (`dragon.mp.events`: a
+Barrier's party that dies breaks it). Everything else (locks, shared ctypes, Manager, Pipe) is the
+standard library's, working as under spawn. Two of those are choices, not gaps:
 * `Pipe()` stays a socketpair. A `Connection` must have an fd that `multiprocessing.connection.wait`
   (and selectors) can watch, readable exactly while a message waits; a channel would need a byte
   written to such an fd per message, which is the same system call per message a socket costs, so
   a channel Pipe could only be slower for the small messages pipes mostly carry.
-* Locks, Semaphores, Conditions, Events and Barriers stay POSIX semaphores: an uncontended one is an
-  atomic operation in the process, which nothing that goes through a channel can match.
+* Locks and Semaphores stay POSIX semaphores: an uncontended one is an atomic operation in the
+  process, which nothing that goes through a channel can match.
 
-Two pieces of routing make the channel queues what programs get:
-* `multiprocessing.Queue()` (and SimpleQueue, JoinableQueue, Pool) are methods of the default context
-  that build the stdlib classes themselves, whatever the start method; `route_default_methods` makes
-  them ask the current context instead (for "spawn", "fork" and "forkserver" that is the same call as
-  before), so after `set_start_method("dragon")` they return ours.
+Two pieces of routing make the channel queues (and the record objects) what programs get:
+* `multiprocessing.Queue()` (and SimpleQueue, JoinableQueue, Pool, Event, Condition, Barrier) are
+  methods of the default context that build the stdlib classes themselves, whatever the start method;
+  `route_default_methods` makes them ask the current context instead (for "spawn", "fork" and
+  "forkserver" that is the same call as before), so after `set_start_method("dragon")` they return ours.
 * `multiprocessing.pool` and `concurrent.futures.process` keep the stdlib's `SimpleQueue` for what
   they build themselves (a Pool's change notifier, `multiprocessing.pool.Pool(context=...)` called
   directly, ProcessPoolExecutor): they wait for its pipe's fd with `multiprocessing.connection.wait`
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
     from dragon.mp import queues as _mp_queues
     from dragon.mp.popen import DragonPopen
 
+ROUTED: Final = ("Queue", "SimpleQueue", "JoinableQueue", "Pool", "Event", "Condition", "Barrier")
+"""The default context's methods that follow the current start method (`route_default_methods`)."""
 PIPE_QUEUE_USERS: Final = frozenset({"multiprocessing.pool", "concurrent.futures.process"})
 """Modules whose `ctx.SimpleQueue()` gets the stdlib's pipe queue (see the module docstring)."""
 
@@ -146,8 +149,8 @@ class DragonContext(context.SpawnContext):
 
 
 def route_default_methods(default: context.DefaultContext, package: Any) -> None:
-    """Make `default`'s Queue, SimpleQueue, JoinableQueue and Pool (and the `multiprocessing` package's
-    names for them, if already bound) call the same method of the current context.
+    """Make `default`'s methods of `ROUTED` (and the `multiprocessing` package's names for them, if
+    already bound) call the same method of the current context.
 
     `BaseContext.Queue` builds `multiprocessing.queues.Queue` with the current context as an argument
     (and `BaseContext.Pool` builds `multiprocessing.pool.Pool`), so the default context's methods
@@ -156,7 +159,7 @@ def route_default_methods(default: context.DefaultContext, package: Any) -> None
     the import hook on `multiprocessing.context`) or rebinding them after it covers both orders of
     `import dragon` and `import multiprocessing`.
     """
-    for name in ("Queue", "SimpleQueue", "JoinableQueue", "Pool"):
+    for name in ROUTED:
         routed = _routed(default, name)
         setattr(default, name, routed)
         current = getattr(package, name, None) if package is not None else None

@@ -72,6 +72,8 @@ SLEEPERS: Final = OWN
 """Condition: waiters inside `wait` (those holding a ticket included)."""
 TICKETS: Final = OWN + 1
 """Condition: notifications given and not yet taken (never more than SLEEPERS)."""
+NOTIFIES: Final = OWN + 2
+"""Condition: how many notifies gave tickets; a waiter takes one only if a notify came after it entered."""
 PARTIES_N: Final = OWN
 """Barrier: its number of parties."""
 COUNT: Final = OWN + 1
@@ -82,10 +84,11 @@ ARRIVALS: Final = OWN + 3
 """Barrier: ARRIVAL_SLOTS pids, one per arrival inside `wait`, so that `reset` can count out the dead."""
 ARRIVAL_SLOTS: Final = 64
 
-DRAIN_SPIN_S: Final = 500e-6
-"""Barrier: how long an arrival looks without sleeping while the last round drains (see `_enter`)."""
-DRAIN_PAUSE_MIN_S: Final = 20e-6
-DRAIN_PAUSE_MAX_S: Final = 1e-3
+QUIET_YIELD_S: Final = 500e-6
+"""A wait off the doorbell (`_look_until`) gives the CPU up (sched_yield) and looks again for this
+long, then sleeps between looks, QUIET_PAUSE_MIN_S at first, twice as long each time up to the max."""
+QUIET_PAUSE_MIN_S: Final = 20e-6
+QUIET_PAUSE_MAX_S: Final = 1e-3
 
 FILLING, ACTION, DRAINING, RESETTING = 0, 2, 1, -1
 """Barrier states (threading's numbers; ACTION: the last arrival runs the action)."""
@@ -119,6 +122,26 @@ def _rebuild(cls: type[_S], refs: list[tuple[int, str]], *args: Any) -> _S:
 
 
 _S = TypeVar("_S", bound=_Synced)
+
+
+def _look_until(ready: Callable[[], bool], deadline: float | None) -> bool:
+    """Wait for `ready()` off the record's doorbell; False if `deadline` (monotonic) passes first.
+
+    For a waiter that must not take a ring meant for others: a ring is one byte per registered
+    waiter, and a process that takes a byte it has no use for leaves a waiter that needed it asleep
+    for `SAFETY_WAKE_S` (a Condition's waiter back in `wait` while others have not yet taken their
+    tickets; a Barrier's arrival while the last round drains). Such waits last as long as the others
+    take to wake up: short."""
+    pause, yield_end = QUIET_PAUSE_MIN_S, time.perf_counter() + QUIET_YIELD_S
+    while not ready():
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        if time.perf_counter() < yield_end:
+            os.sched_yield()
+        else:
+            time.sleep(pause)
+            pause = min(2 * pause, QUIET_PAUSE_MAX_S)
+    return True
 
 
 # --------------------------------------------------------------------------------------------- Event
@@ -234,30 +257,43 @@ class Condition(_Synced):
         rec, w = self._rec, self._w
         rec.lock()
         w[SLEEPERS] += 1
+        entered = int(w[NOTIFIES])
         rec.unlock()
         for _ in range(levels):
             self._lock.release()
+        deadline = None if timeout is None else time.monotonic() + timeout
         notified = False
         try:
-            notified = self._wait_for(self._take_ticket, timeout, lambda: w[TICKETS] > 0) is not None
+            # Tickets given before this waiter came are others' (a waiter back in `wait` at once must
+            # not take them), and so are their rings: wait for those to be taken, off the doorbell.
+            if _look_until(lambda: not w[TICKETS] or w[NOTIFIES] != entered, deadline):
+                notified = (
+                    self._wait_for(
+                        lambda: self._take_ticket(entered),
+                        None if deadline is None else deadline - time.monotonic(),
+                        lambda: w[TICKETS] > 0 and w[NOTIFIES] != entered,
+                    )
+                    is not None
+                )
         finally:
             if not notified:
-                notified = bool(self._home.locked(self._leave))
+                notified = bool(self._home.locked(lambda: self._leave(entered)))
             for _ in range(levels):
                 self._lock.acquire()
         return notified
 
-    def _take_ticket(self) -> bool | None:
+    def _take_ticket(self, entered: int) -> bool | None:
+        """Step: take a ticket if one was given after this waiter `entered` (NOTIFIES then)."""
         w = self._w
-        if w[TICKETS] <= 0:
+        if w[TICKETS] <= 0 or w[NOTIFIES] == entered:
             return None
         w[TICKETS] -= 1
         w[SLEEPERS] -= 1
         return True
 
-    def _leave(self) -> bool:
+    def _leave(self, entered: int) -> bool:
         """A waiter that timed out (or was interrupted): notified after all if a ticket came meanwhile."""
-        if self._take_ticket():
+        if self._take_ticket(entered):
             return True
         self._w[SLEEPERS] -= 1
         return False
@@ -277,6 +313,7 @@ class Condition(_Synced):
         given = free if n < 0 else min(n, free)
         if given > 0:
             w[TICKETS] += given
+            w[NOTIFIES] += 1
             self._rec.wake(given)
 
     def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
@@ -356,25 +393,14 @@ class Barrier(_Synced):
         return index
 
     def _enter(self) -> int:
-        """Arrive: at once while the round fills; while the last one drains (or resets) this waits
-        without the doorbell, looking again after sleeps that grow to DRAIN_PAUSE_MAX_S.
-
-        Not on the doorbell: a ring is a byte for each registered waiter, and a process that came
-        straight back from the last round and slept there could take the byte of a waiter of that
-        round not yet asleep, who would then sleep for `SAFETY_WAKE_S` while everybody waits for it
-        to leave. The draining is short (those waiters are awake and leaving)."""
+        """Arrive: at once while the round fills; while the last one drains (or resets), off the
+        doorbell (`_look_until`): its waiters were rung and are leaving."""
         w = self._w
-        pause, spin_end = DRAIN_PAUSE_MIN_S, time.perf_counter() + DRAIN_SPIN_S
         while True:
             index = self._home.locked(self._arrive)
             if index is not None:
                 return int(index)
-            while w[STATE] != FILLING and not w[BROKEN]:
-                if time.perf_counter() < spin_end:
-                    os.sched_yield()
-                else:
-                    time.sleep(pause)
-                    pause = min(2 * pause, DRAIN_PAUSE_MAX_S)
+            _look_until(lambda: w[STATE] == FILLING or bool(w[BROKEN]), None)
 
     def _moved(self) -> bool:
         w = self._w

@@ -106,3 +106,22 @@ async def test_a_condition_waiter_whose_notifier_was_killed_times_out(tmp_path: 
     report, _ = await _run([DRAGON, str(MP_PROGRAMS / "party_death.py"), "dragon", "notifier"], tmp_path)
     assert report["notifier_exit"] == -9 and report["notified"] is False
     assert 1.0 <= report["waited_s"] < NOTICED_S
+
+
+@pytest.mark.parametrize("first", ["import dragon", "import multiprocessing"])
+async def test_multiprocessing_event_follows_the_start_method(first: str, tmp_path: Path) -> None:
+    """`multiprocessing.Event()` & co. give ours under "dragon" (in a plain python program the first one
+    brings the background runtime up), the stdlib's under "spawn", whatever is imported first."""
+    code = (
+        f"{first}\n"
+        "import dragon, multiprocessing as mp, multiprocessing.synchronize as ms\n"
+        "mp.set_start_method('spawn')\n"
+        "assert type(mp.Event()) is ms.Event and type(mp.Barrier(2)) is ms.Barrier\n"
+        "mp.set_start_method('dragon', force=True)\n"
+        "made = [mp.Event(), mp.Condition(), mp.Barrier(2)]\n"
+        "made[0].set()\n"
+        "print(*(type(o).__module__ for o in made), made[0].wait(5))\n"
+    )
+    done = await run_command([sys.executable, "-c", code], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert done.stdout.split() == [b"dragon.mp.events"] * 3 + [b"True"]
