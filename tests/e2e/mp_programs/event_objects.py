@@ -10,6 +10,7 @@ import multiprocessing as mp
 import sys
 import threading
 import time
+from multiprocessing import util
 from typing import Any
 
 import dragon  # noqa: F401  (registers the start method)
@@ -19,6 +20,14 @@ WAIT_S = 30.0
 
 def setter(ev: Any) -> None:
     ev.set()
+
+
+def set_at_exit(ev: Any) -> None:
+    """A non-daemon thread sets the Event once this process is exiting: after every exit finalizer
+    (multiprocessing joins such threads after it runs them, and the object must still work)."""
+    go = threading.Event()
+    util.Finalize(None, go.set, exitpriority=-100)
+    threading.Thread(target=lambda: go.wait(WAIT_S) and ev.set()).start()
 
 
 def set_and_clear(ev: Any, started: Any) -> None:
@@ -107,6 +116,11 @@ def event(ctx: Any) -> dict[str, Any]:
     out["child_sets"] = ev.wait(WAIT_S)
     p.join(WAIT_S)
     out["exits"] = p.exitcode
+    ev.clear()
+    p = ctx.Process(target=set_at_exit, args=(ev,))
+    p.start()
+    p.join(WAIT_S)
+    out["set_at_exit"] = [ev.is_set(), p.exitcode]
     return out
 
 
