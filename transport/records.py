@@ -23,6 +23,9 @@ step runs again: a step can notice a dead holder or party (`pid_alive`) itself.
 A transport agent can carry every operation to another node as a message to the record's home (the
 node whose /dev/shm holds it): an operation is one `step` under the home's lock, and a wake-up is a
 message back.
+
+A record can hold bytes too: `data()` is its ring (a `dragon.native` Value or Array lives there), which
+a record made for that has sized to the object.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ import os
 import select
 import time
 from collections.abc import Callable
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
+
+import msgspec
 
 from ._channel import SPIN_MAX_S, SPIN_MIN_S, Channel
 from ._errors import ChannelDestroyed
@@ -81,6 +86,14 @@ class Record(Channel):
         self._unlock(self.rbell)
         self._rlock.release()
 
+    def data(self) -> memoryview:
+        """The ring as a writable view (`ring_bytes`, zero in a new record), for an object whose state
+        is bytes rather than words (a `dragon.native` Value or Array: a ctypes object on it). Release
+        the view, and every object made on it, before `close()`: a view still exported makes the
+        close fail (BufferError)."""
+        self.check_open()
+        return self._mv[HEADER_BYTES : HEADER_BYTES + self.ring_bytes]
+
     @property
     def destroyed(self) -> bool:
         """Whether the record was destroyed (by its last user, or by the runtime's teardown)."""
@@ -97,13 +110,9 @@ class Record(Channel):
         deadline = None if timeout is None else time.monotonic() + timeout
         if peek is not None and timeout != 0:
             spin_end = time.perf_counter() + self._wspin
-            while time.perf_counter() < spin_end:
-                if peek():
-                    break
-            else:
-                self._wspin = max(SPIN_MIN_S, self._wspin / 2)
-            if self._wspin < SPIN_MAX_S and peek():
-                self._wspin = min(SPIN_MAX_S, self._wspin * 2)
+            while not (seen := peek()) and time.perf_counter() < spin_end:
+                pass
+            self._wspin = min(SPIN_MAX_S, self._wspin * 2) if seen else max(SPIN_MIN_S, self._wspin / 2)
         registered = False
         try:
             while True:
@@ -117,6 +126,8 @@ class Record(Channel):
                             self._register(W_RTABLE, W_RWAIT, -1)
                             registered = False
                         return done
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return None  # (a poll, timeout 0, never registers)
                     if not registered:
                         self._register(W_RTABLE, W_RWAIT, 1)
                         registered = True
@@ -206,6 +217,9 @@ RECLAIMED: Final = 4
 """The pid of the last dead process whose holds `reclaim` gave back (0: none)."""
 RECLAIMS: Final = 5
 """How many holds `reclaim` has given back in all."""
+SHOWN: Final = 6
+"""The number `dragon status` shows as the object's value when it has no semaphore (an Event's flag, a
+Barrier's arrivals, a Condition's sleepers): kept current by the kind."""
 HOLDS: Final = 8
 """HOLD_SLOTS pairs (pid, count): which processes hold how much of the object's count. A Lock or
 RLock uses the first pair only: its holder's pid (the count is then not kept: 1)."""
@@ -217,10 +231,54 @@ PARTY_SLOTS: Final = 48
 OWN: Final = PARTIES + PARTY_SLOTS
 """The first word a kind may use for itself."""
 
-KINDS: Final = ("", "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event", "Barrier", "Connection")
+KINDS: Final = (
+    "",
+    "Lock",
+    "RLock",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Condition",
+    "Event",
+    "Barrier",
+    "Connection",
+    "Value",
+    "Array",
+    "QueueTasks",
+)
 """The kind codes (the index) and the names `dragon status` shows."""
 SINGLE_HOLDER: Final = frozenset({KINDS.index("Lock"), KINDS.index("RLock")})
 BREAKS_ON_DEATH: Final = frozenset({KINDS.index("Barrier")})
+
+
+class ObjectStatistics(msgspec.Struct, frozen=True):
+    """What a synchronization object looks like right now (for `dragon status`), read without its lock."""
+
+    kind: str  # one of KINDS ("" for a record that is not one)
+    waiters: int  # processes registered as waiting (live ones)
+    holders: list[int]  # pids holding a count (a Lock's holder); [] when free or not kept
+    value: int | None  # the semaphore's value (Lock family: 1 free, 0 held), else the SHOWN word
+    broken_by: int  # BROKEN: the pid whose death broke it (or -1: aborted), 0: not broken
+    reclaimed_from: int  # RECLAIMED: the last dead process whose holds were given back, 0: none
+
+
+def statistics(rec: Record) -> ObjectStatistics:
+    """A snapshot of the object in record `rec`."""
+    w = rec.words
+    kind = int(w[KIND])
+    pairs = w[HOLDS : HOLDS + 2 * HOLD_SLOTS].tolist()
+    if kind in SINGLE_HOLDER:
+        pairs = pairs[:2]
+    holders = [
+        pid for pid, count in zip(pairs[::2], pairs[1::2], strict=True) if pid and (count > 0 or kind in SINGLE_HOLDER)
+    ]
+    return ObjectStatistics(
+        kind=KINDS[kind] if 0 <= kind < len(KINDS) else str(kind),
+        waiters=rec.waiting(),
+        holders=[pid for pid in holders if pid_alive(pid)],
+        value=_sem_value(rec.name, int(w[SEM_MAX])) if w[SEM] else int(w[SHOWN]),
+        broken_by=int(w[BROKEN]),
+        reclaimed_from=int(w[RECLAIMED]),
+    )
 
 
 def reclaim(rec: Record, pid: int, abnormal: bool) -> str | None:
@@ -271,14 +329,27 @@ def sem_name(record_name: str) -> str:
     return "/" + record_name
 
 
-def _post(record_name: str, maxvalue: int, times: int) -> int:
-    """Post the record's semaphore `times` times (never above `maxvalue`); how many posts were made."""
+def _open_sem(record_name: str, maxvalue: int) -> Any:
+    """The record's semaphore (a `_multiprocessing.SemLock` of kind SEMAPHORE); None if it is gone."""
     import _multiprocessing  # type: ignore[import-not-found]  # no stubs in typeshed
 
     try:
-        bound = maxvalue or _multiprocessing.SemLock.SEM_VALUE_MAX
-        sem = _multiprocessing.SemLock._rebuild(0, 1, bound, sem_name(record_name))
+        return _multiprocessing.SemLock._rebuild(
+            0, 1, maxvalue or _multiprocessing.SemLock.SEM_VALUE_MAX, sem_name(record_name)
+        )
     except OSError:
+        return None
+
+
+def _sem_value(record_name: str, maxvalue: int) -> int | None:
+    sem = _open_sem(record_name, maxvalue)
+    return None if sem is None else int(sem._get_value())
+
+
+def _post(record_name: str, maxvalue: int, times: int) -> int:
+    """Post the record's semaphore `times` times (never above `maxvalue`); how many posts were made."""
+    sem = _open_sem(record_name, maxvalue)
+    if sem is None:
         return 0
     posted = 0
     for _ in range(times):

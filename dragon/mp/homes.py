@@ -42,11 +42,13 @@ class Home:
         util.register_after_fork(self, Home._after_fork)
 
     @classmethod
-    def create(cls, kind: str, *, party: bool = False) -> Home:
+    def create(cls, kind: str, *, party: bool = False, data_bytes: int = 0) -> Home:
         """A new record for an object of `kind` (one of `records.KINDS`), with this process's
         reference. `party`: this process counts as a party of the object (`records.PARTIES`) while
-        it holds it, so that its abnormal death breaks the object (a Barrier)."""
-        home = cls(Hold.create(RECORD, kind=kind), party=party)
+        it holds it, so that its abnormal death breaks the object (a Barrier). `data_bytes`: the
+        least size of its ring (`Record.data`), for an object that keeps bytes there."""
+        shape = RECORD if data_bytes <= RECORD.block_size else RECORD._replace(block_size=data_bytes)
+        home = cls(Hold.create(shape, kind=kind), party=party)
         home.rec.lock()
         try:
             home.rec.words[KIND] = KINDS.index(kind)
@@ -66,6 +68,11 @@ class Home:
     def rebuild(cls, refs: list[tuple[int, str]], *, party: bool = False) -> Home:
         """Attach to a record with the reference a pickling took."""
         return cls(Hold(refs, owned=True, record=True), party=party)
+
+    def __reduce__(self) -> tuple[Callable[..., Home], tuple[Any, ...]]:
+        """A Home pickles anywhere (with a reference of its own, `pickle_refs`): an object can
+        pickle its Home as part of its state."""
+        return (_rebuild, (self.pickle_refs(), self._party))
 
     def locked(self, step: Callable[[], Any]) -> Any:
         """Run `step` under the record's lock, and return what it returns."""
@@ -97,3 +104,7 @@ class Home:
         if self._party:
             self._enter_party()
         self._release = util.Finalize(self, self._let_go, exitpriority=-10)
+
+
+def _rebuild(refs: list[tuple[int, str]], party: bool) -> Home:
+    return Home.rebuild(refs, party=party)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from dragon.ids import default_channel_name, default_process_name, title
-from dragon.tools.status_report import ProcessRow, RunSummary, StatusReport
+from dragon.tools.status_report import ObjectRow, ProcessRow, RunSummary, StatusReport
 
 WIDTH: Final = 100
 """Columns the tables fit in when the output is not a terminal (and COLUMNS is not set)."""
@@ -117,6 +117,8 @@ def render(report: StatusReport, width: int = WIDTH) -> str:
         return "\n".join(lines) + "\n"
     lines += ["", f"PROCESSES ({len(report.processes)})", *_processes_table(report, width)]
     lines += ["", f"CHANNELS ({len(report.channels)})", *_channels_table(report, width)]
+    if report.objects:
+        lines += ["", f"SYNCHRONIZATION OBJECTS ({len(report.objects)})", *_objects_table(report, width)]
     lines += ["", f"POOLS ({len(report.pools)})", *_pools_table(report, width)]
     return "\n".join(lines) + "\n"
 
@@ -186,6 +188,38 @@ def _channels_table(report: StatusReport, width: int) -> list[str]:
         shrink=[7],
         drop=[6, 5],
     )
+
+
+def _objects_table(report: StatusReport, width: int) -> list[str]:
+    """One row per Lock, Event, Barrier...: who holds it, how many wait, its value; NOTE says it was
+    broken by a death (or aborted) or taken back from a dead holder."""
+    return table(
+        ["C_UID", "KIND", "WAITERS", "HOLDER", "VALUE", "NOTE", "NAME"],
+        [
+            [
+                str(o.c_uid),
+                o.kind,
+                _opt(o.waiters),
+                ",".join(map(str, o.holders)) if o.holders else "-",
+                _opt(o.value),
+                _object_note(o),
+                _text(title(o.label, o.name, default_channel_name(o.c_uid))),
+            ]
+            for o in report.objects
+        ],
+        [True, False, True, True, True, False, False],
+        fit=width,
+        shrink=[6],
+        drop=[5],
+    )
+
+
+def _object_note(o: ObjectRow) -> str:
+    if o.broken_by:
+        return "aborted" if o.broken_by < 0 else f"broken: pid {o.broken_by} died"
+    if o.reclaimed_from:
+        return f"taken back from dead pid {o.reclaimed_from}"
+    return "-"
 
 
 def _pools_table(report: StatusReport, width: int) -> list[str]:

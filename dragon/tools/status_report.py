@@ -25,7 +25,7 @@ from dragon.descriptors import ObjectState
 from dragon.ids import BE_CUID, DEFAULT_POOL_MUID, GS_INPUT_CUID, GS_PUID, INF_POOL_MUID, SHEP_CUID
 from dragon.messages import GSStatusResponse, ProcessUsage, SHStatusResponse
 from dragon.tools.status_query import NotAnswering, StatusClient
-from dragon.transport import Channel, ChannelError, Pool, PoolError
+from dragon.transport import Channel, ChannelError, Pool, PoolError, Record, records
 
 JSON_VERSION: Final = 1
 
@@ -79,6 +79,24 @@ class ChannelRow(msgspec.Struct, kw_only=True):
     received: int | None = None
 
 
+class ObjectRow(msgspec.Struct, kw_only=True):
+    """A synchronization object of the "dragon" start method or `dragon.native` (a Lock, an Event, a
+    Barrier...): its home is a channel of GS's table (a record, `dragon.transport.records`), shown here
+    instead of among the channels. The figures come from the record, while ACTIVE."""
+
+    c_uid: int
+    name: str
+    label: str  # what its maker told GS ("Lock of MainProcess")
+    creator: int | None
+    kind: str  # Lock, RLock, Semaphore, BoundedSemaphore, Condition, Event, Barrier, ...
+    state: str  # ACTIVE (or PENDING, DEAD)
+    waiters: int | None = None  # processes waiting on it
+    holders: list[int] | None = None  # pids holding it (a Lock's holder, a Semaphore's holders)
+    value: int | None = None  # a semaphore's value (a Lock: 1 free, 0 held), an Event's flag (1 set), ...
+    broken_by: int | None = None  # a broken Barrier: the pid whose death broke it (-1 aborted); 0 not broken
+    reclaimed_from: int | None = None  # the last dead holder the runtime took it back from; 0 none
+
+
 class PoolRow(msgspec.Struct, kw_only=True):
     """A pool: the run's infrastructure pool (m_uid 0) and default pool (2**62), then GS's others."""
 
@@ -109,6 +127,7 @@ class StatusReport(msgspec.Struct, kw_only=True):
     processes: list[ProcessRow]
     channels: list[ChannelRow]
     pools: list[PoolRow]
+    objects: list[ObjectRow] = msgspec.field(default_factory=list)
 
 
 class RunSummary(msgspec.Struct, kw_only=True):
@@ -204,7 +223,41 @@ def _channel_row(
     return row
 
 
-def _channel_rows(info: _rundir.RunInfo, resp: GSStatusResponse) -> list[ChannelRow]:
+def _object_rows(resp: GSStatusResponse) -> tuple[list[ObjectRow], set[int]]:
+    """Rows of the synchronization objects (the channels whose header says they are one: a record of
+    a known kind), and their c_uids (left out of the channels)."""
+    rows: list[ObjectRow] = []
+    for d in sorted(resp.channels, key=lambda d: d.c_uid):
+        if d.state != ObjectState.ACTIVE or not d.sdesc:
+            continue
+        try:
+            rec = Record.attach(d.sdesc)
+        except (ChannelError, OSError):
+            continue
+        try:
+            st = records.statistics(rec)
+        finally:
+            rec.close()
+        if st.kind:
+            rows.append(
+                ObjectRow(
+                    c_uid=d.c_uid,
+                    name=d.name,
+                    label=d.label,
+                    creator=d.creator,
+                    kind=st.kind,
+                    state=d.state.name,
+                    waiters=st.waiters,
+                    holders=st.holders,
+                    value=st.value,
+                    broken_by=st.broken_by,
+                    reclaimed_from=st.reclaimed_from,
+                )
+            )
+    return rows, {row.c_uid for row in rows}
+
+
+def _channel_rows(info: _rundir.RunInfo, resp: GSStatusResponse, leave_out: set[int]) -> list[ChannelRow]:
     rows = [
         _channel_row(c_uid, name, INF_POOL_MUID, "infrastructure", ObjectState.ACTIVE, sdesc)
         for c_uid, name, sdesc in (
@@ -216,6 +269,7 @@ def _channel_rows(info: _rundir.RunInfo, resp: GSStatusResponse) -> list[Channel
     rows += [
         _channel_row(d.c_uid, d.name, d.m_uid, "managed", d.state, d.sdesc, d.label, d.creator)
         for d in sorted(resp.channels, key=lambda d: d.c_uid)
+        if d.c_uid not in leave_out
     ]
     return rows
 
@@ -296,6 +350,7 @@ def collect(info: _rundir.RunInfo, client: StatusClient | None, timeout_s: float
         return report
     report.answering, report.gs_state = True, resp.state
     report.processes = _process_rows(resp, ls_resp, services[2])
-    report.channels = _channel_rows(info, resp)
+    report.objects, objects = _object_rows(resp)
+    report.channels = _channel_rows(info, resp, objects)
     report.pools = _pool_rows(info, resp, max(deadline, time.monotonic() + 0.5))
     return report
