@@ -62,30 +62,30 @@ from typing import Any, ClassVar, Final, TypeVar
 
 from dragon.mp.homes import Home
 from dragon.transport import pid_alive
-from dragon.transport.records import BROKEN, OWN
+from dragon.transport.records import BROKEN, OWN, SHOWN
 
 BrokenBarrierError: Final = threading.BrokenBarrierError
 
 T = TypeVar("T")
 
 # Own words of each kind (indices into `Record.words`, from `records.OWN`).
-FLAG: Final = OWN
-"""Event: 1 while set."""
-SETS: Final = OWN + 1
+FLAG: Final = SHOWN
+"""Event: 1 while set (the word `dragon status` shows)."""
+SETS: Final = OWN
 """Event: how many times it went from clear to set (a waiter that saw it move was set)."""
-SLEEPERS: Final = OWN
-"""Condition: waiters inside `wait` (those holding a ticket included)."""
-TICKETS: Final = OWN + 1
+SLEEPERS: Final = SHOWN
+"""Condition: waiters inside `wait` (those holding a ticket included; `dragon status` shows it)."""
+TICKETS: Final = OWN
 """Condition: notifications given and not yet taken (never more than SLEEPERS)."""
-NOTIFIES: Final = OWN + 2
+NOTIFIES: Final = OWN + 1
 """Condition: how many notifies gave tickets; a waiter takes one only if a notify came after it entered."""
 PARTIES_N: Final = OWN
 """Barrier: its number of parties."""
-COUNT: Final = OWN + 1
-"""Barrier: arrivals inside `wait` (threading.Barrier's `_count`)."""
-STATE: Final = OWN + 2
+COUNT: Final = SHOWN
+"""Barrier: arrivals inside `wait` (threading.Barrier's `_count`; `dragon status` shows it)."""
+STATE: Final = OWN + 1
 """Barrier: FILLING, ACTION, DRAINING or RESETTING (broken is the shared BROKEN word)."""
-ARRIVALS: Final = OWN + 3
+ARRIVALS: Final = OWN + 2
 """Barrier: ARRIVAL_SLOTS pids, one per arrival inside `wait`, so that `reset` can count out the dead."""
 ARRIVAL_SLOTS: Final = 64
 

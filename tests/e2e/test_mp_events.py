@@ -126,3 +126,10 @@ async def test_multiprocessing_event_follows_the_start_method(first: str, tmp_pa
     done = await run_command([sys.executable, "-c", code], cwd=tmp_path)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert done.stdout.split() == [b"dragon.mp.events"] * 3 + [b"True"]
+
+
+async def test_dragon_status_shows_the_objects(tmp_path: Path) -> None:
+    """Kind, value (an Event's flag, a Condition's sleepers, a Barrier's arrivals) and waiters."""
+    done = await run_command([DRAGON, str(MP_PROGRAMS / "events_status.py"), "dragon"], cwd=tmp_path, timeout_s=120)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert json.loads(done.stdout) == [["Barrier", 1, 1], ["Condition", 1, 1], ["Event", 1, 0]]
