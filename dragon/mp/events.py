@@ -47,8 +47,15 @@ answer with its result; a waiter there registers on the agent's behalf and the a
 message back. Nothing in a step refers to memory outside the record but the Condition's user lock (its
 own object, with its own home) and the Barrier's action (run by the caller, outside any step).
 
-Figures (tools/bench_mp.py, this 2-CPU machine, pinned): see the README's table; an Event round trip
-costs two record steps per side and no system call while the partner answers within the spin.
+Figures (tools/bench_mp.py --rows event barrier, this 2-CPU machine shared with other test runs,
+load average 1.5-3.6 unless said, medians of 3-5 runs; spawn, dragon, reference dragonhpc 0.15.0):
+* Event round trip, pinned: 188-199 / 5.8-6.2 µs (load 1.5); with the reference 316 / 56 / 22 µs
+  (load rising to 7: dragon's runs 5.7, 131 and 56 µs); unpinned 110-168 / 11-14 µs, or 12-18 /
+  15-19 µs (reference 24 µs) when the scheduler puts both on one CPU; `--load 2`: 376 / 24 / 5,859 µs.
+  Two record steps per side and no system call but sched_yield while the partner answers within
+  the spin.
+* Barrier(4), 1,000 rounds, per round: 223 / 29 µs (load 1.5); with the reference 87 / 42 / 33,170
+  µs; unpinned 85 / 44 / 32,320 µs; `--load 2`: 99 / 57 / 65,718 µs.
 """
 
 from __future__ import annotations
