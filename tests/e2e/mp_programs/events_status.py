@@ -1,5 +1,6 @@
 """`dragon status --json` while an Event is set, a Condition has a waiter and a Barrier has one; prints
-the objects' kind, value and waiters as JSON. Run under `dragon` (`prog.py dragon`)."""
+the objects' kind, value and waiters as JSON. Run under `dragon` (`prog.py dragon`); it names its own run
+(other runs may be up on the machine)."""
 
 import json
 import multiprocessing as mp
@@ -34,7 +35,7 @@ if __name__ == "__main__":
     while (bar.n_waiting < 1 or cond._sleeping_count.get_value() < 1) and time.monotonic() < end:
         time.sleep(0.001)
     status = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "dragon"), "status", "--json"],
+        [os.path.join(os.path.dirname(sys.executable), "dragon"), "status", os.environ["DRAGON_RUN_ID"], "--json"],
         capture_output=True,
         check=True,
         timeout=WAIT_S,
