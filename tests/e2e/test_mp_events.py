@@ -83,6 +83,7 @@ async def test_event_condition_barrier_as_under_spawn(tmp_path: Path) -> None:
         "modules": ["dragon.mp.events"] * 3,
         "through_queue": [True, "ok", [0, 1], "ok", 0],  # pickled anywhere
         "set_and_cleared": True,  # a set is seen even if cleared before the waiter looked
+        "thread_lock": "TypeError",
     }
 
 

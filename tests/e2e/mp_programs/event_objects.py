@@ -293,5 +293,6 @@ if __name__ == "__main__":
             "modules": [type(o).__module__ for o in made],
             "through_queue": through_queue(ctx),
             "set_and_cleared": event_set_and_cleared(ctx),
+            "thread_lock": timed(ctx.Condition, threading.Lock())[0],  # refused at once, said why
         }
     print(json.dumps(report))
