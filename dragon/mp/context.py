@@ -7,17 +7,18 @@ spawn pickles and asks Global Services to start `python -c <dragon.mp.child>`, w
 pickle in its GSPingProc handshake. `Queue`, `SimpleQueue` and `JoinableQueue` run on the runtime's
 shared-memory channels (`dragon.mp.queues`), and so do the task and result queues of `Pool`
 (`dragon.mp.pool`). `Lock`, `RLock`, `Semaphore` and `BoundedSemaphore` are POSIX semaphores with a
-home in the runtime (`dragon.mp.locks`: a dead holder's count is given back). Everything else
-(Condition, Event, Barrier, shared ctypes, Manager, Pipe) is the standard library's, working as under
-spawn. One of those is a choice, not a gap:
+home in the runtime (`dragon.mp.locks`: a dead holder's count is given back); `Event`, `Condition`
+and `Barrier` live in runtime records (`dragon.mp.events`: a Barrier's party that dies breaks it).
+Everything else (shared ctypes, Manager, Pipe) is the standard library's, working as under spawn.
+One of those is a choice, not a gap:
 * `Pipe()` stays a socketpair. A `Connection` must have an fd that `multiprocessing.connection.wait`
   (and selectors) can watch, readable exactly while a message waits; a channel would need a byte
   written to such an fd per message, which is the same system call per message a socket costs, so
   a channel Pipe could only be slower for the small messages pipes mostly carry.
 
-Three pieces of routing make the channel queues and the locks what programs get:
-* `multiprocessing.Queue()` (and SimpleQueue, JoinableQueue, Pool, Lock, RLock, Semaphore,
-  BoundedSemaphore) are methods of the default context
+Three pieces of routing make the channel queues and the runtime's objects what programs get:
+* `multiprocessing.Queue()` (and the other names of `ROUTED`: SimpleQueue, JoinableQueue, Pool, the
+  locks, Event, Condition, Barrier) are methods of the default context
   that build the stdlib classes themselves, whatever the start method; `route_default_methods` makes
   them ask the current context instead (for "spawn", "fork" and "forkserver" that is the same call as
   before), so after `set_start_method("dragon")` they return ours.
@@ -50,10 +51,25 @@ TYPE_CHECKING = False  # not `typing`'s (see dragon._mp_hook)
 if TYPE_CHECKING:
     from typing import Any, Final
 
+    from dragon.mp import events as _mp_events
     from dragon.mp import pool as _mp_pool
     from dragon.mp import queues as _mp_queues
     from dragon.mp.popen import DragonPopen
 
+ROUTED: Final = (
+    "Queue",
+    "SimpleQueue",
+    "JoinableQueue",
+    "Pool",
+    "Lock",
+    "RLock",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Event",
+    "Condition",
+    "Barrier",
+)
+"""The default context's methods that follow the current start method (`route_default_methods`)."""
 PIPE_QUEUE_USERS: Final = frozenset({"multiprocessing.pool", "concurrent.futures.process"})
 """Modules whose `ctx.SimpleQueue()` gets the stdlib's pipe queue (see the module docstring)."""
 STDLIB_LOCK_USERS: Final = frozenset({"multiprocessing.synchronize", "multiprocessing.queues", "dragon.mp.queues"})
@@ -113,6 +129,24 @@ class DragonContext(context.SpawnContext):
         from dragon.mp.queues import JoinableQueue
 
         return JoinableQueue(maxsize, ctx=self.get_context())
+
+    def Event(self) -> _mp_events.Event:  # type: ignore[override]
+        """A `multiprocessing.Event` on a runtime record (`dragon.mp.events`)."""
+        from dragon.mp.events import Event
+
+        return Event(ctx=self.get_context())
+
+    def Condition(self, lock: Any = None) -> _mp_events.Condition:  # type: ignore[override]
+        """A `multiprocessing.Condition` on a runtime record and `lock` (default: `self.RLock()`)."""
+        from dragon.mp.events import Condition
+
+        return Condition(lock, ctx=self.get_context())
+
+    def Barrier(self, parties: int, action: Any = None, timeout: float | None = None) -> _mp_events.Barrier:  # type: ignore[override]
+        """A `multiprocessing.Barrier` on a runtime record: a party's abnormal death breaks it."""
+        from dragon.mp.events import Barrier
+
+        return Barrier(parties, action, timeout, ctx=self.get_context())
 
     def Pool(
         self,
@@ -175,9 +209,8 @@ def _caller_module() -> Any:
 
 
 def route_default_methods(default: context.DefaultContext, package: Any) -> None:
-    """Make `default`'s Queue, SimpleQueue, JoinableQueue, Pool, Lock, RLock, Semaphore and
-    BoundedSemaphore (and the `multiprocessing` package's names for them, if already bound) call the
-    same method of the current context.
+    """Make `default`'s methods of `ROUTED` (and the `multiprocessing` package's names for them, if
+    already bound) call the same method of the current context.
 
     `BaseContext.Queue` builds `multiprocessing.queues.Queue` with the current context as an argument
     (and `BaseContext.Pool` builds `multiprocessing.pool.Pool`), so the default context's methods
@@ -186,7 +219,7 @@ def route_default_methods(default: context.DefaultContext, package: Any) -> None
     the import hook on `multiprocessing.context`) or rebinding them after it covers both orders of
     `import dragon` and `import multiprocessing`.
     """
-    for name in ("Queue", "SimpleQueue", "JoinableQueue", "Pool", "Lock", "RLock", "Semaphore", "BoundedSemaphore"):
+    for name in ROUTED:
         routed = _routed(default, name)
         setattr(default, name, routed)
         current = getattr(package, name, None) if package is not None else None

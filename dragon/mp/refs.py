@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+from multiprocessing import util
 from typing import Final, NamedTuple
 
 from dragon.client.requests import channel_add_ref, channel_create, channel_release, run
@@ -116,7 +117,7 @@ class Hold:
         self.refs = refs
         self.chans: list[Channel] = []
         kind = Record if record else Channel
-        self._owned, self._pid = owned, os.getpid()
+        self._owned, self._pid, self._record = owned, os.getpid(), record
         self._users = 1
         self._lock = threading.Lock()
         try:
@@ -179,8 +180,13 @@ class Hold:
             self._owned = False  # nothing left to give back
 
     def _let_go(self) -> None:
-        for chan in self.chans:
-            chan.close()
+        """Close the handles and give the references back. A record's handle stays open when its
+        process's exit finalizers let it go: multiprocessing runs them before it joins the
+        process's non-daemon threads, which may still use the object (an Event set by such a
+        thread, as the stdlib's semaphores allow); the process's end closes it."""
+        if not (self._record and util.is_exiting()):
+            for chan in self.chans:
+                chan.close()
         if self._owned and self._pid == os.getpid():
             for c_uid, _ in self.refs:
                 _drop_ref(c_uid)

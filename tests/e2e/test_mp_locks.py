@@ -91,7 +91,7 @@ async def test_lock_semantics_as_under_spawn(tmp_path: Path) -> None:
         "lock_release_save": [True, 1, True, None],
         "lock_acquire_restore": [False, "<Lock(owner=MainProcess)>"],
         "modules": ["dragon.mp.locks"],  # mp.Lock() & co. and a Value's lock follow the start method
-        "stdlib_inside": ["multiprocessing.synchronize"],  # Event's and Condition's own parts
+        "inside": ["dragon.mp.events", "dragon.mp.events", "dragon.mp.locks"],  # a Condition's own lock is ours
         "semaphore_entry": True,
         "semaphore_entry_after_del": False,  # the last handle gone, the record and its semaphore go
     }

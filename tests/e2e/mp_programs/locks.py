@@ -233,7 +233,7 @@ def dragon_only(ctx: Any) -> dict[str, Any]:
     made = [mp.Lock(), mp.RLock(), mp.Semaphore(), mp.BoundedSemaphore(), ctx.Value("i").get_lock()]
     out["modules"] = sorted({type(obj).__module__ for obj in made})
     event, cond = ctx.Event(), ctx.Condition()
-    out["stdlib_inside"] = sorted({type(obj).__module__ for obj in (event._flag, cond._lock, cond._sleeping_count)})
+    out["inside"] = [type(event).__module__, type(cond).__module__, type(cond._lock).__module__]
     name = lock._home.rec.name
     out["semaphore_entry"] = os.path.exists(shm_path("sem." + name))
     del lock, made  # no reference cycle: freed at once, without the garbage collector
