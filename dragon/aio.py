@@ -1,4 +1,5 @@
-"""The async (trio) client API: `Process`, `Channel` and `Pool` through Global Services (spec §4, §7.2).
+"""The async (trio) client API: `Process`, `Channel` and `Pool` through Global Services (spec §4, §7.2),
+and `Queue`, the trio face of a `dragon.native.Queue`.
 
 The same names, arguments, results and errors as the blocking `dragon.native` flavour, with every
 method that talks to GS or waits being `async`. What differs is where requests go: the blocking
@@ -38,12 +39,15 @@ Differences forced by `async`: `Process.returncode` is the last exit code seen (
 from __future__ import annotations
 
 import builtins
+import functools
 import math
 import os
 import pickle
+import queue
 import signal
+import threading
 from collections.abc import Sequence
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 import trio
 
@@ -54,9 +58,23 @@ from dragon.client.requests import HasPuid, Runtime, run_async
 from dragon.descriptors import ChannelDescriptor, PoolDescriptor, ProcessDescriptor
 from dragon.errors import ChannelEmpty, ChannelError, ChannelFull, InvalidArgument
 from dragon.ids import DEFAULT_POOL_MUID, LAUNCHER_PUID
+from dragon.mp.codec import decode, encode
 from dragon.transport import DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY, Buffer, ChannelStatistics, TrioChannel
 
-__all__ = ["Channel", "ManagedConnection", "Pool", "Process", "Runtime", "TrioConnection", "connect", "open_connection"]
+if TYPE_CHECKING:
+    from dragon.native import Queue as NativeQueue
+
+__all__ = [
+    "Channel",
+    "ManagedConnection",
+    "Pool",
+    "Process",
+    "Queue",
+    "Runtime",
+    "TrioConnection",
+    "connect",
+    "open_connection",
+]
 
 
 async def wait(
@@ -393,6 +411,147 @@ class Pool(PoolHandle):
         self._destroyed()
 
     async def __aenter__(self) -> Pool:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+# ------------------------------------------------------------------------------------------- queues
+
+
+class Queue:
+    """The trio face of a `dragon.native.Queue`: `await put(obj)`, `await get()` wait without blocking
+    the event loop and can be cancelled without losing or duplicating an item; the queue itself (its
+    channels, references, pickling, life) is the native one, `queue`, which other processes get.
+
+    Make one with `await Queue.create(maxsize, joinable=...)`, or `Queue(native_queue)`. Unlike the
+    other handles here it takes no runtime: the queue is made through this process's blocking
+    connection (in a worker thread), as `dragon.native` makes it; its items then travel through
+    `TrioChannel`s on the same channels, so native and trio processes share one queue. A native handle
+    in this process that puts or gets itself keeps the channels' locks between calls (a lease: see
+    `dragon.transport.TrioChannel`), which the trio face waits out once (about 10 ms).
+
+    `task_done` is a step under the task record's lock (microseconds, not awaited); `join` waits in a
+    worker thread on the record (`Record.wait_for` has no trio face), which a cancellation releases.
+    `Value` and `Array` need no trio face: an access is a load or a store in shared memory (make them
+    with `trio.to_thread.run_sync`; take their lock there too).
+    """
+
+    def __init__(self, native: NativeQueue) -> None:
+        self.queue = native
+        self._items = TrioChannel.attach(native._chan.name)
+        self._slots = None if native._slots is None else TrioChannel.attach(native._slots.name)
+
+    @classmethod
+    async def create(cls, maxsize: int = 0, *, joinable: bool = False) -> Queue:
+        """A new `dragon.native.Queue(maxsize, joinable=joinable)` with its trio face."""
+        from dragon.native import Queue as NativeQueue
+
+        return cls(await trio.to_thread.run_sync(functools.partial(NativeQueue, maxsize, joinable=joinable)))
+
+    async def put(self, obj: object, timeout: float | None = None) -> None:
+        """Queue `obj` (pickled now). A bounded queue waits while full, at most `timeout` s (None: no
+        limit), then queue.Full. Cancelled, it has put nothing."""
+        self.queue._check_usable()
+        data = encode(obj)
+        slots = self._slots
+        if slots is not None:
+            with trio.move_on_after(math.inf if timeout is None else max(0.0, timeout)) as scope:
+                await slots.send(b"")
+            if scope.cancelled_caught:
+                raise queue.Full
+        try:
+            self.queue._count_task()
+            try:
+                await self._items.send(data)
+            except BaseException:
+                self.queue._count_task(-1)
+                raise
+        except BaseException:
+            if slots is not None:
+                slots.receive_nowait()
+            raise
+
+    def put_nowait(self, obj: object) -> None:
+        """Queue `obj` now, or queue.Full if a bounded queue is full."""
+        self.queue._check_usable()
+        data = encode(obj)
+        if self._slots is not None:
+            try:
+                self._slots.send_nowait(b"")
+            except trio.WouldBlock:
+                raise queue.Full from None
+        self.queue._count_task()
+        try:
+            self._items.send_nowait(data)
+        except trio.WouldBlock:  # the ring is full (of an unbounded queue: native puts' feeders wait there)
+            self.queue._count_task(-1)
+            if self._slots is not None:
+                self._slots.receive_nowait()
+            raise queue.Full from None
+
+    async def get(self, timeout: float | None = None) -> Any:
+        """Remove and return the oldest item, waiting at most `timeout` s (None: no limit), then
+        queue.Empty. Cancelled, it has taken nothing."""
+        self.queue._check_usable()
+        with trio.move_on_after(math.inf if timeout is None else max(0.0, timeout)):
+            return self._got(await self._items.receive())
+        raise queue.Empty
+
+    def get_nowait(self) -> Any:
+        """The oldest item now, or queue.Empty."""
+        self.queue._check_usable()
+        try:
+            return self._got(self._items.receive_nowait())
+        except trio.WouldBlock:
+            raise queue.Empty from None
+
+    def _got(self, data: bytes) -> Any:
+        if self._slots is not None:
+            try:
+                self._slots.receive_nowait()
+            except trio.WouldBlock:  # as `dragon.mp.queues.Queue._give_slot`
+                pass
+        return decode(data)
+
+    def qsize(self) -> int:
+        return self.queue.qsize()
+
+    size = qsize
+
+    def empty(self) -> bool:
+        return self.queue.empty()
+
+    def full(self) -> bool:
+        return self.queue.full()
+
+    def task_done(self) -> None:
+        """See `dragon.native.Queue.task_done`."""
+        self.queue.task_done()
+
+    async def join(self, timeout: float | None = None) -> None:
+        """Wait until every task is done (see `dragon.native.Queue.join`): TimeoutError after `timeout`
+        s. Cancelled, its worker thread is told to stop and returns at once."""
+        native, stop = self.queue, threading.Event()
+        try:
+            done = await trio.to_thread.run_sync(native._joined_within, timeout, stop.is_set, abandon_on_cancel=True)
+        except BaseException:
+            stop.set()
+            native._wake_joiners()
+            raise
+        if not done:
+            raise TimeoutError(f"tasks of {native!r} still unfinished after {timeout} s")
+
+    async def aclose(self) -> None:
+        """Close the trio face's handles and the native queue's hold in this process."""
+        with trio.CancelScope(shield=True):
+            await self._items.aclose()
+            if self._slots is not None:
+                await self._slots.aclose()
+        self.queue.close()
+
+    async def __aenter__(self) -> Queue:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

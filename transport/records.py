@@ -23,6 +23,9 @@ step runs again: a step can notice a dead holder or party (`pid_alive`) itself.
 A transport agent can carry every operation to another node as a message to the record's home (the
 node whose /dev/shm holds it): an operation is one `step` under the home's lock, and a wake-up is a
 message back.
+
+A record can hold bytes too: `data()` is its ring (a `dragon.native` Value or Array lives there), which
+a record made for that has sized to the object.
 """
 
 from __future__ import annotations
@@ -82,6 +85,14 @@ class Record(Channel):
     def unlock(self) -> None:
         self._unlock(self.rbell)
         self._rlock.release()
+
+    def data(self) -> memoryview:
+        """The ring as a writable view (`ring_bytes`, zero in a new record), for an object whose state
+        is bytes rather than words (a `dragon.native` Value or Array: a ctypes object on it). Release
+        the view, and every object made on it, before `close()`: a view still exported makes the
+        close fail (BufferError)."""
+        self.check_open()
+        return self._mv[HEADER_BYTES : HEADER_BYTES + self.ring_bytes]
 
     @property
     def destroyed(self) -> bool:
@@ -211,7 +222,8 @@ SHOWN: Final = 6
 Barrier's arrivals, a Condition's sleepers): kept current by the kind."""
 HOLDS: Final = 8
 """HOLD_SLOTS pairs (pid, count): which processes hold how much of the object's count. A Lock or
-RLock uses the first pair only: its holder's pid (the count is then not kept: 1)."""
+RLock uses the first pair only: its holder's pid (the count is then not kept: 1); -1 when it was
+released, 0 when `reclaim` took it back from a dead holder (or never held)."""
 HOLD_SLOTS: Final = 16
 PARTIES: Final = HOLDS + 2 * HOLD_SLOTS + 8
 """PARTY_SLOTS pids: the processes that hold the object (made it or unpickled it), for the kinds a
@@ -220,7 +232,20 @@ PARTY_SLOTS: Final = 48
 OWN: Final = PARTIES + PARTY_SLOTS
 """The first word a kind may use for itself."""
 
-KINDS: Final = ("", "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event", "Barrier", "Connection")
+KINDS: Final = (
+    "",
+    "Lock",
+    "RLock",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Condition",
+    "Event",
+    "Barrier",
+    "Connection",
+    "Value",
+    "Array",
+    "QueueTasks",
+)
 """The kind codes (the index) and the names `dragon status` shows."""
 SINGLE_HOLDER: Final = frozenset({KINDS.index("Lock"), KINDS.index("RLock")})
 BREAKS_ON_DEATH: Final = frozenset({KINDS.index("Barrier")})
@@ -245,7 +270,9 @@ def statistics(rec: Record) -> ObjectStatistics:
     if kind in SINGLE_HOLDER:
         pairs = pairs[:2]
     holders = [
-        pid for pid, count in zip(pairs[::2], pairs[1::2], strict=True) if pid and (count > 0 or kind in SINGLE_HOLDER)
+        pid
+        for pid, count in zip(pairs[::2], pairs[1::2], strict=True)
+        if pid > 0 and (count > 0 or kind in SINGLE_HOLDER)
     ]
     return ObjectStatistics(
         kind=KINDS[kind] if 0 <= kind < len(KINDS) else str(kind),
@@ -276,11 +303,13 @@ def reclaim(rec: Record, pid: int, abnormal: bool) -> str | None:
                 if w[i] == pid:
                     given += max(0, int(w[i + 1]))
                     w[i] = w[i + 1] = 0
-        if given and w[SEM]:
-            given = _post(rec.name, int(w[SEM_MAX]), given)
-        if given:
+        if given:  # counted before the posts: a process the post wakes finds the count changed
             w[RECLAIMED] = pid
             w[RECLAIMS] += given
+        if given and w[SEM]:
+            posted = _post(rec.name, int(w[SEM_MAX]), given)
+            w[RECLAIMS] -= given - posted
+            given = posted
         party = pid in w[PARTIES : PARTIES + PARTY_SLOTS].tolist()
         remove_pid(w, PARTIES, PARTY_SLOTS, pid)
         if party and abnormal and kind in BREAKS_ON_DEATH and not w[BROKEN]:

@@ -115,6 +115,7 @@ class GSClient:
         self._cond = threading.Condition()
         self._pending = PendingReplies[Response]("the GS-return channel", late_is_normal=True)  # under _cond
         self._reader_busy = False
+        self._calling = threading.local()  # depth: this thread's calls under way (`in_call`)
         self._closed = False
         self._owns_replies = owns_replies
         self.handshake = self._read_handshake() if handshake else GSPingProc()
@@ -216,6 +217,19 @@ class GSClient:
           RequestTimeout: no response within `timeout_s` (GS may still carry the request out).
           ProtocolError: GS answered with another response type than `response_type`.
         """
+        depth = getattr(self._calling, "depth", 0)
+        self._calling.depth = depth + 1
+        try:
+            return self._call(request, response_type, timeout_s)
+        finally:
+            self._calling.depth = depth
+
+    def in_call(self) -> bool:
+        """Whether this thread is inside `call`: then a finalizer that the garbage collector runs in
+        the middle of it cannot make a call and wait (this thread may be the one reading replies)."""
+        return bool(getattr(self._calling, "depth", 0))
+
+    def _call(self, request: Request, response_type: type[R], timeout_s: float | None) -> R:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
 
         def expired() -> Exception:
@@ -409,6 +423,12 @@ def _inherited_from(whom: str) -> str:
         f"this process (pid {os.getpid()}) inherited the launch parameters of {whom} but is not a "
         "managed process: create processes with dragon.native.Process"
     )
+
+
+def in_call_here() -> bool:
+    """Whether this thread is inside a call of this process's connection (`GSClient.in_call`)."""
+    client = _client
+    return client is not None and client.in_call()
 
 
 def connection(*, start_runtime: bool = False) -> GSClient:

@@ -6,24 +6,34 @@ the "spawn" context with another `Process._Popen`: `DragonPopen` (`dragon.mp.pop
 spawn pickles and asks Global Services to start `python -c <dragon.mp.child>`, which receives the
 pickle in its GSPingProc handshake. `Queue`, `SimpleQueue` and `JoinableQueue` run on the runtime's
 shared-memory channels (`dragon.mp.queues`), and so do the task and result queues of `Pool`
-(`dragon.mp.pool`) and `Pipe()` (`dragon.mp.connection`: a round trip costs a fraction of a
-socketpair's, figures there). Everything else (locks, shared ctypes, Manager) is the standard
-library's, working as under spawn. Locks, Semaphores, Conditions, Events and Barriers stay POSIX
-semaphores for now: an uncontended one is an atomic operation in the process (issue 15 plans
-runtime-backed ones that keep that fast path).
+(`dragon.mp.pool`), and `Pipe()` (`dragon.mp.connection`: a round trip costs a fraction of a
+socketpair's, figures there). `Lock`, `RLock`, `Semaphore` and `BoundedSemaphore` are POSIX
+semaphores with a home in the runtime (`dragon.mp.locks`: a dead holder's count is given back);
+`Event`, `Condition` and `Barrier` live in runtime records (`dragon.mp.events`: a Barrier's party
+that dies breaks it). Everything else (shared ctypes, Manager) is the standard library's, working
+as under spawn.
 
-Three pieces of routing make the channel objects what programs get:
-* `multiprocessing.Queue()` (and SimpleQueue, JoinableQueue, Pool, Pipe) are methods of the default
-  context that build the stdlib classes themselves, whatever the start method; `route_default_methods`
-  makes them ask the current context instead (for "spawn", "fork" and "forkserver" that is the same
-  call as before), so after `set_start_method("dragon")` they return ours.
+Four pieces of routing make the channel queues and the runtime's objects what programs get:
+* `multiprocessing.Queue()` (and the other names of `ROUTED`: SimpleQueue, JoinableQueue, Pool, Pipe,
+  the locks, Event, Condition, Barrier) are methods of the default context
+  that build the stdlib classes themselves, whatever the start method; `route_default_methods` makes
+  them ask the current context instead (for "spawn", "fork" and "forkserver" that is the same call as
+  before), so after `set_start_method("dragon")` they return ours.
 * `multiprocessing.connection.wait` accepts the runtime's Connections beside sockets, fds, sentinels
-  and the stdlib's Connections (`route_wait`); without any it is the stdlib's call.
+  and the stdlib's Connections (`route_wait`), and `multiprocessing.reduction.send_handle` and
+  `recv_handle` pass fds over them (`route_handles`); without a runtime Connection they are the
+  stdlib's calls.
 * `multiprocessing.pool` and `concurrent.futures.process` keep the stdlib's `SimpleQueue` and `Pipe`
   for what they build themselves (a Pool's change notifier, `multiprocessing.pool.Pool(context=...)`
   called directly, ProcessPoolExecutor and its wake-up pipe): they wait for their fds with the
   `wait` they imported (maybe before the routing) and use a SimpleQueue's private `_reader`,
   `_writer` and `_rlock`, so their SimpleQueues and Pipes are the stdlib's, as under spawn.
+* The standard library's own users of locks and semaphores (`STDLIB_LOCK_USERS`: its Condition, Event
+  and Barrier, its pipe queues, and the counters of our queues) keep the stdlib's: their semaphores
+  are item counters, whose count a dead consumer must not give back (a JoinableQueue's join, a
+  Condition's notify would wait for tasks or sleepers that are not there), and their locks are
+  private parts of objects that pickle only while spawning, where ours would cost a Global Services
+  request to make and one more for each child given one (a ProcessPoolExecutor's every worker).
 
 Differences from the reference (spec §7.3): `Process.pid` is the real OS pid, and `p_uid` is an
 extra attribute; `sentinel` is a real fd (a pidfd) that `multiprocessing.connection.wait` accepts.
@@ -41,12 +51,31 @@ TYPE_CHECKING = False  # not `typing`'s (see dragon._mp_hook)
 if TYPE_CHECKING:
     from typing import Any, Final
 
+    from dragon.mp import events as _mp_events
     from dragon.mp import pool as _mp_pool
     from dragon.mp import queues as _mp_queues
     from dragon.mp.popen import DragonPopen
 
+ROUTED: Final = (
+    "Queue",
+    "SimpleQueue",
+    "JoinableQueue",
+    "Pool",
+    "Pipe",
+    "Lock",
+    "RLock",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Event",
+    "Condition",
+    "Barrier",
+)
+"""The default context's methods that follow the current start method (`route_default_methods`)."""
 PIPE_QUEUE_USERS: Final = frozenset({"multiprocessing.pool", "concurrent.futures.process"})
-"""Modules whose `ctx.SimpleQueue()` gets the stdlib's pipe queue (see the module docstring)."""
+"""Modules whose `ctx.SimpleQueue()` and `Pipe()` get the stdlib's (see the module docstring)."""
+STDLIB_LOCK_USERS: Final = frozenset({"multiprocessing.synchronize", "multiprocessing.queues", "dragon.mp.queues"})
+"""Modules whose `ctx.Lock()`, `RLock()`, `Semaphore()`, `BoundedSemaphore()` get the stdlib's (see
+the module docstring)."""
 
 
 class DragonProcess(process.BaseProcess):
@@ -102,6 +131,24 @@ class DragonContext(context.SpawnContext):
 
         return JoinableQueue(maxsize, ctx=self.get_context())
 
+    def Event(self) -> _mp_events.Event:  # type: ignore[override]
+        """A `multiprocessing.Event` on a runtime record (`dragon.mp.events`)."""
+        from dragon.mp.events import Event
+
+        return Event(ctx=self.get_context())
+
+    def Condition(self, lock: Any = None) -> _mp_events.Condition:  # type: ignore[override]
+        """A `multiprocessing.Condition` on a runtime record and `lock` (default: `self.RLock()`)."""
+        from dragon.mp.events import Condition
+
+        return Condition(lock, ctx=self.get_context())
+
+    def Barrier(self, parties: int, action: Any = None, timeout: float | None = None) -> _mp_events.Barrier:  # type: ignore[override]
+        """A `multiprocessing.Barrier` on a runtime record: a party's abnormal death breaks it."""
+        from dragon.mp.events import Barrier
+
+        return Barrier(parties, action, timeout, ctx=self.get_context())
+
     def Pool(
         self,
         processes: int | None = None,
@@ -114,10 +161,43 @@ class DragonContext(context.SpawnContext):
 
         return Pool(processes, initializer, initargs, maxtasksperchild, context=self.get_context())
 
+    def Lock(self) -> Any:  # either class, see below
+        """A `multiprocessing.Lock` with a home in the runtime (`dragon.mp.locks`); the stdlib's for
+        its own users (`STDLIB_LOCK_USERS`)."""
+        if _caller_module() in STDLIB_LOCK_USERS:
+            return super().Lock()
+        from dragon.mp.locks import Lock
+
+        return Lock()
+
+    def RLock(self) -> Any:  # either class, as Lock
+        """A `multiprocessing.RLock` with a home in the runtime (`dragon.mp.locks`), as `Lock`."""
+        if _caller_module() in STDLIB_LOCK_USERS:
+            return super().RLock()
+        from dragon.mp.locks import RLock
+
+        return RLock()
+
+    def Semaphore(self, value: int = 1) -> Any:  # either class, as Lock
+        """A `multiprocessing.Semaphore` with a home in the runtime (`dragon.mp.locks`), as `Lock`."""
+        if _caller_module() in STDLIB_LOCK_USERS:
+            return super().Semaphore(value)
+        from dragon.mp.locks import Semaphore
+
+        return Semaphore(value)
+
+    def BoundedSemaphore(self, value: int = 1) -> Any:  # either class, as Lock
+        """A `multiprocessing.BoundedSemaphore` with a home in the runtime, as `Lock`."""
+        if _caller_module() in STDLIB_LOCK_USERS:
+            return super().BoundedSemaphore(value)
+        from dragon.mp.locks import BoundedSemaphore
+
+        return BoundedSemaphore(value)
+
     def SimpleQueue(self) -> Any:  # either class, see below
         """A `multiprocessing.SimpleQueue` on a shared-memory channel; the stdlib's pipe queue when
         `multiprocessing.pool` or `concurrent.futures.process` asks (see the module docstring)."""
-        if _caller() in PIPE_QUEUE_USERS:
+        if _caller_module() in PIPE_QUEUE_USERS:
             return super().SimpleQueue()
         from dragon.mp.queues import SimpleQueue
 
@@ -126,15 +206,16 @@ class DragonContext(context.SpawnContext):
     def Pipe(self, duplex: bool = True) -> tuple[Any, Any]:  # either class, see below
         """A `multiprocessing.Pipe` on shared-memory channels (`dragon.mp.connection`); the stdlib's
         when `multiprocessing.pool` or `concurrent.futures.process` asks (see the module docstring)."""
-        if _caller() in PIPE_QUEUE_USERS:
+        if _caller_module() in PIPE_QUEUE_USERS:
             return super().Pipe(duplex)
         from dragon.mp.connection import Pipe
 
         return Pipe(duplex)
 
 
-def _caller() -> object:
-    """The module of the code that asked the context for an object, past this module's routing."""
+def _caller_module() -> Any:
+    """The module that called the context method that calls this, past this module's routing
+    (`concurrent.futures.process` calls `multiprocessing.Pipe`, a routed method)."""
     frame = sys._getframe(2)
     while frame.f_back is not None and frame.f_globals.get("__name__") == __name__:
         frame = frame.f_back
@@ -142,17 +223,17 @@ def _caller() -> object:
 
 
 def route_default_methods(default: context.DefaultContext, package: Any) -> None:
-    """Make `default`'s Queue, SimpleQueue, JoinableQueue, Pool and Pipe (and the `multiprocessing` package's
-    names for them, if already bound) call the same method of the current context.
+    """Make `default`'s methods of `ROUTED` (and the `multiprocessing` package's names for them, if
+    already bound) call the same method of the current context.
 
     `BaseContext.Queue` builds `multiprocessing.queues.Queue` with the current context as an argument
-    (`BaseContext.Pool` builds `multiprocessing.pool.Pool`, `BaseContext.Pipe` the stdlib's), so the default context's methods
+    (and `BaseContext.Pool` builds `multiprocessing.pool.Pool`), so the default context's methods
     would give the stdlib classes under "dragon" too. The package binds
     its names to the default context's methods when it is first imported: routing before that (from
     the import hook on `multiprocessing.context`) or rebinding them after it covers both orders of
     `import dragon` and `import multiprocessing`.
     """
-    for name in ("Queue", "SimpleQueue", "JoinableQueue", "Pool", "Pipe"):
+    for name in ROUTED:
         routed = _routed(default, name)
         setattr(default, name, routed)
         current = getattr(package, name, None) if package is not None else None

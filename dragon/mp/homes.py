@@ -38,15 +38,20 @@ class Home:
         self._party = party
         if party:
             self._enter_party()
-        self._release = util.Finalize(self, self._let_go, exitpriority=-10)
+        # The hold's method, not one of this object (that would keep it alive for ever). A party
+        # stays in the table until it exits (GS's `reclaim` takes it out): a process that ends with
+        # an error after its finalizers ran still breaks a Barrier.
+        self._release = util.Finalize(self, self.hold.release, exitpriority=-10)
         util.register_after_fork(self, Home._after_fork)
 
     @classmethod
-    def create(cls, kind: str, *, party: bool = False) -> Home:
+    def create(cls, kind: str, *, party: bool = False, data_bytes: int = 0) -> Home:
         """A new record for an object of `kind` (one of `records.KINDS`), with this process's
         reference. `party`: this process counts as a party of the object (`records.PARTIES`) while
-        it holds it, so that its abnormal death breaks the object (a Barrier)."""
-        home = cls(Hold.create(RECORD, kinds=(kind,)), party=party)
+        it holds it, so that its abnormal death breaks the object (a Barrier). `data_bytes`: the
+        least size of its ring (`Record.data`), for an object that keeps bytes there."""
+        shape = RECORD if data_bytes <= RECORD.block_size else RECORD._replace(block_size=data_bytes)
+        home = cls(Hold.create(shape, kinds=(kind,)), party=party)
         home.rec.lock()
         try:
             home.rec.words[KIND] = KINDS.index(kind)
@@ -87,11 +92,6 @@ class Home:
     def _enter_party(self) -> None:
         self.locked(lambda: add_pid(self.rec.words, PARTIES, PARTY_SLOTS, os.getpid()))
 
-    def _let_go(self) -> None:
-        """Give the reference back. A party stays in the table until it exits (GS's `reclaim` takes
-        it out): a process that ends with an error after its finalizers ran still breaks a Barrier."""
-        self.hold.release()
-
     def _after_fork(self) -> None:
         """In a child forked by multiprocessing: a fresh handle on the parent's references (it cannot
         make GS requests: it is not a managed process)."""
@@ -101,7 +101,7 @@ class Home:
         self.rec = rec
         if self._party:
             self._enter_party()
-        self._release = util.Finalize(self, self._let_go, exitpriority=-10)
+        self._release = util.Finalize(self, self.hold.release, exitpriority=-10)
 
 
 def _rebuild(refs: list[tuple[int, str]], party: bool) -> Home:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+from multiprocessing import util
 from typing import Final, NamedTuple
 
 from dragon.client.requests import channel_add_ref, channel_create, channel_release, run
@@ -78,7 +79,16 @@ def _add_ref(c_uid: int) -> ChannelDescriptor:
 
 def _drop_ref(c_uid: int) -> None:
     """Give one GS reference back; the last one destroys the channel. Quiet if the runtime is gone
-    (it destroyed every channel) or the channel was destroyed already; never starts a runtime."""
+    (it destroyed every channel) or the channel was destroyed already; never starts a runtime.
+
+    A finalizer that the garbage collector runs inside this thread's own GS call (an object in a
+    reference cycle freed there) gives it back from a thread of its own, without waiting: waiting
+    here could wait for this thread, the one reading the replies."""
+    from dragon.client.gs_client import in_call_here
+
+    if in_call_here():
+        threading.Thread(target=_drop_ref, args=(c_uid,), name="dragon-drop-ref", daemon=True).start()
+        return
     try:
         run(channel_release(c_uid, dec_ref=True))
     except DragonError:
@@ -107,7 +117,7 @@ class Hold:
         self.refs = refs
         self.chans: list[Channel] = []
         kind = Record if record else Channel
-        self._owned, self._pid = owned, os.getpid()
+        self._owned, self._pid, self._record = owned, os.getpid(), record
         self._users = 1
         self._lock = threading.Lock()
         try:
@@ -170,8 +180,13 @@ class Hold:
             self._owned = False  # nothing left to give back
 
     def _let_go(self) -> None:
-        for chan in self.chans:
-            chan.close()
+        """Close the handles and give the references back. A record's handle stays open when its
+        process's exit finalizers let it go: multiprocessing runs them before it joins the
+        process's non-daemon threads, which may still use the object (an Event set by such a
+        thread, as the stdlib's semaphores allow); the process's end closes it."""
+        if not (self._record and util.is_exiting()):
+            for chan in self.chans:
+                chan.close()
         if self._owned and self._pid == os.getpid():
             for c_uid, _ in self.refs:
                 _drop_ref(c_uid)

@@ -6,12 +6,14 @@ Every run is bounded (`trio.fail_after`); a process still running when a test fa
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import trio
 
@@ -62,6 +64,17 @@ async def run_command(
             cwd=cwd,
             env=clean_env() if env is None else env,
         )
+
+
+async def run_report(argv: Sequence[str], cwd: str | Path) -> tuple[dict[str, Any], bytes]:
+    """Run a program that prints one JSON report on stdout and exits with 0 (else AssertionError with
+    its stderr): the report, and its stderr. Prints how long it ran (timings are shown, not asserted)."""
+    t0 = time.monotonic()
+    done = await run_command(argv, cwd=cwd, timeout_s=180)
+    print(f"{' '.join(Path(a).name for a in argv)}: {time.monotonic() - t0:.2f} s")
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report, done.stderr
 
 
 class StreamReader:

@@ -11,34 +11,23 @@ Timings are printed, not asserted.
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import pytest
 
-from e2e_util import run_command
+from e2e_util import run_command, run_report
 
 MP_PROGRAMS: Final = Path(__file__).resolve().with_name("mp_programs")
 DRAGON: Final = str(Path(sys.executable).with_name("dragon"))
 
 
-async def _run(argv: list[str], tmp_path: Path) -> tuple[dict[str, Any], bytes]:
-    t0 = time.monotonic()
-    done = await run_command(argv, cwd=tmp_path, timeout_s=180)
-    print(f"{' '.join(Path(a).name for a in argv)}: {time.monotonic() - t0:.2f} s")
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
-    report: dict[str, Any] = json.loads(done.stdout)
-    return report, done.stderr
-
-
 async def test_queue_semantics_as_under_spawn(tmp_path: Path) -> None:
     prog = str(MP_PROGRAMS / "queues.py")
-    spawn, spawn_err = await _run([sys.executable, prog, "spawn"], tmp_path)
-    dragon, dragon_err = await _run([DRAGON, prog, "dragon"], tmp_path)
-    background, background_err = await _run([sys.executable, prog, "dragon"], tmp_path)  # its own runtime
+    spawn, spawn_err = await run_report([sys.executable, prog, "spawn"], tmp_path)
+    dragon, dragon_err = await run_report([DRAGON, prog, "dragon"], tmp_path)
+    background, background_err = await run_report([sys.executable, prog, "dragon"], tmp_path)  # its own runtime
     assert background == dragon
     assert dragon["same"] == spawn["same"]
     same = dragon["same"]
@@ -110,7 +99,7 @@ async def test_queue_semantics_as_under_spawn(tmp_path: Path) -> None:
 
 
 async def test_consumer_killed_mid_get_loses_at_most_its_item(tmp_path: Path) -> None:
-    report, _ = await _run([DRAGON, str(MP_PROGRAMS / "queue_kill.py"), "dragon"], tmp_path)
+    report, _ = await run_report([DRAGON, str(MP_PROGRAMS / "queue_kill.py"), "dragon"], tmp_path)
     print(report)
     assert report["victim"] == -9 and report["survivors"] == [0, 0]
     assert report["victim_got"] >= 300 and report["survivors_got"] > 0
