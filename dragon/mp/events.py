@@ -180,7 +180,7 @@ class Event(_Synced):
         _Synced.__init__(self, home)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (Event, self._home.pickle_refs()))
+        return (_rebuild, (type(self), self._home.pickle_refs()))
 
     def is_set(self) -> bool:
         return bool(self._w[FLAG])
@@ -259,7 +259,7 @@ class Condition(_Synced):
         self._wait_semaphore = _Count(lambda: int(w[TICKETS]))
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (Condition, self._home.pickle_refs(), self._lock))
+        return (_rebuild, (type(self), self._home.pickle_refs(), self._lock))
 
     def __enter__(self) -> Any:
         return self._lock.__enter__()
@@ -381,7 +381,7 @@ class Barrier(_Synced):
         _Synced.__init__(self, home)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (Barrier, self._home.pickle_refs(), self._parties, self._action, self._timeout))
+        return (_rebuild, (type(self), self._home.pickle_refs(), self._parties, self._action, self._timeout))
 
     @property
     def parties(self) -> int:

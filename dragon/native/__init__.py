@@ -1,5 +1,6 @@
 """The native Python API (spec §7.2): managed processes, channels and pools through Global Services,
-and the runtime's shared objects (`Queue`, `Value`, `Array`) for programs written against it.
+and the runtime's shared objects (`Queue`, `Value`, `Array`, `Lock`, `Semaphore`, `Event`, `Barrier`)
+for programs written against it.
 
 Works in any process the runtime started (`dragon prog.py` and the processes it creates with
 `Process`), in a program that runs a runtime with `dragon.serve` (`dragon.client.embedded`; in its trio
@@ -11,7 +12,7 @@ runtime. Blocking and thread-safe, and light to import: no trio. Errors are the 
 answer of Global Services).
 
 One module per kind of object: `process` (Process, wait, current...), `channel`, `pool`, `queue`,
-`value` and `array` (their shared memory: `shared`). The shared objects are loaded on first use (PEP 562), as
+`value` and `array` (their shared memory: `shared`), `sync` (Lock, Semaphore, Event, Barrier). The shared objects are loaded on first use (PEP 562), as
 `dragon.transport` loads its pools: most programs of the API need only processes and channels, and
 those objects pull in ctypes and multiprocessing.
 """
@@ -33,6 +34,11 @@ from .process import wait as wait
 if TYPE_CHECKING:
     from .array import Array as Array
     from .queue import Queue as Queue
+    from .sync import Barrier as Barrier
+    from .sync import BrokenBarrierError as BrokenBarrierError
+    from .sync import Event as Event
+    from .sync import Lock as Lock
+    from .sync import Semaphore as Semaphore
     from .value import Value as Value
 
 __all__ = [
@@ -40,10 +46,15 @@ __all__ = [
     "PIPE",
     "STDOUT",
     "Array",
+    "Barrier",
+    "BrokenBarrierError",
     "Channel",
+    "Event",
+    "Lock",
     "Pool",
     "Process",
     "Queue",
+    "Semaphore",
     "Value",
     "current",
     "current_puid",
@@ -51,7 +62,16 @@ __all__ = [
     "wait",
 ]
 
-_LAZY = {"Array": ".array", "Queue": ".queue", "Value": ".value"}
+_LAZY = {
+    "Array": ".array",
+    "Barrier": ".sync",
+    "BrokenBarrierError": ".sync",
+    "Event": ".sync",
+    "Lock": ".sync",
+    "Queue": ".queue",
+    "Semaphore": ".sync",
+    "Value": ".value",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -118,3 +118,25 @@ async def test_the_shared_objects_load_on_first_use(tmp_path: Path) -> None:
     )
     done = await run_command([sys.executable, "-c", code], cwd=tmp_path, env=clean_env())
     assert done.stdout.decode().splitlines() == [str([False] * 5), str([True] * 5)], done.stderr
+
+
+async def test_native_lock_semaphore_event_barrier(tmp_path: Path) -> None:
+    """The reference's names and arguments, on the runtime's objects: shared with multiprocessing
+    children and with a native Process child through a Channel message; nothing left behind."""
+    r = await _report("native_sync.py", tmp_path)
+    # not recursive; taken; mine; once; a second acquire times out; released; not mine; free again
+    assert r["lock"] == [False, True, True, 1, False, None, False, True]
+    assert r["lock_with"] is False
+    assert r["rlock"] == [True, True, True, 2, None, 1] and r["rlock_unowned"] == "AssertionError"
+    assert r["semaphore"] == [2, True, True, False, 0] and r["semaphore_released"] == 2  # release(n)
+    assert r["bounded"] == [True, None, "ValueError", 1]
+    assert r["event"] == [False, False, None, True, True, None, False]
+    assert r["barrier"] == [3, 0, False] and r["barrier_index"] is True
+    assert r["children"] == [["barrier", True], ["barrier", True], ["locked", True, 1], ["locked", True, 1]]
+    assert r["children_exit"] == [0, 0] and r["child_event"] is True
+    assert r["semaphore_after_children"] == 0  # a count taken by a process that exits normally stays taken
+    assert r["native_waits"] is False  # the native child waited for the lock this process held
+    assert r["native"] == [["native", True], True, 0]
+    assert r["aborted"] == [None, True, "BrokenBarrierError"] and r["broken_is_threadings"] == "threading"
+    assert r["destroyed"] == ["ChannelDestroyed", "ChannelError"]
+    assert r["records_left"] == []  # every object's semaphore went with its last handle
