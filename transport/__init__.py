@@ -13,6 +13,8 @@ of the multiprocessing start method) does not pay for them (issue #12 item 4), n
 
 from typing import TYPE_CHECKING, Any
 
+from ._channel import SPIN_MAX_S as SPIN_MAX_S
+from ._channel import SPIN_MIN_S as SPIN_MIN_S
 from ._channel import Channel as Channel
 from ._codec import decode as decode
 from ._core import DEFAULT_BLOCK_SIZE as DEFAULT_BLOCK_SIZE
@@ -47,6 +49,7 @@ from ._shm import shm_space as shm_space
 from ._shm import unlink_own as unlink_own
 from ._shm import unlink_quietly as unlink_quietly
 from ._shm import user_prefix as user_prefix
+from ._waiting import SAFETY_WAKE_S as SAFETY_WAKE_S
 from .records import Record as Record
 
 if TYPE_CHECKING:

@@ -69,6 +69,28 @@ class _Waiting(_Locks):
             return False
         return True
 
+    def enroll(self, side: Side, want: int = 0) -> bool:
+        """Register as a waiter of direction `side` without taking or sending anything (for a caller
+        that sleeps on the doorbell beside other things, as `multiprocessing.connection.wait` does):
+        `_enroll` under that direction's lock. True: registered, sleep on the doorbell (`rbell`,
+        `sbell`) then call `end_wait`; False: a message (the room for `want` bytes, a destroy) is
+        there already, nothing to undo."""
+        fd, tlock = self._side(side)
+        with tlock:
+            self.check_open()
+            self._lock(fd, True)
+            try:
+                return self._enroll(side, want)
+            finally:
+                self._unlock(fd)
+
+    def ring_waiters(self, side: Side) -> None:
+        """Ring the doorbell of `side` if any waiter of it is registered: after a change of state
+        outside the ring that those waiters must look at (a Pipe's other end closed). Call it after
+        the change is published (a lock released: a full barrier)."""
+        if self._w[W_RWAIT if side == "recv" else W_SWAIT]:
+            self._ring_bell(self.rbell if side == "recv" else self.sbell)
+
     def end_wait(self, side: Side) -> None:
         """The end of a wait, for a waiter that gives up (a timeout, a cancellation) rather than try
         again: unregister (taking the lock, which another process

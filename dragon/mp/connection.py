@@ -89,10 +89,7 @@ from dragon.errors import ChannelDestroyed, ChannelError, DragonError
 from dragon.mp import fds
 from dragon.mp.codec import pickled
 from dragon.mp.refs import RECORD, Hold, Shape
-from dragon.transport import MIN_BLOCK_SIZE, Record, pid_alive
-from dragon.transport._channel import SPIN_MAX_S, SPIN_MIN_S
-from dragon.transport._layout import W_RWAIT, W_SWAIT
-from dragon.transport._waiting import SAFETY_WAKE_S
+from dragon.transport import MIN_BLOCK_SIZE, SAFETY_WAKE_S, SPIN_MAX_S, SPIN_MIN_S, Record, pid_alive
 from dragon.transport.records import KIND, KINDS, OBJ_WORDS, OWN
 
 PIPE: Final = Shape(1024, MIN_BLOCK_SIZE, packed=True)
@@ -205,10 +202,10 @@ class _End:
         finally:
             rec.unlock()
         # After the unlock (a full barrier), against a waiter's registration and look at the table.
-        if self.out is not None and self.out._w[W_RWAIT]:  # receivers of the other end
-            self.out._ring_bell(self.out.rbell)
-        if self.inc is not None and self.inc._w[W_SWAIT]:  # its senders waiting for room
-            self.inc._ring_bell(self.inc.sbell)
+        if self.out is not None:  # receivers of the other end
+            self.out.ring_waiters("recv")
+        if self.inc is not None:  # its senders waiting for room
+            self.inc.ring_waiters("send")
 
     def close(self) -> None:
         """This process holds the end no more: out of the table (the end is over if it was the last
@@ -415,13 +412,7 @@ class Connection:
         running when its message is read (CPython's `TestIgnoreEINTR` signals it then).
         BrokenPipeError if the reading end ends first, as the stdlib's."""
         while True:
-            with out._slock:
-                out._lock(out.sbell, True)
-                try:
-                    registered = out._enroll("send", out.ring_bytes)  # register, fence, look again
-                finally:
-                    out._unlock(out.sbell)
-            if not registered:
+            if not out.enroll("send", out.ring_bytes):  # register, fence, look again
                 return
             try:
                 if not end.peers() and end.other_over():
@@ -722,12 +713,7 @@ def _sleep_on(ends: list[_End], others: dict[int, list[Any]], deadline: float | 
                 assert end.out is not None  # the next safety wake, for a close: it is no registered sender)
                 end.peers()
                 continue
-            end.inc.lock()
-            try:
-                enrolled = end.inc._enroll("recv")
-            finally:
-                end.inc.unlock()
-            if not enrolled:  # a message (or the destroy) came: look again
+            if not end.inc.enroll("recv"):  # a message (or the destroy) came: look again
                 return []
             registered.append(end.inc)
             end.peers()
