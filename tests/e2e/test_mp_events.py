@@ -133,5 +133,15 @@ async def test_dragon_status_shows_the_objects(tmp_path: Path) -> None:
     """Kind, value (an Event's flag, a Condition's sleepers, a Barrier's arrivals) and waiters."""
     done = await run_command([DRAGON, str(MP_PROGRAMS / "events_status.py"), "dragon"], cwd=tmp_path, timeout_s=120)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
-    # the Condition's own RLock is an object too: free (value 1), nobody waiting
-    assert json.loads(done.stdout) == [["Barrier", 1, 1], ["Condition", 1, 1], ["Event", 1, 0], ["RLock", 1, 0]]
+    report = json.loads(done.stdout)
+    # the Condition's own RLock is an object too: free (value 1), nobody waiting; the Lock is held (0)
+    # and the Semaphore has 2 of its 3 left, both held by the program, which status names as holder
+    assert report["objects"] == [
+        ["Barrier", 1, 1],
+        ["Condition", 1, 1],
+        ["Event", 1, 0],
+        ["Lock", 0, 0],
+        ["RLock", 1, 0],
+        ["Semaphore", 2, 0],
+    ]
+    assert report["holders"] == {"Lock": True, "Semaphore": True} and report["table"] is True
