@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import pytest
 
-from e2e_util import run_command
+from e2e_util import run_command, run_report
 
 MP_PROGRAMS: Final = Path(__file__).resolve().with_name("mp_programs")
 DRAGON: Final = str(Path(sys.executable).with_name("dragon"))
@@ -25,20 +24,11 @@ NOTICED_S: Final = 10.0
 """A waiter of a Barrier whose party died is told well within this (its own bound is 60 s)."""
 
 
-async def _run(argv: list[str], tmp_path: Path) -> tuple[dict[str, Any], bytes]:
-    t0 = time.monotonic()
-    done = await run_command(argv, cwd=tmp_path, timeout_s=180)
-    print(f"{' '.join(Path(a).name for a in argv)}: {time.monotonic() - t0:.2f} s")
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
-    report: dict[str, Any] = json.loads(done.stdout)
-    return report, done.stderr
-
-
 async def test_event_condition_barrier_as_under_spawn(tmp_path: Path) -> None:
     prog = str(MP_PROGRAMS / "event_objects.py")
-    spawn, _ = await _run([sys.executable, prog, "spawn"], tmp_path)
-    dragon, _ = await _run([DRAGON, prog, "dragon"], tmp_path)
-    background, _ = await _run([sys.executable, prog, "dragon"], tmp_path)
+    spawn, _ = await run_report([sys.executable, prog, "spawn"], tmp_path)
+    dragon, _ = await run_report([DRAGON, prog, "dragon"], tmp_path)
+    background, _ = await run_report([sys.executable, prog, "dragon"], tmp_path)
     assert background == dragon
     assert dragon["same"] == spawn["same"]
     same = dragon["same"]
@@ -89,7 +79,7 @@ async def test_event_condition_barrier_as_under_spawn(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("how", ["kill", "error", "inside"])
 async def test_a_party_dying_breaks_the_barrier(how: str, tmp_path: Path) -> None:
-    report, _ = await _run([DRAGON, str(MP_PROGRAMS / "party_death.py"), "dragon", how], tmp_path)
+    report, _ = await run_report([DRAGON, str(MP_PROGRAMS / "party_death.py"), "dragon", how], tmp_path)
     print(report)
     assert report["victim_exit"] == (1 if how == "error" else -9)
     assert report["results"] == ["BrokenBarrierError"] * 2
@@ -99,13 +89,13 @@ async def test_a_party_dying_breaks_the_barrier(how: str, tmp_path: Path) -> Non
 
 
 async def test_a_party_exiting_cleanly_does_not_break_the_barrier(tmp_path: Path) -> None:
-    report, _ = await _run([DRAGON, str(MP_PROGRAMS / "party_death.py"), "dragon", "clean"], tmp_path)
+    report, _ = await run_report([DRAGON, str(MP_PROGRAMS / "party_death.py"), "dragon", "clean"], tmp_path)
     assert report["victim_exit"] == 0 and report["broken_after_exit"] is False
     assert report["results"] == [0, 1, 2] and not report["broken"]
 
 
 async def test_a_condition_waiter_whose_notifier_was_killed_times_out(tmp_path: Path) -> None:
-    report, _ = await _run([DRAGON, str(MP_PROGRAMS / "party_death.py"), "dragon", "notifier"], tmp_path)
+    report, _ = await run_report([DRAGON, str(MP_PROGRAMS / "party_death.py"), "dragon", "notifier"], tmp_path)
     assert report["notifier_exit"] == -9 and report["notified"] is False
     assert 1.0 <= report["waited_s"] < NOTICED_S
 

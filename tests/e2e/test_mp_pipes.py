@@ -12,25 +12,18 @@ asserted).
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 from pathlib import Path
 from typing import Any, Final
 
-from e2e_util import run_command
+from e2e_util import run_report
 
 MP_PROGRAMS: Final = Path(__file__).resolve().with_name("mp_programs")
 DRAGON: Final = str(Path(sys.executable).with_name("dragon"))
 
 
 async def _run(argv: list[str], tmp_path: Path) -> dict[str, Any]:
-    t0 = time.monotonic()
-    done = await run_command(argv, cwd=tmp_path, timeout_s=180)
-    print(f"{' '.join(Path(a).name for a in argv)}: {time.monotonic() - t0:.2f} s")
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
-    report: dict[str, Any] = json.loads(done.stdout)
-    return report
+    return (await run_report(argv, tmp_path))[0]
 
 
 def _times(report: dict[str, Any]) -> dict[str, float]:
