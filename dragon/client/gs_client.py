@@ -224,6 +224,21 @@ class GSClient:
         finally:
             self._calling.depth = depth
 
+    def post(self, request: Request) -> None:
+        """Send `request` to GS without waiting for anything: for a request that asks for no answer
+        (GSChannelDestroy with `reply_req` False). Fills in `tag`, `p_uid` and `r_c_uid` as `call`
+        does. Raises RuntimeNotRunning if the runtime went away."""
+
+        def expired() -> Exception:
+            return RuntimeNotRunning("the channel to Global Services stayed full")
+
+        with self._cond:
+            if self._closed:
+                raise RuntimeNotRunning("the connection to Global Services was closed")
+            tag = next(self._tags)
+        msg = msgspec.structs.replace(request, tag=tag, p_uid=self.p_uid, r_c_uid=self.r_c_uid)
+        self._send(self._enc.encode(msg), None, expired)
+
     def in_call(self) -> bool:
         """Whether this thread is inside `call`: then a finalizer that the garbage collector runs in
         the middle of it cannot make a call and wait (this thread may be the one reading replies)."""

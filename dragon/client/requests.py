@@ -563,6 +563,18 @@ def channel_release(
     return GSCall(req, GSChannelDestroyResponse, lambda resp: None)
 
 
+def give_back_quietly(c_uid: int) -> None:
+    """Give one reference to channel `c_uid` back (GSChannelDestroy with `dec_ref`) without waiting
+    for the answer (`reply_req` False: GS sends none), on this process's blocking connection; never
+    starts a runtime. Dropping an object's last handle then costs a send (about 20 µs) rather than a
+    round trip through GS and LS (about 1 ms; a process exiting with ten objects paid 10 ms): nothing
+    the caller does next depends on the destroy, and this process's later requests reach GS after
+    it. The entries go a moment later. Raises RuntimeNotRunning."""
+    from dragon.client.gs_client import connection
+
+    connection().post(GSChannelDestroy(p_uid=0, r_c_uid=0, c_uid=c_uid, dec_ref=True, reply_req=False))
+
+
 # ------------------------------------------------------------------------------------------- pools
 
 

@@ -23,7 +23,7 @@ import threading
 from multiprocessing import util
 from typing import Final, NamedTuple
 
-from dragon.client.requests import channel_add_ref, channel_create, channel_release, run
+from dragon.client.requests import channel_add_ref, channel_create, channel_release, give_back_quietly, run
 from dragon.descriptors import ChannelDescriptor
 from dragon.errors import DragonError
 from dragon.mp.names import channel_label
@@ -90,7 +90,7 @@ def _drop_ref(c_uid: int) -> None:
         threading.Thread(target=_drop_ref, args=(c_uid,), name="dragon-drop-ref", daemon=True).start()
         return
     try:
-        run(channel_release(c_uid, dec_ref=True))
+        give_back_quietly(c_uid)
     except DragonError:
         pass
 

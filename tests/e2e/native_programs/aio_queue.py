@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 import trio
-from report_util import error, shm_entries
+from report_util import error, eventually, shm_entries
 
 from dragon.aio import Queue
 from dragon.native import Channel, Process
@@ -105,6 +105,7 @@ def child() -> None:
 async def main() -> None:
     before = shm_entries()
     report = {"basics": await basics(), "child": await with_child()}
+    eventually(lambda: set(shm_entries()) <= set(before))
     report["shm_left"] = sorted(set(shm_entries()) - set(before))
     report["empty_is"] = queue.Empty.__name__
     print(json.dumps(report, default=repr))

@@ -15,7 +15,7 @@ import queue
 import sys
 from typing import Any
 
-from report_util import error, shm_entries
+from report_util import error, eventually, shm_entries
 
 import dragon  # noqa: F401  (registers the start method)
 from dragon.native import Channel, Process, Queue
@@ -115,6 +115,7 @@ elif __name__ == "__main__":
     before = shm_entries()
     report: dict[str, Any] = {"basics": basics(), "destroyed": destroyed(), "children": with_children()}
     gc.collect()
+    eventually(lambda: set(shm_entries()) <= set(before))
     report["shm_left"] = sorted(set(shm_entries()) - set(before))
     report["empty_is"] = queue.Empty.__name__
     print(json.dumps(report))

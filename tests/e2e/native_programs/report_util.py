@@ -1,6 +1,7 @@
 """What the report programs of native_programs/ share (imported from the program's own directory)."""
 
 import os
+import time
 from collections.abc import Callable
 
 
@@ -17,3 +18,12 @@ def error(call: Callable[[], object]) -> str:
     except Exception as exc:
         return type(exc).__name__
     return "none"
+
+
+def eventually(check: Callable[[], bool], timeout_s: float = 30.0) -> bool:
+    """Whether `check()` becomes true within `timeout_s` (a bounded poll): a dropped object's entries
+    go a moment after its last handle (the reference is given back without waiting for the answer)."""
+    deadline = time.monotonic() + timeout_s
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return check()

@@ -15,7 +15,7 @@ import pickle
 import sys
 from typing import Any
 
-from report_util import error, shm_entries
+from report_util import error, eventually, shm_entries
 
 import dragon  # noqa: F401  (registers the start method)
 from dragon.native import Array, Channel, Process, Value
@@ -158,20 +158,29 @@ def child() -> None:
 def record_lifetimes() -> dict[str, Any]:
     """A record goes when its last holder lets go: by close, by garbage collection, or (a copy
     unpickled in this process) when each copy has let go."""
-    before = len(shm_entries())
+    before = set(shm_entries())  # (entries of objects dropped before may still go meanwhile)
     v = Value("i", 1)
-    made = len(shm_entries()) - before
+    mine = set(shm_entries()) - before
+
+    def left() -> int:
+        return len(mine & set(shm_entries()))
+
+    made = left()
     copy = pickle.loads(pickle.dumps(v))
     v.close()
-    kept_by_copy = len(shm_entries()) - before
+    kept_by_copy = left()
     copy.value = 5
     del copy
     gc.collect()
-    after_gc = len(shm_entries()) - before
+    eventually(lambda: left() == 0)
+    after_gc = left()
+    before = set(shm_entries())
     a = Array("i", 3)
+    mine = set(shm_entries()) - before
     del a
     gc.collect()
-    return {"made": made, "kept_by_copy": kept_by_copy, "after_gc": after_gc, "array_gc": len(shm_entries()) - before}
+    eventually(lambda: left() == 0)
+    return {"made": made, "kept_by_copy": kept_by_copy, "after_gc": after_gc, "array_gc": left()}
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["child"]:
@@ -186,5 +195,6 @@ elif __name__ == "__main__":
         "lifetimes": record_lifetimes(),
     }
     gc.collect()
+    eventually(lambda: set(shm_entries()) <= set(before))
     report["shm_left"] = sorted(set(shm_entries()) - set(before))
     print(json.dumps(report, default=repr))  # bytes as their repr
