@@ -23,7 +23,10 @@ lost; whoever changes the state calls `Record.wake`.
   A waiter whose timeout passes takes a ticket that came meanwhile (it was notified: returning False
   would lose that notification) and otherwise leaves the sleepers; so a waiter whose notifier died
   times out as asked. The stdlib's notify waits until the notified have woken instead (holding the
-  lock): a dead sleeper blocks it for ever.
+  lock): a dead sleeper blocks it for ever. Each process's sleepers are counted in a pid table: a
+  sleeper killed inside `wait` is counted out (with any ticket beyond the live sleepers) at the next
+  wait or notify that finds tickets outstanding, so a ticket given to it never holds up the waiters
+  after it.
 * **Barrier**: `threading.Barrier`'s state machine (filling, draining, resetting, broken) in words: the
   arrival count, the state, and a table of the pids that are inside `wait`; broken is the record's
   shared BROKEN word (the dead party's pid, or -1: aborted, timed out or the action failed). The last
@@ -86,6 +89,10 @@ TICKETS: Final = OWN
 """Condition: notifications given and not yet taken (never more than SLEEPERS)."""
 NOTIFIES: Final = OWN + 1
 """Condition: how many notifies gave tickets; a waiter takes one only if a notify came after it entered."""
+SLEEPER_PIDS: Final = OWN + 2
+"""Condition: SLEEPER_SLOTS pairs (pid, its sleepers), so that a sleeper killed inside `wait` is counted
+out (`_prune`) rather than keep a ticket nobody takes."""
+SLEEPER_SLOTS: Final = 32
 PARTIES_N: Final = OWN
 """Barrier: its number of parties."""
 COUNT: Final = SHOWN
@@ -278,7 +285,10 @@ class Condition(_Synced):
         levels = self._levels()
         rec, w = self._rec, self._w
         rec.lock()
+        if w[TICKETS]:  # tickets nobody took yet: perhaps a sleeper's that died
+            _prune(w)
         w[SLEEPERS] += 1
+        _count_sleeper(w, os.getpid(), 1)
         entered = int(w[NOTIFIES])
         rec.unlock()
         for _ in range(levels):
@@ -311,6 +321,7 @@ class Condition(_Synced):
             return None
         w[TICKETS] -= 1
         w[SLEEPERS] -= 1
+        _count_sleeper(w, os.getpid(), -1)
         return True
 
     def _leave(self, entered: int) -> bool:
@@ -318,6 +329,7 @@ class Condition(_Synced):
         if self._take_ticket(entered):
             return True
         self._w[SLEEPERS] -= 1
+        _count_sleeper(self._w, os.getpid(), -1)
         return False
 
     def notify(self, n: int = 1) -> None:
@@ -331,6 +343,8 @@ class Condition(_Synced):
 
     def _give(self, n: int) -> None:
         w = self._w
+        if w[TICKETS]:  # tickets nobody took yet: perhaps a sleeper's that died
+            _prune(w)
         free = int(w[SLEEPERS] - w[TICKETS])
         given = free if n < 0 else min(n, free)
         if given > 0:
@@ -355,6 +369,32 @@ class Condition(_Synced):
     def __repr__(self) -> str:
         waiters = int(self._w[SLEEPERS] - self._w[TICKETS])
         return f"<{type(self).__name__}({self._lock}, {waiters})>"
+
+
+def _count_sleeper(w: memoryview, pid: int, delta: int) -> None:
+    """Add `delta` to `pid`'s sleepers in the Condition's table (the record lock held). With the table
+    full, a process's sleepers are counted in SLEEPERS only (they cannot be counted out if it dies)."""
+    pairs = range(SLEEPER_PIDS, SLEEPER_PIDS + 2 * SLEEPER_SLOTS, 2)
+    for i in pairs:
+        if w[i] == pid:
+            w[i + 1] += delta
+            if w[i + 1] <= 0:
+                w[i] = w[i + 1] = 0
+            return
+    free = next((i for i in pairs if not w[i]), None)
+    if delta > 0 and free is not None:
+        w[free], w[free + 1] = pid, delta
+
+
+def _prune(w: memoryview) -> None:
+    """Count out the sleepers of dead processes (the record lock held), and the tickets beyond the
+    sleepers left: a ticket given to a dead sleeper would wait for ever to be taken. Called only when
+    tickets are outstanding (a process's liveness costs a system call and a /proc read)."""
+    for i in range(SLEEPER_PIDS, SLEEPER_PIDS + 2 * SLEEPER_SLOTS, 2):
+        if w[i] and not pid_alive(int(w[i])):
+            w[SLEEPERS] -= w[i + 1]
+            w[i] = w[i + 1] = 0
+    w[TICKETS] = min(w[TICKETS], w[SLEEPERS])
 
 
 # ------------------------------------------------------------------------------------------- Barrier

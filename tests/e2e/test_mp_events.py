@@ -135,3 +135,12 @@ async def test_dragon_status_shows_the_objects(tmp_path: Path) -> None:
         ["Semaphore", 2, 0],
     ]
     assert report["holders"] == {"Lock": True, "Semaphore": True} and report["table"] is True
+
+
+async def test_a_condition_sleeper_killed_in_wait_is_counted_out(tmp_path: Path) -> None:
+    """The ticket `notify_all` gave a sleeper that was SIGKILLed inside `wait` does not stay out: the
+    next waiter counts the dead one out (sleepers and tickets back to 0), so a program that waits for
+    the sleeper count before it notifies (as CPython's tests do) wakes its live waiter. Before, the
+    dead sleeper stayed counted: that notify came before the waiter was in, and it was never woken."""
+    report, _ = await run_report([DRAGON, str(MP_PROGRAMS / "condition_dead_sleeper.py"), "dragon"], tmp_path)
+    assert report == {"timed_out": False, "after": [0, 0], "woken": True, "exit": 0}
