@@ -41,7 +41,7 @@ from dragon.transport import (
     Record,
     TrioChannel,
 )
-from dragon.transport.records import reclaim
+from dragon.transport.records import never_reclaimed, reclaim
 
 from ._registry import Registry
 from ._tool_replies import is_user_managed, reply_once
@@ -181,9 +181,16 @@ class GSBase:
         """Tell every synchronization object's record that process `pid` exited (`records.reclaim`:
         its holds come back, a Barrier it was party to breaks if `abnormal`). In a thread: a record's
         lock is a flock that a stopped process could keep, and GS must go on answering meanwhile."""
-        sdescs = [c.desc.sdesc for c in self.reg.chans.records() if c.record and c.desc.state == ObjectState.ACTIVE]
-        if sdescs:
-            for warning in await trio.to_thread.run_sync(_reclaim_all, sdescs, pid, abnormal, abandon_on_cancel=True):
+        recs = [c for c in self.reg.chans.records() if c.record and c.desc.state == ObjectState.ACTIVE]
+        if recs:
+            sdescs = [c.desc.sdesc for c in recs]
+            warnings, untouched = await trio.to_thread.run_sync(
+                _reclaim_all, sdescs, pid, abnormal, abandon_on_cancel=True
+            )
+            for c in recs:
+                if c.desc.sdesc in untouched:  # of a kind no death changes: not attached at every exit
+                    c.record = False
+            for warning in warnings:
                 log.warning("%s", warning)
 
     async def destroy_infra_channel(self, c_uid: int) -> None:
@@ -216,15 +223,19 @@ def timeout_s(timeout_us: int) -> float:
     return 0.0 if timeout_us <= POLL_US else timeout_us / 1e6
 
 
-def _reclaim_all(sdescs: list[str], pid: int, abnormal: bool) -> list[str]:
-    """`records.reclaim` on each record still there; the warnings it gave."""
-    warnings = []
+def _reclaim_all(sdescs: list[str], pid: int, abnormal: bool) -> tuple[list[str], set[str]]:
+    """`records.reclaim` on each record still there: the warnings it gave, and the records of a kind no
+    death changes (`records.never_reclaimed`), which need not be told again."""
+    warnings, untouched = [], set()
     for sdesc in sdescs:
         try:
             rec = Record.attach(sdesc)
         except ChannelDestroyed:
             continue
         try:
+            if never_reclaimed(rec):
+                untouched.add(sdesc)
+                continue
             warning = reclaim(rec, pid, abnormal)
         except ChannelError:  # destroyed meanwhile
             continue
@@ -232,4 +243,4 @@ def _reclaim_all(sdescs: list[str], pid: int, abnormal: bool) -> list[str]:
             rec.close()
         if warning:
             warnings.append(warning)
-    return warnings
+    return warnings, untouched

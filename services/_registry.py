@@ -65,7 +65,9 @@ class ChanRecord:
     desc: ChannelDescriptor
     ref_count: bool = False
     refs: int = 1
-    record: bool = False  # the home of a synchronization object (ChannelOptions.record)
+    record: bool = False
+    """The home of a synchronization object (ChannelOptions.record) that GS tells of process exits;
+    cleared once GS found it of a kind no death changes (`records.never_reclaimed`)."""
 
 
 @dataclass

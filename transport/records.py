@@ -249,6 +249,8 @@ KINDS: Final = (
 """The kind codes (the index) and the names `dragon status` shows."""
 SINGLE_HOLDER: Final = frozenset({KINDS.index("Lock"), KINDS.index("RLock")})
 BREAKS_ON_DEATH: Final = frozenset({KINDS.index("Barrier")})
+RECLAIMED_KINDS: Final = SINGLE_HOLDER | BREAKS_ON_DEATH | {KINDS.index("Semaphore"), KINDS.index("BoundedSemaphore")}
+"""The kinds `reclaim` can change: of any other (an Event, a Value, a Pipe's ends) a death needs nothing."""
 
 
 class ObjectStatistics(msgspec.Struct, frozen=True):
@@ -282,6 +284,14 @@ def statistics(rec: Record) -> ObjectStatistics:
         broken_by=int(w[BROKEN]),
         reclaimed_from=int(w[RECLAIMED]),
     )
+
+
+def never_reclaimed(rec: Record) -> bool:
+    """Whether `reclaim` can never change this record: its kind is set (once, by its maker, before the
+    object is used) and not one of RECLAIMED_KINDS. The runtime need not tell it of process exits. A
+    record whose kind is not set yet may still become a Lock: False."""
+    kind = int(rec.words[KIND])
+    return kind != 0 and kind not in RECLAIMED_KINDS
 
 
 def reclaim(rec: Record, pid: int, abnormal: bool) -> str | None:

@@ -135,3 +135,12 @@ def test_pid_table_reuses_the_slots_of_dead_processes(rec: Record) -> None:
     assert not records.add_pid(w, PARTIES, PARTY_SLOTS, os.getppid())  # full of live ones
     records.remove_pid(w, PARTIES, PARTY_SLOTS, os.getpid())
     assert records.live_pids(w, PARTIES, PARTY_SLOTS) == [1]
+
+
+def test_never_reclaimed_only_once_the_kind_says_so(rec: Record) -> None:
+    """The runtime stops telling a record of exits only when its kind is set and no death changes it:
+    a record whose maker has not set its kind yet may still become a Lock."""
+    assert not records.never_reclaimed(rec)  # kind not set yet
+    for kind, never in (("Event", True), ("Value", True), ("Lock", False), ("Semaphore", False), ("Barrier", False)):
+        rec.words[KIND] = KINDS.index(kind)
+        assert records.never_reclaimed(rec) is never, kind
