@@ -32,13 +32,14 @@ def timed(fn: Callable[[], object]) -> list[object]:
 # ------------------------------------------------------------------------------------------- children
 
 
-def count_under(lock: Any, rlock: Any, value: Any, n: int) -> None:
-    """Increment `value` (no lock of its own) `n` times under `lock`, and `n` under `rlock` twice held."""
+def count_under(lock: Any, rlock: Any, values: Any, n: int) -> None:
+    """Increment `values[0]` (no lock of its own) `n` times under `lock`, and `values[1]` `n` times
+    under `rlock` twice held (one value per lock: two locks would not exclude each other)."""
     for _ in range(n):
         with lock:
-            value.value += 1
+            values[0] += 1
         with rlock, rlock:
-            value.value += 1
+            values[1] += 1
 
 
 def rlock_visitor(rlock: Any, out: Any, go: Any) -> None:
@@ -138,13 +139,13 @@ def basics(ctx: Any) -> dict[str, Any]:
 def across(ctx: Any) -> dict[str, Any]:
     """The objects passed to children as Process arguments."""
     out: dict[str, Any] = {}
-    lock, rlock, value = ctx.Lock(), ctx.RLock(), ctx.Value("i", 0, lock=False)
-    ps = [ctx.Process(target=count_under, args=(lock, rlock, value, 300)) for _ in range(3)]
+    lock, rlock, values = ctx.Lock(), ctx.RLock(), ctx.Array("i", 2, lock=False)
+    ps = [ctx.Process(target=count_under, args=(lock, rlock, values, 300)) for _ in range(3)]
     for p in ps:
         p.start()
     for p in ps:
         p.join()
-    out["counted"] = [value.value, [p.exitcode for p in ps]]
+    out["counted"] = [values[:], [p.exitcode for p in ps]]
 
     results, go = ctx.Queue(), ctx.Queue()
     rlock.acquire()
