@@ -77,6 +77,16 @@ async def run_report(argv: Sequence[str], cwd: str | Path) -> tuple[dict[str, An
     return report, done.stderr
 
 
+async def reports_under_each_method(prog: str, cwd: str | Path) -> list[tuple[dict[str, Any], bytes]]:
+    """`run_report` of a program that takes its start method as its argument, three ways: under plain
+    `python` with "spawn", under the `dragon` command with "dragon", and under plain `python` with
+    "dragon" (its first object brings a background runtime up)."""
+    return [
+        await run_report(argv, cwd)
+        for argv in ([sys.executable, prog, "spawn"], [DRAGON, prog, "dragon"], [sys.executable, prog, "dragon"])
+    ]
+
+
 class StreamReader:
     """Reads a byte stream into `data`, up to a marker or to its end."""
 

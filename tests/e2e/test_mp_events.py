@@ -16,7 +16,7 @@ from typing import Final
 
 import pytest
 
-from e2e_util import run_command, run_report
+from e2e_util import reports_under_each_method, run_command, run_report
 
 MP_PROGRAMS: Final = Path(__file__).resolve().with_name("mp_programs")
 DRAGON: Final = str(Path(sys.executable).with_name("dragon"))
@@ -26,9 +26,7 @@ NOTICED_S: Final = 10.0
 
 async def test_event_condition_barrier_as_under_spawn(tmp_path: Path) -> None:
     prog = str(MP_PROGRAMS / "event_objects.py")
-    spawn, _ = await run_report([sys.executable, prog, "spawn"], tmp_path)
-    dragon, _ = await run_report([DRAGON, prog, "dragon"], tmp_path)
-    background, _ = await run_report([sys.executable, prog, "dragon"], tmp_path)
+    (spawn, _), (dragon, _), (background, _) = await reports_under_each_method(prog, tmp_path)
     assert background == dragon
     assert dragon["same"] == spawn["same"]
     same = dragon["same"]

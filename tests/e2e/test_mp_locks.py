@@ -15,16 +15,14 @@ import sys
 from pathlib import Path
 from typing import Final
 
-from e2e_util import DRAGON, run_command, run_report
+from e2e_util import DRAGON, reports_under_each_method, run_command, run_report
 
 MP_PROGRAMS: Final = Path(__file__).resolve().with_name("mp_programs")
 
 
 async def test_lock_semantics_as_under_spawn(tmp_path: Path) -> None:
     prog = str(MP_PROGRAMS / "locks.py")
-    spawn, _ = await run_report([sys.executable, prog, "spawn"], tmp_path)
-    dragon, _ = await run_report([DRAGON, prog, "dragon"], tmp_path)
-    background, _ = await run_report([sys.executable, prog, "dragon"], tmp_path)  # its own runtime
+    (spawn, _), (dragon, _), (background, _) = await reports_under_each_method(prog, tmp_path)
     assert background == dragon
     assert dragon["same"] == spawn["same"]
 

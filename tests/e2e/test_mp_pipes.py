@@ -16,14 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-from e2e_util import run_report
+from e2e_util import reports_under_each_method
 
 MP_PROGRAMS: Final = Path(__file__).resolve().with_name("mp_programs")
 DRAGON: Final = str(Path(sys.executable).with_name("dragon"))
-
-
-async def _run(argv: list[str], tmp_path: Path) -> dict[str, Any]:
-    return (await run_report(argv, tmp_path))[0]
 
 
 def _times(report: dict[str, Any]) -> dict[str, float]:
@@ -37,9 +33,7 @@ def _times(report: dict[str, Any]) -> dict[str, float]:
 
 async def test_pipe_as_under_spawn(tmp_path: Path) -> None:
     prog = str(MP_PROGRAMS / "pipes.py")
-    spawn = await _run([sys.executable, prog, "spawn"], tmp_path)
-    dragon = await _run([DRAGON, prog, "dragon"], tmp_path)
-    background = await _run([sys.executable, prog, "dragon"], tmp_path)
+    (spawn, _), (dragon, _), (background, _) = await reports_under_each_method(prog, tmp_path)
     for name, report in (("spawn", spawn), ("dragon", dragon), ("background", background)):
         print(name, _times(report))
     assert spawn["kind"] == ["multiprocessing.connection"] * 2

@@ -17,7 +17,7 @@ from typing import Final
 
 import pytest
 
-from e2e_util import run_command, run_report
+from e2e_util import reports_under_each_method, run_command, run_report
 
 MP_PROGRAMS: Final = Path(__file__).resolve().with_name("mp_programs")
 DRAGON: Final = str(Path(sys.executable).with_name("dragon"))
@@ -25,9 +25,8 @@ DRAGON: Final = str(Path(sys.executable).with_name("dragon"))
 
 async def test_queue_semantics_as_under_spawn(tmp_path: Path) -> None:
     prog = str(MP_PROGRAMS / "queues.py")
-    spawn, spawn_err = await run_report([sys.executable, prog, "spawn"], tmp_path)
-    dragon, dragon_err = await run_report([DRAGON, prog, "dragon"], tmp_path)
-    background, background_err = await run_report([sys.executable, prog, "dragon"], tmp_path)  # its own runtime
+    runs = await reports_under_each_method(prog, tmp_path)
+    (spawn, spawn_err), (dragon, dragon_err), (background, background_err) = runs
     assert background == dragon
     assert dragon["same"] == spawn["same"]
     same = dragon["same"]
