@@ -242,3 +242,21 @@ class NodeDescriptor(msgspec.Struct, kw_only=True, omit_defaults=True):
     shep_cd: str
     """Serialized descriptor of this node's LS input channel."""
     state: ObjectState = ObjectState.ACTIVE
+    ta_cd: str = ""
+    """This node's transport agent's input channel (many nodes; "" on a single node)."""
+    ta_endpoint: str = ""
+    """Where this node's transport agent listens (many nodes)."""
+    run_id: str = ""
+    """This node's run id (many nodes: each node names its shm entries with its own)."""
+
+
+class ProcessPolicy(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Where a process runs (`GSProcessCreate.policy`; `dragon.native.Policy` makes it).
+
+    Nothing given = the default placement (Global Services' round robin over the nodes for a
+    process's children; the head on the primary node). `node` wins over `host`."""
+
+    node: int | None = None
+    host: str = ""
+    cpus: list[int] = []
+    """CPUs the process may run on (sched_setaffinity); [] = any."""

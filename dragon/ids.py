@@ -22,6 +22,7 @@ FIRST_USER_PUID: Final = 2**32  # GS counter, +1 per create, never reused; the f
 GS_STDOUT_R_C_UID: Final = 1  # r_c_uid 1 in a GS request means "reply on GS's stdout" (test harnesses)
 GS_INPUT_CUID: Final = 2
 FIRST_USER_MANAGED_CUID: Final = 2**54  # 2**54 .. 2**55-1: c_uids a user may pick without asking GS
+TA_CUID: Final = 2**55  # transport agent input channel of node 0 (2**55 + node index; many nodes)
 BE_CUID: Final = 2**57  # LA/BE input channel of node 0 (2**57 + node index)
 SHEP_CUID: Final = 2**62  # LS input channel of node 0 (2**62 + node index)
 PROCESS_LOCAL_CUID_BASE: Final = 2**62 + 2**24  # LS counter for process-local channels of node 0
@@ -89,7 +90,7 @@ class LaunchParameters(msgspec.Struct, frozen=True, kw_only=True):
 
     mode: Mode = "test"
     index: int = 0
-    """Node index; always 0 here."""
+    """Node index of the process's node (0 = the primary node)."""
     my_puid: int = GS_PUID
     gs_cd: str = ""
     gs_ret_cd: str = ""
@@ -108,6 +109,8 @@ class LaunchParameters(msgspec.Struct, frozen=True, kw_only=True):
     """Size of the infrastructure pool in bytes."""
     run_id: str = ""
     parent_puid: int = LAUNCHER_PUID
+    nodes: int = 1
+    """How many nodes the runtime has (our addition); `index` is this process's."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> LaunchParameters:

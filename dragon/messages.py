@@ -31,6 +31,7 @@ from dragon.descriptors import (
     PoolDescriptor,
     PoolOptions,
     ProcessDescriptor,
+    ProcessPolicy,
     ProcessOptions,
     StdioOption,
 )
@@ -396,6 +397,8 @@ class GSProcessCreate(Request):
     """What people call the process (`ProcessDescriptor.label`; our addition): not a unique name."""
     target: str = ""
     """What it runs, for people (`ProcessDescriptor.target`; our addition)."""
+    policy: ProcessPolicy | None = None
+    """Where it runs (many nodes): None = the default placement (`ProcessPolicy`)."""
 
 
 class GSProcessCreateResponse(Response):
@@ -726,6 +729,8 @@ class SHProcessCreate(Request):
     stdout_msg: SHChannelCreate | None = None
     stderr_msg: SHChannelCreate | None = None
     gs_ret_chan_msg: SHChannelCreate | None = None
+    cpus: list[int] = []
+    """CPUs the process may run on (`ProcessPolicy.cpus`); [] = any."""
 
 
 class SHProcessCreateResponse(Response):
@@ -804,6 +809,84 @@ class SHFwdOutput(Msg):
 
 
 # ---------------------------------------------------------------------------------------------------
+# Many nodes (spec MULTINODE.md §4, §6): the frontend (FE), each node's backend (BE) and transport agent
+# (TA). FE and BE talk over ZeroMQ, one msgpack frame per message; BE and TA over the TA's stdin/stdout.
+
+
+class BEIsUp(Msg):
+    """BE -> FE, the first message of a backend: it runs, its TA listens (MULTINODE §4 step 3)."""
+
+    node_idx: int
+    host_name: str
+    ta_endpoint: str
+    """Where the node's transport agent accepts the other agents (tcp://ADDR:PORT)."""
+    num_cpus: int
+    physical_mem_bytes: int
+    run_id: str
+    """The node's own run id: its /dev/shm entries and runtime directory are named with it."""
+    pid: int
+
+
+class LAChannelsInfo(Msg):
+    """FE -> every BE (which gives it to its TA), and FE -> GS through BE 0 once every TA is up: every
+    node's channels and transport endpoint (MULTINODE §4 steps 5-7)."""
+
+    nodes: list[NodeDescriptor]
+    gs_cd: str
+    """GS's input channel on the primary node."""
+
+
+class TAUp(Msg):
+    """TA -> BE -> FE: the agent is connected to every other agent (MULTINODE §4 step 6)."""
+
+    node_idx: int = 0
+
+
+class TAHalted(Msg):
+    """TA -> BE: the agent has stopped (MULTINODE §6)."""
+
+
+class NodeLost(Msg):
+    """A node is gone (its BE, LS or TA died, or its link is silent): BE/TA -> FE, and FE -> GS so
+    that every process of that node is reported dead (MULTINODE §6)."""
+
+    node_idx: int
+    what: str
+    """What died or went silent, for the error line."""
+
+
+class FEForward(Msg):
+    """FE -> BE: a message encoded once by FE, for that node's GS channel ("gs", node 0 only) or LS
+    channel ("ls"); the BE puts the frame in unchanged."""
+
+    to: str
+    frame: bytes
+
+
+class Heartbeat(Msg):
+    """FE <-> BE, every HEARTBEAT_S each way: a link silent for HEARTBEAT_LOST_S is a lost node."""
+
+
+class BEInterrupt(Msg):
+    """FE -> BE: Ctrl-C for the program's processes on that node (SIGINT to its runtime's group)."""
+
+
+class BETeardown(Msg):
+    """FE -> BE: GS has halted (or is lost); tear the node down (SHTeardown ... SHHalted) and exit."""
+
+    force: bool = False
+    """Kill at once (the second Ctrl-C, or a node that must be given up on)."""
+
+
+class BEDone(Msg):
+    """BE -> FE, its last message: the node is torn down; `leftovers` names what it had to remove."""
+
+    node_idx: int
+    ok: bool = True
+    leftovers: list[str] = []
+
+
+# ---------------------------------------------------------------------------------------------------
 # What each actor accepts, written out by hand (STYLE §5)
 
 LSStdinInbound: TypeAlias = BENodeIdxSH | BEHalted
@@ -860,6 +943,8 @@ GSInbound: TypeAlias = (
     | SHChannelDestroyResponse
     | SHPoolCreateResponse
     | SHPoolDestroyResponse
+    | LAChannelsInfo
+    | NodeLost
 )
 """What arrives on the GS channel, c_uid 2 (spec §2, §3.1, §4.2-§4.5)."""
 
@@ -899,6 +984,18 @@ LAInbound: TypeAlias = (
 
 ProcessInbound: TypeAlias = GSPingProc | GSResponse
 """What a managed process reads on its GS-return channel: the handshake, then replies (spec §2, §4)."""
+
+FEInbound: TypeAlias = LAInbound | BEIsUp | TAUp | NodeLost | Heartbeat | BEDone | SHHalted
+"""What the frontend reads from a backend: the backend's own messages and its LA channel's, relayed."""
+
+BEInbound: TypeAlias = LAChannelsInfo | FEForward | Heartbeat | BEInterrupt | BETeardown
+"""What a backend reads from the frontend."""
+
+TAStdinInbound: TypeAlias = LAChannelsInfo | BETeardown
+"""What a transport agent reads on its stdin, from its backend (after its TAConfig)."""
+
+TAStdoutOutbound: TypeAlias = TAUp | TAHalted | NodeLost | AbnormalTermination
+"""What a transport agent writes on its stdout, for its backend."""
 
 ToolInbound: TypeAlias = GSStatusResponse | SHStatusResponse
 """What a tool that is not a managed process (`dragon status`) reads on its own reply channel."""
@@ -957,6 +1054,16 @@ AnyMsg: TypeAlias = (
     | SHPoolCreateResponse
     | SHPoolDestroy
     | SHPoolDestroyResponse
+    | BEIsUp
+    | LAChannelsInfo
+    | TAUp
+    | TAHalted
+    | NodeLost
+    | FEForward
+    | Heartbeat
+    | BEInterrupt
+    | BETeardown
+    | BEDone
 )
 """Every message of the catalog (for tools and dumps that may see anything)."""
 

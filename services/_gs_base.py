@@ -18,7 +18,7 @@ import msgspec
 import trio
 
 from dragon import _rundir
-from dragon.descriptors import ObjectState
+from dragon.descriptors import NodeDescriptor, ObjectState
 from dragon.ids import BE_CUID, GS_INPUT_CUID, GS_PUID, GS_STDOUT_R_C_UID
 from dragon.messages import (
     GSInbound,
@@ -41,6 +41,7 @@ from dragon.transport import (
     Record,
     TrioChannel,
 )
+from dragon.transport.forward import RemoteFrames
 from dragon.transport.records import never_reclaimed, reclaim
 
 from ._registry import Registry
@@ -104,15 +105,40 @@ class GSBase:
         self.next_tag = 1
         self.ls_replies = PendingReplies[Response]("GS channel")
         self.reply_boxes: dict[int, MessageChannel[ProcessInbound]] = {}
+        self.nodes: list[NodeDescriptor] = []
+        """Every node of a run of many nodes, by index (LAChannelsInfo); [] on a single node."""
+        self.node_ls: dict[int, MessageChannel[LSInbound]] = {0: to_ls}
+        """Each node's Local Services: node 0's channel, the others' through the transport agents."""
+        self.next_node = 0
+        """Round robin of the default placement (`ProcessHandlers._place`)."""
+        self.gateway: TrioChannel | None = None
+        """This node's transport-agent channel (many nodes): the way to every other node's channels."""
 
     def tag(self) -> int:
         self.next_tag += 1
         return self.next_tag
 
-    async def ls_call(self, msg: Any) -> Any:
-        """Send an SH request to LS and wait for the response whose `ref` is its tag."""
+    def node_count(self) -> int:
+        return max(1, len(self.nodes))
+
+    def node_of(self, p_uid: int) -> int:
+        """The node process `p_uid` runs on (0 for the launcher, GS and unknown p_uids)."""
+        rec = self.reg.procs.get(p_uid)
+        return rec.desc.node if rec is not None else 0
+
+    def link_to(self, node: int, sdesc: str) -> trio.abc.Channel[bytes]:
+        """Frames into channel `sdesc` of `node`: attached here, or through the transport agents."""
+        if node == 0 or self.gateway is None:
+            return TrioChannel.attach(sdesc)
+        return RemoteFrames(self.gateway, node, sdesc)
+
+    async def ls_call(self, msg: Any, node: int = 0) -> Any:
+        """Send an SH request to the LS of `node` and wait for the response whose `ref` is its tag."""
+        link = self.node_ls.get(node)
+        if link is None:
+            raise NodeGone(f"node {node} is lost: its Local Services cannot be asked")
         with self.ls_replies.expect(msg.tag) as waiter:
-            await self.to_ls.send(msg)
+            await link.send(msg)
             return await waiter.reply()
 
     def answer(self, r_c_uid: int, msg: msgspec.Struct) -> None:
@@ -141,12 +167,12 @@ class GSBase:
             try:
                 box = self.reply_boxes.get(r_c_uid)
                 if box is None:
-                    sdesc = self._reply_channel(r_c_uid)
-                    if sdesc is None:
+                    where = self._reply_channel(r_c_uid)
+                    if where is None:
                         log.warning("cannot reply to r_c_uid=%d (no such channel): %r", r_c_uid, msg)
                         return
                     box = self.reply_boxes[r_c_uid] = MessageChannel(
-                        TrioChannel.attach(sdesc), ProcessInbound, name=f"channel {r_c_uid}"
+                        self.link_to(*where), ProcessInbound, name=f"channel {r_c_uid}"
                     )
                 with trio.move_on_after(REPLY_TIMEOUT_S):
                     await box.send(msg)
@@ -156,12 +182,12 @@ class GSBase:
                 log.warning("reply to r_c_uid=%d failed: %s", r_c_uid, exc)
                 await self._forget_reply_box(r_c_uid)
 
-    def _reply_channel(self, r_c_uid: int) -> str | None:
-        """The attach descriptor of a managed process's return channel, if GS knows it."""
+    def _reply_channel(self, r_c_uid: int) -> tuple[int, str] | None:
+        """The node and attach descriptor of a managed process's return channel, if GS knows it."""
         rec = self.reg.chans.get(r_c_uid)
         if rec is None or rec.desc.state != ObjectState.ACTIVE or r_c_uid == GS_INPUT_CUID:
             return None
-        return rec.desc.sdesc
+        return rec.desc.node, rec.desc.sdesc
 
     async def _forget_reply_box(self, c_uid: int) -> None:
         box = self.reply_boxes.pop(c_uid, None)
@@ -181,7 +207,9 @@ class GSBase:
         """Tell every synchronization object's record that process `pid` exited (`records.reclaim`:
         its holds come back, a Barrier it was party to breaks if `abnormal`). In a thread: a record's
         lock is a flock that a stopped process could keep, and GS must go on answering meanwhile."""
-        recs = [c for c in self.reg.chans.records() if c.record and c.desc.state == ObjectState.ACTIVE]
+        recs = [
+            c for c in self.reg.chans.records() if c.record and c.desc.state == ObjectState.ACTIVE and c.desc.node == 0
+        ]
         if recs:
             sdescs = [c.desc.sdesc for c in recs]
             warnings, untouched = await trio.to_thread.run_sync(
@@ -199,7 +227,13 @@ class GSBase:
         chan = self.reg.chans.get(c_uid)
         if chan is not None:
             chan.desc.state = ObjectState.DEAD
-        await self.ls_call(SHChannelDestroy(tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, c_uid=c_uid))
+        node = chan.desc.node if chan is not None else 0
+        try:
+            await self.ls_call(
+                SHChannelDestroy(tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, c_uid=c_uid), node
+            )
+        except NodeGone:
+            pass  # its node, and the channel with it, is gone
 
     def status(self, req: GSStatus) -> GSStatusResponse:
         """Spec §8: one read-only snapshot of every table, for `dragon status`."""
@@ -214,6 +248,10 @@ class GSBase:
             channels=[c.desc for c in self.reg.chans.records()],
             pools=[p.desc for p in self.reg.pools.records()],
         )
+
+
+class NodeGone(Exception):
+    """A request for a node that is lost (MULTINODE §6)."""
 
 
 def timeout_s(timeout_us: int) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import trio
 
-from dragon.descriptors import ChannelDescriptor, ObjectState, PoolDescriptor
+from dragon.descriptors import ChannelDescriptor, ObjectState, Placement, PoolDescriptor
 from dragon.ids import FIRST_GS_MUID, GS_INPUT_CUID, GS_PUID
 from dragon.messages import (
     ChannelCreateErr,
@@ -69,10 +69,12 @@ class ObjectHandlers(GSBase):
             return GSChannelCreateResponse(ref=req.tag, err=ChannelCreateErr.FAIL, err_info=info)
         c_uid = chans.new_id()
         name = req.user_name or chans.default_name(c_uid)
+        node = self.node_of(req.p_uid)  # [choice] a channel lives on its creator's node
         desc = ChannelDescriptor(
             c_uid=c_uid,
             m_uid=req.m_uid,
             name=name,
+            node=node,
             sdesc="",
             state=ObjectState.PENDING,
             label=req.label,
@@ -82,7 +84,8 @@ class ObjectHandlers(GSBase):
         resp: SHChannelCreateResponse = await self.ls_call(
             SHChannelCreate(
                 tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, m_uid=req.m_uid, c_uid=c_uid, options=req.options
-            )
+            ),
+            node,
         )
         if resp.err != LSErr.SUCCESS:
             chans.remove(c_uid)
@@ -123,7 +126,8 @@ class ObjectHandlers(GSBase):
         rec.desc.state = ObjectState.PENDING
         await self._forget_reply_box(rec.desc.c_uid)
         ls_resp: SHChannelDestroyResponse = await self.ls_call(
-            SHChannelDestroy(tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, c_uid=rec.desc.c_uid)
+            SHChannelDestroy(tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, c_uid=rec.desc.c_uid),
+            rec.desc.node,
         )
         rec.desc.state = ObjectState.DEAD
         if ls_resp.err == LSErr.SUCCESS:
@@ -161,10 +165,15 @@ class ObjectHandlers(GSBase):
             return GSPoolCreateResponse(ref=req.tag, err=PoolCreateErr.ALREADY, desc=existing.desc, err_info=info)
         m_uid = pools.new_id()
         name = req.user_name or pools.default_name(m_uid)
-        desc = PoolDescriptor(m_uid=m_uid, name=name, sdesc="", state=ObjectState.PENDING)
+        node = req.options.target_node if req.options.placement == Placement.SPECIFIC else self.node_of(req.p_uid)
+        if not 0 <= node < self.node_count():
+            info = f"there is no node {node}: this runtime has {self.node_count()} (0 to {self.node_count() - 1})"
+            return GSPoolCreateResponse(ref=req.tag, err=PoolCreateErr.FAIL, err_info=info)
+        desc = PoolDescriptor(m_uid=m_uid, name=name, node=node, sdesc="", state=ObjectState.PENDING)
         pools.add(m_uid, PoolRecord(desc))
         resp: SHPoolCreateResponse = await self.ls_call(
-            SHPoolCreate(tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, size=req.size, m_uid=m_uid, name=name)
+            SHPoolCreate(tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, size=req.size, m_uid=m_uid, name=name),
+            node,
         )
         if resp.err != LSErr.SUCCESS:
             pools.remove(m_uid)
@@ -196,7 +205,8 @@ class ObjectHandlers(GSBase):
             return GSPoolDestroyResponse(ref=req.tag, err=PoolDestroyErr.PENDING, err_info=info)
         rec.desc.state = ObjectState.PENDING
         ls_resp: SHPoolDestroyResponse = await self.ls_call(
-            SHPoolDestroy(tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, m_uid=rec.desc.m_uid)
+            SHPoolDestroy(tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, m_uid=rec.desc.m_uid),
+            rec.desc.node,
         )
         rec.desc.state = ObjectState.DEAD
         if ls_resp.err == LSErr.SUCCESS:

@@ -8,6 +8,7 @@ one round trip to LS makes them all. Joins wait on a per-process event with thei
 from __future__ import annotations
 
 import logging
+import os
 from typing import Final
 
 import msgspec
@@ -32,6 +33,7 @@ from dragon.messages import (
     JoinStatus,
     ListErr,
     LSErr,
+    NodeLost,
     ProcessCreateErr,
     ProcessJoinErr,
     ProcessKillErr,
@@ -44,7 +46,7 @@ from dragon.messages import (
     SHProcessKillResponse,
 )
 
-from ._gs_base import GSBase, timeout_s
+from ._gs_base import GSBase, NodeGone, timeout_s
 from ._registry import ChanRecord, ProcRecord
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,10 @@ class ProcessHandlers(GSBase):
             return
         rec = self._enter_process(req)
         sh_req = self._sh_process_create(req, rec.desc)
-        resp: SHProcessCreateResponse = await self.ls_call(sh_req)
+        try:
+            resp: SHProcessCreateResponse = await self.ls_call(sh_req, rec.desc.node)
+        except NodeGone as exc:
+            resp = SHProcessCreateResponse(ref=sh_req.tag, err=LSErr.FAIL, err_info=str(exc))
         if resp.err != LSErr.SUCCESS:
             self.reg.procs.remove(rec.desc.p_uid)
             log.info("process create failed p_uid=%d: %s", rec.desc.p_uid, resp.err_info)
@@ -86,7 +91,7 @@ class ProcessHandlers(GSBase):
 
     def _refuse_create(self, req: GSProcessCreate) -> GSProcessCreateResponse | None:
         """FAIL for fields GS cannot carry out, ALREADY for a name a live process holds; else None."""
-        problem = create_problem(req)
+        problem = create_problem(req) or self._placement_problem(req)
         if problem:
             return GSProcessCreateResponse(ref=req.tag, err=ProcessCreateErr.FAIL, err_info=problem)
         existing = self.reg.procs.taken(req.user_name)
@@ -95,14 +100,51 @@ class ProcessHandlers(GSBase):
             return GSProcessCreateResponse(ref=req.tag, err=ProcessCreateErr.ALREADY, desc=existing.desc, err_info=info)
         return None
 
+    def _placement_problem(self, req: GSProcessCreate) -> str:
+        """What is wrong with the create's placement ("" if nothing)."""
+        policy = req.policy
+        if policy is None:
+            return ""
+        n = self.node_count()
+        if policy.node is not None and not 0 <= policy.node < n:
+            return f"there is no node {policy.node}: this runtime has {n} node{'s' * (n > 1)} (0 to {n - 1})"
+        if policy.node is None and policy.host and self._node_of_host(policy.host) is None:
+            hosts = ", ".join(d.host_name for d in self.nodes) or "this node only"
+            return f"no node of this runtime is host {policy.host!r} (its nodes: {hosts})"
+        if any(c < 0 for c in policy.cpus):
+            return f"CPU numbers are 0 or more, not {policy.cpus}"
+        return ""
+
+    def _node_of_host(self, host: str) -> int | None:
+        if not self.nodes:
+            return 0 if host in ("localhost", os.uname().nodename) else None
+        return next((d.idx for d in self.nodes if host in (d.host_name, *d.ip_addrs)), None)
+
+    def _place(self, req: GSProcessCreate) -> int:
+        """The node of a new process (checked by `_placement_problem`). [choice] The default is the
+        primary node for the head and round robin over every node for the others (the reference's
+        default; fill-first would leave the other nodes idle until one is full, and nothing here
+        knows when a node is full): Pool(4) on two nodes gets workers on nodes 0, 1, 0, 1."""
+        policy = req.policy
+        if policy is not None and policy.node is not None:
+            return policy.node
+        if policy is not None and policy.host:
+            return self._node_of_host(policy.host) or 0
+        if req.head_proc or self.node_count() == 1:
+            return 0
+        node = self.next_node % self.node_count()
+        self.next_node += 1
+        return node
+
     def _enter_process(self, req: GSProcessCreate) -> ProcRecord:
-        """The next p_uid, its name, PENDING; a requester that is a process of ours is its parent."""
+        """The next p_uid, its name, its node, PENDING; a requester that is a process of ours is its parent."""
         procs = self.reg.procs
         p_uid = procs.new_id()
         desc = ProcessDescriptor(
             p_uid=p_uid,
             p_p_uid=req.p_uid if req.p_uid in procs else LAUNCHER_PUID,
             name=req.user_name or procs.default_name(p_uid),
+            node=self._place(req),
             state=ObjectState.PENDING,
             label=req.label,
             target=req.target,
@@ -143,6 +185,7 @@ class ProcessHandlers(GSBase):
             stdin_msg=pipes.get("stdin"),
             stdout_msg=pipes.get("stdout"),
             stderr_msg=pipes.get("stderr"),
+            cpus=req.policy.cpus if req.policy is not None else [],
         )
 
     def _sh_channel_create(self, capacity: int, block_size: int, *, ref_count: bool) -> SHChannelCreate:
@@ -164,7 +207,7 @@ class ProcessHandlers(GSBase):
         who = title(req.label, desc.name, self.reg.procs.default_name(desc.p_uid)) or f"p_uid {desc.p_uid}"
         ret_msg = sh_req.gs_ret_chan_msg
         if ret_msg is not None and resp.gs_ret_chan_resp is not None:
-            ret = self._channel(ret_msg.c_uid, f"gs_ret_{desc.p_uid}", resp.gs_ret_chan_resp.desc, req.p_uid)
+            ret = self._channel(ret_msg.c_uid, f"gs_ret_{desc.p_uid}", resp.gs_ret_chan_resp.desc, req.p_uid, desc.node)
             ret.desc.label = f"GS replies to {who}"
             self.reg.chans.add(ret_msg.c_uid, ret, named=False)
             desc.gs_ret_cuid = ret_msg.c_uid
@@ -173,7 +216,9 @@ class ProcessHandlers(GSBase):
             pipe_resp = getattr(resp, f"{stream}_resp")
             if pipe is None or pipe_resp is None:
                 continue
-            chan = self._channel(pipe.c_uid, stdio_channel_name(stream, desc.p_uid), pipe_resp.desc, req.p_uid)
+            chan = self._channel(
+                pipe.c_uid, stdio_channel_name(stream, desc.p_uid), pipe_resp.desc, req.p_uid, desc.node
+            )
             chan.desc.label = f"{stream} of {who}"
             chan.ref_count, chan.refs = True, 2  # the process's reference and its parent's
             self.reg.chans.add(pipe.c_uid, chan)
@@ -187,9 +232,15 @@ class ProcessHandlers(GSBase):
         log.info("process created p_uid=%d name=%s", desc.p_uid, desc.name)
 
     @staticmethod
-    def _channel(c_uid: int, name: str, sdesc: str, creator: int) -> ChanRecord:
+    def _channel(c_uid: int, name: str, sdesc: str, creator: int, node: int) -> ChanRecord:
         desc = ChannelDescriptor(
-            c_uid=c_uid, m_uid=INF_POOL_MUID, name=name, sdesc=sdesc, state=ObjectState.ACTIVE, creator=creator
+            c_uid=c_uid,
+            m_uid=INF_POOL_MUID,
+            name=name,
+            node=node,
+            sdesc=sdesc,
+            state=ObjectState.ACTIVE,
+            creator=creator,
         )
         return ChanRecord(desc)
 
@@ -211,7 +262,7 @@ class ProcessHandlers(GSBase):
         if parent is not None and msg.p_uid in parent.desc.live_children:
             parent.desc.live_children.remove(msg.p_uid)
         log.info("process exited p_uid=%d code=%d", msg.p_uid, msg.exit_code)
-        if rec.desc.pid:
+        if rec.desc.pid and rec.desc.node == 0:  # records live on node 0; a pid means something on its node only
             self.nursery.start_soon(self.reclaim_holds, rec.desc.pid, msg.exit_code != 0)
         if rec.desc.gs_ret_cuid is not None:
             self.nursery.start_soon(self.destroy_infra_channel, rec.desc.gs_ret_cuid)
@@ -219,6 +270,17 @@ class ProcessHandlers(GSBase):
             self.nursery.start_soon(self.release_channel, c_uid)
         if rec.head:
             await self.to_la.send(GSHeadExit(exit_code=msg.exit_code))
+
+    async def node_lost(self, msg: NodeLost) -> None:
+        """MULTINODE §6: every process of a lost node is dead (killed, -9: its joiners get that at
+        once, never a hang) and the node is asked nothing more."""
+        link = self.node_ls.pop(msg.node_idx, None)
+        if link is not None:
+            await link.aclose()
+        for rec in self.reg.procs.records():
+            if rec.desc.node == msg.node_idx and rec.desc.state == ObjectState.ACTIVE:
+                await self.process_exited(SHProcessExit(p_uid=rec.desc.p_uid, creation_msg_tag=0, exit_code=-9))
+        log.error("node %d lost (%s): its processes are reported dead", msg.node_idx, msg.what)
 
     # ------------------------------------------------------------------ query, kill, join
 
@@ -253,16 +315,18 @@ class ProcessHandlers(GSBase):
         if rec.desc.state == ObjectState.PENDING:
             info = f"process {p_uid} is still starting"
             return GSProcessKillResponse(ref=req.tag, err=ProcessKillErr.PENDING, err_info=info)
-        ls_resp: SHProcessKillResponse = await self.ls_call(
-            SHProcessKill(
-                tag=self.tag(),
-                p_uid=GS_PUID,
-                r_c_uid=GS_INPUT_CUID,
-                t_p_uid=p_uid,
-                sig=req.sig,
-                hide_stderr=req.hide_stderr,
-            )
+        kill = SHProcessKill(
+            tag=self.tag(),
+            p_uid=GS_PUID,
+            r_c_uid=GS_INPUT_CUID,
+            t_p_uid=p_uid,
+            sig=req.sig,
+            hide_stderr=req.hide_stderr,
         )
+        try:
+            ls_resp: SHProcessKillResponse = await self.ls_call(kill, rec.desc.node)
+        except NodeGone as exc:
+            return GSProcessKillResponse(ref=req.tag, err=ProcessKillErr.FAIL_KILL, err_info=str(exc))
         if ls_resp.err == LSErr.SUCCESS:
             return GSProcessKillResponse(ref=req.tag, err=ProcessKillErr.SUCCESS)
         if rec.exited.is_set():  # it died while the kill was in flight

@@ -86,6 +86,14 @@ class LSConfig(msgspec.Struct, kw_only=True):
     runtime (a start brings it up). LS then boots its fork server at once, while the runtime comes
     up, instead of PRESTART_DELAY_S after that program starts (services/_fast_start.py): it is
     ready for the program's first start."""
+    node_idx: int = 0
+    """This node's index (many nodes; the primary node, 0, runs Global Services)."""
+    nodes: int = 1
+    """How many nodes the runtime has: with more than one, LS also makes its transport agent's
+    channel, and the LS of a node other than the primary runs no GS: its GS channel is a local
+    stand-in that the transport agent carries to the primary node (MULTINODE §4)."""
+    host_name: str = ""
+    """This node's name, as the frontend calls it ("" = the machine's host name)."""
     fork_server_env: dict[str, str] = {}
     """What that program's environment adds to LS's own (`dragon` adds PYTHONUNBUFFERED=1 at a terminal)."""
 
@@ -129,7 +137,7 @@ class LSCore:
         self,
         config: LSConfig,
         infra: Infra,
-        monitor: GSMonitor,
+        monitor: GSMonitor | None,
         la: LAPipe,
         nursery: trio.Nursery,
         forkserver: ForkServer,
@@ -150,7 +158,8 @@ class LSCore:
         self.stdin_eof = trio.Event()
         self.be_halted = trio.Event()
         self.started = time.time()
-        monitor.report = self.from_gs_monitor
+        if monitor is not None:
+            monitor.report = self.from_gs_monitor
 
     # ---------------------------------------------------------------- abnormal termination (§3.2)
 

@@ -123,11 +123,21 @@ class ProcessRunner(StdioForwarding):
         # What the OS takes as Python holds it (undecodable bytes as surrogates: os_text).
         argv = [fs_str(a) for a in (req.exe, *req.args)]
         env = self._environment(req, made)
+        allowed = os.sched_getaffinity(0)
+        if req.cpus and not set(req.cpus) <= allowed:
+            raise CreateFailed(
+                f"CPUs {sorted(set(req.cpus) - allowed)} are not CPUs of node {self.config.node_idx} "
+                f"(it has {sorted(allowed)})"
+            )
         try:
             proc = await self._spawn(req, argv, env, fs_str(req.rundir))
         except (OSError, subprocess.SubprocessError) as exc:
             raise CreateFailed(f"cannot start {shown(argv[0])}: {os_error_text(exc)}") from None
         give_back_fd_limit(proc.pid)
+        if (
+            req.cpus
+        ):  # [choice] set once it runs: a moment on any CPU, against a start that keeps the fork server's speed
+            os.sched_setaffinity(proc.pid, req.cpus)
         pipes = {stream: r.desc for stream, r in made.pipes.items()}
         mp = ManagedProcess(p_uid=req.t_p_uid, create_tag=req.tag, proc=proc, pipes=pipes)
         self.procs[req.t_p_uid] = mp
@@ -195,7 +205,7 @@ class ProcessRunner(StdioForwarding):
             with trio.move_on_after(DRAIN_AFTER_EXIT_S):
                 await mp.forwarders_done.wait()
             log.info("process exited p_uid=%d pid=%d code=%d", mp.p_uid, proc.pid, code)
-            if not self.monitor.exited.is_set():
+            if self.monitor is None or not self.monitor.exited.is_set():
                 exit_msg = SHProcessExit(p_uid=mp.p_uid, creation_msg_tag=mp.create_tag, exit_code=code)
                 with trio.move_on_after(5):
                     # After output to the launcher, the exit goes the same way, and the launcher hands it

@@ -49,7 +49,7 @@ import select
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import trio
@@ -84,18 +84,23 @@ from dragon.messages import (
     GSProcessQuery,
     GSStatus,
     GSTeardown,
+    LAChannelsInfo,
     LAInbound,
     ListErr,
     LSInbound,
+    NodeLost,
     Response,
     SHPingGS,
     SHProcessExit,
 )
 from dragon.transport import FrameStream, MessageChannel, ProtocolError, TrioChannel, clip, decode, log_message
+from dragon.transport.forward import RemoteFrames
 
 from ._gs_base import StdoutLink
 from ._gs_objects import ObjectHandlers
 from ._gs_processes import ProcessHandlers
+
+M = TypeVar("M")
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +166,18 @@ async def serve(params: LaunchParameters, from_ls: FrameStream, stdout: StdoutLi
         raise RuntimeError("injected fault gs-crash-bringup")
     await to_ls.send(GSPingSH())  # m4
     first = await inbox.receive()
+    nodes: LAChannelsInfo | None = None
+    if params.nodes > 1 and isinstance(first, LAChannelsInfo):  # it may overtake LS's SHPingGS
+        nodes, first = first, await inbox.receive()
     if not isinstance(first, SHPingGS):  # m5
         raise RuntimeError(f"expected SHPingGS on the GS channel, got {type(first).__name__}")
+    links: dict[int, MessageChannel[LSInbound]] = {0: to_ls}
+    gateway: TrioChannel | None = None
+    if params.nodes > 1:
+        if nodes is None:
+            nodes = await _expect(inbox, LAChannelsInfo)
+        gateway = TrioChannel.attach(nodes.nodes[0].ta_cd)
+        links.update(await _ping_nodes(inbox, gateway, nodes))
     await to_la.send(GSIsUp())  # m6
     if _faults.active("gs-garbage-stdout"):
         os.write(1, b"this is not a frame of the protocol\n")
@@ -171,11 +186,38 @@ async def serve(params: LaunchParameters, from_ls: FrameStream, stdout: StdoutLi
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_ls, from_ls)
         gs = GlobalServices(inbox, to_ls, to_la, stdout, nursery, params.run_id)
+        gs.nodes, gs.node_ls, gs.gateway = (nodes.nodes if nodes else []), links, gateway
         await gs.main_loop()
         nursery.cancel_scope.cancel()
-    links: list[MessageChannel[Any]] = [inbox, to_ls, to_la, *gs.reply_boxes.values()]
-    for link in links:
+    closing: list[trio.abc.AsyncResource] = [inbox, to_la, *gs.node_ls.values(), *gs.reply_boxes.values()]
+    for link in [*closing, *([gateway] if gateway else [])]:
         await link.aclose()
+
+
+async def _expect(inbox: MessageChannel[GSInbound], kind: type[M]) -> M:
+    msg = await inbox.receive()
+    if not isinstance(msg, kind):
+        raise RuntimeError(f"expected {kind.__name__} on the GS channel, got {type(msg).__name__}")
+    return msg
+
+
+async def _ping_nodes(
+    inbox: MessageChannel[GSInbound], gateway: TrioChannel, info: LAChannelsInfo
+) -> dict[int, MessageChannel[LSInbound]]:
+    """MULTINODE §4 step 7: GSPingSH to the LS of every other node, through the transport agents, and
+    their SHPingGS back (in any order). The launcher's bringup deadline bounds the wait."""
+    links: dict[int, MessageChannel[LSInbound]] = {}
+    for node in info.nodes[1:]:
+        link = MessageChannel[LSInbound](
+            RemoteFrames(gateway, node.idx, node.shep_cd), LSInbound, name=f"LS channel of node {node.idx}"
+        )
+        await link.send(GSPingSH())
+        links[node.idx] = link
+    waiting = set(links)
+    while waiting:
+        ping = await _expect(inbox, SHPingGS)
+        waiting.discard(ping.node_sdesc.idx)
+    return links
 
 
 async def _watch_ls(from_ls: FrameStream) -> None:
@@ -249,6 +291,8 @@ class GlobalServices(ProcessHandlers, ObjectHandlers):
                     self.answer(msg.r_c_uid, self.status(msg))
                 case SHPingGS():
                     log.warning("ignored a second SHPingGS")
+                case NodeLost():
+                    await self.node_lost(msg)
                 case _:
                     handler = handlers.get(type(msg))
                     if handler is None:

@@ -46,6 +46,7 @@ from dragon import _faults, _log, _rundir
 from dragon.descriptors import NodeDescriptor
 from dragon.ids import (
     BE_CUID,
+    TA_CUID,
     DEFAULT_POOL_MUID,
     GS_INPUT_CUID,
     INF_POOL_MUID,
@@ -118,6 +119,7 @@ log = logging.getLogger(__name__)
 BEHALTED_WAIT_S: Final = 10.0
 LS_DEADLINE_MARGIN_S: Final = 1.0  # LS's bringup deadline is the launcher's plus this: LA reports first
 LA_CHANNEL_CAPACITY: Final = 256
+TA_CHANNEL_CAPACITY: Final = 1024
 LA_CHANNEL_BLOCK: Final = 8192
 INFRA_CHANNELS: Final = (
     (SHEP_CUID, 256, 4096),
@@ -149,10 +151,12 @@ def run(config: LSConfig) -> int:
     ignore_interrupts()  # before GS is forked: it inherits this
     become_subreaper()  # what the run's processes leave behind comes back to LS (stop_descendants)
     raise_fd_limit()  # three pipes and a pidfd per managed process
-    try:
-        gs: GSStart | str = fork_global_services()
-    except OSError as exc:
-        gs = f"cannot start Global Services: {exc}"
+    gs: GSStart | str | None = None  # the LS of a node other than the primary runs no GS
+    if config.node_idx == 0:
+        try:
+            gs = fork_global_services()
+        except OSError as exc:
+            gs = f"cannot start Global Services: {exc}"
     return trio.run(serve, config, gs)
 
 
@@ -178,7 +182,11 @@ def fork_global_services() -> GSStart:
 
 
 async def bringup(
-    config: LSConfig, la: LAPipe, to_gs_stdin: MessageChannel[LaunchParameters], gs_pid: int, monitor: GSMonitor
+    config: LSConfig,
+    la: LAPipe,
+    to_gs_stdin: MessageChannel[LaunchParameters] | None,
+    gs_pid: int,
+    monitor: GSMonitor | None,
 ) -> Infra:
     """Spec §2 A2-m5 (see the module docstring), under one cancel scope: its deadline is the bringup
     timeout (plus a margin, so that the launcher, which waits for the same steps with the same
@@ -194,17 +202,19 @@ async def bringup(
         failure.append(msg.err_info if isinstance(msg, AbnormalTermination) else "Global Services halted")
         scope.cancel()
 
-    monitor.report = gs_failed
+    if monitor is not None:
+        monitor.report = gs_failed
     made_pools: list[Pool] = []
     made_chans: list[Channel] = []
     try:
         with scope:
-            await _node_index(la)  # m0
+            await _node_index(la, config)  # m0
             step = "creating the pools and channels of the runtime"
             params = _make_infrastructure(config, made_pools, made_chans)
-            shep, be, gs_chan = made_chans
-            step = "handing Global Services its launch parameters"
-            await to_gs_stdin.send(params)  # A4: GS attaches while LA does
+            shep, be, gs_chan = made_chans[:3]
+            if to_gs_stdin is not None:
+                step = "handing Global Services its launch parameters"
+                await to_gs_stdin.send(params)  # A4: GS attaches while LA does
             step = "SHPingBE to the launcher"
             await la.send(_ping_be(params))  # m1
             infra = Infra(
@@ -214,7 +224,7 @@ async def bringup(
                 to_la=MessageChannel[LAInbound](TrioChannel(be), LAInbound, name="LA channel"),
                 to_gs=MessageChannel[GSInbound](TrioChannel(gs_chan), GSInbound, name="GS channel"),
                 params=params,
-                node=_node_descriptor(params),
+                node=_node_descriptor(config, params, made_chans),
             )
             waiting: dict[type, str] = {
                 BEPingSH: "BEPingSH from the launcher",
@@ -247,11 +257,11 @@ async def bringup(
         raise BringupFailed(f"{step}: {exc}") from exc
 
 
-async def _node_index(la: LAPipe) -> None:
-    """m0: the launcher's BENodeIdxSH, the first message on LS's stdin (node 0: one node)."""
+async def _node_index(la: LAPipe, config: LSConfig) -> None:
+    """m0: the launcher's BENodeIdxSH, the first message on LS's stdin, naming this node."""
     first = await la.receive()
-    if not isinstance(first, BENodeIdxSH) or first.node_idx != 0:
-        raise ProtocolError(f"expected BENodeIdxSH(node_idx=0) first on LS stdin, got {first!r}")
+    if not isinstance(first, BENodeIdxSH) or first.node_idx != config.node_idx:
+        raise ProtocolError(f"expected BENodeIdxSH(node_idx={config.node_idx}) first on LS stdin, got {first!r}")
     if _faults.active("ls-hang-bringup"):
         await trio.sleep_forever()
 
@@ -259,17 +269,20 @@ async def _node_index(la: LAPipe) -> None:
 def _make_infrastructure(config: LSConfig, made_pools: list[Pool], made_chans: list[Channel]) -> LaunchParameters:
     """A2: the two pools and the three infrastructure channels (LS, launcher, GS input), each added
     to `made_*` as soon as it exists, so that a failure half-way removes what was made."""
-    need = sum(segment_bytes(c, b) for _, c, b in INFRA_CHANNELS) + 2 * RESERVED_AT_CREATE
+    channels = infra_channels(config)
+    need = sum(segment_bytes(c, b) for _, c, b in channels) + 2 * RESERVED_AT_CREATE
     if shm_space()[0] < need:  # said before anything is made (reserving would say it too)
         raise NoSharedMemory(need)
     rid = config.run_id
     made_pools.append(Pool.create(_rundir.entry_name(rid, f"m{INF_POOL_MUID}"), config.inf_seg_sz))
     made_pools.append(Pool.create(_rundir.entry_name(rid, f"m{DEFAULT_POOL_MUID}"), config.default_seg_sz))
-    for c_uid, capacity, block in INFRA_CHANNELS:
+    for c_uid, capacity, block in channels:
         made_chans.append(Channel.create(_rundir.entry_name(rid, f"c{c_uid}"), capacity=capacity, block_size=block))
-    shep, be, gs_chan = made_chans
+    shep, be, gs_chan = made_chans[:3]
     return LaunchParameters(
-        mode="single",
+        mode="single" if config.nodes == 1 else "crayhpe-multi",
+        index=config.node_idx,
+        nodes=config.nodes,
         gs_cd=gs_chan.descriptor,
         local_shep_cd=shep.descriptor,
         local_be_cd=be.descriptor,
@@ -292,13 +305,25 @@ def _ping_be(params: LaunchParameters) -> SHPingBE:
     )
 
 
-def _node_descriptor(params: LaunchParameters) -> NodeDescriptor:
+def infra_channels(config: LSConfig) -> tuple[tuple[int, int, int], ...]:
+    """INFRA_CHANNELS, and with many nodes the transport agent's input channel (2**55 + node index,
+    MULTINODE §3) last. [choice] The others keep node 0's c_uids on every node (each node names its
+    entries with its own run id, and requests on a node name its own LS and launcher channels)."""
+    ta = ((TA_CUID + config.node_idx, TA_CHANNEL_CAPACITY, LA_CHANNEL_BLOCK),) if config.nodes > 1 else ()
+    return INFRA_CHANNELS + ta
+
+
+def _node_descriptor(config: LSConfig, params: LaunchParameters, chans: list[Channel]) -> NodeDescriptor:
     """This node as SHChannelsUp and SHPingGS describe it."""
     return NodeDescriptor(
-        host_name=socket.gethostname(),
-        num_cpus=os.cpu_count() or 1,
+        idx=config.node_idx,
+        is_primary=config.node_idx == 0,
+        host_name=config.host_name or socket.gethostname(),
+        num_cpus=len(os.sched_getaffinity(0)),
         physical_mem_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
         shep_cd=params.local_shep_cd,
+        ta_cd=chans[3].descriptor if len(chans) > 3 else "",
+        run_id=config.run_id,
     )
 
 
@@ -428,13 +453,15 @@ class LocalServices(ProcessRunner):
                 for mp in list(self.procs.values()):
                     nursery.start_soon(stop_process, mp.proc)
                 nursery.start_soon(self.forkserver.aclose)
-                if self.monitor.proc.returncode is None:
-                    with trio.move_on_after(2 if self.monitor.halted.is_set() else 0):
-                        await self.monitor.exited.wait()
-                    nursery.start_soon(stop_process, self.monitor.proc)
+                monitor = self.monitor
+                if monitor is not None and monitor.proc.returncode is None:
+                    with trio.move_on_after(2 if monitor.halted.is_set() else 0):
+                        await monitor.exited.wait()
+                    nursery.start_soon(stop_process, monitor.proc)
             # What the run's processes started outside its process group, or that outlived them
             # (reparented to LS, a subreaper): nothing of the run outlives it.
-            owned = frozenset([self.monitor.proc.pid, *(mp.proc.pid for mp in self.procs.values())])
+            gs_pids = [self.monitor.proc.pid] if self.monitor is not None else []
+            owned = frozenset([*gs_pids, *(mp.proc.pid for mp in self.procs.values())])
             await stop_descendants(exclude=owned)
 
     def destroy_everything(self) -> None:
@@ -452,10 +479,11 @@ class LocalServices(ProcessRunner):
             unlink_own(name)
 
 
-async def serve(config: LSConfig, gs: GSStart | str) -> int:
+async def serve(config: LSConfig, gs: GSStart | str | None) -> int:
     """The life of LS in its trio loop (see the module docstring); returns LS's exit code.
 
-    `gs` is Global Services as forked before the loop, or why it could not be. Whatever happens here,
+    `gs` is Global Services as forked before the loop, or why it could not be, or None on a node other
+    than the primary (many nodes). Whatever happens here,
     even an unexpected exception in one of the tasks, every managed process and GS are stopped and
     every shm object of the run is destroyed before this returns or raises.
     """
@@ -481,12 +509,16 @@ async def serve(config: LSConfig, gs: GSStart | str) -> int:
             try:
                 if isinstance(gs, str):
                     raise BringupFailed(gs)
-                to_gs_stdin = MessageChannel(
-                    FrameStream(trio.lowlevel.FdStream(gs.stdin), name="GS stdin"), LaunchParameters, name="GS stdin"
-                )
-                monitor = GSMonitor(gs.proc, gs.stdout, gs.stderr, report=_not_yet)
-                nursery.start_soon(monitor.watch)  # GS is supervised from our first step
-                infra = await bringup(config, la, to_gs_stdin, gs.proc.pid, monitor)
+                monitor = None
+                if gs is not None:
+                    to_gs_stdin = MessageChannel(
+                        FrameStream(trio.lowlevel.FdStream(gs.stdin), name="GS stdin"),
+                        LaunchParameters,
+                        name="GS stdin",
+                    )
+                    monitor = GSMonitor(gs.proc, gs.stdout, gs.stderr, report=_not_yet)
+                    nursery.start_soon(monitor.watch)  # GS is supervised from our first step
+                infra = await bringup(config, la, to_gs_stdin, gs.proc.pid if gs else 0, monitor)
             except BringupFailed as exc:
                 log.error("bringup failed: %s", exc)
                 with trio.move_on_after(5):
@@ -502,13 +534,13 @@ async def serve(config: LSConfig, gs: GSStart | str) -> int:
                 ls.destroy_everything()
             else:
                 await forkserver.aclose()
-                if not isinstance(gs, str):
+                if isinstance(gs, GSStart):
                     await stop_process(gs.proc)
             if code != 0:  # the launcher is gone or LS failed: nobody else may remove the directory
                 _rundir.remove_run_dir(config.run_id)
             if to_gs_stdin is not None:
                 await trio.aclose_forcefully(to_gs_stdin)
-            elif not isinstance(gs, str):
+            elif isinstance(gs, GSStart):
                 os.close(gs.stdin)
     if code == 0:
         with trio.move_on_after(5):

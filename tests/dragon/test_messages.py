@@ -31,6 +31,10 @@ ACTOR_UNIONS: dict[str, object] = {
     "LAInbound": m.LAInbound,
     "ProcessInbound": m.ProcessInbound,
     "ToolInbound": m.ToolInbound,
+    "FEInbound": m.FEInbound,
+    "BEInbound": m.BEInbound,
+    "TAStdinInbound": m.TAStdinInbound,
+    "TAStdoutOutbound": m.TAStdoutOutbound,
 }
 ANY_DECODER: msgspec.msgpack.Decoder[m.AnyMsg] = msgspec.msgpack.Decoder(m.AnyMsg)
 ENCODER = msgspec.msgpack.Encoder()
