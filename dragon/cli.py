@@ -27,16 +27,18 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final, NoReturn
+from typing import Any, Final, NoReturn, Protocol, TypeVar
 
 import trio
 
-from dragon import __version__, _log, _pool_sizes, _rundir
+from dragon import __version__, _log, _pool_sizes, _rundir, wlm
 from dragon.client.requests import head_create, process_kill, run_async
 from dragon.errors import BringupError, DragonError, ProcessStartFailed, leaf_exceptions
 from dragon.services import launcher
-from dragon.services._process import ForkedChild, exit_status_for_shell, exit_without_finalization
+from dragon.messages import GSHeadExit, Response
+from dragon.services._process import exit_status_for_shell, exit_without_finalization
 from dragon.services.local_services import LSConfig
 
 MP_HINT: Final = (b"multiprocessing", b"dragon")
@@ -44,6 +46,7 @@ MP_HINT: Final = (b"multiprocessing", b"dragon")
 HINT_SCAN_BYTES: Final = 1 << 20  # of a script: its imports are at the top
 
 
+R = TypeVar("R", bound=Response)
 HEAD_TERM_GRACE_S = 2.0  # after SIGTERM, the head's own exit status counts if it exits this soon
 
 
@@ -72,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("DRAGON_BRINGUP_TIMEOUT", str(launcher.DEFAULT_BRINGUP_TIMEOUT_S)),
         help="give up if the runtime is not up within this time (default 30; env DRAGON_BRINGUP_TIMEOUT)",
     )
-    p.add_argument("-s", "--single-node-override", action="store_true", help="accepted; always single node")
+    p.add_argument("-s", "--single-node-override", action="store_true", help="run on this node only, whatever else says more")
+    wlm.add_arguments(p)
     p.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as the head, like python -m")
     p.add_argument("-c", dest="code", metavar="CODE", help="run CODE as the head, like python -c")
     p.add_argument("prog", nargs=argparse.REMAINDER, metavar="PROG [ARGS...]")
@@ -160,9 +164,24 @@ def head_labels(exe: str, args: list[str]) -> tuple[str, str]:
     return "MainProcess", os.path.basename(args[0])
 
 
+class Handle(Protocol):
+    """What a run is driven with: the single-node launcher's `RuntimeHandle`, or the frontend's of a
+    run of many nodes (services/frontend.py)."""
+
+    async def call(self, req: Any, response_type: type[R]) -> R: ...
+    async def send_input(self, p_uid: int, data: bytes, *, confirm: bool = False) -> None: ...
+    async def wait_head_exit(self) -> GSHeadExit: ...
+    def force_stop(self) -> None: ...
+    def interrupt(self) -> None: ...
+
+
+StartRuntime = Callable[..., Awaitable[None]]
+"""`launcher.serve` or `frontend.serve` with their arguments bound: started in a nursery, it reports a Handle."""
+
+
 @dataclass
 class _Run:
-    handle: launcher.RuntimeHandle | None = None
+    handle: Handle | None = None
     head_puid: int | None = None
     interrupts: int = 0
     terminated: bool = False
@@ -186,6 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(cmd, str):
         print(f"dragon: error: {cmd}", file=sys.stderr)
         return 2
+    try:
+        plan = None if opts.single_node_override else wlm.plan_from_options(opts)
+    except wlm.WLMError as exc:
+        print(f"dragon: error: {exc}", file=sys.stderr)
+        return 2
+    if plan is not None:
+        return _main_many_nodes(opts, plan, cmd)
     try:
         sizes = _pool_sizes.pool_sizes()
     except ValueError as exc:
@@ -213,8 +239,47 @@ def main(argv: list[str] | None = None) -> int:
         fork_server_env=env,
     )
     preforked = launcher.prefork_local_services(config)  # before trio.run: see the module docstring
+    start = functools.partial(
+        launcher.serve, run_id=run_id, preforked=preforked, bringup_timeout_s=opts.bringup_timeout
+    )
+    return _run_and_report(start, cmd, env)
+
+
+def _main_many_nodes(opts: argparse.Namespace, plan: wlm.NodePlan, cmd: tuple[str, list[str]]) -> int:
+    """`dragon` with more than one node (MULTINODE §1): the frontend, ZeroMQ and the keys of this run.
+    Imported here: a single-node run never imports ZeroMQ."""
+    from dragon.services import frontend
+    from dragon.transport.zsecurity import RunKeys
+
     try:
-        return trio.run(_main, run_id, preforked, cmd, env, opts.bringup_timeout)
+        _log.configure(opts.log_level, opts.log_file or os.environ.get("DRAGON_LOG_FILE") or None)
+    except ValueError as exc:
+        print(f"dragon: error: {exc}", file=sys.stderr)
+        return 2
+    if opts.transport_security == "none":
+        print(
+            "dragon: warning: --transport-security none: traffic between nodes is neither authenticated "
+            "nor encrypted (use it on a trusted fabric only)",
+            file=sys.stderr,
+        )
+    launch = frontend.Launch(
+        plan=plan,
+        keys=None if opts.transport_security == "none" else RunKeys.make(),
+        label=opts.label,
+        bringup_timeout_s=opts.bringup_timeout,
+        frontend_addr=opts.frontend_addr or "",
+        log_level=opts.log_level,
+        log_file=os.environ.get("DRAGON_LOG_FILE") or opts.log_file,
+    )
+    if plan.wlm == "local" and not os.environ.get(wlm.LOCAL_WRAP_ENV):
+        launch.forked = frontend.fork_backends(plan.n)  # before trio.run, as the single-node LS is
+    return _run_and_report(functools.partial(frontend.serve, launch), cmd, head_env())
+
+
+def _run_and_report(start: StartRuntime, cmd: tuple[str, list[str]], env: dict[str, str]) -> int:
+    """Run the program on the runtime `start` brings up; say a bringup failure on one line."""
+    try:
+        return trio.run(_main, start, cmd, env)
     except BaseExceptionGroup as group:
         # Policy at this boundary: a bringup failure is said here; a runtime that broke while running
         # was reported by the launcher when it happened; anything else is a bug and is raised as is.
@@ -227,37 +292,22 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-async def _main(
-    run_id: str,
-    preforked: tuple[ForkedChild, int, int],
-    cmd: tuple[str, list[str]],
-    env: dict[str, str],
-    bringup_timeout_s: float,
-) -> int:
+async def _main(start: StartRuntime, cmd: tuple[str, list[str]], env: dict[str, str]) -> int:
     run = _Run()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as outer:
             outer.start_soon(_handle_signals, signals, run)
             with trio.CancelScope() as run.program_scope:
-                await _run_program(run, run_id, preforked, cmd, env, bringup_timeout_s)
+                await _run_program(run, start, cmd, env)
             if run.code is None and run.terminated:  # the head did not exit in time after SIGTERM
                 run.code = 128 + signal.SIGTERM
             outer.cancel_scope.cancel()
     return 1 if run.code is None else run.code
 
 
-async def _run_program(
-    run: _Run,
-    run_id: str,
-    preforked: tuple[ForkedChild, int, int],
-    cmd: tuple[str, list[str]],
-    env: dict[str, str],
-    bringup_timeout_s: float,
-) -> None:
+async def _run_program(run: _Run, start: StartRuntime, cmd: tuple[str, list[str]], env: dict[str, str]) -> None:
     async with trio.open_nursery() as nursery:
-        run.handle = await nursery.start(
-            functools.partial(launcher.serve, run_id=run_id, preforked=preforked, bringup_timeout_s=bringup_timeout_s)
-        )
+        run.handle = await nursery.start(start)
         exe, args = cmd
         label, target = head_labels(exe, args)
         try:
@@ -275,7 +325,7 @@ async def _run_program(
         nursery.cancel_scope.cancel()
 
 
-async def _forward_stdin(handle: launcher.RuntimeHandle, p_uid: int) -> None:
+async def _forward_stdin(handle: Handle, p_uid: int) -> None:
     """Our stdin goes to the head (SHFwdInput), end of file included (an empty input)."""
     while True:
         try:
@@ -318,7 +368,7 @@ async def _handle_signals(signals: trio.abc.AsyncIterator[int], run: _Run) -> No
                 run.program_scope.cancel()
 
 
-async def _terminate_head(handle: launcher.RuntimeHandle, p_uid: int) -> None:
+async def _terminate_head(handle: Handle, p_uid: int) -> None:
     """SIGTERM for the head (the launcher got it), through GS; a runtime that broke has ended it."""
     try:
         await run_async(handle, process_kill(p_uid, signal.SIGTERM))

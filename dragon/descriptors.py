@@ -248,6 +248,9 @@ class NodeDescriptor(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Where this node's transport agent listens (many nodes)."""
     run_id: str = ""
     """This node's run id (many nodes: each node names its shm entries with its own)."""
+    gs_standin_cd: str = ""
+    """On a node other than the primary: its local stand-in of GS's channel, which the node's
+    transport agent carries to GS (many nodes)."""
 
 
 class ProcessPolicy(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -31,8 +31,8 @@ from dragon.descriptors import (
     PoolDescriptor,
     PoolOptions,
     ProcessDescriptor,
-    ProcessPolicy,
     ProcessOptions,
+    ProcessPolicy,
     StdioOption,
 )
 from dragon.transport import decode as decode
@@ -836,6 +836,12 @@ class LAChannelsInfo(Msg):
     """GS's input channel on the primary node."""
 
 
+class TAListening(Msg):
+    """TA -> BE, once its socket is bound: where the other agents reach it (MULTINODE §4 step 3)."""
+
+    endpoint: str
+
+
 class TAUp(Msg):
     """TA -> BE -> FE: the agent is connected to every other agent (MULTINODE §4 step 6)."""
 
@@ -994,7 +1000,7 @@ BEInbound: TypeAlias = LAChannelsInfo | FEForward | Heartbeat | BEInterrupt | BE
 TAStdinInbound: TypeAlias = LAChannelsInfo | BETeardown
 """What a transport agent reads on its stdin, from its backend (after its TAConfig)."""
 
-TAStdoutOutbound: TypeAlias = TAUp | TAHalted | NodeLost | AbnormalTermination
+TAStdoutOutbound: TypeAlias = TAListening | TAUp | TAHalted | NodeLost | AbnormalTermination
 """What a transport agent writes on its stdout, for its backend."""
 
 ToolInbound: TypeAlias = GSStatusResponse | SHStatusResponse
@@ -1056,6 +1062,7 @@ AnyMsg: TypeAlias = (
     | SHPoolDestroyResponse
     | BEIsUp
     | LAChannelsInfo
+    | TAListening
     | TAUp
     | TAHalted
     | NodeLost

@@ -166,8 +166,22 @@ async def write_to_own_stdio(msg: SHFwdOutput) -> None:
 class Launcher:
     """LA's side of one runtime; `serve` drives it."""
 
-    def __init__(self, run_id: str, ls: LSStart, output: OutputSink, *, owns_descendants: bool = False) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        ls: LSStart,
+        output: OutputSink,
+        *,
+        owns_descendants: bool = False,
+        node: BENodeIdxSH | None = None,
+        upstream: Callable[[msgspec.Struct], Awaitable[None]] | None = None,
+    ) -> None:
         self.run_id = run_id
+        self.node = node or BENodeIdxSH(node_idx=0, host_name=socket.gethostname())
+        """What LS is told first: its node (a node of many, for a backend)."""
+        self.upstream = upstream
+        """A backend's (many nodes): where everything on the LA channel goes, to the frontend, which
+        decides; the launcher then only runs its node's LS (no GS bringup, no error lines of its own)."""
         self.owns_descendants = owns_descendants
         """This process is a launcher and nothing else (the `dragon` command, the background runtime's),
         a subreaper: every descendant of it at teardown is the run's, to be stopped."""
@@ -218,7 +232,7 @@ class Launcher:
         if self.failure is None:
             self.failure = what = clip(what)
             log.error("%s", what)
-            if self.up:
+            if self.up and self.upstream is None:
                 os.write(2, f"dragon: error: {what}\n".encode())
         self.events["broken"].set()
         self.pending.fail_all(self.failure)
@@ -308,6 +322,11 @@ class Launcher:
             except DragonError as exc:  # one undecodable message: say so, and go on with the next
                 self.fail(f"bad message on the launcher's channel: {exc}")
                 continue
+            if self.upstream is not None and not isinstance(msg, SHHaltBE):
+                if isinstance(msg, SHChannelsUp):
+                    self.events["channels_up"].set()
+                await self.upstream(msg)
+                continue
             match msg:
                 case SHFwdOutput():
                     await self.output(msg)
@@ -345,9 +364,8 @@ class Launcher:
         step = "starting Local Services"
         try:
             with trio.fail_after(timeout_s):
-                first = BENodeIdxSH(node_idx=0, host_name=socket.gethostname())
                 try:
-                    await self.ls_pipe.send(first)
+                    await self.ls_pipe.send(self.node)
                 except trio.BrokenResourceError:
                     pass  # LS is already gone: `watch_ls_exit` says why, and the wait below ends
                 step = "waiting for SHPingBE from Local Services"
@@ -366,14 +384,15 @@ class Launcher:
                     raise BringupError("launcher", step, str(self.failure or exc)) from None
                 step = "waiting for SHChannelsUp from Local Services"
                 await self.wait_event("channels_up", "Local Services bringup")  # m3
-                step = "waiting for GSIsUp from Global Services"
-                await self.wait_event("gs_up", "Global Services bringup")  # m6
+                if self.upstream is None:  # a backend's GS comes up when the frontend says (MULTINODE §4)
+                    step = "waiting for GSIsUp from Global Services"
+                    await self.wait_event("gs_up", "Global Services bringup")  # m6
         except trio.TooSlowError:
             raise BringupError(
                 "launcher", step, self.failure or f"the runtime did not come up within {timeout_s} s"
             ) from None
         self.up = True
-        if self.failure is not None:  # it broke just as it came up: `fail` kept quiet until now
+        if self.failure is not None and self.upstream is None:  # it broke just as it came up: `fail` kept quiet
             os.write(2, f"dragon: error: {self.failure}\n".encode())
 
     # ------------------------------------------------------------------ requests to GS

@@ -46,11 +46,11 @@ from dragon import _faults, _log, _rundir
 from dragon.descriptors import NodeDescriptor
 from dragon.ids import (
     BE_CUID,
-    TA_CUID,
     DEFAULT_POOL_MUID,
     GS_INPUT_CUID,
     INF_POOL_MUID,
     SHEP_CUID,
+    TA_CUID,
     LaunchParameters,
 )
 from dragon.messages import (

@@ -1,0 +1,259 @@
+"""The transport agent (TA) of one node: carries frames between this node's channels and the other nodes'.
+
+MULTINODE §2, §4-§7. One per node, forked by the node's backend before the backend's trio loop (it
+inherits trio and pyzmq already imported: a fork costs milliseconds, an exec'd interpreter with
+both imports about 0.4 s on these machines) **[choice: the spec has LS start it; the backend is the
+node's process that already holds ZeroMQ, and LS stays free of it]**. It talks to its backend on its
+stdin/stdout (framed messages), and to the other agents over ZeroMQ:
+
+- It binds one PULL socket (a CURVE server with the run's keys, unless security is "none") and says
+  where (`TAListening`); once it has every node's endpoint (`LAChannelsInfo`) it connects one PUSH
+  socket per other node and says `TAUp` when it has heard every other agent (a heartbeat each), so
+  that "up" means connected, not only dialled.
+- Outbound: what a service of this node writes into the agent's channel (`transport.forward`: node,
+  descriptor, frame) goes to that node's agent; on a node other than the primary, what is written
+  into the local stand-in of the GS channel goes to GS's channel on the primary node.
+- Inbound: each frame is put, unchanged, into the channel it names (attached once, kept). A frame
+  that does not parse, or names another node, is logged and dropped: the runtime goes on (§7).
+- Heartbeats: every HEARTBEAT_S to every other agent; an agent silent for HEARTBEAT_LOST_S is
+  reported once (`NodeLost`) to the backend, which tells the frontend (§6).
+
+Order per sender is kept: one socket per pair of nodes, one task per direction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import sys
+from typing import Final
+
+import msgspec
+import trio
+import zmq
+
+from dragon import _log
+from dragon.messages import (
+    AbnormalTermination,
+    BETeardown,
+    LAChannelsInfo,
+    NodeLost,
+    TAHalted,
+    TAListening,
+    TAStdinInbound,
+    TAStdoutOutbound,
+    TAUp,
+)
+from dragon.transport import (
+    ChannelDestroyed,
+    ChannelError,
+    FrameStream,
+    MessageChannel,
+    ProtocolError,
+    TrioChannel,
+    decode,
+)
+from dragon.transport.forward import pack_forward, unpack_forward
+from dragon.transport.zsecurity import Authenticator, RunKeys, client_socket, server_socket
+from dragon.transport.zsock import AsyncSocket
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S: Final = 0.25
+HEARTBEAT_LOST_S: Final = 2.0  # MULTINODE §6: a lost node is noticed within 2 s
+DELIVER_TIMEOUT_S: Final = 10.0  # a channel nobody reads for this long loses that frame (logged)
+_BEAT: Final = struct.Struct("<BI")  # heartbeat frame: 0xFF marker, sender's node index
+_BEAT_MARK: Final = 0xFF
+
+
+class TAConfig(msgspec.Struct, kw_only=True, frozen=True):
+    """What the backend tells its agent first, on the agent's stdin."""
+
+    node_idx: int
+    bind_addr: str
+    """The address the agent binds (the one the node reaches the frontend from)."""
+    keys: RunKeys | None
+    """The run's CURVE keys; None = `--transport-security none`."""
+
+
+def run() -> int:
+    """The agent's life in its forked process: stdin/stdout are the pipe to the backend."""
+    _log.set_actor("TA")
+    sys.stdout = sys.stderr  # fd 1 is the protocol pipe
+    return trio.run(main)
+
+
+async def main() -> int:
+    frames = FrameStream((trio.lowlevel.FdStream(os.dup(1)), trio.lowlevel.FdStream(os.dup(0))), name="TA stdin")
+    link = MessageChannel[TAStdinInbound](frames, TAStdinInbound, name="TA stdin", send_name="TA stdout")
+    try:
+        config = decode(msgspec.msgpack.Decoder(TAConfig), await frames.receive(), where="TA stdin")
+        agent = Agent(config, link)
+        await agent.serve()
+    except (trio.EndOfChannel, trio.BrokenResourceError):
+        log.info("the backend went away: the transport agent stops")
+        return 0
+    except BaseException as exc:
+        log.exception("transport agent failed")
+        with trio.CancelScope(shield=True), trio.move_on_after(2):
+            await _say(link, AbnormalTermination(err_info=f"transport agent failed: {exc!r}"))
+        return 1
+    return 0
+
+
+async def _say(link: MessageChannel[TAStdinInbound], msg: TAStdoutOutbound) -> None:
+    try:
+        await link.send(msg)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        log.warning("the backend is gone: %s not said", type(msg).__name__)
+
+
+class Agent:
+    """One node's agent: its sockets, its channels, its view of the other agents."""
+
+    def __init__(self, config: TAConfig, link: MessageChannel[TAStdinInbound]) -> None:
+        self.config = config
+        self.link = link
+        self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self.peers: dict[int, AsyncSocket] = {}
+        self.heard: dict[int, float] = {}
+        self.lost: set[int] = set()
+        self.all_heard = trio.Event()
+        self.channels: dict[str, TrioChannel] = {}
+        self.dropped = 0
+
+    async def serve(self) -> None:
+        """Bind, say where, wait for every node's endpoint, connect, carry frames until told to stop."""
+        cfg = self.config
+        async with trio.open_nursery() as nursery:
+            if cfg.keys is not None:
+                auth = Authenticator(self.ctx, cfg.keys)
+                await nursery.start(auth.serve)
+            pull = AsyncSocket(server_socket(self.ctx, zmq.PULL, cfg.keys))
+            port = pull.sock.bind_to_random_port(f"tcp://{cfg.bind_addr}")
+            await self.link.send(TAListening(endpoint=f"tcp://{cfg.bind_addr}:{port}"))
+            info = await self.link.receive()
+            if not isinstance(info, LAChannelsInfo):
+                raise ProtocolError(f"expected LAChannelsInfo on the TA's stdin, got {type(info).__name__}")
+            for node in info.nodes:
+                if node.idx != cfg.node_idx:
+                    sock = client_socket(self.ctx, zmq.PUSH, cfg.keys)
+                    sock.setsockopt(zmq.LINGER, 0)
+                    sock.connect(node.ta_endpoint)
+                    self.peers[node.idx] = AsyncSocket(sock)
+            now = trio.current_time()
+            self.heard = dict.fromkeys(self.peers, now)
+            self.waiting_for = set(self.peers)
+            if not self.waiting_for:  # a run of one node: nobody to hear
+                self.all_heard.set()
+            me = info.nodes[cfg.node_idx]
+            nursery.start_soon(self.receive_frames, pull)
+            nursery.start_soon(self.beat)
+            nursery.start_soon(self.pump, TrioChannel.attach(me.ta_cd), None)  # MULTINODE §3: c_uid 2**55 + index
+            if me.gs_standin_cd:
+                nursery.start_soon(self.pump, TrioChannel.attach(me.gs_standin_cd), info.gs_cd)
+            await self.all_heard.wait()
+            await self.link.send(TAUp(node_idx=cfg.node_idx))
+            await self.until_told_to_stop()
+            nursery.cancel_scope.cancel()
+        for chan in self.channels.values():
+            await chan.aclose()
+        self.ctx.destroy(linger=0)
+        await _say(self.link, TAHalted())
+
+    async def until_told_to_stop(self) -> None:
+        """BETeardown, or the end of stdin (the backend is gone): either way the agent stops."""
+        try:
+            async for msg in self.link:
+                if isinstance(msg, BETeardown):
+                    return
+        except ProtocolError as exc:
+            log.error("TA stdin broke: %s", exc)
+
+    async def pump(self, source: TrioChannel, gs_cd: str | None) -> None:
+        """Frames written into a channel of this node, to the agents of their nodes. With `gs_cd`, the
+        channel is the GS stand-in: everything goes to GS's channel on the primary node."""
+        while True:
+            frame = await source.receive()
+            if gs_cd is not None:
+                node, out = 0, pack_forward(0, gs_cd, frame)
+            else:
+                try:
+                    node, _sdesc, _payload = unpack_forward(frame)
+                except ValueError as exc:
+                    self.drop(f"from this node: {exc}")
+                    continue
+                out = frame
+            peer = self.peers.get(node)
+            if peer is None:
+                self.drop(f"for node {node}, which is not another node of this runtime")
+                continue
+            await peer.send_multipart([out])
+
+    async def receive_frames(self, pull: AsyncSocket) -> None:
+        """Frames from the other agents, each into the channel it names (or a heartbeat)."""
+        me = self.config.node_idx
+        while True:
+            parts = await pull.recv_multipart()
+            if len(parts) != 1:
+                self.drop(f"a message of {len(parts)} parts (one expected)")
+                continue
+            frame = parts[0]
+            if len(frame) == _BEAT.size and frame[0] == _BEAT_MARK:
+                self.heard_from(_BEAT.unpack(frame)[1])
+                continue
+            try:
+                node, sdesc, payload = unpack_forward(frame)
+            except ValueError as exc:
+                self.drop(str(exc))
+                continue
+            if node != me:
+                self.drop(f"a frame for node {node} reached node {me}")
+                continue
+            await self.deliver(sdesc, payload)
+
+    async def deliver(self, sdesc: str, payload: memoryview) -> None:
+        chan = self.channels.get(sdesc)
+        try:
+            if chan is None:
+                chan = self.channels[sdesc] = TrioChannel.attach(sdesc)
+            with trio.move_on_after(DELIVER_TIMEOUT_S) as waited:
+                await chan.send(payload)
+            if waited.cancelled_caught:
+                self.drop(f"channel {sdesc} took nothing for {DELIVER_TIMEOUT_S} s")
+        except (ChannelDestroyed, ChannelError, OSError, ValueError) as exc:
+            self.drop(f"channel {sdesc}: {exc}")
+            gone = self.channels.pop(sdesc, None)
+            if gone is not None:
+                await gone.aclose()
+
+    def heard_from(self, node: int) -> None:
+        if node not in self.heard:
+            self.drop(f"a heartbeat from node {node}, which is not another node of this runtime")
+            return
+        self.heard[node] = trio.current_time()
+        self.waiting_for.discard(node)
+        if not self.waiting_for:
+            self.all_heard.set()
+
+    async def beat(self) -> None:
+        """A heartbeat to every other agent each HEARTBEAT_S (never waiting on a full socket: a peer
+        that takes nothing is what the heartbeats are to find), and a silent one reported once."""
+        beat = _BEAT.pack(_BEAT_MARK, self.config.node_idx)
+        while True:
+            now = trio.current_time()
+            for node, sock in self.peers.items():
+                sock.try_send_multipart([beat])
+                if node not in self.lost and self.all_heard.is_set() and now - self.heard[node] > HEARTBEAT_LOST_S:
+                    self.lost.add(node)
+                    what = f"the transport agent of node {node} was silent for {HEARTBEAT_LOST_S:g} s"
+                    log.error("%s", what)
+                    await _say(self.link, NodeLost(node_idx=node, what=what))
+            await trio.sleep(HEARTBEAT_S)
+
+    def drop(self, why: str) -> None:
+        """A frame that cannot be delivered: logged (the first ones), counted; the agent goes on."""
+        self.dropped += 1
+        if self.dropped <= 20:
+            log.warning("transport agent of node %d dropped %s", self.config.node_idx, why)
