@@ -36,8 +36,8 @@ import trio
 from dragon import __version__, _log, _pool_sizes, _rundir, wlm
 from dragon.client.requests import head_create, process_kill, run_async
 from dragon.errors import BringupError, DragonError, ProcessStartFailed, leaf_exceptions
-from dragon.services import launcher
 from dragon.messages import GSHeadExit, Response
+from dragon.services import launcher
 from dragon.services._process import exit_status_for_shell, exit_without_finalization
 from dragon.services.local_services import LSConfig
 
@@ -75,7 +75,9 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("DRAGON_BRINGUP_TIMEOUT", str(launcher.DEFAULT_BRINGUP_TIMEOUT_S)),
         help="give up if the runtime is not up within this time (default 30; env DRAGON_BRINGUP_TIMEOUT)",
     )
-    p.add_argument("-s", "--single-node-override", action="store_true", help="run on this node only, whatever else says more")
+    p.add_argument(
+        "-s", "--single-node-override", action="store_true", help="run on this node only, whatever else says more"
+    )
     wlm.add_arguments(p)
     p.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as the head, like python -m")
     p.add_argument("-c", dest="code", metavar="CODE", help="run CODE as the head, like python -c")
@@ -206,7 +208,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dragon: error: {cmd}", file=sys.stderr)
         return 2
     try:
-        plan = None if opts.single_node_override else wlm.plan_from_options(opts)
+        plan = None
+        if not opts.single_node_override:
+            plan = wlm.plan_nodes(
+                nodes=opts.nodes, hosts=opts.hosts, hostfile=opts.hostfile, wlm=opts.wlm, primary=opts.primary
+            )
     except wlm.WLMError as exc:
         print(f"dragon: error: {exc}", file=sys.stderr)
         return 2

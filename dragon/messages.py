@@ -311,6 +311,17 @@ class GSStatus(Request):
     """
 
 
+class GSNodeList(Request):
+    """Any -> GS: every node of the runtime (the reference's node queries; `dragon.native.machine`)."""
+
+
+class GSNodeListResponse(Response):
+    """Reply to GSNodeList: the nodes by index (one on a single node)."""
+
+    err: ListErr
+    nodes: list[NodeDescriptor] = []
+
+
 class GSStatusResponse(Response):
     """Reply to GSStatus: every process, channel and pool GS knows (dead ones included)."""
 
@@ -927,6 +938,7 @@ GSInbound: TypeAlias = (
     | GSTeardown
     | GSDumpState
     | GSStatus
+    | GSNodeList
     | GSProcessCreate
     | GSProcessList
     | GSProcessQuery
@@ -956,6 +968,7 @@ GSInbound: TypeAlias = (
 
 GSResponse: TypeAlias = (
     GSStatusResponse
+    | GSNodeListResponse
     | GSProcessCreateResponse
     | GSProcessListResponse
     | GSProcessQueryResponse
@@ -1025,9 +1038,11 @@ AnyMsg: TypeAlias = (
     | AbnormalTermination
     | GSDumpState
     | GSStatus
+    | GSNodeList
     | SHStatus
     | SHStatusResponse
     | SHDumpState
+    | GSNodeList
     | GSProcessCreate
     | GSProcessList
     | GSProcessQuery

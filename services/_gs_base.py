@@ -106,7 +106,7 @@ class GSBase:
         self.ls_replies = PendingReplies[Response]("GS channel")
         self.reply_boxes: dict[int, MessageChannel[ProcessInbound]] = {}
         self.nodes: list[NodeDescriptor] = []
-        """Every node of a run of many nodes, by index (LAChannelsInfo); [] on a single node."""
+        """Every node, by index (LAChannelsInfo; on a single node, its LS's SHPingGS)."""
         self.node_ls: dict[int, MessageChannel[LSInbound]] = {0: to_ls}
         """Each node's Local Services: node 0's channel, the others' through the transport agents."""
         self.next_node = 0

@@ -116,8 +116,8 @@ class ProcessHandlers(GSBase):
         return ""
 
     def _node_of_host(self, host: str) -> int | None:
-        if not self.nodes:
-            return 0 if host in ("localhost", os.uname().nodename) else None
+        if len(self.nodes) <= 1 and host in ("localhost", os.uname().nodename):
+            return 0
         return next((d.idx for d in self.nodes if host in (d.host_name, *d.ip_addrs)), None)
 
     def _place(self, req: GSProcessCreate) -> int:

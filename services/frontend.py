@@ -533,7 +533,7 @@ async def serve(launch: Launch, *, task_status: trio.TaskStatus[FrontendHandle] 
     down. Raises BringupError (which step, which nodes) or RuntimeBroken; whatever happens, every
     backend has finished or been stopped when this returns."""
     fe = Frontend(launch.plan, launch.keys, label=launch.label, bringup_timeout_s=launch.bringup_timeout_s)
-    addr = launch.frontend_addr or wlm.frontend_address(launch.plan)
+    addr = launch.frontend_addr or wlm.default_frontend_addr(launch.plan)
     async with trio.open_nursery() as nursery:
         if launch.keys is not None:
             await nursery.start(Authenticator(fe.ctx, launch.keys).serve)

@@ -69,6 +69,8 @@ from dragon.messages import (
     GSHalted,
     GSInbound,
     GSIsUp,
+    GSNodeList,
+    GSNodeListResponse,
     GSPingSH,
     GSPoolCreate,
     GSPoolDestroy,
@@ -186,7 +188,7 @@ async def serve(params: LaunchParameters, from_ls: FrameStream, stdout: StdoutLi
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_ls, from_ls)
         gs = GlobalServices(inbox, to_ls, to_la, stdout, nursery, params.run_id)
-        gs.nodes, gs.node_ls, gs.gateway = (nodes.nodes if nodes else []), links, gateway
+        gs.nodes, gs.node_ls, gs.gateway = (nodes.nodes if nodes else [first.node_sdesc]), links, gateway
         await gs.main_loop()
         nursery.cancel_scope.cancel()
     closing: list[trio.abc.AsyncResource] = [inbox, to_la, *gs.node_ls.values(), *gs.reply_boxes.values()]
@@ -289,6 +291,8 @@ class GlobalServices(ProcessHandlers, ObjectHandlers):
                     self.dump_state(msg.filename)
                 case GSStatus():
                     self.answer(msg.r_c_uid, self.status(msg))
+                case GSNodeList():
+                    self.answer(msg.r_c_uid, GSNodeListResponse(ref=msg.tag, err=ListErr.SUCCESS, nodes=self.nodes))
                 case SHPingGS():
                     log.warning("ignored a second SHPingGS")
                 case NodeLost():
