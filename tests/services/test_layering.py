@@ -23,6 +23,7 @@ ALLOWED = {
     "dragon._pool_sizes",
     "dragon._faults",
     "dragon._runs",
+    "dragon.wlm",  # how nodes are started (the frontend): stdlib and msgspec only
     "dragon.transport",
     "dragon.services",
 }
