@@ -62,6 +62,10 @@ class RunInfo(msgspec.Struct, kw_only=True):
     inf_pd: str = ""
     """Descriptors of the infrastructure and default pools (their names are not derived: `entry_name`)."""
     default_pd: str = ""
+    node_idx: int = 0
+    """This node's index in a run of many nodes (0 = the primary, whose GS answers for all)."""
+    nodes: int = 1
+    """How many nodes the run has."""
 
 
 class StartReport(msgspec.Struct, kw_only=True, omit_defaults=True):

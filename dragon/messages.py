@@ -333,6 +333,10 @@ class GSStatusResponse(Response):
     processes: list[ProcessDescriptor] = []
     channels: list[ChannelDescriptor] = []
     pools: list[PoolDescriptor] = []
+    nodes: list[NodeDescriptor] = []
+    """Every node of the runtime, by index (one on a single node)."""
+    security: str = ""
+    """Between nodes: "curve" or "none" ("" on a single node)."""
 
 
 class ProcessUsage(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -845,6 +849,8 @@ class LAChannelsInfo(Msg):
     nodes: list[NodeDescriptor]
     gs_cd: str
     """GS's input channel on the primary node."""
+    security: str = "curve"
+    """How traffic between nodes is protected: "curve" or "none" (`dragon status` shows it)."""
 
 
 class TAListening(Msg):

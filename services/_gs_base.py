@@ -109,6 +109,8 @@ class GSBase:
         """Every node, by index (LAChannelsInfo; on a single node, its LS's SHPingGS)."""
         self.node_ls: dict[int, MessageChannel[LSInbound]] = {0: to_ls}
         """Each node's Local Services: node 0's channel, the others' through the transport agents."""
+        self.security = ""
+        """Between nodes (LAChannelsInfo): "curve" or "none"; "" on a single node."""
         self.next_node = 0
         """Round robin of the default placement (`ProcessHandlers._place`)."""
         self.gateway: TrioChannel | None = None
@@ -247,6 +249,8 @@ class GSBase:
             processes=[r.desc for r in procs],
             channels=[c.desc for c in self.reg.chans.records()],
             pools=[p.desc for p in self.reg.pools.records()],
+            nodes=self.nodes,
+            security=self.security,
         )
 
 

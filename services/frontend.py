@@ -314,7 +314,7 @@ class Frontend:
             descs.append(desc)
         primary = self.nodes[0].channels
         assert primary is not None
-        return LAChannelsInfo(nodes=descs, gs_cd=primary.gs_cd)
+        return LAChannelsInfo(nodes=descs, gs_cd=primary.gs_cd, security="none" if self.keys is None else "curve")
 
     # ------------------------------------------------------------------ requests
 

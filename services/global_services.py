@@ -189,6 +189,7 @@ async def serve(params: LaunchParameters, from_ls: FrameStream, stdout: StdoutLi
         nursery.start_soon(_watch_ls, from_ls)
         gs = GlobalServices(inbox, to_ls, to_la, stdout, nursery, params.run_id)
         gs.nodes, gs.node_ls, gs.gateway = (nodes.nodes if nodes else [first.node_sdesc]), links, gateway
+        gs.security = nodes.security if nodes else ""
         await gs.main_loop()
         nursery.cancel_scope.cancel()
     closing: list[trio.abc.AsyncResource] = [inbox, to_la, *gs.node_ls.values(), *gs.reply_boxes.values()]

@@ -352,6 +352,8 @@ def _run_info(config: LSConfig, params: LaunchParameters, gs_pid: int) -> _rundi
         log_file=os.environ.get("DRAGON_LOG_FILE", ""),
         inf_pd=params.inf_pd,
         default_pd=params.default_pd,
+        node_idx=config.node_idx,
+        nodes=config.nodes,
     )
 
 
