@@ -185,8 +185,8 @@ class Backend:
             if self.force:
                 la.force_stop()
             la.events["gs_halted"].set()  # the frontend has stopped GS (on the primary) or given up on it
+            await self.stop_ta()  # first: nothing crosses nodes once GS has halted, and LS removes its channels
             await la.teardown()
-            await self.stop_ta()
             nursery.cancel_scope.cancel()
         with trio.CancelScope(shield=True), trio.move_on_after(2):
             await self.to_fe(BEDone(node_idx=cfg.node_idx, ok=ok and la.failure is None))

@@ -103,6 +103,7 @@ class Frontend:
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.router = AsyncSocket(server_socket(self.ctx, zmq.ROUTER, keys))
         self.encoder = msgspec.msgpack.Encoder()
+        self.heartbeat_frame = self.encoder.encode(Heartbeat())
         self.pending = PendingReplies[Response]("the primary node's backend")
         self.next_tag = 0
         self.failure: str | None = None
@@ -115,6 +116,24 @@ class Frontend:
         self.changed = trio.Event()
         """Set (and replaced) whenever a node reports a bringup step."""
         self.forced = False
+        self.tearing_down = False
+        self.helper_scopes: list[trio.CancelScope] = []
+
+    def start_helper(self, nursery: trio.Nursery, fn: Callable[..., Any], *args: Any) -> None:
+        """Run `fn` shielded from outside cancellation: the link, the heartbeats and the backends'
+        stdin and watchers are needed to the end of teardown; `stop_helpers` ends them."""
+        scope = trio.CancelScope(shield=True)
+        self.helper_scopes.append(scope)
+
+        async def run() -> None:
+            with scope:
+                await fn(*args)
+
+        nursery.start_soon(run)
+
+    def stop_helpers(self) -> None:
+        for scope in self.helper_scopes:
+            scope.cancel()
 
     # ------------------------------------------------------------------ failures
 
@@ -159,11 +178,12 @@ class Frontend:
                 continue
             identity, frame = parts
             node = self.by_identity.get(identity)
-            if node is None:  # only BEIsUp introduces a backend
+            if node is None:  # only BEIsUp introduces a backend (a heartbeat may come first)
                 try:
                     hello = decode(up_decoder, frame, where="a new backend's link")
                 except ProtocolError as exc:
-                    log.warning("skipped a message from an unknown backend: %s", exc)
+                    if frame != self.heartbeat_frame:
+                        log.warning("skipped a message from an unknown backend: %s", exc)
                     continue
                 if not 0 <= hello.node_idx < len(self.nodes) or self.nodes[hello.node_idx].identity:
                     log.warning("skipped BEIsUp of node %d: no such node, or it said so already", hello.node_idx)
@@ -196,6 +216,7 @@ class Frontend:
                 self.head_exited.set()
             case GSIsUp():
                 self.gs_up.set()
+                self.step()
             case GSHalted():
                 self.gs_halted.set()
             case SHChannelsUp():
@@ -248,6 +269,9 @@ class Frontend:
         assert node.proc is not None
         code = await node.proc.wait()
         node.exited.set()
+        if self.tearing_down:  # its BEDone, sent just before it exited, may still be on its way
+            with trio.move_on_after(1.0):
+                await node.done.wait()
         if not node.done.is_set():
             self.node_lost(
                 node, f"node {node.idx} ({node.host}): its backend (pid {node.proc.pid}) died {describe_exit(code)}"
@@ -340,6 +364,7 @@ class Frontend:
         """GS first (on the primary node), then every node at once; each step bounded; a node that
         does not finish is named and its backend stopped through the workload manager (here: its
         process, which the ssh or srun carrying it passes on)."""
+        self.tearing_down = True
         with trio.CancelScope(shield=True):
             primary = self.nodes[0]
             if self.up and not primary.lost and not self.gs_halted.is_set() and not self.forced:
@@ -438,8 +463,8 @@ async def start_backends(fe: Frontend, launch: Launch, endpoint: str, nursery: t
             node.proc = child
             line = msgspec.json.encode(configs[node.idx]) + b"\n"
             await trio.to_thread.run_sync(os.write, stdin, line)
-            nursery.start_soon(_hold_stdin, stdin)
-            nursery.start_soon(fe.watch_backend, node)
+            fe.start_helper(nursery, _hold_stdin, stdin)
+            fe.start_helper(nursery, fe.watch_backend, node)
         return
     if plan.wlm == "slurm":
         raise BringupError("frontend", "starting the backends", "Slurm launch is built (dragon.wlm) but not wired yet")
@@ -456,8 +481,8 @@ async def start_backends(fe: Frontend, launch: Launch, endpoint: str, nursery: t
         node.proc = proc
         assert proc.stdin is not None
         await proc.stdin.send_all(msgspec.json.encode(configs[node.idx]) + b"\n")
-        nursery.start_soon(_hold_stream, proc.stdin)
-        nursery.start_soon(fe.watch_backend, node)
+        fe.start_helper(nursery, _hold_stream, proc.stdin)
+        fe.start_helper(nursery, fe.watch_backend, node)
 
 
 async def _hold_stdin(fd: int) -> None:
@@ -538,8 +563,8 @@ async def serve(launch: Launch, *, task_status: trio.TaskStatus[FrontendHandle] 
         if launch.keys is not None:
             await nursery.start(Authenticator(fe.ctx, launch.keys).serve)
         port = fe.router.sock.bind_to_random_port(f"tcp://{addr}")
-        nursery.start_soon(fe.receive)
-        nursery.start_soon(fe.beat)
+        fe.start_helper(nursery, fe.receive)
+        fe.start_helper(nursery, fe.beat)
         try:
             await fe.bringup(f"tcp://{addr}:{port}", nursery, lambda ep: start_backends(fe, launch, ep, nursery))
             task_status.started(FrontendHandle(fe))
@@ -549,5 +574,5 @@ async def serve(launch: Launch, *, task_status: trio.TaskStatus[FrontendHandle] 
             try:
                 await fe.teardown()
             finally:
-                nursery.cancel_scope.cancel()
+                fe.stop_helpers()
     fe.ctx.destroy(linger=0)

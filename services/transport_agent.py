@@ -175,7 +175,10 @@ class Agent:
         """Frames written into a channel of this node, to the agents of their nodes. With `gs_cd`, the
         channel is the GS stand-in: everything goes to GS's channel on the primary node."""
         while True:
-            frame = await source.receive()
+            try:
+                frame = await source.receive()
+            except ChannelDestroyed:  # LS is tearing the node down
+                return
             if gs_cd is not None:
                 node, out = 0, pack_forward(0, gs_cd, frame)
             else:
