@@ -8,12 +8,19 @@ node's processes and shared memory (they are all on this machine).
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
+import trio
 
-from e2e_util import program, run_dragon
+from dragon import _rundir
+
+from e2e_util import DRAGON, StreamReader, clean_env, pid_alive, program, run_dragon
+from proc_util import children_of
 
 NODE_PROGRAMS = Path(__file__).resolve().with_name("node_programs")
 
@@ -69,3 +76,76 @@ async def test_exit_code_and_stdin_reach_the_head() -> None:
     assert b"ABC" in done.stdout
     code = await run_dragon("--nodes", "2", "--wlm", "local", "-c", "import sys; sys.exit(7)")
     assert code.returncode == 7
+
+
+# ------------------------------------------------------------------------------------------ faults
+
+
+def node_info(node: int) -> _rundir.RunInfo | None:
+    """runtime.json of `node` of the run under test (each node writes its own)."""
+    root = Path(_rundir.runtime_root())
+    for d in root.iterdir() if root.is_dir() else []:
+        info = _rundir.read_info(d.name) if _rundir.RUN_ID.fullmatch(d.name) else None
+        if info is not None and info.node_idx == node and info.nodes > 1:
+            return info
+    return None
+
+
+async def wait_for_node(node: int) -> _rundir.RunInfo:
+    with trio.fail_after(20):
+        while (info := node_info(node)) is None:
+            await trio.sleep(0.02)
+    return info
+
+
+def service_pid(info: _rundir.RunInfo, which: str) -> int:
+    """The pid of a node's backend ("backend"), Local Services ("ls") or transport agent ("ta")."""
+    if which == "backend":
+        return info.launcher_pid
+    if which == "ls":
+        return info.ls_pid
+    (ta,) = [p for p in children_of(info.launcher_pid) if p != info.ls_pid]
+    return ta
+
+
+WHAT_DIED = {"backend": b"backend", "ls": b"Local Services", "ta": b"transport agent"}
+
+
+@pytest.mark.parametrize("which", ["backend", "ls", "ta"])
+async def test_kill_of_a_remote_service_tears_the_run_down(which: str) -> None:
+    """kill -9 of node 1's backend, Local Services or transport agent: one error line naming node 1
+    and what died, the program's processes on every node stopped, the command ends (non-zero), and
+    nothing is left on either node (the leak check)."""
+    proc = await trio.lowlevel.open_process(
+        [DRAGON, "--nodes", "2", "--wlm", "local", node_program("hold.py")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = StreamReader(proc.stdout), StreamReader(proc.stderr)
+    try:
+        with trio.fail_after(30):
+            await out.until(b"ready")
+            while out.data.count(b"sleeper on node") < 2:
+                assert await out.receive(), bytes(out.data)
+        info = await wait_for_node(1)
+        victim = service_pid(info, which)
+        killed_at = trio.current_time()
+        os.kill(victim, signal.SIGKILL)
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(out.to_end)
+                nursery.start_soon(err.to_end)
+                code = await proc.wait()
+        print(f"{which} killed: the command ended {trio.current_time() - killed_at:.2f} s later")
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    errors = [line for line in bytes(err.data).splitlines() if line.startswith(b"dragon: error:")]
+    assert len(errors) == 1, bytes(err.data)
+    assert b"node 1" in errors[0] and WHAT_DIED[which] in errors[0], errors[0]
+    assert code != 0
+    assert b"joined" not in out.data  # the head was stopped by the teardown, not left waiting
+    assert not pid_alive(victim)
