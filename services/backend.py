@@ -34,7 +34,7 @@ import msgspec
 import trio
 import zmq
 
-from dragon import _log, _pool_sizes, _rundir
+from dragon import _log, _pool_sizes, _rundir, wlm
 from dragon.messages import (
     AbnormalTermination,
     BEDone,
@@ -73,6 +73,8 @@ class BEConfig(msgspec.Struct, kw_only=True, frozen=True):
     """What the frontend tells a backend on its stdin (never on a command line: it holds the keys)."""
 
     node_idx: int
+    """-1 under Slurm: one srun step gets one configuration for every node, and each backend finds
+    its index from its Slurm node name in `hosts` (`wlm.slurm_node_index`)."""
     nodes: int
     host_name: str
     """The node's name in the frontend's plan (`dragon status`, placement by host)."""
@@ -81,6 +83,8 @@ class BEConfig(msgspec.Struct, kw_only=True, frozen=True):
     bringup_timeout_s: float
     log_level: str | None = None
     log_file: str | None = None
+    hosts: list[str] = []
+    """Every node's name, node 0 first (for a backend that finds its own index: Slurm)."""
 
 
 def main() -> int:
@@ -91,6 +95,13 @@ def main() -> int:
     except (ValueError, msgspec.DecodeError) as exc:
         print(f"dragon backend: error: no valid configuration on stdin: {exc}", file=sys.stderr)
         return 2
+    if config.node_idx < 0:
+        try:
+            idx = wlm.slurm_node_index(wlm.NodePlan(wlm="slurm", hosts=tuple(config.hosts)))
+        except wlm.WLMError as exc:
+            print(f"dragon backend: error: {exc}", file=sys.stderr)
+            return 2
+        config = msgspec.structs.replace(config, node_idx=idx, host_name=config.hosts[idx])
     _log.configure(config.log_level, config.log_file)
     sizes = _pool_sizes.pool_sizes()
     run_id = _rundir.new_run_id()

@@ -466,8 +466,21 @@ async def start_backends(fe: Frontend, launch: Launch, endpoint: str, nursery: t
             fe.start_helper(nursery, _hold_stdin, stdin)
             fe.start_helper(nursery, fe.watch_backend, node)
         return
-    if plan.wlm == "slurm":
-        raise BringupError("frontend", "starting the backends", "Slurm launch is built (dragon.wlm) but not wired yet")
+    if plan.wlm == "slurm":  # one srun step for every node, one configuration on its stdin for all
+        shared = msgspec.structs.replace(configs[0], node_idx=-1, host_name="", hosts=list(plan.hosts))
+        try:
+            srun = await trio.lowlevel.open_process(
+                wlm.slurm_command(plan, wlm.backend_argv()), stdin=subprocess.PIPE, start_new_session=True
+            )
+        except OSError as exc:
+            raise BringupError("frontend", "starting the backends with srun", str(exc)) from None
+        assert srun.stdin is not None
+        await srun.stdin.send_all(msgspec.json.encode(shared) + b"\n")
+        fe.start_helper(nursery, _hold_stream, srun.stdin)
+        for node in fe.nodes:
+            node.proc = srun
+            fe.start_helper(nursery, fe.watch_backend, node)
+        return
     for node in fe.nodes:
         argv = (
             wlm.local_command(node.idx, wlm.backend_argv())

@@ -150,7 +150,8 @@ class Agent:
             me = info.nodes[cfg.node_idx]
             nursery.start_soon(self.receive_frames, pull)
             nursery.start_soon(self.beat)
-            nursery.start_soon(self.pump, TrioChannel.attach(me.ta_cd), None)  # MULTINODE §3: c_uid 2**55 + index
+            if me.ta_cd:  # MULTINODE §3: c_uid 2**55 + index; a run of one node has none
+                nursery.start_soon(self.pump, TrioChannel.attach(me.ta_cd), None)
             if me.gs_standin_cd:
                 nursery.start_soon(self.pump, TrioChannel.attach(me.gs_standin_cd), info.gs_cd)
             await self.all_heard.wait()

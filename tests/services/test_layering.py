@@ -54,3 +54,17 @@ def test_the_check_sees_a_client_import() -> None:
         "dragon.native",
         "multiprocessing.spawn",
     }
+
+
+def test_a_single_node_run_never_imports_zmq() -> None:
+    """The `dragon` command and the single-node services load no ZeroMQ (issue 16: its bringup time is
+    unchanged); only the frontend, backend and transport agent of a run of many nodes do."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import dragon.cli, dragon.services.launcher, dragon.services.local_services, "
+        "dragon.services.global_services, dragon.mp, dragon.native; print('zmq' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
