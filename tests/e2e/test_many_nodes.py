@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -173,6 +174,47 @@ async def test_ctrl_c_and_sigterm_on_the_frontend_end_every_node(sig: int, codes
         assert await finish(proc, out, err) in codes, bytes(err.data)
         if sig == signal.SIGINT:
             assert err.data.count(b"in sleeper") == 2, bytes(err.data)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert b"dragon: error:" not in err.data, bytes(err.data)
+
+
+def listening_ports(pid: int) -> list[int]:
+    """TCP ports process `pid` listens on (from `ss`)."""
+    done = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True)
+    return [int(line.split()[3].rsplit(":", 1)[1]) for line in done.stdout.splitlines() if f"pid={pid}," in line]
+
+
+async def test_garbage_and_strangers_on_the_run_sockets_change_nothing(tmp_path: Path) -> None:
+    """§7: whatever connects to the frontend's or an agent's port without the run's keys (here: a
+    TCP client writing garbage, and a ZeroMQ client with keys of its own) gets nothing through, and
+    the run goes on unharmed to its normal end."""
+    import zmq
+
+    proc, out, err = await start_hold()
+    try:
+        info = await wait_for_node(1)
+        ta = service_pid(info, "ta")
+        ports = listening_ports(proc.pid) + listening_ports(ta)
+        assert len(ports) >= 2, ports
+        for port in ports:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(b"\xff" * 64 + b"GET / HTTP/1.0\r\n\r\n" + os.urandom(256))
+            ctx = zmq.Context()
+            stranger = ctx.socket(zmq.DEALER)
+            public, secret = zmq.curve_keypair()
+            stranger.curve_publickey, stranger.curve_secretkey = public, secret
+            stranger.curve_serverkey = zmq.curve_keypair()[0]  # not the run's
+            stranger.linger = 0
+            stranger.connect(f"tcp://127.0.0.1:{port}")
+            stranger.send(b"\x81\xa3_tc\xa6BEDone")
+            stranger.close()
+            ctx.term()
+        # still alive and well: its processes on both nodes run on until SIGTERM ends the run in order
+        proc.send_signal(signal.SIGTERM)
+        assert await finish(proc, out, err) == 143, bytes(err.data)
     finally:
         if proc.returncode is None:
             proc.kill()
