@@ -158,9 +158,13 @@ class DragonContext(context.SpawnContext):
         initargs: Any = (),
         maxtasksperchild: int | None = None,
     ) -> _mp_pool.Pool:
-        """A `multiprocessing.Pool` whose task and result queues are channels (`dragon.mp.pool`)."""
+        """A `multiprocessing.Pool` whose task and result queues are channels (`dragon.mp.pool`).
+        Without `processes`, one worker per CPU of the runtime's nodes (`cpu_count`: the allocation,
+        as the reference's), where the stdlib takes this machine's."""
         from dragon.mp.pool import Pool
 
+        if processes is None:
+            processes = self.cpu_count()
         return Pool(processes, initializer, initargs, maxtasksperchild, context=self.get_context())
 
     def cpu_count(self) -> int:

@@ -8,6 +8,7 @@ node's processes and shared memory (they are all on this machine).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -220,3 +221,14 @@ async def test_garbage_and_strangers_on_the_run_sockets_change_nothing(tmp_path:
             proc.kill()
             await proc.wait()
     assert b"dragon: error:" not in err.data, bytes(err.data)
+
+
+async def test_policy_places_processes_and_system_queries_see_every_node() -> None:
+    done = await run_dragon("--nodes", "3", "--wlm", "local", node_program("policy_nodes.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    report = json.loads(done.stdout)
+    cpus = len(os.sched_getaffinity(0))
+    assert report["nodes"] == [[i, f"vnode{i}", cpus, i == 0] for i in range(3)]
+    assert report["cpu_count"] == report["mp_cpu_count"] == 3 * cpus
+    assert report["current"] == 0
+    assert report["by_node"] == report["by_host"] == [0, 1, 2]
