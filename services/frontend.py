@@ -29,7 +29,7 @@ import msgspec
 import trio
 import zmq
 
-from dragon import wlm
+from dragon import _rundir, wlm
 from dragon.errors import BringupError, DragonError, InputNotDelivered
 from dragon.ids import BE_CUID, LAUNCHER_PUID
 from dragon.messages import (
@@ -421,6 +421,8 @@ class Launch:
     """Where the backends reach the frontend ("" = wlm's default)."""
     log_level: str | None = None
     log_file: str | None = None
+    run_id: str = field(default_factory=_rundir.new_run_id)
+    """The run's id: the primary node's (`BEConfig.primary_run_id`)."""
     forked: list[tuple[ForkedChild, int]] = field(default_factory=list)
     """Virtual nodes forked before the loop (`fork_backends`): each backend and the write end of its
     stdin, where its configuration goes."""
@@ -455,6 +457,7 @@ async def start_backends(fe: Frontend, launch: Launch, endpoint: str, nursery: t
             bringup_timeout_s=launch.bringup_timeout_s,
             log_level=launch.log_level,
             log_file=launch.log_file,
+            primary_run_id=launch.run_id,
         )
         for node in fe.nodes
     ]

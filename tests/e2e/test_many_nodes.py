@@ -232,3 +232,26 @@ async def test_policy_places_processes_and_system_queries_see_every_node() -> No
     assert report["cpu_count"] == report["mp_cpu_count"] == 3 * cpus
     assert report["current"] == 0
     assert report["by_node"] == report["by_host"] == [0, 1, 2]
+
+
+async def test_status_shows_every_node_and_each_process_node() -> None:
+    proc, out, err = await start_hold()
+    try:
+        info = await wait_for_node(0)
+        done = await run_dragon("status", info.run_id, "--json")
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+        report = json.loads(done.stdout)
+        text = await run_dragon("status", info.run_id)
+        node1 = await run_dragon("status", (await wait_for_node(1)).run_id, "--json")
+        proc.send_signal(signal.SIGTERM)
+        assert await finish(proc, out, err) == 143, bytes(err.data)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert report["version"] == 2 and report["security"] == "curve"
+    assert [(n["idx"], n["host"], n["primary"]) for n in report["nodes"]] == [(0, "vnode0", True), (1, "vnode1", False)]
+    sleepers = [p for p in report["processes"] if "sleeper" in (p.get("target") or "")]
+    assert sorted(p["node"] for p in sleepers) == [0, 1], report["processes"]
+    assert b"NODES (2)" in text.stdout and b"vnode1" in text.stdout, text.stdout
+    assert json.loads(node1.stdout)["run_id"] == info.run_id  # a node's directory leads to its run's primary
