@@ -223,7 +223,7 @@ class VirtualCluster:
         self.root = Path()  # set by open(): on /dev/shm, holds node<i>/shm (hidden inside the nodes)
         self.files = Path()  # set by open(): in the temp dir, for files the nodes must see (ssh keys)
         self._claim: _Claim | None = None
-        self._spawned: list[tuple[subprocess.Popen[bytes], bool]] = []  # (process, is harness daemon)
+        self._spawned: list[tuple[subprocess.Popen[bytes], str, bool]] = []  # (process, namespace, is daemon)
 
     def __enter__(self) -> VirtualCluster:
         self.open()
@@ -296,7 +296,7 @@ class VirtualCluster:
         """Start `argv` inside node i (Popen's keyword arguments); `close` kills and reaps it and closes its
         pipes. A `daemon` (a harness service such as sshd) is not reported by `leftovers`."""
         proc = subprocess.Popen([*self.wrap(i), *argv], **kwargs)
-        self._spawned.append((proc, daemon))
+        self._spawned.append((proc, self.ns(i), daemon))
         return proc
 
     def pids(self, i: int) -> list[int]:
@@ -306,11 +306,13 @@ class VirtualCluster:
     def leftovers(self) -> dict[str, list[str]]:
         """What runs in any namespace of the cluster (harness daemons aside) and what any node's /dev/shm
         holds, keyed by namespace or directory; {} when nothing is left."""
-        daemons = {p.pid for p, daemon in self._spawned if daemon}
+        daemons = {p.pid for p, _, daemon in self._spawned if daemon}
         found = {}
         for name in self._names():
-            if pids := [_describe(p) for p in ns_pids(name) if p not in daemons]:
-                found[name] = pids
+            # with the spawned ones still running: one may not have entered its namespace yet
+            pids = set(ns_pids(name)) | {p.pid for p, ns, _ in self._spawned if ns == name and p.poll() is None}
+            if descs := [_describe(p) for p in sorted(pids - daemons)]:
+                found[name] = descs
         for i in range(self.n):
             with contextlib.suppress(FileNotFoundError):
                 if names := sorted(os.listdir(self.shm_dir(i))):
@@ -329,11 +331,11 @@ class VirtualCluster:
         RuntimeError (after removing the rest) if a process survived SIGKILL for KILL_TIMEOUT_S."""
         try:
             names = self._names()
-            for proc, _ in self._spawned:  # by pid too: one may still be on its way into its namespace
+            for proc, _, _ in self._spawned:  # by pid too: one may still be on its way into its namespace
                 if proc.poll() is None:
                     proc.kill()
             stuck = _kill_all(names)
-            for proc, _ in self._spawned:  # reap our children (their parent is us, not the subreaper)
+            for proc, _, _ in self._spawned:  # reap our children (their parent is us, not the subreaper)
                 try:
                     proc.wait(timeout=KILL_TIMEOUT_S)
                 except subprocess.TimeoutExpired:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import select
 import shlex
@@ -182,8 +183,8 @@ def test_cleanup_after_an_exception_leaves_nothing() -> None:
     assert not (CLAIM_DIR / f"{c.tag}.json").exists()
 
 
-# A run that crashes with a cluster open: prints what it made, then waits to be killed.
-CRASHING_RUN = """
+# A run with a cluster open: prints what it made, then waits to be killed.
+RUN_WITH_A_CLUSTER = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from netns import VirtualCluster
@@ -198,7 +199,7 @@ sys.stdin.read()
 def test_sweep_removes_a_dead_runs_cluster_only(cluster: VirtualCluster) -> None:
     here = str(Path(__file__).parent)
     with subprocess.Popen(
-        [sys.executable, "-c", CRASHING_RUN, here], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        [sys.executable, "-c", RUN_WITH_A_CLUSTER, here], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     ) as run:
         made = json.loads(read_line(run.stdout))
         wait_for(lambda: (NETNS_DIR / made["ns"][0]).exists() and made["pid"] in ns_pids(made["ns"][0]), "sleep")
@@ -233,3 +234,61 @@ def test_ssh_from_node_0_runs_inside_node_1(cluster: VirtualCluster) -> None:
     assert refused.returncode == 255 and "Permission denied" in refused.stderr
     # only on node 1's address
     assert run_in(cluster, 1, sys.executable, "-c", CLIENT, "127.0.0.1", "22").stdout.strip() == "refused"
+
+
+def test_sigterm_cleans_up() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", RUN_WITH_A_CLUSTER, str(Path(__file__).parent)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as run:
+        made = json.loads(read_line(run.stdout))
+        wait_for(lambda: made["pid"] in ns_pids(made["ns"][0]), "the run's process to start")
+        run.terminate()
+        _, err = run.communicate(timeout=TIMEOUT_S)
+    assert b"KeyboardInterrupt: SIGTERM" in err
+    assert not [n for n in os.listdir(NETNS_DIR) if n.startswith(f"dnt{made['tag']}")]
+    assert not any(Path(d).exists() for d in made["dirs"])
+    assert not Path(f"/proc/{made['pid']}").exists()
+
+
+# The fixtures of conftest.py, for a pytest run of its own (with a short grace for leftovers)
+CONFTEST_COPY = """
+import importlib.util, sys
+sys.path.insert(0, {here!r})
+spec = importlib.util.spec_from_file_location("multinode_conftest", {conftest!r})
+conftest = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(conftest)
+conftest.LEFTOVER_GRACE_S = 0.2
+cluster, make_cluster = conftest.cluster, conftest.make_cluster
+pytest_runtest_makereport = conftest.pytest_runtest_makereport
+"""
+FIXTURE_USERS = """
+def test_leaves_a_process(cluster):
+    cluster.spawn(1, ["sleep", "60"])
+
+def test_fails(cluster):
+    cluster.spawn(1, ["sleep", "60"])
+    assert False, "failed on purpose"
+
+def test_clean(make_cluster):
+    make_cluster(1)
+"""
+
+
+def test_fixture_fails_a_test_that_leaves_something(tmp_path: Path) -> None:
+    here = Path(__file__).parent
+    (tmp_path / "conftest.py").write_text(CONFTEST_COPY.format(here=str(here), conftest=str(here / "conftest.py")))
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_users.py").write_text(FIXTURE_USERS)
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=tmp_path).stdout
+    assert "1 failed, 2 passed, 1 error" in out, out
+    assert "ERROR test_users.py::test_leaves_a_process" in out
+    left = re.search(
+        r"left in virtual cluster (dnt[0-9a-f]{6}) \(now killed and removed\): \{'\1-1': \['\d+ sleep 60'\]\}", out
+    )
+    assert left, out
+    assert not [n for n in os.listdir(NETNS_DIR) if n.startswith(left.group(1))]
+    assert "FAILED test_users.py::test_fails" in out and "ERROR test_users.py::test_fails" not in out
