@@ -9,13 +9,15 @@ inside node i: `ip netns exec` gives it node i's network and a fresh mount names
 propagate to the host, in which node i's directory is bind-mounted on /dev/shm. Every process of node i
 thus sees the same /dev/shm, and no node sees another's (or the host's).
 
-The node directories live on the host's /dev/shm (a tmpfs, so shared memory stays in memory as it does
-on a real node), under `/dev/shm/dnt<tag>.*/`: inside a node that path is hidden by the bind mount.
-Only the network and /dev/shm are private to a node: files, pids and users are shared with the host.
+Each node's directory `<root>/node<i>/shm` is a tmpfs of its own (shared memory stays in memory, as on
+a real node), mounted on the host in the cluster's temporary directory `<root>` (`/tmp/dnt<tag>.*`): the
+same path on the host and inside every node, so a command in node 0 can wrap one for node 1 (as `dragon`
+run in node 0 starts node 1's backend). Only the network and /dev/shm are private to a node: files, pids
+and users are shared with the host.
 
 Cleanup (`close`, run by `__exit__`, at interpreter exit, and on SIGTERM turned into KeyboardInterrupt)
-kills every process in the namespaces, deletes them (their links go with them) and removes the
-directories. A run killed outright leaves them behind: `sweep_stale` removes those at the next session.
+kills every process in the namespaces, deletes them (their links go with them), unmounts the tmpfs
+and removes the directory. A run killed outright leaves them behind: `sweep_stale` removes those at the next session.
 Each cluster holds an flock on its claim file in CLAIM_DIR while it lives, so a sweep never touches a
 cluster whose owner is alive (another test session on this machine).
 """
@@ -44,7 +46,6 @@ from typing import IO, Any, Final
 
 NETNS_DIR: Final = Path("/run/netns")  # where `ip netns add` pins namespaces
 CLAIM_DIR: Final = Path("/run/dragon-test-netns")
-SHM_BASE: Final = Path("/dev/shm")
 NAME_RE: Final = re.compile(r"^dnt([0-9a-f]{6})-(?:sw|\d+)$")
 """Names of the namespaces this harness makes; `sweep_stale` touches no other."""
 KILL_TIMEOUT_S: Final = 10.0  # how long killed processes may take to leave their namespace
@@ -63,10 +64,10 @@ def unavailable() -> str | None:
     return None
 
 
-def _ip(*args: str) -> None:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+def _run(*argv: str) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if proc.returncode:
-        raise RuntimeError(f"`ip {shlex.join(args)}` failed: {proc.stderr.strip()}")
+        raise RuntimeError(f"`{shlex.join(argv)}` failed: {proc.stderr.strip()}")
 
 
 def ns_pids(name: str) -> list[int]:
@@ -111,10 +112,18 @@ def _kill_all(names: Iterable[str], timeout_s: float = KILL_TIMEOUT_S) -> list[s
     return []
 
 
+def _remove_dir(root: Path) -> None:
+    """Unmount what is mounted below `root` (the nodes' tmpfs), then remove it."""
+    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(f"{root}/")), reverse=True):
+        _run("umount", "--lazy", mount)
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def _delete_namespaces(names: Iterable[str]) -> None:
     for name in names:
         if (NETNS_DIR / name).exists():
-            _ip("netns", "delete", name)
+            _run("ip", "netns", "delete", name)
 
 
 class _Claim:
@@ -171,7 +180,7 @@ def sweep_stale() -> list[str]:
             _delete_namespaces(names)
             paths = _owned_paths(claim, tag)
             for path in paths:
-                shutil.rmtree(path, ignore_errors=True)
+                _remove_dir(path)
             claim.unlink(missing_ok=True)
             removed += names + [str(p) for p in paths] + [f"stuck process {d}" for d in left]
     return removed
@@ -220,8 +229,7 @@ class VirtualCluster:
         self.tag = secrets.token_hex(3)
         self.prefix = f"dnt{self.tag}"
         self.subnet = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}"
-        self.root = Path()  # set by open(): on /dev/shm, holds node<i>/shm (hidden inside the nodes)
-        self.files = Path()  # set by open(): in the temp dir, for files the nodes must see (ssh keys)
+        self.root = Path()  # set by open(): the temporary directory holding node<i>/shm and ssh/
         self._claim: _Claim | None = None
         self._spawned: list[tuple[subprocess.Popen[bytes], str, bool]] = []  # (process, namespace, is daemon)
 
@@ -260,23 +268,22 @@ class VirtualCluster:
             raise RuntimeError(f"cannot make a virtual cluster: {reason}")
         _register(self)
         try:
-            self.root = Path(tempfile.mkdtemp(prefix=f"{self.prefix}.", dir=SHM_BASE))
-            self.files = Path(tempfile.mkdtemp(prefix=f"{self.prefix}."))
-            self._claim = _Claim(self.tag, [self.root, self.files])
+            self.root = Path(tempfile.mkdtemp(prefix=f"{self.prefix}."))
+            self._claim = _Claim(self.tag, [self.root])
             switch = f"{self.prefix}-sw"
-            _ip("netns", "add", switch)
-            _ip("-n", switch, "link", "add", "br0", "type", "bridge")
-            _ip("-n", switch, "link", "set", "br0", "up")
+            _run("ip", "netns", "add", switch)
+            _run("ip", "-n", switch, "link", "add", "br0", "type", "bridge")
+            _run("ip", "-n", switch, "link", "set", "br0", "up")
             for i in range(self.n):
-                self.shm_dir(i).mkdir(parents=True)
-                self.shm_dir(i).chmod(0o1777)
                 ns = self.ns(i)
-                _ip("netns", "add", ns)
-                _ip("-n", switch, "link", "add", f"v{i}", "type", "veth", "peer", "name", "eth0", "netns", ns)
-                _ip("-n", switch, "link", "set", f"v{i}", "master", "br0", "up")
-                _ip("-n", ns, "addr", "add", f"{self.addr(i)}/24", "dev", "eth0")
-                _ip("-n", ns, "link", "set", "eth0", "up")
-                _ip("-n", ns, "link", "set", "lo", "up")
+                self.shm_dir(i).mkdir(parents=True)
+                _run("mount", "-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", ns, str(self.shm_dir(i)))
+                _run("ip", "netns", "add", ns)
+                _run("ip", "-n", switch, "link", "add", f"v{i}", "type", "veth", "peer", "name", "eth0", "netns", ns)
+                _run("ip", "-n", switch, "link", "set", f"v{i}", "master", "br0", "up")
+                _run("ip", "-n", ns, "addr", "add", f"{self.addr(i)}/24", "dev", "eth0")
+                _run("ip", "-n", ns, "link", "set", "eth0", "up")
+                _run("ip", "-n", ns, "link", "set", "lo", "up")
         except BaseException:
             self.close()
             raise
@@ -346,9 +353,8 @@ class VirtualCluster:
             self._spawned.clear()
             if not stuck:
                 _delete_namespaces(names)
-            for path in (self.root, self.files):
-                if path != Path():
-                    shutil.rmtree(path, ignore_errors=True)
+            if self.root != Path():
+                _remove_dir(self.root)
             if stuck:
                 raise RuntimeError(f"processes in {self.prefix}-* survived SIGKILL (left for sweep_stale): {stuck}")
             if self._claim:
@@ -358,7 +364,7 @@ class VirtualCluster:
 
     def _ssh_dir(self) -> Path:
         """The client key, known_hosts and client config shared by every node's sshd (made once)."""
-        d = self.files / "ssh"
+        d = self.root / "ssh"
         if not d.exists():
             d.mkdir(mode=0o700)
             _keygen(d / "id")
@@ -400,7 +406,7 @@ class VirtualCluster:
 
     def ssh_argv(self, i: int) -> list[str]:
         """`ssh` to node i's sshd (see `start_sshd`) with this cluster's key; append the remote command."""
-        return ["ssh", "-F", str(self.files / "ssh" / "config"), self.addr(i)]
+        return ["ssh", "-F", str(self.root / "ssh" / "config"), self.addr(i)]
 
 
 def _keygen(path: Path) -> None:

@@ -113,9 +113,7 @@ def test_shm_is_private_per_node(cluster: VirtualCluster) -> None:
     assert not (Path("/dev/shm") / name).exists()
     assert run_in(cluster, 0, "test", "-e", f"/dev/shm/{name}").returncode == 0  # the same node shares it
     assert run_in(cluster, 1, "test", "-e", f"/dev/shm/{name}").returncode == 1
-    node_dir = str(cluster.shm_dir(0).relative_to("/dev/shm"))
-    mounts_now = Path("/proc/self/mountinfo").read_text()
-    assert node_dir not in mounts_now, "the bind mount made inside node 0 leaked to the host"
+    mounts_now = Path("/proc/self/mountinfo").read_text()  # the bind mount made in node 0 stays there
     assert [m for m in mounts_now.splitlines() if m.split()[4] == "/dev/shm"] == [
         m for m in mounts_before.splitlines() if m.split()[4] == "/dev/shm"
     ]
@@ -133,6 +131,21 @@ def test_wrap_template_formats_and_splits_to_wrap(cluster: VirtualCluster) -> No
     argv = [*shlex.split(template.format(node=1)), "sh", "-c", "ip -o -4 addr show dev eth0 && touch /dev/shm/t"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert f"inet {cluster.addr(1)}/24" in out.stdout, out.stderr
+    assert cluster.leftovers() == {str(cluster.shm_dir(1)): ["t"]}
+    (cluster.shm_dir(1) / "t").unlink()
+
+
+def test_wrap_works_from_inside_another_node(cluster: VirtualCluster) -> None:
+    """As `dragon` run in node 0 starts node 1's backend through DRAGON_LOCAL_WRAP."""
+    inner = [
+        *shlex.split(cluster.wrap_template().format(node=1)),
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/net; touch /dev/shm/t",
+    ]
+    nested = run_in(cluster, 0, *inner)
+    assert nested.returncode == 0, nested.stderr
+    assert nested.stdout == run_in(cluster, 1, "readlink", "/proc/self/ns/net").stdout
     assert cluster.leftovers() == {str(cluster.shm_dir(1)): ["t"]}
     (cluster.shm_dir(1) / "t").unlink()
 
@@ -179,7 +192,7 @@ def test_cleanup_after_an_exception_leaves_nothing() -> None:
     assert proc.returncode == -signal.SIGKILL
     assert not [n for n in os.listdir(NETNS_DIR) if n.startswith(c.prefix)]
     assert host_links() == links
-    assert not c.root.exists() and not c.files.exists()
+    assert not c.root.exists() and str(c.root) not in Path("/proc/self/mountinfo").read_text()
     assert not (CLAIM_DIR / f"{c.tag}.json").exists()
 
 
@@ -191,7 +204,7 @@ from netns import VirtualCluster
 c = VirtualCluster(2)
 c.open()
 p = c.spawn(0, ["sleep", "60"])
-print(json.dumps({"tag": c.tag, "ns": [c.ns(0), c.ns(1)], "dirs": [str(c.root), str(c.files)], "pid": p.pid}), flush=True)
+print(json.dumps({"tag": c.tag, "ns": [c.ns(0), c.ns(1)], "dirs": [str(c.root)], "pid": p.pid}), flush=True)
 sys.stdin.read()
 """
 
@@ -225,10 +238,10 @@ def test_ssh_from_node_0_runs_inside_node_1(cluster: VirtualCluster) -> None:
     assert remote.returncode == 0, remote.stderr
     assert remote.stdout == local.stdout and f"inet {cluster.addr(1)}/24" in remote.stdout
     # key only: the same login with another key is refused
-    other = cluster.files / "other"
+    other = cluster.root / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
-    config = cluster.files / "ssh" / "config"
-    other.with_suffix(".config").write_text(config.read_text().replace(str(cluster.files / "ssh" / "id"), str(other)))
+    config = cluster.root / "ssh" / "config"
+    other.with_suffix(".config").write_text(config.read_text().replace(str(cluster.root / "ssh" / "id"), str(other)))
     argv = ["ssh", "-F", str(other.with_suffix(".config")), cluster.addr(1), "true"]
     refused = subprocess.run([*cluster.wrap(0), *argv], capture_output=True, text=True, timeout=TIMEOUT_S)
     assert refused.returncode == 255 and "Permission denied" in refused.stderr
