@@ -279,6 +279,8 @@ def _main_many_nodes(opts: argparse.Namespace, plan: wlm.NodePlan, cmd: tuple[st
         log_level=opts.log_level or os.environ.get("DRAGON_LOG_LEVEL"),
         log_file=log_file or None,
         run_id=run_id,
+        fork_server=fork_server_for(*cmd),
+        fork_server_env=head_env(),
     )
     if plan.wlm == "local" and not os.environ.get(wlm.LOCAL_WRAP_ENV):
         launch.forked = frontend.fork_backends(plan.n)  # before trio.run, as the single-node LS is

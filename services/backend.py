@@ -85,6 +85,10 @@ class BEConfig(msgspec.Struct, kw_only=True, frozen=True):
     log_file: str | None = None
     hosts: list[str] = []
     """Every node's name, node 0 first (for a backend that finds its own index: Slurm)."""
+    fork_server: list[str] = []
+    fork_server_env: dict[str, str] = {}
+    """`LSConfig.fork_server` and its environment: every node boots the fork server for the
+    program's multiprocessing children while it comes up (its first start there finds it ready)."""
     primary_run_id: str = ""
     """The primary node's run id, chosen by the frontend: node 0 runs under it, every node's
     runtime.json names it (so `dragon status` on any node knows whose run it is part of)."""
@@ -120,6 +124,8 @@ def main() -> int:
         nodes=config.nodes,
         host_name=config.host_name,
         primary_run_id=config.primary_run_id if config.node_idx != 0 else "",
+        fork_server=config.fork_server,
+        fork_server_env=config.fork_server_env,
     )
     preforked = prefork_local_services(ls_config)  # also makes this process a subreaper
     ta_in_r, ta_in_w = os.pipe()
