@@ -274,6 +274,7 @@ def _main_many_nodes(opts: argparse.Namespace, plan: wlm.NodePlan, cmd: tuple[st
         plan=plan,
         keys=None if opts.transport_security == "none" else RunKeys.make(),
         label=opts.label,
+        keep_going=opts.on_node_loss == "continue",
         bringup_timeout_s=opts.bringup_timeout,
         frontend_addr=opts.frontend_addr or "",
         log_level=opts.log_level or os.environ.get("DRAGON_LOG_LEVEL"),

@@ -454,6 +454,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="curve (default): encrypt and authenticate traffic between nodes; none: plain, for a trusted network",
     )
     g.add_argument(
+        "--on-node-loss",
+        choices=("teardown", "continue"),
+        default="teardown",
+        help="when a node other than the primary is lost: teardown (default) ends the run; continue reports "
+        "its processes dead and goes on with the other nodes",
+    )
+    g.add_argument(
         "--frontend-addr",
         metavar="ADDR",
         help="address of this machine that the nodes connect to (default: 127.0.0.1 with --wlm local, "

@@ -27,10 +27,22 @@ from dragon.messages import (
     GSStdoutOutbound,
     LAInbound,
     ListErr,
+    LSErr,
     LSInbound,
     ProcessInbound,
     Response,
+    SHChannelCreate,
+    SHChannelCreateResponse,
     SHChannelDestroy,
+    SHChannelDestroyResponse,
+    SHPoolCreate,
+    SHPoolCreateResponse,
+    SHPoolDestroy,
+    SHPoolDestroyResponse,
+    SHProcessCreate,
+    SHProcessCreateResponse,
+    SHProcessKill,
+    SHProcessKillResponse,
 )
 from dragon.transport import (
     ChannelDestroyed,
@@ -113,6 +125,8 @@ class GSBase:
         """Between nodes (LAChannelsInfo): "curve" or "none"; "" on a single node."""
         self.next_node = 0
         """Round robin of the default placement (`ProcessHandlers._place`)."""
+        self.lost_nodes: dict[int, trio.Event] = {}
+        """Set for a node once it is lost (`ProcessHandlers.node_lost`): what waits on it ends."""
         self.gateway: TrioChannel | None = None
         """This node's transport-agent channel (many nodes): the way to every other node's channels."""
 
@@ -135,13 +149,32 @@ class GSBase:
         return RemoteFrames(self.gateway, node, sdesc)
 
     async def ls_call(self, msg: Any, node: int = 0) -> Any:
-        """Send an SH request to the LS of `node` and wait for the response whose `ref` is its tag."""
+        """Send an SH request to the LS of `node` and wait for the response whose `ref` is its tag.
+
+        A node that is lost, before or while it is asked, answers FAIL (its response type, saying
+        so): no request of GS ever waits on a node that is gone (MULTINODE §6)."""
         link = self.node_ls.get(node)
         if link is None:
-            raise NodeGone(f"node {node} is lost: its Local Services cannot be asked")
+            return _lost_answer(msg, node)
         with self.ls_replies.expect(msg.tag) as waiter:
             await link.send(msg)
-            return await waiter.reply()
+            if node == 0:
+                return await waiter.reply()
+            lost = self.lost_nodes.setdefault(node, trio.Event())
+            answer: list[Any] = []
+            async with trio.open_nursery() as race:
+
+                async def reply() -> None:
+                    answer.append(await waiter.reply())
+                    race.cancel_scope.cancel()
+
+                async def gone() -> None:
+                    await lost.wait()
+                    race.cancel_scope.cancel()
+
+                race.start_soon(reply)
+                race.start_soon(gone)
+            return answer[0] if answer else _lost_answer(msg, node)
 
     def answer(self, r_c_uid: int, msg: msgspec.Struct) -> None:
         """Reply without blocking the main loop: at once into a return channel GS already holds if
@@ -230,12 +263,7 @@ class GSBase:
         if chan is not None:
             chan.desc.state = ObjectState.DEAD
         node = chan.desc.node if chan is not None else 0
-        try:
-            await self.ls_call(
-                SHChannelDestroy(tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, c_uid=c_uid), node
-            )
-        except NodeGone:
-            pass  # its node, and the channel with it, is gone
+        await self.ls_call(SHChannelDestroy(tag=self.tag(), p_uid=GS_PUID, r_c_uid=GS_INPUT_CUID, c_uid=c_uid), node)
 
     def status(self, req: GSStatus) -> GSStatusResponse:
         """Spec §8: one read-only snapshot of every table, for `dragon status`."""
@@ -254,8 +282,19 @@ class GSBase:
         )
 
 
-class NodeGone(Exception):
-    """A request for a node that is lost (MULTINODE §6)."""
+_ANSWERS: Final[dict[type, type]] = {
+    SHProcessCreate: SHProcessCreateResponse,
+    SHProcessKill: SHProcessKillResponse,
+    SHChannelCreate: SHChannelCreateResponse,
+    SHChannelDestroy: SHChannelDestroyResponse,
+    SHPoolCreate: SHPoolCreateResponse,
+    SHPoolDestroy: SHPoolDestroyResponse,
+}
+
+
+def _lost_answer(msg: Any, node: int) -> Any:
+    """The FAIL answer of a lost node to request `msg`."""
+    return _ANSWERS[type(msg)](ref=msg.tag, err=LSErr.FAIL, err_info=f"node {node} is lost")
 
 
 def timeout_s(timeout_us: int) -> float:

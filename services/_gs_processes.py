@@ -46,7 +46,7 @@ from dragon.messages import (
     SHProcessKillResponse,
 )
 
-from ._gs_base import GSBase, NodeGone, timeout_s
+from ._gs_base import GSBase, timeout_s
 from ._registry import ChanRecord, ProcRecord
 
 log = logging.getLogger(__name__)
@@ -71,10 +71,7 @@ class ProcessHandlers(GSBase):
             return
         rec = self._enter_process(req)
         sh_req = self._sh_process_create(req, rec.desc)
-        try:
-            resp: SHProcessCreateResponse = await self.ls_call(sh_req, rec.desc.node)
-        except NodeGone as exc:
-            resp = SHProcessCreateResponse(ref=sh_req.tag, err=LSErr.FAIL, err_info=str(exc))
+        resp: SHProcessCreateResponse = await self.ls_call(sh_req, rec.desc.node)
         if resp.err != LSErr.SUCCESS:
             self.reg.procs.remove(rec.desc.p_uid)
             log.info("process create failed p_uid=%d: %s", rec.desc.p_uid, resp.err_info)
@@ -275,6 +272,7 @@ class ProcessHandlers(GSBase):
         """MULTINODE §6: every process of a lost node is dead (killed, -9: its joiners get that at
         once, never a hang) and the node is asked nothing more."""
         link = self.node_ls.pop(msg.node_idx, None)
+        self.lost_nodes.setdefault(msg.node_idx, trio.Event()).set()
         if link is not None:
             await link.aclose()
         for rec in self.reg.procs.records():
@@ -323,10 +321,7 @@ class ProcessHandlers(GSBase):
             sig=req.sig,
             hide_stderr=req.hide_stderr,
         )
-        try:
-            ls_resp: SHProcessKillResponse = await self.ls_call(kill, rec.desc.node)
-        except NodeGone as exc:
-            return GSProcessKillResponse(ref=req.tag, err=ProcessKillErr.FAIL_KILL, err_info=str(exc))
+        ls_resp: SHProcessKillResponse = await self.ls_call(kill, rec.desc.node)
         if ls_resp.err == LSErr.SUCCESS:
             return GSProcessKillResponse(ref=req.tag, err=ProcessKillErr.SUCCESS)
         if rec.exited.is_set():  # it died while the kill was in flight

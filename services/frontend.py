@@ -93,8 +93,17 @@ class Node:
 class Frontend:
     """One run of many nodes, from the frontend's side."""
 
-    def __init__(self, plan: wlm.NodePlan, keys: RunKeys | None, *, label: bool, bringup_timeout_s: float) -> None:
+    def __init__(
+        self,
+        plan: wlm.NodePlan,
+        keys: RunKeys | None,
+        *,
+        label: bool,
+        bringup_timeout_s: float,
+        keep_going: bool = False,
+    ) -> None:
         self.plan = plan
+        self.keep_going = keep_going
         self.keys = keys
         self.label = label
         self.bringup_timeout_s = bringup_timeout_s
@@ -149,12 +158,22 @@ class Frontend:
         self.pending.fail_all(self.failure)
 
     def node_lost(self, node: Node, what: str) -> None:
+        """MULTINODE §6. [choice] By default a lost node ends the run (`fail`); with `--on-node-loss
+        continue`, a node other than the primary is given up on alone: one warning line, its processes
+        reported dead to GS (their joiners get -9 at once), the node told to tear itself down if it
+        still hears us, and the run goes on with the others."""
         if node.lost or (self.broken.is_set() and node.done.is_set()):
+            return
+        if node.idx != 0 and self.nodes[0].identity:  # its processes are dead for whoever joins them
+            self.forward(self.nodes[0], "gs", NodeLost(node_idx=node.idx, what=what))
+        if self.keep_going and node.idx != 0 and not self.tearing_down:
+            log.error("%s", what)
+            os.write(2, f"dragon: warning: {clip(what)}: its processes are reported dead; the run goes on\n".encode())
+            self.send(node, BETeardown(force=True))
+            node.lost = True
             return
         node.lost = True
         self.fail(what)
-        if node.idx != 0 and self.nodes[0].identity:  # its processes are dead for whoever joins them
-            self.forward(self.nodes[0], "gs", NodeLost(node_idx=node.idx, what=what))
 
     # ------------------------------------------------------------------ the link
 
@@ -416,6 +435,8 @@ class Launch:
     plan: wlm.NodePlan
     keys: RunKeys | None
     label: bool = False
+    keep_going: bool = False
+    """`--on-node-loss continue` (`Frontend.node_lost`)."""
     bringup_timeout_s: float = 30.0
     frontend_addr: str = ""
     """Where the backends reach the frontend ("" = wlm's default)."""
@@ -587,7 +608,13 @@ async def serve(launch: Launch, *, task_status: trio.TaskStatus[FrontendHandle] 
     """Bring the nodes up, report a `FrontendHandle`, keep the run until cancelled, then tear it
     down. Raises BringupError (which step, which nodes) or RuntimeBroken; whatever happens, every
     backend has finished or been stopped when this returns."""
-    fe = Frontend(launch.plan, launch.keys, label=launch.label, bringup_timeout_s=launch.bringup_timeout_s)
+    fe = Frontend(
+        launch.plan,
+        launch.keys,
+        label=launch.label,
+        bringup_timeout_s=launch.bringup_timeout_s,
+        keep_going=launch.keep_going,
+    )
     addr = launch.frontend_addr or wlm.default_frontend_addr(launch.plan)
     async with trio.open_nursery() as nursery:
         if launch.keys is not None:

@@ -279,3 +279,33 @@ async def test_a_node_that_does_not_come_up_is_named_and_the_others_leave_nothin
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(b"dragon: error:") and said in lines[0], done.stderr
     assert done.stdout == b""
+
+
+@pytest.mark.parametrize("which", ["backend", "ta"])
+async def test_on_node_loss_continue_reports_its_processes_dead_and_goes_on(which: str) -> None:
+    """`--on-node-loss continue`: node 1's backend or agent is killed; one warning line names node 1,
+    the head's join of its sleeper returns -9 (never a hang), the program goes on on node 0 and ends
+    normally; node 1 leaves nothing (the leak check)."""
+    proc = await trio.lowlevel.open_process(
+        [DRAGON, "--nodes", "2", "--wlm", "local", "--on-node-loss", "continue", node_program("survive.py")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = StreamReader(proc.stdout), StreamReader(proc.stderr)
+    try:
+        with trio.fail_after(30):
+            while not (b"ready" in out.data and b"sleeper on node 1" in out.data):
+                assert await out.receive(), bytes(out.data)
+        os.kill(service_pid(await wait_for_node(1), which), signal.SIGKILL)
+        code = await finish(proc, out, err)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert code == 0, bytes(err.data)
+    assert b"joined node 1's sleeper: -9" in out.data and b"hello from node 0" in out.data, bytes(out.data)
+    assert b"and went on: 0" in out.data
+    warnings = [line for line in bytes(err.data).splitlines() if line.startswith(b"dragon:")]
+    assert len(warnings) == 1 and warnings[0].startswith(b"dragon: warning: node 1"), bytes(err.data)
