@@ -10,16 +10,16 @@ propagate to the host, in which node i's directory is bind-mounted on /dev/shm. 
 thus sees the same /dev/shm, and no node sees another's (or the host's).
 
 Each node's directory `<root>/node<i>/shm` is a tmpfs of its own (shared memory stays in memory, as on
-a real node), mounted on the host in the cluster's temporary directory `<root>` (`/tmp/dnt<tag>.*`): the
-same path on the host and inside every node, so a command in node 0 can wrap one for node 1 (as `dragon`
-run in node 0 starts node 1's backend). Only the network and /dev/shm are private to a node: files, pids
-and users are shared with the host.
+a real node), mounted on the host in the cluster's directory `<root>` (`/tmp/dnt<tag>.cluster`, also
+the place for files every node must see): the same path on the host and inside every node, so a
+command in node 0 can wrap one for node 1 (as `dragon` run in node 0 starts node 1's backend). Only
+the network and /dev/shm are private to a node: files, pids and users are shared with the host.
 
 Cleanup (`close`, run by `__exit__`, at interpreter exit, and on SIGTERM turned into KeyboardInterrupt)
 kills every process in the namespaces, deletes them (their links go with them), unmounts the tmpfs
-and removes the directory. A run killed outright leaves them behind: `sweep_stale` removes those at the next session.
-Each cluster holds an flock on its claim file in CLAIM_DIR while it lives, so a sweep never touches a
-cluster whose owner is alive (another test session on this machine).
+and removes the directory. A run killed outright leaves them behind: `sweep_stale` removes those at
+the next session (conftest.py). Each cluster holds an flock on its claim file in CLAIM_DIR while it
+lives, so a sweep never touches a cluster whose owner is alive (another test session on this machine).
 
     with VirtualCluster(2) as c:                          # or the `cluster` fixture (conftest.py)
         env = {**os.environ, "DRAGON_LOCAL_WRAP": c.wrap_template()}
