@@ -10,16 +10,21 @@ propagate to the host, in which node i's directory is bind-mounted on /dev/shm. 
 thus sees the same /dev/shm, and no node sees another's (or the host's).
 
 Each node's directory `<root>/node<i>/shm` is a tmpfs of its own (shared memory stays in memory, as on
-a real node), mounted on the host in the cluster's temporary directory `<root>` (`/tmp/dnt<tag>.*`): the
-same path on the host and inside every node, so a command in node 0 can wrap one for node 1 (as `dragon`
-run in node 0 starts node 1's backend). Only the network and /dev/shm are private to a node: files, pids
-and users are shared with the host.
+a real node), mounted on the host in the cluster's directory `<root>` (`/tmp/dnt<tag>.cluster`, also
+the place for files every node must see): the same path on the host and inside every node, so a
+command in node 0 can wrap one for node 1 (as `dragon` run in node 0 starts node 1's backend). Only
+the network and /dev/shm are private to a node: files, pids and users are shared with the host.
 
 Cleanup (`close`, run by `__exit__`, at interpreter exit, and on SIGTERM turned into KeyboardInterrupt)
 kills every process in the namespaces, deletes them (their links go with them), unmounts the tmpfs
-and removes the directory. A run killed outright leaves them behind: `sweep_stale` removes those at the next session.
-Each cluster holds an flock on its claim file in CLAIM_DIR while it lives, so a sweep never touches a
-cluster whose owner is alive (another test session on this machine).
+and removes the directory. A run killed outright leaves them behind: `sweep_stale` removes those at
+the next session (conftest.py). Each cluster holds an flock on its claim file in CLAIM_DIR while it
+lives, so a sweep never touches a cluster whose owner is alive (another test session on this machine).
+
+    with VirtualCluster(2) as c:                          # or the `cluster` fixture (conftest.py)
+        env = {**os.environ, "DRAGON_LOCAL_WRAP": c.wrap_template()}
+        subprocess.run([*c.wrap(0), "dragon", "--nodes", "2", "--wlm", "local", ...], env=env)
+        assert not c.leftovers()
 """
 
 from __future__ import annotations
@@ -229,7 +234,7 @@ class VirtualCluster:
         self.tag = secrets.token_hex(3)
         self.prefix = f"dnt{self.tag}"
         self.subnet = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}"
-        self.root = Path()  # set by open(): the temporary directory holding node<i>/shm and ssh/
+        self.root = Path(tempfile.gettempdir()) / f"{self.prefix}.cluster"  # holds node<i>/shm and ssh/
         self._claim: _Claim | None = None
         self._spawned: list[tuple[subprocess.Popen[bytes], str, bool]] = []  # (process, namespace, is daemon)
 
@@ -268,8 +273,12 @@ class VirtualCluster:
             raise RuntimeError(f"cannot make a virtual cluster: {reason}")
         _register(self)
         try:
-            self.root = Path(tempfile.mkdtemp(prefix=f"{self.prefix}."))
-            self._claim = _Claim(self.tag, [self.root])
+            self._claim = _Claim(self.tag, [self.root])  # first: a crash from here on leaves nothing unclaimed
+        except BaseException:
+            _unregister(self)
+            raise
+        try:
+            self.root.mkdir(mode=0o700)
             switch = f"{self.prefix}-sw"
             _run("ip", "netns", "add", switch)
             _run("ip", "-n", switch, "link", "add", "br0", "type", "bridge")
@@ -336,6 +345,9 @@ class VirtualCluster:
     def close(self) -> None:
         """Kill every process of the cluster, delete its namespaces and directories. Idempotent. Raises
         RuntimeError (after removing the rest) if a process survived SIGKILL for KILL_TIMEOUT_S."""
+        if self._claim is None:  # not opened, or closed already
+            _unregister(self)
+            return
         try:
             names = self._names()
             for proc, _, _ in self._spawned:  # by pid too: one may still be on its way into its namespace
@@ -353,12 +365,11 @@ class VirtualCluster:
             self._spawned.clear()
             if not stuck:
                 _delete_namespaces(names)
-            if self.root != Path():
-                _remove_dir(self.root)
+            _remove_dir(self.root)
             if stuck:
                 raise RuntimeError(f"processes in {self.prefix}-* survived SIGKILL (left for sweep_stale): {stuck}")
-            if self._claim:
-                self._claim.release()
+            self._claim.release()
+            self._claim = None
         finally:
             _unregister(self)
 
@@ -404,9 +415,14 @@ class VirtualCluster:
                 raise RuntimeError(f"sshd in node {i} did not start listening: {log.read_text()!r}")
             time.sleep(POLL_S)
 
+    def ssh_command(self) -> str:
+        """The ssh program with this cluster's client configuration, "ssh -F <config>" (for the runtime's
+        `--wlm ssh`): its key, and the host keys of the nodes whose sshd runs."""
+        return shlex.join(["ssh", "-F", str(self.root / "ssh" / "config")])
+
     def ssh_argv(self, i: int) -> list[str]:
-        """`ssh` to node i's sshd (see `start_sshd`) with this cluster's key; append the remote command."""
-        return ["ssh", "-F", str(self.root / "ssh" / "config"), self.addr(i)]
+        """`ssh` to node i's sshd (see `start_sshd`); append the remote command."""
+        return [*shlex.split(self.ssh_command()), self.addr(i)]
 
 
 def _keygen(path: Path) -> None:

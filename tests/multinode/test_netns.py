@@ -227,7 +227,10 @@ def test_sweep_removes_a_dead_runs_cluster_only(cluster: VirtualCluster) -> None
     assert (NETNS_DIR / cluster.ns(0)).exists() and cluster.root.exists()  # a live owner's: left alone
 
 
-@pytest.mark.skipif(shutil.which("sshd", path="/usr/sbin:/usr/local/sbin") is None, reason="needs openssh-server")
+@pytest.mark.skipif(
+    shutil.which("sshd", path="/usr/sbin:/usr/local/sbin") is None,
+    reason="no sshd here (apt-get install -y openssh-server)",
+)
 def test_ssh_from_node_0_runs_inside_node_1(cluster: VirtualCluster) -> None:
     cluster.start_sshd(1)
     script = "readlink /proc/self/ns/net; ip -o -4 addr show dev eth0"
