@@ -155,8 +155,9 @@ class Backend:
             proc=child, to_ls=trio.lowlevel.FdStream(to_ls), from_ls=trio.lowlevel.FdStream(from_ls), pgid=child.pid
         )
         self.ta = ta
+        self.ta_frames = FrameStream((trio.lowlevel.FdStream(ta_in), trio.lowlevel.FdStream(ta_out)), name="TA stdout")
         self.ta_link = MessageChannel[TAStdoutOutbound](
-            FrameStream((trio.lowlevel.FdStream(ta_in), trio.lowlevel.FdStream(ta_out)), name="TA stdout"),
+            self.ta_frames,
             TAStdoutOutbound,
             name="TA stdout",
             send_name="TA stdin",
@@ -171,6 +172,8 @@ class Backend:
         self.why_stop = ""
         self.ta_endpoint = ""
         self.ta_listening = trio.Event()
+        self.introduced = trio.Event()
+        """Set once BEIsUp is sent: the frontend knows this backend by it, so nothing goes before it."""
         self.ta_halted = trio.Event()
         self.ta_exited = trio.Event()
 
@@ -217,30 +220,41 @@ class Backend:
         return 0 if ok and la.failure is None else 1
 
     async def bringup(self, nursery: trio.Nursery) -> None:
-        """MULTINODE §4 steps 3-4 from this node's side: the agent binds (its endpoint goes in BEIsUp),
-        then LS comes up as under a launcher; the agent gets its channels with LAChannelsInfo."""
+        """MULTINODE §4 steps 3-4 from this node's side, the two halves at once: the agent binds and
+        BEIsUp says where; LS comes up as under a launcher (what it says goes to the frontend only
+        after BEIsUp, which introduces this backend). The agent gets its channels with LAChannelsInfo."""
         cfg = self.config
         assert self.la is not None
-        await self.ta_link.send(
-            transport_agent.TAConfig(node_idx=cfg.node_idx, bind_addr=bind_address(cfg.fe_endpoint), keys=cfg.keys)
-        )
-        await self.ta_listening.wait()
-        await self.to_fe(
-            BEIsUp(
-                node_idx=cfg.node_idx,
-                host_name=cfg.host_name,
-                ta_endpoint=self.ta_endpoint,
-                num_cpus=len(os.sched_getaffinity(0)),
-                physical_mem_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-                run_id=self.run_id,
-                pid=os.getpid(),
+        la = self.la
+
+        async def introduce() -> None:
+            # The keys go on the agent's stdin as raw bytes: a message would be logged, keys and all.
+            config = transport_agent.TAConfig(
+                node_idx=cfg.node_idx, bind_addr=bind_address(cfg.fe_endpoint), keys=cfg.keys
             )
-        )
-        await self.la.bringup(nursery, cfg.bringup_timeout_s)
+            await self.ta_frames.send(msgspec.msgpack.encode(config))
+            await self.ta_listening.wait()
+            await self.to_fe(
+                BEIsUp(
+                    node_idx=cfg.node_idx,
+                    host_name=cfg.host_name,
+                    ta_endpoint=self.ta_endpoint,
+                    num_cpus=len(os.sched_getaffinity(0)),
+                    physical_mem_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+                    run_id=self.run_id,
+                    pid=os.getpid(),
+                )
+            )
+            self.introduced.set()
+
+        async with trio.open_nursery() as both:
+            both.start_soon(introduce)
+            both.start_soon(la.bringup, nursery, cfg.bringup_timeout_s)
 
     async def relay(self, msg: msgspec.Struct) -> None:
         """What arrives on this node's LA channel goes to the frontend; SHChannelsUp with this node's
         agent endpoint and GS stand-in added to its node descriptor."""
+        await self.introduced.wait()  # and with it the agent's endpoint, which SHChannelsUp carries
         if isinstance(msg, SHChannelsUp):
             standin = msg.gs_cd if self.config.node_idx != 0 else ""
             desc = msgspec.structs.replace(msg.node_desc, ta_endpoint=self.ta_endpoint, gs_standin_cd=standin)

@@ -69,6 +69,8 @@ from .launcher import INPUT_CHUNK, RuntimeBroken, write_to_own_stdio
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Response)
+SSH_ENV: Final = "DRAGON_SSH"
+"""The ssh command of `--wlm ssh` ("ssh" by default; e.g. "ssh -F my_config -p 2222")."""
 TEARDOWN_STEP_S: Final = 5.0
 NODE_TEARDOWN_S: Final = 20.0  # a node's own teardown: SHTeardown ... sweep (its steps are bounded too)
 
@@ -520,7 +522,7 @@ async def start_backends(fe: Frontend, launch: Launch, endpoint: str, nursery: t
         argv = (
             wlm.local_command(node.idx, wlm.backend_argv())
             if plan.wlm == "local"
-            else wlm.ssh_command(node.host, wlm.backend_argv())
+            else wlm.ssh_command(node.host, wlm.backend_argv(), ssh=os.environ.get(SSH_ENV) or "ssh")
         )
         try:
             proc = await trio.lowlevel.open_process(argv, stdin=subprocess.PIPE, start_new_session=True)

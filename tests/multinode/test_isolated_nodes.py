@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -172,3 +173,22 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+@pytest.mark.skipif(
+    shutil.which("sshd", path="/usr/sbin:/usr/local/sbin") is None,
+    reason="no sshd here (apt-get install -y openssh-server; .ci/run installs it)",
+)
+def test_ssh_starts_each_node_through_its_sshd(cluster: VirtualCluster) -> None:
+    """`--wlm ssh` (implied by --hosts): one ssh per node, each to that node's own sshd, the run's
+    keys on ssh's stdin; processes placed over both nodes, output back, nothing left on either."""
+    for i in (0, 1):
+        cluster.start_sshd(i)
+    env = {**dragon_env(cluster), "DRAGON_SSH": cluster.ssh_command()}
+    del env["DRAGON_LOCAL_WRAP"]
+    hosts = f"{cluster.addr(0)},{cluster.addr(1)}"
+    argv = [*cluster.wrap(0), DRAGON, "--hosts", hosts, node_program("where.py"), "4"]
+    done = subprocess.run(argv, env=env, capture_output=True, timeout=RUN_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert nodes_of(done.stdout) == {0: 0, 1: 1, 2: 0, 3: 1}
+    assert b"exitcodes [0, 0, 0, 0]" in done.stdout
