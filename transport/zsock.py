@@ -1,67 +1,198 @@
-"""Temporary stand-in (lead's) until the helper's module lands."""
+"""A ZeroMQ socket waited on by trio, with no thread per socket (multi-node runtime, MULTINODE.md §2).
+
+Only the multi-node actors (frontend, backends, transport agents) import this module: it imports zmq,
+which a single-node run never loads (a test checks `import dragon, dragon.transport, dragon.mp`).
+
+How waiting works. libzmq gives each socket one file descriptor (`FD`) that is *edge-triggered*: it
+becomes readable when the socket's state may have changed, and it is reset by any call that lets the
+socket process its commands (`send`, `recv`, reading `EVENTS`). So the truth is `EVENTS`, and it must
+be re-read before every sleep on the fd; and an operation made by one task may swallow the edge another
+task is sleeping for (a `send` that processes the command "a message arrived"). trio also lets only
+one task at a time wait on an fd. Hence, per socket:
+- one task, the *watcher*, sleeps on the fd (in a cancel scope of its own); every other waiting task
+  parks on a `ParkingLot`;
+- whenever the watcher wakes (or leaves: served, cancelled), it unparks every parked task, and each
+  re-reads `EVENTS`: the one that still has to wait and finds no watcher becomes the next one;
+- the edge the watcher sleeps for may be consumed by another task's call (a `send`, a `recv`, a read
+  of `EVENTS`): after each such call the task reads `EVENTS` and, if they show what the watcher waits
+  for, *kicks* it (cancels its sleep) so it looks again. (A kick on every call would make two waiting
+  tasks of opposite directions kick each other forever.)
+Waiting tasks are few (a receiver and a sender, typically), so waking them all costs little.
+
+Cancellation loses nothing: a message is taken from, or handed to, libzmq only in a synchronous step
+(`NOBLOCK`) with no checkpoint between that step and the return; a cancelled `recv_multipart` leaves
+its message in the socket, a cancelled `send_multipart` has not queued its message. A multipart
+message is queued whole or not at all (libzmq checks the high-water mark at the first part only).
+
+Speed: a trio schedule point costs about 2.6 µs here, more than libzmq needs to move a 64 B message
+(about 1 µs), so a task that moves small messages one by one runs at a fraction of plain pyzmq's rate.
+`recv_many` (everything queued, up to a count, for one wake-up) and `try_send_many` (as many as the
+socket takes now, no schedule point) let a pump pay for one schedule point per batch instead
+(tools/bench_zsock.py measures both).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Literal, TypeAlias, cast, overload
 
 import trio
 import zmq
 
+Frame: TypeAlias = bytes | memoryview | zmq.Frame
+"""What a part of an outgoing message may be."""
+
 
 class AsyncSocket:
+    """A pyzmq socket for trio tasks; owns `sock` (closed by `close`).
+
+    Any number of tasks may send and receive at once. `send_multipart`/`recv_multipart` wait while the
+    socket cannot send (high-water mark) or has nothing to receive. After `close`, every operation
+    (and every task waiting in one) raises `trio.ClosedResourceError`. libzmq's own errors
+    (`zmq.ZMQError`, e.g. EHOSTUNREACH of a ROUTER with ROUTER_MANDATORY) pass through unchanged.
+    """
+
     def __init__(self, sock: zmq.Socket[bytes]) -> None:
         self.sock = sock
-        self._fd: int = sock.getsockopt(zmq.FD)  # type: ignore[assignment]
-        self._waiting = False
+        self._fd = sock.fileno()
         self._lot = trio.lowlevel.ParkingLot()
+        self._watch_scope: trio.CancelScope | None = None
+        self._watch_flag = 0
+        self._closed = False
 
-    async def _wait(self) -> None:
-        if self._waiting:
-            await self._lot.park()
-            return
-        self._waiting = True
-        try:
-            with trio.move_on_after(0.05):  # stand-in: a send in another task may have taken the edge
-                await trio.lowlevel.wait_readable(self._fd)
-        finally:
-            self._waiting = False
-            self._lot.unpark_all()
+    # -- receiving
 
-    async def send_multipart(self, frames: Sequence[Any], *, copy: bool = True) -> None:
+    @overload
+    async def recv_multipart(self, *, copy: Literal[True] = True) -> list[bytes]: ...
+    @overload
+    async def recv_multipart(self, *, copy: Literal[False]) -> list[zmq.Frame]: ...
+    async def recv_multipart(self, *, copy: bool = True) -> list[bytes] | list[zmq.Frame]:
+        """The next message (its frames as bytes, or as `zmq.Frame`s with copy=False: no copy of a large
+        message, whose bytes are `frame.buffer`). Waits until one is there."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        slept = False
         while True:
-            await trio.lowlevel.checkpoint_if_cancelled()
+            self._check_open()
             try:
+                msg = self.sock.recv_multipart(zmq.NOBLOCK, copy=copy)
+            except zmq.Again:
+                slept |= await self._wait(zmq.POLLIN)
+                continue
+            self._kick()
+            if not slept:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return msg
+
+    @overload
+    async def recv_many(self, max_n: int, *, copy: Literal[True] = True) -> list[list[bytes]]: ...
+    @overload
+    async def recv_many(self, max_n: int, *, copy: Literal[False]) -> list[list[zmq.Frame]]: ...
+    async def recv_many(self, max_n: int, *, copy: bool = True) -> list[list[bytes]] | list[list[zmq.Frame]]:
+        """At least one and at most `max_n` messages, in order: waits for the first, then takes
+        whatever else is queued already, all for one wake-up (see the module docstring, "Speed")."""
+        if max_n < 1:
+            raise ValueError(f"recv_many: max_n must be at least 1, got {max_n}")
+        await trio.lowlevel.checkpoint_if_cancelled()
+        slept = False
+        msgs: list[list[bytes]] | list[list[zmq.Frame]] = []
+        while True:
+            self._check_open()
+            try:
+                while len(msgs) < max_n:
+                    msgs.append(self.sock.recv_multipart(zmq.NOBLOCK, copy=copy))  # type: ignore[arg-type]
+            except zmq.Again:
+                if not msgs:
+                    slept |= await self._wait(zmq.POLLIN)
+                    continue
+            self._kick()
+            if not slept:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return msgs
+
+    # -- sending
+
+    async def send_multipart(self, frames: Sequence[Frame], *, copy: bool = True) -> None:
+        """Queue one message (its frames in order); waits while the socket cannot take it."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        slept = False
+        while not self.try_send_multipart(frames, copy=copy):
+            slept |= await self._wait(zmq.POLLOUT)
+        if not slept:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def try_send_multipart(self, frames: Sequence[Frame], *, copy: bool = True) -> bool:
+        """Queue one message if the socket can take it now; False (nothing queued) if it cannot."""
+        return self.try_send_many((frames,), copy=copy) == 1
+
+    def try_send_many(self, messages: Sequence[Sequence[Frame]], *, copy: bool = True) -> int:
+        """Queue messages in order as long as the socket takes them, without waiting or a schedule
+        point; returns how many were queued (the rest were not). A pump sends a batch with
+        `n = s.try_send_many(batch)` and, for `batch[n]`, `await s.send_multipart(...)` (which waits)."""
+        self._check_open()
+        n = 0
+        try:
+            for frames in messages:
+                if not frames:
+                    raise ValueError("AsyncSocket: a message needs at least one frame")
                 self.sock.send_multipart(frames, zmq.NOBLOCK, copy=copy)
-                self._kick()
-                return
-            except zmq.Again:
-                pass
-            if not int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLOUT:
-                await self._wait()
-
-    def try_send_multipart(self, frames: Sequence[Any], *, copy: bool = True) -> bool:
-        try:
-            self.sock.send_multipart(frames, zmq.NOBLOCK, copy=copy)
+                n += 1
         except zmq.Again:
-            return False
-        self._kick()
-        return True
+            pass
+        if n:
+            self._kick()
+        return n
 
-    def _kick(self) -> None:
-        # a send may have consumed the edge that announced incoming messages: wake the waiters to re-check
-        self._lot.unpark_all()
-
-    async def recv_multipart(self) -> list[bytes]:
-        while True:
-            await trio.lowlevel.checkpoint_if_cancelled()
-            try:
-                parts: list[bytes] = self.sock.recv_multipart(zmq.NOBLOCK)
-                return parts
-            except zmq.Again:
-                pass
-            if not int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-                await self._wait()
+    # -- closing
 
     def close(self, linger_ms: int = 0) -> None:
+        """Close the socket (pending outgoing messages are kept for up to `linger_ms`); tasks waiting
+        on it get `trio.ClosedResourceError`. Idempotent. Call it from trio code (or with no task of
+        this socket waiting)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._watch_scope is not None:
+            trio.lowlevel.notify_closing(self._fd)
+        self._lot.unpark_all()
         self.sock.close(linger=linger_ms)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- waiting (see the module docstring)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("this ZeroMQ socket was closed")
+
+    def _events(self) -> int:
+        """`EVENTS` now; kicks the watcher if they show what it waits for (see the module docstring)."""
+        events = cast(int, self.sock.get(zmq.EVENTS))
+        if self._watch_scope is not None and events & self._watch_flag:
+            self._watch_scope.cancel()
+        return events
+
+    def _kick(self) -> None:
+        """A call just let libzmq process the socket's commands: wake the watcher if it has to look."""
+        if self._watch_scope is not None:
+            self._events()
+
+    async def _wait(self, flag: int) -> bool:
+        """Return once `EVENTS` has `flag` (POLLIN/POLLOUT); True if this task slept on the way."""
+        slept = False
+        while True:
+            self._check_open()
+            if self._events() & flag:
+                return slept
+            slept = True
+            if self._watch_scope is None:
+                with trio.CancelScope() as scope:
+                    self._watch_scope, self._watch_flag = scope, flag
+                    try:
+                        await trio.lowlevel.wait_readable(self._fd)
+                    finally:
+                        self._watch_scope = None
+                        self._lot.unpark_all()
+            else:
+                await self._lot.park()

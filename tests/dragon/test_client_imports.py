@@ -43,3 +43,25 @@ def test_a_child_of_the_start_method_imports_no_request_builders() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_a_single_node_run_imports_no_zeromq() -> None:
+    """ZeroMQ (pyzmq) serves only the multi-node actors (MULTINODE.md §1: a single-node run has no extra
+    cost): neither the client, the start method nor the single-node services may load it."""
+    single_node = [
+        "dragon",
+        "dragon.transport",
+        "dragon.mp",
+        "dragon.cli",
+        "dragon.services.launcher",
+        "dragon.services.local_services",
+        "dragon.services.global_services",
+        "dragon.services.background",
+    ]
+    code = (
+        f"import sys\nfor name in {single_node!r}:\n    __import__(name)\n"
+        "print(sorted(m for m in sys.modules if m == 'zmq' or m.startswith(('zmq.', 'dragon.transport.z'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
