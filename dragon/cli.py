@@ -58,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
         "       dragon status [RUN_ID] [--json] [--watch]   (see: dragon status --help)\n"
         "       dragon cleanup [--dry-run] [RUN_ID ...]     (see: dragon cleanup --help)",
         epilog="environment: DRAGON_INF_SEG_SZ and DRAGON_DEFAULT_SEG_SZ size the infrastructure and default "
-        "pools (bytes, or with a suffix K, M, G or T; default 1G and 4G)",
+        "pools (bytes, or with a suffix K, M, G or T; default 1G and 4G); with many nodes, DRAGON_SSH is the ssh "
+        "command of --wlm ssh (default ssh), DRAGON_LOCAL_WRAP a command prefix with {node} that --wlm local "
+        "starts each virtual node in (e.g. its own network namespace)",
     )
     p.add_argument("--version", action="version", version=f"dragon {__version__}")
     p.add_argument(
