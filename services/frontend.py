@@ -10,6 +10,25 @@ backend), output of every process on every node (written here, whole lines, `--l
 backend, Local Services or transport agent dies, or that goes silent, is named on one `dragon: error:`
 line, its processes are reported dead to GS, and the run tears down).
 
+Choices (MULTINODE's **[choice]** marks, and where we part from the reference):
+- Keys: one server key pair and one client key pair per run (`transport.zsecurity`): every bound
+  socket (this ROUTER, each agent's PULL) is a CURVE server that admits only the run's client key
+  (a ZAP authenticator); the keys reach each backend in its configuration on stdin (ssh, local; srun
+  copies its stdin to every task), never on a command line or in a file.
+- Node indices are the plan's (`dragon.wlm`: node 0 the primary, `--primary` reorders), known to each
+  backend from its configuration (or, under Slurm, from its node name): no FENodeIdxBE round trip.
+- Each node's transport agent is forked by its backend, not started by its LS: the backend already
+  has ZeroMQ, LS stays free of it, and a fork costs milliseconds where an interpreter costs ~0.4 s.
+- Agents connect eagerly once LAChannelsInfo is known, and "TAUp" means every other agent was heard.
+- Exits follow output across nodes: a node's SHProcessExit comes here after that process's output
+  and goes on to GS through the primary's backend, so a join never returns before the output of the
+  process it waited for is written (as on one node).
+- The default placement is round robin over every node (the head on the primary); a lost node ends
+  the run unless `--on-node-loss continue`.
+- Virtual nodes (`--wlm local`) are forked from this process before its trio loop (they inherit trio
+  and ZeroMQ imported); with DRAGON_LOCAL_WRAP (a command prefix, e.g. a network namespace) they are
+  exec'd through it.
+
 `FrontendHandle` has the methods of the single-node `RuntimeHandle` that the `dragon` command uses
 (`call`, `send_input`, `wait_head_exit`, `interrupt`, `force_stop`), so `dragon.cli` runs a program
 the same way on one node and on many.
