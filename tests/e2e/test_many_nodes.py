@@ -309,3 +309,13 @@ async def test_on_node_loss_continue_reports_its_processes_dead_and_goes_on(whic
     assert b"and went on: 0" in out.data
     warnings = [line for line in bytes(err.data).splitlines() if line.startswith(b"dragon:")]
     assert len(warnings) == 1 and warnings[0].startswith(b"dragon: warning: node 1"), bytes(err.data)
+
+
+async def test_a_pool_spreads_over_virtual_nodes() -> None:
+    """Pool(4) on 2 virtual nodes: workers on both (round robin), every result right. Its queues are
+    node 0's channels, reached here through this machine's /dev/shm (isolated nodes need issue 17)."""
+    done = await run_dragon("--nodes", "2", "--wlm", "local", node_program("pool_nodes.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    report = json.loads(done.stdout)
+    assert report["squares"] == [x * x for x in range(40)]
+    assert report["nodes"] == ["0", "1"]

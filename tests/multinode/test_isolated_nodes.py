@@ -122,15 +122,16 @@ def test_cutting_a_node_off_the_network_is_noticed_and_ends_the_run(cluster: Vir
     assert proc.returncode != 0
 
 
-@pytest.mark.parametrize("which", ["ls", "ta"])
+@pytest.mark.parametrize("which", ["backend", "ls", "ta"])
 def test_kill_of_an_isolated_nodes_service(cluster: VirtualCluster, which: str) -> None:
-    """kill -9 of node 1's Local Services or transport agent (found in node 1's namespace): one error
-    line naming node 1, and nothing left on either node."""
+    """kill -9 of node 1's backend, Local Services or transport agent (found in node 1's namespace):
+    one error line naming node 1 and what died, and nothing left on either node."""
     proc = start_hold(cluster)
     try:
         pids = cluster.pids(1)
         ls = [p for p in pids if _is(p, "local")]
-        victim = ls[0] if which == "ls" else _transport_agent(pids, ls)
+        victims = {"ls": ls[0], "backend": _ppid(ls[0])} if which != "ta" else {}
+        victim = victims[which] if which != "ta" else _transport_agent(pids, ls)
         os.kill(victim, signal.SIGKILL)
         _out, err = proc.communicate(timeout=30)
     finally:
@@ -139,7 +140,20 @@ def test_kill_of_an_isolated_nodes_service(cluster: VirtualCluster, which: str) 
             proc.communicate()
     errors = [line for line in err.splitlines() if line.startswith(b"dragon: error:")]
     assert len(errors) == 1 and b"node 1" in errors[0], err
-    assert (b"Local Services" if which == "ls" else b"transport agent") in errors[0], errors[0]
+    assert {"backend": b"backend", "ls": b"Local Services", "ta": b"transport agent"}[which] in errors[0], errors[0]
+
+
+def test_sigterm_on_the_frontend_ends_every_isolated_node(cluster: VirtualCluster) -> None:
+    proc = start_hold(cluster)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 143, err
+    assert b"dragon: error:" not in err
 
 
 def _is(pid: int, what: str) -> bool:
