@@ -66,6 +66,9 @@ class RunInfo(msgspec.Struct, kw_only=True):
     """This node's index in a run of many nodes (0 = the primary, whose GS answers for all)."""
     nodes: int = 1
     """How many nodes the run has."""
+    primary_run_id: str = ""
+    """On a node other than the primary: the primary node's run id, the run `dragon status` shows
+    (each node has its own run id); "" on the primary itself, on a single node, or if not known."""
 
 
 class StartReport(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -257,8 +257,10 @@ def _main_many_nodes(opts: argparse.Namespace, plan: wlm.NodePlan, cmd: tuple[st
     from dragon.services import frontend
     from dragon.transport.zsecurity import RunKeys
 
+    run_id = _rundir.new_run_id()
+    log_file = opts.log_file or os.environ.get("DRAGON_LOG_FILE") or f"dragon-{run_id}.log"
     try:
-        _log.configure(opts.log_level, opts.log_file or os.environ.get("DRAGON_LOG_FILE") or None)
+        log_file = _log.configure(opts.log_level, log_file) or ""
     except ValueError as exc:
         print(f"dragon: error: {exc}", file=sys.stderr)
         return 2
@@ -274,8 +276,11 @@ def _main_many_nodes(opts: argparse.Namespace, plan: wlm.NodePlan, cmd: tuple[st
         label=opts.label,
         bringup_timeout_s=opts.bringup_timeout,
         frontend_addr=opts.frontend_addr or "",
-        log_level=opts.log_level,
-        log_file=os.environ.get("DRAGON_LOG_FILE") or opts.log_file,
+        log_level=opts.log_level or os.environ.get("DRAGON_LOG_LEVEL"),
+        log_file=log_file or None,
+        run_id=run_id,
+        fork_server=fork_server_for(*cmd),
+        fork_server_env=head_env(),
     )
     if plan.wlm == "local" and not os.environ.get(wlm.LOCAL_WRAP_ENV):
         launch.forked = frontend.fork_backends(plan.n)  # before trio.run, as the single-node LS is

@@ -94,6 +94,8 @@ class LSConfig(msgspec.Struct, kw_only=True):
     stand-in that the transport agent carries to the primary node (MULTINODE §4)."""
     host_name: str = ""
     """This node's name, as the frontend calls it ("" = the machine's host name)."""
+    primary_run_id: str = ""
+    """On a node other than the primary: the primary node's run id (runtime.json says it)."""
     fork_server_env: dict[str, str] = {}
     """What that program's environment adds to LS's own (`dragon` adds PYTHONUNBUFFERED=1 at a terminal)."""
 

@@ -85,6 +85,13 @@ class BEConfig(msgspec.Struct, kw_only=True, frozen=True):
     log_file: str | None = None
     hosts: list[str] = []
     """Every node's name, node 0 first (for a backend that finds its own index: Slurm)."""
+    fork_server: list[str] = []
+    fork_server_env: dict[str, str] = {}
+    """`LSConfig.fork_server` and its environment: every node boots the fork server for the
+    program's multiprocessing children while it comes up (its first start there finds it ready)."""
+    primary_run_id: str = ""
+    """The primary node's run id, chosen by the frontend: node 0 runs under it, every node's
+    runtime.json names it (so `dragon status` on any node knows whose run it is part of)."""
 
 
 def main() -> int:
@@ -102,9 +109,10 @@ def main() -> int:
             print(f"dragon backend: error: {exc}", file=sys.stderr)
             return 2
         config = msgspec.structs.replace(config, node_idx=idx, host_name=config.hosts[idx])
-    _log.configure(config.log_level, config.log_file)
+    if not logging.getLogger("dragon").handlers:  # a forked virtual node has the frontend's already
+        _log.configure(config.log_level, config.log_file)
     sizes = _pool_sizes.pool_sizes()
-    run_id = _rundir.new_run_id()
+    run_id = config.primary_run_id if config.node_idx == 0 and config.primary_run_id else _rundir.new_run_id()
     _rundir.create_run_dir(run_id)
     ls_config = LSConfig(
         run_id=run_id,
@@ -115,6 +123,9 @@ def main() -> int:
         node_idx=config.node_idx,
         nodes=config.nodes,
         host_name=config.host_name,
+        primary_run_id=config.primary_run_id if config.node_idx != 0 else "",
+        fork_server=config.fork_server,
+        fork_server_env=config.fork_server_env,
     )
     preforked = prefork_local_services(ls_config)  # also makes this process a subreaper
     ta_in_r, ta_in_w = os.pipe()

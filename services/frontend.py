@@ -29,7 +29,7 @@ import msgspec
 import trio
 import zmq
 
-from dragon import wlm
+from dragon import _rundir, wlm
 from dragon.errors import BringupError, DragonError, InputNotDelivered
 from dragon.ids import BE_CUID, LAUNCHER_PUID
 from dragon.messages import (
@@ -421,6 +421,11 @@ class Launch:
     """Where the backends reach the frontend ("" = wlm's default)."""
     log_level: str | None = None
     log_file: str | None = None
+    fork_server: list[str] = field(default_factory=list)
+    fork_server_env: dict[str, str] = field(default_factory=dict)
+    """The head's hint (`dragon.cli.fork_server_for`), for every node (`BEConfig.fork_server`)."""
+    run_id: str = field(default_factory=_rundir.new_run_id)
+    """The run's id: the primary node's (`BEConfig.primary_run_id`)."""
     forked: list[tuple[ForkedChild, int]] = field(default_factory=list)
     """Virtual nodes forked before the loop (`fork_backends`): each backend and the write end of its
     stdin, where its configuration goes."""
@@ -455,6 +460,9 @@ async def start_backends(fe: Frontend, launch: Launch, endpoint: str, nursery: t
             bringup_timeout_s=launch.bringup_timeout_s,
             log_level=launch.log_level,
             log_file=launch.log_file,
+            primary_run_id=launch.run_id,
+            fork_server=launch.fork_server,
+            fork_server_env=launch.fork_server_env,
         )
         for node in fe.nodes
     ]
@@ -462,7 +470,10 @@ async def start_backends(fe: Frontend, launch: Launch, endpoint: str, nursery: t
         for node, (child, stdin) in zip(fe.nodes, launch.forked, strict=True):
             node.proc = child
             line = msgspec.json.encode(configs[node.idx]) + b"\n"
-            await trio.to_thread.run_sync(os.write, stdin, line)
+            try:
+                await trio.to_thread.run_sync(os.write, stdin, line)
+            except BrokenPipeError:
+                pass  # it exited already: its watcher says how
             fe.start_helper(nursery, _hold_stdin, stdin)
             fe.start_helper(nursery, fe.watch_backend, node)
         return
@@ -475,7 +486,10 @@ async def start_backends(fe: Frontend, launch: Launch, endpoint: str, nursery: t
         except OSError as exc:
             raise BringupError("frontend", "starting the backends with srun", str(exc)) from None
         assert srun.stdin is not None
-        await srun.stdin.send_all(msgspec.json.encode(shared) + b"\n")
+        try:
+            await srun.stdin.send_all(msgspec.json.encode(shared) + b"\n")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # srun exited already: the watchers say how
         fe.start_helper(nursery, _hold_stream, srun.stdin)
         for node in fe.nodes:
             node.proc = srun
@@ -493,7 +507,10 @@ async def start_backends(fe: Frontend, launch: Launch, endpoint: str, nursery: t
             raise BringupError("frontend", f"starting the backend of node {node.idx} ({node.host})", str(exc)) from None
         node.proc = proc
         assert proc.stdin is not None
-        await proc.stdin.send_all(msgspec.json.encode(configs[node.idx]) + b"\n")
+        try:
+            await proc.stdin.send_all(msgspec.json.encode(configs[node.idx]) + b"\n")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # it exited already: its watcher says how
         fe.start_helper(nursery, _hold_stream, proc.stdin)
         fe.start_helper(nursery, fe.watch_backend, node)
 

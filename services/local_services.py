@@ -354,6 +354,7 @@ def _run_info(config: LSConfig, params: LaunchParameters, gs_pid: int) -> _rundi
         default_pd=params.default_pd,
         node_idx=config.node_idx,
         nodes=config.nodes,
+        primary_run_id=config.primary_run_id,
     )
 
 

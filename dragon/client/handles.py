@@ -18,6 +18,7 @@ import msgspec
 from dragon.client.requests import ProcessSpec, process_spec
 from dragon.descriptors import ChannelDescriptor, ObjectState, PoolDescriptor, ProcessDescriptor, StdioOption
 from dragon.errors import ChannelDestroyed, InvalidArgument
+from dragon.policy import Policy
 from dragon.transport import HeapStatistics
 from dragon.transport import Pool as ShmPool
 
@@ -35,6 +36,7 @@ class ProcessOptionArgs(TypedDict, total=False):
     group: int | None
     umask: int
     initial_stdin: bytes
+    policy: Policy | None
 
 
 class ProcessHandle:
@@ -56,6 +58,8 @@ class ProcessHandle:
       user / group: numeric ids to run as (None: the runtime's; another needs the privilege to).
       umask: the process's umask, 0 .. 0o777 (-1: the runtime's).
       initial_stdin: bytes written to its stdin before anything else (stdin None or PIPE).
+      policy: where it runs (`dragon.native.Policy`: node or host, CPUs), over the policy of the
+        `with Policy(...)` blocks current when it is started; None = theirs, or the default placement.
     Raises:
       InvalidArgument: a target, argument or stdio option that cannot be used.
     """
@@ -77,6 +81,7 @@ class ProcessHandle:
         group: int | None = None,
         umask: int = -1,
         initial_stdin: bytes = b"",
+        policy: Policy | None = None,
     ) -> None:
         self._spec: ProcessSpec | None = process_spec(
             target,
@@ -91,6 +96,7 @@ class ProcessHandle:
             group=group,
             umask=umask,
             initial_stdin=initial_stdin,
+            policy=policy,
         )
         self._name = name
         self._desc: ProcessDescriptor | None = None

@@ -29,6 +29,7 @@ from dragon.descriptors import (
     ChannelDescriptor,
     ChannelLocalOptions,
     ChannelOptions,
+    NodeDescriptor,
     ObjectState,
     OsText,
     PoolDescriptor,
@@ -76,6 +77,8 @@ from dragon.messages import (
     GSChannelListResponse,
     GSChannelQuery,
     GSChannelQueryResponse,
+    GSNodeList,
+    GSNodeListResponse,
     GSPoolCreate,
     GSPoolCreateResponse,
     GSPoolDestroy,
@@ -107,6 +110,7 @@ from dragon.messages import (
     Request,
     Response,
 )
+from dragon.policy import Policy, wire_policy
 
 if TYPE_CHECKING:
     from dragon.client.gs_client import GSClient
@@ -147,6 +151,8 @@ class ProcessSpec(msgspec.Struct, frozen=True):
     group: int | None = None
     umask: int = -1
     initial_stdin: bytes = b""
+    policy: Policy | None = None
+    """Given to `Process(policy=...)`; merged over the current `with Policy(...)` at start."""
 
 
 def process_spec(
@@ -163,6 +169,7 @@ def process_spec(
     group: int | None = None,
     umask: int = -1,
     initial_stdin: bytes = b"",
+    policy: Policy | None = None,
 ) -> ProcessSpec:
     """Check `Process(...)`'s arguments. Raises InvalidArgument, saying what to pass instead."""
     if not isinstance(target, (str, os.PathLike)) or not os.fspath(target):
@@ -184,6 +191,8 @@ def process_spec(
         raise InvalidArgument(f"Process initial_stdin must be bytes, not {type(initial_stdin).__name__}")
     if initial_stdin and stdin == DEVNULL:
         raise InvalidArgument("Process initial_stdin needs a stdin to write to: stdin=None or PIPE, not DEVNULL")
+    if policy is not None and not isinstance(policy, Policy):
+        raise InvalidArgument(f"Process policy must be a dragon.native.Policy or None, not {policy!r}")
     return ProcessSpec(
         exe=os.fspath(target),
         args=argv,
@@ -195,6 +204,7 @@ def process_spec(
         group=group,
         umask=umask,
         initial_stdin=initial_stdin,
+        policy=policy,
     )
 
 
@@ -215,7 +225,9 @@ def check_stdio(stream: str, opt: StdioOption) -> StdioOption:
 
 def process_create(spec: ProcessSpec) -> GSCall[GSProcessCreateResponse, ProcessDescriptor]:
     """GSProcessCreate for `spec`: the caller's environment (minus its launch parameters) under
-    `spec.env`, with its own GS-return channel. Raises ProcessNameInUse, ProcessStartFailed."""
+    `spec.env`, with its own GS-return channel, placed by `spec.policy` over the current `with
+    Policy(...)` (built when the process starts: `dragon.policy`). Raises ProcessNameInUse,
+    ProcessStartFailed (e.g. no such node, host or CPU)."""
     env_plain, env_raw = _inherited_env(spec.env)
     req = GSProcessCreate(
         p_uid=0,
@@ -234,6 +246,7 @@ def process_create(spec: ProcessSpec) -> GSCall[GSProcessCreateResponse, Process
         group=spec.group,
         umask=spec.umask,
         initial_stdin=spec.initial_stdin,
+        policy=wire_policy(spec.policy),
     )
 
     def finish(resp: GSProcessCreateResponse) -> ProcessDescriptor:
@@ -282,12 +295,13 @@ def head_create(
 
 
 def mp_process_create(
-    argv: Sequence[str], argdata: bytes, *, what: str, label: str, target: str
+    argv: Sequence[str], argdata: bytes, *, what: str, label: str, target: str, policy: Policy | None = None
 ) -> GSCall[GSProcessCreateResponse, ProcessDescriptor]:
     """GSProcessCreate of a child of the multiprocessing start method (`dragon.mp.popen`): `argv`
     (`python -c <child main>`) with `argdata` in its handshake (PYTHON_IMMEDIATE), the caller's
-    environment; `label`/`target` for `dragon status`, `what` (the process object) for the error.
-    Raises ProcessStartFailed."""
+    environment; `label`/`target` for `dragon status`, `what` (the process object) for the error;
+    placed by `policy` (a Pool's) over the current `with Policy(...)`. Raises ProcessStartFailed
+    (e.g. no such node, host or CPU)."""
     exe, *args = argv
     env_plain, env_raw = _inherited_env({})
 
@@ -307,6 +321,7 @@ def mp_process_create(
         options=ProcessOptions(make_inf_channels=True, mode=ArgMode.PYTHON_IMMEDIATE, argdata=argdata),
         label=shown(label),
         target=shown(target),
+        policy=wire_policy(policy),
     )
     return GSCall(req, GSProcessCreateResponse, finish)
 
@@ -388,6 +403,11 @@ def process_query(p_uid: int | None = None, name: str = "") -> GSCall[GSProcessQ
 def process_list() -> GSCall[GSProcessListResponse, list[int]]:
     """GSProcessList: every p_uid GS ever created, dead ones included, and GS itself (1)."""
     return GSCall(GSProcessList(p_uid=0, r_c_uid=0), GSProcessListResponse, lambda resp: resp.plist)
+
+
+def node_list() -> GSCall[GSNodeListResponse, list[NodeDescriptor]]:
+    """GSNodeList: every node of the runtime, by index (`dragon.native.machine`)."""
+    return GSCall(GSNodeList(p_uid=0, r_c_uid=0), GSNodeListResponse, lambda resp: resp.nodes)
 
 
 class HasPuid(Protocol):

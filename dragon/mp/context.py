@@ -10,8 +10,9 @@ shared-memory channels (`dragon.mp.queues`), and so do the task and result queue
 socketpair's, figures there). `Lock`, `RLock`, `Semaphore` and `BoundedSemaphore` are POSIX
 semaphores with a home in the runtime (`dragon.mp.locks`: a dead holder's count is given back);
 `Event`, `Condition` and `Barrier` live in runtime records (`dragon.mp.events`: a Barrier's party
-that dies breaks it). Everything else (shared ctypes, Manager) is the standard library's, working
-as under spawn.
+that dies breaks it). `cpu_count()` counts the runtime's CPUs over all its
+nodes (`dragon.native.machine`). Everything else (shared ctypes, Manager) is the standard library's,
+working as under spawn.
 
 Four pieces of routing make the channel queues and the runtime's objects what programs get:
 * `multiprocessing.Queue()` (and the other names of `ROUTED`: SimpleQueue, JoinableQueue, Pool, Pipe,
@@ -69,6 +70,7 @@ ROUTED: Final = (
     "Event",
     "Condition",
     "Barrier",
+    "cpu_count",
 )
 """The default context's methods that follow the current start method (`route_default_methods`)."""
 PIPE_QUEUE_USERS: Final = frozenset({"multiprocessing.pool", "concurrent.futures.process"})
@@ -156,10 +158,27 @@ class DragonContext(context.SpawnContext):
         initargs: Any = (),
         maxtasksperchild: int | None = None,
     ) -> _mp_pool.Pool:
-        """A `multiprocessing.Pool` whose task and result queues are channels (`dragon.mp.pool`)."""
+        """A `multiprocessing.Pool` whose task and result queues are channels (`dragon.mp.pool`).
+        Without `processes`, one worker per CPU of the runtime's nodes (`cpu_count`: the allocation,
+        as the reference's), where the stdlib takes this machine's."""
         from dragon.mp.pool import Pool
 
+        if processes is None:
+            processes = self.cpu_count()
         return Pool(processes, initializer, initargs, maxtasksperchild, context=self.get_context())
+
+    def cpu_count(self) -> int:
+        """How many CPUs the runtime may use over all its nodes (`dragon.native.machine.cpu_count`:
+        the allocation, as the reference's; a Pool sized by it fills every node). With no runtime
+        yet (a plain `python` program before its first start), the CPUs this process may use: those
+        of the single-node background runtime its first start brings up (it inherits this affinity)."""
+        from dragon.errors import RuntimeNotRunning
+        from dragon.native.machine import cpu_count
+
+        try:
+            return cpu_count()
+        except RuntimeNotRunning:
+            return len(os.sched_getaffinity(0))
 
     def Lock(self) -> Any:  # either class, see below
         """A `multiprocessing.Lock` with a home in the runtime (`dragon.mp.locks`); the stdlib's for

@@ -31,6 +31,9 @@ change, because with many small tasks (`chunksize=1`) they are the whole cost:
   never give theirs back, and a program making many pools would otherwise keep their memory until
   the runtime ends.
 
+Workers are placed by the `dragon.native.Policy` current when the pool is made (`with Policy(...)`
+around `Pool(...)`), all of them, for the pool's whole life (`Pool.__init__`).
+
 `multiprocessing.pool.Pool(context=...)` built directly (and `concurrent.futures`) stays the stdlib's
 pipe pool under "dragon" too (see `dragon.mp.context`).
 """
@@ -38,6 +41,7 @@ pipe pool under "dragon" too (see `dragon.mp.context`).
 from __future__ import annotations
 
 import collections
+import functools
 import pickle
 import threading
 import time
@@ -47,7 +51,9 @@ from typing import Any, Final
 
 from dragon.errors import ChannelEmpty, ChannelError, ChannelFull
 from dragon.mp.codec import PROTOCOL, decode, encode
+from dragon.mp.popen import pin_policy
 from dragon.mp.queues import SimpleQueue
+from dragon.policy import Policy, current_policy
 
 RESULT_BATCH: Final = 256
 """The most results the result thread takes from its channel at once."""
@@ -70,6 +76,15 @@ class Pool(mp_pool.Pool):
     _change_notifier: Any
     _inqueue: SimpleQueue
     _outqueue: _ResultQueue
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """The stdlib's; the `dragon.native.Policy` current now places every worker, the ones started
+        later to replace others (maxtasksperchild, or a worker that died) included: those start
+        from the pool's worker-handler thread, which sees no `with Policy(...)` of the caller."""
+        policy = current_policy()
+        if policy is not None:
+            self.Process = functools.partial(_placed_worker, policy)  # type: ignore[method-assign]
+        super().__init__(*args, **kwargs)
 
     def _setup_queues(self) -> None:
         self._inqueue = _Tasks(ctx=self._ctx)
@@ -106,6 +121,13 @@ class Pool(mp_pool.Pool):
         finally:
             inqueue._destroy()
             outqueue._destroy()
+
+
+def _placed_worker(policy: Policy, ctx: Any, *args: Any, **kwargs: Any) -> Any:
+    """A worker process of a pool made under `policy` (`Pool.Process`, as the stdlib calls it)."""
+    worker = ctx.Process(*args, **kwargs)
+    pin_policy(worker, policy)
+    return worker
 
 
 class _ResultQueue(SimpleQueue):

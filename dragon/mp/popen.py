@@ -16,6 +16,9 @@ The popen is a normal multiprocessing Popen: `pid` (the real OS pid), `p_uid`, `
 (`multiprocessing.connection.wait` takes it). Exit codes come from GS (killed by signal N: -N).
 Signals are sent through GS.
 
+The child is placed (node, host, CPUs) by the `dragon.native.Policy` current when `start()` is called
+(`with Policy(...)` around it), or by one pinned to the process object (`pin_policy`: a Pool's).
+
 In a program not started by `dragon` (no launch parameters), the children run in the runtime the
 program embeds with `dragon.serve` (`dragon.client.embedded`) if there is one; otherwise the first start
 brings up a runtime in the background for the program, torn down when it exits (`dragon.client.background`).
@@ -36,6 +39,7 @@ import os
 import select
 import signal
 import sys
+import weakref
 from multiprocessing import process, reduction, resource_tracker, spawn, util
 from multiprocessing.context import set_spawning_popen
 from typing import Any, Final
@@ -47,9 +51,20 @@ from dragon.errors import DragonError, RuntimeNotRunning
 from dragon.mp.child import FORMAT, _exit_sentinel, child_argv
 from dragon.mp.fds import FdHandoff, ParentFd
 from dragon.mp.names import target_of
+from dragon.policy import Policy
 
 SETTLE_S: Final = 2.0
 """How long `_settle` waits for GS's answer (the runtime's teardown waits for it)."""
+
+_pinned: weakref.WeakKeyDictionary[process.BaseProcess, Policy] = weakref.WeakKeyDictionary()
+"""Process objects that start under a policy of their own (`pin_policy`)."""
+
+
+def pin_policy(process_obj: process.BaseProcess, policy: Policy) -> None:
+    """Start `process_obj` under `policy` (over the `with Policy(...)` current at its start), wherever
+    it is started from: a Pool's workers, which its own thread replaces (`dragon.mp.pool`). Kept
+    beside the object, not in it, so that the child's pickle does not carry it."""
+    _pinned[process_obj] = policy
 
 
 class DragonPopen:
@@ -112,6 +127,7 @@ class DragonPopen:
                 what=repr(process_obj),
                 label=process_obj.name,
                 target=target_of(process_obj),  # for `dragon status` (dragon.mp.names)
+                policy=_pinned.get(process_obj),
             ),
             client=client,
         )

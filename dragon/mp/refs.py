@@ -23,11 +23,12 @@ import threading
 from multiprocessing import util
 from typing import Final, NamedTuple
 
+from dragon.client.nodes import explain
 from dragon.client.requests import channel_add_ref, channel_create, channel_release, give_back_quietly, run
 from dragon.descriptors import ChannelDescriptor
 from dragon.errors import DragonError
 from dragon.mp.names import channel_label
-from dragon.transport import MIN_BLOCK_SIZE, Channel, Record
+from dragon.transport import MIN_BLOCK_SIZE, Channel, ChannelDestroyed, Record
 
 QUEUE_CAPACITY: Final = 8192
 """Messages of up to QUEUE_BLOCK_SIZE bytes a queue's channel holds at least: a ring of about 2 MB, which
@@ -122,7 +123,10 @@ class Hold:
         self._lock = threading.Lock()
         try:
             for _, sdesc in refs:
-                self.chans.append(kind.attach(sdesc))
+                try:
+                    self.chans.append(kind.attach(sdesc))
+                except ChannelDestroyed as exc:
+                    raise explain(sdesc, exc) from None
         except BaseException:
             self._users = 0
             self._let_go()

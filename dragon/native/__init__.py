@@ -11,6 +11,10 @@ runtime. Blocking and thread-safe, and light to import: no trio. Errors are the 
 `dragon.errors` (`ProcessError`, `GSChannelError`, `GSPoolError` and their subclasses, one per failure
 answer of Global Services).
 
+`Policy` (`dragon.policy`) says where a process runs (node or host, CPUs), given to `Process` or
+around multiprocessing's processes and pools as a context manager; `machine` answers what the
+runtime runs on (`System`, `Node`, `current`, `cpu_count` of the allocation).
+
 One module per kind of object: `process` (Process, wait, current...), `channel`, `pool`, `queue`,
 `value` and `array` (their shared memory: `shared`), `sync` (Lock, Semaphore, Event, Barrier). The shared objects are loaded on first use (PEP 562), as
 `dragon.transport` loads its pools: most programs of the API need only processes and channels, and
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from dragon.descriptors import DEVNULL as DEVNULL
 from dragon.descriptors import PIPE as PIPE
 from dragon.descriptors import STDOUT as STDOUT
+from dragon.policy import Policy as Policy
 
 from .channel import Channel as Channel
 from .pool import Pool as Pool
@@ -51,6 +56,7 @@ __all__ = [
     "Channel",
     "Event",
     "Lock",
+    "Policy",
     "Pool",
     "Process",
     "Queue",

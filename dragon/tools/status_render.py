@@ -1,7 +1,13 @@
 """`dragon status`'s text: a header line and one aligned table per kind of object.
 
 Tables fit the terminal: long texts are cut, then the less needed figures are left out, never a
-figure cut (`table`). Objects are shown by what people call them (`ids.title`), not by the default
+figure cut (`table`).
+
+Nodes: the NODES table is shown always, one line on a single node, because it answers "where and on
+how loaded a machine" (CPUs, memory, load) for one node as for many, and one layout is easier to read
+and to parse than two. What exists only with several nodes is shown only then: the transport
+security (in the NODES title: there is no transport on one node) and the NODE column of the process
+table (a column of zeros on one node would take the room of the command line). Objects are shown by what people call them (`ids.title`), not by the default
 names that only repeat a uid; `--json` has every name and figure.
 """
 
@@ -12,7 +18,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from dragon.ids import default_channel_name, default_process_name, title
-from dragon.tools.status_report import ObjectRow, ProcessRow, RunSummary, StatusReport
+from dragon.tools.status_report import NodeRow, ObjectRow, ProcessRow, RunSummary, StatusReport
 
 WIDTH: Final = 100
 """Columns the tables fit in when the output is not a terminal (and COLUMNS is not set)."""
@@ -20,6 +26,10 @@ COMFORT_CELL: Final = 20
 """How narrow a text column gets, to fit a table in the terminal, before figures are left out."""
 MIN_CELL: Final = 12
 """The narrowest a text column gets to fit a table in the terminal."""
+SECURITY_WORDS: Final = {
+    "curve": "curve (authenticated and encrypted)",
+    "none": "none (neither authenticated nor encrypted: --transport-security none)",
+}
 
 
 def _size(n: int | None) -> str:
@@ -115,6 +125,7 @@ def render(report: StatusReport, width: int = WIDTH) -> str:
     lines += ["", "SERVICES", *_services_table(report)]
     if not report.answering:
         return "\n".join(lines) + "\n"
+    lines += ["", _nodes_title(report), *_nodes_table(report, width)]
     lines += ["", f"PROCESSES ({len(report.processes)})", *_processes_table(report, width)]
     lines += ["", f"CHANNELS ({len(report.channels)})", *_channels_table(report, width)]
     if report.objects:
@@ -142,28 +153,71 @@ def _services_table(report: StatusReport) -> list[str]:
     )
 
 
-def _processes_table(report: StatusReport, width: int) -> list[str]:
-    """One row per managed process; PARENT and CPU go first when the width is short."""
+def _nodes_title(report: StatusReport) -> str:
+    """NODES (n), and with several nodes the transport security between them."""
+    text = f"NODES ({len(report.nodes)})"
+    if len(report.nodes) > 1:
+        security = report.security or "unknown"
+        text += f"  transport security: {SECURITY_WORDS.get(security, security)}"
+    return text
+
+
+def _nodes_table(report: StatusReport, width: int) -> list[str]:
+    """One row per node: ROLE says which is the primary; PROCS counts its live processes; AVAIL
+    (available memory) and LOAD (1, 5 and 15-minute averages) are known for this machine's node only."""
     return table(
-        ["P_UID", "PID", "NAME", "PARENT", "STATE", "CPU", "RSS", "TARGET"],
+        ["NODE", "HOST", "ROLE", "STATE", "CPUS", "MEMORY", "AVAIL", "LOAD", "PROCS"],
         [
             [
-                str(p.p_uid),
-                _opt(p.pid),
-                _text(title(p.label, p.name, default_process_name(p.p_uid))),
-                str(p.parent),
-                _process_state(p),
-                "-" if p.cpu_s is None else f"{p.cpu_s:.2f}s",
-                _size(p.rss_bytes),
-                _text(p.target) if p.target else _command(p.command),
+                str(n.idx),
+                _text(n.host),
+                "primary" if n.primary else "-",
+                n.state,
+                str(n.cpus),
+                _size(n.memory_bytes),
+                _size(n.memory_available_bytes),
+                _load(n),
+                str(n.processes),
             ]
-            for p in report.processes
+            for n in report.nodes
         ],
-        [True, True, False, True, False, True, True, False],
+        [True, False, False, False, True, True, True, False, True],
         fit=width,
-        shrink=[7, 2],
-        drop=[3, 5],
+        shrink=[1],
+        drop=[6, 7],
     )
+
+
+def _load(n: NodeRow) -> str:
+    return "-" if n.load is None else "/".join(f"{x:.2f}" for x in n.load)
+
+
+def _processes_table(report: StatusReport, width: int) -> list[str]:
+    """One row per managed process; PARENT and CPU go first when the width is short. With several
+    nodes, NODE (after P_UID) says where each runs."""
+    headers = ["P_UID", "PID", "NAME", "PARENT", "STATE", "CPU", "RSS", "TARGET"]
+    rows = [
+        [
+            str(p.p_uid),
+            _opt(p.pid),
+            _text(title(p.label, p.name, default_process_name(p.p_uid))),
+            str(p.parent),
+            _process_state(p),
+            "-" if p.cpu_s is None else f"{p.cpu_s:.2f}s",
+            _size(p.rss_bytes),
+            _text(p.target) if p.target else _command(p.command),
+        ]
+        for p in report.processes
+    ]
+    right = [True, True, False, True, False, True, True, False]
+    shrink, drop = [7, 2], [3, 5]
+    if len(report.nodes) > 1:
+        headers.insert(1, "NODE")
+        right.insert(1, True)
+        for row, p in zip(rows, report.processes, strict=True):
+            row.insert(1, str(p.node))
+        shrink, drop = [i + 1 for i in shrink], [i + 1 for i in drop]
+    return table(headers, rows, right, fit=width, shrink=shrink, drop=drop)
 
 
 def _channels_table(report: StatusReport, width: int) -> list[str]:
@@ -269,8 +323,29 @@ def render_runs(summaries: Sequence[RunSummary]) -> str:
     """The list of running runtimes shown when several run and none is named."""
     return "\n".join(
         table(
-            ["RUN_ID", "LAUNCHER_PID", "UPTIME", "DIR"],
-            [[s.run_id, str(s.launcher_pid), _duration(s.uptime_s), s.runtime_dir] for s in summaries],
-            [False, True, True, False],
+            ["RUN_ID", "LAUNCHER_PID", "UPTIME", "NODES", "DIR"],
+            [[s.run_id, str(s.launcher_pid), _duration(s.uptime_s), str(s.nodes), s.runtime_dir] for s in summaries],
+            [False, True, True, True, False],
+        )
+    )
+
+
+def render_node_dirs(summaries: Sequence[RunSummary]) -> str:
+    """The runtime directories here of nodes other than a primary (listed apart: not runtimes to ask)."""
+    return "\n".join(
+        table(
+            ["RUN_ID", "NODE", "OF_RUN", "LAUNCHER_PID", "UPTIME", "DIR"],
+            [
+                [
+                    s.run_id,
+                    f"{s.node_idx} of {s.nodes}",
+                    s.primary_run_id or "?",
+                    str(s.launcher_pid),
+                    _duration(s.uptime_s),
+                    s.runtime_dir,
+                ]
+                for s in summaries
+            ],
+            [False, True, False, True, True, False],
         )
     )

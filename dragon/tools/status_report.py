@@ -10,12 +10,27 @@ stopped while holding a heap lock would make it wait). Nothing here changes the 
 The document is stable: keys are only ever added (label, target and creator were, later), so readers
 ignore keys they do not know; `version` changes when a key changes its meaning or goes away. Every
 key is always present; an unknown figure is null. Times are Unix seconds, sizes bytes, CPU seconds.
+
+Version 2 (runs of several nodes, issue 16): the top-level `nodes` (one `NodeRow` per node, by index;
+one on a single node) and `security`, and a `node` key in every process, channel and pool. Nothing
+of version 1 changed meaning or went away, so a version-1 reader that ignores unknown keys keeps
+working (one that insists on `version == 1` is told by the number); the number changed because a
+report now describes a run of many nodes, whose rows a reader may need to tell apart by `node`.
+The run listing (`RunList`) gained `nodes` per run and `node_dirs`.
+
+Of a run of several nodes, only the primary node's Global Services answers, and only the primary's
+Local Services is asked (`dragon.tools.status_query`): the OS figures of processes on other nodes
+(os_state, command, cpu_s, rss_bytes), and the shared-memory figures of their channels and pools,
+are null; so are a node's `load` and `memory_available_bytes` except for the node this command runs
+on (the primary: its runtime directory is here), read from its /proc.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections import Counter
 from typing import Final
 
 import msgspec
@@ -27,7 +42,23 @@ from dragon.messages import GSStatusResponse, ProcessUsage, SHStatusResponse
 from dragon.tools.status_query import NotAnswering, StatusClient
 from dragon.transport import Channel, ChannelError, Pool, PoolError, Record, records
 
-JSON_VERSION: Final = 1
+JSON_VERSION: Final = 2
+
+
+class NodeRow(msgspec.Struct, kw_only=True):
+    """A node of the run, as Global Services knows it; `load` and `memory_available_bytes` are read
+    here, for the node this command runs on only (null for the others: their /proc is elsewhere)."""
+
+    idx: int
+    host: str
+    primary: bool
+    state: str  # ACTIVE, ... (GS's view of the node)
+    run_id: str  # the node's own run id (its runtime directory and /dev/shm entries); "" if not known
+    cpus: int
+    memory_bytes: int  # physical memory
+    processes: int  # live (not DEAD) processes of GS's table on this node (GS itself on the primary)
+    load: list[float] | None = None  # the 1, 5 and 15-minute load averages (/proc/loadavg)
+    memory_available_bytes: int | None = None  # MemAvailable of /proc/meminfo
 
 
 class ServiceRow(msgspec.Struct, kw_only=True):
@@ -47,6 +78,7 @@ class ProcessRow(msgspec.Struct, kw_only=True):
     p_uid: int
     pid: int | None
     name: str
+    node: int  # index of the node it runs on (a `NodeRow.idx`)
     parent: int  # the parent's p_uid
     label: str
     target: str
@@ -66,6 +98,7 @@ class ChannelRow(msgspec.Struct, kw_only=True):
     c_uid: int
     name: str
     m_uid: int | None
+    node: int  # its home node (where its pool lives)
     label: str
     creator: int | None
     kind: str  # "infrastructure" or "managed"
@@ -102,6 +135,7 @@ class PoolRow(msgspec.Struct, kw_only=True):
 
     m_uid: int
     name: str
+    node: int
     kind: str  # "infrastructure", "default" or "managed"
     state: str  # ACTIVE, ...
     size_bytes: int | None = None  # from here on from its heap, if read in time
@@ -120,6 +154,7 @@ class StatusReport(msgspec.Struct, kw_only=True):
     answering: bool  # False: Global Services did not answer; `error` says why, only `services` is filled
     error: str | None
     gs_state: str | None  # WAITING_FOR_HEAD, HAS_HEAD, SHUTTING_DOWN (null: no answer)
+    security: str | None  # between nodes: "curve" (authenticated, encrypted) or "none"; null on one node
     started: float
     uptime_s: float
     pgid: int
@@ -128,21 +163,30 @@ class StatusReport(msgspec.Struct, kw_only=True):
     channels: list[ChannelRow]
     pools: list[PoolRow]
     objects: list[ObjectRow] = msgspec.field(default_factory=list)
+    nodes: list[NodeRow] = msgspec.field(default_factory=list)  # empty when not answering
 
 
 class RunSummary(msgspec.Struct, kw_only=True):
+    """A runtime directory of this machine: a run (node 0, the primary) or one node of a run of several."""
+
     run_id: str
     launcher_pid: int
     started: float
     uptime_s: float
     runtime_dir: str
+    nodes: int  # how many nodes the run has
+    node_idx: int = 0
+    primary_run_id: str = ""  # a node other than the primary: its primary's run id ("" if not known)
 
 
 class RunList(msgspec.Struct, kw_only=True):
-    """The `--json` document when several runtimes run and none is named (exit status 2)."""
+    """The `--json` document when several runtimes run and none is named (exit status 2): `runs` are
+    those `dragon status RUN_ID` shows; `node_dirs` the runtime directories here of nodes other than
+    a primary (each node of a run of several has its own), which only their primary answers for."""
 
     version: int = JSON_VERSION
     runs: list[RunSummary]
+    node_dirs: list[RunSummary] = msgspec.field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------ building a report
@@ -174,6 +218,7 @@ def _process_rows(resp: GSStatusResponse, ls: SHStatusResponse | None, gs: Servi
             p_uid=d.p_uid,
             pid=d.pid,
             name=d.name,
+            node=d.node,
             parent=d.p_p_uid,
             label=d.label,
             target=d.target,
@@ -196,18 +241,59 @@ def _process_rows(resp: GSStatusResponse, ls: SHStatusResponse | None, gs: Servi
     return rows
 
 
+def _node_rows(resp: GSStatusResponse, processes: list[ProcessRow], here: int) -> list[NodeRow]:
+    """GS's nodes, each with its count of live processes; the load and available memory of node
+    `here` (the one this command runs on) from this machine's /proc."""
+    live = Counter(p.node for p in processes if p.state != ObjectState.DEAD.name)
+    rows = []
+    for d in sorted(resp.nodes, key=lambda d: d.idx):
+        row = NodeRow(
+            idx=d.idx,
+            host=d.host_name,
+            primary=d.is_primary,
+            state=d.state.name,
+            run_id=d.run_id,
+            cpus=d.num_cpus,
+            memory_bytes=d.physical_mem_bytes,
+            processes=live[d.idx],
+        )
+        if d.idx == here:
+            row.load = [round(x, 2) for x in os.getloadavg()]
+            row.memory_available_bytes = _memory_available()
+        rows.append(row)
+    return rows
+
+
+def _memory_available() -> int | None:
+    """MemAvailable of /proc/meminfo, in bytes (None if it cannot be read)."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _channel_row(
     c_uid: int,
     name: str,
     m_uid: int | None,
+    node: int,
+    here: int,
     kind: str,
     state: ObjectState,
     sdesc: str,
     label: str = "",
     creator: int | None = None,
 ) -> ChannelRow:
-    row = ChannelRow(c_uid=c_uid, name=name, m_uid=m_uid, label=label, creator=creator, kind=kind, state=state.name)
-    if state != ObjectState.ACTIVE or not sdesc:
+    """A channel's row; its figures from its shared-memory header if it is ACTIVE and lives on node
+    `here` (another node's shared memory is not on this machine)."""
+    row = ChannelRow(
+        c_uid=c_uid, name=name, m_uid=m_uid, node=node, label=label, creator=creator, kind=kind, state=state.name
+    )
+    if state != ObjectState.ACTIVE or not sdesc or node != here:
         return row
     try:
         chan = Channel.attach(sdesc)
@@ -223,12 +309,13 @@ def _channel_row(
     return row
 
 
-def _object_rows(resp: GSStatusResponse) -> tuple[list[ObjectRow], set[int]]:
-    """Rows of the synchronization objects (the channels whose header says they are one: a record of
-    a known kind), and their c_uids (left out of the channels)."""
+def _object_rows(resp: GSStatusResponse, here: int) -> tuple[list[ObjectRow], set[int]]:
+    """Rows of the synchronization objects (the channels of node `here` whose header says they are
+    one: a record of a known kind), and their c_uids (left out of the channels). Another node's
+    records are not readable here: they are listed among the channels."""
     rows: list[ObjectRow] = []
     for d in sorted(resp.channels, key=lambda d: d.c_uid):
-        if d.state != ObjectState.ACTIVE or not d.sdesc:
+        if d.state != ObjectState.ACTIVE or not d.sdesc or d.node != here:
             continue
         try:
             rec = Record.attach(d.sdesc)
@@ -258,8 +345,9 @@ def _object_rows(resp: GSStatusResponse) -> tuple[list[ObjectRow], set[int]]:
 
 
 def _channel_rows(info: _rundir.RunInfo, resp: GSStatusResponse, leave_out: set[int]) -> list[ChannelRow]:
+    here = info.node_idx
     rows = [
-        _channel_row(c_uid, name, INF_POOL_MUID, "infrastructure", ObjectState.ACTIVE, sdesc)
+        _channel_row(c_uid, name, INF_POOL_MUID, here, here, "infrastructure", ObjectState.ACTIVE, sdesc)
         for c_uid, name, sdesc in (
             (GS_INPUT_CUID, "GS input", info.gs_cd),
             (BE_CUID, "launcher input", info.la_cd),
@@ -267,7 +355,7 @@ def _channel_rows(info: _rundir.RunInfo, resp: GSStatusResponse, leave_out: set[
         )
     ]
     rows += [
-        _channel_row(d.c_uid, d.name, d.m_uid, "managed", d.state, d.sdesc, d.label, d.creator)
+        _channel_row(d.c_uid, d.name, d.m_uid, d.node, here, "managed", d.state, d.sdesc, d.label, d.creator)
         for d in sorted(resp.channels, key=lambda d: d.c_uid)
         if d.c_uid not in leave_out
     ]
@@ -277,17 +365,22 @@ def _channel_rows(info: _rundir.RunInfo, resp: GSStatusResponse, leave_out: set[
 def _pool_rows(info: _rundir.RunInfo, resp: GSStatusResponse, deadline: float) -> list[PoolRow]:
     """Rows of the infrastructure pools and GS's pools. A pool's heap lock is held only for an
     allocation, but a process stopped while holding it would make `statistics()` wait: so the
-    figures are read in a helper thread, and pools not read by `deadline` keep null figures."""
+    figures are read in a helper thread, and pools not read by `deadline` keep null figures; so do
+    the pools of other nodes (their shared memory is not on this machine)."""
+    here = info.node_idx
     wanted: list[tuple[PoolRow, str]] = [
-        (PoolRow(m_uid=INF_POOL_MUID, name="infrastructure", kind="infrastructure", state="ACTIVE"), info.inf_pd),
-        (PoolRow(m_uid=DEFAULT_POOL_MUID, name="default", kind="default", state="ACTIVE"), info.default_pd),
+        (
+            PoolRow(m_uid=INF_POOL_MUID, name="infrastructure", node=here, kind="infrastructure", state="ACTIVE"),
+            info.inf_pd,
+        ),
+        (PoolRow(m_uid=DEFAULT_POOL_MUID, name="default", node=here, kind="default", state="ACTIVE"), info.default_pd),
     ]
     for d in sorted(resp.pools, key=lambda d: d.m_uid):
         if d.m_uid not in (INF_POOL_MUID, DEFAULT_POOL_MUID):
             wanted.append(
                 (
-                    PoolRow(m_uid=d.m_uid, name=d.name, kind="managed", state=d.state.name),
-                    d.sdesc if d.state == ObjectState.ACTIVE else "",
+                    PoolRow(m_uid=d.m_uid, name=d.name, node=d.node, kind="managed", state=d.state.name),
+                    d.sdesc if d.state == ObjectState.ACTIVE and d.node == here else "",
                 )
             )
 
@@ -332,6 +425,7 @@ def collect(info: _rundir.RunInfo, client: StatusClient | None, timeout_s: float
         answering=False,
         error=None,
         gs_state=None,
+        security=None,
         started=info.started,
         uptime_s=round(now - info.started, 2),
         pgid=info.pgid,
@@ -348,9 +442,19 @@ def collect(info: _rundir.RunInfo, client: StatusClient | None, timeout_s: float
     except NotAnswering as exc:
         report.error = str(exc)
         return report
-    report.answering, report.gs_state = True, resp.state
-    report.processes = _process_rows(resp, ls_resp, services[2])
-    report.objects, objects = _object_rows(resp)
-    report.channels = _channel_rows(info, resp, objects)
-    report.pools = _pool_rows(info, resp, max(deadline, time.monotonic() + 0.5))
+    fill(report, info, resp, ls_resp, max(deadline, time.monotonic() + 0.5))
     return report
+
+
+def fill(
+    report: StatusReport, info: _rundir.RunInfo, resp: GSStatusResponse, ls: SHStatusResponse | None, deadline: float
+) -> None:
+    """Fill `report` (its services already there) from Global Services' answer `resp` and Local
+    Services' `ls`, reading the figures of this node's channels and pools until `deadline`."""
+    report.answering, report.gs_state = True, resp.state
+    report.security = resp.security or None
+    report.processes = _process_rows(resp, ls, report.services[2])
+    report.nodes = _node_rows(resp, report.processes, info.node_idx)
+    report.objects, objects = _object_rows(resp, info.node_idx)
+    report.channels = _channel_rows(info, resp, objects)
+    report.pools = _pool_rows(info, resp, deadline)

@@ -8,6 +8,7 @@ node's processes and shared memory (they are all on this machine).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -166,8 +167,8 @@ async def finish(proc: trio.Process, out: StreamReader, err: StreamReader) -> in
 async def test_ctrl_c_and_sigterm_on_the_frontend_end_every_node(sig: int, codes: tuple[int, ...]) -> None:
     """Ctrl-C reaches the program's processes on every node (KeyboardInterrupt: the sleeper on each node
     says so), SIGTERM the head; the run then tears down in order on every node (the leak check sees
-    nothing left). After Ctrl-C the head's own status counts: it exits 1 here when its KeyboardInterrupt
-    came while it joined a child of another node (130 on one node; see the session note)."""
+    nothing left). The exit status is the head's: 1 here, as on one node, for a head whose
+    KeyboardInterrupt came while it joined a child (see the session note), 130 otherwise."""
     proc, out, err = await start_hold()
     try:
         proc.send_signal(sig)
@@ -220,3 +221,61 @@ async def test_garbage_and_strangers_on_the_run_sockets_change_nothing(tmp_path:
             proc.kill()
             await proc.wait()
     assert b"dragon: error:" not in err.data, bytes(err.data)
+
+
+async def test_policy_places_processes_and_system_queries_see_every_node() -> None:
+    done = await run_dragon("--nodes", "3", "--wlm", "local", node_program("policy_nodes.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    report = json.loads(done.stdout)
+    cpus = len(os.sched_getaffinity(0))
+    assert report["nodes"] == [[i, f"vnode{i}", cpus, i == 0] for i in range(3)]
+    assert report["cpu_count"] == report["mp_cpu_count"] == 3 * cpus
+    assert report["current"] == 0
+    assert report["by_node"] == report["by_host"] == [0, 1, 2]
+
+
+async def test_status_shows_every_node_and_each_process_node() -> None:
+    proc, out, err = await start_hold()
+    try:
+        info = await wait_for_node(0)
+        done = await run_dragon("status", info.run_id, "--json")
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+        report = json.loads(done.stdout)
+        text = await run_dragon("status", info.run_id)
+        node1 = await run_dragon("status", (await wait_for_node(1)).run_id, "--json")
+        proc.send_signal(signal.SIGTERM)
+        assert await finish(proc, out, err) == 143, bytes(err.data)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert report["version"] == 2 and report["security"] == "curve"
+    assert [(n["idx"], n["host"], n["primary"]) for n in report["nodes"]] == [(0, "vnode0", True), (1, "vnode1", False)]
+    sleepers = [p for p in report["processes"] if "sleeper" in (p.get("target") or "")]
+    assert sorted(p["node"] for p in sleepers) == [0, 1], report["processes"]
+    assert b"NODES (2)" in text.stdout and b"vnode1" in text.stdout, text.stdout
+    assert json.loads(node1.stdout)["run_id"] == info.run_id  # a node's directory leads to its run's primary
+
+
+WRAP_FAILING_NODE_1 = "sh -c 'if [ {node} = 1 ]; then exit 3; fi; exec \"$@\"' sh"
+WRAP_SILENT_NODE_1 = "sh -c 'if [ {node} = 1 ]; then exec sleep 60; fi; exec \"$@\"' sh"
+
+
+@pytest.mark.parametrize(
+    ("wrap", "said"),
+    [
+        (WRAP_FAILING_NODE_1, b"node 1 (vnode1): its backend (pid "),
+        (WRAP_SILENT_NODE_1, b"node 1 (vnode1) did not report within 3 s"),
+    ],
+    ids=["cannot-start", "does-not-report"],
+)
+async def test_a_node_that_does_not_come_up_is_named_and_the_others_leave_nothing(wrap: str, said: bytes) -> None:
+    """Node 1's backend cannot start (its start command fails) or never reports: one `dragon: error:`
+    line names node 1, exit 1, and node 0, which came up, leaves nothing (the leak check); the silent
+    one's process is stopped too."""
+    env = clean_env(DRAGON_LOCAL_WRAP=wrap)
+    done = await run_dragon("--nodes", "2", "--wlm", "local", "--bringup-timeout", "3", program("hello.py"), env=env)
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(b"dragon: error:") and said in lines[0], done.stderr
+    assert done.stdout == b""

@@ -18,6 +18,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from dragon import _rundir
 from dragon.ids import DEFAULT_POOL_MUID, DEFAULT_SEG_SZ, FIRST_USER_MANAGED_CUID, INF_POOL_MUID, INF_SEG_SZ
 from dragon.transport import entries, run_prefix
 
@@ -290,7 +294,7 @@ def test_status_json_shows_every_object_with_its_figures(tmp_path: Path) -> None
     try:
         r = rt.ready
         report = status_json_when(rt.env, rt.run_id, _receiver_blocked)
-        assert report["version"] == 1 and report["run_id"] == rt.run_id
+        assert report["version"] == 2 and report["run_id"] == rt.run_id
         assert report["answering"] is True and report["error"] is None
         assert report["gs_state"] == "HAS_HEAD"
         assert report["pgid"] == rt.info["pgid"]
@@ -321,6 +325,15 @@ def test_status_json_shows_every_object_with_its_figures(tmp_path: Path) -> None
         failer = _by(procs, "name", "st-failer")
         assert failer["state"] == "DEAD" and failer["exit_code"] == 3 == r["failer"][1]
         assert failer["command"] is None and failer["cpu_s"] is None
+
+        # one node (issue 16 item 7): this machine, every process on it, no transport between nodes
+        [node] = report["nodes"]
+        assert (node["idx"], node["host"], node["primary"], node["state"]) == (0, socket.gethostname(), True, "ACTIVE")
+        assert node["cpus"] == len(os.sched_getaffinity(0))
+        assert node["memory_bytes"] == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        assert node["processes"] == 4  # GS, the head, the sleeper and the receiver: the failer is dead
+        assert len(node["load"]) == 3 and 0 < node["memory_available_bytes"] <= node["memory_bytes"]
+        assert {p["node"] for p in procs} == {0} and report["security"] is None
 
         chans = report["channels"]
         waiting = _by(chans, "c_uid", r["waiting"])
@@ -367,6 +380,7 @@ def test_status_table_is_aligned_and_complete(tmp_path: Path) -> None:
         sections = text.split("\n\n")
         assert [s.splitlines()[0].split(" (")[0] for s in sections[1:]] == [
             "SERVICES",
+            "NODES",
             "PROCESSES",
             "CHANNELS",
             "POOLS",
@@ -382,7 +396,18 @@ def test_status_table_is_aligned_and_complete(tmp_path: Path) -> None:
         assert chan == [str(r["waiting"]), "ACTIVE", "10", "3", "0/0", "3", "0", "st-waiting"]
         blocked = _row(text, "st-blocked").split()
         assert blocked[:5] == [str(r["blocked"]), "ACTIVE", "5", "0", "0/1"]
+        node = _section(text, "NODES").splitlines()
+        assert node[0] == "NODES (1)" and len(node) == 3  # one node: no transport security, one row
+        assert node[2].split()[:5] == [
+            "0",
+            socket.gethostname(),
+            "primary",
+            "ACTIVE",
+            str(len(os.sched_getaffinity(0))),
+        ]
+        assert node[2].split()[-1] == "4"  # live processes: GS, the head, the sleeper, the receiver
         procs = _section(text, "PROCESSES")
+        assert procs.splitlines()[1].split()[:3] == ["P_UID", "PID", "NAME"]  # one node: no NODE column
         failer = _row(procs, "st-failer").split()
         assert failer[2:5] == ["st-failer", str(r["head_puid"]), "DEAD(3)"]
         sleeper = _row(procs, "st-sleeper").split()
@@ -577,6 +602,71 @@ def test_several_runtimes_are_listed_and_one_can_be_named(tmp_path: Path) -> Non
         assert out.returncode == 0 and json.loads(out.stdout)["run_id"] == first.run_id
     finally:
         assert first.finish() == 0
+
+
+def _node_dir(root: Path, run_id: str, node_idx: int, nodes: int, primary_run_id: str) -> None:
+    """What Local Services of node `node_idx` of a run of `nodes` writes (its own runtime directory,
+    run id and runtime.json, with gs_pid 0), here made by hand: this test process stands for its
+    live launcher; its channels are nowhere, so a `dragon status` that asked them would fail."""
+    run = root / "dragon" / run_id
+    run.mkdir(mode=0o700, parents=True)
+    info = _rundir.RunInfo(
+        run_id=run_id,
+        launcher_pid=os.getpid(),
+        ls_pid=os.getpid(),
+        gs_pid=0,
+        pgid=os.getpgid(0),
+        gs_cd="nowhere-gs",
+        la_cd="nowhere-la",
+        shep_cd="nowhere-ls",
+        started=time.time(),
+        node_idx=node_idx,
+        nodes=nodes,
+        primary_run_id=primary_run_id,
+    )
+    (run / "runtime.json").write_bytes(msgspec.json.encode(info))
+
+
+def test_a_node_directory_is_part_of_its_run_not_a_runtime(tmp_path: Path) -> None:
+    """In a run of several nodes every node has its own runtime directory; only the primary's GS
+    answers (issue 16 item 7): another node's directory is never asked, nor counted as a runtime."""
+    root = tmp_path / "xdg"
+    env = private_env(root)
+    _node_dir(root, "0000fa11", 2, 3, "feedf00d")  # its primary is on another machine
+    out = dragon(env, "status")
+    assert out.returncode == 1 and out.stdout == ""
+    assert "node 2 of a run of 3 nodes (its primary's run id is feedf00d)" in out.stderr, out.stderr
+    assert "only a run's primary node answers" in out.stderr
+    out = dragon(env, "status", "0000fa11")
+    assert out.returncode == 1 and "runtime directory 0000fa11 is node 2 of a run of 3" in out.stderr, out.stderr
+
+    rt = Runtime(tmp_path, IDLE_HEAD, "idle", root)
+    try:
+        _node_dir(root, "0000b0b1", 1, 2, rt.run_id)  # its primary is here (as with --wlm local)
+        out = dragon(env, "status", "--json")  # the one runtime, though three directories are live
+        assert out.returncode == 0 and json.loads(out.stdout)["run_id"] == rt.run_id, out.stderr
+        out = dragon(env, "status", "0000b0b1", "--json")  # a node's id shows its run
+        assert out.returncode == 0 and json.loads(out.stdout)["run_id"] == rt.run_id, out.stderr
+        second = Runtime(tmp_path, IDLE_HEAD, "two", root)
+        try:
+            listing = json.loads(dragon(env, "status", "--json").stdout)
+            assert sorted(r["run_id"] for r in listing["runs"]) == sorted([rt.run_id, second.run_id])
+            assert {r["nodes"] for r in listing["runs"]} == {1}
+            assert sorted(
+                (d["run_id"], d["node_idx"], d["nodes"], d["primary_run_id"]) for d in listing["node_dirs"]
+            ) == [
+                ("0000b0b1", 1, 2, rt.run_id),
+                ("0000fa11", 2, 3, "feedf00d"),
+            ]
+            out = dragon(env, "status")
+            assert out.returncode == 2 and "2 Dragon runtimes are running" in out.stdout
+            assert _row(out.stdout, "0000b0b1").split()[1:5] == ["1", "of", "2", rt.run_id]
+            [primary] = [line for line in out.stdout.splitlines() if line.startswith(rt.run_id + " ")]
+            assert primary.split()[3] == "1"  # NODES
+        finally:
+            assert second.finish() == 0
+    finally:
+        assert rt.finish() == 0
 
 
 def test_watch_refreshes_until_interrupted(tmp_path: Path) -> None:

@@ -1,0 +1,37 @@
+"""Policy and the system queries over the nodes of a run: prints one JSON report.
+
+Each child reports its node through its exit code only (data between nodes is not part of this test).
+"""
+
+import json
+import multiprocessing as mp
+import os
+
+from dragon.native import Policy, machine
+
+
+def report() -> None:
+    raise SystemExit(10 + int(os.environ["DRAGON_INDEX"]))
+
+
+def node_of_child(policy: Policy) -> int:
+    with policy:
+        p = mp.Process(target=report)
+        p.start()
+    p.join()
+    assert p.exitcode is not None
+    return p.exitcode - 10
+
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    system = machine.System()
+    out = {
+        "nodes": [[n.idx, n.hostname, n.num_cpus, n.is_primary] for n in system.nodes],
+        "cpu_count": machine.cpu_count(),
+        "mp_cpu_count": mp.cpu_count(),
+        "current": machine.current().idx,
+        "by_node": [node_of_child(Policy(node=n.idx)) for n in system.nodes],
+        "by_host": [node_of_child(Policy(host=n.hostname)) for n in system.nodes],
+    }
+    print(json.dumps(out))
