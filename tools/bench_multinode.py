@@ -12,31 +12,25 @@ the order reversed from one round to the next, after one untimed warm-up of each
    `dragon hello.py`: what the frontend/backend/transport-agent machinery itself costs.
 2. Process start+join on the other node against the same node: a program run by `dragon --nodes 2
    --wlm local` starts and joins `Process(target=T)` one after the other (start method "dragon", from
-   just before `Process(...)` to the end of `join()`, as tools/bench_mp.py's procs rows), --starts K on
-   each node after 2 untimed ones per node; T is trivial: it exits with its node index (DRAGON_INDEX)
-   as its exit code, so every sample says where it ran. Placement: the default round robin (Global
-   Services puts the n-th process after the head on node n % N: services/_gs_processes.py `_place`)
-   alternates node 0 (the head's) and node 1, so the two are interleaved; the program checks that they
-   alternate. Per round the median of each node's K samples and their ratio other/same; the table
-   gives the median over rounds of each, with min-max. Target (PASS/MISS): ratio <= 1.5x. The same
-   program under single-node `dragon` (all on node 0) and under plain `python` with the start method
-   "spawn" (the standard library's start+join) give the ratio dragon/spawn.
-3. Single-node figures in a run of two nodes: rows of tools/bench_mp.py (its own measuring functions,
-   imported from its PROGRAM, pinning as there: in the round trips the head on the first CPU, the
-   child on the second) by a program whose processes all stay on node 0 of a `dragon --nodes 2 --wlm
-   local` run, against the same program under single-node `dragon`: Queue one-way 64 B (msg/s), Queue
-   and Pipe round trips of 8 B between the head and a child (µs), Lock acquire/release in the head
-   (pairs/s). Each child is put on node 0 through the round robin: probe processes (trivial, exit code
-   = node) are started until one lands on node 1, so the next goes to node 0; after the row a probe
-   must land on node 1 again (the row's child did go to node 0). The head's CPU affinity is restored
-   after every row. Median over rounds (min-max); "slowdown" = how many times worse the two-node run
-   is (> 1: slower), of the medians, judged "unchanged" when within 0.9-1.1x; also of the best round
-   of each (fastest), the least disturbed by other work on the machine. Reported, not a target: the
-   rounds of a row on this shared machine differ by 3x or more at times (the round trips are 4-5 µs
-   when both processes run undisturbed on their CPUs, 10-20 µs when not).
-
-Placement goes through the round robin because `dragon.native.Policy` is not on main yet; with it, the
-probes become `with Policy(node=...)` blocks.
+   just before `Process(...)` to the end of `join()`, as tools/bench_mp.py's procs rows), each `start()`
+   under `dragon.native.Policy(node=...)`, the nodes taking turns (0 1, 1 0, 0 1, ...: interleaved),
+   --starts K on each node after 2 untimed ones each. T is trivial: it exits with its node index
+   (DRAGON_INDEX) as its exit code, which the program checks against the policy's node. Per round the
+   median of each node's K samples and their ratio other/same; the table gives the median over rounds
+   of each, with min-max. Target (PASS/MISS): ratio <= 1.5x. The same program under single-node
+   `dragon` (Policy(node=0)) and under plain `python` with the start method "spawn" (no policy: the
+   standard library's start+join) give the ratio dragon/spawn.
+3. Single-node figures in a run of two nodes: rows of tools/bench_mp.py (its own measuring functions
+   and parameters, imported from its PROGRAM; pinned as there: in the round trips the head on the
+   first CPU, the child on the second) by a program whose processes all stay on node 0 of a `dragon
+   --nodes 2 --wlm local` run (every row under `Policy(node=0)`), against the same program under
+   single-node `dragon`: Queue one-way 64 B (msg/s), Queue and Pipe round trips of 8 B between the
+   head and a child (µs), Lock acquire/release in the head (pairs/s). The head's CPU affinity is
+   restored after every row. Median over rounds (min-max); "slowdown" = how many times worse the
+   two-node run is (> 1: slower), of the medians, judged "unchanged" when within 0.9-1.1x; also of the
+   best round of each (fastest), the least disturbed by other work on the machine. Reported, not a
+   target: the rounds of a row on this shared machine differ by 3x or more at times (the round trips
+   are 4-5 µs when both processes run undisturbed on their CPUs, 10-20 µs when not).
 
 Leftovers: each run must clean up after itself, on every node. Every command gets a private runtime
 root (XDG_RUNTIME_DIR), so a run directory left there is ours, and a marker in its environment, which
@@ -100,46 +94,31 @@ def _node_exit():
     sys.exit(int(os.environ.get("DRAGON_INDEX", "0")))
 
 
-def _probe(ctx):
-    p = ctx.Process(target=_node_exit)
-    p.start()
-    p.join()
-    return p.exitcode
+def on_node(ctx, node):
+    """The processes started in the block run on `node` (Policy, under "dragon"; spawn has one node)."""
+    if ctx.get_start_method() != "dragon":
+        return contextlib.nullcontext()
+    from dragon.native import Policy
+
+    return Policy(node=node)
 
 
 def start_join(ctx, warm, k):
-    """warm + k start+joins per node, one after the other; seconds of the timed ones by node index."""
+    """warm + k start+joins on each node, the nodes taking turns (0 1, 1 0, 0 1 ...); seconds of the
+    timed ones by node index."""
     times = {}
-    first = None
-    for i in range(NODES * (warm + k)):
-        t0 = time.perf_counter()
-        p = ctx.Process(target=_node_exit)
-        p.start()
-        p.join()
-        dt = time.perf_counter() - t0
-        first = p.exitcode if first is None else first
-        assert p.exitcode == (first + i) % NODES, f"start {i} ran on node {p.exitcode}: not round robin"
-        if i >= NODES * warm:
-            times.setdefault(str(p.exitcode), []).append(dt)
+    for i in range(warm + k):
+        for node in range(NODES) if i % 2 == 0 else reversed(range(NODES)):
+            t0 = time.perf_counter()
+            p = ctx.Process(target=_node_exit)
+            with on_node(ctx, node):
+                p.start()
+            p.join()
+            dt = time.perf_counter() - t0
+            assert p.exitcode == node, f"a process placed on node {node} ran on node {p.exitcode}"
+            if i >= warm:
+                times.setdefault(str(node), []).append(dt)
     return times
-
-
-@contextlib.contextmanager
-def next_process_on(ctx, node):
-    """Run the block with the next process it starts on `node`, through the default round robin:
-    probes until one lands on the node before `node`; after the block a probe must land on the node
-    after it (the block's one process went to `node`)."""
-    if NODES == 1:
-        yield
-        return
-    for _ in range(NODES):
-        if _probe(ctx) == (node - 1) % NODES:
-            break
-    else:
-        raise AssertionError(f"no probe landed on node {(node - 1) % NODES}: not round robin")
-    yield
-    after = _probe(ctx)
-    assert after == (node + 1) % NODES, f"the probe after the row ran on node {after}, not {(node + 1) % NODES}"
 
 
 ROWS = {"queue64": "msgs_per_s", "queue_rt": "rt_s", "pipe_rt": "rt_s", "lock": "pairs_per_s"}
@@ -147,12 +126,12 @@ ROWS = {"queue64": "msgs_per_s", "queue_rt": "rt_s", "pipe_rt": "rt_s", "lock": 
 
 def same_node(ctx, **programs):
     """bench_mp's programs of these rows, with its parameters (programs: key -> [case, params]), every
-    child on node 0; the rows' figures."""
+    process on node 0; the rows' figures."""
     affinity = os.sched_getaffinity(0)
     out = {}
     for key, metric in ROWS.items():
         case, params = programs[key]
-        with next_process_on(ctx, 0):
+        with on_node(ctx, 0):
             out[key] = getattr(mpb, case)(ctx, **params)[metric]
         os.sched_setaffinity(0, affinity)  # the round trips pin the head: undone for the next row
     return out
@@ -391,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": opts.quick,
         "elapsed_s": round(elapsed, 2),
         "dragon": dragon,
-        "placement": "default round robin, checked by probes (dragon.native.Policy not on main yet)",
+        "placement": "dragon.native.Policy(node=...)",
         "bringup": bringup_figures(walls) if complete else None,
         "start_join": start_join_figures(reports) if complete else None,
         "same_node": same_node_figures(reports) if complete else None,
