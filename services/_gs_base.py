@@ -245,6 +245,7 @@ class GSBase:
         recs = [
             c for c in self.reg.chans.records() if c.record and c.desc.state == ObjectState.ACTIVE and c.desc.node == 0
         ]
+        log.debug("reclaim pid=%d abnormal=%s records=%s", pid, abnormal, [c.desc.c_uid for c in recs])
         if recs:
             sdescs = [c.desc.sdesc for c in recs]
             warnings, untouched = await trio.to_thread.run_sync(
