@@ -62,7 +62,7 @@ def bound(ctx: zmq.Context[Any], kind: int, **opts: int) -> tuple[AsyncSocket, s
     for name, value in opts.items():
         sock.setsockopt(getattr(zmq, name.upper()), value)
     sock.bind(LOOPBACK)
-    return AsyncSocket(sock), sock.get(zmq.LAST_ENDPOINT).decode()  # type: ignore[union-attr]
+    return AsyncSocket(sock), sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
 def connected(ctx: zmq.Context[Any], kind: int, endpoint: str, **opts: int) -> AsyncSocket:
