@@ -53,7 +53,7 @@ def ctx() -> Iterator[zmq.Context[Any]]:
 def pull_server(ctx: zmq.Context[Any], keys: RunKeys | None) -> tuple[AsyncSocket, str]:
     sock = server_socket(ctx, zmq.PULL, keys)
     sock.bind("tcp://127.0.0.1:*")
-    return AsyncSocket(sock), sock.get(zmq.LAST_ENDPOINT).decode()  # type: ignore[union-attr]
+    return AsyncSocket(sock), sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
 @asynccontextmanager

@@ -17,7 +17,7 @@ import trio
 import trio.testing
 import zmq
 
-from dragon.transport.zsock import AsyncSocket
+from dragon.transport.zsock import YIELD_EVERY, AsyncSocket
 
 LOOPBACK = "tcp://127.0.0.1:*"
 
@@ -25,7 +25,7 @@ LOOPBACK = "tcp://127.0.0.1:*"
 # half of them one by one, half in batches, then waits until the parent closes its stdin.
 PUSHER = """
 import sys, trio, zmq
-from dragon.transport.zsock import AsyncSocket
+from dragon.transport.zsock import YIELD_EVERY, AsyncSocket
 
 async def main(endpoint, n, size):
     ctx = zmq.Context()
@@ -62,7 +62,7 @@ def bound(ctx: zmq.Context[Any], kind: int, **opts: int) -> tuple[AsyncSocket, s
     for name, value in opts.items():
         sock.setsockopt(getattr(zmq, name.upper()), value)
     sock.bind(LOOPBACK)
-    return AsyncSocket(sock), sock.get(zmq.LAST_ENDPOINT).decode()  # type: ignore[union-attr]
+    return AsyncSocket(sock), sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
 def connected(ctx: zmq.Context[Any], kind: int, endpoint: str, **opts: int) -> AsyncSocket:
@@ -304,3 +304,32 @@ async def test_bad_arguments_are_named(ctx: zmq.Context[Any]) -> None:
     with pytest.raises(ValueError, match="at least one frame"):
         push.try_send_multipart([])
     push.close()
+
+
+async def test_a_task_moving_messages_without_waiting_still_lets_other_tasks_run(ctx: zmq.Context[Any]) -> None:
+    pull, endpoint = bound(ctx, zmq.PULL)
+    push = connected(ctx, zmq.PUSH, endpoint)
+    n = 20 * YIELD_EVERY
+    ticks = 0
+    with trio.fail_after(10):
+        await push.send_multipart([b"first"])  # connected
+        assert await pull.recv_multipart() == [b"first"]
+        async with trio.open_nursery() as nursery:
+
+            async def tick() -> None:
+                nonlocal ticks
+                while True:
+                    await trio.lowlevel.checkpoint()
+                    ticks += 1
+
+            nursery.start_soon(tick)
+            await trio.lowlevel.checkpoint()  # tick runs
+            ticks = 0
+            for i in range(n):
+                await push.send_multipart(numbered(i))
+            for _ in range(n):
+                await pull.recv_multipart()
+            nursery.cancel_scope.cancel()
+    assert ticks >= 2 * n // YIELD_EVERY - 2
+    push.close()
+    pull.close()
