@@ -111,6 +111,8 @@ class LaunchParameters(msgspec.Struct, frozen=True, kw_only=True):
     parent_puid: int = LAUNCHER_PUID
     nodes: int = 1
     """How many nodes the runtime has (our addition); `index` is this process's."""
+    ta_cd: str = ""
+    """This node's transport agent's channel (many nodes; ""): the way to channels of other nodes."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> LaunchParameters:

@@ -53,8 +53,8 @@ from dragon.transport import (
     Record,
     TrioChannel,
 )
-from dragon.transport.forward import RemoteFrames
 from dragon.transport.records import never_reclaimed, reclaim
+from dragon.transport.remote_frames import RemoteFrames
 
 from ._registry import Registry
 from ._tool_replies import is_user_managed, reply_once

@@ -265,6 +265,8 @@ class ProcessHandlers(GSBase):
             self.nursery.start_soon(self.destroy_infra_channel, rec.desc.gs_ret_cuid)
         for c_uid in rec.pipe_cuids:  # the process's reference to its PIPE channels
             self.nursery.start_soon(self.release_channel, c_uid)
+        for c_uid in rec.owned_cuids:  # its own channels (ChannelOptions.owned)
+            self.nursery.start_soon(self.destroy_infra_channel, c_uid)
         if rec.head:
             await self.to_la.send(GSHeadExit(exit_code=msg.exit_code))
 

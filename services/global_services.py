@@ -96,7 +96,7 @@ from dragon.messages import (
     SHProcessExit,
 )
 from dragon.transport import FrameStream, MessageChannel, ProtocolError, TrioChannel, clip, decode, log_message
-from dragon.transport.forward import RemoteFrames
+from dragon.transport.remote_frames import RemoteFrames
 
 from ._gs_base import StdoutLink
 from ._gs_objects import ObjectHandlers

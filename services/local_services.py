@@ -283,6 +283,7 @@ def _make_infrastructure(config: LSConfig, made_pools: list[Pool], made_chans: l
         mode="single" if config.nodes == 1 else "crayhpe-multi",
         index=config.node_idx,
         nodes=config.nodes,
+        ta_cd=made_chans[3].descriptor if len(made_chans) > 3 else "",
         gs_cd=gs_chan.descriptor,
         local_shep_cd=shep.descriptor,
         local_be_cd=be.descriptor,

@@ -54,7 +54,21 @@ from dragon.transport import (
     TrioChannel,
     decode,
 )
-from dragon.transport.forward import pack_forward, unpack_forward
+from dragon.transport.forward import (
+    DELIVER,
+    DESTROYED,
+    FAILED,
+    OK,
+    OP,
+    RECV,
+    REPLY,
+    SEND,
+    TIMEOUT,
+    ChannelOp,
+    ChannelReply,
+    pack_forward,
+    unpack_forward,
+)
 from dragon.transport.zsecurity import Authenticator, RunKeys, client_socket, server_socket
 from dragon.transport.zsock import AsyncSocket
 
@@ -122,11 +136,17 @@ class Agent:
         self.all_heard = trio.Event()
         self.channels: dict[str, TrioChannel] = {}
         self.dropped = 0
+        self.ops: trio.Nursery | None = None
+        """Where each `ChannelOp` runs, in a task of its own (a receive may wait long)."""
+        self._op_decoder = msgspec.msgpack.Decoder(ChannelOp)
+        self._reply_decoder = msgspec.msgpack.Decoder(ChannelReply)
+        self._encoder = msgspec.msgpack.Encoder()
 
     async def serve(self) -> None:
         """Bind, say where, wait for every node's endpoint, connect, carry frames until told to stop."""
         cfg = self.config
         async with trio.open_nursery() as nursery:
+            self.ops = nursery
             if cfg.keys is not None:
                 auth = Authenticator(self.ctx, cfg.keys)
                 await nursery.start(auth.serve)
@@ -184,7 +204,7 @@ class Agent:
                 node, out = 0, pack_forward(0, gs_cd, frame)
             else:
                 try:
-                    node, _sdesc, _payload = unpack_forward(frame)
+                    _kind, node, _sdesc, _payload = unpack_forward(frame)
                 except ValueError as exc:
                     self.drop(f"from this node: {exc}")
                     continue
@@ -208,14 +228,19 @@ class Agent:
                 self.heard_from(_BEAT.unpack(frame)[1])
                 continue
             try:
-                node, sdesc, payload = unpack_forward(frame)
+                kind, node, sdesc, payload = unpack_forward(frame)
             except ValueError as exc:
                 self.drop(str(exc))
                 continue
             if node != me:
                 self.drop(f"a frame for node {node} reached node {me}")
                 continue
-            await self.deliver(sdesc, payload)
+            if kind == DELIVER:
+                await self.deliver(sdesc, payload)
+            elif kind == OP:
+                self.start_op(payload)
+            else:
+                await self.deliver_reply(sdesc, payload)
 
     async def deliver(self, sdesc: str, payload: memoryview) -> None:
         chan = self.channels.get(sdesc)
@@ -231,6 +256,122 @@ class Agent:
             gone = self.channels.pop(sdesc, None)
             if gone is not None:
                 await gone.aclose()
+
+    # ---------------------------------------------------------------- remote channels (issue 17)
+
+    def start_op(self, payload: memoryview) -> None:
+        """A process of another node operates on a channel of this one: in a task of its own."""
+        try:
+            op = self._op_decoder.decode(payload)
+        except msgspec.DecodeError as exc:
+            self.drop(f"an operation that does not parse: {exc}")
+            return
+        if op.op not in (SEND, RECV) or self.ops is None:
+            self.drop(f"an operation of unknown kind {op.op}")
+            return
+        self.ops.start_soon(self.run_op, op)
+
+    async def run_op(self, op: ChannelOp) -> None:
+        """Carry out `op` on its channel (a handle of its own: a receive may wait while other
+        operations go on) and answer the requester. A receive cancelled at its deadline takes
+        nothing; what it took goes back in the answer (and back into the channel if the requester
+        is gone: `deliver_reply` on its node)."""
+        count, got, status, text = 0, [], OK, ""
+        timeout = float("inf") if op.timeout < 0 else op.timeout
+        try:
+            chan = TrioChannel.attach(op.sdesc)
+        except (ChannelDestroyed, ChannelError, OSError, ValueError) as exc:
+            status, text = DESTROYED, str(exc)
+        else:
+            try:
+                with trio.move_on_after(timeout):  # each step tries at once first: a timeout of 0 polls
+                    if op.op == SEND:
+                        for message in op.payloads:
+                            try:
+                                chan.send_nowait(message)
+                            except trio.WouldBlock:
+                                await chan.send(message)
+                            count += 1
+                    else:
+                        try:
+                            got.append(chan.receive_nowait())
+                        except trio.WouldBlock:
+                            got.append(await chan.receive())
+                if op.op == RECV:
+                    while got and len(got) < op.max_n:
+                        try:
+                            got.append(chan.receive_nowait())
+                        except trio.WouldBlock:
+                            break
+                    count = len(got)
+                    status = OK if got else TIMEOUT
+                elif count < len(op.payloads):
+                    status = TIMEOUT
+            except ChannelDestroyed as exc:
+                status, text = DESTROYED, str(exc)
+            except ChannelError as exc:
+                status, text = FAILED, str(exc)
+            finally:
+                await chan.aclose()
+        if op.reply_node < 0:  # a put-back: nobody waits for it
+            if status != OK:
+                self.drop(f"a put-back of {len(op.payloads)} messages into {op.sdesc}: {text or 'timed out'}")
+            return
+        reply = ChannelReply(
+            req_id=op.req_id,
+            status=status,
+            home_node=self.config.node_idx,
+            home_sdesc=op.sdesc,
+            count=count,
+            payloads=got,
+            text=text,
+        )
+        frame = pack_forward(op.reply_node, op.reply_sdesc, self._encoder.encode(reply), REPLY)
+        peer = self.peers.get(op.reply_node)
+        if peer is None:
+            self.drop(f"an answer for node {op.reply_node}, which is not another node of this runtime")
+            if got:
+                await self.put_back(self.config.node_idx, op.sdesc, got)
+            return
+        await peer.send_multipart([frame])
+
+    async def deliver_reply(self, sdesc: str, payload: memoryview) -> None:
+        """An answer into its requester's reply channel; if the requester is gone (its channel with
+        it), the messages the answer carries go back into their channel (at its end: the order of
+        those few changes, nothing is lost)."""
+        try:
+            chan = TrioChannel.attach(sdesc)
+        except (ChannelDestroyed, ChannelError, OSError, ValueError):
+            chan = None
+        if chan is not None:
+            try:
+                with trio.move_on_after(DELIVER_TIMEOUT_S) as waited:
+                    await chan.send(payload)
+                if not waited.cancelled_caught:
+                    return
+            except (ChannelDestroyed, ChannelError):
+                pass
+            finally:
+                await chan.aclose()
+        try:
+            reply = self._reply_decoder.decode(payload)
+        except msgspec.DecodeError as exc:
+            self.drop(f"an answer that does not parse: {exc}")
+            return
+        if reply.payloads:
+            await self.put_back(reply.home_node, reply.home_sdesc, reply.payloads)
+
+    async def put_back(self, node: int, sdesc: str, payloads: list[bytes]) -> None:
+        """Messages taken for a requester that is gone, back into their channel of `node`."""
+        op = ChannelOp(op=SEND, req_id=0, sdesc=sdesc, reply_node=-1, reply_sdesc="", timeout=-1, payloads=payloads)
+        if node == self.config.node_idx:
+            await self.run_op(op)
+            return
+        peer = self.peers.get(node)
+        if peer is None:
+            self.drop(f"{len(payloads)} messages to put back into a channel of node {node}, which is gone")
+            return
+        await peer.send_multipart([pack_forward(node, "", self._encoder.encode(op), OP)])
 
     def heard_from(self, node: int) -> None:
         if node not in self.heard:

@@ -12,9 +12,10 @@ import msgspec
 
 from dragon.client import requests as gs
 from dragon.client.handles import ChannelHandle
+from dragon.client.remote import RemoteChannel
 from dragon.client.requests import run
 from dragon.descriptors import ChannelDescriptor
-from dragon.ids import DEFAULT_POOL_MUID
+from dragon.ids import DEFAULT_POOL_MUID, LaunchParameters
 from dragon.transport import DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY, Buffer, ChannelStatistics
 from dragon.transport import Channel as ShmChannel
 
@@ -34,7 +35,12 @@ class Channel(ChannelHandle):
         Raises ChannelDestroyed if the channel is dead or gone.
         """
         super().__init__(desc)
-        self._chan = ShmChannel.attach(desc.sdesc)
+        here = LaunchParameters.from_env()
+        self._chan: ShmChannel | RemoteChannel
+        if here.nodes > 1 and desc.node != here.index:  # a channel of another node: through the agents
+            self._chan = RemoteChannel(desc.node, desc.sdesc)
+        else:
+            self._chan = ShmChannel.attach(desc.sdesc)
 
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
         return (_channel_from_msgpack, (msgspec.msgpack.encode(self._desc),))

@@ -318,4 +318,4 @@ async def test_a_pool_spreads_over_virtual_nodes() -> None:
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     report = json.loads(done.stdout)
     assert report["squares"] == [x * x for x in range(40)]
-    assert report["nodes"] == ["0", "1"]
+    assert report["workers"] == ["0", "0", "1", "1"]

@@ -9,6 +9,7 @@ node's /dev/shm, and removes the namespaces whatever happened.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -206,3 +207,22 @@ def test_ssh_starts_each_node_through_its_sshd(cluster: VirtualCluster) -> None:
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert nodes_of(done.stdout) == {0: 0, 1: 1, 2: 0, 3: 1}
     assert b"exitcodes [0, 0, 0, 0]" in done.stdout
+
+
+def test_native_channels_across_isolated_nodes(cluster: VirtualCluster) -> None:
+    """Issue 17 item 1: a channel used from another node through the transport agents: order of a
+    sender kept, a full channel blocks its remote sender (capacity 4 and 8 with 200 messages), ChannelEmpty
+    and ChannelFull at their timeouts, a destroy wakes a remote receiver with ChannelDestroyed, and a
+    receiver killed while it waits loses no message."""
+    done = run(cluster, 2, node_program("remote_channels.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert json.loads(done.stdout) == {
+        "order": True,
+        "child_got": "child got all",
+        "empty": "empty timed out",
+        "full": "full timed out",
+        "waiting": "waiting on doomed",
+        "doomed": "doomed destroyed",
+        "child_exit": 0,
+        "kept": "keep me",
+    }

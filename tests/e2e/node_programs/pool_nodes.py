@@ -1,16 +1,23 @@
-"""A Pool of 4 workers over the nodes (round robin): results, and the nodes its tasks ran on."""
+"""A Pool of 4 workers over the nodes (round robin): its results, and the node of each worker."""
 
 import json
 import multiprocessing as mp
 import os
+from typing import Any
 
 
-def square(x: int) -> tuple[int, str]:
-    return x * x, os.environ["DRAGON_INDEX"]
+def announce(q: Any) -> None:
+    q.put(os.environ["DRAGON_INDEX"])
+
+
+def square(x: int) -> int:
+    return x * x
 
 
 if __name__ == "__main__":
     mp.set_start_method("dragon")
-    with mp.Pool(4) as pool:
+    q = mp.Queue()
+    with mp.Pool(4, initializer=announce, initargs=(q,)) as pool:
         results = pool.map(square, range(40), chunksize=1)
-    print(json.dumps({"squares": [r for r, _ in results], "nodes": sorted({n for _, n in results})}))
+        workers = sorted(q.get(timeout=60) for _ in range(4))
+    print(json.dumps({"squares": results, "workers": workers}))

@@ -1,0 +1,203 @@
+"""A channel of another node, used from this process through the transport agents (MULTINODE §5, issue 17).
+
+A channel lives in its home node's shared memory. A process on another node that attaches to it (a
+`dragon.native.Channel` whose descriptor names another node) gets a `RemoteChannel`: each operation is
+a `transport.forward.ChannelOp` written into this node's transport-agent channel, carried to the home
+node's agent, carried out there on the channel, and answered (`ChannelReply`) into this process's
+reply channel (a channel of this node, made through Global Services on first use, one per process).
+
+Semantics are the channel's own: a send waits while the channel is full (backpressure: the home
+agent waits, the answer comes once the message is in) and keeps this sender's order (one operation
+of this process at a time, each answered before the next: [choice] simple and ordered; concurrent
+threads of a process take turns); a receive waits for a message at most its timeout; ChannelFull,
+ChannelEmpty and ChannelDestroyed as on one node.
+
+No message is lost [choice: written down here]: the home agent takes a message only for a receive
+that still waits there (a receive that times out at home takes nothing); a message taken for a
+requester whose answer then cannot be delivered (the process died and its reply channel with it) goes
+back into its channel, at its end (`services.transport_agent`); an answer that arrives after this
+process stopped waiting for it (its own margin passed, a node slower than its deadline) is kept and
+given to this process's next receive on that channel, and put back into the channel when the process
+exits. A node that does not answer within the operation's timeout plus ANSWER_MARGIN_S raises
+ChannelError naming it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import itertools
+import os
+import threading
+from collections.abc import Sequence
+from typing import Final
+
+import msgspec
+
+from dragon.ids import LaunchParameters
+from dragon.transport import (
+    Buffer,
+    Channel,
+    ChannelDestroyed,
+    ChannelEmpty,
+    ChannelError,
+    ChannelFull,
+    ChannelStatistics,
+)
+from dragon.transport.forward import (
+    DESTROYED,
+    OK,
+    OP,
+    RECV,
+    SEND,
+    TIMEOUT,
+    ChannelOp,
+    ChannelReply,
+    pack_forward,
+)
+
+ANSWER_MARGIN_S: Final = 10.0
+"""How much longer than an operation's own timeout its answer may take (the two agents, the network)."""
+REPLY_CAPACITY: Final = 64
+REPLY_BLOCK: Final = 64 * 1024
+
+
+class _Link:
+    """This process's way to the agents: its node's agent channel and its own reply channel."""
+
+    def __init__(self) -> None:
+        from dragon.client import requests as gs
+
+        params = LaunchParameters.from_env()
+        if params.nodes <= 1 or not params.ta_cd:
+            raise ChannelError("this process runs on a single node: there is no channel of another node to reach")
+        self.node = params.index
+        self.gateway = Channel.attach(params.ta_cd)
+        self.reply_desc = gs.run(
+            gs.channel_create(
+                capacity=REPLY_CAPACITY, block_size=REPLY_BLOCK, label="replies of other nodes", owned=True
+            )
+        )
+        self.replies = Channel.attach(self.reply_desc.sdesc)
+        self.lock = threading.Lock()
+        self.ids = itertools.count(1)
+        self.abandoned: set[int] = set()
+        self.stash: dict[str, collections.deque[bytes]] = {}
+        self.encoder = msgspec.msgpack.Encoder()
+        self.decoder = msgspec.msgpack.Decoder(ChannelReply)
+        atexit.register(self.close)
+
+    def call(
+        self, node: int, op: int, sdesc: str, timeout: float | None, *, max_n: int = 1, payloads: Sequence[Buffer] = ()
+    ) -> ChannelReply:
+        """One operation on channel `sdesc` of `node`, answered (under the lock: one at a time)."""
+        with self.lock:
+            req_id = next(self.ids)
+            request = ChannelOp(
+                op=op,
+                req_id=req_id,
+                sdesc=sdesc,
+                reply_node=self.node,
+                reply_sdesc=self.reply_desc.sdesc,
+                timeout=-1.0 if timeout is None else max(0.0, timeout),
+                max_n=max_n,
+                payloads=[bytes(p) for p in payloads],
+            )
+            self.gateway.send(pack_forward(node, "", self.encoder.encode(request), OP))
+            wait = None if timeout is None else max(0.0, timeout) + ANSWER_MARGIN_S
+            while True:
+                try:
+                    reply = self.decoder.decode(self.replies.recv(wait))
+                except ChannelEmpty:
+                    self.abandoned.add(req_id)
+                    raise ChannelError(f"node {node} did not answer an operation on its channel in time") from None
+                if reply.req_id == req_id:
+                    return reply
+                if reply.req_id in self.abandoned and reply.payloads:  # late: for the next receive
+                    self.abandoned.discard(reply.req_id)
+                    self.stash.setdefault(reply.home_sdesc, collections.deque()).extend(reply.payloads)
+
+    def take_stashed(self, sdesc: str, max_n: int) -> list[bytes]:
+        with self.lock:
+            kept = self.stash.get(sdesc)
+            return [kept.popleft() for _ in range(min(max_n, len(kept)))] if kept else []
+
+    def close(self) -> None:
+        """At exit: stashed messages back into their channels (no answer awaited)."""
+        for sdesc, kept in self.stash.items():
+            if kept:
+                node = _home_of.get(sdesc, -1)
+                back = ChannelOp(
+                    op=SEND, req_id=0, sdesc=sdesc, reply_node=-1, reply_sdesc="", timeout=-1, payloads=list(kept)
+                )
+                if node >= 0:
+                    self.gateway.send(pack_forward(node, "", self.encoder.encode(back), OP))
+        # The reply channel is `owned`: GS destroys it when this process exits.
+
+
+_link: _Link | None = None
+_link_pid = 0
+_link_lock = threading.Lock()
+_home_of: dict[str, int] = {}
+"""The home node of each remote channel this process used (for the put-back at exit)."""
+
+
+def _the_link() -> _Link:
+    """This process's link (a child forked after it was made gets its own)."""
+    global _link, _link_pid
+    with _link_lock:
+        if _link is None or _link_pid != os.getpid():
+            _link, _link_pid = _Link(), os.getpid()
+        return _link
+
+
+class RemoteChannel:
+    """A channel of node `node` (its attach descriptor `sdesc`), reached through the agents; the
+    operations of `transport.Channel` that a `dragon.native.Channel` uses."""
+
+    def __init__(self, node: int, sdesc: str) -> None:
+        self.node, self.sdesc = node, sdesc
+        _home_of[sdesc] = node
+        self._link = _the_link()
+        self._closed = False
+
+    def _call(self, op: int, timeout: float | None, **kw: object) -> ChannelReply:
+        if self._closed:
+            raise ChannelError(f"this handle on a channel of node {self.node} is closed")
+        reply = self._link.call(self.node, op, self.sdesc, timeout, **kw)  # type: ignore[arg-type]
+        if reply.status == DESTROYED:
+            raise ChannelDestroyed(f"the channel of node {self.node} was destroyed: {reply.text}")
+        if reply.status not in (OK, TIMEOUT):
+            raise ChannelError(f"an operation on a channel of node {self.node} failed: {reply.text}")
+        return reply
+
+    def send(self, data: Buffer, timeout: float | None = None) -> None:
+        if self._call(SEND, timeout, payloads=[data]).status != OK:
+            raise ChannelFull(f"the channel of node {self.node} stayed full for {timeout} s")
+
+    def send_many(self, messages: Sequence[Buffer], timeout: float | None = None) -> None:
+        reply = self._call(SEND, timeout, payloads=messages)
+        if reply.count < len(messages):
+            raise ChannelFull(
+                f"the channel of node {self.node} stayed full for {timeout} s: {reply.count} of {len(messages)} sent"
+            )
+
+    def recv(self, timeout: float | None = None) -> bytes:
+        return self.recv_many(1, timeout)[0]
+
+    def recv_many(self, max_messages: int, timeout: float | None = None) -> list[bytes]:
+        kept = self._link.take_stashed(self.sdesc, max_messages)
+        if kept:
+            return kept
+        reply = self._call(RECV, timeout, max_n=max_messages)
+        if not reply.payloads:
+            raise ChannelEmpty(f"the channel of node {self.node} stayed empty for {timeout} s")
+        return list(reply.payloads)
+
+    def statistics(self) -> ChannelStatistics:
+        raise ChannelError(
+            f"the statistics of a channel of node {self.node} are read on that node (dragon status there)"
+        )
+
+    def close(self) -> None:
+        self._closed = True

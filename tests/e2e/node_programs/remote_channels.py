@@ -1,0 +1,95 @@
+"""dragon.native.Channel across two nodes (issue 17 item 1): prints one JSON report.
+
+The head (node 0) makes "to_head" (home node 0); a child on node 1 makes "to_child" (home node 1).
+Each uses the other's channel through the transport agents: order, blocking, timeouts, destroy, and
+a receiver killed while it waits (the message it was waiting for is not lost).
+"""
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import time
+
+from dragon.native import Channel, Policy
+from dragon.transport import ChannelDestroyed, ChannelEmpty, ChannelFull
+
+N = 200
+
+
+def child(results: "mp.SimpleQueue[str]") -> None:
+    to_head = Channel.wait_created("to_head", timeout=30)
+    mine = Channel.create(name="to_child", capacity=4)
+    for i in range(N):
+        to_head.send(("from node", os.environ["DRAGON_INDEX"], i))
+    got = [mine.recv(timeout=30) for _ in range(N)]  # the head sends into node 1's channel
+    assert got == list(range(N)), got[:10]
+    to_head.send("child got all")
+    try:
+        Channel.wait_created("empty", timeout=30).recv(timeout=0.2)
+    except ChannelEmpty:
+        to_head.send("empty timed out")
+    full = Channel.wait_created("full", timeout=30)
+    full.send(1)
+    full.send(2)
+    try:
+        full.send(3, timeout=0.2)
+    except ChannelFull:
+        to_head.send("full timed out")
+    doomed = Channel.wait_created("doomed", timeout=30)
+    to_head.send("waiting on doomed")
+    try:
+        doomed.recv(timeout=30)
+    except ChannelDestroyed:
+        to_head.send("doomed destroyed")
+    mine.recv(timeout=30)  # the head's go-ahead to end
+    mine.destroy()
+
+
+def wait_for_receiver(chan: Channel) -> None:
+    """Until a receive waits on `chan` (a bounded poll)."""
+    deadline = time.monotonic() + 30
+    while chan.statistics().blocked_receivers < 1:
+        assert time.monotonic() < deadline, "no receiver came"
+        time.sleep(0.005)
+
+
+def waiter() -> None:
+    Channel.wait_created("precious", timeout=30).recv()  # killed while it waits
+
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    to_head = Channel.create(name="to_head", capacity=8)
+    Channel.create(name="empty")
+    Channel.create(name="full", capacity=2)
+    doomed = Channel.create(name="doomed")
+    with Policy(node=1):
+        p = mp.Process(target=child, args=(None,))
+        p.start()
+    got = [to_head.recv(timeout=60) for _ in range(N)]
+    report: dict = {"order": got == [("from node", "1", i) for i in range(N)]}
+    mine = Channel.wait_created("to_child", timeout=30)
+    for i in range(N):
+        mine.send(i, timeout=60)
+    report["child_got"] = to_head.recv(timeout=60)
+    report["empty"] = to_head.recv(timeout=60)
+    report["full"] = to_head.recv(timeout=60)
+    report["waiting"] = to_head.recv(timeout=60)
+    wait_for_receiver(doomed)  # its receive waits at this node's agent now: the destroy must wake it
+    doomed.destroy()
+    report["doomed"] = to_head.recv(timeout=60)
+    mine.send("end")
+    p.join(60)
+    report["child_exit"] = p.exitcode
+    # a receiver on node 1 killed while it waits on a channel of node 0: the next message is not lost
+    precious = Channel.create(name="precious")
+    with Policy(node=1):
+        w = mp.Process(target=waiter)
+        w.start()
+    wait_for_receiver(precious)
+    os.kill(w.pid, signal.SIGKILL)
+    w.join(30)
+    precious.send("keep me")  # the dead receiver's receive, still pending at this node's agent, may take it:
+    report["kept"] = precious.recv(timeout=30)  # its answer cannot be delivered, so it comes back
+    print(json.dumps(report))
