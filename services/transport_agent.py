@@ -56,6 +56,7 @@ from dragon.transport import (
 )
 from dragon.transport.forward import (
     DELIVER,
+    DEPTH,
     DESTROYED,
     FAILED,
     OK,
@@ -121,6 +122,36 @@ async def _say(link: MessageChannel[TAStdinInbound], msg: TAStdoutOutbound) -> N
         await link.send(msg)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         log.warning("the backend is gone: %s not said", type(msg).__name__)
+
+
+async def _send_all(chan: TrioChannel, payloads: list[bytes], timeout: float) -> int:
+    """Send `payloads` in order, waiting while the channel is full, until `timeout`: how many went in.
+    Each tries at once first (a timeout of 0 polls); a send cancelled at the deadline sent nothing."""
+    count = 0
+    with trio.move_on_after(timeout):
+        for message in payloads:
+            try:
+                chan.send_nowait(message)
+            except trio.WouldBlock:
+                await chan.send(message)
+            count += 1
+    return count
+
+
+async def _receive_some(chan: TrioChannel, max_n: int, timeout: float) -> list[bytes]:
+    """The first message (waiting until `timeout`; 0 polls), then up to `max_n` in all of those waiting."""
+    got: list[bytes] = []
+    with trio.move_on_after(timeout):
+        try:
+            got.append(chan.receive_nowait())
+        except trio.WouldBlock:
+            got.append(await chan.receive())
+    while got and len(got) < max_n:
+        try:
+            got.append(chan.receive_nowait())
+        except trio.WouldBlock:
+            break
+    return got
 
 
 class Agent:
@@ -266,7 +297,7 @@ class Agent:
         except msgspec.DecodeError as exc:
             self.drop(f"an operation that does not parse: {exc}")
             return
-        if op.op not in (SEND, RECV) or self.ops is None:
+        if op.op not in (SEND, RECV, DEPTH) or self.ops is None:
             self.drop(f"an operation of unknown kind {op.op}")
             return
         self.ops.start_soon(self.run_op, op)
@@ -276,7 +307,8 @@ class Agent:
         operations go on) and answer the requester. A receive cancelled at its deadline takes
         nothing; what it took goes back in the answer (and back into the channel if the requester
         is gone: `deliver_reply` on its node)."""
-        count, got, status, text = 0, [], OK, ""
+        count, status, text = 0, OK, ""
+        got: list[bytes] = []
         timeout = float("inf") if op.timeout < 0 else op.timeout
         try:
             chan = TrioChannel.attach(op.sdesc)
@@ -284,29 +316,14 @@ class Agent:
             status, text = DESTROYED, str(exc)
         else:
             try:
-                with trio.move_on_after(timeout):  # each step tries at once first: a timeout of 0 polls
-                    if op.op == SEND:
-                        for message in op.payloads:
-                            try:
-                                chan.send_nowait(message)
-                            except trio.WouldBlock:
-                                await chan.send(message)
-                            count += 1
-                    else:
-                        try:
-                            got.append(chan.receive_nowait())
-                        except trio.WouldBlock:
-                            got.append(await chan.receive())
-                if op.op == RECV:
-                    while got and len(got) < op.max_n:
-                        try:
-                            got.append(chan.receive_nowait())
-                        except trio.WouldBlock:
-                            break
-                    count = len(got)
-                    status = OK if got else TIMEOUT
-                elif count < len(op.payloads):
-                    status = TIMEOUT
+                if op.op == DEPTH:
+                    count = chan.statistics().depth
+                elif op.op == SEND:
+                    count = await _send_all(chan, op.payloads, timeout)
+                    status = OK if count == len(op.payloads) else TIMEOUT
+                else:
+                    got = await _receive_some(chan, op.max_n, timeout)
+                    count, status = len(got), OK if got else TIMEOUT
             except ChannelDestroyed as exc:
                 status, text = DESTROYED, str(exc)
             except ChannelError as exc:

@@ -63,6 +63,8 @@ def unpack_forward(buf: bytes | bytearray | memoryview) -> tuple[int, int, str, 
 
 SEND: Final = 1
 RECV: Final = 2
+DEPTH: Final = 3
+"""How many messages wait in the channel (`ChannelReply.count`)."""
 OK: Final = 0
 TIMEOUT: Final = 1
 DESTROYED: Final = 2

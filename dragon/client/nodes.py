@@ -15,6 +15,22 @@ import os
 from dragon import _runs
 from dragon.errors import DragonError
 
+_nodes_by_run: dict[str, int] = {}
+
+
+def home_of(sdesc: str) -> int | None:
+    """The node index of channel `sdesc` if it is another node's than this process's, else None
+    (a single-node run, or a channel of this node). Asks GS once per process for the nodes' run ids."""
+    own = os.environ.get("DRAGON_RUN_ID", "")
+    theirs = _runs.run_id_of_entry(sdesc)
+    if int(os.environ.get("DRAGON_NODES", "1") or 1) <= 1 or not own or theirs in (None, own):
+        return None
+    if theirs not in _nodes_by_run:
+        from dragon.client.requests import node_list, run
+
+        _nodes_by_run.update({n.run_id: n.idx for n in run(node_list(), timeout_s=10)})
+    return _nodes_by_run.get(theirs or "")
+
 
 class ChannelOnAnotherNode(DragonError):
     """A channel of another node was attached: channels across nodes are not reachable yet."""

@@ -45,6 +45,7 @@ from dragon.transport import (
     ChannelStatistics,
 )
 from dragon.transport.forward import (
+    DEPTH,
     DESTROYED,
     OK,
     OP,
@@ -193,6 +194,39 @@ class RemoteChannel:
         if not reply.payloads:
             raise ChannelEmpty(f"the channel of node {self.node} stayed empty for {timeout} s")
         return list(reply.payloads)
+
+    # What a multiprocessing queue uses (`dragon.mp.queues`, `dragon.mp.pool`).
+
+    def stage(self, data: Buffer) -> Buffer:
+        """The message as it will travel: a remote channel carries its bytes (no side file here)."""
+        return data
+
+    def send_nowait(self, data: Buffer) -> None:
+        self.send(data, 0)
+
+    def try_send(self, data: Buffer) -> bool:
+        try:
+            self.send(data, 0)
+        except ChannelFull:
+            return False
+        return True
+
+    def recv_nowait(self) -> bytes:
+        return self.recv(0)
+
+    def approximate_depth(self) -> int:
+        """Messages waiting in it now (one round trip to its node), plus those kept here."""
+        kept = self._link.stash.get(self.sdesc)
+        return self._call(DEPTH, 0).count + (len(kept) if kept else 0)
+
+    def hold_lock(self, side: str) -> None:
+        """Nothing to keep here: the channel's locks are taken on its node, per operation."""
+
+    def lease_lock(self, side: str) -> None:
+        """As `hold_lock`: nothing to lease here."""
+
+    def limit_spin(self, max_s: float) -> None:
+        """Nothing spins here: a remote operation waits for its answer."""
 
     def statistics(self) -> ChannelStatistics:
         raise ChannelError(

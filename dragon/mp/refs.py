@@ -23,7 +23,8 @@ import threading
 from multiprocessing import util
 from typing import Final, NamedTuple
 
-from dragon.client.nodes import explain
+from dragon.client.nodes import explain, home_of
+from dragon.client.remote import RemoteChannel
 from dragon.client.requests import channel_add_ref, channel_create, channel_release, give_back_quietly, run
 from dragon.descriptors import ChannelDescriptor
 from dragon.errors import DragonError
@@ -123,6 +124,10 @@ class Hold:
         self._lock = threading.Lock()
         try:
             for _, sdesc in refs:
+                node = None if record else home_of(sdesc)
+                if node is not None:  # a queue's channel of another node: through the agents (issue 17)
+                    self.chans.append(RemoteChannel(node, sdesc))  # type: ignore[arg-type]
+                    continue
                 try:
                     self.chans.append(kind.attach(sdesc))
                 except ChannelDestroyed as exc:

@@ -1,0 +1,50 @@
+"""multiprocessing queues and a Pool whose users are on different nodes (issue 17 item 2, queues):
+prints one JSON report."""
+
+import json
+import multiprocessing as mp
+import os
+from typing import Any
+
+from dragon.native import Policy
+
+N = 300
+
+
+def producer(q: Any, back: Any, sq: Any) -> None:
+    for i in range(N):
+        q.put((os.environ["DRAGON_INDEX"], i, "x" * (i % 7)))
+    back.put("from node " + os.environ["DRAGON_INDEX"])
+    sq.put("simple from node " + os.environ["DRAGON_INDEX"])
+    sq.put([back.get(timeout=60) for _ in range(3)])
+
+
+def announce(q: Any) -> None:
+    q.put(os.environ["DRAGON_INDEX"])
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    q, back, sq = mp.Queue(), mp.Queue(), mp.SimpleQueue()
+    with Policy(node=1):
+        p = mp.Process(target=producer, args=(q, back, sq))
+        p.start()
+    items = [q.get(timeout=60) for _ in range(N)]
+    report: dict[str, Any] = {"in_order": items == [("1", i, "x" * (i % 7)) for i in range(N)]}
+    report["sentinel"] = back.get(timeout=60)  # the producer's own put on `back`, before ours
+    for i in range(3):
+        back.put(i)
+    report["simple"] = sq.get()
+    report["back"] = sq.get()
+    p.join(60)
+    report["exit"] = p.exitcode
+    report["empty"] = q.empty()
+    workers = mp.Queue()
+    with mp.Pool(4, initializer=announce, initargs=(workers,)) as pool:  # round robin over the nodes
+        report["pool"] = pool.map(square, range(100), chunksize=1) == [x * x for x in range(100)]
+        report["pool_nodes"] = sorted(workers.get(timeout=60) for _ in range(4))
+    print(json.dumps(report))
