@@ -167,6 +167,8 @@ class Agent:
         self.all_heard = trio.Event()
         self.channels: dict[str, TrioChannel] = {}
         self.dropped = 0
+        self.idle_handles: dict[str, list[TrioChannel]] = {}
+        """Handles on this node's channels that remote operations used, ready for the next ones."""
         self.ops: trio.Nursery | None = None
         """Where each `ChannelOp` runs, in a task of its own (a receive may wait long)."""
         self._op_decoder = msgspec.msgpack.Decoder(ChannelOp)
@@ -209,7 +211,7 @@ class Agent:
             await self.link.send(TAUp(node_idx=cfg.node_idx))
             await self.until_told_to_stop()
             nursery.cancel_scope.cancel()
-        for chan in self.channels.values():
+        for chan in [*self.channels.values(), *(h for hs in self.idle_handles.values() for h in hs)]:
             await chan.aclose()
         self.ctx.destroy(linger=0)
         await _say(self.link, TAHalted())
@@ -311,7 +313,7 @@ class Agent:
         got: list[bytes] = []
         timeout = float("inf") if op.timeout < 0 else op.timeout
         try:
-            chan = TrioChannel.attach(op.sdesc)
+            chan = self.handle(op.sdesc)
         except (ChannelDestroyed, ChannelError, OSError, ValueError) as exc:
             status, text = DESTROYED, str(exc)
         else:
@@ -328,8 +330,10 @@ class Agent:
                 status, text = DESTROYED, str(exc)
             except ChannelError as exc:
                 status, text = FAILED, str(exc)
-            finally:
+            if status in (DESTROYED, FAILED):
                 await chan.aclose()
+            else:
+                self.idle_handles.setdefault(op.sdesc, []).append(chan)
         if op.reply_node < 0:  # a put-back: nobody waits for it
             if status != OK:
                 self.drop(f"a put-back of {len(op.payloads)} messages into {op.sdesc}: {text or 'timed out'}")
@@ -356,20 +360,18 @@ class Agent:
         """An answer into its requester's reply channel; if the requester is gone (its channel with
         it), the messages the answer carries go back into their channel (at its end: the order of
         those few changes, nothing is lost)."""
+        chan = self.channels.get(sdesc)  # kept: a process's reply channel takes many answers
         try:
-            chan = TrioChannel.attach(sdesc)
+            if chan is None:
+                chan = self.channels[sdesc] = TrioChannel.attach(sdesc)
+            with trio.move_on_after(DELIVER_TIMEOUT_S) as waited:
+                await chan.send(payload)
+            if not waited.cancelled_caught:
+                return
         except (ChannelDestroyed, ChannelError, OSError, ValueError):
-            chan = None
-        if chan is not None:
-            try:
-                with trio.move_on_after(DELIVER_TIMEOUT_S) as waited:
-                    await chan.send(payload)
-                if not waited.cancelled_caught:
-                    return
-            except (ChannelDestroyed, ChannelError):
-                pass
-            finally:
-                await chan.aclose()
+            gone = self.channels.pop(sdesc, None)
+            if gone is not None:
+                await gone.aclose()
         try:
             reply = self._reply_decoder.decode(payload)
         except msgspec.DecodeError as exc:
@@ -389,6 +391,13 @@ class Agent:
             self.drop(f"{len(payloads)} messages to put back into a channel of node {node}, which is gone")
             return
         await peer.send_multipart([pack_forward(node, "", self._encoder.encode(op), OP)])
+
+    def handle(self, sdesc: str) -> TrioChannel:
+        """A handle on channel `sdesc` that no other operation uses now: an idle one kept from an
+        earlier operation (attaching costs an open and a mapping), or a new one. Each operation has
+        its own, so that a receive may wait while others go on."""
+        idle = self.idle_handles.get(sdesc)
+        return idle.pop() if idle else TrioChannel.attach(sdesc)
 
     def heard_from(self, node: int) -> None:
         if node not in self.heard:
