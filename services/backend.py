@@ -368,10 +368,11 @@ class Backend:
         self.stop.set()
 
     async def beat(self) -> None:
-        """Heartbeats to the frontend; a frontend silent for HEARTBEAT_LOST_S is gone: tear down alone."""
-        while not self.stop.is_set():
+        """Heartbeats to the frontend, to the end (a node's teardown may take seconds: the frontend must
+        not take it for lost); a frontend silent for HEARTBEAT_LOST_S is gone: tear down alone."""
+        while True:
             self.fe.try_send_multipart([self.encoder.encode(Heartbeat())])
-            if trio.current_time() - self.heard > HEARTBEAT_LOST_S:
+            if not self.stop.is_set() and trio.current_time() - self.heard > HEARTBEAT_LOST_S:
                 self.end(force=True, why=f"the frontend was silent for {HEARTBEAT_LOST_S:g} s")
             await trio.sleep(HEARTBEAT_S)
 

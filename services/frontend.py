@@ -49,7 +49,7 @@ import trio
 import zmq
 
 from dragon import _rundir, wlm
-from dragon.errors import BringupError, DragonError, InputNotDelivered
+from dragon.errors import BringupError, InputNotDelivered
 from dragon.ids import BE_CUID, LAUNCHER_PUID
 from dragon.messages import (
     AbnormalTermination,
@@ -83,7 +83,7 @@ from dragon.transport.zsock import AsyncSocket
 from ._output import write_lines
 from ._process import ForkedChild, describe_exit, fork_service
 from .backend import HEARTBEAT_LOST_S, HEARTBEAT_S, BEConfig
-from .launcher import INPUT_CHUNK, RuntimeBroken, write_to_own_stdio
+from .launcher import INPUT_CHUNK, RuntimeBroken, ask_as_launcher, write_to_own_stdio
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +300,8 @@ class Frontend:
                 if not node.identity or node.lost or node.done.is_set():
                     continue
                 self.send(node, beat)
-                if now - node.heard > HEARTBEAT_LOST_S:
+                # In teardown, the bounded waits for each node's BEDone judge it (named if it stays silent).
+                if now - node.heard > HEARTBEAT_LOST_S and not self.tearing_down:
                     self.node_lost(node, f"node {node.idx} ({node.host}) was silent for {HEARTBEAT_LOST_S:g} s")
             await trio.sleep(HEARTBEAT_S)
 
@@ -387,16 +388,12 @@ class Frontend:
         if not self.up:
             raise RuntimeBroken("the runtime is not up")
         self.next_tag += 1
-        req = msgspec.structs.replace(req, tag=self.next_tag, p_uid=LAUNCHER_PUID, r_c_uid=BE_CUID)
-        with self.pending.expect(req.tag) as waiter:
-            self.forward(self.nodes[0], to, req)
-            try:
-                resp = await waiter.reply()
-            except DragonError:
-                raise RuntimeBroken(f"the runtime broke while waiting for an answer: {self.failure}") from None
-        if not isinstance(resp, response_type):
-            raise RuntimeBroken(f"expected {response_type.__name__}, got {type(resp).__name__}")
-        return resp
+
+        async def send(msg: Any) -> None:
+            self.forward(self.nodes[0], to, msg)
+            await trio.lowlevel.checkpoint()
+
+        return await ask_as_launcher(self.pending, self.next_tag, req, send, response_type, lambda: self.failure)
 
     # ------------------------------------------------------------------ teardown (§6)
 

@@ -406,16 +406,7 @@ class Launcher:
         if outbox is None:
             raise RuntimeBroken("the runtime is not up")
         self.next_tag += 1
-        req = msgspec.structs.replace(req, tag=self.next_tag, p_uid=LAUNCHER_PUID, r_c_uid=BE_CUID)
-        with self.pending.expect(req.tag) as waiter:
-            await outbox.send(req)
-            try:
-                resp = await waiter.reply()
-            except LinkDown:
-                raise RuntimeBroken(f"the runtime broke while waiting for an answer: {self.failure}") from None
-        if not isinstance(resp, response_type):
-            raise RuntimeBroken(f"expected {response_type.__name__}, got {type(resp).__name__}")
-        return resp
+        return await ask_as_launcher(self.pending, self.next_tag, req, outbox.send, response_type, lambda: self.failure)
 
     # ------------------------------------------------------------------ teardown (§3.1)
 
@@ -486,6 +477,29 @@ class Launcher:
         _rundir.remove_run_dir(self.run_id)
         self.stop_helpers()
         await trio.aclose_forcefully(self.ls_pipe)
+
+
+async def ask_as_launcher(
+    pending: PendingReplies[Response],
+    tag: int,
+    req: Any,
+    send: Callable[[Any], Awaitable[None]],
+    response_type: type[R],
+    failure: Callable[[], str | None],
+) -> R:
+    """`req` as the launcher's (p_uid 0, answered on the LA channel, `tag`), sent with `send`; its
+    answer, which must be a `response_type`. RuntimeBroken (saying `failure()`) if the runtime fails
+    first. The single-node launcher's and the frontend's requests (services/frontend.py)."""
+    req = msgspec.structs.replace(req, tag=tag, p_uid=LAUNCHER_PUID, r_c_uid=BE_CUID)
+    with pending.expect(tag) as waiter:
+        await send(req)
+        try:
+            resp = await waiter.reply()
+        except LinkDown:
+            raise RuntimeBroken(f"the runtime broke while waiting for an answer: {failure()}") from None
+    if not isinstance(resp, response_type):
+        raise RuntimeBroken(f"expected {response_type.__name__}, got {type(resp).__name__}")
+    return resp
 
 
 @dataclass
