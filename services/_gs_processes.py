@@ -272,9 +272,11 @@ class ProcessHandlers(GSBase):
 
     async def node_lost(self, msg: NodeLost) -> None:
         """MULTINODE §6: every process of a lost node is dead (killed, -9: its joiners get that at
-        once, never a hang) and the node is asked nothing more."""
+        once, never a hang), the node is DEAD in the node table, and it is asked nothing more."""
         link = self.node_ls.pop(msg.node_idx, None)
         self.lost_nodes.setdefault(msg.node_idx, trio.Event()).set()
+        if 0 <= msg.node_idx < len(self.nodes):  # GSNodeList says so (`dragon.client.remote` asks)
+            self.nodes[msg.node_idx] = msgspec.structs.replace(self.nodes[msg.node_idx], state=ObjectState.DEAD)
         if link is not None:
             await link.aclose()
         for rec in self.reg.procs.records():

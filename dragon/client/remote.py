@@ -29,6 +29,7 @@ import collections
 import itertools
 import os
 import threading
+import time
 from collections.abc import Sequence
 from typing import Final
 
@@ -57,6 +58,9 @@ from dragon.transport.forward import (
     pack_forward,
 )
 
+NODE_CHECK_S: Final = 1.0
+"""While an answer does not come, how often Global Services is asked whether its node is lost (a
+wait on a channel of a lost node ends with ChannelError, MULTINODE §6)."""
 ANSWER_MARGIN_S: Final = 10.0
 """How much longer than an operation's own timeout its answer may take (the two agents, the network)."""
 REPLY_CAPACITY: Final = 64
@@ -105,13 +109,19 @@ class _Link:
                 payloads=[bytes(p) for p in payloads],
             )
             self.gateway.send(pack_forward(node, "", self.encoder.encode(request), OP))
-            wait = None if timeout is None else max(0.0, timeout) + ANSWER_MARGIN_S
+            deadline = None if timeout is None else time.monotonic() + max(0.0, timeout) + ANSWER_MARGIN_S
             while True:
+                left = NODE_CHECK_S if deadline is None else min(NODE_CHECK_S, deadline - time.monotonic())
                 try:
-                    reply = self.decoder.decode(self.replies.recv(wait))
+                    reply = self.decoder.decode(self.replies.recv(max(0.0, left)))
                 except ChannelEmpty:
-                    self.abandoned.add(req_id)
-                    raise ChannelError(f"node {node} did not answer an operation on its channel in time") from None
+                    if deadline is not None and time.monotonic() >= deadline:
+                        self.abandoned.add(req_id)
+                        raise ChannelError(f"node {node} did not answer an operation on its channel in time") from None
+                    if _is_lost(node):
+                        self.abandoned.add(req_id)
+                        raise ChannelError(f"node {node} is lost: its channel cannot be reached any more") from None
+                    continue
                 if reply.req_id == req_id:
                     return reply
                 if reply.req_id in self.abandoned and reply.payloads:  # late: for the next receive
@@ -134,6 +144,19 @@ class _Link:
                 if node >= 0:
                     self.gateway.send(pack_forward(node, "", self.encoder.encode(back), OP))
         # The reply channel is `owned`: GS destroys it when this process exits.
+
+
+def _is_lost(node: int) -> bool:
+    """Whether Global Services counts `node` lost (or cannot be asked: then the run is ending)."""
+    from dragon.client import requests as gs
+    from dragon.descriptors import ObjectState
+    from dragon.errors import DragonError
+
+    try:
+        nodes = gs.run(gs.node_list(), timeout_s=5)
+    except DragonError:
+        return True
+    return not 0 <= node < len(nodes) or nodes[node].state == ObjectState.DEAD
 
 
 _link: _Link | None = None

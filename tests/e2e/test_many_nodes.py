@@ -319,3 +319,28 @@ async def test_a_pool_spreads_over_virtual_nodes() -> None:
     report = json.loads(done.stdout)
     assert report["squares"] == [x * x for x in range(40)]
     assert report["workers"] == ["0", "0", "1", "1"]
+
+
+async def test_a_wait_on_a_channel_of_a_lost_node_ends_with_a_clear_error() -> None:
+    """Issue 17 item 4 / MULTINODE §6: the head waits (no timeout) on a channel of node 1; node 1's
+    backend is killed; with `--on-node-loss continue` the wait ends with ChannelError naming node 1."""
+    proc = await trio.lowlevel.open_process(
+        [DRAGON, "--nodes", "2", "--wlm", "local", "--on-node-loss", "continue", node_program("wait_on_lost.py")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = StreamReader(proc.stdout), StreamReader(proc.stderr)
+    try:
+        with trio.fail_after(30):
+            await out.until(b"waiting")
+        os.kill(service_pid(await wait_for_node(1), "backend"), signal.SIGKILL)
+        code = await finish(proc, out, err)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert code == 0, bytes(err.data)
+    assert b"the wait ended: node 1 is lost" in out.data, bytes(out.data)
+    assert b"joined: -9" in out.data
