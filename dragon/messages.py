@@ -337,6 +337,8 @@ class GSStatusResponse(Response):
     """Every node of the runtime, by index (one on a single node)."""
     security: str = ""
     """Between nodes: "curve" or "none" ("" on a single node)."""
+    traffic: list[TATraffic] = []
+    """Each node's transport agent's latest report (none on a single node)."""
 
 
 class ProcessUsage(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -878,6 +880,21 @@ class NodeLost(Msg):
     """What died or went silent, for the error line."""
 
 
+class TATraffic(Msg):
+    """TA -> GS, every TRAFFIC_S: what the node's transport agent has carried (`dragon status`)."""
+
+    node_idx: int
+    frames_out: int = 0
+    bytes_out: int = 0
+    frames_in: int = 0
+    bytes_in: int = 0
+    queued: int = 0
+    """Frames waiting in the agent's channel for it to send."""
+    ops: int = 0
+    """Operations of other nodes' processes on this node's channels running now."""
+    dropped: int = 0
+
+
 class FEForward(Msg):
     """FE -> BE: a message encoded once by FE, for that node's GS channel ("gs", node 0 only) or LS
     channel ("ls"); the BE puts the frame in unchanged."""
@@ -969,6 +986,7 @@ GSInbound: TypeAlias = (
     | SHPoolDestroyResponse
     | LAChannelsInfo
     | NodeLost
+    | TATraffic
 )
 """What arrives on the GS channel, c_uid 2 (spec §2, §3.1, §4.2-§4.5)."""
 
@@ -1085,6 +1103,7 @@ AnyMsg: TypeAlias = (
     | LAChannelsInfo
     | TAListening
     | TAUp
+    | TATraffic
     | TAHalted
     | NodeLost
     | FEForward

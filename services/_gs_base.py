@@ -43,6 +43,7 @@ from dragon.messages import (
     SHProcessCreateResponse,
     SHProcessKill,
     SHProcessKillResponse,
+    TATraffic,
 )
 from dragon.transport import (
     ChannelDestroyed,
@@ -121,6 +122,8 @@ class GSBase:
         """Every node, by index (LAChannelsInfo; on a single node, its LS's SHPingGS)."""
         self.node_ls: dict[int, MessageChannel[LSInbound]] = {0: to_ls}
         """Each node's Local Services: node 0's channel, the others' through the transport agents."""
+        self.traffic: dict[int, TATraffic] = {}
+        """Each node's transport agent's latest TATraffic (`dragon status`)."""
         self.security = ""
         """Between nodes (LAChannelsInfo): "curve" or "none"; "" on a single node."""
         self.next_node = 0
@@ -280,6 +283,7 @@ class GSBase:
             pools=[p.desc for p in self.reg.pools.records()],
             nodes=self.nodes,
             security=self.security,
+            traffic=[self.traffic[i] for i in sorted(self.traffic)],
         )
 
 

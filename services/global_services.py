@@ -94,6 +94,7 @@ from dragon.messages import (
     Response,
     SHPingGS,
     SHProcessExit,
+    TATraffic,
 )
 from dragon.transport import FrameStream, MessageChannel, ProtocolError, TrioChannel, clip, decode, log_message
 from dragon.transport.remote_frames import RemoteFrames
@@ -167,10 +168,10 @@ async def serve(params: LaunchParameters, from_ls: FrameStream, stdout: StdoutLi
     if _faults.active("gs-crash-bringup"):
         raise RuntimeError("injected fault gs-crash-bringup")
     await to_ls.send(GSPingSH())  # m4
-    first = await inbox.receive()
+    first = await _next(inbox)
     nodes: LAChannelsInfo | None = None
     if params.nodes > 1 and isinstance(first, LAChannelsInfo):  # it may overtake LS's SHPingGS
-        nodes, first = first, await inbox.receive()
+        nodes, first = first, await _next(inbox)
     if not isinstance(first, SHPingGS):  # m5
         raise RuntimeError(f"expected SHPingGS on the GS channel, got {type(first).__name__}")
     links: dict[int, MessageChannel[LSInbound]] = {0: to_ls}
@@ -197,8 +198,16 @@ async def serve(params: LaunchParameters, from_ls: FrameStream, stdout: StdoutLi
         await link.aclose()
 
 
+async def _next(inbox: MessageChannel[GSInbound]) -> GSInbound:
+    """The next message of GS's bringup: the agents' traffic reports, which may come as soon as they
+    are up, are not part of it (the next one comes a second later)."""
+    while isinstance(msg := await inbox.receive(), TATraffic):
+        pass
+    return msg
+
+
 async def _expect(inbox: MessageChannel[GSInbound], kind: type[M]) -> M:
-    msg = await inbox.receive()
+    msg = await _next(inbox)
     if not isinstance(msg, kind):
         raise RuntimeError(f"expected {kind.__name__} on the GS channel, got {type(msg).__name__}")
     return msg
@@ -298,6 +307,8 @@ class GlobalServices(ProcessHandlers, ObjectHandlers):
                     log.warning("ignored a second SHPingGS")
                 case NodeLost():
                     await self.node_lost(msg)
+                case TATraffic():
+                    self.traffic[msg.node_idx] = msg
                 case _:
                     handler = handlers.get(type(msg))
                     if handler is None:

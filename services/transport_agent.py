@@ -23,6 +23,7 @@ Order per sender is kept: one socket per pair of nodes, one task per direction.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
@@ -43,6 +44,7 @@ from dragon.messages import (
     TAListening,
     TAStdinInbound,
     TAStdoutOutbound,
+    TATraffic,
     TAUp,
 )
 from dragon.transport import (
@@ -75,6 +77,8 @@ from dragon.transport.zsock import AsyncSocket
 
 log = logging.getLogger(__name__)
 
+TRAFFIC_S: Final = 1.0
+TRAFFIC_MAX_QUEUED: Final = 64  # a GS that reads nothing does not get its channel filled with reports
 HEARTBEAT_S: Final = 0.25
 HEARTBEAT_LOST_S: Final = 2.0  # MULTINODE §6: a lost node is noticed within 2 s
 DELIVER_TIMEOUT_S: Final = 10.0  # a channel nobody reads for this long loses that frame (logged)
@@ -167,6 +171,10 @@ class Agent:
         self.all_heard = trio.Event()
         self.channels: dict[str, TrioChannel] = {}
         self.dropped = 0
+        self.traffic = TATraffic(node_idx=config.node_idx)
+        """What this agent has carried (frames and bytes each way, operations running): sent to GS
+        every TRAFFIC_S for `dragon status`."""
+        self.gateway: TrioChannel | None = None
         self.idle_handles: dict[str, list[TrioChannel]] = {}
         """Handles on this node's channels that remote operations used, ready for the next ones."""
         self.ops: trio.Nursery | None = None
@@ -204,11 +212,13 @@ class Agent:
             nursery.start_soon(self.receive_frames, pull)
             nursery.start_soon(self.beat)
             if me.ta_cd:  # MULTINODE §3: c_uid 2**55 + index; a run of one node has none
-                nursery.start_soon(self.pump, TrioChannel.attach(me.ta_cd), None)
+                self.gateway = TrioChannel.attach(me.ta_cd)
+                nursery.start_soon(self.pump, self.gateway, None)
             if me.gs_standin_cd:
                 nursery.start_soon(self.pump, TrioChannel.attach(me.gs_standin_cd), info.gs_cd)
             await self.all_heard.wait()
             await self.link.send(TAUp(node_idx=cfg.node_idx))
+            nursery.start_soon(self.report_traffic, info.gs_cd)
             await self.until_told_to_stop()
             nursery.cancel_scope.cancel()
         for chan in [*self.channels.values(), *(h for hs in self.idle_handles.values() for h in hs)]:
@@ -242,11 +252,10 @@ class Agent:
                     self.drop(f"from this node: {exc}")
                     continue
                 out = frame
-            peer = self.peers.get(node)
-            if peer is None:
+            if node not in self.peers:
                 self.drop(f"for node {node}, which is not another node of this runtime")
                 continue
-            await peer.send_multipart([out])
+            await self.send_to(node, out)
 
     async def receive_frames(self, pull: AsyncSocket) -> None:
         """Frames from the other agents, each into the channel it names (or a heartbeat)."""
@@ -260,6 +269,7 @@ class Agent:
             if len(frame) == _BEAT.size and frame[0] == _BEAT_MARK:
                 self.heard_from(_BEAT.unpack(frame)[1])
                 continue
+            self.count(frames_in=1, bytes_in=len(frame))
             try:
                 kind, node, sdesc, payload = unpack_forward(frame)
             except ValueError as exc:
@@ -309,6 +319,13 @@ class Agent:
         operations go on) and answer the requester. A receive cancelled at its deadline takes
         nothing; what it took goes back in the answer (and back into the channel if the requester
         is gone: `deliver_reply` on its node)."""
+        self.count(ops=1)
+        try:
+            await self._run_op(op)
+        finally:
+            self.count(ops=-1)
+
+    async def _run_op(self, op: ChannelOp) -> None:
         count, status, text = 0, OK, ""
         got: list[bytes] = []
         timeout = float("inf") if op.timeout < 0 else op.timeout
@@ -348,13 +365,12 @@ class Agent:
             text=text,
         )
         frame = pack_forward(op.reply_node, op.reply_sdesc, self._encoder.encode(reply), REPLY)
-        peer = self.peers.get(op.reply_node)
-        if peer is None:
+        if op.reply_node not in self.peers:
             self.drop(f"an answer for node {op.reply_node}, which is not another node of this runtime")
             if got:
                 await self.put_back(self.config.node_idx, op.sdesc, got)
             return
-        await peer.send_multipart([frame])
+        await self.send_to(op.reply_node, frame)
 
     async def deliver_reply(self, sdesc: str, payload: memoryview) -> None:
         """An answer into its requester's reply channel; if the requester is gone (its channel with
@@ -386,11 +402,38 @@ class Agent:
         if node == self.config.node_idx:
             await self.run_op(op)
             return
-        peer = self.peers.get(node)
-        if peer is None:
+        if node not in self.peers:
             self.drop(f"{len(payloads)} messages to put back into a channel of node {node}, which is gone")
             return
-        await peer.send_multipart([pack_forward(node, "", self._encoder.encode(op), OP)])
+        await self.send_to(node, pack_forward(node, "", self._encoder.encode(op), OP))
+
+    async def send_to(self, node: int, frame: bytes | memoryview) -> None:
+        """One frame to the agent of `node` (which must be a peer), counted."""
+        await self.peers[node].send_multipart([frame])
+        self.count(frames_out=1, bytes_out=len(frame))
+
+    def count(self, **more: int) -> None:
+        for field, n in more.items():
+            setattr(self.traffic, field, getattr(self.traffic, field) + n)
+
+    async def report_traffic(self, gs_cd: str) -> None:
+        """Every TRAFFIC_S, what this agent has carried, to GS (on the primary node: its channel is
+        this node's; else through the primary's agent)."""
+        encoder = msgspec.msgpack.Encoder()
+        local = TrioChannel.attach(gs_cd) if self.config.node_idx == 0 else None
+        try:
+            while True:
+                queued = self.gateway.statistics().depth if self.gateway is not None else 0
+                report = encoder.encode(msgspec.structs.replace(self.traffic, queued=queued, dropped=self.dropped))
+                if local is not None and local.statistics().depth < TRAFFIC_MAX_QUEUED:
+                    with contextlib.suppress(trio.WouldBlock):
+                        local.send_nowait(report)
+                elif local is None and 0 in self.peers and 0 not in self.lost:
+                    await self.send_to(0, pack_forward(0, gs_cd, report))
+                await trio.sleep(TRAFFIC_S)
+        finally:
+            if local is not None:
+                await local.aclose()
 
     def handle(self, sdesc: str) -> TrioChannel:
         """A handle on channel `sdesc` that no other operation uses now: an idle one kept from an

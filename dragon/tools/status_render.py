@@ -126,6 +126,8 @@ def render(report: StatusReport, width: int = WIDTH) -> str:
     if not report.answering:
         return "\n".join(lines) + "\n"
     lines += ["", _nodes_title(report), *_nodes_table(report, width)]
+    if any(n.transport is not None for n in report.nodes):
+        lines += ["", "TRANSPORT (each node's agent, since it started)", *_transport_table(report, width)]
     lines += ["", f"PROCESSES ({len(report.processes)})", *_processes_table(report, width)]
     lines += ["", f"CHANNELS ({len(report.channels)})", *_channels_table(report, width)]
     if report.objects:
@@ -186,6 +188,27 @@ def _nodes_table(report: StatusReport, width: int) -> list[str]:
         shrink=[1],
         drop=[6, 7],
     )
+
+
+def _transport_table(report: StatusReport, width: int) -> list[str]:
+    """Per node: frames and bytes its transport agent sent and received, frames queued for it to send,
+    remote operations running on its channels, frames dropped."""
+    rows = [
+        [
+            str(n.idx),
+            str(t.frames_out),
+            _size(t.bytes_out),
+            str(t.frames_in),
+            _size(t.bytes_in),
+            str(t.queued),
+            str(t.ops),
+            str(t.dropped),
+        ]
+        for n in report.nodes
+        if (t := n.transport) is not None
+    ]
+    headers = ["NODE", "SENT", "BYTES_OUT", "RECEIVED", "BYTES_IN", "QUEUED", "OPS", "DROPPED"]
+    return table(headers, rows, [True] * len(headers), fit=width)
 
 
 def _load(n: NodeRow) -> str:

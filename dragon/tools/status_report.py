@@ -45,6 +45,20 @@ from dragon.transport import Channel, ChannelError, Pool, PoolError, Record, rec
 JSON_VERSION: Final = 2
 
 
+class TransportRow(msgspec.Struct, kw_only=True):
+    """What a node's transport agent has carried since it started (its last report to GS, sent every
+    second): frames and bytes each way (heartbeats left out), frames queued in its channel for it to
+    send, operations of other nodes' processes running on this node's channels, frames dropped."""
+
+    frames_out: int
+    bytes_out: int
+    frames_in: int
+    bytes_in: int
+    queued: int
+    ops: int
+    dropped: int
+
+
 class NodeRow(msgspec.Struct, kw_only=True):
     """A node of the run, as Global Services knows it; `load` and `memory_available_bytes` are read
     here, for the node this command runs on only (null for the others: their /proc is elsewhere)."""
@@ -59,6 +73,7 @@ class NodeRow(msgspec.Struct, kw_only=True):
     processes: int  # live (not DEAD) processes of GS's table on this node (GS itself on the primary)
     load: list[float] | None = None  # the 1, 5 and 15-minute load averages (/proc/loadavg)
     memory_available_bytes: int | None = None  # MemAvailable of /proc/meminfo
+    transport: TransportRow | None = None  # its transport agent's traffic; null on a single node
 
 
 class ServiceRow(msgspec.Struct, kw_only=True):
@@ -245,6 +260,7 @@ def _node_rows(resp: GSStatusResponse, processes: list[ProcessRow], here: int) -
     """GS's nodes, each with its count of live processes; the load and available memory of node
     `here` (the one this command runs on) from this machine's /proc."""
     live = Counter(p.node for p in processes if p.state != ObjectState.DEAD.name)
+    traffic = {t.node_idx: t for t in resp.traffic}
     rows = []
     for d in sorted(resp.nodes, key=lambda d: d.idx):
         row = NodeRow(
@@ -257,6 +273,17 @@ def _node_rows(resp: GSStatusResponse, processes: list[ProcessRow], here: int) -
             memory_bytes=d.physical_mem_bytes,
             processes=live[d.idx],
         )
+        t = traffic.get(d.idx)
+        if t is not None:
+            row.transport = TransportRow(
+                frames_out=t.frames_out,
+                bytes_out=t.bytes_out,
+                frames_in=t.frames_in,
+                bytes_in=t.bytes_in,
+                queued=t.queued,
+                ops=t.ops,
+                dropped=t.dropped,
+            )
         if d.idx == here:
             row.load = [round(x, 2) for x in os.getloadavg()]
             row.memory_available_bytes = _memory_available()

@@ -14,7 +14,7 @@ import msgspec
 
 from dragon import _rundir
 from dragon.descriptors import ChannelDescriptor, NodeDescriptor, ObjectState, PoolDescriptor, ProcessDescriptor
-from dragon.messages import GSStatusResponse, ListErr
+from dragon.messages import GSStatusResponse, ListErr, TATraffic
 from dragon.tools.status_render import render
 from dragon.tools.status_report import JSON_VERSION, ServiceRow, StatusReport, fill
 from dragon.transport import Channel, run_prefix
@@ -199,3 +199,21 @@ def test_a_narrow_terminal_leaves_out_load_and_available_memory_first() -> None:
     lines = _section(render(_report(resp), 60), "NODES")
     assert lines[1].split() == ["NODE", "HOST", "ROLE", "STATE", "CPUS", "MEMORY", "PROCS"]
     assert all(len(line) <= 60 for line in lines), lines
+
+
+def test_each_nodes_transport_traffic_is_shown() -> None:
+    """Issue 17 item 5: the agents' reports (GSStatusResponse.traffic) become each node's `transport`
+    in JSON and a TRANSPORT table; a node whose agent has not reported yet has none."""
+    traffic = [
+        TATraffic(node_idx=0, frames_out=10, bytes_out=2048, frames_in=12, bytes_in=4096, queued=3, ops=1, dropped=0),
+    ]
+    resp = GSStatusResponse(
+        ref=1, err=ListErr.SUCCESS, nodes=[_node(0, "a"), _node(1, "b")], security="curve", traffic=traffic
+    )
+    report = _report(resp)
+    assert report.nodes[0].transport is not None and report.nodes[0].transport.bytes_in == 4096
+    assert report.nodes[1].transport is None
+    lines = _section(render(report, 200), "TRANSPORT")
+    assert lines[1].split() == ["NODE", "SENT", "BYTES_OUT", "RECEIVED", "BYTES_IN", "QUEUED", "OPS", "DROPPED"]
+    assert lines[2].split()[:2] == ["0", "10"] and lines[2].split()[-3:] == ["3", "1", "0"]
+    assert len(lines) == 3

@@ -238,9 +238,13 @@ async def test_status_shows_every_node_and_each_process_node() -> None:
     proc, out, err = await start_hold()
     try:
         info = await wait_for_node(0)
-        done = await run_dragon("status", info.run_id, "--json")
-        assert done.returncode == 0, done.stderr.decode(errors="replace")
-        report = json.loads(done.stdout)
+        with trio.fail_after(20):  # each node's agent reports its traffic to GS every second
+            while True:
+                done = await run_dragon("status", info.run_id, "--json")
+                assert done.returncode == 0, done.stderr.decode(errors="replace")
+                report = json.loads(done.stdout)
+                if all(n.get("transport") for n in report["nodes"]):
+                    break
         text = await run_dragon("status", info.run_id)
         node1 = await run_dragon("status", (await wait_for_node(1)).run_id, "--json")
         proc.send_signal(signal.SIGTERM)
@@ -254,6 +258,11 @@ async def test_status_shows_every_node_and_each_process_node() -> None:
     sleepers = [p for p in report["processes"] if "sleeper" in (p.get("target") or "")]
     assert sorted(p["node"] for p in sleepers) == [0, 1], report["processes"]
     assert b"NODES (2)" in text.stdout and b"vnode1" in text.stdout, text.stdout
+    # the children's GS requests and answers crossed between the agents (issue 17 item 5)
+    for node in report["nodes"]:
+        t = node["transport"]
+        assert t["frames_out"] > 0 and t["frames_in"] > 0 and t["bytes_out"] > 0 and t["dropped"] == 0, node
+    assert b"TRANSPORT" in text.stdout
     assert json.loads(node1.stdout)["run_id"] == info.run_id  # a node's directory leads to its run's primary
 
 
