@@ -175,6 +175,10 @@ class Agent:
         """What this agent has carried (frames and bytes each way, operations running): sent to GS
         every TRAFFIC_S for `dragon status`."""
         self.gateway: TrioChannel | None = None
+        self.delivering = False
+        """The receiving loop waits on a channel that is full (`receive_frames`)."""
+        self.received_at = 0.0
+        """When a delivery that held the receiving loop ended."""
         self.idle_handles: dict[str, list[TrioChannel]] = {}
         """Handles on this node's channels that remote operations used, ready for the next ones."""
         self.ops: trio.Nursery | None = None
@@ -278,12 +282,17 @@ class Agent:
             if node != me:
                 self.drop(f"a frame for node {node} reached node {me}")
                 continue
-            if kind == DELIVER:
-                await self.deliver(sdesc, payload)
-            elif kind == OP:
+            if kind == OP:
                 self.start_op(payload)
-            else:
-                await self.deliver_reply(sdesc, payload)
+                continue
+            self.delivering = True  # a full channel may hold this loop: heartbeats wait behind
+            began = trio.current_time()
+            try:
+                await (self.deliver if kind == DELIVER else self.deliver_reply)(sdesc, payload)
+            finally:
+                self.delivering = False
+                if trio.current_time() - began > HEARTBEAT_S:
+                    self.received_at = trio.current_time()
 
     async def deliver(self, sdesc: str, payload: memoryview) -> None:
         chan = self.channels.get(sdesc)
@@ -459,7 +468,12 @@ class Agent:
             now = trio.current_time()
             for node, sock in self.peers.items():
                 sock.try_send_multipart([beat])
-                if node not in self.lost and self.all_heard.is_set() and now - self.heard[node] > HEARTBEAT_LOST_S:
+                # Silence counts only while this agent reads: after a delivery held its receiving (a
+                # full channel), the heartbeats queued behind it get HEARTBEAT_LOST_S to be read.
+                heard = max(self.heard[node], self.received_at)
+                if self.delivering or node in self.lost or not self.all_heard.is_set():
+                    continue
+                if now - heard > HEARTBEAT_LOST_S:
                     self.lost.add(node)
                     what = f"the transport agent of node {node} was silent for {HEARTBEAT_LOST_S:g} s"
                     log.error("%s", what)

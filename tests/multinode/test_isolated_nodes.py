@@ -236,7 +236,6 @@ def test_queues_and_a_pool_across_isolated_nodes(cluster: VirtualCluster) -> Non
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert json.loads(done.stdout) == {
         "in_order": True,
-        "sentinel": "from node 1",
         "simple": "simple from node 1",
         "back": [0, 1, 2],
         "exit": 0,
