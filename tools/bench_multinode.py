@@ -32,6 +32,14 @@ the order reversed from one round to the next, after one untimed warm-up of each
    target: the rounds of a row on this shared machine differ by 3x or more at times (the round trips
    are 4-5 µs when both processes run undisturbed on their CPUs, 10-20 µs when not).
 
+4. Across two isolated nodes (issue 17, `--section cross`): the Queue and Pool rows of MULTINODE §10
+   between the two nodes of a `VirtualCluster` (tests/multinode/netns.py, put on sys.path), each
+   against a baseline measured between the same two namespaces in the same run (raw ZeroMQ, raw TCP,
+   or the same Pool on one node), --cross-runs rounds (default 3); described in
+   tools/bench_multinode_cross.py. Skipped, saying why, without root or without `ip`.
+
+`--section nodes` runs parts 1-3 only, `--section cross` part 4 only; both by default.
+
 Leftovers: each run must clean up after itself, on every node. Every command gets a private runtime
 root (XDG_RUNTIME_DIR), so a run directory left there is ours, and a marker in its environment, which
 every process of the run inherits: a process (not a zombie) carrying the marker after its command
@@ -42,7 +50,8 @@ after the last one is ours, unless another runtime's directory in the shared run
 Output: Markdown tables on stdout (progress on stderr), then one line of JSON. Exit status 1 if a run
 failed or something was left behind; a missed target is reported (MISS), not an error.
 
-Usage: python tools/bench_multinode.py [--runs N] [--starts K] [--quick] [--json-only]
+Usage: python tools/bench_multinode.py [--section nodes|cross|all] [--runs N] [--starts K] [--cross-runs R]
+                                      [--quick] [--json-only]
 """
 
 from __future__ import annotations
@@ -60,6 +69,7 @@ from typing import Any, Final
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_mp
+import bench_multinode_cross as cross
 from bench_bringup import dragon_command, pid_alive, run_once, settle_and_classify, shm_entries, shm_prefix, stats
 
 from _bench_util import fmt, json_line, machine_info, md_table, median
@@ -292,13 +302,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Benchmark `dragon --nodes N --wlm local` against one node.")
     p.add_argument("--runs", type=int, default=10, help="rounds of every command (default 10)")
     p.add_argument("--starts", type=int, default=30, help="timed start+joins per node (default 30)")
-    p.add_argument("--quick", action="store_true", help="bench_mp's --quick counts for the node-0 rows: a smoke run")
+    p.add_argument(
+        "--section",
+        choices=("nodes", "cross", "all"),
+        default="all",
+        help="nodes: bring-up, start+join and node-0 rows (issue 16); cross: data across two isolated nodes "
+        "(issue 17, needs root); all (default): both",
+    )
+    p.add_argument("--cross-runs", type=int, default=3, help="rounds of the cross-node section (default 3)")
+    p.add_argument("--quick", action="store_true", help="smaller counts for the measured rows: a smoke run")
     p.add_argument("--json-only", action="store_true", help="print only the line of JSON")
     opts = p.parse_args(argv)
     if opts.runs < 1:
         p.error("--runs must be at least 1")
     if opts.starts < 1:
         p.error("--starts must be at least 1")
+    if opts.cross_runs < 1:
+        p.error("--cross-runs must be at least 1")
     return opts
 
 
@@ -317,10 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     (work / "hello.py").write_text(HELLO)
     (work / "bench_mp_prog.py").write_text(bench_mp.PROGRAM)
     (work / "bench_multinode_prog.py").write_text(PROGRAM)
-    ours = {"hello.py", "bench_mp_prog.py", "bench_multinode_prog.py"}
+    ours = {"hello.py", "bench_mp_prog.py", "bench_multinode_prog.py", *cross.FILES}
 
     dragon = dragon_command()
-    cmds = commands(work, dragon, opts)
+    nodes_section = opts.section in ("nodes", "all")
+    cmds = commands(work, dragon, opts) if nodes_section else []
     walls: dict[str, list[float]] = {c.key: [] for c in cmds if c.hello}
     reports: dict[str, list[dict[str, Any]]] = {c.key: [] for c in cmds if not c.hello}
     failures: list[dict[str, Any]] = []
@@ -342,14 +363,17 @@ def main(argv: list[str] | None = None) -> int:
             reports[cmd.key].append(report)
 
     started = time.perf_counter()
+    cross_node: dict[str, Any] | None = None
     try:
         for cmd in cmds:
             if cmd.hello:  # warm-up (page cache): one of each, untimed; the programs warm up inside
                 run(cmd, f"{cmd.key} (warm-up)", timed=False)
-        for i in range(opts.runs):
+        for i in range(opts.runs if nodes_section else 0):
             say(f"[bench] round {i + 1}/{opts.runs}")
             for cmd in cmds if i % 2 == 0 else cmds[::-1]:
                 run(cmd, cmd.key)
+        if opts.section in ("cross", "all"):
+            cross_node = cross.measure(opts, work, env, dragon, say)
     finally:
         elapsed = time.perf_counter() - started
         stray_files = sorted(p.name for p in work.iterdir() if p.name not in ours and p.name != "__pycache__")
@@ -361,12 +385,14 @@ def main(argv: list[str] | None = None) -> int:
     shm_left = shm["ours"] + shm["unattributed"]
     procs_left = sorted(pid for pid in stray_procs if pid_alive(pid))
 
-    complete = all(walls.values()) and all(reports.values())
+    complete = nodes_section and all(walls.values()) and all(reports.values())
+    cross_failed = cross_node is not None and bool(cross_node.get("failures") or cross_node.get("leftovers"))
     doc: dict[str, Any] = {
         "benchmark": "multinode",
         "machine": machine_info(),
         "runs": opts.runs,
         "starts_per_node": opts.starts,
+        "section": opts.section,
         "quick": opts.quick,
         "elapsed_s": round(elapsed, 2),
         "dragon": dragon,
@@ -374,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         "bringup": bringup_figures(walls) if complete else None,
         "start_join": start_join_figures(reports) if complete else None,
         "same_node": same_node_figures(reports) if complete else None,
+        "cross_node": cross_node,
         "failures": failures,
         "leftovers": {
             "shm": shm_left,
@@ -388,20 +415,23 @@ def main(argv: list[str] | None = None) -> int:
     if not opts.json_only:
         print_tables(doc, cmds)
     print(json_line(doc))
-    return 1 if failures or shm_left or dirs_left or procs_left or stray_files else 0
+    return 1 if failures or cross_failed or shm_left or dirs_left or procs_left or stray_files else 0
 
 
 def print_tables(doc: dict[str, Any], cmds: list[Command]) -> None:
     m = doc["machine"]
     label = {c.key: c.label for c in cmds}
     print(
-        f"## Many virtual nodes against one ({doc['runs']} rounds, interleaved; {m['cpus']} CPUs, "
+        f"## Many virtual nodes against one (section {doc['section']}; {m['cpus']} CPUs, "
         f"load {m['loadavg']}, Python {m['python']}; {doc['elapsed_s']} s)\n"
     )
     if doc["bringup"] is not None:
+        print(f"{doc['runs']} rounds of the issue-16 commands, interleaved\n")
         print_bringup(doc["bringup"], label)
         print_start_join(doc["start_join"], doc["starts_per_node"])
         print_same_node(doc["same_node"])
+    if doc["cross_node"] is not None:
+        cross.print_tables(doc["cross_node"])
     print_leftovers(doc)
 
 
