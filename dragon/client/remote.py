@@ -58,6 +58,8 @@ from dragon.transport.forward import (
     pack_forward,
 )
 
+OP_BYTES: Final = 4 << 20
+"""The most bytes of messages one SEND operation carries (`RemoteChannel.send_many` splits)."""
 NODE_CHECK_S: Final = 1.0
 """While an answer does not come, how often Global Services is asked whether its node is lost (a
 wait on a channel of a lost node ends with ChannelError, MULTINODE §6)."""
@@ -175,6 +177,21 @@ def _the_link() -> _Link:
         return _link
 
 
+def _batches(messages: Sequence[Buffer], max_bytes: int) -> list[Sequence[Buffer]]:
+    """`messages` in runs of at most `max_bytes` (a larger message alone); none for none."""
+    runs: list[Sequence[Buffer]] = []
+    start, size = 0, 0
+    for i, m in enumerate(messages):
+        n = len(memoryview(m))
+        if i > start and size + n > max_bytes:
+            runs.append(messages[start:i])
+            start, size = i, 0
+        size += n
+    if start < len(messages):
+        runs.append(messages[start:])
+    return runs
+
+
 class RemoteChannel:
     """A channel of node `node` (its attach descriptor `sdesc`), reached through the agents; the
     operations of `transport.Channel` that a `dragon.native.Channel` uses."""
@@ -200,11 +217,18 @@ class RemoteChannel:
             raise ChannelFull(f"the channel of node {self.node} stayed full for {timeout} s")
 
     def send_many(self, messages: Sequence[Buffer], timeout: float | None = None) -> None:
-        reply = self._call(SEND, timeout, payloads=messages)
-        if reply.count < len(messages):
-            raise ChannelFull(
-                f"the channel of node {self.node} stayed full for {timeout} s: {reply.count} of {len(messages)} sent"
-            )
+        """In operations of at most OP_BYTES (a batch of many large messages as one frame would hold
+        the link between the two agents for seconds: their heartbeats wait behind it)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        sent = 0
+        for batch in _batches(messages, OP_BYTES):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            reply = self._call(SEND, left, payloads=batch)
+            sent += reply.count
+            if reply.count < len(batch):
+                raise ChannelFull(
+                    f"the channel of node {self.node} stayed full for {timeout} s: {sent} of {len(messages)} sent"
+                )
 
     def recv(self, timeout: float | None = None) -> bytes:
         return self.recv_many(1, timeout)[0]
