@@ -15,8 +15,10 @@ stdin/stdout (framed messages), and to the other agents over ZeroMQ:
   into the local stand-in of the GS channel goes to GS's channel on the primary node.
 - Inbound: each frame is put, unchanged, into the channel it names (attached once, kept). A frame
   that does not parse, or names another node, is logged and dropped: the runtime goes on (§7).
-- Heartbeats: every HEARTBEAT_S to every other agent; an agent silent for HEARTBEAT_LOST_S is
-  reported once (`NodeLost`) to the backend, which tells the frontend (§6).
+- Heartbeats: every HEARTBEAT_S to every other agent, on a connection of their own (a long frame of
+  data never holds one back); an agent silent for HEARTBEAT_LOST_S is reported once (`NodeLost`) to
+  the backend, which tells the frontend (§6). Silence is not counted while a full channel holds this
+  agent's receiving (`receive_frames`).
 
 Order per sender is kept: one socket per pair of nodes, one task per direction.
 """
@@ -166,6 +168,8 @@ class Agent:
         self.link = link
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.peers: dict[int, AsyncSocket] = {}
+        self.beats: dict[int, AsyncSocket] = {}
+        """A connection of its own to each peer for heartbeats (`serve`)."""
         self.heard: dict[int, float] = {}
         self.lost: set[int] = set()
         self.all_heard = trio.Event()
@@ -203,10 +207,13 @@ class Agent:
                 raise ProtocolError(f"expected LAChannelsInfo on the TA's stdin, got {type(info).__name__}")
             for node in info.nodes:
                 if node.idx != cfg.node_idx:
-                    sock = client_socket(self.ctx, zmq.PUSH, cfg.keys)
-                    sock.setsockopt(zmq.LINGER, 0)
-                    sock.connect(node.ta_endpoint)
-                    self.peers[node.idx] = AsyncSocket(sock)
+                    # Two connections to each peer: data, and heartbeats, so that a long frame of
+                    # data never holds a heartbeat back (the peer's PULL takes from both in turn).
+                    for conns in (self.peers, self.beats):
+                        sock = client_socket(self.ctx, zmq.PUSH, cfg.keys)
+                        sock.setsockopt(zmq.LINGER, 0)
+                        sock.connect(node.ta_endpoint)
+                        conns[node.idx] = AsyncSocket(sock)
             now = trio.current_time()
             self.heard = dict.fromkeys(self.peers, now)
             self.waiting_for = set(self.peers)
@@ -466,7 +473,7 @@ class Agent:
         beat = _BEAT.pack(_BEAT_MARK, self.config.node_idx)
         while True:
             now = trio.current_time()
-            for node, sock in self.peers.items():
+            for node, sock in self.beats.items():
                 sock.try_send_multipart([beat])
                 # Silence counts only while this agent reads: after a delivery held its receiving (a
                 # full channel), the heartbeats queued behind it get HEARTBEAT_LOST_S to be read.
