@@ -138,16 +138,21 @@ async def test_kill_of_a_remote_service_tears_the_run_down(which: str) -> None:
     assert not pid_alive(victim)
 
 
-async def start_hold() -> tuple[trio.Process, StreamReader, StreamReader]:
-    """`dragon --nodes 2 --wlm local hold.py`, once its sleeper on each node runs."""
+async def start_dragon(*args: str) -> tuple[trio.Process, StreamReader, StreamReader]:
+    """`dragon --nodes 2 --wlm local ARGS...` started, with readers of its stdout and stderr."""
     proc = await trio.lowlevel.open_process(
-        [DRAGON, "--nodes", "2", "--wlm", "local", node_program("hold.py")],
+        [DRAGON, "--nodes", "2", "--wlm", "local", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=clean_env(),
     )
     assert proc.stdout is not None and proc.stderr is not None
-    out, err = StreamReader(proc.stdout), StreamReader(proc.stderr)
+    return proc, StreamReader(proc.stdout), StreamReader(proc.stderr)
+
+
+async def start_hold() -> tuple[trio.Process, StreamReader, StreamReader]:
+    """`dragon --nodes 2 --wlm local hold.py`, once its sleeper on each node runs."""
+    proc, out, err = await start_dragon(node_program("hold.py"))
     with trio.fail_after(30):
         await out.until(b"ready")
         while out.data.count(b"sleeper on node") < 2:
@@ -295,14 +300,7 @@ async def test_on_node_loss_continue_reports_its_processes_dead_and_goes_on(whic
     """`--on-node-loss continue`: node 1's backend or agent is killed; one warning line names node 1,
     the head's join of its sleeper returns -9 (never a hang), the program goes on on node 0 and ends
     normally; node 1 leaves nothing (the leak check)."""
-    proc = await trio.lowlevel.open_process(
-        [DRAGON, "--nodes", "2", "--wlm", "local", "--on-node-loss", "continue", node_program("survive.py")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=clean_env(),
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    out, err = StreamReader(proc.stdout), StreamReader(proc.stderr)
+    proc, out, err = await start_dragon("--on-node-loss", "continue", node_program("survive.py"))
     try:
         with trio.fail_after(30):
             while not (b"ready" in out.data and b"sleeper on node 1" in out.data):
@@ -322,7 +320,7 @@ async def test_on_node_loss_continue_reports_its_processes_dead_and_goes_on(whic
 
 async def test_a_pool_spreads_over_virtual_nodes() -> None:
     """Pool(4) on 2 virtual nodes: workers on both (round robin), every result right. Its queues are
-    node 0's channels, reached here through this machine's /dev/shm (isolated nodes need issue 17)."""
+    node 0's channels, which node 1's workers reach through the transport agents."""
     done = await run_dragon("--nodes", "2", "--wlm", "local", node_program("pool_nodes.py"))
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     report = json.loads(done.stdout)
@@ -333,14 +331,7 @@ async def test_a_pool_spreads_over_virtual_nodes() -> None:
 async def test_a_wait_on_a_channel_of_a_lost_node_ends_with_a_clear_error() -> None:
     """Issue 17 item 4 / MULTINODE §6: the head waits (no timeout) on a channel of node 1; node 1's
     backend is killed; with `--on-node-loss continue` the wait ends with ChannelError naming node 1."""
-    proc = await trio.lowlevel.open_process(
-        [DRAGON, "--nodes", "2", "--wlm", "local", "--on-node-loss", "continue", node_program("wait_on_lost.py")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=clean_env(),
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    out, err = StreamReader(proc.stdout), StreamReader(proc.stderr)
+    proc, out, err = await start_dragon("--on-node-loss", "continue", node_program("wait_on_lost.py"))
     try:
         with trio.fail_after(30):
             await out.until(b"waiting")
