@@ -61,11 +61,10 @@ from . import transport_agent
 from ._process import ForkedChild, describe_exit, fork_service, signal_group
 from .launcher import Launcher, LSStart, prefork_local_services
 from .local_services import LSConfig
+from .transport_agent import HEARTBEAT_LOST_S, HEARTBEAT_S
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_S: Final = 0.25
-HEARTBEAT_LOST_S: Final = 2.0  # MULTINODE §6: a lost node is noticed within 2 s
 TA_STOP_S: Final = 3.0
 
 

@@ -82,8 +82,9 @@ from dragon.transport.zsock import AsyncSocket
 
 from ._output import write_lines
 from ._process import ForkedChild, describe_exit, fork_service
-from .backend import HEARTBEAT_LOST_S, HEARTBEAT_S, BEConfig
+from .backend import BEConfig
 from .launcher import INPUT_CHUNK, RuntimeBroken, ask_as_launcher, write_to_own_stdio
+from .transport_agent import HEARTBEAT_LOST_S, HEARTBEAT_S
 
 log = logging.getLogger(__name__)
 

@@ -83,6 +83,7 @@ TRAFFIC_S: Final = 1.0
 TRAFFIC_MAX_QUEUED: Final = 64  # a GS that reads nothing does not get its channel filled with reports
 HEARTBEAT_S: Final = 0.25
 HEARTBEAT_LOST_S: Final = 2.0  # MULTINODE §6: a lost node is noticed within 2 s
+"""Both for the links between agents and for the frontend's link to each backend."""
 DELIVER_TIMEOUT_S: Final = 10.0  # a channel nobody reads for this long loses that frame (logged)
 _BEAT: Final = struct.Struct("<BI")  # heartbeat frame: 0xFF marker, sender's node index
 _BEAT_MARK: Final = 0xFF
