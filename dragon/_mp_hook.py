@@ -64,12 +64,19 @@ def _register(module: ModuleType) -> None:
     contexts = getattr(module, "_concrete_contexts", None)
     if isinstance(contexts, dict) and "dragon" not in contexts:
         # Here, for start-up cost: a program that never imports multiprocessing never pays for it.
-        from dragon.mp.context import DragonContext, keep_other_children_working, route_handles, route_wait
+        from dragon.mp.context import (
+            DragonContext,
+            guard_shared_memory,
+            keep_other_children_working,
+            route_handles,
+            route_wait,
+        )
 
         contexts["dragon"] = DragonContext()
         after_import("multiprocessing.spawn", keep_other_children_working)
         after_import("multiprocessing.connection", route_wait)
         after_import("multiprocessing.reduction", route_handles)
+        after_import("multiprocessing.shared_memory", guard_shared_memory)
 
 
 class _Finder:

@@ -178,3 +178,8 @@ def leaf_exceptions(exc: BaseException) -> list[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         return [leaf for sub in exc.exceptions for leaf in leaf_exceptions(sub)]
     return [exc]
+
+
+class SharedMemoryOnAnotherNode(DragonError):
+    """A `multiprocessing.shared_memory` block made on another node of the run was unpickled here:
+    its memory is on its node only (`dragon.mp.context.guard_shared_memory`)."""

@@ -331,3 +331,37 @@ def keep_other_children_working(spawn: ModuleType) -> None:
         return data
 
     spawn.get_preparation_data = get_preparation_data  # type: ignore[attr-defined]  # not in typeshed
+
+
+def guard_shared_memory(shared_memory: ModuleType) -> None:
+    """In a run of several nodes, a `multiprocessing.shared_memory.SharedMemory` pickles with the node
+    it was made on, and unpickling it on another node raises `SharedMemoryOnAnotherNode` naming both
+    (its memory is in its node's /dev/shm: another node would find no such block, or, on virtual nodes
+    that share a machine, silently the same one a real node could never see). On one node nothing
+    changes (issue 17 item 2)."""
+    if int(os.environ.get("DRAGON_NODES", "1") or 1) <= 1:
+        return
+    cls = shared_memory.SharedMemory
+
+    def reduce(self: Any) -> tuple[Any, tuple[Any, ...]]:
+        return (_rebuild_shared_memory, (self.name, self.size, os.environ.get("DRAGON_RUN_ID", ""), _node_here()))
+
+    cls.__reduce__ = reduce
+
+
+def _node_here() -> str:
+    return os.environ.get("DRAGON_INDEX", "0")
+
+
+def _rebuild_shared_memory(name: str, size: int, run_id: str, node: str) -> Any:
+    from multiprocessing import shared_memory
+
+    from dragon.errors import SharedMemoryOnAnotherNode
+
+    if run_id and run_id != os.environ.get("DRAGON_RUN_ID", ""):
+        raise SharedMemoryOnAnotherNode(
+            f"shared memory block {name!r} was made on node {node} and this process runs on node {_node_here()}: "
+            f"multiprocessing.shared_memory stays on its node; send the data through a Queue, or start this "
+            f"process on node {node} (dragon.native.Policy(node={node}))"
+        )
+    return shared_memory.SharedMemory(name, False, size)

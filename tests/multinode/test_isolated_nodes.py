@@ -243,3 +243,32 @@ def test_queues_and_a_pool_across_isolated_nodes(cluster: VirtualCluster) -> Non
         "pool": True,
         "pool_nodes": ["0", "0", "1", "1"],  # each worker's node; its queues are node 0's
     }
+
+
+def test_shared_memory_used_on_another_node_is_a_clear_error(cluster: VirtualCluster) -> None:
+    """Issue 17 item 2: a multiprocessing.shared_memory block made on node 0 works in a child on node 0
+    and, in a child on node 1, raises SharedMemoryOnAnotherNode naming both nodes (never wrong data)."""
+    prog = cluster.root / "shm_elsewhere.py"
+    prog.write_text(
+        "import multiprocessing as mp\n"
+        "from multiprocessing import shared_memory\n"
+        "from dragon.native import Policy\n"
+        "def read(block):\n    assert bytes(block.buf[:5]) == b'hello'\n    block.close()\n"
+        "if __name__ == '__main__':\n"
+        "    mp.set_start_method('dragon')\n"
+        "    block = shared_memory.SharedMemory(create=True, size=16)\n"
+        "    block.buf[:5] = b'hello'\n"
+        "    for node in (0, 1):\n"
+        "        with Policy(node=node):\n"
+        "            p = mp.Process(target=read, args=(block,))\n"
+        "            p.start()\n"
+        "        p.join()\n"
+        "        print('node', node, 'exitcode', p.exitcode)\n"
+        "    block.close()\n"
+        "    block.unlink()\n"
+    )
+    done = run(cluster, 2, str(prog))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert b"node 0 exitcode 0" in done.stdout and b"node 1 exitcode 1" in done.stdout, done.stdout
+    assert b"SharedMemoryOnAnotherNode: shared memory block" in done.stderr
+    assert b"was made on node 0 and this process runs on node 1" in done.stderr
