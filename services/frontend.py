@@ -146,6 +146,8 @@ class Frontend:
         self.head_exit: GSHeadExit | None = None
         self.changed = trio.Event()
         """Set (and replaced) whenever a node reports a bringup step."""
+        self.ready: Callable[[Node], bool] = lambda node: True
+        """What the bringup step under way waits for of each node (`wait_all`)."""
         self.forced = False
         self.tearing_down = False
         self.helper_scopes: list[trio.CancelScope] = []
@@ -322,7 +324,9 @@ class Frontend:
     # ------------------------------------------------------------------ bringup (§4)
 
     async def wait_all(self, what: str, ready: Callable[[Node], bool]) -> None:
-        """Until every node is `ready`; BringupError naming the nodes that are not, at the deadline."""
+        """Until every node is `ready` (kept as `self.ready`: at the deadline, `bringup` names the
+        nodes that are not); BringupError at once if the run breaks first."""
+        self.ready = ready
         while not all(ready(n) for n in self.nodes):
             if self.broken.is_set():
                 raise BringupError("frontend", what, str(self.failure))
@@ -354,23 +358,14 @@ class Frontend:
                 if len(self.nodes) > 1:
                     self.forward(self.nodes[0], "gs", info)
                 step = "GSIsUp from Global Services"
-                await self.wait_all(step, lambda n: self.gs_up.is_set())
+                await self.wait_all(step, lambda n: n.idx != 0 or self.gs_up.is_set())  # GS runs on node 0
         except trio.TooSlowError:
-            late = [n for n in self.nodes if not self._past(n, step)]
-            names = ", ".join(f"node {n.idx} ({n.host})" for n in late) or "Global Services"
+            late = [n for n in self.nodes if not self.ready(n)]
+            names = ", ".join(f"node {n.idx} ({n.host})" for n in late)
             raise BringupError(
                 "frontend", step, self.failure or f"{names} did not report within {self.bringup_timeout_s:g} s"
             ) from None
         self.up = True
-
-    def _past(self, node: Node, step: str) -> bool:
-        if step.startswith("BEIsUp"):
-            return node.up is not None
-        if step.startswith("SHChannelsUp"):
-            return node.channels is not None
-        if step.startswith("TAUp"):
-            return node.ta_up
-        return step.startswith("GSIsUp") and node.idx != 0
 
     def channels_info(self) -> LAChannelsInfo:
         descs = []
