@@ -13,23 +13,37 @@ from __future__ import annotations
 import os
 
 from dragon import _runs
+from dragon.descriptors import NodeDescriptor
 from dragon.errors import DragonError
 
-_nodes_by_run: dict[str, int] = {}
+_nodes_by_run: dict[str, NodeDescriptor] = {}
 
 
-def home_of(sdesc: str) -> int | None:
-    """The node index of channel `sdesc` if it is another node's than this process's, else None
-    (a single-node run, or a channel of this node). Asks GS once per process for the nodes' run ids."""
+def _other_run(sdesc: str) -> str | None:
+    """The run id in channel `sdesc`'s entry name if it is another node's than this process's (a run
+    of several nodes names each node's entries with its own run id), else None."""
     own = os.environ.get("DRAGON_RUN_ID", "")
     theirs = _runs.run_id_of_entry(sdesc)
     if int(os.environ.get("DRAGON_NODES", "1") or 1) <= 1 or not own or theirs in (None, own):
         return None
-    if theirs not in _nodes_by_run:
+    return theirs
+
+
+def _node_of_run(run_id: str) -> NodeDescriptor | None:
+    """The node whose run id is `run_id` (GS asked once per process)."""
+    if run_id not in _nodes_by_run:
         from dragon.client.requests import node_list, run
 
-        _nodes_by_run.update({n.run_id: n.idx for n in run(node_list(), timeout_s=10)})
-    return _nodes_by_run.get(theirs or "")
+        _nodes_by_run.update({n.run_id: n for n in run(node_list(), timeout_s=10)})
+    return _nodes_by_run.get(run_id)
+
+
+def home_of(sdesc: str) -> int | None:
+    """The node index of channel `sdesc` if it is another node's than this process's, else None
+    (a single-node run, or a channel of this node)."""
+    theirs = _other_run(sdesc)
+    node = _node_of_run(theirs) if theirs is not None else None
+    return node.idx if node is not None else None
 
 
 class ChannelOnAnotherNode(DragonError):
@@ -38,18 +52,14 @@ class ChannelOnAnotherNode(DragonError):
 
 def explain(sdesc: str, exc: Exception) -> Exception:
     """`exc`, or a ChannelOnAnotherNode naming both nodes if channel `sdesc` is another node's."""
-    own = os.environ.get("DRAGON_RUN_ID", "")
-    theirs = _runs.run_id_of_entry(sdesc)
-    if int(os.environ.get("DRAGON_NODES", "1") or 1) <= 1 or not own or theirs in (None, own):
+    theirs = _other_run(sdesc)
+    if theirs is None:
         return exc
     here = os.environ.get("DRAGON_INDEX", "?")
     try:
-        from dragon.client.requests import node_list, run
-
-        nodes = {n.run_id: n for n in run(node_list(), timeout_s=5)}
+        node = _node_of_run(theirs)
     except DragonError:
-        nodes = {}
-    node = nodes.get(theirs or "")
+        node = None
     there = f"node {node.idx} ({node.host_name})" if node is not None else "another node"
     return ChannelOnAnotherNode(
         f"this process runs on node {here} and reached for a channel of {there} (a queue, pipe, lock or "
