@@ -249,6 +249,8 @@ class NodeDescriptor(msgspec.Struct, kw_only=True, omit_defaults=True):
     """This node's transport agent's input channel (many nodes; "" on a single node)."""
     ta_endpoint: str = ""
     """Where this node's transport agent listens (many nodes)."""
+    ta_ops_endpoint: str = ""
+    """Where processes of other nodes operate on this node's channels, through its agent (many nodes)."""
     run_id: str = ""
     """This node's run id (many nodes: each node names its shm entries with its own)."""
     gs_standin_cd: str = ""

@@ -144,8 +144,14 @@ CONNECTED_PID_VAR: Final = "DRAGON_GS_CLIENT_PID"
 """Set in the environment of a connected process: a process it forks or spawns by other means than
 GS inherits the launch parameters but is not that managed process, and must not take its replies."""
 
+TRANSPORT_KEYS_VAR: Final = "DRAGON_TRANSPORT_KEYS"
+"""Many nodes: the client half of the run's CURVE keys (`transport.zsecurity.RunKeys.for_processes`),
+with which a process reaches the transport agent of another node (`dragon.client.remote`). Set by the
+node's backend in its Local Services' environment, so every process of the node has it; never in a
+message (a process's request carries its environment without it: NOT_INHERITED)."""
+
 # Launch parameters are per process: LS fills in the child's own, so the parent's are not passed on.
 NOT_INHERITED: Final = frozenset(
     [ENV_PREFIX + f.name.upper() for f in msgspec.structs.fields(LaunchParameters)]
-    + [CONNECTED_PID_VAR, "DRAGON_PARENT_PUID"]
+    + [CONNECTED_PID_VAR, "DRAGON_PARENT_PUID", TRANSPORT_KEYS_VAR]
 )

@@ -856,9 +856,11 @@ class LAChannelsInfo(Msg):
 
 
 class TAListening(Msg):
-    """TA -> BE, once its socket is bound: where the other agents reach it (MULTINODE §4 step 3)."""
+    """TA -> BE, once its sockets are bound: where the other agents reach it (MULTINODE §4 step 3),
+    and where processes of other nodes operate on this node's channels (`dragon.client.remote`)."""
 
     endpoint: str
+    ops_endpoint: str = ""
 
 
 class TAUp(Msg):

@@ -35,6 +35,7 @@ import trio
 import zmq
 
 from dragon import _log, _pool_sizes, _rundir, wlm
+from dragon.ids import TRANSPORT_KEYS_VAR
 from dragon.messages import (
     AbnormalTermination,
     BEDone,
@@ -54,7 +55,7 @@ from dragon.messages import (
     TAUp,
 )
 from dragon.transport import FrameStream, MessageChannel, ProtocolError, TrioChannel, decode
-from dragon.transport.zsecurity import RunKeys, client_socket
+from dragon.transport.zsecurity import NO_KEYS, RunKeys, client_socket
 from dragon.transport.zsock import AsyncSocket
 
 from . import transport_agent
@@ -126,6 +127,8 @@ def main() -> int:
         fork_server=config.fork_server,
         fork_server_env=config.fork_server_env,
     )
+    # Every process of the node reaches other nodes' agents with these (zsecurity.process_socket).
+    os.environ[TRANSPORT_KEYS_VAR] = config.keys.for_processes() if config.keys is not None else NO_KEYS
     preforked = prefork_local_services(ls_config)  # also makes this process a subreaper
     ta_in_r, ta_in_w = os.pipe()
     ta_out_r, ta_out_w = os.pipe()
@@ -170,6 +173,7 @@ class Backend:
         self.force = False
         self.why_stop = ""
         self.ta_endpoint = ""
+        self.ta_ops_endpoint = ""
         self.ta_listening = trio.Event()
         self.introduced = trio.Event()
         """Set once BEIsUp is sent: the frontend knows this backend by it, so nothing goes before it."""
@@ -256,7 +260,12 @@ class Backend:
         await self.introduced.wait()  # and with it the agent's endpoint, which SHChannelsUp carries
         if isinstance(msg, SHChannelsUp):
             standin = msg.gs_cd if self.config.node_idx != 0 else ""
-            desc = msgspec.structs.replace(msg.node_desc, ta_endpoint=self.ta_endpoint, gs_standin_cd=standin)
+            desc = msgspec.structs.replace(
+                msg.node_desc,
+                ta_endpoint=self.ta_endpoint,
+                ta_ops_endpoint=self.ta_ops_endpoint,
+                gs_standin_cd=standin,
+            )
             msg = msgspec.structs.replace(msg, node_desc=desc, idx=self.config.node_idx)
         await self.to_fe(msg)
 
@@ -268,7 +277,7 @@ class Backend:
             async for msg in self.ta_link:
                 match msg:
                     case TAListening():
-                        self.ta_endpoint = msg.endpoint
+                        self.ta_endpoint, self.ta_ops_endpoint = msg.endpoint, msg.ops_endpoint
                         self.ta_listening.set()
                     case TAUp():
                         await self.to_fe(msg)

@@ -26,10 +26,12 @@ Order per sender is kept: one socket per pair of nodes, one task per direction.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import struct
 import sys
+from collections.abc import Sequence
 from typing import Final
 
 import msgspec
@@ -50,6 +52,7 @@ from dragon.messages import (
     TAUp,
 )
 from dragon.transport import (
+    Buffer,
     ChannelDestroyed,
     ChannelError,
     FrameStream,
@@ -59,14 +62,14 @@ from dragon.transport import (
     decode,
 )
 from dragon.transport.forward import (
-    DELIVER,
+    ACK,
     DEPTH,
     DESTROYED,
     FAILED,
+    FLUSH,
     OK,
-    OP,
-    RECV,
-    REPLY,
+    OP_CODES,
+    PROBE,
     SEND,
     TIMEOUT,
     ChannelOp,
@@ -85,6 +88,9 @@ HEARTBEAT_S: Final = 0.25
 HEARTBEAT_LOST_S: Final = 2.0  # MULTINODE §6: a lost node is noticed within 2 s
 """Both for the links between agents and for the frontend's link to each backend."""
 DELIVER_TIMEOUT_S: Final = 10.0  # a channel nobody reads for this long loses that frame (logged)
+UNACKED_CHECK_S: Final = 0.5
+"""How long an answer's messages may wait for the requester's ACK before the agent checks that the
+requester is still connected (`Agent.check_requesters`)."""
 _BEAT: Final = struct.Struct("<BI")  # heartbeat frame: 0xFF marker, sender's node index
 _BEAT_MARK: Final = 0xFF
 
@@ -131,7 +137,7 @@ async def _say(link: MessageChannel[TAStdinInbound], msg: TAStdoutOutbound) -> N
         log.warning("the backend is gone: %s not said", type(msg).__name__)
 
 
-async def _send_all(chan: TrioChannel, payloads: list[bytes], timeout: float) -> int:
+async def _send_all(chan: TrioChannel, payloads: Sequence[Buffer], timeout: float) -> int:
     """Send `payloads` in order, waiting while the channel is full, until `timeout`: how many went in.
     Each tries at once first (a timeout of 0 polls); a send cancelled at the deadline sent nothing."""
     count = 0
@@ -145,20 +151,27 @@ async def _send_all(chan: TrioChannel, payloads: list[bytes], timeout: float) ->
     return count
 
 
-async def _receive_some(chan: TrioChannel, max_n: int, timeout: float) -> list[bytes]:
-    """The first message (waiting until `timeout`; 0 polls), then up to `max_n` in all of those waiting."""
+def _take_waiting(chan: TrioChannel, max_n: int) -> list[bytes]:
+    """Up to `max_n` of the messages waiting in `chan` now (none if it is empty)."""
     got: list[bytes] = []
-    with trio.move_on_after(timeout):
-        try:
-            got.append(chan.receive_nowait())
-        except trio.WouldBlock:
-            got.append(await chan.receive())
-    while got and len(got) < max_n:
+    while len(got) < max_n:
         try:
             got.append(chan.receive_nowait())
         except trio.WouldBlock:
             break
     return got
+
+
+async def _receive_some(chan: TrioChannel, max_n: int, timeout: float) -> list[bytes]:
+    """The first message (waiting until `timeout`; 0 polls), then up to `max_n` in all of those waiting."""
+    got: list[bytes] = []
+    with trio.move_on_after(timeout):
+        got.append(await chan.receive())
+    return got + _take_waiting(chan, max_n - 1) if got else got
+
+
+def _status_of(exc: ChannelError) -> int:
+    return DESTROYED if isinstance(exc, ChannelDestroyed) else FAILED
 
 
 class Agent:
@@ -187,9 +200,11 @@ class Agent:
         self.idle_handles: dict[str, list[TrioChannel]] = {}
         """Handles on this node's channels that remote operations used, ready for the next ones."""
         self.ops: trio.Nursery | None = None
-        """Where each `ChannelOp` runs, in a task of its own (a receive may wait long)."""
+        """Where a `ChannelOp` that has to wait runs, in a task of its own (a receive may wait long)."""
+        self.unacked: dict[bytes, dict[int, tuple[str, list[bytes], float]]] = {}
+        """Per requester, the messages of each answer it has not acknowledged yet (`answer`): sdesc,
+        messages, when sent."""
         self._op_decoder = msgspec.msgpack.Decoder(ChannelOp)
-        self._reply_decoder = msgspec.msgpack.Decoder(ChannelReply)
         self._encoder = msgspec.msgpack.Encoder()
 
     async def serve(self) -> None:
@@ -202,7 +217,12 @@ class Agent:
                 await nursery.start(auth.serve)
             pull = AsyncSocket(server_socket(self.ctx, zmq.PULL, cfg.keys))
             port = pull.sock.bind_to_random_port(f"tcp://{cfg.bind_addr}")
-            await self.link.send(TAListening(endpoint=f"tcp://{cfg.bind_addr}:{port}"))
+            ops = AsyncSocket(server_socket(self.ctx, zmq.ROUTER, cfg.keys))
+            ops.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an answer to a requester gone raises: put back
+            ops_port = ops.sock.bind_to_random_port(f"tcp://{cfg.bind_addr}")
+            await self.link.send(
+                TAListening(endpoint=f"tcp://{cfg.bind_addr}:{port}", ops_endpoint=f"tcp://{cfg.bind_addr}:{ops_port}")
+            )
             info = await self.link.receive()
             if not isinstance(info, LAChannelsInfo):
                 raise ProtocolError(f"expected LAChannelsInfo on the TA's stdin, got {type(info).__name__}")
@@ -222,6 +242,8 @@ class Agent:
                 self.all_heard.set()
             me = info.nodes[cfg.node_idx]
             nursery.start_soon(self.receive_frames, pull)
+            nursery.start_soon(self.serve_ops, ops)
+            nursery.start_soon(self.check_requesters, ops)
             nursery.start_soon(self.beat)
             if me.ta_cd:  # MULTINODE §3: c_uid 2**55 + index; a run of one node has none
                 self.gateway = TrioChannel.attach(me.ta_cd)
@@ -283,20 +305,17 @@ class Agent:
                 continue
             self.count(frames_in=1, bytes_in=len(frame))
             try:
-                kind, node, sdesc, payload = unpack_forward(frame)
+                _kind, node, sdesc, payload = unpack_forward(frame)
             except ValueError as exc:
                 self.drop(str(exc))
                 continue
             if node != me:
                 self.drop(f"a frame for node {node} reached node {me}")
                 continue
-            if kind == OP:
-                self.start_op(payload)
-                continue
             self.delivering = True  # a full channel may hold this loop: heartbeats wait behind
             began = trio.current_time()
             try:
-                await (self.deliver if kind == DELIVER else self.deliver_reply)(sdesc, payload)
+                await self.deliver(sdesc, payload)
             finally:
                 self.delivering = False
                 if trio.current_time() - began > HEARTBEAT_S:
@@ -319,110 +338,162 @@ class Agent:
 
     # ---------------------------------------------------------------- remote channels (issue 17)
 
-    def start_op(self, payload: memoryview) -> None:
-        """A process of another node operates on a channel of this one: in a task of its own."""
-        try:
-            op = self._op_decoder.decode(payload)
-        except msgspec.DecodeError as exc:
-            self.drop(f"an operation that does not parse: {exc}")
-            return
-        if op.op not in (SEND, RECV, DEPTH) or self.ops is None:
-            self.drop(f"an operation of unknown kind {op.op}")
-            return
-        self.ops.start_soon(self.run_op, op)
+    async def serve_ops(self, ops: AsyncSocket) -> None:
+        """Operations of processes of other nodes on this node's channels, each on the requester's
+        own connection (`dragon.client.remote`): [requester, header, payloads...]. One that can finish
+        at once (a send with room, a receive with a message waiting, a depth) is answered here; one
+        that must wait gets a task of its own, so that the others go on meanwhile."""
+        assert self.ops is not None
+        while True:
+            parts = await ops.recv_multipart(copy=False)
+            if len(parts) < 2:
+                self.drop(f"an operation of {len(parts)} parts (requester and header at least)")
+                continue
+            self.count(frames_in=1, bytes_in=sum(len(p) for p in parts))
+            who = parts[0].bytes
+            try:
+                op = self._op_decoder.decode(parts[1].buffer)
+            except msgspec.DecodeError as exc:
+                self.drop(f"an operation that does not parse: {exc}")
+                continue
+            if op.op == ACK:
+                self.unacked.get(who, {}).pop(op.req_id, None)
+                continue
+            if op.op not in OP_CODES:
+                self.drop(f"an operation of unknown kind {op.op}")
+                continue
+            payloads = [p.buffer for p in parts[2:]]
+            sent = await self.run_now(ops, who, op, payloads)
+            if sent is not None:
+                self.ops.start_soon(self.run_op, ops, who, op, payloads[sent:], sent)
 
-    async def run_op(self, op: ChannelOp) -> None:
-        """Carry out `op` on its channel (a handle of its own: a receive may wait while other
-        operations go on) and answer the requester. A receive cancelled at its deadline takes
-        nothing; what it took goes back in the answer (and back into the channel if the requester
-        is gone: `deliver_reply` on its node)."""
+    async def run_now(self, ops: AsyncSocket, who: bytes, op: ChannelOp, payloads: list[memoryview]) -> int | None:
+        """Carry out `op` as far as it goes without a wait: None if it is done and answered, else how
+        many of its payloads are in the channel already (a send that met a full channel)."""
+        if op.op == FLUSH:
+            await self.answer(ops, who, op, ChannelReply(op.req_id, OK))
+            return None
+        try:
+            chan = self.handle(op.sdesc)
+        except (ChannelDestroyed, ChannelError, OSError, ValueError) as exc:
+            await self.answer(ops, who, op, ChannelReply(op.req_id, DESTROYED, text=str(exc)))
+            return None
+        got: list[bytes] = []
+        sent = 0
+        try:
+            if op.op == DEPTH:
+                reply = ChannelReply(op.req_id, OK, count=chan.statistics().depth)
+            elif op.op == SEND:
+                for message in payloads:
+                    chan.send_nowait(message)
+                    sent += 1
+                reply = ChannelReply(op.req_id, OK, count=sent)
+            else:
+                got = _take_waiting(chan, op.max_n)
+                if not got:
+                    raise trio.WouldBlock
+                reply = ChannelReply(op.req_id, OK, count=len(got))
+        except trio.WouldBlock:  # the rest waits, in a task
+            self.idle_handles.setdefault(op.sdesc, []).append(chan)
+            return sent
+        except (ChannelDestroyed, ChannelError) as exc:
+            await chan.aclose()
+            await self.answer(ops, who, op, ChannelReply(op.req_id, _status_of(exc), count=sent, text=str(exc)))
+            return None
+        self.idle_handles.setdefault(op.sdesc, []).append(chan)
+        await self.answer(ops, who, op, reply, got)
+        return None
+
+    async def run_op(self, ops: AsyncSocket, who: bytes, op: ChannelOp, payloads: list[memoryview], sent: int) -> None:
+        """Carry out the rest of `op` on its channel (`sent` of a send's payloads are in already; a
+        handle of its own: a receive may wait while other operations go on) and answer the
+        requester. A receive cancelled at its deadline takes nothing."""
         self.count(ops=1)
         try:
-            await self._run_op(op)
+            await self._run_op(ops, who, op, payloads, sent)
         finally:
             self.count(ops=-1)
 
-    async def _run_op(self, op: ChannelOp) -> None:
-        count, status, text = 0, OK, ""
+    async def _run_op(self, ops: AsyncSocket, who: bytes, op: ChannelOp, payloads: list[memoryview], sent: int) -> None:
         got: list[bytes] = []
         timeout = float("inf") if op.timeout < 0 else op.timeout
         try:
             chan = self.handle(op.sdesc)
         except (ChannelDestroyed, ChannelError, OSError, ValueError) as exc:
-            status, text = DESTROYED, str(exc)
-        else:
-            try:
-                if op.op == DEPTH:
-                    count = chan.statistics().depth
-                elif op.op == SEND:
-                    count = await _send_all(chan, op.payloads, timeout)
-                    status = OK if count == len(op.payloads) else TIMEOUT
-                else:
-                    got = await _receive_some(chan, op.max_n, timeout)
-                    count, status = len(got), OK if got else TIMEOUT
-            except ChannelDestroyed as exc:
-                status, text = DESTROYED, str(exc)
-            except ChannelError as exc:
-                status, text = FAILED, str(exc)
-            if status in (DESTROYED, FAILED):
-                await chan.aclose()
+            await self.answer(ops, who, op, ChannelReply(op.req_id, DESTROYED, text=str(exc)))
+            return
+        try:
+            if op.op == SEND:
+                count = await _send_all(chan, payloads, timeout)
+                reply = ChannelReply(op.req_id, OK if count == len(payloads) else TIMEOUT, count=sent + count)
             else:
-                self.idle_handles.setdefault(op.sdesc, []).append(chan)
-        if op.reply_node < 0:  # a put-back: nobody waits for it
-            if status != OK:
-                self.drop(f"a put-back of {len(op.payloads)} messages into {op.sdesc}: {text or 'timed out'}")
-            return
-        reply = ChannelReply(
-            req_id=op.req_id,
-            status=status,
-            home_node=self.config.node_idx,
-            home_sdesc=op.sdesc,
-            count=count,
-            payloads=got,
-            text=text,
-        )
-        frame = pack_forward(op.reply_node, op.reply_sdesc, self._encoder.encode(reply), REPLY)
-        if op.reply_node not in self.peers:
-            self.drop(f"an answer for node {op.reply_node}, which is not another node of this runtime")
+                got = await _receive_some(chan, op.max_n, timeout)
+                reply = ChannelReply(op.req_id, OK if got else TIMEOUT, count=len(got))
+        except (ChannelDestroyed, ChannelError) as exc:
+            await chan.aclose()
+            reply = ChannelReply(op.req_id, _status_of(exc), text=str(exc))
+        else:
+            self.idle_handles.setdefault(op.sdesc, []).append(chan)
+        await self.answer(ops, who, op, reply, got)
+
+    async def answer(
+        self, ops: AsyncSocket, who: bytes, op: ChannelOp, reply: ChannelReply, got: Sequence[bytes] = ()
+    ) -> None:
+        """`reply` (and the messages `got`) to requester `who`. Messages are kept until it ACKs
+        them; if it is not connected any more (it died), they go back into their channel at once."""
+        frames = [who, self._encoder.encode(reply), *got]
+        try:
+            await ops.send_multipart(frames, copy=False)
+        except zmq.ZMQError as exc:
+            if exc.errno != errno.EHOSTUNREACH:
+                raise
             if got:
-                await self.put_back(self.config.node_idx, op.sdesc, got)
+                await self.put_back(op.sdesc, list(got))
             return
-        await self.send_to(op.reply_node, frame)
+        self.count(frames_out=1, bytes_out=sum(len(f) for f in frames))
+        if got:
+            self.unacked.setdefault(who, {})[op.req_id] = (op.sdesc, list(got), trio.current_time())
 
-    async def deliver_reply(self, sdesc: str, payload: memoryview) -> None:
-        """An answer into its requester's reply channel; if the requester is gone (its channel with
-        it), the messages the answer carries go back into their channel (at its end: the order of
-        those few changes, nothing is lost)."""
-        chan = self.channels.get(sdesc)  # kept: a process's reply channel takes many answers
-        try:
-            if chan is None:
-                chan = self.channels[sdesc] = TrioChannel.attach(sdesc)
-            with trio.move_on_after(DELIVER_TIMEOUT_S) as waited:
-                await chan.send(payload)
-            if not waited.cancelled_caught:
-                return
-        except (ChannelDestroyed, ChannelError, OSError, ValueError):
-            gone = self.channels.pop(sdesc, None)
-            if gone is not None:
-                await gone.aclose()
-        try:
-            reply = self._reply_decoder.decode(payload)
-        except msgspec.DecodeError as exc:
-            self.drop(f"an answer that does not parse: {exc}")
-            return
-        if reply.payloads:
-            await self.put_back(reply.home_node, reply.home_sdesc, reply.payloads)
+    async def check_requesters(self, ops: AsyncSocket) -> None:
+        """Every UNACKED_CHECK_S, each requester with messages it has not acknowledged for that long
+        is probed; one that is not connected any more (a process that died after its answer left
+        this node, before it said it had it) gets its messages put back into their channels."""
+        probe = self._encoder.encode(ChannelReply(0, PROBE))
+        while True:
+            await trio.sleep(UNACKED_CHECK_S)
+            old = trio.current_time() - UNACKED_CHECK_S
+            for who, kept in list(self.unacked.items()):
+                if not kept:
+                    del self.unacked[who]
+                    continue
+                if min(t for _, _, t in kept.values()) > old:
+                    continue
+                try:
+                    ops.try_send_multipart([who, probe])
+                except zmq.ZMQError as exc:
+                    if exc.errno != errno.EHOSTUNREACH:
+                        raise
+                    del self.unacked[who]
+                    for sdesc, got, _ in kept.values():
+                        await self.put_back(sdesc, got)
 
-    async def put_back(self, node: int, sdesc: str, payloads: list[bytes]) -> None:
-        """Messages taken for a requester that is gone, back into their channel of `node`."""
-        op = ChannelOp(op=SEND, req_id=0, sdesc=sdesc, reply_node=-1, reply_sdesc="", timeout=-1, payloads=payloads)
-        if node == self.config.node_idx:
-            await self.run_op(op)
+    async def put_back(self, sdesc: str, messages: Sequence[bytes]) -> None:
+        """Messages taken for a requester that is gone, back into their channel (at its end: the order
+        of those few changes, nothing is lost)."""
+        try:
+            chan = self.handle(sdesc)
+        except (ChannelDestroyed, ChannelError, OSError, ValueError) as exc:
+            self.drop(f"{len(messages)} messages to put back into {sdesc}: {exc}")
             return
-        if node not in self.peers:
-            self.drop(f"{len(payloads)} messages to put back into a channel of node {node}, which is gone")
+        try:
+            count = await _send_all(chan, messages, DELIVER_TIMEOUT_S)
+        except (ChannelDestroyed, ChannelError) as exc:
+            await chan.aclose()
+            self.drop(f"{len(messages)} messages to put back into {sdesc}: {exc}")
             return
-        await self.send_to(node, pack_forward(node, "", self._encoder.encode(op), OP))
+        self.idle_handles.setdefault(sdesc, []).append(chan)
+        if count < len(messages):
+            self.drop(f"{len(messages) - count} messages to put back into {sdesc}: it stayed full")
 
     async def send_to(self, node: int, frame: bytes | memoryview) -> None:
         """One frame to the agent of `node` (which must be a peer), counted."""

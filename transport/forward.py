@@ -7,10 +7,9 @@ names the destination: the node index and the channel's attach descriptor, which
 attach. The agent sends header and frame to the agent of that node, which attaches the descriptor
 and puts the frame in. The frame is encoded once, by the sender; nobody on the way decodes it.
 
-`transport.remote_frames.RemoteFrames` is that path as a trio channel, for the services. The same
-frames carry a process's operations on a channel of another node (`ChannelOp`, answered with a
-`ChannelReply`: `dragon.client.remote`). No ZeroMQ and no trio here: processes import this module;
-ZeroMQ only the agent.
+`transport.remote_frames.RemoteFrames` is that path as a trio channel, for the services. A
+process's own operations on a channel of another node go another way (below: `ChannelOp`). No
+ZeroMQ and no trio here.
 """
 
 from __future__ import annotations
@@ -23,12 +22,7 @@ import msgspec
 _HEADER: Final = struct.Struct("<BII")  # kind, node index, length of the attach descriptor
 DELIVER: Final = 0
 """Put the frame into channel `sdesc` of the node."""
-OP: Final = 1
-"""The frame is a `ChannelOp` for that node's agent to carry out on one of its channels (sdesc "")."""
-REPLY: Final = 2
-"""The frame is a `ChannelReply` for the requester's reply channel `sdesc`; if that channel is gone
-(the requester died), the messages it carries go back into the channel they were taken from."""
-KINDS: Final = (DELIVER, OP, REPLY)
+KINDS: Final = (DELIVER,)
 
 
 def pack_forward(node: int, sdesc: str, frame: bytes | bytearray | memoryview, kind: int = DELIVER) -> bytes:
@@ -59,46 +53,52 @@ def unpack_forward(buf: bytes | bytearray | memoryview) -> tuple[int, int, str, 
 
 
 # --------------------------------------------------------------------------- operations on remote channels
-
+#
+# A process operates on a channel of another node over a socket of its own to that node's agent (a
+# ZeroMQ DEALER to the agent's ROUTER: `dragon.client.remote`, `services.transport_agent`). A message
+# is the header (a `ChannelOp` or `ChannelReply`, msgpack) followed by one part per payload: a large
+# payload travels as its own part, never copied into the header.
 
 SEND: Final = 1
 RECV: Final = 2
 DEPTH: Final = 3
 """How many messages wait in the channel (`ChannelReply.count`)."""
+ACK: Final = 4
+"""The requester has the messages of its answer `req_id` (not answered): the agent forgets them."""
+FLUSH: Final = 5
+"""Answered at once: everything the requester sent before (its ACKs) has arrived (`dragon.client.remote`
+at exit)."""
+OP_CODES: Final = (SEND, RECV, DEPTH, ACK, FLUSH)
 OK: Final = 0
 TIMEOUT: Final = 1
 DESTROYED: Final = 2
 FAILED: Final = 3
+PROBE: Final = 4
+"""Not an answer: the agent checks that the requester is still connected (`ChannelReply.status`)."""
 
 
 class ChannelOp(msgspec.Struct, array_like=True, frozen=True):
     """A process's operation on a channel of another node, carried out there by that node's agent
-    (`services.transport_agent`), which answers with a `ChannelReply` in the requester's reply channel.
+    (`services.transport_agent`), which answers with a `ChannelReply`; the payloads follow as parts.
 
-    SEND puts `payloads` in order (waiting while the channel is full, at most `timeout` s: < 0 = no
+    SEND puts the payloads in order (waiting while the channel is full, at most `timeout` s: < 0 = no
     limit; all or, at the deadline, those that fit: `ChannelReply.count` says how many). RECV takes
-    1 to `max_n` messages (waiting for the first at most `timeout` s). `reply_node == -1`: no reply
-    (a put-back)."""
+    1 to `max_n` messages (waiting for the first at most `timeout` s). DEPTH counts the messages
+    waiting. ACK: the answer `req_id` arrived (its messages are the requester's now)."""
 
     op: int
     req_id: int
-    sdesc: str
-    reply_node: int
-    reply_sdesc: str
-    timeout: float
+    sdesc: str = ""
+    timeout: float = -1.0
     max_n: int = 1
-    payloads: list[bytes] = []
 
 
 class ChannelReply(msgspec.Struct, array_like=True, frozen=True):
     """The answer to a `ChannelOp`: `status` OK, TIMEOUT, DESTROYED or FAILED (`text` says why);
-    `count` messages sent (SEND) or the messages taken (RECV, in `payloads`). `home_node`/`home_sdesc`
-    name the channel they came from, for the put-back when the requester is gone."""
+    `count` messages sent (SEND), waiting (DEPTH) or taken (RECV: they follow as parts, and the
+    requester ACKs them)."""
 
     req_id: int
     status: int
-    home_node: int
-    home_sdesc: str
     count: int = 0
-    payloads: list[bytes] = []
     text: str = ""

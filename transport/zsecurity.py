@@ -16,7 +16,11 @@ processes of a run trust each other equally.
 
 The callers keep the keys secret: never on a command line (`ps` shows it to every user) nor in a file
 other users can read; they travel on a backend's stdin or in a 0600 file (MULTINODE.md §4). `repr` of
-`RunKeys` hides the secrets, so a logged handle does not leak them.
+`RunKeys` hides the secrets, so a logged handle does not leak them. The processes of the run get the
+client pair and the server's public key (never the server's secret) in their environment
+(`for_processes`, `process_socket`) **[choice]**: a process operates on a channel of another node over
+a socket of its own to that node's agent (issue 17), and its environment is readable by its user and
+root only (/proc/PID/environ is 0400), as a 0600 file would be.
 
 `security="none"` (the user's explicit opt-out, §7) is `keys=None` everywhere: plain sockets, no
 authenticator.
@@ -71,6 +75,28 @@ class RunKeys(msgspec.Struct, frozen=True):
 
     def __repr__(self) -> str:
         return f"RunKeys(server_public={self.server_public!r}, client_public={self.client_public!r}, secrets hidden)"
+
+    def for_processes(self) -> str:
+        """What a process of the run needs to connect (`process_socket`): the server's public key and
+        the client pair, as one line."""
+        return " ".join((self.server_public, self.client_public, self.client_secret))
+
+
+NO_KEYS: Final = "none"
+"""`for_processes` of a run with `--transport-security none`."""
+
+
+def process_socket(ctx: zmq.Context[Any], kind: int, for_processes: str) -> zmq.Socket[bytes]:
+    """A socket of type `kind` to connect, for a process of the run given `RunKeys.for_processes` (or
+    NO_KEYS). Raises ValueError naming the problem if the text is not that."""
+    if for_processes == NO_KEYS:
+        return client_socket(ctx, kind, None)
+    parts = for_processes.split()
+    if len(parts) != 3 or any(len(k) != _Z85_KEY_CHARS for k in parts):
+        raise ValueError("the run's keys for processes are not three CURVE keys of Z85 text")
+    sock: zmq.Socket[bytes] = ctx.socket(kind)
+    sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = (k.encode() for k in parts)
+    return sock
 
 
 def server_socket(ctx: zmq.Context[Any], kind: int, keys: RunKeys | None) -> zmq.Socket[bytes]:

@@ -213,8 +213,10 @@ def test_ssh_starts_each_node_through_its_sshd(cluster: VirtualCluster) -> None:
 def test_native_channels_across_isolated_nodes(cluster: VirtualCluster) -> None:
     """Issue 17 item 1: a channel used from another node through the transport agents: order of a
     sender kept, a full channel blocks its remote sender (capacity 4 and 8 with 200 messages), ChannelEmpty
-    and ChannelFull at their timeouts, a destroy wakes a remote receiver with ChannelDestroyed, and a
-    receiver killed while it waits loses no message."""
+    and ChannelFull at their timeouts, a destroy wakes a remote receiver with ChannelDestroyed, a
+    receiver killed while it waits loses no message, one that takes 4 of 10 and exits normally leaves
+    exactly the other 6 (its acknowledgements reached the home agent: nothing comes back twice), and a
+    thread waiting in a receive does not hold up another thread's send."""
     done = run(cluster, 2, node_program("remote_channels.py"))
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert json.loads(done.stdout) == {
@@ -226,6 +228,10 @@ def test_native_channels_across_isolated_nodes(cluster: VirtualCluster) -> None:
         "doomed": "doomed destroyed",
         "child_exit": 0,
         "kept": "keep me",
+        "taker_exit": 0,
+        "left": [4, 5, 6, 7, 8, 9],
+        "ping": "ping",
+        "two_threads_exit": 0,
     }
 
 

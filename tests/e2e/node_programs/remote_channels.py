@@ -2,7 +2,9 @@
 
 The head (node 0) makes "to_head" (home node 0); a child on node 1 makes "to_child" (home node 1).
 Each uses the other's channel through the transport agents: order, blocking, timeouts, destroy, and
-a receiver killed while it waits (the message it was waiting for is not lost).
+a receiver killed while it waits (the message it was waiting for is not lost). Then: a receiver that
+takes some messages and exits normally takes exactly those (none comes back, none is lost), and a
+thread waiting in a receive does not hold up another thread's send of the same process.
 """
 
 import json
@@ -58,6 +60,28 @@ def waiter() -> None:
     Channel.wait_created("precious", timeout=30).recv()  # killed while it waits
 
 
+def taker(n: int) -> None:
+    chan = Channel.wait_created("counted", timeout=30)
+    for _ in range(n):
+        chan.recv(timeout=30)
+
+
+def two_threads() -> None:
+    """A thread waits on "to_thread" (node 0); once the head has seen it wait, this thread sends on
+    "pings" (node 0): the head answers the ping into "to_thread", so the send must not wait behind the
+    receive."""
+    import threading
+
+    go = Channel.create(name="go")  # node 1's: the head says when the thread's receive waits
+    got: list[object] = []
+    t = threading.Thread(target=lambda: got.append(Channel.wait_created("to_thread", timeout=30).recv(timeout=30)))
+    t.start()
+    go.recv(timeout=30)
+    Channel.wait_created("pings", timeout=30).send("ping", timeout=30)
+    t.join()
+    assert got == ["pong"], got
+
+
 if __name__ == "__main__":
     mp.set_start_method("dragon")
     to_head = Channel.create(name="to_head", capacity=8)
@@ -92,4 +116,26 @@ if __name__ == "__main__":
     w.join(30)
     precious.send("keep me")  # the dead receiver's receive, still pending at this node's agent, may take it:
     report["kept"] = precious.recv(timeout=30)  # its answer cannot be delivered, so it comes back
+    counted = Channel.create(name="counted")
+    for i in range(10):
+        counted.send(i)
+    with Policy(node=1):
+        t = mp.Process(target=taker, args=(4,))
+        t.start()
+    t.join(60)
+    report["taker_exit"] = t.exitcode
+    report["left"] = [counted.recv(timeout=0) for _ in range(counted.statistics().depth)]
+    to_thread, pings = Channel.create(name="to_thread"), Channel.create(name="pings")
+    with Policy(node=1):
+        tt = mp.Process(target=two_threads)
+        tt.start()
+    wait_for_receiver(to_thread)
+    Channel.wait_created("go", timeout=30).send("go")
+    try:
+        report["ping"] = pings.recv(timeout=15)
+    except ChannelEmpty:
+        report["ping"] = "the send waited behind the other thread's receive"
+    to_thread.send("pong")
+    tt.join(60)
+    report["two_threads_exit"] = tt.exitcode
     print(json.dumps(report))
