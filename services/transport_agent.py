@@ -74,6 +74,7 @@ from dragon.transport.forward import (
     TIMEOUT,
     ChannelOp,
     ChannelReply,
+    inline,
     pack_forward,
     unpack_forward,
 )
@@ -362,12 +363,12 @@ class Agent:
             if op.op not in OP_CODES:
                 self.drop(f"an operation of unknown kind {op.op}")
                 continue
-            payloads = [p.buffer for p in parts[2:]]
+            payloads: Sequence[Buffer] = op.payloads or [p.buffer for p in parts[2:]]
             sent = await self.run_now(ops, who, op, payloads)
             if sent is not None:
                 self.ops.start_soon(self.run_op, ops, who, op, payloads[sent:], sent)
 
-    async def run_now(self, ops: AsyncSocket, who: bytes, op: ChannelOp, payloads: list[memoryview]) -> int | None:
+    async def run_now(self, ops: AsyncSocket, who: bytes, op: ChannelOp, payloads: Sequence[Buffer]) -> int | None:
         """Carry out `op` as far as it goes without a wait: None if it is done and answered, else how
         many of its payloads are in the channel already (a send that met a full channel)."""
         if op.op == FLUSH:
@@ -404,7 +405,7 @@ class Agent:
         await self.answer(ops, who, op, reply, got)
         return None
 
-    async def run_op(self, ops: AsyncSocket, who: bytes, op: ChannelOp, payloads: list[memoryview], sent: int) -> None:
+    async def run_op(self, ops: AsyncSocket, who: bytes, op: ChannelOp, payloads: Sequence[Buffer], sent: int) -> None:
         """Carry out the rest of `op` on its channel (`sent` of a send's payloads are in already; a
         handle of its own: a receive may wait while other operations go on) and answer the
         requester. A receive cancelled at its deadline takes nothing."""
@@ -414,7 +415,7 @@ class Agent:
         finally:
             self.count(ops=-1)
 
-    async def _run_op(self, ops: AsyncSocket, who: bytes, op: ChannelOp, payloads: list[memoryview], sent: int) -> None:
+    async def _run_op(self, ops: AsyncSocket, who: bytes, op: ChannelOp, payloads: Sequence[Buffer], sent: int) -> None:
         got: list[bytes] = []
         timeout = float("inf") if op.timeout < 0 else op.timeout
         try:
@@ -441,7 +442,10 @@ class Agent:
     ) -> None:
         """`reply` (and the messages `got`) to requester `who`. Messages are kept until it ACKs
         them; if it is not connected any more (it died), they go back into their channel at once."""
-        frames = [who, self._encoder.encode(reply), *got]
+        if got and inline(got):
+            frames = [who, self._encoder.encode(msgspec.structs.replace(reply, payloads=list(got)))]
+        else:
+            frames = [who, self._encoder.encode(reply), *got]
         try:
             await ops.send_multipart(frames, copy=False)
         except zmq.ZMQError as exc:

@@ -15,9 +15,12 @@ ZeroMQ and no trio here.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import Final
 
 import msgspec
+
+from ._layout import Buffer
 
 _HEADER: Final = struct.Struct("<BII")  # kind, node index, length of the attach descriptor
 DELIVER: Final = 0
@@ -56,8 +59,18 @@ def unpack_forward(buf: bytes | bytearray | memoryview) -> tuple[int, int, str, 
 #
 # A process operates on a channel of another node over a socket of its own to that node's agent (a
 # ZeroMQ DEALER to the agent's ROUTER: `dragon.client.remote`, `services.transport_agent`). A message
-# is the header (a `ChannelOp` or `ChannelReply`, msgpack) followed by one part per payload: a large
-# payload travels as its own part, never copied into the header.
+# is the header (a `ChannelOp` or `ChannelReply`, msgpack) with the payloads in it when each is smaller
+# than INLINE_MAX (many small messages are one ZeroMQ part: a part costs as much as a small message,
+# and with CURVE each is sealed on its own), else followed by one part per payload: a large payload is
+# never copied into a header.
+
+INLINE_MAX: Final = 64 * 1024
+
+
+def inline(payloads: Sequence[Buffer]) -> bool:
+    """Whether `payloads` go in the header (every one smaller than INLINE_MAX) rather than as parts."""
+    return all(len(p) < INLINE_MAX for p in payloads)
+
 
 SEND: Final = 1
 RECV: Final = 2
@@ -91,6 +104,8 @@ class ChannelOp(msgspec.Struct, array_like=True, frozen=True):
     sdesc: str = ""
     timeout: float = -1.0
     max_n: int = 1
+    payloads: list[bytes] = []
+    """SEND's messages when they are small (`inline`); else they follow as parts."""
 
 
 class ChannelReply(msgspec.Struct, array_like=True, frozen=True):
@@ -102,3 +117,5 @@ class ChannelReply(msgspec.Struct, array_like=True, frozen=True):
     status: int
     count: int = 0
     text: str = ""
+    payloads: list[bytes] = []
+    """RECV's messages when they are small (`inline`); else they follow as parts."""

@@ -9,8 +9,8 @@ spec's "measure both"]** A socket of the process's own, rather than its node's a
 operation through a channel: an operation crosses one network hop and wakes one agent instead of two
 agents and two shared-memory hops (a round trip on an 8 B message went from about 450 to about 150 µs
 between two isolated nodes). Payloads travel as message parts of their own (a large one is not copied
-into a header, nor by ZeroMQ on the way out). pyzmq is imported only here, by a process of a
-multi-node run that uses a channel of another node.
+into a header, nor by ZeroMQ on the way out). pyzmq is imported only when a process of a multi-node
+run first uses a channel of another node (a single-node run never loads it).
 
 Semantics are the channel's own: a send waits while the channel is full (backpressure: the home agent
 waits, the answer comes once the messages are in) and keeps this sender's order (each operation of a
@@ -41,10 +41,9 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
-import zmq
 
 from dragon.ids import TRANSPORT_KEYS_VAR, LaunchParameters
 from dragon.transport import (
@@ -67,8 +66,11 @@ from dragon.transport.forward import (
     TIMEOUT,
     ChannelOp,
     ChannelReply,
+    inline,
 )
-from dragon.transport.zsecurity import process_socket
+
+if TYPE_CHECKING:
+    import zmq
 
 OP_BYTES: Final = 4 << 20
 """The most bytes of messages one SEND operation carries (`RemoteChannel.send_many` splits)."""
@@ -106,7 +108,10 @@ class _Link:
                 f"{TRANSPORT_KEYS_VAR} is not set: only a process the runtime started can reach a channel of "
                 "another node (start it with multiprocessing or dragon.native.Process)"
             )
+        import zmq
+
         self.node = params.index
+        self.zmq = zmq
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.endpoints: dict[int, str] = {}
         self.local = threading.local()
@@ -126,11 +131,13 @@ class _Link:
             mine = self.local.sockets = {}
         sock = mine.get(node)
         if sock is None:
+            from dragon.transport.zsecurity import process_socket
+
             try:
-                raw = process_socket(self.ctx, zmq.DEALER, self.keys)
+                raw = process_socket(self.ctx, self.zmq.DEALER, self.keys)
             except ValueError as exc:
                 raise ChannelError(f"{TRANSPORT_KEYS_VAR}: {exc}") from None
-            raw.setsockopt(zmq.LINGER, 0)
+            raw.setsockopt(self.zmq.LINGER, 0)
             raw.connect(self.endpoint(node))
             sock = mine[node] = _Socket(raw, threading.current_thread())
             with self.lock:
@@ -158,8 +165,13 @@ class _Link:
         """One operation on channel `sdesc` of `node`, answered: the answer and the messages it carries."""
         sock = self.socket(node)
         req_id = next(self.ids)
-        request = ChannelOp(op, req_id, sdesc, -1.0 if timeout is None else max(0.0, timeout), max_n)
-        sock.sock.send_multipart([self.encoder.encode(request), *payloads], copy=False)
+        wait = -1.0 if timeout is None else max(0.0, timeout)
+        if inline(payloads):
+            request = ChannelOp(op, req_id, sdesc, wait, max_n, [bytes(p) for p in payloads])
+            sock.sock.send(self.encoder.encode(request), copy=False)
+        else:
+            request = ChannelOp(op, req_id, sdesc, wait, max_n)
+            sock.sock.send_multipart([self.encoder.encode(request), *payloads], copy=False)
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout) + ANSWER_MARGIN_S
         while True:
             left = NODE_CHECK_S if deadline is None else min(NODE_CHECK_S, deadline - time.monotonic())
@@ -175,7 +187,7 @@ class _Link:
             reply = self.decoder.decode(frames[0])
             if reply.status == PROBE:
                 continue
-            got = frames[1:]
+            got = reply.payloads or frames[1:]
             if got:  # ours now: the agent may forget them
                 sock.sock.send(self.encoder.encode(ChannelOp(ACK, reply.req_id)))
                 sock.acked = True
