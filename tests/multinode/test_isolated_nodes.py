@@ -214,7 +214,8 @@ def test_native_channels_across_isolated_nodes(cluster: VirtualCluster) -> None:
     """Issue 17 item 1: a channel used from another node through the transport agents: order of a
     sender kept, a full channel blocks its remote sender (capacity 4 and 8 with 200 messages), ChannelEmpty
     and ChannelFull at their timeouts, a destroy wakes a remote receiver with ChannelDestroyed, a
-    receiver killed while it waits loses no message, one that takes 4 of 10 and exits normally leaves
+    receiver killed while it waits loses no message, a sender killed while its send waits on a full
+    channel leaves it usable, one that takes 4 of 10 and exits normally leaves
     exactly the other 6 (its acknowledgements reached the home agent: nothing comes back twice), and a
     thread waiting in a receive does not hold up another thread's send."""
     done = run(cluster, 2, node_program("remote_channels.py"))
@@ -228,6 +229,7 @@ def test_native_channels_across_isolated_nodes(cluster: VirtualCluster) -> None:
         "doomed": "doomed destroyed",
         "child_exit": 0,
         "kept": "keep me",
+        "stuck": ["first", "from the killed sender", "still usable"],
         "taker_exit": 0,
         "left": [4, 5, 6, 7, 8, 9],
         "ping": "ping",

@@ -48,16 +48,20 @@ def child(results: "mp.SimpleQueue[str]") -> None:
     mine.destroy()
 
 
-def wait_for_receiver(chan: Channel) -> None:
-    """Until a receive waits on `chan` (a bounded poll)."""
+def wait_for_receiver(chan: Channel, side: str = "blocked_receivers") -> None:
+    """Until a receive (or a send: side "blocked_senders") waits on `chan` (a bounded poll)."""
     deadline = time.monotonic() + 30
-    while chan.statistics().blocked_receivers < 1:
-        assert time.monotonic() < deadline, "no receiver came"
+    while getattr(chan.statistics(), side) < 1:
+        assert time.monotonic() < deadline, f"nobody came ({side})"
         time.sleep(0.005)
 
 
 def waiter() -> None:
     Channel.wait_created("precious", timeout=30).recv()  # killed while it waits
+
+
+def stuck_sender() -> None:
+    Channel.wait_created("stuck", timeout=30).send("from the killed sender")  # waits: killed meanwhile
 
 
 def taker(n: int) -> None:
@@ -116,6 +120,19 @@ if __name__ == "__main__":
     w.join(30)
     precious.send("keep me")  # the dead receiver's receive, still pending at this node's agent, may take it:
     report["kept"] = precious.recv(timeout=30)  # its answer cannot be delivered, so it comes back
+    # a sender on node 1 killed while its send waits on a full channel of node 0: the channel stays
+    # usable; the send in flight completes at home (as a message written before a death would)
+    stuck = Channel.create(name="stuck", capacity=1)
+    stuck.send("first")
+    with Policy(node=1):
+        s = mp.Process(target=stuck_sender)
+        s.start()
+    wait_for_receiver(stuck, "blocked_senders")  # the home agent's send waits for room
+    os.kill(s.pid, signal.SIGKILL)
+    s.join(30)
+    report["stuck"] = [stuck.recv(timeout=30), stuck.recv(timeout=30)]
+    stuck.send("still usable")
+    report["stuck"].append(stuck.recv(timeout=30))
     counted = Channel.create(name="counted")
     for i in range(10):
         counted.send(i)
