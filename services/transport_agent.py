@@ -25,6 +25,7 @@ Order per sender is kept: one socket per pair of nodes, one task per direction.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import logging
@@ -205,6 +206,8 @@ class Agent:
         self.unacked: dict[bytes, dict[int, tuple[str, list[bytes], float]]] = {}
         """Per requester, the messages of each answer it has not acknowledged yet (`answer`): sdesc,
         messages, when sent."""
+        self.waiting_sends: dict[tuple[bytes, str], collections.deque[tuple[ChannelOp, Sequence[Buffer]]]] = {}
+        """Per requester and channel whose send waits for room (`run_sends`), its later sends there."""
         self._op_decoder = msgspec.msgpack.Decoder(ChannelOp)
         self._encoder = msgspec.msgpack.Encoder()
 
@@ -364,9 +367,33 @@ class Agent:
                 self.drop(f"an operation of unknown kind {op.op}")
                 continue
             payloads: Sequence[Buffer] = op.payloads or [p.buffer for p in parts[2:]]
+            behind = self.waiting_sends.get((who, op.sdesc)) if op.op == SEND else None
+            if behind is not None:  # this requester's earlier send there waits for room: after it
+                behind.append((op, payloads))
+                continue
             sent = await self.run_now(ops, who, op, payloads)
-            if sent is not None:
+            if sent is None:
+                continue
+            if op.op == SEND:
+                self.waiting_sends[who, op.sdesc] = collections.deque()
+                self.ops.start_soon(self.run_sends, ops, who, op, payloads[sent:], sent)
+            else:
                 self.ops.start_soon(self.run_op, ops, who, op, payloads[sent:], sent)
+
+    async def run_sends(
+        self, ops: AsyncSocket, who: bytes, op: ChannelOp, payloads: Sequence[Buffer], sent: int
+    ) -> None:
+        """The rest of a send that met a full channel, then, in order, the sends of the same requester
+        into the same channel that came meanwhile (a process posts a queue's sends without waiting
+        for their answers: `dragon.client.remote`; each sender's order is kept)."""
+        key = (who, op.sdesc)
+        try:
+            await self.run_op(ops, who, op, payloads, sent)
+            while queued := self.waiting_sends[key]:
+                op, payloads = queued.popleft()
+                await self.run_op(ops, who, op, payloads, 0)
+        finally:
+            del self.waiting_sends[key]
 
     async def run_now(self, ops: AsyncSocket, who: bytes, op: ChannelOp, payloads: Sequence[Buffer]) -> int | None:
         """Carry out `op` as far as it goes without a wait: None if it is done and answered, else how

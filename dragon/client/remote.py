@@ -79,6 +79,9 @@ NODE_CHECK_S: Final = 1.0
 wait on a channel of a lost node ends with ChannelError, MULTINODE §6)."""
 ANSWER_MARGIN_S: Final = 10.0
 """How much longer than an operation's own timeout its answer may take (the agent, the network)."""
+POST_WINDOW_BYTES: Final = 8 << 20
+POST_WINDOW_OPS: Final = 1024
+"""How many bytes and operations of posted sends (a queue's: `_Poster`) may await their answers."""
 EXIT_FLUSH_S: Final = 2.0
 """At exit, how long each socket's last round trip (FLUSH, and the put-back of kept messages) may take."""
 
@@ -95,8 +98,25 @@ class _Socket:
         """An ACK left since the last round trip (a FLUSH at exit confirms it arrived)."""
 
 
+class _Poster:
+    """This process's posted sends to one node (a queue's puts, `RemoteChannel(posted=True)`): one
+    socket that every thread uses under `lock`, so that the sends of the process keep the order in
+    which they were made, whichever thread made them (as the stdlib's feeder keeps the order of its
+    buffer). A post returns once sent; its answer is collected later (`_Link.collect`)."""
+
+    def __init__(self, sock: _Socket) -> None:
+        self.sock = sock
+        self.lock = threading.Lock()
+        self.waiting: dict[int, tuple[str, int, int]] = {}
+        """Posted and not answered yet: req_id -> (sdesc, messages, bytes)."""
+        self.bytes = 0
+        self.failed: dict[str, ChannelError] = {}
+        """A posted send that failed (its channel destroyed...): raised at the next post there."""
+
+
 class _Link:
-    """This process's way to the agents of other nodes: a socket per thread and node."""
+    """This process's way to the agents of other nodes: a socket per thread and node, and a shared
+    one per node for posted sends."""
 
     def __init__(self) -> None:
         params = LaunchParameters.from_env()
@@ -116,6 +136,7 @@ class _Link:
         self.endpoints: dict[int, str] = {}
         self.local = threading.local()
         self.sockets: list[_Socket] = []
+        self.posters: dict[int, _Poster] = {}
         self.lock = threading.Lock()
         """Guards `sockets`, `endpoints` and `stash` (each socket is its thread's only)."""
         self.ids = itertools.count(1)
@@ -131,18 +152,92 @@ class _Link:
             mine = self.local.sockets = {}
         sock = mine.get(node)
         if sock is None:
-            from dragon.transport.zsecurity import process_socket
-
-            try:
-                raw = process_socket(self.ctx, self.zmq.DEALER, self.keys)
-            except ValueError as exc:
-                raise ChannelError(f"{TRANSPORT_KEYS_VAR}: {exc}") from None
-            raw.setsockopt(self.zmq.LINGER, 0)
-            raw.connect(self.endpoint(node))
-            sock = mine[node] = _Socket(raw, threading.current_thread())
-            with self.lock:
-                self.sockets.append(sock)
+            sock = mine[node] = self._connect(node)
         return sock
+
+    def _connect(self, node: int) -> _Socket:
+        from dragon.transport.zsecurity import process_socket
+
+        try:
+            raw = process_socket(self.ctx, self.zmq.DEALER, self.keys)
+        except ValueError as exc:
+            raise ChannelError(f"{TRANSPORT_KEYS_VAR}: {exc}") from None
+        raw.setsockopt(self.zmq.LINGER, 0)
+        raw.connect(self.endpoint(node))
+        sock = _Socket(raw, threading.current_thread())
+        with self.lock:
+            self.sockets.append(sock)
+        return sock
+
+    def poster(self, node: int) -> _Poster:
+        with self.lock:
+            poster = self.posters.get(node)
+        if poster is None:
+            sock = self._connect(node)
+            with self.lock:
+                poster = self.posters.setdefault(node, _Poster(sock))
+        return poster
+
+    def post(self, node: int, sdesc: str, payloads: Sequence[Buffer], timeout: float | None) -> bool:
+        """Send `payloads` into channel `sdesc` of `node` without waiting for the answer (see
+        `_Poster`): False if the window of answers awaited stayed full for `timeout` s (None: no
+        limit; 0: no wait). Raises the error of an earlier posted send into that channel, if one
+        failed."""
+        poster = self.poster(node)
+        size = sum(len(p) for p in payloads)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with poster.lock:
+            self.collect(poster, 0)
+            while poster.waiting and (
+                poster.bytes + size > POST_WINDOW_BYTES or len(poster.waiting) >= POST_WINDOW_OPS
+            ):
+                left = NODE_CHECK_S if deadline is None else min(NODE_CHECK_S, deadline - time.monotonic())
+                if left <= 0:
+                    return False
+                if not self.collect(poster, left) and _is_lost(node):
+                    raise ChannelError(f"node {node} is lost: its channel cannot be reached any more")
+            failed = poster.failed.pop(sdesc, None)
+            if failed is not None:
+                raise failed
+            req_id = next(self.ids)
+            self._send(poster.sock, ChannelOp(SEND, req_id, sdesc), payloads)
+            poster.waiting[req_id] = (sdesc, len(payloads), size)
+            poster.bytes += size
+        return True
+
+    def collect(self, poster: _Poster, wait_s: float) -> int:
+        """The answers of posted sends that have come (waiting up to `wait_s` for the first): how many."""
+        sock, n = poster.sock.sock, 0
+        while sock.poll(int(wait_s * 1000) if n == 0 else 0):
+            reply = self.decoder.decode(sock.recv_multipart()[0])
+            done = poster.waiting.pop(reply.req_id, None)
+            if done is None:  # a probe, or the answer of the FLUSH at exit
+                continue
+            n += 1
+            poster.bytes -= done[2]
+            if reply.status == DESTROYED:
+                poster.failed[done[0]] = ChannelDestroyed(f"the channel was destroyed: {reply.text}")
+            elif reply.status != OK:
+                poster.failed[done[0]] = ChannelError(f"a send into a channel of another node failed: {reply.text}")
+        return n
+
+    def in_flight(self, sdesc: str) -> int:
+        """Messages this process posted into channel `sdesc` whose answers have not come yet."""
+        node = _home_of.get(sdesc, -1)
+        poster = self.posters.get(node)
+        if poster is None:
+            return 0
+        with poster.lock:
+            self.collect(poster, 0)
+            return sum(n for chan, n, _ in poster.waiting.values() if chan == sdesc)
+
+    def _send(self, sock: _Socket, request: ChannelOp, payloads: Sequence[Buffer]) -> None:
+        """`request` with `payloads`: in its header when they are small, else as parts of their own."""
+        if inline(payloads):
+            request = msgspec.structs.replace(request, payloads=[bytes(p) for p in payloads])
+            sock.sock.send(self.encoder.encode(request), copy=False)
+        else:
+            sock.sock.send_multipart([self.encoder.encode(request), *payloads], copy=False)
 
     def endpoint(self, node: int) -> str:
         """Where the agent of `node` takes operations (asked of Global Services once)."""
@@ -165,13 +260,7 @@ class _Link:
         """One operation on channel `sdesc` of `node`, answered: the answer and the messages it carries."""
         sock = self.socket(node)
         req_id = next(self.ids)
-        wait = -1.0 if timeout is None else max(0.0, timeout)
-        if inline(payloads):
-            request = ChannelOp(op, req_id, sdesc, wait, max_n, [bytes(p) for p in payloads])
-            sock.sock.send(self.encoder.encode(request), copy=False)
-        else:
-            request = ChannelOp(op, req_id, sdesc, wait, max_n)
-            sock.sock.send_multipart([self.encoder.encode(request), *payloads], copy=False)
+        self._send(sock, ChannelOp(op, req_id, sdesc, -1.0 if timeout is None else max(0.0, timeout), max_n), payloads)
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout) + ANSWER_MARGIN_S
         while True:
             left = NODE_CHECK_S if deadline is None else min(NODE_CHECK_S, deadline - time.monotonic())
@@ -206,12 +295,17 @@ class _Link:
             return [kept.popleft() for _ in range(min(max_n, len(kept)))] if kept else []
 
     def close(self) -> None:
-        """At exit: kept messages back into their channels, then each socket this thread may use (its
-        own, and those of threads that ended) confirms its ACKs arrived; all within EXIT_FLUSH_S each."""
+        """At exit: kept messages back into their channels; the agents have every posted send (they
+        carry them out whether this process lives or not); each socket this thread may use (its own,
+        and those of threads that ended) confirms its ACKs arrived; all within EXIT_FLUSH_S each."""
         for sdesc, kept in self.stash.items():
             node = _home_of.get(sdesc, -1)
             if kept and node >= 0:
                 self._last_word(self.socket(node), ChannelOp(SEND, 0, sdesc, EXIT_FLUSH_S), list(kept))
+        for poster in self.posters.values():  # the agent has every posted send once FLUSH is answered
+            with poster.lock:
+                if poster.waiting:
+                    self._last_word(poster.sock, ChannelOp(FLUSH, 0))
         me = threading.current_thread()
         for sock in self.sockets:
             if sock.acked and (sock.thread is me or not sock.thread.is_alive()):
@@ -275,13 +369,29 @@ def _batches(messages: Sequence[Buffer], max_bytes: int) -> list[Sequence[Buffer
 
 class RemoteChannel:
     """A channel of node `node` (its attach descriptor `sdesc`), reached through the agents; the
-    operations of `transport.Channel` that a `dragon.native.Channel` uses."""
+    operations of `transport.Channel` that a `dragon.native.Channel` uses.
 
-    def __init__(self, node: int, sdesc: str) -> None:
+    `posted`: its sends return once sent, not once answered (`_Link.post`: a window of answers
+    awaited, the process's order kept across its threads); a failure is raised at the next send.
+    A multiprocessing queue's items channel is used so (`posted()`): a put of the stdlib's Queue
+    returns before the item is in the pipe too, and waiting for each answer would double a round
+    trip between two processes (the answer to a put, then the next get's request)."""
+
+    def __init__(self, node: int, sdesc: str, *, posted: bool = False) -> None:
         self.node, self.sdesc = node, sdesc
         _home_of[sdesc] = node
         self._link = _the_link()
         self._closed = False
+        self._posted = posted
+
+    def posted(self) -> RemoteChannel:
+        """A handle on the same channel whose sends are posted."""
+        return RemoteChannel(self.node, self.sdesc, posted=True)
+
+    def _post(self, messages: Sequence[Buffer], timeout: float | None) -> bool:
+        if self._closed:
+            raise ChannelError(f"this handle on a channel of node {self.node} is closed")
+        return self._link.post(self.node, self.sdesc, messages, timeout)
 
     def _call(
         self, op: int, timeout: float | None, *, max_n: int = 1, payloads: Sequence[Buffer] = ()
@@ -297,7 +407,12 @@ class RemoteChannel:
         return reply, got
 
     def send(self, data: Buffer, timeout: float | None = None) -> None:
-        if self._call(SEND, timeout, payloads=[data])[0].status != OK:
+        if self._posted:
+            if not self._post([data], timeout):
+                raise ChannelFull(
+                    f"the sends posted into a channel of node {self.node} stayed unanswered for {timeout} s"
+                )
+        elif self._call(SEND, timeout, payloads=[data])[0].status != OK:
             raise ChannelFull(f"the channel of node {self.node} stayed full for {timeout} s")
 
     def send_many(self, messages: Sequence[Buffer], timeout: float | None = None) -> None:
@@ -307,9 +422,12 @@ class RemoteChannel:
         sent = 0
         for batch in _batches(messages, OP_BYTES):
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            reply, _ = self._call(SEND, left, payloads=batch)
-            sent += reply.count
-            if reply.count < len(batch):
+            if self._posted:
+                count = len(batch) if self._post(batch, left) else 0
+            else:
+                count = self._call(SEND, left, payloads=batch)[0].count
+            sent += count
+            if count < len(batch):
                 raise ChannelFull(
                     f"the channel of node {self.node} stayed full for {timeout} s: {sent} of {len(messages)} sent"
                 )
@@ -346,9 +464,10 @@ class RemoteChannel:
         return self.recv(0)
 
     def approximate_depth(self) -> int:
-        """Messages waiting in it now (one round trip to its node), plus those kept here."""
+        """Messages waiting in it now (one round trip to its node), plus those kept here and those
+        this process posted that are not in yet."""
         kept = self._link.stash.get(self.sdesc)
-        return self._call(DEPTH, 0)[0].count + (len(kept) if kept else 0)
+        return self._call(DEPTH, 0)[0].count + (len(kept) if kept else 0) + self._link.in_flight(self.sdesc)
 
     def hold_lock(self, side: str) -> None:
         """Nothing to keep here: the channel's locks are taken on its node, per operation."""

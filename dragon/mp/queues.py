@@ -43,6 +43,7 @@ from collections.abc import Callable
 from multiprocessing import context, util
 from typing import Any, ClassVar, Final, TypeVar
 
+from dragon.client.remote import RemoteChannel
 from dragon.errors import ChannelDestroyed, ChannelEmpty, ChannelFull
 from dragon.mp.codec import decode, encode
 from dragon.mp.refs import ITEMS, Hold, Shape
@@ -95,7 +96,7 @@ class Queue:
     def _setup(self, maxsize: int, hold: Hold) -> None:
         self._maxsize = maxsize
         self._hold = hold
-        self._chan = hold.chans[0]
+        self._chan = _items(hold)
         self._slots = hold.chans[1] if maxsize else None
         self._lease(self._chan)
         self._reset()
@@ -117,7 +118,7 @@ class Queue:
         by its threads), no feeder yet. The child borrows the parent's references (it cannot make GS
         requests: it is not a managed process)."""
         self._hold = Hold(self._hold.refs, owned=False)
-        self._chan = self._hold.chans[0]
+        self._chan = _items(self._hold)
         self._slots = self._hold.chans[1] if self._maxsize else None
         self._lease(self._chan)
         self._reset()
@@ -301,6 +302,13 @@ class Queue:
         return f"<{kind} c_uid={self._hold.refs[0][0]} maxsize={self._maxsize}>"
 
 
+def _items(hold: Hold) -> Channel:
+    """The items channel of a queue's `hold`; of another node, with its sends posted (a put returns
+    before the item is in, as the stdlib's does: `RemoteChannel.posted`)."""
+    chan = hold.chans[0]
+    return chan.posted() if isinstance(chan, RemoteChannel) else chan  # type: ignore[return-value]
+
+
 def _rebuild(cls: type[_T], maxsize: int, refs: list[tuple[int, str]]) -> _T:
     """Unpickle a queue: attach to its channels with the references its pickling took."""
     q = cls.__new__(cls)
@@ -445,7 +453,7 @@ class SimpleQueue:
 
     def _setup(self, hold: Hold) -> None:
         self._hold = hold
-        self._chan = hold.chans[0]
+        self._chan = _items(hold)
         self._closed = False
         self._ends_closed = [False, False]  # `_reader.close()`, `_writer.close()` in this process
         self._release = util.Finalize(self, hold.release, exitpriority=-10)

@@ -18,6 +18,17 @@ def producer(q: Any, back: Any, sq: Any) -> None:
     sq.put([back.get(timeout=60) for _ in range(3)])
 
 
+def two_threads(q: Any) -> None:
+    """A thread puts 0..N-1 into `q`, then (after it, by a join) this thread puts "last" and the process
+    exits at once: the process's order holds across its threads, and nothing is lost at exit."""
+    import threading
+
+    t = threading.Thread(target=lambda: [q.put(i) for i in range(N)])
+    t.start()
+    t.join()
+    q.put("last")
+
+
 def announce(q: Any) -> None:
     q.put(os.environ["DRAGON_INDEX"])
 
@@ -41,6 +52,12 @@ if __name__ == "__main__":
     p.join(60)
     report["exit"] = p.exitcode
     report["empty"] = q.empty()
+    threads_q = mp.Queue()
+    with Policy(node=1):
+        t = mp.Process(target=two_threads, args=(threads_q,))
+        t.start()
+    report["threads"] = [threads_q.get(timeout=60) for _ in range(N + 1)] == [*range(N), "last"]
+    t.join(60)
     workers = mp.Queue()
     with mp.Pool(4, initializer=announce, initargs=(workers,)) as pool:  # round robin over the nodes
         report["pool"] = pool.map(square, range(100), chunksize=1) == [x * x for x in range(100)]
