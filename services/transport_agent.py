@@ -20,7 +20,8 @@ stdin/stdout (framed messages), and to the other agents over ZeroMQ:
   the backend, which tells the frontend (§6). Silence is not counted while a full channel holds this
   agent's receiving (`receive_frames`).
 
-Order per sender is kept: one socket per pair of nodes, one task per direction.
+Order per sender is kept: one socket per pair of nodes, one task per direction. Processes operate on
+this node's channels over sockets of their own (`serve_ops`, issue 17).
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ TRAFFIC_MAX_QUEUED: Final = 64  # a GS that reads nothing does not get its chann
 HEARTBEAT_S: Final = 0.25
 HEARTBEAT_LOST_S: Final = 2.0  # MULTINODE §6: a lost node is noticed within 2 s
 """Both for the links between agents and for the frontend's link to each backend."""
+PUMP_BATCH: Final = 64  # frames of this node sent to the other nodes as one message at most
 DELIVER_TIMEOUT_S: Final = 10.0  # a channel nobody reads for this long loses that frame (logged)
 UNACKED_CHECK_S: Final = 0.5
 """How long an answer's messages may wait for the requester's ACK before the agent checks that the
@@ -275,55 +277,65 @@ class Agent:
 
     async def pump(self, source: TrioChannel, gs_cd: str | None) -> None:
         """Frames written into a channel of this node, to the agents of their nodes. With `gs_cd`, the
-        channel is the GS stand-in: everything goes to GS's channel on the primary node."""
+        channel is the GS stand-in: everything goes to GS's channel on the primary node. The frames
+        waiting at once (up to PUMP_BATCH) go to each node as one message, a part per frame (one
+        wake-up of the peer, and with CURVE one sealing, for many small frames)."""
         while True:
             try:
-                frame = await source.receive()
+                frames = [await source.receive()]
+                while len(frames) < PUMP_BATCH:
+                    frames.append(source.receive_nowait())
+            except trio.WouldBlock:
+                pass
             except ChannelDestroyed:  # LS is tearing the node down
                 return
-            if gs_cd is not None:
-                node, out = 0, pack_forward(0, gs_cd, frame)
-            else:
-                try:
-                    _kind, node, _sdesc, _payload = unpack_forward(frame)
-                except ValueError as exc:
-                    self.drop(f"from this node: {exc}")
+            batches: dict[int, list[bytes]] = {}
+            for frame in frames:
+                if gs_cd is not None:
+                    node, out = 0, pack_forward(0, gs_cd, frame)
+                else:
+                    try:
+                        _kind, node, _sdesc, _payload = unpack_forward(frame)
+                    except ValueError as exc:
+                        self.drop(f"from this node: {exc}")
+                        continue
+                    out = frame
+                if node not in self.peers:
+                    self.drop(f"for node {node}, which is not another node of this runtime")
                     continue
-                out = frame
-            if node not in self.peers:
-                self.drop(f"for node {node}, which is not another node of this runtime")
-                continue
-            await self.send_to(node, out)
+                batches.setdefault(node, []).append(out)
+            for node, batch in batches.items():
+                await self.send_to(node, batch)
 
     async def receive_frames(self, pull: AsyncSocket) -> None:
-        """Frames from the other agents, each into the channel it names (or a heartbeat)."""
-        me = self.config.node_idx
+        """Frames from the other agents (a message carries one or more, `pump`), each into the channel
+        it names; or a heartbeat."""
         while True:
-            parts = await pull.recv_multipart()
-            if len(parts) != 1:
-                self.drop(f"a message of {len(parts)} parts (one expected)")
-                continue
-            frame = parts[0]
-            if len(frame) == _BEAT.size and frame[0] == _BEAT_MARK:
-                self.heard_from(_BEAT.unpack(frame)[1])
-                continue
-            self.count(frames_in=1, bytes_in=len(frame))
-            try:
-                _kind, node, sdesc, payload = unpack_forward(frame)
-            except ValueError as exc:
-                self.drop(str(exc))
-                continue
-            if node != me:
-                self.drop(f"a frame for node {node} reached node {me}")
-                continue
-            self.delivering = True  # a full channel may hold this loop: heartbeats wait behind
-            began = trio.current_time()
-            try:
-                await self.deliver(sdesc, payload)
-            finally:
-                self.delivering = False
-                if trio.current_time() - began > HEARTBEAT_S:
-                    self.received_at = trio.current_time()
+            for frame in await pull.recv_multipart():
+                await self.receive_frame(frame)
+
+    async def receive_frame(self, frame: bytes) -> None:
+        me = self.config.node_idx
+        if len(frame) == _BEAT.size and frame[0] == _BEAT_MARK:
+            self.heard_from(_BEAT.unpack(frame)[1])
+            return
+        self.count(frames_in=1, bytes_in=len(frame))
+        try:
+            _kind, node, sdesc, payload = unpack_forward(frame)
+        except ValueError as exc:
+            self.drop(str(exc))
+            return
+        if node != me:
+            self.drop(f"a frame for node {node} reached node {me}")
+            return
+        self.delivering = True  # a full channel may hold this loop: heartbeats wait behind
+        began = trio.current_time()
+        try:
+            await self.deliver(sdesc, payload)
+        finally:
+            self.delivering = False
+            if trio.current_time() - began > HEARTBEAT_S:
+                self.received_at = trio.current_time()
 
     async def deliver(self, sdesc: str, payload: memoryview) -> None:
         chan = self.channels.get(sdesc)
@@ -526,10 +538,10 @@ class Agent:
         if count < len(messages):
             self.drop(f"{len(messages) - count} messages to put back into {sdesc}: it stayed full")
 
-    async def send_to(self, node: int, frame: bytes | memoryview) -> None:
-        """One frame to the agent of `node` (which must be a peer), counted."""
-        await self.peers[node].send_multipart([frame])
-        self.count(frames_out=1, bytes_out=len(frame))
+    async def send_to(self, node: int, frames: list[bytes]) -> None:
+        """Frames to the agent of `node` (which must be a peer) as one message, counted."""
+        await self.peers[node].send_multipart(frames)
+        self.count(frames_out=len(frames), bytes_out=sum(len(f) for f in frames))
 
     def count(self, **more: int) -> None:
         for field, n in more.items():
@@ -548,7 +560,7 @@ class Agent:
                     with contextlib.suppress(trio.WouldBlock):
                         local.send_nowait(report)
                 elif local is None and 0 in self.peers and 0 not in self.lost:
-                    await self.send_to(0, pack_forward(0, gs_cd, report))
+                    await self.send_to(0, [pack_forward(0, gs_cd, report)])
                 await trio.sleep(TRAFFIC_S)
         finally:
             if local is not None:
