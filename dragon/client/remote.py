@@ -34,13 +34,13 @@ naming it.
 
 from __future__ import annotations
 
-import atexit
 import collections
 import itertools
 import os
 import threading
 import time
 from collections.abc import Sequence
+from multiprocessing import util
 from typing import TYPE_CHECKING, Final
 
 import msgspec
@@ -143,7 +143,12 @@ class _Link:
         self.stash: dict[str, collections.deque[bytes]] = {}
         self.encoder = msgspec.msgpack.Encoder()
         self.decoder = msgspec.msgpack.Decoder(ChannelReply)
-        atexit.register(self.close)
+        # At exit after a queue's feeder has posted all it had (its join: exitpriority -5), before the
+        # queue's references are given back (-10). Not a plain atexit hook: atexit runs the hooks
+        # registered last first, so it would run before multiprocessing's own (registered at its
+        # import), while a feeder still posts; the posts after it would be lost, and the interpreter
+        # would free their buffers while ZeroMQ still sends them without a copy.
+        util.Finalize(self, self.close, exitpriority=-7)
 
     def socket(self, node: int) -> _Socket:
         """This thread's socket to the agent of `node` (made and connected on first use)."""
@@ -307,11 +312,12 @@ class _Link:
                 if poster.waiting:
                     self._last_word(poster.sock, ChannelOp(FLUSH, 0))
         me = threading.current_thread()
-        for sock in self.sockets:
-            if sock.acked and (sock.thread is me or not sock.thread.is_alive()):
+        for sock in [s for s in self.sockets if s.thread is me or not s.thread.is_alive()]:
+            if sock.acked:
                 self._last_word(sock, ChannelOp(FLUSH, 0))
-            if sock.thread is me or not sock.thread.is_alive():
-                sock.sock.close(linger=0)
+            sock.sock.close(linger=0)
+            self.sockets.remove(sock)
+        self.local.sockets = {}  # a later operation of this thread connects anew
 
     def _last_word(self, sock: _Socket, op: ChannelOp, payloads: list[bytes] | None = None) -> None:
         """`op` and its answer (req_id 0), within EXIT_FLUSH_S; answers of earlier operations ignored."""

@@ -240,7 +240,8 @@ def test_native_channels_across_isolated_nodes(cluster: VirtualCluster) -> None:
 def test_queues_and_a_pool_across_isolated_nodes(cluster: VirtualCluster) -> None:
     """Issue 17 item 2 (queues): Queue and SimpleQueue made on node 0 and used by a process on node 1
     both ways (order kept, 300 items), the order of one process's puts kept across its threads (a
-    queue's sends are posted: one socket per process and node), and a Pool with workers on both nodes
+    queue's sends are posted: one socket per process and node), 24 items of 1 MiB put just before the
+    producer exits all arrive, and a Pool with workers on both nodes
     and its queues on node 0."""
     done = run(cluster, 2, node_program("queues_across.py"))
     assert done.returncode == 0, done.stderr.decode(errors="replace")
@@ -251,6 +252,7 @@ def test_queues_and_a_pool_across_isolated_nodes(cluster: VirtualCluster) -> Non
         "exit": 0,
         "empty": True,
         "threads": True,
+        "big": True,
         "pool": True,
         "pool_nodes": ["0", "0", "1", "1"],  # each worker's node; its queues are node 0's
     }

@@ -9,6 +9,7 @@ from typing import Any
 from dragon.native import Policy
 
 N = 300
+BIG = 24
 
 
 def producer(q: Any, back: Any, sq: Any) -> None:
@@ -27,6 +28,13 @@ def two_threads(q: Any) -> None:
     t.start()
     t.join()
     q.put("last")
+
+
+def big_then_exit(q: Any) -> None:
+    """Large items put just before the process exits: all arrive (the exit waits for the agent to have
+    every posted send; ZeroMQ sends them without a copy)."""
+    for i in range(BIG):
+        q.put(bytes([i]) * (1 << 20))
 
 
 def announce(q: Any) -> None:
@@ -58,6 +66,13 @@ if __name__ == "__main__":
         t.start()
     report["threads"] = [threads_q.get(timeout=60) for _ in range(N + 1)] == [*range(N), "last"]
     t.join(60)
+    big_q = mp.Queue()
+    with Policy(node=1):
+        b = mp.Process(target=big_then_exit, args=(big_q,))
+        b.start()
+    big = [big_q.get(timeout=60) for _ in range(BIG)]  # before the join, as the stdlib asks
+    b.join(60)
+    report["big"] = [(len(x), x[0]) for x in big] == [(1 << 20, i) for i in range(BIG)] and b.exitcode == 0
     workers = mp.Queue()
     with mp.Pool(4, initializer=announce, initargs=(workers,)) as pool:  # round robin over the nodes
         report["pool"] = pool.map(square, range(100), chunksize=1) == [x * x for x in range(100)]
