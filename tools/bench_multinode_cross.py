@@ -20,9 +20,9 @@ measured within seconds of each other), which is judged against the target (PASS
 | Queue 64 B one-way, CURVE / none | same, msg/s | raw ZeroMQ PUSH/PULL 64 B, same security | >= 0.3x and >= 100k msg/s |
 | Queue round trip 8 B, CURVE / none | the head <-> an echo on node 1 (µs) | raw TCP ping-pong, 8 B | <= 3x |
 | Pool(4).map of `abs`, chunksize 1 / 100 | 4 workers, 2 per node (round robin, checked), CURVE; tasks/s | the same Pool under single-node `dragon` (in node 0) | >= 0.5x |
-| Pipe round trip | not measured: a Pipe does not cross nodes yet | | |
+| Pipe round trip 8 B, CURVE / none | the head <-> an echo on node 1 over `Pipe()` (µs; a run of its own) | raw TCP ping-pong, 8 B | <= 3x |
 
-The Queue rows are tools/bench_mp.py's own measuring functions (queue_tp, queue_rt; imported from its
+The Queue and Pipe rows are tools/bench_mp.py's own measuring functions (queue_tp, queue_rt, pipe_rt; imported from its
 PROGRAM), run under `Policy(node=1)`: its round trip pins the head on the first CPU and the echo on
 the second, and the TCP ping-pong pins its two ends the same way. The raw ZeroMQ receiver takes
 messages without a copy (`copy=False`), the sender's large messages go without one (pyzmq's default):
@@ -60,7 +60,6 @@ RUN_TIMEOUT_S: Final = 120.0
 LEFTOVER_GRACE_S: Final = 10.0  # as tests/multinode/conftest.py
 MARK: Final = "BENCH_MULTINODE_REPORT "
 FILES: Final = ("bench_multinode_raw.py", "bench_multinode_cross_prog.py")  # written into the work directory
-PIPE_NOT_YET: Final = "Pipe round trip across nodes: not yet (a Pipe does not cross nodes: ChannelOnAnotherNode)"
 
 # The baselines: one program, two roles. `recv` (node 0) listens, prints "READY port key", times, reports;
 # `send` (node 1) connects and sends (or echoes).
@@ -240,7 +239,12 @@ def pool(ctx, workers, maps):
     return out
 
 
-QUEUE_ROWS = {"queue1m": ("queue_tp", "MiB_per_s"), "queue64": ("queue_tp", "msgs_per_s"), "queue_rt": ("queue_rt", "rt_s")}
+QUEUE_ROWS = {
+    "queue1m": ("queue_tp", "MiB_per_s"),
+    "queue64": ("queue_tp", "msgs_per_s"),
+    "queue_rt": ("queue_rt", "rt_s"),
+    "pipe_rt": ("pipe_rt", "rt_s"),
+}
 
 
 def cross(ctx, **rows):
@@ -297,6 +301,7 @@ def commands(quick: bool) -> list[Command]:
     q = int(quick)
     bulk = {"queue1m": QUEUE1M[q]}  # a run of its own: if it fails, it takes no other row with it
     rest = {"queue64": QUEUE64[q], "queue_rt": QUEUE_RT[q], "pool_": POOL[q]}
+    pipe = {"pipe_rt": QUEUE_RT[q]}  # a run of its own too
     two = ["--nodes", "2", "--wlm", "local"]
     none = [*two, "--transport-security", "none"]
     return [
@@ -307,6 +312,8 @@ def commands(quick: bool) -> list[Command]:
         Command("tcp_rt", "raw TCP ping-pong 8 B", raw=("ping", PING[q])),
         Command("bulk_curve", "`dragon --nodes 2`, 1 MiB", dragon=(two, "cross", bulk)),
         Command("bulk_none", "`dragon --nodes 2 --transport-security none`, 1 MiB", dragon=(none, "cross", bulk)),
+        Command("pipe_curve", "`dragon --nodes 2`, Pipe", dragon=(two, "cross", pipe)),
+        Command("pipe_none", "`dragon --nodes 2 --transport-security none`, Pipe", dragon=(none, "cross", pipe)),
         Command("dragon_curve", "`dragon --nodes 2`", dragon=(two, "cross", rest)),
         Command("dragon_none", "`dragon --nodes 2 --transport-security none`", dragon=(none, "cross", rest)),
         Command("dragon_one", "`dragon` (one node)", dragon=([], "pool", POOL[q])),
@@ -384,6 +391,28 @@ ROWS: Final = {
     "queue_rt_none": Row(
         "Queue round trip 8 B, node 0 <-> node 1, security none (µs)",
         ("dragon_none", "queue_rt"),
+        ("tcp_rt", "rt_s"),
+        "raw TCP ping-pong 8 B",
+        "µs",
+        1e6,
+        False,
+        3.0,
+        digits=1,
+    ),
+    "pipe_rt_curve": Row(
+        "Pipe round trip 8 B, node 0 <-> node 1, CURVE (µs)",
+        ("pipe_curve", "pipe_rt"),
+        ("tcp_rt", "rt_s"),
+        "raw TCP ping-pong 8 B",
+        "µs",
+        1e6,
+        False,
+        3.0,
+        digits=1,
+    ),
+    "pipe_rt_none": Row(
+        "Pipe round trip 8 B, node 0 <-> node 1, security none (µs)",
+        ("pipe_none", "pipe_rt"),
         ("tcp_rt", "rt_s"),
         "raw TCP ping-pong 8 B",
         "µs",
@@ -524,7 +553,6 @@ def measure(
         "counts": {c.key: (c.raw[1] if c.raw else c.dragon[2] if c.dragon else None) for c in cmds},
         "rows": figures(reports),
         "pool_nodes": [r["pool_nodes"] for key in ("dragon_curve", "dragon_none") for r in reports[key].values()],
-        "pipe_rt": "not yet",
         "failures": failures,
         "leftovers": leftovers,
     }
@@ -596,7 +624,6 @@ def print_tables(section: dict[str, Any]) -> None:
                 {True: "PASS", False: "MISS", None: "no sample"}[r["pass"]],
             ]
         )
-    rows.append([PIPE_NOT_YET, "–", "–", "–", "–", "–", "not yet"])
     print(md_table(["figure", "the runtime", "baseline", "ratio", "rounds", "target", "met?"], rows))
     print(
         "\nratio: median of the per-round ratios (the figure over its baseline, measured within seconds of "
