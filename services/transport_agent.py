@@ -481,12 +481,13 @@ class Agent:
     ) -> None:
         """`reply` (and the messages `got`) to requester `who`. Messages are kept until it ACKs
         them; if it is not connected any more (it died), they go back into their channel at once."""
-        if got and inline(got):
+        large = bool(got) and not inline(got)  # then sent without a copy: parts of their own
+        if got and not large:
             frames = [who, self._encoder.encode(msgspec.structs.replace(reply, payloads=list(got)))]
         else:
             frames = [who, self._encoder.encode(reply), *got]
         try:
-            await ops.send_multipart(frames, copy=False)
+            await ops.send_multipart(frames, copy=not large)
         except zmq.ZMQError as exc:
             if exc.errno != errno.EHOSTUNREACH:
                 raise

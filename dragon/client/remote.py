@@ -240,7 +240,7 @@ class _Link:
         """`request` with `payloads`: in its header when they are small, else as parts of their own."""
         if inline(payloads):
             request = msgspec.structs.replace(request, payloads=[bytes(p) for p in payloads])
-            sock.sock.send(self.encoder.encode(request), copy=False)
+            sock.sock.send(self.encoder.encode(request))
         else:
             sock.sock.send_multipart([self.encoder.encode(request), *payloads], copy=False)
 
