@@ -316,10 +316,13 @@ class Frontend:
         if self.tearing_down:  # its BEDone, sent just before it exited, may still be on its way
             with trio.move_on_after(1.0):
                 await node.done.wait()
-        if not node.done.is_set():
-            self.node_lost(
-                node, f"node {node.idx} ({node.host}): its backend (pid {node.proc.pid}) died {describe_exit(code)}"
-            )
+        if node.done.is_set():
+            return
+        died = f"its backend (pid {node.proc.pid}) died {describe_exit(code)}"
+        if trio.current_time() - node.heard > HEARTBEAT_LOST_S:  # cut off: it gave up on this frontend first
+            self.node_lost(node, f"node {node.idx} ({node.host}) was silent for {HEARTBEAT_LOST_S:g} s ({died})")
+        else:
+            self.node_lost(node, f"node {node.idx} ({node.host}): {died}")
 
     # ------------------------------------------------------------------ bringup (§4)
 

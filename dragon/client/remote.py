@@ -130,7 +130,7 @@ class _Link:
             )
         import zmq
 
-        self.node = params.index
+        self.node, self.pid = params.index, os.getpid()
         self.zmq = zmq
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.endpoints: dict[int, str] = {}
@@ -160,7 +160,9 @@ class _Link:
             sock = mine[node] = self._connect(node)
         return sock
 
-    def _connect(self, node: int) -> _Socket:
+    def _connect(self, node: int, *, shared: bool = False) -> _Socket:
+        """A new socket to the agent of `node`: a thread's own (listed for `close`), or `shared`: a
+        poster's, which stays open to the end (`close` confirms its sends, another finalizer may post)."""
         from dragon.transport.zsecurity import process_socket
 
         try:
@@ -170,15 +172,16 @@ class _Link:
         raw.setsockopt(self.zmq.LINGER, 0)
         raw.connect(self.endpoint(node))
         sock = _Socket(raw, threading.current_thread())
-        with self.lock:
-            self.sockets.append(sock)
+        if not shared:
+            with self.lock:
+                self.sockets.append(sock)
         return sock
 
     def poster(self, node: int) -> _Poster:
         with self.lock:
             poster = self.posters.get(node)
         if poster is None:
-            sock = self._connect(node)
+            sock = self._connect(node, shared=True)
             with self.lock:
                 poster = self.posters.setdefault(node, _Poster(sock))
         return poster
@@ -303,6 +306,8 @@ class _Link:
         """At exit: kept messages back into their channels; the agents have every posted send (they
         carry them out whether this process lives or not); each socket this thread may use (its own,
         and those of threads that ended) confirms its ACKs arrived; all within EXIT_FLUSH_S each."""
+        if os.getpid() != self.pid:  # a child forked with this link: its sockets are not this process's
+            return
         for sdesc, kept in self.stash.items():
             node = _home_of.get(sdesc, -1)
             if kept and node >= 0:
