@@ -319,7 +319,7 @@ class Frontend:
         if node.done.is_set():
             return
         died = f"its backend (pid {node.proc.pid}) died {describe_exit(code)}"
-        if trio.current_time() - node.heard > HEARTBEAT_LOST_S:  # cut off: it gave up on this frontend first
+        if node.up is not None and trio.current_time() - node.heard > HEARTBEAT_LOST_S:  # cut off: gave up on us first
             self.node_lost(node, f"node {node.idx} ({node.host}) was silent for {HEARTBEAT_LOST_S:g} s ({died})")
         else:
             self.node_lost(node, f"node {node.idx} ({node.host}): {died}")
