@@ -99,10 +99,7 @@ DO_NOT_CROSS_YET: Final[Mapping[str, Mapping[str, Reason]]] = {
     "sync_objects.py": {WHOLE: RECORDS_OR_FDS},  # JoinableQueue, Pipe, Value/Array, Barrier, Semaphore, Condition
     "queues.py": {"joinable": RECORDS, "executor": FDS},
     "queue_kill.py": {WHOLE: RECORDS},  # its consumers start together at a Barrier
-    "pool_channels.py": {"direct": FDS},
-    "pool_manager.py": {
-        "manager": FDS
-    },  # the Manager's server process takes its address pipe's fd  # multiprocessing.pool.Pool(context=...): the stdlib's pipes
+    "pool_channels.py": {"direct": FDS},  # multiprocessing.pool.Pool(context=...): the stdlib's pipes
 }
 """Everything the tests run over two nodes that does not cross nodes yet: ONE list, strict xfails."""
 
