@@ -100,6 +100,8 @@ DO_NOT_CROSS_YET: Final[Mapping[str, Mapping[str, Reason]]] = {
     "queues.py": {"joinable": RECORDS, "executor": FDS},
     "queue_kill.py": {WHOLE: RECORDS},  # its consumers start together at a Barrier
     "pool_channels.py": {"direct": FDS},  # multiprocessing.pool.Pool(context=...): the stdlib's pipes
+    # style_programs/ (test_styles_across_nodes.py)
+    "sync.py": {WHOLE: RECORDS_OR_FDS},  # Lock, Value, Barrier, Event, Semaphore, Condition
 }
 """Everything the tests run over two nodes that does not cross nodes yet: ONE list, strict xfails."""
 
@@ -111,12 +113,14 @@ NEVER_CROSS: Final[Mapping[str, tuple[str, ...]]] = {
 
 @dataclass(frozen=True)
 class Placement:
-    """How many nodes a run has (1: `dragon PROG`; more: isolated virtual nodes) and which sections of
-    the program it runs: `only` these (none: all) but `without` those."""
+    """How many nodes a run has (1: `dragon PROG`; more: isolated virtual nodes), whether the head's
+    processes all go to node 1 (`apart`, mp_programs/apart.py) or take the default placement, and
+    which sections of the program it runs: `only` these (none: all) but `without` those."""
 
     nodes: int
     only: tuple[str, ...] = ()
     without: tuple[str, ...] = ()
+    apart: bool = True
 
 
 def placements(program: str, reads: tuple[str, ...] = ()) -> list[Any]:
@@ -136,10 +140,20 @@ def placements(program: str, reads: tuple[str, ...] = ()) -> list[Any]:
     return params
 
 
+def not_crossing(program: str) -> list[pytest.MarkDecorator]:
+    """The strict xfail of a program that `DO_NOT_CROSS_YET` lists as a whole ([] if it crosses)."""
+    reason = DO_NOT_CROSS_YET.get(program, {}).get(WHOLE)
+    return [] if reason is None else [_xfail_mark(reason)]
+
+
 def _xfail(placement: Placement, reason: Reason, id: str) -> Any:
+    return pytest.param(placement, id=id, marks=_xfail_mark(reason))
+
+
+def _xfail_mark(reason: Reason) -> pytest.MarkDecorator:
     """A strict xfail that must raise `reason`'s exception (in the exception group of pytest-trio's nursery)."""
     raises = pytest.RaisesGroup(reason.raises, allow_unwrapped=True, flatten_subgroups=True)
-    return pytest.param(placement, id=id, marks=pytest.mark.xfail(strict=True, raises=raises, reason=reason.text))
+    return pytest.mark.xfail(strict=True, raises=raises, reason=reason.text)
 
 
 T = TypeVar("T")
@@ -169,7 +183,7 @@ class Placed:
         c = self.cluster
         if c is None:
             return [DRAGON, *args]
-        head = [APART, *args] if args and args[0].endswith(".py") else list(args)
+        head = [APART, *args] if self.placement.apart and args and args[0].endswith(".py") else list(args)
         return [*c.wrap(0), DRAGON, "--nodes", str(self.nodes), "--wlm", "local", "--frontend-addr", c.addr(0), *head]
 
     def env(self) -> dict[str, str]:
