@@ -83,19 +83,21 @@ async def test_exit_code_and_stdin_reach_the_head() -> None:
 # ------------------------------------------------------------------------------------------ faults
 
 
-def node_info(node: int) -> _rundir.RunInfo | None:
-    """runtime.json of `node` of the run under test (each node writes its own)."""
+def node_info(node: int, frontend: int) -> _rundir.RunInfo | None:
+    """runtime.json of `node` of the run under test, whose frontend is process `frontend` (each node
+    writes its own; other sessions' runs on this machine write theirs to the same root, and a test
+    must never take theirs, let alone kill their services)."""
     root = Path(_rundir.runtime_root())
     for d in root.iterdir() if root.is_dir() else []:
         info = _rundir.read_info(d.name) if _rundir.RUN_ID.fullmatch(d.name) else None
-        if info is not None and info.node_idx == node and info.nodes > 1:
+        if info is not None and info.node_idx == node and info.nodes > 1 and info.launcher_pid in children_of(frontend):
             return info
     return None
 
 
-async def wait_for_node(node: int) -> _rundir.RunInfo:
+async def wait_for_node(node: int, frontend: trio.Process) -> _rundir.RunInfo:
     with trio.fail_after(20):
-        while (info := node_info(node)) is None:
+        while (info := node_info(node, frontend.pid)) is None:
             await trio.sleep(0.02)
     return info
 
@@ -120,7 +122,7 @@ async def test_kill_of_a_remote_service_tears_the_run_down(which: str) -> None:
     nothing is left on either node (the leak check)."""
     proc, out, err = await start_hold()
     try:
-        info = await wait_for_node(1)
+        info = await wait_for_node(1, proc)
         victim = service_pid(info, which)
         killed_at = trio.current_time()
         os.kill(victim, signal.SIGKILL)
@@ -201,7 +203,7 @@ async def test_garbage_and_strangers_on_the_run_sockets_change_nothing(tmp_path:
 
     proc, out, err = await start_hold()
     try:
-        info = await wait_for_node(1)
+        info = await wait_for_node(1, proc)
         ta = service_pid(info, "ta")
         ports = listening_ports(proc.pid) + listening_ports(ta)
         assert len(ports) >= 2, ports
@@ -242,7 +244,7 @@ async def test_policy_places_processes_and_system_queries_see_every_node() -> No
 async def test_status_shows_every_node_and_each_process_node() -> None:
     proc, out, err = await start_hold()
     try:
-        info = await wait_for_node(0)
+        info = await wait_for_node(0, proc)
         with trio.fail_after(20):  # each node's agent reports its traffic to GS every second
             while True:
                 done = await run_dragon("status", info.run_id, "--json")
@@ -251,7 +253,7 @@ async def test_status_shows_every_node_and_each_process_node() -> None:
                 if all(n.get("transport") for n in report["nodes"]):
                     break
         text = await run_dragon("status", info.run_id)
-        node1 = await run_dragon("status", (await wait_for_node(1)).run_id, "--json")
+        node1 = await run_dragon("status", (await wait_for_node(1, proc)).run_id, "--json")
         proc.send_signal(signal.SIGTERM)
         assert await finish(proc, out, err) == 143, bytes(err.data)
     finally:
@@ -305,7 +307,7 @@ async def test_on_node_loss_continue_reports_its_processes_dead_and_goes_on(whic
         with trio.fail_after(30):
             while not (b"ready" in out.data and b"sleeper on node 1" in out.data):
                 assert await out.receive(), bytes(out.data)
-        os.kill(service_pid(await wait_for_node(1), which), signal.SIGKILL)
+        os.kill(service_pid(await wait_for_node(1, proc), which), signal.SIGKILL)
         code = await finish(proc, out, err)
     finally:
         if proc.returncode is None:
@@ -335,7 +337,7 @@ async def test_a_wait_on_a_channel_of_a_lost_node_ends_with_a_clear_error() -> N
     try:
         with trio.fail_after(30):
             await out.until(b"waiting")
-        os.kill(service_pid(await wait_for_node(1), "backend"), signal.SIGKILL)
+        os.kill(service_pid(await wait_for_node(1, proc), "backend"), signal.SIGKILL)
         code = await finish(proc, out, err)
     finally:
         if proc.returncode is None:
