@@ -3,6 +3,7 @@ the results."""
 
 import multiprocessing as mp
 import os
+from typing import Any
 
 import where
 
@@ -21,8 +22,8 @@ def fail(x: int) -> int:
     return x
 
 
-def node_of(_: int) -> int:
-    return where.node()
+def announce(nodes: Any) -> None:
+    nodes.put(where.node())
 
 
 def init(base: int) -> None:
@@ -35,7 +36,8 @@ def with_base(x: int) -> int:
 
 if __name__ == "__main__":
     mp.set_start_method("dragon")
-    with mp.Pool(4) as pool:
+    nodes = mp.Queue()
+    with mp.Pool(4, initializer=announce, initargs=(nodes,)) as pool:
         print("map", sum(pool.map(square, range(1000))), pool.map(square, range(10)))
         print("map chunks", pool.map(square, range(100), chunksize=7)[-3:])
         print("imap", list(pool.imap(square, range(8), chunksize=3)))
@@ -50,7 +52,7 @@ if __name__ == "__main__":
             failing.get(timeout=60)
         except ValueError as exc:
             print("error", repr(exc), errors)
-        nodes = pool.map(node_of, range(40), chunksize=1)
+        used = [where.node(), *(nodes.get(timeout=60) for _ in range(4))]  # while the workers live
     with mp.Pool(3, initializer=init, initargs=(100,)) as pool:
         print("initializer", pool.map(with_base, range(5)))
-    where.report(nodes)
+    where.report(used)
