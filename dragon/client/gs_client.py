@@ -108,7 +108,8 @@ class GSClient:
         self._loop_thread = loop_thread
         self.p_uid = params.my_puid
         self.r_c_uid = params.gs_ret_cuid
-        self._to_gs, self._replies, self._gs_pid = to_gs, replies, gs_pid
+        self._to_gs, self._replies = to_gs, replies
+        self._gs_pid = gs_pid or None  # 0: no GS process on this node (a node other than the primary)
         self._enc = msgspec.msgpack.Encoder()
         self._dec: msgspec.msgpack.Decoder[GSPingProc | Response] = _INBOUND
         self._tags = itertools.count(1)
