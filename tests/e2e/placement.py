@@ -1,8 +1,8 @@
 """The single-node multiprocessing tests parametrized by placement (issue 17): the same programs, their
 processes on one node or spread over two, the standard library's semantics checked the same way.
 
-* `ONE_NODE`: `dragon PROG`, as the tests always ran.
-* `TWO_NODES`: `dragon --nodes 2 --wlm local apart.py PROG` over two *isolated* virtual nodes
+* "1-node": `dragon PROG`, as the tests always ran.
+* "2-nodes": `dragon --nodes 2 --wlm local apart.py PROG` over two *isolated* virtual nodes
   (netns.py: a network namespace and a private /dev/shm each; the `make_cluster` fixture of
   tests/conftest.py). The head runs on node 0 and every process it starts on node 1
   (mp_programs/apart.py), so each object the head makes has its users on the other node, whatever
@@ -15,9 +15,11 @@ processes on one node or spread over two, the standard library's semantics check
 What does not cross nodes yet is listed once, in `DO_NOT_CROSS_YET`: a program there (or the sections
 of it named there) runs over two nodes as a strict xfail that must raise the exception of its reason.
 A run whose stderr shows the signature of one of `REASONS` (`ChannelOnAnotherNode` in a child's
-traceback, or a child's refused fd hand-over) is ended at once (SIGTERM, the run tears down in order) and raises it, instead of waiting out the
-program's own timeouts (the parent of a child that died that way waits 30 to 60 s for its answer).
-When the objects cross, delete their entries: the strict xfails then fail until that is done.
+traceback, or a child's refused fd hand-over) is ended at once (SIGTERM: the run tears down in
+order) and raises it, instead of waiting out the program's own timeouts (the parent of a child that
+died that way waits 30 to 60 s for its answer). When the objects cross, delete their entries: the
+strict xfails fail (XPASS) until that is done. `Placement(n, apart=False)` runs a program with the
+default placement instead (test_styles_across_nodes.py).
 
 A program whose report has sections takes their names after its start method (`prog.py METHOD
 NAME...` runs only those, `-NAME...` all but those: mp_programs/sections.py); a placement that runs a
