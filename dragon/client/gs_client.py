@@ -108,8 +108,7 @@ class GSClient:
         self._loop_thread = loop_thread
         self.p_uid = params.my_puid
         self.r_c_uid = params.gs_ret_cuid
-        self._to_gs, self._replies = to_gs, replies
-        self._gs_pid = gs_pid or None  # 0: no GS process on this node (a node other than the primary)
+        self._to_gs, self._replies, self._gs_pid = to_gs, replies, gs_pid
         self._enc = msgspec.msgpack.Encoder()
         self._dec: msgspec.msgpack.Decoder[GSPingProc | Response] = _INBOUND
         self._tags = itertools.count(1)
@@ -336,7 +335,7 @@ class GSClient:
             destroyed = True
         if destroyed:
             raise RuntimeNotRunning("the runtime is gone (the GS channel was destroyed)")
-        if self._gs_pid is not None and not pid_alive(self._gs_pid):
+        if self._gs_pid and not pid_alive(self._gs_pid):  # 0: GS runs on another node
             raise RuntimeNotRunning(f"the runtime is gone (Global Services, pid {self._gs_pid}, has exited)")
         if self._loop_thread == threading.get_ident():
             self._check_launcher_loop()

@@ -77,7 +77,8 @@ RECORDS: Final = Reason(
 FDS: Final = Reason(
     "fds handed to a child do not cross nodes (issue 17 item 2)",
     FdsDoNotCross,
-    re.compile(rb'dragon/mp/fds\.py", line \d+, in take\n.*\n(?:.*\n)*?ConnectionRefusedError'),
+    # a clear FdOnAnotherNode (branch rec17), or the hand-over's connection refused before it
+    re.compile(rb'FdOnAnotherNode: |dragon/mp/fds\.py", line \d+, in take\n.*\n(?:.*\n)*?ConnectionRefusedError'),
 )
 REASONS: Final = (RECORDS, FDS)
 """The reasons a run looks for in its stderr."""
