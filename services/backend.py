@@ -174,6 +174,8 @@ class Backend:
         self.why_stop = ""
         self.ta_endpoint = ""
         self.ta_ops_endpoint = ""
+        self.addr = ""
+        """This node's address that reaches the frontend (its agent binds it)."""
         self.ta_listening = trio.Event()
         self.introduced = trio.Event()
         """Set once BEIsUp is sent: the frontend knows this backend by it, so nothing goes before it."""
@@ -232,9 +234,8 @@ class Backend:
 
         async def introduce() -> None:
             # The keys go on the agent's stdin as raw bytes: a message would be logged, keys and all.
-            config = transport_agent.TAConfig(
-                node_idx=cfg.node_idx, bind_addr=bind_address(cfg.fe_endpoint), keys=cfg.keys
-            )
+            self.addr = bind_address(cfg.fe_endpoint)
+            config = transport_agent.TAConfig(node_idx=cfg.node_idx, bind_addr=self.addr, keys=cfg.keys)
             await self.ta_frames.send(msgspec.msgpack.encode(config))
             await self.ta_listening.wait()
             await self.to_fe(
@@ -256,12 +257,14 @@ class Backend:
 
     async def relay(self, msg: msgspec.Struct) -> None:
         """What arrives on this node's LA channel goes to the frontend; SHChannelsUp with this node's
-        agent endpoint and GS stand-in added to its node descriptor."""
+        address (where the other nodes reach it: `Node.ip_addrs`), agent endpoint and GS stand-in
+        added to its node descriptor."""
         await self.introduced.wait()  # and with it the agent's endpoint, which SHChannelsUp carries
         if isinstance(msg, SHChannelsUp):
             standin = msg.gs_cd if self.config.node_idx != 0 else ""
             desc = msgspec.structs.replace(
                 msg.node_desc,
+                ip_addrs=[self.addr],
                 ta_endpoint=self.ta_endpoint,
                 ta_ops_endpoint=self.ta_ops_endpoint,
                 gs_standin_cd=standin,

@@ -10,6 +10,14 @@
   child subreaper, so even processes whose parent died (a killed service's children) are reparented to
   it and can be seen, reaped and, if still running, killed and reported.
 - Speed is measured by the benchmarks in tools/, never asserted here.
+
+Isolated virtual clusters (tests/multinode/netns.py, on the path through pyproject's `pythonpath`) for
+tests/multinode and the e2e tests run across nodes: `cluster` is a 2-node `VirtualCluster` (parametrize
+it indirectly for another size), `make_cluster(n)` makes any number. After the test each cluster must be
+empty (no process in its namespaces, no entry in any node's /dev/shm, after the same grace), or the test
+fails naming what was left; either way everything is killed and removed. When the test itself failed,
+only the cleanup runs (its leftovers are a symptom, not news). They skip, saying why, only without root
+or without `ip`.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 
 import pytest
 
@@ -27,6 +35,8 @@ from dragon import _runs
 from dragon._rundir import runtime_root
 from dragon.services._process import become_subreaper
 from dragon.transport import SHM_DIR, entries, user_prefix
+
+from netns import VirtualCluster, sweep_stale, unavailable
 
 LEAK_GRACE_S = 10.0  # how long a test's processes may take to finish exiting after it returns
 
@@ -122,3 +132,58 @@ def no_leaks() -> Iterator[None]:
 def python() -> str:
     """The interpreter running the tests (the real binary, never a pyenv shim)."""
     return sys.executable
+
+
+# ------------------------------------------------------------------ isolated virtual clusters (netns.py)
+_CALL_REPORT = pytest.StashKey[pytest.TestReport]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep the call phase's report on the item, for the fixtures' teardown to see whether it failed."""
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_REPORT] = report
+    return report
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sweep_stale_clusters() -> None:
+    """Remove what a crashed earlier run left (its namespaces, processes, directories) once per session."""
+    if unavailable() is None:
+        sweep_stale()
+
+
+@pytest.fixture
+def make_cluster(request: pytest.FixtureRequest) -> Iterator[Callable[[int], VirtualCluster]]:
+    """Factory of open virtual clusters of n nodes, checked and removed after the test."""
+    if reason := unavailable():
+        pytest.skip(reason)
+    made: list[VirtualCluster] = []
+
+    def make(n: int) -> VirtualCluster:
+        cluster = VirtualCluster(n)
+        cluster.open()
+        made.append(cluster)
+        return cluster
+
+    yield make
+    report = request.node.stash.get(_CALL_REPORT, None)
+    check = report is not None and report.passed
+    problems = []
+    for cluster in made:
+        left = cluster.wait_clear(LEAK_GRACE_S) if check else {}
+        try:
+            cluster.close()
+        except RuntimeError as e:
+            problems.append(str(e))
+        if left:
+            problems.append(f"left in virtual cluster {cluster.prefix} (now killed and removed): {left}")
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def cluster(request: pytest.FixtureRequest, make_cluster: Callable[[int], VirtualCluster]) -> VirtualCluster:
+    """An open 2-node virtual cluster (another size: `@pytest.mark.parametrize("cluster", [3], indirect=True)`)."""
+    return make_cluster(getattr(request, "param", 2))

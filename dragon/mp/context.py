@@ -11,12 +11,13 @@ socketpair's, figures there). `Lock`, `RLock`, `Semaphore` and `BoundedSemaphore
 semaphores with a home in the runtime (`dragon.mp.locks`: a dead holder's count is given back);
 `Event`, `Condition` and `Barrier` live in runtime records (`dragon.mp.events`: a Barrier's party
 that dies breaks it). `cpu_count()` counts the runtime's CPUs over all its
-nodes (`dragon.native.machine`). Everything else (shared ctypes, Manager) is the standard library's,
-working as under spawn.
+nodes (`dragon.native.machine`). `Manager()` is the standard library's; in a run of several nodes its
+server listens on its node's address, reachable from every node (`dragon.mp.managers`). Everything
+else (shared ctypes) is the standard library's, working as under spawn.
 
 Four pieces of routing make the channel queues and the runtime's objects what programs get:
 * `multiprocessing.Queue()` (and the other names of `ROUTED`: SimpleQueue, JoinableQueue, Pool, Pipe,
-  the locks, Event, Condition, Barrier) are methods of the default context
+  the locks, Event, Condition, Barrier, Manager) are methods of the default context
   that build the stdlib classes themselves, whatever the start method; `route_default_methods` makes
   them ask the current context instead (for "spawn", "fork" and "forkserver" that is the same call as
   before), so after `set_start_method("dragon")` they return ours.
@@ -70,6 +71,7 @@ ROUTED: Final = (
     "Event",
     "Condition",
     "Barrier",
+    "Manager",
     "cpu_count",
 )
 """The default context's methods that follow the current start method (`route_default_methods`)."""
@@ -166,6 +168,17 @@ class DragonContext(context.SpawnContext):
         if processes is None:
             processes = self.cpu_count()
         return Pool(processes, initializer, initargs, maxtasksperchild, context=self.get_context())
+
+    def Manager(self) -> Any:  # the stdlib's SyncManager or ours, see below
+        """A started `multiprocessing.managers.SyncManager`; in a run of several nodes one whose server
+        listens on its node's address, reachable from every node (`dragon.mp.managers`)."""
+        if not _several_nodes():
+            return super().Manager()
+        from dragon.mp.managers import SyncManager
+
+        manager = SyncManager(ctx=self.get_context())
+        manager.start()
+        return manager
 
     def cpu_count(self) -> int:
         """How many CPUs the runtime may use over all its nodes (`dragon.native.machine.cpu_count`:
@@ -339,7 +352,7 @@ def guard_shared_memory(shared_memory: ModuleType) -> None:
     (its memory is in its node's /dev/shm: another node would find no such block, or, on virtual nodes
     that share a machine, silently the same one a real node could never see). On one node nothing
     changes (issue 17 item 2)."""
-    if int(os.environ.get("DRAGON_NODES", "1") or 1) <= 1:
+    if not _several_nodes():
         return
     cls = shared_memory.SharedMemory
 
@@ -347,6 +360,11 @@ def guard_shared_memory(shared_memory: ModuleType) -> None:
         return (_rebuild_shared_memory, (self.name, self.size, os.environ.get("DRAGON_RUN_ID", ""), _node_here()))
 
     cls.__reduce__ = reduce
+
+
+def _several_nodes() -> bool:
+    """Whether this process belongs to a run of several nodes (its launch parameters say so)."""
+    return int(os.environ.get("DRAGON_NODES", "1") or 1) > 1
 
 
 def _node_here() -> str:

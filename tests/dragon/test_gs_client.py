@@ -201,6 +201,27 @@ def test_a_call_when_the_gs_process_died_ends(fake: FakeGS) -> None:
     c.close()
 
 
+def test_a_slow_reply_on_a_node_without_global_services_is_waited_for(fake: FakeGS) -> None:
+    """A node other than the primary has no GS process (its runtime.json says gs_pid 0): a reply that
+    takes longer than a liveness slice is waited for (it raised ValueError for pid 0 before)."""
+    fake.reply(GSPingProc())
+    to_gs, ret = Channel.attach(fake.gs.name), Channel.attach(fake.ret.name)
+    c = _gs_client.GSClient(fake.params, to_gs, ret, gs_pid=0)
+
+    def answer_late() -> None:
+        req = fake.dec.decode(fake.gs.recv(timeout=10))
+        time.sleep(_gs_client.LIVENESS_SLICE_S * 1.5)  # the slow reply itself is what is tested
+        fake.reply(GSProcessListResponse(ref=req.tag, plist=[7]))
+
+    t = threading.Thread(target=answer_late)
+    t.start()
+    try:
+        assert c.call(GSProcessList(p_uid=0, r_c_uid=0), GSProcessListResponse, timeout_s=10).plist == [7]
+    finally:
+        t.join(10)
+        c.close()
+
+
 def test_connect_to_a_runtime_that_is_gone(fake: FakeGS) -> None:
     params = fake.params
     fake.destroy()

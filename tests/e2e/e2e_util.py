@@ -13,9 +13,12 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
+
+if TYPE_CHECKING:
+    from placement import Placed
 
 DRAGON: Final = os.path.join(os.path.dirname(sys.executable), "dragon")
 """The `dragon` command of the venv running the tests (never one found elsewhere on PATH)."""
@@ -66,25 +69,37 @@ async def run_command(
         )
 
 
-async def run_report(argv: Sequence[str], cwd: str | Path) -> tuple[dict[str, Any], bytes]:
+async def run_report(
+    argv: Sequence[str], cwd: str | Path, *, placed: Placed | None = None
+) -> tuple[dict[str, Any], bytes]:
     """Run a program that prints one JSON report on stdout and exits with 0 (else AssertionError with
-    its stderr): the report, and its stderr. Prints how long it ran (timings are shown, not asserted)."""
+    its stderr): the report, and its stderr. A `dragon` command runs in `placed` (placement.py) if
+    given. Prints how long it ran (timings are shown, not asserted)."""
     t0 = time.monotonic()
-    done = await run_command(argv, cwd=cwd, timeout_s=180)
-    print(f"{' '.join(Path(a).name for a in argv)}: {time.monotonic() - t0:.2f} s")
+    if placed is not None and argv[0] == DRAGON:
+        done = await placed.run(*argv[1:], cwd=cwd, timeout_s=180)
+        where = f" over {placed.nodes} nodes"
+    else:
+        done = await run_command(argv, cwd=cwd, timeout_s=180)
+        where = ""
+    print(f"{' '.join(Path(a).name for a in argv)}{where}: {time.monotonic() - t0:.2f} s")
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     report: dict[str, Any] = json.loads(done.stdout)
     return report, done.stderr
 
 
-async def reports_under_each_method(prog: str, cwd: str | Path) -> list[tuple[dict[str, Any], bytes]]:
-    """`run_report` of a program that takes its start method as its argument, three ways: under plain
-    `python` with "spawn", under the `dragon` command with "dragon", and under plain `python` with
-    "dragon" (its first object brings a background runtime up)."""
-    return [
-        await run_report(argv, cwd)
-        for argv in ([sys.executable, prog, "spawn"], [DRAGON, prog, "dragon"], [sys.executable, prog, "dragon"])
-    ]
+async def reports_under_each_method(
+    prog: str, cwd: str | Path, placed: Placed | None = None
+) -> list[tuple[dict[str, Any], bytes]]:
+    """`run_report` of a program that takes its start method as its argument: under plain `python`
+    with "spawn" (the whole program: the reference), under the `dragon` command with "dragon" (in
+    `placed` if given: the sections it runs, over its nodes), and, in a run of one node, under plain
+    `python` with "dragon" (its first object brings a background runtime up, which has one node)."""
+    runs = [await run_report([sys.executable, prog, "spawn"], cwd)]
+    runs.append(await run_report([DRAGON, prog, "dragon", *(placed.args() if placed else [])], cwd, placed=placed))
+    if placed is None or placed.nodes == 1:
+        runs.append(await run_report([sys.executable, prog, "dragon"], cwd))
+    return runs
 
 
 class StreamReader:

@@ -346,3 +346,22 @@ async def test_a_wait_on_a_channel_of_a_lost_node_ends_with_a_clear_error() -> N
     assert code == 0, bytes(err.data)
     assert b"the wait ended: node 1 is lost" in out.data, bytes(out.data)
     assert b"joined: -9" in out.data
+
+
+@pytest.mark.parametrize("n", [1, 2])
+async def test_a_manager_serves_processes_on_every_node(n: int) -> None:
+    """Issue 17 item 2: a Manager's dict, list and Queue proxies used by processes on each node; over
+    several nodes its server listens on TCP at its node's address (127.0.0.1 for virtual nodes that
+    share this machine: see test_isolated_nodes.py for nodes of their own), on one node on a unix
+    socket as the stdlib's."""
+    done = await run_dragon("--nodes", str(n), "--wlm", "local", node_program("manager_nodes.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    report = json.loads(done.stdout)
+    assert report["dict"] == {f"p{i}": i % n for i in range(2 * n)}
+    assert report["list"] == sorted(i % n for i in range(2 * n))
+    assert report["queue"] == [[i, i % n] for i in range(2 * n)]
+    assert report["exits"] == [0] * 2 * n
+    if n == 1:
+        assert isinstance(report["address"], str) and "/pymp-" in report["address"], report
+    else:
+        assert report["address"][0] == "127.0.0.1" and report["address"][1] > 0, report

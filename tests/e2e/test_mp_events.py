@@ -5,6 +5,7 @@ under plain `python` with "spawn", under the real `dragon` command with "dragon"
 `python` with "dragon" (its first object brings a background runtime up). The "same" parts must agree.
 mp_programs/party_death.py kills a party of a Barrier (or the notifier of a Condition) while the
 others wait: every wait there is bounded by 60 s, and the waiters must be told within a few seconds.
+They also run over two isolated nodes (placement.py).
 """
 
 from __future__ import annotations
@@ -15,19 +16,20 @@ from pathlib import Path
 from typing import Final
 
 import pytest
+from placement import Placed, placements
 
-from e2e_util import reports_under_each_method, run_command, run_report
+from e2e_util import DRAGON, reports_under_each_method, run_command, run_report
 
 MP_PROGRAMS: Final = Path(__file__).resolve().with_name("mp_programs")
-DRAGON: Final = str(Path(sys.executable).with_name("dragon"))
 NOTICED_S: Final = 10.0
 """A waiter of a Barrier whose party died is told well within this (its own bound is 60 s)."""
 
 
-async def test_event_condition_barrier_as_under_spawn(tmp_path: Path) -> None:
+@pytest.mark.parametrize("placement", placements("event_objects.py"), indirect=True)
+async def test_event_condition_barrier_as_under_spawn(placement: Placed, tmp_path: Path) -> None:
     prog = str(MP_PROGRAMS / "event_objects.py")
-    (spawn, _), (dragon, _), (background, _) = await reports_under_each_method(prog, tmp_path)
-    assert background == dragon
+    (spawn, _), (dragon, _), *background = await reports_under_each_method(prog, tmp_path, placement)
+    assert all(report == dragon for report, _ in background)
     assert dragon["same"] == spawn["same"]
     same = dragon["same"]
     assert same["event"] == {
@@ -75,9 +77,12 @@ async def test_event_condition_barrier_as_under_spawn(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.parametrize("placement", placements("party_death.py"), indirect=True)
 @pytest.mark.parametrize("how", ["kill", "error", "inside"])
-async def test_a_party_dying_breaks_the_barrier(how: str, tmp_path: Path) -> None:
-    report, _ = await run_report([DRAGON, str(MP_PROGRAMS / "party_death.py"), "dragon", how], tmp_path)
+async def test_a_party_dying_breaks_the_barrier(how: str, placement: Placed, tmp_path: Path) -> None:
+    report, _ = await run_report(
+        [DRAGON, str(MP_PROGRAMS / "party_death.py"), "dragon", how], tmp_path, placed=placement
+    )
     print(report)
     assert report["victim_exit"] == (1 if how == "error" else -9)
     assert report["results"] == ["BrokenBarrierError"] * 2
@@ -135,10 +140,12 @@ async def test_dragon_status_shows_the_objects(tmp_path: Path) -> None:
     assert report["holders"] == {"Lock": True, "Semaphore": True} and report["table"] is True
 
 
-async def test_a_condition_sleeper_killed_in_wait_is_counted_out(tmp_path: Path) -> None:
+@pytest.mark.parametrize("placement", placements("condition_dead_sleeper.py"), indirect=True)
+async def test_a_condition_sleeper_killed_in_wait_is_counted_out(placement: Placed, tmp_path: Path) -> None:
     """The ticket `notify_all` gave a sleeper that was SIGKILLed inside `wait` does not stay out: the
     next waiter counts the dead one out (sleepers and tickets back to 0), so a program that waits for
     the sleeper count before it notifies (as CPython's tests do) wakes its live waiter. Before, the
     dead sleeper stayed counted: that notify came before the waiter was in, and it was never woken."""
-    report, _ = await run_report([DRAGON, str(MP_PROGRAMS / "condition_dead_sleeper.py"), "dragon"], tmp_path)
+    prog = str(MP_PROGRAMS / "condition_dead_sleeper.py")
+    report, _ = await run_report([DRAGON, prog, "dragon"], tmp_path, placed=placement)
     assert report == {"timed_out": False, "after": [0, 0], "woken": True, "exit": 0}

@@ -6,7 +6,7 @@ and prints a JSON report; it runs under plain `python` with "spawn", under the r
 with "dragon", and under plain `python` with "dragon" (its first Lock brings a background runtime
 up). The part that must not depend on the method ("same") must agree. mp_programs/lock_kill.py
 SIGKILLs holders right after they acquire, while the program waits (under dragon only: the standard
-library's objects stay taken for ever).
+library's objects stay taken for ever). Both also run over two isolated nodes (placement.py).
 """
 
 from __future__ import annotations
@@ -15,15 +15,19 @@ import sys
 from pathlib import Path
 from typing import Final
 
+import pytest
+from placement import Placed, placements
+
 from e2e_util import DRAGON, reports_under_each_method, run_command, run_report
 
 MP_PROGRAMS: Final = Path(__file__).resolve().with_name("mp_programs")
 
 
-async def test_lock_semantics_as_under_spawn(tmp_path: Path) -> None:
+@pytest.mark.parametrize("placement", placements("locks.py"), indirect=True)
+async def test_lock_semantics_as_under_spawn(placement: Placed, tmp_path: Path) -> None:
     prog = str(MP_PROGRAMS / "locks.py")
-    (spawn, _), (dragon, _), (background, _) = await reports_under_each_method(prog, tmp_path)
-    assert background == dragon
+    (spawn, _), (dragon, _), *background = await reports_under_each_method(prog, tmp_path, placement)
+    assert all(report == dragon for report, _ in background)
     assert dragon["same"] == spawn["same"]
 
     basics = dragon["same"]["basics"]
@@ -95,8 +99,9 @@ async def test_lock_semantics_as_under_spawn(tmp_path: Path) -> None:
     }
 
 
-async def test_a_dead_holders_count_is_given_back_and_the_next_acquirer_told(tmp_path: Path) -> None:
-    report, err = await run_report([DRAGON, str(MP_PROGRAMS / "lock_kill.py"), "dragon"], tmp_path)
+@pytest.mark.parametrize("placement", placements("lock_kill.py"), indirect=True)
+async def test_a_dead_holders_count_is_given_back_and_the_next_acquirer_told(placement: Placed, tmp_path: Path) -> None:
+    report, err = await run_report([DRAGON, str(MP_PROGRAMS / "lock_kill.py"), "dragon"], tmp_path, placed=placement)
     stderr = err.decode(errors="replace")
     print(report)
     told = [["HolderDiedWarning", True]]  # once, naming the dead process

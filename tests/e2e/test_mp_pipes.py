@@ -7,19 +7,20 @@ than a channel's ring (whose send blocks until they are read, as the stdlib's), 
 stdlib Connection, a raw fd and a process sentinel. It runs under plain `python` with "spawn" (the
 stdlib's socketpair), under `dragon` with "dragon" and under plain `python` with "dragon" (a
 background runtime); the reports must agree but for the times (keys ending in `_s`, printed, not
-asserted).
+asserted). The dragon run is on one node and over two isolated nodes (placement.py).
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Final
+
+import pytest
+from placement import Placed, placements
 
 from e2e_util import reports_under_each_method
 
 MP_PROGRAMS: Final = Path(__file__).resolve().with_name("mp_programs")
-DRAGON: Final = str(Path(sys.executable).with_name("dragon"))
 
 
 def _times(report: dict[str, Any]) -> dict[str, float]:
@@ -31,16 +32,19 @@ def _times(report: dict[str, Any]) -> dict[str, float]:
     return found
 
 
-async def test_pipe_as_under_spawn(tmp_path: Path) -> None:
+@pytest.mark.parametrize("placement", placements("pipes.py"), indirect=True)
+async def test_pipe_as_under_spawn(placement: Placed, tmp_path: Path) -> None:
     prog = str(MP_PROGRAMS / "pipes.py")
-    (spawn, _), (dragon, _), (background, _) = await reports_under_each_method(prog, tmp_path)
-    for name, report in (("spawn", spawn), ("dragon", dragon), ("background", background)):
+    (spawn, _), (dragon, _), *others = await reports_under_each_method(prog, tmp_path, placement)
+    background = [report for report, _ in others]
+    for name, report in (("spawn", spawn), ("dragon", dragon), *(("background", b) for b in background)):
         print(name, _times(report))
     assert spawn["kind"] == ["multiprocessing.connection"] * 2
-    assert dragon["kind"] == background["kind"] == ["dragon.mp.connection"] * 2  # ctx.Pipe and mp.Pipe
+    assert all(b["kind"] == dragon["kind"] for b in background)
+    assert dragon["kind"] == ["dragon.mp.connection"] * 2  # ctx.Pipe and mp.Pipe
     assert spawn["executor_wakeup"] == dragon["executor_wakeup"] == [328350, "multiprocessing.connection"]
     assert dragon["same"] == spawn["same"]
-    assert background["same"] == spawn["same"]
+    assert all(b["same"] == spawn["same"] for b in background)
 
     api = dragon["same"]["api"]
     assert api["send_bytes"] == ["abcdefghijklmnopqrstuvwxyz", "fghijklmnopqrstuvwxyz", "hijklmno", "", ""]

@@ -6,7 +6,8 @@ under plain `python` with "dragon" (a background runtime of the program's own, w
 brings up). The part of the reports that must not depend on the method ("same") must agree. What the dragon
 queues do differently by design (dragon/mp/queues.py) is checked per method. mp_programs/queue_kill.py
 SIGKILLs one of several consumers (under dragon only: the stdlib's Queue can wedge there).
-Timings are printed, not asserted.
+Both run on one node and over two isolated nodes (placement.py); what does not cross nodes yet is a
+strict xfail of its own there. Timings are printed, not asserted.
 """
 
 from __future__ import annotations
@@ -16,20 +17,20 @@ from pathlib import Path
 from typing import Final
 
 import pytest
+from placement import Placed, placements
 
-from e2e_util import reports_under_each_method, run_command, run_report
+from e2e_util import DRAGON, reports_under_each_method, run_command, run_report
 
 MP_PROGRAMS: Final = Path(__file__).resolve().with_name("mp_programs")
-DRAGON: Final = str(Path(sys.executable).with_name("dragon"))
 
 
-async def test_queue_semantics_as_under_spawn(tmp_path: Path) -> None:
+@pytest.mark.parametrize("placement", placements("queues.py"), indirect=True)
+async def test_queue_semantics_as_under_spawn(placement: Placed, tmp_path: Path) -> None:
     prog = str(MP_PROGRAMS / "queues.py")
-    runs = await reports_under_each_method(prog, tmp_path)
-    (spawn, spawn_err), (dragon, dragon_err), (background, background_err) = runs
-    assert background == dragon
-    assert dragon["same"] == spawn["same"]
-    same = dragon["same"]
+    (spawn, spawn_err), (dragon, dragon_err), *background = await reports_under_each_method(prog, tmp_path, placement)
+    assert all(report == dragon for report, _ in background)
+    assert dragon["same"] == placement.pick(spawn["same"])
+    same = spawn["same"]  # whole (dragon's may be a part): the values the methods agree on
 
     basics = same["basics"]
     assert (basics["empty_new"], basics["qsize_new"], basics["full_new"]) == (True, 0, False)
@@ -71,7 +72,8 @@ async def test_queue_semantics_as_under_spawn(tmp_path: Path) -> None:
         "ends_closed": [True, True],
     }
     assert same["joinable"] == {"joined": True, "exit": 0, "too_many": "ValueError", "local": True}
-    assert same["pools"] == {"map": [x * x for x in range(10)], "imap": [0, 1, 4, 9, 16], "executor": [0, 1, 4, 9, 16]}
+    assert same["pools"] == {"map": [x * x for x in range(10)], "imap": [0, 1, 4, 9, 16]}
+    assert same["executor"] == [0, 1, 4, 9, 16]
 
     assert same["pipe_ends"] == {
         "poll": True,
@@ -87,18 +89,22 @@ async def test_queue_semantics_as_under_spawn(tmp_path: Path) -> None:
     after = {"qsize_bounded": 1, "next": ["next"] * 3, "empty_bounded": True}
     assert spawn["differs"] == {"unpicklable": {"raised": ["", "", ""], **after}, "pool_argument": "RuntimeError"}
     assert spawn_err.count(b"Can't pickle local object") == 3, spawn_err.decode(errors="replace")
-    assert dragon["differs"] == {"unpicklable": {"raised": ["AttributeError"] * 3, **after}, "pool_argument": "got 5"}
-    for err in (dragon_err, background_err):
+    differs = {"unpicklable": {"raised": ["AttributeError"] * 3, **after}, "pool_argument": "got 5"}
+    assert dragon["differs"] == placement.pick(differs)
+    for err in [dragon_err, *(err for _, err in background)]:
         assert b"Can't pickle local object" not in err, err.decode(errors="replace")
-    assert dragon["dragon"] == {
-        "queue_in_queue": "through a queue inside a queue",
-        "released": {"item": "one", "alive_before": True, "gone_after_close": True, "gone_after_gc": True},
-        "packing": {"items": True, "slots": False, "simple": True, "full": "Full", "simple_all": True},
-    }
+    assert dragon["dragon"] == placement.pick(
+        {
+            "queue_in_queue": "through a queue inside a queue",
+            "released": {"item": "one", "alive_before": True, "gone_after_close": True, "gone_after_gc": True},
+            "packing": {"items": True, "slots": False, "simple": True, "full": "Full", "simple_all": True},
+        }
+    )
 
 
-async def test_consumer_killed_mid_get_loses_at_most_its_item(tmp_path: Path) -> None:
-    report, _ = await run_report([DRAGON, str(MP_PROGRAMS / "queue_kill.py"), "dragon"], tmp_path)
+@pytest.mark.parametrize("placement", placements("queue_kill.py"), indirect=True)
+async def test_consumer_killed_mid_get_loses_at_most_its_item(placement: Placed, tmp_path: Path) -> None:
+    report, _ = await run_report([DRAGON, str(MP_PROGRAMS / "queue_kill.py"), "dragon"], tmp_path, placed=placement)
     print(report)
     assert report["victim"] == -9 and report["survivors"] == [0, 0]
     assert report["victim_got"] >= 300 and report["survivors_got"] > 0

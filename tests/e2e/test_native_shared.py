@@ -1,7 +1,8 @@
 """dragon.native's shared objects (issue 15 item 4) end to end: the real `dragon` command runs
 native_programs/shared_values.py, native_queue.py and aio_queue.py, which exercise every API point of
 `Value`, `Array`, `Queue` and its trio face `dragon.aio.Queue`, share them with multiprocessing children of the "dragon" start method and with a
-native Process child, and count the run's /dev/shm entries; these tests check their JSON reports.
+native Process child, and count the run's /dev/shm entries; these tests check their JSON reports,
+on one node and over two isolated nodes (placement.py).
 """
 
 from __future__ import annotations
@@ -11,21 +12,25 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-from e2e_util import clean_env, run_command, run_dragon
+import pytest
+from placement import Placed, placements
+
+from e2e_util import clean_env, run_command
 
 NATIVE: Final = Path(__file__).resolve().with_name("native_programs")
 
 
-async def _report(name: str, tmp_path: Path) -> dict[str, Any]:
-    done = await run_dragon(str(NATIVE / name), cwd=tmp_path, timeout_s=120)
+async def _report(name: str, tmp_path: Path, placed: Placed) -> dict[str, Any]:
+    done = await placed.run(str(NATIVE / name), cwd=tmp_path, timeout_s=120)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert done.stderr == b""
     report: dict[str, Any] = json.loads(done.stdout)
     return report
 
 
-async def test_value_and_array_api_sharing_and_cleanup(tmp_path: Path) -> None:
-    report = await _report("shared_values.py", tmp_path)
+@pytest.mark.parametrize("placement", placements("shared_values.py"), indirect=True)
+async def test_value_and_array_api_sharing_and_cleanup(placement: Placed, tmp_path: Path) -> None:
+    report = await _report("shared_values.py", tmp_path, placement)
     v = report["values"]
     assert (v["int_default"], v["int_set"], v["double"], v["ctype"], v["char"], v["wchar"]) == (
         0,
@@ -71,8 +76,9 @@ async def test_value_and_array_api_sharing_and_cleanup(tmp_path: Path) -> None:
     assert report["shm_left"] == []
 
 
-async def test_queue_api_joinable_tasks_worked_by_children_and_cleanup(tmp_path: Path) -> None:
-    report = await _report("native_queue.py", tmp_path)
+@pytest.mark.parametrize("placement", placements("native_queue.py"), indirect=True)
+async def test_queue_api_joinable_tasks_worked_by_children_and_cleanup(placement: Placed, tmp_path: Path) -> None:
+    report = await _report("native_queue.py", tmp_path, placement)
     b = report["basics"]
     assert b["new"] == [True, 0, 0, False, False, False]
     assert (b["after_puts"], b["fifo"]) == ([False, 6], [0, 1, 2, 3, 4, {"five": 5}])
@@ -91,8 +97,9 @@ async def test_queue_api_joinable_tasks_worked_by_children_and_cleanup(tmp_path:
     assert report["shm_left"] == []
 
 
-async def test_aio_queue_face_cancellation_and_a_native_worker(tmp_path: Path) -> None:
-    report = await _report("aio_queue.py", tmp_path)
+@pytest.mark.parametrize("placement", placements("aio_queue.py"), indirect=True)
+async def test_aio_queue_face_cancellation_and_a_native_worker(placement: Placed, tmp_path: Path) -> None:
+    report = await _report("aio_queue.py", tmp_path, placement)
     b = report["basics"]
     assert b["new"] == [True, 0, 0, False]
     assert (b["got"], b["empty"]) == ([{"a": 1}, "b'raw'"], ["Empty", "Empty"])
@@ -120,10 +127,11 @@ async def test_the_shared_objects_load_on_first_use(tmp_path: Path) -> None:
     assert done.stdout.decode().splitlines() == [str([False] * 5), str([True] * 5)], done.stderr
 
 
-async def test_native_lock_semaphore_event_barrier(tmp_path: Path) -> None:
+@pytest.mark.parametrize("placement", placements("native_sync.py"), indirect=True)
+async def test_native_lock_semaphore_event_barrier(placement: Placed, tmp_path: Path) -> None:
     """The reference's names and arguments, on the runtime's objects: shared with multiprocessing
     children and with a native Process child through a Channel message; nothing left behind."""
-    r = await _report("native_sync.py", tmp_path)
+    r = await _report("native_sync.py", tmp_path, placement)
     # not recursive; taken; mine; once; a second acquire times out; released; not mine; free again
     assert r["lock"] == [False, True, True, 1, False, None, False, True]
     assert r["lock_with"] is False

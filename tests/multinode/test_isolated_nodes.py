@@ -90,6 +90,24 @@ def test_an_object_of_another_node_is_a_clear_error(cluster: VirtualCluster) -> 
     )
 
 
+@pytest.mark.parametrize("cluster", [2, 4], indirect=True)
+def test_a_manager_serves_processes_on_every_isolated_node(cluster: VirtualCluster) -> None:
+    """Issue 17 item 2: `multiprocessing.Manager()` over isolated nodes: its server listens on TCP at
+    node 0's address (a unix socket in /tmp reached other nodes only because the nodes share this
+    machine's files; a real node has its own /tmp), its server runs on node 0 though started inside
+    `Policy(node=<last>)` (the stdlib hands it an fd), and its dict, list and Queue proxies work in
+    processes on every node."""
+    n = cluster.n
+    done = run(cluster, n, node_program("manager_nodes.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    report = json.loads(done.stdout)
+    assert report["address"][0] == cluster.addr(0), report
+    assert report["dict"] == {f"p{i}": i % n for i in range(2 * n)}
+    assert report["list"] == sorted(i % n for i in range(2 * n))
+    assert report["queue"] == [[i, i % n] for i in range(2 * n)]
+    assert report["exits"] == [0] * 2 * n
+
+
 def start_hold(c: VirtualCluster) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         dragon_argv(c, 2, node_program("hold.py")), env=dragon_env(c), stdout=subprocess.PIPE, stderr=subprocess.PIPE

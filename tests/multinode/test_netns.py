@@ -269,14 +269,14 @@ def test_sigterm_cleans_up() -> None:
     assert not Path(f"/proc/{made['pid']}").exists()
 
 
-# The fixtures of conftest.py, for a pytest run of its own (with a short grace for leftovers)
+# The cluster fixtures of tests/conftest.py, for a pytest run of its own (with a short grace for leftovers)
 CONFTEST_COPY = """
 import importlib.util, sys
 sys.path.insert(0, {here!r})
-spec = importlib.util.spec_from_file_location("multinode_conftest", {conftest!r})
+spec = importlib.util.spec_from_file_location("tests_conftest", {conftest!r})
 conftest = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(conftest)
-conftest.LEFTOVER_GRACE_S = 0.2
+conftest.LEAK_GRACE_S = 0.2
 cluster, make_cluster = conftest.cluster, conftest.make_cluster
 pytest_runtest_makereport = conftest.pytest_runtest_makereport
 """
@@ -295,7 +295,9 @@ def test_clean(make_cluster):
 
 def test_fixture_fails_a_test_that_leaves_something(tmp_path: Path) -> None:
     here = Path(__file__).parent
-    (tmp_path / "conftest.py").write_text(CONFTEST_COPY.format(here=str(here), conftest=str(here / "conftest.py")))
+    (tmp_path / "conftest.py").write_text(
+        CONFTEST_COPY.format(here=str(here), conftest=str(here.parent / "conftest.py"))
+    )
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     (tmp_path / "test_users.py").write_text(FIXTURE_USERS)
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)]

@@ -1,6 +1,6 @@
 """Pool of the "dragon" start method (task and result queues on channels) against the stdlib's; prints JSON.
 
-Run as `prog.py METHOD` ("spawn" under plain python, "dragon" under `dragon` or plain python). The
+Run as `prog.py METHOD [SECTIONS]` (sections.py) ("spawn" under plain python, "dragon" under `dragon` or plain python). The
 "same" part of the report must not depend on the method; "dragon" adds what only the channel pool
 does (its channels destroyed when it ends; workers SIGKILLed while waiting for tasks do not wedge it).
 """
@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Iterator
 from multiprocessing import pool as mp_pool
 from typing import Any
+
+import sections
 
 import dragon  # noqa: F401  (registers the start method)
 
@@ -168,18 +170,24 @@ def dragon_only(ctx: Any) -> dict[str, Any]:
     out["channels_after_join"] = exists()  # still there: the pool object lives on
     pool.terminate()
     out["channels_after_terminate"] = exists()
-    direct = mp_pool.Pool(2, context=ctx)  # built directly: the stdlib's pipes, dragon processes
-    out["direct"] = [type(direct._inqueue).__module__, direct.map(square, range(5))]
-    direct.terminate()
-    direct.join()
     return out
+
+
+def direct(ctx: Any) -> list[Any]:
+    """A Pool built directly: the stdlib's pipes (their fds handed to the workers), dragon processes."""
+    pool = mp_pool.Pool(2, context=ctx)
+    try:
+        return [type(pool._inqueue).__module__, pool.map(square, range(5))]
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 if __name__ == "__main__":
     method = sys.argv[1]
     mp.set_start_method(method)
     ctx = mp.get_context(method)
-    report: dict[str, Any] = {"same": same(ctx)}
+    parts = {"same": lambda: same(ctx)}
     if method == "dragon":
-        report["dragon"] = dragon_only(ctx)
-    print(json.dumps(report), flush=True)
+        parts |= {"dragon": lambda: dragon_only(ctx), "direct": lambda: direct(ctx)}
+    print(json.dumps(sections.run(parts)), flush=True)

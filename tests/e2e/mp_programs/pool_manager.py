@@ -1,7 +1,7 @@
 """Pool, Manager, daemons, grandchildren and shared_memory of the standard library; prints JSON.
 
-Run as `prog.py METHOD` ("spawn" under plain python, "dragon" under `dragon`): the output must not
-depend on the method.
+Run as `prog.py METHOD [SECTIONS]` ("spawn" under plain python, "dragon" under `dragon`; sections as
+sections.py says): the output must not depend on the method.
 """
 
 import json
@@ -11,6 +11,8 @@ import sys
 import time
 from multiprocessing import shared_memory
 from typing import Any
+
+import sections
 
 import dragon  # noqa: F401  (registers the start method)
 
@@ -62,11 +64,8 @@ def write_shm(name: str) -> None:
     shm.close()
 
 
-if __name__ == "__main__":
-    method = sys.argv[1]
-    mp.set_start_method(method)
+def pools() -> dict[str, Any]:
     out: dict[str, Any] = {}
-
     with mp.Pool(4) as pool:
         out["map"] = pool.map(square, range(20))
         out["imap"] = list(pool.imap(square, range(5)))
@@ -84,7 +83,10 @@ if __name__ == "__main__":
     pool = mp.Pool(2)
     pool.terminate()
     pool.join()
+    return out
 
+
+def manager() -> dict[str, Any]:
     with mp.Manager() as manager:
         d, lst = manager.dict(), manager.list()
         ps = [mp.Process(target=fill, args=(d, lst, f"k{i}")) for i in range(3)]
@@ -92,23 +94,36 @@ if __name__ == "__main__":
             p.start()
         for p in ps:
             p.join()
-        out["manager"] = [dict(sorted(d.items())), sorted(lst)]
+        return {"manager": [dict(sorted(d.items())), sorted(lst)]}
 
+
+def nesting() -> dict[str, Any]:
     q = mp.Queue()
     p = mp.Process(target=nested, args=(q,))
     p.start()
-    out["nested"] = q.get(timeout=60)
+    out = {"nested": q.get(timeout=60)}
     p.join()
     out["nested_exit"] = p.exitcode
+    return out
 
+
+def shared_memory_by_name() -> dict[str, Any]:
     shm = shared_memory.SharedMemory(create=True, size=16)
     p = mp.Process(target=write_shm, args=(shm.name,))
     p.start()
     p.join()
-    out["shared_memory"] = bytes(shm.buf[:5]).decode()
+    out = {"shared_memory": bytes(shm.buf[:5]).decode()}
     shm.close()
     shm.unlink()
+    return out
 
+
+if __name__ == "__main__":
+    mp.set_start_method(sys.argv[1])
+    out: dict[str, Any] = {}
+    parts = {"pools": pools, "manager": manager, "nested": nesting, "shared_memory": shared_memory_by_name}
+    for part in sections.run(parts).values():
+        out.update(part)
     daemon = mp.Process(target=sleep_forever, daemon=True)
     daemon.start()
     out["daemon_alive"] = daemon.is_alive()

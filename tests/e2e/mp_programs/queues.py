@@ -1,6 +1,7 @@
 """Queue, SimpleQueue and JoinableQueue between processes, in the style of CPython's _TestQueue; prints JSON.
 
-Run as `prog.py METHOD` ("spawn" under plain python, "dragon" under `dragon`). Everything under the
+Run as `prog.py METHOD [SECTIONS]` ("spawn" under plain python, "dragon" under `dragon`; the sections
+as sections.py says, all by default). Everything under the
 key "same" must not depend on the method; "differs" holds what the dragon queues do otherwise (by
 design: see dragon/mp/queues.py), "dragon" what only makes sense under the runtime.
 """
@@ -15,6 +16,8 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+import sections
 
 import dragon  # noqa: F401  (registers the start method)
 
@@ -310,13 +313,12 @@ def joinable(ctx: Any) -> dict[str, Any]:
 
 def pools(ctx: Any) -> dict[str, Any]:
     with ctx.Pool(2) as pool:
-        out: dict[str, Any] = {
-            "map": pool.map(square, range(10)),
-            "imap": sorted(pool.imap_unordered(square, range(5), chunksize=2)),
-        }
+        return {"map": pool.map(square, range(10)), "imap": sorted(pool.imap_unordered(square, range(5), chunksize=2))}
+
+
+def executor(ctx: Any) -> list[int]:
     with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as ex:
-        out["executor"] = list(ex.map(square, range(5)))
-    return out
+        return list(ex.map(square, range(5)))
 
 
 # ------------------------------------------------------------------------------------------- differs
@@ -397,18 +399,29 @@ if __name__ == "__main__":
         assert type(mp.Queue()).__module__ == "dragon.mp.queues"
         assert type(mp.SimpleQueue()).__module__ == "dragon.mp.queues"
     report: dict[str, Any] = {
-        "same": {
-            "basics": fifo_and_basics(ctx),
-            "bounded": bounded(ctx),
-            "across": across_processes(ctx),
-            "many": many_to_many(ctx),
-            "simple": simple_queue(ctx),
-            "joinable": joinable(ctx),
-            "pools": pools(ctx),
-            "pipe_ends": pipe_ends(ctx),
-        }
+        "same": sections.run(
+            {
+                "basics": lambda: fifo_and_basics(ctx),
+                "bounded": lambda: bounded(ctx),
+                "across": lambda: across_processes(ctx),
+                "many": lambda: many_to_many(ctx),
+                "simple": lambda: simple_queue(ctx),
+                "joinable": lambda: joinable(ctx),
+                "pools": lambda: pools(ctx),
+                "executor": lambda: executor(ctx),
+                "pipe_ends": lambda: pipe_ends(ctx),
+            }
+        ),
+        "differs": sections.run(
+            {"unpicklable": lambda: unpicklable(ctx), "pool_argument": lambda: queue_as_pool_argument(ctx)}
+        ),
     }
-    report["differs"] = {"unpicklable": unpicklable(ctx), "pool_argument": queue_as_pool_argument(ctx)}
     if method == "dragon":
-        report["dragon"] = {"queue_in_queue": queue_in_queue(ctx), "released": released(ctx), "packing": packing(ctx)}
+        report["dragon"] = sections.run(
+            {
+                "queue_in_queue": lambda: queue_in_queue(ctx),
+                "released": lambda: released(ctx),
+                "packing": lambda: packing(ctx),
+            }
+        )
     print(json.dumps(report))
