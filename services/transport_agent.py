@@ -49,6 +49,7 @@ from dragon.messages import (
     TATraffic,
     TAUp,
 )
+from dragon.mp import at_home
 from dragon.transport import (
     ChannelDestroyed,
     ChannelError,
@@ -65,6 +66,7 @@ from dragon.transport.forward import (
     FAILED,
     OK,
     OP,
+    RECORD,
     RECV,
     REPLY,
     SEND,
@@ -259,9 +261,12 @@ class Agent:
                 node, out = 0, pack_forward(0, gs_cd, frame)
             else:
                 try:
-                    _kind, node, _sdesc, _payload = unpack_forward(frame)
+                    kind, node, _sdesc, payload = unpack_forward(frame)
                 except ValueError as exc:
                     self.drop(f"from this node: {exc}")
+                    continue
+                if kind == OP and node == self.config.node_idx:  # GS to the records of its own node
+                    self.start_op(payload)
                     continue
                 out = frame
             if node not in self.peers:
@@ -326,7 +331,7 @@ class Agent:
         except msgspec.DecodeError as exc:
             self.drop(f"an operation that does not parse: {exc}")
             return
-        if op.op not in (SEND, RECV, DEPTH) or self.ops is None:
+        if op.op not in (SEND, RECV, DEPTH, RECORD) or self.ops is None:
             self.drop(f"an operation of unknown kind {op.op}")
             return
         self.ops.start_soon(self.run_op, op)
@@ -343,6 +348,13 @@ class Agent:
             self.count(ops=-1)
 
     async def _run_op(self, op: ChannelOp) -> None:
+        if op.op == RECORD:  # a synchronization object's operation, for a user of another node
+            answer = await at_home.serve(op, self.config.node_idx)
+            if answer is not None and op.reply_node in self.peers:
+                await self.send_to(
+                    op.reply_node, pack_forward(op.reply_node, op.reply_sdesc, self._encoder.encode(answer), REPLY)
+                )
+            return
         count, status, text = 0, OK, ""
         got: list[bytes] = []
         timeout = float("inf") if op.timeout < 0 else op.timeout

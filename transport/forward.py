@@ -65,6 +65,10 @@ SEND: Final = 1
 RECV: Final = 2
 DEPTH: Final = 3
 """How many messages wait in the channel (`ChannelReply.count`)."""
+RECORD: Final = 4
+"""An operation on a synchronization object's record, carried out at its home (`dragon.mp.at_home`):
+one msgpack request in `payloads`, answered OK with one msgpack result (`home_sdesc` "": the answer
+carries no message to put back)."""
 OK: Final = 0
 TIMEOUT: Final = 1
 DESTROYED: Final = 2

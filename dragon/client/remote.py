@@ -50,6 +50,7 @@ from dragon.transport.forward import (
     DESTROYED,
     OK,
     OP,
+    RECORD,
     RECV,
     SEND,
     TIMEOUT,
@@ -279,6 +280,14 @@ class RemoteChannel:
         raise ChannelError(
             f"the statistics of a channel of node {self.node} are read on that node (dragon status there)"
         )
+
+    def record_op(self, request: bytes, timeout: float | None) -> bytes:
+        """One operation on the synchronization object this channel is the record of, carried out on
+        its node (`dragon.mp.at_home`, waiting there at most `timeout`): its encoded result."""
+        reply = self._call(RECORD, timeout, payloads=[request])
+        if not reply.payloads:
+            raise ChannelError(f"node {self.node} gave no result for an operation on its object")
+        return reply.payloads[0]
 
     def close(self) -> None:
         self._closed = True

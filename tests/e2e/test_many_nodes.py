@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 from pathlib import Path
+from typing import Final
 
 import pytest
 import trio
@@ -344,3 +345,46 @@ async def test_a_wait_on_a_channel_of_a_lost_node_ends_with_a_clear_error() -> N
     assert code == 0, bytes(err.data)
     assert b"the wait ended: node 1 is lost" in out.data, bytes(out.data)
     assert b"joined: -9" in out.data
+
+
+LOCKS_ACROSS: Final = {
+    "basics_same": True,  # mp_programs/locks.py's checks agree for objects of node 1 and of node 0
+    "exclusive": [True, 600, [0, 0, 0]],  # 2 processes on node 1 and 1 on node 0 inside a Lock and an RLock
+    "rlock_still_mine": [True, None, None],
+    "rlock_visitor": {
+        "acquire_nonblock": False,
+        "acquire_timeout": [False, True],
+        "release_not_owner": "AssertionError",
+    },
+    "rlock_visitor_got": True,
+    "rlock_held_by_child": [False, "<RLock(SomeOtherProcess, nonzero)>"],
+    "rlock_child_repr": "<RLock(child, 1)>",
+    "rlock_after_child": [True, None, 0],
+    "lock_released_by_other": [0, True, None],
+    "produced": [[True, True, True], False, 0, 0],
+    "overflow_in_child": ["ValueError", 2],
+    "semaphore_count_back": True,
+    "waiter_killed": [-9, True],
+    "maker_exit": 0,
+}
+"""node_programs/locks_across.py's report (but its basics and the killed holders' pids)."""
+
+
+def check_locks_across(stdout: bytes) -> None:
+    report = json.loads(stdout)
+    killed = {key: report.pop(key) for key in ("holder_killed_home 0", "holder_killed_home 1")}
+    report.pop("basics_there")
+    assert report == LOCKS_ACROSS
+    for home, holder in ((0, 1), (1, 0)):  # the next acquirer is told, naming the dead holder and its node
+        got = killed[f"holder_killed_home {home}"]
+        assert got[:3] == [str(holder), -9, True] and got[4] is None, got
+        assert len(got[3]) == 1 and re.fullmatch(rf"process \d+ of node {holder}", got[3][0]), got
+
+
+async def test_locks_and_semaphores_across_nodes() -> None:
+    """Issue 17 item 2: Lock, RLock, Semaphore and BoundedSemaphore with their users on both nodes:
+    the standard library's semantics (timeouts, non-blocking acquire, a Lock released by another
+    process, RLock ownership), exclusion, and holders and a waiter of another node killed."""
+    done = await run_dragon("--nodes", "2", "--wlm", "local", node_program("locks_across.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    check_locks_across(done.stdout)

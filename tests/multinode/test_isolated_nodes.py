@@ -65,19 +65,19 @@ def test_hello_and_placement_on_isolated_nodes(make_cluster: Callable[[int], Vir
 
 
 def test_an_object_of_another_node_is_a_clear_error(cluster: VirtualCluster) -> None:
-    """What cannot cross nodes yet (issue 17: the synchronization objects, whose state is a record in
-    their home node's memory) says so, naming both nodes, instead of failing obscurely or silently:
-    a Lock made on node 0, used on node 1."""
-    prog = cluster.root / "lock_elsewhere.py"
+    """What cannot cross nodes yet (issue 17: an Event, whose state is a record in its home node's
+    memory) says so, naming both nodes, instead of failing obscurely or silently: an Event made on
+    node 0, used on node 1."""
+    prog = cluster.root / "event_elsewhere.py"
     prog.write_text(
         "import multiprocessing as mp\n"
         "from dragon.native import Policy\n"
-        "def take(lock):\n    lock.acquire()\n"
+        "def take(event):\n    event.set()\n"
         "if __name__ == '__main__':\n"
         "    mp.set_start_method('dragon')\n"
-        "    lock = mp.Lock()\n"
+        "    event = mp.Event()\n"
         "    with Policy(node=1):\n"
-        "        p = mp.Process(target=take, args=(lock,))\n"
+        "        p = mp.Process(target=take, args=(event,))\n"
         "        p.start()\n"
         "    p.join()\n"
         "    print('exitcode', p.exitcode)\n"
@@ -88,6 +88,21 @@ def test_an_object_of_another_node_is_a_clear_error(cluster: VirtualCluster) -> 
     assert (
         b"ChannelOnAnotherNode: this process runs on node 1 and reached for a channel of node 0 (vnode0)" in done.stderr
     )
+
+
+def test_locks_across_isolated_nodes(cluster: VirtualCluster) -> None:
+    """Issue 17 item 2: Lock, RLock, Semaphore and BoundedSemaphore with users on both isolated nodes
+    (each record only in its home's /dev/shm); tests/e2e/test_many_nodes.py checks every line."""
+    done = run(cluster, 2, node_program("locks_across.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    report = json.loads(done.stdout)
+    assert report["basics_same"] is True
+    assert report["exclusive"] == [True, 600, [0, 0, 0]]
+    assert report["lock_released_by_other"] == [0, True, None]
+    for home, holder in ((0, 1), (1, 0)):  # killed on one node holding a Lock of the other: given back
+        got = report[f"holder_killed_home {home}"]
+        assert got[1:3] == [-9, True] and re.fullmatch(rf"process \d+ of node {holder}", got[3][0]), got
+    assert report["waiter_killed"] == [-9, True]
 
 
 def start_hold(c: VirtualCluster) -> subprocess.Popen[bytes]:
