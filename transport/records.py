@@ -90,6 +90,14 @@ class Record(Channel):
         self._unlock(self.rbell)
         self._rlock.release()
 
+    def locked(self, step: Callable[[], T]) -> T:
+        """Run `step` under the lock, and return what it returns."""
+        self.lock()
+        try:
+            return step()
+        finally:
+            self.unlock()
+
     def data(self) -> memoryview:
         """The ring as a writable view (`ring_bytes`, zero in a new record), for an object whose state
         is bytes rather than words (a `dragon.native` Value or Array: a ctypes object on it). Release

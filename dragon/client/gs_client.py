@@ -335,7 +335,7 @@ class GSClient:
             destroyed = True
         if destroyed:
             raise RuntimeNotRunning("the runtime is gone (the GS channel was destroyed)")
-        if self._gs_pid is not None and not pid_alive(self._gs_pid):
+        if self._gs_pid and not pid_alive(self._gs_pid):  # 0: GS runs on another node
             raise RuntimeNotRunning(f"the runtime is gone (Global Services, pid {self._gs_pid}, has exited)")
         if self._loop_thread == threading.get_ident():
             self._check_launcher_loop()

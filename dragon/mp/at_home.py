@@ -36,9 +36,22 @@ import msgspec
 import trio
 
 from dragon.mp.away import Request
+from dragon.mp.events import Barrier, BrokenBarrierError, Condition, Event
+from dragon.mp.locks import take_pair, take_told
 from dragon.transport import ChannelDestroyed, Record
 from dragon.transport.forward import OK, ChannelOp, ChannelReply
-from dragon.transport.records import HOLD_SLOTS, HOLDS, SEM_MAX, SINGLE_HOLDER, holder_name, reclaim, sem_name
+from dragon.transport.records import (
+    HOLD_SLOTS,
+    HOLDS,
+    PARTIES,
+    PARTY_SLOTS,
+    SEM_MAX,
+    SINGLE_HOLDER,
+    add_pid,
+    holder_name,
+    reclaim,
+    sem_name,
+)
 from dragon.transport.records import KIND as KIND_WORD
 
 log = logging.getLogger(__name__)
@@ -111,8 +124,6 @@ def _grant(wait: _Wait, record: Callable[[], None], undo: Callable[[], None]) ->
 
 def _told(words: memoryview) -> str:
     """Under the record's lock: the dead holder no acquirer was told of yet ("" if none)."""
-    from dragon.mp.locks import take_told
-
     dead = take_told(words)
     return holder_name(dead) if dead else ""
 
@@ -188,10 +199,51 @@ def _pair(words: memoryview, who: int, *, take: bool = True) -> int:
         if words[index] == who:
             return index
     if take:
-        from dragon.mp.locks import take_pair
-
         return take_pair(words, who)
     return -1
+
+
+# ------------------------------------------------------------- Event, Condition, Barrier, parties
+
+
+def _cond_wait(home: _Home, wait: _Wait, entered: int, timeout: float | None) -> bool:
+    """A remote Condition waiter's wait for its ticket; a ticket taken for a requester that is gone is
+    given again (the notification goes to the next sleeper)."""
+    cond = Condition._there(home.rec, wait.who)
+    notified = cond._await_ticket(entered, timeout)
+    if notified and wait.gone:
+        cond._locked(lambda: cond._give(1))
+    return notified
+
+
+def _party(home: _Home, wait: _Wait) -> None:
+    """A process of another node holds the object: one of its parties (a Barrier's)."""
+    home.rec.locked(lambda: add_pid(home.rec.words, PARTIES, PARTY_SLOTS, wait.who))
+
+
+def _read(rec: Record, offset: int, size: int) -> bytes:
+    """Bytes of a Value's or an Array's memory (the record's ring)."""
+    with rec.data() as view:
+        return bytes(view[offset : offset + size])
+
+
+def _write(rec: Record, runs: list[tuple[int, bytes]]) -> None:
+    """Store each (offset, bytes) run in a Value's or an Array's memory."""
+    with rec.data() as view:
+        for offset, data in runs:
+            view[offset : offset + len(data)] = data
+
+
+def _event(home: _Home, wait: _Wait) -> Event:
+    return Event._there(home.rec, wait.who)
+
+
+def _barrier(home: _Home, wait: _Wait) -> Barrier:
+    return Barrier._there(home.rec, wait.who)
+
+
+def _cond(home: _Home, wait: _Wait) -> Condition:
+    return Condition._there(home.rec, wait.who)
 
 
 OPERATIONS: Final[dict[str, Callable[..., Any]]] = {
@@ -199,9 +251,28 @@ OPERATIONS: Final[dict[str, Callable[..., Any]]] = {
     "release": _release,
     "value": lambda home, wait: int(home.sem()._get_value()),
     "free": _free,
+    "party": _party,
+    "data_read": lambda home, wait, offset, size: _read(home.rec, offset, size),
+    "data_write": lambda home, wait, runs: _write(home.rec, runs),
+    "event_is_set": lambda home, wait: _event(home, wait).is_set(),
+    "event_set": lambda home, wait: _event(home, wait).set(),
+    "event_clear": lambda home, wait: _event(home, wait).clear(),
+    "event_wait": lambda home, wait, timeout: _event(home, wait).wait(timeout),
+    "cond_enter": lambda home, wait: (c := _cond(home, wait))._locked(c._enter),
+    "cond_wait": _cond_wait,
+    "cond_give": lambda home, wait, n: (c := _cond(home, wait))._locked(lambda: c._give(n)),
+    "cond_word": lambda home, wait, index: int(home.rec.words[index]),
+    "barrier_enter": lambda home, wait, acting: _barrier(home, wait)._enter(acting),
+    "barrier_wait": lambda home, wait, timeout: _barrier(home, wait)._await_release(timeout),
+    "barrier_action_done": lambda home, wait: (b := _barrier(home, wait))._locked(b._action_done),
+    "barrier_action_failed": lambda home, wait: (b := _barrier(home, wait))._locked(b._action_failed),
+    "barrier_n_waiting": lambda home, wait: _barrier(home, wait).n_waiting,
+    "barrier_broken": lambda home, wait: _barrier(home, wait).broken,
+    "barrier_abort": lambda home, wait: _barrier(home, wait).abort(),
+    "barrier_reset": lambda home, wait: _barrier(home, wait).reset(),
 }
 """Each operation: (home, wait, *args) -> result; a blocking one takes the request's timeout last."""
-BLOCKING: Final = frozenset({"acquire"})
+BLOCKING: Final = frozenset({"acquire", "event_wait", "cond_wait", "barrier_wait"})
 
 
 # ------------------------------------------------------------------------- running them
@@ -258,7 +329,7 @@ async def serve(op: ChannelOp, node: int) -> ChannelReply | None:
             raise ValueError("an operation on a synchronization object without its request")
         value = await trio.to_thread.run_sync(_run, op.sdesc, req, timeout, limiter=_limiter, abandon_on_cancel=True)
         result = _answer(True, value)
-    except (msgspec.DecodeError, ValueError, AssertionError, ChannelDestroyed, OSError) as exc:
+    except (msgspec.DecodeError, ValueError, AssertionError, BrokenBarrierError, ChannelDestroyed, OSError) as exc:
         result = _answer(False, (type(exc).__name__, str(exc)))
     if op.reply_node < 0:
         return None

@@ -28,6 +28,7 @@ _ERRORS: Final[dict[str, type[Exception]]] = {
     "ValueError": ValueError,
     "AssertionError": AssertionError,
     "ChannelDestroyed": ChannelDestroyed,
+    "BrokenBarrierError": threading.BrokenBarrierError,
 }
 
 
@@ -54,6 +55,31 @@ def who() -> int:
     return _who[1]
 
 
+class _Waiting(threading.local):
+    """This thread's link for operations that wait (`Away.call`), and the process it was made in."""
+
+    link: Any = None
+    pid = 0
+
+
+_waiting = _Waiting()
+
+
+def _waiting_channel(chan: RemoteChannel) -> RemoteChannel:
+    """`chan` on this thread's own link to the agents. **[interim]** A process's link carries one
+    operation at a time (`dragon.client.remote`): a thread waiting at the home (a blocked acquire, a
+    Condition's wait) would hold up every other thread's operations, its queue's feeder among them,
+    until it returns. So an operation that may wait goes over a link of its thread's own (one more
+    reply channel per such thread), until the link carries operations concurrently."""
+    from dragon.client import remote
+
+    if _waiting.link is None or _waiting.pid != os.getpid():
+        _waiting.link, _waiting.pid = remote._Link(), os.getpid()
+    own = RemoteChannel(chan.node, chan.sdesc)
+    own._link = _waiting.link
+    return own
+
+
 class Away:
     """This process's way to the record `chan` (a channel of another node) of one object."""
 
@@ -61,10 +87,12 @@ class Away:
         self.chan = chan
         self.node = chan.node
 
-    def call(self, name: str, *args: Any, timeout: float | None = None) -> Any:
-        """Operation `name` at the home (waiting there at most `timeout`, for the blocking ones)."""
+    def call(self, name: str, *args: Any, timeout: float | None = 0.0) -> Any:
+        """Operation `name` at the home; one that may wait (`at_home.BLOCKING`) waits there at most
+        `timeout` (None: no limit)."""
         request = _encoder.encode(Request(name=name, who=who(), args=list(args)))
-        ok, value = _decoder.decode(self.chan.record_op(request, timeout))
+        chan = self.chan if timeout == 0 else _waiting_channel(self.chan)
+        ok, value = _decoder.decode(chan.record_op(request, timeout))
         if ok:
             return value
         kind, text = value
@@ -77,11 +105,17 @@ class Away:
 class RemoteSemLock:
     """The interface of `_multiprocessing.SemLock` for an object whose semaphore is on another node."""
 
-    def __init__(self, away: Away, kind: int, maxvalue: int, what: str, name: str) -> None:
+    def __init__(self, away: Away, kind: int, maxvalue: int, what: str, name: str, warning: type[Warning]) -> None:
+        """`what` and `name`: the object's kind and name for the `warning` an acquire after a dead
+        holder's give-back raises (`dragon.mp.locks.HolderDiedWarning`)."""
         self.away, self.kind, self.maxvalue = away, kind, maxvalue
-        self._what, self._name = what, name
+        self._what, self._name, self._warning = what, name, warning
         self._levels = 0
         self._owner = 0
+        self._mutex = threading.Lock()
+        """Held while a release is made at the home and counted here, and while an acquire that
+        succeeded there is counted: as the C object's GIL-held steps, so that a thread's acquire never
+        interleaves with another's release between the home and here."""
 
     def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
         if self.kind == RECURSIVE_MUTEX and self._is_mine():
@@ -91,14 +125,15 @@ class RemoteSemLock:
         taken, dead = self.away.call("acquire", timeout=wait)
         if not taken:
             return False
-        self._levels += 1
-        self._owner = threading.get_ident()
+        with self._mutex:
+            self._levels += 1
+            self._owner = threading.get_ident()
         if dead:
             try:
                 warnings.warn(
                     f"{dead} died holding {self._what} {self._name}; the runtime gave it back and this process "
                     "now holds it: the data it protected may be half-written",
-                    _holder_died(),
+                    self._warning,
                     stacklevel=3,
                 )
             except BaseException:  # the warning was made an error: the acquire does not hold
@@ -107,14 +142,15 @@ class RemoteSemLock:
         return True
 
     def release(self) -> None:
-        if self.kind == RECURSIVE_MUTEX:
-            if not self._is_mine():
-                raise AssertionError("attempt to release recursive lock not owned by thread")
-            if self._levels > 1:
-                self._levels -= 1
-                return
-        self.away.call("release")
-        self._levels -= 1
+        with self._mutex:
+            if self.kind == RECURSIVE_MUTEX:
+                if not self._is_mine():
+                    raise AssertionError("attempt to release recursive lock not owned by thread")
+                if self._levels > 1:
+                    self._levels -= 1
+                    return
+            self.away.call("release")
+            self._levels -= 1
 
     def _count(self) -> int:
         return self._levels
@@ -125,11 +161,9 @@ class RemoteSemLock:
     def _get_value(self) -> int:
         return int(self.away.call("value"))
 
+    def _is_zero(self) -> bool:
+        return self._get_value() == 0
+
     def _after_fork(self) -> None:
         self._levels = 0
-
-
-def _holder_died() -> type[Warning]:
-    from dragon.mp.locks import HolderDiedWarning
-
-    return HolderDiedWarning
+        self._mutex = threading.Lock()

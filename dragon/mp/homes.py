@@ -88,18 +88,17 @@ class Home:
 
     def locked(self, step: Callable[[], Any]) -> Any:
         """Run `step` under the record's lock, and return what it returns."""
-        self.rec.lock()
-        try:
-            return step()
-        finally:
-            self.rec.unlock()
+        return self.rec.locked(step)
 
     def close(self) -> None:
         """Give this process's hold back now (idempotent)."""
         self._release()
 
     def _enter_party(self) -> None:
-        self.locked(lambda: add_pid(self.rec.words, PARTIES, PARTY_SLOTS, os.getpid()))
+        if self.away is not None:
+            self.away.call("party")
+        else:
+            self.locked(lambda: add_pid(self.rec.words, PARTIES, PARTY_SLOTS, os.getpid()))
 
     def _attach(self) -> None:
         chan = self.hold.chans[0]

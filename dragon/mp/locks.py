@@ -249,7 +249,7 @@ def _rebuild(cls: type[_T], refs: list[tuple[int, str]], maxvalue: int) -> _T:
     home = Home.rebuild(refs, across=True)
     try:
         if home.away is not None:
-            sl: Any = RemoteSemLock(home.away, cls._SEMKIND, maxvalue, cls._KIND, refs[0][1])
+            sl: Any = RemoteSemLock(home.away, cls._SEMKIND, maxvalue, cls._KIND, refs[0][1], HolderDiedWarning)
         else:
             sl = _multiprocessing.SemLock._rebuild(0, cls._SEMKIND, maxvalue, sem_name(home.rec.name))
     except BaseException:

@@ -388,3 +388,14 @@ async def test_locks_and_semaphores_across_nodes() -> None:
     done = await run_dragon("--nodes", "2", "--wlm", "local", node_program("locks_across.py"))
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     check_locks_across(done.stdout)
+
+
+async def test_events_conditions_barriers_values_across_nodes() -> None:
+    """Issue 17 item 2: mp_programs/event_objects.py (Event, Condition, Barrier, Value) and
+    mp_programs/locks.py's children give the same report with every child on the other node, and
+    with every object on the other node (its users all on node 0), as on one node."""
+    done = await run_dragon("--nodes", "2", "--wlm", "local", node_program("sync_across.py"), timeout_s=180)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    report = json.loads(done.stdout)
+    assert report["here"]["barrier"]["action_runs"] == 5 and report["here"]["locks_across"]["counted"][0] == [900, 900]
+    assert (report["children_there"], report["objects_there"], report["maker_exit"]) == (True, True, 0)

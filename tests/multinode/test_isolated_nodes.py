@@ -65,19 +65,19 @@ def test_hello_and_placement_on_isolated_nodes(make_cluster: Callable[[int], Vir
 
 
 def test_an_object_of_another_node_is_a_clear_error(cluster: VirtualCluster) -> None:
-    """What cannot cross nodes yet (issue 17: an Event, whose state is a record in its home node's
-    memory) says so, naming both nodes, instead of failing obscurely or silently: an Event made on
-    node 0, used on node 1."""
-    prog = cluster.root / "event_elsewhere.py"
+    """What cannot cross nodes yet (issue 17: a Pipe's Connection, whose state is a record in its home
+    node's memory) says so, naming both nodes, instead of failing obscurely or silently: a Pipe made
+    on node 0, one end used on node 1."""
+    prog = cluster.root / "pipe_elsewhere.py"
     prog.write_text(
         "import multiprocessing as mp\n"
         "from dragon.native import Policy\n"
-        "def take(event):\n    event.set()\n"
+        "def take(end):\n    end.send('hi')\n"
         "if __name__ == '__main__':\n"
         "    mp.set_start_method('dragon')\n"
-        "    event = mp.Event()\n"
+        "    a, b = mp.Pipe()\n"
         "    with Policy(node=1):\n"
-        "        p = mp.Process(target=take, args=(event,))\n"
+        "        p = mp.Process(target=take, args=(b,))\n"
         "        p.start()\n"
         "    p.join()\n"
         "    print('exitcode', p.exitcode)\n"
@@ -88,6 +88,15 @@ def test_an_object_of_another_node_is_a_clear_error(cluster: VirtualCluster) -> 
     assert (
         b"ChannelOnAnotherNode: this process runs on node 1 and reached for a channel of node 0 (vnode0)" in done.stderr
     )
+
+
+def test_sync_objects_across_isolated_nodes(cluster: VirtualCluster) -> None:
+    """Issue 17 item 2: Event, Condition, Barrier, Value and the Lock family with their users on the
+    other isolated node (node_programs/sync_across.py: the same report three ways)."""
+    done = run(cluster, 2, node_program("sync_across.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    report = json.loads(done.stdout)
+    assert (report["children_there"], report["objects_there"], report["maker_exit"]) == (True, True, 0)
 
 
 def test_locks_across_isolated_nodes(cluster: VirtualCluster) -> None:
