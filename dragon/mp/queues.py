@@ -43,6 +43,7 @@ from collections.abc import Callable
 from multiprocessing import context, util
 from typing import Any, ClassVar, Final, TypeVar
 
+from dragon.client.nodes import several_nodes
 from dragon.errors import ChannelDestroyed, ChannelEmpty, ChannelFull
 from dragon.mp.codec import decode, encode
 from dragon.mp.refs import ITEMS, Hold, Shape
@@ -378,14 +379,21 @@ class JoinableQueue(Queue):
     """A `Queue` with `task_done` and `join`, as `multiprocessing.JoinableQueue`.
 
     The count of unfinished tasks is the context's Semaphore, guarded by its Condition (as in the
-    stdlib), so a JoinableQueue pickles only while spawning a process.
+    stdlib), so a JoinableQueue pickles only while spawning a process. In a run of several nodes the
+    count is the runtime's Semaphore (`dragon.mp.locks`): the stdlib's is a named semaphore of its
+    maker's node only, and the runtime's copies on other nodes reach it through its home (issue 17).
     """
 
     _KIND: ClassVar[str] = "JoinableQueue"
 
     def __init__(self, maxsize: int = 0, *, ctx: context.BaseContext) -> None:
         super().__init__(maxsize, ctx=ctx)
-        self._set_extra(ctx.Condition(), ctx.Semaphore(0))
+        if several_nodes():
+            from dragon.mp.locks import Semaphore
+
+            self._set_extra(ctx.Condition(), Semaphore(0))
+        else:
+            self._set_extra(ctx.Condition(), ctx.Semaphore(0))
 
     def _set_extra(self, cond: Any, unfinished: Any) -> None:
         self._cond, self._unfinished_tasks = cond, unfinished

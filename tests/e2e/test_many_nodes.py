@@ -399,3 +399,30 @@ async def test_events_conditions_barriers_values_across_nodes() -> None:
     report = json.loads(done.stdout)
     assert report["here"]["barrier"]["action_runs"] == 5 and report["here"]["locks_across"]["counted"][0] == [900, 900]
     assert (report["children_there"], report["objects_there"], report["maker_exit"]) == (True, True, 0)
+
+
+FDS_ACROSS: Final = {
+    "stdlib_pipe_node_0": [0, ["echo", "0"]],
+    "stdlib_pipe_node_1": [1, None],  # FdOnAnotherNode in the child (its stderr)
+    "joinable": 0,
+    "broken": [True, -9, 0],
+    "join_on_node_1": 0,
+}
+
+
+def check_fds_across(stdout: bytes, stderr: bytes) -> None:
+    report = json.loads(stdout)
+    killed = report.pop("party_killed")
+    assert report == FDS_ACROSS
+    assert killed[0] == "BrokenBarrierError" and re.fullmatch(r"process \d+ of node 1", killed[1]), killed
+    assert b"FdOnAnotherNode: this process runs on node 1 and its parent, on node 0, passed it 1 file" in stderr
+
+
+async def test_fds_do_not_cross_nodes_and_a_remote_party_death_breaks_a_barrier() -> None:
+    """Issue 17 item 2: file descriptors handed to a child on another node fail clearly, naming both
+    nodes (on the parent's node they work); multiprocessing.JoinableQueue with a worker on node 1; a
+    Barrier's party on node 1 killed while the others wait breaks it; a process on node 1 whose GS
+    call outlasts a liveness slice is not told the runtime is gone (pid_alive(0) raised before)."""
+    done = await run_dragon("--nodes", "2", "--wlm", "local", node_program("fds_across.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    check_fds_across(done.stdout, done.stderr)

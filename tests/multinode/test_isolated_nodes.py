@@ -90,6 +90,18 @@ def test_an_object_of_another_node_is_a_clear_error(cluster: VirtualCluster) -> 
     )
 
 
+def test_fds_and_barrier_death_across_isolated_nodes(cluster: VirtualCluster) -> None:
+    """Issue 17 item 2 (node_programs/fds_across.py): an fd handed to a child on the other isolated
+    node is a clear error naming both nodes; a killed party on node 1 breaks a Barrier of node 0."""
+    done = run(cluster, 2, node_program("fds_across.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    report = json.loads(done.stdout)
+    assert report["stdlib_pipe_node_0"] == [0, ["echo", "0"]] and report["stdlib_pipe_node_1"] == [1, None]
+    assert b"FdOnAnotherNode: this process runs on node 1 and its parent, on node 0" in done.stderr
+    assert report["party_killed"][0] == "BrokenBarrierError" and report["broken"] == [True, -9, 0]
+    assert (report["joinable"], report["join_on_node_1"]) == (0, 0)
+
+
 def test_sync_objects_across_isolated_nodes(cluster: VirtualCluster) -> None:
     """Issue 17 item 2: Event, Condition, Barrier, Value and the Lock family with their users on the
     other isolated node (node_programs/sync_across.py: the same report three ways)."""
