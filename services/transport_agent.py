@@ -49,7 +49,7 @@ from dragon.messages import (
     TATraffic,
     TAUp,
 )
-from dragon.mp import at_home
+from dragon.mp.at_home import serve as serve_record_op
 from dragon.transport import (
     ChannelDestroyed,
     ChannelError,
@@ -349,7 +349,7 @@ class Agent:
 
     async def _run_op(self, op: ChannelOp) -> None:
         if op.op == RECORD:  # a synchronization object's operation, for a user of another node
-            answer = await at_home.serve(op, self.config.node_idx)
+            answer = await serve_record_op(op, self.config.node_idx)
             if answer is not None and op.reply_node in self.peers:
                 await self.send_to(
                     op.reply_node, pack_forward(op.reply_node, op.reply_sdesc, self._encoder.encode(answer), REPLY)
