@@ -79,12 +79,12 @@ class _Home:
 
 
 class _Wait:
-    """One operation of `who` running here; `gone` once its requester is known to have ended."""
+    """One operation of `who` running here on `home`; `gone` once its requester is known to have ended."""
 
-    __slots__ = ("gone", "who")
+    __slots__ = ("gone", "home", "who")
 
-    def __init__(self, who: int) -> None:
-        self.who, self.gone = who, False
+    def __init__(self, who: int, home: _Home) -> None:
+        self.who, self.home, self.gone = who, home, False
 
 
 _homes: dict[str, _Home] = {}
@@ -97,14 +97,14 @@ _decoder = msgspec.msgpack.Decoder(Request)
 
 
 def _home(sdesc: str) -> _Home:
-    """The record `sdesc`, attached once (again if it was destroyed and its name reused)."""
+    """The record `sdesc`, attached once and kept (until it is destroyed and no operation uses it:
+    `_reclaim`). ChannelDestroyed if it was destroyed."""
     with _lock:
         home = _homes.get(sdesc)
-        if home is not None and home.rec.destroyed:
-            home.rec.close()
-            home = None
         if home is None:
             home = _homes[sdesc] = _Home(Record.attach(sdesc))
+        if home.rec.destroyed:
+            raise ChannelDestroyed(f"the object of record {sdesc} was destroyed")
         return home
 
 
@@ -279,11 +279,15 @@ BLOCKING: Final = frozenset({"acquire", "event_wait", "cond_wait", "barrier_wait
 
 
 def _reclaim(who: int, abnormal: bool, sdescs: list[str]) -> None:
-    """Process `who` ended: its waits here give back what they get, its holds come back."""
+    """Process `who` ended: its waits here give back what they get, its holds come back. (And the
+    records destroyed since the last exit are let go of here: their memory with them.)"""
     with _lock:
         for wait in _running:
             if wait.who == who:
                 wait.gone = True
+        used = {id(wait.home) for wait in _running}
+        for sdesc in [s for s, home in _homes.items() if home.rec.destroyed and id(home) not in used]:
+            _homes.pop(sdesc).rec.close()
     for sdesc in sdescs:
         try:
             warning = reclaim(_home(sdesc).rec, who, abnormal)
@@ -302,7 +306,7 @@ def _run(sdesc: str, req: Request, timeout: float | None) -> Any:
     if operation is None:
         raise ValueError(f"no operation {req.name!r} on a synchronization object")
     home = _home(sdesc)
-    wait = _Wait(req.who)
+    wait = _Wait(req.who, home)
     with _lock:
         _running.add(wait)
     try:
