@@ -148,9 +148,6 @@ class ChannelOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     ref_count: bool = False
     """Start with refcount 1; GSChannelDestroy(dec_ref=True) destroys only at 0."""
-    owned: bool = False
-    """Our addition: the channel is its creator's alone and GS destroys it when that process exits
-    (a process's reply channel for channels of other nodes, `dragon.client.remote`)."""
     record: bool = False
     """Our addition: the channel is the home of a synchronization object (`dragon.transport.records`):
     GS tells it of every process exit (`records.reclaim`) and `dragon status` shows it as that object."""

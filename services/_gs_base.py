@@ -45,6 +45,7 @@ from dragon.messages import (
     SHProcessKillResponse,
     TATraffic,
 )
+from dragon.mp.at_home import reclaim_request
 from dragon.transport import (
     ChannelDestroyed,
     ChannelError,
@@ -54,7 +55,8 @@ from dragon.transport import (
     Record,
     TrioChannel,
 )
-from dragon.transport.records import never_reclaimed, reclaim
+from dragon.transport.forward import OP, RECORD, ChannelOp, pack_forward
+from dragon.transport.records import never_reclaimed, reclaim, remote_holder
 from dragon.transport.remote_frames import RemoteFrames
 
 from ._registry import Registry
@@ -144,6 +146,10 @@ class GSBase:
         """The node process `p_uid` runs on (0 for the launcher, GS and unknown p_uids)."""
         rec = self.reg.procs.get(p_uid)
         return rec.desc.node if rec is not None else 0
+
+    def is_lost(self, node: int) -> bool:
+        lost = self.lost_nodes.get(node)
+        return lost is not None and lost.is_set()
 
     def link_to(self, node: int, sdesc: str) -> trio.abc.Channel[bytes]:
         """Frames into channel `sdesc` of `node`: attached here, or through the transport agents."""
@@ -241,10 +247,24 @@ class GSBase:
         if rec.refs <= 0:
             await self.destroy_infra_channel(c_uid)
 
-    async def reclaim_holds(self, pid: int, abnormal: bool) -> None:
-        """Tell every synchronization object's record that process `pid` exited (`records.reclaim`:
-        its holds come back, a Barrier it was party to breaks if `abnormal`). In a thread: a record's
-        lock is a flock that a stopped process could keep, and GS must go on answering meanwhile."""
+    async def reclaim_holds(self, node: int, pid: int, abnormal: bool) -> None:
+        """Tell every synchronization object's record that process `pid` of `node` exited
+        (`records.reclaim`: its holds come back, a Barrier it was party to breaks if `abnormal`).
+        Records of this node, for a process of this node: here, in a thread (a record's lock is a
+        flock that a stopped process could keep, and GS must go on answering meanwhile). Every other
+        record: by its home node's transport agent (`dragon.mp.at_home`), which knows the process of
+        another node by its `records.remote_holder` number."""
+        homes: dict[int, list[str]] = {}
+        for c in self.reg.chans.records():
+            if c.record and c.desc.state == ObjectState.ACTIVE:
+                homes.setdefault(c.desc.node, []).append(c.desc.sdesc)
+        for home, sdescs in homes.items():
+            who = pid if home == node else remote_holder(node, pid)
+            if (home != 0 or who != pid) and self.gateway is not None and not self.is_lost(home):
+                op = ChannelOp(RECORD, 0, payloads=[reclaim_request(who, abnormal, sdescs)])
+                await self.gateway.send(pack_forward(home, "", msgspec.msgpack.encode(op), OP))
+        if node != 0:
+            return
         recs = [
             c for c in self.reg.chans.records() if c.record and c.desc.state == ObjectState.ACTIVE and c.desc.node == 0
         ]

@@ -92,9 +92,6 @@ class ObjectHandlers(GSBase):
             return GSChannelCreateResponse(ref=req.tag, err=ChannelCreateErr.FAIL, err_info=resp.err_info)
         desc.sdesc = resp.desc
         desc.state = ObjectState.ACTIVE
-        owner = self.reg.procs.get(req.p_uid) if req.options.owned else None
-        if owner is not None:
-            owner.owned_cuids.append(c_uid)
         waiter = self.chan_name_waiters.pop(name, None)
         if waiter is not None:
             waiter.set()

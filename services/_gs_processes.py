@@ -259,14 +259,12 @@ class ProcessHandlers(GSBase):
         if parent is not None and msg.p_uid in parent.desc.live_children:
             parent.desc.live_children.remove(msg.p_uid)
         log.info("process exited p_uid=%d code=%d", msg.p_uid, msg.exit_code)
-        if rec.desc.pid and rec.desc.node == 0:  # records live on node 0; a pid means something on its node only
-            self.nursery.start_soon(self.reclaim_holds, rec.desc.pid, msg.exit_code != 0)
+        if rec.desc.pid:
+            self.nursery.start_soon(self.reclaim_holds, rec.desc.node, rec.desc.pid, msg.exit_code != 0)
         if rec.desc.gs_ret_cuid is not None:
             self.nursery.start_soon(self.destroy_infra_channel, rec.desc.gs_ret_cuid)
         for c_uid in rec.pipe_cuids:  # the process's reference to its PIPE channels
             self.nursery.start_soon(self.release_channel, c_uid)
-        for c_uid in rec.owned_cuids:  # its own channels (ChannelOptions.owned)
-            self.nursery.start_soon(self.destroy_infra_channel, c_uid)
         if rec.head:
             await self.to_la.send(GSHeadExit(exit_code=msg.exit_code))
 

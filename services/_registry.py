@@ -58,8 +58,6 @@ class ProcRecord:
     early_exit: SHProcessExit | None = None
     """An SHProcessExit that overtook the create response (spec §4.2): handled after it."""
     pipe_cuids: list[int] = field(default_factory=list)
-    owned_cuids: list[int] = field(default_factory=list)
-    """Channels it made with `ChannelOptions.owned`: destroyed when it exits."""
 
 
 @dataclass

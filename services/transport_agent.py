@@ -53,6 +53,7 @@ from dragon.messages import (
     TATraffic,
     TAUp,
 )
+from dragon.mp.at_home import serve as serve_record_op
 from dragon.transport import (
     Buffer,
     ChannelDestroyed,
@@ -70,8 +71,10 @@ from dragon.transport.forward import (
     FAILED,
     FLUSH,
     OK,
+    OP,
     OP_CODES,
     PROBE,
+    RECORD,
     SEND,
     TIMEOUT,
     ChannelOp,
@@ -295,9 +298,12 @@ class Agent:
                     node, out = 0, pack_forward(0, gs_cd, frame)
                 else:
                     try:
-                        _kind, node, _sdesc, _payload = unpack_forward(frame)
+                        kind, node, _sdesc, payload = unpack_forward(frame)
                     except ValueError as exc:
                         self.drop(f"from this node: {exc}")
+                        continue
+                    if kind == OP and node == self.config.node_idx:  # GS to the records of its own node
+                        self.run_unanswered(payload)
                         continue
                     out = frame
                 if node not in self.peers:
@@ -321,12 +327,15 @@ class Agent:
             return
         self.count(frames_in=1, bytes_in=len(frame))
         try:
-            _kind, node, sdesc, payload = unpack_forward(frame)
+            kind, node, sdesc, payload = unpack_forward(frame)
         except ValueError as exc:
             self.drop(str(exc))
             return
         if node != me:
             self.drop(f"a frame for node {node} reached node {me}")
+            return
+        if kind == OP:
+            self.run_unanswered(payload)
             return
         self.delivering = True  # a full channel may hold this loop: heartbeats wait behind
         began = trio.current_time()
@@ -392,6 +401,20 @@ class Agent:
             else:
                 self.ops.start_soon(self.run_op, ops, who, op, payloads[sent:], sent)
 
+    def run_unanswered(self, payload: Buffer) -> None:
+        """An operation that nobody waits for (kind OP: Global Services tells the home of records that
+        a process ended, `dragon.mp.at_home`), in a task of its own."""
+        try:
+            op = self._op_decoder.decode(payload)
+        except msgspec.DecodeError as exc:
+            self.drop(f"an operation that does not parse: {exc}")
+            return
+        if op.op != RECORD:
+            self.drop(f"an unanswered operation of kind {op.op} (only RECORD is)")
+            return
+        assert self.ops is not None
+        self.ops.start_soon(serve_record_op, op)
+
     async def run_sends(
         self, ops: AsyncSocket, who: bytes, op: ChannelOp, payloads: Sequence[Buffer], sent: int
     ) -> None:
@@ -413,6 +436,8 @@ class Agent:
         if op.op == FLUSH:
             await self.answer(ops, who, op, ChannelReply(op.req_id, OK))
             return None
+        if op.op == RECORD:  # a synchronization object's operation: it may wait (a blocked acquire)
+            return 0
         try:
             chan = self.handle(op.sdesc)
         except (ChannelDestroyed, ChannelError, OSError, ValueError) as exc:
@@ -455,6 +480,9 @@ class Agent:
             self.count(ops=-1)
 
     async def _run_op(self, ops: AsyncSocket, who: bytes, op: ChannelOp, payloads: Sequence[Buffer], sent: int) -> None:
+        if op.op == RECORD:  # for a user of another node, at the object's home (`dragon.mp.at_home`)
+            await self.answer(ops, who, op, ChannelReply(op.req_id, OK, payloads=[await serve_record_op(op)]))
+            return
         got: list[bytes] = []
         timeout = float("inf") if op.timeout < 0 else op.timeout
         try:

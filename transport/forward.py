@@ -25,7 +25,10 @@ from ._layout import Buffer
 _HEADER: Final = struct.Struct("<BII")  # kind, node index, length of the attach descriptor
 DELIVER: Final = 0
 """Put the frame into channel `sdesc` of the node."""
-KINDS: Final = (DELIVER,)
+OP: Final = 1
+"""The frame is a `ChannelOp` for that node's agent to carry out, unanswered: Global Services tells the
+homes of synchronization objects of a process's exit (`dragon.mp.at_home`, op RECORD)."""
+KINDS: Final = (DELIVER, OP)
 
 
 def pack_forward(node: int, sdesc: str, frame: bytes | bytearray | memoryview, kind: int = DELIVER) -> bytes:
@@ -81,7 +84,10 @@ ACK: Final = 4
 FLUSH: Final = 5
 """Answered at once: everything the requester sent before (its ACKs) has arrived (`dragon.client.remote`
 at exit)."""
-OP_CODES: Final = (SEND, RECV, DEPTH, ACK, FLUSH)
+RECORD: Final = 6
+"""An operation on a synchronization object's record, carried out at its home (`dragon.mp.at_home`):
+one msgpack request in `payloads`, answered OK with one msgpack result in `ChannelReply.payloads`."""
+OP_CODES: Final = (SEND, RECV, DEPTH, ACK, FLUSH, RECORD)
 OK: Final = 0
 TIMEOUT: Final = 1
 DESTROYED: Final = 2

@@ -20,9 +20,13 @@ wake-up cost each side a context switch. Spinning halves when it fails, so a wai
 gives the CPU up after a few microseconds. Every sleep is capped at SAFETY_WAKE_S, after which the
 step runs again: a step can notice a dead holder or party (`pid_alive`) itself.
 
-A transport agent can carry every operation to another node as a message to the record's home (the
-node whose /dev/shm holds it): an operation is one `step` under the home's lock, and a wake-up is a
-message back.
+A process of another node uses a record through its home (the node whose /dev/shm holds it): each
+operation travels to the home's transport agent, which carries it out there, in a thread of its own
+(`dragon.mp.at_home`), and answers; a wait is the home thread's wait, and its wake-up is the answer.
+In the record's words such a user is named by `remote_holder(node, pid)`, a number no process id
+can be (above `REMOTE_BASE`), so that holds and parties of two nodes never collide; the runtime tells
+the home when that process ends (`reclaim` with the same number). `holder_alive` is the one liveness
+rule for both: a remote holder counts as alive until then.
 
 A record can hold bytes too: `data()` is its ring (a `dragon.native` Value or Array lives there), which
 a record made for that has sized to the object.
@@ -85,6 +89,14 @@ class Record(Channel):
     def unlock(self) -> None:
         self._unlock(self.rbell)
         self._rlock.release()
+
+    def locked(self, step: Callable[[], T]) -> T:
+        """Run `step` under the lock, and return what it returns."""
+        self.lock()
+        try:
+            return step()
+        finally:
+            self.unlock()
 
     def data(self) -> memoryview:
         """The ring as a writable view (`ring_bytes`, zero in a new record), for an object whose state
@@ -171,6 +183,30 @@ class Record(Channel):
         raise ChannelDestroyed(f"the object of record {self.name} was destroyed")
 
 
+REMOTE_BASE: Final = 1 << 32
+"""Every number at or above this in a pid word names a process of another node (`remote_holder`):
+Linux process ids stay below 2**22."""
+
+
+def remote_holder(node: int, pid: int) -> int:
+    """How a record names process `pid` of node `node` when it is used from a node other than its
+    home: never a process id of the home's (or of any node's)."""
+    return ((node + 1) << 32) | pid
+
+
+def holder_name(who: int) -> str:
+    """`who` as a user reads it: "process 123", or "process 123 of node 1" for a remote holder."""
+    if who < REMOTE_BASE:
+        return f"process {who}"
+    return f"process {who & 0xFFFFFFFF} of node {(who >> 32) - 1}"
+
+
+def holder_alive(who: int) -> bool:
+    """Whether the process a pid word names is alive: a process of this node by its pid; one of another
+    node (`remote_holder`) until the runtime says it ended (`reclaim` clears its words)."""
+    return who >= REMOTE_BASE or pid_alive(who)
+
+
 def add_pid(words: memoryview, table: int, slots: int, pid: int) -> bool:
     """Add `pid` to the table of `slots` pids at word `table` (the lock held), taking the slot of a
     dead process if need be; False if the table is full of live ones."""
@@ -179,7 +215,7 @@ def add_pid(words: memoryview, table: int, slots: int, pid: int) -> bool:
         owner = words[i]
         if owner == pid:
             return True
-        if free < 0 and (owner == 0 or not pid_alive(owner)):
+        if free < 0 and (owner == 0 or not holder_alive(owner)):
             free = i
     if free < 0:
         return False
@@ -196,7 +232,7 @@ def remove_pid(words: memoryview, table: int, slots: int, pid: int) -> None:
 
 def live_pids(words: memoryview, table: int, slots: int) -> list[int]:
     """The pids of a table whose processes are alive."""
-    return [pid for pid in words[table : table + slots].tolist() if pid and pid_alive(pid)]
+    return [pid for pid in words[table : table + slots].tolist() if pid and holder_alive(pid)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -279,7 +315,7 @@ def statistics(rec: Record) -> ObjectStatistics:
     return ObjectStatistics(
         kind=KINDS[kind] if 0 <= kind < len(KINDS) else str(kind),
         waiters=rec.waiting(),
-        holders=[pid for pid in holders if pid_alive(pid)],
+        holders=[pid for pid in holders if holder_alive(pid)],
         value=_sem_value(rec.name, int(w[SEM_MAX])) if w[SEM] else int(w[SHOWN]),
         broken_by=int(w[BROKEN]),
         reclaimed_from=int(w[RECLAIMED]),
@@ -334,7 +370,7 @@ def reclaim(rec: Record, pid: int, abnormal: bool) -> str | None:
     what = KINDS[kind] if 0 < kind < len(KINDS) else "object"
     held = "it" if kind in SINGLE_HOLDER else f"{given} of its count"
     return (
-        f"process {pid} died holding {what} {rec.name}; the runtime gave {held} back, and the next waiter "
+        f"{holder_name(pid)} died holding {what} {rec.name}; the runtime gave {held} back, and the next waiter "
         "proceeds: the data it protected may be half-written"
     )
 

@@ -155,7 +155,7 @@ class TrioConnection:
                 return decode(self._dec, frame, where="aio reply channel")
             if self._to_gs.statistics().destroyed:
                 raise RuntimeNotRunning("the runtime is gone (the GS channel was destroyed)")
-            if self._gs_pid is not None and not pid_alive(self._gs_pid):
+            if self._gs_pid and not pid_alive(self._gs_pid):  # 0: GS runs on another node
                 raise RuntimeNotRunning(f"the runtime is gone (Global Services, pid {self._gs_pid}, has exited)")
 
 

@@ -1,11 +1,12 @@
-"""Which node a channel lives on, for the error a process gets when it reaches for one of another node.
+"""Which node a channel lives on (`home_of`), and the error a process gets when it reaches for an object
+of another node that cannot be used across nodes yet (`explain`).
 
-A channel lives in its home node's shared memory (MULTINODE §5); until channels can be reached across
-nodes through the transport agents, a process that attaches to a channel of another node (a Queue
-made on node 0 and passed to a child on node 1) finds no such shared memory where it runs. The
-transport then says only "no channel named ...": `explain` turns that into an error that names both
-nodes and says what to do. Each node names its /dev/shm entries with its own run id, so the entry
-name says whose it is; one GSNodeList request (only on this error path) maps the run id to the node.
+A channel lives in its home node's shared memory (MULTINODE §5); a process of another node reaches
+it through the transport agents (`dragon.client.remote`). The objects that do not work that way yet
+(issue 17: a Pipe's Connection, a joinable `dragon.native.Queue`'s task count) raise
+ChannelOnAnotherNode, which names both nodes and says what to do. Each node names its /dev/shm
+entries with its own run id, so the entry name says whose it is; one GSNodeList request per process
+maps the run id to the node.
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ from dragon.errors import DragonError
 _nodes_by_run: dict[str, NodeDescriptor] = {}
 
 
+def several_nodes() -> bool:
+    """Whether this process runs in a runtime of several nodes."""
+    return int(os.environ.get("DRAGON_NODES", "1") or 1) > 1
+
+
 def _other_run(sdesc: str) -> str | None:
     """The run id in channel `sdesc`'s entry name if it is another node's than this process's (a run
     of several nodes names each node's entries with its own run id), else None."""
     own = os.environ.get("DRAGON_RUN_ID", "")
     theirs = _runs.run_id_of_entry(sdesc)
-    if int(os.environ.get("DRAGON_NODES", "1") or 1) <= 1 or not own or theirs in (None, own):
+    if not several_nodes() or not own or theirs in (None, own):
         return None
     return theirs
 
@@ -47,7 +53,8 @@ def home_of(sdesc: str) -> int | None:
 
 
 class ChannelOnAnotherNode(DragonError):
-    """A channel of another node was attached: channels across nodes are not reachable yet."""
+    """An object of another node that cannot be used across nodes yet was unpickled (see the module
+    docstring)."""
 
 
 def explain(sdesc: str, exc: Exception) -> Exception:
@@ -62,7 +69,7 @@ def explain(sdesc: str, exc: Exception) -> Exception:
         node = None
     there = f"node {node.idx} ({node.host_name})" if node is not None else "another node"
     return ChannelOnAnotherNode(
-        f"this process runs on node {here} and reached for a channel of {there} (a queue, pipe, lock or "
-        f"other object made there): objects cannot be shared across nodes yet; start the processes that "
-        f"share it on one node (dragon.native.Policy(node=...))"
+        f"this process runs on node {here} and reached for a channel of {there} (a Pipe's Connection or a "
+        f"joinable dragon.native.Queue made there): these cannot be shared across nodes yet; start the "
+        f"processes that share it on one node (dragon.native.Policy(node=...))"
     )

@@ -61,6 +61,7 @@ from dragon.transport.forward import (
     FLUSH,
     OK,
     PROBE,
+    RECORD,
     RECV,
     SEND,
     TIMEOUT,
@@ -91,9 +92,9 @@ class _Socket:
 
     def __init__(self, sock: zmq.Socket[bytes], thread: threading.Thread) -> None:
         self.sock, self.thread = sock, thread
-        self.abandoned: dict[int, str] = {}
-        """Operations this thread stopped waiting for, and their channels (a late answer's messages
-        are kept for the next receive there)."""
+        self.abandoned: dict[int, tuple[str, int]] = {}
+        """Operations this thread stopped waiting for: their channels and op codes (a late RECV
+        answer's messages are kept for the next receive there)."""
         self.acked = False
         """An ACK left since the last round trip (a FLUSH at exit confirms it arrived)."""
 
@@ -274,10 +275,10 @@ class _Link:
             left = NODE_CHECK_S if deadline is None else min(NODE_CHECK_S, deadline - time.monotonic())
             if not sock.sock.poll(max(0, int(left * 1000))):
                 if deadline is not None and time.monotonic() >= deadline:
-                    sock.abandoned[req_id] = sdesc
+                    sock.abandoned[req_id] = (sdesc, op)
                     raise ChannelError(f"node {node} did not answer an operation on its channel in time")
                 if _is_lost(node):
-                    sock.abandoned[req_id] = sdesc
+                    sock.abandoned[req_id] = (sdesc, op)
                     raise ChannelError(f"node {node} is lost: its channel cannot be reached any more")
                 continue
             frames = sock.sock.recv_multipart()
@@ -285,17 +286,19 @@ class _Link:
             if reply.status == PROBE:
                 continue
             got = reply.payloads or frames[1:]
-            if got:  # ours now: the agent may forget them
+            mine = reply.req_id == req_id
+            late = None if mine else sock.abandoned.pop(reply.req_id, None)
+            taken = got and (op if mine else late[1] if late else None) == RECV
+            if taken:  # messages taken from the channel, ours now: the agent may forget them
                 sock.sock.send(self.encoder.encode(ChannelOp(ACK, reply.req_id)))
                 sock.acked = True
-            elif reply.req_id == req_id:
+            elif mine:
                 sock.acked = False  # a round trip after the ACKs: they arrived
-            if reply.req_id == req_id:
+            if mine:
                 return reply, got
-            late = sock.abandoned.pop(reply.req_id, None)
-            if late is not None and got:  # for the next receive on that channel
+            if late is not None and taken:  # for the next receive on that channel
                 with self.lock:
-                    self.stash.setdefault(late, collections.deque()).extend(got)
+                    self.stash.setdefault(late[0], collections.deque()).extend(got)
 
     def take_stashed(self, sdesc: str, max_n: int) -> list[bytes]:
         with self.lock:
@@ -493,6 +496,14 @@ class RemoteChannel:
         raise ChannelError(
             f"the statistics of a channel of node {self.node} are read on that node (dragon status there)"
         )
+
+    def record_op(self, request: bytes, timeout: float | None) -> bytes:
+        """One operation on the synchronization object this channel is the record of, carried out on
+        its node (`dragon.mp.at_home`, waiting there at most `timeout`): its encoded result."""
+        _, got = self._call(RECORD, timeout, payloads=[request])
+        if not got:
+            raise ChannelError(f"node {self.node} gave no result for an operation on its object")
+        return got[0]
 
     def close(self) -> None:
         self._closed = True

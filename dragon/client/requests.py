@@ -468,7 +468,6 @@ def channel_create(
     ref_count: bool = False,
     label: str = "",
     record: bool = False,
-    owned: bool = False,
 ) -> GSCall[GSChannelCreateResponse, ChannelDescriptor]:
     """GSChannelCreate (see `Channel.create`; `packed`: `ChannelLocalOptions.packed`; `ref_count`,
     `record`: `ChannelOptions`; `label`: `ChannelDescriptor.label`). Raises InvalidArgument now;
@@ -482,7 +481,6 @@ def channel_create(
     opts = ChannelOptions(
         ref_count=ref_count,
         record=record,
-        owned=owned,
         local_opts=ChannelLocalOptions(capacity=capacity, block_size=block_size, packed=packed),
     )
 

@@ -8,7 +8,8 @@ module imports no trio.
 
 What spawn inherits, the child gets otherwise:
 * fds pickled with `reduction.DupFd` (Connection ends, shared-ctypes arenas): handed over by the
-  parent before anything is unpickled (`dragon.mp.fds`);
+  parent before anything is unpickled (`dragon.mp.fds`); a child on another node than its parent
+  gets a clear error instead (an fd does not cross nodes);
 * parent sentinel (`multiprocessing.parent_process().sentinel`): a pidfd of the parent, readable once
   it exited (spawn: the read end of a pipe the parent holds open);
 * the resource tracker: the parent's tracker pipe, reopened through /proc/<parent pid>/fd/<n>, so
@@ -66,7 +67,8 @@ def run(data: bytes) -> int:
     if header.get("fds"):
         from dragon.mp.fds import receive
 
-        receive(*header["fds"])
+        address, count = header["fds"]
+        receive(address, count, header.get("node", ""))
     parent_pid = int(header["parent_pid"])
     tracker = _reopen_fd(parent_pid, header.get("tracker_fd"))
     if tracker is not None:

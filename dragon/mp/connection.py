@@ -85,6 +85,8 @@ from multiprocessing import BufferTooShort, util
 from multiprocessing.reduction import ForkingPickler
 from typing import Any, Final
 
+from dragon.client.nodes import explain
+from dragon.client.remote import RemoteChannel
 from dragon.errors import ChannelDestroyed, ChannelError, DragonError
 from dragon.mp import fds
 from dragon.mp.codec import pickled
@@ -543,7 +545,12 @@ def _rebuild(
 ) -> Connection:
     """Unpickle a Connection: attach with the references its pickling took, count this process in
     the end's table and take the pickle's count back from the process that made it."""
-    end = _End(Hold(refs, owned=True, record=True), me, *index)
+    hold = Hold(refs, owned=True, record=True)
+    elsewhere = [chan for chan in hold.chans if isinstance(chan, RemoteChannel)]
+    if elsewhere:  # issue 17: not across nodes yet
+        hold.release()
+        raise explain(elsewhere[0].sdesc, ChannelDestroyed(f"no channel {elsewhere[0].sdesc} on this node"))
+    end = _End(hold, me, *index)
     try:
         end.count(1, os.getpid())
         end.count(-1, pickler)

@@ -73,6 +73,10 @@ ROUTED: Final = (
     "Barrier",
     "Manager",
     "cpu_count",
+    "Value",
+    "Array",
+    "RawValue",
+    "RawArray",
 )
 """The default context's methods that follow the current start method (`route_default_methods`)."""
 PIPE_QUEUE_USERS: Final = frozenset({"multiprocessing.pool", "concurrent.futures.process"})
@@ -226,6 +230,39 @@ class DragonContext(context.SpawnContext):
 
         return BoundedSemaphore(value)
 
+    def Value(self, typecode_or_type: Any, *args: Any, lock: Any = True) -> Any:  # either class, see below
+        """A `multiprocessing.Value`: the standard library's shared ctypes (memory the spawning hands
+        its children as an fd); in a run of several nodes, where that memory cannot reach another
+        node, the runtime's (`dragon.native.Value`, on a record of its maker's node, read and written
+        through that node from the others), with `value`, `get_lock()`, `acquire()`, `release()`."""
+        if not _several_nodes():
+            return super().Value(typecode_or_type, *args, lock=lock)
+        from dragon.native.value import Value
+
+        return Value(typecode_or_type, _initial(args), lock=lock)
+
+    def Array(self, typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True) -> Any:  # as Value
+        """A `multiprocessing.Array`, as `Value` (`dragon.native.Array` in a run of several nodes)."""
+        if not _several_nodes():
+            return super().Array(typecode_or_type, size_or_initializer, lock=lock)
+        from dragon.native.array import Array
+
+        return Array(typecode_or_type, size_or_initializer, lock=lock)
+
+    def RawValue(self, typecode_or_type: Any, *args: Any) -> Any:  # as Value
+        """A `multiprocessing.RawValue`, as `Value` without a lock."""
+        return (
+            super().RawValue(typecode_or_type, *args)
+            if not _several_nodes()
+            else self.Value(typecode_or_type, *args, lock=False)
+        )
+
+    def RawArray(self, typecode_or_type: Any, size_or_initializer: Any) -> Any:  # as Value
+        """A `multiprocessing.RawArray`, as `Array` without a lock."""
+        if not _several_nodes():
+            return super().RawArray(typecode_or_type, size_or_initializer)
+        return self.Array(typecode_or_type, size_or_initializer, lock=False)
+
     def SimpleQueue(self) -> Any:  # either class, see below
         """A `multiprocessing.SimpleQueue` on a shared-memory channel; the stdlib's pipe queue when
         `multiprocessing.pool` or `concurrent.futures.process` asks (see the module docstring)."""
@@ -252,6 +289,18 @@ def _caller_module() -> Any:
     while frame.f_back is not None and frame.f_globals.get("__name__") == __name__:
         frame = frame.f_back
     return frame.f_globals.get("__name__")
+
+
+def _several_nodes() -> bool:
+    from dragon.client.nodes import several_nodes
+
+    return several_nodes()
+
+
+def _initial(args: tuple[Any, ...]) -> Any:
+    """The initial value of a Value made with the standard library's arguments (none; one; a
+    Structure's fields)."""
+    return None if not args else args[0] if len(args) == 1 else args
 
 
 def route_default_methods(default: context.DefaultContext, package: Any) -> None:
@@ -360,11 +409,6 @@ def guard_shared_memory(shared_memory: ModuleType) -> None:
         return (_rebuild_shared_memory, (self.name, self.size, os.environ.get("DRAGON_RUN_ID", ""), _node_here()))
 
     cls.__reduce__ = reduce
-
-
-def _several_nodes() -> bool:
-    """Whether this process belongs to a run of several nodes (its launch parameters say so)."""
-    return int(os.environ.get("DRAGON_NODES", "1") or 1) > 1
 
 
 def _node_here() -> str:

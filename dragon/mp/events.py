@@ -70,13 +70,15 @@ from collections.abc import Callable
 from multiprocessing import util
 from typing import Any, ClassVar, Final, TypeVar
 
+from dragon.mp.away import Away
 from dragon.mp.homes import Home
-from dragon.transport import pid_alive
-from dragon.transport.records import BROKEN, OWN, SHOWN
+from dragon.transport import Record
+from dragon.transport.records import BROKEN, OWN, SHOWN, holder_alive, holder_name
 
 BrokenBarrierError: Final = threading.BrokenBarrierError
 
 T = TypeVar("T")
+_S = TypeVar("_S", bound="_Synced")
 
 # Own words of each kind (indices into `Record.words`, from `records.OWN`).
 FLAG: Final = SHOWN
@@ -116,10 +118,17 @@ ABORTED: Final = -1
 
 
 class _Synced:
-    """What the three share: the home (this process's hold on the record) and its words."""
+    """What the three share: the home (this process's hold on the record) and its words; or, on
+    another node than the record's, the way there (`_away`: each public method is then carried out
+    at the home, on a `_there` copy, by `dragon.mp.at_home`)."""
 
     _PARTY: ClassVar[bool] = False
     """Whether every holder is a party of the record (`Home.create`): its abnormal exit breaks it."""
+    _me: int
+    """Who this process is in the record's words: its pid (at the home: the requester's number)."""
+    _rec: Record
+    _w: memoryview
+    _away: Away | None = None
 
     def __init__(self, home: Home) -> None:
         self._home = home
@@ -127,8 +136,22 @@ class _Synced:
         util.register_after_fork(self, _Synced._refresh)  # after the Home's own (registered first)
 
     def _refresh(self) -> None:
-        self._rec = self._home.rec
-        self._w = self._rec.words
+        self._away = self._home.away
+        if self._away is None:
+            self._rec = self._home.rec
+            self._w = self._rec.words
+            self._me = os.getpid()
+
+    @classmethod
+    def _there(cls: type[_S], rec: Record, who: int) -> _S:
+        """At the record's home: a copy that makes the steps of process `who` of another node."""
+        obj = cls.__new__(cls)
+        obj._rec, obj._w, obj._me = rec, rec.words, who
+        return obj
+
+    def _locked(self, step: Callable[[], T]) -> T:
+        """Run `step` under the record's lock."""
+        return self._rec.locked(step)
 
     def _wait_for(self, step: Callable[[], T | None], timeout: float | None, peek: Callable[[], bool]) -> T | None:
         """`Record.wait_for`, its spin giving the CPU up (sched_yield) before each look: a process
@@ -146,11 +169,8 @@ class _Synced:
 
 def _rebuild(cls: type[_S], refs: list[tuple[int, str]], *args: Any) -> _S:
     obj = cls.__new__(cls)
-    obj._adopt(Home.rebuild(refs, party=cls._PARTY), *args)  # type: ignore[attr-defined]
+    obj._adopt(Home.rebuild(refs, party=cls._PARTY, across=True), *args)  # type: ignore[attr-defined]
     return obj
-
-
-_S = TypeVar("_S", bound=_Synced)
 
 
 def _look_until(ready: Callable[[], bool], deadline: float | None) -> bool:
@@ -190,10 +210,15 @@ class Event(_Synced):
         return (_rebuild, (type(self), self._home.pickle_refs()))
 
     def is_set(self) -> bool:
+        if self._away is not None:
+            return bool(self._away.call("event_is_set"))
         return bool(self._w[FLAG])
 
     def set(self) -> None:
         """Set the flag and wake every waiter."""
+        if self._away is not None:
+            self._away.call("event_set")
+            return
         rec, w = self._rec, self._w
         rec.lock()
         try:
@@ -205,6 +230,9 @@ class Event(_Synced):
             rec.unlock()
 
     def clear(self) -> None:
+        if self._away is not None:
+            self._away.call("event_clear")
+            return
         rec = self._rec
         rec.lock()
         self._w[FLAG] = 0
@@ -212,6 +240,8 @@ class Event(_Synced):
 
     def wait(self, timeout: float | None = None) -> bool:
         """True once the flag is set (or was set during the wait); False after `timeout` s."""
+        if self._away is not None:
+            return bool(self._away.call("event_wait", timeout=None if timeout is None else max(0.0, timeout)))
         w = self._w
         if w[FLAG]:
             return True
@@ -260,10 +290,15 @@ class Condition(_Synced):
 
     def _refresh(self) -> None:
         super()._refresh()
-        w = self._w
-        self._sleeping_count = _Count(lambda: int(w[SLEEPERS]))
+        self._sleeping_count = _Count(lambda: self._word(SLEEPERS))
         self._woken_count = _Count(lambda: 0)
-        self._wait_semaphore = _Count(lambda: int(w[TICKETS]))
+        self._wait_semaphore = _Count(lambda: self._word(TICKETS))
+
+    def _word(self, index: int) -> int:
+        """One of the Condition's words (read without the lock, at its home)."""
+        if self._away is not None:
+            return int(self._away.call("cond_word", index))
+        return int(self._w[index])
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self._home.pickle_refs(), self._lock))
@@ -283,16 +318,30 @@ class Condition(_Synced):
         the same level; whether notified. RuntimeError if this thread does not hold the lock."""
         self._check_owned("wait")
         levels = self._levels()
-        rec, w = self._rec, self._w
-        rec.lock()
+        entered = self._locked(self._enter) if self._away is None else int(self._away.call("cond_enter"))
+        for _ in range(levels):
+            self._lock.release()
+        try:
+            if self._away is not None:
+                wait = None if timeout is None else max(0.0, timeout)
+                return bool(self._away.call("cond_wait", entered, timeout=wait))
+            return self._await_ticket(entered, timeout)
+        finally:
+            for _ in range(levels):
+                self._lock.acquire()
+
+    def _enter(self) -> int:
+        """Step: count this waiter a sleeper; the NOTIFIES it entered at."""
+        w = self._w
         if w[TICKETS]:  # tickets nobody took yet: perhaps a sleeper's that died
             _prune(w)
         w[SLEEPERS] += 1
-        _count_sleeper(w, os.getpid(), 1)
-        entered = int(w[NOTIFIES])
-        rec.unlock()
-        for _ in range(levels):
-            self._lock.release()
+        _count_sleeper(w, self._me, 1)
+        return int(w[NOTIFIES])
+
+    def _await_ticket(self, entered: int, timeout: float | None) -> bool:
+        """After `_enter` (the user's lock released): wait for a ticket; whether notified."""
+        w = self._w
         deadline = None if timeout is None else time.monotonic() + timeout
         notified = False
         try:
@@ -309,9 +358,7 @@ class Condition(_Synced):
                 )
         finally:
             if not notified:
-                notified = bool(self._home.locked(lambda: self._leave(entered)))
-            for _ in range(levels):
-                self._lock.acquire()
+                notified = bool(self._locked(lambda: self._leave(entered)))
         return notified
 
     def _take_ticket(self, entered: int) -> bool | None:
@@ -321,7 +368,7 @@ class Condition(_Synced):
             return None
         w[TICKETS] -= 1
         w[SLEEPERS] -= 1
-        _count_sleeper(w, os.getpid(), -1)
+        _count_sleeper(w, self._me, -1)
         return True
 
     def _leave(self, entered: int) -> bool:
@@ -329,17 +376,23 @@ class Condition(_Synced):
         if self._take_ticket(entered):
             return True
         self._w[SLEEPERS] -= 1
-        _count_sleeper(self._w, os.getpid(), -1)
+        _count_sleeper(self._w, self._me, -1)
         return False
 
     def notify(self, n: int = 1) -> None:
         """Wake up to `n` waiters (those not yet notified). RuntimeError if the lock is not held."""
         self._check_owned("notify")
-        self._home.locked(lambda: self._give(n))
+        self._notify(n)
 
     def notify_all(self) -> None:
         self._check_owned("notify")
-        self._home.locked(lambda: self._give(-1))
+        self._notify(-1)
+
+    def _notify(self, n: int) -> None:
+        if self._away is not None:
+            self._away.call("cond_give", n)
+        else:
+            self._locked(lambda: self._give(n))
 
     def _give(self, n: int) -> None:
         w = self._w
@@ -367,7 +420,7 @@ class Condition(_Synced):
         return result
 
     def __repr__(self) -> str:
-        waiters = int(self._w[SLEEPERS] - self._w[TICKETS])
+        waiters = self._word(SLEEPERS) - self._word(TICKETS)
         return f"<{type(self).__name__}({self._lock}, {waiters})>"
 
 
@@ -391,7 +444,7 @@ def _prune(w: memoryview) -> None:
     sleepers left: a ticket given to a dead sleeper would wait for ever to be taken. Called only when
     tickets are outstanding (a process's liveness costs a system call and a /proc read)."""
     for i in range(SLEEPER_PIDS, SLEEPER_PIDS + 2 * SLEEPER_SLOTS, 2):
-        if w[i] and not pid_alive(int(w[i])):
+        if w[i] and not holder_alive(int(w[i])):
             w[SLEEPERS] -= w[i + 1]
             w[i] = w[i + 1] = 0
     w[TICKETS] = min(w[TICKETS], w[SLEEPERS])
@@ -430,11 +483,15 @@ class Barrier(_Synced):
     @property
     def n_waiting(self) -> int:
         """How many wait in the current round (0 while draining, resetting or broken)."""
+        if self._away is not None:
+            return int(self._away.call("barrier_n_waiting"))
         w = self._w
         return int(w[COUNT]) if w[STATE] in (FILLING, ACTION) and not w[BROKEN] else 0
 
     @property
     def broken(self) -> bool:
+        if self._away is not None:
+            return bool(self._away.call("barrier_broken"))
         return bool(self._w[BROKEN])
 
     def wait(self, timeout: float | None = None) -> int:
@@ -443,23 +500,31 @@ class Barrier(_Synced):
         raised, or a party died). `timeout` (default: the barrier's) breaks it when it passes."""
         if timeout is None:
             timeout = self._timeout
-        index = self._enter()
+        acting = self._action is not None
+        index = self._enter(acting) if self._away is None else int(self._away.call("barrier_enter", acting))
         if index + 1 == self._parties:
             if self._action is not None:
                 self._run_action()
             return index
-        moved = self._moved
-        if self._wait_for(self._released, timeout, moved) is None:
-            if self._home.locked(self._timed_out) is None:  # the action runs: wait for it
-                self._wait_for(self._released, None, moved)
+        if self._away is not None:
+            self._away.call("barrier_wait", timeout=None if timeout is None else max(0.0, timeout))
+        else:
+            self._await_release(timeout)
         return index
 
-    def _enter(self) -> int:
-        """Arrive: at once while the round fills; while the last one drains (or resets), off the
-        doorbell (`_look_until`): its waiters were rung and are leaving."""
+    def _await_release(self, timeout: float | None) -> None:
+        """After an arrival that was not the last: wait for the round's release (or raise)."""
+        moved = self._moved
+        if self._wait_for(self._released, timeout, moved) is None:
+            if self._locked(self._timed_out) is None:  # the action runs: wait for it
+                self._wait_for(self._released, None, moved)
+
+    def _enter(self, acting: bool) -> int:
+        """Arrive (`acting`: the barrier has an action): at once while the round fills; while the last
+        one drains (or resets), off the doorbell (`_look_until`): its waiters were rung and are leaving."""
         w = self._w
         while True:
-            index = self._home.locked(self._arrive)
+            index = self._locked(lambda: self._arrive(acting))
             if index is not None:
                 return int(index)
             _look_until(lambda: w[STATE] == FILLING or bool(w[BROKEN]), None)
@@ -468,7 +533,7 @@ class Barrier(_Synced):
         w = self._w
         return w[STATE] not in (FILLING, ACTION) or bool(w[BROKEN])
 
-    def _arrive(self) -> int | None:
+    def _arrive(self, acting: bool) -> int | None:
         """Step: enter the round (wait while the last one drains or resets); the arrival index."""
         w = self._w
         self._raise_if_broken()
@@ -478,9 +543,9 @@ class Barrier(_Synced):
         w[COUNT] = index + 1
         table = w[ARRIVALS : ARRIVALS + ARRIVAL_SLOTS].tolist()
         if 0 in table:  # else untracked: counted out by `reset` only if its process died (see there)
-            w[ARRIVALS + table.index(0)] = os.getpid()
-        if index + 1 == self._parties:
-            if self._action is None:
+            w[ARRIVALS + table.index(0)] = self._me
+        if index + 1 == w[PARTIES_N]:
+            if not acting:
                 self._release_round()
             else:
                 w[STATE] = ACTION
@@ -495,9 +560,8 @@ class Barrier(_Synced):
         """Out of `wait` (the lock held): the last one out of a drained or reset round refills it."""
         w = self._w
         table = w[ARRIVALS : ARRIVALS + ARRIVAL_SLOTS].tolist()
-        pid = os.getpid()
-        if pid in table:
-            w[ARRIVALS + table.index(pid)] = 0
+        if self._me in table:
+            w[ARRIVALS + table.index(self._me)] = 0
         w[COUNT] -= 1
         if w[COUNT] <= 0 and w[STATE] in (RESETTING, DRAINING):
             w[COUNT] = 0
@@ -531,9 +595,15 @@ class Barrier(_Synced):
         try:
             self._action()
         except BaseException:
-            self._home.locked(self._action_failed)
+            self._after_action("barrier_action_failed", self._action_failed)
             raise
-        self._home.locked(self._action_done)
+        self._after_action("barrier_action_done", self._action_done)
+
+    def _after_action(self, name: str, step: Callable[[], None]) -> None:
+        if self._away is not None:
+            self._away.call(name)
+        else:
+            self._locked(step)
 
     def _action_failed(self) -> None:
         self._break()
@@ -549,7 +619,7 @@ class Barrier(_Synced):
     def _raise_if_broken(self) -> None:
         broken = int(self._w[BROKEN])
         if broken > 0:
-            raise BrokenBarrierError(f"process {broken}, a party of the barrier, died: the barrier is broken")
+            raise BrokenBarrierError(f"{holder_name(broken)}, a party of the barrier, died: the barrier is broken")
         if broken:
             raise BrokenBarrierError
 
@@ -561,17 +631,23 @@ class Barrier(_Synced):
 
     def abort(self) -> None:
         """Break the barrier: every waiter, and every later `wait` until `reset`, raises."""
-        self._home.locked(self._break)
+        if self._away is not None:
+            self._away.call("barrier_abort")
+        else:
+            self._locked(self._break)
 
     def reset(self) -> None:
         """Back to its first state: waiters in the current round get BrokenBarrierError; a broken
         barrier can be used again. Arrivals of processes that died are counted out."""
-        self._home.locked(self._reset)
+        if self._away is not None:
+            self._away.call("barrier_reset")
+        else:
+            self._locked(self._reset)
 
     def _reset(self) -> None:
         w = self._w
         for i in range(ARRIVALS, ARRIVALS + ARRIVAL_SLOTS):
-            if w[i] and not pid_alive(int(w[i])):
+            if w[i] and not holder_alive(int(w[i])):
                 w[i] = 0
                 w[COUNT] -= 1
         if w[COUNT] > 0:

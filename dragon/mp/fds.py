@@ -111,8 +111,24 @@ class FdHandoff:
         self.fds.clear()
 
 
-def receive(address: str, count: int) -> None:
-    """In the child, before unpickling: take the `count` fds the parent hands over at `address`."""
+class FdOnAnotherNode(RuntimeError):
+    """A child started on another node than its parent was handed file descriptors (issue 17)."""
+
+
+def receive(address: str, count: int, parent_node: str = "") -> None:
+    """In the child, before unpickling: take the `count` fds the parent (on node `parent_node`, ""
+    if not said) hands over at `address`. FdOnAnotherNode, naming both nodes, if the parent runs on
+    another node: an fd means nothing off its node (under virtual nodes of one machine it would
+    even work, by accident)."""
+    here = os.environ.get("DRAGON_INDEX", "")
+    if parent_node and here and parent_node != here:
+        raise FdOnAnotherNode(
+            f"this process runs on node {here} and its parent, on node {parent_node}, passed it {count} file "
+            "descriptor(s) (a multiprocessing.connection Connection or socket of the standard library, or an "
+            "object pickled with multiprocessing.reduction.DupFd): file descriptors cannot cross nodes; start "
+            f"this process on node {parent_node} (dragon.native.Policy(node={parent_node})) or send the data "
+            "through a Queue or Pipe of the start method"
+        )
     _received[:] = take(address, count)
 
 

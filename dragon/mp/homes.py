@@ -10,9 +10,10 @@ record, and the runtime's teardown destroys whatever is left). GS tells every re
 exit (`records.reclaim`): a dead holder's count comes back, a Barrier whose party died breaks.
 
 An operation is a step on the record's words under its lock, or, for the Lock family's fast path, an
-operation on the record's named semaphore: either can be carried to the record's node by a transport
-agent for a process on another node (a message naming the record and the operation; the answer is
-the step's result), which is how multi-node will use them.
+operation on the record's named semaphore. A process on another node than the record's gets a Home
+without `rec` and with `away` (`dragon.mp.away`): each operation is carried to the record's node and
+done there (`dragon.mp.at_home`), for the kinds that say they can (`across`); the others raise
+ChannelOnAnotherNode naming both nodes.
 """
 
 from __future__ import annotations
@@ -22,20 +23,28 @@ from collections.abc import Callable
 from multiprocessing import util
 from typing import Any
 
+from dragon.client.nodes import explain
+from dragon.client.remote import RemoteChannel
+from dragon.mp.away import Away
 from dragon.mp.refs import RECORD, Hold
-from dragon.transport import Record
+from dragon.transport import ChannelDestroyed, Record
 from dragon.transport.records import KIND, KINDS, PARTIES, PARTY_SLOTS, add_pid
 
 
 class Home:
     """This process's handle on one object's record (`rec`), given back at close, GC or exit."""
 
-    def __init__(self, hold: Hold, *, party: bool = False) -> None:
+    rec: Record
+    """The record, on this node (else `away` is set and `rec` is not)."""
+    away: Away | None
+    """The way to the record on another node (`dragon.mp.away`), for a kind that works across nodes."""
+
+    def __init__(self, hold: Hold, *, party: bool = False, across: bool = False) -> None:
+        """`across`: the caller's kind works from another node than the record's (else a record of
+        another node raises ChannelOnAnotherNode)."""
         self.hold = hold
-        rec = hold.chans[0]
-        assert isinstance(rec, Record)
-        self.rec: Record = rec
-        self._party = party
+        self._party, self._across = party, across
+        self._attach()
         if party:
             self._enter_party()
         # The hold's method, not one of this object (that would keep it alive for ever). A party
@@ -68,9 +77,9 @@ class Home:
         return self.hold.new_refs()
 
     @classmethod
-    def rebuild(cls, refs: list[tuple[int, str]], *, party: bool = False) -> Home:
-        """Attach to a record with the reference a pickling took."""
-        return cls(Hold(refs, owned=True, record=True), party=party)
+    def rebuild(cls, refs: list[tuple[int, str]], *, party: bool = False, across: bool = False) -> Home:
+        """Attach to a record with the reference a pickling took (`across`: see `__init__`)."""
+        return cls(Hold(refs, owned=True, record=True), party=party, across=across)
 
     def __reduce__(self) -> tuple[Callable[..., Home], tuple[Any, ...]]:
         """A Home pickles anywhere (with a reference of its own, `pickle_refs`): an object can
@@ -79,26 +88,34 @@ class Home:
 
     def locked(self, step: Callable[[], Any]) -> Any:
         """Run `step` under the record's lock, and return what it returns."""
-        self.rec.lock()
-        try:
-            return step()
-        finally:
-            self.rec.unlock()
+        return self.rec.locked(step)
 
     def close(self) -> None:
         """Give this process's hold back now (idempotent)."""
         self._release()
 
     def _enter_party(self) -> None:
-        self.locked(lambda: add_pid(self.rec.words, PARTIES, PARTY_SLOTS, os.getpid()))
+        if self.away is not None:
+            self.away.call("party")
+        else:
+            self.locked(lambda: add_pid(self.rec.words, PARTIES, PARTY_SLOTS, os.getpid()))
+
+    def _attach(self) -> None:
+        chan = self.hold.chans[0]
+        if isinstance(chan, RemoteChannel):
+            if not self._across:
+                self.hold.release()
+                raise explain(chan.sdesc, ChannelDestroyed(f"no record named {chan.sdesc} on this node"))
+            self.away = Away(chan)
+        else:
+            assert isinstance(chan, Record)
+            self.rec, self.away = chan, None
 
     def _after_fork(self) -> None:
         """In a child forked by multiprocessing: a fresh handle on the parent's references (it cannot
         make GS requests: it is not a managed process)."""
         self.hold = Hold(self.hold.refs, owned=False, record=True)
-        rec = self.hold.chans[0]
-        assert isinstance(rec, Record)
-        self.rec = rec
+        self._attach()
         if self._party:
             self._enter_party()
         self._release = util.Finalize(self, self.hold.release, exitpriority=-10)

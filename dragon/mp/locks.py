@@ -77,13 +77,18 @@ object has `_is_mine()` and `_count()` (the C object's), and a Lock and an RLock
 objects (its Condition, Event and Barrier, its pipe queues, our queues' counters) keep the standard
 library's classes (`dragon.mp.context.STDLIB_LOCK_USERS`).
 
-A transport agent can carry every operation to another node: a semaphore operation and a word store
-on the record's home node, as messages naming the record.
+**Across nodes** (issue 17): a copy unpickled on another node than the record's uses a
+`dragon.mp.away.RemoteSemLock` in place of the semaphore: each acquire and release (and
+`get_value`) is carried out at the home node (`dragon.mp.at_home`, which also keeps the holder, named
+`records.remote_holder(node, pid)`, in the words); an RLock's levels and owner thread stay with the
+handle. Users on the home node keep the fast path above, unchanged. A remote Semaphore's pair at the
+home is its process's (every handle of that process shares it).
 """
 
 from __future__ import annotations
 
 import _multiprocessing  # type: ignore[import-not-found]  # no stubs in typeshed
+import contextlib
 import os
 import threading
 import warnings
@@ -91,7 +96,10 @@ from collections.abc import Callable
 from multiprocessing import process, util
 from typing import Any, ClassVar, Final, TypeVar
 
+from dragon.errors import DragonError
+from dragon.mp.away import RemoteSemLock
 from dragon.mp.homes import Home
+from dragon.transport import ChannelError
 from dragon.transport.records import (
     HOLD_SLOTS,
     HOLDS,
@@ -102,6 +110,7 @@ from dragon.transport.records import (
     SEM,
     SEM_MAX,
     SINGLE_HOLDER,
+    holder_name,
     sem_name,
 )
 
@@ -154,14 +163,22 @@ class _SemLock:
 
     def _setup(self, home: Home, sl: Any, maxvalue: int) -> None:
         self._home, self._semlock, self._maxvalue = home, sl, maxvalue
-        self._make_methods()
+        self._bind()
         util.register_after_fork(self, _SemLock._after_fork)
 
     def _after_fork(self) -> None:
         """In a child forked by multiprocessing: this thread holds nothing; the pid is the child's
         (`Home` has renewed the record's handle first: it registered first)."""
         self._semlock._after_fork()
-        self._make_methods()
+        self._bind()
+
+    def _bind(self) -> None:
+        """Set the fast methods; on another node than the record's, the `RemoteSemLock`'s own (which
+        keep the holder at the home)."""
+        if self._home.away is None:
+            self._make_methods()
+        else:
+            self.acquire, self.release = self._semlock.acquire, self._semlock.release
 
     def _make_methods(self) -> None:
         raise NotImplementedError
@@ -202,18 +219,11 @@ def _tell(home: Home, kind: str, release: Callable[[], None]) -> None:
     the module docstring). A function, not a method: the fast methods refer to it, and an object they
     referred to would be in a reference cycle, freed only by the garbage collector."""
     words = home.rec.words
-
-    def take() -> int:
-        if words[RECLAIMS] == words[TOLD]:
-            return 0
-        words[TOLD] = words[RECLAIMS]
-        return int(words[RECLAIMED])
-
-    dead = home.locked(take)
+    dead = home.locked(lambda: take_told(words))
     if dead:
         try:
             warnings.warn(
-                f"process {dead} died holding {kind} {home.rec.name}; the runtime gave it back and this "
+                f"{holder_name(dead)} died holding {kind} {home.rec.name}; the runtime gave it back and this "
                 "process now holds it: the data it protected may be half-written",
                 HolderDiedWarning,
                 stacklevel=3,
@@ -223,12 +233,25 @@ def _tell(home: Home, kind: str, release: Callable[[], None]) -> None:
             raise
 
 
+def take_told(words: memoryview) -> int:
+    """Under the record's lock: the dead holder whose give-back no acquirer was told of yet, now
+    told (0: none)."""
+    if words[RECLAIMS] == words[TOLD]:
+        return 0
+    words[TOLD] = words[RECLAIMS]
+    return int(words[RECLAIMED])
+
+
 def _rebuild(cls: type[_T], refs: list[tuple[int, str]], maxvalue: int) -> _T:
-    """Unpickle: attach to the record with the reference the pickling took, open the semaphore."""
+    """Unpickle: attach to the record with the reference the pickling took, open the semaphore (on
+    another node than the record's: reach it through the home, `dragon.mp.away`)."""
     obj = cls.__new__(cls)
-    home = Home.rebuild(refs)
+    home = Home.rebuild(refs, across=True)
     try:
-        sl = _multiprocessing.SemLock._rebuild(0, cls._SEMKIND, maxvalue, sem_name(home.rec.name))
+        if home.away is not None:
+            sl: Any = RemoteSemLock(home.away, cls._SEMKIND, maxvalue, cls._KIND, refs[0][1], HolderDiedWarning)
+        else:
+            sl = _multiprocessing.SemLock._rebuild(0, cls._SEMKIND, maxvalue, sem_name(home.rec.name))
     except BaseException:
         home.close()
         raise
@@ -386,7 +409,7 @@ class Semaphore(_SemLock):
             if index is None:
                 if held <= 0:
                     return
-                index = pair.index = home.locked(lambda: _take_pair(words, pid))
+                index = pair.index = home.locked(lambda: take_pair(words, pid))
             if index >= 0:
                 words[index + 1] = max(0, held)
 
@@ -432,7 +455,7 @@ class BoundedSemaphore(Semaphore):
         _SemLock.__init__(self, value, value)
 
 
-def _take_pair(words: memoryview, pid: int) -> int:
+def take_pair(words: memoryview, pid: int) -> int:
     """A free pair of the HOLDS table for `pid` (the record's lock held): its index, -1 if none is.
     A dead process's pair is not free until `reclaim` gave its count back and cleared it."""
     for index in range(HOLDS, HOLDS + 2 * HOLD_SLOTS, 2):
@@ -445,6 +468,10 @@ def _take_pair(words: memoryview, pid: int) -> int:
 def _free_pair(home: Home, pair: _Pair) -> None:
     """At close, garbage collection or a normal exit: free this handle's pair, its count not given
     back (see the module docstring)."""
+    if home.away is not None:  # this process's pair at the home (its handles share it there)
+        with contextlib.suppress(DragonError, ChannelError):
+            home.away.call("free")
+        return
     with pair.lock:
         index, pair.index = pair.index, -1
     if index is not None and index >= 0 and not home.rec.closed:

@@ -117,7 +117,14 @@ class DragonPopen:
             set_spawning_popen(None)
         fp = io.BytesIO()  # the header goes first, and names the fds that pickling the body collected
         reduction.dump(
-            {"format": FORMAT, "parent_pid": os.getpid(), "tracker_fd": tracker_fd, "fds": self._fds.listen()}, fp
+            {
+                "format": FORMAT,
+                "parent_pid": os.getpid(),
+                "tracker_fd": tracker_fd,
+                "fds": self._fds.listen(),
+                "node": os.environ.get("DRAGON_INDEX", ""),
+            },
+            fp,
         )
         fp.write(body.getbuffer())
         desc = run(

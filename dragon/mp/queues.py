@@ -43,6 +43,7 @@ from collections.abc import Callable
 from multiprocessing import context, util
 from typing import Any, ClassVar, Final, TypeVar
 
+from dragon.client.nodes import several_nodes
 from dragon.client.remote import RemoteChannel
 from dragon.errors import ChannelDestroyed, ChannelEmpty, ChannelFull
 from dragon.mp.codec import decode, encode
@@ -303,8 +304,10 @@ class Queue:
 
 
 def _items(hold: Hold) -> Channel:
-    """The items channel of a queue's `hold`; of another node, with its sends posted (a put returns
-    before the item is in, as the stdlib's does: `RemoteChannel.posted`)."""
+    """The items channel of a Queue's `hold`; of another node, with its sends posted (a put returns
+    before the item is in, as the stdlib's does: its feeder thread writes it later; a process killed
+    right after a put may lose it there too: `RemoteChannel.posted`). Not a SimpleQueue's: the
+    stdlib's writes its pipe before `put` returns."""
     chan = hold.chans[0]
     return chan.posted() if isinstance(chan, RemoteChannel) else chan  # type: ignore[return-value]
 
@@ -386,14 +389,21 @@ class JoinableQueue(Queue):
     """A `Queue` with `task_done` and `join`, as `multiprocessing.JoinableQueue`.
 
     The count of unfinished tasks is the context's Semaphore, guarded by its Condition (as in the
-    stdlib), so a JoinableQueue pickles only while spawning a process.
+    stdlib), so a JoinableQueue pickles only while spawning a process. In a run of several nodes the
+    count is the runtime's Semaphore (`dragon.mp.locks`): the stdlib's is a named semaphore of its
+    maker's node only, and the runtime's copies on other nodes reach it through its home (issue 17).
     """
 
     _KIND: ClassVar[str] = "JoinableQueue"
 
     def __init__(self, maxsize: int = 0, *, ctx: context.BaseContext) -> None:
         super().__init__(maxsize, ctx=ctx)
-        self._set_extra(ctx.Condition(), ctx.Semaphore(0))
+        if several_nodes():
+            from dragon.mp.locks import Semaphore
+
+            self._set_extra(ctx.Condition(), Semaphore(0))
+        else:
+            self._set_extra(ctx.Condition(), ctx.Semaphore(0))
 
     def _set_extra(self, cond: Any, unfinished: Any) -> None:
         self._cond, self._unfinished_tasks = cond, unfinished
@@ -453,7 +463,7 @@ class SimpleQueue:
 
     def _setup(self, hold: Hold) -> None:
         self._hold = hold
-        self._chan = _items(hold)
+        self._chan = hold.chans[0]  # a put is in the pipe when it returns, as the stdlib's: not posted
         self._closed = False
         self._ends_closed = [False, False]  # `_reader.close()`, `_writer.close()` in this process
         self._release = util.Finalize(self, hold.release, exitpriority=-10)

@@ -124,8 +124,8 @@ class Hold:
         self._lock = threading.Lock()
         try:
             for _, sdesc in refs:
-                node = None if record else home_of(sdesc)
-                if node is not None:  # a queue's channel of another node: through the agents (issue 17)
+                node = home_of(sdesc)
+                if node is not None:  # a channel (or record) of another node: through the agents (issue 17)
                     self.chans.append(RemoteChannel(node, sdesc))  # type: ignore[arg-type]
                     continue
                 try:

@@ -3,7 +3,6 @@ process it is passed to (its home, lock and pickling: `dragon.native.shared`).""
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -46,7 +45,7 @@ class Array(Shared):
         self._etype, self._len = etype, size
         self._setup(self._home(etype * size), etype * size, lock_obj)
         if init is not None:
-            self._map.view[: ctypes.sizeof(init)] = bytes(init)
+            self._write(bytes(init))
 
     def __reduce__(self) -> tuple[Callable[..., Array], tuple[Any, ...]]:
         self._obj()  # ValueError if closed
@@ -63,10 +62,13 @@ class Array(Shared):
         return self._element(range(self._len)[index])  # IndexError out of range, as a list's
 
     def _element(self, i: int) -> Fields:
-        return Fields(lambda: self._obj()[i])
+        return Fields(lambda: self._obj()[i], lambda edit: self._store(lambda obj: edit(obj[i])))
 
     def __setitem__(self, index: int | slice, value: Any) -> None:
-        self._obj()[index] = value
+        if (obj := self._map.obj) is not None:  # this node's: a store in shared memory
+            obj[index] = value
+        else:
+            self._store(lambda obj: obj.__setitem__(index, value))
 
     def __iter__(self) -> Iterator[Any]:
         for i in range(self._len):
@@ -79,7 +81,8 @@ class Array(Shared):
 
     @value.setter
     def value(self, value: Any) -> None:
-        self._chars().value = value
+        self._chars()
+        self._store(lambda obj: setattr(obj, "value", value))
 
     @property
     def raw(self) -> bytes:
@@ -88,7 +91,8 @@ class Array(Shared):
 
     @raw.setter
     def raw(self, value: bytes) -> None:
-        self._chars("c").raw = value
+        self._chars("c")
+        self._store(lambda obj: setattr(obj, "raw", value))
 
     def _chars(self, codes: str = "cu") -> Any:
         obj = self._obj()
@@ -100,7 +104,7 @@ class Array(Shared):
         return obj
 
     def __repr__(self) -> str:
-        what = "closed" if self._map.obj is None else f"{self[:]!r}"
+        what = "closed" if self._map.closed else f"{self[:]!r}"
         return (
             f"<dragon.native.Array {self._etype.__name__}[{self._len}] {what} c_uid={self._c_uid} lock={self._lock!r}>"
         )
@@ -110,5 +114,5 @@ def _rebuild(etype: CType, size: int, lock: Any, refs: list[tuple[int, str]]) ->
     """Unpickle an Array: attach to its record with the reference its pickling took."""
     array = Array.__new__(Array)
     array._etype, array._len = etype, size
-    array._setup(Home.rebuild(refs), etype * size, lock)
+    array._setup(Home.rebuild(refs, across=True), etype * size, lock)
     return array

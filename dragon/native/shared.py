@@ -9,8 +9,16 @@ exit gives it back; the last one destroys it, and the runtime's teardown destroy
 `from_buffer`): a read or a write is a load or a store in shared memory, without a message or a lock,
 as in the standard library's `multiprocessing.sharedctypes`. (The reference runtime keeps the bytes in
 a channel's one message and takes and puts it back for every access: that serializes each access, and
-costs two channel operations each.) A transport agent could carry an access for a process on another
-node as a message to the record's node (read or write these bytes at this offset).
+costs two channel operations each.)
+
+**Across nodes** (issue 17): a copy on another node than the record's reads and writes through the
+home (`dragon.mp.at_home`: "data_read", "data_write"). A read fetches the object's bytes (a copy: a
+Structure's or an element's `Fields` fetch again at every access); a write sends only the bytes the
+assignment stores, found by making it twice here, on a copy of all zero bits and one of all one
+bits (a byte the assignment stores is the same in both; **[choice]** no read first, so a write is one
+message and never puts back bytes another process changed meanwhile; a ctypes bit field, which
+stores part of a byte, is not supported there). The lock (`get_lock()`) is the object's RLock, which
+works across nodes itself.
 
 `lock=True` (or None) gives the object the "dragon" start method's `RLock`, as the reference gives a
 recursive lock: `get_lock()`, `acquire()`, `release()` and `with obj:`. It pickles as that lock does (the
@@ -89,18 +97,20 @@ def make_lock(lock: object) -> Any:
 
 class Fields:
     """A Structure in shared memory, seen through its owner: `view.x` reads field x there,
-    `view.x = 1` writes it. `get` finds the structure at every access (ValueError once closed)."""
+    `view.x = 1` writes it. `get` finds the structure at every access (ValueError once closed);
+    `store(edit)` runs an assignment on it (`Shared._store`)."""
 
-    __slots__ = ("_get",)
+    __slots__ = ("_get", "_store")
 
-    def __init__(self, get: Callable[[], Any]) -> None:
+    def __init__(self, get: Callable[[], Any], store: Callable[[Callable[[Any], None]], None]) -> None:
         object.__setattr__(self, "_get", get)
+        object.__setattr__(self, "_store", store)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._get(), name)
 
     def __setattr__(self, name: str, value: object) -> None:
-        setattr(self._get(), name, value)
+        self._store(lambda struct: setattr(struct, name, value))
 
     def __repr__(self) -> str:
         struct = self._get()
@@ -112,19 +122,39 @@ class _Mapping:
     """The ring of one record and the ctypes object on it, closed in the order that lets the record's
     memory go: the object, then the view, then the hold (`Home.close`)."""
 
-    __slots__ = ("home", "obj", "view")
+    __slots__ = ("closed", "ctype", "home", "obj", "view")
 
     def __init__(self, home: Home, ctype: CType) -> None:
-        self.home = home
-        self.view = home.rec.data()
-        self.obj: Any = ctype.from_buffer(self.view)
+        self.home, self.ctype, self.closed = home, ctype, False
+        self.view: memoryview | None = None
+        self.obj: Any = None
+        if home.away is None:  # else the bytes are read and written at the home (module docstring)
+            self.view = home.rec.data()
+            self.obj = ctype.from_buffer(self.view)
 
     def close(self) -> None:
-        if self.obj is None:
+        if self.closed:
             return
-        self.obj = None
-        self.view.release()
+        self.closed, self.obj = True, None
+        if self.view is not None:
+            self.view.release()
         self.home.close()
+
+
+def _stored_runs(zeros: bytes, ones: bytes) -> list[tuple[int, bytes]]:
+    """The (offset, bytes) runs where an assignment made on all-zero and all-one copies agrees: what it
+    stored."""
+    runs: list[tuple[int, bytes]] = []
+    start = -1
+    for i, (a, b) in enumerate(zip(zeros, ones, strict=True)):
+        if a == b and start < 0:
+            start = i
+        elif a != b and start >= 0:
+            runs.append((start, zeros[start:i]))
+            start = -1
+    if start >= 0:
+        runs.append((start, zeros[start:]))
+    return runs
 
 
 class Shared:
@@ -145,10 +175,37 @@ class Shared:
         return Home.create(cls._KIND, data_bytes=ctypes.sizeof(ctype))
 
     def _obj(self) -> Any:
-        obj = self._map.obj
-        if obj is None:
+        """The ctypes object in shared memory; on another node than the record's a copy of it, read
+        from the home now (assign through `_store`)."""
+        mapping = self._map
+        if mapping.closed:
             raise ValueError(f"{type(self).__name__} {self._c_uid} is closed in this process")
-        return obj
+        if mapping.home.away is not None:
+            size = ctypes.sizeof(mapping.ctype)
+            return mapping.ctype.from_buffer_copy(mapping.home.away.call("data_read", 0, size))
+        return mapping.obj
+
+    def _store(self, edit: Callable[[Any], None]) -> None:
+        """Run assignment `edit` on the object (on another node than the record's: send the bytes it
+        stores to the home, see the module docstring)."""
+        mapping = self._map
+        if mapping.home.away is None or mapping.closed:
+            edit(self._obj())
+            return
+        size = ctypes.sizeof(mapping.ctype)
+        zeros, ones = mapping.ctype.from_buffer_copy(bytes(size)), mapping.ctype.from_buffer_copy(b"\xff" * size)
+        edit(zeros)
+        edit(ones)
+        mapping.home.away.call("data_write", _stored_runs(bytes(zeros), bytes(ones)))
+
+    def _write(self, data: bytes) -> None:
+        """Store `data` at the object's start."""
+        if self._map.home.away is not None:
+            self._map.home.away.call("data_write", [(0, data)])
+        else:
+            self._obj()
+            assert self._map.view is not None
+            self._map.view[: len(data)] = data
 
     @property
     def _c_uid(self) -> int:

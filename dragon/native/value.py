@@ -3,7 +3,6 @@ it is passed to (its home, lock and pickling: `dragon.native.shared`)."""
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +35,7 @@ class Value(Shared):
         self._type = ctype
         self._setup(self._home(ctype), ctype, lock_obj)
         if initial is not None:
-            self._map.view[: ctypes.sizeof(ctype)] = bytes(initial)
+            self._write(bytes(initial))
 
     @staticmethod
     def _converted(ctype: CType, value: object) -> Any:
@@ -56,19 +55,20 @@ class Value(Shared):
     @property
     def value(self) -> Any:
         if is_structure(self._type):
-            return Fields(self._obj)
+            return Fields(self._obj, self._store)
         return self._obj().value
 
     @value.setter
     def value(self, value: object) -> None:
-        obj = self._obj()
         if is_structure(self._type):
-            self._map.view[: ctypes.sizeof(obj)] = bytes(self._converted(self._type, value))
-        else:
+            self._write(bytes(self._converted(self._type, value)))
+        elif (obj := self._map.obj) is not None:  # this node's: a store in shared memory
             obj.value = value
+        else:
+            self._store(lambda obj: setattr(obj, "value", value))
 
     def __repr__(self) -> str:
-        what = "closed" if self._map.obj is None else f"value={self.value!r}"
+        what = "closed" if self._map.closed else f"value={self.value!r}"
         return f"<dragon.native.Value {self._type.__name__} {what} c_uid={self._c_uid} lock={self._lock!r}>"
 
 
@@ -76,5 +76,5 @@ def _rebuild(ctype: CType, lock: Any, refs: list[tuple[int, str]]) -> Value:
     """Unpickle a Value: attach to its record with the reference its pickling took."""
     value = Value.__new__(Value)
     value._type = ctype
-    value._setup(Home.rebuild(refs), ctype, lock)
+    value._setup(Home.rebuild(refs, across=True), ctype, lock)
     return value

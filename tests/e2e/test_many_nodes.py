@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 from pathlib import Path
+from typing import Final
 
 import pytest
 import trio
@@ -365,3 +366,84 @@ async def test_a_manager_serves_processes_on_every_node(n: int) -> None:
         assert isinstance(report["address"], str) and "/pymp-" in report["address"], report
     else:
         assert report["address"][0] == "127.0.0.1" and report["address"][1] > 0, report
+
+
+LOCKS_ACROSS: Final = {
+    "basics_same": True,  # mp_programs/locks.py's checks agree for objects of node 1 and of node 0
+    "exclusive": [True, 600, [0, 0, 0]],  # 2 processes on node 1 and 1 on node 0 inside a Lock and an RLock
+    "rlock_still_mine": [True, None, None],
+    "rlock_visitor": {
+        "acquire_nonblock": False,
+        "acquire_timeout": [False, True],
+        "release_not_owner": "AssertionError",
+    },
+    "rlock_visitor_got": True,
+    "rlock_held_by_child": [False, "<RLock(SomeOtherProcess, nonzero)>"],
+    "rlock_child_repr": "<RLock(child, 1)>",
+    "rlock_after_child": [True, None, 0],
+    "lock_released_by_other": [0, True, None],
+    "produced": [[True, True, True], False, 0, 0],
+    "overflow_in_child": ["ValueError", 2],
+    "semaphore_count_back": True,
+    "waiter_killed": [-9, True],
+    "maker_exit": 0,
+}
+"""node_programs/locks_across.py's report (but its basics and the killed holders' pids)."""
+
+
+def check_locks_across(stdout: bytes) -> None:
+    report = json.loads(stdout)
+    killed = {key: report.pop(key) for key in ("holder_killed_home 0", "holder_killed_home 1")}
+    report.pop("basics_there")
+    assert report == LOCKS_ACROSS
+    for home, holder in ((0, 1), (1, 0)):  # the next acquirer is told, naming the dead holder and its node
+        got = killed[f"holder_killed_home {home}"]
+        assert got[:3] == [str(holder), -9, True] and got[4] is None, got
+        assert len(got[3]) == 1 and re.fullmatch(rf"process \d+ of node {holder}", got[3][0]), got
+
+
+async def test_locks_and_semaphores_across_nodes() -> None:
+    """Issue 17 item 2: Lock, RLock, Semaphore and BoundedSemaphore with their users on both nodes:
+    the standard library's semantics (timeouts, non-blocking acquire, a Lock released by another
+    process, RLock ownership), exclusion, and holders and a waiter of another node killed."""
+    done = await run_dragon("--nodes", "2", "--wlm", "local", node_program("locks_across.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    check_locks_across(done.stdout)
+
+
+async def test_events_conditions_barriers_values_across_nodes() -> None:
+    """Issue 17 item 2: mp_programs/event_objects.py (Event, Condition, Barrier, Value) and
+    mp_programs/locks.py's children give the same report with every child on the other node, and
+    with every object on the other node (its users all on node 0), as on one node."""
+    done = await run_dragon("--nodes", "2", "--wlm", "local", node_program("sync_across.py"), timeout_s=180)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    report = json.loads(done.stdout)
+    assert report["here"]["barrier"]["action_runs"] == 5 and report["here"]["locks_across"]["counted"][0] == [900, 900]
+    assert (report["children_there"], report["objects_there"], report["maker_exit"]) == (True, True, 0)
+
+
+FDS_ACROSS: Final = {
+    "stdlib_pipe_node_0": [0, ["echo", "0"]],
+    "stdlib_pipe_node_1": [1, None],  # FdOnAnotherNode in the child (its stderr)
+    "joinable": 0,
+    "broken": [True, -9, 0],
+    "join_on_node_1": 0,
+}
+
+
+def check_fds_across(stdout: bytes, stderr: bytes) -> None:
+    report = json.loads(stdout)
+    killed = report.pop("party_killed")
+    assert report == FDS_ACROSS
+    assert killed[0] == "BrokenBarrierError" and re.fullmatch(r"process \d+ of node 1", killed[1]), killed
+    assert b"FdOnAnotherNode: this process runs on node 1 and its parent, on node 0, passed it 1 file" in stderr
+
+
+async def test_fds_do_not_cross_nodes_and_a_remote_party_death_breaks_a_barrier() -> None:
+    """Issue 17 item 2: file descriptors handed to a child on another node fail clearly, naming both
+    nodes (on the parent's node they work); multiprocessing.JoinableQueue with a worker on node 1; a
+    Barrier's party on node 1 killed while the others wait breaks it; a process on node 1 whose GS
+    call outlasts a liveness slice is not told the runtime is gone (pid_alive(0) raised before)."""
+    done = await run_dragon("--nodes", "2", "--wlm", "local", node_program("fds_across.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    check_fds_across(done.stdout, done.stderr)

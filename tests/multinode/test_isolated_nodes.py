@@ -65,19 +65,19 @@ def test_hello_and_placement_on_isolated_nodes(make_cluster: Callable[[int], Vir
 
 
 def test_an_object_of_another_node_is_a_clear_error(cluster: VirtualCluster) -> None:
-    """What cannot cross nodes yet (issue 17: the synchronization objects, whose state is a record in
-    their home node's memory) says so, naming both nodes, instead of failing obscurely or silently:
-    a Lock made on node 0, used on node 1."""
-    prog = cluster.root / "lock_elsewhere.py"
+    """What cannot cross nodes yet (issue 17: a Pipe's Connection, whose state is a record in its home
+    node's memory) says so, naming both nodes, instead of failing obscurely or silently: a Pipe made
+    on node 0, one end used on node 1."""
+    prog = cluster.root / "pipe_elsewhere.py"
     prog.write_text(
         "import multiprocessing as mp\n"
         "from dragon.native import Policy\n"
-        "def take(lock):\n    lock.acquire()\n"
+        "def take(end):\n    end.send('hi')\n"
         "if __name__ == '__main__':\n"
         "    mp.set_start_method('dragon')\n"
-        "    lock = mp.Lock()\n"
+        "    a, b = mp.Pipe()\n"
         "    with Policy(node=1):\n"
-        "        p = mp.Process(target=take, args=(lock,))\n"
+        "        p = mp.Process(target=take, args=(b,))\n"
         "        p.start()\n"
         "    p.join()\n"
         "    print('exitcode', p.exitcode)\n"
@@ -106,6 +106,42 @@ def test_a_manager_serves_processes_on_every_isolated_node(cluster: VirtualClust
     assert report["list"] == sorted(i % n for i in range(2 * n))
     assert report["queue"] == [[i, i % n] for i in range(2 * n)]
     assert report["exits"] == [0] * 2 * n
+
+
+def test_fds_and_barrier_death_across_isolated_nodes(cluster: VirtualCluster) -> None:
+    """Issue 17 item 2 (node_programs/fds_across.py): an fd handed to a child on the other isolated
+    node is a clear error naming both nodes; a killed party on node 1 breaks a Barrier of node 0."""
+    done = run(cluster, 2, node_program("fds_across.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    report = json.loads(done.stdout)
+    assert report["stdlib_pipe_node_0"] == [0, ["echo", "0"]] and report["stdlib_pipe_node_1"] == [1, None]
+    assert b"FdOnAnotherNode: this process runs on node 1 and its parent, on node 0" in done.stderr
+    assert report["party_killed"][0] == "BrokenBarrierError" and report["broken"] == [True, -9, 0]
+    assert (report["joinable"], report["join_on_node_1"]) == (0, 0)
+
+
+def test_sync_objects_across_isolated_nodes(cluster: VirtualCluster) -> None:
+    """Issue 17 item 2: Event, Condition, Barrier, Value and the Lock family with their users on the
+    other isolated node (node_programs/sync_across.py: the same report three ways)."""
+    done = run(cluster, 2, node_program("sync_across.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    report = json.loads(done.stdout)
+    assert (report["children_there"], report["objects_there"], report["maker_exit"]) == (True, True, 0)
+
+
+def test_locks_across_isolated_nodes(cluster: VirtualCluster) -> None:
+    """Issue 17 item 2: Lock, RLock, Semaphore and BoundedSemaphore with users on both isolated nodes
+    (each record only in its home's /dev/shm); tests/e2e/test_many_nodes.py checks every line."""
+    done = run(cluster, 2, node_program("locks_across.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    report = json.loads(done.stdout)
+    assert report["basics_same"] is True
+    assert report["exclusive"] == [True, 600, [0, 0, 0]]
+    assert report["lock_released_by_other"] == [0, True, None]
+    for home, holder in ((0, 1), (1, 0)):  # killed on one node holding a Lock of the other: given back
+        got = report[f"holder_killed_home {home}"]
+        assert got[1:3] == [-9, True] and re.fullmatch(rf"process \d+ of node {holder}", got[3][0]), got
+    assert report["waiter_killed"] == [-9, True]
 
 
 def start_hold(c: VirtualCluster) -> subprocess.Popen[bytes]:

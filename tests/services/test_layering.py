@@ -26,6 +26,10 @@ ALLOWED = {
     "dragon.wlm",  # how nodes are started (the frontend): stdlib and msgspec only
     "dragon.transport",
     "dragon.services",
+    # [interim, issue 17] the home side of a synchronization object used from another node: the
+    # transport agent (and GS, for the reclaim request) runs the object's own steps at its home. The
+    # steps are to move under dragon.transport with the objects' state, and this entry to go.
+    "dragon.mp.at_home",
 }
 
 

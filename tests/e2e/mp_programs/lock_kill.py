@@ -10,6 +10,7 @@ is bounded (WAIT_S): a count not given back shows as a False, never as a hang.
 import json
 import multiprocessing as mp
 import os
+import re
 import signal
 import sys
 import threading
@@ -92,7 +93,10 @@ def after(ctx: Any, obj: Any, target: Any, args: tuple[Any, ...], acquires: int,
         "got": got,
         "more": more,
         "waited_s": round(waited_s, 3),
-        "warnings": [[category, f"process {pid} died holding" in message] for category, message in told],
+        "warnings": [  # "process PID died holding", or "process PID of node N died holding" (another node's)
+            [category, re.search(rf"process {pid}( of node \d+)? died holding", message) is not None]
+            for category, message in told
+        ],
         "messages": [message for _, message in told],
         "pid": pid,
     }
