@@ -208,18 +208,24 @@ def holder_alive(who: int) -> bool:
 
 
 def add_pid(words: memoryview, table: int, slots: int, pid: int) -> bool:
-    """Add `pid` to the table of `slots` pids at word `table` (the lock held), taking the slot of a
-    dead process if need be; False if the table is full of live ones."""
-    free = -1
+    """Add `pid` to the table of `slots` pids at word `table` (the lock held): into an empty slot, or,
+    only if there is none, the slot of a dead process; False if the table is full of live ones. A dead
+    process's entry is left while there is room: Global Services' `reclaim` may not have seen its exit
+    yet, and needs it (a Barrier party that died with an error breaks the barrier; taking its slot
+    first lost that: the others waited out their timeouts)."""
+    empty = dead = -1
     for i in range(table, table + slots):
         owner = words[i]
         if owner == pid:
             return True
-        if free < 0 and (owner == 0 or not holder_alive(owner)):
-            free = i
-    if free < 0:
+        if empty < 0 and owner == 0:
+            empty = i
+        elif dead < 0 and owner != 0 and not holder_alive(owner):
+            dead = i
+    slot = empty if empty >= 0 else dead
+    if slot < 0:
         return False
-    words[free] = pid
+    words[slot] = pid
     return True
 
 

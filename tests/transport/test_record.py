@@ -137,6 +137,20 @@ def test_pid_table_reuses_the_slots_of_dead_processes(rec: Record) -> None:
     assert records.live_pids(w, PARTIES, PARTY_SLOTS) == [1]
 
 
+def test_a_dead_partys_entry_stays_while_there_is_room(rec: Record) -> None:
+    """A process that joins takes an empty slot before a dead party's: Global Services' reclaim may
+    not have seen that death yet, and needs the entry to break a Barrier (it was taken first: a
+    party that died with an error before the others arrived left the barrier unbroken)."""
+    w, dead = rec.words, 2**22 + 13
+    assert not pid_alive(dead)
+    w[PARTIES] = dead
+    assert records.add_pid(w, PARTIES, PARTY_SLOTS, os.getpid())
+    assert w[PARTIES] == dead and w[PARTIES + 1] == os.getpid()
+    w[KIND] = KINDS.index("Barrier")
+    records.reclaim(rec, dead, abnormal=True)
+    assert w[records.BROKEN] == dead
+
+
 def test_never_reclaimed_only_once_the_kind_says_so(rec: Record) -> None:
     """The runtime stops telling a record of exits only when its kind is set and no death changes it:
     a record whose maker has not set its kind yet may still become a Lock."""
