@@ -211,9 +211,25 @@ import bench_mp_prog as mpb
 import dragon  # noqa: F401  (registers the start method "dragon")
 from dragon.native import Policy
 
+PROBE_S = 10
+
 
 def _node_exit():
     sys.exit(int(os.environ.get("DRAGON_INDEX", "0")))
+
+
+def _pipe_probe(conn):
+    conn.send(os.environ.get("DRAGON_INDEX", "0"))
+
+
+def _pipe_crosses(ctx):
+    """Whether a Pipe end reaches a process on node 1 (else its row fails at once, not at the timeout)."""
+    a, b = ctx.Pipe()
+    p = ctx.Process(target=_pipe_probe, args=(b,))
+    p.start()
+    ok = a.poll(PROBE_S) and a.recv() == "1"
+    p.join(PROBE_S)
+    return ok
 
 
 def _where(delay):
@@ -257,6 +273,8 @@ def cross(ctx, **rows):
         p.start()
         p.join()
         assert p.exitcode == 1, f"a process placed on node 1 ran on node {p.exitcode}"
+        if "pipe_rt" in rows and not _pipe_crosses(ctx):
+            sys.exit("a Pipe does not cross nodes yet: its end did not reach node 1 within the probe's bound")
         for key, (case, metric) in QUEUE_ROWS.items():
             if key in rows:
                 out[key] = getattr(mpb, case)(ctx, **rows[key])[metric]
