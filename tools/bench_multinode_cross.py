@@ -352,6 +352,11 @@ class Row:
     digits: int = 0
 
 
+def _round_trip(what: str, value: tuple[str, str]) -> Row:
+    """A round-trip row: against the raw TCP ping-pong, at most 3x."""
+    return Row(what, value, ("tcp_rt", "rt_s"), "raw TCP ping-pong 8 B", "µs", 1e6, False, 3.0, digits=1)
+
+
 ROWS: Final = {
     "queue1m_curve": Row(
         "Queue 1 MiB one-way, node 1 -> node 0, CURVE (MiB/s)",
@@ -395,50 +400,12 @@ ROWS: Final = {
         0.3,
         100_000,
     ),
-    "queue_rt_curve": Row(
-        "Queue round trip 8 B, node 0 <-> node 1, CURVE (µs)",
-        ("dragon_curve", "queue_rt"),
-        ("tcp_rt", "rt_s"),
-        "raw TCP ping-pong 8 B",
-        "µs",
-        1e6,
-        False,
-        3.0,
-        digits=1,
+    "queue_rt_curve": _round_trip("Queue round trip 8 B, node 0 <-> node 1, CURVE (µs)", ("dragon_curve", "queue_rt")),
+    "queue_rt_none": _round_trip(
+        "Queue round trip 8 B, node 0 <-> node 1, security none (µs)", ("dragon_none", "queue_rt")
     ),
-    "queue_rt_none": Row(
-        "Queue round trip 8 B, node 0 <-> node 1, security none (µs)",
-        ("dragon_none", "queue_rt"),
-        ("tcp_rt", "rt_s"),
-        "raw TCP ping-pong 8 B",
-        "µs",
-        1e6,
-        False,
-        3.0,
-        digits=1,
-    ),
-    "pipe_rt_curve": Row(
-        "Pipe round trip 8 B, node 0 <-> node 1, CURVE (µs)",
-        ("pipe_curve", "pipe_rt"),
-        ("tcp_rt", "rt_s"),
-        "raw TCP ping-pong 8 B",
-        "µs",
-        1e6,
-        False,
-        3.0,
-        digits=1,
-    ),
-    "pipe_rt_none": Row(
-        "Pipe round trip 8 B, node 0 <-> node 1, security none (µs)",
-        ("pipe_none", "pipe_rt"),
-        ("tcp_rt", "rt_s"),
-        "raw TCP ping-pong 8 B",
-        "µs",
-        1e6,
-        False,
-        3.0,
-        digits=1,
-    ),
+    "pipe_rt_curve": _round_trip("Pipe round trip 8 B, node 0 <-> node 1, CURVE (µs)", ("pipe_curve", "pipe_rt")),
+    "pipe_rt_none": _round_trip("Pipe round trip 8 B, node 0 <-> node 1, security none (µs)", ("pipe_none", "pipe_rt")),
     "pool1": Row(
         "Pool(4 workers on 2 nodes).map, chunksize 1, CURVE (tasks/s)",
         ("dragon_curve", "pool1"),

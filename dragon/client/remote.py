@@ -230,6 +230,25 @@ class _Link:
                 poster.failed[done[0]] = ChannelError(f"a send into a channel of another node failed: {reply.text}")
         return n
 
+    def flush_posted(self, node: int) -> None:
+        """Until the agent of `node` has every send this process posted to it (a FLUSH round trip on
+        the posting socket: the agent takes a connection's messages in order, and carries out a send
+        it has taken whether its requester lives or not). So a put into a queue, then a send that
+        another process acts on (a Pool worker's result, after which the pool may terminate it), never
+        loses the put. Nothing to do if every posted send is answered."""
+        poster = self.posters.get(node)
+        if poster is None or not poster.waiting:
+            return
+        with poster.lock:
+            if not poster.waiting:
+                return
+            req_id = next(self.ids)
+            poster.waiting[req_id] = ("", 0, 0)  # answered at once, as the posted sends are
+            self._send(poster.sock, ChannelOp(FLUSH, req_id), ())
+            while req_id in poster.waiting:
+                if not self.collect(poster, NODE_CHECK_S) and _is_lost(node):
+                    raise ChannelError(f"node {node} is lost: its channel cannot be reached any more")
+
     def in_flight(self, sdesc: str) -> int:
         """Messages this process posted into channel `sdesc` whose answers have not come yet."""
         node = _home_of.get(sdesc, -1)
@@ -266,7 +285,10 @@ class _Link:
     def call(
         self, node: int, op: int, sdesc: str, timeout: float | None, *, max_n: int = 1, payloads: Sequence[Buffer] = ()
     ) -> tuple[ChannelReply, list[bytes]]:
-        """One operation on channel `sdesc` of `node`, answered: the answer and the messages it carries."""
+        """One operation on channel `sdesc` of `node`, answered: the answer and the messages it carries.
+        A send first makes sure the node's agent has this process's earlier posted sends (`flush_posted`)."""
+        if op == SEND:
+            self.flush_posted(node)
         sock = self.socket(node)
         req_id = next(self.ids)
         self._send(sock, ChannelOp(op, req_id, sdesc, -1.0 if timeout is None else max(0.0, timeout), max_n), payloads)
