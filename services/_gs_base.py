@@ -272,7 +272,7 @@ class GSBase:
         if recs:
             sdescs = [c.desc.sdesc for c in recs]
             warnings, untouched = await trio.to_thread.run_sync(
-                _reclaim_all, sdescs, pid, abnormal, abandon_on_cancel=True
+                _reclaim_all, sdescs, pid, abnormal, self.gateway is not None, abandon_on_cancel=True
             )
             for c in recs:
                 if c.desc.sdesc in untouched:  # of a kind no death changes: not attached at every exit
@@ -329,7 +329,7 @@ def timeout_s(timeout_us: int) -> float:
     return 0.0 if timeout_us <= POLL_US else timeout_us / 1e6
 
 
-def _reclaim_all(sdescs: list[str], pid: int, abnormal: bool) -> tuple[list[str], set[str]]:
+def _reclaim_all(sdescs: list[str], pid: int, abnormal: bool, several_nodes: bool) -> tuple[list[str], set[str]]:
     """`records.reclaim` on each record still there: the warnings it gave, and the records of a kind no
     death changes (`records.never_reclaimed`), which need not be told again."""
     warnings, untouched = [], set()
@@ -339,7 +339,7 @@ def _reclaim_all(sdescs: list[str], pid: int, abnormal: bool) -> tuple[list[str]
         except ChannelDestroyed:
             continue
         try:
-            if never_reclaimed(rec):
+            if never_reclaimed(rec, several_nodes):
                 untouched.add(sdesc)
                 continue
             warning = reclaim(rec, pid, abnormal)

@@ -413,7 +413,7 @@ class Agent:
             self.drop(f"an unanswered operation of kind {op.op} (only RECORD is)")
             return
         assert self.ops is not None
-        self.ops.start_soon(serve_record_op, op)
+        self.ops.start_soon(serve_record_op, op)  # nothing it takes: "reclaim" only
 
     async def run_sends(
         self, ops: AsyncSocket, who: bytes, op: ChannelOp, payloads: Sequence[Buffer], sent: int
@@ -481,7 +481,12 @@ class Agent:
 
     async def _run_op(self, ops: AsyncSocket, who: bytes, op: ChannelOp, payloads: Sequence[Buffer], sent: int) -> None:
         if op.op == RECORD:  # for a user of another node, at the object's home (`dragon.mp.at_home`)
-            await self.answer(ops, who, op, ChannelReply(op.req_id, OK, payloads=[await serve_record_op(op)]))
+            result, taken = await serve_record_op(op, payloads)
+            if taken is None:
+                await self.answer(ops, who, op, ChannelReply(op.req_id, OK, payloads=[result]))
+            else:  # a Pipe's receive took a message: kept until the requester has it (count 1: ACK it)
+                reply = ChannelReply(op.req_id, OK, count=1, payloads=[result])
+                await self.answer(ops, who, op, reply, kept=(taken.sdesc, [taken.data]))
             return
         got: list[bytes] = []
         timeout = float("inf") if op.timeout < 0 else op.timeout
@@ -505,10 +510,20 @@ class Agent:
         await self.answer(ops, who, op, reply, got)
 
     async def answer(
-        self, ops: AsyncSocket, who: bytes, op: ChannelOp, reply: ChannelReply, got: Sequence[bytes] = ()
+        self,
+        ops: AsyncSocket,
+        who: bytes,
+        op: ChannelOp,
+        reply: ChannelReply,
+        got: Sequence[bytes] = (),
+        kept: tuple[str, list[bytes]] | None = None,
     ) -> None:
         """`reply` (and the messages `got`) to requester `who`. Messages are kept until it ACKs
-        them; if it is not connected any more (it died), they go back into their channel at once."""
+        them; if it is not connected any more (it died), they go back into their channel at once.
+        `kept`: the channel and messages to keep instead (those a Pipe's receive took, which travel
+        inside its result)."""
+        if kept is None and got:
+            kept = (op.sdesc, list(got))
         large = bool(got) and not inline(got)  # then sent without a copy: parts of their own
         if got and not large:
             frames = [who, self._encoder.encode(msgspec.structs.replace(reply, payloads=list(got)))]
@@ -519,12 +534,12 @@ class Agent:
         except zmq.ZMQError as exc:
             if exc.errno != errno.EHOSTUNREACH:
                 raise
-            if got:
-                await self.put_back(op.sdesc, list(got))
+            if kept is not None:
+                await self.put_back(*kept)
             return
         self.count(frames_out=1, bytes_out=sum(len(f) for f in frames))
-        if got:
-            self.unacked.setdefault(who, {})[op.req_id] = (op.sdesc, list(got), trio.current_time())
+        if kept is not None:
+            self.unacked.setdefault(who, {})[op.req_id] = (kept[0], kept[1], trio.current_time())
 
     async def check_requesters(self, ops: AsyncSocket) -> None:
         """Every UNACKED_CHECK_S, each requester with messages it has not acknowledged for that long

@@ -328,11 +328,15 @@ def statistics(rec: Record) -> ObjectStatistics:
     )
 
 
-def never_reclaimed(rec: Record) -> bool:
+def never_reclaimed(rec: Record, several_nodes: bool = False) -> bool:
     """Whether `reclaim` can never change this record: its kind is set (once, by its maker, before the
     object is used) and not one of RECLAIMED_KINDS. The runtime need not tell it of process exits. A
-    record whose kind is not set yet may still become a Lock: False."""
+    record whose kind is not set yet may still become a Lock: False. In a run of `several_nodes`, a
+    Pipe's record is told too: its home learns so that a holder of another node ended
+    (`dragon.mp.pipe_home.reclaim`)."""
     kind = int(rec.words[KIND])
+    if several_nodes and kind == KINDS.index("Connection"):
+        return False
     return kind != 0 and kind not in RECLAIMED_KINDS
 
 

@@ -286,8 +286,10 @@ class _Link:
         self, node: int, op: int, sdesc: str, timeout: float | None, *, max_n: int = 1, payloads: Sequence[Buffer] = ()
     ) -> tuple[ChannelReply, list[bytes]]:
         """One operation on channel `sdesc` of `node`, answered: the answer and the messages it carries.
-        A send first makes sure the node's agent has this process's earlier posted sends (`flush_posted`)."""
-        if op == SEND:
+        A send, or an object's operation (a Pipe's send, an Event's set...), first makes sure the node's
+        agent has this process's earlier posted sends (`flush_posted`): what the process did before
+        it is there before it."""
+        if op in (SEND, RECORD):
             self.flush_posted(node)
         sock = self.socket(node)
         req_id = next(self.ids)
@@ -310,7 +312,11 @@ class _Link:
             got = reply.payloads or frames[1:]
             mine = reply.req_id == req_id
             late = None if mine else sock.abandoned.pop(reply.req_id, None)
-            taken = got and (op if mine else late[1] if late else None) == RECV
+            # A Pipe's receive (RECORD, count 1) is acknowledged only when it is this call's: a late
+            # one's message stays with the agent, which puts it back once this process is gone.
+            taken = got and (
+                (op if mine else late[1] if late else None) == RECV or (mine and op == RECORD and reply.count)
+            )
             if taken:  # messages taken from the channel, ours now: the agent may forget them
                 sock.sock.send(self.encoder.encode(ChannelOp(ACK, reply.req_id)))
                 sock.acked = True

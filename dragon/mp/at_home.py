@@ -29,16 +29,17 @@ from __future__ import annotations
 import _multiprocessing  # type: ignore[import-not-found]  # no stubs in typeshed
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import msgspec
 import trio
 
+from dragon.mp import pipe_home
 from dragon.mp.away import Request
 from dragon.mp.events import Barrier, BrokenBarrierError, Condition, Event
 from dragon.mp.locks import take_pair, take_told
-from dragon.transport import ChannelDestroyed, Record
+from dragon.transport import Buffer, ChannelDestroyed, ChannelError, Record
 from dragon.transport.forward import ChannelOp
 from dragon.transport.records import (
     HOLD_SLOTS,
@@ -106,6 +107,11 @@ def _home(sdesc: str) -> _Home:
         if home.rec.destroyed:
             raise ChannelDestroyed(f"the object of record {sdesc} was destroyed")
         return home
+
+
+def _attached(sdesc: str) -> Record:
+    """A channel of this node by its name, attached once (`_home`): a Pipe's data channels."""
+    return _home(sdesc).rec
 
 
 def _grant(wait: _Wait, record: Callable[[], None], undo: Callable[[], None]) -> bool:
@@ -270,9 +276,10 @@ OPERATIONS: Final[dict[str, Callable[..., Any]]] = {
     "barrier_broken": lambda home, wait: _barrier(home, wait).broken,
     "barrier_abort": lambda home, wait: _barrier(home, wait).abort(),
     "barrier_reset": lambda home, wait: _barrier(home, wait).reset(),
+    **pipe_home.operations(_attached),
 }
 """Each operation: (home, wait, *args) -> result; a blocking one takes the request's timeout last."""
-BLOCKING: Final = frozenset({"acquire", "event_wait", "cond_wait", "barrier_wait"})
+BLOCKING: Final = frozenset({"acquire", "event_wait", "cond_wait", "barrier_wait", *pipe_home.BLOCKING})
 
 
 # ------------------------------------------------------------------------- running them
@@ -290,7 +297,9 @@ def _reclaim(who: int, abnormal: bool, sdescs: list[str]) -> None:
             _homes.pop(sdesc).rec.close()
     for sdesc in sdescs:
         try:
-            warning = reclaim(_home(sdesc).rec, who, abnormal)
+            rec = _home(sdesc).rec
+            warning = reclaim(rec, who, abnormal)
+            pipe_home.reclaim(_attached, rec, who)
         except ChannelDestroyed:
             continue
         if warning:
@@ -321,22 +330,40 @@ def _answer(ok: bool, value: Any) -> bytes:
     return _encoder.encode((ok, value))
 
 
-async def serve(op: ChannelOp) -> bytes:
+async def serve(op: ChannelOp, payloads: Sequence[Buffer] = ()) -> tuple[bytes, pipe_home.Taken | None]:
     """Carry out operation `op` (op RECORD) here, in a thread: its encoded result (the agent answers
-    with it, unless nobody waits for it: Global Services' "reclaim")."""
+    with it, unless nobody waits for it: Global Services' "reclaim"), and the message it took from a
+    channel if it did (a Pipe's receive: the agent keeps it until the requester has it). `payloads`:
+    the request when it came as a part of its own (a large one)."""
     global _limiter
     if _limiter is None:
         _limiter = trio.CapacityLimiter(THREADS)
     timeout = None if op.timeout < 0 else op.timeout
     try:
-        req = _decoder.decode(op.payloads[0]) if op.payloads else None
+        payloads = payloads or op.payloads  # a large request travels as a part of its own
+        req = _decoder.decode(payloads[0]) if payloads else None
         if req is None:
             raise ValueError("an operation on a synchronization object without its request")
-        value = await trio.to_thread.run_sync(_run, op.sdesc, req, timeout, limiter=_limiter, abandon_on_cancel=True)
-        result = _answer(True, value)
-    except (msgspec.DecodeError, ValueError, AssertionError, BrokenBarrierError, ChannelDestroyed, OSError) as exc:
-        result = _answer(False, (type(exc).__name__, str(exc)))
-    return result
+        value = pipe_home.LATER
+        if req.name in pipe_home.AT_ONCE:
+            value = await pipe_home.at_once(_attached, _home(op.sdesc).rec, req.name, req.args, timeout)
+        if value is pipe_home.LATER:
+            value = await trio.to_thread.run_sync(
+                _run, op.sdesc, req, timeout, limiter=_limiter, abandon_on_cancel=True
+            )
+    except (
+        msgspec.DecodeError,
+        ValueError,
+        AssertionError,
+        BrokenBarrierError,
+        ChannelError,
+        OSError,
+        EOFError,
+    ) as exc:
+        return _answer(False, (type(exc).__name__, str(exc))), None
+    if isinstance(value, pipe_home.Taken):
+        return _answer(True, value.data), value
+    return _answer(True, value), None
 
 
 def reclaim_request(who: int, abnormal: bool, sdescs: list[str]) -> bytes:

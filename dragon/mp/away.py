@@ -29,6 +29,8 @@ _ERRORS: Final[dict[str, type[Exception]]] = {
     "AssertionError": AssertionError,
     "ChannelDestroyed": ChannelDestroyed,
     "BrokenBarrierError": threading.BrokenBarrierError,
+    "EOFError": EOFError,  # a Pipe's (dragon.mp.pipe_home)
+    "BrokenPipeError": BrokenPipeError,
 }
 
 

@@ -9,10 +9,12 @@ more per pickle; `dragon status` lists the record as a "Connection" and the chan
 channel's ring, `recv` takes one from the incoming one, `poll` looks at the incoming ring, opening,
 pickling and closing an end change its row in the record under the record's lock, and a waiter
 registers in the channel's waiter table and sleeps on its doorbell (`dragon.transport`'s register /
-fence / look-again protocol: a message that comes meanwhile is never missed). A transport agent on
-another node can later carry each of them as a message to the node that holds the home, a ring of
-the doorbell being a message back: nothing of a Connection needs more than the channels' own
-operations and the record's words.
+fence / look-again protocol: a message that comes meanwhile is never missed).
+
+**Across nodes** (issue 17): an end unpickled on another node than its Pipe's is an `AwayEnd`
+(`dragon.mp.pipe_away`), each of whose steps is carried out at the home by its node's agent with
+this module's own code (`dragon.mp.pipe_home`); such a holder is `records.remote_holder(node, pid)`
+in the tables, alive until the runtime tells the home it exited.
 
 **Who holds an end.** EOFError (BrokenPipeError for a send) must come when the other end is closed
 by every process that holds it, or all of them died, SIGKILL included, where a socketpair has the
@@ -85,14 +87,14 @@ from multiprocessing import BufferTooShort, util
 from multiprocessing.reduction import ForkingPickler
 from typing import Any, Final
 
-from dragon.client.nodes import explain
 from dragon.client.remote import RemoteChannel
 from dragon.errors import ChannelDestroyed, ChannelError, DragonError
 from dragon.mp import fds
 from dragon.mp.codec import pickled
+from dragon.mp.pipe_away import AwayEnd, wait_away
 from dragon.mp.refs import RECORD, Hold, Shape
-from dragon.transport import MIN_BLOCK_SIZE, SAFETY_WAKE_S, SPIN_MAX_S, SPIN_MIN_S, Record, pid_alive
-from dragon.transport.records import KIND, KINDS, OBJ_WORDS, OWN
+from dragon.transport import MIN_BLOCK_SIZE, SAFETY_WAKE_S, SPIN_MAX_S, SPIN_MIN_S, Record
+from dragon.transport.records import KIND, KINDS, OBJ_WORDS, OWN, REMOTE_BASE, holder_alive
 
 PIPE: Final = Shape(1024, MIN_BLOCK_SIZE, packed=True)
 """One direction of a Pipe: a packed ring of about 270 KB (a socketpair's buffer is about 200 KB);
@@ -130,7 +132,7 @@ def _count(words: memoryview, end: int, pid: int, delta: int) -> None:
             if count == 0:
                 words[row] = 0
             return
-        if free < 0 and (owner == 0 or not pid_alive(owner)):
+        if free < 0 and (owner == 0 or not holder_alive(owner)):
             free = row
     if delta <= 0:
         return
@@ -140,15 +142,35 @@ def _count(words: memoryview, end: int, pid: int, delta: int) -> None:
     words[free] = pid
 
 
+def _take_holder(rec: Record, who: int) -> bool:
+    """Take `who` (a holder that ended) out of both ends' tables; an end it leaves without a live
+    holder is over. Whether it held either end."""
+    rec.lock()
+    try:
+        words, held = rec.words, False
+        for end in (0, 1):
+            base = _table(end)
+            for row in range(base, base + 2 * SLOTS, 2):
+                if words[row] == who:
+                    words[row] = words[row + 1] = 0
+                    held = True
+                    if not _holders(words, end):
+                        words[OVER + end] = 1
+        return held
+    finally:
+        rec.unlock()
+
+
 def _table(end: int) -> int:
     return OVER + 2 + end * 2 * SLOTS
 
 
 def _holders(words: memoryview, end: int) -> list[int]:
-    """The live processes holding `end` open (lock-free: may be stale)."""
+    """The live processes holding `end` open (lock-free: may be stale); a holder of another node
+    (`records.remote_holder`) counts until the runtime tells the home it ended (`dragon.mp.pipe_home`)."""
     base = _table(end)
     rows = words[base : base + 2 * SLOTS].tolist()
-    return [pid for pid, n in zip(rows[::2], rows[1::2], strict=True) if pid and n > 0 and pid_alive(pid)]
+    return [pid for pid, n in zip(rows[::2], rows[1::2], strict=True) if pid and n > 0 and holder_alive(pid)]
 
 
 def _ended(rec: Record, end: int) -> bool:
@@ -179,6 +201,8 @@ class _End:
 
     __slots__ = ("hold", "inc", "me", "out", "pidfds", "rec", "spin_s")
 
+    hold: Hold | None
+
     def __init__(self, hold: Hold, me: int, inc: int | None, out: int | None) -> None:
         self.hold, self.me = hold, me
         self.rec = _record(hold, 0)
@@ -190,6 +214,23 @@ class _End:
             self.out.lease_lock("send")
         self.pidfds: dict[int, int] = {}
         self.spin_s = SPIN_MAX_S
+
+    @classmethod
+    def at_home(cls, rec: Record, me: int, inc: Record | None, out: Record | None) -> _End:
+        """End `me` as its home node's agent works it for a holder of another node, for one operation
+        (`dragon.mp.pipe_home`): the records the agent attached, no hold, no lease (operations of
+        several holders run at once, each with an `_End` of its own), no spin (a thread of the
+        agent must not keep the interpreter from its other work)."""
+        end = cls.__new__(cls)
+        end.hold, end.me, end.rec, end.inc, end.out = None, me, rec, inc, out
+        end.pidfds = {}
+        end.spin_s = 0.0
+        return end
+
+    @property
+    def holder(self) -> int:
+        """This process in the record's tables."""
+        return os.getpid()
 
     def count(self, delta: int, pid: int, closing: bool = False) -> None:
         """Add `delta` to `pid`'s count in this end's table (`closing`: and mark the end over if no
@@ -217,37 +258,43 @@ class _End:
         except DragonError:  # the runtime is going away (it destroyed the channels)
             pass
         finally:
-            for fd in self.pidfds.values():
-                os.close(fd)
-            self.pidfds.clear()
-            self.hold.release()
+            self.close_fds()
+            if self.hold is not None:
+                self.hold.release()
+
+    def close_fds(self) -> None:
+        for fd in self.pidfds.values():
+            os.close(fd)
+        self.pidfds.clear()
 
     def other_over(self) -> bool:
         """Whether the other end is over (closed by every holder, or they all died)."""
         return _ended(self.rec, 1 - self.me)
 
     def peers(self) -> list[int]:
-        """The live holders of the other end, with a pidfd of each in `pidfds` (this process apart),
-        so that a sleeper wakes when one dies."""
+        """The live holders of the other end, with a pidfd of each of this node in `pidfds` (this
+        process apart), so that a sleeper wakes when one dies (the death of one of another node is
+        told by the runtime: `dragon.mp.pipe_home.reclaim` rings the waiters)."""
         live = _holders(self.rec.words, 1 - self.me)
         me = os.getpid()
         for pid in [p for p in self.pidfds if p not in live]:
             os.close(self.pidfds.pop(pid))
         for pid in live:
-            if pid != me and pid not in self.pidfds:
+            if pid != me and pid < REMOTE_BASE and pid not in self.pidfds:
                 try:
                     self.pidfds[pid] = os.pidfd_open(pid)
                 except ProcessLookupError:  # died meanwhile: the next look sees it
                     pass
         return live
 
-    def sleep(self, bell: int) -> None:
+    def sleep(self, bell: int, deadline: float | None = None) -> None:
         """Sleep until doorbell `bell` rings (one ring is consumed), a holder of the other end dies,
-        or SAFETY_WAKE_S."""
+        SAFETY_WAKE_S or the `deadline` (of `_clock`)."""
         poller = select.poll()
         for fd in (bell, *self.pidfds.values()):
             poller.register(fd, select.POLLIN)
-        if any(fd == bell for fd, _ in poller.poll(SAFETY_WAKE_S * 1000)):
+        wait_s = SAFETY_WAKE_S if deadline is None else max(0.0, min(SAFETY_WAKE_S, deadline - _clock()))
+        if any(fd == bell for fd, _ in poller.poll(wait_s * 1000)):
             _drain(bell)
 
 
@@ -273,9 +320,9 @@ class Connection:
 
     __slots__ = ("__weakref__", "_end", "_finalize", "_readable", "_writable")
 
-    def __init__(self, end: _End, readable: bool, writable: bool) -> None:
+    def __init__(self, end: _End | AwayEnd, readable: bool, writable: bool) -> None:
         """Made by `Pipe()` and by unpickling, with this process already counted in the end's tables."""
-        self._end: _End | None = end
+        self._end: _End | AwayEnd | None = end
         self._readable, self._writable = readable, writable
         self._finalize = util.Finalize(self, end.close, exitpriority=_EXIT_PRIORITY)
 
@@ -296,7 +343,7 @@ class Connection:
         """True if the connection is writable."""
         return self._writable
 
-    def _check(self, readable: bool) -> _End:
+    def _check(self, readable: bool) -> _End | AwayEnd:
         end = self._end
         if end is None:
             raise OSError("handle is closed")
@@ -312,6 +359,8 @@ class Connection:
         end = self._end
         if end is None:
             raise OSError("handle is closed")
+        if isinstance(end, AwayEnd):
+            return end.fileno()
         if end.inc is not None:
             return end.inc.rbell
         assert end.out is not None
@@ -334,8 +383,9 @@ class Connection:
         end = self._end
         if end is None:
             raise OSError("handle is closed")
+        assert end.hold is not None
         refs = end.hold.new_refs()
-        pid = os.getpid()
+        pid = end.holder
         end.count(1, pid)  # the pickle holds the end open until it is unpickled
         chans = end.hold.chans
         index = (None if end.inc is None else chans.index(end.inc), None if end.out is None else chans.index(end.out))
@@ -343,7 +393,7 @@ class Connection:
 
     def __repr__(self) -> str:
         end = self._end
-        if end is None:
+        if end is None or end.hold is None:
             return f"<{type(self).__module__}.Connection closed>"
         return f"<{type(self).__module__}.Connection channels={[c for c, _ in end.hold.refs]}>"
 
@@ -372,65 +422,17 @@ class Connection:
             raise ValueError("buffer length < offset + size")
         self._send(end, m[offset : offset + size] if offset or size != n else m)
 
-    def _send(self, end: _End, data: bytes | memoryview) -> None:
-        out = end.out
-        assert out is not None
-        if end.rec.words[OVER + 1 - end.me]:
-            raise _broken()
-        try:
-            if len(data) <= out.max_inline and out.put(data):
-                return
-        except ChannelDestroyed:
-            raise _broken() from None
-        self._send_waiting(end, out, data)
-
-    def _send_waiting(self, end: _End, out: Record, data: bytes | memoryview) -> None:
-        """No room (or a message for a side file): wait for room, or for the reading end to end."""
-        payload, flags = out.prepare(data)
-        waited = False
-        try:
-            while True:
-                if out.put(payload, flags, True, 0, waited, True):
-                    if flags:
-                        self._wait_taken(end, out)
-                    return
-                waited = True  # registered as a waiting sender
-                if not end.peers() and end.other_over():
-                    raise _broken()
-                end.sleep(out.sbell)
-        except BaseException as exc:
-            if waited and not isinstance(exc, ChannelDestroyed):
-                out.end_wait("send")
-            out.discard(payload, flags)
-            if isinstance(exc, ChannelDestroyed):
-                raise _broken() from None
-            raise
-
-    def _wait_taken(self, end: _End, out: Record) -> None:
-        """After sending a message larger than the ring (in a side file, which takes no room in
-        it): wait until the ring is empty, which means the message was taken, as a pipe's writer
-        waits for the reader to read all but a buffer's worth. So a writer cannot run ahead of its
-        reader by more than a ring and a message (filling /dev/shm with side files), and it is still
-        running when its message is read (CPython's `TestIgnoreEINTR` signals it then).
-        BrokenPipeError if the reading end ends first, as the stdlib's."""
-        while True:
-            if not out.enroll("send", out.ring_bytes):  # register, fence, look again
-                return
-            try:
-                if not end.peers() and end.other_over():
-                    raise _broken()
-                end.sleep(out.sbell)
-            finally:
-                out.end_wait("send")
+    def _send(self, end: _End | AwayEnd, data: bytes | memoryview) -> None:
+        if isinstance(end, AwayEnd):
+            end.send(data)
+        else:
+            send(end, data)
 
     # ----------------------------------------------------------------------------------- receive
 
     def recv(self) -> Any:
         """Receive a pickled object; EOFError once the other end is closed and nothing is left."""
-        end = self._check(True)
-        assert end.inc is not None
-        data = end.inc.take()
-        return _loads(data if data is not None else self._recv_waiting(end))
+        return _loads(_take(self._check(True)))
 
     def recv_bytes(self, maxlength: int | None = None) -> bytes:
         """Receive one message as bytes. OSError if it is longer than `maxlength` (the connection
@@ -438,10 +440,7 @@ class Connection:
         end = self._check(True)
         if maxlength is not None and maxlength < 0:
             raise ValueError("negative maxlength")
-        assert end.inc is not None
-        data = end.inc.take()
-        if data is None:
-            data = self._recv_waiting(end)
+        data = _take(end)
         if maxlength is not None and len(data) > maxlength:
             if self._writable:
                 self._readable = False
@@ -461,57 +460,12 @@ class Connection:
                 raise ValueError("negative offset")
             if offset > bytesize:
                 raise ValueError("offset too large")
-            assert end.inc is not None
-            data = end.inc.take()
-            if data is None:
-                data = self._recv_waiting(end)
+            data = _take(end)
             size = len(data)
             if bytesize < offset + size:
                 raise BufferTooShort(data)
             io.BytesIO(data).readinto(m[offset // itemsize : (offset + size) // itemsize])
             return size
-
-    def _recv_waiting(self, end: _End) -> bytes:
-        """The channel was empty: spin briefly, then sleep as a registered waiter until a message
-        comes or the other end is over (EOFError).
-
-        The spin adapts as a channel receiver's does, with one difference: a message that came
-        while we slept but within SPIN_WORTH_S of the start lengthens the spin too. Otherwise two
-        partners whose spins once shrank to nothing (a slow start) would each sleep on every
-        message from then on, a wake-up (20-40 µs here) per message each way."""
-        inc = end.inc
-        assert inc is not None
-        start = _clock()
-        spin_end = start + end.spin_s
-        while _clock() < spin_end:
-            if inc.pending():
-                got = inc.take(False)
-                if got is not None and got is not False:
-                    end.spin_s = min(SPIN_MAX_S, end.spin_s * 2)
-                    return got
-        waited = False
-        try:
-            while True:
-                data = inc.take(True, waited, True)
-                if data is not None:
-                    soon = _clock() - start < SPIN_WORTH_S
-                    end.spin_s = min(SPIN_MAX_S, end.spin_s * 2) if soon else max(SPIN_MIN_S, end.spin_s / 2)
-                    return data
-                waited = True  # registered as a waiting receiver
-                if not end.peers() and end.other_over():
-                    inc.end_wait("recv")
-                    waited = False
-                    data = inc.take()  # what was sent before the end closed
-                    if data is not None:
-                        return data
-                    raise EOFError
-                end.sleep(inc.rbell)
-        except ChannelDestroyed:
-            raise EOFError from None
-        except BaseException:
-            if waited:
-                inc.end_wait("recv")
-            raise
 
     # ----------------------------------------------------------------------------------- poll
 
@@ -519,11 +473,131 @@ class Connection:
         """Whether a message (or the end of the other end) can be received, waiting at most `timeout`
         seconds for one (None: no limit)."""
         end = self._check(True)
+        if isinstance(end, AwayEnd):
+            return end.poll(timeout if timeout is None else max(0.0, timeout))
         if _ready(end):
             return True
         if timeout is not None and timeout <= 0:
             return False
         return bool(_wait([self], [self], timeout))
+
+
+# --------------------------------------------------------------------------------------------- steps of an end
+
+
+def send(end: _End, data: bytes | memoryview) -> None:
+    """Send one message on end `end` of this node (BrokenPipeError once the reading end is over)."""
+    out = end.out
+    assert out is not None
+    if end.rec.words[OVER + 1 - end.me]:
+        raise _broken()
+    try:
+        if len(data) <= out.max_inline and out.put(data):
+            return
+    except ChannelDestroyed:
+        raise _broken() from None
+    _send_waiting(end, out, data)
+
+
+def _send_waiting(end: _End, out: Record, data: bytes | memoryview) -> None:
+    """No room (or a message for a side file): wait for room, or for the reading end to end."""
+    payload, flags = out.prepare(data)
+    waited = False
+    try:
+        while True:
+            if out.put(payload, flags, True, 0, waited, True):
+                if flags:
+                    _wait_taken(end, out)
+                return
+            waited = True  # registered as a waiting sender
+            if not end.peers() and end.other_over():
+                raise _broken()
+            end.sleep(out.sbell)
+    except BaseException as exc:
+        if waited and not isinstance(exc, ChannelDestroyed):
+            out.end_wait("send")
+        out.discard(payload, flags)
+        if isinstance(exc, ChannelDestroyed):
+            raise _broken() from None
+        raise
+
+
+def _wait_taken(end: _End, out: Record) -> None:
+    """After sending a message larger than the ring (in a side file, which takes no room in
+    it): wait until the ring is empty, which means the message was taken, as a pipe's writer
+    waits for the reader to read all but a buffer's worth. So a writer cannot run ahead of its
+    reader by more than a ring and a message (filling /dev/shm with side files), and it is still
+    running when its message is read (CPython's `TestIgnoreEINTR` signals it then).
+    BrokenPipeError if the reading end ends first, as the stdlib's."""
+    while True:
+        if not out.enroll("send", out.ring_bytes):  # register, fence, look again
+            return
+        try:
+            if not end.peers() and end.other_over():
+                raise _broken()
+            end.sleep(out.sbell)
+        finally:
+            out.end_wait("send")
+
+
+def _take(end: _End | AwayEnd) -> bytes:
+    """The next message of `end` (waiting for it); EOFError once the other end is over and nothing
+    is left."""
+    if isinstance(end, AwayEnd):
+        return end.recv()
+    inc = end.inc
+    assert inc is not None
+    data = inc.take()
+    if data is None:
+        data = _recv_waiting(end)
+        assert data is not None  # no deadline
+    return data
+
+
+def _recv_waiting(end: _End, deadline: float | None = None) -> bytes | None:
+    """The channel was empty: spin briefly, then sleep as a registered waiter until a message
+    comes or the other end is over (EOFError), or until `deadline` (of `_clock`: then None).
+
+    The spin adapts as a channel receiver's does, with one difference: a message that came
+    while we slept but within SPIN_WORTH_S of the start lengthens the spin too. Otherwise two
+    partners whose spins once shrank to nothing (a slow start) would each sleep on every
+    message from then on, a wake-up (20-40 µs here) per message each way."""
+    inc = end.inc
+    assert inc is not None
+    start = _clock()
+    spin_end = start + end.spin_s
+    while _clock() < spin_end:
+        if inc.pending():
+            got = inc.take(False)
+            if got is not None and got is not False:
+                end.spin_s = min(SPIN_MAX_S, end.spin_s * 2)
+                return got
+    waited = False
+    try:
+        while True:
+            data = inc.take(True, waited, True)
+            if data is not None:
+                soon = _clock() - start < SPIN_WORTH_S
+                end.spin_s = min(SPIN_MAX_S, end.spin_s * 2) if soon else max(SPIN_MIN_S, end.spin_s / 2)
+                return data
+            waited = True  # registered as a waiting receiver
+            if not end.peers() and end.other_over():
+                inc.end_wait("recv")
+                waited = False
+                data = inc.take()  # what was sent before the end closed
+                if data is not None:
+                    return data
+                raise EOFError
+            if deadline is not None and _clock() >= deadline:
+                inc.end_wait("recv")
+                return None
+            end.sleep(inc.rbell, deadline)
+    except ChannelDestroyed:
+        raise EOFError from None
+    except BaseException:
+        if waited:
+            inc.end_wait("recv")
+        raise
 
 
 def _broken() -> BrokenPipeError:
@@ -546,13 +620,14 @@ def _rebuild(
     """Unpickle a Connection: attach with the references its pickling took, count this process in
     the end's table and take the pickle's count back from the process that made it."""
     hold = Hold(refs, owned=True, record=True)
-    elsewhere = [chan for chan in hold.chans if isinstance(chan, RemoteChannel)]
-    if elsewhere:  # issue 17: not across nodes yet
-        hold.release()
-        raise explain(elsewhere[0].sdesc, ChannelDestroyed(f"no channel {elsewhere[0].sdesc} on this node"))
-    end = _End(hold, me, *index)
+    end: _End | AwayEnd
     try:
-        end.count(1, os.getpid())
+        end = AwayEnd(hold, me, *index) if isinstance(hold.chans[0], RemoteChannel) else _End(hold, me, *index)
+    except BaseException:
+        hold.release()
+        raise
+    try:
+        end.count(1, end.holder)
         end.count(-1, pickler)
     except BaseException:
         end.close()
@@ -612,7 +687,7 @@ def send_handle(conn: Connection, handle: int, destination_pid: int) -> None:
             os.close(sentinel)
 
     threading.Thread(target=serve, name="SendHandle", daemon=True).start()
-    conn.send((_OFFER, offer))
+    conn.send((_OFFER, offer, os.environ.get("DRAGON_INDEX", "")))
 
 
 def recv_handle(conn: Connection) -> int:
@@ -627,11 +702,19 @@ def recv_handle(conn: Connection) -> int:
     written back, for whoever sleeps on that doorbell."""
     end = conn._check(True)
     while not conn.poll(SAFETY_WAKE_S):
-        _raw_write_check(end)
+        if isinstance(end, _End):  # an end of another node's Pipe has no fileno() to write to
+            _raw_write_check(end)
     msg = conn.recv()
-    if not (isinstance(msg, tuple) and len(msg) == 2 and msg[0] == _OFFER):
+    if not (isinstance(msg, tuple) and len(msg) == 3 and msg[0] == _OFFER):
         raise RuntimeError("Invalid data received: a message, not a handle from send_handle")
-    address, count = msg[1]
+    (address, count), there = msg[1:]
+    here = os.environ.get("DRAGON_INDEX", "")
+    if there and here and there != here:
+        raise fds.FdOnAnotherNode(
+            f"a process of node {there} sent this process, of node {here}, a file descriptor through a Pipe "
+            "(multiprocessing.reduction.send_handle): file descriptors cannot cross nodes; send the data itself, "
+            f"or start this process on node {there} (dragon.native.Policy(node={there}))"
+        )
     return fds.take(address, count)[0]
 
 
@@ -677,7 +760,7 @@ def wait(object_list: Iterable[Any], timeout: float | None, stdlib_wait: Callabl
 
 
 def _wait(objects: list[Any], ours: list[Connection], timeout: float | None) -> list[Any]:
-    ends = []
+    ends: list[_End | AwayEnd] = []
     for conn in ours:
         end = conn._end
         if end is None:
@@ -687,28 +770,40 @@ def _wait(objects: list[Any], ours: list[Connection], timeout: float | None) -> 
     for obj in objects:
         if not isinstance(obj, Connection):
             others.setdefault(obj if isinstance(obj, int) else obj.fileno(), []).append(obj)
+    if any(isinstance(end, AwayEnd) for end in ends):
+        ready_ends, ready_fds = wait_away(ends, list(others), timeout, wait_ends)
+    else:
+        ready_ends, ready_fds = wait_ends([e for e in ends if isinstance(e, _End)], list(others), timeout)
+    ready = {id(ours[i]) for i in ready_ends}
+    ready.update(id(o) for fd in ready_fds for o in others[fd])
+    return [o for o in objects if id(o) in ready]
+
+
+def wait_ends(ends: list[_End], fds: list[int], timeout: float | None) -> tuple[list[int], list[int]]:
+    """Wait until one of `ends` (of this node) can be received from (or is at EOF) or one of `fds`
+    is readable, at most `timeout` s (None: no limit): the indices of the ready ends and the ready
+    fds (both empty at the timeout)."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    ready_others: list[int] = _poll_now(others)
+    ready_fds: list[int] = _poll_now(fds)
     while True:
-        ready = {id(c) for c, end in zip(ours, ends, strict=True) if _ready(end)}
-        ready.update(id(o) for fd in ready_others for o in others[fd])
-        if ready:
-            return [o for o in objects if id(o) in ready]
+        ready = [i for i, end in enumerate(ends) if _ready(end)]
+        if ready or ready_fds:
+            return ready, ready_fds
         if deadline is not None and time.monotonic() >= deadline:
-            return []
-        ready_others = _sleep_on(ends, others, deadline)
+            return [], []
+        ready_fds = _sleep_on(ends, fds, deadline)
 
 
-def _poll_now(others: dict[int, list[Any]]) -> list[int]:
-    if not others:
+def _poll_now(fds: list[int]) -> list[int]:
+    if not fds:
         return []
     poller = select.poll()
-    for fd in others:
+    for fd in fds:
         poller.register(fd, select.POLLIN)
     return [fd for fd, _ in poller.poll(0)]
 
 
-def _sleep_on(ends: list[_End], others: dict[int, list[Any]], deadline: float | None) -> list[int]:
+def _sleep_on(ends: list[_End], others: list[int], deadline: float | None) -> list[int]:
     """One sleep of `wait`: registered on each end's incoming channel (unless something is there
     already), woken by a ring, a death, one of the other fds or the deadline; the other fds that are
     ready."""

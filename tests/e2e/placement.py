@@ -82,19 +82,10 @@ FDS: Final = Reason(
 )
 REASONS: Final = (RECORDS, FDS)
 """The reasons a run looks for in its stderr."""
-RECORDS_OR_FDS: Final = Reason(
-    "records (and the fds of Value and Array) do not cross nodes yet (issue 17)",
-    DoesNotCross,
-    re.compile(b"|".join(r.signature.pattern for r in REASONS)),
-)
-"""For a program whose first failure over two nodes may be either (the shared ctypes' fds also cross
-when they are records)."""
-
 WHOLE: Final = "*"
 DO_NOT_CROSS_YET: Final[Mapping[str, Mapping[str, Reason]]] = {
     # program of mp_programs/ -> its sections (WHOLE: the whole program) that do not cross nodes yet
-    "pipes.py": {WHOLE: RECORDS_OR_FDS},  # also passes fds (send_handle): give those sections NEVER_CROSS
-    "sync_objects.py": {WHOLE: RECORDS_OR_FDS},  # its Pipe
+    "pipes.py": {"executor_wakeup": FDS},  # ProcessPoolExecutor: the stdlib's pipes
     "queues.py": {"executor": FDS},
     "pool_channels.py": {"direct": FDS},  # multiprocessing.pool.Pool(context=...): the stdlib's pipes
     # native_programs/ (test_native_shared.py): a joinable dragon.native Queue counts its tasks in a record
@@ -113,6 +104,7 @@ NOT_OVER_NODES_YET: Final[Mapping[str, str]] = {
 NEVER_CROSS: Final[Mapping[str, tuple[str, ...]]] = {
     # program -> sections left out over several nodes for good: what they share is local by nature
     "pool_manager.py": ("shared_memory",),  # a block opened by name: another node has its own /dev/shm
+    "pipes.py": ("fds",),  # send_handle: an fd passed to a process of another node
 }
 
 

@@ -422,6 +422,41 @@ async def test_events_conditions_barriers_values_across_nodes() -> None:
     assert (report["children_there"], report["objects_there"], report["maker_exit"]) == (True, True, 0)
 
 
+PIPES_ACROSS: Final = {
+    "both_away": {"echoed": [True] * 4, "node": "1", "poll_empty": False, "end": "AwayEnd", "exitcodes": [7, 0]},
+    "wait": {
+        "nothing": [],
+        "remote_only": [1],
+        "got": "to r2",
+        "mixed": ["r1"],
+        "got_again": "to r1",
+        "fd": True,
+        "exitcode": 0,
+    },
+    "holder_killed": {"holder": -9, "reader": 7},
+    "receiver_killed": {"killed": -9, "got": "not lost"},
+    "fds": {
+        "error": "FdOnAnotherNode: a process of node 0 sent this process, of node 1, a file descriptor through a "
+        "Pipe (multiprocessing.reduction.send_handle): file descriptors cannot cross nodes; send the data itself, "
+        "or start this process on node 0 (dragon.native.Policy(node=0))",
+        "fileno": "this end of a Pipe of node 0 is used on node 1: it has no file descriptor here; wait for it with "
+        "multiprocessing.connection.wait",
+        "exitcode": 0,
+    },
+}
+
+
+async def test_pipes_with_both_ends_on_another_node() -> None:
+    """Issue 17 item 2: a Pipe of node 0 used by processes of node 1 only (dragon.mp.pipe_away): a
+    message larger than the ring, EOF, poll with a timeout, `multiprocessing.connection.wait` over
+    ends of another node alone and beside an fd of this node, the only holder of an end killed (the
+    reader of the other sees EOF), a receiver killed while it waits (the next message is not lost),
+    and fds passed to another node failing clearly."""
+    done = await run_dragon("--nodes", "2", "--wlm", "local", node_program("pipes_across.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert json.loads(done.stdout) == PIPES_ACROSS
+
+
 FDS_ACROSS: Final = {
     "stdlib_pipe_node_0": [0, ["echo", "0"]],
     "stdlib_pipe_node_1": [1, None],  # FdOnAnotherNode in the child (its stderr)

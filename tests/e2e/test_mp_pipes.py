@@ -42,8 +42,9 @@ async def test_pipe_as_under_spawn(placement: Placed, tmp_path: Path) -> None:
     assert spawn["kind"] == ["multiprocessing.connection"] * 2
     assert all(b["kind"] == dragon["kind"] for b in background)
     assert dragon["kind"] == ["dragon.mp.connection"] * 2  # ctx.Pipe and mp.Pipe
-    assert spawn["executor_wakeup"] == dragon["executor_wakeup"] == [328350, "multiprocessing.connection"]
-    assert dragon["same"] == spawn["same"]
+    if "executor_wakeup" in placement.pick({"executor_wakeup": 1}):
+        assert spawn["executor_wakeup"] == dragon["executor_wakeup"] == [328350, "multiprocessing.connection"]
+    assert dragon["same"] == placement.pick(spawn["same"])
     assert all(b["same"] == spawn["same"] for b in background)
 
     api = dragon["same"]["api"]
@@ -88,10 +89,8 @@ async def test_pipe_as_under_spawn(placement: Placed, tmp_path: Path) -> None:
     assert (children["via_queue"], children["via_queue_exit"]) == ("via queue", 3)
     assert children["via_pool"] == ["sent", "via pool"]
 
-    blocking = dragon["same"]["blocking_and_fds"]
-    assert blocking == {
-        "big_send_blocked": True,
-        "big": [True, "sent"],
+    assert dragon["same"]["blocking"] == {"big_send_blocked": True, "big": [True, "sent"]}
+    assert spawn["same"]["fds"] == {
         "fd_transfer": "written through a passed fd",
         "recv_handle_raw_byte": "RuntimeError",
         "recv_handle_no_fd": "RuntimeError",

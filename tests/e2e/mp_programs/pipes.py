@@ -1,6 +1,7 @@
 """Pipe and Connection between processes, in the style of CPython's _TestConnection; prints JSON.
 
-Run as `prog.py METHOD` ("spawn" under plain python, "dragon" under `dragon` or plain python).
+Run as `prog.py METHOD [SECTION...]` ("spawn" under plain python, "dragon" under `dragon` or plain
+python; mp_programs/sections.py says which sections run).
 Everything under the key "same" must not depend on the method (the stdlib's socketpair under spawn,
 channels under dragon: dragon/mp/connection.py); "kind" says which Pipe the method gave.
 """
@@ -19,6 +20,8 @@ from collections.abc import Callable
 from multiprocessing import BufferTooShort, reduction
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
+
+import sections
 
 import dragon  # noqa: F401  (registers the start method)
 
@@ -170,9 +173,8 @@ def _send_big(conn: Any) -> None:
     conn.send("sent")
 
 
-def blocking_and_fds(ctx: Any, tmp: str) -> dict[str, Any]:
-    """A send of a message larger than any buffer blocks until it is read; an fd passed with
-    `multiprocessing.reduction.send_handle` (CPython's test_fd_transfer)."""
+def blocking(ctx: Any) -> dict[str, Any]:
+    """A send of a message larger than any buffer blocks until it is read."""
     out: dict[str, Any] = {}
     a, b = ctx.Pipe()
     p = ctx.Process(target=_send_big, args=(b,))
@@ -183,6 +185,13 @@ def blocking_and_fds(ctx: Any, tmp: str) -> dict[str, Any]:
     out["big"] = [a.recv_bytes() == BIG, a.recv()]
     p.join(WAIT_S)
     a.close()
+    return out
+
+
+def fds(ctx: Any, tmp: str) -> dict[str, Any]:
+    """An fd passed with `multiprocessing.reduction.send_handle` (CPython's test_fd_transfer), and
+    what `recv_handle` says of data without one. Fds never cross nodes (placement.py NEVER_CROSS)."""
+    out: dict[str, Any] = {}
     a, b = ctx.Pipe()
     p = ctx.Process(target=_write_fd, args=(b, b"written through a passed fd"))
     p.start()
@@ -358,14 +367,17 @@ if __name__ == "__main__":
     ctx = mp.get_context(method)
     report: dict[str, Any] = {
         "kind": [type(ctx.Pipe()[0]).__module__, type(mp.Pipe()[0]).__module__],
-        "executor_wakeup": executor_wakeup(ctx),
-        "same": {
-            "api": api(ctx),
-            "one_way": one_way(ctx),
-            "eof": eof(ctx),
-            "children": children(ctx),
-            "wait": wait_mix(ctx),
-            "blocking_and_fds": blocking_and_fds(ctx, os.getcwd()),
-        },
+        **sections.run({"executor_wakeup": lambda: executor_wakeup(ctx)}),
+        "same": sections.run(
+            {
+                "api": lambda: api(ctx),
+                "one_way": lambda: one_way(ctx),
+                "eof": lambda: eof(ctx),
+                "children": lambda: children(ctx),
+                "wait": lambda: wait_mix(ctx),
+                "blocking": lambda: blocking(ctx),
+                "fds": lambda: fds(ctx, os.getcwd()),
+            }
+        ),
     }
     print(json.dumps(report))
