@@ -23,6 +23,7 @@ import pytest
 import trio
 
 from dragon import _rundir
+from dragon.transport.records import remote_holder
 
 from e2e_util import DRAGON, StreamReader, clean_env, pid_alive, program, run_dragon
 from proc_util import children_of
@@ -436,3 +437,21 @@ async def test_fds_do_not_cross_nodes_and_a_remote_party_death_breaks_a_barrier(
     done = await run_dragon("--nodes", "2", "--wlm", "local", node_program("fds_across.py"))
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     check_fds_across(done.stdout, done.stderr)
+
+
+async def test_status_names_the_node_of_a_holder_of_another_node() -> None:
+    """`dragon status` of a run whose Locks of node 0 are held by a process of node 1, and taken back
+    from one killed on node 1 holding it: the table shows each such pid with its node ("1234 on node
+    1"), not the record's number for it (above 2**32); --json keeps that number (records.holder_of)."""
+    done = await run_dragon("--nodes", "2", "--wlm", "local", node_program("status_holders.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    report = json.loads(done.stdout)
+    pids = report["pids"]
+    assert report["exits"] == [-9, True, 0]
+    held, taken = sorted(report["table"], key=lambda line: "taken back" in line)
+    assert f" {pids['holder']} on node 1 " in held, report["table"]
+    assert f" {pids['head']} " in taken and f"taken back from dead pid {pids['victim']} on node 1 " in taken, taken
+    assert report["json"] == [
+        [[pids["head"]], remote_holder(1, pids["victim"])],
+        [[remote_holder(1, pids["holder"])], 0],
+    ]
