@@ -19,7 +19,7 @@ from typing import Final
 
 from dragon.ids import default_channel_name, default_process_name, title
 from dragon.tools.status_report import NodeRow, ObjectRow, ProcessRow, RunSummary, StatusReport
-from dragon.transport.records import holder_of
+from dragon.transport import records
 
 WIDTH: Final = 100
 """Columns the tables fit in when the output is not a terminal (and COLUMNS is not set)."""
@@ -304,7 +304,7 @@ def _who(word: int) -> str:
     """A pid word of a record (a holder, the party whose death broke it...) as the table shows it: the
     pid, and for a process of another node than the record's (`records.remote_holder`, a number above
     2**32 in the words and in --json) its node: "1234 on node 1"."""
-    pid, node = holder_of(word)
+    pid, node = records.holder_of(word)
     return str(pid) if node is None else f"{pid} on node {node}"
 
 
