@@ -194,11 +194,18 @@ def remote_holder(node: int, pid: int) -> int:
     return ((node + 1) << 32) | pid
 
 
+def holder_of(who: int) -> tuple[int, int | None]:
+    """The process a pid word names, as (pid, node): node None for a process of the record's home,
+    else the node `remote_holder` encoded."""
+    if who < REMOTE_BASE:
+        return who, None
+    return who & 0xFFFFFFFF, (who >> 32) - 1
+
+
 def holder_name(who: int) -> str:
     """`who` as a user reads it: "process 123", or "process 123 of node 1" for a remote holder."""
-    if who < REMOTE_BASE:
-        return f"process {who}"
-    return f"process {who & 0xFFFFFFFF} of node {(who >> 32) - 1}"
+    pid, node = holder_of(who)
+    return f"process {pid}" if node is None else f"process {pid} of node {node}"
 
 
 def holder_alive(who: int) -> bool:

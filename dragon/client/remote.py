@@ -27,7 +27,8 @@ thread stopped waiting for it (its own margin passed: a node slower than its dea
 given to this process's next receive on that channel, and put back into the channel at exit. What is
 left: a process killed in the microseconds between receiving an answer and its ACK leaving gets its
 messages put back although it had them (delivered twice, never lost). At exit every socket whose thread
-is done confirms its ACKs arrived (one round trip each, FLUSH). A node that does not answer within the
+is done confirms its ACKs arrived (one round trip each, FLUSH); so does the socket of a thread that
+ended, before it is closed (`_Link.retire`). A node that does not answer within the
 operation's timeout plus ANSWER_MARGIN_S, or that Global Services counts lost, raises ChannelError
 naming it.
 """
@@ -156,6 +157,7 @@ class _Link:
         mine: dict[int, _Socket] | None = getattr(self.local, "sockets", None)
         if mine is None:
             mine = self.local.sockets = {}
+            self.retire()
         sock = mine.get(node)
         if sock is None:
             sock = mine[node] = self._connect(node)
@@ -347,13 +349,29 @@ class _Link:
             with poster.lock:
                 if poster.waiting:
                     self._last_word(poster.sock, ChannelOp(FLUSH, 0))
-        me = threading.current_thread()
-        for sock in [s for s in self.sockets if s.thread is me or not s.thread.is_alive()]:
+        self.retire(threading.current_thread())
+        self.local.sockets = {}  # a later operation of this thread connects anew
+
+    def retire(self, also: threading.Thread | None = None) -> None:
+        """Close the sockets of the threads that ended (and those of `also`: the thread closing the
+        link at exit), each after it confirmed its ACKs arrived (FLUSH): the agent puts back the
+        messages of an answer it still counts unacknowledged once their requester's connection is gone.
+
+        A thread's socket goes soon after the thread, not at the process's exit: a program that starts
+        thousands of short-lived threads, each using a channel of another node, would hold a connection
+        (and two fds) per thread until then. **[choice]** Retired by the next thread that makes its
+        first socket (and at exit), which pays the FLUSH round trips of those that had ACKs in flight;
+        not by a finalizer of the ended thread's local storage, which runs inside the interpreter's
+        teardown of that thread, where a round trip that may wait EXIT_FLUSH_S has no place. So at
+        most the sockets of the threads alive at the last thread's start stay open. A thread that
+        `threading` did not start (a _DummyThread) counts as alive: its socket stays to the end."""
+        with self.lock:
+            done = [s for s in self.sockets if s.thread is also or not s.thread.is_alive()]
+            self.sockets = [s for s in self.sockets if s not in done]
+        for sock in done:
             if sock.acked:
                 self._last_word(sock, ChannelOp(FLUSH, 0))
             sock.sock.close(linger=0)
-            self.sockets.remove(sock)
-        self.local.sockets = {}  # a later operation of this thread connects anew
 
     def _last_word(self, sock: _Socket, op: ChannelOp, payloads: list[bytes] | None = None) -> None:
         """`op` and its answer (req_id 0), within EXIT_FLUSH_S; answers of earlier operations ignored."""

@@ -19,6 +19,7 @@ from typing import Final
 
 from dragon.ids import default_channel_name, default_process_name, title
 from dragon.tools.status_report import NodeRow, ObjectRow, ProcessRow, RunSummary, StatusReport
+from dragon.transport import records
 
 WIDTH: Final = 100
 """Columns the tables fit in when the output is not a terminal (and COLUMNS is not set)."""
@@ -277,7 +278,7 @@ def _objects_table(report: StatusReport, width: int) -> list[str]:
                 str(o.c_uid),
                 o.kind,
                 _opt(o.waiters),
-                ",".join(map(str, o.holders)) if o.holders else "-",
+                ",".join(map(_who, o.holders)) if o.holders else "-",
                 _opt(o.value),
                 _object_note(o),
                 _text(title(o.label, o.name, default_channel_name(o.c_uid))),
@@ -293,10 +294,18 @@ def _objects_table(report: StatusReport, width: int) -> list[str]:
 
 def _object_note(o: ObjectRow) -> str:
     if o.broken_by:
-        return "aborted" if o.broken_by < 0 else f"broken: pid {o.broken_by} died"
+        return "aborted" if o.broken_by < 0 else f"broken: pid {_who(o.broken_by)} died"
     if o.reclaimed_from:
-        return f"taken back from dead pid {o.reclaimed_from}"
+        return f"taken back from dead pid {_who(o.reclaimed_from)}"
     return "-"
+
+
+def _who(word: int) -> str:
+    """A pid word of a record (a holder, the party whose death broke it...) as the table shows it: the
+    pid, and for a process of another node than the record's (`records.remote_holder`, a number above
+    2**32 in the words and in --json) its node: "1234 on node 1"."""
+    pid, node = records.holder_of(word)
+    return str(pid) if node is None else f"{pid} on node {node}"
 
 
 def _pools_table(report: StatusReport, width: int) -> list[str]:

@@ -139,6 +139,9 @@ class ObjectRow(msgspec.Struct, kw_only=True):
     kind: str  # Lock, RLock, Semaphore, BoundedSemaphore, Condition, Event, Barrier, ...
     state: str  # ACTIVE (or PENDING, DEAD)
     waiters: int | None = None  # processes waiting on it
+    # The pids below are the record's words: a process of another node than the record's home is
+    # `records.remote_holder(node, pid)`, a number above 2**32 (`records.holder_of` decodes it; the
+    # table shows "1234 on node 1").
     holders: list[int] | None = None  # pids holding it (a Lock's holder, a Semaphore's holders)
     value: int | None = None  # a semaphore's value (a Lock: 1 free, 0 held), an Event's flag (1 set), ...
     broken_by: int | None = None  # a broken Barrier: the pid whose death broke it (-1 aborted); 0 not broken

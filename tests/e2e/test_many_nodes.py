@@ -14,6 +14,8 @@ import re
 import signal
 import socket
 import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Final
 
@@ -21,6 +23,7 @@ import pytest
 import trio
 
 from dragon import _rundir
+from dragon.transport.records import remote_holder
 
 from e2e_util import DRAGON, StreamReader, clean_env, pid_alive, program, run_dragon
 from proc_util import children_of
@@ -121,18 +124,8 @@ async def test_kill_of_a_remote_service_tears_the_run_down(which: str) -> None:
     """kill -9 of node 1's backend, Local Services or transport agent: one error line naming node 1
     and what died, the program's processes on every node stopped, the command ends (non-zero), and
     nothing is left on either node (the leak check)."""
-    proc, out, err = await start_hold()
-    try:
-        info = await wait_for_node(proc, 1)
-        victim = service_pid(info, which)
-        killed_at = trio.current_time()
-        os.kill(victim, signal.SIGKILL)
-        code = await finish(proc, out, err)
-        print(f"{which} killed: the command ended {trio.current_time() - killed_at:.2f} s later")
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    async with holding() as (proc, out, err):
+        code, victim = await kill_then_finish(proc, out, err, which)
     errors = [line for line in bytes(err.data).splitlines() if line.startswith(b"dragon: error:")]
     assert len(errors) == 1, bytes(err.data)
     assert b"node 1" in errors[0] and WHAT_DIED[which] in errors[0], errors[0]
@@ -141,26 +134,42 @@ async def test_kill_of_a_remote_service_tears_the_run_down(which: str) -> None:
     assert not pid_alive(victim)
 
 
-async def start_dragon(*args: str) -> tuple[trio.Process, StreamReader, StreamReader]:
-    """`dragon --nodes 2 --wlm local ARGS...` started, with readers of its stdout and stderr."""
+Running = tuple[trio.Process, StreamReader, StreamReader]
+"""A `dragon` command running, with readers of its stdout and stderr."""
+
+
+@asynccontextmanager
+async def started(*args: str) -> AsyncIterator[Running]:
+    """`dragon --nodes 2 --wlm local ARGS...` running; killed at the end if it still runs (a test that
+    fails midway leaves no run behind: the leak check would name it, not the failure)."""
     proc = await trio.lowlevel.open_process(
         [DRAGON, "--nodes", "2", "--wlm", "local", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=clean_env(),
     )
-    assert proc.stdout is not None and proc.stderr is not None
-    return proc, StreamReader(proc.stdout), StreamReader(proc.stderr)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        yield proc, StreamReader(proc.stdout), StreamReader(proc.stderr)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
-async def start_hold() -> tuple[trio.Process, StreamReader, StreamReader]:
-    """`dragon --nodes 2 --wlm local hold.py`, once its sleeper on each node runs."""
-    proc, out, err = await start_dragon(node_program("hold.py"))
+async def until_all(out: StreamReader, *marks: bytes) -> None:
+    """Until the output read so far holds every one of `marks` (within 30 s)."""
     with trio.fail_after(30):
-        await out.until(b"ready")
-        while out.data.count(b"sleeper on node") < 2:
+        while not all(mark in out.data for mark in marks):
             assert await out.receive(), bytes(out.data)
-    return proc, out, err
+
+
+@asynccontextmanager
+async def holding() -> AsyncIterator[Running]:
+    """`started(hold.py)`, once its sleeper on each node runs."""
+    async with started(node_program("hold.py")) as (proc, out, err):
+        await until_all(out, b"ready", b"sleeper on node 0", b"sleeper on node 1")
+        yield proc, out, err
 
 
 async def finish(proc: trio.Process, out: StreamReader, err: StreamReader) -> int:
@@ -171,22 +180,28 @@ async def finish(proc: trio.Process, out: StreamReader, err: StreamReader) -> in
             return await proc.wait()
 
 
+async def kill_then_finish(proc: trio.Process, out: StreamReader, err: StreamReader, which: str) -> tuple[int, int]:
+    """SIGKILL node 1's `which` service (`service_pid`), then `finish`: the command's exit status and
+    the pid killed. Prints how long the command took to end after the kill (shown, not asserted)."""
+    victim = service_pid(await wait_for_node(proc, 1), which)
+    killed_at = trio.current_time()
+    os.kill(victim, signal.SIGKILL)
+    code = await finish(proc, out, err)
+    print(f"{which} killed: the command ended {trio.current_time() - killed_at:.2f} s later")
+    return code, victim
+
+
 @pytest.mark.parametrize(("sig", "codes"), [(signal.SIGINT, (1, 130)), (signal.SIGTERM, (143,))])
 async def test_ctrl_c_and_sigterm_on_the_frontend_end_every_node(sig: int, codes: tuple[int, ...]) -> None:
     """Ctrl-C reaches the program's processes on every node (KeyboardInterrupt: the sleeper on each node
     says so), SIGTERM the head; the run then tears down in order on every node (the leak check sees
     nothing left). The exit status is the head's: 1 here, as on one node, for a head whose
     KeyboardInterrupt came while it joined a child (see the session note), 130 otherwise."""
-    proc, out, err = await start_hold()
-    try:
+    async with holding() as (proc, out, err):
         proc.send_signal(sig)
         assert await finish(proc, out, err) in codes, bytes(err.data)
         if sig == signal.SIGINT:
             assert err.data.count(b"in sleeper") == 2, bytes(err.data)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     assert b"dragon: error:" not in err.data, bytes(err.data)
 
 
@@ -202,8 +217,7 @@ async def test_garbage_and_strangers_on_the_run_sockets_change_nothing(tmp_path:
     the run goes on unharmed to its normal end."""
     import zmq
 
-    proc, out, err = await start_hold()
-    try:
+    async with holding() as (proc, out, err):
         info = await wait_for_node(proc, 1)
         ta = service_pid(info, "ta")
         ports = listening_ports(proc.pid) + listening_ports(ta)
@@ -224,10 +238,6 @@ async def test_garbage_and_strangers_on_the_run_sockets_change_nothing(tmp_path:
         # still alive and well: its processes on both nodes run on until SIGTERM ends the run in order
         proc.send_signal(signal.SIGTERM)
         assert await finish(proc, out, err) == 143, bytes(err.data)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     assert b"dragon: error:" not in err.data, bytes(err.data)
 
 
@@ -243,8 +253,7 @@ async def test_policy_places_processes_and_system_queries_see_every_node() -> No
 
 
 async def test_status_shows_every_node_and_each_process_node() -> None:
-    proc, out, err = await start_hold()
-    try:
+    async with holding() as (proc, out, err):
         info = await wait_for_node(proc, 0)
         with trio.fail_after(20):  # each node's agent reports its traffic to GS every second
             while True:
@@ -257,10 +266,6 @@ async def test_status_shows_every_node_and_each_process_node() -> None:
         node1 = await run_dragon("status", (await wait_for_node(proc, 1)).run_id, "--json")
         proc.send_signal(signal.SIGTERM)
         assert await finish(proc, out, err) == 143, bytes(err.data)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     assert report["version"] == 2 and report["security"] == "curve"
     assert [(n["idx"], n["host"], n["primary"]) for n in report["nodes"]] == [(0, "vnode0", True), (1, "vnode1", False)]
     sleepers = [p for p in report["processes"] if "sleeper" in (p.get("target") or "")]
@@ -303,17 +308,9 @@ async def test_on_node_loss_continue_reports_its_processes_dead_and_goes_on(whic
     """`--on-node-loss continue`: node 1's backend or agent is killed; one warning line names node 1,
     the head's join of its sleeper returns -9 (never a hang), the program goes on on node 0 and ends
     normally; node 1 leaves nothing (the leak check)."""
-    proc, out, err = await start_dragon("--on-node-loss", "continue", node_program("survive.py"))
-    try:
-        with trio.fail_after(30):
-            while not (b"ready" in out.data and b"sleeper on node 1" in out.data):
-                assert await out.receive(), bytes(out.data)
-        os.kill(service_pid(await wait_for_node(proc, 1), which), signal.SIGKILL)
-        code = await finish(proc, out, err)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    async with started("--on-node-loss", "continue", node_program("survive.py")) as (proc, out, err):
+        await until_all(out, b"ready", b"sleeper on node 1")
+        code, _ = await kill_then_finish(proc, out, err, which)
     assert code == 0, bytes(err.data)
     assert b"joined node 1's sleeper: -9" in out.data and b"hello from node 0" in out.data, bytes(out.data)
     assert b"and went on: 0" in out.data
@@ -334,16 +331,9 @@ async def test_a_pool_spreads_over_virtual_nodes() -> None:
 async def test_a_wait_on_a_channel_of_a_lost_node_ends_with_a_clear_error() -> None:
     """Issue 17 item 4 / MULTINODE §6: the head waits (no timeout) on a channel of node 1; node 1's
     backend is killed; with `--on-node-loss continue` the wait ends with ChannelError naming node 1."""
-    proc, out, err = await start_dragon("--on-node-loss", "continue", node_program("wait_on_lost.py"))
-    try:
-        with trio.fail_after(30):
-            await out.until(b"waiting")
-        os.kill(service_pid(await wait_for_node(proc, 1), "backend"), signal.SIGKILL)
-        code = await finish(proc, out, err)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    async with started("--on-node-loss", "continue", node_program("wait_on_lost.py")) as (proc, out, err):
+        await until_all(out, b"waiting")
+        code, _ = await kill_then_finish(proc, out, err, "backend")
     assert code == 0, bytes(err.data)
     assert b"the wait ended: node 1 is lost" in out.data, bytes(out.data)
     assert b"joined: -9" in out.data
@@ -482,3 +472,35 @@ async def test_fds_do_not_cross_nodes_and_a_remote_party_death_breaks_a_barrier(
     done = await run_dragon("--nodes", "2", "--wlm", "local", node_program("fds_across.py"))
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     check_fds_across(done.stdout, done.stderr)
+
+
+async def test_status_names_the_node_of_a_holder_of_another_node() -> None:
+    """`dragon status` of a run whose Locks of node 0 are held by a process of node 1, and taken back
+    from one killed on node 1 holding it: the table shows each such pid with its node ("1234 on node
+    1"), not the record's number for it (above 2**32); --json keeps that number (records.holder_of)."""
+    done = await run_dragon("--nodes", "2", "--wlm", "local", node_program("status_holders.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    report = json.loads(done.stdout)
+    pids = report["pids"]
+    assert report["exits"] == [-9, True, 0]
+    held, taken = sorted(report["table"], key=lambda line: "taken back" in line)
+    assert f" {pids['holder']} on node 1 " in held, report["table"]
+    assert f" {pids['head']} " in taken and f"taken back from dead pid {pids['victim']} on node 1 " in taken, taken
+    assert report["json"] == [
+        [[pids["head"]], remote_holder(1, pids["victim"])],
+        [[remote_holder(1, pids["holder"])], 0],
+    ]
+
+
+async def test_the_socket_of_a_thread_that_ended_is_closed() -> None:
+    """Issue 17: a process on node 1 whose 200 short-lived threads (10 at a time) each send into and
+    receive from a channel of node 0 once, each over a socket of its own, holds at most about two
+    waves' sockets at a time (two fds each; before, all 200 stayed open until the process exited:
+    400 fds more), and every message is received exactly once (a socket confirms its ACKs before it
+    goes)."""
+    done = await run_dragon("--nodes", "2", "--wlm", "local", node_program("thread_sockets.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    report = json.loads(done.stdout)
+    before, most, after = report.pop("fds")
+    assert report == {"got": True, "exit": 0, "left": 0}
+    assert most - before <= 60 and after - before <= 40, (before, most, after)

@@ -17,7 +17,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -144,35 +145,45 @@ def test_locks_across_isolated_nodes(cluster: VirtualCluster) -> None:
     assert report["waiter_killed"] == [-9, True]
 
 
-def start_hold(c: VirtualCluster) -> subprocess.Popen[bytes]:
+@contextmanager
+def holding(c: VirtualCluster) -> Iterator[subprocess.Popen[bytes]]:
+    """`dragon hold.py` over two nodes of `c`, once its sleeper on each node runs; killed at the end if
+    it still runs (a test that fails midway leaves no run behind for the cluster fixture to find)."""
     proc = subprocess.Popen(
         dragon_argv(c, 2, node_program("hold.py")), env=dragon_env(c), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    assert proc.stdout is not None
-    lines: list[bytes] = []
-    deadline = time.monotonic() + 30
-    while sum(b"sleeper on node" in line for line in lines) < 2:
-        assert time.monotonic() < deadline, lines
-        line = proc.stdout.readline()
-        assert line, lines
-        lines.append(line)
-    return proc
+    try:
+        assert proc.stdout is not None
+        lines: list[bytes] = []
+        deadline = time.monotonic() + 30
+        while sum(b"sleeper on node" in line for line in lines) < 2:
+            assert time.monotonic() < deadline, lines
+            line = proc.stdout.readline()
+            assert line, lines
+            lines.append(line)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def stderr_at_end(proc: subprocess.Popen[bytes], what: str) -> bytes:
+    """The stderr of `proc` once it ended (within 30 s) after `what` was done to it; prints how long
+    that took (shown, not asserted)."""
+    done_at = time.monotonic()
+    _out, err = proc.communicate(timeout=30)
+    print(f"{what}: the command ended {time.monotonic() - done_at:.2f} s later")
+    return err
 
 
 def test_cutting_a_node_off_the_network_is_noticed_and_ends_the_run(cluster: VirtualCluster) -> None:
     """Node 1's link goes down (its processes keep running, unreachable): the heartbeats notice within
     2 s, one error line names node 1, the run tears down, and node 1 cleans itself up when it finds
     the frontend gone (nothing left in either namespace: the fixture checks)."""
-    proc = start_hold(cluster)
-    try:
-        cut = time.monotonic()
+    with holding(cluster) as proc:
         subprocess.run(["ip", "-n", cluster.ns(1), "link", "set", "eth0", "down"], check=True)
-        _out, err = proc.communicate(timeout=30)
-        print(f"link cut: the command ended {time.monotonic() - cut:.2f} s later")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        err = stderr_at_end(proc, "link cut")
     errors = [line for line in err.splitlines() if line.startswith(b"dragon: error:")]
     assert len(errors) == 1 and b"node 1" in errors[0] and b"silent" in errors[0], err
     assert proc.returncode != 0
@@ -182,32 +193,22 @@ def test_cutting_a_node_off_the_network_is_noticed_and_ends_the_run(cluster: Vir
 def test_kill_of_an_isolated_nodes_service(cluster: VirtualCluster, which: str) -> None:
     """kill -9 of node 1's backend, Local Services or transport agent (found in node 1's namespace):
     one error line naming node 1 and what died, and nothing left on either node."""
-    proc = start_hold(cluster)
-    try:
+    with holding(cluster) as proc:
         pids = cluster.pids(1)
         ls = [p for p in pids if _is(p, "local")]
         victims = {"ls": ls[0], "backend": _ppid(ls[0])} if which != "ta" else {}
         victim = victims[which] if which != "ta" else _transport_agent(pids, ls)
         os.kill(victim, signal.SIGKILL)
-        _out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        err = stderr_at_end(proc, f"{which} killed")
     errors = [line for line in err.splitlines() if line.startswith(b"dragon: error:")]
     assert len(errors) == 1 and b"node 1" in errors[0], err
     assert {"backend": b"backend", "ls": b"Local Services", "ta": b"transport agent"}[which] in errors[0], errors[0]
 
 
 def test_sigterm_on_the_frontend_ends_every_isolated_node(cluster: VirtualCluster) -> None:
-    proc = start_hold(cluster)
-    try:
+    with holding(cluster) as proc:
         proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        err = stderr_at_end(proc, "SIGTERM")
     assert proc.returncode == 143, err
     assert b"dragon: error:" not in err
 

@@ -6,6 +6,8 @@ import multiprocessing as mp
 import os
 from typing import Any
 
+from pool_over_nodes import pool_over_nodes  # node_programs/pool_over_nodes.py
+
 from dragon.native import Policy
 
 N = 300
@@ -37,14 +39,6 @@ def big_then_exit(q: Any) -> None:
         q.put(bytes([i]) * (1 << 20))
 
 
-def announce(q: Any) -> None:
-    q.put(os.environ["DRAGON_INDEX"])
-
-
-def square(x: int) -> int:
-    return x * x
-
-
 if __name__ == "__main__":
     mp.set_start_method("dragon")
     q, back, sq = mp.Queue(), mp.Queue(), mp.SimpleQueue()
@@ -73,8 +67,6 @@ if __name__ == "__main__":
     big = [big_q.get(timeout=60) for _ in range(BIG)]  # before the join, as the stdlib asks
     b.join(60)
     report["big"] = [(len(x), x[0]) for x in big] == [(1 << 20, i) for i in range(BIG)] and b.exitcode == 0
-    workers = mp.Queue()
-    with mp.Pool(4, initializer=announce, initargs=(workers,)) as pool:  # round robin over the nodes
-        report["pool"] = pool.map(square, range(100), chunksize=1) == [x * x for x in range(100)]
-        report["pool_nodes"] = sorted(workers.get(timeout=60) for _ in range(4))
+    squares, report["pool_nodes"] = pool_over_nodes(100)
+    report["pool"] = squares == [x * x for x in range(100)]
     print(json.dumps(report))
