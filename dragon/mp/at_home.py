@@ -294,7 +294,9 @@ def _reclaim(who: int, abnormal: bool, sdescs: list[str]) -> None:
                 wait.gone = True
         used = {id(wait.home) for wait in _running}
         for sdesc in [s for s, home in _homes.items() if home.rec.destroyed and id(home) not in used]:
-            _homes.pop(sdesc).rec.close()
+            rec = _homes.pop(sdesc).rec
+            pipe_home.forget(rec.name)
+            rec.close()
     for sdesc in sdescs:
         try:
             rec = _home(sdesc).rec

@@ -153,6 +153,11 @@ async def at_once(attach: Attach, rec: Record, name: str, args: list[Any], timeo
             return None
 
 
+def forget(name: str) -> None:
+    """Record `name` was destroyed: its channels are not kept here any more."""
+    _channels.pop(name, None)
+
+
 def reclaim(attach: Attach, rec: Record, who: int) -> None:
     """Holder `who` of another node ended: out of the record's tables (an end it held last is over),
     and the waiters of the Pipe's channels woken to see it (a holder of this node wakes them with its

@@ -65,30 +65,18 @@ def test_hello_and_placement_on_isolated_nodes(make_cluster: Callable[[int], Vir
         assert not any(c.shm_dir(i).iterdir())
 
 
-def test_an_object_of_another_node_is_a_clear_error(cluster: VirtualCluster) -> None:
-    """What cannot cross nodes yet (issue 17: a Pipe's Connection, whose state is a record in its home
-    node's memory) says so, naming both nodes, instead of failing obscurely or silently: a Pipe made
-    on node 0, one end used on node 1."""
-    prog = cluster.root / "pipe_elsewhere.py"
-    prog.write_text(
-        "import multiprocessing as mp\n"
-        "from dragon.native import Policy\n"
-        "def take(end):\n    end.send('hi')\n"
-        "if __name__ == '__main__':\n"
-        "    mp.set_start_method('dragon')\n"
-        "    a, b = mp.Pipe()\n"
-        "    with Policy(node=1):\n"
-        "        p = mp.Process(target=take, args=(b,))\n"
-        "        p.start()\n"
-        "    p.join()\n"
-        "    print('exitcode', p.exitcode)\n"
-    )
-    done = run(cluster, 2, str(prog))
+def test_pipes_across_isolated_nodes(cluster: VirtualCluster) -> None:
+    """Issue 17 item 2: a Pipe of node 0 whose ends are used on the other isolated node
+    (node_programs/pipes_across.py: data, EOF, wait, a holder and a receiver killed there, and an fd
+    sent there failing clearly, naming both nodes). Before, such an end raised ChannelOnAnotherNode."""
+    done = run(cluster, 2, node_program("pipes_across.py"))
     assert done.returncode == 0, done.stderr.decode(errors="replace")
-    assert b"exitcode 1" in done.stdout
-    assert (
-        b"ChannelOnAnotherNode: this process runs on node 1 and reached for a channel of node 0 (vnode0)" in done.stderr
-    )
+    report = json.loads(done.stdout)
+    assert report["both_away"]["echoed"] == [True] * 4 and report["both_away"]["exitcodes"] == [7, 0]
+    assert report["wait"]["remote_only"] == [1] and report["wait"]["mixed"] == ["r1"] and report["wait"]["fd"]
+    assert report["holder_killed"] == {"holder": -9, "reader": 7}
+    assert report["receiver_killed"] == {"killed": -9, "got": "not lost"}
+    assert report["fds"]["error"].startswith("FdOnAnotherNode: a process of node 0 sent this process, of node 1")
 
 
 @pytest.mark.parametrize("cluster", [2, 4], indirect=True)
