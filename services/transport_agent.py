@@ -73,8 +73,10 @@ from dragon.transport.forward import (
     OK,
     OP,
     OP_CODES,
+    ORDERED,
     PROBE,
     RECORD,
+    RECORD_POSTED,
     SEND,
     TIMEOUT,
     ChannelOp,
@@ -388,14 +390,14 @@ class Agent:
                 self.drop(f"an operation of unknown kind {op.op}")
                 continue
             payloads: Sequence[Buffer] = op.payloads or [p.buffer for p in parts[2:]]
-            behind = self.waiting_sends.get((who, op.sdesc)) if op.op == SEND else None
+            behind = self.waiting_sends.get((who, op.sdesc)) if op.op in ORDERED else None
             if behind is not None:  # this requester's earlier send there waits for room: after it
                 behind.append((op, payloads))
                 continue
             sent = await self.run_now(ops, who, op, payloads)
             if sent is None:
                 continue
-            if op.op == SEND:
+            if op.op in ORDERED:
                 self.waiting_sends[who, op.sdesc] = collections.deque()
                 self.ops.start_soon(self.run_sends, ops, who, op, payloads[sent:], sent)
             else:
@@ -420,7 +422,8 @@ class Agent:
     ) -> None:
         """The rest of a send that met a full channel, then, in order, the sends of the same requester
         into the same channel that came meanwhile (a process posts a queue's sends without waiting
-        for their answers: `dragon.client.remote`; each sender's order is kept)."""
+        for their answers: `dragon.client.remote`; each sender's order is kept). The same for a
+        requester's posted operations on one record (RECORD_POSTED: a Pipe's sends), one after the other."""
         key = (who, op.sdesc)
         try:
             await self.run_op(ops, who, op, payloads, sent)
@@ -436,7 +439,7 @@ class Agent:
         if op.op == FLUSH:
             await self.answer(ops, who, op, ChannelReply(op.req_id, OK))
             return None
-        if op.op == RECORD:  # a synchronization object's operation: it may wait (a blocked acquire)
+        if op.op in (RECORD, RECORD_POSTED):  # an object's operation: it may wait (a blocked acquire)
             return 0
         try:
             chan = self.handle(op.sdesc)
@@ -480,7 +483,7 @@ class Agent:
             self.count(ops=-1)
 
     async def _run_op(self, ops: AsyncSocket, who: bytes, op: ChannelOp, payloads: Sequence[Buffer], sent: int) -> None:
-        if op.op == RECORD:  # for a user of another node, at the object's home (`dragon.mp.at_home`)
+        if op.op in (RECORD, RECORD_POSTED):  # for a user of another node, at its home (`dragon.mp.at_home`)
             result, taken = await serve_record_op(op, payloads)
             if taken is None:
                 await self.answer(ops, who, op, ChannelReply(op.req_id, OK, payloads=[result]))

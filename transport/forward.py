@@ -87,7 +87,13 @@ at exit)."""
 RECORD: Final = 6
 """An operation on a synchronization object's record, carried out at its home (`dragon.mp.at_home`):
 one msgpack request in `payloads`, answered OK with one msgpack result in `ChannelReply.payloads`."""
-OP_CODES: Final = (SEND, RECV, DEPTH, ACK, FLUSH, RECORD)
+RECORD_POSTED: Final = 7
+"""A RECORD operation whose requester goes on before its answer (a Pipe's send, `dragon.mp.pipe_away`):
+the agent runs a requester's posted operations on one record in the order they came, each after the
+one before it is done, as it runs a requester's SENDs into one channel."""
+ORDERED: Final = (SEND, RECORD_POSTED)
+"""The operations the agent runs in order per requester and channel."""
+OP_CODES: Final = (SEND, RECV, DEPTH, ACK, FLUSH, RECORD, RECORD_POSTED)
 OK: Final = 0
 TIMEOUT: Final = 1
 DESTROYED: Final = 2

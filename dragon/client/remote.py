@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import Sequence
 from multiprocessing import util
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
@@ -63,6 +63,7 @@ from dragon.transport.forward import (
     OK,
     PROBE,
     RECORD,
+    RECORD_POSTED,
     RECV,
     SEND,
     TIMEOUT,
@@ -86,6 +87,15 @@ POST_WINDOW_OPS: Final = 1024
 """How many bytes and operations of posted sends (a queue's: `_Poster`) may await their answers."""
 EXIT_FLUSH_S: Final = 2.0
 """At exit, how long each socket's last round trip (FLUSH, and the put-back of kept messages) may take."""
+
+
+class PostedOpFailed(ChannelError):
+    """A posted operation on an object of another node failed there (`kind`, `text`: its error's class
+    name and message, for `dragon.mp.away` to raise as that error); raised at the next post there."""
+
+    def __init__(self, kind: str, text: str) -> None:
+        super().__init__(f"{kind}: {text}")
+        self.kind, self.text = kind, text
 
 
 class _Socket:
@@ -145,6 +155,7 @@ class _Link:
         self.stash: dict[str, collections.deque[bytes]] = {}
         self.encoder = msgspec.msgpack.Encoder()
         self.decoder = msgspec.msgpack.Decoder(ChannelReply)
+        self.result_decoder = msgspec.msgpack.Decoder(tuple[bool, Any])
         # At exit after a queue's feeder has posted all it had (its join: exitpriority -5), before the
         # queue's references are given back (-10). Not a plain atexit hook: atexit runs the hooks
         # registered last first, so it would run before multiprocessing's own (registered at its
@@ -189,11 +200,11 @@ class _Link:
                 poster = self.posters.setdefault(node, _Poster(sock))
         return poster
 
-    def post(self, node: int, sdesc: str, payloads: Sequence[Buffer], timeout: float | None) -> bool:
+    def post(self, node: int, sdesc: str, payloads: Sequence[Buffer], timeout: float | None, op: int = SEND) -> bool:
         """Send `payloads` into channel `sdesc` of `node` without waiting for the answer (see
         `_Poster`): False if the window of answers awaited stayed full for `timeout` s (None: no
         limit; 0: no wait). Raises the error of an earlier posted send into that channel, if one
-        failed."""
+        failed. `op` RECORD_POSTED: `payloads` is an object's operation on record `sdesc` instead."""
         poster = self.poster(node)
         size = sum(len(p) for p in payloads)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -211,7 +222,7 @@ class _Link:
             if failed is not None:
                 raise failed
             req_id = next(self.ids)
-            self._send(poster.sock, ChannelOp(SEND, req_id, sdesc), payloads)
+            self._send(poster.sock, ChannelOp(op, req_id, sdesc), payloads)
             poster.waiting[req_id] = (sdesc, len(payloads), size)
             poster.bytes += size
         return True
@@ -230,7 +241,22 @@ class _Link:
                 poster.failed[done[0]] = ChannelDestroyed(f"the channel was destroyed: {reply.text}")
             elif reply.status != OK:
                 poster.failed[done[0]] = ChannelError(f"a send into a channel of another node failed: {reply.text}")
+            elif reply.payloads:  # a posted operation on an object: its result says whether it failed
+                ok, value = self.result_decoder.decode(reply.payloads[0])
+                if not ok:
+                    poster.failed[done[0]] = PostedOpFailed(*value)
         return n
+
+    def settle(self, node: int, sdesc: str) -> None:
+        """Until every operation this process posted on `sdesc` (of `node`) is answered: carried out,
+        not only arrived (a Pipe end's close after its posted sends: the reader sees them before EOF)."""
+        poster = self.posters.get(node)
+        if poster is None:
+            return
+        with poster.lock:
+            while any(chan == sdesc for chan, _, _ in poster.waiting.values()):
+                if not self.collect(poster, NODE_CHECK_S) and _is_lost(node):
+                    raise ChannelError(f"node {node} is lost: its channel cannot be reached any more")
 
     def flush_posted(self, node: int) -> None:
         """Until the agent of `node` has every send this process posted to it (a FLUSH round trip on
@@ -285,13 +311,22 @@ class _Link:
         return nodes[node].ta_ops_endpoint
 
     def call(
-        self, node: int, op: int, sdesc: str, timeout: float | None, *, max_n: int = 1, payloads: Sequence[Buffer] = ()
+        self,
+        node: int,
+        op: int,
+        sdesc: str,
+        timeout: float | None,
+        *,
+        max_n: int = 1,
+        payloads: Sequence[Buffer] = (),
+        flush: bool = True,
     ) -> tuple[ChannelReply, list[bytes]]:
         """One operation on channel `sdesc` of `node`, answered: the answer and the messages it carries.
-        A send, or an object's operation (a Pipe's send, an Event's set...), first makes sure the node's
+        A send, or an object's operation (a Pipe's send, an Event's set...) unless not `flush` (one
+        that changes nothing another process sees: a Pipe's receive), first makes sure the node's
         agent has this process's earlier posted sends (`flush_posted`): what the process did before
         it is there before it."""
-        if op in (SEND, RECORD):
+        if flush and op in (SEND, RECORD):
             self.flush_posted(node)
         sock = self.socket(node)
         req_id = next(self.ids)
@@ -349,6 +384,8 @@ class _Link:
             with poster.lock:
                 if poster.waiting:
                     self._last_word(poster.sock, ChannelOp(FLUSH, 0))
+                    poster.waiting.clear()  # their answers were read and let go: nothing to `settle`
+                    poster.bytes = 0
         self.retire(threading.current_thread())
         self.local.sockets = {}  # a later operation of this thread connects anew
 
@@ -454,12 +491,12 @@ class RemoteChannel:
         return self._link.post(self.node, self.sdesc, messages, timeout)
 
     def _call(
-        self, op: int, timeout: float | None, *, max_n: int = 1, payloads: Sequence[Buffer] = ()
+        self, op: int, timeout: float | None, *, max_n: int = 1, payloads: Sequence[Buffer] = (), flush: bool = True
     ) -> tuple[ChannelReply, list[bytes]]:
         """Operation `op` on this channel: the answer, and the messages it carries (RECV)."""
         if self._closed:
             raise ChannelError(f"this handle on a channel of node {self.node} is closed")
-        reply, got = self._link.call(self.node, op, self.sdesc, timeout, max_n=max_n, payloads=payloads)
+        reply, got = self._link.call(self.node, op, self.sdesc, timeout, max_n=max_n, payloads=payloads, flush=flush)
         if reply.status == DESTROYED:
             raise ChannelDestroyed(f"the channel of node {self.node} was destroyed: {reply.text}")
         if reply.status not in (OK, TIMEOUT):
@@ -543,13 +580,26 @@ class RemoteChannel:
             f"the statistics of a channel of node {self.node} are read on that node (dragon status there)"
         )
 
-    def record_op(self, request: bytes, timeout: float | None) -> bytes:
+    def record_op(self, request: bytes, timeout: float | None, *, flush: bool = True) -> bytes:
         """One operation on the synchronization object this channel is the record of, carried out on
-        its node (`dragon.mp.at_home`, waiting there at most `timeout`): its encoded result."""
-        _, got = self._call(RECORD, timeout, payloads=[request])
+        its node (`dragon.mp.at_home`, waiting there at most `timeout`): its encoded result. `flush`:
+        see `_Link.call`."""
+        _, got = self._call(RECORD, timeout, payloads=[request], flush=flush)
         if not got:
             raise ChannelError(f"node {self.node} gave no result for an operation on its object")
         return got[0]
+
+    def record_post(self, request: bytes) -> None:
+        """`record_op` without waiting for its result (RECORD_POSTED: see `_Link.post`; carried out at
+        the home after this process's earlier posted operations there). A failure is raised, as
+        `PostedOpFailed`, at the next post on this record."""
+        if self._closed:
+            raise ChannelError(f"this handle on a channel of node {self.node} is closed")
+        self._link.post(self.node, self.sdesc, [request], None, RECORD_POSTED)
+
+    def settle(self) -> None:
+        """Until this process's posted operations on this channel are carried out (`_Link.settle`)."""
+        self._link.settle(self.node, self.sdesc)
 
     def close(self) -> None:
         self._closed = True

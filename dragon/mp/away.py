@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import msgspec
 
-from dragon.client.remote import RemoteChannel
+from dragon.client.remote import PostedOpFailed, RemoteChannel
 from dragon.ids import LaunchParameters
 from dragon.transport import ChannelDestroyed, ChannelError
 from dragon.transport.records import remote_holder
@@ -64,18 +64,33 @@ class Away:
         self.chan = chan
         self.node = chan.node
 
-    def call(self, name: str, *args: Any, timeout: float | None = 0.0) -> Any:
+    def call(self, name: str, *args: Any, timeout: float | None = 0.0, flush: bool = True) -> Any:
         """Operation `name` at the home; one that may wait (`at_home.BLOCKING`) waits there at most
-        `timeout` (None: no limit)."""
+        `timeout` (None: no limit). Not `flush`: it may overtake this process's posted operations
+        (`dragon.client.remote._Link.call`)."""
         request = _encoder.encode(Request(name=name, who=who(), args=list(args)))
-        ok, value = _decoder.decode(self.chan.record_op(request, timeout))
+        try:
+            ok, value = _decoder.decode(self.chan.record_op(request, timeout, flush=flush))
+        except PostedOpFailed as exc:  # an earlier posted one
+            raise self._error(exc.kind, exc.text) from None
         if ok:
             return value
-        kind, text = value
+        raise self._error(*value)
+
+    def post(self, name: str, *args: Any) -> None:
+        """Operation `name` at the home, without waiting for its result (after this process's earlier
+        posted ones there: `RemoteChannel.record_post`). Raises the error of an earlier one that failed."""
+        request = _encoder.encode(Request(name=name, who=who(), args=list(args)))
+        try:
+            self.chan.record_post(request)
+        except PostedOpFailed as exc:
+            raise self._error(exc.kind, exc.text) from None
+
+    def _error(self, kind: str, text: str) -> Exception:
         error = _ERRORS.get(kind)
         if error is None:
-            raise ChannelError(f"node {self.node} could not carry out {name} on its object: {kind}: {text}")
-        raise error(text)
+            return ChannelError(f"node {self.node} could not carry out an operation on its object: {kind}: {text}")
+        return error(text)
 
 
 class RemoteSemLock:

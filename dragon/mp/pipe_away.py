@@ -11,8 +11,13 @@ the home's records): EOFError, BrokenPipeError, a send that waits for room, or, 
 larger than the ring, for its reading, are the home's decisions.
 
 **[choice] Operations, not a stream.** A remote end keeps nothing of the Pipe but its name: each
-send is answered once the message is in the home's channel (as a local send returns once it is in
-the ring), each receive takes one message there. Nothing is buffered on this side, so an end can be
+receive takes one message at the home. A send of up to POST_MAX bytes is posted (`Away.post`: it
+returns once sent, as a socket's send returns once the kernel has the bytes, and the home carries out
+a process's posted sends in order; waiting for each answer would add a network round trip to every
+exchange); its failure (the reading end over: BrokenPipeError) is raised by the next send, as a TCP
+socket's is. A larger send is answered once in (and, larger than the ring, once read, as a local
+end's). A close first waits for the answers of the end's posted sends, so the reader has them before
+it sees EOF. Nothing is buffered on this side, so an end can be
 pickled again, passed on or closed at any moment without a message being stranded in a process.
 A receive waits at the home at most `RECV_SLICE_S` and is then made again: a thread of the home's
 agent never waits long for a requester that died meanwhile. A message taken at the home for a
@@ -46,6 +51,9 @@ from dragon.transport import ChannelDestroyed
 
 RECV_SLICE_S: Final = 2.0
 """How long one receive waits at the home before it is made again (see the module docstring)."""
+POST_MAX: Final = 64 * 1024
+"""A send of at most this many bytes is posted: it returns once sent, its result comes later (a
+failure, BrokenPipeError, is raised by the next send, as a TCP socket's)."""
 WATCH_SLICE_S: Final = 1.0
 """How long one look of a `wait` watcher thread waits at a home (a watcher ends at most this long
 after its wait returned)."""
@@ -78,10 +86,10 @@ class AwayEnd:
         """This process in the record's tables."""
         return who()
 
-    def call(self, name: str, *args: Any, timeout: float | None = 0.0) -> Any:
-        """Operation `name` of `dragon.mp.pipe_home` on this end, at the home."""
+    def call(self, name: str, *args: Any, timeout: float | None = 0.0, flush: bool = True) -> Any:
+        """Operation `name` of `dragon.mp.pipe_home` on this end, at the home (`flush`: see `Away.call`)."""
         try:
-            return self.away.call(name, *self.names[1:], *args, timeout=timeout)
+            return self.away.call(name, *self.names[1:], *args, timeout=timeout, flush=flush)
         except BrokenPipeError as exc:  # with its errno, as a socket's
             raise _broken(str(exc)) from None
 
@@ -90,8 +98,11 @@ class AwayEnd:
         self.call("pipe_count", holder, delta, closing)
 
     def close(self) -> None:
-        """This process holds the end no more (see `connection._End.close`), then let go."""
+        """This process holds the end no more (see `connection._End.close`), once its posted sends are
+        in (the reader sees them before EOF), then let go."""
         try:
+            if self.out is not None:
+                self.away.chan.settle()
             self.count(-1, who(), closing=True)
         except DragonError:  # the runtime is going away, or the home's node is lost
             pass
@@ -99,15 +110,22 @@ class AwayEnd:
             self.hold.release()
 
     def send(self, data: bytes | memoryview) -> None:
+        """Posted if small (see the module docstring), else answered once in (or, larger than the
+        ring, once read, as a local end's)."""
         try:
-            self.call("pipe_send", data, timeout=None)
+            if len(data) <= POST_MAX:
+                self.away.post("pipe_send", *self.names[1:], data)
+            else:
+                self.call("pipe_send", data, timeout=None)
+        except BrokenPipeError as exc:
+            raise _broken(str(exc)) from None
         except ChannelDestroyed:
             raise _broken("") from None
 
     def recv(self) -> bytes:
         while True:
             try:
-                got = self.call("pipe_recv", timeout=RECV_SLICE_S)
+                got = self.call("pipe_recv", timeout=RECV_SLICE_S, flush=False)
             except ChannelDestroyed:
                 raise EOFError from None
             if got is not None:
@@ -115,7 +133,7 @@ class AwayEnd:
 
     def poll(self, timeout: float | None) -> bool:
         try:
-            return bool(self.call("pipe_poll", timeout=timeout))
+            return bool(self.call("pipe_poll", timeout=timeout, flush=False))
         except ChannelDestroyed:
             return True  # as at EOF: a receive raises EOFError at once
 
@@ -134,7 +152,7 @@ def wait_at(ends: Sequence[AwayEnd], timeout: float | None) -> list[int]:
     """Wait at most `timeout` s (None: no limit) until one of `ends` (all of one home node) can be
     received from or is at EOF: the indices of those that can (one operation at their home)."""
     specs = [list(end.names) for end in ends]
-    return list(ends[0].away.call("pipe_wait", specs, timeout=timeout))
+    return list(ends[0].away.call("pipe_wait", specs, timeout=timeout, flush=False))
 
 
 Local = Callable[[list[Any], list[int], float | None], tuple[list[int], list[int]]]

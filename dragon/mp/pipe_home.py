@@ -131,13 +131,16 @@ async def at_once(attach: Attach, rec: Record, name: str, args: list[Any], timeo
     if chan is None:
         return LATER
     deadline = trio.current_time() + (math.inf if timeout is None else timeout)
+    woken = False
     while True:
         got = chan.take(False)
         if got is False:  # its lock is busy
             return LATER
         if got is not None:
             return Taken(inc, got)
-        if rec.words[OVER + 1 - me] or not _holders(rec.words, 1 - me):  # EOF, perhaps: the thread decides
+        # EOF, perhaps: the thread decides. Who is alive is looked at only after a wake-up without a
+        # message (each look reads /proc per holder: more than the rest of the receive).
+        if rec.words[OVER + 1 - me] or (woken and not _holders(rec.words, 1 - me)):
             return LATER
         if not chan.enroll("recv"):
             continue
@@ -151,6 +154,7 @@ async def at_once(attach: Attach, rec: Record, name: str, args: list[Any], timeo
             chan.end_wait("recv")
         if trio.current_time() >= deadline:
             return None
+        woken = True
 
 
 def forget(name: str) -> None:

@@ -433,6 +433,7 @@ PIPES_ACROSS: Final = {
         "multiprocessing.connection.wait",
         "exitcode": 0,
     },
+    "posted": {"in_order_then_eof": True, "exitcode": 0, "to_closed": ["BrokenPipeError", True, True]},
 }
 
 

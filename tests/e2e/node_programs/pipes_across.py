@@ -8,8 +8,11 @@ the home), and over those and a pipe of node 1 (a watcher thread per home). "hol
 holder of one end (on node 1) killed while a process of node 1 waits on the other: EOFError.
 "receiver_killed": a receiver of node 1 killed while it waits; the message sent next is not lost.
 "fds": `send_handle` to a process of node 1 fails there clearly; a remote end has no fileno().
+"posted": small sends of node 1 keep their order and come before the EOF of the close after them; a
+send to a closed end raises BrokenPipeError (at a later send: they are posted).
 """
 
+import errno
 import json
 import multiprocessing as mp
 import multiprocessing.connection as mpc
@@ -173,6 +176,47 @@ def fds() -> dict[str, Any]:
     return {"error": error, "fileno": fileno, "exitcode": p.exitcode}
 
 
+def send_many(conn: Any, n: int) -> None:
+    for i in range(n):
+        conn.send_bytes(i.to_bytes(4, "little") * 256)  # 1 KB: more than the ring holds in all
+    conn.close()
+
+
+def send_until_broken(conn: Any, out: Any) -> None:
+    for i in range(100_000):
+        try:
+            conn.send_bytes(b"x")
+        except BrokenPipeError as exc:
+            out.put(["BrokenPipeError", exc.errno == errno.EPIPE, i < 100_000])
+            return
+    out.put(["no error", False, False])
+
+
+def posted() -> dict[str, Any]:
+    """Small sends of another node are posted: their order holds, a close comes after them (every
+    message before EOF), and a send to a closed end fails at a later send."""
+    a, b = mp.Pipe()
+    p = on_node(1, send_many, b, 2000)
+    b.close()
+    time.sleep(0.5)  # the ring fills: the close comes while sends wait at the home for room
+    got = []
+    try:
+        while True:
+            got.append(int.from_bytes(a.recv_bytes()[:4], "little"))
+    except EOFError:
+        pass
+    p.join(WAIT_S)
+    a.close()
+    r, w = mp.Pipe(duplex=False)
+    out = mp.Queue()
+    r.close()
+    q = on_node(1, send_until_broken, w, out)
+    w.close()
+    broken = out.get(timeout=WAIT_S)
+    q.join(WAIT_S)
+    return {"in_order_then_eof": got == list(range(2000)), "exitcode": p.exitcode, "to_closed": broken}
+
+
 if __name__ == "__main__":
     mp.set_start_method("dragon")
     report = {
@@ -181,5 +225,6 @@ if __name__ == "__main__":
         "holder_killed": holder_killed(),
         "receiver_killed": receiver_killed(),
         "fds": fds(),
+        "posted": posted(),
     }
     print(json.dumps(report))
