@@ -29,7 +29,10 @@ pid)`; it counts as alive until the runtime tells the home it exited (GS's recla
 it out of the tables and wakes the waiters (`pipe_home.reclaim`), as a pidfd wakes them for a
 holder of the home's node.
 
-**Differences from an end on the Pipe's node**: `fileno()` raises OSError (there is no descriptor of
+**Differences from an end on the Pipe's node**: a receive of another node learns that the last
+holder of the Pipe's node of the other end was killed (not closed: a close wakes it at once) within
+SAFETY_WAKE_S, 1 s (the home's agent waits for such a receive in its own loop, without pidfds:
+`pipe_home.at_once`); `fileno()` raises OSError (there is no descriptor of
 this node to select on: `multiprocessing.connection.wait` works); `send_handle` to a process of
 another node raises `FdOnAnotherNode` at its `recv_handle`.
 """

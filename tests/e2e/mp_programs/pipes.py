@@ -285,10 +285,14 @@ def children(ctx: Any) -> dict[str, Any]:
     return out
 
 
-def _send_later(conn: Any, delay: float, what: str) -> None:
+def _send_later(conn: Any, delay: float, what: str, hold: Any = None) -> None:
     time.sleep(delay)
     if what == "send":
         conn.send("late")
+        try:  # alive until the parent's wait has looked (its sentinel must not be ready then)
+            hold.recv()
+        except EOFError:
+            pass
     elif what == "close":
         conn.close()
     elif what == "die":
@@ -301,9 +305,11 @@ def wait_mix(ctx: Any) -> dict[str, Any]:
     s1, s2 = socket.socketpair()
     std_a, std_b = mp.get_context("spawn").Pipe()  # the stdlib's Connections, whatever the method
     fd_r, fd_w = os.pipe()
-    p = ctx.Process(target=_send_later, args=(w2, 0.3, "send"))
+    hold_r, hold_w = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_send_later, args=(w2, 0.3, "send", hold_r))
     p.start()
     w2.close()
+    hold_r.close()
     objs = [a1, r2, s1, std_a, fd_r, p.sentinel]
     names = ["pipe", "one_way", "socket", "stdlib", "fd", "sentinel"]
 
@@ -315,6 +321,7 @@ def wait_mix(ctx: Any) -> dict[str, Any]:
     out["woken_by_child"] = ready(WAIT_S)  # r2: the child sends after 0.3 s
     out["woke_after_s"] = time.monotonic() - t0
     out["late"] = r2.recv()
+    hold_w.close()
     p.join(WAIT_S)
     out["sentinel"] = ready(0)  # the child exited; r2 is at EOF now too
     objs[1:2], names[1:2] = [], []  # r2 out
