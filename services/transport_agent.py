@@ -484,12 +484,12 @@ class Agent:
 
     async def _run_op(self, ops: AsyncSocket, who: bytes, op: ChannelOp, payloads: Sequence[Buffer], sent: int) -> None:
         if op.op in (RECORD, RECORD_POSTED):  # for a user of another node, at its home (`dragon.mp.at_home`)
-            result, taken = await serve_record_op(op, payloads)
-            if taken is None:
-                await self.answer(ops, who, op, ChannelReply(op.req_id, OK, payloads=[result]))
-            else:  # a Pipe's receive took a message: kept until the requester has it (count 1: ACK it)
-                reply = ChannelReply(op.req_id, OK, count=1, payloads=[result])
-                await self.answer(ops, who, op, reply, kept=(taken.sdesc, [taken.data]))
+            done = await serve_record_op(op, payloads)
+            if done.taken is not None:  # a Pipe's receive took a message: kept until the requester has it
+                reply = ChannelReply(op.req_id, OK, count=1, payloads=[done.result])  # count 1: ACK it
+                await self.answer(ops, who, op, reply, kept=(done.taken.sdesc, [done.taken.data]))
+            elif not (op.quiet and done.ok):  # a quiet posted one that succeeded is not answered
+                await self.answer(ops, who, op, ChannelReply(op.req_id, OK, payloads=[done.result]))
             return
         got: list[bytes] = []
         timeout = float("inf") if op.timeout < 0 else op.timeout

@@ -118,6 +118,9 @@ class ChannelOp(msgspec.Struct, array_like=True, frozen=True):
     max_n: int = 1
     payloads: list[bytes] = []
     """SEND's messages when they are small (`inline`); else they follow as parts."""
+    quiet: bool = False
+    """RECORD_POSTED: answer only if it fails (the answer of a later one of the same requester on the
+    same record says that this one is done too: they run in order)."""
 
 
 class ChannelReply(msgspec.Struct, array_like=True, frozen=True):

@@ -85,6 +85,8 @@ ANSWER_MARGIN_S: Final = 10.0
 POST_WINDOW_BYTES: Final = 8 << 20
 POST_WINDOW_OPS: Final = 1024
 """How many bytes and operations of posted sends (a queue's: `_Poster`) may await their answers."""
+QUIET_RUN: Final = 32
+"""At most this many posted object operations in a row on one record go unanswered when they succeed."""
 EXIT_FLUSH_S: Final = 2.0
 """At exit, how long each socket's last round trip (FLUSH, and the put-back of kept messages) may take."""
 
@@ -124,6 +126,9 @@ class _Poster:
         self.bytes = 0
         self.failed: dict[str, ChannelError] = {}
         """A posted send that failed (its channel destroyed...): raised at the next post there."""
+        self.quiet: dict[str, list[int]] = {}
+        """Per record: the posted operations there that the agent answers only if they fail (RECORD_POSTED
+        `quiet`), in order. The answer of a later one there says they are done too (they run in order)."""
 
 
 class _Link:
@@ -200,11 +205,21 @@ class _Link:
                 poster = self.posters.setdefault(node, _Poster(sock))
         return poster
 
-    def post(self, node: int, sdesc: str, payloads: Sequence[Buffer], timeout: float | None, op: int = SEND) -> bool:
+    def post(
+        self,
+        node: int,
+        sdesc: str,
+        payloads: Sequence[Buffer],
+        timeout: float | None,
+        op: int = SEND,
+        *,
+        answered: bool = False,
+    ) -> bool:
         """Send `payloads` into channel `sdesc` of `node` without waiting for the answer (see
         `_Poster`): False if the window of answers awaited stayed full for `timeout` s (None: no
         limit; 0: no wait). Raises the error of an earlier posted send into that channel, if one
-        failed. `op` RECORD_POSTED: `payloads` is an object's operation on record `sdesc` instead."""
+        failed. `op` RECORD_POSTED: `payloads` is an object's operation on record `sdesc` instead,
+        quiet (`_may_be_quiet`) unless `answered`."""
         poster = self.poster(node)
         size = sum(len(p) for p in payloads)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -222,10 +237,23 @@ class _Link:
             if failed is not None:
                 raise failed
             req_id = next(self.ids)
-            self._send(poster.sock, ChannelOp(op, req_id, sdesc), payloads)
+            quiet = op == RECORD_POSTED and not answered and self._may_be_quiet(poster, sdesc, size)
+            self._send(poster.sock, ChannelOp(op, req_id, sdesc, quiet=quiet), payloads)
             poster.waiting[req_id] = (sdesc, len(payloads), size)
             poster.bytes += size
+            if quiet:
+                poster.quiet.setdefault(sdesc, []).append(req_id)
         return True
+
+    def _may_be_quiet(self, poster: _Poster, sdesc: str, size: int) -> bool:
+        """Whether a posted object operation may go unanswered if it succeeds: not every QUIET_RUN-th
+        one there, nor while the window is more than half full (an answer must come to empty it)."""
+        run = poster.quiet.get(sdesc)
+        return (
+            (run is None or len(run) < QUIET_RUN - 1)
+            and len(poster.waiting) < POST_WINDOW_OPS // 2
+            and poster.bytes + size < POST_WINDOW_BYTES // 2
+        )
 
     def collect(self, poster: _Poster, wait_s: float) -> int:
         """The answers of posted sends that have come (waiting up to `wait_s` for the first): how many."""
@@ -237,6 +265,11 @@ class _Link:
                 continue
             n += 1
             poster.bytes -= done[2]
+            run = poster.quiet.get(done[0])
+            while run and run[0] < reply.req_id:  # done before it (a quiet one that failed: itself)
+                poster.bytes -= poster.waiting.pop(run.pop(0))[2]
+            if run and run[0] == reply.req_id:
+                run.pop(0)
             if reply.status == DESTROYED:
                 poster.failed[done[0]] = ChannelDestroyed(f"the channel was destroyed: {reply.text}")
             elif reply.status != OK:
@@ -247,12 +280,16 @@ class _Link:
                     poster.failed[done[0]] = PostedOpFailed(*value)
         return n
 
-    def settle(self, node: int, sdesc: str) -> None:
-        """Until every operation this process posted on `sdesc` (of `node`) is answered: carried out,
-        not only arrived (a Pipe end's close after its posted sends: the reader sees them before EOF)."""
+    def settle(self, node: int, sdesc: str, request: bytes) -> None:
+        """Until every operation this process posted on record `sdesc` (of `node`) is carried out, not
+        only arrived (a Pipe end's close after its posted sends: the reader sees them before EOF):
+        `request` (an operation that does nothing, `dragon.mp.at_home`'s "settle") is posted after
+        them, answered, if some of them are quiet."""
         poster = self.posters.get(node)
         if poster is None:
             return
+        if poster.quiet.get(sdesc):
+            self.post(node, sdesc, [request], None, RECORD_POSTED, answered=True)
         with poster.lock:
             while any(chan == sdesc for chan, _, _ in poster.waiting.values()):
                 if not self.collect(poster, NODE_CHECK_S) and _is_lost(node):
@@ -385,6 +422,7 @@ class _Link:
                 if poster.waiting:
                     self._last_word(poster.sock, ChannelOp(FLUSH, 0))
                     poster.waiting.clear()  # their answers were read and let go: nothing to `settle`
+                    poster.quiet.clear()
                     poster.bytes = 0
         self.retire(threading.current_thread())
         self.local.sockets = {}  # a later operation of this thread connects anew
@@ -597,9 +635,9 @@ class RemoteChannel:
             raise ChannelError(f"this handle on a channel of node {self.node} is closed")
         self._link.post(self.node, self.sdesc, [request], None, RECORD_POSTED)
 
-    def settle(self) -> None:
-        """Until this process's posted operations on this channel are carried out (`_Link.settle`)."""
-        self._link.settle(self.node, self.sdesc)
+    def settle(self, request: bytes) -> None:
+        """Until this process's posted operations on this record are carried out (`_Link.settle`)."""
+        self._link.settle(self.node, self.sdesc, request)
 
     def close(self) -> None:
         self._closed = True

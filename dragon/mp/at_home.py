@@ -30,7 +30,7 @@ import _multiprocessing  # type: ignore[import-not-found]  # no stubs in typeshe
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 import trio
@@ -276,6 +276,7 @@ OPERATIONS: Final[dict[str, Callable[..., Any]]] = {
     "barrier_broken": lambda home, wait: _barrier(home, wait).broken,
     "barrier_abort": lambda home, wait: _barrier(home, wait).abort(),
     "barrier_reset": lambda home, wait: _barrier(home, wait).reset(),
+    "settle": lambda home, wait: None,  # answered after the requester's earlier posted ones: they are done
     **pipe_home.operations(_attached),
 }
 """Each operation: (home, wait, *args) -> result; a blocking one takes the request's timeout last."""
@@ -332,11 +333,20 @@ def _answer(ok: bool, value: Any) -> bytes:
     return _encoder.encode((ok, value))
 
 
-async def serve(op: ChannelOp, payloads: Sequence[Buffer] = ()) -> tuple[bytes, pipe_home.Taken | None]:
-    """Carry out operation `op` (op RECORD) here, in a thread: its encoded result (the agent answers
-    with it, unless nobody waits for it: Global Services' "reclaim"), and the message it took from a
-    channel if it did (a Pipe's receive: the agent keeps it until the requester has it). `payloads`:
-    the request when it came as a part of its own (a large one)."""
+class Done(NamedTuple):
+    """What `serve` did: the encoded `result` (the agent answers with it, unless nobody waits for it:
+    Global Services' "reclaim"), the message it took from a channel if it did (`taken`: a Pipe's
+    receive; the agent keeps it until the requester has it), and whether it succeeded (`ok`)."""
+
+    result: bytes
+    taken: pipe_home.Taken | None = None
+    ok: bool = True
+
+
+async def serve(op: ChannelOp, payloads: Sequence[Buffer] = ()) -> Done:
+    """Carry out operation `op` (op RECORD or RECORD_POSTED) here: in a thread, or for a Pipe's send
+    or receive that can, in the agent's own (`pipe_home.at_once`). `payloads`: the request when it
+    came as a part of its own (a large one)."""
     global _limiter
     if _limiter is None:
         _limiter = trio.CapacityLimiter(THREADS)
@@ -347,7 +357,9 @@ async def serve(op: ChannelOp, payloads: Sequence[Buffer] = ()) -> tuple[bytes, 
         if req is None:
             raise ValueError("an operation on a synchronization object without its request")
         value = pipe_home.LATER
-        if req.name in pipe_home.AT_ONCE:
+        if req.name == "settle":  # nothing to do: in the agent's own thread
+            value = None
+        elif req.name in pipe_home.AT_ONCE:
             value = await pipe_home.at_once(_attached, _home(op.sdesc).rec, req.name, req.args, timeout)
         if value is pipe_home.LATER:
             value = await trio.to_thread.run_sync(
@@ -362,10 +374,10 @@ async def serve(op: ChannelOp, payloads: Sequence[Buffer] = ()) -> tuple[bytes, 
         OSError,
         EOFError,
     ) as exc:
-        return _answer(False, (type(exc).__name__, str(exc))), None
+        return Done(_answer(False, (type(exc).__name__, str(exc))), ok=False)
     if isinstance(value, pipe_home.Taken):
-        return _answer(True, value.data), value
-    return _answer(True, value), None
+        return Done(_answer(True, value.data), value)
+    return Done(_answer(True, value))
 
 
 def reclaim_request(who: int, abnormal: bool, sdescs: list[str]) -> bytes:

@@ -86,6 +86,10 @@ class Away:
         except PostedOpFailed as exc:
             raise self._error(exc.kind, exc.text) from None
 
+    def settle(self) -> None:
+        """Until this process's posted operations here are carried out (`RemoteChannel.settle`)."""
+        self.chan.settle(_encoder.encode(Request(name="settle", who=who())))
+
     def _error(self, kind: str, text: str) -> Exception:
         error = _ERRORS.get(kind)
         if error is None:

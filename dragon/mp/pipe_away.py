@@ -105,7 +105,7 @@ class AwayEnd:
         in (the reader sees them before EOF), then let go."""
         try:
             if self.out is not None:
-                self.away.chan.settle()
+                self.away.settle()
             self.count(-1, who(), closing=True)
         except DragonError:  # the runtime is going away, or the home's node is lost
             pass
