@@ -38,6 +38,7 @@ import trio
 from dragon.mp.away import Request
 from dragon.mp.events import Barrier, BrokenBarrierError, Condition, Event
 from dragon.mp.locks import take_pair, take_told
+from dragon.mp.tasks import add, wait_done
 from dragon.transport import ChannelDestroyed, Record
 from dragon.transport.forward import ChannelOp
 from dragon.transport.records import (
@@ -270,9 +271,11 @@ OPERATIONS: Final[dict[str, Callable[..., Any]]] = {
     "barrier_broken": lambda home, wait: _barrier(home, wait).broken,
     "barrier_abort": lambda home, wait: _barrier(home, wait).abort(),
     "barrier_reset": lambda home, wait: _barrier(home, wait).reset(),
+    "tasks_add": lambda home, wait, n: add(home.rec, n),
+    "tasks_join": lambda home, wait, timeout: wait_done(home.rec, timeout, lambda: wait.gone),
 }
 """Each operation: (home, wait, *args) -> result; a blocking one takes the request's timeout last."""
-BLOCKING: Final = frozenset({"acquire", "event_wait", "cond_wait", "barrier_wait"})
+BLOCKING: Final = frozenset({"acquire", "event_wait", "cond_wait", "barrier_wait", "tasks_join"})
 
 
 # ------------------------------------------------------------------------- running them

@@ -4,15 +4,19 @@ The queue is `dragon.mp.queues.Queue` (a channel of items made through Global Se
 there, a second channel of slots when bounded, a feeder thread for bursts: see that module), with
 the reference's names added: `size()`, the `closed` property, `destroy()`, and `joinable`.
 
-A joinable queue counts its unfinished tasks in a runtime record (kind "QueueTasks", one word,
-`dragon.transport.records`): `put` adds one under the record's lock before the item can be seen,
-`task_done` takes one off and wakes every `join` when the count reaches zero; `join` waits on the
-record (`Record.wait_for`). So, unlike `multiprocessing.JoinableQueue` (a Condition and a Semaphore,
+A joinable queue counts its unfinished tasks in a runtime record (kind "QueueTasks", one word:
+`dragon.mp.tasks`): `put` adds one under the record's lock before the item can be seen, `task_done`
+takes one off and wakes every `join` when the count reaches zero; `join` waits on the record
+(`Record.wait_for`). So, unlike `multiprocessing.JoinableQueue` (a Condition and a Semaphore,
 which pickle only while spawning), it pickles anywhere, as the reference's does (a semaphore
 channel). A consumer that dies between `get` and `task_done` leaves its task unfinished, as in the
-standard library: `join(timeout)` then returns by raising TimeoutError. A transport agent could carry
-each operation for a process on another node: a put or a get is a channel message, a task count one
-step on the record's word under its lock, a join a wait for that record's wake-up.
+standard library: `join(timeout)` then returns by raising TimeoutError.
+
+**Across nodes** (issue 17): a handle on another node than the record's reaches it through its home
+(`Home(across=True)`: `dragon.mp.away` / `dragon.mp.at_home`, as the runtime's Lock or Event do), which
+makes the same steps there: a put's count and a `task_done` are one round trip each (the count must
+be in before the item can be seen, so it is not posted as the item is), a `join` one wait at the
+home, answered when the count reaches zero. Users on the record's node keep their direct steps.
 
 Differences from the reference, on purpose: `maxsize` 0 (the default) is an unbounded queue, as in
 multiprocessing (the reference makes it 100); items are pickled with `pickle` (the reference uses
@@ -23,16 +27,17 @@ without taking it: use `get(timeout=...)`) and no stream channels, pools or poli
 from __future__ import annotations
 
 import multiprocessing
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
 from dragon.mp import queues
 from dragon.mp.homes import Home
 from dragon.mp.refs import Hold
-from dragon.transport.records import OWN
+from dragon.mp.tasks import add, wait_done, wake_all
 
-TASKS: Final = OWN
-"""The record word of a joinable queue's unfinished tasks."""
+STOP_SLICE_S: Final = 1.0
+"""The longest wait at another node's home of a join that may be stopped (`Queue._unfinished_after`)."""
 
 
 class QueueError(Exception):
@@ -80,14 +85,14 @@ class Queue(queues.Queue):
         """Add `n` to the unfinished tasks of a joinable queue (nothing for another one); a count
         back at zero (a put taken back) wakes the joins, as the last `task_done` does."""
         if self._tasks is not None:
-            rec, words = self._tasks.rec, self._tasks.rec.words
+            self._add_tasks(self._tasks, n)
 
-            def count() -> None:
-                words[TASKS] += n
-                if words[TASKS] == 0:
-                    rec.wake(-1)
-
-            self._tasks.locked(count)
+    @staticmethod
+    def _add_tasks(tasks: Home, n: int) -> bool:
+        """`tasks.add` on the record, here or at its home (another node's)."""
+        if tasks.away is None:
+            return add(tasks.rec, n)
+        return bool(tasks.away.call("tasks_add", n))
 
     def size(self) -> int:
         """The reference's name of `qsize()`: items put and not yet got (approximate)."""
@@ -101,45 +106,46 @@ class Queue(queues.Queue):
     def task_done(self) -> None:
         """One item got earlier is processed. QueueError if the queue is not joinable; ValueError if
         called more often than items were put, or after `close`."""
-        tasks = self._joined()
-        rec, words = tasks.rec, tasks.rec.words
-
-        def step() -> bool:
-            if words[TASKS] <= 0:
-                return False
-            words[TASKS] -= 1
-            if words[TASKS] == 0:
-                rec.wake(-1)
-            return True
-
-        if not tasks.locked(step):
+        if not self._add_tasks(self._joined(), -1):
             raise ValueError("task_done() called too many times")
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until every item put so far has been got and marked with `task_done`, at most `timeout`
         seconds (None: no limit), then TimeoutError. QueueError if the queue is not joinable."""
-        if not self._joined_within(timeout):
-            assert self._tasks is not None
-            left = self._tasks.rec.words[TASKS]
+        left = self._unfinished_after(timeout)
+        if left:
             raise TimeoutError(f"{left} tasks of {self!r} still unfinished after {timeout} s")
 
     def _joined_within(self, timeout: float | None, stop: Callable[[], bool] | None = None) -> bool:
         """`join`: whether every task was done within `timeout` s; False also once `stop()` is true
         when the waiter looks (after a `_wake_joiners`: how `dragon.aio` gives up a join)."""
-        rec = self._joined().rec
-        words = rec.words
+        return self._unfinished_after(timeout, stop) == 0
 
-        def step() -> bool | None:
-            if words[TASKS] == 0:
-                return True
-            return False if stop is not None and stop() else None
+    def _unfinished_after(self, timeout: float | None, stop: Callable[[], bool] | None = None) -> int:
+        """The unfinished tasks once they are none, `timeout` s have passed, or `stop()` is true.
 
-        return bool(rec.wait_for(step, timeout, peek=lambda: words[TASKS] == 0))
+        At the home of another node the wait is that node's (`wait_done` there, op "tasks_join"),
+        which this process cannot wake: a join that may be stopped waits there in turns of at most
+        STOP_SLICE_S and looks at `stop` between them, so a stopped join's thread ends within that
+        (no new operation to reach a waiting thread of the home for a rare cancellation)."""
+        tasks = self._joined()
+        if tasks.away is None:
+            return wait_done(tasks.rec, timeout, stop)
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if stop is not None:
+                wait = STOP_SLICE_S if wait is None else min(wait, STOP_SLICE_S)
+            left = int(tasks.away.call("tasks_join", timeout=wait))
+            if not left or (stop is not None and stop()) or (deadline is not None and time.monotonic() >= deadline):
+                return left
 
     def _wake_joiners(self) -> None:
-        """Make every `join` of this queue look again (at its `stop`)."""
-        rec = self._joined().rec
-        self._joined().locked(lambda: rec.wake(-1))
+        """Make every `join` of this queue look again (at its `stop`); a join waiting at another node
+        looks within STOP_SLICE_S by itself."""
+        tasks = self._joined()
+        if tasks.away is None:
+            wake_all(tasks.rec)
 
     def _joined(self) -> Home:
         if self._tasks is None:
@@ -170,5 +176,5 @@ def _rebuild(maxsize: int, refs: list[tuple[int, str]], task_refs: list[tuple[in
     pickling took."""
     q = Queue.__new__(Queue)
     q._setup(maxsize, Hold(refs, owned=True))
-    q._tasks = None if task_refs is None else Home.rebuild(task_refs)
+    q._tasks = None if task_refs is None else Home.rebuild(task_refs, across=True)
     return q

@@ -97,9 +97,6 @@ DO_NOT_CROSS_YET: Final[Mapping[str, Mapping[str, Reason]]] = {
     "sync_objects.py": {WHOLE: RECORDS_OR_FDS},  # its Pipe
     "queues.py": {"executor": FDS},
     "pool_channels.py": {"direct": FDS},  # multiprocessing.pool.Pool(context=...): the stdlib's pipes
-    # native_programs/ (test_native_shared.py): a joinable dragon.native Queue counts its tasks in a record
-    "native_queue.py": {WHOLE: RECORDS},
-    "aio_queue.py": {WHOLE: RECORDS},
 }
 """Everything the tests run over two nodes that does not cross nodes yet: ONE list, strict xfails."""
 

@@ -94,6 +94,8 @@ async def test_queue_api_joinable_tasks_worked_by_children_and_cleanup(placement
     assert report["destroyed"] == ["ChannelDestroyed", "ValueError"]
     # 100 tasks joined while a native child and two mp children work them (a cross-process wake-up)
     assert report["children"] == {"squares": True, "codes": [0, 0, 0]}
+    # a child (of the other node, over two) puts and joins, the head works the tasks
+    assert report["joined_elsewhere"] == [["a", "b"], "TimeoutError", "Empty", "joined", "ValueError", 0]
     assert report["shm_left"] == []
 
 
