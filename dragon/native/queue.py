@@ -27,17 +27,13 @@ without taking it: use `get(timeout=...)`) and no stream channels, pools or poli
 from __future__ import annotations
 
 import multiprocessing
-import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any
 
 from dragon.mp import queues
 from dragon.mp.homes import Home
 from dragon.mp.refs import Hold
 from dragon.mp.tasks import add, wait_done, wake_all
-
-STOP_SLICE_S: Final = 1.0
-"""The longest wait at another node's home of a join that may be stopped (`Queue._unfinished_after`)."""
 
 
 class QueueError(Exception):
@@ -122,30 +118,18 @@ class Queue(queues.Queue):
         return self._unfinished_after(timeout, stop) == 0
 
     def _unfinished_after(self, timeout: float | None, stop: Callable[[], bool] | None = None) -> int:
-        """The unfinished tasks once they are none, `timeout` s have passed, or `stop()` is true.
-
-        At the home of another node the wait is that node's (`wait_done` there, op "tasks_join"),
-        which this process cannot wake: a join that may be stopped waits there in turns of at most
-        STOP_SLICE_S and looks at `stop` between them, so a stopped join's thread ends within that
-        (no new operation to reach a waiting thread of the home for a rare cancellation)."""
+        """The unfinished tasks once they are none, `timeout` s have passed, or `stop()` is true. A
+        handle of another node waits at the record's home (op "tasks_join"), with no `stop`: only
+        `dragon.aio`'s face stops a join, and it exists on the queue's node only (its TrioChannels
+        map the queue's channels)."""
         tasks = self._joined()
         if tasks.away is None:
             return wait_done(tasks.rec, timeout, stop)
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
-        while True:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if stop is not None:
-                wait = STOP_SLICE_S if wait is None else min(wait, STOP_SLICE_S)
-            left = int(tasks.away.call("tasks_join", timeout=wait))
-            if not left or (stop is not None and stop()) or (deadline is not None and time.monotonic() >= deadline):
-                return left
+        return int(tasks.away.call("tasks_join", timeout=None if timeout is None else max(0.0, timeout)))
 
     def _wake_joiners(self) -> None:
-        """Make every `join` of this queue look again (at its `stop`); a join waiting at another node
-        looks within STOP_SLICE_S by itself."""
-        tasks = self._joined()
-        if tasks.away is None:
-            wake_all(tasks.rec)
+        """Make every `join` of this queue look again (at its `stop`)."""
+        wake_all(self._joined().rec)
 
     def _joined(self) -> Home:
         if self._tasks is None:
