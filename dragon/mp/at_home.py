@@ -15,7 +15,8 @@ local user makes, and the wake-up of a remote waiter is its answer.
 semaphore pair, a party), never a pid of the home's. Global Services tells every home of every
 process exit (`reclaim`, a Request of its own, no answer): the home gives back what that number
 held, as `records.reclaim` does for a local pid, and a wait of that process still running here gives
-back whatever it gets (its requester is gone: it was killed while waiting, or its node was lost).
+back whatever it gets (its requester is gone: it was killed while waiting, or its node was lost); a
+Condition's sleepers it entered and never waited for are counted out (`_entered`).
 
 **Timeouts.** The home waits exactly the requester's timeout, so the answer is on its way when the
 requester's own wait ends (it allows `dragon.client.remote.ANSWER_MARGIN_S` more for the trip): an
@@ -38,8 +39,8 @@ import trio
 from dragon.mp.away import Request
 from dragon.mp.events import Barrier, BrokenBarrierError, Condition, Event
 from dragon.mp.locks import take_pair, take_told
-from dragon.mp.tasks import add, wait_done
-from dragon.transport import ChannelDestroyed, Record
+from dragon.mp.task_count import add, wait_done
+from dragon.transport import ChannelDestroyed, ChannelError, Record
 from dragon.transport.forward import ChannelOp
 from dragon.transport.records import (
     HOLD_SLOTS,
@@ -207,13 +208,48 @@ def _pair(words: memoryview, who: int, *, take: bool = True) -> int:
 # ------------------------------------------------------------- Event, Condition, Barrier, parties
 
 
+_entered: dict[tuple[_Home, int], int] = {}
+"""Per Condition and process of another node: its sleepers counted by "cond_enter" whose "cond_wait" has
+not come yet. A process killed between the two leaves a sleeper that no wait here serves: `_reclaim`
+counts those out (`Condition._count_out`), as `events._prune` counts out a dead local pid's (a remote
+holder counts as alive until its reclaim: `records.holder_alive`), else a notify would give a ticket
+that nobody takes. Its waits still running here stay counted: each puts back the ticket it takes."""
+_entered_lock = threading.Lock()
+"""Guards `_entered`; taken inside a record's lock, never around another lock."""
+
+
+def _cond_enter(home: _Home, wait: _Wait) -> int:
+    """A remote Condition waiter counts itself a sleeper (noted in `_entered`, in the same record step)."""
+    cond = _cond(home, wait)
+
+    def step() -> int:
+        entered = cond._enter()
+        with _entered_lock:
+            key = (home, wait.who)
+            _entered[key] = _entered.get(key, 0) + 1
+        return entered
+
+    return cond._locked(step)
+
+
 def _cond_wait(home: _Home, wait: _Wait, entered: int, timeout: float | None) -> bool:
     """A remote Condition waiter's wait for its ticket; a ticket taken for a requester that is gone is
-    given again (the notification goes to the next sleeper)."""
+    put back for the sleepers notified with it (`Condition._put_back`). A wait whose enter `_reclaim`
+    counted out already (its request came after the news of its process's end) returns at once.
+    **[Known window: a "cond_wait" that comes while `_reclaim` runs, after it marked the process's
+    waits gone and before it counted its enters out, waits as a live one's: a ticket it takes is
+    lost with it.]**"""
+    with _entered_lock:
+        key = (home, wait.who)
+        left = _entered.pop(key, 0) - 1
+        if left < 0:
+            return False
+        if left:
+            _entered[key] = left
     cond = Condition._there(home.rec, wait.who)
     notified = cond._await_ticket(entered, timeout)
     if notified and wait.gone:
-        cond._locked(lambda: cond._give(1))
+        cond._locked(cond._put_back)
     return notified
 
 
@@ -259,7 +295,7 @@ OPERATIONS: Final[dict[str, Callable[..., Any]]] = {
     "event_set": lambda home, wait: _event(home, wait).set(),
     "event_clear": lambda home, wait: _event(home, wait).clear(),
     "event_wait": lambda home, wait, timeout: _event(home, wait).wait(timeout),
-    "cond_enter": lambda home, wait: (c := _cond(home, wait))._locked(c._enter),
+    "cond_enter": _cond_enter,
     "cond_wait": _cond_wait,
     "cond_give": lambda home, wait, n: (c := _cond(home, wait))._locked(lambda: c._give(n)),
     "cond_word": lambda home, wait, index: int(home.rec.words[index]),
@@ -298,6 +334,28 @@ def _reclaim(who: int, abnormal: bool, sdescs: list[str]) -> None:
             continue
         if warning:
             log.warning("%s", warning)
+    with _entered_lock:
+        homes = [home for home, w in _entered if w == who]
+    for home in homes:
+        _count_out(home, who)
+
+
+def _count_out(home: _Home, who: int) -> None:
+    """Count out the sleepers process `who` (ended) entered on a Condition and never waited for
+    (`_entered`), in one step of its record."""
+    cond = Condition._there(home.rec, who)
+
+    def step() -> None:
+        with _entered_lock:
+            n = _entered.pop((home, who), 0)
+        if n:
+            cond._count_out(n)
+
+    try:
+        cond._locked(step)
+    except ChannelError:  # destroyed (or let go of here): nobody waits on it any more
+        with _entered_lock:
+            _entered.pop((home, who), None)
 
 
 def _run(sdesc: str, req: Request, timeout: float | None) -> Any:

@@ -5,7 +5,7 @@ there, a second channel of slots when bounded, a feeder thread for bursts: see t
 the reference's names added: `size()`, the `closed` property, `destroy()`, and `joinable`.
 
 A joinable queue counts its unfinished tasks in a runtime record (kind "QueueTasks", one word:
-`dragon.mp.tasks`): `put` adds one under the record's lock before the item can be seen, `task_done`
+`dragon.mp.task_count`): `put` adds one under the record's lock before the item can be seen, `task_done`
 takes one off and wakes every `join` when the count reaches zero; `join` waits on the record
 (`Record.wait_for`). So, unlike `multiprocessing.JoinableQueue` (a Condition and a Semaphore,
 which pickle only while spawning), it pickles anywhere, as the reference's does (a semaphore
@@ -33,7 +33,7 @@ from typing import Any
 from dragon.mp import queues
 from dragon.mp.homes import Home
 from dragon.mp.refs import Hold
-from dragon.mp.tasks import add, wait_done, wake_all
+from dragon.mp.task_count import add, wait_done, wake_all
 
 
 class QueueError(Exception):
