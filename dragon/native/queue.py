@@ -31,9 +31,8 @@ from collections.abc import Callable
 from typing import Any
 
 from dragon.mp import queues
-from dragon.mp.homes import Home
 from dragon.mp.refs import Hold
-from dragon.mp.task_count import add, wait_done, wake_all
+from dragon.mp.task_count import Tasks
 
 
 class QueueError(Exception):
@@ -52,14 +51,14 @@ class Queue(queues.Queue):
     answers if it cannot make the channels (RuntimeNotRunning outside a runtime).
     """
 
-    _tasks: Home | None
+    _tasks: Tasks | None
 
     def __init__(self, maxsize: int = 0, *, joinable: bool = False) -> None:
         super().__init__(maxsize, ctx=multiprocessing.get_context("dragon"))
         self._tasks = None
         if joinable:
             try:
-                self._tasks = Home.create("QueueTasks")
+                self._tasks = Tasks.create()
             except BaseException:
                 self.close()
                 raise
@@ -81,14 +80,7 @@ class Queue(queues.Queue):
         """Add `n` to the unfinished tasks of a joinable queue (nothing for another one); a count
         back at zero (a put taken back) wakes the joins, as the last `task_done` does."""
         if self._tasks is not None:
-            self._add_tasks(self._tasks, n)
-
-    @staticmethod
-    def _add_tasks(tasks: Home, n: int) -> bool:
-        """`tasks.add` on the record, here or at its home (another node's)."""
-        if tasks.away is None:
-            return add(tasks.rec, n)
-        return bool(tasks.away.call("tasks_add", n))
+            self._tasks.add(n)
 
     def size(self) -> int:
         """The reference's name of `qsize()`: items put and not yet got (approximate)."""
@@ -102,7 +94,7 @@ class Queue(queues.Queue):
     def task_done(self) -> None:
         """One item got earlier is processed. QueueError if the queue is not joinable; ValueError if
         called more often than items were put, or after `close`."""
-        if not self._add_tasks(self._joined(), -1):
+        if not self._joined().add(-1):
             raise ValueError("task_done() called too many times")
 
     def join(self, timeout: float | None = None) -> None:
@@ -118,20 +110,15 @@ class Queue(queues.Queue):
         return self._unfinished_after(timeout, stop) == 0
 
     def _unfinished_after(self, timeout: float | None, stop: Callable[[], bool] | None = None) -> int:
-        """The unfinished tasks once they are none, `timeout` s have passed, or `stop()` is true. A
-        handle of another node waits at the record's home (op "tasks_join"), with no `stop`: only
-        `dragon.aio`'s face stops a join, and it exists on the queue's node only (its TrioChannels
-        map the queue's channels)."""
-        tasks = self._joined()
-        if tasks.away is None:
-            return wait_done(tasks.rec, timeout, stop)
-        return int(tasks.away.call("tasks_join", timeout=None if timeout is None else max(0.0, timeout)))
+        """The unfinished tasks once they are none, `timeout` s have passed, or `stop()` is true
+        (`Tasks.unfinished_after`)."""
+        return self._joined().unfinished_after(timeout, stop)
 
     def _wake_joiners(self) -> None:
         """Make every `join` of this queue look again (at its `stop`)."""
-        wake_all(self._joined().rec)
+        self._joined().wake_all()
 
-    def _joined(self) -> Home:
+    def _joined(self) -> Tasks:
         if self._tasks is None:
             raise QueueError("Queue is not joinable: make it with Queue(joinable=True)")
         self._check_usable()
@@ -152,7 +139,7 @@ class Queue(queues.Queue):
         self.join_thread()
         self._hold.destroy()
         if self._tasks is not None:
-            self._tasks.hold.destroy()
+            self._tasks.destroy()
 
 
 def _rebuild(maxsize: int, refs: list[tuple[int, str]], task_refs: list[tuple[int, str]] | None) -> Queue:
@@ -160,5 +147,5 @@ def _rebuild(maxsize: int, refs: list[tuple[int, str]], task_refs: list[tuple[in
     pickling took."""
     q = Queue.__new__(Queue)
     q._setup(maxsize, Hold(refs, owned=True))
-    q._tasks = None if task_refs is None else Home.rebuild(task_refs, across=True)
+    q._tasks = None if task_refs is None else Tasks.rebuild(task_refs)
     return q
