@@ -40,7 +40,8 @@ lost; whoever changes the state calls `Record.wake`.
   record: when one exits abnormally (killed, an error exit), Global Services sets BROKEN and wakes
   everyone (`records.reclaim`), so the others get BrokenBarrierError instead of waiting for ever; a
   clean exit breaks nothing. `reset` counts out the arrivals of dead processes (the pid table), so a
-  barrier reset after a death does not wait for them.
+  barrier reset after a death does not wait for them (the arrival of a party of another node killed
+  before its wait: by its home, when the runtime tells of its end: `dragon.mp.at_home`).
 
 All three pickle anywhere (a Process argument, an item of a Queue, a Pool task): pickling takes a GS
 reference the unpickled copy inherits (`Home.pickle_refs`); the stdlib's pickle only while spawning. A
@@ -559,12 +560,20 @@ class Barrier(_Synced):
             if self._locked(self._timed_out) is None:  # the action runs: wait for it
                 self._wait_for(self._released, None, moved)
 
-    def _enter(self, acting: bool) -> int:
+    def _enter(self, acting: bool, noted: Callable[[int], None] | None = None) -> int:
         """Arrive (`acting`: the barrier has an action): at once while the round fills; while the last
-        one drains (or resets), off the doorbell (`_look_until`): its waiters were rung and are leaving."""
+        one drains (or resets), off the doorbell (`_look_until`): its waiters were rung and are leaving.
+        `noted(index)` runs in the record step of the arrival (`dragon.mp.at_home` notes a remote one)."""
         w = self._w
+
+        def arrive() -> int | None:
+            index = self._arrive(acting)
+            if index is not None and noted is not None:
+                noted(index)
+            return index
+
         while True:
-            index = self._locked(lambda: self._arrive(acting))
+            index = self._locked(arrive)
             if index is not None:
                 return int(index)
             _look_until(lambda: w[STATE] == FILLING or bool(w[BROKEN]), None)

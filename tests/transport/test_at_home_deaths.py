@@ -1,5 +1,5 @@
-"""A Condition's sleepers of another node at its home (`dragon.mp.at_home`, issue 17): what the home does
-when the runtime tells it that such a sleeper's process ended. In one process, on a real record: the
+"""A Condition's sleepers and a Barrier's parties of another node at the object's home (`dragon.mp.at_home`,
+issue 17): what the home does when the runtime tells it that such a process ended. In one process, on a real record: the
 home's operations run as its transport agent runs them (`_run`, a thread for a wait), the Condition's
 local users are copies made on the record (`Condition._there`)."""
 
@@ -14,9 +14,9 @@ import pytest
 
 from dragon.mp import at_home
 from dragon.mp.away import Request
-from dragon.mp.events import SLEEPERS, TICKETS, Condition
+from dragon.mp.events import COUNT, FILLING, PARTIES_N, SLEEPERS, STATE, TICKETS, Barrier, Condition
 from dragon.transport import Record
-from dragon.transport.records import KIND, KINDS, remote_holder
+from dragon.transport.records import BROKEN, KIND, KINDS, remote_holder
 
 from chan_names import fresh_name
 
@@ -26,7 +26,7 @@ AWAY = remote_holder(1, 4242)
 
 @pytest.fixture
 def rec() -> Iterator[Record]:
-    """A Condition's record, let go of by the home once destroyed."""
+    """A Condition's record (a test of another kind sets its own), let go of by the home once destroyed."""
     r = Record.create(fresh_name(), capacity=1, block_size=256)
     r.words[KIND] = KINDS.index("Condition")
     try:
@@ -109,3 +109,22 @@ def test_a_later_notify_wakes_a_waiter_behind_a_dead_sleepers_ticket(rec: Record
     here._locked(lambda: here._give(1))
     assert here._await_ticket(late, 2.0) is True
     assert state(rec) == [0, 0]
+
+
+def test_a_barrier_party_killed_between_its_arrival_and_its_wait_is_counted_out(rec: Record) -> None:
+    """Killed after "barrier_enter", before its "barrier_wait" came: the death breaks the barrier and
+    its arrival leaves, as its wait would have on the break. Before, its arrival stayed (a process of
+    another node is alive until its reclaim, and nothing else counted it out): `reset` left the
+    barrier resetting for ever, and every later arrival waited for it (party_death.py "inside" hung
+    over two nodes now and then). A "barrier_wait" of it that comes after that news returns at once."""
+    w = rec.words
+    w[KIND] = KINDS.index("Barrier")
+    w[PARTIES_N] = 3
+    run(rec, "party")
+    assert run(rec, "barrier_enter", False) == 0
+    ended(rec)
+    assert (w[BROKEN], w[COUNT]) == (AWAY, 0)
+    here = Barrier._there(rec, os.getpid())
+    here._locked(here._reset)
+    assert (w[BROKEN], w[STATE], w[COUNT]) == (0, FILLING, 0)
+    assert run(rec, "barrier_wait", timeout=10.0) is None
