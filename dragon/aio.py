@@ -54,6 +54,8 @@ import trio
 from dragon.client import requests as gs
 from dragon.client.aio_connection import ManagedConnection, TrioConnection, connect, open_connection
 from dragon.client.handles import ChannelHandle, PoolHandle, ProcessHandle, ProcessOptionArgs
+from dragon.client.nodes import ChannelOnAnotherNode
+from dragon.client.remote import RemoteChannel
 from dragon.client.requests import HasPuid, Runtime, run_async
 from dragon.descriptors import ChannelDescriptor, PoolDescriptor, ProcessDescriptor
 from dragon.errors import ChannelEmpty, ChannelError, ChannelFull, InvalidArgument
@@ -439,6 +441,14 @@ class Queue:
     """
 
     def __init__(self, native: NativeQueue) -> None:
+        """The trio face of `native`, a queue of this node (its TrioChannels map the queue's channels);
+        ChannelOnAnotherNode for a queue of another node."""
+        if isinstance(native._chan, RemoteChannel):
+            raise ChannelOnAnotherNode(
+                f"dragon.aio.Queue({native!r}): the queue lives on node {native._chan.node}, this process on "
+                f"node {os.environ.get('DRAGON_INDEX', '?')}: its trio face is made on the queue's node only; "
+                "here use the dragon.native.Queue itself in a worker thread (trio.to_thread.run_sync(queue.get))"
+            )
         self.queue = native
         self._items = TrioChannel.attach(native._chan.name)
         self._slots = None if native._slots is None else TrioChannel.attach(native._slots.name)

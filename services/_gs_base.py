@@ -271,8 +271,9 @@ class GSBase:
         log.debug("reclaim pid=%d abnormal=%s records=%s", pid, abnormal, [c.desc.c_uid for c in recs])
         if recs:
             sdescs = [c.desc.sdesc for c in recs]
+            several = self.node_count() > 1
             warnings, untouched = await trio.to_thread.run_sync(
-                _reclaim_all, sdescs, pid, abnormal, self.gateway is not None, abandon_on_cancel=True
+                _reclaim_all, sdescs, pid, abnormal, several, abandon_on_cancel=True
             )
             for c in recs:
                 if c.desc.sdesc in untouched:  # of a kind no death changes: not attached at every exit
@@ -329,9 +330,9 @@ def timeout_s(timeout_us: int) -> float:
     return 0.0 if timeout_us <= POLL_US else timeout_us / 1e6
 
 
-def _reclaim_all(sdescs: list[str], pid: int, abnormal: bool, several_nodes: bool) -> tuple[list[str], set[str]]:
+def _reclaim_all(sdescs: list[str], pid: int, abnormal: bool, several: bool) -> tuple[list[str], set[str]]:
     """`records.reclaim` on each record still there: the warnings it gave, and the records of a kind no
-    death changes (`records.never_reclaimed`), which need not be told again."""
+    death changes (`records.never_reclaimed`; in a run of `several` nodes), which need not be told again."""
     warnings, untouched = [], set()
     for sdesc in sdescs:
         try:
@@ -339,7 +340,7 @@ def _reclaim_all(sdescs: list[str], pid: int, abnormal: bool, several_nodes: boo
         except ChannelDestroyed:
             continue
         try:
-            if never_reclaimed(rec, several_nodes):
+            if never_reclaimed(rec, several):
                 untouched.add(sdesc)
                 continue
             warning = reclaim(rec, pid, abnormal)

@@ -300,6 +300,11 @@ SINGLE_HOLDER: Final = frozenset({KINDS.index("Lock"), KINDS.index("RLock")})
 BREAKS_ON_DEATH: Final = frozenset({KINDS.index("Barrier")})
 RECLAIMED_KINDS: Final = SINGLE_HOLDER | BREAKS_ON_DEATH | {KINDS.index("Semaphore"), KINDS.index("BoundedSemaphore")}
 """The kinds `reclaim` can change: of any other (an Event, a Value, a Pipe's ends) a death needs nothing."""
+CHANGED_ACROSS: Final = frozenset({KINDS.index("Condition"), KINDS.index("Connection")})
+"""The kinds a death changes only in a run of several nodes: a Condition's sleepers of another node are
+counted out at its home when their process ends (`dragon.mp.at_home`), a Pipe's holders of another node
+taken out of its tables (`dragon.mp.pipe_home.reclaim`); a dead local sleeper or holder is seen by
+liveness, so on one node they need no news of deaths."""
 
 
 class ObjectStatistics(msgspec.Struct, frozen=True):
@@ -336,15 +341,12 @@ def statistics(rec: Record) -> ObjectStatistics:
 
 
 def never_reclaimed(rec: Record, several_nodes: bool = False) -> bool:
-    """Whether `reclaim` can never change this record: its kind is set (once, by its maker, before the
-    object is used) and not one of RECLAIMED_KINDS. The runtime need not tell it of process exits. A
-    record whose kind is not set yet may still become a Lock: False. In a run of `several_nodes`, a
-    Pipe's record is told too: its home learns so that a holder of another node ended
-    (`dragon.mp.pipe_home.reclaim`)."""
+    """Whether no death can change this record: its kind is set (once, by its maker, before the object
+    is used) and not one of RECLAIMED_KINDS (nor, in a run of `several_nodes`, of CHANGED_ACROSS). The
+    runtime need not tell it of process exits. A record whose kind is not set yet may still become a
+    Lock: False."""
     kind = int(rec.words[KIND])
-    if several_nodes and kind == KINDS.index("Connection"):
-        return False
-    return kind != 0 and kind not in RECLAIMED_KINDS
+    return kind != 0 and kind not in RECLAIMED_KINDS and not (several_nodes and kind in CHANGED_ACROSS)
 
 
 def reclaim(rec: Record, pid: int, abnormal: bool) -> str | None:

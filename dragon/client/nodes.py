@@ -2,8 +2,8 @@
 of another node that cannot be used across nodes yet (`explain`).
 
 A channel lives in its home node's shared memory (MULTINODE §5); a process of another node reaches
-it through the transport agents (`dragon.client.remote`). The objects that do not work that way yet
-(issue 17: a Pipe's Connection, a joinable `dragon.native.Queue`'s task count) raise
+it through the transport agents (`dragon.client.remote`). What does not work that way (a channel
+reached by a handle that needs its node's memory: a `dragon.aio` face of a queue) raises
 ChannelOnAnotherNode, which names both nodes and says what to do. Each node names its /dev/shm
 entries with its own run id, so the entry name says whose it is; one GSNodeList request per process
 maps the run id to the node.
@@ -69,7 +69,6 @@ def explain(sdesc: str, exc: Exception) -> Exception:
         node = None
     there = f"node {node.idx} ({node.host_name})" if node is not None else "another node"
     return ChannelOnAnotherNode(
-        f"this process runs on node {here} and reached for a channel of {there} (a Pipe's Connection or a "
-        f"joinable dragon.native.Queue made there): these cannot be shared across nodes yet; start the "
-        f"processes that share it on one node (dragon.native.Policy(node=...))"
+        f"this process runs on node {here} and reached for a channel of {there} through a handle that works "
+        f"on its node only; start the processes that use it that way on one node (dragon.native.Policy(node=...))"
     )

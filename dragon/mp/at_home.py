@@ -15,7 +15,9 @@ local user makes, and the wake-up of a remote waiter is its answer.
 semaphore pair, a party), never a pid of the home's. Global Services tells every home of every
 process exit (`reclaim`, a Request of its own, no answer): the home gives back what that number
 held, as `records.reclaim` does for a local pid, and a wait of that process still running here gives
-back whatever it gets (its requester is gone: it was killed while waiting, or its node was lost).
+back whatever it gets (its requester is gone: it was killed while waiting, or its node was lost); a
+Condition's sleepers and a Barrier's arrivals it entered and never waited for are counted out
+(`_entered`).
 
 **Timeouts.** The home waits exactly the requester's timeout, so the answer is on its way when the
 requester's own wait ends (it allows `dragon.client.remote.ANSWER_MARGIN_S` more for the trip): an
@@ -37,13 +39,15 @@ import trio
 
 from dragon.mp import pipe_home
 from dragon.mp.away import Request
-from dragon.mp.events import Barrier, BrokenBarrierError, Condition, Event
+from dragon.mp.events import PARTIES_N, Barrier, BrokenBarrierError, Condition, Event
 from dragon.mp.locks import take_pair, take_told
+from dragon.mp.task_count import add, wait_done
 from dragon.transport import Buffer, ChannelDestroyed, ChannelError, Record
 from dragon.transport.forward import ChannelOp
 from dragon.transport.records import (
     HOLD_SLOTS,
     HOLDS,
+    KINDS,
     PARTIES,
     PARTY_SLOTS,
     SEM_MAX,
@@ -212,14 +216,78 @@ def _pair(words: memoryview, who: int, *, take: bool = True) -> int:
 # ------------------------------------------------------------- Event, Condition, Barrier, parties
 
 
+_entered: dict[tuple[_Home, int], int] = {}
+"""Per Condition or Barrier and process of another node: its sleepers counted by "cond_enter" (its
+arrivals counted by "barrier_enter", the last of a round but) whose "cond_wait" ("barrier_wait") has
+not come yet. A process killed between the two leaves a sleeper (an arrival) that no wait here
+serves; a process of another node counts as alive until its reclaim (`records.holder_alive`), so
+nothing else ever counts it out: a notify would give it a ticket that nobody takes, a Barrier's
+`reset` would wait for it for ever. `_reclaim` counts those out (`_count_out`), as `events._prune`
+and `Barrier._reset` count out a dead local pid's. Its waits still running here stay counted: a
+Condition's puts back the ticket it takes, a Barrier's leaves when the death breaks it."""
+_entered_lock = threading.Lock()
+"""Guards `_entered`; taken inside a record's lock, never around another lock."""
+
+
+def _note_entered(home: _Home, who: int) -> None:
+    """(In the record step that counted it.) One more of `who`'s enters whose wait is to come."""
+    with _entered_lock:
+        key = (home, who)
+        _entered[key] = _entered.get(key, 0) + 1
+
+
+def _wait_begins(home: _Home, who: int) -> bool:
+    """A wait of `who` begins: False if `_reclaim` counted its enter out already (its request came
+    after the news of its process's end: nobody waits for its answer). **[Known window: a wait that
+    comes while `_reclaim` runs, after it marked the process's waits gone and before it counted its
+    enters out, runs as a live one's: a Condition's ticket it takes is lost with it.]**"""
+    with _entered_lock:
+        key = (home, who)
+        left = _entered.pop(key, 0) - 1
+        if left > 0:
+            _entered[key] = left
+        return left >= 0
+
+
+def _cond_enter(home: _Home, wait: _Wait) -> int:
+    """A remote Condition waiter counts itself a sleeper (noted in `_entered`, in the same record step)."""
+    cond = _cond(home, wait)
+
+    def step() -> int:
+        entered = cond._enter()
+        _note_entered(home, wait.who)
+        return entered
+
+    return cond._locked(step)
+
+
 def _cond_wait(home: _Home, wait: _Wait, entered: int, timeout: float | None) -> bool:
     """A remote Condition waiter's wait for its ticket; a ticket taken for a requester that is gone is
-    given again (the notification goes to the next sleeper)."""
+    put back for the sleepers notified with it (`Condition._put_back`)."""
+    if not _wait_begins(home, wait.who):
+        return False
     cond = Condition._there(home.rec, wait.who)
     notified = cond._await_ticket(entered, timeout)
     if notified and wait.gone:
-        cond._locked(lambda: cond._give(1))
+        cond._locked(cond._put_back)
     return notified
+
+
+def _barrier_enter(home: _Home, wait: _Wait, acting: bool) -> int:
+    """A remote party arrives; unless it is the last of the round, its "barrier_wait" is to come
+    (noted in `_entered`, in the record step of its arrival)."""
+    barrier, words = _barrier(home, wait), home.rec.words
+
+    def noted(index: int) -> None:
+        if index + 1 < words[PARTIES_N]:
+            _note_entered(home, wait.who)
+
+    return barrier._enter(acting, noted)
+
+
+def _barrier_wait(home: _Home, wait: _Wait, timeout: float | None) -> None:
+    if _wait_begins(home, wait.who):
+        _barrier(home, wait)._await_release(timeout)
 
 
 def _party(home: _Home, wait: _Wait) -> None:
@@ -264,23 +332,25 @@ OPERATIONS: Final[dict[str, Callable[..., Any]]] = {
     "event_set": lambda home, wait: _event(home, wait).set(),
     "event_clear": lambda home, wait: _event(home, wait).clear(),
     "event_wait": lambda home, wait, timeout: _event(home, wait).wait(timeout),
-    "cond_enter": lambda home, wait: (c := _cond(home, wait))._locked(c._enter),
+    "cond_enter": _cond_enter,
     "cond_wait": _cond_wait,
     "cond_give": lambda home, wait, n: (c := _cond(home, wait))._locked(lambda: c._give(n)),
     "cond_word": lambda home, wait, index: int(home.rec.words[index]),
-    "barrier_enter": lambda home, wait, acting: _barrier(home, wait)._enter(acting),
-    "barrier_wait": lambda home, wait, timeout: _barrier(home, wait)._await_release(timeout),
+    "barrier_enter": _barrier_enter,
+    "barrier_wait": _barrier_wait,
     "barrier_action_done": lambda home, wait: (b := _barrier(home, wait))._locked(b._action_done),
     "barrier_action_failed": lambda home, wait: (b := _barrier(home, wait))._locked(b._action_failed),
     "barrier_n_waiting": lambda home, wait: _barrier(home, wait).n_waiting,
     "barrier_broken": lambda home, wait: _barrier(home, wait).broken,
     "barrier_abort": lambda home, wait: _barrier(home, wait).abort(),
     "barrier_reset": lambda home, wait: _barrier(home, wait).reset(),
+    "tasks_add": lambda home, wait, n: add(home.rec, n),
+    "tasks_join": lambda home, wait, timeout: wait_done(home.rec, timeout, lambda: wait.gone),
     "settle": lambda home, wait: None,  # answered after the requester's earlier posted ones: they are done
     **pipe_home.operations(_attached),
 }
 """Each operation: (home, wait, *args) -> result; a blocking one takes the request's timeout last."""
-BLOCKING: Final = frozenset({"acquire", "event_wait", "cond_wait", "barrier_wait", *pipe_home.BLOCKING})
+BLOCKING: Final = frozenset({"acquire", "event_wait", "cond_wait", "barrier_wait", "tasks_join", *pipe_home.BLOCKING})
 
 
 # ------------------------------------------------------------------------- running them
@@ -307,6 +377,34 @@ def _reclaim(who: int, abnormal: bool, sdescs: list[str]) -> None:
             continue
         if warning:
             log.warning("%s", warning)
+    with _entered_lock:
+        homes = [home for home, w in _entered if w == who]
+    for home in homes:
+        _count_out(home, who)
+
+
+def _count_out(home: _Home, who: int) -> None:
+    """Count out what process `who` (ended) entered on a Condition or a Barrier and never waited for
+    (`_entered`), in one step of its record: a Condition's sleepers (`Condition._count_out`), a
+    Barrier's arrivals (each leaves as a waiter that the death's break woke would)."""
+    rec = home.rec
+    condition = int(rec.words[KIND_WORD]) == KINDS.index("Condition")
+
+    def step() -> None:
+        with _entered_lock:
+            n = _entered.pop((home, who), 0)
+        if n and condition:
+            Condition._there(rec, who)._count_out(n)
+        elif n:
+            barrier = Barrier._there(rec, who)
+            for _ in range(n):
+                barrier._leave()
+
+    try:
+        rec.locked(step)
+    except ChannelError:  # destroyed (or let go of here): nobody waits on it any more
+        with _entered_lock:
+            _entered.pop((home, who), None)
 
 
 def _run(sdesc: str, req: Request, timeout: float | None) -> Any:

@@ -26,7 +26,11 @@ lost; whoever changes the state calls `Record.wake`.
   lock): a dead sleeper blocks it for ever. Each process's sleepers are counted in a pid table: a
   sleeper killed inside `wait` is counted out (with any ticket beyond the live sleepers) at the next
   wait or notify that finds tickets outstanding, so a ticket given to it never holds up the waiters
-  after it.
+  after it. A sleeper of another node is counted out by its home when the runtime tells of its end
+  (`dragon.mp.at_home`: its pid table entry is a `remote_holder`, alive until then), and a ticket
+  its wait took then is put back without a new notify (`_put_back`), so that no waiter that came
+  after that notify is woken by it; a notify that finds every sleeper with a ticket lets the later
+  ones take one that is nobody's (`_give`).
 * **Barrier**: `threading.Barrier`'s state machine (filling, draining, resetting, broken) in words: the
   arrival count, the state, and a table of the pids that are inside `wait`; broken is the record's
   shared BROKEN word (the dead party's pid, or -1: aborted, timed out or the action failed). The last
@@ -36,7 +40,8 @@ lost; whoever changes the state calls `Record.wake`.
   record: when one exits abnormally (killed, an error exit), Global Services sets BROKEN and wakes
   everyone (`records.reclaim`), so the others get BrokenBarrierError instead of waiting for ever; a
   clean exit breaks nothing. `reset` counts out the arrivals of dead processes (the pid table), so a
-  barrier reset after a death does not wait for them.
+  barrier reset after a death does not wait for them (the arrival of a party of another node killed
+  before its wait: by its home, when the runtime tells of its end: `dragon.mp.at_home`).
 
 All three pickle anywhere (a Process argument, an item of a Queue, a Pool task): pickling takes a GS
 reference the unpickled copy inherits (`Home.pickle_refs`); the stdlib's pickle only while spawning. A
@@ -372,12 +377,38 @@ class Condition(_Synced):
         return True
 
     def _leave(self, entered: int) -> bool:
-        """A waiter that timed out (or was interrupted): notified after all if a ticket came meanwhile."""
+        """A waiter that timed out (or was interrupted): notified after all if a ticket came meanwhile.
+        Leaving without one, it could take none: a ticket beyond the sleepers left is nobody's (one
+        given to a sleeper of another node that ended meanwhile: `_count_out`), dropped."""
         if self._take_ticket(entered):
             return True
-        self._w[SLEEPERS] -= 1
-        _count_sleeper(self._w, self._me, -1)
+        w = self._w
+        w[SLEEPERS] -= 1
+        _count_sleeper(w, self._me, -1)
+        w[TICKETS] = min(w[TICKETS], w[SLEEPERS])
         return False
+
+    def _count_out(self, n: int) -> None:
+        """Step: `n` sleepers of process `_me`, one of another node that ended between its "cond_enter"
+        and its "cond_wait" (`dragon.mp.at_home`), leave the count, with the tickets beyond the
+        sleepers left (as `_prune` for a dead local pid)."""
+        w = self._w
+        w[SLEEPERS] -= n
+        _count_sleeper(w, self._me, -n)
+        w[TICKETS] = min(w[TICKETS], w[SLEEPERS])
+
+    def _put_back(self) -> None:
+        """Step: a ticket that a waiter of another node took after its process ended (`dragon.mp.at_home`)
+        goes back (never beyond the sleepers left), without a new notify: only sleepers that entered
+        before the last notify may take it, so none that came later is woken by it (`_give` would
+        make them all eligible: a waiter that entered after a `notify_all` returned "notified" by
+        it). A ticket that no such sleeper is left to take goes when the later ones leave (`_leave`)
+        or at the next `_prune`, as a dead local sleeper's does.
+        """
+        w = self._w
+        w[TICKETS] = min(w[TICKETS] + 1, w[SLEEPERS])
+        if w[TICKETS]:
+            self._rec.wake(1)
 
     def notify(self, n: int = 1) -> None:
         """Wake up to `n` waiters (those not yet notified). RuntimeError if the lock is not held."""
@@ -395,6 +426,14 @@ class Condition(_Synced):
             self._locked(lambda: self._give(n))
 
     def _give(self, n: int) -> None:
+        """Step of a notify: a ticket for each of `n` (-1: all) sleepers without one, and a new NOTIFIES.
+
+        When every sleeper seems to hold a ticket already, the notify still moves NOTIFIES (no ticket,
+        no ring): if a ticket is nobody's (its sleeper died after that notify, and sleepers came
+        since: `_prune`, `_count_out`, `_put_back` keep at most one per sleeper), those that came
+        since may take it now, at their next look (within `SAFETY_WAKE_S`), instead of missing this
+        notify and every later one while it stays. Otherwise nobody is left to wake and the move
+        changes nothing: every sleeper entered before it already."""
         w = self._w
         if w[TICKETS]:  # tickets nobody took yet: perhaps a sleeper's that died
             _prune(w)
@@ -404,6 +443,8 @@ class Condition(_Synced):
             w[TICKETS] += given
             w[NOTIFIES] += 1
             self._rec.wake(given)
+        elif w[TICKETS] and n:
+            w[NOTIFIES] += 1
 
     def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
         """Wait until `predicate()` is true (as `threading.Condition.wait_for`); its last value."""
@@ -519,12 +560,20 @@ class Barrier(_Synced):
             if self._locked(self._timed_out) is None:  # the action runs: wait for it
                 self._wait_for(self._released, None, moved)
 
-    def _enter(self, acting: bool) -> int:
+    def _enter(self, acting: bool, noted: Callable[[int], None] | None = None) -> int:
         """Arrive (`acting`: the barrier has an action): at once while the round fills; while the last
-        one drains (or resets), off the doorbell (`_look_until`): its waiters were rung and are leaving."""
+        one drains (or resets), off the doorbell (`_look_until`): its waiters were rung and are leaving.
+        `noted(index)` runs in the record step of the arrival (`dragon.mp.at_home` notes a remote one)."""
         w = self._w
+
+        def arrive() -> int | None:
+            index = self._arrive(acting)
+            if index is not None and noted is not None:
+                noted(index)
+            return index
+
         while True:
-            index = self._locked(lambda: self._arrive(acting))
+            index = self._locked(arrive)
             if index is not None:
                 return int(index)
             _look_until(lambda: w[STATE] == FILLING or bool(w[BROKEN]), None)

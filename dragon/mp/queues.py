@@ -41,7 +41,7 @@ import types
 import weakref
 from collections.abc import Callable
 from multiprocessing import context, util
-from typing import Any, ClassVar, Final, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 from dragon.client.nodes import several_nodes
 from dragon.client.remote import RemoteChannel
@@ -49,6 +49,9 @@ from dragon.errors import ChannelDestroyed, ChannelEmpty, ChannelFull
 from dragon.mp.codec import decode, encode
 from dragon.mp.refs import ITEMS, Hold, Shape
 from dragon.transport import MIN_BLOCK_SIZE, Channel
+
+if TYPE_CHECKING:
+    from dragon.mp.task_count import Tasks
 
 MAXSIZE_LIMIT: Final = 1 << 20
 """The largest bound of a bounded queue: its slots channel takes a block of /dev/shm per item in the
@@ -390,27 +393,36 @@ class JoinableQueue(Queue):
 
     The count of unfinished tasks is the context's Semaphore, guarded by its Condition (as in the
     stdlib), so a JoinableQueue pickles only while spawning a process. In a run of several nodes the
-    count is the runtime's Semaphore (`dragon.mp.locks`): the stdlib's is a named semaphore of its
-    maker's node only, and the runtime's copies on other nodes reach it through its home (issue 17).
+    count is a runtime record's word instead (`dragon.mp.task_count.Tasks`, as a joinable
+    `dragon.native.Queue`'s): the stdlib's semaphore is a named semaphore of its maker's node only,
+    and the record's users on other nodes reach it through its home (issue 17). Not the runtime's
+    Semaphore: it gives a killed process's acquires back, and a consumer SIGKILLed after its
+    `task_done`s made them unfinished again (the next `join` waited for ever).
     """
 
     _KIND: ClassVar[str] = "JoinableQueue"
+    _tasks: Tasks | None
+    """The count in a run of several nodes (else None: the stdlib's Condition and Semaphore)."""
 
     def __init__(self, maxsize: int = 0, *, ctx: context.BaseContext) -> None:
         super().__init__(maxsize, ctx=ctx)
         if several_nodes():
-            from dragon.mp.locks import Semaphore
+            from dragon.mp.task_count import Tasks  # only in runs of several nodes (a record's machinery)
 
-            self._set_extra(ctx.Condition(), Semaphore(0))
+            self._set_extra(None, None, Tasks.create())
         else:
-            self._set_extra(ctx.Condition(), ctx.Semaphore(0))
+            self._set_extra(ctx.Condition(), ctx.Semaphore(0), None)
 
-    def _set_extra(self, cond: Any, unfinished: Any) -> None:
-        self._cond, self._unfinished_tasks = cond, unfinished
+    def _set_extra(self, cond: Any, unfinished: Any, tasks: Tasks | None) -> None:
+        self._cond, self._unfinished_tasks, self._tasks = cond, unfinished, tasks
 
     def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         context.assert_spawning(self)  # before taking references that would otherwise leak
-        return (_rebuild_joinable, (type(self), self._maxsize, self._pickle_refs(), self._cond, self._unfinished_tasks))
+        tasks = None if self._tasks is None else self._tasks.pickle_refs()
+        return (
+            _rebuild_joinable,
+            (type(self), self._maxsize, self._pickle_refs(), self._cond, self._unfinished_tasks, tasks),
+        )
 
     def put(self, obj: object, block: bool = True, timeout: float | None = None) -> None:
         """As `Queue.put`; the item counts as an unfinished task until `task_done`."""
@@ -419,12 +431,20 @@ class JoinableQueue(Queue):
         data = self._chan.stage(encode(obj))
         if self._slots is not None:
             self._take_slot(block, timeout)
-        with self._cond:  # counted before any consumer can see it
+        if self._tasks is not None:  # counted before any consumer can see it
+            self._tasks.add(1)
+            self._enqueue(data)
+            return
+        with self._cond:
             self._unfinished_tasks.release()
             self._enqueue(data)
 
     def task_done(self) -> None:
         """One item got earlier is processed. ValueError if called more often than items were put."""
+        if self._tasks is not None:
+            if not self._tasks.add(-1):
+                raise ValueError("task_done() called too many times")
+            return
         with self._cond:
             if not self._unfinished_tasks.acquire(False):
                 raise ValueError("task_done() called too many times")
@@ -433,16 +453,29 @@ class JoinableQueue(Queue):
 
     def join(self) -> None:
         """Block until every item put so far has been got and marked with `task_done`."""
+        if self._tasks is not None:
+            self._tasks.unfinished_after(None)
+            return
         with self._cond:
             if not self._unfinished_tasks._semlock._is_zero():
                 self._cond.wait()
 
 
 def _rebuild_joinable(
-    cls: type[JoinableQueue], maxsize: int, refs: list[tuple[int, str]], cond: Any, unfinished: Any
+    cls: type[JoinableQueue],
+    maxsize: int,
+    refs: list[tuple[int, str]],
+    cond: Any,
+    unfinished: Any,
+    tasks: list[tuple[int, str]] | None,
 ) -> JoinableQueue:
     q = _rebuild(cls, maxsize, refs)
-    q._set_extra(cond, unfinished)
+    if tasks is None:
+        q._set_extra(cond, unfinished, None)
+    else:
+        from dragon.mp.task_count import Tasks
+
+        q._set_extra(cond, unfinished, Tasks.rebuild(tasks))
     return q
 
 

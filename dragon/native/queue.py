@@ -4,15 +4,19 @@ The queue is `dragon.mp.queues.Queue` (a channel of items made through Global Se
 there, a second channel of slots when bounded, a feeder thread for bursts: see that module), with
 the reference's names added: `size()`, the `closed` property, `destroy()`, and `joinable`.
 
-A joinable queue counts its unfinished tasks in a runtime record (kind "QueueTasks", one word,
-`dragon.transport.records`): `put` adds one under the record's lock before the item can be seen,
-`task_done` takes one off and wakes every `join` when the count reaches zero; `join` waits on the
-record (`Record.wait_for`). So, unlike `multiprocessing.JoinableQueue` (a Condition and a Semaphore,
+A joinable queue counts its unfinished tasks in a runtime record (kind "QueueTasks", one word:
+`dragon.mp.task_count`): `put` adds one under the record's lock before the item can be seen, `task_done`
+takes one off and wakes every `join` when the count reaches zero; `join` waits on the record
+(`Record.wait_for`). So, unlike `multiprocessing.JoinableQueue` (a Condition and a Semaphore,
 which pickle only while spawning), it pickles anywhere, as the reference's does (a semaphore
 channel). A consumer that dies between `get` and `task_done` leaves its task unfinished, as in the
-standard library: `join(timeout)` then returns by raising TimeoutError. A transport agent could carry
-each operation for a process on another node: a put or a get is a channel message, a task count one
-step on the record's word under its lock, a join a wait for that record's wake-up.
+standard library: `join(timeout)` then returns by raising TimeoutError.
+
+**Across nodes** (issue 17): a handle on another node than the record's reaches it through its home
+(`Home(across=True)`: `dragon.mp.away` / `dragon.mp.at_home`, as the runtime's Lock or Event do), which
+makes the same steps there: a put's count and a `task_done` are one round trip each (the count must
+be in before the item can be seen, so it is not posted as the item is), a `join` one wait at the
+home, answered when the count reaches zero. Users on the record's node keep their direct steps.
 
 Differences from the reference, on purpose: `maxsize` 0 (the default) is an unbounded queue, as in
 multiprocessing (the reference makes it 100); items are pickled with `pickle` (the reference uses
@@ -24,15 +28,11 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any
 
 from dragon.mp import queues
-from dragon.mp.homes import Home
 from dragon.mp.refs import Hold
-from dragon.transport.records import OWN
-
-TASKS: Final = OWN
-"""The record word of a joinable queue's unfinished tasks."""
+from dragon.mp.task_count import Tasks
 
 
 class QueueError(Exception):
@@ -51,14 +51,14 @@ class Queue(queues.Queue):
     answers if it cannot make the channels (RuntimeNotRunning outside a runtime).
     """
 
-    _tasks: Home | None
+    _tasks: Tasks | None
 
     def __init__(self, maxsize: int = 0, *, joinable: bool = False) -> None:
         super().__init__(maxsize, ctx=multiprocessing.get_context("dragon"))
         self._tasks = None
         if joinable:
             try:
-                self._tasks = Home.create("QueueTasks")
+                self._tasks = Tasks.create()
             except BaseException:
                 self.close()
                 raise
@@ -80,14 +80,7 @@ class Queue(queues.Queue):
         """Add `n` to the unfinished tasks of a joinable queue (nothing for another one); a count
         back at zero (a put taken back) wakes the joins, as the last `task_done` does."""
         if self._tasks is not None:
-            rec, words = self._tasks.rec, self._tasks.rec.words
-
-            def count() -> None:
-                words[TASKS] += n
-                if words[TASKS] == 0:
-                    rec.wake(-1)
-
-            self._tasks.locked(count)
+            self._tasks.add(n)
 
     def size(self) -> int:
         """The reference's name of `qsize()`: items put and not yet got (approximate)."""
@@ -101,47 +94,31 @@ class Queue(queues.Queue):
     def task_done(self) -> None:
         """One item got earlier is processed. QueueError if the queue is not joinable; ValueError if
         called more often than items were put, or after `close`."""
-        tasks = self._joined()
-        rec, words = tasks.rec, tasks.rec.words
-
-        def step() -> bool:
-            if words[TASKS] <= 0:
-                return False
-            words[TASKS] -= 1
-            if words[TASKS] == 0:
-                rec.wake(-1)
-            return True
-
-        if not tasks.locked(step):
+        if not self._joined().add(-1):
             raise ValueError("task_done() called too many times")
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until every item put so far has been got and marked with `task_done`, at most `timeout`
         seconds (None: no limit), then TimeoutError. QueueError if the queue is not joinable."""
-        if not self._joined_within(timeout):
-            assert self._tasks is not None
-            left = self._tasks.rec.words[TASKS]
+        left = self._unfinished_after(timeout)
+        if left:
             raise TimeoutError(f"{left} tasks of {self!r} still unfinished after {timeout} s")
 
     def _joined_within(self, timeout: float | None, stop: Callable[[], bool] | None = None) -> bool:
         """`join`: whether every task was done within `timeout` s; False also once `stop()` is true
         when the waiter looks (after a `_wake_joiners`: how `dragon.aio` gives up a join)."""
-        rec = self._joined().rec
-        words = rec.words
+        return self._unfinished_after(timeout, stop) == 0
 
-        def step() -> bool | None:
-            if words[TASKS] == 0:
-                return True
-            return False if stop is not None and stop() else None
-
-        return bool(rec.wait_for(step, timeout, peek=lambda: words[TASKS] == 0))
+    def _unfinished_after(self, timeout: float | None, stop: Callable[[], bool] | None = None) -> int:
+        """The unfinished tasks once they are none, `timeout` s have passed, or `stop()` is true
+        (`Tasks.unfinished_after`)."""
+        return self._joined().unfinished_after(timeout, stop)
 
     def _wake_joiners(self) -> None:
         """Make every `join` of this queue look again (at its `stop`)."""
-        rec = self._joined().rec
-        self._joined().locked(lambda: rec.wake(-1))
+        self._joined().wake_all()
 
-    def _joined(self) -> Home:
+    def _joined(self) -> Tasks:
         if self._tasks is None:
             raise QueueError("Queue is not joinable: make it with Queue(joinable=True)")
         self._check_usable()
@@ -162,7 +139,7 @@ class Queue(queues.Queue):
         self.join_thread()
         self._hold.destroy()
         if self._tasks is not None:
-            self._tasks.hold.destroy()
+            self._tasks.destroy()
 
 
 def _rebuild(maxsize: int, refs: list[tuple[int, str]], task_refs: list[tuple[int, str]] | None) -> Queue:
@@ -170,5 +147,5 @@ def _rebuild(maxsize: int, refs: list[tuple[int, str]], task_refs: list[tuple[in
     pickling took."""
     q = Queue.__new__(Queue)
     q._setup(maxsize, Hold(refs, owned=True))
-    q._tasks = None if task_refs is None else Home.rebuild(task_refs)
+    q._tasks = None if task_refs is None else Tasks.rebuild(task_refs)
     return q

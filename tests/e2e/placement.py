@@ -88,18 +88,8 @@ DO_NOT_CROSS_YET: Final[Mapping[str, Mapping[str, Reason]]] = {
     "pipes.py": {"executor_wakeup": FDS},  # ProcessPoolExecutor: the stdlib's pipes
     "queues.py": {"executor": FDS},
     "pool_channels.py": {"direct": FDS},  # multiprocessing.pool.Pool(context=...): the stdlib's pipes
-    # native_programs/ (test_native_shared.py): a joinable dragon.native Queue counts its tasks in a record
-    "native_queue.py": {WHOLE: RECORDS},
-    "aio_queue.py": {WHOLE: RECORDS},
 }
 """Everything the tests run over two nodes that does not cross nodes yet: ONE list, strict xfails."""
-
-NOT_OVER_NODES_YET: Final[Mapping[str, str]] = {
-    # program -> why it runs on one node only for now: it fails over two nodes only sometimes, so a
-    # strict xfail would make the suite flaky (the session note says what is left to do)
-    "condition_dead_sleeper.py": "a sleeper of another node killed between its Condition's enter and "
-    "wait operations stays counted as a sleeper (issue 17: known gap of dragon.mp.at_home)",
-}
 
 NEVER_CROSS: Final[Mapping[str, tuple[str, ...]]] = {
     # program -> sections left out over several nodes for good: what they share is local by nature
@@ -127,8 +117,6 @@ def placements(program: str, reads: tuple[str, ...] = ()) -> list[Any]:
     not_yet = {s: r for s, r in DO_NOT_CROSS_YET.get(program, {}).items() if s == WHOLE or not reads or s in reads}
     never = NEVER_CROSS.get(program, ())
     params = [pytest.param(Placement(1, only=reads), id="1-node")]
-    if program in NOT_OVER_NODES_YET:
-        return params
     if WHOLE in not_yet:
         return [*params, _xfail(Placement(2, only=reads, without=never), not_yet[WHOLE], "2-nodes")]
     if not reads or set(reads) - set(not_yet):

@@ -145,7 +145,10 @@ async def test_a_condition_sleeper_killed_in_wait_is_counted_out(placement: Plac
     """The ticket `notify_all` gave a sleeper that was SIGKILLed inside `wait` does not stay out: the
     next waiter counts the dead one out (sleepers and tickets back to 0), so a program that waits for
     the sleeper count before it notifies (as CPython's tests do) wakes its live waiter. Before, the
-    dead sleeper stayed counted: that notify came before the waiter was in, and it was never woken."""
+    dead sleeper stayed counted: that notify came before the waiter was in, and it was never woken.
+    Over two nodes the sleeper is a process of the other node, killed before or inside its wait at
+    the Condition's home: the home counts it out when the runtime tells of its end, and a ticket
+    its wait took is put back without waking the waiter that came later (`dragon.mp.at_home`)."""
     prog = str(MP_PROGRAMS / "condition_dead_sleeper.py")
     report, _ = await run_report([DRAGON, prog, "dragon"], tmp_path, placed=placement)
     assert report == {"timed_out": False, "after": [0, 0], "woken": True, "exit": 0}

@@ -94,6 +94,8 @@ async def test_queue_api_joinable_tasks_worked_by_children_and_cleanup(placement
     assert report["destroyed"] == ["ChannelDestroyed", "ValueError"]
     # 100 tasks joined while a native child and two mp children work them (a cross-process wake-up)
     assert report["children"] == {"squares": True, "codes": [0, 0, 0]}
+    # a child (of the other node, over two) puts and joins, the head works the tasks
+    assert report["joined_elsewhere"] == [["a", "b"], "TimeoutError", "Empty", "joined", "ValueError", 0]
     assert report["shm_left"] == []
 
 
@@ -110,8 +112,10 @@ async def test_aio_queue_face_cancellation_and_a_native_worker(placement: Placed
     assert b["cancelled_put"] == [True, 1]  # a cancelled put put nothing (and counted no task: joined below)
     assert (b["join_timeout"], b["cancelled_join"], b["first"]) == ("TimeoutError", True, "first")
     assert (b["task_done_too_many"], b["not_joinable"]) == ("ValueError", ["QueueError", "QueueError"])
-    # 50 tasks put into a queue of 2 by the trio head, worked by a native child, joined
-    assert report["child"] == {"squares": True, "code": 0}
+    # 50 tasks put into a queue of 2 by the trio head, worked by a native child, joined; the child
+    # (of the other node, over two) cannot make a trio face of the queue and is told why
+    face = "ChannelOnAnotherNode" if placement.nodes > 1 else "none"
+    assert report["child"] == {"squares": True, "code": 0, "face": face}
     assert report["shm_left"] == []
 
 

@@ -155,6 +155,29 @@ def test_never_reclaimed_only_once_the_kind_says_so(rec: Record) -> None:
     """The runtime stops telling a record of exits only when its kind is set and no death changes it:
     a record whose maker has not set its kind yet may still become a Lock."""
     assert not records.never_reclaimed(rec)  # kind not set yet
-    for kind, never in (("Event", True), ("Value", True), ("Lock", False), ("Semaphore", False), ("Barrier", False)):
+    for kind, never in (
+        ("Event", True),
+        ("Value", True),
+        ("Lock", False),
+        ("Semaphore", False),
+        ("Barrier", False),
+        ("Condition", True),
+    ):
         rec.words[KIND] = KINDS.index(kind)
         assert records.never_reclaimed(rec) is never, kind
+    rec.words[KIND] = KINDS.index("Condition")  # over several nodes: its sleepers of another node
+    assert not records.never_reclaimed(rec, several_nodes=True)  # are counted out when they end
+    rec.words[KIND] = KINDS.index("Event")
+    assert records.never_reclaimed(rec, several_nodes=True)
+
+
+def test_global_services_tells_a_condition_of_exits_only_over_several_nodes(rec: Record) -> None:
+    """Global Services' pass over its node's records at a process exit drops a Condition from those it
+    tells (`untouched`) in a run of one node only: over several, the news of a process of another
+    node must still reach the Condition's home, which counts its sleepers out (`dragon.mp.at_home`)."""
+    from dragon.services._gs_base import _reclaim_all
+
+    rec.words[KIND] = KINDS.index("Condition")
+    nobody = 4_000_000  # no holder of anything
+    assert _reclaim_all([rec.name], nobody, False, False) == ([], {rec.name})
+    assert _reclaim_all([rec.name], nobody, False, True) == ([], set())

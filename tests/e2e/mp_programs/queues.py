@@ -12,7 +12,9 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -102,6 +104,16 @@ def joinable_worker(jq: Any) -> None:
     for _ in iter(jq.get, None):
         jq.task_done()
     jq.task_done()  # for the None
+
+
+def consume_then_die(jq: Any, n: int, said: Any) -> None:
+    """Take `n` tasks and mark each done, say so (`said`: a SimpleQueue, whose put is in when it
+    returns), then be SIGKILLed."""
+    for _ in range(n):
+        jq.get(timeout=WAIT_S)
+        jq.task_done()
+    said.put("done")
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def late_attach(q: Any, back: Any) -> None:
@@ -308,6 +320,24 @@ def joinable(ctx: Any) -> dict[str, Any]:
     jq.task_done()
     jq.join()
     out["local"] = True
+    # A consumer killed after its task_dones leaves them done: a later join returns once the tasks put
+    # since are done (by a worker started after the death, so that the runtime has heard of it).
+    said = ctx.SimpleQueue()
+    for i in range(3):
+        jq.put(i)
+    p = ctx.Process(target=consume_then_die, args=(jq, 3, said))
+    p.start()
+    said.get()
+    p.join()
+    p = ctx.Process(target=joinable_worker, args=(jq,))
+    p.start()
+    jq.put("after")
+    jq.put(None)
+    joiner = threading.Thread(target=jq.join, daemon=True)
+    joiner.start()
+    joiner.join(WAIT_S)
+    p.join()
+    out["after_a_killed_consumer"] = [p.exitcode, not joiner.is_alive()]
     return out
 
 

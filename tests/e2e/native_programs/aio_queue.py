@@ -4,7 +4,7 @@ working a joinable queue; prints JSON.
 As head (no argument, a trio program): exercise the API, then hand the native queues to a native
 Process child (pickled through a Channel), which works the tasks while the head puts into a bounded
 queue (waiting for room), joins, and takes the results. As "child": the blocking side, with
-dragon.native.
+dragon.native, which also says whether it can make a trio face of the queue (not of another node's).
 """
 
 import json
@@ -84,20 +84,40 @@ async def with_child() -> dict[str, Any]:
     squares = sorted([await results.get(timeout=5) for _ in range(50)])
     await tasks.put(None)
     code = await trio.to_thread.run_sync(child.join)
+    face = await results.get(timeout=5)
     await trio.to_thread.run_sync(lambda: Channel.attach(name="aio-queues").destroy())
     await tasks.aclose()
     await results.aclose()
-    return {"squares": squares == [i * i for i in range(50)], "code": code}
+    return {"squares": squares == [i * i for i in range(50)], "code": code, "face": face}
+
+
+def face_here(q: Any) -> str:
+    """Whether a trio face of `q` can be made in this process ("none"), else its error's name. One
+    made is closed again (its own channel handles: the queue stays)."""
+    try:
+        face = Queue(q)
+    except Exception as exc:
+        return type(exc).__name__
+
+    async def close() -> None:
+        await face._items.aclose()
+        if face._slots is not None:
+            await face._slots.aclose()
+
+    trio.run(close)
+    return "none"
 
 
 def child() -> None:
     chan = Channel.attach(name="aio-queues")
     tasks, results = chan.recv(timeout=30)
     chan.close()
+    face = face_here(tasks)
     while (item := tasks.get(timeout=30)) is not None:
         results.put(item * item)
         tasks.task_done()
     tasks.task_done()
+    results.put(face)
     results.close()
     results.join_thread()
 

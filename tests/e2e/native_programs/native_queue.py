@@ -1,4 +1,5 @@
-"""dragon.native.Queue: every API point, a joinable queue worked by children, cleanup; prints JSON.
+"""dragon.native.Queue: every API point, a joinable queue worked by children, a joiner in a child,
+cleanup; prints JSON.
 
 As head (no argument): exercise the API, hand a joinable queue of tasks and a queue for results to a
 native Process child (pickled through a Channel) and to multiprocessing children of the "dragon" start
@@ -102,6 +103,36 @@ def with_children() -> dict[str, Any]:
     return {"squares": squares == [i * i for i in range(100)], "codes": [code] + [p.exitcode for p in helpers]}
 
 
+def joiner(tasks: Any, out: Any) -> None:
+    """The other side of `joined_elsewhere`: put two tasks, join while they are unfinished (a timeout),
+    then until they are done, and call `task_done` once too often."""
+    tasks.put("a")
+    tasks.put("b")
+    out.put(error(lambda: tasks.join(timeout=0.05)))
+    tasks.join(timeout=30)
+    out.put("joined")
+    out.put(error(tasks.task_done))
+
+
+def joined_elsewhere() -> list[Any]:
+    """A joinable queue's producer and joiner in a child (over two nodes: on the other node than the
+    queue's record), its consumer here: the child's join times out while tasks are unfinished, waits
+    while one is, returns once both are done; its extra `task_done` raises ValueError."""
+    tasks, out = Queue(joinable=True), Queue()
+    child = mp.get_context("dragon").Process(target=joiner, args=(tasks, out))
+    child.start()
+    got = [tasks.get(timeout=30), tasks.get(timeout=30)]
+    timed_out = out.get(timeout=30)
+    tasks.task_done()
+    early = error(lambda: out.get(timeout=0.2))  # one task unfinished: nothing from the child yet
+    tasks.task_done()
+    report = [got, timed_out, early, out.get(timeout=30), out.get(timeout=30)]
+    child.join()
+    tasks.close()
+    out.close()
+    return [*report, child.exitcode]
+
+
 def child() -> None:
     chan = Channel.attach(name="queues")
     tasks, results = chan.recv(timeout=30)
@@ -114,6 +145,7 @@ if __name__ == "__main__" and sys.argv[1:] == ["child"]:
 elif __name__ == "__main__":
     before = shm_entries()
     report: dict[str, Any] = {"basics": basics(), "destroyed": destroyed(), "children": with_children()}
+    report["joined_elsewhere"] = joined_elsewhere()
     gc.collect()
     eventually(lambda: set(shm_entries()) <= set(before))
     report["shm_left"] = sorted(set(shm_entries()) - set(before))
