@@ -53,6 +53,8 @@ from dragon.messages import (
     TATraffic,
     TAUp,
 )
+from dragon.mp.at_home import Done as RecordDone
+from dragon.mp.at_home import now as record_now
 from dragon.mp.at_home import serve as serve_record_op
 from dragon.transport import (
     Buffer,
@@ -440,7 +442,11 @@ class Agent:
             await self.answer(ops, who, op, ChannelReply(op.req_id, OK))
             return None
         if op.op in (RECORD, RECORD_POSTED):  # an object's operation: it may wait (a blocked acquire)
-            return 0
+            done = record_now(op, payloads)  # a Pipe's send with room, its receive with a message waiting
+            if done is None:
+                return 0
+            await self.record_done(ops, who, op, done)
+            return None
         try:
             chan = self.handle(op.sdesc)
         except (ChannelDestroyed, ChannelError, OSError, ValueError) as exc:
@@ -484,12 +490,7 @@ class Agent:
 
     async def _run_op(self, ops: AsyncSocket, who: bytes, op: ChannelOp, payloads: Sequence[Buffer], sent: int) -> None:
         if op.op in (RECORD, RECORD_POSTED):  # for a user of another node, at its home (`dragon.mp.at_home`)
-            done = await serve_record_op(op, payloads)
-            if done.taken is not None:  # a Pipe's receive took a message: kept until the requester has it
-                reply = ChannelReply(op.req_id, OK, count=1, payloads=[done.result])  # count 1: ACK it
-                await self.answer(ops, who, op, reply, kept=(done.taken.sdesc, [done.taken.data]))
-            elif not (op.quiet and done.ok):  # a quiet posted one that succeeded is not answered
-                await self.answer(ops, who, op, ChannelReply(op.req_id, OK, payloads=[done.result]))
+            await self.record_done(ops, who, op, await serve_record_op(op, payloads))
             return
         got: list[bytes] = []
         timeout = float("inf") if op.timeout < 0 else op.timeout
@@ -511,6 +512,14 @@ class Agent:
         else:
             self.idle_handles.setdefault(op.sdesc, []).append(chan)
         await self.answer(ops, who, op, reply, got)
+
+    async def record_done(self, ops: AsyncSocket, who: bytes, op: ChannelOp, done: RecordDone) -> None:
+        """Answer an object's operation (`dragon.mp.at_home`) with what it did."""
+        if done.taken is not None:  # a Pipe's receive took a message: kept until the requester has it
+            reply = ChannelReply(op.req_id, OK, count=1, payloads=[done.result])  # count 1: ACK it
+            await self.answer(ops, who, op, reply, kept=(done.taken.sdesc, [done.taken.data]))
+        elif not (op.quiet and done.ok):  # a quiet posted one that succeeded is not answered
+            await self.answer(ops, who, op, ChannelReply(op.req_id, OK, payloads=[done.result]))
 
     async def answer(
         self,

@@ -441,6 +441,29 @@ class Done(NamedTuple):
     ok: bool = True
 
 
+def now(op: ChannelOp, payloads: Sequence[Buffer] = ()) -> Done | None:
+    """Operation `op` if it can be done at once in the agent's loop, as it arrives (no task, no
+    thread: `pipe_home.now`, and "settle"); None: `serve` it. A failure is left to `serve` too, which
+    reports it."""
+    payloads = payloads or op.payloads
+    try:
+        req = _decoder.decode(payloads[0]) if payloads else None
+        if req is None:
+            return None
+        if req.name == "settle":
+            return Done(_answer(True, None))
+        if req.name not in pipe_home.AT_ONCE:
+            return None
+        value = pipe_home.now(_attached, _home(op.sdesc).rec, req.name, req.args)
+    except (msgspec.DecodeError, ValueError, ChannelError, OSError):
+        return None
+    if value is pipe_home.LATER:
+        return None
+    if isinstance(value, pipe_home.Taken):
+        return Done(_answer(True, value.data), value)
+    return Done(_answer(True, value))
+
+
 async def serve(op: ChannelOp, payloads: Sequence[Buffer] = ()) -> Done:
     """Carry out operation `op` (op RECORD or RECORD_POSTED) here: in a thread, or for a Pipe's send
     or receive that can, in the agent's own (`pipe_home.at_once`). `payloads`: the request when it

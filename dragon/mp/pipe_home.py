@@ -111,13 +111,9 @@ LATER: Final = object()
 """What `at_once` returns for an operation it leaves to a thread."""
 
 
-async def at_once(attach: Attach, rec: Record, name: str, args: list[Any], timeout: float | None) -> Any:
-    """A send or a receive in the agent's own thread when it needs no lock that someone else holds
-    and no decision about the other end (a thread's hop costs more than the operation: a round trip
-    of a Pipe across nodes is two of them): a send that finds room, a receive that finds a message
-    or waits for one on its doorbell, as a trio task. LATER for anything else (a full ring, a
-    message for a side file, a busy lock, the other end possibly over, another waiter of this
-    agent on that doorbell): the thread then does it all, with the very code of a local end."""
+def now(attach: Attach, rec: Record, name: str, args: list[Any]) -> Any:
+    """The part of `at_once` that needs no wait (the agent runs it as the operation arrives, without a
+    task of its own): a send that finds room, a receive that finds a message; LATER otherwise."""
     if name == "pipe_send":
         me, inc, out, data = args
         chan = attach(out) if out else None
@@ -127,6 +123,22 @@ async def at_once(attach: Attach, rec: Record, name: str, args: list[Any], timeo
     if name != "pipe_recv":
         return LATER
     me, inc, out = args
+    chan = attach(inc) if inc else None
+    got = None if chan is None else chan.take(False)
+    return LATER if got is None or got is False else Taken(inc, got)
+
+
+async def at_once(attach: Attach, rec: Record, name: str, args: list[Any], timeout: float | None) -> Any:
+    """A send or a receive in the agent's own thread when it needs no lock that someone else holds
+    and no decision about the other end (a thread's hop costs more than the operation: a round trip
+    of a Pipe across nodes is two of them): a send that finds room, a receive that finds a message
+    or waits for one on its doorbell, as a trio task. LATER for anything else (a full ring, a
+    message for a side file, a busy lock, the other end possibly over, another waiter of this
+    agent on that doorbell): the thread then does it all, with the very code of a local end."""
+    done = now(attach, rec, name, args)
+    if done is not LATER or name != "pipe_recv":
+        return done
+    me, inc, _out = args
     chan = attach(inc) if inc else None
     if chan is None:
         return LATER
