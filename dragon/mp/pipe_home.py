@@ -1,11 +1,13 @@
 """A Pipe's steps for its holders of other nodes, carried out at its home by the home node's transport
 agent (issue 17; `dragon.mp.pipe_away` is the holders' side and says what is decided).
 
-Each operation names the end (0 or 1) and the end's incoming and outgoing channels; `dragon.mp.at_home`
-runs it in a thread of the agent (`operations`), on an `_End` made for it over the records the agent
-attached (`connection._End.at_home`), with the same code a holder of this node runs
-(`connection.send`, `_recv_waiting`, `wait_ends`, `_End.count`). So EOF, a closed reading end, a
-full ring and a message larger than the ring behave exactly as on one node.
+Each operation names the end (0 or 1) and the end's incoming and outgoing channels. A send that finds
+room and a receive that finds a message are done as the operation arrives, in the agent's loop
+(`now`); a receive that must wait waits there on the channel's doorbell as a task (`at_once`).
+Everything else `dragon.mp.at_home` runs in a thread of the agent (`operations`), on an `_End` made
+for it over the records the agent attached (`connection._End.at_home`), with the same code a holder
+of this node runs (`connection.send`, `_recv_waiting`, `wait_ends`, `_End.count`). So EOF, a closed
+reading end, a full ring and a message larger than the ring behave exactly as on one node.
 """
 
 from __future__ import annotations
