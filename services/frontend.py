@@ -150,11 +150,10 @@ class Frontend:
         """What the bringup step under way waits for of each node (`wait_all`)."""
         self.forced = False
         self.tearing_down = False
-        self.nodes_told = False
-        """Every node was told to tear down: a node whose agent another's finds silent from then on is
-        tearing down too (on 2 CPUs, one node's teardown can outlast another's agent by the heartbeat
-        bound: "the transport agent of node 0 was silent for 2 s" failed runs that had finished), and
-        one that does not finish is named by the teardown's own bounds."""
+        """The run is ending (its head exited, or it failed): a node that another finds silent from then
+        on fails nothing (on 2 CPUs, one node's teardown can stall or outlast another's agent by the
+        heartbeat bound: "the transport agent of node 0 was silent for 2 s" failed runs whose program
+        had finished); one that does not finish is named by the teardown's own bounds."""
         self.helper_scopes: list[trio.CancelScope] = []
 
     def start_helper(self, nursery: trio.Nursery, fn: Callable[..., Any], *args: Any) -> None:
@@ -193,8 +192,8 @@ class Frontend:
         still hears us, and the run goes on with the others."""
         if node.lost or (self.broken.is_set() and node.done.is_set()):
             return
-        if self.nodes_told:  # an agent stopped before another (each node tears down on its own): no loss
-            log.info("after the nodes were told to tear down: %s", what)
+        if self.tearing_down:  # the run is ending: a silence now loses nothing (see `teardown`)
+            log.info("while the run tears down: %s", what)
             return
         if node.idx != 0 and self.nodes[0].identity:  # its processes are dead for whoever joins them
             self.forward(self.nodes[0], "gs", NodeLost(node_idx=node.idx, what=what))
@@ -417,7 +416,6 @@ class Frontend:
                     await self.gs_halted.wait()
             for node in self.nodes:
                 self.send(node, BETeardown(force=self.forced))
-            self.nodes_told = True
             with trio.move_on_after(NODE_TEARDOWN_S):
                 for node in self.nodes:
                     if node.identity and not node.lost:
