@@ -87,6 +87,7 @@ from dragon.transport.forward import (
     pack_forward,
     unpack_forward,
 )
+from dragon.transport.hot_wait import AGENT_SPIN_MAX_S, HotWait
 from dragon.transport.zsecurity import Authenticator, RunKeys, client_socket, server_socket
 from dragon.transport.zsock import AsyncSocket
 
@@ -371,10 +372,18 @@ class Agent:
         """Operations of processes of other nodes on this node's channels, each on the requester's
         own connection (`dragon.client.remote`): [requester, header, payloads...]. One that can finish
         at once (a send with room, a receive with a message waiting, a depth) is answered here; one
-        that must wait gets a task of its own, so that the others go on meanwhile."""
+        that must wait gets a task of its own, so that the others go on meanwhile. Between
+        operations the loop stays awake for a moment (`dragon.transport.hot_wait`: the next step of
+        a requester's round trip usually comes within a few hundred microseconds)."""
         assert self.ops is not None
+        hot = HotWait(AGENT_SPIN_MAX_S)  # awake between the steps of a requester's round trip
         while True:
-            parts = await ops.recv_multipart(copy=False)
+            if ops.can_recv():
+                parts = await ops.recv_multipart(copy=False)
+            else:
+                await hot.spin(ops.can_recv, trio.lowlevel.checkpoint)
+                parts = await ops.recv_multipart(copy=False)
+                hot.arrived()
             if len(parts) < 2:
                 self.drop(f"an operation of {len(parts)} parts (requester and header at least)")
                 continue

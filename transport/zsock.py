@@ -94,6 +94,12 @@ class AsyncSocket:
                 await self._fair_checkpoint()
             return msg
 
+    def can_recv(self) -> bool:
+        """Whether a message is there to take now (`EVENTS`), without waiting: what a task that spins
+        before it sleeps (`dragon.transport.hot_wait`) looks at."""
+        self._check_open()
+        return bool(self._events() & zmq.POLLIN)
+
     @overload
     async def recv_many(self, max_n: int, *, copy: Literal[True] = True) -> list[list[bytes]]: ...
     @overload

@@ -17,6 +17,9 @@ waits, the answer comes once the messages are in) and keeps this sender's order 
 thread is answered before its next); a receive waits for a message at most its timeout; ChannelFull,
 ChannelEmpty and ChannelDestroyed as on one node. Each thread has its own socket per home node, so a
 thread waiting in a receive never holds up another thread's send (a queue's feeder thread, say).
+A thread waiting for an answer stays awake for a moment first (`dragon.transport.hot_wait`: an
+answer of a round trip comes within a couple of hundred microseconds, and a halted CPU would take
+tens of them to wake), as the home agent's loop does between operations.
 
 No message is lost [choice: written down here]: the home agent takes a message only for a receive
 that still waits there (a receive that times out at home takes nothing); it keeps the messages of an
@@ -71,6 +74,7 @@ from dragon.transport.forward import (
     ChannelReply,
     inline,
 )
+from dragon.transport.hot_wait import PROCESS_SPIN_MAX_S, HotWait
 
 if TYPE_CHECKING:
     import zmq
@@ -110,6 +114,12 @@ class _Socket:
         answer's messages are kept for the next receive there)."""
         self.acked = False
         """An ACK left since the last round trip (a FLUSH at exit confirms it arrived)."""
+        self.hot = HotWait(PROCESS_SPIN_MAX_S)
+        """Awake for a moment while an answer is on its way (`dragon.transport.hot_wait`)."""
+
+    def ready(self) -> bool:
+        """Whether an answer is there to read now."""
+        return bool(self.sock.poll(0))
 
 
 class _Poster:
@@ -369,6 +379,7 @@ class _Link:
         req_id = next(self.ids)
         self._send(sock, ChannelOp(op, req_id, sdesc, -1.0 if timeout is None else max(0.0, timeout), max_n), payloads)
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout) + ANSWER_MARGIN_S
+        sock.hot.spin_blocking(sock.ready)
         while True:
             left = NODE_CHECK_S if deadline is None else min(NODE_CHECK_S, deadline - time.monotonic())
             if not sock.sock.poll(max(0, int(left * 1000))):
@@ -397,6 +408,7 @@ class _Link:
             elif mine:
                 sock.acked = False  # a round trip after the ACKs: they arrived
             if mine:
+                sock.hot.arrived()
                 return reply, got
             if late is not None and taken:  # for the next receive on that channel
                 with self.lock:

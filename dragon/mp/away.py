@@ -45,16 +45,24 @@ class Request(msgspec.Struct, array_like=True, frozen=True):
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(tuple[bool, Any])
-_who: tuple[int, int] = (0, 0)
+_who = 0
 
 
 def who() -> int:
-    """This process's name in the words of a record of another node (`records.remote_holder`)."""
+    """This process's name in the words of a record of another node (`records.remote_holder`): found
+    once per process (every operation names it; `os.getpid` is a system call)."""
     global _who
-    pid = os.getpid()
-    if _who[0] != pid:
-        _who = (pid, remote_holder(LaunchParameters.from_env().index, pid))
-    return _who[1]
+    if not _who:
+        _who = remote_holder(LaunchParameters.from_env().index, os.getpid())
+    return _who
+
+
+def _forget_who() -> None:
+    global _who
+    _who = 0
+
+
+os.register_at_fork(after_in_child=_forget_who)
 
 
 class Away:

@@ -123,6 +123,23 @@ async def test_messages_cross_two_processes_without_loss_and_in_order(ctx: zmq.C
     pull.close()
 
 
+async def test_can_recv_says_whether_a_message_is_there_without_taking_it(ctx: zmq.Context[Any]) -> None:
+    pull, endpoint = bound(ctx, zmq.PULL)
+    push = connected(ctx, zmq.PUSH, endpoint)
+    assert not pull.can_recv()
+    with trio.fail_after(10):
+        await push.send_multipart(numbered(7))
+        while not pull.can_recv():  # a bounded poll: the message is on its way through libzmq
+            await trio.lowlevel.checkpoint()
+        assert pull.can_recv()  # looking takes nothing
+        assert number(await pull.recv_multipart()) == 7
+    assert not pull.can_recv()
+    push.close()
+    pull.close()
+    with pytest.raises(trio.ClosedResourceError):
+        pull.can_recv()
+
+
 async def test_concurrent_senders_on_one_socket_keep_each_senders_order(ctx: zmq.Context[Any]) -> None:
     pull, endpoint = bound(ctx, zmq.PULL, rcvhwm=8)
     push = connected(ctx, zmq.PUSH, endpoint, sndhwm=8)
