@@ -165,12 +165,16 @@ def _table(end: int) -> int:
     return OVER + 2 + end * 2 * SLOTS
 
 
-def _holders(words: memoryview, end: int) -> list[int]:
+def _holders(words: memoryview, end: int, me: int = 0) -> list[int]:
     """The live processes holding `end` open (lock-free: may be stale); a holder of another node
-    (`records.remote_holder`) counts until the runtime tells the home it ended (`dragon.mp.pipe_home`)."""
+    (`records.remote_holder`) counts until the runtime tells the home it ended (`dragon.mp.pipe_home`).
+    `me`: the caller's pid, alive without a look at /proc (a process that made a Pipe usually keeps
+    both ends: a receive's look before each sleep would read /proc for itself every time)."""
     base = _table(end)
     rows = words[base : base + 2 * SLOTS].tolist()
-    return [pid for pid, n in zip(rows[::2], rows[1::2], strict=True) if pid and n > 0 and holder_alive(pid)]
+    return [
+        pid for pid, n in zip(rows[::2], rows[1::2], strict=True) if pid and n > 0 and (pid == me or holder_alive(pid))
+    ]
 
 
 def _ended(rec: Record, end: int) -> bool:
@@ -275,8 +279,8 @@ class _End:
         """The live holders of the other end, with a pidfd of each of this node in `pidfds` (this
         process apart), so that a sleeper wakes when one dies (the death of one of another node is
         told by the runtime: `dragon.mp.pipe_home.reclaim` rings the waiters)."""
-        live = _holders(self.rec.words, 1 - self.me)
         me = os.getpid()
+        live = _holders(self.rec.words, 1 - self.me, me)
         for pid in [p for p in self.pidfds if p not in live]:
             os.close(self.pidfds.pop(pid))
         for pid in live:
