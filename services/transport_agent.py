@@ -100,6 +100,9 @@ HEARTBEAT_LOST_S: Final = 2.0  # MULTINODE §6: a lost node is noticed within 2 
 """Both for the links between agents and for the frontend's link to each backend."""
 PUMP_BATCH: Final = 64  # frames of this node sent to the other nodes as one message at most
 DELIVER_TIMEOUT_S: Final = 10.0  # a channel nobody reads for this long loses that frame (logged)
+LOCK_GRACE_S: Final = 1.0
+"""How long an operation with a shorter timeout may still wait for a channel's lock that another
+process keeps (`_send_all`): a lease is given up within `LEASE_POLL_S` once others want it."""
 UNACKED_CHECK_S: Final = 0.5
 """How long an answer's messages may wait for the requester's ACK before the agent checks that the
 requester is still connected (`Agent.check_requesters`)."""
@@ -151,35 +154,53 @@ async def _say(link: MessageChannel[TAStdinInbound], msg: TAStdoutOutbound) -> N
 
 async def _send_all(chan: TrioChannel, payloads: Sequence[Buffer], timeout: float) -> int:
     """Send `payloads` in order, waiting while the channel is full, until `timeout`: how many went in.
-    Each tries at once first (a timeout of 0 polls); a send cancelled at the deadline sent nothing."""
+    Each tries at once first (a timeout of 0 polls), never blocking the agent's loop on the send lock:
+    a lock another process keeps (a queue's producer leases it: `Channel.lease_lock`) is waited for,
+    without a system call in the loop, for up to LOCK_GRACE_S even past `timeout` (its holder gives a
+    lease up within `LEASE_POLL_S` once it sees others want it: a full channel, not a busy lock, is
+    what a timeout of 0 reports). A send cancelled at the deadline sent nothing."""
     count = 0
-    with trio.move_on_after(timeout):
-        for message in payloads:
-            try:
-                chan.send_nowait(message)
-            except trio.WouldBlock:
-                await chan.send(message)
-            count += 1
+    deadline = trio.current_time() + timeout
+    for message in payloads:
+        try:
+            chan.send_nowait(message, wait_lock=False)
+        except trio.WouldBlock:
+            sent = False
+            with trio.move_on_at(max(deadline, trio.current_time() + LOCK_GRACE_S)):
+                sent = await chan.try_send(message)
+            if not sent:
+                with trio.move_on_at(deadline):
+                    await chan.send(message)
+                    sent = True
+            if not sent:
+                break
+        count += 1
     return count
 
 
 def _take_waiting(chan: TrioChannel, max_n: int) -> list[bytes]:
-    """Up to `max_n` of the messages waiting in `chan` now (none if it is empty)."""
+    """Up to `max_n` of the messages waiting in `chan` now (none if it is empty, or if another process
+    has the receive lock: the agent's loop never waits for it)."""
     got: list[bytes] = []
     while len(got) < max_n:
         try:
-            got.append(chan.receive_nowait())
+            got.append(chan.receive_nowait(wait_lock=False))
         except trio.WouldBlock:
             break
     return got
 
 
 async def _receive_some(chan: TrioChannel, max_n: int, timeout: float) -> list[bytes]:
-    """The first message (waiting until `timeout`; 0 polls), then up to `max_n` in all of those waiting."""
-    got: list[bytes] = []
-    with trio.move_on_after(timeout):
-        got.append(await chan.receive())
-    return got + _take_waiting(chan, max_n - 1) if got else got
+    """The first message (waiting until `timeout`; 0 polls; a busy receive lock as in `_send_all`),
+    then up to `max_n` in all of those waiting."""
+    deadline = trio.current_time() + timeout
+    first: bytes | None = None
+    with trio.move_on_at(max(deadline, trio.current_time() + LOCK_GRACE_S)):
+        first = await chan.try_receive()
+    if first is None:
+        with trio.move_on_at(deadline):
+            first = await chan.receive()
+    return [first, *_take_waiting(chan, max_n - 1)] if first is not None else []
 
 
 def _status_of(exc: ChannelError) -> int:
@@ -468,7 +489,7 @@ class Agent:
                 reply = ChannelReply(op.req_id, OK, count=chan.statistics().depth)
             elif op.op == SEND:
                 for message in payloads:
-                    chan.send_nowait(message)
+                    chan.send_nowait(message, wait_lock=False)
                     sent += 1
                 reply = ChannelReply(op.req_id, OK, count=sent)
             else:
@@ -556,7 +577,8 @@ class Agent:
             if exc.errno != errno.EHOSTUNREACH:
                 raise
             if kept is not None:
-                await self.put_back(*kept)
+                assert self.ops is not None
+                self.ops.start_soon(self.put_back, *kept)
             return
         self.count(frames_out=1, bytes_out=sum(len(f) for f in frames))
         if kept is not None:
@@ -582,8 +604,9 @@ class Agent:
                     if exc.errno != errno.EHOSTUNREACH:
                         raise
                     del self.unacked[who]
+                    assert self.ops is not None
                     for sdesc, got, _ in kept.values():
-                        await self.put_back(sdesc, got)
+                        self.ops.start_soon(self.put_back, sdesc, got)
 
     async def put_back(self, sdesc: str, messages: Sequence[bytes]) -> None:
         """Messages taken for a requester that is gone, back into their channel (at its end: the order

@@ -4,11 +4,14 @@ It drives the same core as the blocking face (`ChannelCore`), so both faces of o
 interoperate message for message. Waiting never blocks the event loop: the doorbell FIFO is awaited
 with `trio.lowlevel.wait_readable` between the steps of a wait (`_waiting`), and the channel's
 locks are tried without blocking in `send` and `receive` (with a short backoff when another process
-holds one, which it does only for the length of a copy); the `*_nowait` forms and the unregistering
-in cleanup paths take them blocking, which costs at most the length of another process's copy. The exception is a channel
+holds one, which it does only for the length of a copy); the `*_nowait` forms (unless told not to
+wait for a lock: `wait_lock=False`) and the unregistering in cleanup paths take them blocking, which
+costs at most the length of another process's copy. The exception is a channel
 on which a blocking handle keeps a lock between operations (`Channel.hold_lock`, `Channel.lease_lock`:
-a multiprocessing Pool's or Queue's channels, which no trio code of ours uses): a lease is given up
-within `LEASE_POLL_S`, a hold only when its handle closes, so trio code should not share such a channel.
+a multiprocessing Pool's or Queue's channels): a lease is given up within `LEASE_POLL_S`, a hold only
+when its handle closes. Trio code that shares such a channel (a transport agent, for processes of
+other nodes) uses the waiting forms and `wait_lock=False` only: a blocking take of a held lock
+stopped an agent's whole loop, its heartbeats with it, until its node was taken for lost.
 
 trio lets one task at a time wait on an fd, so per handle and direction one task, the *watcher*, sleeps
 on the doorbell while any other waiting tasks of this handle park on a `ParkingLot`; whenever the
@@ -153,11 +156,21 @@ class TrioChannel(trio.abc.Channel[bytes]):
                 self._recv_lot.unpark()
             raise
 
-    def receive_nowait(self) -> bytes:
-        """The oldest message, or trio.WouldBlock if the channel is empty."""
+    async def try_receive(self) -> bytes | None:
+        """The oldest message if there is one now, else None: waits (without blocking the loop) only
+        while another process has the receive lock, not for a message."""
         self._check_open()
-        data = self._core.take()
-        if data is None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        return await self._take()
+
+    def receive_nowait(self, *, wait_lock: bool = True) -> bytes:
+        """The oldest message, or trio.WouldBlock if the channel is empty. Not `wait_lock`: also
+        trio.WouldBlock (nothing taken) if another process has the receive lock, which it may keep
+        for long (`Channel.lease_lock`, `Channel.hold_lock`): a loop that serves others must not
+        wait for it (a transport agent)."""
+        self._check_open()
+        data = self._core.take(wait_lock)
+        if data is None or data is False:
             raise trio.WouldBlock
         return data
 
@@ -217,13 +230,30 @@ class TrioChannel(trio.abc.Channel[bytes]):
                 self._send_lot.unpark()
             raise
 
-    def send_nowait(self, value: Buffer) -> None:
-        """Put one message in, or raise trio.WouldBlock if the channel is full."""
+    async def try_send(self, value: Buffer) -> bool:
+        """Put one message in if there is room now (True): waits (without blocking the loop) only
+        while another process has the send lock, not for room."""
+        self._check_open()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        core = self._core
+        payload, flags = core.prepare(value)
+        try:
+            sent = await self._put(payload, flags)
+        except BaseException:
+            core.discard(payload, flags)
+            raise
+        if not sent:
+            core.discard(payload, flags)
+        return sent
+
+    def send_nowait(self, value: Buffer, *, wait_lock: bool = True) -> None:
+        """Put one message in, or raise trio.WouldBlock if the channel is full; not `wait_lock`, also
+        if another process has the send lock (as `receive_nowait`)."""
         self._check_open()
         core = self._core
         payload, flags = core.prepare(value)
         try:
-            sent = core.put(payload, flags)
+            sent = core.put(payload, flags, wait_lock)
         except BaseException:
             core.discard(payload, flags)
             raise

@@ -11,8 +11,9 @@ change, because with many small tasks (`chunksize=1`) they are the whole cost:
   (it waits on the result pipe too). Each system call lets another thread take the GIL, so the
   threads spend their time handing it over. Here both queues are channels
   (`dragon.mp.queues.SimpleQueue`): the pool process is the only sender of tasks and the only
-  receiver of results, so it keeps those two locks for good (`Channel.hold_lock`) and its side of
-  a task makes no system call at all while workers keep up; the result thread takes every result
+  receiver of results, so it keeps those two locks for good (`Channel.hold_lock`; in a run of several
+  nodes the task lock is leased instead, see `_setup_queues`) and its side of a task makes no
+  system call at all while workers keep up; the result thread takes every result
   waiting at once (`_Results`), and does not spin holding the GIL; the worker handler waits on
   worker exits and its notifier only. A worker, or the result thread, that finds nothing to take
   naps briefly before it waits to be woken (NAP_S).
@@ -50,6 +51,7 @@ from multiprocessing import pool as mp_pool
 from typing import Any, Final
 
 from dragon.errors import ChannelEmpty, ChannelError, ChannelFull
+from dragon.ids import LaunchParameters
 from dragon.mp.codec import PROTOCOL, decode, encode
 from dragon.mp.popen import pin_policy
 from dragon.mp.queues import SimpleQueue
@@ -89,7 +91,11 @@ class Pool(mp_pool.Pool):
     def _setup_queues(self) -> None:
         self._inqueue = _Tasks(ctx=self._ctx)
         self._outqueue = _ResultQueue(ctx=self._ctx)
-        self._inqueue._hold_lock("send")
+        if LaunchParameters.from_env().nodes <= 1:
+            # In a run of several nodes the task channel's home agent may put a task back (a worker of
+            # another node died as its receive took it: `dragon.client.remote`), so the send lock
+            # stays leased (`SimpleQueue`'s default), which gives way: a hold never would.
+            self._inqueue._hold_lock("send")
         self._outqueue._hold_lock("recv")
         self._outqueue._no_spin()
         self._quick_put = self._inqueue.put

@@ -9,11 +9,13 @@ lease; `hold_lock` on a leased handle makes the lease permanent.
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
+import trio
 
-from dragon.transport import Channel, ChannelError
+from dragon.transport import Channel, ChannelError, TrioChannel
 from dragon.transport._layout import W_RSHARED, W_SSHARED
 from dragon.transport._leases import LEASE_POLL_S
 
@@ -234,3 +236,66 @@ def test_watcher_never_waits_for_a_busy_handle(name: str, blocked_first: bool) -
         worker.start()
         worker.join(WAIT_S)
         assert done, "the operation stayed blocked behind a lease nobody gave up"
+
+
+# The trio face in a loop that serves others (a transport agent): never waits for a lock in a system call.
+
+
+async def test_trio_nowait_forms_need_not_wait_for_a_lock_another_process_keeps(name: str) -> None:
+    """`wait_lock=False`: trio.WouldBlock at once, nothing done, while another process keeps the lock
+    (held for good here); `try_send` waits for it without stopping the loop, and goes through once
+    the lock is free (its holder died)."""
+    with Channel.create(name, capacity=4) as ch, Worker("hold_locks", name) as holder:
+        holder.expect("locked", WAIT_S)
+        tch = TrioChannel.attach(name)
+        # A nowait that waited for the lock would block the loop (fail_after could not end it): the
+        # holder's death ends it instead, and the send succeeds, which fails the test.
+        guard = threading.Timer(WAIT_S, holder.kill)
+        guard.start()
+        try:
+            with trio.fail_after(WAIT_S):
+                with pytest.raises(trio.WouldBlock):
+                    tch.send_nowait(b"x", wait_lock=False)
+                with pytest.raises(trio.WouldBlock):
+                    tch.receive_nowait(wait_lock=False)
+                guard.cancel()
+                ticks = 0
+                async with trio.open_nursery() as nursery:
+
+                    async def ticker() -> None:
+                        nonlocal ticks
+                        while True:
+                            ticks += 1
+                            await trio.sleep(0.005)
+
+                    nursery.start_soon(ticker)
+                    with trio.move_on_after(0.3) as waited:
+                        await tch.try_send(b"blocked")
+                    assert waited.cancelled_caught  # still waiting for the lock, and the loop ran on:
+                    assert ticks >= 10
+                    holder.kill()  # the kernel releases its locks
+                    assert await tch.try_send(b"through")
+                    nursery.cancel_scope.cancel()
+            assert ch.recv(timeout=WAIT_S) == b"through"
+        finally:
+            guard.cancel()
+            await tch.aclose()
+
+
+async def test_trio_try_send_gets_through_a_lease_at_once_or_nearly(name: str) -> None:
+    """A producer's lease (another process) is given up within about LEASE_POLL_S of a `try_send`,
+    which waits for it in the loop; `send_nowait(wait_lock=False)` does not."""
+    with Channel.create(name, capacity=4) as ch, Worker("lease", name, "send") as holder:
+        holder.expect("ready", WAIT_S)
+        holder.expect("leased True", WAIT_S)
+        tch = TrioChannel.attach(name)
+        try:
+            with pytest.raises(trio.WouldBlock):
+                tch.send_nowait(b"not yet", wait_lock=False)
+            t0 = time.monotonic()
+            with trio.fail_after(WAIT_S):
+                assert await tch.try_send(b"ours")
+            assert time.monotonic() - t0 < PROMPT_S
+            assert ch.recv_many(4) == [b"leased", b"ours"]
+        finally:
+            await tch.aclose()
