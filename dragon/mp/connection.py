@@ -576,6 +576,7 @@ def _recv_waiting(end: _End, deadline: float | None = None) -> bytes | None:
             if got is not None and got is not False:
                 end.spin_s = min(SPIN_MAX_S, end.spin_s * 2)
                 return got
+        os.sched_yield()  # as a channel receiver's spin (dragon.transport's `Channel`)
     waited = False
     try:
         while True:
