@@ -36,29 +36,29 @@ class _Locks(_Handle):
     __slots__ = ()
 
     def _lock(self, fd: int, blocking: bool) -> bool:
-        """Take a direction's flock (True), or, not `blocking`, False if another process holds it.
+        """Take a direction's flock (True), or, not `blocking`, False if another process still holds
+        it after LOCK_SPIN_S of retries.
 
-        A holder keeps it for a few microseconds, so a blocking take first retries for up to
-        LOCK_SPIN_S before it sleeps in the kernel: sleeping there and being woken costs each side a
-        context switch, many times the wait (two Pool workers sending results, for one)."""
+        A holder keeps it for a few microseconds, so a take first retries for up to LOCK_SPIN_S
+        before it sleeps in the kernel (blocking) or gives up (not): sleeping there and being woken
+        costs each side a context switch, many times the wait (two Pool workers sending results, for
+        one); and a transport agent, which never blocks, would otherwise hand a send that met a
+        worker's few-microsecond hold of the lock to a task of its own (cross-node Pool rows)."""
         if fd in self._held:
             return True
         if fd in self._lease_wanted and self._try_lease(fd):
             return True
         self._announce(fd)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if not blocking:
-                return False
         end = time.perf_counter() + LOCK_SPIN_S
-        while time.perf_counter() < end:
+        while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return True
             except BlockingIOError:
-                pass
+                if time.perf_counter() >= end:
+                    break
+        if not blocking:
+            return False
         fcntl.flock(fd, fcntl.LOCK_EX)
         return True
 
