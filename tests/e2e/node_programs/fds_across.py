@@ -18,16 +18,9 @@ import time
 from multiprocessing.connection import Pipe as StdlibPipe
 from typing import Any
 
-from dragon.native import Policy
+from on_node import on_node  # node_programs/on_node.py
 
 WAIT_S = 30.0
-
-
-def on_node(node: int, target: Any, *args: Any) -> Any:
-    with Policy(node=node):
-        p = mp.Process(target=target, args=args)
-        p.start()
-    return p
 
 
 def echo(end: Any) -> None:

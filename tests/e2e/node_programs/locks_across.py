@@ -20,15 +20,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mp_programs"))
 
 from locks import WAIT_S, basics, overflow, produce, release_for, rlock_visitor  # mp_programs/locks.py
-
-from dragon.native import Policy
-
-
-def on_node(node: int, target: Any, *args: Any) -> Any:
-    with Policy(node=node):
-        p = mp.Process(target=target, args=args)
-        p.start()
-    return p
+from on_node import on_node  # node_programs/on_node.py
 
 
 def maker(requests: Any, made: Any) -> None:

@@ -22,17 +22,10 @@ import time
 from multiprocessing import reduction
 from typing import Any
 
-from dragon.native import Policy
+from on_node import on_node  # node_programs/on_node.py
 
 WAIT_S = 30.0
 BIG = bytes(range(256)) * 20000
-
-
-def on_node(node: int, target: Any, *args: Any) -> Any:
-    with Policy(node=node):
-        p = mp.Process(target=target, args=args)
-        p.start()
-    return p
 
 
 def echo(conn: Any) -> None:
