@@ -37,6 +37,8 @@ RUN_ID: Final = re.compile(r"[0-9a-f]{8}")
 INFO_FILE: Final = "runtime.json"
 _INFO_TMP: Final = INFO_FILE + ".tmp"
 REPLY_CHANNEL_TRIES: Final = 8
+RMTREE_TRIES: Final = 3
+"""How many times `remove_run_dir` tries to remove a run's directory before it reports that it stays."""
 _OPEN_DIR: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -196,14 +198,29 @@ def is_run_dir(run_id: str) -> str:
 
 
 def remove_run_dir(run_id: str) -> None:
-    """Remove a run's directory (never through a symlink); nothing if it is gone or the root is unsafe."""
+    """Remove a run's directory (never through a symlink); nothing if it is gone or the root is unsafe.
+
+    A removal that fails (a file made in the directory while it was emptied: rmdir's ENOTEMPTY) is
+    tried again, up to RMTREE_TRIES times in all; then it is logged as a warning naming the directory
+    and what removes it, never raised: the teardown that calls this goes on (it used to pass in
+    silence, and a run directory left behind showed up only in `dragon status`)."""
     import shutil  # here only: every managed process imports this module, few remove a run
 
-    try:
-        with open_root() as root:
-            shutil.rmtree(run_id, dir_fd=root)
-    except OSError:
-        pass
+    error: OSError | None = None
+    for _ in range(RMTREE_TRIES):
+        try:
+            with open_root() as root:
+                shutil.rmtree(run_id, dir_fd=root)
+            return
+        except (FileNotFoundError, UnsafeRuntimeRoot):
+            return
+        except OSError as exc:
+            error = exc
+    import logging
+
+    logging.getLogger("dragon.rundir").warning(
+        "the run directory %s could not be removed (%s): `dragon cleanup` removes it", run_dir(run_id), error
+    )
 
 
 def channel_name(run_id: str, c_uid: int) -> str:
