@@ -563,7 +563,10 @@ class Agent:
         """`reply` (and the messages `got`) to requester `who`. Messages are kept until it ACKs
         them; if it is not connected any more (it died), they go back into their channel at once.
         `kept`: the channel and messages to keep instead (those a Pipe's receive took, which travel
-        inside its result)."""
+        inside its result). A quiet posted send that went in is not answered (`RemoteChannel(quiet=True)`:
+        only its failure is news)."""
+        if op.quiet and op.op == SEND and reply.status == OK:
+            return
         if kept is None and got:
             kept = (op.sdesc, list(got))
         large = bool(got) and not inline(got)  # then sent without a copy: parts of their own

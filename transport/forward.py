@@ -119,8 +119,9 @@ class ChannelOp(msgspec.Struct, array_like=True, frozen=True):
     payloads: list[bytes] = []
     """SEND's messages when they are small (`inline`); else they follow as parts."""
     quiet: bool = False
-    """RECORD_POSTED: answer only if it fails (the answer of a later one of the same requester on the
-    same record says that this one is done too: they run in order)."""
+    """RECORD_POSTED, or a posted SEND into a quiet channel (`RemoteChannel(quiet=True)`): answer only
+    if it fails (the answer of a later one of the same requester on the same record or channel says
+    that this one is done too: they run in order)."""
 
 
 class ChannelReply(msgspec.Struct, array_like=True, frozen=True):

@@ -141,8 +141,12 @@ class _Poster:
         self.failed: dict[str, ChannelError] = {}
         """A posted send that failed (its channel destroyed...): raised at the next post there."""
         self.quiet: dict[str, list[int]] = {}
-        """Per record: the posted operations there that the agent answers only if they fail (RECORD_POSTED
-        `quiet`), in order. The answer of a later one there says they are done too (they run in order)."""
+        """Per record or channel: the posted operations there that the agent answers only if they fail
+        (`quiet`: RECORD_POSTED, a quiet channel's SEND), in order. The answer of a later one there says
+        they are done too (they run in order)."""
+        self.arrived = -1
+        """The highest req_id answered on this socket: the agent reads a connection's messages in order,
+        so every operation posted before it has arrived there (`_Link.flush_posted`)."""
 
 
 class _Link:
@@ -228,12 +232,14 @@ class _Link:
         op: int = SEND,
         *,
         answered: bool = False,
+        quiet: bool = False,
     ) -> bool:
         """Send `payloads` into channel `sdesc` of `node` without waiting for the answer (see
         `_Poster`): False if the window of answers awaited stayed full for `timeout` s (None: no
         limit; 0: no wait). Raises the error of an earlier posted send into that channel, if one
         failed. `op` RECORD_POSTED: `payloads` is an object's operation on record `sdesc` instead,
-        quiet (`_may_be_quiet`) unless `answered`."""
+        quiet (`_may_be_quiet`) unless `answered`; a SEND is quiet so only with `quiet`
+        (`RemoteChannel(quiet=True)`)."""
         poster = self.poster(node)
         size = sum(len(p) for p in payloads)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -251,7 +257,8 @@ class _Link:
             if failed is not None:
                 raise failed
             req_id = next(self.ids)
-            quiet = op == RECORD_POSTED and not answered and self._may_be_quiet(poster, sdesc, size)
+            unanswered = not answered if op == RECORD_POSTED else quiet
+            quiet = unanswered and self._may_be_quiet(poster, sdesc, size)
             self._send(poster.sock, ChannelOp(op, req_id, sdesc, quiet=quiet), payloads)
             poster.waiting[req_id] = (sdesc, len(payloads), size)
             poster.bytes += size
@@ -274,6 +281,7 @@ class _Link:
         sock, n = poster.sock.sock, 0
         while poster.sock.ready() or (n == 0 and wait_s > 0 and sock.poll(int(wait_s * 1000))):
             reply = self.decoder.decode(sock.recv_multipart()[0])
+            poster.arrived = max(poster.arrived, reply.req_id)
             done = poster.waiting.pop(reply.req_id, None)
             if done is None:  # a probe, or the answer of the FLUSH at exit
                 continue
@@ -314,12 +322,13 @@ class _Link:
         the posting socket: the agent takes a connection's messages in order, and carries out a send
         it has taken whether its requester lives or not). So a put into a queue, then a send that
         another process acts on (a Pool worker's result, after which the pool may terminate it), never
-        loses the put. Nothing to do if every posted send is answered."""
+        loses the put. Nothing to do if every posted send is answered, or was posted before one that
+        is (quiet ones: `_Poster.arrived`)."""
         poster = self.posters.get(node)
         if poster is None or not poster.waiting:
             return
         with poster.lock:
-            if not poster.waiting:
+            if not poster.waiting or max(poster.waiting) < poster.arrived:
                 return
             req_id = next(self.ids)
             poster.waiting[req_id] = ("", 0, 0)  # answered at once, as the posted sends are
@@ -526,23 +535,29 @@ class RemoteChannel:
     awaited, the process's order kept across its threads); a failure is raised at the next send.
     A multiprocessing queue's items channel is used so (`posted()`): a put of the stdlib's Queue
     returns before the item is in the pipe too, and waiting for each answer would double a round
-    trip between two processes (the answer to a put, then the next get's request)."""
+    trip between two processes (the answer to a put, then the next get's request).
+    `quiet` (posted only): the agent answers a send only if it fails, and every QUIET_RUN-th (which
+    also empties the window of those before it): one message fewer per send each way through both
+    agents' and this process's sockets. For a channel whose sends nobody here counts while they are
+    on their way (`approximate_depth` would count a quiet one that is in as still in flight until
+    the next answer): a Pool worker's results (`dragon.mp.pool`)."""
 
-    def __init__(self, node: int, sdesc: str, *, posted: bool = False) -> None:
+    def __init__(self, node: int, sdesc: str, *, posted: bool = False, quiet: bool = False) -> None:
         self.node, self.sdesc = node, sdesc
         _home_of[sdesc] = node
         self._link = _the_link()
         self._closed = False
         self._posted = posted
+        self._quiet = posted and quiet
 
-    def posted(self) -> RemoteChannel:
-        """A handle on the same channel whose sends are posted."""
-        return RemoteChannel(self.node, self.sdesc, posted=True)
+    def posted(self, *, quiet: bool = False) -> RemoteChannel:
+        """A handle on the same channel whose sends are posted (quiet: see the class docstring)."""
+        return RemoteChannel(self.node, self.sdesc, posted=True, quiet=quiet)
 
     def _post(self, messages: Sequence[Buffer], timeout: float | None) -> bool:
         if self._closed:
             raise ChannelError(f"this handle on a channel of node {self.node} is closed")
-        return self._link.post(self.node, self.sdesc, messages, timeout)
+        return self._link.post(self.node, self.sdesc, messages, timeout, quiet=self._quiet)
 
     def _call(
         self, op: int, timeout: float | None, *, max_n: int = 1, payloads: Sequence[Buffer] = (), flush: bool = True

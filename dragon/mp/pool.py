@@ -27,6 +27,15 @@ change, because with many small tasks (`chunksize=1`) they are the whole cost:
   iterable hands each task out at once).
   A worker killed in the middle of a `get` leaves the channel consistent, where the stdlib's pipe
   lock stays taken and stops the pool.
+* A worker on another node than the pool's channels (a run of several nodes) takes each task by a
+  round trip to their node's transport agent, and posts its results there without waiting for
+  their answers, which the agent sends only when a result could not go in (and every
+  `dragon.client.remote.QUIET_RUN`-th): its next task's request follows its result at once, and
+  each result costs one message through the agents instead of two. (Two workers on node 1 of two
+  virtual nodes, the pool on node 0, `map(abs, ..., chunksize=1)`: 3,600 -> 5,600 tasks/s, and the
+  CPU time of all processes per task 510 -> 320 µs.) A result's `put` then returns once it is
+  sent rather than once it is in; the worker's exit still waits until the agent has every result
+  it posted (`dragon.client.remote`), so a worker that ends (maxtasksperchild) loses none.
 * When the pool ends (terminate, the context manager, garbage collection, exit) its channels are
   destroyed once its workers are gone, whatever references they held: workers stopped with SIGTERM
   never give theirs back, and a program making many pools would otherwise keep their memory until
@@ -50,11 +59,13 @@ import types
 from multiprocessing import pool as mp_pool
 from typing import Any, Final
 
+from dragon.client.remote import RemoteChannel
 from dragon.errors import ChannelEmpty, ChannelError, ChannelFull
 from dragon.ids import LaunchParameters
 from dragon.mp.codec import PROTOCOL, decode, encode
 from dragon.mp.popen import pin_policy
 from dragon.mp.queues import SimpleQueue
+from dragon.mp.refs import Hold
 from dragon.policy import Policy, current_policy
 
 RESULT_BATCH: Final = 256
@@ -147,6 +158,14 @@ class _ResultQueue(SimpleQueue):
 
     _KIND = "Pool results"
     _terminating = False
+
+    def _setup(self, hold: Hold) -> None:
+        """As SimpleQueue's; in a worker of another node than the channel's, results are posted quietly
+        (see the module docstring)."""
+        super()._setup(hold)
+        chan = hold.chans[0]
+        if isinstance(chan, RemoteChannel):
+            self._chan = chan.posted(quiet=True)  # type: ignore[assignment]
 
     def _send_waiting(self, data: bytes | memoryview) -> None:
         chan = self._chan

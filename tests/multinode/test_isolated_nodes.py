@@ -280,6 +280,24 @@ def test_native_channels_across_isolated_nodes(cluster: VirtualCluster) -> None:
     }
 
 
+def test_quiet_posted_sends_across_isolated_nodes(cluster: VirtualCluster) -> None:
+    """Issue 17 (a Pool worker's results): sends posted quietly from node 1 into a channel of node 0
+    that holds 8 all arrive in order with far fewer answers than sends; once they have all arrived
+    a synchronous send needs no FLUSH round trip first; a quiet send that fails at home (the channel
+    destroyed) is raised at a later send; a Pool of two workers on node 1, each replaced after 5
+    tasks, gets every result (a worker's exit waits until its agent has what it posted)."""
+    done = run(cluster, 2, node_program("quiet_posts.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert json.loads(done.stdout) == {
+        "in_order": True,
+        "answers_fewer": True,
+        "second_flush_free": True,
+        "failure": "ChannelDestroyed",
+        "child_exit": 0,
+        "pool": True,
+    }
+
+
 def test_queues_and_a_pool_across_isolated_nodes(cluster: VirtualCluster) -> None:
     """Issue 17 item 2 (queues): Queue and SimpleQueue made on node 0 and used by a process on node 1
     both ways (order kept, 300 items), the order of one process's puts kept across its threads (a
