@@ -537,10 +537,10 @@ class RemoteChannel:
     returns before the item is in the pipe too, and waiting for each answer would double a round
     trip between two processes (the answer to a put, then the next get's request).
     `quiet` (posted only): the agent answers a send only if it fails, and every QUIET_RUN-th (which
-    also empties the window of those before it): one message fewer per send each way through both
-    agents' and this process's sockets. For a channel whose sends nobody here counts while they are
-    on their way (`approximate_depth` would count a quiet one that is in as still in flight until
-    the next answer): a Pool worker's results (`dragon.mp.pool`)."""
+    also empties the window of those before it): one message fewer per send (its answer), which the
+    home agent, the network and this process each had to handle. For a channel whose sends nobody
+    here counts while they are on their way (`approximate_depth` would count a quiet one that is in
+    as still in flight until the next answer): a Pool worker's results (`dragon.mp.pool`)."""
 
     def __init__(self, node: int, sdesc: str, *, posted: bool = False, quiet: bool = False) -> None:
         self.node, self.sdesc = node, sdesc
