@@ -65,6 +65,7 @@ from dragon.transport import (
     ProtocolError,
     TrioChannel,
     decode,
+    keep_freed_memory,
 )
 from dragon.transport.forward import (
     ACK,
@@ -124,6 +125,7 @@ def run() -> int:
     """The agent's life in its forked process: stdin/stdout are the pipe to the backend."""
     _log.set_actor("TA")
     sys.stdout = sys.stderr  # fd 1 is the protocol pipe
+    keep_freed_memory()  # every large message that comes in is a fresh block of ZeroMQ's (`transport._heap`)
     return trio.run(main)
 
 

@@ -33,6 +33,7 @@ from ._errors import PoolExhausted as PoolExhausted
 from ._errors import ProtocolError as ProtocolError
 from ._errors import clip as clip
 from ._errors import excerpt as excerpt
+from ._heap import keep_freed_memory as keep_freed_memory
 from ._layout import Buffer as Buffer
 from ._layout import segment_bytes as segment_bytes
 from ._procs import pid_alive as pid_alive

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import Final, Literal, overload
 
 from ._errors import ChannelCorrupted, ChannelDestroyed
+from ._heap import BIG, keep_freed_memory, kept
 from ._layout import (
     HEADER_BYTES,
     LEN_MASK,
@@ -148,6 +149,8 @@ class _Ring(_Waiting):
         # A producer that ran ahead waits for much room, so every receive meanwhile checks for it.
         if w[W_SWAIT] and self.ring_bytes - (w[W_HEAD] - w[W_TAIL]) >= w[W_SWANT]:
             self._ring_bell(self.sbell)
+        if n >= BIG and not kept():  # the next large ones reuse this one's memory (`_heap`)
+            keep_freed_memory()
         return read_side_file(self.name, data) if word & SIDE else data
 
     @overload
@@ -296,6 +299,7 @@ class _Ring(_Waiting):
         self.check_open()
         rfd, w = self.rbell, self._w
         out: list[bytes] = []
+        big = False
         with self._rlock:
             self._lock(rfd, True)
             try:
@@ -315,6 +319,7 @@ class _Ring(_Waiting):
                     end = p + n
                     data = bytes(ring[p:end]) if end <= rb else bytes(ring[p:]) + bytes(ring[: end - rb])
                     out.append(_SideName(data) if word & SIDE else data)
+                    big |= n >= BIG
                     tail += max(slot, 8 + ((n + 7) & ~7))
                 if tail > head:  # the last record said it was longer than what is published: nothing is taken
                     raise self._corrupted(n, head, tail - max(slot, 8 + ((n + 7) & ~7)))
@@ -325,6 +330,8 @@ class _Ring(_Waiting):
                 self._unlock(rfd)
         if out and w[W_SWAIT]:
             self._wake_senders()
+        if big and not kept():
+            keep_freed_memory()
         return [read_side_file(self.name, data) if data.__class__ is _SideName else data for data in out]
 
     def pending(self) -> bool:

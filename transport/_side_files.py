@@ -14,6 +14,7 @@ import re
 from typing import Final
 
 from ._errors import ChannelCorrupted, ChannelDestroyed, excerpt
+from ._heap import keep_freed_memory
 from ._layout import Buffer
 from ._shm import NoSharedMemory, open_own, shm_path, unlink_quietly
 
@@ -60,6 +61,7 @@ def read_side_file(channel: str, suffix: bytes) -> bytes:
     try:
         unlink_quietly(name)
         size = os.fstat(fd).st_size
+        keep_freed_memory()  # a side file's message is large: reuse its memory for the next (`_heap`)
         data = os.read(fd, size)
         if len(data) < size:  # rare: read(2) may return less than asked on a huge file
             data += b"".join(iter(lambda: os.read(fd, size), b""))
