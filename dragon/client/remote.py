@@ -149,6 +149,9 @@ class _Poster:
         """Per record or channel: the posted operations there that the agent answers only if they fail
         (`quiet`: RECORD_POSTED, a quiet channel's SEND), in order. The answer of a later one there says
         they are done too (they run in order)."""
+        self.in_a_row: dict[str, int] = {}
+        """Per record or channel: the quiet operations posted there since the last answered one (every
+        QUIET_RUN-th is answered, whether the answer of the one before has come or not)."""
         self.arrived = -1
         """The highest req_id answered on this socket: the agent reads a connection's messages in order,
         so every operation posted before it has arrived there (`_Link.flush_posted`)."""
@@ -269,14 +272,18 @@ class _Link:
             poster.bytes += size
             if quiet:
                 poster.quiet.setdefault(sdesc, []).append(req_id)
+                poster.in_a_row[sdesc] = poster.in_a_row.get(sdesc, 0) + 1
+            else:
+                poster.in_a_row.pop(sdesc, None)
         return True
 
     def _may_be_quiet(self, poster: _Poster, sdesc: str, size: int) -> bool:
-        """Whether a posted object operation may go unanswered if it succeeds: not every QUIET_RUN-th
-        one there, nor while the window is more than half full (an answer must come to empty it)."""
-        run = poster.quiet.get(sdesc)
+        """Whether a posted operation may go unanswered if it succeeds: not every QUIET_RUN-th one there
+        (counted from the last answered one posted, not from the last answer come: a sender faster
+        than a round trip would otherwise have all its operations answered while an answer travels),
+        nor while the window is more than half full (an answer must come to empty it)."""
         return (
-            (run is None or len(run) < QUIET_RUN - 1)
+            poster.in_a_row.get(sdesc, 0) < QUIET_RUN - 1
             and len(poster.waiting) < POST_WINDOW_OPS // 2
             and poster.bytes + size < POST_WINDOW_BYTES // 2
         )
