@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from typing import Final, Literal, overload
 
 from ._errors import ChannelCorrupted, ChannelDestroyed
-from ._heap import BIG, keep_freed_memory, kept
+from ._heap import BIG, keep_freed_memory
 from ._layout import (
     HEADER_BYTES,
     LEN_MASK,
@@ -149,7 +149,7 @@ class _Ring(_Waiting):
         # A producer that ran ahead waits for much room, so every receive meanwhile checks for it.
         if w[W_SWAIT] and self.ring_bytes - (w[W_HEAD] - w[W_TAIL]) >= w[W_SWANT]:
             self._ring_bell(self.sbell)
-        if n >= BIG and not kept():  # the next large ones reuse this one's memory (`_heap`)
+        if n >= BIG:  # the next large ones reuse this one's memory (`_heap`; once per process)
             keep_freed_memory()
         return read_side_file(self.name, data) if word & SIDE else data
 
@@ -330,7 +330,7 @@ class _Ring(_Waiting):
                 self._unlock(rfd)
         if out and w[W_SWAIT]:
             self._wake_senders()
-        if big and not kept():
+        if big:
             keep_freed_memory()
         return [read_side_file(self.name, data) if data.__class__ is _SideName else data for data in out]
 
