@@ -163,7 +163,11 @@ async def _send_all(chan: TrioChannel, payloads: Sequence[Buffer], timeout: floa
     what a timeout of 0 reports). A send cancelled at the deadline sent nothing."""
     count = 0
     deadline = trio.current_time() + timeout
-    for message in payloads:
+    while count < len(payloads):
+        if taken := chan.send_many_nowait(payloads[count:], wait_lock=False):  # the small ones, one lock
+            count += taken
+            continue
+        message = payloads[count]
         try:
             chan.send_nowait(message, wait_lock=False)
         except trio.WouldBlock:
@@ -181,20 +185,24 @@ async def _send_all(chan: TrioChannel, payloads: Sequence[Buffer], timeout: floa
 
 
 def _take_waiting(chan: TrioChannel, max_n: int) -> list[bytes]:
-    """Up to `max_n` of the messages waiting in `chan` now (none if it is empty, or if another process
-    has the receive lock: the agent's loop never waits for it)."""
-    got: list[bytes] = []
-    while len(got) < max_n:
-        try:
-            got.append(chan.receive_nowait(wait_lock=False))
-        except trio.WouldBlock:
-            break
-    return got
+    """Up to `max_n` of the messages waiting in `chan` now, under one lock (none if it is empty, or if
+    another process has the receive lock: the agent's loop never waits for it)."""
+    if max_n <= 0:
+        return []
+    return chan.receive_many_nowait(max_n, wait_lock=False)
 
 
-async def _receive_some(chan: TrioChannel, max_n: int, timeout: float) -> list[bytes]:
+def _fair_count(chan: TrioChannel, op: ChannelOp) -> int:
+    """How many messages a RECV takes at most now: `max_n`, and with a `share`, no more than the
+    messages waiting divided by it (at least one: `ChannelOp.share`)."""
+    if op.share <= 0 or op.max_n <= 1:
+        return op.max_n
+    return max(1, min(op.max_n, chan.approximate_depth() // op.share))
+
+
+async def _receive_some(chan: TrioChannel, op: ChannelOp, timeout: float) -> list[bytes]:
     """The first message (waiting until `timeout`; 0 polls; a busy receive lock as in `_send_all`),
-    then up to `max_n` in all of those waiting."""
+    then those waiting, up to `_fair_count` in all."""
     deadline = trio.current_time() + timeout
     first: bytes | None = None
     with trio.move_on_at(max(deadline, trio.current_time() + LOCK_GRACE_S)):
@@ -202,7 +210,7 @@ async def _receive_some(chan: TrioChannel, max_n: int, timeout: float) -> list[b
     if first is None:
         with trio.move_on_at(deadline):
             first = await chan.receive()
-    return [first, *_take_waiting(chan, max_n - 1)] if first is not None else []
+    return [first, *_take_waiting(chan, _fair_count(chan, op) - 1)] if first is not None else []
 
 
 def _status_of(exc: ChannelError) -> int:
@@ -490,12 +498,13 @@ class Agent:
             if op.op == DEPTH:
                 reply = ChannelReply(op.req_id, OK, count=chan.statistics().depth)
             elif op.op == SEND:
-                for message in payloads:
+                sent = chan.send_many_nowait(payloads, wait_lock=False)  # the small ones, under one lock
+                for message in payloads[sent:]:
                     chan.send_nowait(message, wait_lock=False)
                     sent += 1
                 reply = ChannelReply(op.req_id, OK, count=sent)
             else:
-                got = _take_waiting(chan, op.max_n)
+                got = _take_waiting(chan, _fair_count(chan, op))
                 if not got:
                     raise trio.WouldBlock
                 reply = ChannelReply(op.req_id, OK, count=len(got))
@@ -536,7 +545,7 @@ class Agent:
                 count = await _send_all(chan, payloads, timeout)
                 reply = ChannelReply(op.req_id, OK if count == len(payloads) else TIMEOUT, count=sent + count)
             else:
-                got = await _receive_some(chan, op.max_n, timeout)
+                got = await _receive_some(chan, op, timeout)
                 reply = ChannelReply(op.req_id, OK if got else TIMEOUT, count=len(got))
         except (ChannelDestroyed, ChannelError) as exc:
             await chan.aclose()

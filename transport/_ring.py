@@ -244,14 +244,19 @@ class _Ring(_Waiting):
             self._ring_bell(self.rbell)
         return True
 
-    def put_many(self, prepared: Sequence[tuple[Buffer, int]], start: int) -> int:
+    def put_many(self, prepared: Sequence[tuple[Buffer, int]], start: int, wait_lock: bool = True) -> int:
         """Append records from `prepared[start:]` (each from `prepare`) while they fit, under one
         lock; publish `head` once for all of them (one store: a crash before it leaves none of them
-        visible). Returns the index of the first record that did not fit (len(prepared) if all did)."""
+        visible). Returns the index of the first record that did not fit (len(prepared) if all did).
+        Not `wait_lock`: `start` (nothing done) if another thread or process holds the send lock
+        (a transport agent's loop: as `put`)."""
         self.check_open()
-        sfd, w = self.sbell, self._w
-        with self._slock:
-            self._lock(sfd, True)
+        sfd, w, tlock = self.sbell, self._w, self._slock
+        if not tlock.acquire(wait_lock):
+            return start
+        try:
+            if not self._lock(sfd, wait_lock):
+                return start
             try:
                 if w[W_CLOSED]:
                     raise self._destroyed()
@@ -289,19 +294,25 @@ class _Ring(_Waiting):
                     w[W_HEAD] = head  # publish them all: a single aligned store
             finally:
                 self._unlock(sfd)
+        finally:
+            tlock.release()
         if w[W_RWAIT]:
             self._ring_bell(self.rbell)
         return i
 
-    def take_many(self, limit: int) -> list[bytes]:
+    def take_many(self, limit: int, wait_lock: bool = True) -> list[bytes]:
         """Remove up to `limit` messages under one lock, oldest first; free them with one store of
-        `tail`. Never waits for a message."""
+        `tail`. Never waits for a message. Not `wait_lock`: none if another thread or process holds
+        the receive lock (as `take`)."""
         self.check_open()
-        rfd, w = self.rbell, self._w
+        rfd, w, tlock = self.rbell, self._w, self._rlock
         out: list[bytes] = []
         big = False
-        with self._rlock:
-            self._lock(rfd, True)
+        if not tlock.acquire(wait_lock):
+            return out
+        try:
+            if not self._lock(rfd, wait_lock):
+                return out
             try:
                 if w[W_CLOSED]:
                     raise self._destroyed()
@@ -328,6 +339,8 @@ class _Ring(_Waiting):
                     w[W_RECEIVED] += len(out)
             finally:
                 self._unlock(rfd)
+        finally:
+            tlock.release()
         if out and w[W_SWAIT]:
             self._wake_senders()
         if big:

@@ -26,6 +26,8 @@ cancelled `send` has either put its message in or not at all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import trio
 
 from ._core import DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY, ChannelCore, ChannelStatistics
@@ -79,6 +81,11 @@ class TrioChannel(trio.abc.Channel[bytes]):
     def statistics(self) -> ChannelStatistics:
         self._check_open()
         return self._core.statistics()
+
+    def approximate_depth(self) -> int:
+        """`ChannelCore.approximate_depth`: messages waiting, O(1), without a lock."""
+        self._check_open()
+        return self._core.approximate_depth()
 
     def _check_open(self) -> None:
         if self._destroyed:
@@ -174,6 +181,13 @@ class TrioChannel(trio.abc.Channel[bytes]):
             raise trio.WouldBlock
         return data
 
+    def receive_many_nowait(self, limit: int, *, wait_lock: bool = True) -> list[bytes]:
+        """Up to `limit` of the messages waiting, oldest first, under one lock (`receive_nowait` for
+        many: one lock and one store of the tail for all); none if the channel is empty or, not
+        `wait_lock`, another process has the receive lock."""
+        self._check_open()
+        return self._core.take_many(limit, wait_lock)
+
     # ------------------------------------------------------------------------ send
 
     async def send(self, value: Buffer) -> None:
@@ -260,6 +274,20 @@ class TrioChannel(trio.abc.Channel[bytes]):
         if not sent:
             core.discard(payload, flags)
             raise trio.WouldBlock
+
+    def send_many_nowait(self, values: Sequence[Buffer], *, wait_lock: bool = True) -> int:
+        """Put in, under one lock, the leading `values` that fit the ring as they are (no side file)
+        while there is room: how many went in (`send_nowait` for many). Not `wait_lock`: none if
+        another process has the send lock."""
+        self._check_open()
+        core = self._core
+        inline = core.max_inline
+        prepared: list[tuple[Buffer, int]] = []
+        for value in values:
+            if len(value) > inline:
+                break
+            prepared.append(core.prepare(value))
+        return core.put_many(prepared, 0, wait_lock) if prepared else 0
 
     # ------------------------------------------------------------------------ closing
 

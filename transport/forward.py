@@ -108,8 +108,9 @@ class ChannelOp(msgspec.Struct, array_like=True, frozen=True):
 
     SEND puts the payloads in order (waiting while the channel is full, at most `timeout` s: < 0 = no
     limit; all or, at the deadline, those that fit: `ChannelReply.count` says how many). RECV takes
-    1 to `max_n` messages (waiting for the first at most `timeout` s). DEPTH counts the messages
-    waiting. ACK: the answer `req_id` arrived (its messages are the requester's now)."""
+    1 to `max_n` messages (waiting for the first at most `timeout` s; with `share`, at most the
+    messages waiting divided by `share`, at least one). DEPTH counts the messages waiting. ACK: the
+    answer `req_id` arrived (its messages are the requester's now)."""
 
     op: int
     req_id: int
@@ -122,6 +123,9 @@ class ChannelOp(msgspec.Struct, array_like=True, frozen=True):
     """RECORD_POSTED, or a posted SEND into a quiet channel (`RemoteChannel(quiet=True)`): answer only
     if it fails (the answer of a later one of the same requester on the same record or channel says
     that this one is done too: they run in order)."""
+    share: int = 0
+    """RECV: > 0 bounds a take of several messages to the messages waiting divided by it, at least one (a
+    Pool worker of another node takes a few tasks at once only while many wait: `dragon.mp.pool`)."""
 
 
 class ChannelReply(msgspec.Struct, array_like=True, frozen=True):

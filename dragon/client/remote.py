@@ -390,6 +390,7 @@ class _Link:
         timeout: float | None,
         *,
         max_n: int = 1,
+        share: int = 0,
         payloads: Sequence[Buffer] = (),
         flush: bool = True,
     ) -> tuple[ChannelReply, list[bytes]]:
@@ -402,7 +403,8 @@ class _Link:
             self.flush_posted(node)
         sock = self.socket(node)
         req_id = next(self.ids)
-        self._send(sock, ChannelOp(op, req_id, sdesc, -1.0 if timeout is None else max(0.0, timeout), max_n), payloads)
+        timeout_s = -1.0 if timeout is None else max(0.0, timeout)
+        self._send(sock, ChannelOp(op, req_id, sdesc, timeout_s, max_n, share=share), payloads)
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout) + ANSWER_MARGIN_S
         sock.hot.spin_blocking(sock.ready)
         while True:
@@ -572,12 +574,22 @@ class RemoteChannel:
         return self._link.post(self.node, self.sdesc, messages, timeout, quiet=self._quiet)
 
     def _call(
-        self, op: int, timeout: float | None, *, max_n: int = 1, payloads: Sequence[Buffer] = (), flush: bool = True
+        self,
+        op: int,
+        timeout: float | None,
+        *,
+        max_n: int = 1,
+        share: int = 0,
+        payloads: Sequence[Buffer] = (),
+        flush: bool = True,
     ) -> tuple[ChannelReply, list[bytes]]:
         """Operation `op` on this channel: the answer, and the messages it carries (RECV)."""
         if self._closed:
             raise ChannelError(f"this handle on a channel of node {self.node} is closed")
-        reply, got = self._link.call(self.node, op, self.sdesc, timeout, max_n=max_n, payloads=payloads, flush=flush)
+        link = self._link
+        reply, got = link.call(
+            self.node, op, self.sdesc, timeout, max_n=max_n, share=share, payloads=payloads, flush=flush
+        )
         if reply.status == DESTROYED:
             raise ChannelDestroyed(f"the channel of node {self.node} was destroyed: {reply.text}")
         if reply.status not in (OK, TIMEOUT):
@@ -613,11 +625,13 @@ class RemoteChannel:
     def recv(self, timeout: float | None = None) -> bytes:
         return self.recv_many(1, timeout)[0]
 
-    def recv_many(self, max_messages: int, timeout: float | None = None) -> list[bytes]:
+    def recv_many(self, max_messages: int, timeout: float | None = None, *, share: int = 0) -> list[bytes]:
+        """Up to `max_messages` (waiting for the first at most `timeout`); with `share`, no more than the
+        messages waiting divided by it, at least one (`ChannelOp.share`: a Pool's task channel)."""
         kept = self._link.take_stashed(self.sdesc, max_messages)
         if kept:
             return kept
-        _, got = self._call(RECV, timeout, max_n=max_messages)
+        _, got = self._call(RECV, timeout, max_n=max_messages, share=share)
         if not got:
             raise ChannelEmpty(f"the channel of node {self.node} stayed empty for {timeout} s")
         return got

@@ -21,22 +21,31 @@ change, because with many small tasks (`chunksize=1`) they are the whole cost:
   are module-level functions (`_encode_task`): pickling a function by name looks it up again
   every time, a third of the pool process's cost of a `map` task with `chunksize=1`. Bound
   methods, partials and callable objects carry their state with every task, as in the stdlib.
-* Workers take one task per `get`, under the task channel's receive lock, as they take one from the
-  stdlib's pipe under its lock: a slow task delays nobody else's, chunking is what `chunksize` says.
+* Workers take one task per `get` (those of another node: below), under the task channel's receive
+  lock, as they take one from the stdlib's pipe under its lock: a slow task delays nobody else's,
+  chunking is what `chunksize` says.
   Tasks are sent as the task thread makes them, never held back for a batch (an `imap` over a slow
   iterable hands each task out at once).
   A worker killed in the middle of a `get` leaves the channel consistent, where the stdlib's pipe
   lock stays taken and stops the pool.
-* A worker on another node than the pool's channels (a run of several nodes) takes each task by a
-  round trip to their node's transport agent, and posts its results there without waiting for
-  their answers, which the agent sends only when a result could not go in (and every
-  `dragon.client.remote.QUIET_RUN`-th): its next task's request follows its result at once, and
-  a result is one message instead of two (the result and its answer). (Two workers on node 1 of two
-  virtual nodes, the pool on node 0, `map(abs, ...)`: 3.6-5.5k -> 5.4-6.3k tasks/s at chunksize 1,
-  0.29-0.40 M -> 0.49-0.74 M at chunksize 100; the CPU time of all processes per task 465 -> 305 µs.)
-  A result's `put` then returns once it is sent rather than once it is in; the worker's exit still
-  waits until the agent has every result it posted (`dragon.client.remote`), so a worker that ends
-  (maxtasksperchild) loses none.
+* A worker on another node than the pool's channels (a run of several nodes) reaches them by round
+  trips to their node's transport agent, so it takes cheap tasks several at a time: **[choice]** a
+  receive asks for as many as its last ones ran in TASK_SPAN_S (1 ms; `_Pace`: one at first, one at
+  a time for tasks slower than that, at most TASK_BATCH_MAX) and gets at most the tasks waiting
+  divided by twice the number of workers (`ChannelOp.share`, counted at the tasks' node), at least
+  one: a worker holds a batch only while every other worker has at least twice as many waiting,
+  so with tasks of one length the map ends no later for it. It holds back the results of a batch
+  until its last task ran, then sends them in one operation (`_Batch`): a result comes late by
+  about TASK_SPAN_S at most (tasks of one length). Results are posted without waiting for their
+  answers, which the agent sends only when a result could not go in (and every
+  `dragon.client.remote.QUIET_RUN`-th): a result's `put` returns once it is sent rather than
+  once it is in; the worker's exit still waits until the agent has every result it posted
+  (`dragon.client.remote`), so a worker that ends loses none. A pool with maxtasksperchild takes
+  one task a receive (a worker that ends must hold none). Known difference: a worker of another
+  node killed while it holds a batch loses its tasks with it (the stdlib's loses the one it runs;
+  either pool then waits for them forever, as the stdlib's does). (Pool(4), two workers on each of
+  two virtual nodes sharing 2 CPUs, `map(abs, ...)`: chunksize 1 from 0.35-0.46x to 0.47-0.68x of
+  the same pool on one node; the agent's CPU time per remote task from about 300 to 30 µs.)
 * When the pool ends (terminate, the context manager, garbage collection, exit) its channels are
   destroyed once its workers are gone, whatever references they held: workers stopped with SIGTERM
   never give theirs back, and a program making many pools would otherwise keep their memory until
@@ -53,6 +62,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import os
 import pickle
 import threading
 import time
@@ -65,10 +75,16 @@ from dragon.errors import ChannelEmpty, ChannelError, ChannelFull
 from dragon.ids import LaunchParameters
 from dragon.mp.codec import PROTOCOL, decode, encode
 from dragon.mp.popen import pin_policy
-from dragon.mp.queues import SimpleQueue
+from dragon.mp.queues import SimpleQueue, _rebuild_simple
 from dragon.mp.refs import Hold
 from dragon.policy import Policy, current_policy
 
+TASK_SPAN_S: Final = 1e-3
+"""A worker of another node asks for as many tasks at once as its last ones ran in this long (`_Pace`):
+long enough to spread a round trip to the tasks' node over many cheap tasks, short enough that the
+results it holds back meanwhile (`_Batch`) come late by no more than about this."""
+TASK_BATCH_MAX: Final = 64
+"""The most tasks a worker of another node takes in one receive."""
 RESULT_BATCH: Final = 256
 """The most results the result thread takes from its channel at once."""
 TERMINATING_CHECK_S: Final = 0.05
@@ -91,17 +107,26 @@ class Pool(mp_pool.Pool):
     _inqueue: SimpleQueue
     _outqueue: _ResultQueue
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Any = None,
+        initargs: Any = (),
+        maxtasksperchild: int | None = None,
+        context: Any = None,
+    ) -> None:
         """The stdlib's; the `dragon.native.Policy` current now places every worker, the ones started
         later to replace others (maxtasksperchild, or a worker that died) included: those start
         from the pool's worker-handler thread, which sees no `with Policy(...)` of the caller."""
         policy = current_policy()
         if policy is not None:
             self.Process = functools.partial(_placed_worker, policy)  # type: ignore[method-assign]
-        super().__init__(*args, **kwargs)
+        self._task_share = _task_share(processes, maxtasksperchild)
+        super().__init__(processes, initializer, initargs, maxtasksperchild, context)
 
     def _setup_queues(self) -> None:
         self._inqueue = _Tasks(ctx=self._ctx)
+        self._inqueue._share = self._task_share
         self._outqueue = _ResultQueue(ctx=self._ctx)
         if LaunchParameters.from_env().nodes <= 1:
             # In a run of several nodes the task channel's home agent may put a task back (a worker of
@@ -141,11 +166,90 @@ class Pool(mp_pool.Pool):
             outqueue._destroy()
 
 
+def _task_share(processes: Any, maxtasksperchild: Any) -> int:
+    """`_Tasks._share` of a pool of `processes` workers: twice as many as there are workers (a worker
+    of another node takes at most 1/(2 x workers) of the tasks waiting at once); 0 (one task per
+    receive) with `maxtasksperchild`, whose workers end after a number of tasks and must hold none
+    then. The stdlib checks the arguments (and raises) in `Pool.__init__`, after this."""
+    if maxtasksperchild is not None:
+        return 0
+    if processes is None:  # as the stdlib counts them
+        processes = (os.process_cpu_count() if hasattr(os, "process_cpu_count") else os.cpu_count()) or 1
+    return 2 * processes if isinstance(processes, int) and processes > 0 else 0
+
+
 def _placed_worker(policy: Policy, ctx: Any, *args: Any, **kwargs: Any) -> Any:
     """A worker process of a pool made under `policy` (`Pool.Process`, as the stdlib calls it)."""
     worker = ctx.Process(*args, **kwargs)
     pin_policy(worker, policy)
     return worker
+
+
+class _Batch:
+    """A Pool worker of another node than its pool's channels: the tasks it took in one receive
+    (`_Tasks.get`) and the results of those it ran, held back until the last of them ran, then sent
+    in one operation (`_ResultQueue._put_held`). One per process (`_batch`): a worker serves one pool."""
+
+    __slots__ = ("out", "pace", "results", "tasks")
+
+    def __init__(self) -> None:
+        self.tasks: collections.deque[bytes] = collections.deque()
+        self.results: list[bytes | memoryview] = []
+        self.out: _ResultQueue | None = None
+        self.pace = _Pace()
+
+    def flush(self) -> None:
+        """Send the results held back (posted: a quiet send, see `_ResultQueue._setup`)."""
+        if self.results:
+            assert self.out is not None
+            results, self.results = self.results, []
+            self.out._chan.send_many(results)
+
+
+_batch: _Batch | None = None
+"""This process's `_Batch`, once it is a worker of another node than its pool's channels."""
+
+
+class _Pace:
+    """How many tasks the next receive of a worker of another node asks for: as many as its last
+    ones ran in TASK_SPAN_S (from taking them to asking for more), 1 to TASK_BATCH_MAX; the first
+    receive asks for one.
+
+    The time a task ran is its wall time less the time its thread waited for a CPU (the kernel's
+    run delay, /proc/thread-self/schedstat: 1 µs a read): on a busy machine, with more busy
+    threads than CPUs, waiting for a CPU stretched cheap tasks tenfold, and the pace fell to one
+    task per round trip (a Pool of 4 workers on 2 virtual nodes of 2 CPUs: most receives took
+    one task). Time a task spends sleeping or waiting for I/O counts: such a task is slow, and
+    its worker takes one at a time. Without that file, the wall time."""
+
+    __slots__ = ("_fd", "_n", "_t0", "_w0", "count")
+
+    def __init__(self) -> None:
+        self.count = 1
+        self._n = 0
+        self._t0 = self._w0 = 0.0
+        try:  # this thread's (the worker's, which takes its tasks); closed when the process ends
+            self._fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self._fd = -1
+
+    def _waited(self) -> float:
+        """How long this thread has waited for a CPU, in all (seconds); 0 if that cannot be read."""
+        if self._fd >= 0:
+            try:
+                return int(os.pread(self._fd, 64, 0).split()[1]) / 1e9
+            except (OSError, ValueError, IndexError):
+                self._fd = -1
+        return 0.0
+
+    def next_count(self) -> int:
+        if self._n:
+            per = (time.perf_counter() - self._t0 - (self._waited() - self._w0)) / self._n
+            self.count = TASK_BATCH_MAX if per * TASK_BATCH_MAX <= TASK_SPAN_S else max(1, int(TASK_SPAN_S / per))
+        return self.count
+
+    def took(self, n: int) -> None:
+        self._n, self._t0, self._w0 = n, time.perf_counter(), self._waited()
 
 
 class _ResultQueue(SimpleQueue):
@@ -167,6 +271,20 @@ class _ResultQueue(SimpleQueue):
         chan = hold.chans[0]
         if isinstance(chan, RemoteChannel):
             self._chan = chan.posted(quiet=True)  # type: ignore[assignment]
+            self.put = self._put_held  # type: ignore[method-assign]  # the pool's node keeps the plain put
+
+    def _put_held(self, obj: object) -> None:
+        """`put` in a process of another node: in a worker that took several tasks in one receive
+        (`_Batch`), the result waits until the last of them ran, then all go together."""
+        batch = _batch
+        if batch is None:
+            super().put(obj)
+            return
+        self._check_open(1)
+        batch.results.append(encode(obj))
+        batch.out = self
+        if not batch.tasks:
+            batch.flush()
 
     def _send_waiting(self, data: bytes | memoryview) -> None:
         chan = self._chan
@@ -219,15 +337,56 @@ class _Tasks(SimpleQueue):
         self._check_open()
         self._send(_encode_task(obj))
 
+    _share = 0
+    """A worker of another node takes several tasks in one receive, at most the tasks waiting
+    divided by this (`ChannelOp.share`, `_task_share`); 0: one per receive."""
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        _, (_, refs) = super().__reduce__()
+        return (_rebuild_tasks, (refs, self._share))
+
     def get(self) -> Any:
         self._check_open()
         chan = self._chan
+        if self._share and isinstance(chan, RemoteChannel):
+            return self._get_batched(chan)
         try:
             return _decode_task(chan.recv(0))
         except ChannelEmpty:
             pass
         time.sleep(NAP_S)
         return _decode_task(chan.recv())
+
+    def _get_batched(self, chan: RemoteChannel) -> Any:
+        """A worker of another node: the next task of those it took in one receive (`_Batch`), or, with
+        none left, as many as its pace asks for (`_Pace`), after sending the results it held back. A
+        sentinel (None: the pool ends) that came with others gives those back: they can only be the
+        other workers' sentinels, which the pool sends after every task. (The share keeps a batch
+        clear of them, the depth it is counted from being exact but for processes killed in the
+        middle of an operation on the channel; this is the net below that.)"""
+        global _batch
+        batch = _batch
+        if batch is None:
+            batch = _batch = _Batch()
+        if not batch.tasks:
+            batch.flush()
+            got = chan.recv_many(batch.pace.next_count(), share=self._share)
+            batch.pace.took(len(got))
+            batch.tasks.extend(got)
+        task = _decode_task(batch.tasks.popleft())
+        if task is None:
+            rest = list(batch.tasks)
+            batch.tasks.clear()
+            batch.flush()
+            if rest:
+                chan.send_many(rest)
+        return task
+
+
+def _rebuild_tasks(refs: list[tuple[int, str]], share: int) -> _Tasks:
+    tasks = _rebuild_simple(_Tasks, refs)
+    tasks._share = share
+    return tasks
 
 
 # ------------------------------------------------------------------------------------------- tasks

@@ -298,6 +298,20 @@ def test_quiet_posted_sends_across_isolated_nodes(cluster: VirtualCluster) -> No
     }
 
 
+def test_a_pool_worker_of_another_node_takes_cheap_tasks_in_batches(cluster: VirtualCluster) -> None:
+    """Issue 17 (Pool rows): a receive with a share takes at most the tasks waiting divided by it, at
+    least one; a sentinel that came with others gives them back; a Pool over both nodes gets every
+    result, its workers of node 1 taking several cheap tasks a receive, those of node 0 one."""
+    done = run(cluster, 2, node_program("pool_batches.py"))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    report = json.loads(done.stdout)
+    assert report["takes"] == [12, 83, 1, 4]
+    assert report["got"] == ["task", None]
+    assert report["left"] == [None]
+    assert report["squares"] is True
+    assert report["paces"]["0"] == 0 and report["paces"]["1"] > 1, report["paces"]
+
+
 def test_queues_and_a_pool_across_isolated_nodes(cluster: VirtualCluster) -> None:
     """Issue 17 item 2 (queues): Queue and SimpleQueue made on node 0 and used by a process on node 1
     both ways (order kept, 300 items), the order of one process's puts kept across its threads (a

@@ -282,6 +282,33 @@ async def test_trio_nowait_forms_need_not_wait_for_a_lock_another_process_keeps(
             await tch.aclose()
 
 
+async def test_trio_many_nowait_forms_do_nothing_while_another_process_keeps_the_lock(name: str) -> None:
+    """`receive_many_nowait` and `send_many_nowait` (a transport agent's batches) with
+    `wait_lock=False`: nothing taken, nothing put while another process keeps the locks; once it is
+    gone, everything waiting in one go, and the leading messages that fit the ring as they are."""
+    with Channel.create(name, capacity=8) as ch:
+        ch.send(b"waiting")
+        tch = TrioChannel.attach(name)
+        try:
+            with Worker("hold_locks", name) as holder:
+                holder.expect("locked", WAIT_S)
+                guard = threading.Timer(WAIT_S, holder.kill)  # a nowait that blocked: ended, and failed below
+                guard.start()
+                try:
+                    assert tch.receive_many_nowait(4, wait_lock=False) == []
+                    assert tch.send_many_nowait([b"a", b"b"], wait_lock=False) == 0
+                finally:
+                    guard.cancel()
+                assert holder.proc.poll() is None, "a nowait form waited for the lock until its holder was killed"
+                holder.kill()
+            assert tch.receive_many_nowait(4, wait_lock=False) == [b"waiting"]
+            large = b"x" * (tch._core.max_inline + 1)
+            assert tch.send_many_nowait([b"a", b"b", large, b"c"], wait_lock=False) == 2
+            assert ch.recv_many(8, timeout=WAIT_S) == [b"a", b"b"]
+        finally:
+            await tch.aclose()
+
+
 async def test_trio_try_send_gets_through_a_lease_at_once_or_nearly(name: str) -> None:
     """A producer's lease (another process) is given up within about LEASE_POLL_S of a `try_send`,
     which waits for it in the loop; `send_nowait(wait_lock=False)` does not."""

@@ -1,0 +1,85 @@
+"""A Pool worker of another node takes cheap tasks several at a time (issue 17, `dragon.mp.pool._Batch`):
+prints one JSON report.
+
+1. The share rule at the tasks' home (`ChannelOp.share`): receives of node 1 from a task channel of
+   node 0 holding 100 tasks: up to 64 with share 8 take 12 (100 // 8); then 83 without a share; then
+   up to 64 with share 8 take 1 of the 5 left (at least one); up to 10 take the last 4.
+2. A sentinel (None: the pool ends) that came in one receive with others gives those back: node 1
+   takes ["task", None, None] at once (share 1, its pace as after cheap tasks), gets "task", then
+   None, and the other None is in the channel again (another worker's).
+3. Pool(4), two workers on each node (round robin), once each has answered, maps 3,000 cheap tasks:
+   every result right; the workers of node 1 take several tasks a receive (their pace is above
+   one), those of node 0 one.
+"""
+
+import json
+import multiprocessing as mp
+import os
+import time
+from typing import Any
+
+from dragon.mp import pool as dpool
+from dragon.native import Policy
+
+
+def takes(tasks: Any, report: "mp.SimpleQueue[Any]") -> None:
+    chan = tasks._chan
+    report.put([len(chan.recv_many(64, share=8)), len(chan.recv_many(83)), len(chan.recv_many(64, share=8))])
+    report.put(len(chan.recv_many(10)))
+
+
+def gives_back(tasks: Any, report: "mp.SimpleQueue[Any]") -> None:
+    dpool._batch = dpool._Batch()
+    dpool._batch.pace.count = dpool.TASK_BATCH_MAX  # as after cheap tasks: ask for many
+    report.put([tasks.get(), tasks.get()])
+
+
+def where(x: int) -> tuple[int, str, int]:
+    """x squared, this worker's node, and how many tasks its last receive asked for (0: one a get)."""
+    batch = dpool._batch
+    return x * x, os.environ["DRAGON_INDEX"], batch.pace.count if batch is not None else 0
+
+
+def pid_after(delay: float) -> int:
+    time.sleep(delay)
+    return os.getpid()
+
+
+def on_node_1(target: Any, *args: Any) -> None:
+    with Policy(node=1):
+        p = mp.Process(target=target, args=args)
+        p.start()
+    p.join(60)
+    assert p.exitcode == 0, f"{target.__name__} on node 1 exited with {p.exitcode}"
+
+
+if __name__ == "__main__":
+    mp.set_start_method("dragon")
+    ctx = mp.get_context()
+    report = mp.SimpleQueue()
+    out: dict[str, Any] = {}
+
+    tasks = dpool._Tasks(ctx=ctx)
+    for i in range(100):
+        tasks.put(i)
+    on_node_1(takes, tasks, report)
+    out["takes"] = [*report.get(), report.get()]
+
+    tasks = dpool._Tasks(ctx=ctx)
+    tasks._share = 1
+    for item in ("task", None, None):
+        tasks.put(item)
+    on_node_1(gives_back, tasks, report)
+    out["got"] = report.get()
+    out["left"] = [dpool._decode_task(m) for m in tasks._take_many(10, 0)]
+
+    with mp.Pool(4) as pool:
+        pids: set[int] = set()
+        for _ in range(100):  # until every worker answers (node 1's start later): at most 5 s of naps
+            pids |= set(pool.map(pid_after, [0.05] * 4, chunksize=1))
+            if len(pids) == 4:
+                break
+        results = pool.map(where, range(3000), chunksize=1)
+    out["squares"] = [r[0] for r in results] == [x * x for x in range(3000)]
+    out["paces"] = {node: max(r[2] for r in results if r[1] == node) for node in sorted({r[1] for r in results})}
+    print(json.dumps(out))
