@@ -21,6 +21,7 @@ measured within seconds of each other), which is judged against the target (PASS
 | Queue round trip 8 B, CURVE / none | the head <-> an echo on node 1 (µs) | raw TCP ping-pong, 8 B | <= 3x |
 | Pool(4).map of `abs`, chunksize 1 / 100 | 4 workers, 2 per node (round robin, checked), CURVE; tasks/s | the same Pool under single-node `dragon` (in node 0) | >= 0.5x |
 | Pipe round trip 8 B, CURVE / none | the head <-> an echo on node 1 over `Pipe()` (µs; a run of its own) | raw TCP ping-pong, 8 B | <= 3x |
+| raw ZeroMQ ping-pong 8 B, CURVE / none | (not the runtime: two DEALER sockets, pinned as the TCP ping-pong) | raw TCP ping-pong, 8 B | none: what ZeroMQ itself adds to a round trip (its I/O threads: two more wake-ups each way), the floor under the runtime's round trips, which cross ZeroMQ |
 
 The Queue and Pipe rows are tools/bench_mp.py's own measuring functions (queue_tp, queue_rt, pipe_rt; imported from its
 PROGRAM), run under `Policy(node=1)`: its round trip pins the head on the first CPU and the echo on
@@ -189,6 +190,46 @@ def ping_send(addr, port, key, warm, n):
         conn.sendall(view)
 
 
+def _zmq_pair(curve, key=""):
+    """A DEALER (CURVE server if `key` is empty, else client of `key`), and the public key to hand over."""
+    import zmq
+
+    s = zmq.Context.instance().socket(zmq.DEALER)
+    if curve:
+        public, secret = zmq.curve_keypair()
+        s.curve_publickey, s.curve_secretkey = public, secret
+        if key:
+            s.curve_serverkey = key.encode()
+        else:
+            s.curve_server = True
+        return s, public.decode()
+    return s, ""
+
+
+def zping_recv(addr, warm, n, curve):
+    _pin(0)
+    s, key = _zmq_pair(curve)
+    _ready(s.bind_to_random_port(f"tcp://{addr}"), key)
+
+    def one():
+        s.send(PAYLOAD)
+        assert s.recv() == PAYLOAD
+
+    dt = _timed(one, warm, n)
+    s.send(b"")  # the echo's end
+    s.close(linger=1000)
+    return {"elapsed_s": dt, "rt_s": dt / n}
+
+
+def zping_send(addr, port, key, warm, n, curve):
+    _pin(1)
+    s, _ = _zmq_pair(curve, key)
+    s.connect(f"tcp://{addr}:{port}")
+    while msg := s.recv():
+        s.send(msg)
+    s.close()
+
+
 if __name__ == "__main__":
     role, case, params, addr = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
     if role == "recv":
@@ -328,6 +369,8 @@ def commands(quick: bool) -> list[Command]:
         Command("zmq64_curve", "raw ZeroMQ PUSH/PULL 64 B, CURVE", raw=("zmq", {**ZMQ64[q], "curve": True})),
         Command("zmq64_none", "raw ZeroMQ PUSH/PULL 64 B, no security", raw=("zmq", {**ZMQ64[q], "curve": False})),
         Command("tcp_rt", "raw TCP ping-pong 8 B", raw=("ping", PING[q])),
+        Command("zmq_rt_curve", "raw ZeroMQ ping-pong 8 B, CURVE", raw=("zping", {**PING[q], "curve": True})),
+        Command("zmq_rt_none", "raw ZeroMQ ping-pong 8 B, no security", raw=("zping", {**PING[q], "curve": False})),
         Command("bulk_curve", "`dragon --nodes 2`, 1 MiB", dragon=(two, "cross", bulk)),
         Command("bulk_none", "`dragon --nodes 2 --transport-security none`, 1 MiB", dragon=(none, "cross", bulk)),
         Command("pipe_curve", "`dragon --nodes 2`, Pipe", dragon=(two, "cross", pipe)),
@@ -347,7 +390,7 @@ class Row:
     unit: str
     scale: float
     higher: bool  # higher is better (throughput); the ratio is value/baseline either way
-    target: float  # ratio at least (higher) or at most
+    target: float | None  # ratio at least (higher) or at most; None: for information
     floor: float | None = None  # and the value at least
     digits: int = 0
 
@@ -403,6 +446,28 @@ ROWS: Final = {
     "queue_rt_curve": _round_trip("Queue round trip 8 B, node 0 <-> node 1, CURVE (µs)", ("dragon_curve", "queue_rt")),
     "queue_rt_none": _round_trip(
         "Queue round trip 8 B, node 0 <-> node 1, security none (µs)", ("dragon_none", "queue_rt")
+    ),
+    "zmq_rt_curve": Row(
+        "raw ZeroMQ ping-pong 8 B, node 0 <-> node 1, CURVE (µs): what ZeroMQ adds",
+        ("zmq_rt_curve", "rt_s"),
+        ("tcp_rt", "rt_s"),
+        "raw TCP ping-pong 8 B",
+        "µs",
+        1e6,
+        False,
+        None,
+        digits=1,
+    ),
+    "zmq_rt_none": Row(
+        "raw ZeroMQ ping-pong 8 B, node 0 <-> node 1, no security (µs): what ZeroMQ adds",
+        ("zmq_rt_none", "rt_s"),
+        ("tcp_rt", "rt_s"),
+        "raw TCP ping-pong 8 B",
+        "µs",
+        1e6,
+        False,
+        None,
+        digits=1,
     ),
     "pipe_rt_curve": _round_trip("Pipe round trip 8 B, node 0 <-> node 1, CURVE (µs)", ("pipe_curve", "pipe_rt")),
     "pipe_rt_none": _round_trip("Pipe round trip 8 B, node 0 <-> node 1, security none (µs)", ("pipe_none", "pipe_rt")),
@@ -563,7 +628,7 @@ def figures(reports: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
         ratios = [v / b for v, b in zip(values, bases, strict=True)]
         ratio = median(ratios)
         ok: bool | None = None
-        if rounds:
+        if rounds and row.target is not None:
             ok = ratio >= row.target if row.higher else ratio <= row.target
             if row.floor is not None:
                 ok = ok and median(values) >= row.floor
@@ -575,7 +640,9 @@ def figures(reports: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
             "baseline_is": row.baseline_label,
             "ratio": over_rounds(ratios),
             "rounds": len(rounds),
-            "target": (">= " if row.higher else "<= ")
+            "target": "(information)"
+            if row.target is None
+            else (">= " if row.higher else "<= ")
             + f"{row.target}x"
             + (f", >= {row.floor:,.0f} {row.unit}" if row.floor else ""),
             "pass": ok,
@@ -606,7 +673,7 @@ def print_tables(section: dict[str, Any]) -> None:
                 f"{fmt(r['ratio']['median'], 2)}x ({fmt(r['ratio']['min'], 2)}–{fmt(r['ratio']['max'], 2)})",
                 r["rounds"],
                 r["target"],
-                {True: "PASS", False: "MISS", None: "no sample"}[r["pass"]],
+                "" if ROWS[key].target is None else {True: "PASS", False: "MISS", None: "no sample"}[r["pass"]],
             ]
         )
     print(md_table(["figure", "the runtime", "baseline", "ratio", "rounds", "target", "met?"], rows))
