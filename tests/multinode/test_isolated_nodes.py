@@ -301,7 +301,8 @@ def test_quiet_posted_sends_across_isolated_nodes(cluster: VirtualCluster) -> No
 def test_a_pool_worker_of_another_node_takes_cheap_tasks_in_batches(cluster: VirtualCluster) -> None:
     """Issue 17 (Pool rows): a receive with a share takes at most the tasks waiting divided by it, at
     least one; a sentinel that came with others gives them back; a Pool over both nodes gets every
-    result, its workers of node 1 taking several cheap tasks a receive, those of node 0 one."""
+    result, its workers of node 1 taking several cheap tasks a receive, those of node 0 one; a
+    worker's result of 9 MiB after small quiet ones arrives."""
     done = run(cluster, 2, node_program("pool_batches.py"))
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     report = json.loads(done.stdout)
@@ -310,6 +311,7 @@ def test_a_pool_worker_of_another_node_takes_cheap_tasks_in_batches(cluster: Vir
     assert report["left"] == [None]
     assert report["squares"] is True
     assert report["paces"]["0"] == 0 and report["paces"]["1"] > 1, report["paces"]
+    assert report["big_result"] is True
 
 
 def test_queues_and_a_pool_across_isolated_nodes(cluster: VirtualCluster) -> None:
@@ -327,6 +329,8 @@ def test_queues_and_a_pool_across_isolated_nodes(cluster: VirtualCluster) -> Non
         "exit": 0,
         "empty": True,
         "threads": True,
+        "sizes": [50, False, 50],
+        "drained": True,
         "big": True,
         "pool": True,
         "pool_nodes": ["0", "0", "1", "1"],  # each worker's node; its queues are node 0's

@@ -10,6 +10,9 @@ prints one JSON report.
 3. Pool(4), two workers on each node (round robin), once each has answered, maps 3,000 cheap tasks:
    every result right; the workers of node 1 take several tasks a receive (their pace is above
    one), those of node 0 one.
+4. A Pool whose one worker is on node 1 returns a result of 9 MiB after small ones: it arrives (a
+   result larger than the window of unanswered sends (8 MiB) posted after quiet small ones
+   gets them answered first: `dragon.client.remote._Link._answer_quiet_sends`).
 """
 
 import json
@@ -38,6 +41,10 @@ def where(x: int) -> tuple[int, str, int]:
     """x squared, this worker's node, and how many tasks its last receive asked for (0: one a get)."""
     batch = dpool._batch
     return x * x, os.environ["DRAGON_INDEX"], batch.pace.count if batch is not None else 0
+
+
+def sized(n: int) -> bytes:
+    return b"r" * n
 
 
 def pid_after(delay: float) -> int:
@@ -82,4 +89,9 @@ if __name__ == "__main__":
         results = pool.map(where, range(3000), chunksize=1)
     out["squares"] = [r[0] for r in results] == [x * x for x in range(3000)]
     out["paces"] = {node: max(r[2] for r in results if r[1] == node) for node in sorted({r[1] for r in results})}
+    with Policy(node=1):
+        one = mp.Pool(1)
+    with one:
+        sizes = [10] * 20 + [9 << 20] + [10] * 5
+        out["big_result"] = [len(r) for r in one.map(sized, sizes, chunksize=1)] == sizes
     print(json.dumps(out))

@@ -1,5 +1,6 @@
 """multiprocessing queues and a Pool whose users are on different nodes (issue 17 item 2, queues):
-prints one JSON report."""
+prints one JSON report. A queue's size, counted by its producer on node 1 and by the head, is
+exact once nobody gets from it ("sizes": [50, false, 50])."""
 
 import json
 import multiprocessing as mp
@@ -32,6 +33,14 @@ def two_threads(q: Any) -> None:
     q.put("last")
 
 
+def counts(q: Any, sq: Any) -> None:
+    """A producer's own count of its items in a queue nobody reads: exact once its puts are in (they
+    are quiet: `dragon.mp.queues._items`; the count settles them first)."""
+    for i in range(50):
+        q.put(i)
+    sq.put([q.qsize(), q.empty()])
+
+
 def big_then_exit(q: Any) -> None:
     """Large items put just before the process exits: all arrive (the exit waits for the agent to have
     every posted send; ZeroMQ sends them without a copy)."""
@@ -60,6 +69,13 @@ if __name__ == "__main__":
         t.start()
     report["threads"] = [threads_q.get(timeout=60) for _ in range(N + 1)] == [*range(N), "last"]
     t.join(60)
+    count_q = mp.Queue()
+    with Policy(node=1):
+        c = mp.Process(target=counts, args=(count_q, sq))
+        c.start()
+    report["sizes"] = [*sq.get(), count_q.qsize()]
+    report["drained"] = [count_q.get(timeout=60) for _ in range(50)] == list(range(50))
+    c.join(60)
     big_q = mp.Queue()
     with Policy(node=1):
         b = mp.Process(target=big_then_exit, args=(big_q,))
