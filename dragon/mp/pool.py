@@ -44,8 +44,10 @@ change, because with many small tasks (`chunksize=1`) they are the whole cost:
   one task a receive (a worker that ends must hold none). Known difference: a worker of another
   node killed while it holds a batch loses its tasks with it (the stdlib's loses the one it runs;
   either pool then waits for them forever, as the stdlib's does). (Pool(4), two workers on each of
-  two virtual nodes sharing 2 CPUs, `map(abs, ...)`: chunksize 1 from 0.35-0.46x to 0.47-0.68x of
-  the same pool on one node; the agent's CPU time per remote task from about 300 to 30 µs.)
+  two virtual nodes sharing 2 CPUs, `map(abs, ...)`: node 0's agent's CPU time per remote task from
+  230-310 to about 20 µs, the workers of node 1 taking 25-75 % of the tasks instead of 2-6 %;
+  chunksize 100 from 0.32-0.57x to 0.57-0.65x of the same pool on one node; chunksize 1 from
+  0.35-0.46x to 0.34-0.73x, as the pool process gets more or less of the shared CPUs.)
 * When the pool ends (terminate, the context manager, garbage collection, exit) its channels are
   destroyed once its workers are gone, whatever references they held: workers stopped with SIGTERM
   never give theirs back, and a program making many pools would otherwise keep their memory until
