@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import operator
 import os
 import pickle
 import threading
@@ -177,7 +178,11 @@ def _task_share(processes: Any, maxtasksperchild: Any) -> int:
         return 0
     if processes is None:  # as the stdlib counts them
         processes = (os.process_cpu_count() if hasattr(os, "process_cpu_count") else os.cpu_count()) or 1
-    return 2 * processes if isinstance(processes, int) and processes > 0 else 0
+    try:
+        count = operator.index(processes)  # an int, or what stands for one (numpy's)
+    except TypeError:
+        return 0
+    return 2 * count if count > 0 else 0
 
 
 def _placed_worker(policy: Policy, ctx: Any, *args: Any, **kwargs: Any) -> Any:
@@ -365,7 +370,9 @@ class _Tasks(SimpleQueue):
         sentinel (None: the pool ends) that came with others gives those back: they can only be the
         other workers' sentinels, which the pool sends after every task. (The share keeps a batch
         clear of them, the depth it is counted from being exact but for processes killed in the
-        middle of an operation on the channel; this is the net below that.)"""
+        middle of an operation on the channel; this is the net below that.) So does a task that
+        cannot be unpickled here, which ends the worker (the stdlib's too), after the results of
+        the batch's earlier tasks went."""
         global _batch
         batch = _batch
         if batch is None:
@@ -375,14 +382,24 @@ class _Tasks(SimpleQueue):
             got = chan.recv_many(batch.pace.next_count(), share=self._share)
             batch.pace.took(len(got))
             batch.tasks.extend(got)
-        task = _decode_task(batch.tasks.popleft())
-        if task is None:
-            rest = list(batch.tasks)
-            batch.tasks.clear()
-            batch.flush()
-            if rest:
-                chan.send_many(rest)
+        try:
+            task = _decode_task(batch.tasks.popleft())
+        except BaseException:  # a task that cannot be unpickled here ends the worker, as the stdlib's
+            task = None
+            raise
+        finally:
+            if task is None:
+                self._give_back(chan, batch)
         return task
+
+    @staticmethod
+    def _give_back(chan: RemoteChannel, batch: _Batch) -> None:
+        """The worker ends: the results it held back go, the tasks it took and did not run go back."""
+        rest = list(batch.tasks)
+        batch.tasks.clear()
+        batch.flush()
+        if rest:
+            chan.send_many(rest)
 
 
 def _rebuild_tasks(refs: list[tuple[int, str]], share: int) -> _Tasks:

@@ -302,7 +302,8 @@ def test_a_pool_worker_of_another_node_takes_cheap_tasks_in_batches(cluster: Vir
     """Issue 17 (Pool rows): a receive with a share takes at most the tasks waiting divided by it, at
     least one; a sentinel that came with others gives them back; a Pool over both nodes gets every
     result, its workers of node 1 taking several cheap tasks a receive, those of node 0 one; a
-    worker's result of 9 MiB after small quiet ones arrives."""
+    worker's result of 9 MiB after small quiet ones arrives; a task that cannot be unpickled ends its
+    worker, and the tasks taken with it are given back."""
     done = run(cluster, 2, node_program("pool_batches.py"))
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     report = json.loads(done.stdout)
@@ -312,6 +313,7 @@ def test_a_pool_worker_of_another_node_takes_cheap_tasks_in_batches(cluster: Vir
     assert report["squares"] is True
     assert report["paces"]["0"] == 0 and report["paces"]["1"] > 1, report["paces"]
     assert report["big_result"] is True
+    assert report["others"] is True
 
 
 def test_queues_and_a_pool_across_isolated_nodes(cluster: VirtualCluster) -> None:

@@ -13,6 +13,9 @@ prints one JSON report.
 4. A Pool whose one worker is on node 1 returns a result of 9 MiB after small ones: it arrives (a
    result larger than the window of unanswered sends (8 MiB) posted after quiet small ones
    gets them answered first: `dragon.client.remote._Link._answer_quiet_sends`).
+5. The same pool: a task that cannot be unpickled on node 1 ends its worker, as the stdlib's does,
+   and is lost, as there; the tasks taken with it are given back and the results of those run
+   before it were sent: every other task's result comes (the pool replaces the worker).
 """
 
 import json
@@ -45,6 +48,17 @@ def where(x: int) -> tuple[int, str, int]:
 
 def sized(n: int) -> bytes:
     return b"r" * n
+
+
+def _explode() -> None:
+    raise RuntimeError("this task cannot be unpickled")
+
+
+class Bomb:
+    """Pickles; its unpickling (in the worker) raises."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return (_explode, ())
 
 
 def pid_after(delay: float) -> int:
@@ -94,4 +108,9 @@ if __name__ == "__main__":
     with one:
         sizes = [10] * 20 + [9 << 20] + [10] * 5
         out["big_result"] = [len(r) for r in one.map(sized, sizes, chunksize=1)] == sizes
+        one.map(sized, [1] * 200, chunksize=1)  # the worker's pace: many tasks a receive
+        before = [one.apply_async(sized, (n,)) for n in range(1, 6)]
+        one.apply_async(sized, (Bomb(),))
+        after = [one.apply_async(sized, (n,)) for n in range(6, 11)]
+        out["others"] = [len(r.get(timeout=60)) for r in before + after] == list(range(1, 11))
     print(json.dumps(out))
