@@ -149,8 +149,6 @@ class _Poster:
         """Per record or channel: the posted operations there that the agent answers only if they fail
         (`quiet`: RECORD_POSTED, a quiet channel's SEND), in order. The answer of a later one there says
         they are done too (they run in order)."""
-        self.quiet_channels: set[str] = set()
-        """The channels among `quiet` (their quiet operations are sends: `_Link._answer_quiet_sends`)."""
         self.in_a_row: dict[str, int] = {}
         """Per record or channel: the quiet operations posted there since the last answered one (every
         QUIET_RUN-th is answered, whether the answer of the one before has come or not)."""
@@ -255,11 +253,7 @@ class _Link:
         deadline = None if timeout is None else time.monotonic() + timeout
         with poster.lock:
             self.collect(poster, 0)
-            if poster.waiting and (poster.bytes + size > POST_WINDOW_BYTES or len(poster.waiting) >= POST_WINDOW_OPS):
-                self._answer_quiet_sends(poster)
-            while poster.waiting and (
-                poster.bytes + size > POST_WINDOW_BYTES or len(poster.waiting) >= POST_WINDOW_OPS
-            ):
+            while self._window_full(poster, size):
                 left = NODE_CHECK_S if deadline is None else min(NODE_CHECK_S, deadline - time.monotonic())
                 if left <= 0:
                     return False
@@ -277,25 +271,24 @@ class _Link:
             if quiet:
                 poster.quiet.setdefault(sdesc, []).append(req_id)
                 poster.in_a_row[sdesc] = poster.in_a_row.get(sdesc, 0) + 1
-                if op == SEND:
-                    poster.quiet_channels.add(sdesc)
             else:
                 poster.in_a_row.pop(sdesc, None)
         return True
 
-    def _answer_quiet_sends(self, poster: _Poster) -> None:
-        """Before a post waits for room in the window (`poster.lock` held): each channel with quiet
-        sends awaiting an answer gets an answered send of no message after them, whose answer says
-        they are done. Without it a send too large to fit beside them (a queue's item of more than
-        half the window: 4 MiB) would wait for answers that never come. A record's quiet operations
-        need none: a Pipe posts at most `dragon.mp.pipe_away.POST_MAX` bytes, which always fit."""
-        for sdesc in poster.quiet_channels:
-            if poster.quiet.get(sdesc):
-                req_id = next(self.ids)
-                self._send(poster.sock, ChannelOp(SEND, req_id, sdesc), ())
-                poster.waiting[req_id] = (sdesc, 0, 0)
-                poster.in_a_row.pop(sdesc, None)
-        poster.quiet_channels.clear()
+    @staticmethod
+    def _window_full(poster: _Poster, size: int) -> bool:
+        """Whether a post of `size` bytes must wait for answers first (`poster.lock` held): the posts
+        awaiting an answer that will come hold the window's bytes or operations. Quiet ones are not
+        counted: they get no answer of their own unless they fail, and are bounded apart (a post is
+        quiet only while the window is less than half full: `_may_be_quiet`). A post larger than
+        the window goes once no answer is awaited (a queue's item of 20 MiB)."""
+        if poster.bytes + size <= POST_WINDOW_BYTES and len(poster.waiting) < POST_WINDOW_OPS:
+            return False
+        quiet = {req_id for run in poster.quiet.values() for req_id in run}
+        loud = [entry for req_id, entry in poster.waiting.items() if req_id not in quiet]
+        return bool(loud) and (
+            sum(entry[2] for entry in loud) + size > POST_WINDOW_BYTES or len(loud) >= POST_WINDOW_OPS
+        )
 
     def _may_be_quiet(self, poster: _Poster, sdesc: str, size: int) -> bool:
         """Whether a posted operation may go unanswered if it succeeds: not every QUIET_RUN-th one there
@@ -334,22 +327,20 @@ class _Link:
                     poster.failed[done[0]] = PostedOpFailed(*value)
         return n
 
-    def settle(self, node: int, sdesc: str, request: bytes | None = None) -> None:
-        """Until every operation this process posted on record or channel `sdesc` (of `node`) is carried
-        out, not only arrived (a Pipe end's close after its posted sends: the reader sees them before
-        EOF; a queue's size counted by its producer): if some of them are quiet, an operation that
-        does nothing is posted after them, answered: on a record `request` (`dragon.mp.at_home`'s
-        "settle"), on a channel (None) a send of no message."""
+    def settle(self, node: int, sdesc: str, request: bytes) -> None:
+        """Until every operation this process posted on record `sdesc` (of `node`) is carried out, not
+        only arrived (a Pipe end's close after its posted sends: the reader sees them before EOF):
+        `request` (an operation that does nothing, `dragon.mp.at_home`'s "settle") is posted after
+        them, answered, if some of them are quiet. Only those posted before it are waited for: a
+        quiet one that another thread posts meanwhile gets no answer of its own."""
         poster = self.posters.get(node)
         if poster is None:
             return
         if poster.quiet.get(sdesc):
-            if request is None:
-                self.post(node, sdesc, [], None)
-            else:
-                self.post(node, sdesc, [request], None, RECORD_POSTED, answered=True)
+            self.post(node, sdesc, [request], None, RECORD_POSTED, answered=True)
         with poster.lock:
-            while any(chan == sdesc for chan, _, _ in poster.waiting.values()):
+            last = max((req_id for req_id, (chan, _, _) in poster.waiting.items() if chan == sdesc), default=0)
+            while any(chan == sdesc and req_id <= last for req_id, (chan, _, _) in poster.waiting.items()):
                 if not self.collect(poster, NODE_CHECK_S) and _is_lost(node):
                     raise ChannelError(f"node {node} is lost: its channel cannot be reached any more")
 
@@ -576,8 +567,9 @@ class RemoteChannel:
     trip between two processes (the answer to a put, then the next get's request).
     `quiet` (posted only): the agent answers a send only if it fails, and every QUIET_RUN-th (which
     also empties the window of those before it): one message fewer per send (its answer), which the
-    home agent, the network and this process each had to handle: a Pool worker's results
-    (`dragon.mp.pool`), a queue's items (`dragon.mp.queues`). `approximate_depth` settles them first."""
+    home agent, the network and this process each had to handle. For a channel whose sends nobody
+    here counts while they are on their way (`approximate_depth` would count a quiet one that is in
+    as still in flight until the next answer): a Pool worker's results (`dragon.mp.pool`)."""
 
     def __init__(self, node: int, sdesc: str, *, posted: bool = False, quiet: bool = False) -> None:
         self.node, self.sdesc = node, sdesc
@@ -680,10 +672,12 @@ class RemoteChannel:
 
     def approximate_depth(self) -> int:
         """Messages waiting in it now (one round trip to its node), plus those kept here and those
-        this process posted that are not in yet. Quiet sends are settled first (`_Link.settle`: one
-        more round trip if some are unanswered), which tells which of them are in."""
-        if self._quiet:
-            self._link.settle(self.node, self.sdesc)
+        this process posted that are not in yet (a quiet handle's: not in yet for all it knows).
+        Posts not answered yet are flushed first (`_Link.flush_posted`, a round trip when there are
+        some): the answers of those the agent put in come before the flush's, so none is counted
+        both in the channel and on its way."""
+        if self._posted:
+            self._link.flush_posted(self.node)
         kept = self._link.stash.get(self.sdesc)
         return self._call(DEPTH, 0)[0].count + (len(kept) if kept else 0) + self._link.in_flight(self.sdesc)
 

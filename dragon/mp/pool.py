@@ -35,8 +35,13 @@ change, because with many small tasks (`chunksize=1`) they are the whole cost:
   divided by twice the number of workers (`ChannelOp.share`, counted at the tasks' node), at least
   one: a worker holds a batch only while every other worker has at least twice as many waiting,
   so with tasks of one length the map ends no later for it. It holds back the results of a batch
-  until its last task ran, then sends them in one operation (`_Batch`): a result comes late by
-  about TASK_SPAN_S at most (tasks of one length). Results are posted without waiting for their
+  until its last task ran, then sends them in one operation (`_Batch`; at the worker's exit too, when
+  the tasks it took and did not run go back, as they would have stayed in the stdlib's pipe): a result
+  comes late by what the batch's later tasks take, about TASK_SPAN_S for tasks of one length, more
+  behind a slow one. Known difference: a task that waits until an earlier task's result reaches
+  the pool process (a callback of `apply_async` that sets an Event it waits on) waits for good if
+  the two came in one batch (the pace makes batches of tasks that each ran in well under
+  TASK_SPAN_S). Results are posted without waiting for their
   answers, which the agent sends only when a result could not go in (and every
   `dragon.client.remote.QUIET_RUN`-th): a result's `put` returns once it is sent rather than
   once it is in; the worker's exit still waits until the agent has every result it posted
@@ -63,6 +68,7 @@ pipe pool under "dragon" too (see `dragon.mp.context`).
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import operator
 import os
@@ -71,6 +77,7 @@ import threading
 import time
 import types
 from multiprocessing import pool as mp_pool
+from multiprocessing import util
 from typing import Any, Final
 
 from dragon.client.remote import RemoteChannel
@@ -211,6 +218,13 @@ class _Batch:
             assert self.out is not None
             results, self.results = self.results, []
             self.out._chan.send_many(results)
+
+    def at_exit(self, chan: RemoteChannel) -> None:
+        """At the worker's exit (a task that called `sys.exit`, say): the results held back still go,
+        and the tasks taken and not run go back to `chan`, as under the stdlib the results were sent
+        and the tasks were still in the pipe; a failure then (the pool gone) is nobody's to hear."""
+        with contextlib.suppress(Exception):
+            _Tasks._give_back(chan, self)
 
 
 _batch: _Batch | None = None
@@ -377,6 +391,7 @@ class _Tasks(SimpleQueue):
         batch = _batch
         if batch is None:
             batch = _batch = _Batch()
+            util.Finalize(None, batch.at_exit, args=(chan,), exitpriority=0)  # before the link's last flush (-7)
         if not batch.tasks:
             batch.flush()
             got = chan.recv_many(batch.pace.next_count(), share=self._share)

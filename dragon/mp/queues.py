@@ -64,9 +64,9 @@ _clock: Final = time.perf_counter
 BURST_GAP_S: Final = 2e-6
 """A put that comes less than this after the previous one (of the same handle) is part of a burst: it
 goes to the feeder thread, which sends a burst in batches. Any other put sends at once if it can."""
-FEEDER_WAIT_S: Final = 5.0
+FEEDER_WAIT_S: Final = 0.05
 """How long `qsize` of a queue of another node waits at most for this process's feeder to have posted
-what `put` left it (then it counts as it can)."""
+what `put` left it (then it counts as it can: a feeder waiting for answers of a full queue's node)."""
 _STOP: Final = object()  # tells a feeder thread to flush and exit (every other item is a message)
 
 
@@ -324,13 +324,14 @@ class Queue:
 def _items(hold: Hold) -> Channel:
     """The items channel of a Queue's `hold`; of another node, with its sends posted (a put returns
     before the item is in, as the stdlib's does: its feeder thread writes it later; a process killed
-    right after a put may lose it there too: `RemoteChannel.posted`) and quiet (the agent answers
-    only a put that failed, and every `dragon.client.remote.QUIET_RUN`-th: an 8 B round trip between
-    two processes of two nodes, a put each way, went from 206 to 191 µs, medians of six alternate
-    runs; a failure is raised at a later put, as a posted one's was). Not a SimpleQueue's: the
-    stdlib's writes its pipe before `put` returns."""
+    right after a put may lose it there too: `RemoteChannel.posted`). Not a SimpleQueue's: the
+    stdlib's writes its pipe before `put` returns. **[choice]** Not quiet (`RemoteChannel.posted`'s
+    `quiet`), although an 8 B round trip between two nodes, a put each way, was 7 % faster so (191
+    against 206 µs): a producer could then count its items (`qsize`, `empty`) only after the
+    quiet puts are carried out, which a full queue delays for as long as nobody gets, and the
+    stdlib's count never waits."""
     chan = hold.chans[0]
-    return chan.posted(quiet=True) if isinstance(chan, RemoteChannel) else chan  # type: ignore[return-value]
+    return chan.posted() if isinstance(chan, RemoteChannel) else chan  # type: ignore[return-value]
 
 
 def _rebuild(cls: type[_T], maxsize: int, refs: list[tuple[int, str]]) -> _T:

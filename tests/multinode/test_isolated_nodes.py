@@ -303,7 +303,7 @@ def test_a_pool_worker_of_another_node_takes_cheap_tasks_in_batches(cluster: Vir
     least one; a sentinel that came with others gives them back; a Pool over both nodes gets every
     result, its workers of node 1 taking several cheap tasks a receive, those of node 0 one; a
     worker's result of 9 MiB after small quiet ones arrives; a task that cannot be unpickled ends its
-    worker, and the tasks taken with it are given back."""
+    worker, and the tasks taken with it are given back; results held back go at a worker's exit."""
     done = run(cluster, 2, node_program("pool_batches.py"))
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     report = json.loads(done.stdout)
@@ -314,6 +314,7 @@ def test_a_pool_worker_of_another_node_takes_cheap_tasks_in_batches(cluster: Vir
     assert report["paces"]["0"] == 0 and report["paces"]["1"] > 1, report["paces"]
     assert report["big_result"] is True
     assert report["others"] is True
+    assert report["before_exit"] is True
 
 
 def test_queues_and_a_pool_across_isolated_nodes(cluster: VirtualCluster) -> None:
@@ -333,6 +334,7 @@ def test_queues_and_a_pool_across_isolated_nodes(cluster: VirtualCluster) -> Non
         "threads": True,
         "sizes": [50, False, 50],
         "drained": True,
+        "pipe_then_big": True,
         "big": True,
         "pool": True,
         "pool_nodes": ["0", "0", "1", "1"],  # each worker's node; its queues are node 0's

@@ -11,16 +11,19 @@ prints one JSON report.
    every result right; the workers of node 1 take several tasks a receive (their pace is above
    one), those of node 0 one.
 4. A Pool whose one worker is on node 1 returns a result of 9 MiB after small ones: it arrives (a
-   result larger than the window of unanswered sends (8 MiB) posted after quiet small ones
-   gets them answered first: `dragon.client.remote._Link._answer_quiet_sends`).
+   post larger than the window of unanswered sends, 8 MiB, waits only for answers that will come,
+   not for those of quiet sends: `dragon.client.remote._Link._window_full`).
 5. The same pool: a task that cannot be unpickled on node 1 ends its worker, as the stdlib's does,
    and is lost, as there; the tasks taken with it are given back and the results of those run
-   before it were sent: every other task's result comes (the pool replaces the worker).
+   before it were sent: every other task's result comes (the pool replaces the worker). So with a
+   task that calls `sys.exit`: at the worker's exit the results held back go and the tasks taken
+   with it go back (40 results of 41 tasks, the one that exited lost, as under the stdlib).
 """
 
 import json
 import multiprocessing as mp
 import os
+import sys
 import time
 from typing import Any
 
@@ -48,6 +51,12 @@ def where(x: int) -> tuple[int, str, int]:
 
 def sized(n: int) -> bytes:
     return b"r" * n
+
+
+def exit_on(x: Any) -> Any:
+    if x == "exit":
+        sys.exit(3)
+    return x
 
 
 def _explode() -> None:
@@ -113,4 +122,7 @@ if __name__ == "__main__":
         one.apply_async(sized, (Bomb(),))
         after = [one.apply_async(sized, (n,)) for n in range(6, 11)]
         out["others"] = [len(r.get(timeout=60)) for r in before + after] == list(range(1, 11))
+        one.map(sized, [1] * 200, chunksize=1)
+        done = one.imap_unordered(exit_on, [*range(20), "exit", *range(20, 40)], chunksize=1)
+        out["before_exit"] = sorted(done.next(timeout=60) for _ in range(40)) == list(range(40))
     print(json.dumps(out))

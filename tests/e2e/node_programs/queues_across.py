@@ -41,6 +41,14 @@ def counts(q: Any, sq: Any) -> None:
     sq.put([q.qsize(), q.empty()])
 
 
+def pipe_then_big(conn: Any, q: Any) -> None:
+    """A Pipe send (posted quietly) to node 0, then an item larger than the window of unanswered
+    posts (8 MiB) into a queue of node 0: the item goes once the answers that will come came (it
+    waited for the Pipe send's, which never comes alone)."""
+    conn.send("hello")
+    q.put(b"b" * (9 << 20))
+
+
 def big_then_exit(q: Any) -> None:
     """Large items put just before the process exits: all arrive (the exit waits for the agent to have
     every posted send; ZeroMQ sends them without a copy)."""
@@ -76,6 +84,13 @@ if __name__ == "__main__":
     report["sizes"] = [*sq.get(), count_q.qsize()]
     report["drained"] = [count_q.get(timeout=60) for _ in range(50)] == list(range(50))
     c.join(60)
+    a, b = mp.Pipe()
+    pipe_q = mp.Queue()
+    with Policy(node=1):
+        pb = mp.Process(target=pipe_then_big, args=(b, pipe_q))
+        pb.start()
+    report["pipe_then_big"] = [a.recv(), len(pipe_q.get(timeout=60))] == ["hello", 9 << 20]
+    pb.join(60)
     big_q = mp.Queue()
     with Policy(node=1):
         b = mp.Process(target=big_then_exit, args=(big_q,))
