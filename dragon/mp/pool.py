@@ -41,18 +41,18 @@ change, because with many small tasks (`chunksize=1`) they are the whole cost:
   behind a slow one. Known difference: a task that waits until an earlier task's result reaches
   the pool process (a callback of `apply_async` that sets an Event it waits on) waits for good if
   the two came in one batch (the pace makes batches of tasks that each ran in well under
-  TASK_SPAN_S). Results are posted without waiting for their
-  answers, which the agent sends only when a result could not go in (and every
-  `dragon.client.remote.QUIET_RUN`-th): a result's `put` returns once it is sent rather than
-  once it is in; the worker's exit still waits until the agent has every result it posted
+  TASK_SPAN_S). Results are posted without waiting for their answers, which the agent sends only
+  when a result could not go in (and every `dragon.client.remote.QUIET_RUN`-th): a result's `put`
+  returns once it is sent rather than once it is in; the worker's exit still waits until the agent has every result it posted
   (`dragon.client.remote`), so a worker that ends loses none. A pool with maxtasksperchild takes
   one task a receive (a worker that ends must hold none). Known difference: a worker of another
   node killed while it holds a batch loses its tasks with it (the stdlib's loses the one it runs;
   either pool then waits for them forever, as the stdlib's does). (Pool(4), two workers on each of
   two virtual nodes sharing 2 CPUs, `map(abs, ...)`: node 0's agent's CPU time per remote task from
   230-310 to about 20 µs, the workers of node 1 taking 25-75 % of the tasks instead of 2-6 %;
-  chunksize 100 from 0.32-0.57x to 0.57-0.65x of the same pool on one node; chunksize 1 from
-  0.35-0.46x to 0.34-0.73x, as the pool process gets more or less of the shared CPUs.)
+  of the same pool on one node, medians of two benches of five rounds, chunksize 100 from 0.36x to
+  0.52-0.59x, chunksize 1 from 0.39x to 0.38-0.49x, its rounds 0.30-0.73x as the pool process gets
+  more or less of the shared CPUs.)
 * When the pool ends (terminate, the context manager, garbage collection, exit) its channels are
   destroyed once its workers are gone, whatever references they held: workers stopped with SIGTERM
   never give theirs back, and a program making many pools would otherwise keep their memory until
