@@ -400,6 +400,12 @@ def _round_trip(what: str, value: tuple[str, str]) -> Row:
     return Row(what, value, ("tcp_rt", "rt_s"), "raw TCP ping-pong 8 B", "µs", 1e6, False, 3.0, digits=1)
 
 
+def _zmq_round_trip(security: str, command: str) -> Row:
+    """A raw ZeroMQ ping-pong row: against the raw TCP ping-pong, for information (no target)."""
+    what = f"raw ZeroMQ ping-pong 8 B, node 0 <-> node 1, {security} (µs): what ZeroMQ adds"
+    return Row(what, (command, "rt_s"), ("tcp_rt", "rt_s"), "raw TCP ping-pong 8 B", "µs", 1e6, False, None, digits=1)
+
+
 ROWS: Final = {
     "queue1m_curve": Row(
         "Queue 1 MiB one-way, node 1 -> node 0, CURVE (MiB/s)",
@@ -447,28 +453,8 @@ ROWS: Final = {
     "queue_rt_none": _round_trip(
         "Queue round trip 8 B, node 0 <-> node 1, security none (µs)", ("dragon_none", "queue_rt")
     ),
-    "zmq_rt_curve": Row(
-        "raw ZeroMQ ping-pong 8 B, node 0 <-> node 1, CURVE (µs): what ZeroMQ adds",
-        ("zmq_rt_curve", "rt_s"),
-        ("tcp_rt", "rt_s"),
-        "raw TCP ping-pong 8 B",
-        "µs",
-        1e6,
-        False,
-        None,
-        digits=1,
-    ),
-    "zmq_rt_none": Row(
-        "raw ZeroMQ ping-pong 8 B, node 0 <-> node 1, no security (µs): what ZeroMQ adds",
-        ("zmq_rt_none", "rt_s"),
-        ("tcp_rt", "rt_s"),
-        "raw TCP ping-pong 8 B",
-        "µs",
-        1e6,
-        False,
-        None,
-        digits=1,
-    ),
+    "zmq_rt_curve": _zmq_round_trip("CURVE", "zmq_rt_curve"),
+    "zmq_rt_none": _zmq_round_trip("no security", "zmq_rt_none"),
     "pipe_rt_curve": _round_trip("Pipe round trip 8 B, node 0 <-> node 1, CURVE (µs)", ("pipe_curve", "pipe_rt")),
     "pipe_rt_none": _round_trip("Pipe round trip 8 B, node 0 <-> node 1, security none (µs)", ("pipe_none", "pipe_rt")),
     "pool1": Row(

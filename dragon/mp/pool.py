@@ -224,7 +224,15 @@ class _Batch:
         and the tasks taken and not run go back to `chan`, as under the stdlib the results were sent
         and the tasks were still in the pipe; a failure then (the pool gone) is nobody's to hear."""
         with contextlib.suppress(Exception):
-            _Tasks._give_back(chan, self)
+            self.give_back(chan)
+
+    def give_back(self, chan: RemoteChannel) -> None:
+        """The worker ends: the results held back go, the tasks taken and not run go back to `chan`."""
+        rest = list(self.tasks)
+        self.tasks.clear()
+        self.flush()
+        if rest:
+            chan.send_many(rest)
 
 
 _batch: _Batch | None = None
@@ -404,17 +412,8 @@ class _Tasks(SimpleQueue):
             raise
         finally:
             if task is None:
-                self._give_back(chan, batch)
+                batch.give_back(chan)
         return task
-
-    @staticmethod
-    def _give_back(chan: RemoteChannel, batch: _Batch) -> None:
-        """The worker ends: the results it held back go, the tasks it took and did not run go back."""
-        rest = list(batch.tasks)
-        batch.tasks.clear()
-        batch.flush()
-        if rest:
-            chan.send_many(rest)
 
 
 def _rebuild_tasks(refs: list[tuple[int, str]], share: int) -> _Tasks:
