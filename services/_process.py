@@ -67,7 +67,10 @@ class ForkedChild:
         if self._returncode is None:
             try:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:  # reaped elsewhere: report it as lost
+            except ChildProcessError:  # reaped elsewhere: report it as lost, and say so
+                log.warning(
+                    "pid %d was reaped by someone else: its exit status is unknown (taken as SIGKILL)", self.pid
+                )
                 self._set(-signal.SIGKILL)
                 return self._returncode
             if pid:

@@ -128,7 +128,7 @@ async def test_kill_of_a_remote_service_tears_the_run_down(which: str) -> None:
         code, victim = await kill_then_finish(proc, out, err, which)
     errors = [line for line in bytes(err.data).splitlines() if line.startswith(b"dragon: error:")]
     assert len(errors) == 1, bytes(err.data)
-    assert b"node 1" in errors[0] and WHAT_DIED[which] in errors[0], errors[0]
+    assert b"node 1" in errors[0] and WHAT_DIED[which] in errors[0], bytes(err.data)  # all of it: what came before
     assert code != 0
     assert b"joined" not in out.data  # the head was stopped by the teardown, not left waiting
     assert not pid_alive(victim)
