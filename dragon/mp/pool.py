@@ -38,10 +38,10 @@ change, because with many small tasks (`chunksize=1`) they are the whole cost:
   until its last task ran, then sends them in one operation (`_Batch`; at the worker's exit too, when
   the tasks it took and did not run go back, as they would have stayed in the stdlib's pipe): a result
   comes late by what the batch's later tasks take, about TASK_SPAN_S for tasks of one length, more
-  behind a slow one. Known difference: a task that waits until an earlier task's result reaches
-  the pool process (a callback of `apply_async` that sets an Event it waits on) waits for good if
-  the two came in one batch (the pace makes batches of tasks that each ran in well under
-  TASK_SPAN_S). Results are posted without waiting for their answers, which the agent sends only
+  behind a slow one, at most 5-10 ms more: a task of a batch that runs that long may be waiting
+  for an earlier task's result (an `apply_async` callback that sets an Event it waits on) or a
+  later task, so the results held back go and the other tasks go back then (`_Batch`'s watcher
+  thread). Results are posted without waiting for their answers, which the agent sends only
   when a result could not go in (and every `dragon.client.remote.QUIET_RUN`-th): a result's `put`
   returns once it is sent rather than once it is in; the worker's exit still waits until the agent has every result it posted
   (`dragon.client.remote`), so a worker that ends loses none. A pool with maxtasksperchild takes
@@ -95,6 +95,11 @@ long enough to spread a round trip to the tasks' node over many cheap tasks, sho
 results it holds back meanwhile (`_Batch`) come late by no more than about this."""
 TASK_BATCH_MAX: Final = 64
 """The most tasks a worker of another node takes in one receive."""
+BATCH_LOOK_S: Final = 5e-3
+"""How often a worker of another node that holds a batch looks whether its task is stuck: one found
+running at two looks in a row (it ran 5 to 10 ms, not counting waits for a CPU) makes it send the
+results it holds back and give the batch's other tasks back (`_Batch`: the task may be waiting for
+one of them)."""
 RESULT_BATCH: Final = 256
 """The most results the result thread takes from its channel at once."""
 TERMINATING_CHECK_S: Final = 0.05
@@ -202,37 +207,115 @@ def _placed_worker(policy: Policy, ctx: Any, *args: Any, **kwargs: Any) -> Any:
 class _Batch:
     """A Pool worker of another node than its pool's channels: the tasks it took in one receive
     (`_Tasks.get`) and the results of those it ran, held back until the last of them ran, then sent
-    in one operation (`_ResultQueue._put_held`). One per process (`_batch`): a worker serves one pool."""
+    in one operation (`_ResultQueue._put_held`). One per process (`_batch`): a worker serves one pool.
 
-    __slots__ = ("out", "pace", "results", "tasks")
+    **[choice]** A task of a batch that runs far longer than its pace expects (the batch is of tasks
+    that ran in well under TASK_SPAN_S) may be waiting for something the batch holds: an earlier
+    task's result (an `apply_async` callback in the pool process that sets an Event it waits on) or
+    a later task (which another worker would run under the stdlib). A watcher thread (`_watch`,
+    started by the first batch of more than one task) looks every BATCH_LOOK_S while the worker holds
+    something, and sleeps otherwise; a task it finds running at two looks in a row, for at least
+    BATCH_LOOK_S less the time the worker's thread waited for a CPU meanwhile (as `_Pace` counts: a
+    worker held up by a busy machine is not stuck), makes it send the results held back and give
+    the batch's other tasks back to the task channel, so such a wait ends as under the stdlib, where
+    a worker takes one task at a time. The worker's side costs an attribute write per task and a
+    lock per task and result."""
+
+    __slots__ = ("_armed", "_lock", "_ran", "_wake", "out", "pace", "results", "source", "tasks")
 
     def __init__(self) -> None:
         self.tasks: collections.deque[bytes] = collections.deque()
         self.results: list[bytes | memoryview] = []
         self.out: _ResultQueue | None = None
+        self.source: RemoteChannel | None = None
+        """The task channel the tasks came from (where `give_back` puts them)."""
         self.pace = _Pace()
+        self._lock = threading.Lock()
+        """Guards `tasks` and `results` against the watcher thread."""
+        self._ran = 0
+        """How many tasks the worker started: the watcher's sign of progress."""
+        self._armed = False
+        self._wake: threading.Event | None = None
+
+    def next_task(self) -> bytes | None:
+        """The next task of the batch (None: none left), counted as started."""
+        with self._lock:
+            data = self.tasks.popleft() if self.tasks else None
+        self._ran += 1
+        return data
+
+    def took(self, source: RemoteChannel, got: list[bytes]) -> bytes:
+        """A receive took `got` (at least one) from `source`: the first is started now, the rest held."""
+        self.source = source
+        self._ran += 1
+        if len(got) > 1:
+            with self._lock:
+                self.tasks.extend(got[1:])
+            if not self._armed:
+                self._arm()
+        return got[0]
+
+    def hold(self, result: bytes | memoryview, out: _ResultQueue) -> None:
+        """A result of the batch's tasks, held back until the last of them ran."""
+        self.out = out
+        with self._lock:
+            self.results.append(result)
+            last = not self.tasks
+        if last:
+            self.flush()
 
     def flush(self) -> None:
         """Send the results held back (posted: a quiet send, see `_ResultQueue._setup`)."""
-        if self.results:
-            assert self.out is not None
+        with self._lock:
             results, self.results = self.results, []
+        if results:
+            assert self.out is not None
             self.out._chan.send_many(results)
 
-    def at_exit(self, chan: RemoteChannel) -> None:
+    def at_exit(self) -> None:
         """At the worker's exit (a task that called `sys.exit`, say): the results held back still go,
-        and the tasks taken and not run go back to `chan`, as under the stdlib the results were sent
-        and the tasks were still in the pipe; a failure then (the pool gone) is nobody's to hear."""
+        and the tasks taken and not run go back to their channel, as under the stdlib the results
+        were sent and the tasks were still in the pipe; a failure then (the pool gone) is nobody's
+        to hear."""
         with contextlib.suppress(Exception):
-            self.give_back(chan)
+            self.give_back()
 
-    def give_back(self, chan: RemoteChannel) -> None:
-        """The worker ends: the results held back go, the tasks taken and not run go back to `chan`."""
-        rest = list(self.tasks)
-        self.tasks.clear()
+    def give_back(self) -> None:
+        """The results held back go, the tasks taken and not run go back to their channel (at its end)."""
+        with self._lock:
+            rest = list(self.tasks)
+            self.tasks.clear()
         self.flush()
         if rest:
-            chan.send_many(rest)
+            assert self.source is not None
+            self.source.send_many(rest)
+
+    def _arm(self) -> None:
+        self._armed = True
+        if self._wake is None:
+            self._wake = threading.Event()
+            threading.Thread(target=self._watch, name="dragon pool batch watcher", daemon=True).start()
+        self._wake.set()
+
+    def _watch(self) -> None:
+        """The watcher thread (see the class docstring)."""
+        assert self._wake is not None
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            seen, since, delayed = -1, 0.0, 0.0
+            while True:
+                time.sleep(BATCH_LOOK_S)
+                if not (self.tasks or self.results):
+                    self._armed = False
+                    if not (self.tasks or self.results):  # nothing came meanwhile: `took` arms again
+                        break
+                    self._armed = True
+                if self._ran != seen:  # another task since the last look: it runs from now on
+                    seen, since, delayed = self._ran, time.perf_counter(), self.pace._waited()
+                elif time.perf_counter() - since - (self.pace._waited() - delayed) >= BATCH_LOOK_S:
+                    with contextlib.suppress(Exception):  # the pool gone: the worker hears it itself
+                        self.give_back()
 
 
 _batch: _Batch | None = None
@@ -310,10 +393,7 @@ class _ResultQueue(SimpleQueue):
             super().put(obj)
             return
         self._check_open(1)
-        batch.results.append(encode(obj))
-        batch.out = self
-        if not batch.tasks:
-            batch.flush()
+        batch.hold(encode(obj), self)
 
     def _send_waiting(self, data: bytes | memoryview) -> None:
         chan = self._chan
@@ -399,20 +479,21 @@ class _Tasks(SimpleQueue):
         batch = _batch
         if batch is None:
             batch = _batch = _Batch()
-            util.Finalize(None, batch.at_exit, args=(chan,), exitpriority=0)  # before the link's last flush (-7)
-        if not batch.tasks:
+            util.Finalize(None, batch.at_exit, exitpriority=0)  # before the link's last flush (-7)
+        data = batch.next_task()
+        if data is None:
             batch.flush()
             got = chan.recv_many(batch.pace.next_count(), share=self._share)
             batch.pace.took(len(got))
-            batch.tasks.extend(got)
+            data = batch.took(chan, got)
         try:
-            task = _decode_task(batch.tasks.popleft())
+            task = _decode_task(data)
         except BaseException:  # a task that cannot be unpickled here ends the worker, as the stdlib's
             task = None
             raise
         finally:
             if task is None:
-                batch.give_back(chan)
+                batch.give_back()
         return task
 
 

@@ -303,7 +303,8 @@ def test_a_pool_worker_of_another_node_takes_cheap_tasks_in_batches(cluster: Vir
     least one; a sentinel that came with others gives them back; a Pool over both nodes gets every
     result, its workers of node 1 taking several cheap tasks a receive, those of node 0 one; a
     worker's result of 9 MiB after small quiet ones arrives; a task that cannot be unpickled ends its
-    worker, and the tasks taken with it are given back; results held back go at a worker's exit."""
+    worker, and the tasks taken with it are given back; results held back go at a worker's exit; a
+    task of a batch that waits for an earlier one's result is not stuck (the batch's watcher)."""
     done = run(cluster, 2, node_program("pool_batches.py"))
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     report = json.loads(done.stdout)
@@ -315,6 +316,8 @@ def test_a_pool_worker_of_another_node_takes_cheap_tasks_in_batches(cluster: Vir
     assert report["big_result"] is True
     assert report["others"] is True
     assert report["before_exit"] is True
+    assert report["stuck"] == [[0, 0, [True, 5]], [0, 1, [True, True]]]
+    assert report["stuck_exit"] == 0
 
 
 def test_queues_and_a_pool_across_isolated_nodes(cluster: VirtualCluster) -> None:

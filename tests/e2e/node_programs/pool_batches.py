@@ -18,10 +18,17 @@ prints one JSON report.
    before it were sent: every other task's result comes (the pool replaces the worker). So with a
    task that calls `sys.exit`: at the worker's exit the results held back go and the tasks taken
    with it go back (40 results of 41 tasks, the one that exited lost, as under the stdlib).
+6. A task of a batch that waits until an earlier task's result of the same batch reached the pool
+   process (here the program, standing for a callback that sets an Event) is not stuck: the
+   worker's watcher sends the result held back once the task has run 5-10 ms, and gives the
+   batch's last task (the sentinel) back. The stdlib worker loop on node 1 takes [abs(-5),
+   waits_for(Event), None] in one receive (share 1, its pace as after cheap tasks); abs's
+   result arrives before the Event is set, and the waiting task sees it set.
 """
 
 import json
 import multiprocessing as mp
+import multiprocessing.pool as mp_pool
 import os
 import sys
 import time
@@ -41,6 +48,17 @@ def gives_back(tasks: Any, report: "mp.SimpleQueue[Any]") -> None:
     dpool._batch = dpool._Batch()
     dpool._batch.pace.count = dpool.TASK_BATCH_MAX  # as after cheap tasks: ask for many
     report.put([tasks.get(), tasks.get()])
+
+
+def works_a_batch(tasks: Any, results: Any) -> None:
+    """The stdlib's worker loop, its first receive asking for many tasks (as after cheap ones)."""
+    dpool._batch = dpool._Batch()
+    dpool._batch.pace.count = dpool.TASK_BATCH_MAX
+    mp_pool.worker(tasks, results)  # type: ignore[attr-defined]  # not in typeshed
+
+
+def waits_for(ev: Any, timeout: float) -> bool:
+    return bool(ev.wait(timeout))
 
 
 def where(x: int) -> tuple[int, str, int]:
@@ -125,4 +143,19 @@ if __name__ == "__main__":
         one.map(sized, [1] * 200, chunksize=1)
         done = one.imap_unordered(exit_on, [*range(20), "exit", *range(20, 40)], chunksize=1)
         out["before_exit"] = sorted(done.next(timeout=60) for _ in range(40)) == list(range(40))
+
+    tasks = dpool._Tasks(ctx=ctx)
+    tasks._share = 1
+    results = dpool._ResultQueue(ctx=ctx)
+    ev = ctx.Event()
+    for task in ((0, 0, abs, (-5,), {}), (0, 1, waits_for, (ev, 30.0), {}), None):
+        tasks.put(task)
+    with Policy(node=1):
+        worker = mp.Process(target=works_a_batch, args=(tasks, results))
+        worker.start()
+    first = results.get()  # held back until the batch ended (30 s, the Event unset) before the watcher
+    ev.set()
+    out["stuck"] = [first, results.get()]
+    worker.join(60)
+    out["stuck_exit"] = worker.exitcode
     print(json.dumps(out))
