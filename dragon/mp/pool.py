@@ -50,8 +50,8 @@ change, because with many small tasks (`chunksize=1`) they are the whole cost:
   either pool then waits for them forever, as the stdlib's does). (Pool(4), two workers on each of
   two virtual nodes sharing 2 CPUs, `map(abs, ...)`: node 0's agent's CPU time per remote task from
   230-310 to about 20 µs, the workers of node 1 taking 25-75 % of the tasks instead of 2-6 %;
-  of the same pool on one node, medians of two benches of five rounds, chunksize 100 from 0.36x to
-  0.52-0.59x, chunksize 1 from 0.39x to 0.38-0.49x, its rounds 0.30-0.73x as the pool process gets
+  of the same pool on one node, medians of four benches of five rounds, chunksize 100 from 0.36x to
+  0.52-0.70x, chunksize 1 from 0.39x to 0.38-0.51x, its rounds 0.30-0.73x as the pool process gets
   more or less of the shared CPUs.)
 * When the pool ends (terminate, the context manager, garbage collection, exit) its channels are
   destroyed once its workers are gone, whatever references they held: workers stopped with SIGTERM
