@@ -6,6 +6,7 @@ Every run is bounded (`trio.fail_after`); a process still running when a test fa
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -67,6 +68,15 @@ async def run_command(
             cwd=cwd,
             env=clean_env() if env is None else env,
         )
+
+
+async def start_process(nursery: trio.Nursery, argv: Sequence[str], **options: Any) -> trio.Process:
+    """`argv` started as a task of `nursery` (so trio kills it if the test fails midway), in `clean_env()`,
+    its exit status not checked: `options` are `trio.run_process`'s (stdin, stdout, stderr, cwd)."""
+    process: trio.Process = await nursery.start(
+        functools.partial(trio.run_process, list(argv), check=False, env=clean_env(), **options)
+    )
+    return process
 
 
 async def run_report(

@@ -5,7 +5,6 @@ Each test compares with what plain Python does where that is the definition (arg
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 import signal
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 import trio
 
-from e2e_util import DRAGON, RUN_TIMEOUT_S, StreamReader, clean_env, program, run_command, run_dragon
+from e2e_util import DRAGON, RUN_TIMEOUT_S, StreamReader, clean_env, program, run_command, run_dragon, start_process
 
 HEAD_PUID = 2**32
 ARGS = ["a", "b c", "ü", "", "--flag"]
@@ -149,16 +148,12 @@ async def test_help() -> None:
 async def test_signal_to_dragon(sig: signal.Signals, status: int, head_out: bytes) -> None:
     async with trio.open_nursery() as nursery:
         with trio.fail_after(RUN_TIMEOUT_S):
-            proc: trio.Process = await nursery.start(
-                functools.partial(
-                    trio.run_process,
-                    [DRAGON, program("wait_for_signal.py")],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    check=False,
-                    env=clean_env(),
-                )
+            proc = await start_process(
+                nursery,
+                [DRAGON, program("wait_for_signal.py")],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
             assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
             out = StreamReader(proc.stdout)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import subprocess
 
 import trio
 
-from e2e_util import DRAGON, RUN_TIMEOUT_S, StreamReader, clean_env, program, run_dragon
+from e2e_util import DRAGON, RUN_TIMEOUT_S, StreamReader, program, run_dragon, start_process
 
 
 async def test_piped_input() -> None:
@@ -27,15 +26,8 @@ async def test_one_megabyte_of_binary_input_arrives_intact() -> None:
 async def test_program_that_never_reads_stdin_exits_while_stdin_stays_open() -> None:
     async with trio.open_nursery() as nursery:
         with trio.fail_after(RUN_TIMEOUT_S):
-            proc: trio.Process = await nursery.start(
-                functools.partial(
-                    trio.run_process,
-                    [DRAGON, program("hello.py")],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    check=False,
-                    env=clean_env(),
-                )
+            proc = await start_process(
+                nursery, [DRAGON, program("hello.py")], stdin=subprocess.PIPE, stdout=subprocess.PIPE
             )
             assert proc.stdin is not None and proc.stdout is not None
             await proc.stdin.send_all(b"input nobody reads\n")
@@ -48,15 +40,8 @@ async def test_program_that_never_reads_stdin_exits_while_stdin_stays_open() -> 
 async def test_lines_arrive_as_typed_and_eof_ends_the_loop() -> None:
     async with trio.open_nursery() as nursery:
         with trio.fail_after(RUN_TIMEOUT_S):
-            proc: trio.Process = await nursery.start(
-                functools.partial(
-                    trio.run_process,
-                    [DRAGON, program("lines.py")],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    check=False,
-                    env=clean_env(),
-                )
+            proc = await start_process(
+                nursery, [DRAGON, program("lines.py")], stdin=subprocess.PIPE, stdout=subprocess.PIPE
             )
             assert proc.stdin is not None and proc.stdout is not None
             out = StreamReader(proc.stdout)
@@ -76,16 +61,8 @@ async def test_interactive_input_from_a_terminal() -> None:
     try:
         async with trio.open_nursery() as nursery:
             with trio.fail_after(RUN_TIMEOUT_S):
-                proc: trio.Process = await nursery.start(
-                    functools.partial(
-                        trio.run_process,
-                        [DRAGON, program("ask_name.py")],
-                        stdin=slave,
-                        stdout=slave,
-                        stderr=slave,
-                        check=False,
-                        env=clean_env(),
-                    )
+                proc = await start_process(
+                    nursery, [DRAGON, program("ask_name.py")], stdin=slave, stdout=slave, stderr=slave
                 )
                 os.close(slave)
                 slave = -1

@@ -5,14 +5,13 @@ The launcher adds nothing of its own to either in a normal run.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import subprocess
 from pathlib import Path
 
 import trio
 
-from e2e_util import DRAGON, RUN_TIMEOUT_S, StreamReader, clean_env, program, run_dragon
+from e2e_util import DRAGON, RUN_TIMEOUT_S, StreamReader, program, run_dragon, start_process
 
 
 async def test_stdout_and_stderr_stay_separate(tmp_path: Path) -> None:
@@ -90,16 +89,12 @@ async def test_slow_reader_slows_the_program_and_loses_nothing() -> None:
     min_read_time = size // read_size * pause_s
     async with trio.open_nursery() as nursery:
         with trio.fail_after(RUN_TIMEOUT_S):
-            proc: trio.Process = await nursery.start(
-                functools.partial(
-                    trio.run_process,
-                    [DRAGON, program("timed_writer.py"), str(size)],
-                    stdin=b"",
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    check=False,
-                    env=clean_env(),
-                )
+            proc = await start_process(
+                nursery,
+                [DRAGON, program("timed_writer.py"), str(size)],
+                stdin=b"",
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
             assert proc.stdout is not None and proc.stderr is not None
             received = 0

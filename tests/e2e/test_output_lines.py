@@ -11,7 +11,6 @@ method (the background runtime).
 from __future__ import annotations
 
 import collections
-import functools
 import re
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from typing import Final
 import pytest
 import trio
 
-from e2e_util import DRAGON, StreamReader, clean_env, run_command
+from e2e_util import DRAGON, StreamReader, run_command, start_process
 
 MP_PROGRAMS: Final = Path(__file__).resolve().with_name("mp_programs")
 WORKERS: Final = 4
@@ -90,17 +89,7 @@ async def test_partial_lines_appear_without_their_newline(how: str, tmp_path: Pa
     argv = [DRAGON, str(prog)] if how == "dragon" else [sys.executable, str(prog)]
     async with trio.open_nursery() as nursery:
         with trio.fail_after(60):
-            proc: trio.Process = await nursery.start(
-                functools.partial(
-                    trio.run_process,
-                    argv,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    check=False,
-                    cwd=tmp_path,
-                    env=clean_env(),
-                )
-            )
+            proc = await start_process(nursery, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=tmp_path)
             assert proc.stdin is not None and proc.stdout is not None
             out = StreamReader(proc.stdout)
             await out.until(b"name? ")

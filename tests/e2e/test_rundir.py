@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import stat
 import subprocess
@@ -12,21 +11,14 @@ import trio
 from dragon import _rundir
 from dragon.transport import entries, run_prefix
 
-from e2e_util import DRAGON, RUN_TIMEOUT_S, StreamReader, clean_env, pid_alive, program
+from e2e_util import DRAGON, RUN_TIMEOUT_S, StreamReader, pid_alive, program, start_process
 
 
 async def test_runtime_directory_lives_as_long_as_the_run() -> None:
     async with trio.open_nursery() as nursery:
         with trio.fail_after(RUN_TIMEOUT_S):
-            proc: trio.Process = await nursery.start(
-                functools.partial(
-                    trio.run_process,
-                    [DRAGON, program("run_id_wait.py")],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    check=False,
-                    env=clean_env(),
-                )
+            proc = await start_process(
+                nursery, [DRAGON, program("run_id_wait.py")], stdin=subprocess.PIPE, stdout=subprocess.PIPE
             )
             assert proc.stdin is not None and proc.stdout is not None
             out = StreamReader(proc.stdout)

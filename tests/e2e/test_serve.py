@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import signal
@@ -26,7 +25,7 @@ from dragon.messages import (
 from dragon.services.launcher import RuntimeHandle
 from dragon.transport import entries, run_prefix, unlink_quietly
 
-from e2e_util import RUN_TIMEOUT_S, StreamReader, clean_env, pid_alive, program
+from e2e_util import RUN_TIMEOUT_S, StreamReader, pid_alive, program, start_process
 
 INTERRUPT_BOUND_S = 10.0
 
@@ -93,16 +92,12 @@ async def _interrupt_and_check(proc: trio.Process, run_id: str, info: _rundir.Ru
 async def test_serve_in_a_program_ends_on_ctrl_c() -> None:
     async with trio.open_nursery() as nursery:
         with trio.fail_after(RUN_TIMEOUT_S):
-            proc: trio.Process = await nursery.start(
-                functools.partial(
-                    trio.run_process,
-                    [sys.executable, program("serve_until_interrupted.py")],
-                    stdin=b"",
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    check=False,
-                    env=clean_env(),
-                )
+            proc = await start_process(
+                nursery,
+                [sys.executable, program("serve_until_interrupted.py")],
+                stdin=b"",
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
             assert proc.stdout is not None
             out = await StreamReader(proc.stdout).until(b" up\n")
@@ -140,15 +135,8 @@ async def _wait_runtime_of(proc: trio.Process) -> _rundir.RunInfo:
 async def test_trio_run_serve_ends_on_ctrl_c() -> None:
     async with trio.open_nursery() as nursery:
         with trio.fail_after(RUN_TIMEOUT_S):
-            proc: trio.Process = await nursery.start(
-                functools.partial(
-                    trio.run_process,
-                    [sys.executable, program("trio_run_serve.py")],
-                    stdin=b"",
-                    stderr=subprocess.PIPE,
-                    check=False,
-                    env=clean_env(),
-                )
+            proc = await start_process(
+                nursery, [sys.executable, program("trio_run_serve.py")], stdin=b"", stderr=subprocess.PIPE
             )
             info = await _wait_runtime_of(proc)
             await _assert_running(info.run_id)
@@ -191,15 +179,8 @@ async def test_serve_program_killed_by_sigterm_leaves_nothing() -> None:
     try:
         async with trio.open_nursery() as nursery:
             with trio.fail_after(RUN_TIMEOUT_S):
-                proc: trio.Process = await nursery.start(
-                    functools.partial(
-                        trio.run_process,
-                        [sys.executable, program("trio_run_serve.py")],
-                        stdin=b"",
-                        stderr=subprocess.PIPE,
-                        check=False,
-                        env=clean_env(),
-                    )
+                proc = await start_process(
+                    nursery, [sys.executable, program("trio_run_serve.py")], stdin=b"", stderr=subprocess.PIPE
                 )
                 assert proc.stderr is not None
                 info = await _wait_runtime_of(proc)
