@@ -3,6 +3,8 @@ because conftest.py lives there)."""
 
 from __future__ import annotations
 
+import os
+
 from dragon import _runs
 
 
@@ -18,3 +20,14 @@ def forked_children(pid: int) -> list[int]:
     if parent is None:
         return []
     return [p.pid for p in _runs.all_processes() if p.ppid == pid and p.running and p.cmdline == parent.cmdline]
+
+
+def running(pid: int) -> bool:
+    """True while `pid` runs; reaps it first if it has become our zombie (a test process is a
+    subreaper: what a run leaves behind is reparented to it)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    info = _runs.read_proc(pid)
+    return info is not None and info.running

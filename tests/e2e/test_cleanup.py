@@ -19,6 +19,7 @@ from pathlib import Path
 from dragon import _runs
 from dragon.transport import entries, run_prefix
 
+from proc_util import running
 from test_status import GUARD_S, IDLE_HEAD, POLL_S, Runtime, dragon, private_env
 
 CRASH_HEAD = r"""
@@ -43,25 +44,15 @@ sys.stdin.readline()
 """
 
 
-def _running(pid: int) -> bool:
-    """True while `pid` runs; reaps it first if it became our zombie (the test process is a subreaper)."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-    info = _runs.read_proc(pid)
-    return info is not None and info.running
-
-
 def _wait_dead(pids: list[int]) -> None:
     deadline = time.monotonic() + GUARD_S
-    while any(_running(p) for p in pids):
-        assert time.monotonic() < deadline, f"still running: {[p for p in pids if _running(p)]}"
+    while any(running(p) for p in pids):
+        assert time.monotonic() < deadline, f"still running: {[p for p in pids if running(p)]}"
         time.sleep(POLL_S)
 
 
 def _run_processes(run_id: str) -> list[int]:
-    return [p for p in _runs.own_pids() if _runs.environ_run_id(p) == run_id and _running(p)]
+    return [p for p in _runs.own_pids() if _runs.environ_run_id(p) == run_id and running(p)]
 
 
 def test_cleanup_after_group_kill_leaves_nothing_and_spares_a_live_runtime(tmp_path: Path) -> None:
@@ -76,7 +67,7 @@ def test_cleanup_after_group_kill_leaves_nothing_and_spares_a_live_runtime(tmp_p
             os.kill(crashed.proc.pid, signal.SIGKILL)  # launcher and the whole group at once
             os.killpg(info["pgid"], signal.SIGKILL)
             _wait_dead([crashed.proc.pid, info["ls_pid"], info["gs_pid"], crashed.ready["worker"]])
-            assert _running(escaped)
+            assert running(escaped)
             left = entries(run_prefix(rid))
             assert left and (root / "dragon" / rid).is_dir()  # what the crash left behind
 
@@ -85,7 +76,7 @@ def test_cleanup_after_group_kill_leaves_nothing_and_spares_a_live_runtime(tmp_p
             assert f"run {rid} (crashed):" in out.stdout and f"would stop process {escaped}" in out.stdout
             assert f"kept run {live.run_id}: live, its launcher (pid {live.proc.pid}) is running" in out.stdout
             assert all(f"would remove /dev/shm/{n}" in out.stdout for n in left)
-            assert entries(run_prefix(rid)) == left and _running(escaped)  # a dry run changes nothing
+            assert entries(run_prefix(rid)) == left and running(escaped)  # a dry run changes nothing
 
             out = dragon(live.env, "cleanup", rid, live.run_id)
             assert out.returncode == 0 and out.stderr == "", out.stderr
@@ -119,7 +110,7 @@ def test_cleanup_keeps_a_live_runtime_seen_from_another_runtime_root(tmp_path: P
         out = dragon(other_root, "cleanup", live.run_id)
         assert out.returncode == 0
         assert out.stdout.startswith(f"kept run {live.run_id}: live, its shared memory is in use by pid")
-        assert entries(run_prefix(live.run_id)) and _running(live.info["ls_pid"])
+        assert entries(run_prefix(live.run_id)) and running(live.info["ls_pid"])
     finally:
         assert live.finish() == 0
 

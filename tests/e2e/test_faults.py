@@ -29,7 +29,7 @@ import pytest
 from dragon import _rundir, _runs
 from dragon.transport import entries, run_prefix
 
-from proc_util import forked_children
+from proc_util import forked_children, running
 
 DRAGON = os.path.join(os.path.dirname(sys.executable), "dragon")
 PROGRAMS = Path(__file__).parent / "fault_programs"
@@ -48,16 +48,6 @@ LOADED_REPEATS = 3
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def _running(pid: int) -> bool:
-    """True while `pid` runs; reaps it first if it has become our zombie (we are the subreaper)."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-    info = _runs.read_proc(pid)
-    return info is not None and info.running
 
 
 def _poll(what: str, check: Callable[[], bool], timeout_s: float) -> None:
@@ -83,7 +73,7 @@ def _services(launcher: int) -> tuple[int, int]:
 
     def check() -> bool:
         found[:] = [(ls, gs) for ls in forked_children(launcher) for gs in forked_children(ls)]
-        if not found and not _running(launcher):
+        if not found and not running(launcher):
             pytest.fail(f"the launcher (pid {launcher}) exited before Local Services and Global Services ran")
         return len(found) == 1
 
@@ -313,7 +303,7 @@ def test_second_ctrl_c_kills_the_runtime_at_once(dragon: Callable[..., DragonRun
     _assert_within(start, FORCE_BOUND_S, "forced stop after the second Ctrl-C")
     assert code == 130, run.stderr
     assert "interrupted again" in run.stderr
-    assert not _running(head.pid)
+    assert not running(head.pid)
     _assert_run_gone(head.run_id, 0.0)
 
 
@@ -329,7 +319,7 @@ def test_sigterm_to_launcher_tears_down_in_order(dragon: Callable[..., DragonRun
     _assert_within(start, 15.0, "teardown after SIGTERM")
     assert code == 128 + signal.SIGTERM, run.stderr
     assert "dragon: error" not in run.stderr and "Traceback" not in run.stderr  # an orderly teardown
-    assert not _running(head.pid)
+    assert not running(head.pid)
     _assert_run_gone(head.run_id, 0.0)
 
 
@@ -366,7 +356,7 @@ def test_sigkill_of_a_service_ends_the_fork_servers_children(
     code = run.wait_exit()
     assert code != 0 and name in run.stderr, run.stderr
     _poll(
-        "the children of the fork server to be gone", lambda: not any(_running(pid) for pid in children), DEATH_BOUND_S
+        "the children of the fork server to be gone", lambda: not any(running(pid) for pid in children), DEATH_BOUND_S
     )
     _assert_run_gone(head.run_id)
 
@@ -516,7 +506,7 @@ def _kill_launcher_and_watch_local_services(dragon: Callable[..., DragonRun]) ->
     # The head, GS and LS are reparented to us (the subreaper); `_running` reaps them as they exit.
     _poll(
         "the head, Global Services and Local Services to exit",
-        lambda: not any(_running(pid) for pid in (head.pid, info.gs_pid, info.ls_pid)),
+        lambda: not any(running(pid) for pid in (head.pid, info.gs_pid, info.ls_pid)),
         ORPHAN_BOUND_S,
     )
     run.join_output()  # LS's stderr is the launcher's: it says what went wrong, if anything did
@@ -533,4 +523,4 @@ def test_grandchild_of_head_is_killed_at_teardown(dragon: Callable[..., DragonRu
     code = run.wait_exit()
     _assert_within(run.started, SIGNAL_BOUND_S, "the run of a head that leaves a grandchild")
     assert code == 3, run.stderr
-    _poll(f"the grandchild {grandchild} to be gone", lambda: not _running(grandchild), ORPHAN_BOUND_S)
+    _poll(f"the grandchild {grandchild} to be gone", lambda: not running(grandchild), ORPHAN_BOUND_S)
