@@ -38,12 +38,13 @@ change, because with many small tasks (`chunksize=1`) they are the whole cost:
   until its last task ran, then sends them in one operation (`_Batch`; at the worker's exit too, when
   the tasks it took and did not run go back, as they would have stayed in the stdlib's pipe): a result
   comes late by what the batch's later tasks take, about TASK_SPAN_S for tasks of one length, more
-  behind a slow one, at most 5-10 ms more: a task of a batch that runs that long may be waiting
-  for an earlier task's result (an `apply_async` callback that sets an Event it waits on) or a
-  later task, so the results held back go and the other tasks go back then (`_Batch`'s watcher
-  thread). Results are posted without waiting for their answers, which the agent sends only
-  when a result could not go in (and every `dragon.client.remote.QUIET_RUN`-th): a result's `put`
-  returns once it is sent rather than once it is in; the worker's exit still waits until the agent has every result it posted
+  behind a slow one, but not much more than BATCH_LOOK_S (10 ms): a task of a batch that runs that
+  long may be waiting for an earlier task's result (an `apply_async` callback that sets an Event it
+  waits on) or a later task, so the results held back go then and the other tasks go back to the
+  end of the task channel (`_Batch`'s watcher thread). Results are posted without waiting for their
+  answers, which the agent sends only when a result could not go in (and every
+  `dragon.client.remote.QUIET_RUN`-th): a result's `put` returns once it is sent rather than once it
+  is in; the worker's exit still waits until the agent has every result it posted
   (`dragon.client.remote`), so a worker that ends loses none. A pool with maxtasksperchild takes
   one task a receive (a worker that ends must hold none). Known difference: a worker of another
   node killed while it holds a batch loses its tasks with it (the stdlib's loses the one it runs;
@@ -95,11 +96,11 @@ long enough to spread a round trip to the tasks' node over many cheap tasks, sho
 results it holds back meanwhile (`_Batch`) come late by no more than about this."""
 TASK_BATCH_MAX: Final = 64
 """The most tasks a worker of another node takes in one receive."""
-BATCH_LOOK_S: Final = 5e-3
+BATCH_LOOK_S: Final = 10e-3
 """How often a worker of another node that holds a batch looks whether its task is stuck: one found
-running at two looks in a row (it ran 5 to 10 ms, not counting waits for a CPU) makes it send the
-results it holds back and give the batch's other tasks back (`_Batch`: the task may be waiting for
-one of them)."""
+running at two looks in a row (it ran at least this long, not counting its waits for a CPU) makes it
+send the results it holds back and give the batch's other tasks back (`_Batch`: the task may be
+waiting for one of them)."""
 RESULT_BATCH: Final = 256
 """The most results the result thread takes from its channel at once."""
 TERMINATING_CHECK_S: Final = 0.05
@@ -218,10 +219,29 @@ class _Batch:
     BATCH_LOOK_S less the time the worker's thread waited for a CPU meanwhile (as `_Pace` counts: a
     worker held up by a busy machine is not stuck), makes it send the results held back and give
     the batch's other tasks back to the task channel, so such a wait ends as under the stdlib, where
-    a worker takes one task at a time. The worker's side costs an attribute write per task and a
-    lock per task and result."""
+    a worker takes one task at a time. The price of a task that was only slow (a long item of a map
+    over uneven inputs, a pause of the collector): the tasks given back go to the end of the task
+    channel, behind those sent since (an ordered `imap` waits longer for their results), and the
+    worker's next receive takes one task (`_Pace.gave_back`). The worker's side costs an attribute
+    write per task and an uncontended lock per task and result.
 
-    __slots__ = ("_armed", "_lock", "_ran", "_wake", "out", "pace", "results", "source", "tasks")
+    Results leave in the order their tasks ran, whichever thread sends them, and the worker's exit
+    waits for a give-back under way (`_sending`). A send the watcher could not make (the pool gone)
+    is raised by the worker's next result (`_failed`), as its own send's failure would be."""
+
+    __slots__ = (
+        "_armed",
+        "_failed",
+        "_lock",
+        "_ran",
+        "_sending",
+        "_wake",
+        "out",
+        "pace",
+        "results",
+        "source",
+        "tasks",
+    )
 
     def __init__(self) -> None:
         self.tasks: collections.deque[bytes] = collections.deque()
@@ -231,11 +251,15 @@ class _Batch:
         """The task channel the tasks came from (where `give_back` puts them)."""
         self.pace = _Pace()
         self._lock = threading.Lock()
-        """Guards `tasks` and `results` against the watcher thread."""
+        """Taken for every change of `tasks` and `results` (the watcher's reads of them need none)."""
+        self._sending = threading.Lock()
+        """Held from taking results or tasks out until they are sent: they leave in order, and
+        the worker's exit (`at_exit`) waits for the watcher's give-back."""
         self._ran = 0
         """How many tasks the worker started: the watcher's sign of progress."""
         self._armed = False
         self._wake: threading.Event | None = None
+        self._failed: BaseException | None = None
 
     def next_task(self) -> bytes | None:
         """The next task of the batch (None: none left), counted as started."""
@@ -247,6 +271,7 @@ class _Batch:
     def took(self, source: RemoteChannel, got: list[bytes]) -> bytes:
         """A receive took `got` (at least one) from `source`: the first is started now, the rest held."""
         self.source = source
+        self.pace.took(len(got))
         self._ran += 1
         if len(got) > 1:
             with self._lock:
@@ -256,7 +281,10 @@ class _Batch:
         return got[0]
 
     def hold(self, result: bytes | memoryview, out: _ResultQueue) -> None:
-        """A result of the batch's tasks, held back until the last of them ran."""
+        """A result of the batch's tasks, held back until the last of them ran (or the watcher sends it)."""
+        failed, self._failed = self._failed, None
+        if failed is not None:
+            raise failed
         self.out = out
         with self._lock:
             self.results.append(result)
@@ -266,6 +294,10 @@ class _Batch:
 
     def flush(self) -> None:
         """Send the results held back (posted: a quiet send, see `_ResultQueue._setup`)."""
+        with self._sending:
+            self._send_results()
+
+    def _send_results(self) -> None:
         with self._lock:
             results, self.results = self.results, []
         if results:
@@ -282,27 +314,36 @@ class _Batch:
 
     def give_back(self) -> None:
         """The results held back go, the tasks taken and not run go back to their channel (at its end)."""
-        with self._lock:
-            rest = list(self.tasks)
-            self.tasks.clear()
-        self.flush()
-        if rest:
-            assert self.source is not None
-            self.source.send_many(rest)
+        with self._sending:
+            with self._lock:
+                rest = list(self.tasks)
+                self.tasks.clear()
+            self.pace.gave_back(len(rest))
+            self._send_results()
+            if rest:
+                assert self.source is not None
+                self.source.send_many(rest)
 
     def _arm(self) -> None:
-        self._armed = True
+        """Wake the watcher (started on first use; without it, if no thread can be started, a batch
+        is only not watched)."""
         if self._wake is None:
-            self._wake = threading.Event()
-            threading.Thread(target=self._watch, name="dragon pool batch watcher", daemon=True).start()
+            wake = threading.Event()
+            try:
+                threading.Thread(
+                    target=self._watch, args=(wake,), name="dragon pool batch watcher", daemon=True
+                ).start()
+            except RuntimeError:  # "can't start new thread"
+                return
+            self._wake = wake
+        self._armed = True
         self._wake.set()
 
-    def _watch(self) -> None:
+    def _watch(self, wake: threading.Event) -> None:
         """The watcher thread (see the class docstring)."""
-        assert self._wake is not None
         while True:
-            self._wake.wait()
-            self._wake.clear()
+            wake.wait()
+            wake.clear()
             seen, since, delayed = -1, 0.0, 0.0
             while True:
                 time.sleep(BATCH_LOOK_S)
@@ -314,8 +355,10 @@ class _Batch:
                 if self._ran != seen:  # another task since the last look: it runs from now on
                     seen, since, delayed = self._ran, time.perf_counter(), self.pace._waited()
                 elif time.perf_counter() - since - (self.pace._waited() - delayed) >= BATCH_LOOK_S:
-                    with contextlib.suppress(Exception):  # the pool gone: the worker hears it itself
+                    try:
                         self.give_back()
+                    except Exception as exc:  # the worker's next result raises it
+                        self._failed = exc
 
 
 _batch: _Batch | None = None
@@ -346,7 +389,8 @@ class _Pace:
             self._fd = -1
 
     def _waited(self) -> float:
-        """How long this thread has waited for a CPU, in all (seconds); 0 if that cannot be read."""
+        """How long the thread that made this pace (the worker's) has waited for a CPU, in all
+        (seconds); 0 if that cannot be read."""
         if self._fd >= 0:
             try:
                 return int(os.pread(self._fd, 64, 0).split()[1]) / 1e9
@@ -362,6 +406,10 @@ class _Pace:
 
     def took(self, n: int) -> None:
         self._n, self._t0, self._w0 = n, time.perf_counter(), self._waited()
+
+    def gave_back(self, n: int) -> None:
+        """`n` of the tasks last taken went back unrun: the pace counts those that ran."""
+        self._n = max(1, self._n - n)
 
 
 class _ResultQueue(SimpleQueue):
@@ -483,9 +531,7 @@ class _Tasks(SimpleQueue):
         data = batch.next_task()
         if data is None:
             batch.flush()
-            got = chan.recv_many(batch.pace.next_count(), share=self._share)
-            batch.pace.took(len(got))
-            data = batch.took(chan, got)
+            data = batch.took(chan, chan.recv_many(batch.pace.next_count(), share=self._share))
         try:
             task = _decode_task(data)
         except BaseException:  # a task that cannot be unpickled here ends the worker, as the stdlib's

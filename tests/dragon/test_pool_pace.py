@@ -18,6 +18,15 @@ def test_cheap_tasks_raise_the_count_to_the_most() -> None:
     assert pace.next_count() == pool.TASK_BATCH_MAX
 
 
+def test_tasks_given_back_unrun_do_not_count() -> None:
+    pace = pool._Pace()
+    pace.took(10)
+    pace.gave_back(7)
+    assert pace._n == 3
+    pace.gave_back(5)
+    assert pace._n == 1  # the one that ran (and was stuck)
+
+
 def test_tasks_that_sleep_count_as_slow() -> None:
     """A task that waits (a sleep, I/O) is slow: its time is not a wait for a CPU."""
     pace = pool._Pace()
