@@ -20,7 +20,7 @@ prints one JSON report.
    with it go back (40 results of 41 tasks, the one that exited lost, as under the stdlib).
 6. A task of a batch that waits until an earlier task's result of the same batch reached the pool
    process (here the program, standing for a callback that sets an Event) is not stuck: the
-   worker's watcher sends the result held back once the task has run 5-10 ms, and gives the
+   worker's watcher sends the result held back once the task has run 10 ms or more, and gives the
    batch's last task (the sentinel) back. The stdlib worker loop on node 1 takes [abs(-5),
    waits_for(Event), None] in one receive (share 1, its pace as after cheap tasks); abs's
    result arrives before the Event is set, and the waiting task sees it set.
