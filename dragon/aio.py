@@ -46,7 +46,7 @@ import pickle
 import queue
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Unpack
 
 import trio
@@ -95,8 +95,8 @@ async def wait(
 
 
 class Process(ProcessHandle):
-    """A managed process (see `dragon.native.Process`): `Process(runtime, target, args, ...)`, then
-    `await start()`.
+    """A managed process (see `dragon.native.Process`): `Process(runtime, target, args, kwargs, ...)`,
+    then `await start()`.
 
     Args and Raises: those of `dragon.native.Process`, after `runtime` (see the module docstring).
     """
@@ -106,11 +106,12 @@ class Process(ProcessHandle):
     def __init__(
         self,
         runtime: Runtime,
-        target: str | os.PathLike[str],
-        args: Sequence[str | os.PathLike[str]] = (),
+        target: str | os.PathLike[str] | Callable[..., object],
+        args: Sequence[Any] | None = (),
+        kwargs: Mapping[str, Any] | None = None,
         **options: Unpack[ProcessOptionArgs],
     ) -> None:
-        super().__init__(target, args, **options)
+        super().__init__(target, args, kwargs, **options)
         self._rt = runtime
 
     @classmethod

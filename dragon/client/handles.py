@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping, Sequence
-from typing import TypedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypedDict
 
 import msgspec
 
@@ -42,11 +42,15 @@ class ProcessOptionArgs(TypedDict, total=False):
 class ProcessHandle:
     """A managed process: created through GS, run by Local Services, known to GS forever (spec §5.1).
 
-    `Process(target, args, ...)` describes a process; `start()` creates it. `target` is an executable
-    (a path, or a name looked up on PATH) and `args` its arguments (argv[1:]). Python callables as
-    targets are not supported yet: run `sys.executable` with a script instead.
+    `Process(target, args, kwargs, ...)` describes a process; `start()` creates it. `target` is an
+    executable (a path, or a name looked up on PATH) and `args` its arguments (argv[1:], strings), or
+    a Python callable that the process runs as `target(*args, **kwargs)` in an interpreter like this
+    one, as multiprocessing's spawn would (`dragon.client.python_child`: the target and arguments are
+    pickled at `start()`, a target of the main script needs its `if __name__ == "__main__":` guard;
+    the exit code is 0 when it returns, `sys.exit`'s code, or 1 after an exception).
 
     Args:
+      kwargs: keyword arguments of a callable target (None for an executable).
       env: variables merged over this process's own environment (as Dragon merges it over Local
         Services'); the child's launch parameters (DRAGON_*) are always its own.
       cwd: working directory; None = this process's current directory.
@@ -68,8 +72,9 @@ class ProcessHandle:
 
     def __init__(
         self,
-        target: str | os.PathLike[str],
-        args: Sequence[str | os.PathLike[str]] = (),
+        target: str | os.PathLike[str] | Callable[..., object],
+        args: Sequence[Any] | None = (),
+        kwargs: Mapping[str, Any] | None = None,
         *,
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
@@ -86,6 +91,7 @@ class ProcessHandle:
         self._spec: ProcessSpec | None = process_spec(
             target,
             args,
+            kwargs,
             env=env,
             cwd=cwd,
             name=name,

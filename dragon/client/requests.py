@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import msgspec
 
+from dragon.client.python_child import callable_text, child_argv, pack_call
 from dragon.descriptors import (
     DEVNULL,
     PIPE,
@@ -153,11 +154,15 @@ class ProcessSpec(msgspec.Struct, frozen=True):
     initial_stdin: bytes = b""
     policy: Policy | None = None
     """Given to `Process(policy=...)`; merged over the current `with Policy(...)` at start."""
+    call: Any = None
+    """For a Python callable target, `(target, args, kwargs)`, pickled when the process starts
+    (`python_child.pack_call`); `exe`/`args` are then the child's `python -c ...`."""
 
 
 def process_spec(
-    target: str | os.PathLike[str],
-    args: Sequence[str | os.PathLike[str]],
+    target: str | os.PathLike[str] | Callable[..., object],
+    args: Sequence[Any] | None,
+    kwargs: Mapping[str, Any] | None = None,
     *,
     env: Mapping[str, str] | None,
     cwd: str | os.PathLike[str] | None,
@@ -171,17 +176,34 @@ def process_spec(
     initial_stdin: bytes = b"",
     policy: Policy | None = None,
 ) -> ProcessSpec:
-    """Check `Process(...)`'s arguments. Raises InvalidArgument, saying what to pass instead."""
-    if not isinstance(target, (str, os.PathLike)) or not os.fspath(target):
-        raise InvalidArgument(
-            f"Process target must be an executable path or name, not {target!r} "
-            "(Python callables are not supported: run sys.executable with a script)"
-        )
+    """Check `Process(...)`'s arguments. Raises InvalidArgument, saying what to pass instead.
+
+    `target` is an executable (a path, or a name looked up on PATH), whose `args` are its argv[1:]
+    (strings), or a Python callable, run as `target(*args, **kwargs)` in a new interpreter like this
+    one (`dragon.client.python_child`)."""
+    call: tuple[Callable[..., object], tuple[Any, ...], Mapping[str, Any]] | None = None
     if isinstance(args, (str, bytes)):
-        raise InvalidArgument(f"Process args must be a sequence of strings, not the string {args!r}")
-    argv = [os.fspath(a) for a in args]
-    if not all(isinstance(a, str) for a in argv):
-        raise InvalidArgument(f"Process args must be strings: {argv!r}")
+        raise InvalidArgument(f"Process args must be a sequence, not the string {args!r}")
+    if kwargs is not None and not (isinstance(kwargs, Mapping) and all(isinstance(k, str) for k in kwargs)):
+        raise InvalidArgument(f"Process kwargs must be a mapping of names to values or None, not {kwargs!r}")
+    if isinstance(target, (str, os.PathLike)) and os.fspath(target):
+        if kwargs:
+            raise InvalidArgument(
+                f"Process kwargs are for a Python callable target; the executable {os.fspath(target)!r} "
+                "takes its args as its command line"
+            )
+        given = list(args or ())
+        argv = [os.fspath(a) for a in given if isinstance(a, (str, os.PathLike))]
+        if len(argv) != len(given) or not all(isinstance(a, str) for a in argv):
+            raise InvalidArgument(f"Process args of an executable must be strings: {given!r}")
+        exe = os.fspath(target)
+    elif callable(target):
+        call = (target, tuple(args or ()), dict(kwargs or {}))
+        exe, *argv = child_argv()
+    else:
+        raise InvalidArgument(
+            f"Process target must be an executable path or name, or a Python callable, not {target!r}"
+        )
     for what, ident in (("user", user), ("group", group)):
         if ident is not None and (not isinstance(ident, int) or ident < 0):
             raise InvalidArgument(f"Process {what} must be a numeric id (0 or more) or None, not {ident!r}")
@@ -194,7 +216,7 @@ def process_spec(
     if policy is not None and not isinstance(policy, Policy):
         raise InvalidArgument(f"Process policy must be a dragon.native.Policy or None, not {policy!r}")
     return ProcessSpec(
-        exe=os.fspath(target),
+        exe=exe,
         args=argv,
         env=dict(env) if env is not None else {},
         cwd=os.fspath(cwd) if cwd is not None else None,
@@ -205,6 +227,7 @@ def process_spec(
         umask=umask,
         initial_stdin=initial_stdin,
         policy=policy,
+        call=call,
     )
 
 
@@ -226,9 +249,17 @@ def check_stdio(stream: str, opt: StdioOption) -> StdioOption:
 def process_create(spec: ProcessSpec) -> GSCall[GSProcessCreateResponse, ProcessDescriptor]:
     """GSProcessCreate for `spec`: the caller's environment (minus its launch parameters) under
     `spec.env`, with its own GS-return channel, placed by `spec.policy` over the current `with
-    Policy(...)` (built when the process starts: `dragon.policy`). Raises ProcessNameInUse,
-    ProcessStartFailed (e.g. no such node, host or CPU)."""
+    Policy(...)` (built when the process starts: `dragon.policy`); a callable target's call pickled
+    now into the handshake. Raises ProcessNameInUse, ProcessStartFailed (e.g. no such node, host or
+    CPU), InvalidArgument (a call that does not pickle)."""
     env_plain, env_raw = _inherited_env(spec.env)
+    options, shown_target = ProcessOptions(make_inf_channels=True), ""
+    if spec.call is not None:
+        target, args, kwargs = spec.call
+        options = ProcessOptions(
+            make_inf_channels=True, mode=ArgMode.PYTHON_IMMEDIATE, argdata=pack_call(target, args, kwargs)
+        )
+        shown_target = callable_text(target)
     req = GSProcessCreate(
         p_uid=0,
         r_c_uid=0,
@@ -238,7 +269,7 @@ def process_create(spec: ProcessSpec) -> GSCall[GSProcessCreateResponse, Process
         env_raw=env_raw,
         rundir=os_text(spec.cwd or os.getcwd()),
         user_name=spec.name,
-        options=ProcessOptions(make_inf_channels=True),
+        options=options,
         stdin=spec.stdio[0],
         stdout=spec.stdio[1],
         stderr=spec.stdio[2],
@@ -247,15 +278,17 @@ def process_create(spec: ProcessSpec) -> GSCall[GSProcessCreateResponse, Process
         umask=spec.umask,
         initial_stdin=spec.initial_stdin,
         policy=wire_policy(spec.policy),
+        target=shown(shown_target),
     )
+    what = shown_target or spec.exe
 
     def finish(resp: GSProcessCreateResponse) -> ProcessDescriptor:
         if resp.err == ProcessCreateErr.ALREADY:
             uid = resp.desc.p_uid if resp.desc is not None else None
-            raise ProcessNameInUse(f"cannot start {spec.exe}: {resp.err_info} (p_uid {uid})", spec.name, uid)
+            raise ProcessNameInUse(f"cannot start {what}: {resp.err_info} (p_uid {uid})", spec.name, uid)
         if resp.err != ProcessCreateErr.SUCCESS or resp.desc is None:
             why = resp.err_info or resp.err.name
-            raise ProcessStartFailed(why if why.startswith("cannot start") else f"cannot start {spec.exe}: {why}")
+            raise ProcessStartFailed(why if why.startswith("cannot start") else f"cannot start {what}: {why}")
         return resp.desc
 
     return GSCall(req, GSProcessCreateResponse, finish)

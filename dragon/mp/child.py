@@ -1,4 +1,5 @@
-"""Child side of the "dragon" start method (spec §7.3): `python -c "from dragon.mp.child import main; main()"`.
+"""Child side of the "dragon" start method (spec §7.3): `python -c "from dragon.mp.child import main; main()"`;
+also the first code of a `dragon.native.Process` whose target is a callable (`dragon.client.python_child`).
 
 The counterpart of `multiprocessing.spawn.spawn_main`/`_main`: the pickled data arrives as the
 `argdata` of this process's GSPingProc handshake (read by `dragon.client.gs_client.connection()`), not on an
@@ -24,29 +25,21 @@ import pickle
 import sys
 from typing import Final, NoReturn
 
-from dragon.client.interpreter import interpreter_argv
+from dragon.client.python_child import FORMAT, run_call
 from dragon.descriptors import ArgMode
-from dragon.ids import CHILD_MAIN
 
 EXIT_BAD_START: Final = 1
-FORMAT: Final = 2
-"""Version of the header `DragonPopen` pickles before spawn's data (a child refuses another one)."""
-
-
-def child_argv() -> list[str]:
-    """The command line of a child of this process: multiprocessing's executable and this
-    interpreter's flags, as spawn gives them, then `-c CHILD_MAIN`."""
-    return [*interpreter_argv(), "-c", CHILD_MAIN]
 
 
 def main() -> NoReturn:
-    """Run the process object the parent sent in the handshake, then exit with its exit code."""
+    """Run the process object (or, for a `dragon.native.Process` with a callable target, the call)
+    the parent sent in the handshake, then exit with its exit code."""
     from dragon.client.gs_client import connection
 
     handshake = connection().handshake
     if handshake.mode != ArgMode.PYTHON_IMMEDIATE or not handshake.argdata:
         print(
-            f"dragon.mp.child: this process was not started by the dragon start method "
+            f"dragon.mp.child: this process was not started with a Python target of the runtime "
             f"(handshake mode {handshake.mode!r}, no argument data)",
             file=sys.stderr,
         )
@@ -55,7 +48,8 @@ def main() -> NoReturn:
 
 
 def run(data: bytes) -> int:
-    """Unpickle header, preparation data and process object from `data`; bootstrap it (spawn._main)."""
+    """Unpickle header, preparation data and process object from `data`; bootstrap it (spawn._main).
+    A header that says "call" is followed by a call's start data (`python_child.run_call`)."""
     from multiprocessing import process, resource_tracker, spawn
 
     fp = io.BytesIO(data)
@@ -64,6 +58,8 @@ def run(data: bytes) -> int:
         raise RuntimeError(
             f"dragon.mp.child: unknown start data (header {header!r}): parent and child run different dragon versions"
         )
+    if header.get("call"):
+        return run_call(fp)
     if header.get("fds"):
         from dragon.mp.fds import receive
 

@@ -17,11 +17,9 @@ Plain Python, no trio (children import it).
 
 from __future__ import annotations
 
-import functools
-import os
-import sys
 from multiprocessing import process
-from typing import Any
+
+from dragon.client.python_child import callable_text
 
 
 def target_of(process_obj: process.BaseProcess) -> str:
@@ -31,30 +29,6 @@ def target_of(process_obj: process.BaseProcess) -> str:
         return callable_text(target)
     run = type(process_obj).run
     return "" if run is process.BaseProcess.run else callable_text(run)
-
-
-def callable_text(fn: Any) -> str:
-    """`module-or-script: qualname` of a callable (`st.py: work`); a partial as `partial(...)`, a
-    callable object by its class."""
-    if isinstance(fn, functools.partial):
-        return f"partial({callable_text(fn.func)})"
-    qualname, module = getattr(fn, "__qualname__", None), getattr(fn, "__module__", None)
-    if not isinstance(qualname, str):
-        qualname, module = type(fn).__qualname__, type(fn).__module__
-    return f"{module_text(module)}: {qualname}" if isinstance(module, str) else qualname
-
-
-def module_text(name: str) -> str:
-    """A module as people know it: the main module (`__mp_main__` in a child of spawn) by its script's
-    file name, or the module it was run as with `-m`; any other module by its name."""
-    if name not in ("__main__", "__mp_main__"):
-        return name
-    main = sys.modules.get(name)
-    spec = getattr(main, "__spec__", None)
-    if spec is not None and isinstance(spec.name, str):
-        return spec.name
-    path = getattr(main, "__file__", None)
-    return os.path.basename(path) if isinstance(path, str) else name
 
 
 def channel_label(kind: str) -> str:

@@ -40,15 +40,16 @@ import select
 import signal
 import sys
 import weakref
-from multiprocessing import process, reduction, resource_tracker, spawn, util
+from multiprocessing import process, reduction, resource_tracker, util
 from multiprocessing.context import set_spawning_popen
 from typing import Any, Final
 
 from dragon.client import embedded as _embedded
 from dragon.client.gs_client import GSClient, connection
+from dragon.client.python_child import FORMAT, child_argv, preparation_data
 from dragon.client.requests import mp_process_create, mp_signal, process_join, run
 from dragon.errors import DragonError, RuntimeNotRunning
-from dragon.mp.child import FORMAT, _exit_sentinel, child_argv
+from dragon.mp.child import _exit_sentinel
 from dragon.mp.fds import FdHandoff, ParentFd
 from dragon.mp.names import target_of
 from dragon.policy import Policy
@@ -206,14 +207,6 @@ class DragonPopen:
         """Close the sentinel (multiprocessing calls this from `Process.close()`)."""
         if self.finalizer is not None:
             self.finalizer()
-
-
-def preparation_data(name: str) -> dict[str, Any]:
-    """spawn's preparation data for a child of "dragon": the stdlib's own, "dragon" included (unwrapping
-    `dragon.mp.context.keep_other_children_working`)."""
-    get = spawn.get_preparation_data
-    data: dict[str, Any] = getattr(get, "__wrapped__", get)(name)
-    return data
 
 
 _settling: set[str] = set()

@@ -12,6 +12,7 @@ import types
 import pytest
 
 from dragon.cli import head_labels
+from dragon.client import python_child
 from dragon.ids import default_channel_name, default_process_name, title
 from dragon.mp import names as _mp_names
 from dragon.tools.status_render import MIN_CELL, table
@@ -38,11 +39,11 @@ HERE = __name__  # this module, as pytest imported it
 
 
 def test_callables_are_named_module_and_qualname() -> None:
-    assert _mp_names.callable_text(work) == f"{HERE}: work"
-    assert _mp_names.callable_text(Job().step) == f"{HERE}: Job.step"
-    assert _mp_names.callable_text(Job()) == f"{HERE}: Job"  # a callable object: by its class
-    assert _mp_names.callable_text(functools.partial(work, 1)) == f"partial({HERE}: work)"
-    assert _mp_names.callable_text(len) == "builtins: len"
+    assert python_child.callable_text(work) == f"{HERE}: work"
+    assert python_child.callable_text(Job().step) == f"{HERE}: Job.step"
+    assert python_child.callable_text(Job()) == f"{HERE}: Job"  # a callable object: by its class
+    assert python_child.callable_text(functools.partial(work, 1)) == f"partial({HERE}: work)"
+    assert python_child.callable_text(len) == "builtins: len"
 
 
 def test_the_main_module_is_named_by_its_script_or_its_module(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,11 +53,11 @@ def test_the_main_module_is_named_by_its_script_or_its_module(monkeypatch: pytes
     monkeypatch.setitem(sys.modules, "__mp_main__", script)
     fn = types.FunctionType(work.__code__, script.__dict__, "work")
     fn.__module__, fn.__qualname__ = "__mp_main__", "work"
-    assert _mp_names.callable_text(fn) == "st.py: work"
+    assert python_child.callable_text(fn) == "st.py: work"
     module = types.ModuleType("__main__")  # `python -m pkg.tool`
     module.__spec__ = types.SimpleNamespace(name="pkg.tool")  # type: ignore[assignment]
     monkeypatch.setitem(sys.modules, "__main__", module)
-    assert _mp_names.module_text("__main__") == "pkg.tool"
+    assert python_child.module_text("__main__") == "pkg.tool"
 
 
 def test_a_process_target_is_its_target_or_its_own_run() -> None:

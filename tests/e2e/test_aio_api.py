@@ -77,6 +77,19 @@ async def test_process_create_join_query() -> None:
         assert await default.join() == 0
 
 
+async def test_a_callable_target() -> None:
+    """`Process(rt, f, args)` runs f(*args) in a new process (here `sys.exit`, which pickles by
+    reference); a call that does not pickle is refused at start, and nothing is created."""
+    async with runtime() as rt:
+        proc = Process(rt, sys.exit, (7,))
+        await proc.start()
+        assert await proc.join() == 7
+        before = await Process.list(rt)
+        with pytest.raises(InvalidArgument, match="must pickle"):
+            await Process(rt, lambda: None).start()
+        assert await Process.list(rt) == before
+
+
 async def test_join_timeout_and_kill_blocked() -> None:
     async with runtime() as rt:
         sleeper = Process(rt, sys.executable, SLEEPER)

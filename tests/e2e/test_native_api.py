@@ -99,6 +99,31 @@ async def test_every_operation_and_error_from_head_and_grandchild(tmp_path: Path
     assert gc["parent"] == gc["parent_puid"] and gc["parent"] not in (None, 0, HEAD_PUID)
 
 
+async def test_a_callable_target_runs_as_under_spawn(tmp_path: Path) -> None:
+    """`Process(f, args, kwargs)`: f runs in a new process with its arguments (objects, a runtime
+    Queue), the script as `__mp_main__`, the parent's argv and directory; the exit code is f's; a
+    callable child starts one of its own; what cannot work says so at construction or start."""
+    r = await _run(native("callables.py"), cwd=tmp_path)
+    assert r["work"] == 0
+    seen = r["seen"]
+    assert (seen["data"], seen["extra"]) == ({"a": [1, 2], "b": [3, None]}, 5)
+    assert (seen["module"], seen["mp_name"], seen["cwd"]) == ("__mp_main__", "MainProcess", r["cwd"])
+    assert seen["argv"] == [native("callables.py")]
+    assert seen["p_uid"] not in (None, r["head_puid"])
+    assert r["exits"] == [3, 0, 1]  # sys.exit(3), sys.exit(None), sys.exit("a text exit")
+    assert r["raises"] == 1
+    assert (r["grandparent"], r["grandchild"]["data"]) == (0, "from a child")
+    assert r["grandchild"]["p_uid"] not in (seen["p_uid"], r["head_puid"])
+    assert (r["feeds"], r["fed"][0]) == (0, "fed")
+    err = r["stderr"]
+    assert err.startswith("a text exit\n"), err
+    assert "dragon.native.Process running callables.py: raises:" in err
+    assert "ValueError: raised by the target" in err
+    assert r["lambda"].startswith("cannot start callables.py: <lambda>") and "must pickle" in r["lambda"]
+    assert "kwargs are for a Python callable target" in r["exe_kwargs"]
+    assert "or a Python callable, not 123" in r["not_callable"]
+
+
 async def test_outside_the_runtime_every_call_says_to_use_dragon(tmp_path: Path) -> None:
     code = (
         "import sys, dragon.native as n\n"

@@ -7,7 +7,7 @@ import json
 import multiprocessing as mp
 import os
 
-from dragon.native import Policy, machine
+from dragon.native import Policy, Process, machine
 
 
 def report() -> None:
@@ -23,6 +23,15 @@ def node_of_child(policy: Policy) -> int:
     return p.exitcode - 10
 
 
+def node_of_native_child(policy: Policy) -> int:
+    """The same with a `dragon.native.Process` whose target is the callable."""
+    p = Process(report, policy=policy)
+    p.start()
+    code = p.join()
+    assert code is not None
+    return code - 10
+
+
 if __name__ == "__main__":
     mp.set_start_method("dragon")
     system = machine.System()
@@ -33,5 +42,6 @@ if __name__ == "__main__":
         "current": machine.current().idx,
         "by_node": [node_of_child(Policy(node=n.idx)) for n in system.nodes],
         "by_host": [node_of_child(Policy(host=n.hostname)) for n in system.nodes],
+        "native_by_node": [node_of_native_child(Policy(node=n.idx)) for n in system.nodes],
     }
     print(json.dumps(out))
