@@ -53,7 +53,7 @@ import trio
 
 from dragon.client import requests as gs
 from dragon.client.aio_connection import ManagedConnection, TrioConnection, connect, open_connection
-from dragon.client.handles import ChannelHandle, PoolHandle, ProcessHandle, ProcessOptionArgs
+from dragon.client.handles import ChannelHandle, PoolHandle, ProcessHandle, ProcessOptionArgs, ProcessTemplate
 from dragon.client.nodes import ChannelOnAnotherNode
 from dragon.client.remote import RemoteChannel
 from dragon.client.requests import HasPuid, Runtime, run_async
@@ -71,6 +71,7 @@ __all__ = [
     "ManagedConnection",
     "Pool",
     "Process",
+    "ProcessTemplate",
     "Queue",
     "Runtime",
     "TrioConnection",
@@ -122,6 +123,12 @@ class Process(ProcessHandle):
         return proc
 
     # ----------------------------------------------------------------------------- lookups
+
+    @classmethod
+    def from_template(cls, runtime: Runtime, template: ProcessTemplate, name: str = "") -> Process:
+        """An unstarted process as `template` describes it (see `dragon.native.Process.from_template`)."""
+        target, args, kwargs, options = template.arguments(name)
+        return cls(runtime, target, args, kwargs, **options)
 
     @classmethod
     async def from_puid(cls, runtime: Runtime, p_uid: int) -> Process:

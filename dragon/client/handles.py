@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, TypedDict, Unpack
 
 import msgspec
 
@@ -154,6 +154,32 @@ class ProcessHandle:
 
     def __hash__(self) -> int:
         return hash(("Process", self.p_uid if self._desc is not None else id(self)))
+
+
+class ProcessTemplate:
+    """A process described once, to start many like it (spec §7.2): the arguments of `Process`,
+    checked now (InvalidArgument as there); `Process.from_template(template, name=...)` makes an
+    unstarted process of it. A callable target's arguments are pickled at each start."""
+
+    def __init__(
+        self,
+        target: str | os.PathLike[str] | Callable[..., object],
+        args: Sequence[Any] | None = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Unpack[ProcessOptionArgs],
+    ) -> None:
+        ProcessHandle(target, args, kwargs, **options)  # the checks, nothing else
+        self.target, self.args, self.kwargs, self.options = target, tuple(args or ()), dict(kwargs or {}), options
+
+    def arguments(self, name: str) -> tuple[Any, tuple[Any, ...], dict[str, Any], ProcessOptionArgs]:
+        """`Process`'s arguments for a process of this template named `name` ("": the template's)."""
+        options: ProcessOptionArgs = {**self.options}
+        if name:
+            options["name"] = name
+        return self.target, self.args, self.kwargs, options
+
+    def __repr__(self) -> str:
+        return f"ProcessTemplate({self.target!r}, {self.args!r}, {self.kwargs!r})"
 
 
 def exit_code_of(desc: ProcessDescriptor) -> int | None:

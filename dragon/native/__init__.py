@@ -31,6 +31,7 @@ from dragon.policy import Policy as Policy
 from .channel import Channel as Channel
 from .pool import Pool as Pool
 from .process import Process as Process
+from .process import ProcessTemplate as ProcessTemplate
 from .process import current as current
 from .process import current_puid as current_puid
 from .process import parent_puid as parent_puid
@@ -59,6 +60,7 @@ __all__ = [
     "Policy",
     "Pool",
     "Process",
+    "ProcessTemplate",
     "Queue",
     "Semaphore",
     "Value",

@@ -16,6 +16,7 @@ import msgspec
 from dragon.client import requests as gs
 from dragon.client.gs_client import launch_parameters
 from dragon.client.handles import ProcessHandle
+from dragon.client.handles import ProcessTemplate as ProcessTemplate
 from dragon.client.pipes import PipeConnection
 from dragon.client.requests import HasPuid, run
 from dragon.descriptors import ProcessDescriptor
@@ -24,8 +25,8 @@ from dragon.ids import LAUNCHER_PUID, stdio_channel_name
 
 
 class Process(ProcessHandle):
-    """A managed process: `Process(target, args, ...)`, then `start()` (arguments: see
-    `dragon.client.handles.ProcessHandle`). Every method is one blocking GS request, usable from any thread.
+    """A managed process: `Process(target, args, kwargs, ...)` of an executable or a Python callable,
+    then `start()` (arguments: see `dragon.client.handles.ProcessHandle`). Every method is one blocking GS request, usable from any thread.
     Failures raise the `ProcessError` subclass for GS's answer, with GS's text."""
 
     _pipes: dict[str, PipeConnection] | None = None  # the PIPE ends, made on first use
@@ -76,6 +77,13 @@ class Process(ProcessHandle):
         return (_process_from_msgpack, (msgspec.msgpack.encode(self._desc),))
 
     # ----------------------------------------------------------------------------- lookups
+
+    @classmethod
+    def from_template(cls, template: ProcessTemplate, name: str = "") -> Process:
+        """An unstarted process as `template` describes it, named `name` ("": the template's name,
+        else GS's default)."""
+        target, args, kwargs, options = template.arguments(name)
+        return cls(target, args, kwargs, **options)
 
     @classmethod
     def from_puid(cls, p_uid: int) -> Process:

@@ -79,11 +79,17 @@ async def test_process_create_join_query() -> None:
 
 async def test_a_callable_target() -> None:
     """`Process(rt, f, args)` runs f(*args) in a new process (here `sys.exit`, which pickles by
-    reference); a call that does not pickle is refused at start, and nothing is created."""
+    reference), also from a template; a call that does not pickle is refused at start, and nothing
+    is created."""
     async with runtime() as rt:
         proc = Process(rt, sys.exit, (7,))
         await proc.start()
         assert await proc.join() == 7
+        template = dragon.aio.ProcessTemplate(sys.exit, (8,))
+        made = [Process.from_template(rt, template, name=f"t{i}") for i in range(2)]
+        for p in made:
+            await p.start()
+        assert [(p.name, await p.join()) for p in made] == [("t0", 8), ("t1", 8)]
         before = await Process.list(rt)
         with pytest.raises(InvalidArgument, match="must pickle"):
             await Process(rt, lambda: None).start()

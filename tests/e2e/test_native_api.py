@@ -102,7 +102,8 @@ async def test_every_operation_and_error_from_head_and_grandchild(tmp_path: Path
 async def test_a_callable_target_runs_as_under_spawn(tmp_path: Path) -> None:
     """`Process(f, args, kwargs)`: f runs in a new process with its arguments (objects, a runtime
     Queue), the script as `__mp_main__`, the parent's argv and directory; the exit code is f's; a
-    callable child starts one of its own; what cannot work says so at construction or start."""
+    callable child starts one of its own; a ProcessTemplate makes several; what cannot work says
+    so at construction or start."""
     r = await _run(native("callables.py"), cwd=tmp_path)
     assert r["work"] == 0
     seen = r["seen"]
@@ -122,6 +123,9 @@ async def test_a_callable_target_runs_as_under_spawn(tmp_path: Path) -> None:
     assert r["lambda"].startswith("cannot start callables.py: <lambda>") and "must pickle" in r["lambda"]
     assert "kwargs are for a Python callable target" in r["exe_kwargs"]
     assert "or a Python callable, not 123" in r["not_callable"]
+    assert r["template"] == [[f"from-template-{i}", 4] for i in range(3)]
+    assert r["template_name"] == ["template-name", 0]
+    assert "args of an executable must be strings" in r["bad_template"]
 
 
 async def test_outside_the_runtime_every_call_says_to_use_dragon(tmp_path: Path) -> None:

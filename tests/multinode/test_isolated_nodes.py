@@ -260,7 +260,8 @@ def test_native_channels_across_isolated_nodes(cluster: VirtualCluster) -> None:
     receiver killed while it waits loses no message, a sender killed while its send waits on a full
     channel leaves it usable, one that takes 4 of 10 and exits normally leaves
     exactly the other 6 (its acknowledgements reached the home agent: nothing comes back twice), and a
-    thread waiting in a receive does not hold up another thread's send."""
+    thread waiting in a receive does not hold up another thread's send; a native Process of a
+    callable target on node 1 sends into node 0's channel it got as an argument."""
     done = run(cluster, 2, node_program("remote_channels.py"))
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert json.loads(done.stdout) == {
@@ -277,6 +278,7 @@ def test_native_channels_across_isolated_nodes(cluster: VirtualCluster) -> None:
         "left": [4, 5, 6, 7, 8, 9],
         "ping": "ping",
         "two_threads_exit": 0,
+        "native_target": ["callable", "1", 5],
     }
 
 

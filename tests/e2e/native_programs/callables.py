@@ -1,5 +1,6 @@
 """Head program for test_native_api's callable targets: `dragon.native.Process(f, args, kwargs)` runs
-f in a new process as multiprocessing's spawn would; prints one JSON report.
+f in a new process as multiprocessing's spawn would, also made from a `ProcessTemplate`; prints one
+JSON report.
 
 Each child writes what it saw to a file of the working directory (a report of its own); the head
 collects them with the exit codes and the errors raised at start."""
@@ -11,7 +12,7 @@ import sys
 from typing import Any
 
 from dragon.errors import InvalidArgument
-from dragon.native import Process, Queue, current_puid
+from dragon.native import Process, ProcessTemplate, Queue, current_puid
 
 
 def work(name: str, data: Any, *, extra: int = 0) -> None:
@@ -78,6 +79,15 @@ if __name__ == "__main__":
     report["lambda"] = error_text(lambda: Process(lambda: None).start())
     report["exe_kwargs"] = error_text(lambda: Process(sys.executable, ["-c", "pass"], {"k": 1}))
     report["not_callable"] = error_text(lambda: Process(123))  # type: ignore[arg-type]
+    template = ProcessTemplate(exits, (4,), stderr="stderr.txt")
+    made = [Process.from_template(template, name=f"from-template-{i}") for i in range(3)]
+    for p in made:
+        p.start()
+    report["template"] = [[p.name, p.join(60)] for p in made]
+    unnamed = Process.from_template(ProcessTemplate(sys.executable, ["-c", "pass"], name="template-name"))
+    unnamed.start()
+    report["template_name"] = [unnamed.name, unnamed.join(60)]
+    report["bad_template"] = error_text(lambda: ProcessTemplate(sys.executable, [1]))
     report["head_puid"] = current_puid()
     report["cwd"] = os.getcwd()
     print(json.dumps(report))

@@ -4,7 +4,9 @@ The head (node 0) makes "to_head" (home node 0); a child on node 1 makes "to_chi
 Each uses the other's channel through the transport agents: order, blocking, timeouts, destroy, and
 a receiver killed while it waits (the message it was waiting for is not lost). Then: a receiver that
 takes some messages and exits normally takes exactly those (none comes back, none is lost), and a
-thread waiting in a receive does not hold up another thread's send of the same process.
+thread waiting in a receive does not hold up another thread's send of the same process; and a
+`dragon.native.Process` whose target is a callable runs on node 1 with a channel of node 0 as its
+argument.
 """
 
 import json
@@ -13,7 +15,7 @@ import os
 import signal
 import time
 
-from dragon.native import Channel, Policy
+from dragon.native import Channel, Policy, Process
 from dragon.transport import ChannelDestroyed, ChannelEmpty, ChannelFull
 
 N = 200
@@ -86,6 +88,11 @@ def two_threads() -> None:
     assert got == ["pong"], got
 
 
+def native_target(to_head: Channel, *, tag: str) -> None:
+    to_head.send((tag, os.environ["DRAGON_INDEX"]))
+    raise SystemExit(5)
+
+
 if __name__ == "__main__":
     mp.set_start_method("dragon")
     to_head = Channel.create(name="to_head", capacity=8)
@@ -155,4 +162,7 @@ if __name__ == "__main__":
     to_thread.send("pong")
     tt.join(60)
     report["two_threads_exit"] = tt.exitcode
+    native = Process(native_target, (to_head,), {"tag": "callable"}, policy=Policy(node=1))
+    native.start()
+    report["native_target"] = [*to_head.recv(timeout=30), native.join(30)]
     print(json.dumps(report))
