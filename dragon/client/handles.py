@@ -15,6 +15,7 @@ from typing import Any, TypedDict, Unpack
 
 import msgspec
 
+from dragon.client.python_child import callable_text
 from dragon.client.requests import ProcessSpec, process_spec
 from dragon.descriptors import ChannelDescriptor, ObjectState, PoolDescriptor, ProcessDescriptor, StdioOption
 from dragon.errors import ChannelDestroyed, InvalidArgument
@@ -145,7 +146,10 @@ class ProcessHandle:
     def __repr__(self) -> str:
         kind = self._kind
         if self._desc is None:
-            return f"<{kind} {self._spec.exe if self._spec else ''!r} not started>"
+            what = (
+                "" if self._spec is None else callable_text(self._spec.call[0]) if self._spec.call else self._spec.exe
+            )
+            return f"<{kind} {what!r} not started>"
         state = "running" if self._returncode is None else f"exited {self._returncode}"
         return f"<{kind} p_uid={self._desc.p_uid} name={self._name!r} pid={self._desc.pid} {state}>"
 
@@ -159,7 +163,8 @@ class ProcessHandle:
 class ProcessTemplate:
     """A process described once, to start many like it (spec §7.2): the arguments of `Process`,
     checked now (InvalidArgument as there); `Process.from_template(template, name=...)` makes an
-    unstarted process of it. A callable target's arguments are pickled at each start."""
+    unstarted process of it. A callable target and its arguments are pickled at each start (and a
+    lambda refused there, as by `Process`)."""
 
     def __init__(
         self,
@@ -168,8 +173,9 @@ class ProcessTemplate:
         kwargs: Mapping[str, Any] | None = None,
         **options: Unpack[ProcessOptionArgs],
     ) -> None:
+        args = tuple(args or ())  # before the checks: an iterator is read once
         ProcessHandle(target, args, kwargs, **options)  # the checks, nothing else
-        self.target, self.args, self.kwargs, self.options = target, tuple(args or ()), dict(kwargs or {}), options
+        self.target, self.args, self.kwargs, self.options = target, args, dict(kwargs or {}), options
 
     def arguments(self, name: str) -> tuple[Any, tuple[Any, ...], dict[str, Any], ProcessOptionArgs]:
         """`Process`'s arguments for a process of this template named `name` ("": the template's)."""

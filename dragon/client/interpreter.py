@@ -1,6 +1,6 @@
 """The command line of another interpreter like this one, as multiprocessing's spawn makes it.
 
-Both the start method's children (`dragon.mp.child.child_argv`) and the fork server of a background
+Both the runtime's Python children (`dragon.client.python_child.child_argv`) and the fork server of a background
 runtime (`dragon.client.background`) run this program's interpreter with its flags; this module is what the
 two share, below both (the child's side imports the client, which brings a background runtime up).
 """

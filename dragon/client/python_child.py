@@ -7,8 +7,10 @@ starts it, `dragon.mp.child` runs it) and a managed process whose target is a ca
 CHILD_MAIN` with this interpreter and its flags (`child_argv`: what Local Services' fork server serves,
 so both start as fast as it allows), and both get their pickled start data as the `argdata` of their
 handshake with Global Services (ArgMode.PYTHON_IMMEDIATE): a header (a dict with "format": FORMAT;
-"call" for a callable target), spawn's preparation data (sys.path, the working directory, the main
-module to import as `__mp_main__`, the authkey), then the process object or the call.
+for a callable target "call": its text), spawn's preparation data (sys.path, the main module to
+import as `__mp_main__`, the authkey; for a call, not the directory, which is the process's `cwd`,
+nor a start method the program has not chosen yet: asking spawn for it would fix it), then the
+process object or the call.
 
 **[choice] A callable target behaves as under multiprocessing's spawn**, which is what its users know:
 the target and its arguments are pickled when the process starts (`pack_call`; a lambda or a nested
@@ -17,6 +19,8 @@ script needs the script's `if __name__ == "__main__":` guard (the child imports 
 `__mp_main__`), and the exit code is the target's (`run_call`): 0 when it returns, `sys.exit`'s code,
 1 after an exception, whose traceback goes to the process's stderr. Unlike a multiprocessing child
 it has no parent sentinel or inherited descriptors: it is a process of the runtime like any other.
+**[choice]** The spec's `ident` and `options` arguments are not taken: a process is found with
+`Process.from_puid`/`from_name`, and named with `name=` (also in `Process.from_template`).
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ from dragon.client.interpreter import interpreter_argv
 from dragon.errors import InvalidArgument
 from dragon.ids import CHILD_MAIN
 
-FORMAT: Final = 2
-"""Version of the start data's header (a child refuses another one: parent and child differ)."""
+FORMAT: Final = 3
+"""Version of the start data's header (a child refuses another one: parent and child differ); 3 since
+a header may say "call"."""
 
 
 def child_argv() -> list[str]:
@@ -56,34 +61,49 @@ def preparation_data(name: str) -> dict[str, Any]:
 
 def pack_call(target: Callable[..., object], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
     """The start data of a process that runs `target(*args, **kwargs)`. Raises InvalidArgument if the
-    target or an argument cannot be pickled."""
+    target or an argument cannot be pickled, RuntimeError (spawn's) when called while a child imports
+    its parent's main module (a script without its `__main__` guard)."""
+    import multiprocessing
+    from multiprocessing import context
+
+    chosen = multiprocessing.get_start_method(allow_none=True)
     data = preparation_data("MainProcess")
+    if chosen is None:  # spawn's data asks for the start method, which fixes it: leave it to the program
+        context._default_context._actual_context = None
+        del data["start_method"]
     del data["name"]  # the child's multiprocessing name stays "MainProcess": it is no mp child
+    del data["dir"]  # its directory is the process's own: `cwd`, or this process's (Local Services')
     data["authkey"] = bytes(data["authkey"])  # pickles outside a spawning Popen (prepare wraps it back)
+    what = callable_text(target)
     fp = io.BytesIO()
-    pickle.dump({"format": FORMAT, "call": True}, fp)
+    pickle.dump({"format": FORMAT, "call": what}, fp)
     pickle.dump(data, fp)
     try:
         pickle.dump((target, args, dict(kwargs)), fp)
     except Exception as exc:
         raise InvalidArgument(
-            f"cannot start {callable_text(target)}: its target and arguments must pickle, as for "
-            f"multiprocessing's spawn (a function defined at the top of a module, not a lambda or a "
-            f"nested function): {type(exc).__name__}: {exc}"
+            f"cannot start {what}: its target and arguments must pickle, as for multiprocessing's spawn "
+            f"(a function defined at the top of a module, not a lambda or a nested function): "
+            f"{type(exc).__name__}: {exc}"
         ) from exc
     return fp.getvalue()
 
 
-def run_call(fp: io.BytesIO) -> int:
-    """Run the call whose start data (after the header) `fp` holds: its exit code (the module
-    docstring). Everything from the main module's import on fails as the target would."""
-    from multiprocessing import spawn
+def run_call(fp: io.BytesIO, what: str) -> int:
+    """Run the call `what` (its text, from the header) whose start data (after the header) `fp` holds:
+    its exit code (the module docstring). Everything from the main module's import on fails as the
+    target would. While the main module is imported the process counts as inheriting, as spawn's
+    child does, so that a script without its `__main__` guard gets spawn's error, not a second run."""
+    from multiprocessing import process, spawn
 
-    target: object = None
+    current = process.current_process()
     try:
-        spawn.prepare(pickle.load(fp))
-        target, args, kwargs = pickle.load(fp)
-        assert callable(target)
+        current._inheriting = True  # type: ignore[attr-defined]
+        try:
+            spawn.prepare(pickle.load(fp))
+            target, args, kwargs = pickle.load(fp)
+        finally:
+            del current._inheriting  # type: ignore[attr-defined]
         target(*args, **kwargs)
         return 0
     except SystemExit as stop:
@@ -92,7 +112,6 @@ def run_call(fp: io.BytesIO) -> int:
         print(stop.code, file=sys.stderr)
         return 1
     except BaseException:
-        what = callable_text(target) if target is not None else "its start data"
         print(f"dragon.native.Process running {what}:", file=sys.stderr)
         traceback.print_exc()
         return 1

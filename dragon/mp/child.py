@@ -59,7 +59,7 @@ def run(data: bytes) -> int:
             f"dragon.mp.child: unknown start data (header {header!r}): parent and child run different dragon versions"
         )
     if header.get("call"):
-        return run_call(fp)
+        return run_call(fp, header["call"])
     if header.get("fds"):
         from dragon.mp.fds import receive
 

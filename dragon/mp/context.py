@@ -380,7 +380,7 @@ def keep_other_children_working(spawn: ModuleType) -> None:
     no start method before its main module imports dragon, and it would die in `prepare` with
     "cannot find context for 'dragon'". Without it, the child's start method is its own (which
     multiprocessing's bootstrap sets anyway), as for a child of "spawn" made by any other parent.
-    The children of "dragon" get the stdlib's data as it is (`dragon.mp.popen.preparation_data`)."""
+    The children of "dragon" get the stdlib's data as it is (`dragon.client.python_child.preparation_data`)."""
     original = spawn.get_preparation_data
     if hasattr(original, "__wrapped__"):
         return

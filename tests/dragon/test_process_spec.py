@@ -93,3 +93,13 @@ def test_an_executable_keeps_its_path_and_argv() -> None:
         sys.executable, ["-c", "pass"], env=None, cwd=None, name="", stdin=None, stdout=None, stderr=None
     )
     assert (spec.exe, spec.args, spec.call) == (sys.executable, ["-c", "pass"], None)
+
+
+def test_a_template_keeps_arguments_given_as_an_iterator_and_a_process_shows_its_callable() -> None:
+    from dragon.native import Process, ProcessTemplate
+
+    template = ProcessTemplate(work, iter([1]), {"y": 2})
+    assert (template.args, template.kwargs) == ((1,), {"y": 2})
+    made = Process.from_template(template, name="w")
+    assert made.name == "w" and repr(made) == f"<Process '{__name__}: work' not started>"
+    assert repr(Process("/bin/true")) == "<Process '/bin/true' not started>"

@@ -111,6 +111,8 @@ async def test_a_callable_target_runs_as_under_spawn(tmp_path: Path) -> None:
     assert (seen["module"], seen["mp_name"], seen["cwd"]) == ("__mp_main__", "MainProcess", r["cwd"])
     assert seen["argv"] == [native("callables.py")]
     assert seen["p_uid"] not in (None, r["head_puid"])
+    assert r["in_sub"] == [0, str(Path(r["cwd"], "sub"))]  # `cwd` is the process's directory
+    assert r["start_method_after"] == r["start_method"]  # starting one does not fix the start method
     assert r["exits"] == [3, 0, 1]  # sys.exit(3), sys.exit(None), sys.exit("a text exit")
     assert r["raises"] == 1
     assert (r["grandparent"], r["grandchild"]["data"]) == (0, "from a child")
@@ -126,6 +128,14 @@ async def test_a_callable_target_runs_as_under_spawn(tmp_path: Path) -> None:
     assert r["template"] == [[f"from-template-{i}", 4] for i in range(3)]
     assert r["template_name"] == ["template-name", 0]
     assert "args of an executable must be strings" in r["bad_template"]
+
+
+async def test_a_callable_target_of_a_script_without_its_main_guard_gets_spawns_error(tmp_path: Path) -> None:
+    done = await run_dragon(native("callable_noguard.py"), cwd=tmp_path, timeout_s=60)
+    assert (done.returncode, done.stdout) == (0, b"joined 1\n"), done.stderr.decode(errors="replace")
+    err = done.stderr.decode(errors="replace")
+    assert "dragon.native.Process running builtins: print:" in err
+    assert "current process has finished its bootstrapping phase" in err
 
 
 async def test_outside_the_runtime_every_call_says_to_use_dragon(tmp_path: Path) -> None:

@@ -65,9 +65,13 @@ def run(target: Any, *args: Any, **kwargs: Any) -> int | None:
 
 
 if __name__ == "__main__":
-    report: dict[str, Any] = {}
+    report: dict[str, Any] = {"start_method": multiprocessing.get_start_method(allow_none=True)}
     report["work"] = run(work, "work.json", {"a": [1, 2], "b": (3, None)}, extra=5)
     report["seen"] = json.load(open("work.json"))
+    os.mkdir("sub")
+    in_sub = Process(work, ("where.json", None), cwd="sub")
+    in_sub.start()
+    report["in_sub"] = [in_sub.join(60), json.load(open("sub/where.json"))["cwd"]]
     report["exits"] = [run(exits, 3), run(exits, None), run(exits, "a text exit")]
     report["raises"] = run(raises)
     report["grandparent"] = run(grandparent, "grandchild.json")
@@ -90,4 +94,5 @@ if __name__ == "__main__":
     report["bad_template"] = error_text(lambda: ProcessTemplate(sys.executable, [1]))
     report["head_puid"] = current_puid()
     report["cwd"] = os.getcwd()
+    report["start_method_after"] = multiprocessing.get_start_method(allow_none=True)
     print(json.dumps(report))
