@@ -146,9 +146,8 @@ class ProcessHandle:
     def __repr__(self) -> str:
         kind = self._kind
         if self._desc is None:
-            what = (
-                "" if self._spec is None else callable_text(self._spec.call[0]) if self._spec.call else self._spec.exe
-            )
+            spec = self._spec
+            what = "" if spec is None else spec.exe if spec.call is None else callable_text(spec.call[0])
             return f"<{kind} {what!r} not started>"
         state = "running" if self._returncode is None else f"exited {self._returncode}"
         return f"<{kind} p_uid={self._desc.p_uid} name={self._name!r} pid={self._desc.pid} {state}>"

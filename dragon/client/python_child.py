@@ -59,8 +59,9 @@ def preparation_data(name: str) -> dict[str, Any]:
     return data
 
 
-def pack_call(target: Callable[..., object], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
-    """The start data of a process that runs `target(*args, **kwargs)`. Raises InvalidArgument if the
+def pack_call(target: Callable[..., object], args: tuple[Any, ...], kwargs: Mapping[str, Any], what: str) -> bytes:
+    """The start data of a process that runs `target(*args, **kwargs)` (`what`: its `callable_text`,
+    for the child's errors). Raises InvalidArgument if the
     target or an argument cannot be pickled, RuntimeError (spawn's) when called while a child imports
     its parent's main module (a script without its `__main__` guard)."""
     import multiprocessing
@@ -74,7 +75,6 @@ def pack_call(target: Callable[..., object], args: tuple[Any, ...], kwargs: Mapp
     del data["name"]  # the child's multiprocessing name stays "MainProcess": it is no mp child
     del data["dir"]  # its directory is the process's own: `cwd`, or this process's (Local Services')
     data["authkey"] = bytes(data["authkey"])  # pickles outside a spawning Popen (prepare wraps it back)
-    what = callable_text(target)
     fp = io.BytesIO()
     pickle.dump({"format": FORMAT, "call": what}, fp)
     pickle.dump(data, fp)
@@ -89,21 +89,28 @@ def pack_call(target: Callable[..., object], args: tuple[Any, ...], kwargs: Mapp
     return fp.getvalue()
 
 
-def run_call(fp: io.BytesIO, what: str) -> int:
-    """Run the call `what` (its text, from the header) whose start data (after the header) `fp` holds:
-    its exit code (the module docstring). Everything from the main module's import on fails as the
-    target would. While the main module is imported the process counts as inheriting, as spawn's
-    child does, so that a script without its `__main__` guard gets spawn's error, not a second run."""
+def load_prepared(fp: io.BytesIO) -> Any:
+    """Prepare this child with the spawn preparation data `fp` holds next (its main module imported
+    as `__mp_main__`, ...), then unpickle the object after it, both while this process counts as
+    inheriting, as spawn's child does: a script without its `__main__` guard then gets spawn's
+    error when it starts a process, not a second run."""
     from multiprocessing import process, spawn
 
     current = process.current_process()
+    current._inheriting = True  # type: ignore[attr-defined]
     try:
-        current._inheriting = True  # type: ignore[attr-defined]
-        try:
-            spawn.prepare(pickle.load(fp))
-            target, args, kwargs = pickle.load(fp)
-        finally:
-            del current._inheriting  # type: ignore[attr-defined]
+        spawn.prepare(pickle.load(fp))
+        return pickle.load(fp)
+    finally:
+        del current._inheriting  # type: ignore[attr-defined]
+
+
+def run_call(fp: io.BytesIO, what: str) -> int:
+    """Run the call `what` (its text, from the header) whose start data (after the header) `fp` holds:
+    its exit code (the module docstring). Everything from the main module's import on fails as the
+    target would."""
+    try:
+        target, args, kwargs = load_prepared(fp)
         target(*args, **kwargs)
         return 0
     except SystemExit as stop:

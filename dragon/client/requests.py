@@ -256,10 +256,9 @@ def process_create(spec: ProcessSpec) -> GSCall[GSProcessCreateResponse, Process
     options, shown_target = ProcessOptions(make_inf_channels=True), ""
     if spec.call is not None:
         target, args, kwargs = spec.call
-        options = ProcessOptions(
-            make_inf_channels=True, mode=ArgMode.PYTHON_IMMEDIATE, argdata=pack_call(target, args, kwargs)
-        )
         shown_target = callable_text(target)
+        argdata = pack_call(target, args, kwargs, shown_target)
+        options = ProcessOptions(make_inf_channels=True, mode=ArgMode.PYTHON_IMMEDIATE, argdata=argdata)
     req = GSProcessCreate(
         p_uid=0,
         r_c_uid=0,

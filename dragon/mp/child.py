@@ -23,9 +23,9 @@ import io
 import os
 import pickle
 import sys
-from typing import Final, NoReturn
+from typing import Any, Final, NoReturn
 
-from dragon.client.python_child import FORMAT, run_call
+from dragon.client.python_child import FORMAT, load_prepared, run_call
 from dragon.descriptors import ArgMode
 
 EXIT_BAD_START: Final = 1
@@ -50,7 +50,7 @@ def main() -> NoReturn:
 def run(data: bytes) -> int:
     """Unpickle header, preparation data and process object from `data`; bootstrap it (spawn._main).
     A header that says "call" is followed by a call's start data (`python_child.run_call`)."""
-    from multiprocessing import process, resource_tracker, spawn
+    from multiprocessing import resource_tracker
 
     fp = io.BytesIO(data)
     header = pickle.load(fp)
@@ -70,13 +70,7 @@ def run(data: bytes) -> int:
     if tracker is not None:
         resource_tracker._resource_tracker._fd = tracker  # type: ignore[attr-defined]
     parent_sentinel = _exit_sentinel(parent_pid)
-    current = process.current_process()
-    current._inheriting = True  # type: ignore[attr-defined]
-    try:
-        spawn.prepare(pickle.load(fp))
-        process_obj = pickle.load(fp)
-    finally:
-        del current._inheriting  # type: ignore[attr-defined]
+    process_obj: Any = load_prepared(fp)
     code: int = process_obj._bootstrap(parent_sentinel)
     return code
 
