@@ -151,12 +151,10 @@ class _Waiting(_Locks):
         w[count_word] += delta
 
     def _live_waiters(self, table: int) -> int:
-        w = self._w
-        return sum(
-            int(w[table + 2 * i + 1])
-            for i in range(WAITER_SLOTS)
-            if w[table + 2 * i] and pid_alive(int(w[table + 2 * i]))
-        )
+        """The waits of live processes in `table`. A snapshot: the table is read once, since a waiter
+        may leave (its slot zeroed) between two reads of the shared words."""
+        pairs = self._w[table : table + 2 * WAITER_SLOTS].tolist()
+        return sum(count for pid, count in zip(pairs[::2], pairs[1::2], strict=True) if pid and pid_alive(pid))
 
     def _wake_senders(self) -> None:
         """After a take, with senders registered: ring their doorbell if there is the room the least
