@@ -174,23 +174,24 @@ class Process(ProcessHandle):
             await trio.lowlevel.checkpoint()
         return self._returncode
 
-    async def send_signal(self, sig: int) -> None:
-        """Send signal `sig`; a process that has exited already is left alone (see `dragon.native`).
+    async def send_signal(self, sig: int, hide_stderr: bool = False) -> None:
+        """Send signal `sig`; a process that has exited already is left alone (see `dragon.native`,
+        also for `hide_stderr`).
 
         Raises ProcessSignalFailed, UnknownProcess; InvalidArgument if not started.
         """
         desc = self._started("signal")
-        exit_code = await run_async(self._rt, gs.process_kill(desc.p_uid, sig))
+        exit_code = await run_async(self._rt, gs.process_kill(desc.p_uid, sig, hide_stderr))
         if exit_code is not None:
             self._returncode = exit_code
 
-    async def terminate(self) -> None:
+    async def terminate(self, hide_stderr: bool = False) -> None:
         """Send SIGTERM (see `send_signal`)."""
-        await self.send_signal(signal.SIGTERM)
+        await self.send_signal(signal.SIGTERM, hide_stderr)
 
-    async def kill(self) -> None:
+    async def kill(self, hide_stderr: bool = False) -> None:
         """Send SIGKILL (see `send_signal`)."""
-        await self.send_signal(signal.SIGKILL)
+        await self.send_signal(signal.SIGKILL, hide_stderr)
 
     # ----------------------------------------------------------------------------- state
 

@@ -173,6 +173,49 @@ class RequestTimeout(DragonError, TimeoutError):
     """Global Services did not answer a request within the caller's `timeout_s` (it may still act on it)."""
 
 
+# ---------------------------------------------------------------------------------------------------
+# Errors of `dragon.native.ProcessGroup` (spec §7.2), by the reference's names so that code written
+# for it catches them. A wrong argument is an `InvalidArgument`, as everywhere in the client.
+
+
+class DragonProcessGroupError(DragonError):
+    """Base of the errors of a `ProcessGroup`'s operations."""
+
+
+class DragonProcessGroupAlreadyInitialized(DragonProcessGroupError):
+    """`init()` of a group that is initialized already (and was not closed since)."""
+
+
+class DragonProcessGroupRunningError(DragonProcessGroupError):
+    """A group operation its state does not allow: changing or starting a running group, using a
+    closed one (the text says what to call first)."""
+
+
+class DragonProcessGroupStartError(DragonProcessGroupError):
+    """The group's processes could not be started: none were added, or one failed to start (or to be
+    restarted): the error of that start is the `__cause__`; the others started were stopped."""
+
+
+class DragonProcessGroupSignalError(DragonProcessGroupError):
+    """A signal could not be sent to the group's processes (not a signal of this system)."""
+
+
+class DragonProcessGroupJoinError(DragonProcessGroupError, TimeoutError):
+    """`join(timeout)` ran out of time with processes of the group still running."""
+
+
+class DragonUserCodeError(DragonProcessGroupError):
+    """Processes of a group that does not ignore errors exited with a non-zero code while the group
+    had not signalled them: `failed` is [(p_uid, exit code)], in the order they were seen."""
+
+    def __init__(self, message: str, failed: list[tuple[int, int]]) -> None:
+        super().__init__(message)
+        self.failed = failed
+
+    def __reduce__(self) -> tuple[type[DragonUserCodeError], tuple[str, list[tuple[int, int]]]]:
+        return (type(self), (str(self), self.failed))
+
+
 def leaf_exceptions(exc: BaseException) -> list[BaseException]:
     """The exceptions inside `exc`, however deeply exception groups nest them ([exc] if it is none)."""
     if isinstance(exc, BaseExceptionGroup):

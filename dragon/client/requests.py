@@ -378,9 +378,10 @@ def process_join(p_uid: int, timeout: float | None) -> GSCall[GSProcessJoinRespo
     )
 
 
-def process_kill(p_uid: int, sig: int) -> GSCall[GSProcessKillResponse, int | None]:
+def process_kill(p_uid: int, sig: int, hide_stderr: bool = False) -> GSCall[GSProcessKillResponse, int | None]:
     """GSProcessKill: None once delivered, or the exit code of a process that had exited already.
-    Raises UnknownProcess, ProcessSignalFailed."""
+    With `hide_stderr`, Local Services forwards no more of the process's stderr (the traceback a
+    signalled worker prints). Raises UnknownProcess, ProcessSignalFailed."""
 
     def finish(resp: GSProcessKillResponse) -> int | None:
         if resp.err == ProcessKillErr.SUCCESS:
@@ -391,7 +392,11 @@ def process_kill(p_uid: int, sig: int) -> GSCall[GSProcessKillResponse, int | No
             raise UnknownProcess(resp.err_info or f"no p_uid {p_uid}")
         raise ProcessSignalFailed(f"cannot send signal {sig} to process {p_uid}: {resp.err_info or resp.err.name}")
 
-    return GSCall(GSProcessKill(p_uid=0, r_c_uid=0, t_p_uid=p_uid, sig=int(sig)), GSProcessKillResponse, finish)
+    return GSCall(
+        GSProcessKill(p_uid=0, r_c_uid=0, t_p_uid=p_uid, sig=int(sig), hide_stderr=hide_stderr),
+        GSProcessKillResponse,
+        finish,
+    )
 
 
 def mp_signal(p_uid: int, sig: int, exited: Callable[[], bool]) -> GSCall[GSProcessKillResponse, bool]:

@@ -39,6 +39,7 @@ from .process import wait as wait
 
 if TYPE_CHECKING:
     from .array import Array as Array
+    from .process_group import ProcessGroup as ProcessGroup
     from .queue import Queue as Queue
     from .sync import Barrier as Barrier
     from .sync import BrokenBarrierError as BrokenBarrierError
@@ -60,6 +61,7 @@ __all__ = [
     "Policy",
     "Pool",
     "Process",
+    "ProcessGroup",
     "ProcessTemplate",
     "Queue",
     "Semaphore",
@@ -76,6 +78,7 @@ _LAZY = {
     "BrokenBarrierError": ".sync",
     "Event": ".sync",
     "Lock": ".sync",
+    "ProcessGroup": ".process_group",
     "Queue": ".queue",
     "Semaphore": ".sync",
     "Value": ".value",

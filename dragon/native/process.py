@@ -131,8 +131,9 @@ class Process(ProcessHandle):
             self._returncode = run(gs.process_join(desc.p_uid, timeout))
         return self._returncode
 
-    def send_signal(self, sig: int) -> None:
-        """Send signal `sig` to the process; a process that has exited already is left alone.
+    def send_signal(self, sig: int, hide_stderr: bool = False) -> None:
+        """Send signal `sig` to the process; a process that has exited already is left alone. With
+        `hide_stderr`, no more of its stderr is shown (e.g. the traceback of a worker interrupted).
 
         Returns once the signal was delivered, not once the process died (use `join`).
         Raises:
@@ -141,17 +142,17 @@ class Process(ProcessHandle):
           UnknownProcess: GS does not know it; InvalidArgument: not started.
         """
         desc = self._started("signal")
-        exit_code = run(gs.process_kill(desc.p_uid, sig))
+        exit_code = run(gs.process_kill(desc.p_uid, sig, hide_stderr))
         if exit_code is not None:
             self._returncode = exit_code
 
-    def terminate(self) -> None:
+    def terminate(self, hide_stderr: bool = False) -> None:
         """Send SIGTERM (see `send_signal`)."""
-        self.send_signal(signal.SIGTERM)
+        self.send_signal(signal.SIGTERM, hide_stderr)
 
-    def kill(self) -> None:
+    def kill(self, hide_stderr: bool = False) -> None:
         """Send SIGKILL (see `send_signal`)."""
-        self.send_signal(signal.SIGKILL)
+        self.send_signal(signal.SIGKILL, hide_stderr)
 
     # ----------------------------------------------------------------------------- state
 

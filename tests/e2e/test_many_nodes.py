@@ -250,6 +250,8 @@ async def test_policy_places_processes_and_system_queries_see_every_node() -> No
     assert report["cpu_count"] == report["mp_cpu_count"] == 3 * cpus
     assert report["current"] == 0
     assert report["by_node"] == report["by_host"] == report["native_by_node"] == [0, 1, 2]
+    assert report["group_by_node"] == [[0, 0], [1, 1], [2, 2]]
+    assert report["group_spread"] == [0, 1, 2]  # round robin over the nodes
 
 
 async def test_status_shows_every_node_and_each_process_node() -> None:

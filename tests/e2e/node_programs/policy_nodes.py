@@ -7,7 +7,7 @@ import json
 import multiprocessing as mp
 import os
 
-from dragon.native import Policy, Process, machine
+from dragon.native import Policy, Process, ProcessGroup, ProcessTemplate, machine
 
 
 def report() -> None:
@@ -32,6 +32,17 @@ def node_of_native_child(policy: Policy) -> int:
     return code - 10
 
 
+def nodes_of_group(policy: Policy | None, nproc: int) -> list[int]:
+    """The nodes of the processes of a `ProcessGroup` (placed by the group's policy, or spread by
+    the default placement), sorted."""
+    group = ProcessGroup(policy=policy, ignore_error_on_exit=True)  # the exit codes are the message
+    group.add_process(nproc, ProcessTemplate(report))
+    group.start()
+    group.join(60)
+    group.close()
+    return sorted(code - 10 for _, code in group.exit_status)
+
+
 if __name__ == "__main__":
     mp.set_start_method("dragon")
     system = machine.System()
@@ -43,5 +54,7 @@ if __name__ == "__main__":
         "by_node": [node_of_child(Policy(node=n.idx)) for n in system.nodes],
         "by_host": [node_of_child(Policy(host=n.hostname)) for n in system.nodes],
         "native_by_node": [node_of_native_child(Policy(node=n.idx)) for n in system.nodes],
+        "group_by_node": [nodes_of_group(Policy(node=n.idx), 2) for n in system.nodes],
+        "group_spread": nodes_of_group(None, 3),
     }
     print(json.dumps(out))
