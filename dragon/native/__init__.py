@@ -39,6 +39,7 @@ from .process import wait as wait
 
 if TYPE_CHECKING:
     from .array import Array as Array
+    from .popen import Popen as Popen
     from .process_group import ProcessGroup as ProcessGroup
     from .queue import Queue as Queue
     from .sync import Barrier as Barrier
@@ -60,6 +61,7 @@ __all__ = [
     "Lock",
     "Policy",
     "Pool",
+    "Popen",
     "Process",
     "ProcessGroup",
     "ProcessTemplate",
@@ -78,6 +80,7 @@ _LAZY = {
     "BrokenBarrierError": ".sync",
     "Event": ".sync",
     "Lock": ".sync",
+    "Popen": ".popen",
     "ProcessGroup": ".process_group",
     "Queue": ".queue",
     "Semaphore": ".sync",
