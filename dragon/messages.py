@@ -774,6 +774,9 @@ class SHProcessKillResponse(Response):
     """Reply to SHProcessKill; SUCCESS means the signal was sent (spec §4.5)."""
 
     err: LSErr
+    exited: bool = False
+    """[choice] FAIL because the process has exited: its SHProcessExit is on its way to GS (which
+    then answers the kill with DEAD and the exit code rather than an error)."""
 
 
 class SHProcessExit(Msg):

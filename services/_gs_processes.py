@@ -51,6 +51,10 @@ from ._registry import ChanRecord, ProcRecord
 
 log = logging.getLogger(__name__)
 
+EXIT_NEWS_S = 5.0
+"""How long a kill whose process Local Services found exited waits for the news of that exit
+(SHProcessExit follows once the process's output is flushed), to answer DEAD with its exit code."""
+
 RETURN_CHANNEL_CAPACITY: Final = 64
 RETURN_CHANNEL_BLOCK: Final = 4096
 PIPE_CAPACITY: Final = 64  # messages of a PIPE channel when GSProcessCreate gives no pipesize
@@ -326,7 +330,10 @@ class ProcessHandlers(GSBase):
         ls_resp: SHProcessKillResponse = await self.ls_call(kill, rec.desc.node)
         if ls_resp.err == LSErr.SUCCESS:
             return GSProcessKillResponse(ref=req.tag, err=ProcessKillErr.SUCCESS)
-        if rec.exited.is_set():  # it died while the kill was in flight
+        if ls_resp.exited:  # it died while the kill was in flight: its exit's news is on the way
+            with trio.move_on_after(EXIT_NEWS_S):
+                await rec.exited.wait()
+        if rec.exited.is_set():
             return GSProcessKillResponse(ref=req.tag, err=ProcessKillErr.DEAD, exit_code=rec.desc.ecode or 0)
         return GSProcessKillResponse(ref=req.tag, err=ProcessKillErr.FAIL_KILL, err_info=ls_resp.err_info)
 

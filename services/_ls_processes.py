@@ -264,7 +264,7 @@ class ProcessRunner(StdioForwarding):
         mp = self.procs.get(msg.t_p_uid)
         if mp is None or mp.exited.is_set():
             return SHProcessKillResponse(
-                ref=msg.tag, err=LSErr.FAIL, err_info=f"no running process p_uid {msg.t_p_uid}"
+                ref=msg.tag, err=LSErr.FAIL, err_info=f"no running process p_uid {msg.t_p_uid}", exited=True
             )
         mp.hide_stderr = mp.hide_stderr or msg.hide_stderr
         try:

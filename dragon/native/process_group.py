@@ -21,14 +21,19 @@ What the group does, as the reference documents it:
   as it was) until `stop_restart()`, `join()`, `terminate()`, `kill()`, `stop()` or `close()`.
   `join()` waits for the processes to end, so it first stops the restarting.
 * `ignore_error_on_exit=False`: a process that exits with a non-zero code the group did not cause
-  (by a signal it sent) is an error: the group stops the others (SIGINT, SIGTERM, SIGKILL, as
+  is an error (the group caused it if it had delivered a signal asking it to end, SIGINT, SIGTERM,
+  SIGKILL, SIGHUP or SIGQUIT, or another signal that killed it; a process that handles, say, a
+  SIGUSR1 and fails later failed on its own): the group stops the others (SIGINT, SIGTERM, SIGKILL, as
   `stop()`; as mpiexec ends a job when one rank fails, since the others may wait for it for ever)
   and does not restart it; `in_error_state` turns True and `join()` raises DragonUserCodeError
   naming the processes and their codes. [choice] Only `join()` raises it (the call that waits for
   the outcome); the reference raises it from every call after, `close()` included, so a program
   could not clean up. With True, exit codes are only recorded (`exit_status`).
 * `walltime`: seconds from `start()` after which the group is stopped as by `stop()` (its processes'
-  exits are then not errors).
+  exits are then not errors). This stop, and the one after a failure, take `DEFAULT_PATIENCE`.
+* Every stop (`stop()`, the walltime, a failure) hides the stderr of the processes it signals, as the
+  reference does: a worker's traceback of the KeyboardInterrupt it was stopped with says nothing.
+  (So a worker that prints a summary when interrupted should write it elsewhere.)
 * `policy`: where its processes run, under each template's own policy and over the `with Policy`
   block current at `start()`, replacements included (as `multiprocessing.Pool` on this runtime).
 * A group still running when its program ends is closed then (stopped, by an `atexit` hook).
@@ -67,7 +72,11 @@ from dragon.policy import Policy, current_policy
 from .process import Process, ProcessTemplate
 
 DEFAULT_PATIENCE = 5.0
-"""Seconds `stop()` gives the processes after SIGINT and again after SIGTERM, before the next signal."""
+"""Seconds `stop()` gives the processes after SIGINT and again after SIGTERM, before the next signal;
+also the patience of the stops at the walltime and after a failure."""
+
+STOPPING_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGKILL, signal.SIGHUP, signal.SIGQUIT})
+"""Signals that ask a process to end: an exit after the group delivered one is the group's doing."""
 
 _started: weakref.WeakSet[ProcessGroup] = weakref.WeakSet()
 """The groups of this process that were started and not closed: closed when the interpreter exits."""
@@ -158,9 +167,12 @@ class ProcessGroup:
         self._codes: dict[int, int] = {}  # p_uid -> exit code, of the processes seen to exit
         self._exited: list[tuple[int, int]] = []  # the same, in the order they were seen
         self._failed: list[tuple[int, int]] = []  # the errors among them
-        self._signalled: set[int] = set()  # p_uids the group sent a signal to
+        self._pending: dict[int, int] = {}  # p_uid -> signal on its way to it
+        self._signalled: dict[int, int] = {}  # p_uid -> the last signal delivered to it
+        self._undecided: dict[int, int] = {}  # p_uid -> exit code seen while a signal was on its way
         self._restarting = False
         self._stopping = False  # a bring-down was started (by stop, an error or the walltime)
+        self._patience = DEFAULT_PATIENCE  # of the bring-downs by the watcher (stop() sets its own)
         self._deadline: float | None = None  # time.monotonic() of the walltime
         self._trouble: DragonProcessGroupError | None = None  # the watcher's failure, join() raises it
         self._placement: Policy | None = None
@@ -232,36 +244,50 @@ class ProcessGroup:
             members = list(self._members)
         try:
             for member in members:
-                self._start_member(member)
+                with self._lock:
+                    if self._stopping:  # stop() from another thread
+                        break
+                proc = self._new_process(member.template)
+                with self._lock:
+                    member.proc = proc
         except BaseException as failure:
             self._abandon_start(failure)
             if not isinstance(failure, Exception):  # Ctrl-C stays Ctrl-C
                 raise
             raise DragonProcessGroupStartError(f"{self}: a process could not be started: {failure}") from failure
         with self._lock:
-            if self._walltime is not None:
-                self._deadline = time.monotonic() + self._walltime
-            self._watcher = threading.Thread(target=self._watch, name=f"{self} watcher", daemon=True)
-            self._watcher.start()
-            _started.add(self)
+            stopped = self._stopping
+            if not stopped:
+                if self._walltime is not None:
+                    self._deadline = time.monotonic() + self._walltime
+                self._watcher = threading.Thread(target=self._watch, name=f"{self} watcher", daemon=True)
+                self._watcher.start()
+                _started.add(self)
+        if stopped:
+            self._abandon_start(None)
+            raise DragonProcessGroupStartError(
+                f"{self} was stopped while it started; the processes started were stopped"
+            )
 
-    def _start_member(self, member: _Member) -> None:
-        """Start a process in `member`'s place, as its template says, under the group's placement."""
-        target, args, kwargs, options = member.template.arguments("")
+    def _new_process(self, template: ProcessTemplate) -> Process:
+        """A started process of `template` (named as it says), under the group's placement."""
+        target, args, kwargs, options = template.arguments("")
         policy = options.get("policy")
         options["policy"] = policy.over(self._placement) if policy is not None else self._placement
         proc = Process(target, args, kwargs, **options)
         proc.start()
-        member.proc = proc
+        return proc
 
-    def _abandon_start(self, failure: BaseException) -> None:
-        """A start failed (or was interrupted): stop what it started, leave the group idle."""
+    def _abandon_start(self, failure: BaseException | None) -> None:
+        """A start failed, was interrupted or stopped: stop what it started (after a stop() under
+        way: the bring-downs take turns), leave the group idle."""
         try:
             with self._lock:
                 self._stopping, self._restarting = True, False
-            self._bring_down(DEFAULT_PATIENCE)
+            self._bring_down(self._patience)
         except Exception as again:  # the runtime is gone too: nothing left to stop
-            failure.add_note(f"stopping the processes started failed too: {again!r}")
+            if failure is not None:
+                failure.add_note(f"stopping the processes started failed too: {again!r}")
         finally:
             with self._lock:
                 self._state = _State.IDLE
@@ -290,10 +316,11 @@ class ProcessGroup:
                     down = not self._stopping and (expired or (bool(self._failed) and not self._ignore))
                     if down:
                         self._stopping, self._restarting = True, False
-                    elif self._restarting:
-                        self._replace_ended()
+                    ended_places = [m for m in self._members if m.proc is not None and m.proc.p_uid in self._codes]
                 if down:
-                    self._bring_down(DEFAULT_PATIENCE)
+                    self._bring_down(self._patience)
+                elif ended_places:
+                    self._replace(ended_places)
         except Exception as failure:
             self._watch_failed(failure)
         finally:
@@ -316,30 +343,51 @@ class ProcessGroup:
         except Exception as again:
             self._trouble.add_note(f"stopping its processes failed too: {again!r}")
 
-    def _replace_ended(self) -> None:
-        """(Lock held.) Start a new process in the place of each that exited. Raises
-        DragonProcessGroupStartError if one cannot be started."""
-        for member in self._members:
-            if member.proc is not None and member.proc.p_uid in self._codes:
-                try:
-                    self._start_member(member)
-                except Exception as failure:
-                    error = DragonProcessGroupStartError(f"{self}: a process could not be restarted: {failure}")
-                    raise error from failure
+    def _replace(self, places: list[_Member]) -> None:
+        """While restarting, start a new process in each of `places` (their processes exited), without
+        the lock (a start is a GS request); one installed after a stop began is brought down here.
+        Raises DragonProcessGroupStartError if one cannot be started."""
+        for member in places:
+            with self._lock:
+                if not self._restarting:
+                    return
+            try:
+                proc = self._new_process(member.template)
+            except Exception as failure:
+                error = DragonProcessGroupStartError(f"{self}: a process could not be restarted: {failure}")
+                raise error from failure
+            with self._lock:
+                member.proc = proc
+                stopped = self._stopping
+            if stopped:  # the stop under way may have signalled the places before this one was in
+                self._bring_down(self._patience)
+                return
 
     def _running(self) -> list[Process]:
         """(Lock held.) The current processes not seen to exit."""
         return [m.proc for m in self._members if m.proc is not None and m.proc.p_uid not in self._codes]
 
     def _record(self, ended: dict[int, int | None]) -> None:
-        """(Lock held.) Record the exits in `ended` ({p_uid: exit code or None}) not recorded yet."""
+        """(Lock held.) Record the exits in `ended` ({p_uid: exit code or None}) not recorded yet;
+        judged once no signal is on its way to the process (`_signal` judges those)."""
         for p_uid, code in ended.items():
             if code is None or p_uid in self._codes:
                 continue
             self._codes[p_uid] = code
             self._exited.append((p_uid, code))
-            if code != 0 and p_uid not in self._signalled:
-                self._failed.append((p_uid, code))
+            if p_uid in self._pending:
+                self._undecided[p_uid] = code
+            else:
+                self._judge(p_uid, code)
+
+    def _judge(self, p_uid: int, code: int) -> None:
+        """(Lock held.) An exit is an error if its code is not 0 and the group did not cause it: it
+        had delivered a stopping signal (SIGINT, SIGTERM, SIGKILL, SIGHUP, SIGQUIT) to the process, or
+        another signal that killed it. A process that handles another signal (a checkpoint request,
+        say) and later fails, or one that exited before the signal came, failed on its own."""
+        sig = self._signalled.get(p_uid)
+        if code != 0 and not (sig is not None and (sig in STOPPING_SIGNALS or code == -sig)):
+            self._failed.append((p_uid, code))
 
     def _look(self) -> None:
         """Record the exits GS knows of now (one request), for the properties."""
@@ -356,7 +404,7 @@ class ProcessGroup:
         """SIGINT to every running process, then SIGTERM to those still running `patience` seconds
         later, then SIGKILL to the rest, and wait until all have exited. Their stderr is no longer
         shown once signalled (as the reference does): a traceback of KeyboardInterrupt from each
-        worker stopped says nothing."""
+        worker stopped says nothing. A process that cannot be signalled is waited for all the same."""
         with self._down:
             for sig, timeout in ((signal.SIGINT, patience), (signal.SIGTERM, patience), (signal.SIGKILL, None)):
                 with self._lock:
@@ -368,19 +416,43 @@ class ProcessGroup:
                 with self._lock:
                     self._record(ended)
 
-    def _signal(self, procs: list[Process], sig: int, hide_stderr: bool) -> None:
-        """Send `sig` to `procs` (marked as signalled first: their exits are then no errors)."""
+    def _signal(self, procs: list[Process], sig: int, hide_stderr: bool) -> ProcessSignalFailed | None:
+        """Send `sig` to each of `procs`: the first refusal, if any (the others are signalled all
+        the same). An exit seen while the signal is on its way is judged once the answer says
+        whether it was delivered (`_judge`)."""
+        puids = [p.p_uid for p in procs if p.p_uid is not None]
         with self._lock:
-            self._signalled.update(p.p_uid for p in procs if p.p_uid is not None)
-        for proc in procs:
-            assert proc.p_uid is not None
-            try:
-                code = run(gs.process_kill(proc.p_uid, sig, hide_stderr))
-            except ProcessSignalFailed as failure:
-                raise DragonProcessGroupSignalError(f"{self}: {failure}") from failure
-            if code is not None:
-                with self._lock:
-                    self._record({proc.p_uid: code})
+            self._pending.update(dict.fromkeys(puids, sig))
+        refused: ProcessSignalFailed | None = None
+        try:
+            for p_uid in puids:
+                code: int | None = None
+                try:
+                    code = run(gs.process_kill(p_uid, sig, hide_stderr))
+                except ProcessSignalFailed as failure:
+                    refused = refused or failure
+                else:
+                    with self._lock:
+                        if code is None:
+                            self._signalled[p_uid] = sig
+                finally:
+                    with self._lock:
+                        self._settle(p_uid, code)
+        finally:
+            with self._lock:  # those not reached (the runtime went away): judged as not signalled
+                for p_uid in puids:
+                    if p_uid in self._pending:
+                        self._settle(p_uid, None)
+        return refused
+
+    def _settle(self, p_uid: int, exit_code: int | None) -> None:
+        """(Lock held.) The signal to `p_uid` was answered: record the exit code the answer gave (it
+        had exited before), and judge an exit seen meanwhile."""
+        self._pending.pop(p_uid, None)
+        if exit_code is not None:
+            self._record({p_uid: exit_code})
+        if p_uid in self._undecided:
+            self._judge(p_uid, self._undecided.pop(p_uid))
 
     def _stop_restarting(self) -> None:
         with self._lock:
@@ -398,21 +470,23 @@ class ProcessGroup:
 
     def send_signal(self, sig: int, hide_stderr: bool = False) -> None:
         """Send signal `sig` to every running process of the group (restarting goes on: see
-        `terminate`); their exits are then no errors. With `hide_stderr`, their stderr is no longer
-        shown (the tracebacks of interrupted workers).
+        `terminate`); an exit it causes is no error (see the module). With `hide_stderr`, their
+        stderr is no longer shown (the tracebacks of interrupted workers). A process that exits
+        meanwhile is left alone.
 
         Raises:
-          DragonProcessGroupSignalError: `sig` is not a signal of this system.
+          DragonProcessGroupSignalError: `sig` is not a signal of this system, or a process refused it
+            (the others were signalled all the same).
           DragonProcessGroupRunningError: the group was not initialized, or was closed.
         """
         self._require_open("send_signal")
-        try:
-            sig = signal.Signals(sig)
-        except (ValueError, TypeError) as bad:
-            raise DragonProcessGroupSignalError(f"{self}: {sig!r} is not a signal of this system") from bad
+        if sig not in signal.valid_signals():
+            raise DragonProcessGroupSignalError(f"{self}: {sig!r} is not a signal of this system")
         with self._lock:
             running = self._running() if self._state is _State.RUNNING else []
-        self._signal(running, sig, hide_stderr)
+        refused = self._signal(running, sig, hide_stderr)
+        if refused is not None:
+            raise DragonProcessGroupSignalError(f"{self}: {refused}") from refused
 
     def terminate(self, hide_stderr: bool = False) -> None:
         """Stop restarting, then send SIGTERM to every running process (see `send_signal`)."""
@@ -434,18 +508,22 @@ class ProcessGroup:
     def stop(self, patience: float = DEFAULT_PATIENCE) -> None:
         """Stop restarting and bring every running process down: SIGINT, then SIGTERM to those still
         running `patience` seconds later, then SIGKILL after as long again; returns once all have
-        exited. The group can be started again.
+        exited. Their stderr is hidden from the first signal on (see the module); their exits are no
+        errors. The group can be started again.
 
         Raises DragonProcessGroupRunningError if the group was not initialized or was closed.
         """
         self._require_open("stop")
         if not (isinstance(patience, int | float) and patience >= 0):
             raise InvalidArgument(f"stop: patience must be a number of seconds >= 0, not {patience!r}")
+        self._stop(patience)
+
+    def _stop(self, patience: float) -> None:
         with self._lock:
             self._restarting = False
             running = self._state is _State.RUNNING
             if running:
-                self._stopping = True
+                self._stopping, self._patience = True, patience
         if running:
             self._bring_down(patience)
             self._await_idle(None)
@@ -457,14 +535,15 @@ class ProcessGroup:
             if self._state in (_State.NEW, _State.CLOSED):
                 self._state = _State.CLOSED
                 return
-        self.stop(patience)
+        self._stop(patience)
         with self._lock:
             self._state = _State.CLOSED
         _started.discard(self)
 
     def join(self, timeout: float | None = None) -> None:
         """Stop restarting, and wait until every process of the group has exited, at most `timeout`
-        seconds (None: no limit).
+        seconds (None: no limit). The restarting stays stopped when it times out (as the reference's):
+        a `join(0)` is no way to look, `puids` is.
 
         Raises:
           DragonProcessGroupJoinError (a TimeoutError): processes still run after `timeout`.
@@ -478,8 +557,10 @@ class ProcessGroup:
         if not self._await_idle(timeout):
             raise DragonProcessGroupJoinError(f"{self}: processes {self.puids} still run after {timeout} s")
         with self._lock:
-            if self._trouble is not None:
-                raise self._trouble
+            if self._trouble is not None:  # a new error each time: the kept one's traceback would grow
+                trouble = type(self._trouble)(str(self._trouble))
+                trouble.__notes__ = list(getattr(self._trouble, "__notes__", []))
+                raise trouble from self._trouble.__cause__
             if self._failed and not self._ignore:
                 self._raise_failed()
 

@@ -48,6 +48,11 @@ def on_usr1_exits_7(queue: "Queue") -> None:
     time.sleep(600)
 
 
+def fails_when_told(tokens: "Queue") -> None:
+    tokens.get()
+    sys.exit(3)
+
+
 def takes_one(tokens: "Queue", done: "Queue") -> None:
     """Takes one token, says so, exits: a restarting group replaces it."""
     token = tokens.get()
@@ -111,13 +116,14 @@ def basic(r: dict[str, Any]) -> None:
 
 
 def failing(r: dict[str, Any]) -> None:
-    q = Queue()
+    q, tokens = Queue(), Queue()
     group = ProcessGroup()
     group.add_process(2, ProcessTemplate(sleeps_after_saying, (q,)))
-    group.add_process(1, ProcessTemplate(exits, (3,)))
-    t0 = time.monotonic()
+    group.add_process(1, ProcessTemplate(fails_when_told, (tokens,)))
     group.start()
-    members = gather(q, 2)
+    members = gather(q, 2)  # the sleepers run (a failure before would stop them before they say so)
+    t0 = time.monotonic()
+    tokens.put("fail")
     r["failing"] = {
         "join": outcome(lambda: group.join(60)),
         "seconds": time.monotonic() - t0,
@@ -191,11 +197,18 @@ def stopping(r: dict[str, Any]) -> None:
     gather(q, 2)
     r["signalled"] = [
         outcome(lambda: signalled.send_signal(signal.SIGUSR1)),
-        outcome(lambda: signalled.join(60)),
+        outcome(lambda: signalled.join(60)),  # handled, then exited 7: failed on their own
         sorted(c for _, c in signalled.exit_status),
         outcome(lambda: signalled.send_signal(12345)),
     ]
     signalled.close()
+    killed = ProcessGroup()
+    killed.add_process(2, ProcessTemplate(sleeps_after_saying, (q,)))
+    killed.start()
+    gather(q, 2)
+    killed.send_signal(signal.SIGUSR1)  # not handled: it kills them, the group's doing
+    r["killed_by_signal"] = [outcome(lambda: killed.join(60)), sorted(c for _, c in killed.exit_status)]
+    killed.close()
 
     for how in ("terminate", "kill"):
         group = ProcessGroup(restart=True)
