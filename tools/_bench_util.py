@@ -7,13 +7,14 @@ Benchmarks here run on shared, noisy 2-core machines, so they report the *median
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import platform
 import statistics
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 
@@ -120,3 +121,21 @@ def _nan_to_none(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_nan_to_none(v) for v in obj]
     return obj
+
+
+def dd_entries() -> set[str]:
+    """The reference runtime's files in /dev/shm (it names them DD...)."""
+    return {name for name in os.listdir("/dev/shm") if name.startswith("DD")}
+
+
+@contextlib.contextmanager
+def reference_shm_removed(active: bool) -> Iterator[None]:
+    """The reference runtime leaves /dev/shm/DD* files behind: remove those that appeared while the
+    block ran (`active`), and only those (another program's are not ours to remove)."""
+    before = dd_entries() if active else set()
+    try:
+        yield
+    finally:
+        for name in sorted(dd_entries() - before) if active else []:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join("/dev/shm", name))

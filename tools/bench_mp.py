@@ -91,7 +91,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench_util import fmt, json_line, machine_info, md_table, summary
+from _bench_util import fmt, json_line, machine_info, md_table, reference_shm_removed, summary
 
 MiB = 1 << 20
 METHODS = ("spawn", "dragon")
@@ -569,24 +569,6 @@ def busy(n: int) -> Iterator[None]:
             loader.kill()
         for loader in loaders:
             loader.communicate()
-
-
-def dd_entries() -> set[str]:
-    """The reference runtime's files in /dev/shm (it names them DD...)."""
-    return {name for name in os.listdir("/dev/shm") if name.startswith("DD")}
-
-
-@contextlib.contextmanager
-def reference_shm_removed(active: bool) -> Iterator[None]:
-    """The reference runtime leaves /dev/shm/DD* files behind: remove those that appeared while the
-    block ran (`active`), and only those (another program's are not ours to remove)."""
-    before = dd_entries() if active else set()
-    try:
-        yield
-    finally:
-        for name in sorted(dd_entries() - before) if active else []:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join("/dev/shm", name))
 
 
 def run_program(method: str, key: str, params: dict[str, int], prog: Path, setup: Setup) -> Report:
