@@ -28,10 +28,21 @@ log = logging.getLogger(__name__)
 
 class StdioForwarding(LSCore):
     async def _forward_all_output(self, mp: ManagedProcess) -> None:
+        """Forward the process's output; `forwarders_done` once what goes to the launcher has ended.
+
+        A PIPE stream is copied in LS's root nursery instead, until its end of file, however long
+        after the process's exit that is: its reader may read late (`wait()`, then `read()`) or a
+        child of the process may hold the pipe, and nothing of it is dropped (the copy waits while
+        the channel is full, and ends when the reader lets the channel go, or at teardown). The
+        output for the launcher is given DRAIN_AFTER_EXIT_S after the exit, as before."""
         async with trio.open_nursery() as nursery:
-            for stream, fd_num in ((mp.proc.stdout, FdNum.STDOUT), (mp.proc.stderr, FdNum.STDERR)):
+            for stream, fd_num, name in (
+                (mp.proc.stdout, FdNum.STDOUT, "stdout"),
+                (mp.proc.stderr, FdNum.STDERR, "stderr"),
+            ):
                 if stream is not None:
-                    nursery.start_soon(self._forward_output, mp, stream, fd_num)
+                    owner = self.nursery if name in mp.pipes else nursery
+                    owner.start_soon(self._forward_output, mp, stream, fd_num)
         mp.forwarders_done.set()
 
     async def _forward_output(self, mp: ManagedProcess, stream: trio.abc.ReceiveStream, fd_num: FdNum) -> None:

@@ -54,13 +54,23 @@ class PipeConnection:
         if data:  # an empty message would be the end of file
             self._open().send(data, timeout)
 
-    def close(self) -> None:
-        """Let go of the pipe (for stdin: end of file first). Idempotent."""
+    def send_eof(self, timeout: float | None = None) -> None:
+        """End of file for the process's stdin (an empty message), once: it needs room in the pipe,
+        so it waits while the pipe is full, at most `timeout` seconds (then ChannelFull)."""
+        if not self.writable:
+            raise InvalidArgument(f"{self.name} is output of the process: it has its own end of file")
+        if not self._eof:
+            self._open().send(b"", timeout)
+            self._eof = True
+
+    def close(self, eof: bool = True) -> None:
+        """Let go of the pipe (for stdin: end of file first, unless `send_eof` gave it or `eof` is
+        False, e.g. for a process that has exited; it waits up to 5 s for room). Idempotent."""
         if self._chan is None:
             return
         chan, self._chan = self._chan, None
         try:
-            if self.writable:
+            if self.writable and eof and not self._eof:
                 chan.send(b"", 5.0)
         except ChannelDestroyed:
             pass

@@ -21,9 +21,16 @@ What differs, by the nature of a runtime's process, each a [choice]:
 * `env` is merged over the environment (as for every process of the runtime: it needs its launch
   parameters); subprocess replaces it.
 * `executable` is the program run; its argv[0] is that program, not `args[0]`.
-* A program that cannot be started raises `ProcessStartFailed` (its text has the OS's reason).
+* A program that cannot be started raises the OSError subprocess raises (FileNotFoundError,
+  PermissionError...), from the runtime's ProcessStartFailed.
 * Writing to the stdin of a process that has exited raises BrokenPipeError once the pipe is full
-  (its input cannot be delivered); `communicate` drops that input, as subprocess does.
+  (its input cannot be delivered); `communicate` drops that input, as subprocess does. Closing
+  stdin gives the process its end of file, which needs room in the pipe: while it runs with its
+  pipe full, the close waits.
+* Closing stdout (or stderr) of a process that goes on writing does not stop it: there is no
+  SIGPIPE, and once its pipe is full it waits (so `wait()` would too). Read to the end, or
+  terminate it before closing.
+* The second positional parameter is `executable` (the spec's order), not subprocess's `bufsize`.
 * Also: `puid`, `proc_name` (a unique name), `policy`, `user`, `group`, `umask` as for `Process`.
 """
 
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -40,7 +48,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from dragon.client.pipes import PipeConnection
-from dragon.errors import ChannelFull, InvalidArgument
+from dragon.errors import ChannelFull, InvalidArgument, ProcessStartFailed
 from dragon.policy import Policy
 
 from .process import Process
@@ -112,13 +120,16 @@ class Popen:
             umask=umask,
             policy=policy,
         )
-        self._proc.start()
+        try:
+            self._proc.start()
+        except ProcessStartFailed as failed:
+            raise _as_os_error(failed, program) from failed
         self.returncode: int | None = None
         self.stdin: IO[Any] | None = None
         self.stdout: IO[Any] | None = None
         self.stderr: IO[Any] | None = None
         if (conn := self._proc.stdin_conn) is not None:
-            self.stdin = self._file(_StdinWriter(conn, self._exited), bufsize)
+            self.stdin = self._file(_StdinWriter(conn, self._proc), bufsize)
         if (conn := self._proc.stdout_conn) is not None:
             self.stdout = self._file(_OutputReader(conn), bufsize)
         if (conn := self._proc.stderr_conn) is not None:
@@ -127,18 +138,17 @@ class Popen:
 
     def _file(self, raw: io.RawIOBase, bufsize: int) -> IO[Any]:
         """A pipe's file object as subprocess makes it: unbuffered bytes with bufsize=0, else
-        buffered, and decoded in text mode (line-buffered stdin with bufsize=1)."""
-        if bufsize == 0 and not self.text_mode:
-            return raw  # type: ignore[return-value]
-        size = bufsize if bufsize > 1 else io.DEFAULT_BUFFER_SIZE
+        buffered; in text mode decoded over that, stdin written through (line-buffered with
+        bufsize=1)."""
         writing = raw.writable()
-        buffered = io.BufferedWriter(raw, size) if writing else io.BufferedReader(raw, size)
+        size = bufsize if bufsize > 1 else io.DEFAULT_BUFFER_SIZE
+        base: Any = raw if bufsize == 0 else io.BufferedWriter(raw, size) if writing else io.BufferedReader(raw, size)
         if not self.text_mode:
-            return buffered
-        return io.TextIOWrapper(buffered, self._encoding, self._errors, line_buffering=writing and bufsize == 1)
-
-    def _exited(self) -> bool:
-        return self.poll() is not None
+            return base  # type: ignore[no-any-return]
+        line_buffering = writing and bufsize == 1
+        return io.TextIOWrapper(
+            base, self._encoding, self._errors, line_buffering=line_buffering, write_through=writing
+        )
 
     @property
     def pid(self) -> int:
@@ -185,7 +195,7 @@ class Popen:
         if not self._communicating.finish(deadline):
             raise subprocess.TimeoutExpired(self.args, timeout or 0)
         self.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        return self._communicating.results()
+        return self._communicating.results()  # raises what a thread raised (TypeError, UnicodeDecodeError...)
 
     def send_signal(self, sig: int) -> None:
         """Send signal `sig` to the process; nothing once it has exited."""
@@ -206,12 +216,15 @@ class Popen:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        """As subprocess: close the pipes (stdin first: the end of its input), then wait."""
+        """As subprocess: close stdout and stderr, then stdin (the end of its input), then wait. A
+        stream that a `communicate` that timed out still reads is left to it (it closes it at the
+        end of file, which comes once the process has exited)."""
+        owned = self._communicating.streams() if self._communicating is not None else set()
         for stream in (self.stdout, self.stderr):
-            if stream is not None:
+            if stream is not None and id(stream) not in owned:
                 stream.close()
         try:
-            if self.stdin is not None:
+            if self.stdin is not None and id(self.stdin) not in owned:
                 self.stdin.close()
         except BrokenPipeError:
             pass
@@ -227,22 +240,31 @@ class _Communication:
     would wait on stdout), kept across calls that time out so that no output is lost."""
 
     def __init__(self, popen: Popen, input: bytes | str | None) -> None:
-        self._out: dict[str, Any] = {}
+        self._out: dict[str, Any] = {"stdout": None, "stderr": None}
+        self._errors: list[BaseException] = []
         self._threads: list[threading.Thread] = []
+        self._streams: set[int] = set()
         if popen.stdin is not None and not popen.stdin.closed:
-            self._start("stdin", _feeder(popen.stdin, input))
+            self._start("stdin", popen.stdin, _feeder(popen.stdin, input))
         for name, stream in (("stdout", popen.stdout), ("stderr", popen.stderr)):
-            self._out[name] = None
-            if stream is not None:
-                self._start(name, _reader(stream))
+            if stream is not None and not stream.closed:
+                self._start(name, stream, _reader(stream))
 
-    def _start(self, name: str, work: Callable[[], Any]) -> None:
+    def _start(self, name: str, stream: IO[Any], work: Callable[[], Any]) -> None:
         def run() -> None:
-            self._out[name] = work()
+            try:
+                self._out[name] = work()
+            except BaseException as exc:  # raised in the caller, by results()
+                self._errors.append(exc)
 
+        self._streams.add(id(stream))
         thread = threading.Thread(target=run, name=f"Popen.communicate {name}", daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def streams(self) -> set[int]:
+        """The ids of the streams its threads still use."""
+        return self._streams if any(t.is_alive() for t in self._threads) else set()
 
     def finish(self, deadline: float | None) -> bool:
         """Wait for the threads until `deadline` (None: no limit): whether they all ended."""
@@ -253,6 +275,8 @@ class _Communication:
         return True
 
     def results(self) -> tuple[Any, Any]:
+        if self._errors:
+            raise self._errors[0]
         return self._out["stdout"], self._out["stderr"]
 
 
@@ -261,9 +285,13 @@ def _feeder(stream: IO[Any], data: bytes | str | None) -> Callable[[], None]:
         try:
             if data:
                 stream.write(data)
-            stream.close()
         except BrokenPipeError:  # it exited without reading it all: the input is dropped (subprocess too)
             pass
+        finally:
+            try:
+                stream.close()  # its end of file, whatever happened
+            except BrokenPipeError:
+                pass
 
     return feed
 
@@ -306,8 +334,11 @@ class _StdinWriter(io.RawIOBase):
     """The raw stream of a process's stdin PIPE: BrokenPipeError once the process has exited and the
     pipe is full (what it was sent cannot be delivered)."""
 
-    def __init__(self, conn: PipeConnection, exited: Callable[[], bool]) -> None:
-        self._conn, self._exited = conn, exited
+    def __init__(self, conn: PipeConnection, proc: Process) -> None:
+        self._conn, self._proc = conn, proc  # the Process, not the Popen: no reference cycle
+
+    def _exited(self) -> bool:
+        return self._proc.join(0) is not None
 
     def writable(self) -> bool:
         return True
@@ -323,11 +354,20 @@ class _StdinWriter(io.RawIOBase):
                     raise BrokenPipeError(f"{self._conn.name}: the process has exited") from None
 
     def close(self) -> None:
+        """The end of file for the process: it needs room in the pipe, so this waits while the
+        process runs and its pipe is full (subprocess's close never waits: its pipe's end of file
+        takes no room); none is given to a process that has exited."""
         if not self.closed:
+            exited = False
             try:
-                self._conn.close()
-            except ChannelFull:
-                pass  # the process exited with its stdin full: there is no end of file to give it
+                while not (exited := self._exited()):
+                    try:
+                        self._conn.send_eof(_STUCK_CHECK_S)
+                        break
+                    except ChannelFull:
+                        continue
+            finally:
+                self._conn.close(eof=not exited)
         super().close()
 
 
@@ -349,4 +389,14 @@ def _stdio(stream: str, given: StdArg) -> int | str | None:
         "the runtime (Local Services starts it, maybe on another node); pass PIPE, DEVNULL"
         + (", STDOUT" if stream == "stderr" else "")
         + (", or a file path" if stream != "stdin" else "")
+        + " (to chain processes, copy from one's stdout to the other's stdin, or run the pipeline with shell=True)"
     )
+
+
+def _as_os_error(failed: ProcessStartFailed, program: str) -> Exception:
+    """The OSError subprocess raises for a program that cannot be started (FileNotFoundError,
+    PermissionError...), when Local Services' text names the errno; else the error itself."""
+    found = re.search(r"\[Errno (\d+)\] ([^:]*)", str(failed))
+    if found is None:
+        return failed
+    return OSError(int(found.group(1)), found.group(2), program)

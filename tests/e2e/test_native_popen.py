@@ -41,4 +41,14 @@ async def test_popen_behaves_as_subprocess_for_a_runtime_process(tmp_path: Path)
     assert e["file_object"][0] == e["descriptor"][0] == "InvalidArgument"
     assert "cannot be handed to a process of the runtime" in e["file_object"][1]
     assert e["empty"][0] == e["preexec"][0] == e["pass_fds"][0] == e["input_no_pipe"][0] == "InvalidArgument"
-    assert e["missing"][0] == "ProcessStartFailed" and "No such file or directory" in e["missing"][1]
+    assert e["missing"][0] == "FileNotFoundError" and "No such file or directory" in e["missing"][1]
+    assert e["missing_is_os_error"] is True and e["not_executable"][0] == "PermissionError"
+    assert r["read_after_exit"] == 200  # read after wait(): the pipe is copied past the exit
+    assert r["grandchild_holds_pipe"] == "early\nlate\n"  # the end of file comes when the pipe's last writer ends
+    assert r["eof_after_full_pipe"] == str(80 * 8192)
+    assert r["communicate_type_error"] == [
+        ["TypeError", r["communicate_type_error"][0][1]],
+        0,
+    ]  # stdin closed all the same
+    assert r["communicate_decode_error"] == "UnicodeDecodeError"
+    assert r["text_unbuffered"] == ["a\n"]

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from typing import Any
 
 from dragon.native import Popen, Process
@@ -17,6 +18,14 @@ def error(call: Any) -> list[str]:
     except Exception as exc:
         return [type(exc).__name__, str(exc)]
     return ["none", ""]
+
+
+def _raised(call: Any) -> BaseException | None:
+    try:
+        call()
+    except BaseException as exc:
+        return exc
+    return None
 
 
 def text(data: bytes | None) -> str | None:
@@ -78,13 +87,40 @@ if __name__ == "__main__":
     r["to_file"] = open("out.txt").read()
     p = Popen(["ignored-name", "-c", "print(7)"], executable=sys.executable, stdout=PIPE)
     r["executable"] = text(p.communicate()[0])
+    lines = "import sys, time\nfor i in range(200):\n    print(i, flush=True)\n    time.sleep(0.002)"
+    p = Popen([sys.executable, "-c", lines], stdout=PIPE)
+    p.wait()  # more pieces than its pipe holds are still on their way: nothing of them is lost
+    r["read_after_exit"] = len(p.stdout.readlines())  # type: ignore[union-attr]
+    p = Popen("(sleep 1; echo late) & echo early", shell=True, stdout=PIPE)
+    r["grandchild_holds_pipe"] = text(p.communicate(timeout=60)[0])
+    p = Popen(["sh", "-c", "sleep 1; wc -c"], stdin=PIPE, stdout=PIPE, bufsize=0)
+    for _ in range(80):  # more than its pipe holds: the end of file waits for room
+        p.stdin.write(b"x" * 8192)  # type: ignore[union-attr]
+    p.stdin.close()  # type: ignore[union-attr]
+    r["eof_after_full_pipe"] = text(p.communicate(timeout=60)[0]).strip()  # type: ignore[union-attr]
+    p = Popen(["cat"], stdin=PIPE, stdout=PIPE)
+    r["communicate_type_error"] = [error(lambda: p.communicate("text in binary mode")), p.wait(60)]
+    p = Popen(["printf", "ok\\377"], stdout=PIPE, text=True)
+    r["communicate_decode_error"] = error(p.communicate)[0]
+    p = Popen(["cat"], stdin=PIPE, stdout=PIPE, text=True, bufsize=0)
+    p.stdin.write("a\n")  # type: ignore[union-attr]  # text with bufsize=0: written through, no flush
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(p.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(30)
+    p.kill()
+    r["text_unbuffered"] = got
+    with open("not-executable", "w") as f:
+        f.write("echo no")
     r["errors"] = {
+        "not_executable": error(lambda: Popen([os.path.abspath("not-executable")])),
         "file_object": error(lambda: Popen(["true"], stdout=sys.stdout)),
         "descriptor": error(lambda: Popen(["true"], stdin=0)),
         "empty": error(lambda: Popen([])),
         "preexec": error(lambda: Popen(["true"], preexec_fn=print)),
         "pass_fds": error(lambda: Popen(["true"], pass_fds=[3])),
         "missing": error(lambda: Popen(["/nonexistent/program"])),
+        "missing_is_os_error": isinstance(_raised(lambda: Popen(["/nonexistent/program"])), OSError),
         "input_no_pipe": error(lambda: Popen(["true"]).communicate(b"x")),
     }
     print(json.dumps(r))
