@@ -76,8 +76,11 @@ async def test_stop_signals_and_kills_and_exits_the_group_caused_are_no_errors(t
     assert s["bad_patience"][0] == "InvalidArgument"
     print(f"stop(patience=0.5) of processes deaf to SIGINT and SIGTERM: {s['seconds']:.2f} s")
     sent, joined, codes, bad = r["signalled"]
-    assert (sent, codes) == (NONE, [7, 7])
+    assert sent == NONE
     assert joined[0] == "DragonUserCodeError"  # SIGUSR1 handled, exit 7 later: not the group's doing
+    # the first exit 7 stops the other, unless it exited 7 too (its SIGINT: a KeyboardInterrupt, or the
+    # signal's default while its SIGUSR1 handler ran)
+    assert 7 in codes and len(codes) == 2 and set(codes) <= {7, 1, -signal.SIGINT}, codes
     assert bad[0] == "DragonProcessGroupSignalError" and "12345 is not a signal" in bad[1]
     assert r["killed_by_signal"] == [NONE, [-signal.SIGUSR1] * 2]  # a signal that kills is
     # terminate and kill stop the restarting first
