@@ -68,7 +68,9 @@ class Popen:
 
     Raises:
       InvalidArgument: an argument that cannot be used here (the text says what to pass instead).
-      ProcessStartFailed: the program could not be started.
+      OSError: the program could not be started (FileNotFoundError, PermissionError...: as
+        subprocess), from the runtime's ProcessStartFailed, which is raised itself when its text
+        names no errno.
     """
 
     def __init__(
